@@ -1,0 +1,33 @@
+# The two commands of README.md:
+#   make run   installs Ferry in .venv and opens it on the local sandbox
+#   make test  installs Ferry with its test tools in .venv and runs every check
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test install install-test bench screenshots
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+
+run: install
+	$(BIN)/ferry sandbox --open
+
+test: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy desktop_app
+	QT_QPA_PLATFORM=offscreen $(BIN)/pytest
+
+bench: install-test
+	$(BIN)/python bench/run.py
+
+screenshots: install-test
+	QT_QPA_PLATFORM=offscreen $(BIN)/python tools/screenshots.py

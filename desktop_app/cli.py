@@ -1,0 +1,508 @@
+"""The ``ferry`` command: thin over :class:`desktop_app.core.app.Ferry`.
+
+``--json`` prints exactly one JSON document on stdout and nothing else there;
+progress and logs go to stderr. Exit status: 0 when everything asked for
+succeeded (a recognised duplicate counts as success), 1 when some file or
+check failed, 2 on a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import getpass
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from desktop_app import __version__
+from desktop_app.core.app import Environment, Ferry, diagnose_profile, start_sandbox
+from desktop_app.core.catalog import FileQuery, FileRecord
+from desktop_app.core.catalog_schema import FileStatus
+from desktop_app.core.config import MIB, Profile
+from desktop_app.core.errors import FerryError
+from desktop_app.core.events import EngineEvent, TransferProgress
+from desktop_app.core.journal import TransferRecord, TransferState
+from desktop_app.core.keys import SecretKind, SecretStore
+from desktop_app.core.logs import configure_logging
+from desktop_app.core.paths import FerryPaths
+
+log = logging.getLogger("ferry")
+EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+SUCCESS_STATES = (TransferState.DONE, TransferState.DUPLICATE)
+
+
+def _environment() -> Environment:
+    return Environment(FerryPaths.from_environment(os.environ), os.environ, SecretStore())
+
+
+def _emit(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def transfer_json(record: TransferRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "source": record.source_path,
+        "bucket": record.bucket,
+        "key": record.key,
+        "size": record.size,
+        "sha256": record.sha256,
+        "state": record.state.value,
+        "paused": record.paused,
+        "attempts": record.attempts,
+        "duplicate_of": record.duplicate_of,
+        "error": dataclasses.asdict(record.error) if record.error else None,
+        "retry_at": record.retry_at.isoformat() if record.retry_at else None,
+    }
+
+
+def _summary(records: Sequence[TransferRecord]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record.state.value] = counts.get(record.state.value, 0) + 1
+    return {
+        "total": len(records),
+        "by_state": counts,
+        "bytes": sum(r.size for r in records if r.state is TransferState.DONE),
+        "ok": all(r.state in SUCCESS_STATES for r in records),
+    }
+
+
+def _report_transfers(records: Sequence[TransferRecord], as_json: bool) -> int:
+    if as_json:
+        _emit({"transfers": [transfer_json(r) for r in records], "summary": _summary(records)})
+    else:
+        for record in records:
+            line = f"{record.id:>5}  {record.state.value:<11} {record.key or record.source_path}"
+            if record.state is TransferState.DUPLICATE:
+                line += f"  (already stored as {record.duplicate_of})"
+            print(line)
+            if record.error is not None:
+                print(f"       {record.error.title}: {record.error.message}")
+        if not records:
+            print("No transfers.")
+    return EXIT_OK if all(r.state in SUCCESS_STATES for r in records) else EXIT_FAILED
+
+
+class _ProgressLine:
+    """A one-line progress display on stderr, only when stderr is a terminal."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self._done: dict[int, int] = {}
+        self._total: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, event: EngineEvent) -> None:
+        if not self.enabled or not isinstance(event, TransferProgress):
+            return
+        with self._lock:
+            self._done[event.transfer_id] = event.bytes_done
+            self._total[event.transfer_id] = event.bytes_total
+            done, total = sum(self._done.values()), sum(self._total.values())
+        sys.stderr.write(f"\r{done / MIB:10.1f} / {total / MIB:.1f} MiB ")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.enabled and self._done:
+            sys.stderr.write("\n")
+
+
+def _with_ferry(args: argparse.Namespace, work: Callable[[Ferry], int]) -> int:
+    ferry = Ferry.open(_environment(), args.profile)
+    progress = _ProgressLine()
+    unsubscribe = ferry.bus.subscribe(progress)
+    try:
+        return work(ferry)
+    finally:
+        unsubscribe()
+        progress.finish()
+        ferry.close()
+
+
+# -- commands ---------------------------------------------------------------
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    return _with_ferry(
+        args, lambda f: _report_transfers(f.upload(args.paths, args.prefix), args.json)
+    )
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    return _with_ferry(args, lambda f: _report_transfers(f.resume(), args.json))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    def work(ferry: Ferry) -> int:
+        records = ferry.transfers()
+        if not args.all:
+            records = [r for r in records if not r.state.finished] or records[-20:]
+        _report_transfers(records, args.json)
+        return EXIT_OK
+
+    return _with_ferry(args, work)
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    if not args.ids and not args.failed:
+        raise FerryError("Say which transfers to retry: IDs, or --failed for all failed ones.")
+    ids = None if args.failed else args.ids
+    return _with_ferry(args, lambda f: _report_transfers(f.retry(ids), args.json))
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    def work(ferry: Ferry) -> int:
+        records = ferry.cancel(args.ids)
+        _report_transfers(records, args.json)
+        return EXIT_OK if all(r.state.finished for r in records) else EXIT_FAILED
+
+    return _with_ferry(args, work)
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    def work(ferry: Ferry) -> int:
+        ids = args.ids or None
+        count = ferry.pause(ids) if args.command == "pause" else ferry.unpause(ids)
+        _say(f"{count} transfer(s) {'paused' if args.command == 'pause' else 'unpaused'}.")
+        return EXIT_OK
+
+    return _with_ferry(args, work)
+
+
+def _file_json(record: FileRecord) -> dict[str, Any]:
+    data = dataclasses.asdict(record)
+    data["status"] = record.status.value
+    for name in ("created_at", "uploaded_at", "deleted_at"):
+        value = data[name]
+        data[name] = value.isoformat() if isinstance(value, datetime) else None
+    return data
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    def work(ferry: Ferry) -> int:
+        results: list[dict[str, Any]] = []
+        failed = False
+        for key in args.keys:
+            try:
+                outcome = ferry.delete(key)
+            except FerryError as exc:
+                failed = True
+                results.append({"key": key, "deleted": False, "error": exc.message})
+                if not args.json:
+                    _say(f"{key}: {exc.message}")
+                continue
+            failed = failed or not outcome.object_deleted
+            results.append(
+                {
+                    "key": key,
+                    "deleted": True,
+                    "object_deleted": outcome.object_deleted,
+                    "error": outcome.error,
+                }
+            )
+            if not args.json:
+                if outcome.object_deleted:
+                    print(f"deleted {key}")
+                else:
+                    print(
+                        f"{key}: removed from the catalog, but the object could not be deleted "
+                        f"({outcome.error}); `ferry check` will offer to remove it."
+                    )
+        if args.json:
+            _emit({"deleted": results})
+        return EXIT_FAILED if failed else EXIT_OK
+
+    return _with_ferry(args, work)
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    def work(ferry: Ferry) -> int:
+        query = FileQuery(
+            prefix=args.prefix,
+            status=FileStatus(args.status) if args.status else None,
+            owner=args.owner,
+            name_contains=args.name,
+            limit=args.limit,
+        )
+        rows = ferry.files(query)
+        if args.json:
+            _emit({"files": [_file_json(r) for r in rows]})
+        else:
+            for row in rows:
+                print(f"{row.status.value:<8} {row.size:>14,}  {row.sha256[:12]}  {row.key}")
+            if not rows:
+                print("No files.")
+        return EXIT_OK
+
+    return _with_ferry(args, work)
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    env = _environment()
+    server, state, profile = start_sandbox(env)
+    _say(
+        f"Local sandbox running at {state.endpoint_url} (bucket {profile.bucket!r}, "
+        f"data in {env.paths.sandbox_dir}). Profile {profile.name!r} is ready."
+    )
+    try:
+        if args.open:
+            from desktop_app.gui.app import run_gui
+
+            return run_gui(env, profile.name)
+        if not server.owned:
+            _say("It was already running (started by another Ferry); nothing more to do.")
+            return EXIT_OK
+        _say("Press Ctrl-C to stop it.")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+        return EXIT_OK
+    finally:
+        server.stop()
+
+
+def _read_secret(label: str, from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():
+        raise FerryError(f"No terminal to ask for the {label}; pass it on stdin with --*-stdin.")
+    return getpass.getpass(f"{label}: ")
+
+
+def cmd_profile_add(args: argparse.Namespace) -> int:
+    env = _environment()
+    store = env.profiles
+    values: dict[str, Any] = {
+        "name": args.name,
+        "bucket": args.bucket,
+        "catalog_url": args.catalog_url or env.paths.default_catalog_url(args.name),
+        "endpoint_url": args.endpoint_url,
+        "region": args.region,
+        "prefix": args.prefix,
+        "access_key_id": args.access_key_id,
+    }
+    if args.owner:
+        values["owner"] = args.owner
+    if args.part_size_mib:
+        values["part_size"] = args.part_size_mib * MIB
+    if args.concurrency:
+        values["concurrency"] = args.concurrency
+    profile = Profile(**values)
+    profile.validate()
+    secret = None
+    if args.access_key_id and (args.secret_stdin or sys.stdin.isatty()):
+        secret = _read_secret("S3 secret access key", args.secret_stdin)
+    password = None
+    if args.catalog_password_stdin:
+        password = _read_secret("catalog password", True)
+    if secret:
+        env.secrets.set(profile.name, SecretKind.S3_SECRET_KEY, secret)
+    if password:
+        env.secrets.set(profile.name, SecretKind.CATALOG_PASSWORD, password)
+    store.save(profile, make_default=args.default)
+    where = "the keyring" if secret else "AWS variables or credential files (none stored)"
+    _say(f"Profile {profile.name!r} saved in {store.path}; its secret comes from {where}.")
+    return EXIT_OK
+
+
+def _profile_json(profile: Profile) -> dict[str, Any]:
+    return {"name": profile.name, **profile.to_toml_table()}
+
+
+def cmd_profile_list(args: argparse.Namespace) -> int:
+    store = _environment().profiles
+    profiles = store.profiles()
+    default = store.default_name()
+    if args.json:
+        _emit({"default": default, "profiles": [_profile_json(p) for p in profiles]})
+        return EXIT_OK
+    for profile in profiles:
+        mark = "*" if profile.name == default else " "
+        print(f"{mark} {profile.name:<16} {profile.endpoint_url or 'AWS S3'}  {profile.bucket}")
+    if not profiles:
+        print("No profiles. Run `ferry sandbox` or `ferry profile add`.")
+    return EXIT_OK
+
+
+def cmd_profile_show(args: argparse.Namespace) -> int:
+    env = _environment()
+    profile = env.profiles.get(args.name).with_env_overrides(env.environ)
+    if args.json:
+        _emit(_profile_json(profile))
+    else:
+        for key, value in _profile_json(profile).items():
+            print(f"{key:<18} {value}")
+    return EXIT_OK
+
+
+def cmd_profile_remove(args: argparse.Namespace) -> int:
+    env = _environment()
+    env.profiles.remove(args.name)
+    for kind in SecretKind:
+        env.secrets.delete(args.name, kind)
+    _say(f"Profile {args.name!r} removed (its secrets too).")
+    return EXIT_OK
+
+
+def cmd_profile_test(args: argparse.Namespace) -> int:
+    env = _environment()
+    profile = env.profiles.get(args.name).with_env_overrides(env.environ)
+    results = diagnose_profile(env, profile)
+    ok = all(r.ok for r in results)
+    if args.json:
+        _emit(
+            {"profile": profile.name, "ok": ok, "checks": [dataclasses.asdict(r) for r in results]}
+        )
+    else:
+        for result in results:
+            print(f"{'ok ' if result.ok else 'FAIL'} {result.name:<12} {result.detail}")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def cmd_catalog_upgrade(args: argparse.Namespace) -> int:
+    from desktop_app.core.catalog import open_catalog
+    from desktop_app.core.keys import catalog_password
+
+    env = _environment()
+    profile = env.profiles.get(args.profile).with_env_overrides(env.environ)
+    password = catalog_password(profile, env.secrets, env.environ)
+    open_catalog(profile.catalog_url, owner=profile.owner, password=password).close()
+    _say("The catalog schema is up to date.")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ferry", description="Put files into an S3-compatible bucket, verified."
+    )
+    parser.add_argument("--version", action="version", version=f"ferry {__version__}")
+    parser.add_argument("--profile", help="profile to use (default: the default profile)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more on stderr")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], text: str) -> Any:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def json_flag(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+    sub = add("upload", cmd_upload, "upload files and folders, and wait until done")
+    sub.add_argument("paths", nargs="+", metavar="PATH")
+    sub.add_argument("--prefix", help="key prefix (default: the profile's)")
+    json_flag(sub)
+    json_flag(add("resume", cmd_resume, "finish what the journal holds"))
+    sub = add("status", cmd_status, "show transfers")
+    sub.add_argument("--all", action="store_true", help="include finished transfers")
+    json_flag(sub)
+    sub = add("retry", cmd_retry, "retry failed transfers")
+    sub.add_argument("ids", nargs="*", type=int, metavar="ID")
+    sub.add_argument("--failed", action="store_true", help="retry every failed transfer")
+    json_flag(sub)
+    sub = add("cancel", cmd_cancel, "cancel transfers (aborts their uploads)")
+    sub.add_argument("ids", nargs="+", type=int, metavar="ID")
+    json_flag(sub)
+    for name, text in (("pause", "pause transfers"), ("unpause", "let paused transfers go on")):
+        sub = add(name, cmd_pause, text)
+        sub.add_argument("ids", nargs="*", type=int, metavar="ID")
+    sub = add("delete", cmd_delete, "delete files: catalog first, then the object")
+    sub.add_argument("keys", nargs="+", metavar="KEY")
+    json_flag(sub)
+    sub = add("ls", cmd_ls, "list files from the catalog")
+    sub.add_argument("--prefix")
+    sub.add_argument("--status", choices=[s.value for s in FileStatus])
+    sub.add_argument("--owner")
+    sub.add_argument("--name", help="part of the original file name")
+    sub.add_argument("--limit", type=int, default=1000)
+    json_flag(sub)
+    sub = add("sandbox", cmd_sandbox, "start the local S3 sandbox and write the 'local' profile")
+    sub.add_argument("--open", action="store_true", help="open the window on it")
+
+    sub = add("profile", lambda _a: EXIT_ERROR, "manage profiles")
+    profile_commands = sub.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
+    p_add = profile_commands.add_parser("add", help="add or replace a profile")
+    p_add.set_defaults(handler=cmd_profile_add)
+    p_add.add_argument("name")
+    p_add.add_argument("--bucket", required=True)
+    p_add.add_argument("--endpoint-url", help="omit for AWS S3")
+    p_add.add_argument("--region", default="us-east-1")
+    p_add.add_argument("--prefix", default="")
+    p_add.add_argument("--catalog-url", help="default: an SQLite file in the data dir")
+    p_add.add_argument("--access-key-id")
+    p_add.add_argument("--owner", help="owner name on an SQLite catalog")
+    p_add.add_argument("--part-size-mib", type=int)
+    p_add.add_argument("--concurrency", type=int)
+    p_add.add_argument("--secret-stdin", action="store_true", help="read the S3 secret from stdin")
+    p_add.add_argument(
+        "--catalog-password-stdin", action="store_true", help="read the catalog password from stdin"
+    )
+    p_add.add_argument("--default", action="store_true", help="make it the default profile")
+    p_list = profile_commands.add_parser("list", help="list profiles")
+    p_list.set_defaults(handler=cmd_profile_list)
+    json_flag(p_list)
+    for name, handler, text in (
+        ("show", cmd_profile_show, "show a profile (no secrets)"),
+        ("remove", cmd_profile_remove, "remove a profile and its secrets"),
+        ("test", cmd_profile_test, "check bucket, credentials and catalog"),
+    ):
+        sub = profile_commands.add_parser(name, help=text)
+        sub.set_defaults(handler=handler)
+        sub.add_argument("name", nargs="?" if name != "remove" else None)
+        if name != "remove":
+            json_flag(sub)
+
+    sub = add("catalog", lambda _a: EXIT_ERROR, "catalog administration")
+    catalog_commands = sub.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
+    c_up = catalog_commands.add_parser("upgrade", help="bring the catalog schema up to date")
+    c_up.set_defaults(handler=cmd_catalog_upgrade)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    paths = FerryPaths.from_environment(os.environ)
+    try:
+        configure_logging(
+            paths.log_file, stderr_level=logging.INFO if args.verbose else logging.WARNING
+        )
+    except OSError as exc:
+        _say(f"ferry: cannot write logs to {paths.log_dir}: {exc.strerror}")
+    if args.command is None:
+        from desktop_app.gui.app import run_gui
+
+        return run_gui(_environment(), args.profile)
+    try:
+        result: int = args.handler(args)
+        return result
+    except FerryError as exc:
+        _say(f"ferry: {exc.title}: {exc.message}")
+        log.debug("Command failed", exc_info=True)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _say("ferry: interrupted; unfinished transfers resume with `ferry resume`.")
+        return 130
+
+
+def main_gui() -> int:
+    from desktop_app.gui.app import run_gui
+
+    return run_gui(_environment(), None)

@@ -1,0 +1,1 @@
+"""Ferry's engine: journal, catalog, storage, transfers. Never imports Qt."""

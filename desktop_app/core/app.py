@@ -1,0 +1,276 @@
+"""The Ferry application object: one facade over journal, catalog, storage, engine.
+
+The CLI and the window are thin over :class:`Ferry`; they never touch the
+modules behind it directly. Everything it needs (paths, environment, keyring)
+is passed in. A profile marked ``sandbox`` gets its local server started (or
+reused) when Ferry opens and stopped when Ferry closes, if this Ferry started it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from desktop_app.core.catalog import (
+    CatalogService,
+    DeleteOutcome,
+    FileQuery,
+    FileRecord,
+    open_catalog,
+)
+from desktop_app.core.config import DEFAULT_PROFILE_NAME, Profile, ProfileStore
+from desktop_app.core.engine import EngineOptions, TransferEngine
+from desktop_app.core.errors import FerryError, StorageError
+from desktop_app.core.events import EventBus
+from desktop_app.core.journal import Journal, TransferRecord, TransferState
+from desktop_app.core.keys import (
+    CredentialSource,
+    SecretStore,
+    catalog_password,
+    require_s3_credentials,
+    resolve_s3_credentials,
+)
+from desktop_app.core.logs import REDACTOR
+from desktop_app.core.paths import FerryPaths
+from desktop_app.core.sandbox import SANDBOX_BUCKET, SandboxServer, SandboxState, find_weed
+from desktop_app.core.storage import S3Storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What Ferry reads from the outside world, gathered in one place and passed in."""
+
+    paths: FerryPaths
+    environ: Mapping[str, str]
+    secrets: SecretStore
+
+    @property
+    def profiles(self) -> ProfileStore:
+        return ProfileStore(self.paths.profiles_file)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+
+
+def start_sandbox(env: Environment) -> tuple[SandboxServer, SandboxState, Profile]:
+    """Start (or reuse) the sandbox server and write the "local" profile for it."""
+    env.paths.ensure()
+    server = SandboxServer(env.paths.sandbox_dir, find_weed(env.environ))
+    state = server.start()
+    store = env.profiles
+    try:
+        existing = store.get(DEFAULT_PROFILE_NAME)
+    except FerryError:
+        existing = None
+    profile = Profile(
+        name=DEFAULT_PROFILE_NAME,
+        bucket=SANDBOX_BUCKET,
+        catalog_url=env.paths.default_catalog_url(DEFAULT_PROFILE_NAME),
+        endpoint_url=state.endpoint_url,
+        sandbox=True,
+    )
+    if existing is not None and existing.sandbox:
+        profile = dataclasses.replace(existing, endpoint_url=state.endpoint_url)
+    if existing is None or existing != profile:
+        if existing is not None and not existing.sandbox:
+            server.stop()
+            raise FerryError(
+                f"A profile named {DEFAULT_PROFILE_NAME!r} exists and is not the sandbox; "
+                "remove or rename it first (`ferry profile remove local`).",
+                title="Profile name taken",
+            )
+        store.save(profile, make_default=existing is None)
+    storage = S3Storage.connect(profile, resolve_s3_credentials(profile, env.secrets, env.environ))
+    try:
+        storage.create_bucket_if_missing()
+    except StorageError:
+        server.stop()
+        raise
+    return server, state, profile
+
+
+class Ferry:
+    """One open profile: upload, resume, inspect, retry, cancel, delete, list."""
+
+    def __init__(
+        self,
+        *,
+        profile: Profile,
+        env: Environment,
+        storage: S3Storage,
+        catalog: CatalogService,
+        journal: Journal,
+        bus: EventBus,
+        credential_source: CredentialSource,
+        sandbox: SandboxServer | None = None,
+    ) -> None:
+        self.profile = profile
+        self.env = env
+        self.storage = storage
+        self.catalog = catalog
+        self.journal = journal
+        self.bus = bus
+        self.credential_source = credential_source
+        self._sandbox = sandbox
+        self.engine = TransferEngine(
+            journal=journal,
+            storage=storage,
+            catalog=catalog,
+            profile_name=profile.name,
+            options=EngineOptions(
+                part_size=profile.part_size,
+                concurrency=profile.concurrency,
+                memory_budget=profile.memory_budget,
+                bandwidth_limit=profile.bandwidth_limit,
+            ),
+            bus=bus,
+        )
+
+    @classmethod
+    def open(cls, env: Environment, profile_name: str | None = None) -> Ferry:
+        profile = env.profiles.get(profile_name).with_env_overrides(env.environ)
+        env.paths.ensure()
+        sandbox: SandboxServer | None = None
+        if profile.sandbox:
+            sandbox, _state, profile = start_sandbox(env)
+            profile = profile.with_env_overrides(env.environ)
+        opened: list[object] = []
+        try:
+            credentials = require_s3_credentials(profile, env.secrets, env.environ)
+            REDACTOR.add_secret(credentials.secret_access_key)
+            log.info("Profile %s: S3 credentials from %s", profile.name, credentials.source.value)
+            storage = S3Storage.connect(
+                profile, credentials, max_connections=profile.concurrency + 4
+            )
+            password = catalog_password(profile, env.secrets, env.environ)
+            REDACTOR.add_secret(password)
+            catalog = open_catalog(profile.catalog_url, owner=profile.owner, password=password)
+            opened.append(catalog)
+            journal = Journal(env.paths.journal_file)
+        except BaseException:
+            for thing in opened:
+                if isinstance(thing, CatalogService):
+                    thing.close()
+            if sandbox is not None:
+                sandbox.stop()
+            raise
+        return cls(
+            profile=profile,
+            env=env,
+            storage=storage,
+            catalog=catalog,
+            journal=journal,
+            bus=EventBus(),
+            credential_source=credentials.source,
+            sandbox=sandbox,
+        )
+
+    def close(self) -> None:
+        self.engine.close()
+        self.journal.close()
+        self.catalog.close()
+        if self._sandbox is not None:
+            self._sandbox.stop()
+
+    def __enter__(self) -> Ferry:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- transfers ------------------------------------------------------------
+
+    def queue(self, paths: Iterable[Path | str], prefix: str | None = None) -> list[TransferRecord]:
+        key_prefix = self.profile.prefix if prefix is None else prefix
+        return self.engine.enqueue(paths, key_prefix)
+
+    def upload(
+        self, paths: Iterable[Path | str], prefix: str | None = None
+    ) -> list[TransferRecord]:
+        """Queue the paths and run those transfers until each is done or failed."""
+        queued = self.queue(paths, prefix)
+        self.engine.run([r.id for r in queued])
+        return [self.journal.get(r.id) for r in queued]
+
+    def resume(self) -> list[TransferRecord]:
+        """Finish every unfinished, unpaused transfer the journal holds."""
+        return self.engine.run()
+
+    def transfers(self, states: Iterable[TransferState] | None = None) -> list[TransferRecord]:
+        return self.journal.all(states)
+
+    def retry(self, transfer_ids: Iterable[int] | None = None) -> list[TransferRecord]:
+        retried = self.engine.retry(transfer_ids)
+        self.engine.run([r.id for r in retried])
+        return [self.journal.get(r.id) for r in retried]
+
+    def cancel(self, transfer_ids: Iterable[int]) -> list[TransferRecord]:
+        return self.engine.cancel(transfer_ids)
+
+    def pause(self, transfer_ids: Iterable[int] | None = None) -> int:
+        return self.engine.pause(transfer_ids)
+
+    def unpause(self, transfer_ids: Iterable[int] | None = None) -> int:
+        return self.engine.unpause(transfer_ids)
+
+    # -- catalog ----------------------------------------------------------------
+
+    def delete(self, key: str) -> DeleteOutcome:
+        """Invariant 2: the row is marked deleted (committed) before the object goes."""
+        return self.catalog.delete(self.profile.bucket, key, self.storage.delete_object)
+
+    def files(self, query: FileQuery) -> list[FileRecord]:
+        return self.catalog.search(dataclasses.replace(query, bucket=self.profile.bucket))
+
+
+def diagnose_profile(env: Environment, profile: Profile) -> list[CheckResult]:
+    """Check, one by one, what a profile needs; each result says what is wrong."""
+    results: list[CheckResult] = []
+    sandbox: SandboxServer | None = None
+    try:
+        if profile.sandbox:
+            try:
+                sandbox, _state, profile = start_sandbox(env)
+                results.append(CheckResult("sandbox", True, f"running at {profile.endpoint_url}"))
+            except FerryError as exc:
+                results.append(CheckResult("sandbox", False, exc.message))
+                return results
+        try:
+            credentials = require_s3_credentials(profile, env.secrets, env.environ)
+            REDACTOR.add_secret(credentials.secret_access_key)
+            results.append(CheckResult("credentials", True, f"found in {credentials.source.value}"))
+        except FerryError as exc:
+            results.append(CheckResult("credentials", False, exc.message))
+            return results
+        storage = S3Storage.connect(profile, credentials)
+        try:
+            storage.check_bucket()
+            results.append(CheckResult("bucket", True, f"{profile.bucket} is reachable"))
+            storage.probe_write(profile.prefix)
+            results.append(CheckResult("write", True, "a test object was written and deleted"))
+        except StorageError as exc:
+            results.append(CheckResult("bucket", False, exc.message))
+        try:
+            password = catalog_password(profile, env.secrets, env.environ)
+            REDACTOR.add_secret(password)
+            catalog = open_catalog(profile.catalog_url, owner=profile.owner, password=password)
+            try:
+                catalog.ping()
+            finally:
+                catalog.close()
+            results.append(CheckResult("catalog", True, "reachable and up to date"))
+        except FerryError as exc:
+            results.append(CheckResult("catalog", False, exc.message))
+        return results
+    finally:
+        if sandbox is not None:
+            sandbox.stop()

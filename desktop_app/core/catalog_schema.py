@@ -1,0 +1,135 @@
+"""The catalog's tables: files, audit log, outbox.
+
+Invariants the database itself enforces (partial unique indexes, identical on
+SQLite and PostgreSQL): one live (not deleted) row per (bucket, key); one live
+row per (owner, sha256). Deleted rows keep their history and never block a
+re-upload. Keys compare in byte order: SQLite's default BINARY collation,
+PostgreSQL ``COLLATE "C"``, the order in which S3 lists them.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class FileStatus(enum.Enum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    DELETED = "deleted"
+    MISSING = "missing"
+
+
+class OutboxEventType(enum.Enum):
+    FILE_UPLOADED = "file.uploaded"
+    FILE_DELETED = "file.deleted"
+    FILE_REPAIRED = "file.repaired"
+
+
+class AuditAction(enum.Enum):
+    RESERVE = "reserve"
+    ACTIVATE = "activate"
+    RELEASE = "release"
+    DELETE = "delete"
+    DELETE_OBJECT_FAILED = "delete_object_failed"
+    MARK_MISSING = "mark_missing"
+    REPAIR = "repair"
+
+
+LIVE = text("status <> 'deleted'")
+# BigInteger ids autoincrement on PostgreSQL; SQLite only does so for INTEGER.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+ObjectKey = String(1024).with_variant(String(1024, collation="C"), "postgresql")
+Timestamp = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON}
+
+
+class FileRow(Base):
+    __tablename__ = "files"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    bucket: Mapped[str] = mapped_column(String(63))
+    key: Mapped[str] = mapped_column(ObjectKey)
+    owner: Mapped[str] = mapped_column(String(128))
+    original_name: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    etag: Mapped[str | None] = mapped_column(String(80))
+    content_type: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    uploaded_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    deleted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    deleted_by: Mapped[str | None] = mapped_column(String(128))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index(
+            "uq_files_live_bucket_key",
+            "bucket",
+            "key",
+            unique=True,
+            sqlite_where=LIVE,
+            postgresql_where=LIVE,
+        ),
+        Index(
+            "uq_files_live_owner_sha256",
+            "owner",
+            "sha256",
+            unique=True,
+            sqlite_where=LIVE,
+            postgresql_where=LIVE,
+        ),
+        Index("ix_files_bucket_key_all", "bucket", "key"),
+        Index("ix_files_owner_status", "owner", "status"),
+    )
+
+
+class AuditRow(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    file_id: Mapped[int | None] = mapped_column(BigInteger)
+    bucket: Mapped[str] = mapped_column(String(63))
+    key: Mapped[str] = mapped_column(ObjectKey)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class OutboxRow(Base):
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    event_type: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    published_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (Index("ix_outbox_unpublished", "published_at", "id"),)

@@ -1,0 +1,244 @@
+"""Profiles: which bucket, which catalog, how to send.
+
+A profile names an S3 endpoint, region, bucket, key prefix and catalog URL plus
+tuning (part size, concurrency). Profiles live in one TOML file that never
+holds a secret: a catalog URL with a password in it is refused, and secrets go
+to :mod:`desktop_app.core.keys`. Environment overrides (``FERRY_ENDPOINT_URL``,
+``FERRY_BUCKET``, ``FERRY_PREFIX``, ``FERRY_CATALOG_URL``) apply on top of the
+stored profile and are never written back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import tomli_w
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from desktop_app.core.errors import ConfigError, ProfileNotFoundError
+
+MIB = 1024 * 1024
+DEFAULT_PART_SIZE = 16 * MIB
+MIN_PART_SIZE = 5 * MIB
+MAX_PART_SIZE = 5 * 1024 * MIB
+DEFAULT_PROFILE_NAME = "local"
+_PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+ENV_OVERRIDES: Mapping[str, str] = {
+    "FERRY_ENDPOINT_URL": "endpoint_url",
+    "FERRY_BUCKET": "bucket",
+    "FERRY_PREFIX": "prefix",
+    "FERRY_CATALOG_URL": "catalog_url",
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One destination: a bucket on an endpoint plus the catalog beside it."""
+
+    name: str
+    bucket: str
+    catalog_url: str
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    prefix: str = ""
+    access_key_id: str | None = None
+    owner: str = field(default_factory=getpass.getuser)
+    part_size: int = DEFAULT_PART_SIZE
+    concurrency: int = 8
+    memory_budget: int = 128 * MIB
+    bandwidth_limit: int = 0  # bytes per second shared by all transfers; 0 = none
+    check_interval: int = 0  # seconds between periodic checks; 0 = off
+    grace_seconds: int = 24 * 3600
+    retention_seconds: int = 0
+    sandbox: bool = False
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first field that is wrong."""
+        where = f"profile {self.name!r}"
+        if not _PROFILE_NAME.match(self.name):
+            raise ConfigError(
+                f"{where}: a profile name uses letters, digits, '.', '_' or '-' (at most 64)."
+            )
+        if not _BUCKET_NAME.match(self.bucket) or ".." in self.bucket:
+            raise ConfigError(
+                f"{where}: {self.bucket!r} is not a valid bucket name "
+                "(3-63 lowercase letters, digits, '.' or '-')."
+            )
+        if self.endpoint_url is not None:
+            parts = urlsplit(self.endpoint_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(
+                    f"{where}: endpoint {self.endpoint_url!r} must look like https://host[:port]."
+                )
+            if parts.username or parts.password:
+                raise ConfigError(
+                    f"{where}: put no credentials in the endpoint URL; "
+                    "use `ferry profile add --access-key-id` and the keyring."
+                )
+        if self.prefix.startswith("/") or ".." in self.prefix.split("/"):
+            raise ConfigError(f"{where}: the key prefix may not start with '/' or contain '..'.")
+        try:
+            url = make_url(self.catalog_url)
+        except ArgumentError:
+            raise ConfigError(
+                f"{where}: catalog URL is not a database URL "
+                "(sqlite:///path or postgresql+psycopg://user@host/db)."
+            ) from None
+        if url.password:
+            raise ConfigError(
+                f"{where}: the catalog URL contains a password. Remove it from the URL and "
+                "store it with `ferry profile add --catalog-password` (kept in the keyring)."
+            )
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ConfigError(f"{where}: catalogs are SQLite or PostgreSQL databases.")
+        if not MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE:
+            raise ConfigError(f"{where}: part size must be between 5 MiB and 5 GiB.")
+        if not 1 <= self.concurrency <= 64:
+            raise ConfigError(f"{where}: concurrency must be between 1 and 64.")
+        if self.memory_budget < self.part_size:
+            raise ConfigError(f"{where}: the memory budget must hold at least one part.")
+        for name in ("bandwidth_limit", "check_interval", "grace_seconds", "retention_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{where}: {name} cannot be negative.")
+
+    def with_env_overrides(self, environ: Mapping[str, str]) -> Profile:
+        changes: dict[str, Any] = {
+            attr: environ[var] for var, attr in ENV_OVERRIDES.items() if environ.get(var)
+        }
+        if not changes:
+            return self
+        updated = dataclasses.replace(self, **changes)
+        updated.validate()
+        return updated
+
+    def key_for(self, relative_name: str) -> str:
+        """The object key for a name relative to the profile's prefix."""
+        prefix = self.prefix.strip("/")
+        return f"{prefix}/{relative_name}" if prefix else relative_name
+
+    def to_toml_table(self) -> dict[str, Any]:
+        table = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        del table["name"]
+        return table
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Profile)}
+
+
+def _profile_from_table(name: str, table: Mapping[str, Any], source: Path) -> Profile:
+    unknown = sorted(set(table) - set(_FIELDS) - {"name"})
+    if unknown:
+        raise ConfigError(
+            f"{source}: profile {name!r} has unknown setting(s) {', '.join(unknown)}. "
+            "Fix or remove them."
+        )
+    for required in ("bucket", "catalog_url"):
+        if required not in table:
+            raise ConfigError(f"{source}: profile {name!r} lacks {required!r}.")
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "name":
+            continue
+        expected = _FIELDS[key].type
+        ok = (
+            (expected == "int" and isinstance(value, int) and not isinstance(value, bool))
+            or (expected == "bool" and isinstance(value, bool))
+            or ("str" in str(expected) and isinstance(value, str))
+        )
+        if not ok:
+            raise ConfigError(
+                f"{source}: profile {name!r}: {key} has the wrong type ({type(value).__name__})."
+            )
+        kwargs[key] = value
+    profile = Profile(name=name, **kwargs)
+    profile.validate()
+    return profile
+
+
+class ProfileStore:
+    """The TOML file of profiles. Writes are atomic (temp file + rename)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _read(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {}
+        try:
+            with self.path.open("rb") as handle:
+                return tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                f"{self.path} is not valid TOML ({exc}). Fix the file or move it away; "
+                "nothing was changed."
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"Cannot read {self.path}: {exc.strerror}.") from None
+
+    def profiles(self) -> list[Profile]:
+        data = self._read()
+        tables = data.get("profiles", {})
+        if not isinstance(tables, dict):
+            raise ConfigError(f"{self.path}: [profiles] must be a table of profiles.")
+        return [_profile_from_table(n, t, self.path) for n, t in sorted(tables.items())]
+
+    def default_name(self) -> str | None:
+        data = self._read()
+        default = data.get("default")
+        if isinstance(default, str):
+            return default
+        names = sorted(data.get("profiles", {}))
+        return names[0] if len(names) == 1 else None
+
+    def get(self, name: str | None = None) -> Profile:
+        wanted = name or self.default_name()
+        if wanted is None:
+            raise ProfileNotFoundError(
+                "No profile is configured. Run `ferry sandbox` for a local one, or "
+                "`ferry profile add NAME --bucket B --endpoint-url URL` for a real bucket."
+            )
+        for profile in self.profiles():
+            if profile.name == wanted:
+                return profile
+        known = ", ".join(p.name for p in self.profiles()) or "none"
+        raise ProfileNotFoundError(
+            f"There is no profile named {wanted!r} (known: {known}). See `ferry profile list`."
+        )
+
+    def save(self, profile: Profile, *, make_default: bool = False) -> None:
+        profile.validate()
+        data = self._read()
+        data.setdefault("profiles", {})[profile.name] = profile.to_toml_table()
+        if make_default or "default" not in data:
+            data["default"] = profile.name
+        self._write(data)
+
+    def remove(self, name: str) -> None:
+        data = self._read()
+        if name not in data.get("profiles", {}):
+            raise ProfileNotFoundError(f"There is no profile named {name!r}.")
+        del data["profiles"][name]
+        if data.get("default") == name:
+            data.pop("default")
+        self._write(data)
+
+    def _write(self, data: Mapping[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temp = self.path.with_suffix(".toml.tmp")
+        with temp.open("wb") as handle:
+            tomli_w.dump(dict(data), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temp.replace(self.path)

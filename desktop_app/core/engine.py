@@ -1,0 +1,755 @@
+"""The transfer engine: chunked, resumable, verified uploads through the journal.
+
+One transfer goes queued -> hashing -> uploading -> completing -> verifying ->
+registering -> done, each step recorded in the journal before the next one
+depends on it, so a crash at any instant resumes where it stopped:
+
+- the SHA-256 is known and the catalog intent row written before any byte is
+  sent (a duplicate of live content is recognised there and nothing is sent);
+- the multipart upload id and part plan are committed before the first part;
+  a part is confirmed only after the server answered with its ETag, and that
+  ETag must equal the part's MD5 (Content-MD5 is sent, so the server checks too);
+- on resume the parts are reconciled with ListParts: a part the server has and
+  the journal lacks is accepted only if its ETag is the MD5 of that byte range;
+- the source identity (size, mtime_ns, device, inode) is checked before each
+  part and before completing; a change aborts the upload and says so;
+- the object is verified with HEAD (size, ETag, SHA-256 metadata) before the
+  catalog row becomes active.
+
+Transient failures are retried with exponential backoff and jitter; after the
+limit the transfer is failed with a retry time and keeps its multipart upload,
+so a retry sends only what is missing. Permanent failures, a changed source
+and cancel run compensation, last step first: delete an object we wrote but
+did not register, abort the multipart upload, release the intent row.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import contextlib
+import hashlib
+import logging
+import math
+import mimetypes
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from desktop_app.core.catalog import CatalogService, ReservationOutcome, UploadIntent
+from desktop_app.core.errors import (
+    CatalogError,
+    FerryError,
+    SourceChangedError,
+    SourceError,
+    StorageError,
+    StorageErrorKind,
+)
+from desktop_app.core.events import (
+    EventBus,
+    TransferChanged,
+    TransferProgress,
+    TransferQueued,
+    TransferSnapshot,
+)
+from desktop_app.core.journal import (
+    Journal,
+    NewTransfer,
+    PartRecord,
+    SourceIdentity,
+    TransferError,
+    TransferRecord,
+    TransferState,
+)
+from desktop_app.core.sources import SourceFile, SourceProblem, check_file, expand
+from desktop_app.core.storage import SHA256_METADATA, S3Storage, multipart_etag
+from desktop_app.core.throttle import BandwidthLimiter, ByteBudget
+
+log = logging.getLogger(__name__)
+MIB = 1024 * 1024
+MAX_PARTS = 10_000
+MAX_PART_SIZE = 5 * 1024 * MIB
+_HASH_CHUNK = 8 * MIB
+_MD5_LIKE = re.compile(r"^[0-9a-f]{32}(-\d+)?$")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    part_size: int = 16 * MIB
+    concurrency: int = 8
+    memory_budget: int = 128 * MIB
+    bandwidth_limit: int = 0
+    max_attempts: int = 5
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    retry_delay_after_failure: float = 300.0
+
+    @property
+    def single_put_threshold(self) -> int:
+        # Below one part a multipart upload only adds requests; above it,
+        # parts give parallelism and resumability.
+        return self.part_size
+
+
+def choose_part_size(size: int, preferred: int) -> int:
+    """The preferred part size, doubled until the file needs at most 10,000 parts."""
+    part_size = preferred
+    while math.ceil(size / part_size) > MAX_PARTS:
+        part_size *= 2
+    return min(part_size, MAX_PART_SIZE)
+
+
+def part_plan(size: int, part_size: int) -> list[tuple[int, int, int]]:
+    count = max(1, math.ceil(size / part_size))
+    return [(n + 1, n * part_size, min(part_size, size - n * part_size)) for n in range(count)]
+
+
+class _Stop(Exception):
+    """Raised inside a worker when the transfer was paused or cancelled."""
+
+    def __init__(self, cancelled: bool) -> None:
+        super().__init__("cancelled" if cancelled else "paused")
+        self.cancelled = cancelled
+
+
+class _Control:
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self.pause = threading.Event()
+
+    def check(self) -> None:
+        if self.cancel.is_set():
+            raise _Stop(cancelled=True)
+        if self.pause.is_set():
+            raise _Stop(cancelled=False)
+
+
+class _Progress:
+    """Bytes sent for one transfer, published at most every 0.1 s."""
+
+    def __init__(self, engine: TransferEngine, transfer_id: int, total: int, done: int) -> None:
+        self.engine = engine
+        self.transfer_id = transfer_id
+        self.total = total
+        self.done = done
+        self.speed = 0.0
+        self._lock = threading.Lock()
+        self._last_time = engine.clock()
+        self._last_done = done
+        self._last_publish = 0.0
+
+    def add(self, amount: int, *, force: bool = False) -> None:
+        with self._lock:
+            self.done += amount
+            now = self.engine.clock()
+            if not force and now - self._last_publish < 0.1:
+                return
+            elapsed = now - self._last_time
+            if elapsed > 0:
+                instant = (self.done - self._last_done) / elapsed
+                self.speed = instant if self.speed == 0 else 0.7 * self.speed + 0.3 * instant
+            self._last_time, self._last_done, self._last_publish = now, self.done, now
+            remaining = self.total - self.done
+            eta = remaining / self.speed if self.speed > 0 else None
+            event = TransferProgress(self.transfer_id, self.done, self.total, self.speed, eta)
+        self.engine.bus.publish(event)
+
+
+class TransferEngine:
+    """Runs the transfers of one profile; the CLI, the window and the tests drive it."""
+
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        storage: S3Storage,
+        catalog: CatalogService,
+        profile_name: str,
+        options: EngineOptions,
+        bus: EventBus | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.journal = journal
+        self.storage = storage
+        self.catalog = catalog
+        self.profile_name = profile_name
+        self.options = options
+        self.bus = bus or EventBus()
+        self.clock = clock
+        self.sleep = sleep
+        self.now = now
+        self.jitter = jitter
+        self.limiter = BandwidthLimiter(options.bandwidth_limit, clock=clock, sleep=sleep)
+        self.budget = ByteBudget(options.memory_budget)
+        self._controls: dict[int, _Control] = {}
+        self._controls_lock = threading.Lock()
+        self._part_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=options.concurrency, thread_name_prefix="ferry-part"
+        )
+
+    def interrupt(self) -> None:
+        """Stop running transfers at their next check, leaving the journal as it is.
+
+        They resume at the next start; this is what quitting the program does.
+        """
+        with self._controls_lock:
+            for control in self._controls.values():
+                control.pause.set()
+
+    def close(self) -> None:
+        self.interrupt()
+        self._part_pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- queueing -----------------------------------------------------------
+
+    def enqueue(self, paths: Iterable[Path | str], prefix: str) -> list[TransferRecord]:
+        """Queue every file under the paths; bad input becomes a failed transfer each."""
+        return [self._queue_one(found) for found in expand(paths, prefix)]
+
+    def _queue_one(self, found: SourceFile | SourceProblem) -> TransferRecord:
+        if isinstance(found, SourceProblem):
+            record = self.journal.add(
+                NewTransfer(
+                    source_path=str(found.path),
+                    identity=SourceIdentity(0, 0, 0, 0),
+                    profile=self.profile_name,
+                    bucket=self.storage.bucket,
+                    key=found.key,
+                    content_type="",
+                    part_size=self.options.part_size,
+                    part_count=0,
+                    state=TransferState.FAILED,
+                    error=TransferError("input", found.title, found.message),
+                )
+            )
+            log.warning("Not queued: %s", found.message)
+        else:
+            record = self.journal.add(self._new_transfer(found))
+        self.bus.publish(TransferQueued(TransferSnapshot.of(record)))
+        return record
+
+    def _new_transfer(self, source: SourceFile) -> NewTransfer:
+        size = source.stat.st_size
+        part_size = choose_part_size(size, self.options.part_size)
+        content_type = mimetypes.guess_type(source.path.name)[0] or "application/octet-stream"
+        return NewTransfer(
+            source_path=str(source.path),
+            identity=SourceIdentity.of(source.stat),
+            profile=self.profile_name,
+            bucket=self.storage.bucket,
+            key=source.key,
+            content_type=content_type,
+            part_size=part_size,
+            part_count=len(part_plan(size, part_size)),
+        )
+
+    # -- control ------------------------------------------------------------
+
+    def _control(self, transfer_id: int) -> _Control:
+        with self._controls_lock:
+            return self._controls.setdefault(transfer_id, _Control())
+
+    def pause(self, transfer_ids: Iterable[int] | None = None) -> int:
+        ids = None if transfer_ids is None else list(transfer_ids)
+        count = self.journal.set_paused(ids, True)
+        with self._controls_lock:
+            for transfer_id, control in self._controls.items():
+                if ids is None or transfer_id in ids:
+                    control.pause.set()
+        self._publish_all(ids)
+        return count
+
+    def unpause(self, transfer_ids: Iterable[int] | None = None) -> int:
+        ids = None if transfer_ids is None else list(transfer_ids)
+        count = self.journal.set_paused(ids, False)
+        with self._controls_lock:
+            for transfer_id, control in self._controls.items():
+                if ids is None or transfer_id in ids:
+                    control.pause.clear()
+        self._publish_all(ids)
+        return count
+
+    def _publish_all(self, ids: list[int] | None) -> None:
+        for record in self.journal.all():
+            if ids is None or record.id in ids:
+                self.bus.publish(TransferChanged(TransferSnapshot.of(record)))
+
+    def cancel(self, transfer_ids: Iterable[int]) -> list[TransferRecord]:
+        """Cancel: a running transfer stops at its next check; others compensate now."""
+        results = []
+        for transfer_id in transfer_ids:
+            record = self.journal.get(transfer_id)
+            if record.state.finished:
+                results.append(record)
+                continue
+            with self._controls_lock:
+                running = self._controls.get(transfer_id)
+            if running is not None:
+                running.cancel.set()
+                results.append(record)
+                continue
+            self._compensate(record)
+            self._transition(transfer_id, TransferState.CANCELLED)
+            results.append(self.journal.get(transfer_id))
+        return results
+
+    def retry(self, transfer_ids: Iterable[int] | None = None) -> list[TransferRecord]:
+        """Put failed transfers back: to the step they can resume from, or to queued."""
+        failed = self.journal.all([TransferState.FAILED])
+        wanted = None if transfer_ids is None else set(transfer_ids)
+        records = []
+        for record in failed:
+            if wanted is not None and record.id not in wanted:
+                continue
+            if record.error is not None and record.error.kind == "input":
+                # Bad input is looked at afresh: the person may have fixed it.
+                self.journal.remove(record.id)
+                records.append(self._queue_one(check_file(Path(record.source_path), record.key)))
+                continue
+            self._transition(record.id, self._resume_state(record), attempts=0)
+            records.append(self.journal.get(record.id))
+        return records
+
+    @staticmethod
+    def _resume_state(record: TransferRecord) -> TransferState:
+        if record.etag is not None and record.catalog_file_id is not None:
+            return TransferState.VERIFYING
+        if record.catalog_file_id is not None and record.sha256 is not None:
+            return TransferState.UPLOADING
+        return TransferState.QUEUED
+
+    # -- running ------------------------------------------------------------
+
+    def runnable(self) -> list[TransferRecord]:
+        return [r for r in self.journal.unfinished() if not r.paused]
+
+    def run(
+        self, transfer_ids: Iterable[int] | None = None, *, workers: int | None = None
+    ) -> list[TransferRecord]:
+        """Run the given (or all runnable) transfers until each is finished, failed or paused."""
+        if transfer_ids is None:
+            ids = [r.id for r in self.runnable()]
+        else:
+            wanted = set(transfer_ids)
+            ids = [r.id for r in self.runnable() if r.id in wanted]
+        if ids:
+            count = workers or self.options.concurrency
+            with concurrent.futures.ThreadPoolExecutor(
+                max_workers=count, thread_name_prefix="ferry-file"
+            ) as files:
+                for future in [files.submit(self._process_safely, i) for i in ids]:
+                    future.result()
+        return [self.journal.get(i) for i in ids]
+
+    def _transition(self, transfer_id: int, state: TransferState, **values: Any) -> None:
+        self.journal.set_state(transfer_id, state, **values)
+        self.bus.publish(TransferChanged(TransferSnapshot.of(self.journal.get(transfer_id))))
+
+    def _fail(self, record: TransferRecord, error: FerryError, *, retryable: bool) -> None:
+        kind = "transient" if retryable else "permanent"
+        if isinstance(error, SourceChangedError):
+            kind = "source_changed"
+        retry_at = (
+            self.now() + timedelta(seconds=self.options.retry_delay_after_failure)
+            if retryable
+            else None
+        )
+        message = error.message
+        if retryable:
+            message += (
+                f" Ferry tried {record.attempts} times and stopped; it keeps what was sent, "
+                "so Retry sends only the rest once the problem is gone."
+            )
+        self.journal.set_failed(record.id, TransferError(kind, error.title, message), retry_at)
+        log.error("Upload of %s failed: %s", record.source_path, error.message)
+        self.bus.publish(TransferChanged(TransferSnapshot.of(self.journal.get(record.id))))
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self.options.backoff_cap, self.options.backoff_base * 2 ** (attempt - 1))
+        return float(ceiling * (0.5 + 0.5 * self.jitter()))
+
+    def _process_safely(self, transfer_id: int) -> None:
+        control = self._control(transfer_id)
+        try:
+            while True:
+                record = self.journal.get(transfer_id)
+                try:
+                    control.check()
+                    self._process(record, control)
+                    return
+                except _Stop as stop:
+                    if stop.cancelled:
+                        self._compensate(self.journal.get(transfer_id))
+                        self._transition(transfer_id, TransferState.CANCELLED)
+                    return
+                except (StorageError, CatalogError) as exc:
+                    retryable = getattr(exc, "transient", False)
+                    if (
+                        isinstance(exc, StorageError)
+                        and exc.kind is StorageErrorKind.NO_SUCH_UPLOAD
+                    ):
+                        log.warning("%s: %s", record.key, exc.message)
+                        self._abandon_upload(self.journal.get(transfer_id))
+                        retryable = True
+                    if not retryable:
+                        self._compensate(self.journal.get(transfer_id))
+                        self._fail(record, exc, retryable=False)
+                        return
+                    attempts = record.attempts + 1
+                    self.journal.update(transfer_id, attempts=attempts)
+                    if attempts >= self.options.max_attempts:
+                        self._fail(self.journal.get(transfer_id), exc, retryable=True)
+                        return
+                    delay = self._backoff(attempts)
+                    log.warning(
+                        "%s: %s (attempt %s of %s, next in %.1f s)",
+                        record.key,
+                        exc.message,
+                        attempts,
+                        self.options.max_attempts,
+                        delay,
+                    )
+                    self.sleep(delay)
+                except FerryError as exc:
+                    self._compensate(self.journal.get(transfer_id))
+                    self._fail(record, exc, retryable=False)
+                    return
+        except Exception as exc:
+            log.exception("Unexpected error in transfer %s", transfer_id)
+            self._fail(
+                self.journal.get(transfer_id),
+                FerryError(
+                    f"Unexpected error while uploading: {type(exc).__name__}: {exc}. "
+                    "The transfer is kept; retry it, and report this if it happens again.",
+                    title="Unexpected error",
+                ),
+                retryable=True,
+            )
+        finally:
+            with self._controls_lock:
+                self._controls.pop(transfer_id, None)
+
+    def _process(self, record: TransferRecord, control: _Control) -> None:
+        if record.state in (TransferState.QUEUED, TransferState.HASHING, TransferState.FAILED):
+            record = self._hash_and_reserve(record)
+            if record.state is TransferState.DUPLICATE:
+                return
+        if record.state is TransferState.UPLOADING:
+            record = self._upload(record, control)
+        if record.state is TransferState.COMPLETING:
+            control.check()
+            record = self._complete(record)
+        if record.state is TransferState.VERIFYING:
+            record = self._verify(record)
+        if record.state is TransferState.REGISTERING:
+            assert record.catalog_file_id is not None and record.etag is not None
+            self.catalog.activate(record.catalog_file_id, etag=record.etag)
+            self._transition(record.id, TransferState.DONE)
+
+    # -- steps --------------------------------------------------------------
+
+    def _current_identity(self, record: TransferRecord) -> SourceIdentity:
+        try:
+            return SourceIdentity.of(os.stat(record.source_path))
+        except FileNotFoundError:
+            raise SourceError(
+                f"{record.source_path} is gone; it was moved or deleted before it was uploaded. "
+                "Put it back and retry, or remove the transfer.",
+                title="File gone",
+            ) from None
+        except OSError as exc:
+            raise SourceError(f"{record.source_path} cannot be read: {exc.strerror}.") from None
+
+    def _check_source(self, record: TransferRecord) -> None:
+        if self._current_identity(record) != record.identity:
+            raise SourceChangedError(
+                f"{record.source_path} changed while uploading; the partial upload was "
+                "discarded so that no mix of old and new bytes is stored. Retry to upload "
+                "the new version."
+            )
+
+    def _hash_and_reserve(self, record: TransferRecord) -> TransferRecord:
+        self._transition(record.id, TransferState.HASHING)
+        before = self._current_identity(record)
+        digest = hashlib.sha256()
+        try:
+            with open(record.source_path, "rb") as handle:
+                while chunk := handle.read(_HASH_CHUNK):
+                    digest.update(chunk)
+        except OSError as exc:
+            raise SourceError(f"{record.source_path} cannot be read: {exc.strerror}.") from None
+        after = self._current_identity(record)
+        if before != after:
+            raise SourceChangedError(
+                f"{record.source_path} changed while Ferry was reading it. Retry once the "
+                "program writing it has finished."
+            )
+        sha256 = digest.hexdigest()
+        if record.catalog_file_id is not None and record.sha256 not in (None, sha256):
+            # The file changed while Ferry was not running: the old intent goes.
+            self.catalog.release(record.catalog_file_id, reason="source changed before upload")
+        part_size = choose_part_size(after.size, self.options.part_size)
+        count = len(part_plan(after.size, part_size))
+        identity_changed = after != record.identity
+        self.journal.update(
+            record.id,
+            sha256=sha256,
+            source_size=after.size,
+            source_mtime_ns=after.mtime_ns,
+            source_device=after.device,
+            source_inode=after.inode,
+            part_size=part_size,
+            part_count=count,
+        )
+        if identity_changed and record.upload_id is not None:
+            self._abandon_upload(self.journal.get(record.id))
+        reservation = self.catalog.reserve(
+            UploadIntent(
+                bucket=record.bucket,
+                key=record.key,
+                original_name=Path(record.source_path).name,
+                size=after.size,
+                sha256=sha256,
+                content_type=record.content_type,
+            )
+        )
+        if reservation.outcome is ReservationOutcome.DUPLICATE:
+            self._transition(
+                record.id, TransferState.DUPLICATE, duplicate_of=reservation.record.key
+            )
+            log.info("%s is already stored as %s", record.source_path, reservation.record.key)
+        else:
+            self._transition(
+                record.id, TransferState.UPLOADING, catalog_file_id=reservation.record.id
+            )
+        return self.journal.get(record.id)
+
+    def _metadata(self, record: TransferRecord) -> dict[str, str]:
+        assert record.sha256 is not None
+        return {SHA256_METADATA: record.sha256}
+
+    def _upload(self, record: TransferRecord, control: _Control) -> TransferRecord:
+        if record.size < self.options.single_put_threshold and record.upload_id is None:
+            return self._put_whole(record, control)
+        return self._upload_parts(record, control)
+
+    def _put_whole(self, record: TransferRecord, control: _Control) -> TransferRecord:
+        held = self.budget.acquire(max(record.size, 1))
+        try:
+            self._check_source(record)
+            with open(record.source_path, "rb") as handle:
+                body = handle.read()
+            self._check_source(record)
+            if hashlib.sha256(body).hexdigest() != record.sha256:
+                raise SourceChangedError(
+                    f"{record.source_path} no longer has the content that was hashed; "
+                    "retry to upload the new version."
+                )
+            control.check()
+            self.limiter.consume(len(body))
+            etag = self.storage.put_object(
+                record.key,
+                body,
+                metadata=self._metadata(record),
+                content_type=record.content_type,
+            )
+            expected = hashlib.md5(body).hexdigest()
+        finally:
+            self.budget.release(held)
+        if _MD5_LIKE.match(etag) and etag != expected:
+            raise StorageError(
+                f"The server stored other bytes than Ferry sent for {record.key!r}; resending.",
+                kind=StorageErrorKind.BAD_DIGEST,
+                code="ETagMismatch",
+            )
+        _Progress(self, record.id, record.size, 0).add(record.size, force=True)
+        self._transition(record.id, TransferState.VERIFYING, etag=expected)
+        return self.journal.get(record.id)
+
+    def _upload_parts(self, record: TransferRecord, control: _Control) -> TransferRecord:
+        if record.upload_id is None:
+            self._check_source(record)
+            upload_id = self.storage.create_multipart_upload(
+                record.key, metadata=self._metadata(record), content_type=record.content_type
+            )
+            # Committed before the first part is sent: a crash from here on
+            # finds the upload again instead of orphaning it.
+            self.journal.plan_parts(record.id, upload_id, part_plan(record.size, record.part_size))
+            record = self.journal.get(record.id)
+        else:
+            self._reconcile_parts(record)
+        assert record.upload_id is not None
+        parts = self.journal.parts(record.id)
+        done_bytes = sum(p.size for p in parts if p.done)
+        progress = _Progress(self, record.id, record.size, done_bytes)
+        missing = [p for p in parts if not p.done]
+        stop = threading.Event()
+
+        def send(part: PartRecord) -> None:
+            if stop.is_set():
+                return
+            self._send_part(record, part, control, progress)
+
+        futures = [self._part_pool.submit(send, part) for part in missing]
+        first_error: BaseException | None = None
+        for future in concurrent.futures.as_completed(futures):
+            error = future.exception()
+            if error is not None and first_error is None:
+                first_error = error
+                stop.set()
+        if first_error is not None:
+            raise first_error
+        progress.add(0, force=True)
+        self._transition(record.id, TransferState.COMPLETING)
+        return self.journal.get(record.id)
+
+    def _send_part(
+        self, record: TransferRecord, part: PartRecord, control: _Control, progress: _Progress
+    ) -> None:
+        assert record.upload_id is not None
+        control.check()
+        held = self.budget.acquire(part.size)
+        try:
+            self._check_source(record)
+            with open(record.source_path, "rb") as handle:
+                body = os.pread(handle.fileno(), part.size, part.offset)
+            if len(body) != part.size:
+                raise SourceChangedError(
+                    f"{record.source_path} became shorter while uploading; retry to upload "
+                    "the new version."
+                )
+            digest = hashlib.md5(body)
+            md5_hex = digest.hexdigest()
+            self.limiter.consume(part.size)
+            control.check()
+            etag = self.storage.upload_part(
+                record.key,
+                record.upload_id,
+                part.number,
+                body,
+                md5_b64=base64.b64encode(digest.digest()).decode("ascii"),
+            )
+        finally:
+            self.budget.release(held)
+        if _MD5_LIKE.match(etag) and etag != md5_hex:
+            raise StorageError(
+                f"The server stored other bytes than Ferry sent for part {part.number} of "
+                f"{record.key!r}; the part is sent again.",
+                kind=StorageErrorKind.BAD_DIGEST,
+                code="ETagMismatch",
+            )
+        # Confirmed only now that the server has answered for it.
+        self.journal.confirm_part(record.id, part.number, md5_hex, etag)
+        progress.add(part.size)
+
+    def _reconcile_parts(self, record: TransferRecord) -> None:
+        """Make the journal's parts agree with what the server really holds."""
+        assert record.upload_id is not None
+        server = {p.number: p for p in self.storage.list_parts(record.key, record.upload_id)}
+        with open(record.source_path, "rb") as handle:
+            for part in self.journal.parts(record.id):
+                held = server.get(part.number)
+                if part.done and (held is None or held.etag != part.etag):
+                    self.journal.unconfirm_part(record.id, part.number)
+                elif not part.done and held is not None and held.size == part.size:
+                    body = os.pread(handle.fileno(), part.size, part.offset)
+                    md5_hex = hashlib.md5(body).hexdigest()
+                    if md5_hex == held.etag:
+                        self.journal.confirm_part(record.id, part.number, md5_hex, held.etag)
+
+    def _expected_etag(self, record: TransferRecord) -> str:
+        parts = self.journal.parts(record.id)
+        md5s = [bytes.fromhex(p.md5) for p in parts if p.md5]
+        if len(md5s) != len(parts):
+            raise SourceError(f"The journal lacks part checksums for {record.key!r}; retry.")
+        return multipart_etag(md5s)
+
+    def _complete(self, record: TransferRecord) -> TransferRecord:
+        assert record.upload_id is not None
+        self._check_source(record)
+        parts = self.journal.parts(record.id)
+        expected = self._expected_etag(record)
+        try:
+            self.storage.complete_multipart_upload(
+                record.key, record.upload_id, [(p.number, p.etag or "") for p in parts]
+            )
+        except StorageError as exc:
+            if exc.kind is not StorageErrorKind.NO_SUCH_UPLOAD:
+                raise
+            # Completed before a crash, but the journal did not hear of it?
+            found = self.storage.head_object(record.key)
+            if found is None or found.sha256 != record.sha256 or found.size != record.size:
+                raise
+        self._transition(record.id, TransferState.VERIFYING, etag=expected)
+        return self.journal.get(record.id)
+
+    def _verify(self, record: TransferRecord) -> TransferRecord:
+        found = self.storage.head_object(record.key)
+        problem = None
+        if found is None:
+            problem = "is not in the bucket after the upload"
+        elif found.size != record.size:
+            problem = f"has {found.size} bytes in the bucket, the file has {record.size}"
+        elif found.sha256 is not None and found.sha256 != record.sha256:
+            problem = "carries another SHA-256 in the bucket than the file"
+        elif record.etag is not None and _MD5_LIKE.match(found.etag) and found.etag != record.etag:
+            problem = f"has ETag {found.etag} in the bucket, Ferry computed {record.etag}"
+        if problem is not None:
+            self._abandon_upload(record)
+            raise StorageError(
+                f"{record.key!r} {problem}; it is uploaded again.",
+                kind=StorageErrorKind.TRANSIENT,
+                code="VerificationFailed",
+                title="Verification failed",
+            )
+        assert found is not None
+        self._transition(record.id, TransferState.REGISTERING, etag=found.etag)
+        return self.journal.get(record.id)
+
+    # -- compensation ---------------------------------------------------------
+
+    def _abandon_upload(self, record: TransferRecord) -> None:
+        """Forget the upload so the next attempt starts it afresh."""
+        if record.upload_id is not None:
+            with contextlib.suppress(StorageError):
+                self.storage.abort_multipart_upload(record.key, record.upload_id)
+        self.journal.forget_upload(record.id)
+        self.journal.update(record.id, etag=None, state=TransferState.UPLOADING.value)
+
+    def _compensate(self, record: TransferRecord) -> None:
+        """Undo a transfer that will not finish, last step first; log what could not be."""
+        leftovers = []
+        wrote_object = record.state in (TransferState.VERIFYING, TransferState.REGISTERING)
+        if wrote_object and record.catalog_file_id is not None:
+            try:
+                self.storage.delete_object(record.key)
+            except StorageError as exc:
+                leftovers.append(f"object {record.key!r} ({exc.message})")
+        if record.upload_id is not None:
+            try:
+                self.storage.abort_multipart_upload(record.key, record.upload_id)
+                self.journal.forget_upload(record.id)
+            except StorageError as exc:
+                leftovers.append(f"multipart upload of {record.key!r} ({exc.message})")
+        if record.catalog_file_id is not None:
+            try:
+                self.catalog.release(record.catalog_file_id, reason="upload failed or cancelled")
+                self.journal.update(record.id, catalog_file_id=None)
+            except CatalogError as exc:
+                leftovers.append(f"catalog intent row {record.catalog_file_id} ({exc.message})")
+        if leftovers:
+            log.error(
+                "Could not clean up after %s: %s. The consistency check will show it.",
+                record.source_path,
+                "; ".join(leftovers),
+            )

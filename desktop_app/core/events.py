@@ -1,0 +1,106 @@
+"""Plain event objects the engine publishes, and the bus that carries them.
+
+Subscribers are called on the engine's threads; they must return quickly (the
+GUI adapts them into throttled Qt signals in one place). Progress events are
+throttled per transfer by the engine, never one per chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from desktop_app.core.journal import TransferError, TransferRecord, TransferState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TransferSnapshot:
+    """What a view needs to show one transfer."""
+
+    id: int
+    source_path: str
+    bucket: str
+    key: str
+    size: int
+    state: TransferState
+    paused: bool
+    attempts: int
+    sha256: str | None
+    duplicate_of: str | None
+    error: TransferError | None
+    retry_at: datetime | None
+
+    @classmethod
+    def of(cls, record: TransferRecord) -> TransferSnapshot:
+        return cls(
+            id=record.id,
+            source_path=record.source_path,
+            bucket=record.bucket,
+            key=record.key,
+            size=record.size,
+            state=record.state,
+            paused=record.paused,
+            attempts=record.attempts,
+            sha256=record.sha256,
+            duplicate_of=record.duplicate_of,
+            error=record.error,
+            retry_at=record.retry_at,
+        )
+
+
+@dataclass(frozen=True)
+class TransferQueued:
+    transfer: TransferSnapshot
+
+
+@dataclass(frozen=True)
+class TransferChanged:
+    """The transfer moved to another state, paused, failed or finished."""
+
+    transfer: TransferSnapshot
+
+
+@dataclass(frozen=True)
+class TransferProgress:
+    transfer_id: int
+    bytes_done: int
+    bytes_total: int
+    speed: float  # bytes per second, smoothed
+    eta_seconds: float | None
+
+
+EngineEvent = TransferQueued | TransferChanged | TransferProgress
+Subscriber = Callable[[EngineEvent], None]
+
+
+class EventBus:
+    """Fan-out of engine events to subscribers; a failing subscriber is logged, not fatal."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        with self._lock:
+            self._subscribers.append(subscriber)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if subscriber in self._subscribers:
+                    self._subscribers.remove(subscriber)
+
+        return unsubscribe
+
+    def publish(self, event: EngineEvent) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            try:
+                subscriber(event)
+            except Exception:
+                log.exception("An event subscriber failed on %s", type(event).__name__)

@@ -1,0 +1,504 @@
+"""The journal: Ferry's local, crash-safe memory of every transfer.
+
+One SQLite file per user in the data dir (WAL, ``synchronous=FULL`` so a part
+marked done survives a power cut), owned by one running Ferry at a time
+through an exclusive lock file. A fact is committed before anything depends on
+it: the multipart upload id before the first part is sent; a part is marked
+done only after the server answered for it. Writes are serialised through one
+lock and kept short; reads may come from any thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from threading import RLock
+from typing import IO, Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import SQLAlchemyError
+
+from desktop_app.core import migrate
+from desktop_app.core.errors import JournalError, JournalLockedError
+from desktop_app.core.migrate import Schema
+
+
+class TransferState(enum.Enum):
+    QUEUED = "queued"
+    HASHING = "hashing"
+    UPLOADING = "uploading"
+    COMPLETING = "completing"
+    VERIFYING = "verifying"
+    REGISTERING = "registering"
+    DONE = "done"
+    DUPLICATE = "duplicate"  # same content already live for this owner: nothing sent
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED_STATES
+
+    @property
+    def active(self) -> bool:
+        return not self.finished and self is not TransferState.FAILED
+
+
+FINISHED_STATES = frozenset({TransferState.DONE, TransferState.DUPLICATE, TransferState.CANCELLED})
+
+
+@dataclass(frozen=True)
+class SourceIdentity:
+    """What a file was when Ferry looked at it; any change means other bytes."""
+
+    size: int
+    mtime_ns: int
+    device: int
+    inode: int
+
+    @classmethod
+    def of(cls, stat: os.stat_result) -> SourceIdentity:
+        return cls(stat.st_size, stat.st_mtime_ns, stat.st_dev, stat.st_ino)
+
+
+@dataclass(frozen=True)
+class TransferError:
+    kind: str
+    title: str
+    message: str
+
+
+@dataclass(frozen=True)
+class TransferRecord:
+    id: int
+    source_path: str
+    identity: SourceIdentity
+    profile: str
+    bucket: str
+    key: str
+    content_type: str
+    sha256: str | None
+    part_size: int
+    part_count: int
+    upload_id: str | None
+    catalog_file_id: int | None
+    etag: str | None
+    duplicate_of: str | None
+    state: TransferState
+    paused: bool
+    attempts: int
+    error: TransferError | None
+    retry_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def size(self) -> int:
+        return self.identity.size
+
+    @property
+    def multipart(self) -> bool:
+        return self.part_count > 1 or self.upload_id is not None
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    number: int
+    offset: int
+    size: int
+    md5: str | None
+    etag: str | None
+    confirmed_at: datetime | None
+
+    @property
+    def done(self) -> bool:
+        return self.confirmed_at is not None
+
+
+@dataclass(frozen=True)
+class NewTransfer:
+    source_path: str
+    identity: SourceIdentity
+    profile: str
+    bucket: str
+    key: str
+    content_type: str
+    part_size: int
+    part_count: int
+    state: TransferState = TransferState.QUEUED
+    error: TransferError | None = None
+
+
+_metadata = MetaData()
+transfers = Table(
+    "transfers",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source_path", Text, nullable=False),
+    Column("source_size", BigInteger, nullable=False),
+    Column("source_mtime_ns", BigInteger, nullable=False),
+    Column("source_device", BigInteger, nullable=False),
+    Column("source_inode", BigInteger, nullable=False),
+    Column("profile", String(64), nullable=False),
+    Column("bucket", String(63), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("content_type", String(255), nullable=False),
+    Column("sha256", String(64)),
+    Column("part_size", BigInteger, nullable=False),
+    Column("part_count", Integer, nullable=False),
+    Column("upload_id", Text),
+    Column("catalog_file_id", BigInteger),
+    Column("etag", String(80)),
+    Column("duplicate_of", Text),
+    Column("state", String(16), nullable=False),
+    Column("paused", Boolean, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("error_kind", String(32)),
+    Column("error_title", Text),
+    Column("error_message", Text),
+    Column("retry_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+parts = Table(
+    "parts",
+    _metadata,
+    Column("transfer_id", Integer, primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("offset", BigInteger, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("md5", String(32)),
+    Column("etag", String(80)),
+    Column("confirmed_at", DateTime(timezone=True)),
+)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _record(row: Any) -> TransferRecord:
+    error = (
+        TransferError(row.error_kind or "", row.error_title or "", row.error_message or "")
+        if row.error_message
+        else None
+    )
+    created, updated = _aware(row.created_at), _aware(row.updated_at)
+    assert created is not None and updated is not None
+    return TransferRecord(
+        id=row.id,
+        source_path=row.source_path,
+        identity=SourceIdentity(
+            row.source_size, row.source_mtime_ns, row.source_device, row.source_inode
+        ),
+        profile=row.profile,
+        bucket=row.bucket,
+        key=row.key,
+        content_type=row.content_type,
+        sha256=row.sha256,
+        part_size=row.part_size,
+        part_count=row.part_count,
+        upload_id=row.upload_id,
+        catalog_file_id=row.catalog_file_id,
+        etag=row.etag,
+        duplicate_of=row.duplicate_of,
+        state=TransferState(row.state),
+        paused=bool(row.paused),
+        attempts=row.attempts,
+        error=error,
+        retry_at=_aware(row.retry_at),
+        created_at=created,
+        updated_at=updated,
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class _InstanceLock:
+    """An exclusive lock file: one running Ferry owns the journal."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+")
+        try:
+            if sys.platform == "win32":
+                import msvcrt
+
+                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise JournalLockedError(
+                f"Another Ferry (pid {holder}) is using the journal {self.path.parent}. "
+                "Let it finish, or hand it your files; only one Ferry runs at a time."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+class Journal:
+    """Typed access to the transfers and parts tables."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] | None = None) -> None:
+        self.path = path
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._lock = _InstanceLock(path.with_suffix(".lock"))
+        self._lock.acquire()
+        self._write_lock = RLock()
+        try:
+            self.engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            with self.engine.connect() as connection:
+                if not migrate.revisions(connection, Schema.JOURNAL).up_to_date:
+                    migrate.upgrade(connection, Schema.JOURNAL)
+        except SQLAlchemyError as exc:
+            self._lock.release()
+            raise JournalError(
+                f"The journal {path} cannot be opened ({type(exc).__name__}). If the disk is "
+                "full, free space; otherwise move the file away to start a new journal."
+            ) from None
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self._lock.release()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._write_lock:
+            try:
+                with self.engine.begin() as connection:
+                    yield connection
+            except SQLAlchemyError as exc:
+                raise JournalError(
+                    f"Writing the journal {self.path} failed ({type(exc).__name__}). "
+                    "Check free disk space; Ferry stops rather than lose track of a transfer."
+                ) from None
+
+    def _read(self, statement: Any) -> list[Any]:
+        try:
+            with self.engine.connect() as connection:
+                return list(connection.execute(statement))
+        except SQLAlchemyError as exc:
+            raise JournalError(f"Reading the journal failed ({type(exc).__name__}).") from None
+
+    # -- transfers ----------------------------------------------------------
+
+    def add(self, new: NewTransfer) -> TransferRecord:
+        now = self.clock()
+        error = new.error
+        with self._write() as connection:
+            result = connection.execute(
+                insert(transfers).values(
+                    source_path=new.source_path,
+                    source_size=new.identity.size,
+                    source_mtime_ns=new.identity.mtime_ns,
+                    source_device=new.identity.device,
+                    source_inode=new.identity.inode,
+                    profile=new.profile,
+                    bucket=new.bucket,
+                    key=new.key,
+                    content_type=new.content_type,
+                    part_size=new.part_size,
+                    part_count=new.part_count,
+                    state=new.state.value,
+                    paused=False,
+                    attempts=0,
+                    error_kind=error.kind if error else None,
+                    error_title=error.title if error else None,
+                    error_message=error.message if error else None,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            new_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+        assert new_id is not None
+        return self.get(int(new_id))
+
+    def get(self, transfer_id: int) -> TransferRecord:
+        rows = self._read(select(transfers).where(transfers.c.id == transfer_id))
+        if not rows:
+            raise JournalError(f"There is no transfer {transfer_id} in the journal.")
+        return _record(rows[0])
+
+    def find(self, transfer_id: int) -> TransferRecord | None:
+        rows = self._read(select(transfers).where(transfers.c.id == transfer_id))
+        return _record(rows[0]) if rows else None
+
+    def all(self, states: Iterable[TransferState] | None = None) -> list[TransferRecord]:
+        statement = select(transfers).order_by(transfers.c.id)
+        if states is not None:
+            statement = statement.where(transfers.c.state.in_([s.value for s in states]))
+        return [_record(row) for row in self._read(statement)]
+
+    def unfinished(self) -> list[TransferRecord]:
+        return self.all([s for s in TransferState if s.active])
+
+    def latest_for_source(self, source_path: str, profile: str) -> TransferRecord | None:
+        rows = self._read(
+            select(transfers)
+            .where(transfers.c.source_path == source_path, transfers.c.profile == profile)
+            .order_by(transfers.c.id.desc())
+            .limit(1)
+        )
+        return _record(rows[0]) if rows else None
+
+    def update(self, transfer_id: int, **values: Any) -> None:
+        """Set columns of one transfer; states and errors go through typed helpers."""
+        values["updated_at"] = self.clock()
+        with self._write() as connection:
+            connection.execute(
+                update(transfers).where(transfers.c.id == transfer_id).values(**values)
+            )
+
+    def set_state(self, transfer_id: int, state: TransferState, **values: Any) -> None:
+        if state is not TransferState.FAILED:
+            values.update(error_kind=None, error_title=None, error_message=None, retry_at=None)
+        self.update(transfer_id, state=state.value, **values)
+
+    def set_failed(
+        self, transfer_id: int, error: TransferError, retry_at: datetime | None, **values: Any
+    ) -> None:
+        self.update(
+            transfer_id,
+            state=TransferState.FAILED.value,
+            error_kind=error.kind,
+            error_title=error.title,
+            error_message=error.message,
+            retry_at=retry_at,
+            **values,
+        )
+
+    def set_paused(self, transfer_ids: Iterable[int] | None, paused: bool) -> int:
+        statement = update(transfers).values(paused=paused, updated_at=self.clock())
+        statement = statement.where(
+            transfers.c.state.in_([s.value for s in TransferState if not s.finished])
+        )
+        if transfer_ids is not None:
+            statement = statement.where(transfers.c.id.in_(list(transfer_ids)))
+        with self._write() as connection:
+            return int(connection.execute(statement).rowcount)
+
+    def remove(self, transfer_id: int) -> None:
+        with self._write() as connection:
+            connection.execute(delete(parts).where(parts.c.transfer_id == transfer_id))
+            connection.execute(delete(transfers).where(transfers.c.id == transfer_id))
+
+    # -- parts --------------------------------------------------------------
+
+    def plan_parts(
+        self, transfer_id: int, upload_id: str, plan: list[tuple[int, int, int]]
+    ) -> None:
+        """Commit the upload id and the part plan (number, offset, size) together."""
+        now = self.clock()
+        with self._write() as connection:
+            connection.execute(delete(parts).where(parts.c.transfer_id == transfer_id))
+            connection.execute(
+                insert(parts),
+                [
+                    {"transfer_id": transfer_id, "number": n, "offset": o, "size": s}
+                    for n, o, s in plan
+                ],
+            )
+            connection.execute(
+                update(transfers)
+                .where(transfers.c.id == transfer_id)
+                .values(upload_id=upload_id, part_count=len(plan), updated_at=now)
+            )
+
+    def parts(self, transfer_id: int) -> list[PartRecord]:
+        rows = self._read(
+            select(parts).where(parts.c.transfer_id == transfer_id).order_by(parts.c.number)
+        )
+        return [
+            PartRecord(r.number, r.offset, r.size, r.md5, r.etag, _aware(r.confirmed_at))
+            for r in rows
+        ]
+
+    def confirm_part(self, transfer_id: int, number: int, md5: str, etag: str) -> None:
+        with self._write() as connection:
+            connection.execute(
+                update(parts)
+                .where(parts.c.transfer_id == transfer_id, parts.c.number == number)
+                .values(md5=md5, etag=etag, confirmed_at=self.clock())
+            )
+
+    def unconfirm_part(self, transfer_id: int, number: int) -> None:
+        with self._write() as connection:
+            connection.execute(
+                update(parts)
+                .where(parts.c.transfer_id == transfer_id, parts.c.number == number)
+                .values(etag=None, confirmed_at=None)
+            )
+
+    def forget_upload(self, transfer_id: int) -> None:
+        """Drop the upload id and the parts: the next attempt starts the upload afresh."""
+        now = self.clock()
+        with self._write() as connection:
+            connection.execute(delete(parts).where(parts.c.transfer_id == transfer_id))
+            connection.execute(
+                update(transfers)
+                .where(transfers.c.id == transfer_id)
+                .values(upload_id=None, updated_at=now)
+            )
+
+    def upload_ids(self) -> set[str]:
+        """Multipart upload ids that unfinished transfers still own."""
+        rows = self._read(
+            select(transfers.c.upload_id).where(
+                transfers.c.upload_id.is_not(None),
+                transfers.c.state.in_([s.value for s in TransferState if not s.finished]),
+            )
+        )
+        return {row.upload_id for row in rows}

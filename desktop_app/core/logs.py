@@ -1,0 +1,90 @@
+"""Logging: a rotating file in the log dir, and stderr for the CLI.
+
+Every handler carries a :class:`RedactingFilter`, which replaces any secret
+registered with it (and anything that looks like a credential assignment or a
+password in a URL) before a line is written, so a secret cannot reach a log
+even by accident.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import re
+import sys
+import threading
+from pathlib import Path
+
+_PATTERNS = (
+    re.compile(
+        r"(?i)(secret[_-]?(access[_-]?)?key|password|passwd|token)(['\"]?\s*[:=]\s*['\"]?)([^\s'\",]+)"
+    ),
+    re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^:/\s@]+:)([^@\s]+)(@)"),
+)
+REDACTED = "***"
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record so that no known secret is printed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add_secret(self, secret: str | None) -> None:
+        if secret and len(secret) >= 4:
+            with self._lock:
+                self._secrets.add(secret)
+
+    def redact(self, text: str) -> str:
+        with self._lock:
+            secrets = sorted(self._secrets, key=len, reverse=True)
+        for secret in secrets:
+            text = text.replace(secret, REDACTED)
+        text = _PATTERNS[0].sub(lambda m: f"{m.group(1)}{m.group(3)}{REDACTED}", text)
+        return _PATTERNS[1].sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(3)}", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+            record.exc_text = None
+        record.msg = self.redact(message)
+        record.args = None
+        return True
+
+
+REDACTOR = RedactingFilter()
+
+
+def configure_logging(log_file: Path, *, stderr_level: int | None = logging.WARNING) -> None:
+    """Send Ferry's logs to a rotating file and, for the CLI, to stderr."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_ferry", False):
+            root.removeHandler(handler)
+            handler.close()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    file_handler = logging.handlers.RotatingFileHandler(
+        log_file, maxBytes=5 * 1024 * 1024, backupCount=5, encoding="utf-8"
+    )
+    file_handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s")
+    )
+    file_handler.setLevel(logging.DEBUG)
+    handlers: list[logging.Handler] = [file_handler]
+    if stderr_level is not None:
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("ferry: %(message)s"))
+        console.setLevel(stderr_level)
+        handlers.append(console)
+    for handler in handlers:
+        handler.addFilter(REDACTOR)
+        handler._ferry = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    # botocore logs request bodies and headers at DEBUG: keep it out of the file.
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

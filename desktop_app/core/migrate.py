@@ -1,0 +1,56 @@
+"""Bring a database to the newest schema with Alembic (catalog or journal)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from importlib import resources
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
+
+
+class Schema(enum.Enum):
+    CATALOG = ("catalog", "alembic_version")
+    JOURNAL = ("journal", "journal_version")
+
+    @property
+    def folder(self) -> str:
+        return self.value[0]
+
+    @property
+    def version_table(self) -> str:
+        return self.value[1]
+
+
+@dataclass(frozen=True)
+class Revisions:
+    current: str | None
+    head: str | None
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+
+def _config(connection: Connection, schema: Schema) -> Config:
+    config = Config()
+    location = resources.files("desktop_app.core") / "migrations" / schema.folder
+    config.set_main_option("script_location", str(location))
+    config.attributes["connection"] = connection
+    return config
+
+
+def revisions(connection: Connection, schema: Schema) -> Revisions:
+    head = ScriptDirectory.from_config(_config(connection, schema)).get_current_head()
+    context = MigrationContext.configure(connection, opts={"version_table": schema.version_table})
+    return Revisions(context.get_current_revision(), head)
+
+
+def upgrade(connection: Connection, schema: Schema) -> None:
+    """Upgrade to head and commit; the caller translates database errors."""
+    command.upgrade(_config(connection, schema), "head")
+    connection.commit()

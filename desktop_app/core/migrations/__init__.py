@@ -1,0 +1,1 @@
+"""Numbered Alembic migrations: catalog/ for the catalog, journal/ for the journal."""

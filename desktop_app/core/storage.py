@@ -1,0 +1,411 @@
+"""The storage adapter: Ferry's only door to the S3 bucket.
+
+It owns the boto3 client and translates every botocore failure into a
+:class:`~desktop_app.core.errors.StorageError` with a kind (transient,
+permanent, no-such-upload, not-found, bad-digest) and a plain message naming
+the key; nothing above this module catches a botocore error. Paged calls
+(ListObjectsV2, ListParts, ListMultipartUploads) are followed to the end and
+yielded lazily, so a caller can stream a bucket in constant memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from desktop_app.core.config import Profile
+from desktop_app.core.errors import StorageError, StorageErrorKind
+from desktop_app.core.keys import S3Credentials
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+TRANSIENT_CODES = frozenset(
+    {
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "OperationAborted",
+        "500",
+        "502",
+        "503",
+        "504",
+    }
+)
+CREDENTIAL_CODES = frozenset(
+    {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
+)
+SHA256_METADATA = "sha256"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str  # without quotes
+    last_modified: datetime
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def sha256(self) -> str | None:
+        return self.metadata.get(SHA256_METADATA)
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    number: int
+    size: int
+    etag: str
+
+
+@dataclass(frozen=True)
+class MultipartUploadInfo:
+    key: str
+    upload_id: str
+    initiated: datetime
+
+
+def md5_base64(data: bytes | memoryview) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
+
+
+def multipart_etag(part_md5s: list[bytes]) -> str:
+    """The ETag S3 gives a multipart object: MD5 of the part MD5s, dash, count."""
+    return f"{hashlib.md5(b''.join(part_md5s)).hexdigest()}-{len(part_md5s)}"
+
+
+def is_aws_endpoint(endpoint_url: str | None) -> bool:
+    return endpoint_url is None or ".amazonaws.com" in endpoint_url
+
+
+def _strip(etag: str) -> str:
+    return etag.strip('"')
+
+
+class S3Storage:
+    """One bucket through one thread-safe boto3 client."""
+
+    def __init__(self, client: S3Client, bucket: str, endpoint_label: str = "S3") -> None:
+        self.client = client
+        self.bucket = bucket
+        self.endpoint_label = endpoint_label
+
+    @classmethod
+    def connect(
+        cls, profile: Profile, credentials: S3Credentials, *, max_connections: int = 10
+    ) -> S3Storage:
+        options: dict[str, Any] = {
+            "max_pool_connections": max_connections,
+            "connect_timeout": 10,
+            "read_timeout": 60,
+            "retries": {"mode": "standard", "max_attempts": 3},
+        }
+        if not is_aws_endpoint(profile.endpoint_url):
+            # botocore >= 1.36 sends CRC checksums by default, which several
+            # S3-compatible servers reject; we send Content-MD5 ourselves.
+            options["request_checksum_calculation"] = "when_required"
+            options["response_checksum_validation"] = "when_required"
+            options["s3"] = {"addressing_style": "path"}
+        session = boto3.session.Session()
+        client = session.client(
+            "s3",
+            endpoint_url=profile.endpoint_url,
+            region_name=profile.region,
+            aws_access_key_id=credentials.access_key_id,
+            aws_secret_access_key=credentials.secret_access_key,
+            aws_session_token=credentials.session_token,
+            config=Config(**options),
+        )
+        return cls(client, profile.bucket, profile.endpoint_url or "AWS S3")
+
+    @contextlib.contextmanager
+    def _translate(self, action: str, key: str | None = None) -> Iterator[None]:
+        what = f"{action} {key!r}" if key is not None else action
+        try:
+            yield
+        except ClientError as exc:
+            raise self._from_client_error(exc, what, key) from None
+        except (EndpointConnectionError, ConnectTimeoutError) as exc:
+            raise StorageError(
+                f"Cannot reach {self.endpoint_label} to {what}: {type(exc).__name__}. "
+                "Check the network and the profile's endpoint.",
+                kind=StorageErrorKind.TRANSIENT,
+                code=type(exc).__name__,
+                title="Storage unreachable",
+            ) from None
+        except (ConnectionClosedError, ReadTimeoutError) as exc:
+            raise StorageError(
+                f"The connection to {self.endpoint_label} broke during {what}.",
+                kind=StorageErrorKind.TRANSIENT,
+                code=type(exc).__name__,
+            ) from None
+        except NoCredentialsError:
+            raise StorageError(
+                f"No S3 credentials were found to {what}. Store a secret with "
+                "`ferry profile add` or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.",
+                kind=StorageErrorKind.PERMANENT,
+                code="NoCredentials",
+                title="No credentials",
+            ) from None
+        except BotoCoreError as exc:
+            # Connection resets surface as various BotoCoreError subclasses.
+            raise StorageError(
+                f"Talking to {self.endpoint_label} failed during {what}: {type(exc).__name__}.",
+                kind=StorageErrorKind.TRANSIENT,
+                code=type(exc).__name__,
+            ) from None
+
+    def _from_client_error(self, exc: ClientError, what: str, key: str | None) -> StorageError:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code == "NoSuchUpload":
+            return StorageError(
+                f"The server no longer knows the multipart upload for {key!r} (expired or "
+                "aborted); Ferry restarts that upload.",
+                kind=StorageErrorKind.NO_SUCH_UPLOAD,
+                code=code,
+            )
+        if code == "NoSuchBucket":
+            return StorageError(
+                f"Bucket {self.bucket!r} does not exist at {self.endpoint_label}. "
+                "Fix the bucket name in the profile or create the bucket.",
+                kind=StorageErrorKind.PERMANENT,
+                code=code,
+                title="No such bucket",
+            )
+        if code in ("NoSuchKey", "404", "NotFound") or status == 404:
+            return StorageError(
+                f"{key!r} is not in bucket {self.bucket!r}.",
+                kind=StorageErrorKind.NOT_FOUND,
+                code=code or "404",
+            )
+        if code in CREDENTIAL_CODES:
+            return StorageError(
+                f"{self.endpoint_label} refused the credentials ({code}) to {what}. "
+                "Check the access key id and the secret stored for this profile.",
+                kind=StorageErrorKind.PERMANENT,
+                code=code,
+                title="Credentials refused",
+            )
+        if code in ("AccessDenied", "403", "AllAccessDisabled") or status == 403:
+            return StorageError(
+                f"Access denied by {self.endpoint_label} to {what} in bucket {self.bucket!r}. "
+                "Ask for write permission on the bucket or fix the profile.",
+                kind=StorageErrorKind.PERMANENT,
+                code=code or "403",
+                title="Access denied",
+            )
+        if code in ("BadDigest", "InvalidDigest"):
+            return StorageError(
+                f"The server received other bytes than Ferry sent for {key!r} ({code}); "
+                "the part is sent again.",
+                kind=StorageErrorKind.BAD_DIGEST,
+                code=code,
+            )
+        if code in TRANSIENT_CODES or status >= 500:
+            return StorageError(
+                f"{self.endpoint_label} had a temporary failure ({code or status}) during {what}.",
+                kind=StorageErrorKind.TRANSIENT,
+                code=code or str(status),
+            )
+        message = str(error.get("Message", "")) or "no details"
+        return StorageError(
+            f"{self.endpoint_label} refused to {what}: {code} ({message}).",
+            kind=StorageErrorKind.PERMANENT,
+            code=code,
+        )
+
+    # -- bucket -------------------------------------------------------------
+
+    def check_bucket(self) -> None:
+        # A listing, not HEAD: HEAD errors carry no body, so a wrong secret
+        # and a missing permission would look the same.
+        with self._translate("list the bucket"):
+            self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+
+    def create_bucket_if_missing(self) -> None:
+        with self._translate("create the bucket"):
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+            except ClientError as exc:
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if status != 404:
+                    raise
+                self.client.create_bucket(Bucket=self.bucket)
+
+    def probe_write(self, prefix: str) -> None:
+        """Write then delete a tiny object under the prefix: proves write access."""
+        key = f"{prefix.strip('/')}/.ferry-probe-{uuid.uuid4().hex}".lstrip("/")
+        body = b"ferry write probe"
+        with self._translate("write a test object", key):
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentMD5=md5_base64(body)
+            )
+        with self._translate("delete the test object", key):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    # -- objects ------------------------------------------------------------
+
+    def put_object(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        metadata: Mapping[str, str],
+        content_type: str = "application/octet-stream",
+    ) -> str:
+        with self._translate("upload", key):
+            response = self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentMD5=md5_base64(body),
+                Metadata=dict(metadata),
+                ContentType=content_type,
+            )
+        return _strip(response["ETag"])
+
+    def head_object(self, key: str) -> ObjectInfo | None:
+        try:
+            with self._translate("inspect", key):
+                response = self.client.head_object(Bucket=self.bucket, Key=key)
+        except StorageError as exc:
+            if exc.kind is StorageErrorKind.NOT_FOUND:
+                return None
+            raise
+        return ObjectInfo(
+            key=key,
+            size=int(response["ContentLength"]),
+            etag=_strip(response["ETag"]),
+            last_modified=response["LastModified"],
+            metadata=dict(response.get("Metadata", {})),
+        )
+
+    def delete_object(self, key: str) -> None:
+        with self._translate("delete", key):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def iter_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object under the prefix, page by page, in the server's order."""
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1000}
+            if token:
+                kwargs["ContinuationToken"] = token
+            with self._translate("list the bucket"):
+                page = self.client.list_objects_v2(**kwargs)
+            for item in page.get("Contents", []):
+                yield ObjectInfo(
+                    key=item["Key"],
+                    size=int(item["Size"]),
+                    etag=_strip(item.get("ETag", "")),
+                    last_modified=item["LastModified"],
+                )
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+
+    # -- multipart ----------------------------------------------------------
+
+    def create_multipart_upload(
+        self, key: str, *, metadata: Mapping[str, str], content_type: str
+    ) -> str:
+        with self._translate("start the upload of", key):
+            response = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, Metadata=dict(metadata), ContentType=content_type
+            )
+        return response["UploadId"]
+
+    def upload_part(
+        self, key: str, upload_id: str, number: int, body: bytes | memoryview, md5_b64: str
+    ) -> str:
+        with self._translate(f"upload part {number} of", key):
+            response = self.client.upload_part(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=bytes(body),
+                ContentMD5=md5_b64,
+            )
+        return _strip(response["ETag"])
+
+    def list_parts(self, key: str, upload_id: str) -> Iterator[PartInfo]:
+        marker = 0
+        while True:
+            with self._translate("list the uploaded parts of", key):
+                page = self.client.list_parts(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumberMarker=marker,
+                    MaxParts=1000,
+                )
+            parts = page.get("Parts", [])
+            for item in parts:
+                yield PartInfo(int(item["PartNumber"]), int(item["Size"]), _strip(item["ETag"]))
+            next_marker = int(page.get("NextPartNumberMarker", 0) or 0)
+            if not page.get("IsTruncated") or not parts or next_marker <= marker:
+                return
+            marker = next_marker
+
+    def complete_multipart_upload(
+        self, key: str, upload_id: str, parts: list[tuple[int, str]]
+    ) -> str:
+        with self._translate("finish the upload of", key):
+            response = self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={
+                    "Parts": [{"PartNumber": n, "ETag": f'"{etag}"'} for n, etag in parts]
+                },
+            )
+        return _strip(response.get("ETag", ""))
+
+    def abort_multipart_upload(self, key: str, upload_id: str) -> None:
+        try:
+            with self._translate("abort the upload of", key):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except StorageError as exc:
+            if exc.kind not in (StorageErrorKind.NO_SUCH_UPLOAD, StorageErrorKind.NOT_FOUND):
+                raise
+
+    def iter_multipart_uploads(self, prefix: str = "") -> Iterator[MultipartUploadInfo]:
+        key_marker, upload_marker = "", ""
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxUploads": 1000}
+            if key_marker:
+                kwargs["KeyMarker"] = key_marker
+                kwargs["UploadIdMarker"] = upload_marker
+            with self._translate("list unfinished uploads"):
+                page = self.client.list_multipart_uploads(**kwargs)
+            for item in page.get("Uploads", []):
+                yield MultipartUploadInfo(item["Key"], item["UploadId"], item["Initiated"])
+            if not page.get("IsTruncated"):
+                return
+            key_marker = page.get("NextKeyMarker", "")
+            upload_marker = page.get("NextUploadIdMarker", "")
+            if not key_marker:
+                return

@@ -1,0 +1,76 @@
+"""Shared limits for all transfers: a bandwidth bucket and a memory budget.
+
+The bandwidth limiter is a leaky bucket refilled at ``rate`` bytes per second
+(burst of one second); a caller asking for more than is available sleeps for
+the deficit. The memory budget bounds the bytes held in part buffers at once,
+whatever the file sizes: a reader blocks until its part fits. Clock and sleep
+are injected so that tests need not wait.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+class BandwidthLimiter:
+    def __init__(
+        self,
+        rate: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._available = float(rate)
+        self._last = clock()
+
+    def consume(self, amount: int) -> float:
+        """Take amount bytes from the bucket; returns the seconds slept."""
+        if self.rate <= 0 or amount <= 0:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            self._available = min(
+                float(self.rate), self._available + (now - self._last) * self.rate
+            )
+            self._last = now
+            self._available -= amount
+            deficit = -self._available
+        if deficit <= 0:
+            return 0.0
+        delay = deficit / self.rate
+        self._sleep(delay)
+        return delay
+
+
+class ByteBudget:
+    """At most ``capacity`` bytes held at once across all part buffers."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._used = 0
+        self._peak = 0
+        self._condition = threading.Condition()
+
+    def acquire(self, amount: int) -> int:
+        amount = min(amount, self.capacity)
+        with self._condition:
+            while self._used + amount > self.capacity:
+                self._condition.wait()
+            self._used += amount
+            self._peak = max(self._peak, self._used)
+        return amount
+
+    def release(self, amount: int) -> None:
+        with self._condition:
+            self._used -= amount
+            self._condition.notify_all()
+
+    @property
+    def peak(self) -> int:
+        return self._peak

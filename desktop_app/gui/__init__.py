@@ -1,0 +1,1 @@
+"""The window: PySide6 views over desktop_app.core."""

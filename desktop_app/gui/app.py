@@ -1,0 +1,54 @@
+"""Starting the window: QApplication, first-run dialog, main window."""
+
+from __future__ import annotations
+
+import sys
+
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication, QDialog
+
+from desktop_app import __version__
+from desktop_app.core.app import Environment
+from desktop_app.core.errors import FerryError
+from desktop_app.gui.backend import Backend
+from desktop_app.gui.bridge import EngineBridge
+from desktop_app.gui.first_run import FirstRunChoice, FirstRunDialog
+from desktop_app.gui.main_window import MainWindow
+
+
+def needs_first_run(env: Environment, profile_name: str | None) -> bool:
+    if profile_name is not None:
+        return False
+    try:
+        return env.profiles.default_name() is None
+    except FerryError:
+        return False  # a broken profile file is reported when opening
+
+
+def build_window(
+    env: Environment, profile_name: str | None, *, create_sandbox: bool = False
+) -> MainWindow:
+    bridge = EngineBridge()
+    backend = Backend(env, profile_name, bridge, create_sandbox=create_sandbox)
+    settings = QSettings(str(env.paths.config_dir / "window.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(backend, bridge, settings)
+    backend.start()
+    return window
+
+
+def run_gui(env: Environment, profile_name: str | None) -> int:
+    app = QApplication.instance() or QApplication(sys.argv)
+    assert isinstance(app, QApplication)
+    app.setApplicationName("Ferry")
+    app.setApplicationVersion(__version__)
+    app.setQuitOnLastWindowClosed(True)
+    env.paths.ensure()
+    create_sandbox = False
+    if needs_first_run(env, profile_name):
+        dialog = FirstRunDialog(env)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return 0
+        create_sandbox = dialog.choice is FirstRunChoice.SANDBOX
+    window = build_window(env, profile_name, create_sandbox=create_sandbox)
+    window.show()
+    return app.exec()

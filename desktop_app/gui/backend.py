@@ -1,0 +1,173 @@
+"""Runs Ferry off the GUI thread.
+
+Two Python threads: a job thread that opens Ferry and carries out what the
+person asks (queue a drop of 10,000 files, cancel, pause, retry), and a runner
+thread that keeps the engine going while anything is runnable. The GUI thread
+only posts jobs and receives typed signals; it never waits on I/O. ``stop()``
+interrupts running transfers (they resume at the next start), joins both
+threads and closes Ferry.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from desktop_app.core.app import Environment, Ferry, start_sandbox
+from desktop_app.core.errors import FerryError
+from desktop_app.core.events import TransferSnapshot
+from desktop_app.core.sandbox import SandboxServer
+from desktop_app.gui.bridge import EngineBridge
+
+log = logging.getLogger(__name__)
+Job = Callable[[Ferry], None]
+
+
+class Backend(QObject):
+    opened = Signal(str)  # a line for the status bar
+    failed = Signal(str, str)  # title, message
+    notice = Signal(str)
+
+    def __init__(
+        self,
+        env: Environment,
+        profile_name: str | None,
+        bridge: EngineBridge,
+        *,
+        create_sandbox: bool = False,
+    ) -> None:
+        super().__init__()
+        self.env = env
+        self.profile_name = profile_name
+        self.bridge = bridge
+        self.create_sandbox = create_sandbox
+        self.ferry: Ferry | None = None
+        self._sandbox: SandboxServer | None = None
+        self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._job_thread = threading.Thread(target=self._job_loop, name="ferry-jobs", daemon=True)
+        self._run_thread = threading.Thread(target=self._run_loop, name="ferry-runner", daemon=True)
+
+    def start(self) -> None:
+        self._job_thread.start()
+        self._run_thread.start()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    # -- jobs the window posts ------------------------------------------------
+
+    def post(self, job: Job) -> None:
+        self._jobs.put(job)
+
+    def add_paths(self, paths: list[Path]) -> None:
+        def job(ferry: Ferry) -> None:
+            records = ferry.queue(paths)
+            self.notice.emit(f"Queued {len(records)} file(s).")
+
+        self.post(job)
+
+    def retry(self, ids: list[int] | None) -> None:
+        self.post(lambda ferry: self._count(len(ferry.engine.retry(ids)), "retrying"))
+
+    def cancel(self, ids: list[int]) -> None:
+        self.post(lambda ferry: self._count(len(ferry.cancel(ids)), "cancelled"))
+
+    def pause(self, ids: list[int] | None) -> None:
+        self.post(lambda ferry: self._count(ferry.pause(ids), "paused"))
+
+    def unpause(self, ids: list[int] | None) -> None:
+        self.post(lambda ferry: self._count(ferry.unpause(ids), "resumed"))
+
+    def _count(self, count: int, verb: str) -> None:
+        self.notice.emit(f"{count} transfer(s) {verb}.")
+
+    # -- threads ----------------------------------------------------------------
+
+    def _open(self) -> Ferry:
+        if self.create_sandbox:
+            self._sandbox, _state, profile = start_sandbox(self.env)
+            self.profile_name = profile.name
+        ferry = Ferry.open(self.env, self.profile_name)
+        self.bridge.attach(ferry.bus)
+        for record in ferry.transfers():
+            self.bridge.accept_snapshot(TransferSnapshot.of(record))
+        unfinished = [r for r in ferry.transfers() if r.state.active and not r.paused]
+        self.opened.emit(
+            f"Profile {ferry.profile.name}: bucket {ferry.profile.bucket} at "
+            f"{ferry.profile.endpoint_url or 'AWS S3'} (credentials from "
+            f"{ferry.credential_source.value})"
+        )
+        if unfinished:
+            self.notice.emit(f"Resuming {len(unfinished)} transfer(s).")
+        return ferry
+
+    def _job_loop(self) -> None:
+        try:
+            self.ferry = self._open()
+        except FerryError as exc:
+            self.failed.emit(exc.title, exc.message)
+            return
+        except Exception as exc:  # shown, not swallowed: the window must say why
+            log.exception("Opening Ferry failed")
+            self.failed.emit("Could not start", f"{type(exc).__name__}: {exc}")
+            return
+        finally:
+            self._ready.set()
+        self._wake.set()
+        while not self._stopping.is_set():
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                job(self.ferry)
+            except FerryError as exc:
+                self.failed.emit(exc.title, exc.message)
+            except Exception as exc:
+                log.exception("A background job failed")
+                self.failed.emit("Unexpected error", f"{type(exc).__name__}: {exc}")
+            self._wake.set()
+
+    def _run_loop(self) -> None:
+        self._ready.wait()
+        while not self._stopping.is_set():
+            self._wake.wait(timeout=1.0)
+            self._wake.clear()
+            ferry = self.ferry
+            if ferry is None or self._stopping.is_set():
+                continue
+            try:
+                runnable = ferry.engine.runnable()
+                if runnable:
+                    ferry.engine.run([r.id for r in runnable])
+                    self._wake.set()
+            except FerryError as exc:
+                self.failed.emit(exc.title, exc.message)
+            except Exception as exc:
+                log.exception("The transfer runner failed")
+                self.failed.emit("Unexpected error", f"{type(exc).__name__}: {exc}")
+
+    def stop(self) -> None:
+        """Interrupt transfers (they resume next start), join the threads, close Ferry."""
+        self._stopping.set()
+        self._jobs.put(None)
+        self._wake.set()
+        if self.ferry is not None:
+            self.ferry.engine.interrupt()
+        for thread in (self._job_thread, self._run_thread):
+            if thread.is_alive():
+                thread.join(timeout=60)
+        self.bridge.detach()
+        if self.ferry is not None:
+            self.ferry.close()
+            self.ferry = None
+        if self._sandbox is not None:
+            self._sandbox.stop()

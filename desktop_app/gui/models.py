@@ -1,0 +1,216 @@
+"""Table models over transfer snapshots; fed only by the EngineBridge."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+)
+
+from desktop_app.core.events import TransferProgress, TransferSnapshot
+from desktop_app.core.journal import TransferState
+
+Index = QModelIndex | QPersistentModelIndex
+SnapshotRole = Qt.ItemDataRole.UserRole + 1
+ProgressRole = Qt.ItemDataRole.UserRole + 2
+
+
+class Column(enum.IntEnum):
+    NAME = 0
+    KEY = 1
+    SIZE = 2
+    PROGRESS = 3
+    SPEED = 4
+    ETA = 5
+    STATE = 6
+
+
+HEADERS = {
+    Column.NAME: "Name",
+    Column.KEY: "Destination key",
+    Column.SIZE: "Size",
+    Column.PROGRESS: "Progress",
+    Column.SPEED: "Speed",
+    Column.ETA: "Time left",
+    Column.STATE: "State",
+}
+
+STATE_LABELS = {
+    TransferState.QUEUED: "Waiting",
+    TransferState.HASHING: "Checking",
+    TransferState.UPLOADING: "Uploading",
+    TransferState.COMPLETING: "Finishing",
+    TransferState.VERIFYING: "Verifying",
+    TransferState.REGISTERING: "Registering",
+    TransferState.DONE: "Done",
+    TransferState.DUPLICATE: "Already stored",
+    TransferState.FAILED: "Failed",
+    TransferState.CANCELLED: "Cancelled",
+}
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(size) < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def state_label(snapshot: TransferSnapshot) -> str:
+    label = STATE_LABELS[snapshot.state]
+    if snapshot.paused and not snapshot.state.finished:
+        return f"{label} (paused)"
+    return label
+
+
+class TransferTableModel(QAbstractTableModel):
+    """One row per transfer, newest last; updated in place by id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rows: list[TransferSnapshot] = []
+        self._row_of: dict[int, int] = {}
+        self._progress: dict[int, TransferProgress] = {}
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(Column)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return HEADERS[Column(section)]
+        return None
+
+    def snapshot(self, row: int) -> TransferSnapshot:
+        return self._rows[row]
+
+    def snapshots(self) -> list[TransferSnapshot]:
+        return list(self._rows)
+
+    def fraction_done(self, snapshot: TransferSnapshot) -> float:
+        if snapshot.state in (TransferState.DONE, TransferState.DUPLICATE):
+            return 1.0
+        progress = self._progress.get(snapshot.id)
+        if progress is None or progress.bytes_total == 0:
+            return 0.0
+        return progress.bytes_done / progress.bytes_total
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        snapshot = self._rows[index.row()]
+        column = Column(index.column())
+        progress = self._progress.get(snapshot.id)
+        running = snapshot.state.active and progress is not None
+        if role == SnapshotRole:
+            return snapshot
+        if role == ProgressRole or (role == Qt.ItemDataRole.UserRole and column is Column.PROGRESS):
+            return self.fraction_done(snapshot)
+        if role == Qt.ItemDataRole.UserRole:  # sort keys
+            return {
+                Column.NAME: Path(snapshot.source_path).name.lower(),
+                Column.KEY: snapshot.key,
+                Column.SIZE: snapshot.size,
+                Column.SPEED: progress.speed if running and progress else 0.0,
+                Column.ETA: (progress.eta_seconds or 0.0) if running and progress else 0.0,
+                Column.STATE: snapshot.state.value,
+            }.get(column, "")
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if snapshot.error is not None:
+                return f"{snapshot.error.title}: {snapshot.error.message}"
+            return snapshot.source_path
+        if role != Qt.ItemDataRole.DisplayRole:
+            return None
+        if column is Column.NAME:
+            return Path(snapshot.source_path).name
+        if column is Column.KEY:
+            if snapshot.state is TransferState.DUPLICATE:
+                return f"{snapshot.duplicate_of} (existing)"
+            return snapshot.key
+        if column is Column.SIZE:
+            return human_size(snapshot.size)
+        if column is Column.PROGRESS:
+            return f"{self.fraction_done(snapshot) * 100:.0f} %"
+        if column is Column.SPEED:
+            return f"{human_size(progress.speed)}/s" if running and progress else ""
+        if column is Column.ETA:
+            return human_duration(progress.eta_seconds) if running and progress else ""
+        return state_label(snapshot)
+
+    def upsert(self, snapshot: TransferSnapshot) -> None:
+        row = self._row_of.get(snapshot.id)
+        if row is None:
+            position = len(self._rows)
+            self.beginInsertRows(QModelIndex(), position, position)
+            self._rows.append(snapshot)
+            self._row_of[snapshot.id] = position
+            self.endInsertRows()
+            return
+        self._rows[row] = snapshot
+        self.dataChanged.emit(self.index(row, 0), self.index(row, len(Column) - 1))
+
+    def set_progress(self, progress: TransferProgress) -> None:
+        self._progress[progress.transfer_id] = progress
+        row = self._row_of.get(progress.transfer_id)
+        if row is not None:
+            self.dataChanged.emit(self.index(row, Column.PROGRESS), self.index(row, Column.ETA))
+
+    def totals(self) -> tuple[int, int, float]:
+        """(active transfers, bytes still to send, combined speed)."""
+        active = [s for s in self._rows if s.state.active and not s.paused]
+        remaining = 0
+        speed = 0.0
+        for snapshot in active:
+            progress = self._progress.get(snapshot.id)
+            done = progress.bytes_done if progress else 0
+            remaining += max(0, snapshot.size - done)
+            speed += progress.speed if progress else 0.0
+        return len(active), remaining, speed
+
+
+class StateFilterModel(QSortFilterProxyModel):
+    """Shows only transfers in the given states, plus a text filter on name and key."""
+
+    def __init__(self, states: set[TransferState] | None = None) -> None:
+        super().__init__()
+        self.states = states
+        self.text = ""
+        self.setSortRole(Qt.ItemDataRole.UserRole)
+
+    def set_text(self, text: str) -> None:
+        self.text = text.lower()
+        self.invalidateFilter()
+
+    def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:
+        model = self.sourceModel()
+        assert isinstance(model, TransferTableModel)
+        snapshot = model.snapshot(source_row)
+        if self.states is not None and snapshot.state not in self.states:
+            return False
+        if self.text:
+            haystack = f"{Path(snapshot.source_path).name} {snapshot.key}".lower()
+            return self.text in haystack
+        return True

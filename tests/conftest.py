@@ -1,0 +1,198 @@
+"""Shared fixtures. Fixtures that start servers live here and always stop them.
+
+- ``weed``: a real SeaweedFS ``weed mini`` for the session (started through
+  Ferry's own SandboxServer on free loopback ports), authentication on, with
+  a known test identity so that wrong credentials can be tested too.
+- ``postgres_admin_url``: the machine's PostgreSQL; a test needing it fails
+  (never skips) when it cannot be reached.
+- ``catalog_url``: parametrised over SQLite and PostgreSQL; each PostgreSQL use
+  gets a schema of its own, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import keyring.backend
+import psycopg
+import pytest
+from botocore.config import Config
+
+from desktop_app.core.app import Environment
+from desktop_app.core.keys import SecretStore
+from desktop_app.core.paths import FerryPaths
+from desktop_app.core.sandbox import SandboxServer, find_weed
+
+TEST_ACCESS_KEY = "ferry-test-access"
+TEST_SECRET_KEY = "ferry-test-secret-value-7c1d"
+READER_ACCESS_KEY = "ferry-test-reader"
+READER_SECRET_KEY = "ferry-reader-secret-9e2f"
+PG_ADMIN_URL = os.environ.get("FERRY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+class MemoryKeyring(keyring.backend.KeyringBackend):
+    """A real keyring backend that keeps secrets in memory, for tests."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.store.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.store[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.store.pop((service, username), None)
+
+
+@dataclass(frozen=True)
+class WeedServer:
+    endpoint_url: str
+    server: SandboxServer
+
+    def client(self, access_key: str = TEST_ACCESS_KEY, secret_key: str = TEST_SECRET_KEY):
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            region_name="us-east-1",
+            config=Config(
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                s3={"addressing_style": "path"},
+            ),
+        )
+
+
+@pytest.fixture(scope="session")
+def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeedServer]:
+    directory = tmp_path_factory.mktemp("weed")
+    identities = {
+        "identities": [
+            {
+                "name": "ferry-test",
+                "credentials": [{"accessKey": TEST_ACCESS_KEY, "secretKey": TEST_SECRET_KEY}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            },
+            {
+                "name": "ferry-reader",
+                "credentials": [{"accessKey": READER_ACCESS_KEY, "secretKey": READER_SECRET_KEY}],
+                "actions": ["Read", "List"],
+            },
+        ]
+    }
+    config = directory / "s3.json"
+    config.write_text(json.dumps(identities))
+    server = SandboxServer(directory, find_weed(os.environ), extra_args=[f"-s3.config={config}"])
+    state = server.start()
+    try:
+        yield WeedServer(state.endpoint_url, server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def bucket(weed: WeedServer) -> str:
+    name = f"t-{uuid.uuid4().hex[:16]}"
+    weed.client().create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=5) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error as exc:
+        pytest.fail(
+            f"PostgreSQL at {PG_ADMIN_URL} is not reachable ({exc}); the catalog tests need it. "
+            "Start it (pg_ctlcluster ... main start) or set FERRY_TEST_PG.",
+            pytrace=False,
+        )
+    return PG_ADMIN_URL
+
+
+@pytest.fixture
+def pg_schema(postgres_admin_url: str) -> Iterator[str]:
+    schema = f"ferry_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
+        connection.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def pg_url_for_schema(admin_url: str, schema: str, user: str | None = None) -> str:
+    base = admin_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    if user is not None:
+        base = base.replace("postgres@", f"{user}@", 1)
+    return f"{base}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
+    admin = request.getfixturevalue("postgres_admin_url")
+    schema = request.getfixturevalue("pg_schema")
+    return pg_url_for_schema(admin, schema)
+
+
+@pytest.fixture
+def memory_keyring() -> MemoryKeyring:
+    return MemoryKeyring()
+
+
+@pytest.fixture
+def ferry_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memory_keyring: MemoryKeyring
+) -> Environment:
+    home = tmp_path / "home"
+    monkeypatch.setenv("FERRY_HOME", str(home))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    paths = FerryPaths.from_environment({"FERRY_HOME": str(home)})
+    return Environment(paths, dict(os.environ), SecretStore(memory_keyring))
+
+
+def save_test_profile(
+    env: Environment,
+    *,
+    endpoint_url: str,
+    bucket: str,
+    catalog_url: str,
+    name: str = "test",
+    access_key: str = TEST_ACCESS_KEY,
+    secret_key: str = TEST_SECRET_KEY,
+    **changes: object,
+) -> None:
+    """A profile for the test server, its secret in the (memory) keyring."""
+    from desktop_app.core.config import Profile
+    from desktop_app.core.keys import SecretKind
+
+    profile = Profile(
+        name=name,
+        bucket=bucket,
+        catalog_url=catalog_url,
+        endpoint_url=endpoint_url,
+        access_key_id=access_key,
+        owner="tester",
+        **changes,  # type: ignore[arg-type]
+    )
+    env.profiles.save(profile, make_default=True)
+    env.secrets.set(name, SecretKind.S3_SECRET_KEY, secret_key)

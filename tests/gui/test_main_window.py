@@ -1,0 +1,150 @@
+"""The real window, offscreen, against a real weed mini."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
+
+from desktop_app.core.app import Environment
+from desktop_app.core.catalog_schema import FileStatus
+from desktop_app.core.journal import TransferState
+from desktop_app.gui.app import build_window
+from desktop_app.gui.main_window import MainWindow
+from tests.conftest import WeedServer, save_test_profile
+from tests.faults import Fault, FaultProxy
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def window_for(qtbot: QtBot, ferry_env: Environment) -> Iterator[object]:
+    windows: list[MainWindow] = []
+
+    def make() -> MainWindow:
+        window = build_window(ferry_env, None)
+        qtbot.addWidget(window)
+        window.show()
+        windows.append(window)
+        qtbot.waitUntil(lambda: window.backend.ferry is not None, timeout=20_000)
+        return window
+
+    yield make
+    for window in windows:
+        window.really_quit = True
+        window.close()
+
+
+def drop(window: MainWindow, paths: list[Path]) -> None:
+    """A drag entering the window, then the drop: what a file manager sends."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    enter = QDragEnterEvent(
+        QPoint(10, 10),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    assert QApplication.sendEvent(window, enter) and enter.isAccepted()
+    event = QDropEvent(
+        QPoint(10, 10).toPointF(),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    assert QApplication.sendEvent(window, event) and event.isAccepted()
+
+
+def test_dropped_files_end_as_active_catalog_rows(
+    qtbot: QtBot,
+    window_for: object,
+    ferry_env: Environment,
+    weed: WeedServer,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    save_test_profile(
+        ferry_env,
+        endpoint_url=weed.endpoint_url,
+        bucket=bucket,
+        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
+        part_size=5 * MIB,
+    )
+    files = []
+    for n in range(3):
+        path = tmp_path / f"doc{n}.txt"
+        path.write_bytes(f"content {n} ".encode() * (n + 1) * 1000)
+        files.append(path)
+    big = tmp_path / "scan.bin"
+    big.write_bytes(bytes(range(256)) * (24 * 1024 * 4))  # 24 MiB
+    files.append(big)
+    window = window_for()  # type: ignore[operator]
+    drop(window, files)
+    qtbot.waitUntil(
+        lambda: (
+            window.model.rowCount() == 4
+            and all(s.state is TransferState.DONE for s in window.model.snapshots())
+        ),
+        timeout=60_000,
+    )
+    ferry = window.backend.ferry
+    assert ferry is not None
+    for path in files:
+        row = ferry.catalog.live(bucket, path.name)
+        assert row is not None and row.status is FileStatus.ACTIVE
+        body = weed.client().get_object(Bucket=bucket, Key=path.name)["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
+    qtbot.waitUntil(lambda: "4 file(s)" in window.totals_label.text(), timeout=5_000)
+    proxy_index = window.all_proxy.index(0, 6)
+    assert proxy_index.data() == "Done"
+
+
+def test_failure_shows_in_failed_view_and_retry_succeeds(
+    qtbot: QtBot,
+    window_for: object,
+    ferry_env: Environment,
+    weed: WeedServer,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    proxy = FaultProxy(weed.endpoint_url)
+    proxy.faults = [Fault(lambda r: r.method == "PUT", "status", times=10_000, status=503)]
+    endpoint = proxy.start()
+    try:
+        save_test_profile(
+            ferry_env,
+            endpoint_url=endpoint,
+            bucket=bucket,
+            catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
+        )
+        path = tmp_path / "report.pdf"
+        path.write_bytes(b"%PDF-1.4 report" * 100)
+        window = window_for()  # type: ignore[operator]
+        assert window.backend.ferry is not None
+        window.backend.ferry.engine.sleep = lambda _s: None
+        drop(window, [path])
+        qtbot.waitUntil(lambda: window.failed_proxy.rowCount() == 1, timeout=60_000)
+        window.tabs.setCurrentIndex(1)
+        window.failed_table.selectRow(0)
+        assert "temporary failure" in window.failure_details.text()
+        assert "Retry sends only the rest" in window.failure_details.text()
+        qtbot.waitUntil(lambda: "Failed (1)" in window.tabs.tabText(1), timeout=5_000)
+
+        proxy.faults.clear()
+        window.retry_button.click()
+        qtbot.waitUntil(lambda: window.failed_proxy.rowCount() == 0, timeout=60_000)
+        qtbot.waitUntil(
+            lambda: window.model.snapshots()[0].state is TransferState.DONE, timeout=60_000
+        )
+        row = window.backend.ferry.catalog.live(bucket, "report.pdf")
+        assert row is not None and row.status is FileStatus.ACTIVE
+    finally:
+        proxy.stop()

@@ -1,0 +1,279 @@
+"""The catalog on SQLite and on the real PostgreSQL, with the same tests."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import psycopg
+import pytest
+from sqlalchemy import event, text
+
+from desktop_app.core.catalog import (
+    CatalogService,
+    FileQuery,
+    ReservationOutcome,
+    UploadIntent,
+    open_catalog,
+)
+from desktop_app.core.catalog_schema import AuditAction, FileStatus, OutboxEventType
+from desktop_app.core.errors import (
+    CatalogAccessError,
+    CatalogError,
+    InvalidKeyError,
+    KeyConflictError,
+    NotInCatalogError,
+)
+from tests.conftest import pg_url_for_schema
+
+SHA_A = "a" * 64
+SHA_B = "b" * 64
+
+
+def intent(key: str, sha: str = SHA_A, bucket: str = "files") -> UploadIntent:
+    return UploadIntent(
+        bucket=bucket, key=key, original_name=key.rsplit("/", 1)[-1], size=3, sha256=sha
+    )
+
+
+@pytest.fixture
+def catalog(catalog_url: str):
+    service = open_catalog(catalog_url, owner="alice")
+    yield service
+    service.close()
+
+
+def test_upload_lifecycle_writes_audit_and_outbox(catalog: CatalogService) -> None:
+    reserved = catalog.reserve(intent("docs/a.txt"))
+    assert reserved.outcome is ReservationOutcome.RESERVED
+    assert reserved.record.status is FileStatus.PENDING
+    active = catalog.activate(reserved.record.id, etag="0123")
+    assert active.status is FileStatus.ACTIVE and active.etag == "0123"
+    assert active.uploaded_at is not None
+    actions = [e.action for e in catalog.audit_entries(active.id)]
+    assert actions == [AuditAction.RESERVE, AuditAction.ACTIVATE]
+    events = catalog.unpublished_events()
+    assert [e.event_type for e in events] == [OutboxEventType.FILE_UPLOADED]
+    assert events[0].payload["key"] == "docs/a.txt"
+    assert events[0].payload["sha256"] == SHA_A
+
+
+def test_duplicate_content_is_reported_with_the_existing_key(catalog: CatalogService) -> None:
+    first = catalog.reserve(intent("a.txt"))
+    catalog.activate(first.record.id, etag="e")
+    second = catalog.reserve(intent("copy-of-a.txt"))
+    assert second.outcome is ReservationOutcome.DUPLICATE
+    assert second.record.key == "a.txt"
+
+
+def test_reserving_again_after_a_crash_resumes_the_same_row(catalog: CatalogService) -> None:
+    first = catalog.reserve(intent("a.txt"))
+    again = catalog.reserve(intent("a.txt"))
+    assert again.outcome is ReservationOutcome.RESUMED
+    assert again.record.id == first.record.id
+
+
+def test_key_taken_by_other_content_is_a_conflict(catalog: CatalogService) -> None:
+    catalog.activate(catalog.reserve(intent("a.txt")).record.id, etag="e")
+    with pytest.raises(KeyConflictError, match="already in bucket"):
+        catalog.reserve(intent("a.txt", sha=SHA_B))
+
+
+def test_reupload_after_delete_works_for_same_key_and_same_content(
+    catalog: CatalogService,
+) -> None:
+    row = catalog.reserve(intent("a.txt")).record
+    catalog.activate(row.id, etag="e")
+    deleted_keys: list[str] = []
+    outcome = catalog.delete("files", "a.txt", deleted_keys.append)
+    assert outcome.object_deleted and deleted_keys == ["a.txt"]
+    assert (
+        outcome.record.status is FileStatus.DELETED and outcome.record.deleted_by == catalog.owner
+    )
+    again = catalog.reserve(intent("a.txt"))
+    assert again.outcome is ReservationOutcome.RESERVED
+    assert again.record.id != row.id
+    catalog.activate(again.record.id, etag="e")
+    history = catalog.search(FileQuery(bucket="files", prefix="a.txt"))
+    assert sorted(r.status.value for r in history) == ["active", "deleted"]
+
+
+def test_delete_marks_the_row_before_the_object_and_keeps_storage_failures(
+    catalog: CatalogService,
+) -> None:
+    catalog.activate(catalog.reserve(intent("a.txt")).record.id, etag="e")
+    seen_status: list[FileStatus] = []
+
+    def failing_delete(key: str) -> None:
+        live = catalog.live("files", key)
+        seen_status.append(live.status if live else FileStatus.DELETED)
+        raise RuntimeError("connection reset by peer")
+
+    outcome = catalog.delete("files", "a.txt", failing_delete)
+    assert seen_status == [FileStatus.DELETED]  # the row was committed as deleted first
+    assert not outcome.object_deleted
+    assert outcome.error == "connection reset by peer"
+    record = catalog.get(outcome.record.id)
+    assert record is not None and record.last_error == "connection reset by peer"
+    actions = [e.action for e in catalog.audit_entries(outcome.record.id)]
+    assert AuditAction.DELETE_OBJECT_FAILED in actions
+
+
+def test_delete_of_unknown_key_says_so(catalog: CatalogService) -> None:
+    with pytest.raises(NotInCatalogError, match="not a live file"):
+        catalog.delete("files", "nope.txt", lambda _k: None)
+
+
+def test_release_removes_the_pending_intent(catalog: CatalogService) -> None:
+    row = catalog.reserve(intent("a.txt")).record
+    catalog.release(row.id, reason="cancelled")
+    assert catalog.get(row.id) is None
+    assert catalog.reserve(intent("a.txt")).outcome is ReservationOutcome.RESERVED
+
+
+def test_bad_keys_are_refused_before_any_write(catalog: CatalogService) -> None:
+    for key in ("../escape", "/abs", "ctl\x01", "é" * 600):
+        with pytest.raises(InvalidKeyError):
+            catalog.reserve(intent(key))
+    assert catalog.search(FileQuery(bucket="files")) == []
+
+
+def test_failure_before_commit_leaves_neither_change_nor_audit(catalog: CatalogService) -> None:
+    row = catalog.reserve(intent("a.txt")).record
+    audit_before = len(catalog.audit_entries())
+
+    def explode(_connection: object) -> None:
+        raise RuntimeError("power cut before commit")
+
+    event.listen(catalog.engine, "commit", explode)
+    try:
+        with pytest.raises(Exception, match="power cut"):
+            catalog.activate(row.id, etag="e")
+    finally:
+        event.remove(catalog.engine, "commit", explode)
+    after = catalog.get(row.id)
+    assert after is not None and after.status is FileStatus.PENDING
+    assert len(catalog.audit_entries()) == audit_before
+    assert catalog.unpublished_events() == []
+
+
+def test_search_pages_in_byte_order(catalog: CatalogService) -> None:
+    keys = ["a/B", "a/a", "a-b", "a_b", "é", "Z", "a"]
+    for n, key in enumerate(keys):
+        row = catalog.reserve(intent(key, sha=f"{n:064x}")).record
+        catalog.activate(row.id, etag="e")
+    expected = sorted(keys, key=lambda k: k.encode("utf-8"))
+    first = catalog.search(FileQuery(bucket="files", limit=4))
+    second = catalog.search(FileQuery(bucket="files", limit=4, after_key=first[-1].key))
+    assert [r.key for r in first + second] == expected
+    assert [r.key for r in catalog.iter_in_key_order("files")] == expected
+    assert [r.key for r in catalog.search(FileQuery(bucket="files", prefix="a/"))] == ["a/B", "a/a"]
+    found = catalog.search(FileQuery(bucket="files", name_contains="B", status=FileStatus.ACTIVE))
+    assert {r.key for r in found} == {"a/B", "a-b", "a_b"}
+
+
+def test_concurrent_reservations_leave_exactly_one_live_row(catalog_url: str) -> None:
+    services = [open_catalog(catalog_url, owner=f"user{n}") for n in range(6)]
+    barrier = threading.Barrier(len(services))
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def contend(service: CatalogService, n: int) -> None:
+        barrier.wait()
+        try:
+            result = service.reserve(intent("same/key.bin", sha=f"{n:064x}"))
+            label = result.outcome.value
+        except KeyConflictError:
+            label = "conflict"
+        except CatalogError as exc:  # must never be a raw database error
+            label = f"error: {exc}"
+        with lock:
+            outcomes.append(label)
+
+    threads = [threading.Thread(target=contend, args=(s, n)) for n, s in enumerate(services)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["conflict"] * 5 + ["reserved"], outcomes
+    live = services[0].search(FileQuery(bucket="files", prefix="same/"))
+    assert len(live) == 1
+    for service in services:
+        service.close()
+
+
+def test_opening_again_does_not_migrate_twice(catalog_url: str) -> None:
+    open_catalog(catalog_url, owner="alice").close()
+    service = open_catalog(catalog_url, owner="alice")
+    with service.engine.connect() as connection:
+        assert (
+            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        )
+    service.close()
+
+
+# -- PostgreSQL only: owners and row-level security ---------------------------
+
+
+@pytest.fixture
+def pg_roles(postgres_admin_url: str, pg_schema: str):
+    suffix = uuid.uuid4().hex[:8]
+    alice, bob, admin = f"ferry_alice_{suffix}", f"ferry_bob_{suffix}", f"ferry_adm_{suffix}"
+    open_catalog(pg_url_for_schema(postgres_admin_url, pg_schema), owner="x").close()
+    with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
+        script = (
+            __import__("importlib.resources")
+            .resources.files("desktop_app.core")
+            .joinpath("sql/postgres_roles.sql")
+            .read_text()
+        )
+        connection.execute("SELECT 1 FROM pg_roles WHERE rolname = 'ferry_user'")
+        # psql variables are not understood by psycopg: substitute the schema.
+        connection.execute(script.replace(':"schema"', f'"{pg_schema}"'))
+        for name in (alice, bob, admin):
+            connection.execute(f'CREATE ROLE "{name}" LOGIN IN ROLE ferry_user')
+        connection.execute(f'GRANT ferry_admin TO "{admin}"')
+    try:
+        yield alice, bob, admin
+    finally:
+        with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
+            for name in (alice, bob, admin):
+                connection.execute(f'DROP OWNED BY "{name}"')
+                connection.execute(f'DROP ROLE "{name}"')
+
+
+def test_row_level_security_keeps_users_to_their_own_rows(
+    postgres_admin_url: str, pg_schema: str, pg_roles: tuple[str, str, str]
+) -> None:
+    alice_name, bob_name, admin_name = pg_roles
+    alice = open_catalog(
+        pg_url_for_schema(postgres_admin_url, pg_schema, alice_name), owner="ignored"
+    )
+    bob = open_catalog(pg_url_for_schema(postgres_admin_url, pg_schema, bob_name), owner="ignored")
+    admin = open_catalog(pg_url_for_schema(postgres_admin_url, pg_schema, admin_name), owner="x")
+    try:
+        assert alice.owner == alice_name  # the owner is the catalog login
+        row = alice.reserve(intent("alice/report.pdf")).record
+        alice.activate(row.id, etag="e")
+        assert row.owner == alice_name
+
+        assert bob.search(FileQuery(bucket="files")) == []
+        assert bob.get(row.id) is None
+        with pytest.raises(NotInCatalogError):
+            bob.delete("files", "alice/report.pdf", lambda _k: None)
+        assert alice.live("files", "alice/report.pdf") is not None
+
+        assert [r.key for r in admin.search(FileQuery(bucket="files"))] == ["alice/report.pdf"]
+    finally:
+        for service in (alice, bob, admin):
+            service.close()
+
+
+def test_login_that_may_not_migrate_gets_a_clear_message(
+    postgres_admin_url: str, pg_schema: str, pg_roles: tuple[str, str, str]
+) -> None:
+    alice_name = pg_roles[0]
+    with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
+        connection.execute(f"UPDATE \"{pg_schema}\".alembic_version SET version_num = '0001'")
+    with pytest.raises(CatalogAccessError, match="may not upgrade it"):
+        open_catalog(pg_url_for_schema(postgres_admin_url, pg_schema, alice_name), owner="x")

@@ -1,0 +1,159 @@
+"""The `ferry` command as a user runs it, in a subprocess."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, WeedServer
+
+
+def run_ferry(
+    home: Path, *args: str, env: dict[str, str] | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FERRY_"))}
+    environ.update(
+        {"FERRY_HOME": str(home), "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    )
+    environ.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "desktop_app", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        input=stdin,
+        timeout=180,
+    )
+
+
+def test_version(tmp_path: Path) -> None:
+    result = run_ferry(tmp_path, "--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("ferry 0.")
+
+
+def test_upload_json_against_a_real_server_with_env_credentials(
+    tmp_path: Path, weed: WeedServer, bucket: str
+) -> None:
+    home = tmp_path / "home"
+    added = run_ferry(
+        home,
+        "profile",
+        "add",
+        "team",
+        "--bucket",
+        bucket,
+        "--endpoint-url",
+        weed.endpoint_url,
+        "--prefix",
+        "inbox",
+    )
+    assert added.returncode == 0, added.stderr
+    assert "AWS variables" in added.stderr
+    (tmp_path / "a.txt").write_text("alpha")
+    (tmp_path / "b.txt").write_text("alpha")  # same content: a duplicate
+    creds = {"AWS_ACCESS_KEY_ID": TEST_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": TEST_SECRET_KEY}
+    result = run_ferry(
+        home, "upload", str(tmp_path / "a.txt"), str(tmp_path / "b.txt"), "--json", env=creds
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    states = {Path(t["source"]).name: t for t in document["transfers"]}
+    assert states["a.txt"]["state"] == "done"
+    assert states["a.txt"]["key"] == "inbox/a.txt"
+    assert states["a.txt"]["sha256"] == hashlib.sha256(b"alpha").hexdigest()
+    assert states["b.txt"]["state"] == "duplicate"
+    assert states["b.txt"]["duplicate_of"] == "inbox/a.txt"
+    assert document["summary"]["ok"] is True
+    assert TEST_SECRET_KEY not in result.stdout + result.stderr
+    log_text = "".join(p.read_text() for p in (home / "logs").glob("ferry.log*"))
+    assert "environment variables" in log_text
+    assert TEST_SECRET_KEY not in log_text
+
+    listing = json.loads(run_ferry(home, "ls", "--json", env=creds).stdout)
+    assert [f["key"] for f in listing["files"]] == ["inbox/a.txt"]
+    deleted = run_ferry(home, "delete", "inbox/a.txt", "--json", env=creds)
+    assert deleted.returncode == 0, deleted.stderr
+    assert json.loads(deleted.stdout)["deleted"][0]["object_deleted"] is True
+    assert weed.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    gone = run_ferry(home, "delete", "inbox/a.txt", env=creds)
+    assert gone.returncode == 1 and "not a live file" in gone.stderr
+
+
+def test_profile_test_says_precisely_what_is_wrong(
+    tmp_path: Path, weed: WeedServer, bucket: str
+) -> None:
+    home = tmp_path / "home"
+    run_ferry(
+        home, "profile", "add", "team", "--bucket", bucket, "--endpoint-url", weed.endpoint_url
+    )
+    good = {"AWS_ACCESS_KEY_ID": TEST_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": TEST_SECRET_KEY}
+    ok = run_ferry(home, "profile", "test", "--json", env=good)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert json.loads(ok.stdout)["ok"] is True
+
+    wrong = run_ferry(home, "profile", "test", env={**good, "AWS_SECRET_ACCESS_KEY": "nope-wrong"})
+    assert wrong.returncode == 1
+    assert "refused the credentials" in wrong.stdout
+    assert "nope-wrong" not in wrong.stdout + wrong.stderr
+
+    missing = run_ferry(home, "profile", "test", env={**good, "FERRY_BUCKET": "no-such-bucket-x"})
+    assert missing.returncode == 1 and "does not exist" in missing.stdout
+
+    unreachable = run_ferry(
+        home, "profile", "test", env={**good, "FERRY_ENDPOINT_URL": "http://127.0.0.1:9"}
+    )
+    assert unreachable.returncode == 1 and "Cannot reach" in unreachable.stdout
+
+    nocreds = run_ferry(home, "profile", "test")
+    assert nocreds.returncode == 1 and "No S3 credentials" in nocreds.stdout
+
+
+def test_bad_profiles_are_one_clear_line_and_change_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    unknown = run_ferry(home, "--profile", "ghost", "status")
+    assert unknown.returncode == 2
+    assert "No profile is configured" in unknown.stderr or "no profile named" in unknown.stderr
+    assert len(unknown.stderr.strip().splitlines()) == 1
+    config = home / "config" / "profiles.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("[profiles.x\n")
+    broken = run_ferry(home, "profile", "list")
+    assert broken.returncode == 2 and "is not valid TOML" in broken.stderr
+    assert config.read_text() == "[profiles.x\n"
+    bad = run_ferry(home, "profile", "add", "y", "--bucket", "Bad_Bucket")
+    assert bad.returncode == 2 and "not a valid bucket name" in bad.stderr
+
+
+def test_sandbox_command_runs_until_stopped(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_")}
+    environ["FERRY_HOME"] = str(home)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "desktop_app", "sandbox"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environ,
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        deadline = time.monotonic() + 60
+        while "Profile 'local' is ready" not in line and time.monotonic() < deadline:
+            line = process.stderr.readline()
+        assert "Local sandbox running at http://127.0.0.1:" in line
+        (tmp_path / "f.bin").write_bytes(os.urandom(1000))
+        upload = run_ferry(home, "upload", str(tmp_path / "f.bin"), "--json")
+        assert upload.returncode == 0, upload.stderr
+        assert json.loads(upload.stdout)["transfers"][0]["state"] == "done"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    state_file = home / "data" / "sandbox" / "server.json"
+    assert not state_file.exists(), "the sandbox server was not stopped with the program"

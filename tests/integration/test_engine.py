@@ -1,0 +1,227 @@
+"""Uploads against a real weed mini: bytes in the bucket equal bytes on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from desktop_app.core.app import Environment, Ferry
+from desktop_app.core.catalog import FileQuery
+from desktop_app.core.catalog_schema import FileStatus
+from desktop_app.core.events import TransferProgress
+from desktop_app.core.journal import TransferState
+from tests.conftest import (
+    READER_ACCESS_KEY,
+    READER_SECRET_KEY,
+    WeedServer,
+    save_test_profile,
+)
+from tests.faults import Fault, FaultProxy, is_complete, is_part_upload
+
+MIB = 1024 * 1024
+
+
+def write_random(path: Path, size: int, seed: int = 0) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = hashlib.sha256(str(seed).encode()).digest() * (size // 32 + 1)
+    data = os.urandom(64) + data[: max(0, size - 64)] if size >= 64 else os.urandom(size)
+    path.write_bytes(data[:size])
+    return hashlib.sha256(data[:size]).hexdigest()
+
+
+def object_sha256(weed: WeedServer, bucket: str, key: str) -> str:
+    body = weed.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    return hashlib.sha256(body).hexdigest()
+
+
+@pytest.fixture
+def ferry(ferry_env: Environment, weed: WeedServer, bucket: str, tmp_path: Path) -> Iterator[Ferry]:
+    save_test_profile(
+        ferry_env,
+        endpoint_url=weed.endpoint_url,
+        bucket=bucket,
+        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
+        part_size=5 * MIB,
+        concurrency=4,
+        memory_budget=20 * MIB,
+    )
+    app = Ferry.open(ferry_env)
+    yield app
+    app.close()
+
+
+def test_small_and_multipart_files_arrive_verified_and_registered(
+    ferry: Ferry, weed: WeedServer, bucket: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    hashes = {
+        "small.txt": write_random(src / "small.txt", 1000, 1),
+        "empty.bin": write_random(src / "empty.bin", 0, 2),
+        "big.bin": write_random(src / "big.bin", 13 * MIB + 7, 3),
+        "sub/é ü.dat": write_random(src / "sub" / "é ü.dat", 5 * MIB, 4),
+    }
+    progress: list[TransferProgress] = []
+    ferry.bus.subscribe(lambda e: progress.append(e) if isinstance(e, TransferProgress) else None)
+    records = ferry.upload([src], prefix="in")
+    assert {r.state for r in records} == {TransferState.DONE}, [r.error for r in records]
+    for name, sha in hashes.items():
+        key = f"in/src/{name}"
+        assert object_sha256(weed, bucket, key) == sha
+        row = ferry.catalog.live(bucket, key)
+        assert row is not None and row.status is FileStatus.ACTIVE and row.sha256 == sha
+    head = weed.client().head_object(Bucket=bucket, Key="in/src/big.bin")
+    assert head["ETag"].strip('"').endswith("-3")
+    assert head["Metadata"]["sha256"] == hashes["big.bin"]
+    assert any(p.bytes_done == p.bytes_total == 13 * MIB + 7 for p in progress)
+    assert ferry.engine.budget.peak <= 20 * MIB
+    assert list(weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == []
+
+
+def test_same_content_twice_is_a_duplicate_and_nothing_is_sent(
+    ferry: Ferry, weed: WeedServer, bucket: str, tmp_path: Path
+) -> None:
+    write_random(tmp_path / "a.txt", 500, 7)
+    (tmp_path / "b.txt").write_bytes((tmp_path / "a.txt").read_bytes())
+    first = ferry.upload([tmp_path / "a.txt"])
+    second = ferry.upload([tmp_path / "b.txt"])
+    assert first[0].state is TransferState.DONE
+    assert second[0].state is TransferState.DUPLICATE
+    assert second[0].duplicate_of == "a.txt"
+    keys = [o["Key"] for o in weed.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert keys == ["a.txt"]
+
+
+def test_bad_input_gets_its_own_error_and_the_others_go_on(
+    ferry: Ferry, weed: WeedServer, bucket: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "mixed"
+    src.mkdir()
+    write_random(src / "good.txt", 100, 9)
+    unreadable = src / "secret.txt"
+    unreadable.write_text("x")
+    unreadable.chmod(0)
+    (src / "loop").symlink_to(src)
+    (src / "outside").symlink_to("/etc/hostname")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(src / "sock"))
+    try:
+        records = ferry.upload([src, tmp_path / "does-not-exist.txt"])
+    finally:
+        sock.close()
+        unreadable.chmod(0o600)
+    by_name = {Path(r.source_path).name: r for r in records}
+    assert by_name["good.txt"].state is TransferState.DONE
+    if os.geteuid() != 0:  # root reads anything
+        assert by_name["secret.txt"].error.title == "No permission to read"
+    assert by_name["loop"].error.title == "Folder loop"
+    assert by_name["outside"].error.title == "Link outside the folder"
+    assert by_name["sock"].error.title == "Not a regular file"
+    assert by_name["does-not-exist.txt"].error.title == "File not found"
+    assert ferry.catalog.live(bucket, "mixed/good.txt") is not None
+
+
+def test_source_changed_mid_upload_leaves_no_object_and_no_multipart(
+    ferry: Ferry, weed: WeedServer, bucket: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "growing.bin"
+    write_random(path, 12 * MIB, 11)
+    changed = threading.Event()
+
+    def change_after_first_part(event: object) -> None:
+        if isinstance(event, TransferProgress) and event.bytes_done > 0 and not changed.is_set():
+            changed.set()
+            with path.open("ab") as handle:
+                handle.write(b"more bytes")
+
+    ferry.bus.subscribe(change_after_first_part)
+    [record] = ferry.upload([path])
+    assert record.state is TransferState.FAILED
+    assert record.error is not None and "changed while uploading" in record.error.message
+    assert weed.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    assert weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert ferry.catalog.search(FileQuery(bucket=bucket)) == []
+
+    retried = ferry.retry([record.id])
+    assert retried[0].state is TransferState.DONE
+    assert (
+        object_sha256(weed, bucket, "growing.bin") == hashlib.sha256(path.read_bytes()).hexdigest()
+    )
+
+
+def test_cancel_aborts_the_multipart_upload_and_releases_the_row(
+    ferry: Ferry, weed: WeedServer, bucket: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "big.bin"
+    write_random(path, 20 * MIB, 12)
+    [queued] = ferry.queue([path])
+
+    def cancel_on_progress(event: object) -> None:
+        if isinstance(event, TransferProgress) and event.bytes_done > 0:
+            ferry.cancel([queued.id])
+
+    ferry.bus.subscribe(cancel_on_progress)
+    ferry.engine.run([queued.id])
+    record = ferry.journal.get(queued.id)
+    assert record.state is TransferState.CANCELLED
+    assert weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert weed.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    assert ferry.catalog.search(FileQuery(bucket=bucket)) == []
+
+
+def test_transient_faults_are_survived(
+    ferry_env: Environment, weed: WeedServer, bucket: str, tmp_path: Path
+) -> None:
+    proxy = FaultProxy(weed.endpoint_url)
+    proxy.faults = [
+        Fault(is_part_upload, "status", times=2, status=503, code="SlowDown"),
+        Fault(is_part_upload, "reset", times=1),
+        Fault(is_part_upload, "status", times=1, status=500, code="InternalError"),
+        Fault(is_complete, "status", times=1, status=502, code="BadGateway"),
+    ]
+    endpoint = proxy.start()
+    try:
+        save_test_profile(
+            ferry_env,
+            endpoint_url=endpoint,
+            bucket=bucket,
+            catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
+            part_size=5 * MIB,
+        )
+        path = tmp_path / "flaky.bin"
+        sha = write_random(path, 16 * MIB, 13)
+        with Ferry.open(ferry_env) as app:
+            app.engine.sleep = lambda _s: None  # backoff without waiting
+            [record] = app.upload([path])
+        assert record.state is TransferState.DONE, record.error
+        assert object_sha256(weed, bucket, "flaky.bin") == sha
+        assert all(f.times == 0 for f in proxy.faults)
+    finally:
+        proxy.stop()
+
+
+def test_permanent_failure_says_what_to_do(
+    ferry_env: Environment, weed: WeedServer, bucket: str, tmp_path: Path
+) -> None:
+    save_test_profile(
+        ferry_env,
+        endpoint_url=weed.endpoint_url,
+        bucket=bucket,
+        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
+        access_key=READER_ACCESS_KEY,
+        secret_key=READER_SECRET_KEY,
+    )
+    write_random(tmp_path / "a.txt", 10, 1)
+    with Ferry.open(ferry_env) as app:
+        [record] = app.upload([tmp_path / "a.txt"])
+        assert record.state is TransferState.FAILED
+        assert record.error is not None
+        assert record.error.title == "Access denied"
+        assert "Ask for write permission" in record.error.message
+        assert record.retry_at is None
+        assert app.catalog.search(FileQuery()) == []

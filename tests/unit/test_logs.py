@@ -1,0 +1,25 @@
+import logging
+from pathlib import Path
+
+from desktop_app.core.logs import REDACTOR, configure_logging
+
+
+def test_no_secret_reaches_the_log_file(tmp_path: Path) -> None:
+    log_file = tmp_path / "ferry.log"
+    configure_logging(log_file, stderr_level=None)
+    REDACTOR.add_secret("wJalrXUtnFEMI-very-secret")
+    logger = logging.getLogger("ferry.test")
+    logger.warning("using secret %s for the upload", "wJalrXUtnFEMI-very-secret")
+    logger.warning("catalog at postgresql://alice:hunter2pw@db.example/ferry")
+    logger.warning("config aws_secret_access_key=AbCdEf123456 region=eu")
+    try:
+        raise RuntimeError("failed with password=topsecretpw")
+    except RuntimeError:
+        logger.exception("boom")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    text = log_file.read_text()
+    assert "using secret *** for the upload" in text
+    for secret in ("wJalrXUtnFEMI-very-secret", "hunter2pw", "AbCdEf123456", "topsecretpw"):
+        assert secret not in text
+    assert "postgresql://alice:***@db.example/ferry" in text
