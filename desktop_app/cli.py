@@ -32,6 +32,7 @@ from desktop_app.core.journal import TransferRecord, TransferState
 from desktop_app.core.keys import SecretKind, SecretStore
 from desktop_app.core.logs import configure_logging
 from desktop_app.core.paths import FerryPaths
+from desktop_app.core.reconcile import CheckOptions, CheckReport, FindingKind, RepairResult
 
 log = logging.getLogger("ferry")
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
@@ -250,6 +251,64 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return _with_ferry(args, work)
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    def work(ferry: Ferry) -> int:
+        options = CheckOptions(
+            grace_seconds=ferry.profile.grace_seconds if args.grace is None else args.grace,
+            retention_seconds=ferry.profile.retention_seconds,
+            only={FindingKind(k) for k in args.only} if args.only else None,
+        )
+        report = ferry.check(options)
+        results: list[RepairResult] = []
+        if args.repair and args.yes:
+            results = ferry.repair(report.findings)
+        document = report.to_json()
+        if args.repair:
+            document["repairs"] = (
+                [
+                    {"kind": r.finding.kind.value, "key": r.finding.key, "done": r.done,
+                     "message": r.message}
+                    for r in results
+                ]
+                if args.yes
+                else "dry run: add --yes to carry out the repairs listed per finding"
+            )  # fmt: skip
+        if args.json:
+            _emit(document)
+        else:
+            _print_report(report, results, dry_run=args.repair and not args.yes)
+        if results:
+            remaining = [r for r in results if not r.done]
+            return EXIT_FAILED if remaining else EXIT_OK
+        return EXIT_OK if report.consistent else EXIT_FAILED
+
+    try:
+        return _with_ferry(args, work)
+    except FerryError as exc:
+        if args.json:
+            _emit({"error": {"title": exc.title, "message": exc.message}})
+        _say(f"ferry: {exc.title}: {exc.message}")
+        return EXIT_ERROR
+
+
+def _print_report(report: CheckReport, results: list[RepairResult], *, dry_run: bool) -> None:
+    scanned = report.scanned
+    print(
+        f"Checked {scanned.objects} objects, {scanned.rows} catalog rows and "
+        f"{scanned.multipart_uploads} unfinished uploads in {report.duration_s:.1f} s "
+        f"({scanned.within_grace} younger than the grace period left alone)."
+    )
+    if report.consistent:
+        print("Bucket and catalog agree.")
+    for finding in report.findings:
+        print(f"- {finding.kind.value}: {finding.key}\n    {finding.explanation}")
+        if dry_run:
+            print(f"    would: {finding.repair.value}")
+    for result in results:
+        verdict = "repaired" if result.done else "NOT repaired"
+        print(f"{verdict}: {result.finding.key}: {result.message}")
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     env = _environment()
     server, state, profile = start_sandbox(env)
@@ -432,6 +491,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--owner")
     sub.add_argument("--name", help="part of the original file name")
     sub.add_argument("--limit", type=int, default=1000)
+    json_flag(sub)
+    sub = add("check", cmd_check, "compare bucket and catalog; --repair fixes what it finds")
+    sub.add_argument("--grace", type=int, help="seconds; younger things are left alone")
+    sub.add_argument("--repair", action="store_true", help="plan repairs (dry run)")
+    sub.add_argument("--yes", action="store_true", help="with --repair: carry them out")
+    sub.add_argument("--only", nargs="+", choices=[k.value for k in FindingKind], metavar="KIND")
     json_flag(sub)
     sub = add("sandbox", cmd_sandbox, "start the local S3 sandbox and write the 'local' profile")
     sub.add_argument("--open", action="store_true", help="open the window on it")

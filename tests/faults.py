@@ -99,7 +99,13 @@ class FaultProxy:
                     self.wfile.write(data)
                 connection.close()
 
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+            def _guarded(self) -> None:
+                try:
+                    self._handle()
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client was killed: expected
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _guarded
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

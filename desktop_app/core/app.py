@@ -9,6 +9,7 @@ reused) when Ferry opens and stopped when Ferry closes, if this Ferry started it
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -35,8 +36,15 @@ from desktop_app.core.keys import (
 )
 from desktop_app.core.logs import REDACTOR
 from desktop_app.core.paths import FerryPaths
+from desktop_app.core.reconcile import (
+    CheckOptions,
+    CheckReport,
+    ConsistencyChecker,
+    Finding,
+    RepairResult,
+)
 from desktop_app.core.sandbox import SANDBOX_BUCKET, SandboxServer, SandboxState, find_weed
-from desktop_app.core.storage import S3Storage
+from desktop_app.core.storage import ObjectInfo, S3Storage
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +238,52 @@ class Ferry:
 
     def files(self, query: FileQuery) -> list[FileRecord]:
         return self.catalog.search(dataclasses.replace(query, bucket=self.profile.bucket))
+
+    def head(self, key: str) -> ObjectInfo | None:
+        return self.storage.head_object(key)
+
+    # -- consistency --------------------------------------------------------------
+
+    def checker(self) -> ConsistencyChecker:
+        def reupload(source: Path, key: str, file_id: int, sha256: str) -> bool:
+            record = self.engine.queue_reupload(source, key, file_id, sha256)
+            [finished] = self.engine.run([record.id])
+            return finished.state is TransferState.DONE
+
+        return ConsistencyChecker(
+            storage=self.storage,
+            catalog=self.catalog,
+            journal=self.journal,
+            prefix=self.profile.prefix,
+            reupload=reupload,
+            spool_dir=self.env.paths.data_dir,
+        )
+
+    def check(self, options: CheckOptions | None = None) -> CheckReport:
+        """Run the consistency check and keep its report as the last one."""
+        if options is None:
+            options = CheckOptions(
+                grace_seconds=self.profile.grace_seconds,
+                retention_seconds=self.profile.retention_seconds,
+            )
+        report = self.checker().check(options)
+        self._last_report_file.write_text(json.dumps(report.to_json(), indent=2))
+        return report
+
+    def repair(self, findings: list[Finding]) -> list[RepairResult]:
+        return self.checker().repair(findings)
+
+    @property
+    def _last_report_file(self) -> Path:
+        return self.env.paths.data_dir / f"last-check-{self.profile.name}.json"
+
+    def last_report(self) -> dict[str, object] | None:
+        """The last check's report as saved (JSON), with when it ran and how long it took."""
+        try:
+            loaded: dict[str, object] = json.loads(self._last_report_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return loaded
 
 
 def diagnose_profile(env: Environment, profile: Profile) -> list[CheckResult]:

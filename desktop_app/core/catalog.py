@@ -458,6 +458,74 @@ class CatalogService:
 
         return self._run(f"mark row {file_id} missing", work)
 
+    def adopt(self, intent: UploadIntent, *, etag: str, owner: str | None = None) -> FileRecord:
+        """Register an object found in the bucket whose metadata proves its content."""
+        validate_key(intent.key)
+
+        def work(session: Session) -> FileRecord:
+            row = FileRow(
+                bucket=intent.bucket,
+                key=intent.key,
+                owner=owner or self.owner,
+                original_name=intent.original_name,
+                size=intent.size,
+                sha256=intent.sha256,
+                etag=etag,
+                content_type=intent.content_type,
+                status=FileStatus.ACTIVE.value,
+                created_at=self.clock(),
+                uploaded_at=self.clock(),
+            )
+            session.add(row)
+            session.flush()
+            self._audit(session, AuditAction.REPAIR, row, {"repair": "adopt"})
+            self._announce(session, OutboxEventType.FILE_REPAIRED, row)
+            return FileRecord.from_row(row)
+
+        try:
+            return self._run(f"adopt {intent.key!r}", work)
+        except IntegrityError:
+            raise KeyConflictError(
+                f"{intent.key!r} cannot be adopted: a live row already holds that key or "
+                "that content."
+            ) from None
+
+    def repair_activate(self, file_id: int, *, etag: str) -> FileRecord:
+        """A stale pending row whose object verified becomes active (audited as a repair)."""
+
+        def work(session: Session) -> FileRecord:
+            row = self._require(session, file_id)
+            row.status = FileStatus.ACTIVE.value
+            row.etag = etag
+            row.uploaded_at = row.uploaded_at or self.clock()
+            row.last_error = None
+            self._audit(session, AuditAction.REPAIR, row, {"repair": "activate", "etag": etag})
+            self._announce(session, OutboxEventType.FILE_REPAIRED, row)
+            return FileRecord.from_row(row)
+
+        return self._run(f"activate row {file_id}", work)
+
+    def record_repair(self, file_id: int, what: str) -> None:
+        """Audit and announce a repair that changed the bucket, not the row."""
+
+        def work(session: Session) -> None:
+            row = self._require(session, file_id)
+            self._audit(session, AuditAction.REPAIR, row, {"repair": what})
+            self._announce(session, OutboxEventType.FILE_REPAIRED, row)
+
+        self._run(f"record a repair on row {file_id}", work)
+
+    def is_admin(self) -> bool:
+        """May this login see and repair every owner's rows?"""
+        if self.dialect != "postgresql":
+            return True
+        query = text(
+            "SELECT rolsuper OR rolbypassrls OR EXISTS (SELECT 1 FROM pg_roles a "
+            "WHERE a.rolname = 'ferry_admin' AND pg_has_role(current_user, a.oid, 'member')) "
+            "FROM pg_roles WHERE rolname = current_user"
+        )
+        return bool(self._run("check the login's role", lambda s: s.execute(query).scalar()))
+
     # -- delete path (invariant 2) -------------------------------------------
 
     def mark_deleted(self, bucket: str, key: str) -> FileRecord:

@@ -253,6 +253,22 @@ class TransferEngine:
             part_count=len(part_plan(size, part_size)),
         )
 
+    def queue_reupload(self, source: Path, key: str, file_id: int, sha256: str) -> TransferRecord:
+        """A repair: send source to key again for an existing (missing) catalog row.
+
+        The transfer starts at uploading with the row and hash known, so the
+        catalog reservation (which would call it a duplicate) is skipped; it
+        is verified and registered like any other upload.
+        """
+        found = check_file(source, key)
+        if isinstance(found, SourceProblem):
+            raise SourceError(found.message, title=found.title)
+        record = self.journal.add(self._new_transfer(found))
+        self.journal.set_state(
+            record.id, TransferState.UPLOADING, sha256=sha256, catalog_file_id=file_id
+        )
+        return self.journal.get(record.id)
+
     # -- control ------------------------------------------------------------
 
     def _control(self, transfer_id: int) -> _Control:
@@ -666,6 +682,15 @@ class TransferEngine:
                     md5_hex = hashlib.md5(body).hexdigest()
                     if md5_hex == held.etag:
                         self.journal.confirm_part(record.id, part.number, md5_hex, held.etag)
+        parts = self.journal.parts(record.id)
+        on_server = sum(1 for p in parts if p.done)
+        log.info(
+            "Resuming %s: %d of %d parts are on the server; sending %d",
+            record.key,
+            on_server,
+            len(parts),
+            len(parts) - on_server,
+        )
 
     def _expected_etag(self, record: TransferRecord) -> str:
         parts = self.journal.parts(record.id)

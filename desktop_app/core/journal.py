@@ -493,6 +493,29 @@ class Journal:
                 .values(upload_id=None, updated_at=now)
             )
 
+    def latest_done_for_key(self, bucket: str, key: str) -> TransferRecord | None:
+        """The last finished upload of this key: where its source file was."""
+        rows = self._read(
+            select(transfers)
+            .where(
+                transfers.c.bucket == bucket,
+                transfers.c.key == key,
+                transfers.c.state == TransferState.DONE.value,
+            )
+            .order_by(transfers.c.id.desc())
+            .limit(1)
+        )
+        return _record(rows[0]) if rows else None
+
+    def in_flight_keys(self, bucket: str) -> set[str]:
+        rows = self._read(
+            select(transfers.c.key).where(
+                transfers.c.bucket == bucket,
+                transfers.c.state.in_([s.value for s in TransferState if s.active]),
+            )
+        )
+        return {row.key for row in rows}
+
     def upload_ids(self) -> set[str]:
         """Multipart upload ids that unfinished transfers still own."""
         rows = self._read(

