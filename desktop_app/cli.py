@@ -19,6 +19,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from desktop_app import __version__
@@ -33,6 +34,8 @@ from desktop_app.core.keys import SecretKind, SecretStore
 from desktop_app.core.logs import configure_logging
 from desktop_app.core.paths import FerryPaths
 from desktop_app.core.reconcile import CheckOptions, CheckReport, FindingKind, RepairResult
+from desktop_app.core.runner import TransferRunner
+from desktop_app.core.watcher import WatchedFolder
 
 log = logging.getLogger("ferry")
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
@@ -309,6 +312,35 @@ def _print_report(report: CheckReport, results: list[RepairResult], *, dry_run: 
         print(f"{verdict}: {result.finding.key}: {result.message}")
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    def work(ferry: Ferry) -> int:
+        folders = [
+            WatchedFolder(
+                Path(d).expanduser().absolute(), prefix=args.prefix or ferry.profile.prefix
+            )
+            for d in args.dirs
+        ]
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        runner = TransferRunner(ferry.engine)
+        runner.start()
+        watcher = ferry.watch(
+            folders, runner, settle_seconds=args.settle, force_polling=args.polling
+        )
+        for status in watcher.status.values():
+            _say(f"Watching {status.folder.path} ({status.mode}); Ctrl-C stops.")
+        try:
+            stop.wait()
+        finally:
+            watcher.stop()
+            runner.stop()
+            _say("Stopped watching; unfinished transfers resume at the next start.")
+        return EXIT_OK
+
+    return _with_ferry(args, work)
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     env = _environment()
     server, state, profile = start_sandbox(env)
@@ -498,6 +530,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--yes", action="store_true", help="with --repair: carry them out")
     sub.add_argument("--only", nargs="+", choices=[k.value for k in FindingKind], metavar="KIND")
     json_flag(sub)
+    sub = add("watch", cmd_watch, "upload what is saved into folders, until interrupted")
+    sub.add_argument("dirs", nargs="+", metavar="DIR")
+    sub.add_argument("--prefix", help="key prefix (default: the profile's)")
+    sub.add_argument("--settle", type=float, default=3.0, help="seconds a file must stay unchanged")
+    sub.add_argument("--polling", action="store_true", help="poll instead of native events")
     sub = add("sandbox", cmd_sandbox, "start the local S3 sandbox and write the 'local' profile")
     sub.add_argument("--open", action="store_true", help="open the window on it")
 

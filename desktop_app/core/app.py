@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,13 @@ from desktop_app.core.config import DEFAULT_PROFILE_NAME, Profile, ProfileStore
 from desktop_app.core.engine import EngineOptions, TransferEngine
 from desktop_app.core.errors import FerryError, StorageError
 from desktop_app.core.events import EventBus
-from desktop_app.core.journal import Journal, TransferRecord, TransferState
+from desktop_app.core.journal import (
+    Journal,
+    KeyConflictPolicy,
+    SourceIdentity,
+    TransferRecord,
+    TransferState,
+)
 from desktop_app.core.keys import (
     CredentialSource,
     SecretStore,
@@ -43,8 +50,10 @@ from desktop_app.core.reconcile import (
     Finding,
     RepairResult,
 )
+from desktop_app.core.runner import TransferRunner
 from desktop_app.core.sandbox import SANDBOX_BUCKET, SandboxServer, SandboxState, find_weed
 from desktop_app.core.storage import ObjectInfo, S3Storage
+from desktop_app.core.watcher import FolderWatcher, WatchedFolder
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +250,40 @@ class Ferry:
 
     def head(self, key: str) -> ObjectInfo | None:
         return self.storage.head_object(key)
+
+    # -- watched folders ------------------------------------------------------------
+
+    def already_sent(self, path: Path, info: os.stat_result) -> bool:
+        """Has this exact file (path and identity) been uploaded or queued already?"""
+        latest = self.journal.latest_for_source(str(path), self.profile.name)
+        if latest is None or latest.state in (TransferState.FAILED, TransferState.CANCELLED):
+            return False
+        return latest.identity == SourceIdentity.of(info)
+
+    def watch(
+        self,
+        folders: list[WatchedFolder],
+        runner: TransferRunner,
+        *,
+        settle_seconds: float = 3.0,
+        force_polling: bool = False,
+    ) -> FolderWatcher:
+        """Start watching; settled files are queued and the runner is woken."""
+        policy = KeyConflictPolicy(self.profile.watch_key_conflict)
+
+        def on_ready(folder: WatchedFolder, files: list[Path]) -> None:
+            self.engine.queue_files([(f, folder.key_name(f)) for f in files], policy)
+            runner.wake()
+
+        watcher = FolderWatcher(
+            folders,
+            on_ready=on_ready,
+            already_sent=self.already_sent,
+            settle_seconds=settle_seconds,
+            force_polling=force_polling,
+        )
+        watcher.start()
+        return watcher
 
     # -- consistency --------------------------------------------------------------
 

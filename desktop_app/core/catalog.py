@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -260,6 +261,10 @@ class CatalogService:
         self.owner = owner
         self.clock = clock
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # SQLite has one writer at a time and its busy handler sleeps in
+        # growing steps while it waits; threads of this process queue on a
+        # lock instead, which keeps many small uploads from stalling.
+        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -274,7 +279,10 @@ class CatalogService:
         """Run work in one transaction, retrying transient failures."""
         for attempt in range(1, _RETRIES + 1):
             try:
-                with self._sessions.begin() as session:
+                with (
+                    self._write_lock or contextlib.nullcontext(),
+                    self._sessions.begin() as session,
+                ):
                     return work(session)
             except IntegrityError:
                 raise

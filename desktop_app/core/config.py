@@ -57,11 +57,12 @@ class Profile:
     owner: str = field(default_factory=getpass.getuser)
     part_size: int = DEFAULT_PART_SIZE
     concurrency: int = 8
-    memory_budget: int = 128 * MIB
+    memory_budget: int = 64 * MIB
     bandwidth_limit: int = 0  # bytes per second shared by all transfers; 0 = none
     check_interval: int = 0  # seconds between periodic checks; 0 = off
     grace_seconds: int = 24 * 3600
     retention_seconds: int = 0
+    watch_key_conflict: str = "suffix"  # a rewritten watched file: "suffix" or "overwrite"
     sandbox: bool = False
 
     def validate(self) -> None:
@@ -109,6 +110,8 @@ class Profile:
             raise ConfigError(f"{where}: concurrency must be between 1 and 64.")
         if self.memory_budget < self.part_size:
             raise ConfigError(f"{where}: the memory budget must hold at least one part.")
+        if self.watch_key_conflict not in ("suffix", "overwrite"):
+            raise ConfigError(f"{where}: watch_key_conflict is 'suffix' or 'overwrite'.")
         for name in ("bandwidth_limit", "check_interval", "grace_seconds", "retention_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{where}: {name} cannot be negative.")

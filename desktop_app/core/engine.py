@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import math
@@ -43,10 +44,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from desktop_app.core.catalog import CatalogService, ReservationOutcome, UploadIntent
+from desktop_app.core.catalog import (
+    CatalogService,
+    Reservation,
+    ReservationOutcome,
+    UploadIntent,
+)
 from desktop_app.core.errors import (
     CatalogError,
     FerryError,
+    KeyConflictError,
     SourceChangedError,
     SourceError,
     StorageError,
@@ -61,6 +68,7 @@ from desktop_app.core.events import (
 )
 from desktop_app.core.journal import (
     Journal,
+    KeyConflictPolicy,
     NewTransfer,
     PartRecord,
     SourceIdentity,
@@ -76,7 +84,7 @@ log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 MAX_PARTS = 10_000
 MAX_PART_SIZE = 5 * 1024 * MIB
-_HASH_CHUNK = 8 * MIB
+_HASH_CHUNK = 1 * MIB
 _MD5_LIKE = re.compile(r"^[0-9a-f]{32}(-\d+)?$")
 
 
@@ -84,7 +92,7 @@ _MD5_LIKE = re.compile(r"^[0-9a-f]{32}(-\d+)?$")
 class EngineOptions:
     part_size: int = 16 * MIB
     concurrency: int = 8
-    memory_budget: int = 128 * MIB
+    memory_budget: int = 64 * MIB
     bandwidth_limit: int = 0
     max_attempts: int = 5
     backoff_base: float = 0.5
@@ -104,6 +112,13 @@ def choose_part_size(size: int, preferred: int) -> int:
     while math.ceil(size / part_size) > MAX_PARTS:
         part_size *= 2
     return min(part_size, MAX_PART_SIZE)
+
+
+def suffixed_key(key: str, number: int) -> str:
+    """'dir/name.ext' -> 'dir/name (2).ext': a new version beside the old one."""
+    head, slash, name = key.rpartition("/")
+    stem, dot, extension = name.partition(".") if not name.startswith(".") else (name, "", "")
+    return f"{head}{slash}{stem} ({number}){dot}{extension}"
 
 
 def part_plan(size: int, part_size: int) -> list[tuple[int, int, int]]:
@@ -214,29 +229,43 @@ class TransferEngine:
 
     def enqueue(self, paths: Iterable[Path | str], prefix: str) -> list[TransferRecord]:
         """Queue every file under the paths; bad input becomes a failed transfer each."""
-        return [self._queue_one(found) for found in expand(paths, prefix)]
+        return self._queue([*expand(paths, prefix)])
 
-    def _queue_one(self, found: SourceFile | SourceProblem) -> TransferRecord:
-        if isinstance(found, SourceProblem):
-            record = self.journal.add(
-                NewTransfer(
-                    source_path=str(found.path),
-                    identity=SourceIdentity(0, 0, 0, 0),
-                    profile=self.profile_name,
-                    bucket=self.storage.bucket,
-                    key=found.key,
-                    content_type="",
-                    part_size=self.options.part_size,
-                    part_count=0,
-                    state=TransferState.FAILED,
-                    error=TransferError("input", found.title, found.message),
+    def queue_files(
+        self, items: Iterable[tuple[Path, str]], on_conflict: KeyConflictPolicy
+    ) -> list[TransferRecord]:
+        """Queue files under keys chosen by the caller (a watched folder)."""
+        return self._queue([check_file(path, key) for path, key in items], on_conflict)
+
+    def _queue(
+        self,
+        found: list[SourceFile | SourceProblem],
+        on_conflict: KeyConflictPolicy = KeyConflictPolicy.FAIL,
+    ) -> list[TransferRecord]:
+        news = []
+        for item in found:
+            if isinstance(item, SourceProblem):
+                log.warning("Not queued: %s", item.message)
+                news.append(
+                    NewTransfer(
+                        source_path=str(item.path),
+                        identity=SourceIdentity(0, 0, 0, 0),
+                        profile=self.profile_name,
+                        bucket=self.storage.bucket,
+                        key=item.key,
+                        content_type="",
+                        part_size=self.options.part_size,
+                        part_count=0,
+                        state=TransferState.FAILED,
+                        error=TransferError("input", item.title, item.message),
+                    )
                 )
-            )
-            log.warning("Not queued: %s", found.message)
-        else:
-            record = self.journal.add(self._new_transfer(found))
-        self.bus.publish(TransferQueued(TransferSnapshot.of(record)))
-        return record
+            else:
+                news.append(dataclasses.replace(self._new_transfer(item), on_conflict=on_conflict))
+        records = self.journal.add_many(news)
+        for record in records:
+            self.bus.publish(TransferQueued(TransferSnapshot.of(record)))
+        return records
 
     def _new_transfer(self, source: SourceFile) -> NewTransfer:
         size = source.stat.st_size
@@ -315,8 +344,7 @@ class TransferEngine:
                 results.append(record)
                 continue
             self._compensate(record)
-            self._transition(transfer_id, TransferState.CANCELLED)
-            results.append(self.journal.get(transfer_id))
+            results.append(self._transition(transfer_id, TransferState.CANCELLED))
         return results
 
     def retry(self, transfer_ids: Iterable[int] | None = None) -> list[TransferRecord]:
@@ -330,10 +358,9 @@ class TransferEngine:
             if record.error is not None and record.error.kind == "input":
                 # Bad input is looked at afresh: the person may have fixed it.
                 self.journal.remove(record.id)
-                records.append(self._queue_one(check_file(Path(record.source_path), record.key)))
+                records.extend(self._queue([check_file(Path(record.source_path), record.key)]))
                 continue
-            self._transition(record.id, self._resume_state(record), attempts=0)
-            records.append(self.journal.get(record.id))
+            records.append(self._transition(record.id, self._resume_state(record), attempts=0))
         return records
 
     @staticmethod
@@ -367,9 +394,10 @@ class TransferEngine:
                     future.result()
         return [self.journal.get(i) for i in ids]
 
-    def _transition(self, transfer_id: int, state: TransferState, **values: Any) -> None:
-        self.journal.set_state(transfer_id, state, **values)
-        self.bus.publish(TransferChanged(TransferSnapshot.of(self.journal.get(transfer_id))))
+    def _transition(self, transfer_id: int, state: TransferState, **values: Any) -> TransferRecord:
+        record = self.journal.set_state(transfer_id, state, **values)
+        self.bus.publish(TransferChanged(TransferSnapshot.of(record)))
+        return record
 
     def _fail(self, record: TransferRecord, error: FerryError, *, retryable: bool) -> None:
         kind = "transient" if retryable else "permanent"
@@ -386,9 +414,11 @@ class TransferEngine:
                 f" Ferry tried {record.attempts} times and stopped; it keeps what was sent, "
                 "so Retry sends only the rest once the problem is gone."
             )
-        self.journal.set_failed(record.id, TransferError(kind, error.title, message), retry_at)
+        failed = self.journal.set_failed(
+            record.id, TransferError(kind, error.title, message), retry_at
+        )
         log.error("Upload of %s failed: %s", record.source_path, error.message)
-        self.bus.publish(TransferChanged(TransferSnapshot.of(self.journal.get(record.id))))
+        self.bus.publish(TransferChanged(TransferSnapshot.of(failed)))
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.options.backoff_cap, self.options.backoff_base * 2 ** (attempt - 1))
@@ -516,39 +546,55 @@ class TransferEngine:
             self.catalog.release(record.catalog_file_id, reason="source changed before upload")
         part_size = choose_part_size(after.size, self.options.part_size)
         count = len(part_plan(after.size, part_size))
-        identity_changed = after != record.identity
-        self.journal.update(
-            record.id,
-            sha256=sha256,
-            source_size=after.size,
-            source_mtime_ns=after.mtime_ns,
-            source_device=after.device,
-            source_inode=after.inode,
-            part_size=part_size,
-            part_count=count,
+        hashed = {
+            "sha256": sha256,
+            "source_size": after.size,
+            "source_mtime_ns": after.mtime_ns,
+            "source_device": after.device,
+            "source_inode": after.inode,
+            "part_size": part_size,
+            "part_count": count,
+        }
+        if after != record.identity and record.upload_id is not None:
+            self._abandon_upload(record)
+        # What the hash found is committed together with the reservation's
+        # outcome: a crash in between hashes again and finds its own intent.
+        reservation, key = self._reserve(record, after.size, sha256)
+        hashed["key"] = key
+        if reservation.outcome is ReservationOutcome.DUPLICATE:
+            log.info("%s is already stored as %s", record.source_path, reservation.record.key)
+            return self._transition(
+                record.id, TransferState.DUPLICATE, duplicate_of=reservation.record.key, **hashed
+            )
+        return self._transition(
+            record.id, TransferState.UPLOADING, catalog_file_id=reservation.record.id, **hashed
         )
-        if identity_changed and record.upload_id is not None:
-            self._abandon_upload(self.journal.get(record.id))
-        reservation = self.catalog.reserve(
-            UploadIntent(
+
+    def _reserve(self, record: TransferRecord, size: int, sha256: str) -> tuple[Reservation, str]:
+        """Reserve the key, applying the transfer's policy when other content holds it."""
+        key = record.key
+        for attempt in range(1, 1000):
+            intent = UploadIntent(
                 bucket=record.bucket,
-                key=record.key,
+                key=key,
                 original_name=Path(record.source_path).name,
-                size=after.size,
+                size=size,
                 sha256=sha256,
                 content_type=record.content_type,
             )
-        )
-        if reservation.outcome is ReservationOutcome.DUPLICATE:
-            self._transition(
-                record.id, TransferState.DUPLICATE, duplicate_of=reservation.record.key
-            )
-            log.info("%s is already stored as %s", record.source_path, reservation.record.key)
-        else:
-            self._transition(
-                record.id, TransferState.UPLOADING, catalog_file_id=reservation.record.id
-            )
-        return self.journal.get(record.id)
+            try:
+                return self.catalog.reserve(intent), key
+            except KeyConflictError:
+                policy = record.on_conflict
+                if policy is KeyConflictPolicy.FAIL:
+                    raise
+                if policy is KeyConflictPolicy.OVERWRITE and attempt == 1:
+                    # The old row is marked deleted (audited, announced) before
+                    # the new bytes replace its object: invariant 2 holds.
+                    self.catalog.mark_deleted(record.bucket, record.key)
+                    continue
+                key = suffixed_key(record.key, attempt + 1)
+        raise KeyConflictError(f"No free name was found for {record.key!r}.")
 
     def _metadata(self, record: TransferRecord) -> dict[str, str]:
         assert record.sha256 is not None
@@ -589,8 +635,9 @@ class TransferEngine:
                 code="ETagMismatch",
             )
         _Progress(self, record.id, record.size, 0).add(record.size, force=True)
-        self._transition(record.id, TransferState.VERIFYING, etag=expected)
-        return self.journal.get(record.id)
+        # Verified at once: a crash before REGISTERING is committed puts the
+        # same bytes again, cheaper than one more journal write per small file.
+        return self._verify(dataclasses.replace(record, etag=expected))
 
     def _upload_parts(self, record: TransferRecord, control: _Control) -> TransferRecord:
         if record.upload_id is None:
@@ -626,8 +673,7 @@ class TransferEngine:
         if first_error is not None:
             raise first_error
         progress.add(0, force=True)
-        self._transition(record.id, TransferState.COMPLETING)
-        return self.journal.get(record.id)
+        return self._transition(record.id, TransferState.COMPLETING)
 
     def _send_part(
         self, record: TransferRecord, part: PartRecord, control: _Control, progress: _Progress
@@ -715,8 +761,7 @@ class TransferEngine:
             found = self.storage.head_object(record.key)
             if found is None or found.sha256 != record.sha256 or found.size != record.size:
                 raise
-        self._transition(record.id, TransferState.VERIFYING, etag=expected)
-        return self.journal.get(record.id)
+        return self._transition(record.id, TransferState.VERIFYING, etag=expected)
 
     def _verify(self, record: TransferRecord) -> TransferRecord:
         found = self.storage.head_object(record.key)
@@ -738,8 +783,7 @@ class TransferEngine:
                 title="Verification failed",
             )
         assert found is not None
-        self._transition(record.id, TransferState.REGISTERING, etag=found.etag)
-        return self.journal.get(record.id)
+        return self._transition(record.id, TransferState.REGISTERING, etag=found.etag)
 
     # -- compensation ---------------------------------------------------------
 

@@ -21,6 +21,7 @@ from PySide6.QtCore import QObject, Signal
 from desktop_app.core.app import Environment, Ferry, start_sandbox
 from desktop_app.core.errors import FerryError
 from desktop_app.core.events import TransferSnapshot
+from desktop_app.core.runner import TransferRunner
 from desktop_app.core.sandbox import SandboxServer
 from desktop_app.gui.bridge import EngineBridge
 
@@ -49,15 +50,13 @@ class Backend(QObject):
         self.ferry: Ferry | None = None
         self._sandbox: SandboxServer | None = None
         self._jobs: queue.Queue[Job | None] = queue.Queue()
-        self._wake = threading.Event()
         self._stopping = threading.Event()
         self._ready = threading.Event()
         self._job_thread = threading.Thread(target=self._job_loop, name="ferry-jobs", daemon=True)
-        self._run_thread = threading.Thread(target=self._run_loop, name="ferry-runner", daemon=True)
+        self._runner: TransferRunner | None = None
 
     def start(self) -> None:
         self._job_thread.start()
-        self._run_thread.start()
 
     @property
     def ready(self) -> bool:
@@ -122,7 +121,10 @@ class Backend(QObject):
             return
         finally:
             self._ready.set()
-        self._wake.set()
+        self._runner = TransferRunner(
+            self.ferry.engine, on_error=lambda exc: self.failed.emit(exc.title, exc.message)
+        )
+        self._runner.start()
         while not self._stopping.is_set():
             job = self._jobs.get()
             if job is None:
@@ -134,37 +136,16 @@ class Backend(QObject):
             except Exception as exc:
                 log.exception("A background job failed")
                 self.failed.emit("Unexpected error", f"{type(exc).__name__}: {exc}")
-            self._wake.set()
-
-    def _run_loop(self) -> None:
-        self._ready.wait()
-        while not self._stopping.is_set():
-            self._wake.wait(timeout=1.0)
-            self._wake.clear()
-            ferry = self.ferry
-            if ferry is None or self._stopping.is_set():
-                continue
-            try:
-                runnable = ferry.engine.runnable()
-                if runnable:
-                    ferry.engine.run([r.id for r in runnable])
-                    self._wake.set()
-            except FerryError as exc:
-                self.failed.emit(exc.title, exc.message)
-            except Exception as exc:
-                log.exception("The transfer runner failed")
-                self.failed.emit("Unexpected error", f"{type(exc).__name__}: {exc}")
+            self._runner.wake()
 
     def stop(self) -> None:
         """Interrupt transfers (they resume next start), join the threads, close Ferry."""
         self._stopping.set()
         self._jobs.put(None)
-        self._wake.set()
-        if self.ferry is not None:
-            self.ferry.engine.interrupt()
-        for thread in (self._job_thread, self._run_thread):
-            if thread.is_alive():
-                thread.join(timeout=60)
+        if self._job_thread.is_alive():
+            self._job_thread.join(timeout=60)
+        if self._runner is not None:
+            self._runner.stop()
         self.bridge.detach()
         if self.ferry is not None:
             self.ferry.close()
