@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop_app import __version__
+from desktop_app.allocator import fix_mmap_threshold
 from desktop_app.core.app import Environment, Ferry, diagnose_profile, start_sandbox
 from desktop_app.core.catalog import FileQuery, FileRecord
 from desktop_app.core.catalog_schema import FileStatus
@@ -579,6 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    fix_mmap_threshold()
     parser = build_parser()
     args = parser.parse_args(argv)
     paths = FerryPaths.from_environment(os.environ)
@@ -607,4 +609,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 def main_gui() -> int:
     from desktop_app.gui.app import run_gui
 
+    fix_mmap_threshold()
     return run_gui(_environment(), None)

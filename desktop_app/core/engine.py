@@ -207,6 +207,7 @@ class TransferEngine:
         self.limiter = BandwidthLimiter(options.bandwidth_limit, clock=clock, sleep=sleep)
         self.budget = ByteBudget(options.memory_budget)
         self._controls: dict[int, _Control] = {}
+        self._interrupted = threading.Event()
         self._controls_lock = threading.Lock()
         self._part_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=options.concurrency, thread_name_prefix="ferry-part"
@@ -215,8 +216,11 @@ class TransferEngine:
     def interrupt(self) -> None:
         """Stop running transfers at their next check, leaving the journal as it is.
 
-        They resume at the next start; this is what quitting the program does.
+        Transfers waiting for a worker do not start at all. They resume at the
+        next start; this is what quitting the program does, and it is final
+        for this engine object.
         """
+        self._interrupted.set()
         with self._controls_lock:
             for control in self._controls.values():
                 control.pause.set()
@@ -425,10 +429,14 @@ class TransferEngine:
         return float(ceiling * (0.5 + 0.5 * self.jitter()))
 
     def _process_safely(self, transfer_id: int) -> None:
+        if self._interrupted.is_set():
+            return
         control = self._control(transfer_id)
         try:
             while True:
                 record = self.journal.get(transfer_id)
+                if record.paused or record.state.finished:
+                    return  # paused or cancelled while it waited for a worker
                 try:
                     control.check()
                     self._process(record, control)

@@ -36,7 +36,6 @@ from sqlalchemy import (
     Text,
     create_engine,
     delete,
-    event,
     insert,
     select,
     update,
@@ -253,15 +252,6 @@ def _record(row: Any) -> TransferRecord:
     )
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
 class _InstanceLock:
     """An exclusive lock file: one running Ferry owns the journal."""
 
@@ -379,7 +369,7 @@ class Journal:
         self._lock.acquire()
         try:
             self.engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            migrate.make_sqlite_durable(self.engine)
             with self.engine.connect() as connection:
                 if not migrate.revisions(connection, Schema.JOURNAL).up_to_date:
                     migrate.upgrade(connection, Schema.JOURNAL)

@@ -1,16 +1,21 @@
-"""Bring a database to the newest schema with Alembic (catalog or journal)."""
+"""Database plumbing shared by the catalog and the journal.
+
+Alembic upgrades to the newest schema (each database has its own numbered
+migrations), and the pragmas every SQLite file of Ferry's is opened with.
+"""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine, event
 
 
 class Schema(enum.Enum):
@@ -54,3 +59,18 @@ def upgrade(connection: Connection, schema: Schema) -> None:
     """Upgrade to head and commit; the caller translates database errors."""
     command.upgrade(_config(connection, schema), "head")
     connection.commit()
+
+
+def _durable_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")  # a committed fact survives a power cut
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_sqlite_durable(engine: Engine) -> Engine:
+    """Open every connection of this SQLite engine in WAL mode with synchronous=FULL."""
+    event.listen(engine, "connect", _durable_pragmas)
+    return engine

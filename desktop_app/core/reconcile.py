@@ -17,8 +17,10 @@ step audited in the catalog and announced in its outbox.
 
 from __future__ import annotations
 
+import csv
 import enum
 import hashlib
+import json
 import logging
 import os
 import sqlite3
@@ -169,6 +171,31 @@ class CheckOptions:
     only: set[FindingKind] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     progress: Callable[[int, int], None] | None = None  # objects, rows scanned so far
+
+
+REPORT_COLUMNS = ("kind", "key", "repair", "explanation", "object_size", "row_size", "row_status")
+
+
+def write_report(report: CheckReport, path: Path) -> None:
+    """Save a report as JSON (.json) or CSV (anything else)."""
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        return
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(REPORT_COLUMNS)
+        for finding in report.findings:
+            writer.writerow(
+                [
+                    finding.kind.value,
+                    finding.key,
+                    finding.repair.value,
+                    finding.explanation,
+                    finding.object.size if finding.object else "",
+                    finding.row.size if finding.row else "",
+                    finding.row.status if finding.row else "",
+                ]
+            )
 
 
 class _SortedListing:

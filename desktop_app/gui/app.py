@@ -28,6 +28,10 @@ def needs_first_run(env: Environment, profile_name: str | None) -> bool:
 def build_window(
     env: Environment, profile_name: str | None, *, create_sandbox: bool = False
 ) -> MainWindow:
+    # Engine threads hold the GIL for up to the switch interval (5 ms by default)
+    # each time the GUI thread wants it back; a shorter interval keeps the
+    # event loop's stalls short while thousands of files are being queued.
+    sys.setswitchinterval(0.001)
     bridge = EngineBridge()
     backend = Backend(env, profile_name, bridge, create_sandbox=create_sandbox)
     settings = QSettings(str(env.paths.config_dir / "window.ini"), QSettings.Format.IniFormat)

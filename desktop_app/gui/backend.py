@@ -19,10 +19,13 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from desktop_app.core.app import Environment, Ferry, start_sandbox
+from desktop_app.core.catalog import FileQuery
 from desktop_app.core.errors import FerryError
 from desktop_app.core.events import TransferSnapshot
+from desktop_app.core.reconcile import CheckOptions, CheckReport, Finding, write_report
 from desktop_app.core.runner import TransferRunner
 from desktop_app.core.sandbox import SandboxServer
+from desktop_app.core.watcher import FolderStatus, FolderWatcher, WatchedFolder, WatchedFolderStore
 from desktop_app.gui.bridge import EngineBridge
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,13 @@ class Backend(QObject):
     opened = Signal(str)  # a line for the status bar
     failed = Signal(str, str)  # title, message
     notice = Signal(str)
+    checkProgress = Signal(int, int)  # objects, rows scanned so far
+    checkFinished = Signal(CheckReport)
+    checkFailed = Signal(str)
+    repairsFinished = Signal(list)  # list[RepairResult]
+    filesFound = Signal(list)  # list[FileRecord]
+    objectInspected = Signal(str, str)  # key, description of its HEAD
+    foldersChanged = Signal()
 
     def __init__(
         self,
@@ -54,6 +64,7 @@ class Backend(QObject):
         self._ready = threading.Event()
         self._job_thread = threading.Thread(target=self._job_loop, name="ferry-jobs", daemon=True)
         self._runner: TransferRunner | None = None
+        self.watcher: FolderWatcher | None = None
 
     def start(self) -> None:
         self._job_thread.start()
@@ -88,6 +99,77 @@ class Backend(QObject):
 
     def _count(self, count: int, verb: str) -> None:
         self.notice.emit(f"{count} transfer(s) {verb}.")
+
+    # -- bucket & catalog ----------------------------------------------------------
+
+    def run_check(self, cancel: threading.Event) -> None:
+        def job(ferry: Ferry) -> None:
+            options = CheckOptions(
+                grace_seconds=ferry.profile.grace_seconds,
+                retention_seconds=ferry.profile.retention_seconds,
+                cancel=cancel,
+                progress=lambda objects, rows: self.checkProgress.emit(objects, rows),
+            )
+            try:
+                self.checkFinished.emit(ferry.check(options))
+            except FerryError as exc:
+                self.checkFailed.emit(exc.message)
+
+        self.post(job)
+
+    def repair(self, findings: list[Finding]) -> None:
+        self.post(lambda ferry: self.repairsFinished.emit(ferry.repair(findings)))
+
+    def export_report(self, report: CheckReport, path: Path) -> None:
+        def job(_ferry: Ferry) -> None:
+            write_report(report, path)
+            self.notice.emit(f"Report saved to {path}.")
+
+        self.post(job)
+
+    def search_files(self, query: FileQuery) -> None:
+        self.post(lambda ferry: self.filesFound.emit(ferry.files(query)))
+
+    def inspect(self, key: str) -> None:
+        def job(ferry: Ferry) -> None:
+            head = ferry.head(key)
+            if head is None:
+                self.objectInspected.emit(key, "No object in the bucket.")
+                return
+            modified = head.last_modified.strftime("%Y-%m-%d %H:%M:%S")
+            self.objectInspected.emit(
+                key,
+                f"{head.size:,} bytes, ETag {head.etag}, modified {modified}, "
+                f"SHA-256 (metadata) {head.sha256 or 'not recorded'}",
+            )
+
+        self.post(job)
+
+    # -- watched folders ----------------------------------------------------------------
+
+    @property
+    def watched_store(self) -> WatchedFolderStore:
+        return WatchedFolderStore(self.env.paths.config_dir / "watched.toml")
+
+    def folder_statuses(self) -> list[FolderStatus]:
+        """In-memory status of the watched folders (no I/O: safe on the GUI thread)."""
+        watcher = self.watcher
+        return list(watcher.status.values()) if watcher is not None else []
+
+    def set_folders(self, folders: list[WatchedFolder]) -> None:
+        def job(ferry: Ferry) -> None:
+            self.watched_store.save(folders)
+            self._restart_watcher(ferry, folders)
+            self.foldersChanged.emit()
+
+        self.post(job)
+
+    def _restart_watcher(self, ferry: Ferry, folders: list[WatchedFolder]) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+        if folders and self._runner is not None:
+            self.watcher = ferry.watch(folders, self._runner)
 
     # -- threads ----------------------------------------------------------------
 
@@ -125,6 +207,13 @@ class Backend(QObject):
             self.ferry.engine, on_error=lambda exc: self.failed.emit(exc.title, exc.message)
         )
         self._runner.start()
+        try:
+            folders = self.watched_store.load()
+        except FerryError as exc:
+            self.failed.emit(exc.title, exc.message)
+            folders = []
+        self._restart_watcher(self.ferry, folders)
+        self.foldersChanged.emit()
         while not self._stopping.is_set():
             job = self._jobs.get()
             if job is None:
@@ -144,6 +233,8 @@ class Backend(QObject):
         self._jobs.put(None)
         if self._job_thread.is_alive():
             self._job_thread.join(timeout=60)
+        if self.watcher is not None:
+            self.watcher.stop()
         if self._runner is not None:
             self._runner.stop()
         self.bridge.detach()

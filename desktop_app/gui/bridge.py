@@ -9,6 +9,7 @@ the latest progress per transfer, never one signal per chunk.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -22,10 +23,18 @@ from desktop_app.core.events import (
 )
 
 DRAIN_INTERVAL_MS = 100
+MAX_SNAPSHOTS_PER_TICK = 1000  # spreads a drop of 10,000 files over ten ticks
+
+
+@dataclass(frozen=True)
+class SnapshotBatch:
+    """The latest state of every transfer that changed since the last tick."""
+
+    snapshots: tuple[TransferSnapshot, ...]
 
 
 class EngineBridge(QObject):
-    transferChanged = Signal(TransferSnapshot)
+    transfersChanged = Signal(SnapshotBatch)
     progressChanged = Signal(TransferProgress)
     batchDrained = Signal(int)  # how many events this tick carried
 
@@ -65,11 +74,16 @@ class EngineBridge(QObject):
 
     def drain(self) -> None:
         with self._lock:
-            snapshots, self._snapshots = self._snapshots, {}
+            if len(self._snapshots) <= MAX_SNAPSHOTS_PER_TICK:
+                snapshots, self._snapshots = self._snapshots, {}
+            else:
+                ids = list(self._snapshots)[:MAX_SNAPSHOTS_PER_TICK]
+                snapshots = {i: self._snapshots.pop(i) for i in ids}
             progress, self._progress = self._progress, {}
             count, self._count = self._count, 0
-        for snapshot in snapshots.values():
-            self.transferChanged.emit(snapshot)
+        if snapshots:
+            # One batch per tick: a drop of 10,000 files is one model insert, not 10,000.
+            self.transfersChanged.emit(SnapshotBatch(tuple(snapshots.values())))
         for update in progress.values():
             self.progressChanged.emit(update)
         if count:

@@ -42,6 +42,8 @@ from desktop_app.core.events import TransferSnapshot
 from desktop_app.core.journal import TransferState
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.bridge import EngineBridge
+from desktop_app.gui.consistency_view import ConsistencyView
+from desktop_app.gui.folders_view import FoldersView
 from desktop_app.gui.models import (
     Column,
     SnapshotRole,
@@ -62,6 +64,8 @@ class TransferTable(QTableView):
         super().__init__()
         self.setModel(proxy)
         self.setSortingEnabled(True)
+        self.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # queue order until a header is clicked
+        self.setWordWrap(False)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setAlternatingRowColors(True)
@@ -91,7 +95,7 @@ class MainWindow(QMainWindow):
         self.resize(1000, 600)
 
         self.model = TransferTableModel()
-        bridge.transferChanged.connect(self.model.upsert)
+        bridge.transfersChanged.connect(self.model.upsert)
         bridge.progressChanged.connect(self.model.set_progress)
         backend.opened.connect(self._on_opened)
         backend.notice.connect(self._on_notice)
@@ -105,6 +109,10 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.addTab(self._transfers_tab(), "&Transfers")
         self.tabs.addTab(self._failed_tab(), "&Failed")
+        self.consistency_view = ConsistencyView(backend)
+        self.tabs.addTab(self.consistency_view, "&Bucket && catalog")
+        self.folders_view = FoldersView(backend)
+        self.tabs.addTab(self.folders_view, "&Watched folders")
         self.setCentralWidget(self.tabs)
         self._build_actions()
 

@@ -16,6 +16,7 @@ from PySide6.QtCore import (
 
 from desktop_app.core.events import TransferProgress, TransferSnapshot
 from desktop_app.core.journal import TransferState
+from desktop_app.gui.bridge import SnapshotBatch
 
 Index = QModelIndex | QPersistentModelIndex
 SnapshotRole = Qt.ItemDataRole.UserRole + 1
@@ -160,17 +161,25 @@ class TransferTableModel(QAbstractTableModel):
             return human_duration(progress.eta_seconds) if running and progress else ""
         return state_label(snapshot)
 
-    def upsert(self, snapshot: TransferSnapshot) -> None:
-        row = self._row_of.get(snapshot.id)
-        if row is None:
-            position = len(self._rows)
-            self.beginInsertRows(QModelIndex(), position, position)
-            self._rows.append(snapshot)
-            self._row_of[snapshot.id] = position
+    def upsert(self, batch: SnapshotBatch) -> None:
+        """Insert new transfers in one go and update known ones in place."""
+        new = [s for s in batch.snapshots if s.id not in self._row_of]
+        changed = [self._row_of[s.id] for s in batch.snapshots if s.id in self._row_of]
+        for snapshot in batch.snapshots:
+            row = self._row_of.get(snapshot.id)
+            if row is not None:
+                self._rows[row] = snapshot
+        if changed:
+            self.dataChanged.emit(
+                self.index(min(changed), 0), self.index(max(changed), len(Column) - 1)
+            )
+        if new:
+            first = len(self._rows)
+            self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
+            for offset, snapshot in enumerate(new):
+                self._rows.append(snapshot)
+                self._row_of[snapshot.id] = first + offset
             self.endInsertRows()
-            return
-        self._rows[row] = snapshot
-        self.dataChanged.emit(self.index(row, 0), self.index(row, len(Column) - 1))
 
     def set_progress(self, progress: TransferProgress) -> None:
         self._progress[progress.transfer_id] = progress

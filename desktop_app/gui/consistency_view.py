@@ -1,0 +1,373 @@
+"""The Bucket & catalog view: the consistency check, its findings and repairs, and a browse.
+
+The check runs on the backend's job thread; this view shows its progress,
+the counts per kind and the findings with their evidence. "Repair…" shows
+what would be done (the dry run) and asks before doing it.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Slot
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_app.core.catalog import FileQuery, FileRecord
+from desktop_app.core.catalog_schema import FileStatus
+from desktop_app.core.reconcile import CheckReport, Finding, FindingKind, RepairResult
+from desktop_app.gui.backend import Backend
+from desktop_app.gui.models import human_size
+
+Index = QModelIndex | QPersistentModelIndex
+T = TypeVar("T")
+
+KIND_LABELS = {
+    FindingKind.ORPHAN_OBJECT: "Object without a record",
+    FindingKind.MISSING_OBJECT: "Record without an object",
+    FindingKind.MISMATCH: "Object and record differ",
+    FindingKind.STALE_PENDING: "Unfinished upload record",
+    FindingKind.DELETED_STILL_STORED: "Deleted but still stored",
+    FindingKind.STALE_MULTIPART: "Abandoned partial upload",
+}
+REPAIR_LABELS = {
+    "delete_object": "Delete the object",
+    "adopt": "Add it to the catalog",
+    "reupload": "Upload again from the local copy",
+    "mark_missing": "Mark the record missing",
+    "activate": "Complete the record",
+    "remove_row": "Remove the record",
+    "abort_upload": "Abort the partial upload",
+    "none": "Keep (retention period)",
+}
+
+
+class _ListModel(QAbstractTableModel, Generic[T]):
+    """A read-only table over a list, replaced whole when new results arrive."""
+
+    HEADERS: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: list[T] = []
+
+    def set_items(self, items: list[T]) -> None:
+        self.beginResetModel()
+        self.items = list(items)
+        self.endResetModel()
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.items)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.HEADERS[section]
+        return None
+
+
+class FindingsModel(_ListModel[Finding]):
+    HEADERS = ("Problem", "Key", "Object", "Record", "Repair")
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        finding = self.items[index.row()]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return finding.explanation
+        if role != Qt.ItemDataRole.DisplayRole:
+            return None
+        column = index.column()
+        if column == 0:
+            return KIND_LABELS[finding.kind]
+        if column == 1:
+            return finding.key
+        if column == 2:
+            return human_size(finding.object.size) if finding.object else "—"
+        if column == 3:
+            return f"{finding.row.status}, {human_size(finding.row.size)}" if finding.row else "—"
+        return REPAIR_LABELS[finding.repair.value]
+
+
+class FilesModel(_ListModel[FileRecord]):
+    HEADERS = ("Key", "Status", "Size", "Owner", "Uploaded", "SHA-256")
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or role != Qt.ItemDataRole.DisplayRole:
+            return None
+        row = self.items[index.row()]
+        uploaded = row.uploaded_at.strftime("%Y-%m-%d %H:%M") if row.uploaded_at else ""
+        values = (
+            row.key,
+            row.status.value,
+            human_size(row.size),
+            row.owner,
+            uploaded,
+            row.sha256[:16],
+        )
+        return values[index.column()]
+
+
+def _table(model: QAbstractTableModel) -> QTableView:
+    table = QTableView()
+    table.setModel(model)
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setAlternatingRowColors(True)
+    table.verticalHeader().setVisible(False)
+    table.setWordWrap(False)
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+    return table
+
+
+class ConsistencyView(QWidget):
+    def __init__(self, backend: Backend) -> None:
+        super().__init__()
+        self.backend = backend
+        self.report: CheckReport | None = None
+        self._cancel = threading.Event()
+        layout = QVBoxLayout(self)
+
+        controls = QHBoxLayout()
+        self.check_button = QPushButton("&Check now")
+        self.check_button.clicked.connect(self.run_check)
+        self.cancel_button = QPushButton("Stop")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self._cancel.set)
+        self.repair_button = QPushButton("&Repair selected…")
+        self.repair_button.setEnabled(False)
+        self.repair_button.clicked.connect(self.repair_selected)
+        self.export_button = QPushButton("&Export…")
+        self.export_button.setEnabled(False)
+        self.export_button.clicked.connect(self.export)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)
+        self.progress.setVisible(False)
+        for widget in (
+            self.check_button,
+            self.cancel_button,
+            self.repair_button,
+            self.export_button,
+        ):
+            controls.addWidget(widget)
+        controls.addWidget(self.progress, 1)
+        controls.addStretch(1)
+        layout.addLayout(controls)
+        self.summary = QLabel("Not checked yet. The check compares the bucket with the catalog.")
+        self.summary.setWordWrap(True)
+        layout.addWidget(self.summary)
+
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        self.findings_model = FindingsModel()
+        self.findings_table = _table(self.findings_model)
+        self.findings_table.selectionModel().selectionChanged.connect(self._show_evidence)
+        self.evidence = QLabel("")
+        self.evidence.setWordWrap(True)
+        self.evidence.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        top = QWidget()
+        top_layout = QVBoxLayout(top)
+        top_layout.setContentsMargins(0, 0, 0, 0)
+        top_layout.addWidget(self.findings_table, 1)
+        top_layout.addWidget(self.evidence)
+        splitter.addWidget(top)
+        splitter.addWidget(self._browse_panel())
+        layout.addWidget(splitter, 1)
+
+        backend.checkProgress.connect(self._on_progress)
+        backend.checkFinished.connect(self._on_finished)
+        backend.checkFailed.connect(self._on_failed)
+        backend.repairsFinished.connect(self._on_repaired)
+        backend.filesFound.connect(self.files_model.set_items)
+        backend.objectInspected.connect(self._on_inspected)
+
+    def _browse_panel(self) -> QWidget:
+        panel = QWidget()
+        layout = QVBoxLayout(panel)
+        layout.setContentsMargins(0, 0, 0, 0)
+        bar = QHBoxLayout()
+        self.search_edit = QLineEdit()
+        self.search_edit.setPlaceholderText("Search the catalog: part of a name")
+        self.search_edit.returnPressed.connect(self.search)
+        self.prefix_edit = QLineEdit()
+        self.prefix_edit.setPlaceholderText("Key prefix")
+        self.prefix_edit.returnPressed.connect(self.search)
+        self.owner_edit = QLineEdit()
+        self.owner_edit.setPlaceholderText("Owner")
+        self.status_combo = QComboBox()
+        self.status_combo.addItem("Any status", None)
+        for status in FileStatus:
+            self.status_combo.addItem(status.value.capitalize(), status)
+        self.search_button = QPushButton("&Search")
+        self.search_button.clicked.connect(self.search)
+        self.inspect_button = QPushButton("Show &object")
+        self.inspect_button.clicked.connect(self.inspect_selected)
+        for edit in (self.search_edit, self.prefix_edit, self.owner_edit):
+            bar.addWidget(edit, 1)
+        for widget in (self.status_combo, self.search_button, self.inspect_button):
+            bar.addWidget(widget)
+        layout.addLayout(bar)
+        self.files_model = FilesModel()
+        self.files_table = _table(self.files_model)
+        header = self.files_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        layout.addWidget(self.files_table, 1)
+        self.object_label = QLabel("")
+        self.object_label.setWordWrap(True)
+        layout.addWidget(self.object_label)
+        return panel
+
+    # -- the check ------------------------------------------------------------------
+
+    def run_check(self) -> None:
+        self._cancel.clear()
+        self.check_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setVisible(True)
+        self.summary.setText("Checking…")
+        self.backend.run_check(self._cancel)
+
+    @Slot(int, int)
+    def _on_progress(self, objects: int, rows: int) -> None:
+        self.summary.setText(
+            f"Checking… {objects:,} objects listed, {rows:,} catalog rows compared."
+        )
+
+    def _done(self) -> None:
+        self.check_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.progress.setVisible(False)
+
+    @Slot(CheckReport)
+    def _on_finished(self, report: CheckReport) -> None:
+        self._done()
+        self.report = report
+        self.findings_model.set_items(report.findings)
+        self.repair_button.setEnabled(bool(report.findings))
+        self.export_button.setEnabled(True)
+        scanned = report.scanned
+        head = (
+            f"Checked {scanned.objects:,} objects, {scanned.rows:,} records and "
+            f"{scanned.multipart_uploads:,} partial uploads in {report.duration_s:.1f} s "
+            f"at {report.started_at:%H:%M}."
+        )
+        if report.consistent:
+            self.summary.setText(f"{head} Bucket and catalog agree.")
+            return
+        parts = [f"{KIND_LABELS[FindingKind(k)]}: {n}" for k, n in report.counts.items() if n]
+        self.summary.setText(f"{head} Found: " + "; ".join(parts) + ".")
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self._done()
+        self.summary.setText(f"The check did not finish: {message}")
+
+    def _selected_findings(self) -> list[Finding]:
+        rows = sorted({i.row() for i in self.findings_table.selectionModel().selectedRows()})
+        return [self.findings_model.items[r] for r in rows]
+
+    def _show_evidence(self) -> None:
+        selected = self._selected_findings()
+        if not selected:
+            self.evidence.setText("")
+            return
+        finding = selected[0]
+        lines = [finding.explanation]
+        if finding.object:
+            lines.append(
+                f"Object: {finding.object.size:,} bytes, ETag {finding.object.etag}, "
+                f"modified {finding.object.last_modified}"
+            )
+        if finding.row:
+            lines.append(
+                f"Record #{finding.row.id}: {finding.row.status}, {finding.row.size:,} bytes, "
+                f"owner {finding.row.owner}, SHA-256 {finding.row.sha256[:16]}…"
+            )
+        if finding.upload_id:
+            lines.append(f"Partial upload started {finding.initiated}")
+        if finding.source:
+            lines.append(f"Local copy: {finding.source}")
+        self.evidence.setText("\n".join(lines))
+
+    def repair_selected(self) -> None:
+        selected = self._selected_findings() or (self.report.findings if self.report else [])
+        if not selected:
+            return
+        plan = "\n".join(f"• {f.key}: {REPAIR_LABELS[f.repair.value]}" for f in selected[:20]) + (
+            f"\n… and {len(selected) - 20} more" if len(selected) > 20 else ""
+        )
+        answer = QMessageBox.question(
+            self,
+            "Repair",
+            f"Ferry will do this ({len(selected)} item(s)):\n\n{plan}\n\nEach step is recorded "
+            "in the catalog's audit log. Go ahead?",
+        )
+        if answer == QMessageBox.StandardButton.Yes:
+            self.summary.setText("Repairing…")
+            self.backend.repair(selected)
+
+    @Slot(list)
+    def _on_repaired(self, results: list[RepairResult]) -> None:
+        failed = [r for r in results if not r.done]
+        text = f"Repaired {len(results) - len(failed)} of {len(results)}."
+        if failed:
+            text += " Not repaired: " + "; ".join(
+                f"{r.finding.key} ({r.message})" for r in failed[:5]
+            )
+        self.summary.setText(text)
+        self.run_check()
+
+    def export(self) -> None:
+        if self.report is None:
+            return
+        name, _filter = QFileDialog.getSaveFileName(
+            self, "Export the report", "ferry-check.csv", "CSV (*.csv);;JSON (*.json)"
+        )
+        if name:
+            self.backend.export_report(self.report, Path(name))
+
+    # -- browse -----------------------------------------------------------------------
+
+    def search(self) -> None:
+        status = self.status_combo.currentData()
+        self.backend.search_files(
+            FileQuery(
+                name_contains=self.search_edit.text().strip() or None,
+                prefix=self.prefix_edit.text().strip() or None,
+                owner=self.owner_edit.text().strip() or None,
+                status=status if isinstance(status, FileStatus) else None,
+                limit=500,
+            )
+        )
+
+    def inspect_selected(self) -> None:
+        rows = sorted({i.row() for i in self.files_table.selectionModel().selectedRows()})
+        if rows:
+            key = self.files_model.items[rows[0]].key
+            self.object_label.setText(f"Asking the bucket about {key}…")
+            self.backend.inspect(key)
+
+    @Slot(str, str)
+    def _on_inspected(self, key: str, description: str) -> None:
+        self.object_label.setText(f"{key}: {description}")

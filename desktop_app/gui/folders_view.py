@@ -1,0 +1,120 @@
+"""The Watched folders view: add, remove, pause folders; see their last activity and errors."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QInputDialog,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_app.core.watcher import WatchedFolder
+from desktop_app.gui.backend import Backend
+
+
+class FoldersView(QWidget):
+    HEADERS = ("Folder", "Key prefix", "State", "Last activity", "Files queued", "Problem")
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__()
+        self.backend = backend
+        self.folders: list[WatchedFolder] = []
+        layout = QVBoxLayout(self)
+        intro = QLabel(
+            "Files saved into these folders are uploaded once they are complete. "
+            "Deleting a file here never deletes anything in the bucket."
+        )
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
+        self.table = QTableWidget(0, len(self.HEADERS))
+        self.table.setHorizontalHeaderLabels(self.HEADERS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setWordWrap(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.horizontalHeader().setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
+        layout.addWidget(self.table, 1)
+        buttons = QHBoxLayout()
+        self.add_button = QPushButton("&Add folder…")
+        self.add_button.clicked.connect(self.add_folder)
+        self.remove_button = QPushButton("Re&move")
+        self.remove_button.clicked.connect(self.remove_selected)
+        self.pause_button = QPushButton("&Pause / resume")
+        self.pause_button.clicked.connect(self.toggle_pause)
+        for button in (self.add_button, self.remove_button, self.pause_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        layout.addLayout(buttons)
+        backend.foldersChanged.connect(self.reload)
+        self.timer = QTimer(self)
+        self.timer.setInterval(1000)
+        self.timer.timeout.connect(self.refresh)
+        self.timer.start()
+
+    def reload(self) -> None:
+        self.folders = [status.folder for status in self.backend.folder_statuses()]
+        self.refresh()
+
+    def refresh(self) -> None:
+        statuses = {s.folder.path: s for s in self.backend.folder_statuses()}
+        self.table.setRowCount(len(self.folders))
+        for row, folder in enumerate(self.folders):
+            status = statuses.get(folder.path)
+            state = "paused" if folder.paused else (status.mode if status else "starting")
+            activity = (
+                status.last_activity.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+                if status and status.last_activity
+                else ""
+            )
+            values = (
+                str(folder.path),
+                folder.prefix or "(none)",
+                state,
+                activity,
+                str(status.queued if status else 0),
+                (status.last_error or "") if status else "",
+            )
+            for column, value in enumerate(values):
+                self.table.setItem(row, column, QTableWidgetItem(value))
+
+    def _selected_rows(self) -> list[int]:
+        return sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+
+    def add_folder(self) -> None:
+        name = QFileDialog.getExistingDirectory(self, "Watch a folder")
+        if not name:
+            return
+        prefix, ok = QInputDialog.getText(self, "Key prefix", "Put its files under this prefix:")
+        if not ok:
+            return
+        self.folders.append(WatchedFolder(Path(name), prefix=prefix.strip()))
+        self._save()
+
+    def remove_selected(self) -> None:
+        for row in reversed(self._selected_rows()):
+            del self.folders[row]
+        self._save()
+
+    def toggle_pause(self) -> None:
+        for row in self._selected_rows():
+            folder = self.folders[row]
+            self.folders[row] = dataclasses.replace(folder, paused=not folder.paused)
+        self._save()
+
+    def _save(self) -> None:
+        self.backend.set_folders(list(self.folders))
+        self.refresh()
