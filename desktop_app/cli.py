@@ -582,7 +582,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     fix_mmap_threshold()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    commands = {
+        name
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name in action.choices
+    }
+    if (
+        words
+        and words[0] not in commands
+        and all(not w.startswith("-") and Path(w).exists() for w in words)
+    ):
+        # `ferry FILE...`, as the desktop launcher runs it: the window, with those files.
+        from desktop_app.gui.app import run_gui
+
+        return run_gui(_environment(), None, [Path(w) for w in words])
+    args = parser.parse_args(words)
     paths = FerryPaths.from_environment(os.environ)
     try:
         configure_logging(

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QDialog
 
 from desktop_app import __version__
@@ -40,11 +45,13 @@ def build_window(
     return window
 
 
-def run_gui(env: Environment, profile_name: str | None) -> int:
+def run_gui(env: Environment, profile_name: str | None, initial_paths: Sequence[Path] = ()) -> int:
     app = QApplication.instance() or QApplication(sys.argv)
     assert isinstance(app, QApplication)
     app.setApplicationName("Ferry")
     app.setApplicationVersion(__version__)
+    icon = resources.files("desktop_app") / "resources" / "ferry.svg"
+    app.setWindowIcon(QIcon(str(icon)))
     app.setQuitOnLastWindowClosed(True)
     env.paths.ensure()
     create_sandbox = False
@@ -55,4 +62,13 @@ def run_gui(env: Environment, profile_name: str | None) -> int:
         create_sandbox = dialog.choice is FirstRunChoice.SANDBOX
     window = build_window(env, profile_name, create_sandbox=create_sandbox)
     window.show()
+    window.queue_paths(list(initial_paths))  # files dropped on the launcher (Exec=ferry %F)
+    # Ctrl-C or a TERM from the terminal closes the window the normal way, so
+    # transfers are interrupted cleanly and the sandbox server is stopped. Qt's
+    # loop gives Python a moment every 200 ms to run the handler.
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: window.quit())
+    heartbeat = QTimer()
+    heartbeat.start(200)
+    heartbeat.timeout.connect(lambda: None)
     return app.exec()
