@@ -331,8 +331,15 @@ def cmd_watch(args: argparse.Namespace) -> int:
         )
         for status in watcher.status.values():
             _say(f"Watching {status.folder.path} ({status.mode}); Ctrl-C stops.")
+        interval = ferry.profile.check_interval  # the periodic check is off unless set
         try:
-            stop.wait()
+            while not stop.wait(interval or None):
+                try:
+                    report = ferry.check()
+                except FerryError as exc:
+                    _say(f"ferry: the periodic check failed: {exc.message}")
+                    continue
+                _say(f"Check: {sum(report.counts.values())} finding(s); see `ferry check`.")
         finally:
             watcher.stop()
             runner.stop()

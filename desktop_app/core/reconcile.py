@@ -419,6 +419,10 @@ class ConsistencyChecker:
             ), False
         if live.status is FileStatus.MISSING:
             return None, False  # already known and marked
+        if obj is not None and not (
+            obj.size != live.size or (live.etag is not None and obj.etag != live.etag)
+        ):
+            return None, False  # they agree: the common case, decided without I/O
         source = self._unchanged_source(key, live)
         action = RepairAction.REUPLOAD if source else RepairAction.MARK_MISSING
         if obj is None:
@@ -435,9 +439,6 @@ class ConsistencyChecker:
                 row=row_evidence,
                 source=str(source) if source else None,
             ), False
-        differs = obj.size != live.size or (live.etag is not None and obj.etag != live.etag)
-        if not differs:
-            return None, False
         return Finding(
             FindingKind.MISMATCH,
             key,

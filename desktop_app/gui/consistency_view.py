@@ -11,7 +11,14 @@ import threading
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Slot
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    Qt,
+    QTimer,
+    Slot,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -36,6 +43,7 @@ from desktop_app.gui.backend import Backend
 from desktop_app.gui.models import human_size
 
 Index = QModelIndex | QPersistentModelIndex
+DAY = 24 * 3600
 T = TypeVar("T")
 
 KIND_LABELS = {
@@ -194,6 +202,10 @@ class ConsistencyView(QWidget):
         splitter.addWidget(self._browse_panel())
         layout.addWidget(splitter, 1)
 
+        # Checked daily in the window, or at the profile's check_interval.
+        self.schedule = QTimer(self)
+        self.schedule.timeout.connect(self._scheduled_check)
+        backend.opened.connect(self._start_schedule)
         backend.checkProgress.connect(self._on_progress)
         backend.checkFinished.connect(self._on_finished)
         backend.checkFailed.connect(self._on_failed)
@@ -239,6 +251,15 @@ class ConsistencyView(QWidget):
         return panel
 
     # -- the check ------------------------------------------------------------------
+
+    def _start_schedule(self, _text: str) -> None:
+        ferry = self.backend.ferry
+        interval = ferry.profile.check_interval if ferry and ferry.profile.check_interval else DAY
+        self.schedule.start(interval * 1000)
+
+    def _scheduled_check(self) -> None:
+        if self.check_button.isEnabled():  # not while one is running
+            self.run_check()
 
     def run_check(self) -> None:
         self._cancel.clear()

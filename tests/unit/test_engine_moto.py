@@ -1,0 +1,83 @@
+"""Fast engine tests on moto's in-process S3 (the real-server tests are in integration/)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from desktop_app.core.app import Environment, Ferry
+from desktop_app.core.config import Profile
+from desktop_app.core.errors import JournalLockedError
+from desktop_app.core.journal import Journal, TransferState
+from desktop_app.core.keys import SecretKind
+from desktop_app.core.throttle import BandwidthLimiter, ByteBudget
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def ferry(ferry_env: Environment, tmp_path: Path) -> Iterator[Ferry]:
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="unit-bucket")
+        ferry_env.profiles.save(
+            Profile(
+                name="aws",
+                bucket="unit-bucket",
+                catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
+                access_key_id="AKIDUNIT",
+                part_size=5 * MIB,
+            ),
+            make_default=True,
+        )
+        ferry_env.secrets.set("aws", SecretKind.S3_SECRET_KEY, "unit-secret")
+        app = Ferry.open(ferry_env)
+        yield app
+        app.close()
+
+
+def test_small_and_multipart_uploads_match_on_moto(ferry: Ferry, tmp_path: Path) -> None:
+    small, big = tmp_path / "small.txt", tmp_path / "big.bin"
+    small.write_bytes(b"hello moto")
+    big.write_bytes(os.urandom(11 * MIB + 5))
+    records = ferry.upload([small, big])
+    assert [r.state for r in records] == [TransferState.DONE, TransferState.DONE]
+    client = boto3.client("s3", region_name="us-east-1")
+    for path in (small, big):
+        body = client.get_object(Bucket="unit-bucket", Key=path.name)["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert client.head_object(Bucket="unit-bucket", Key="big.bin")["ETag"].endswith('-3"')
+
+
+def test_a_second_ferry_on_the_same_journal_is_refused(ferry: Ferry) -> None:
+    with pytest.raises(JournalLockedError, match="Another Ferry"):
+        Journal(ferry.env.paths.journal_file)
+
+
+def test_bandwidth_limiter_paces_without_real_sleeping() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = BandwidthLimiter(1000, clock=lambda: now[0], sleep=sleep)
+    for _ in range(5):
+        limiter.consume(500)
+    # 2,500 bytes at 1,000 B/s with a one-second burst: 1.5 s of waiting.
+    assert sum(slept) == pytest.approx(1.5)
+
+
+def test_byte_budget_caps_what_is_held() -> None:
+    budget = ByteBudget(10)
+    held = [budget.acquire(4), budget.acquire(4)]
+    assert budget.peak == 8
+    for amount in held:
+        budget.release(amount)
+    assert budget.acquire(50) == 10  # a part larger than the budget takes all of it
