@@ -355,8 +355,10 @@ class CatalogService:
     def reserve(self, intent: UploadIntent) -> Reservation:
         """Write the pending intent row for an upload, before any byte is sent.
 
-        Same content already live for this owner: DUPLICATE with that row.
+        Same content already stored for this owner: DUPLICATE with that row.
         Our own pending row for the same key and content: RESUMED (a restart).
+        The same content pending under another key: a transient CatalogError
+        (another upload of it is in flight; it is a duplicate only once stored).
         A live row holding the key with other content: KeyConflictError.
         """
         validate_key(intent.key)
@@ -368,6 +370,15 @@ class CatalogService:
                 if same_place and same_content.status == FileStatus.PENDING.value:
                     return Reservation(
                         ReservationOutcome.RESUMED, FileRecord.from_row(same_content)
+                    )
+                if same_content.status == FileStatus.PENDING.value:
+                    # Not a duplicate yet: that upload may still fail. Wait for it.
+                    raise CatalogError(
+                        f"The same content is being uploaded right now as "
+                        f"{same_content.key!r}; Ferry waits for that upload to finish and then "
+                        "reports this file as its duplicate.",
+                        transient=True,
+                        title="Same content in flight",
                     )
                 return Reservation(ReservationOutcome.DUPLICATE, FileRecord.from_row(same_content))
             holder = self._live_by_key(session, intent.bucket, intent.key)

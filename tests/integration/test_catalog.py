@@ -66,6 +66,17 @@ def test_duplicate_content_is_reported_with_the_existing_key(catalog: CatalogSer
     assert second.record.key == "a.txt"
 
 
+def test_same_content_in_flight_is_waited_for_not_called_a_duplicate(
+    catalog: CatalogService,
+) -> None:
+    first = catalog.reserve(intent("a.txt"))
+    with pytest.raises(CatalogError, match=r"being uploaded right now as 'a\.txt'") as raised:
+        catalog.reserve(intent("copy.txt"))
+    assert raised.value.transient
+    catalog.activate(first.record.id, etag="e")
+    assert catalog.reserve(intent("copy.txt")).outcome is ReservationOutcome.DUPLICATE
+
+
 def test_reserving_again_after_a_crash_resumes_the_same_row(catalog: CatalogService) -> None:
     first = catalog.reserve(intent("a.txt"))
     again = catalog.reserve(intent("a.txt"))
