@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,3 +196,22 @@ def save_test_profile(
     )
     env.profiles.save(profile, make_default=True)
     env.secrets.set(name, SecretKind.S3_SECRET_KEY, secret_key)
+
+
+@pytest.fixture
+def weed_profile(
+    ferry_env: Environment, weed: WeedServer, bucket: str, tmp_path: Path
+) -> Callable[..., None]:
+    """Saves the usual test profile: the session's weed mini, a fresh bucket,
+    an SQLite catalog in the test's directory; keyword arguments change it."""
+
+    def save(**changes: object) -> None:
+        save_test_profile(
+            ferry_env,
+            endpoint_url=weed.endpoint_url,
+            bucket=bucket,
+            catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
+            **changes,  # type: ignore[arg-type]
+        )
+
+    return save

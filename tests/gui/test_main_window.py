@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -67,6 +67,7 @@ def drop(window: MainWindow, paths: list[Path]) -> None:
 
 
 def test_dropped_files_end_as_active_catalog_rows(
+    weed_profile: Callable[..., None],
     qtbot: QtBot,
     window_for: object,
     ferry_env: Environment,
@@ -74,13 +75,7 @@ def test_dropped_files_end_as_active_catalog_rows(
     bucket: str,
     tmp_path: Path,
 ) -> None:
-    save_test_profile(
-        ferry_env,
-        endpoint_url=weed.endpoint_url,
-        bucket=bucket,
-        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
-        part_size=5 * MIB,
-    )
+    weed_profile(part_size=5 * MIB)
     files = []
     for n in range(3):
         path = tmp_path / f"doc{n}.txt"
@@ -154,6 +149,7 @@ def test_failure_shows_in_failed_view_and_retry_succeeds(
 
 
 def test_planted_orphan_shows_and_its_repair_removes_it(
+    weed_profile: Callable[..., None],
     qtbot: QtBot,
     window_for: object,
     ferry_env: Environment,
@@ -162,13 +158,7 @@ def test_planted_orphan_shows_and_its_repair_removes_it(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    save_test_profile(
-        ferry_env,
-        endpoint_url=weed.endpoint_url,
-        bucket=bucket,
-        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
-        grace_seconds=0,
-    )
+    weed_profile(grace_seconds=0)
     weed.client().put_object(Bucket=bucket, Key="forgotten/export.csv", Body=b"a,b,c")
     window = window_for()  # type: ignore[operator]
     view = window.consistency_view
@@ -225,6 +215,7 @@ def test_first_run_dialog_writes_a_working_profile(
 
 
 def test_a_drop_of_10000_files_keeps_the_window_responsive(
+    weed_profile: Callable[..., None],
     qtbot: QtBot,
     window_for: object,
     ferry_env: Environment,
@@ -232,12 +223,7 @@ def test_a_drop_of_10000_files_keeps_the_window_responsive(
     bucket: str,
     tmp_path: Path,
 ) -> None:
-    save_test_profile(
-        ferry_env,
-        endpoint_url=weed.endpoint_url,
-        bucket=bucket,
-        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
-    )
+    weed_profile()
     folder = tmp_path / "many"
     folder.mkdir()
     for n in range(10_000):

@@ -6,7 +6,7 @@ import hashlib
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,16 +41,8 @@ def object_sha256(weed: WeedServer, bucket: str, key: str) -> str:
 
 
 @pytest.fixture
-def ferry(ferry_env: Environment, weed: WeedServer, bucket: str, tmp_path: Path) -> Iterator[Ferry]:
-    save_test_profile(
-        ferry_env,
-        endpoint_url=weed.endpoint_url,
-        bucket=bucket,
-        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
-        part_size=5 * MIB,
-        concurrency=4,
-        memory_budget=20 * MIB,
-    )
+def ferry(weed_profile: Callable[..., None], ferry_env: Environment) -> Iterator[Ferry]:
+    weed_profile(part_size=5 * MIB, concurrency=4, memory_budget=20 * MIB)
     app = Ferry.open(ferry_env)
     yield app
     app.close()
@@ -206,16 +198,13 @@ def test_transient_faults_are_survived(
 
 
 def test_permanent_failure_says_what_to_do(
-    ferry_env: Environment, weed: WeedServer, bucket: str, tmp_path: Path
+    weed_profile: Callable[..., None],
+    ferry_env: Environment,
+    weed: WeedServer,
+    bucket: str,
+    tmp_path: Path,
 ) -> None:
-    save_test_profile(
-        ferry_env,
-        endpoint_url=weed.endpoint_url,
-        bucket=bucket,
-        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
-        access_key=READER_ACCESS_KEY,
-        secret_key=READER_SECRET_KEY,
-    )
+    weed_profile(access_key=READER_ACCESS_KEY, secret_key=READER_SECRET_KEY)
     write_random(tmp_path / "a.txt", 10, 1)
     with Ferry.open(ferry_env) as app:
         [record] = app.upload([tmp_path / "a.txt"])

@@ -16,19 +16,14 @@ from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.journal import TransferState
 from desktop_app.core.runner import TransferRunner
 from desktop_app.core.watcher import FolderWatcher, WatchedFolder
-from tests.conftest import WeedServer, save_test_profile
+from tests.conftest import WeedServer
 
 SETTLE = 1.0
 
 
 @pytest.fixture
-def ferry(ferry_env: Environment, weed: WeedServer, bucket: str, tmp_path: Path) -> Iterator[Ferry]:
-    save_test_profile(
-        ferry_env,
-        endpoint_url=weed.endpoint_url,
-        bucket=bucket,
-        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
-    )
+def ferry(weed_profile: Callable[..., None], ferry_env: Environment) -> Iterator[Ferry]:
+    weed_profile()
     app = Ferry.open(ferry_env)
     yield app
     app.close()
@@ -134,14 +129,13 @@ def test_renamed_in_file_is_uploaded_and_a_rewrite_is_a_new_version(
 
 
 def test_restart_uploads_exactly_the_files_added_meanwhile(
-    ferry_env: Environment, weed: WeedServer, bucket: str, tmp_path: Path
+    weed_profile: Callable[..., None],
+    ferry_env: Environment,
+    weed: WeedServer,
+    bucket: str,
+    tmp_path: Path,
 ) -> None:
-    save_test_profile(
-        ferry_env,
-        endpoint_url=weed.endpoint_url,
-        bucket=bucket,
-        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
-    )
+    weed_profile()
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     for n in range(3):
