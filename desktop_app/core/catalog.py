@@ -343,6 +343,24 @@ class CatalogService:
             )
         ).one_or_none()
 
+    def _new_row(
+        self, intent: UploadIntent, status: FileStatus, *, owner: str, etag: str | None = None
+    ) -> FileRow:
+        now = self.clock()
+        return FileRow(
+            bucket=intent.bucket,
+            key=intent.key,
+            owner=owner,
+            original_name=intent.original_name,
+            size=intent.size,
+            sha256=intent.sha256,
+            etag=etag,
+            content_type=intent.content_type,
+            status=status.value,
+            created_at=now,
+            uploaded_at=now if status is FileStatus.ACTIVE else None,
+        )
+
     @staticmethod
     def _require(session: Session, file_id: int) -> FileRow:
         row = session.get(FileRow, file_id, with_for_update=True)
@@ -394,18 +412,7 @@ class CatalogService:
             found = check(session)
             if found is not None:
                 return found
-            row = FileRow(
-                bucket=intent.bucket,
-                key=intent.key,
-                owner=self.owner,
-                original_name=intent.original_name,
-                size=intent.size,
-                sha256=intent.sha256,
-                etag=None,
-                content_type=intent.content_type,
-                status=FileStatus.PENDING.value,
-                created_at=self.clock(),
-            )
+            row = self._new_row(intent, FileStatus.PENDING, owner=self.owner)
             session.add(row)
             session.flush()
             self._audit(session, AuditAction.RESERVE, row, {"size": row.size, "sha256": row.sha256})
@@ -474,19 +481,7 @@ class CatalogService:
         validate_key(intent.key)
 
         def work(session: Session) -> FileRecord:
-            row = FileRow(
-                bucket=intent.bucket,
-                key=intent.key,
-                owner=owner or self.owner,
-                original_name=intent.original_name,
-                size=intent.size,
-                sha256=intent.sha256,
-                etag=etag,
-                content_type=intent.content_type,
-                status=FileStatus.ACTIVE.value,
-                created_at=self.clock(),
-                uploaded_at=self.clock(),
-            )
+            row = self._new_row(intent, FileStatus.ACTIVE, owner=owner or self.owner, etag=etag)
             session.add(row)
             session.flush()
             self._audit(session, AuditAction.REPAIR, row, {"repair": "adopt"})

@@ -297,10 +297,9 @@ class TransferEngine:
         if isinstance(found, SourceProblem):
             raise SourceError(found.message, title=found.title)
         record = self.journal.add(self._new_transfer(found))
-        self.journal.set_state(
+        return self.journal.set_state(
             record.id, TransferState.UPLOADING, sha256=sha256, catalog_file_id=file_id
         )
-        return self.journal.get(record.id)
 
     # -- control ------------------------------------------------------------
 

@@ -454,10 +454,6 @@ class Journal:
             raise JournalError(f"There is no transfer {transfer_id} in the journal.")
         return _record(rows[0])
 
-    def find(self, transfer_id: int) -> TransferRecord | None:
-        rows = self._read(select(transfers).where(transfers.c.id == transfer_id))
-        return _record(rows[0]) if rows else None
-
     def all(self, states: Iterable[TransferState] | None = None) -> list[TransferRecord]:
         statement = select(transfers).order_by(transfers.c.id)
         if states is not None:
