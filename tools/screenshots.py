@@ -15,14 +15,42 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PySide6.QtGui import QPalette
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "screenshots"
 
 
+def dark_palette() -> QPalette:
+    from PySide6.QtGui import QColor, QPalette
+
+    palette = QPalette()
+    role = QPalette.ColorRole
+    for name, color in (
+        (role.Window, "#2b2b2b"),
+        (role.WindowText, "#e6e6e6"),
+        (role.Base, "#1e1e1e"),
+        (role.AlternateBase, "#262626"),
+        (role.Text, "#e6e6e6"),
+        (role.Button, "#353535"),
+        (role.ButtonText, "#e6e6e6"),
+        (role.Highlight, "#3d7ac7"),
+        (role.HighlightedText, "#ffffff"),
+        (role.ToolTipBase, "#353535"),
+        (role.ToolTipText, "#e6e6e6"),
+        (role.PlaceholderText, "#8a8a8a"),
+    ):
+        palette.setColor(name, QColor(color))
+    return palette
+
+
 def shoot(scale: str) -> None:
     os.environ["QT_SCALE_FACTOR"] = scale
     sys.path.insert(0, str(ROOT))
+    from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QApplication
 
     from desktop_app.core.app import Environment
@@ -31,7 +59,9 @@ def shoot(scale: str) -> None:
     from desktop_app.core.paths import FerryPaths
     from desktop_app.core.sandbox import SandboxServer, find_weed
     from desktop_app.core.watcher import WatchedFolder
+    from desktop_app.gui.about import AboutDialog
     from desktop_app.gui.app import build_window
+    from desktop_app.gui.settings_dialog import SettingsDialog
 
     app = QApplication(sys.argv)
     with tempfile.TemporaryDirectory(prefix="ferry-shots-") as tmp:
@@ -114,6 +144,26 @@ def shoot(scale: str) -> None:
             (inbox / "scan-0043.pdf").write_bytes(os.urandom(5000))
             wait(lambda: False, 5)
             window.grab().save(str(OUT / f"watched-folders-{suffix}.png"))
+            settings = SettingsDialog(env, "local", window)
+            settings.show()
+            wait(lambda: settings.profile_combo.count() > 0, 10)
+            wait(lambda: False, 0.5)
+            settings.grab().save(str(OUT / f"settings-{suffix}.png"))
+            settings.reject()
+            about = AboutDialog(window.backend, window)
+            about.show()
+            wait(lambda: "asking" not in about.server_label.text(), 10)
+            wait(lambda: False, 0.3)
+            about.grab().save(str(OUT / f"about-{suffix}.png"))
+            about.reject()
+            # What a person with a dark desktop sees: Qt takes the scheme from the
+            # system; here it is asked for explicitly, since offscreen has no system.
+            app.styleHints().setColorScheme(Qt.ColorScheme.Dark)
+            if app.palette().window().color().lightness() > 128:
+                app.setPalette(dark_palette())  # what a dark platform theme hands Qt
+            window.tabs.setCurrentIndex(0)
+            wait(lambda: False, 0.7)
+            window.grab().save(str(OUT / f"transfers-dark-{suffix}.png"))
             window.really_quit = True
             window.close()
         finally:

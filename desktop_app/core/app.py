@@ -251,6 +251,9 @@ class Ferry:
     def head(self, key: str) -> ObjectInfo | None:
         return self.storage.head_object(key)
 
+    def server_software(self) -> str:
+        return self.storage.server_software()
+
     # -- watched folders ------------------------------------------------------------
 
     def already_sent(self, path: Path, info: os.stat_result) -> bool:

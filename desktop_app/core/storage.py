@@ -258,6 +258,13 @@ class S3Storage:
         with self._translate("list the bucket"):
             self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
 
+    def server_software(self) -> str:
+        """What the server says it is (its HTTP Server header), for the About dialog."""
+        with self._translate("ask the server what it is"):
+            response = self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+        headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        return str(headers.get("server") or "not said by the server")
+
     def create_bucket_if_missing(self) -> None:
         with self._translate("create the bucket"):
             try:

@@ -43,6 +43,8 @@ class Backend(QObject):
     filesFound = Signal(list)  # list[FileRecord]
     objectInspected = Signal(str, str)  # key, description of its HEAD
     foldersChanged = Signal()
+    historyLoaded = Signal(int)  # highest transfer id already in the journal at start
+    serverSoftware = Signal(str)  # what the S3 server says it is
 
     def __init__(
         self,
@@ -130,6 +132,15 @@ class Backend(QObject):
     def search_files(self, query: FileQuery) -> None:
         self.post(lambda ferry: self.filesFound.emit(ferry.files(query)))
 
+    def ask_server_software(self) -> None:
+        def job(ferry: Ferry) -> None:
+            try:
+                self.serverSoftware.emit(ferry.server_software())
+            except FerryError as exc:  # About is no place for a warning box
+                self.serverSoftware.emit(f"could not ask ({exc.title})")
+
+        self.post(job)
+
     def inspect(self, key: str) -> None:
         def job(ferry: Ferry) -> None:
             head = ferry.head(key)
@@ -179,9 +190,11 @@ class Backend(QObject):
             self.profile_name = profile.name
         ferry = Ferry.open(self.env, self.profile_name)
         self.bridge.attach(ferry.bus)
-        for record in ferry.transfers():
+        history = ferry.transfers()
+        for record in history:
             self.bridge.accept_snapshot(TransferSnapshot.of(record))
-        unfinished = [r for r in ferry.transfers() if r.state.active and not r.paused]
+        self.historyLoaded.emit(max((r.id for r in history), default=0))
+        unfinished = [r for r in history if r.state.active and not r.paused]
         self.opened.emit(
             f"Profile {ferry.profile.name}: bucket {ferry.profile.bucket} at "
             f"{ferry.profile.endpoint_url or 'AWS S3'} (credentials from "

@@ -40,7 +40,7 @@ from desktop_app.core.catalog import FileQuery, FileRecord
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.reconcile import CheckReport, Finding, FindingKind, RepairResult
 from desktop_app.gui.backend import Backend
-from desktop_app.gui.models import human_size
+from desktop_app.gui.units import human_size
 
 Index = QModelIndex | QPersistentModelIndex
 DAY = 24 * 3600

@@ -2,15 +2,14 @@
 
 "Test connection" runs the same checks as ``ferry profile test`` on a
 background thread and shows each result; the secret goes to the keyring only
-when the profile is saved.
+when the profile is saved. Saving happens before the main window exists, so
+the GUI-thread-does-no-I/O rule is not at stake here.
 """
 
 from __future__ import annotations
 
 import enum
-import threading
 
-from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -24,19 +23,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.core.app import CheckResult, Environment, diagnose_profile
+from desktop_app.core.app import Environment
 from desktop_app.core.config import Profile
 from desktop_app.core.errors import FerryError
 from desktop_app.core.keys import SecretKind
+from desktop_app.gui.connection_test import ConnectionTester
 
 
 class FirstRunChoice(enum.Enum):
     SANDBOX = "sandbox"
     BUCKET = "bucket"
-
-
-class _TestSignals(QObject):
-    finished = Signal(str)
 
 
 class FirstRunDialog(QDialog):
@@ -99,9 +95,8 @@ class FirstRunDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
-        self._signals = _TestSignals()
-        self._signals.finished.connect(self._show_test_result)
-        self._tester: threading.Thread | None = None
+        self.tester = ConnectionTester(self)
+        self.tester.finished.connect(self._show_test_result)
 
     def profile_from_form(self) -> Profile:
         name = self.name_edit.text().strip()
@@ -124,37 +119,9 @@ class FirstRunDialog(QDialog):
         except FerryError as exc:
             self.test_result.setText(exc.message)
             return
-        secret = self.secret_edit.text()
         self.test_button.setEnabled(False)
         self.test_result.setText("Testing…")
-
-        def run() -> None:
-            from desktop_app.core.app import Environment as Env
-            from desktop_app.core.keys import SecretStore
-
-            class _OneSecret:
-                priority = 1
-
-                def get_password(self, _service: str, username: str) -> str | None:
-                    return secret if username.endswith(SecretKind.S3_SECRET_KEY.value) else None
-
-                def set_password(self, *_args: str) -> None:
-                    pass
-
-                def delete_password(self, *_args: str) -> None:
-                    pass
-
-            env = Env(self.env.paths, self.env.environ, SecretStore(_OneSecret()))
-            try:
-                results = diagnose_profile(env, profile)
-            except FerryError as exc:
-                results = [CheckResult("profile", False, exc.message)]
-            self._signals.finished.emit(
-                "\n".join(f"{'✔' if r.ok else '✘'} {r.name}: {r.detail}" for r in results)
-            )
-
-        self._tester = threading.Thread(target=run, name="ferry-test-connection", daemon=True)
-        self._tester.start()
+        self.tester.start(self.env, profile, self.secret_edit.text())
 
     def _show_test_result(self, text: str) -> None:
         self.test_button.setEnabled(True)
@@ -180,6 +147,5 @@ class FirstRunDialog(QDialog):
         super().accept()
 
     def done(self, result: int) -> None:
-        if self._tester is not None:
-            self._tester.join(timeout=30)
+        self.tester.wait()
         super().done(result)

@@ -6,6 +6,7 @@ the EngineBridge signals. It never does I/O on the GUI thread.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QPoint, QSettings, Qt, QTimer, QUrl, Slot
@@ -16,10 +17,12 @@ from PySide6.QtGui import (
     QDragEnterEvent,
     QDropEvent,
     QGuiApplication,
+    QIcon,
     QKeySequence,
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QDialog,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
@@ -40,6 +43,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.core.events import TransferSnapshot
 from desktop_app.core.journal import TransferState
+from desktop_app.gui.about import AboutDialog
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.bridge import EngineBridge
 from desktop_app.gui.consistency_view import ConsistencyView
@@ -49,10 +53,13 @@ from desktop_app.gui.models import (
     SnapshotRole,
     StateFilterModel,
     TransferTableModel,
-    human_size,
     state_label,
 )
+from desktop_app.gui.notifier import BatchNotifier, Notification, NotificationKind
+from desktop_app.gui.settings_dialog import SettingsDialog
+from desktop_app.gui.units import human_size
 from desktop_app.gui.widgets import ProgressDelegate
+from desktop_app.resources import TrayState, tray_icon_svg
 
 
 def _local_paths(urls: list[QUrl]) -> list[Path]:
@@ -115,6 +122,12 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.folders_view, "&Watched folders")
         self.setCentralWidget(self.tabs)
         self._build_actions()
+        self.tray_icons = {state: QIcon(str(tray_icon_svg(state))) for state in TrayState}
+        self.tray_state = TrayState.IDLE
+        self.notifier = BatchNotifier()
+        self.notifications: list[Notification] = []  # what was shown, newest last
+        bridge.transfersChanged.connect(lambda batch: self.notifier.observe(batch.snapshots))
+        backend.historyLoaded.connect(self.notifier.history_loaded)
 
         self.connection_label = QLabel("Connecting…")
         self.totals_label = QLabel("")
@@ -171,60 +184,116 @@ class MainWindow(QMainWindow):
 
     def _build_actions(self) -> None:
         style = self.style()
+        pixmap = QStyle.StandardPixmap
+
+        def action(
+            text: str,
+            shortcut: QKeySequence | QKeySequence.StandardKey | str,
+            slot: object,
+            icon: QStyle.StandardPixmap | None = None,
+        ) -> QAction:
+            made = QAction(text, self)
+            if icon is not None:
+                made.setIcon(style.standardIcon(icon))
+            made.setShortcut(QKeySequence(shortcut))
+            made.triggered.connect(slot)
+            self.addAction(made)  # shortcuts work even when the menu bar is hidden
+            return made
+
+        self.add_files_action = action("Add &files…", "Ctrl+O", self.add_files, pixmap.SP_FileIcon)
+        self.add_folder_action = action(
+            "Add f&older…", "Ctrl+Shift+O", self.add_folder, pixmap.SP_DirIcon
+        )
+        self.paste_action = action(
+            "&Paste file paths", QKeySequence.StandardKey.Paste, self.paste_paths
+        )
+        self.settings_action = action("&Settings…", "Ctrl+,", self.open_settings)
+        self.quit_action = action("&Quit", "Ctrl+Q", self.quit)
+        self.pause_all_action = action(
+            "&Pause all", "Ctrl+P", lambda: self.backend.pause(None), pixmap.SP_MediaPause
+        )
+        self.resume_all_action = action(
+            "&Resume all", "Ctrl+Shift+P", lambda: self.backend.unpause(None), pixmap.SP_MediaPlay
+        )
+        self.retry_all_action = action(
+            "Retry all &failed", "Ctrl+Shift+R", lambda: self.backend.retry(None)
+        )
+        self.filter_action = action("Fi&lter…", QKeySequence.StandardKey.Find, self.focus_filter)
+        self.check_action = action(
+            "&Check bucket and catalog now", "F5", self.check_now, pixmap.SP_BrowserReload
+        )
+        self.about_action = action("&About Ferry", "F1", self.open_about)
+        views = []
+        for index in range(self.tabs.count()):
+            view = QAction(self.tabs.tabText(index).replace("&&", "and").replace("&", ""), self)
+            view.setShortcut(QKeySequence(f"Alt+{index + 1}"))
+            view.triggered.connect(lambda _checked=False, i=index: self.tabs.setCurrentIndex(i))
+            self.addAction(view)
+            views.append(view)
+
+        bar = self.menuBar()
+        for title, actions in (
+            (
+                "&File",
+                [
+                    self.add_files_action,
+                    self.add_folder_action,
+                    self.paste_action,
+                    None,
+                    self.settings_action,
+                    None,
+                    self.quit_action,
+                ],
+            ),
+            (
+                "&Transfers",
+                [
+                    self.pause_all_action,
+                    self.resume_all_action,
+                    self.retry_all_action,
+                    None,
+                    self.filter_action,
+                ],
+            ),
+            ("&View", [*views, None, self.check_action]),
+            ("&Help", [self.about_action]),
+        ):
+            menu = bar.addMenu(title)
+            for item in actions:
+                if item is None:
+                    menu.addSeparator()
+                else:
+                    menu.addAction(item)
+
         toolbar = QToolBar("Main")
         toolbar.setObjectName("main-toolbar")
         toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        for item in (
+            self.add_files_action,
+            self.add_folder_action,
+            None,
+            self.pause_all_action,
+            self.resume_all_action,
+        ):
+            if item is None:
+                toolbar.addSeparator()
+            else:
+                toolbar.addAction(item)
         self.addToolBar(toolbar)
-
-        def action(text: str, shortcut: str, icon: QStyle.StandardPixmap, slot: object) -> QAction:
-            made = QAction(style.standardIcon(icon), text, self)
-            made.setShortcut(QKeySequence(shortcut))
-            made.triggered.connect(slot)
-            toolbar.addAction(made)
-            return made
-
-        self.add_files_action = action(
-            "Add files…", "Ctrl+O", QStyle.StandardPixmap.SP_FileIcon, self.add_files
-        )
-        self.add_folder_action = action(
-            "Add folder…", "Ctrl+Shift+O", QStyle.StandardPixmap.SP_DirIcon, self.add_folder
-        )
-        toolbar.addSeparator()
-        self.pause_all_action = action(
-            "Pause all",
-            "Ctrl+P",
-            QStyle.StandardPixmap.SP_MediaPause,
-            lambda: self.backend.pause(None),
-        )
-        self.resume_all_action = action(
-            "Resume all",
-            "Ctrl+Shift+P",
-            QStyle.StandardPixmap.SP_MediaPlay,
-            lambda: self.backend.unpause(None),
-        )
-        paste = QAction("Paste file paths", self)
-        paste.setShortcut(QKeySequence.StandardKey.Paste)
-        paste.triggered.connect(self.paste_paths)
-        self.addAction(paste)
-        find = QAction("Filter", self)
-        find.setShortcut(QKeySequence.StandardKey.Find)
-        find.triggered.connect(self.focus_filter)
-        self.addAction(find)
-        quit_action = QAction("Quit", self)
-        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.quit)
-        self.addAction(quit_action)
 
     def _build_tray(self) -> QSystemTrayIcon | None:
         if not QSystemTrayIcon.isSystemTrayAvailable():
             return None
-        tray = QSystemTrayIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_ArrowUp), self)
+        tray = QSystemTrayIcon(self.tray_icons[TrayState.IDLE], self)
         menu = QMenu(self)
-        menu.addAction("Show Ferry", self.showNormal)
-        menu.addAction("Pause all", lambda: self.backend.pause(None))
-        menu.addAction("Quit", self.quit)
+        menu.addAction("Show Ferry", self.bring_to_front)
+        menu.addAction(self.pause_all_action)
+        menu.addAction(self.resume_all_action)
+        menu.addSeparator()
+        menu.addAction(self.quit_action)
         tray.setContextMenu(menu)
         tray.setToolTip("Ferry")
+        tray.activated.connect(self._tray_activated)
         tray.show()
         return tray
 
@@ -264,6 +333,18 @@ class MainWindow(QMainWindow):
         failed = sum(1 for s in self.model.snapshots() if s.state is TransferState.FAILED)
         total = self.model.rowCount()
         self.hint.setVisible(total == 0)
+        paused = any(s.paused and s.state.active for s in self.model.snapshots())
+        self._set_tray_state(
+            TrayState.ERROR
+            if failed
+            else TrayState.UPLOADING
+            if active
+            else TrayState.PAUSED
+            if paused
+            else TrayState.IDLE
+        )
+        for note in self.notifier.tick(active, time.monotonic()):
+            self.notify(note)
         parts = [f"{total} file(s)", f"{active} active"]
         if active:
             parts.append(f"{human_size(remaining)} to go at {human_size(speed)}/s")
@@ -273,6 +354,34 @@ class MainWindow(QMainWindow):
         self.tabs.setTabText(1, f"&Failed ({failed})" if failed else "&Failed")
         if self.tray is not None:
             self.tray.setToolTip("Ferry: " + ", ".join(parts))
+
+    def _set_tray_state(self, state: TrayState) -> None:
+        if state is self.tray_state:
+            return
+        self.tray_state = state
+        if self.tray is not None:
+            self.tray.setIcon(self.tray_icons[state])
+
+    def notify(self, note: Notification) -> None:
+        """In the status bar always; as a desktop notification when Ferry is not in front."""
+        self.notifications = [*self.notifications[-49:], note]
+        self.statusBar().showMessage(f"{note.title}: {note.message}", 15_000)
+        if self.tray is not None and not self.isActiveWindow():
+            icon = (
+                QSystemTrayIcon.MessageIcon.Warning
+                if note.kind is NotificationKind.FAILED
+                else QSystemTrayIcon.MessageIcon.Information
+            )
+            self.tray.showMessage(note.title, note.message, icon, 10_000)
+
+    def _tray_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
+        if reason is QSystemTrayIcon.ActivationReason.Trigger:
+            self.bring_to_front()
+
+    def bring_to_front(self) -> None:
+        self.showNormal()
+        self.raise_()
+        self.activateWindow()
 
     def _show_failure(self) -> None:
         selected = self.failed_table.selected_snapshots()
@@ -374,6 +483,27 @@ class MainWindow(QMainWindow):
         if paths:
             event.acceptProposedAction()
             self.queue_paths(paths)
+
+    def open_settings(self) -> None:
+        dialog = SettingsDialog(self.backend.env, self.backend.profile_name, self)
+        if dialog.exec() != QDialog.DialogCode.Accepted or dialog.saved_name is None:
+            return
+        ferry = self.backend.ferry
+        in_use = ferry.profile.name if ferry is not None else self.backend.profile_name
+        if dialog.saved_name == in_use:
+            self.statusBar().showMessage(
+                f"Settings of {dialog.saved_name!r} saved. They apply the next time Ferry starts.",
+                15_000,
+            )
+        else:
+            self.statusBar().showMessage(f"Profile {dialog.saved_name!r} saved.", 15_000)
+
+    def open_about(self) -> None:
+        AboutDialog(self.backend, self).exec()
+
+    def check_now(self) -> None:
+        self.tabs.setCurrentWidget(self.consistency_view)
+        self.consistency_view.run_check()
 
     def focus_filter(self) -> None:
         self.tabs.setCurrentIndex(0)

@@ -17,6 +17,7 @@ from PySide6.QtCore import (
 from desktop_app.core.events import TransferProgress, TransferSnapshot
 from desktop_app.core.journal import TransferState
 from desktop_app.gui.bridge import SnapshotBatch
+from desktop_app.gui.units import human_duration, human_size
 
 Index = QModelIndex | QPersistentModelIndex
 SnapshotRole = Qt.ItemDataRole.UserRole + 1
@@ -55,25 +56,6 @@ STATE_LABELS = {
     TransferState.FAILED: "Failed",
     TransferState.CANCELLED: "Cancelled",
 }
-
-
-def human_size(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(size) < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
-
-
-def human_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def state_label(snapshot: TransferSnapshot) -> str:

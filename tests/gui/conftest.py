@@ -5,3 +5,30 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from collections.abc import Iterator
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+from desktop_app.core.app import Environment
+from desktop_app.gui.app import build_window
+from desktop_app.gui.main_window import MainWindow
+
+
+@pytest.fixture
+def window_for(qtbot: QtBot, ferry_env: Environment) -> Iterator[object]:
+    windows: list[MainWindow] = []
+
+    def make() -> MainWindow:
+        window = build_window(ferry_env, None)
+        qtbot.addWidget(window)
+        window.show()
+        windows.append(window)
+        qtbot.waitUntil(lambda: window.backend.ferry is not None, timeout=20_000)
+        return window
+
+    yield make
+    for window in windows:
+        window.really_quit = True
+        window.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,31 +17,12 @@ from desktop_app.core.app import Environment
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.journal import TransferState
 from desktop_app.core.keys import SecretKind
-from desktop_app.gui.app import build_window
 from desktop_app.gui.first_run import FirstRunDialog
 from desktop_app.gui.main_window import MainWindow
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, WeedServer, save_test_profile
 from tests.faults import Fault, FaultProxy
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def window_for(qtbot: QtBot, ferry_env: Environment) -> Iterator[object]:
-    windows: list[MainWindow] = []
-
-    def make() -> MainWindow:
-        window = build_window(ferry_env, None)
-        qtbot.addWidget(window)
-        window.show()
-        windows.append(window)
-        qtbot.waitUntil(lambda: window.backend.ferry is not None, timeout=20_000)
-        return window
-
-    yield make
-    for window in windows:
-        window.really_quit = True
-        window.close()
 
 
 def drop(window: MainWindow, paths: list[Path]) -> None:
@@ -101,6 +82,10 @@ def test_dropped_files_end_as_active_catalog_rows(
         body = weed.client().get_object(Bucket=bucket, Key=path.name)["Body"].read()
         assert hashlib.sha256(body).hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
     qtbot.waitUntil(lambda: "4 file(s)" in window.totals_label.text(), timeout=5_000)
+    # one notification for the finished batch, shown in the status bar
+    qtbot.waitUntil(lambda: bool(window.notifications), timeout=10_000)
+    assert [n.title for n in window.notifications] == ["Uploads finished"]
+    assert "4 file(s) uploaded and verified" in window.statusBar().currentMessage()
     proxy_index = window.all_proxy.index(0, 6)
     assert proxy_index.data() == "Done"
 

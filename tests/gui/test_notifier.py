@@ -1,0 +1,76 @@
+"""Which transfer changes become notifications, and how often."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from desktop_app.core.events import TransferSnapshot
+from desktop_app.core.journal import TransferError, TransferState
+from desktop_app.gui.notifier import FAILURE_PAUSE, QUIET_SECONDS, BatchNotifier, NotificationKind
+
+
+def snap(transfer_id: int, state: TransferState, name: str = "a.txt") -> TransferSnapshot:
+    return TransferSnapshot(
+        id=transfer_id,
+        source_path=f"/home/ann/{name}",
+        bucket="b",
+        key=name,
+        size=2_000_000,
+        state=state,
+        paused=False,
+        attempts=1,
+        sha256=None,
+        duplicate_of=None,
+        error=TransferError("transient", "Server busy", "The server said 503.")
+        if state is TransferState.FAILED
+        else None,
+        retry_at=None,
+    )
+
+
+def test_history_from_the_journal_is_not_news() -> None:
+    notifier = BatchNotifier()
+    notifier.history_loaded(5)
+    notifier.observe([snap(4, TransferState.FAILED), snap(5, TransferState.DONE)])
+    assert notifier.tick(0, 0.0) == []
+    assert notifier.tick(0, 100.0) == []
+
+
+def test_nothing_before_history_is_known() -> None:
+    notifier = BatchNotifier()
+    notifier.observe([snap(1, TransferState.FAILED)])  # the start-up load, drained early
+    notifier.history_loaded(1)
+    assert notifier.tick(0, 0.0) == [] and notifier.tick(0, 10.0) == []
+
+
+def test_a_batch_finishes_once_after_a_quiet_moment() -> None:
+    notifier = BatchNotifier()
+    notifier.history_loaded(0)
+    notifier.observe([snap(1, TransferState.QUEUED), snap(2, TransferState.DONE)])
+    assert notifier.tick(1, 0.0) == []
+    notifier.observe([snap(1, TransferState.DONE)])
+    assert notifier.tick(0, 1.0) == []  # not yet quiet long enough
+    notes = notifier.tick(0, 1.0 + QUIET_SECONDS)
+    assert [n.kind for n in notes] == [NotificationKind.FINISHED]
+    assert notes[0].message == "2 file(s) uploaded and verified (4.0 MB)."
+    assert notifier.tick(0, 100.0) == []  # said once
+
+
+def test_failures_are_summed_and_spaced() -> None:
+    notifier = BatchNotifier()
+    notifier.history_loaded(0)
+    notifier.observe([snap(1, TransferState.FAILED, "report.pdf")])
+    first = notifier.tick(1, 0.0)
+    assert [n.title for n in first] == ["Upload failed: report.pdf"]
+    assert "Server busy" in first[0].message and "Failed tab" in first[0].message
+    notifier.observe([snap(2, TransferState.FAILED), snap(3, TransferState.FAILED)])
+    assert notifier.tick(1, 1.0) == []  # too soon after the first
+    later = notifier.tick(1, FAILURE_PAUSE)
+    assert [n.title for n in later] == ["2 uploads failed"]
+    # a retry that fails again is news again
+    notifier.observe([dataclasses.replace(snap(1, TransferState.UPLOADING))])
+    notifier.observe([snap(1, TransferState.FAILED, "report.pdf")])
+    assert notifier.tick(0, 2 * FAILURE_PAUSE)[0].title == "Upload failed: report.pdf"
+    finished = notifier.tick(0, 3 * FAILURE_PAUSE)
+    assert finished[0].title == "Uploads finished with failures"
+    assert "3 failed" in finished[0].message

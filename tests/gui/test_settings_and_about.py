@@ -1,0 +1,106 @@
+"""Settings edits profiles; About names the versions; every action has a key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtWidgets import QDialog, QDialogButtonBox
+from pytestqt.qtbot import QtBot
+
+from desktop_app import __version__
+from desktop_app.core.app import Environment
+from desktop_app.core.config import MIB
+from desktop_app.core.keys import SecretKind
+from desktop_app.gui.about import AboutDialog
+from desktop_app.gui.settings_dialog import NEW_PROFILE, SettingsDialog
+from tests.conftest import TEST_SECRET_KEY, WeedServer
+
+
+def open_settings(qtbot: QtBot, env: Environment, active: str | None) -> SettingsDialog:
+    dialog = SettingsDialog(env, active)
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: dialog.profile_combo.count() > 0, timeout=10_000)
+    return dialog
+
+
+def test_settings_change_tuning_and_keep_what_was_not_touched(
+    weed_profile: Callable[..., None], qtbot: QtBot, ferry_env: Environment
+) -> None:
+    # 7.5 MiB is shown rounded to 8; untouched, it must be written back as 7.5.
+    weed_profile(part_size=7 * MIB + MIB // 2, grace_seconds=90)
+    dialog = open_settings(qtbot, ferry_env, "test")
+    assert dialog.profile_combo.currentText() == "test"
+    assert dialog.bucket_edit.text() == ferry_env.profiles.get("test").bucket
+    dialog.concurrency_spin.setValue(3)
+    dialog.bandwidth.spin.setValue(2.5)  # MB/s
+    dialog.retention.spin.setValue(7)  # days
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Save).click()
+    qtbot.waitUntil(lambda: dialog.result() == QDialog.DialogCode.Accepted, timeout=10_000)
+    saved = ferry_env.profiles.get("test")
+    assert saved.concurrency == 3
+    assert saved.bandwidth_limit == 2_500_000
+    assert saved.retention_seconds == 7 * 86_400
+    assert saved.part_size == 7 * MIB + MIB // 2
+    assert saved.grace_seconds == 90
+    assert ferry_env.secrets.get("test", SecretKind.S3_SECRET_KEY) == TEST_SECRET_KEY
+
+
+def test_settings_refuse_bad_input_and_create_a_new_profile(
+    weed_profile: Callable[..., None],
+    qtbot: QtBot,
+    ferry_env: Environment,
+    weed: WeedServer,
+    bucket: str,
+) -> None:
+    weed_profile()
+    dialog = open_settings(qtbot, ferry_env, "test")
+    dialog.profile_combo.setCurrentText(NEW_PROFILE)
+    assert dialog.name_edit.text() == "" and not dialog.name_edit.isReadOnly()
+    dialog.name_edit.setText("archive")
+    dialog.bucket_edit.setText("Not A Bucket")
+    save = dialog.buttons.button(QDialogButtonBox.StandardButton.Save)
+    save.click()
+    assert "not a valid bucket name" in dialog.status.text()
+    assert dialog.result() != QDialog.DialogCode.Accepted
+    dialog.bucket_edit.setText(bucket)
+    dialog.endpoint_edit.setText(weed.endpoint_url)
+    dialog.access_key_edit.setText("AKIA-ARCHIVE")
+    dialog.secret_edit.setText("typed-secret")
+    save.click()
+    qtbot.waitUntil(lambda: dialog.result() == QDialog.DialogCode.Accepted, timeout=10_000)
+    archive = ferry_env.profiles.get("archive")
+    assert archive.bucket == bucket and archive.access_key_id == "AKIA-ARCHIVE"
+    assert ferry_env.secrets.get("archive", SecretKind.S3_SECRET_KEY) == "typed-secret"
+    assert "typed-secret" not in ferry_env.paths.profiles_file.read_text()
+    assert ferry_env.profiles.default_name() == "test"  # the box was not ticked
+
+
+def test_about_names_ferry_qt_python_and_the_server(
+    weed_profile: Callable[..., None], qtbot: QtBot, window_for: object
+) -> None:
+    weed_profile()
+    window = window_for()  # type: ignore[operator]
+    dialog = AboutDialog(window.backend, window)
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: "SeaweedFS" in dialog.server_label.text(), timeout=10_000)
+    text = " ".join(label.text() for label in dialog.findChildren(type(dialog.server_label)))
+    assert __version__ in text and "PySide6" in text and "Python" in text
+
+
+def test_every_action_has_a_shortcut_and_a_menu(
+    weed_profile: Callable[..., None], window_for: object, tmp_path: Path
+) -> None:
+    weed_profile()
+    window = window_for()  # type: ignore[operator]
+    in_menus = {
+        action.text()
+        for menu_action in window.menuBar().actions()
+        for action in menu_action.menu().actions()
+        if not action.isSeparator()
+    }
+    for action in window.actions():
+        assert not action.shortcut().isEmpty(), f"{action.text()!r} has no shortcut"
+        assert action.text() in in_menus, f"{action.text()!r} is in no menu"
+    for menu_action in window.menuBar().actions():
+        assert "&" in menu_action.text(), f"menu {menu_action.text()!r} has no mnemonic"
