@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test bench screenshots
+.PHONY: run test install install-test bench screenshots bundle
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,7 @@ test: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy desktop_app
+	tools/ensure-system-packages
 	QT_QPA_PLATFORM=offscreen $(BIN)/pytest
 
 bench: install-test
@@ -31,3 +32,6 @@ bench: install-test
 
 screenshots: install-test
 	QT_QPA_PLATFORM=offscreen $(BIN)/python tools/screenshots.py
+
+bundle:
+	packaging/build

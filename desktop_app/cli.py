@@ -586,6 +586,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _start_logging(verbose: bool = False) -> None:
+    paths = FerryPaths.from_environment(os.environ)
+    try:
+        configure_logging(paths.log_file, stderr_level=logging.INFO if verbose else logging.WARNING)
+    except OSError as exc:
+        _say(f"ferry: cannot write logs to {paths.log_dir}: {exc.strerror}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     fix_mmap_threshold()
     parser = build_parser()
@@ -604,15 +612,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `ferry FILE...`, as the desktop launcher runs it: the window, with those files.
         from desktop_app.gui.app import run_gui
 
+        _start_logging()
         return run_gui(_environment(), None, [Path(w) for w in words])
     args = parser.parse_args(words)
-    paths = FerryPaths.from_environment(os.environ)
-    try:
-        configure_logging(
-            paths.log_file, stderr_level=logging.INFO if args.verbose else logging.WARNING
-        )
-    except OSError as exc:
-        _say(f"ferry: cannot write logs to {paths.log_dir}: {exc.strerror}")
+    _start_logging(args.verbose)
     if args.command is None:
         from desktop_app.gui.app import run_gui
 
@@ -633,4 +636,5 @@ def main_gui() -> int:
     from desktop_app.gui.app import run_gui
 
     fix_mmap_threshold()
+    _start_logging()
     return run_gui(_environment(), None)

@@ -64,10 +64,13 @@ class SandboxState:
 
 
 def find_weed(environ: Mapping[str, str]) -> Path:
-    """The weed binary: FERRY_WEED, then the one installed beside this Python, then PATH."""
+    """The weed binary: FERRY_WEED, the bundle's own, the one beside this Python, then PATH."""
     candidates: list[Path] = []
     if environ.get("FERRY_WEED"):
         candidates.append(Path(environ["FERRY_WEED"]))
+    bundle = getattr(sys, "_MEIPASS", None)
+    if bundle is not None:  # the PyInstaller bundle carries its own server
+        candidates.append(Path(bundle) / "weed")
     candidates.append(Path(sysconfig.get_path("scripts")) / "weed")
     candidates.append(Path(sys.executable).parent / "weed")
     on_path = shutil.which("weed")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QTimer
@@ -19,6 +19,9 @@ from desktop_app.gui.backend import Backend
 from desktop_app.gui.bridge import EngineBridge
 from desktop_app.gui.first_run import FirstRunChoice, FirstRunDialog
 from desktop_app.gui.main_window import MainWindow
+from desktop_app.resources import DESKTOP_ID, ICON_SIZES, app_icon_png, app_icon_svg
+
+log = logging.getLogger(__name__)
 
 
 def needs_first_run(env: Environment, profile_name: str | None) -> bool:
@@ -50,8 +53,11 @@ def run_gui(env: Environment, profile_name: str | None, initial_paths: Sequence[
     assert isinstance(app, QApplication)
     app.setApplicationName("Ferry")
     app.setApplicationVersion(__version__)
-    icon = resources.files("desktop_app") / "resources" / "ferry.svg"
-    app.setWindowIcon(QIcon(str(icon)))
+    app.setDesktopFileName(DESKTOP_ID)  # matches the installed desktop entry
+    icon = QIcon(str(app_icon_svg()))
+    for size in ICON_SIZES:
+        icon.addFile(str(app_icon_png(size)))
+    app.setWindowIcon(icon)
     app.setQuitOnLastWindowClosed(True)
     env.paths.ensure()
     create_sandbox = False
@@ -62,6 +68,7 @@ def run_gui(env: Environment, profile_name: str | None, initial_paths: Sequence[
         create_sandbox = dialog.choice is FirstRunChoice.SANDBOX
     window = build_window(env, profile_name, create_sandbox=create_sandbox)
     window.show()
+    log.info("Window open")
     window.queue_paths(list(initial_paths))  # files dropped on the launcher (Exec=ferry %F)
     # Ctrl-C or a TERM from the terminal closes the window the normal way, so
     # transfers are interrupted cleanly and the sandbox server is stopped. Qt's

@@ -200,6 +200,7 @@ class Backend(QObject):
             f"{ferry.profile.endpoint_url or 'AWS S3'} (credentials from "
             f"{ferry.credential_source.value})"
         )
+        log.info("Connected: profile %s, bucket %s", ferry.profile.name, ferry.profile.bucket)
         if unfinished:
             self.notice.emit(f"Resuming {len(unfinished)} transfer(s).")
         return ferry

@@ -12,6 +12,7 @@ import enum
 from importlib import resources
 from importlib.abc import Traversable
 
+DESKTOP_ID = "io.github.ferry.Ferry"  # desktop entry, AppStream id and icon name
 ICON_SIZES: tuple[int, ...] = (16, 32, 48, 64, 128, 256, 512)
 
 
