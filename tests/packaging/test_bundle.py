@@ -122,7 +122,12 @@ def test_bundled_version_is_the_package_version(bundle: Bundle, bare_env: dict[s
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"ferry {version('ferry')}"
-    size_mib = sum(p.stat().st_size for p in bundle.folder.rglob("*") if p.is_file()) / 2**20
+    size_mib = (
+        sum(
+            p.stat().st_size for p in bundle.folder.rglob("*") if p.is_file() and not p.is_symlink()
+        )
+        / 2**20
+    )
     print(
         f"bundle size: {size_mib:.0f} MiB; archive {bundle.archive.stat().st_size / 2**20:.0f} MiB"
     )
