@@ -9,7 +9,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QPoint, QSettings, Qt, QTimer, QUrl, Slot
+from PySide6.QtCore import (
+    QByteArray,
+    QPoint,
+    QSettings,
+    QSortFilterProxyModel,
+    Qt,
+    QTimer,
+    QUrl,
+    Slot,
+)
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -50,6 +59,7 @@ from desktop_app.gui.consistency_view import ConsistencyView
 from desktop_app.gui.folders_view import FoldersView
 from desktop_app.gui.models import (
     Column,
+    SearchFilterModel,
     SnapshotRole,
     StateFilterModel,
     TransferTableModel,
@@ -67,7 +77,7 @@ def _local_paths(urls: list[QUrl]) -> list[Path]:
 
 
 class TransferTable(QTableView):
-    def __init__(self, proxy: StateFilterModel) -> None:
+    def __init__(self, proxy: QSortFilterProxyModel) -> None:
         super().__init__()
         self.setModel(proxy)
         self.setSortingEnabled(True)
@@ -108,7 +118,7 @@ class MainWindow(QMainWindow):
         backend.notice.connect(self._on_notice)
         backend.failed.connect(self._on_failed)
 
-        self.all_proxy = StateFilterModel(None)
+        self.all_proxy = SearchFilterModel()
         self.all_proxy.setSourceModel(self.model)
         self.failed_proxy = StateFilterModel({TransferState.FAILED})
         self.failed_proxy.setSourceModel(self.model)
@@ -329,25 +339,25 @@ class MainWindow(QMainWindow):
         QMessageBox.warning(self, title, message)
 
     def _update_totals(self) -> None:
-        active, remaining, speed = self.model.totals()
-        failed = sum(1 for s in self.model.snapshots() if s.state is TransferState.FAILED)
-        total = self.model.rowCount()
-        self.hint.setVisible(total == 0)
-        paused = any(s.paused and s.state.active for s in self.model.snapshots())
+        totals = self.model.totals()
+        active, failed = totals.active, totals.failed
+        self.hint.setVisible(totals.files == 0)
         self._set_tray_state(
             TrayState.ERROR
             if failed
             else TrayState.UPLOADING
             if active
             else TrayState.PAUSED
-            if paused
+            if totals.paused
             else TrayState.IDLE
         )
         for note in self.notifier.tick(active, time.monotonic()):
             self.notify(note)
-        parts = [f"{total} file(s)", f"{active} active"]
+        parts = [f"{totals.files} file(s)", f"{active} active"]
         if active:
-            parts.append(f"{human_size(remaining)} to go at {human_size(speed)}/s")
+            parts.append(
+                f"{human_size(totals.remaining_bytes)} to go at {human_size(totals.speed)}/s"
+            )
         if failed:
             parts.append(f"{failed} failed")
         self.totals_label.setText(" · ".join(parts))
@@ -514,7 +524,7 @@ class MainWindow(QMainWindow):
         self.close()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        active, _remaining, _speed = self.model.totals()
+        active = self.model.totals().active
         if active and not self.really_quit and self.tray is not None:
             answer = QMessageBox.question(
                 self,

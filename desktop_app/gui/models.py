@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from desktop_app.gui.units import human_duration, human_size
 Index = QModelIndex | QPersistentModelIndex
 SnapshotRole = Qt.ItemDataRole.UserRole + 1
 ProgressRole = Qt.ItemDataRole.UserRole + 2
+SearchRole = Qt.ItemDataRole.UserRole + 3  # what the filter box matches: name and key
 
 
 class Column(enum.IntEnum):
@@ -63,6 +66,30 @@ def state_label(snapshot: TransferSnapshot) -> str:
     if snapshot.paused and not snapshot.state.finished:
         return f"{label} (paused)"
     return label
+
+
+@dataclass(frozen=True)
+class Totals:
+    files: int
+    active: int  # running or waiting to run, not paused
+    paused: int
+    failed: int
+    remaining_bytes: int  # of the active ones
+    speed: float  # bytes per second, all active together
+
+
+def _runs(rows: list[int]) -> Iterator[tuple[int, int]]:
+    """Sorted row numbers as (first, last) runs of adjacent rows."""
+    start = previous = None
+    for row in rows:
+        if previous is not None and row == previous + 1:
+            previous = row
+            continue
+        if start is not None and previous is not None:
+            yield start, previous
+        start = previous = row
+    if start is not None and previous is not None:
+        yield start, previous
 
 
 class TransferTableModel(QAbstractTableModel):
@@ -110,6 +137,8 @@ class TransferTableModel(QAbstractTableModel):
         running = snapshot.state.active and progress is not None
         if role == SnapshotRole:
             return snapshot
+        if role == SearchRole:
+            return f"{Path(snapshot.source_path).name} {snapshot.key}"
         if role == ProgressRole or (role == Qt.ItemDataRole.UserRole and column is Column.PROGRESS):
             return self.fraction_done(snapshot)
         if role == Qt.ItemDataRole.UserRole:  # sort keys
@@ -151,10 +180,12 @@ class TransferTableModel(QAbstractTableModel):
             row = self._row_of.get(snapshot.id)
             if row is not None:
                 self._rows[row] = snapshot
-        if changed:
-            self.dataChanged.emit(
-                self.index(min(changed), 0), self.index(max(changed), len(Column) - 1)
-            )
+        # One signal per run of adjacent rows: a single range from the first to the
+        # last changed row would make each filter proxy re-test every row between
+        # (thousands of calls into Python while uploads compete for the GIL).
+        last_column = len(Column) - 1
+        for first, last in _runs(sorted(changed)):
+            self.dataChanged.emit(self.index(first, 0), self.index(last, last_column))
         if new:
             first = len(self._rows)
             self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
@@ -169,39 +200,54 @@ class TransferTableModel(QAbstractTableModel):
         if row is not None:
             self.dataChanged.emit(self.index(row, Column.PROGRESS), self.index(row, Column.ETA))
 
-    def totals(self) -> tuple[int, int, float]:
-        """(active transfers, bytes still to send, combined speed)."""
-        active = [s for s in self._rows if s.state.active and not s.paused]
-        remaining = 0
+    def totals(self) -> Totals:
+        """Counts for the status bar and the tray, in one pass over the rows."""
+        active = failed = paused = remaining = 0
         speed = 0.0
-        for snapshot in active:
-            progress = self._progress.get(snapshot.id)
-            done = progress.bytes_done if progress else 0
-            remaining += max(0, snapshot.size - done)
-            speed += progress.speed if progress else 0.0
-        return len(active), remaining, speed
+        failed_state = TransferState.FAILED
+        for snapshot in self._rows:
+            if snapshot.state is failed_state:
+                failed += 1
+            elif not snapshot.state.active:
+                continue
+            elif snapshot.paused:
+                paused += 1
+            else:
+                active += 1
+                progress = self._progress.get(snapshot.id)
+                remaining += max(0, snapshot.size - (progress.bytes_done if progress else 0))
+                speed += progress.speed if progress else 0.0
+        return Totals(len(self._rows), active, paused, failed, remaining, speed)
+
+
+class SearchFilterModel(QSortFilterProxyModel):
+    """All transfers, sortable, filtered by a piece of name or key.
+
+    Filtering and sorting stay in Qt's C++ (no Python override): with no filter
+    text Qt accepts rows without asking the model, so a drop of thousands of
+    files costs no call into Python per row while uploads hold the GIL.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setSortRole(Qt.ItemDataRole.UserRole)
+        self.setFilterRole(SearchRole)
+        self.setFilterKeyColumn(Column.NAME)
+        self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+
+    def set_text(self, text: str) -> None:
+        self.setFilterFixedString(text)
 
 
 class StateFilterModel(QSortFilterProxyModel):
-    """Shows only transfers in the given states, plus a text filter on name and key."""
+    """Only transfers in the given states (the Failed view)."""
 
-    def __init__(self, states: set[TransferState] | None = None) -> None:
+    def __init__(self, states: set[TransferState]) -> None:
         super().__init__()
         self.states = states
-        self.text = ""
         self.setSortRole(Qt.ItemDataRole.UserRole)
-
-    def set_text(self, text: str) -> None:
-        self.text = text.lower()
-        self.invalidateFilter()
 
     def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:
         model = self.sourceModel()
         assert isinstance(model, TransferTableModel)
-        snapshot = model.snapshot(source_row)
-        if self.states is not None and snapshot.state not in self.states:
-            return False
-        if self.text:
-            haystack = f"{Path(snapshot.source_path).name} {snapshot.key}".lower()
-            return self.text in haystack
-        return True
+        return model.snapshot(source_row).state in self.states
