@@ -13,11 +13,7 @@ import enum
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
-    QFormLayout,
-    QGroupBox,
     QLabel,
-    QLineEdit,
-    QPushButton,
     QRadioButton,
     QVBoxLayout,
     QWidget,
@@ -27,7 +23,7 @@ from desktop_app.core.app import Environment
 from desktop_app.core.config import Profile
 from desktop_app.core.errors import FerryError
 from desktop_app.core.keys import SecretKind
-from desktop_app.gui.connection_test import ConnectionTester
+from desktop_app.gui.destination_form import DestinationForm
 
 
 class FirstRunChoice(enum.Enum):
@@ -55,35 +51,8 @@ class FirstRunDialog(QDialog):
         layout.addWidget(self.sandbox_radio)
         layout.addWidget(self.bucket_radio)
 
-        self.bucket_box = QGroupBox("Bucket")
-        form = QFormLayout(self.bucket_box)
-        self.name_edit = QLineEdit("work")
-        self.endpoint_edit = QLineEdit()
-        self.endpoint_edit.setPlaceholderText("https://s3.example.com (empty for AWS S3)")
-        self.region_edit = QLineEdit("us-east-1")
-        self.bucket_edit = QLineEdit()
-        self.prefix_edit = QLineEdit()
-        self.access_key_edit = QLineEdit()
-        self.secret_edit = QLineEdit()
-        self.secret_edit.setEchoMode(QLineEdit.EchoMode.Password)
-        self.catalog_edit = QLineEdit()
-        self.catalog_edit.setPlaceholderText("empty: a catalog file on this computer")
-        for label, widget in (
-            ("Profile &name", self.name_edit),
-            ("&Endpoint", self.endpoint_edit),
-            ("&Region", self.region_edit),
-            ("B&ucket", self.bucket_edit),
-            ("Key &prefix", self.prefix_edit),
-            ("&Access key ID", self.access_key_edit),
-            ("&Secret key", self.secret_edit),
-            ("&Catalog URL", self.catalog_edit),
-        ):
-            form.addRow(label, widget)
-        self.test_button = QPushButton("&Test connection")
-        self.test_button.clicked.connect(self.test_connection)
-        self.test_result = QLabel("")
-        self.test_result.setWordWrap(True)
-        form.addRow(self.test_button, self.test_result)
+        self.bucket_box = DestinationForm(env, "Bucket", secret_kept_hint=False)
+        self.bucket_box.name_edit.setText("work")
         layout.addWidget(self.bucket_box)
         self.bucket_box.setEnabled(False)
         self.bucket_radio.toggled.connect(self.bucket_box.setEnabled)
@@ -91,41 +60,10 @@ class FirstRunDialog(QDialog):
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
-        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("&Start")
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Start &Ferry")
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
-        self.tester = ConnectionTester(self)
-        self.tester.finished.connect(self._show_test_result)
-
-    def profile_from_form(self) -> Profile:
-        name = self.name_edit.text().strip()
-        profile = Profile(
-            name=name,
-            bucket=self.bucket_edit.text().strip(),
-            catalog_url=self.catalog_edit.text().strip()
-            or self.env.paths.default_catalog_url(name),
-            endpoint_url=self.endpoint_edit.text().strip() or None,
-            region=self.region_edit.text().strip() or "us-east-1",
-            prefix=self.prefix_edit.text().strip(),
-            access_key_id=self.access_key_edit.text().strip() or None,
-        )
-        profile.validate()
-        return profile
-
-    def test_connection(self) -> None:
-        try:
-            profile = self.profile_from_form()
-        except FerryError as exc:
-            self.test_result.setText(exc.message)
-            return
-        self.test_button.setEnabled(False)
-        self.test_result.setText("Testing…")
-        self.tester.start(self.env, profile, self.secret_edit.text())
-
-    def _show_test_result(self, text: str) -> None:
-        self.test_button.setEnabled(True)
-        self.test_result.setText(text)
 
     def accept(self) -> None:
         if self.sandbox_radio.isChecked():
@@ -133,19 +71,21 @@ class FirstRunDialog(QDialog):
             super().accept()
             return
         self.choice = FirstRunChoice.BUCKET
+        form = self.bucket_box
         try:
-            profile = self.profile_from_form()
-            if self.secret_edit.text():
+            profile = form.apply_to_template()
+            profile.validate()
+            if form.secret_edit.text():
                 self.env.secrets.set(
-                    profile.name, SecretKind.S3_SECRET_KEY, self.secret_edit.text()
+                    profile.name, SecretKind.S3_SECRET_KEY, form.secret_edit.text()
                 )
             self.env.profiles.save(profile, make_default=True)
         except FerryError as exc:
-            self.test_result.setText(exc.message)
+            form.test_result.setText(exc.message)
             return
         self.saved_profile = profile
         super().accept()
 
     def done(self, result: int) -> None:
-        self.tester.wait()
+        self.bucket_box.tester.wait()
         super().done(result)

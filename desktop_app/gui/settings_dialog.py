@@ -26,8 +26,6 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
-    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -37,7 +35,7 @@ from desktop_app.core.app import Environment
 from desktop_app.core.config import MIB, Profile
 from desktop_app.core.errors import ConfigError, FerryError
 from desktop_app.core.keys import SecretKind
-from desktop_app.gui.connection_test import ConnectionTester
+from desktop_app.gui.destination_form import DestinationForm
 
 HOUR = 3600
 DAY = 24 * HOUR
@@ -84,6 +82,30 @@ class _ScaledSpin:
         return round(self.spin.value() * self.unit)
 
 
+def _scaled_spin(
+    unit: int,
+    minimum: int,
+    maximum: int,
+    suffix: str,
+    tooltip: str,
+    *,
+    special: str = "",
+    decimals: int | None = None,
+) -> _ScaledSpin:
+    spin: QSpinBox | QDoubleSpinBox
+    if decimals is None:
+        spin = QSpinBox()
+        spin.setRange(minimum, maximum)
+    else:
+        spin = QDoubleSpinBox()
+        spin.setDecimals(decimals)
+        spin.setRange(minimum, maximum)
+    spin.setSuffix(suffix)
+    spin.setToolTip(tooltip)
+    spin.setSpecialValueText(special)  # shown at the minimum; empty: the number
+    return _ScaledSpin(spin, unit)
+
+
 class SettingsDialog(QDialog):
     def __init__(
         self, env: Environment, active_profile: str | None, parent: QWidget | None = None
@@ -112,88 +134,67 @@ class SettingsDialog(QDialog):
         chooser.addWidget(self.profile_combo, 1)
         layout.addLayout(chooser)
 
-        self.destination_box = QGroupBox("Destination")
-        form = QFormLayout(self.destination_box)
-        self.name_edit = QLineEdit()
-        self.endpoint_edit = QLineEdit()
-        self.endpoint_edit.setPlaceholderText("https://s3.example.com (empty for AWS S3)")
-        self.region_edit = QLineEdit()
-        self.bucket_edit = QLineEdit()
-        self.prefix_edit = QLineEdit()
-        self.access_key_edit = QLineEdit()
-        self.secret_edit = QLineEdit()
-        self.secret_edit.setEchoMode(QLineEdit.EchoMode.Password)
-        self.secret_edit.setPlaceholderText("unchanged (kept in the keyring)")
-        self.catalog_edit = QLineEdit()
-        self.catalog_edit.setPlaceholderText("empty: a catalog file on this computer")
-        for label, widget in (
-            ("&Name", self.name_edit),
-            ("&Endpoint", self.endpoint_edit),
-            ("&Region", self.region_edit),
-            ("B&ucket", self.bucket_edit),
-            ("Key p&refix", self.prefix_edit),
-            ("&Access key ID", self.access_key_edit),
-            ("&Secret key", self.secret_edit),
-            ("Ca&talog URL", self.catalog_edit),
-        ):
-            form.addRow(label, widget)
-        self.test_button = QPushButton("Test co&nnection")
-        self.test_button.clicked.connect(self.test_connection)
-        self.test_result = QLabel("")
-        self.test_result.setWordWrap(True)
-        form.addRow(self.test_button, self.test_result)
-        layout.addWidget(self.destination_box)
+        self.destination = DestinationForm(env, "Destination", secret_kept_hint=True)
+        self.destination.profile_for_test = self.profile_from_form
+        layout.addWidget(self.destination)
 
         sending = QGroupBox("Sending")
         form = QFormLayout(sending)
         self.concurrency_spin = QSpinBox()
         self.concurrency_spin.setRange(1, 64)
         self.concurrency_spin.setToolTip("How many files are sent at the same time.")
-        part_spin = QSpinBox()
-        part_spin.setRange(5, 5 * 1024)
-        part_spin.setSuffix(" MiB")
-        part_spin.setToolTip("Big files are sent in parts of this size (doubled when needed).")
-        self.part_size = _ScaledSpin(part_spin, MIB)
-        bandwidth_spin = QDoubleSpinBox()
-        bandwidth_spin.setRange(0, 100_000)
-        bandwidth_spin.setDecimals(1)
-        bandwidth_spin.setSuffix(" MB/s")
-        bandwidth_spin.setSpecialValueText("No limit")
-        bandwidth_spin.setToolTip("Shared by all transfers; 0 means no limit.")
-        self.bandwidth = _ScaledSpin(bandwidth_spin, MB)
+        self.part_size = _scaled_spin(
+            MIB,
+            5,
+            5 * 1024,
+            " MiB",
+            "Big files are sent in parts of this size (doubled when needed).",
+        )
+        self.bandwidth = _scaled_spin(
+            MB,
+            0,
+            100_000,
+            " MB/s",
+            "Shared by all transfers; 0 means no limit.",
+            special="No limit",
+            decimals=1,
+        )
         self.conflict_combo = QComboBox()
         self.conflict_combo.addItem("Upload it as a new version, “name (2).ext”", "suffix")
         self.conflict_combo.addItem("Replace the object in the bucket", "overwrite")
         form.addRow("&Files at once", self.concurrency_spin)
-        form.addRow("&Part size", part_spin)
-        form.addRow("&Bandwidth limit", bandwidth_spin)
+        form.addRow("Part si&ze", self.part_size.spin)
+        form.addRow("&Bandwidth limit", self.bandwidth.spin)
         form.addRow("A watched file is re&written", self.conflict_combo)
         layout.addWidget(sending)
 
         checking = QGroupBox("Checking bucket and catalog")
         form = QFormLayout(checking)
-        interval_spin = QSpinBox()
-        interval_spin.setRange(0, 24 * 30)
-        interval_spin.setSuffix(" h")
-        interval_spin.setSpecialValueText("Daily while the window is open")
-        self.check_interval = _ScaledSpin(interval_spin, HOUR)
-        grace_spin = QSpinBox()
-        grace_spin.setRange(0, 24 * 365)
-        grace_spin.setSuffix(" h")
-        grace_spin.setToolTip("Differences younger than this may be uploads still in progress.")
-        self.grace = _ScaledSpin(grace_spin, HOUR)
-        retention_spin = QSpinBox()
-        retention_spin.setRange(0, 3650)
-        retention_spin.setSuffix(" days")
-        retention_spin.setSpecialValueText("Remove at once")
-        retention_spin.setToolTip("How long a deleted file's object may stay in the bucket.")
-        self.retention = _ScaledSpin(retention_spin, DAY)
-        form.addRow("Check &every", interval_spin)
-        form.addRow("Leave alone if &younger than", grace_spin)
-        form.addRow("Keep objects of &deleted files", retention_spin)
+        self.check_interval = _scaled_spin(
+            HOUR,
+            0,
+            24 * 30,
+            " h",
+            "How often the window compares bucket and catalog.",
+            special="Daily while the window is open",
+        )
+        self.grace = _scaled_spin(
+            HOUR, 0, 24 * 365, " h", "Differences younger than this may be uploads in progress."
+        )
+        self.retention = _scaled_spin(
+            DAY,
+            0,
+            3650,
+            " days",
+            "How long a deleted file's object may stay in the bucket.",
+            special="Remove at once",
+        )
+        form.addRow("Check e&very", self.check_interval.spin)
+        form.addRow("Leave alone if &younger than", self.grace.spin)
+        form.addRow("Keep objects of &deleted files", self.retention.spin)
         layout.addWidget(checking)
 
-        self.default_check = QCheckBox("&Use this profile when Ferry starts")
+        self.default_check = QCheckBox("Start with this profi&le")
         layout.addWidget(self.default_check)
         self.status = QLabel("Loading profiles…")
         self.status.setWordWrap(True)
@@ -204,8 +205,6 @@ class SettingsDialog(QDialog):
         self.buttons.accepted.connect(self.save)
         self.buttons.rejected.connect(self.reject)
         layout.addWidget(self.buttons)
-        self.tester = ConnectionTester(self)
-        self.tester.finished.connect(self._show_test_result)
         self._editable: list[QWidget] = [
             self.profile_combo,
             sending,
@@ -244,20 +243,13 @@ class SettingsDialog(QDialog):
         for widget in self._editable:
             widget.setEnabled(editable)
         # The sandbox's address is chosen at each start; only its tuning is editable.
-        self.destination_box.setEnabled(editable and not self._showing_sandbox)
+        self.destination.setEnabled(editable and not self._showing_sandbox)
 
     def _show_profile(self, name: str) -> None:
         is_new = name == NEW_PROFILE
         profile = self.profiles.get(name) or Profile(name="", bucket="", catalog_url="")
-        self.name_edit.setText(profile.name)
-        self.name_edit.setReadOnly(not is_new)
-        self.endpoint_edit.setText(profile.endpoint_url or "")
-        self.region_edit.setText(profile.region)
-        self.bucket_edit.setText(profile.bucket)
-        self.prefix_edit.setText(profile.prefix)
-        self.access_key_edit.setText(profile.access_key_id or "")
-        self.secret_edit.clear()
-        self.catalog_edit.setText(profile.catalog_url)
+        self.destination.show_profile(profile)
+        self.destination.name_edit.setReadOnly(not is_new)
         self.concurrency_spin.setValue(profile.concurrency)
         self.part_size.show(profile.part_size)
         self.bandwidth.show(profile.bandwidth_limit)
@@ -269,8 +261,7 @@ class SettingsDialog(QDialog):
         self.retention.show(profile.retention_seconds)
         self.default_check.setChecked(bool(name) and name == self.default_name)
         self._showing_sandbox = profile.sandbox
-        self.destination_box.setEnabled(self.profile_combo.isEnabled() and not profile.sandbox)
-        self.test_result.clear()
+        self.destination.setEnabled(self.profile_combo.isEnabled() and not profile.sandbox)
         if profile.sandbox:
             self.status.setText("The local sandbox's address is set when it starts.")
         else:
@@ -279,21 +270,12 @@ class SettingsDialog(QDialog):
     # -- saving -------------------------------------------------------------------
 
     def profile_from_form(self) -> Profile:
-        name = self.name_edit.text().strip()
+        name = self.destination.name_edit.text().strip()
         base = self.profiles.get(name) if self.profile_combo.currentText() != NEW_PROFILE else None
         if base is None and name in self.profiles:
             raise ConfigError(f"A profile named {name!r} exists already; choose another name.")
-        template = base or Profile(name=name, bucket="", catalog_url="")
         profile = dataclasses.replace(
-            template,
-            name=name,
-            bucket=self.bucket_edit.text().strip(),
-            catalog_url=self.catalog_edit.text().strip()
-            or self.env.paths.default_catalog_url(name),
-            endpoint_url=self.endpoint_edit.text().strip() or None,
-            region=self.region_edit.text().strip() or "us-east-1",
-            prefix=self.prefix_edit.text().strip(),
-            access_key_id=self.access_key_edit.text().strip() or None,
+            self.destination.apply_to_template(base),
             concurrency=self.concurrency_spin.value(),
             part_size=self.part_size.value(),
             bandwidth_limit=self.bandwidth.value(),
@@ -308,27 +290,13 @@ class SettingsDialog(QDialog):
         profile.validate()
         return profile
 
-    def test_connection(self) -> None:
-        try:
-            profile = self.profile_from_form()
-        except FerryError as exc:
-            self.test_result.setText(exc.message)
-            return
-        self.test_button.setEnabled(False)
-        self.test_result.setText("Testing…")
-        self.tester.start(self.env, profile, self.secret_edit.text())
-
-    def _show_test_result(self, text: str) -> None:
-        self.test_button.setEnabled(True)
-        self.test_result.setText(text)
-
     def save(self) -> None:
         try:
             profile = self.profile_from_form()
         except FerryError as exc:
             self.status.setText(exc.message)
             return
-        secret = self.secret_edit.text()
+        secret = self.destination.secret_edit.text()
         make_default = self.default_check.isChecked()
         self._set_editable(False)
         self.status.setText("Saving…")
@@ -354,7 +322,7 @@ class SettingsDialog(QDialog):
         self._set_editable(bool(self.profiles))
 
     def done(self, result: int) -> None:
-        self.tester.wait()
+        self.destination.tester.wait()
         for thread in self._threads:
             thread.join(timeout=30)
         super().done(result)

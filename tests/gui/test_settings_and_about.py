@@ -31,7 +31,7 @@ def test_settings_change_tuning_and_keep_what_was_not_touched(
     weed_profile(part_size=7 * MIB + MIB // 2, grace_seconds=90)
     dialog = open_settings(qtbot, ferry_env, "test")
     assert dialog.profile_combo.currentText() == "test"
-    assert dialog.bucket_edit.text() == ferry_env.profiles.get("test").bucket
+    assert dialog.destination.bucket_edit.text() == ferry_env.profiles.get("test").bucket
     dialog.concurrency_spin.setValue(3)
     dialog.bandwidth.spin.setValue(2.5)  # MB/s
     dialog.retention.spin.setValue(7)  # days
@@ -56,17 +56,19 @@ def test_settings_refuse_bad_input_and_create_a_new_profile(
     weed_profile()
     dialog = open_settings(qtbot, ferry_env, "test")
     dialog.profile_combo.setCurrentText(NEW_PROFILE)
-    assert dialog.name_edit.text() == "" and not dialog.name_edit.isReadOnly()
-    dialog.name_edit.setText("archive")
-    dialog.bucket_edit.setText("Not A Bucket")
+    assert (
+        dialog.destination.name_edit.text() == "" and not dialog.destination.name_edit.isReadOnly()
+    )
+    dialog.destination.name_edit.setText("archive")
+    dialog.destination.bucket_edit.setText("Not A Bucket")
     save = dialog.buttons.button(QDialogButtonBox.StandardButton.Save)
     save.click()
     assert "not a valid bucket name" in dialog.status.text()
     assert dialog.result() != QDialog.DialogCode.Accepted
-    dialog.bucket_edit.setText(bucket)
-    dialog.endpoint_edit.setText(weed.endpoint_url)
-    dialog.access_key_edit.setText("AKIA-ARCHIVE")
-    dialog.secret_edit.setText("typed-secret")
+    dialog.destination.bucket_edit.setText(bucket)
+    dialog.destination.endpoint_edit.setText(weed.endpoint_url)
+    dialog.destination.access_key_edit.setText("AKIA-ARCHIVE")
+    dialog.destination.secret_edit.setText("typed-secret")
     save.click()
     qtbot.waitUntil(lambda: dialog.result() == QDialog.DialogCode.Accepted, timeout=10_000)
     archive = ferry_env.profiles.get("archive")

@@ -1,0 +1,152 @@
+""" "Test connection" for a profile being edited, run off the GUI thread.
+
+Used by the first-run dialog and Settings: the same checks as
+``ferry profile test`` (endpoint, credentials, bucket, write, catalog). A secret
+typed into the form is used for the test only; nothing is stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel, QLineEdit, QPushButton
+
+from desktop_app.core.app import CheckResult, Environment, diagnose_profile
+from desktop_app.core.config import Profile
+from desktop_app.core.errors import FerryError
+from desktop_app.core.keys import SecretKind, SecretStore
+
+
+class _TypedSecret:
+    """A keyring that knows only the S3 secret typed into the form."""
+
+    priority = 1
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+
+    def get_password(self, _service: str, username: str) -> str | None:
+        return self._secret if username.endswith(SecretKind.S3_SECRET_KEY.value) else None
+
+    def set_password(self, *_args: str) -> None:
+        pass
+
+    def delete_password(self, *_args: str) -> None:
+        pass
+
+
+def describe(results: list[CheckResult]) -> str:
+    return "\n".join(f"{'✔' if r.ok else '✘'} {r.name}: {r.detail}" for r in results)
+
+
+class ConnectionTester(QObject):
+    finished = Signal(str)  # one line per check, ✔ or ✘
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._thread: threading.Thread | None = None
+
+    def start(self, env: Environment, profile: Profile, typed_secret: str) -> None:
+        """Test in the background; an empty typed secret means the stored one."""
+        if typed_secret:
+            env = Environment(env.paths, env.environ, SecretStore(_TypedSecret(typed_secret)))
+
+        def run() -> None:
+            try:
+                results = diagnose_profile(env, profile)
+            except FerryError as exc:
+                results = [CheckResult("profile", False, exc.message)]
+            self.finished.emit(describe(results))
+
+        self._thread = threading.Thread(target=run, name="ferry-test-connection", daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float = 30) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+
+
+class DestinationForm(QGroupBox):
+    """Name, endpoint, region, bucket, prefix, access key, secret, catalog URL."""
+
+    def __init__(self, env: Environment, title: str, *, secret_kept_hint: bool) -> None:
+        super().__init__(title)
+        self.env = env
+        self.profile_for_test: Callable[[], Profile] = self.apply_to_template
+        form = QFormLayout(self)
+        self.name_edit = QLineEdit()
+        self.endpoint_edit = QLineEdit()
+        self.endpoint_edit.setPlaceholderText("https://s3.example.com (empty for AWS S3)")
+        self.region_edit = QLineEdit("us-east-1")
+        self.bucket_edit = QLineEdit()
+        self.prefix_edit = QLineEdit()
+        self.access_key_edit = QLineEdit()
+        self.secret_edit = QLineEdit()
+        self.secret_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        if secret_kept_hint:
+            self.secret_edit.setPlaceholderText("unchanged (kept in the keyring)")
+        self.catalog_edit = QLineEdit()
+        self.catalog_edit.setPlaceholderText("empty: a catalog file on this computer")
+        for label, widget in (
+            ("Profile &name", self.name_edit),
+            ("&Endpoint", self.endpoint_edit),
+            ("&Region", self.region_edit),
+            ("B&ucket", self.bucket_edit),
+            ("Key prefi&x", self.prefix_edit),
+            ("&Access key ID", self.access_key_edit),
+            ("&Secret key", self.secret_edit),
+            ("Ca&talog URL", self.catalog_edit),
+        ):
+            form.addRow(label, widget)
+        self.test_button = QPushButton("Test c&onnection")
+        self.test_button.clicked.connect(self.test_connection)
+        self.test_result = QLabel("")
+        self.test_result.setWordWrap(True)
+        form.addRow(self.test_button, self.test_result)
+        self.tester = ConnectionTester(self)
+        self.tester.finished.connect(self._show_test_result)
+
+    def show_profile(self, profile: Profile) -> None:
+        self.name_edit.setText(profile.name)
+        self.endpoint_edit.setText(profile.endpoint_url or "")
+        self.region_edit.setText(profile.region)
+        self.bucket_edit.setText(profile.bucket)
+        self.prefix_edit.setText(profile.prefix)
+        self.access_key_edit.setText(profile.access_key_id or "")
+        self.secret_edit.clear()
+        self.catalog_edit.setText(profile.catalog_url)
+        self.test_result.clear()
+
+    def apply_to_template(self, template: Profile | None = None) -> Profile:
+        """The template (or a new profile) with this form's destination; not validated."""
+        name = self.name_edit.text().strip()
+        base = template or Profile(name=name, bucket="", catalog_url="")
+        return dataclasses.replace(
+            base,
+            name=name,
+            bucket=self.bucket_edit.text().strip(),
+            catalog_url=self.catalog_edit.text().strip()
+            or self.env.paths.default_catalog_url(name),
+            endpoint_url=self.endpoint_edit.text().strip() or None,
+            region=self.region_edit.text().strip() or "us-east-1",
+            prefix=self.prefix_edit.text().strip(),
+            access_key_id=self.access_key_edit.text().strip() or None,
+        )
+
+    def test_connection(self) -> None:
+        try:
+            profile = self.profile_for_test()
+            profile.validate()
+        except FerryError as exc:
+            self.test_result.setText(exc.message)
+            return
+        self.test_button.setEnabled(False)
+        self.test_result.setText("Testing…")
+        self.tester.start(self.env, profile, self.secret_edit.text())
+
+    def _show_test_result(self, text: str) -> None:
+        self.test_button.setEnabled(True)
+        self.test_result.setText(text)
