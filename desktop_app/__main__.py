@@ -1,3 +1,6 @@
 from desktop_app.cli import main
 
-raise SystemExit(main())
+# The guard matters: the window's engine process (multiprocessing, spawn)
+# imports the parent's main module again, and must not start a second Ferry.
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -105,11 +105,12 @@ def shoot(scale: str) -> None:
                     app.processEvents()
                     time.sleep(0.02)
 
-            wait(lambda: window.backend.ferry is not None)
-            ferry = window.backend.ferry
-            assert ferry is not None
-            ferry.storage.create_bucket_if_missing()
-            ferry.storage.client.put_object(Bucket="ferry", Key="old/stray-export.csv", Body=b"a,b")
+            wait(lambda: window.backend.profile is not None)
+            import boto3
+
+            boto3.client("s3", endpoint_url=state.endpoint_url, region_name="us-east-1").put_object(
+                Bucket="ferry", Key="old/stray-export.csv", Body=b"a,b"
+            )
             window.queue_paths([docs])
             wait(lambda: window.model.rowCount() == 5)
             wait(

@@ -66,6 +66,13 @@ class SecretStore:
     def __init__(self, backend: KeyringBackend | None = None) -> None:
         chosen: Any = backend if backend is not None else keyring.get_keyring()
         self.backend: KeyringBackend = chosen
+        self._injected = backend is not None
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Sent to the window's engine process: the system keyring is looked up
+        # again there (its backend may hold unpicklable connections); an
+        # injected backend (tests) travels as it is.
+        return (SecretStore, (self.backend,) if self._injected else ())
 
     @property
     def usable(self) -> bool:

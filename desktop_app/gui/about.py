@@ -39,6 +39,6 @@ class AboutDialog(QDialog):
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
-        if backend.ready and backend.ferry is not None:
+        if backend.ready and backend.profile is not None:
             backend.serverSoftware.connect(self.server_label.setText)
             backend.ask_server_software()

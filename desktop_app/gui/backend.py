@@ -1,36 +1,34 @@
-"""Runs Ferry off the GUI thread.
+"""The window's handle on Ferry's engine, which runs in a child process.
 
-Two Python threads: a job thread that opens Ferry and carries out what the
-person asks (queue a drop of 10,000 files, cancel, pause, retry), and a runner
-thread that keeps the engine going while anything is runnable. The GUI thread
-only posts jobs and receives typed signals; it never waits on I/O. ``stop()``
-interrupts running transfers (they resume at the next start), joins both
-threads and closes Ferry.
+``start()`` spawns :func:`desktop_app.core.host.host_main` (multiprocessing,
+``spawn``) with two one-way pipes. A sender thread writes the commands the
+window posts; a reader thread receives the host's messages and turns them into
+typed Qt signals, and feeds engine updates to the EngineBridge. The GUI thread
+only posts commands and receives signals: no I/O, and no engine thread
+competing with it for the GIL. ``stop()`` asks the host to stop (transfers are
+interrupted and resume at the next start), waits for it and for both threads.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
+import multiprocessing
 import queue
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from desktop_app.core.app import Environment, Ferry, start_sandbox
+from desktop_app.core import host
+from desktop_app.core.app import Environment
 from desktop_app.core.catalog import FileQuery
-from desktop_app.core.errors import FerryError
-from desktop_app.core.events import TransferSnapshot
-from desktop_app.core.reconcile import CheckOptions, CheckReport, Finding, write_report
-from desktop_app.core.runner import TransferRunner
-from desktop_app.core.sandbox import SandboxServer
-from desktop_app.core.watcher import FolderStatus, FolderWatcher, WatchedFolder, WatchedFolderStore
+from desktop_app.core.config import Profile
+from desktop_app.core.reconcile import CheckReport, Finding
+from desktop_app.core.watcher import FolderStatus, WatchedFolder
 from desktop_app.gui.bridge import EngineBridge
 
 log = logging.getLogger(__name__)
-Job = Callable[[Ferry], None]
+STOP_TIMEOUT = 90.0  # seconds the host may take to interrupt transfers and close
 
 
 class Backend(QObject):
@@ -60,206 +58,171 @@ class Backend(QObject):
         self.profile_name = profile_name
         self.bridge = bridge
         self.create_sandbox = create_sandbox
-        self.ferry: Ferry | None = None
-        self._sandbox: SandboxServer | None = None
-        self._jobs: queue.Queue[Job | None] = queue.Queue()
-        self._stopping = threading.Event()
+        self.profile: Profile | None = None  # the profile in use, once open
+        self._folder_statuses: tuple[FolderStatus, ...] = ()
         self._ready = threading.Event()
-        self._job_thread = threading.Thread(target=self._job_loop, name="ferry-jobs", daemon=True)
-        self._runner: TransferRunner | None = None
-        self.watcher: FolderWatcher | None = None
+        self._commands: queue.Queue[host.Command | None] = queue.Queue()
+        context = multiprocessing.get_context("spawn")  # never fork a Qt process
+        self._command_reader, self._command_writer = context.Pipe(duplex=False)
+        self._message_reader, self._message_writer = context.Pipe(duplex=False)
+        child_env = Environment(env.paths, dict(env.environ), env.secrets)
+        self._process = context.Process(
+            target=host.host_main,
+            args=(self._command_reader, self._message_writer, child_env, profile_name),
+            kwargs={"sandbox": create_sandbox},
+            name="ferry-engine",
+            daemon=True,
+        )
+        self._sender = threading.Thread(target=self._send_loop, name="ferry-send", daemon=True)
+        self._reader = threading.Thread(target=self._read_loop, name="ferry-read", daemon=True)
+        self._started = False
 
     def start(self) -> None:
-        self._job_thread.start()
+        self._started = True
+        self._process.start()
+        # The child holds its own copies of these ends now.
+        self._command_reader.close()
+        self._message_writer.close()
+        self._sender.start()
+        self._reader.start()
 
     @property
     def ready(self) -> bool:
+        """True once Ferry opened in the engine process, or failed to."""
         return self._ready.is_set()
 
-    # -- jobs the window posts ------------------------------------------------
+    # -- commands the window posts -------------------------------------------------
 
-    def post(self, job: Job) -> None:
-        self._jobs.put(job)
+    def post(self, command: host.Command) -> None:
+        self._commands.put(command)
 
     def add_paths(self, paths: list[Path]) -> None:
-        def job(ferry: Ferry) -> None:
-            records = ferry.queue(paths)
-            self.notice.emit(f"Queued {len(records)} file(s).")
-
-        self.post(job)
+        self.post(host.AddPaths(tuple(paths)))
 
     def retry(self, ids: list[int] | None) -> None:
-        self.post(lambda ferry: self._count(len(ferry.engine.retry(ids)), "retrying"))
+        self.post(host.Retry(None if ids is None else tuple(ids)))
 
     def cancel(self, ids: list[int]) -> None:
-        self.post(lambda ferry: self._count(len(ferry.cancel(ids)), "cancelled"))
+        self.post(host.Cancel(tuple(ids)))
 
     def pause(self, ids: list[int] | None) -> None:
-        self.post(lambda ferry: self._count(ferry.pause(ids), "paused"))
+        self.post(host.Pause(None if ids is None else tuple(ids)))
 
     def unpause(self, ids: list[int] | None) -> None:
-        self.post(lambda ferry: self._count(ferry.unpause(ids), "resumed"))
+        self.post(host.Unpause(None if ids is None else tuple(ids)))
 
-    def _count(self, count: int, verb: str) -> None:
-        self.notice.emit(f"{count} transfer(s) {verb}.")
+    def run_check(self) -> None:
+        self.post(host.RunCheck())
 
-    # -- bucket & catalog ----------------------------------------------------------
-
-    def run_check(self, cancel: threading.Event) -> None:
-        def job(ferry: Ferry) -> None:
-            options = CheckOptions(
-                grace_seconds=ferry.profile.grace_seconds,
-                retention_seconds=ferry.profile.retention_seconds,
-                cancel=cancel,
-                progress=lambda objects, rows: self.checkProgress.emit(objects, rows),
-            )
-            try:
-                self.checkFinished.emit(ferry.check(options))
-            except FerryError as exc:
-                self.checkFailed.emit(exc.message)
-
-        self.post(job)
+    def cancel_check(self) -> None:
+        self.post(host.CancelCheck())
 
     def repair(self, findings: list[Finding]) -> None:
-        self.post(lambda ferry: self.repairsFinished.emit(ferry.repair(findings)))
+        self.post(host.Repair(tuple(findings)))
 
     def export_report(self, report: CheckReport, path: Path) -> None:
-        def job(_ferry: Ferry) -> None:
-            write_report(report, path)
-            self.notice.emit(f"Report saved to {path}.")
-
-        self.post(job)
+        self.post(host.ExportReport(report, path))
 
     def search_files(self, query: FileQuery) -> None:
-        self.post(lambda ferry: self.filesFound.emit(ferry.files(query)))
-
-    def ask_server_software(self) -> None:
-        def job(ferry: Ferry) -> None:
-            try:
-                self.serverSoftware.emit(ferry.server_software())
-            except FerryError as exc:  # About is no place for a warning box
-                self.serverSoftware.emit(f"could not ask ({exc.title})")
-
-        self.post(job)
+        self.post(host.SearchFiles(query))
 
     def inspect(self, key: str) -> None:
-        def job(ferry: Ferry) -> None:
-            head = ferry.head(key)
-            if head is None:
-                self.objectInspected.emit(key, "No object in the bucket.")
-                return
-            modified = head.last_modified.strftime("%Y-%m-%d %H:%M:%S")
-            self.objectInspected.emit(
-                key,
-                f"{head.size:,} bytes, ETag {head.etag}, modified {modified}, "
-                f"SHA-256 (metadata) {head.sha256 or 'not recorded'}",
-            )
+        self.post(host.Inspect(key))
 
-        self.post(job)
-
-    # -- watched folders ----------------------------------------------------------------
-
-    @property
-    def watched_store(self) -> WatchedFolderStore:
-        return WatchedFolderStore(self.env.paths.config_dir / "watched.toml")
-
-    def folder_statuses(self) -> list[FolderStatus]:
-        """In-memory status of the watched folders (no I/O: safe on the GUI thread)."""
-        watcher = self.watcher
-        return list(watcher.status.values()) if watcher is not None else []
+    def ask_server_software(self) -> None:
+        self.post(host.AskServerSoftware())
 
     def set_folders(self, folders: list[WatchedFolder]) -> None:
-        def job(ferry: Ferry) -> None:
-            self.watched_store.save(folders)
-            self._restart_watcher(ferry, folders)
-            self.foldersChanged.emit()
+        self.post(host.SetFolders(tuple(folders)))
 
-        self.post(job)
+    def folder_statuses(self) -> list[FolderStatus]:
+        """The latest status of the watched folders the host sent (no I/O)."""
+        return list(self._folder_statuses)
 
-    def _restart_watcher(self, ferry: Ferry, folders: list[WatchedFolder]) -> None:
-        if self.watcher is not None:
-            self.watcher.stop()
-            self.watcher = None
-        if folders and self._runner is not None:
-            self.watcher = ferry.watch(folders, self._runner)
+    # -- threads ----------------------------------------------------------------------
 
-    # -- threads ----------------------------------------------------------------
-
-    def _open(self) -> Ferry:
-        if self.create_sandbox:
-            self._sandbox, _state, profile = start_sandbox(self.env)
-            self.profile_name = profile.name
-        ferry = Ferry.open(self.env, self.profile_name)
-        self.bridge.attach(ferry.bus)
-        history = ferry.transfers()
-        for record in history:
-            self.bridge.accept_snapshot(TransferSnapshot.of(record))
-        self.historyLoaded.emit(max((r.id for r in history), default=0))
-        unfinished = [r for r in history if r.state.active and not r.paused]
-        self.opened.emit(
-            f"Profile {ferry.profile.name}: bucket {ferry.profile.bucket} at "
-            f"{ferry.profile.endpoint_url or 'AWS S3'} (credentials from "
-            f"{ferry.credential_source.value})"
-        )
-        log.info("Connected: profile %s, bucket %s", ferry.profile.name, ferry.profile.bucket)
-        if unfinished:
-            self.notice.emit(f"Resuming {len(unfinished)} transfer(s).")
-        return ferry
-
-    def _job_loop(self) -> None:
-        try:
-            self.ferry = self._open()
-        except FerryError as exc:
-            self.failed.emit(exc.title, exc.message)
-            return
-        except Exception as exc:  # shown, not swallowed: the window must say why
-            log.exception("Opening Ferry failed")
-            self.failed.emit("Could not start", f"{type(exc).__name__}: {exc}")
-            return
-        finally:
-            self._ready.set()
-        # Everything alive now (modules, botocore's service model, the journal's
-        # history) lives as long as the window. A full collector pass holds the
-        # GIL and so stalls the window (passes of up to 234 ms were measured
-        # during a 10,000-file drop); frozen objects are not scanned again.
-        gc.freeze()
-        self._runner = TransferRunner(
-            self.ferry.engine, on_error=lambda exc: self.failed.emit(exc.title, exc.message)
-        )
-        self._runner.start()
-        try:
-            folders = self.watched_store.load()
-        except FerryError as exc:
-            self.failed.emit(exc.title, exc.message)
-            folders = []
-        self._restart_watcher(self.ferry, folders)
-        self.foldersChanged.emit()
-        while not self._stopping.is_set():
-            job = self._jobs.get()
-            if job is None:
+    def _send_loop(self) -> None:
+        while True:
+            command = self._commands.get()
+            if command is None:
                 return
             try:
-                job(self.ferry)
-            except FerryError as exc:
-                self.failed.emit(exc.title, exc.message)
-            except Exception as exc:
-                log.exception("A background job failed")
-                self.failed.emit("Unexpected error", f"{type(exc).__name__}: {exc}")
-            self._runner.wake()
+                self._command_writer.send(command)
+            except (BrokenPipeError, OSError):
+                return  # the host is gone; the reader says so
+
+    def _read_loop(self) -> None:
+        while True:
+            try:
+                message = self._message_reader.recv()
+            except (EOFError, OSError):
+                if not self._ready.is_set() or self._process.exitcode not in (0, None):
+                    self.failed.emit(
+                        "Ferry's engine stopped",
+                        "The part of Ferry that uploads stopped unexpectedly. Close and "
+                        "start Ferry again: unfinished transfers resume. The log has details.",
+                    )
+                self._ready.set()
+                return
+            if isinstance(message, host.HostStopped):
+                return
+            self._dispatch(message)
+
+    def _dispatch(self, message: host.HostMessage) -> None:
+        if isinstance(message, host.EngineUpdate):
+            for snapshot in message.snapshots:
+                self.bridge.accept_snapshot(snapshot)
+            for progress in message.progress:
+                self.bridge.accept(progress)
+        elif isinstance(message, host.HostOpened):
+            self.profile = message.profile
+            self.profile_name = message.profile.name
+            for snapshot in message.history:
+                self.bridge.accept_snapshot(snapshot)
+            self.historyLoaded.emit(max((s.id for s in message.history), default=0))
+            self._ready.set()
+            self.opened.emit(message.description)
+        elif isinstance(message, host.HostFailed):
+            if message.fatal:
+                self._ready.set()
+            self.failed.emit(message.title, message.message)
+        elif isinstance(message, host.HostNotice):
+            self.notice.emit(message.text)
+        elif isinstance(message, host.CheckProgressed):
+            self.checkProgress.emit(message.objects, message.rows)
+        elif isinstance(message, host.CheckFinished):
+            self.checkFinished.emit(message.report)
+        elif isinstance(message, host.CheckFailed):
+            self.checkFailed.emit(message.message)
+        elif isinstance(message, host.Repaired):
+            self.repairsFinished.emit(list(message.results))
+        elif isinstance(message, host.FilesFound):
+            self.filesFound.emit(list(message.records))
+        elif isinstance(message, host.Inspected):
+            self.objectInspected.emit(message.key, message.description)
+        elif isinstance(message, host.ServerSoftware):
+            self.serverSoftware.emit(message.text)
+        elif isinstance(message, host.FoldersUpdate):
+            self._folder_statuses = message.statuses
+            if message.changed:
+                self.foldersChanged.emit()
 
     def stop(self) -> None:
-        """Interrupt transfers (they resume next start), join the threads, close Ferry."""
-        self._stopping.set()
-        self._jobs.put(None)
-        if self._job_thread.is_alive():
-            self._job_thread.join(timeout=60)
-        if self.watcher is not None:
-            self.watcher.stop()
-        if self._runner is not None:
-            self._runner.stop()
+        """Interrupt transfers (they resume next start), stop the host, join everything."""
         self.bridge.detach()
-        if self.ferry is not None:
-            self.ferry.close()
-            self.ferry = None
-        if self._sandbox is not None:
-            self._sandbox.stop()
+        if not self._started:
+            return
+        self._commands.put(host.Stop())
+        self._commands.put(None)
+        if self._sender.is_alive():
+            self._sender.join(timeout=10)
+        if self._process.is_alive() or self._process.exitcode is None:
+            self._process.join(timeout=STOP_TIMEOUT)
+        if self._process.is_alive():
+            log.warning("The engine process did not stop in %s s; killing it", STOP_TIMEOUT)
+            self._process.kill()
+            self._process.join(timeout=10)
+        if self._reader.is_alive():
+            self._reader.join(timeout=10)
+        self._command_writer.close()
+        self._message_reader.close()

@@ -7,7 +7,6 @@ what would be done (the dry run) and asks before doing it.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -154,7 +153,6 @@ class ConsistencyView(QWidget):
         super().__init__()
         self.backend = backend
         self.report: CheckReport | None = None
-        self._cancel = threading.Event()
         layout = QVBoxLayout(self)
 
         controls = QHBoxLayout()
@@ -162,7 +160,7 @@ class ConsistencyView(QWidget):
         self.check_button.clicked.connect(self.run_check)
         self.cancel_button = QPushButton("Stop")
         self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self._cancel.set)
+        self.cancel_button.clicked.connect(backend.cancel_check)
         self.repair_button = QPushButton("&Repair selected…")
         self.repair_button.setEnabled(False)
         self.repair_button.clicked.connect(self.repair_selected)
@@ -253,8 +251,8 @@ class ConsistencyView(QWidget):
     # -- the check ------------------------------------------------------------------
 
     def _start_schedule(self, _text: str) -> None:
-        ferry = self.backend.ferry
-        interval = ferry.profile.check_interval if ferry and ferry.profile.check_interval else DAY
+        profile = self.backend.profile
+        interval = profile.check_interval if profile and profile.check_interval else DAY
         self.schedule.start(interval * 1000)
 
     def _scheduled_check(self) -> None:
@@ -262,12 +260,11 @@ class ConsistencyView(QWidget):
             self.run_check()
 
     def run_check(self) -> None:
-        self._cancel.clear()
         self.check_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setVisible(True)
         self.summary.setText("Checking…")
-        self.backend.run_check(self._cancel)
+        self.backend.run_check()
 
     @Slot(int, int)
     def _on_progress(self, objects: int, rows: int) -> None:

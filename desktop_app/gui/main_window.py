@@ -334,7 +334,7 @@ class MainWindow(QMainWindow):
 
     @Slot(str, str)
     def _on_failed(self, title: str, message: str) -> None:
-        if not self.backend.ready or self.backend.ferry is None:
+        if not self.backend.ready or self.backend.profile is None:
             self.connection_label.setText(f"Not connected: {title}")
         QMessageBox.warning(self, title, message)
 
@@ -498,8 +498,7 @@ class MainWindow(QMainWindow):
         dialog = SettingsDialog(self.backend.env, self.backend.profile_name, self)
         if dialog.exec() != QDialog.DialogCode.Accepted or dialog.saved_name is None:
             return
-        ferry = self.backend.ferry
-        in_use = ferry.profile.name if ferry is not None else self.backend.profile_name
+        in_use = self.backend.profile_name
         if dialog.saved_name == in_use:
             self.statusBar().showMessage(
                 f"Settings of {dialog.saved_name!r} saved. They apply the next time Ferry starts.",

@@ -12,6 +12,7 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from desktop_app.core.app import Environment
+from desktop_app.core.catalog import FileRecord, open_catalog
 from desktop_app.gui.app import build_window
 from desktop_app.gui.main_window import MainWindow
 
@@ -25,10 +26,21 @@ def window_for(qtbot: QtBot, ferry_env: Environment) -> Iterator[object]:
         qtbot.addWidget(window)
         window.show()
         windows.append(window)
-        qtbot.waitUntil(lambda: window.backend.ferry is not None, timeout=20_000)
+        qtbot.waitUntil(lambda: window.backend.profile is not None, timeout=30_000)
         return window
 
     yield make
     for window in windows:
         window.really_quit = True
         window.close()
+
+
+def live_row(env: Environment, bucket: str, key: str) -> FileRecord | None:
+    """The catalog's live row for a key, read as another program would (the
+    window's engine runs in its own process)."""
+    profile = env.profiles.get()
+    catalog = open_catalog(profile.catalog_url, owner=profile.owner)
+    try:
+        return catalog.live(bucket, key)
+    finally:
+        catalog.close()

@@ -21,6 +21,7 @@ from desktop_app.gui.first_run import FirstRunDialog
 from desktop_app.gui.main_window import MainWindow
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, WeedServer, save_test_profile
 from tests.faults import Fault, FaultProxy
+from tests.gui.conftest import live_row
 
 MIB = 1024 * 1024
 
@@ -74,10 +75,8 @@ def test_dropped_files_end_as_active_catalog_rows(
         ),
         timeout=60_000,
     )
-    ferry = window.backend.ferry
-    assert ferry is not None
     for path in files:
-        row = ferry.catalog.live(bucket, path.name)
+        row = live_row(ferry_env, bucket, path.name)
         assert row is not None and row.status is FileStatus.ACTIVE
         body = weed.client().get_object(Bucket=bucket, Key=path.name)["Body"].read()
         assert hashlib.sha256(body).hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -111,8 +110,6 @@ def test_failure_shows_in_failed_view_and_retry_succeeds(
         path = tmp_path / "report.pdf"
         path.write_bytes(b"%PDF-1.4 report" * 100)
         window = window_for()  # type: ignore[operator]
-        assert window.backend.ferry is not None
-        window.backend.ferry.engine.sleep = lambda _s: None
         drop(window, [path])
         qtbot.waitUntil(lambda: window.failed_proxy.rowCount() == 1, timeout=60_000)
         window.tabs.setCurrentIndex(1)
@@ -127,7 +124,7 @@ def test_failure_shows_in_failed_view_and_retry_succeeds(
         qtbot.waitUntil(
             lambda: window.model.snapshots()[0].state is TransferState.DONE, timeout=60_000
         )
-        row = window.backend.ferry.catalog.live(bucket, "report.pdf")
+        row = live_row(ferry_env, bucket, "report.pdf")
         assert row is not None and row.status is FileStatus.ACTIVE
     finally:
         proxy.stop()
