@@ -232,7 +232,7 @@ def test_a_drop_of_10000_files_keeps_the_window_responsive(
     print(
         f"longest event-loop stall with 10,000 files queued and uploading: {longest * 1000:.0f} ms"
     )
-    # A generous bound for a shared 2-core CI machine (measured 0.43-1.0 s here,
-    # see docs/BENCHMARKS.md); it catches I/O on the GUI thread, which would
-    # freeze the window for the whole queueing (tens of seconds).
-    assert longest < 2.0
+    # A generous bound for a shared 2-core CI machine (measured 86-95 ms here,
+    # see docs/BENCHMARKS.md); it catches I/O or engine work coming back into
+    # the window's process (measured 430-650 ms when the engine ran there).
+    assert longest < 1.0
