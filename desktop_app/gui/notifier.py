@@ -92,7 +92,8 @@ class BatchNotifier:
         reason = f": {first.error.title}" if first.error is not None else ""
         if len(self._failures) == 1:
             title = f"Upload failed: {name}"
-            message = f"{name}{reason}. Open Ferry's Failed tab to see why and retry."
+            what = first.error.title if first.error is not None else "It failed"
+            message = f"{what}. Open Ferry's Failed tab to see why and retry."
         else:
             title = f"{len(self._failures)} uploads failed"
             message = (
