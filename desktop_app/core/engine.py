@@ -6,15 +6,10 @@ depends on it, so a crash at any instant resumes where it stopped:
 
 - the SHA-256 is known and the catalog intent row written before any byte is
   sent (a duplicate of live content is recognised there and nothing is sent);
-- the multipart upload id and part plan are committed before the first part;
-  a part is confirmed only after the server answered with its ETag, and that
-  ETag must equal the part's MD5 (Content-MD5 is sent, so the server checks too);
-- on resume the parts are reconciled with ListParts: a part the server has and
-  the journal lacks is accepted only if its ETag is the MD5 of that byte range;
-- the source identity (size, mtime_ns, device, inode) is checked before each
-  part and before completing; a change aborts the upload and says so;
-- the object is verified with HEAD (size, ETag, SHA-256 metadata) before the
-  catalog row becomes active.
+- the bytes are sent and verified by :mod:`desktop_app.core.sender` (single
+  PUT or the multipart protocol, parts confirmed only with a matching ETag,
+  reconciled with ListParts on resume, HEAD before registering);
+- the catalog row becomes active only after that verification.
 
 Transient failures are retried with exponential backoff and jitter; after the
 limit the transfer is failed with a retry time and keeps its multipart upload,
@@ -25,17 +20,12 @@ did not register, abort the multipart upload, release the intent row.
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
-import contextlib
 import dataclasses
 import hashlib
 import logging
-import math
 import mimetypes
-import os
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -62,7 +52,6 @@ from desktop_app.core.errors import (
 from desktop_app.core.events import (
     EventBus,
     TransferChanged,
-    TransferProgress,
     TransferQueued,
     TransferSnapshot,
 )
@@ -70,22 +59,27 @@ from desktop_app.core.journal import (
     Journal,
     KeyConflictPolicy,
     NewTransfer,
-    PartRecord,
     SourceIdentity,
     TransferError,
     TransferRecord,
     TransferState,
 )
+from desktop_app.core.sender import (
+    ObjectSender,
+    ProgressMeter,
+    Stopped,
+    TransferControl,
+    choose_part_size,
+    current_identity,
+    part_plan,
+)
 from desktop_app.core.sources import SourceFile, SourceProblem, check_file, expand
-from desktop_app.core.storage import SHA256_METADATA, S3Storage, multipart_etag
+from desktop_app.core.storage import S3Storage
 from desktop_app.core.throttle import BandwidthLimiter, ByteBudget
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
-MAX_PARTS = 10_000
-MAX_PART_SIZE = 5 * 1024 * MIB
 _HASH_CHUNK = 1 * MIB
-_MD5_LIKE = re.compile(r"^[0-9a-f]{32}(-\d+)?$")
 
 
 @dataclass(frozen=True)
@@ -106,75 +100,11 @@ class EngineOptions:
         return self.part_size
 
 
-def choose_part_size(size: int, preferred: int) -> int:
-    """The preferred part size, doubled until the file needs at most 10,000 parts."""
-    part_size = preferred
-    while math.ceil(size / part_size) > MAX_PARTS:
-        part_size *= 2
-    return min(part_size, MAX_PART_SIZE)
-
-
 def suffixed_key(key: str, number: int) -> str:
     """'dir/name.ext' -> 'dir/name (2).ext': a new version beside the old one."""
     head, slash, name = key.rpartition("/")
     stem, dot, extension = name.partition(".") if not name.startswith(".") else (name, "", "")
     return f"{head}{slash}{stem} ({number}){dot}{extension}"
-
-
-def part_plan(size: int, part_size: int) -> list[tuple[int, int, int]]:
-    count = max(1, math.ceil(size / part_size))
-    return [(n + 1, n * part_size, min(part_size, size - n * part_size)) for n in range(count)]
-
-
-class _Stop(Exception):
-    """Raised inside a worker when the transfer was paused or cancelled."""
-
-    def __init__(self, cancelled: bool) -> None:
-        super().__init__("cancelled" if cancelled else "paused")
-        self.cancelled = cancelled
-
-
-class _Control:
-    def __init__(self) -> None:
-        self.cancel = threading.Event()
-        self.pause = threading.Event()
-
-    def check(self) -> None:
-        if self.cancel.is_set():
-            raise _Stop(cancelled=True)
-        if self.pause.is_set():
-            raise _Stop(cancelled=False)
-
-
-class _Progress:
-    """Bytes sent for one transfer, published at most every 0.1 s."""
-
-    def __init__(self, engine: TransferEngine, transfer_id: int, total: int, done: int) -> None:
-        self.engine = engine
-        self.transfer_id = transfer_id
-        self.total = total
-        self.done = done
-        self.speed = 0.0
-        self._lock = threading.Lock()
-        self._last_time = engine.clock()
-        self._last_done = done
-        self._last_publish = 0.0
-
-    def add(self, amount: int, *, force: bool = False) -> None:
-        with self._lock:
-            self.done += amount
-            now = self.engine.clock()
-            if not force and now - self._last_publish < 0.1:
-                return
-            elapsed = now - self._last_time
-            if elapsed > 0:
-                instant = (self.done - self._last_done) / elapsed
-                self.speed = instant if self.speed == 0 else 0.7 * self.speed + 0.3 * instant
-            self._last_time, self._last_done, self._last_publish = now, self.done, now
-            remaining = self.total - self.done
-            eta = remaining / self.speed if self.speed > 0 else None
-            event = TransferProgress(self.transfer_id, self.done, self.total, self.speed, eta)
-        self.engine.bus.publish(event)
 
 
 class TransferEngine:
@@ -206,11 +136,23 @@ class TransferEngine:
         self.jitter = jitter
         self.limiter = BandwidthLimiter(options.bandwidth_limit, clock=clock, sleep=sleep)
         self.budget = ByteBudget(options.memory_budget)
-        self._controls: dict[int, _Control] = {}
+        self._controls: dict[int, TransferControl] = {}
         self._interrupted = threading.Event()
         self._controls_lock = threading.Lock()
         self._part_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=options.concurrency, thread_name_prefix="ferry-part"
+        )
+        self.sender = ObjectSender(
+            journal=journal,
+            storage=storage,
+            limiter=self.limiter,
+            budget=self.budget,
+            part_pool=self._part_pool,
+            single_put_threshold=options.single_put_threshold,
+            transition=self._transition,
+            meter=lambda transfer_id, total, done: ProgressMeter(
+                self.bus, self.clock, transfer_id, total, done
+            ),
         )
 
     def interrupt(self) -> None:
@@ -303,9 +245,9 @@ class TransferEngine:
 
     # -- control ------------------------------------------------------------
 
-    def _control(self, transfer_id: int) -> _Control:
+    def _control(self, transfer_id: int) -> TransferControl:
         with self._controls_lock:
-            return self._controls.setdefault(transfer_id, _Control())
+            return self._controls.setdefault(transfer_id, TransferControl())
 
     def pause(self, transfer_ids: Iterable[int] | None = None) -> int:
         ids = None if transfer_ids is None else list(transfer_ids)
@@ -440,7 +382,7 @@ class TransferEngine:
                     control.check()
                     self._process(record, control)
                     return
-                except _Stop as stop:
+                except Stopped as stop:
                     if stop.cancelled:
                         self._compensate(self.journal.get(transfer_id))
                         self._transition(transfer_id, TransferState.CANCELLED)
@@ -452,7 +394,7 @@ class TransferEngine:
                         and exc.kind is StorageErrorKind.NO_SUCH_UPLOAD
                     ):
                         log.warning("%s: %s", record.key, exc.message)
-                        self._abandon_upload(self.journal.get(transfer_id))
+                        self.sender.abandon(self.journal.get(transfer_id))
                         retryable = True
                     if not retryable:
                         self._compensate(self.journal.get(transfer_id))
@@ -492,18 +434,18 @@ class TransferEngine:
             with self._controls_lock:
                 self._controls.pop(transfer_id, None)
 
-    def _process(self, record: TransferRecord, control: _Control) -> None:
+    def _process(self, record: TransferRecord, control: TransferControl) -> None:
         if record.state in (TransferState.QUEUED, TransferState.HASHING, TransferState.FAILED):
             record = self._hash_and_reserve(record)
             if record.state is TransferState.DUPLICATE:
                 return
         if record.state is TransferState.UPLOADING:
-            record = self._upload(record, control)
+            record = self.sender.upload(record, control)
         if record.state is TransferState.COMPLETING:
             control.check()
-            record = self._complete(record)
+            record = self.sender.complete(record)
         if record.state is TransferState.VERIFYING:
-            record = self._verify(record)
+            record = self.sender.verify(record)
         if record.state is TransferState.REGISTERING:
             assert record.catalog_file_id is not None and record.etag is not None
             self.catalog.activate(record.catalog_file_id, etag=record.etag)
@@ -511,29 +453,9 @@ class TransferEngine:
 
     # -- steps --------------------------------------------------------------
 
-    def _current_identity(self, record: TransferRecord) -> SourceIdentity:
-        try:
-            return SourceIdentity.of(os.stat(record.source_path))
-        except FileNotFoundError:
-            raise SourceError(
-                f"{record.source_path} is gone; it was moved or deleted before it was uploaded. "
-                "Put it back and retry, or remove the transfer.",
-                title="File gone",
-            ) from None
-        except OSError as exc:
-            raise SourceError(f"{record.source_path} cannot be read: {exc.strerror}.") from None
-
-    def _check_source(self, record: TransferRecord) -> None:
-        if self._current_identity(record) != record.identity:
-            raise SourceChangedError(
-                f"{record.source_path} changed while uploading; the partial upload was "
-                "discarded so that no mix of old and new bytes is stored. Retry to upload "
-                "the new version."
-            )
-
     def _hash_and_reserve(self, record: TransferRecord) -> TransferRecord:
         self._transition(record.id, TransferState.HASHING)
-        before = self._current_identity(record)
+        before = current_identity(record)
         digest = hashlib.sha256()
         try:
             with open(record.source_path, "rb") as handle:
@@ -541,7 +463,7 @@ class TransferEngine:
                     digest.update(chunk)
         except OSError as exc:
             raise SourceError(f"{record.source_path} cannot be read: {exc.strerror}.") from None
-        after = self._current_identity(record)
+        after = current_identity(record)
         if before != after:
             raise SourceChangedError(
                 f"{record.source_path} changed while Ferry was reading it. Retry once the "
@@ -563,7 +485,7 @@ class TransferEngine:
             "part_count": count,
         }
         if after != record.identity and record.upload_id is not None:
-            self._abandon_upload(record)
+            self.sender.abandon(record)
         # What the hash found is committed together with the reservation's
         # outcome: a crash in between hashes again and finds its own intent.
         reservation, key = self._reserve(record, after.size, sha256)
@@ -603,204 +525,7 @@ class TransferEngine:
                 key = suffixed_key(record.key, attempt + 1)
         raise KeyConflictError(f"No free name was found for {record.key!r}.")
 
-    def _metadata(self, record: TransferRecord) -> dict[str, str]:
-        assert record.sha256 is not None
-        return {SHA256_METADATA: record.sha256}
-
-    def _upload(self, record: TransferRecord, control: _Control) -> TransferRecord:
-        if record.size < self.options.single_put_threshold and record.upload_id is None:
-            return self._put_whole(record, control)
-        return self._upload_parts(record, control)
-
-    def _put_whole(self, record: TransferRecord, control: _Control) -> TransferRecord:
-        held = self.budget.acquire(max(record.size, 1))
-        try:
-            self._check_source(record)
-            with open(record.source_path, "rb") as handle:
-                body = handle.read()
-            self._check_source(record)
-            if hashlib.sha256(body).hexdigest() != record.sha256:
-                raise SourceChangedError(
-                    f"{record.source_path} no longer has the content that was hashed; "
-                    "retry to upload the new version."
-                )
-            control.check()
-            self.limiter.consume(len(body))
-            etag = self.storage.put_object(
-                record.key,
-                body,
-                metadata=self._metadata(record),
-                content_type=record.content_type,
-            )
-            expected = hashlib.md5(body).hexdigest()
-        finally:
-            self.budget.release(held)
-        if _MD5_LIKE.match(etag) and etag != expected:
-            raise StorageError(
-                f"The server stored other bytes than Ferry sent for {record.key!r}; resending.",
-                kind=StorageErrorKind.BAD_DIGEST,
-                code="ETagMismatch",
-            )
-        _Progress(self, record.id, record.size, 0).add(record.size, force=True)
-        # Verified at once: a crash before REGISTERING is committed puts the
-        # same bytes again, cheaper than one more journal write per small file.
-        return self._verify(dataclasses.replace(record, etag=expected))
-
-    def _upload_parts(self, record: TransferRecord, control: _Control) -> TransferRecord:
-        if record.upload_id is None:
-            self._check_source(record)
-            upload_id = self.storage.create_multipart_upload(
-                record.key, metadata=self._metadata(record), content_type=record.content_type
-            )
-            # Committed before the first part is sent: a crash from here on
-            # finds the upload again instead of orphaning it.
-            self.journal.plan_parts(record.id, upload_id, part_plan(record.size, record.part_size))
-            record = self.journal.get(record.id)
-        else:
-            self._reconcile_parts(record)
-        assert record.upload_id is not None
-        parts = self.journal.parts(record.id)
-        done_bytes = sum(p.size for p in parts if p.done)
-        progress = _Progress(self, record.id, record.size, done_bytes)
-        missing = [p for p in parts if not p.done]
-        stop = threading.Event()
-
-        def send(part: PartRecord) -> None:
-            if stop.is_set():
-                return
-            self._send_part(record, part, control, progress)
-
-        futures = [self._part_pool.submit(send, part) for part in missing]
-        first_error: BaseException | None = None
-        for future in concurrent.futures.as_completed(futures):
-            error = future.exception()
-            if error is not None and first_error is None:
-                first_error = error
-                stop.set()
-        if first_error is not None:
-            raise first_error
-        progress.add(0, force=True)
-        return self._transition(record.id, TransferState.COMPLETING)
-
-    def _send_part(
-        self, record: TransferRecord, part: PartRecord, control: _Control, progress: _Progress
-    ) -> None:
-        assert record.upload_id is not None
-        control.check()
-        held = self.budget.acquire(part.size)
-        try:
-            self._check_source(record)
-            with open(record.source_path, "rb") as handle:
-                body = os.pread(handle.fileno(), part.size, part.offset)
-            if len(body) != part.size:
-                raise SourceChangedError(
-                    f"{record.source_path} became shorter while uploading; retry to upload "
-                    "the new version."
-                )
-            digest = hashlib.md5(body)
-            md5_hex = digest.hexdigest()
-            self.limiter.consume(part.size)
-            control.check()
-            etag = self.storage.upload_part(
-                record.key,
-                record.upload_id,
-                part.number,
-                body,
-                md5_b64=base64.b64encode(digest.digest()).decode("ascii"),
-            )
-        finally:
-            self.budget.release(held)
-        if _MD5_LIKE.match(etag) and etag != md5_hex:
-            raise StorageError(
-                f"The server stored other bytes than Ferry sent for part {part.number} of "
-                f"{record.key!r}; the part is sent again.",
-                kind=StorageErrorKind.BAD_DIGEST,
-                code="ETagMismatch",
-            )
-        # Confirmed only now that the server has answered for it.
-        self.journal.confirm_part(record.id, part.number, md5_hex, etag)
-        progress.add(part.size)
-
-    def _reconcile_parts(self, record: TransferRecord) -> None:
-        """Make the journal's parts agree with what the server really holds."""
-        assert record.upload_id is not None
-        server = {p.number: p for p in self.storage.list_parts(record.key, record.upload_id)}
-        with open(record.source_path, "rb") as handle:
-            for part in self.journal.parts(record.id):
-                held = server.get(part.number)
-                if part.done and (held is None or held.etag != part.etag):
-                    self.journal.unconfirm_part(record.id, part.number)
-                elif not part.done and held is not None and held.size == part.size:
-                    body = os.pread(handle.fileno(), part.size, part.offset)
-                    md5_hex = hashlib.md5(body).hexdigest()
-                    if md5_hex == held.etag:
-                        self.journal.confirm_part(record.id, part.number, md5_hex, held.etag)
-        parts = self.journal.parts(record.id)
-        on_server = sum(1 for p in parts if p.done)
-        log.info(
-            "Resuming %s: %d of %d parts are on the server; sending %d",
-            record.key,
-            on_server,
-            len(parts),
-            len(parts) - on_server,
-        )
-
-    def _expected_etag(self, record: TransferRecord) -> str:
-        parts = self.journal.parts(record.id)
-        md5s = [bytes.fromhex(p.md5) for p in parts if p.md5]
-        if len(md5s) != len(parts):
-            raise SourceError(f"The journal lacks part checksums for {record.key!r}; retry.")
-        return multipart_etag(md5s)
-
-    def _complete(self, record: TransferRecord) -> TransferRecord:
-        assert record.upload_id is not None
-        self._check_source(record)
-        parts = self.journal.parts(record.id)
-        expected = self._expected_etag(record)
-        try:
-            self.storage.complete_multipart_upload(
-                record.key, record.upload_id, [(p.number, p.etag or "") for p in parts]
-            )
-        except StorageError as exc:
-            if exc.kind is not StorageErrorKind.NO_SUCH_UPLOAD:
-                raise
-            # Completed before a crash, but the journal did not hear of it?
-            found = self.storage.head_object(record.key)
-            if found is None or found.sha256 != record.sha256 or found.size != record.size:
-                raise
-        return self._transition(record.id, TransferState.VERIFYING, etag=expected)
-
-    def _verify(self, record: TransferRecord) -> TransferRecord:
-        found = self.storage.head_object(record.key)
-        problem = None
-        if found is None:
-            problem = "is not in the bucket after the upload"
-        elif found.size != record.size:
-            problem = f"has {found.size} bytes in the bucket, the file has {record.size}"
-        elif found.sha256 is not None and found.sha256 != record.sha256:
-            problem = "carries another SHA-256 in the bucket than the file"
-        elif record.etag is not None and _MD5_LIKE.match(found.etag) and found.etag != record.etag:
-            problem = f"has ETag {found.etag} in the bucket, Ferry computed {record.etag}"
-        if problem is not None:
-            self._abandon_upload(record)
-            raise StorageError(
-                f"{record.key!r} {problem}; it is uploaded again.",
-                kind=StorageErrorKind.TRANSIENT,
-                code="VerificationFailed",
-                title="Verification failed",
-            )
-        assert found is not None
-        return self._transition(record.id, TransferState.REGISTERING, etag=found.etag)
-
     # -- compensation ---------------------------------------------------------
-
-    def _abandon_upload(self, record: TransferRecord) -> None:
-        """Forget the upload so the next attempt starts it afresh."""
-        if record.upload_id is not None:
-            with contextlib.suppress(StorageError):
-                self.storage.abort_multipart_upload(record.key, record.upload_id)
-        self.journal.forget_upload(record.id)
-        self.journal.update(record.id, etag=None, state=TransferState.UPLOADING.value)
 
     def _compensate(self, record: TransferRecord) -> None:
         """Undo a transfer that will not finish, last step first; log what could not be."""

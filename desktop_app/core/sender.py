@@ -1,0 +1,379 @@
+"""Sending one transfer's bytes and proving they arrived.
+
+Below a part's size: one PUT with Content-MD5, its ETag compared with the MD5
+of what was sent, then HEAD. Above: the multipart protocol, each step in the
+journal before the next depends on it:
+
+- the upload id and the part plan are committed before the first part;
+- a part is confirmed only after the server answered with its ETag, and that
+  ETag must equal the part's MD5 (Content-MD5 is sent, so the server checks too);
+- on resume the parts are reconciled with ListParts: a part the server has and
+  the journal lacks is accepted only if its ETag is the MD5 of that byte range;
+- the source identity (size, mtime_ns, device, inode) is checked before each
+  part and before completing; a change raises SourceChangedError;
+- the object is verified with HEAD (size, ETag, SHA-256 metadata) before the
+  transfer may register it in the catalog.
+
+The engine (``engine.py``) decides when to send, retry or give up; this module
+only sends, and raises Ferry's errors for the engine to judge.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import math
+import os
+import re
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from desktop_app.core.errors import SourceChangedError, SourceError, StorageError, StorageErrorKind
+from desktop_app.core.events import EventBus, TransferProgress
+from desktop_app.core.journal import (
+    Journal,
+    PartRecord,
+    SourceIdentity,
+    TransferRecord,
+    TransferState,
+)
+from desktop_app.core.storage import SHA256_METADATA, S3Storage, multipart_etag
+from desktop_app.core.throttle import BandwidthLimiter, ByteBudget
+
+log = logging.getLogger(__name__)
+MIB = 1024 * 1024
+MAX_PARTS = 10_000
+MAX_PART_SIZE = 5 * 1024 * MIB
+_MD5_LIKE = re.compile(r"^[0-9a-f]{32}(-\d+)?$")
+
+
+def choose_part_size(size: int, preferred: int) -> int:
+    """The preferred part size, doubled until the file needs at most 10,000 parts."""
+    part_size = preferred
+    while math.ceil(size / part_size) > MAX_PARTS:
+        part_size *= 2
+    return min(part_size, MAX_PART_SIZE)
+
+
+def part_plan(size: int, part_size: int) -> list[tuple[int, int, int]]:
+    count = max(1, math.ceil(size / part_size))
+    return [(n + 1, n * part_size, min(part_size, size - n * part_size)) for n in range(count)]
+
+
+class Stopped(Exception):
+    """Raised inside a worker when the transfer was paused or cancelled."""
+
+    def __init__(self, cancelled: bool) -> None:
+        super().__init__("cancelled" if cancelled else "paused")
+        self.cancelled = cancelled
+
+
+class TransferControl:
+    """Pause and cancel flags of one running transfer, checked between steps."""
+
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self.pause = threading.Event()
+
+    def check(self) -> None:
+        if self.cancel.is_set():
+            raise Stopped(cancelled=True)
+        if self.pause.is_set():
+            raise Stopped(cancelled=False)
+
+
+class ProgressMeter:
+    """Bytes sent for one transfer, published at most every 0.1 s."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        clock: Callable[[], float],
+        transfer_id: int,
+        total: int,
+        done: int,
+    ) -> None:
+        self.bus = bus
+        self.clock = clock
+        self.transfer_id = transfer_id
+        self.total = total
+        self.done = done
+        self.speed = 0.0
+        self._lock = threading.Lock()
+        self._last_time = clock()
+        self._last_done = done
+        self._last_publish = 0.0
+
+    def add(self, amount: int, *, force: bool = False) -> None:
+        with self._lock:
+            self.done += amount
+            now = self.clock()
+            if not force and now - self._last_publish < 0.1:
+                return
+            elapsed = now - self._last_time
+            if elapsed > 0:
+                instant = (self.done - self._last_done) / elapsed
+                self.speed = instant if self.speed == 0 else 0.7 * self.speed + 0.3 * instant
+            self._last_time, self._last_done, self._last_publish = now, self.done, now
+            remaining = self.total - self.done
+            eta = remaining / self.speed if self.speed > 0 else None
+            event = TransferProgress(self.transfer_id, self.done, self.total, self.speed, eta)
+        self.bus.publish(event)
+
+
+def current_identity(record: TransferRecord) -> SourceIdentity:
+    try:
+        return SourceIdentity.of(os.stat(record.source_path))
+    except FileNotFoundError:
+        raise SourceError(
+            f"{record.source_path} is gone; it was moved or deleted before it was uploaded. "
+            "Put it back and retry, or remove the transfer.",
+            title="File gone",
+        ) from None
+    except OSError as exc:
+        raise SourceError(f"{record.source_path} cannot be read: {exc.strerror}.") from None
+
+
+def check_source(record: TransferRecord) -> None:
+    if current_identity(record) != record.identity:
+        raise SourceChangedError(
+            f"{record.source_path} changed while uploading; the partial upload was "
+            "discarded so that no mix of old and new bytes is stored. Retry to upload "
+            "the new version."
+        )
+
+
+class Transition(Protocol):
+    def __call__(self, transfer_id: int, state: TransferState, **values: Any) -> TransferRecord: ...
+
+
+class ObjectSender:
+    """Sends and verifies the object of one transfer at a time per call; thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        storage: S3Storage,
+        limiter: BandwidthLimiter,
+        budget: ByteBudget,
+        part_pool: concurrent.futures.Executor,
+        single_put_threshold: int,
+        transition: Transition,
+        meter: Callable[[int, int, int], ProgressMeter],
+    ) -> None:
+        self.journal = journal
+        self.storage = storage
+        self.limiter = limiter
+        self.budget = budget
+        self._part_pool = part_pool
+        self.single_put_threshold = single_put_threshold
+        self._transition = transition
+        self._meter = meter  # (transfer id, total bytes, bytes done) -> meter
+
+    def _metadata(self, record: TransferRecord) -> dict[str, str]:
+        assert record.sha256 is not None
+        return {SHA256_METADATA: record.sha256}
+
+    def upload(self, record: TransferRecord, control: TransferControl) -> TransferRecord:
+        """Send the bytes: one PUT below a part's size, else the multipart protocol."""
+        if record.size < self.single_put_threshold and record.upload_id is None:
+            return self._put_whole(record, control)
+        return self._upload_parts(record, control)
+
+    def _put_whole(self, record: TransferRecord, control: TransferControl) -> TransferRecord:
+        held = self.budget.acquire(max(record.size, 1))
+        try:
+            check_source(record)
+            with open(record.source_path, "rb") as handle:
+                body = handle.read()
+            check_source(record)
+            if hashlib.sha256(body).hexdigest() != record.sha256:
+                raise SourceChangedError(
+                    f"{record.source_path} no longer has the content that was hashed; "
+                    "retry to upload the new version."
+                )
+            control.check()
+            self.limiter.consume(len(body))
+            etag = self.storage.put_object(
+                record.key,
+                body,
+                metadata=self._metadata(record),
+                content_type=record.content_type,
+            )
+            expected = hashlib.md5(body).hexdigest()
+        finally:
+            self.budget.release(held)
+        if _MD5_LIKE.match(etag) and etag != expected:
+            raise StorageError(
+                f"The server stored other bytes than Ferry sent for {record.key!r}; resending.",
+                kind=StorageErrorKind.BAD_DIGEST,
+                code="ETagMismatch",
+            )
+        self._meter(record.id, record.size, 0).add(record.size, force=True)
+        # Verified at once: a crash before REGISTERING is committed puts the
+        # same bytes again, cheaper than one more journal write per small file.
+        return self.verify(dataclasses.replace(record, etag=expected))
+
+    def _upload_parts(self, record: TransferRecord, control: TransferControl) -> TransferRecord:
+        if record.upload_id is None:
+            check_source(record)
+            upload_id = self.storage.create_multipart_upload(
+                record.key, metadata=self._metadata(record), content_type=record.content_type
+            )
+            # Committed before the first part is sent: a crash from here on
+            # finds the upload again instead of orphaning it.
+            self.journal.plan_parts(record.id, upload_id, part_plan(record.size, record.part_size))
+            record = self.journal.get(record.id)
+        else:
+            self._reconcile_parts(record)
+        assert record.upload_id is not None
+        parts = self.journal.parts(record.id)
+        done_bytes = sum(p.size for p in parts if p.done)
+        progress = self._meter(record.id, record.size, done_bytes)
+        missing = [p for p in parts if not p.done]
+        stop = threading.Event()
+
+        def send(part: PartRecord) -> None:
+            if stop.is_set():
+                return
+            self._send_part(record, part, control, progress)
+
+        futures = [self._part_pool.submit(send, part) for part in missing]
+        first_error: BaseException | None = None
+        for future in concurrent.futures.as_completed(futures):
+            error = future.exception()
+            if error is not None and first_error is None:
+                first_error = error
+                stop.set()
+        if first_error is not None:
+            raise first_error
+        progress.add(0, force=True)
+        return self._transition(record.id, TransferState.COMPLETING)
+
+    def _send_part(
+        self,
+        record: TransferRecord,
+        part: PartRecord,
+        control: TransferControl,
+        progress: ProgressMeter,
+    ) -> None:
+        assert record.upload_id is not None
+        control.check()
+        held = self.budget.acquire(part.size)
+        try:
+            check_source(record)
+            with open(record.source_path, "rb") as handle:
+                body = os.pread(handle.fileno(), part.size, part.offset)
+            if len(body) != part.size:
+                raise SourceChangedError(
+                    f"{record.source_path} became shorter while uploading; retry to upload "
+                    "the new version."
+                )
+            digest = hashlib.md5(body)
+            md5_hex = digest.hexdigest()
+            self.limiter.consume(part.size)
+            control.check()
+            etag = self.storage.upload_part(
+                record.key,
+                record.upload_id,
+                part.number,
+                body,
+                md5_b64=base64.b64encode(digest.digest()).decode("ascii"),
+            )
+        finally:
+            self.budget.release(held)
+        if _MD5_LIKE.match(etag) and etag != md5_hex:
+            raise StorageError(
+                f"The server stored other bytes than Ferry sent for part {part.number} of "
+                f"{record.key!r}; the part is sent again.",
+                kind=StorageErrorKind.BAD_DIGEST,
+                code="ETagMismatch",
+            )
+        # Confirmed only now that the server has answered for it.
+        self.journal.confirm_part(record.id, part.number, md5_hex, etag)
+        progress.add(part.size)
+
+    def _reconcile_parts(self, record: TransferRecord) -> None:
+        """Make the journal's parts agree with what the server really holds."""
+        assert record.upload_id is not None
+        server = {p.number: p for p in self.storage.list_parts(record.key, record.upload_id)}
+        with open(record.source_path, "rb") as handle:
+            for part in self.journal.parts(record.id):
+                held = server.get(part.number)
+                if part.done and (held is None or held.etag != part.etag):
+                    self.journal.unconfirm_part(record.id, part.number)
+                elif not part.done and held is not None and held.size == part.size:
+                    body = os.pread(handle.fileno(), part.size, part.offset)
+                    md5_hex = hashlib.md5(body).hexdigest()
+                    if md5_hex == held.etag:
+                        self.journal.confirm_part(record.id, part.number, md5_hex, held.etag)
+        parts = self.journal.parts(record.id)
+        on_server = sum(1 for p in parts if p.done)
+        log.info(
+            "Resuming %s: %d of %d parts are on the server; sending %d",
+            record.key,
+            on_server,
+            len(parts),
+            len(parts) - on_server,
+        )
+
+    def _expected_etag(self, record: TransferRecord) -> str:
+        parts = self.journal.parts(record.id)
+        md5s = [bytes.fromhex(p.md5) for p in parts if p.md5]
+        if len(md5s) != len(parts):
+            raise SourceError(f"The journal lacks part checksums for {record.key!r}; retry.")
+        return multipart_etag(md5s)
+
+    def complete(self, record: TransferRecord) -> TransferRecord:
+        assert record.upload_id is not None
+        check_source(record)
+        parts = self.journal.parts(record.id)
+        expected = self._expected_etag(record)
+        try:
+            self.storage.complete_multipart_upload(
+                record.key, record.upload_id, [(p.number, p.etag or "") for p in parts]
+            )
+        except StorageError as exc:
+            if exc.kind is not StorageErrorKind.NO_SUCH_UPLOAD:
+                raise
+            # Completed before a crash, but the journal did not hear of it?
+            found = self.storage.head_object(record.key)
+            if found is None or found.sha256 != record.sha256 or found.size != record.size:
+                raise
+        return self._transition(record.id, TransferState.VERIFYING, etag=expected)
+
+    def verify(self, record: TransferRecord) -> TransferRecord:
+        found = self.storage.head_object(record.key)
+        problem = None
+        if found is None:
+            problem = "is not in the bucket after the upload"
+        elif found.size != record.size:
+            problem = f"has {found.size} bytes in the bucket, the file has {record.size}"
+        elif found.sha256 is not None and found.sha256 != record.sha256:
+            problem = "carries another SHA-256 in the bucket than the file"
+        elif record.etag is not None and _MD5_LIKE.match(found.etag) and found.etag != record.etag:
+            problem = f"has ETag {found.etag} in the bucket, Ferry computed {record.etag}"
+        if problem is not None:
+            self.abandon(record)
+            raise StorageError(
+                f"{record.key!r} {problem}; it is uploaded again.",
+                kind=StorageErrorKind.TRANSIENT,
+                code="VerificationFailed",
+                title="Verification failed",
+            )
+        assert found is not None
+        return self._transition(record.id, TransferState.REGISTERING, etag=found.etag)
+
+    def abandon(self, record: TransferRecord) -> None:
+        """Forget the upload so the next attempt starts it afresh."""
+        if record.upload_id is not None:
+            with contextlib.suppress(StorageError):
+                self.storage.abort_multipart_upload(record.key, record.upload_id)
+        self.journal.forget_upload(record.id)
+        self.journal.update(record.id, etag=None, state=TransferState.UPLOADING.value)
