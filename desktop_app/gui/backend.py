@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import queue
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
@@ -62,29 +63,31 @@ class Backend(QObject):
         self._folder_statuses: tuple[FolderStatus, ...] = ()
         self._ready = threading.Event()
         self._commands: queue.Queue[host.Command | None] = queue.Queue()
-        context = multiprocessing.get_context("spawn")  # never fork a Qt process
-        self._command_reader, self._command_writer = context.Pipe(duplex=False)
-        self._message_reader, self._message_writer = context.Pipe(duplex=False)
-        child_env = Environment(env.paths, dict(env.environ), env.secrets)
-        self._process = context.Process(
-            target=host.host_main,
-            args=(self._command_reader, self._message_writer, child_env, profile_name),
-            kwargs={"sandbox": create_sandbox},
-            name="ferry-engine",
-            daemon=True,
-        )
-        self._sender = threading.Thread(target=self._send_loop, name="ferry-send", daemon=True)
-        self._reader = threading.Thread(target=self._read_loop, name="ferry-read", daemon=True)
-        self._started = False
+        self._link: _HostLink | None = None
+        self._restarting = threading.Lock()
 
     def start(self) -> None:
-        self._started = True
-        self._process.start()
-        # The child holds its own copies of these ends now.
-        self._command_reader.close()
-        self._message_writer.close()
-        self._sender.start()
-        self._reader.start()
+        """Spawn the engine process and the threads that talk to it."""
+        env = Environment(self.env.paths, dict(self.env.environ), self.env.secrets)
+        self._link = _HostLink(env, self.profile_name, self.create_sandbox)
+        self._link.start(self._send_loop, self._read_loop)
+
+    def restart(self) -> None:
+        """Stop the engine and start it again with the saved profile, off the GUI thread.
+
+        Running transfers are interrupted and resume at once in the new engine;
+        commands posted meanwhile wait in the queue and go to the new one.
+        """
+
+        def work() -> None:
+            with self._restarting:
+                self._ready.clear()
+                self.profile = None
+                self._stop_link()
+                self.create_sandbox = False  # a sandbox profile starts its server itself
+                self.start()
+
+        threading.Thread(target=work, name="ferry-restart", daemon=True).start()
 
     @property
     def ready(self) -> bool:
@@ -141,22 +144,22 @@ class Backend(QObject):
 
     # -- threads ----------------------------------------------------------------------
 
-    def _send_loop(self) -> None:
+    def _send_loop(self, link: _HostLink) -> None:
         while True:
             command = self._commands.get()
             if command is None:
                 return
             try:
-                self._command_writer.send(command)
+                link.command_writer.send(command)
             except (BrokenPipeError, OSError):
                 return  # the host is gone; the reader says so
 
-    def _read_loop(self) -> None:
+    def _read_loop(self, link: _HostLink) -> None:
         while True:
             try:
-                message = self._message_reader.recv()
+                message = link.message_reader.recv()
             except (EOFError, OSError):
-                if not self._ready.is_set() or self._process.exitcode not in (0, None):
+                if not self._ready.is_set() or link.process.exitcode not in (0, None):
                     self.failed.emit(
                         "Ferry's engine stopped",
                         "The part of Ferry that uploads stopped unexpectedly. Close and "
@@ -210,19 +213,57 @@ class Backend(QObject):
     def stop(self) -> None:
         """Interrupt transfers (they resume next start), stop the host, join everything."""
         self.bridge.detach()
-        if not self._started:
+        with self._restarting:
+            self._stop_link()
+
+    def _stop_link(self) -> None:
+        link, self._link = self._link, None
+        if link is None:
             return
         self._commands.put(host.Stop())
         self._commands.put(None)
-        if self._sender.is_alive():
-            self._sender.join(timeout=10)
-        if self._process.is_alive() or self._process.exitcode is None:
-            self._process.join(timeout=STOP_TIMEOUT)
-        if self._process.is_alive():
+        link.stop()
+
+
+class _HostLink:
+    """One engine process with its two pipes and the two threads that use them."""
+
+    def __init__(self, env: Environment, profile_name: str | None, sandbox: bool) -> None:
+        context = multiprocessing.get_context("spawn")  # never fork a Qt process
+        command_reader, self.command_writer = context.Pipe(duplex=False)
+        self.message_reader, message_writer = context.Pipe(duplex=False)
+        self._child_ends = (command_reader, message_writer)
+        self.process = context.Process(
+            target=host.host_main,
+            args=(command_reader, message_writer, env, profile_name),
+            kwargs={"sandbox": sandbox},
+            name="ferry-engine",
+            daemon=True,
+        )
+        self._threads: list[threading.Thread] = []
+
+    def start(
+        self,
+        send_loop: Callable[[_HostLink], None],
+        read_loop: Callable[[_HostLink], None],
+    ) -> None:
+        self.process.start()
+        for end in self._child_ends:  # the child holds its own copies now
+            end.close()
+        for name, loop in (("ferry-send", send_loop), ("ferry-read", read_loop)):
+            thread = threading.Thread(target=loop, args=(self,), name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Wait for the host to stop after Stop was queued; kill it if it hangs."""
+        sender, reader = self._threads
+        sender.join(timeout=10)
+        self.process.join(timeout=STOP_TIMEOUT)
+        if self.process.is_alive():
             log.warning("The engine process did not stop in %s s; killing it", STOP_TIMEOUT)
-            self._process.kill()
-            self._process.join(timeout=10)
-        if self._reader.is_alive():
-            self._reader.join(timeout=10)
-        self._command_writer.close()
-        self._message_reader.close()
+            self.process.kill()
+            self.process.join(timeout=10)
+        reader.join(timeout=10)
+        self.command_writer.close()
+        self.message_reader.close()

@@ -498,14 +498,26 @@ class MainWindow(QMainWindow):
         dialog = SettingsDialog(self.backend.env, self.backend.profile_name, self)
         if dialog.exec() != QDialog.DialogCode.Accepted or dialog.saved_name is None:
             return
-        in_use = self.backend.profile_name
-        if dialog.saved_name == in_use:
-            self.statusBar().showMessage(
-                f"Settings of {dialog.saved_name!r} saved. They apply the next time Ferry starts.",
-                15_000,
-            )
-        else:
+        if dialog.saved_name != self.backend.profile_name:
             self.statusBar().showMessage(f"Profile {dialog.saved_name!r} saved.", 15_000)
+            return
+        answer = QMessageBox.question(
+            self,
+            "Apply the new settings?",
+            f"The settings of {dialog.saved_name!r}, the profile in use, were saved. Apply "
+            "them now? Running uploads stop for a moment and continue where they were; "
+            "otherwise they apply the next time Ferry starts.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        )
+        if answer == QMessageBox.StandardButton.Yes:
+            self.apply_settings()
+        else:
+            self.statusBar().showMessage("Saved; the settings apply when Ferry starts.", 15_000)
+
+    def apply_settings(self) -> None:
+        """Restart the engine with the saved profile (in the background)."""
+        self.connection_label.setText("Applying the new settings…")
+        self.backend.restart()
 
     def open_about(self) -> None:
         AboutDialog(self.backend, self).exec()

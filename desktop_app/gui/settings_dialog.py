@@ -4,9 +4,8 @@ Profiles are read and written on a worker thread (the GUI thread does no I/O);
 the secret key goes to the keyring only when typed, and an empty secret field
 keeps the stored one. A value the person did not touch is written back exactly
 as it was, even when the form shows it rounded (a part size of 7.5 MiB shown
-as 8 stays 7.5). Settings of the profile in use apply from Ferry's next start:
-the running engine keeps its pools and limits until then, and the dialog says
-so.
+as 8 stays 7.5). The dialog only saves; the window then offers to apply the
+settings of the profile in use by restarting its engine process.
 """
 
 from __future__ import annotations

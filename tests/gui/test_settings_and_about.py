@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,11 +11,14 @@ from pytestqt.qtbot import QtBot
 
 from desktop_app import __version__
 from desktop_app.core.app import Environment
+from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.config import MIB
+from desktop_app.core.journal import TransferState
 from desktop_app.core.keys import SecretKind
 from desktop_app.gui.about import AboutDialog
 from desktop_app.gui.settings_dialog import NEW_PROFILE, SettingsDialog
 from tests.conftest import TEST_SECRET_KEY, WeedServer
+from tests.gui.conftest import live_row
 
 
 def open_settings(qtbot: QtBot, env: Environment, active: str | None) -> SettingsDialog:
@@ -106,3 +110,44 @@ def test_every_action_has_a_shortcut_and_a_menu(
         assert action.text() in in_menus, f"{action.text()!r} is in no menu"
     for menu_action in window.menuBar().actions():
         assert "&" in menu_action.text(), f"menu {menu_action.text()!r} has no mnemonic"
+
+
+def test_applying_settings_restarts_the_engine_with_them(
+    weed_profile: Callable[..., None],
+    qtbot: QtBot,
+    window_for: object,
+    ferry_env: Environment,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    weed_profile()
+    window = window_for()  # type: ignore[operator]
+    first = tmp_path / "before.txt"
+    first.write_text("sent with the old settings")
+    window.queue_paths([first])
+    qtbot.waitUntil(lambda: _state_of(window, "before.txt") is TransferState.DONE, timeout=30_000)
+    old = window.backend.profile
+    ferry_env.profiles.save(dataclasses.replace(old, bandwidth_limit=3_000_000, concurrency=2))
+    window.apply_settings()
+    qtbot.waitUntil(
+        lambda: (
+            window.backend.profile is not None
+            and window.backend.profile.bandwidth_limit == 3_000_000
+        ),
+        timeout=30_000,
+    )
+    assert window.backend.profile.concurrency == 2
+    second = tmp_path / "after.txt"
+    second.write_text("sent with the new settings")
+    window.queue_paths([second])
+    qtbot.waitUntil(lambda: _state_of(window, "after.txt") is TransferState.DONE, timeout=30_000)
+    row = live_row(ferry_env, bucket, "after.txt")
+    assert row is not None and row.status is FileStatus.ACTIVE
+    assert window.model.rowCount() == 2  # the history is not shown twice
+
+
+def _state_of(window: object, key: str) -> TransferState | None:
+    for snapshot in window.model.snapshots():  # type: ignore[attr-defined]
+        if snapshot.key == key:
+            return snapshot.state  # type: ignore[no-any-return]
+    return None
