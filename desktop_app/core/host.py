@@ -338,6 +338,7 @@ class EngineHost:
                     self._check_cancel.set()
                     continue
                 if isinstance(command, Stop):
+                    self._check_cancel.set()  # a running check must not delay quitting
                     break
                 self._jobs.put(command)
         finally:
