@@ -39,8 +39,8 @@ class Backend(QObject):
     checkProgress = Signal(int, int)  # objects, rows scanned so far
     checkFinished = Signal(CheckReport)
     checkFailed = Signal(str)
-    repairsFinished = Signal(list)  # list[RepairResult]
-    filesFound = Signal(list)  # list[FileRecord]
+    repairsFinished = Signal(host.Repaired)
+    filesFound = Signal(host.FilesFound)
     objectInspected = Signal(str, str)  # key, description of its HEAD
     foldersChanged = Signal()
     historyLoaded = Signal(int)  # highest transfer id already in the journal at start
@@ -198,9 +198,9 @@ class Backend(QObject):
         elif isinstance(message, host.CheckFailed):
             self.checkFailed.emit(message.message)
         elif isinstance(message, host.Repaired):
-            self.repairsFinished.emit(list(message.results))
+            self.repairsFinished.emit(message)
         elif isinstance(message, host.FilesFound):
-            self.filesFound.emit(list(message.records))
+            self.filesFound.emit(message)
         elif isinstance(message, host.Inspected):
             self.objectInspected.emit(message.key, message.description)
         elif isinstance(message, host.ServerSoftware):

@@ -37,7 +37,8 @@ from PySide6.QtWidgets import (
 
 from desktop_app.core.catalog import FileQuery, FileRecord
 from desktop_app.core.catalog_schema import FileStatus
-from desktop_app.core.reconcile import CheckReport, Finding, FindingKind, RepairResult
+from desktop_app.core.host import FilesFound, Repaired
+from desktop_app.core.reconcile import CheckReport, Finding, FindingKind
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.units import human_size
 
@@ -208,7 +209,7 @@ class ConsistencyView(QWidget):
         backend.checkFinished.connect(self._on_finished)
         backend.checkFailed.connect(self._on_failed)
         backend.repairsFinished.connect(self._on_repaired)
-        backend.filesFound.connect(self.files_model.set_items)
+        backend.filesFound.connect(self._on_files_found)
         backend.objectInspected.connect(self._on_inspected)
 
     def _browse_panel(self) -> QWidget:
@@ -345,8 +346,9 @@ class ConsistencyView(QWidget):
             self.summary.setText("Repairing…")
             self.backend.repair(selected)
 
-    @Slot(list)
-    def _on_repaired(self, results: list[RepairResult]) -> None:
+    @Slot(Repaired)
+    def _on_repaired(self, repaired: Repaired) -> None:
+        results = repaired.results
         failed = [r for r in results if not r.done]
         text = f"Repaired {len(results) - len(failed)} of {len(results)}."
         if failed:
@@ -355,6 +357,10 @@ class ConsistencyView(QWidget):
             )
         self.summary.setText(text)
         self.run_check()
+
+    @Slot(FilesFound)
+    def _on_files_found(self, found: FilesFound) -> None:
+        self.files_model.set_items(list(found.records))
 
     def export(self) -> None:
         if self.report is None:

@@ -87,6 +87,9 @@ def test_dropped_files_end_as_active_catalog_rows(
     assert "4 file(s) uploaded and verified" in window.statusBar().currentMessage()
     proxy_index = window.all_proxy.index(0, 6)
     assert proxy_index.data() == "Done"
+    # the catalog browse shows the same four rows, found by the engine process
+    window.consistency_view.search()
+    qtbot.waitUntil(lambda: window.consistency_view.files_model.rowCount() == 4, timeout=10_000)
 
 
 def test_failure_shows_in_failed_view_and_retry_succeeds(
