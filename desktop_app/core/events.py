@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -104,3 +104,45 @@ class EventBus:
                 subscriber(event)
             except Exception:
                 log.exception("An event subscriber failed on %s", type(event).__name__)
+
+
+class LatestPerTransfer:
+    """Events waiting to be shown: the latest snapshot and progress per transfer.
+
+    Producers add from any thread; one consumer takes what gathered since its
+    last take. Coalescing here is what keeps a view from receiving one message
+    per chunk or per state change.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._snapshots: dict[int, TransferSnapshot] = {}
+        self._progress: dict[int, TransferProgress] = {}
+
+    def add(self, event: EngineEvent) -> None:
+        if isinstance(event, TransferProgress):
+            self.merge((), (event,))
+        else:
+            self.merge((event.transfer,), ())
+
+    def merge(
+        self, snapshots: Iterable[TransferSnapshot], progress: Iterable[TransferProgress]
+    ) -> None:
+        with self._lock:
+            for snapshot in snapshots:
+                self._snapshots[snapshot.id] = snapshot
+            for update in progress:
+                self._progress[update.transfer_id] = update
+
+    def take(
+        self, max_snapshots: int | None = None
+    ) -> tuple[tuple[TransferSnapshot, ...], tuple[TransferProgress, ...]]:
+        """What gathered, oldest transfers first; at most max_snapshots snapshots."""
+        with self._lock:
+            if max_snapshots is None or len(self._snapshots) <= max_snapshots:
+                snapshots, self._snapshots = self._snapshots, {}
+            else:
+                ids = list(self._snapshots)[:max_snapshots]
+                snapshots = {i: self._snapshots.pop(i) for i in ids}
+            progress, self._progress = self._progress, {}
+        return tuple(snapshots.values()), tuple(progress.values())

@@ -27,7 +27,7 @@ import logging
 import queue
 import signal
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -35,13 +35,7 @@ from desktop_app.core.app import Environment, Ferry, start_sandbox
 from desktop_app.core.catalog import FileQuery, FileRecord
 from desktop_app.core.config import Profile
 from desktop_app.core.errors import FerryError
-from desktop_app.core.events import (
-    EngineEvent,
-    TransferChanged,
-    TransferProgress,
-    TransferQueued,
-    TransferSnapshot,
-)
+from desktop_app.core.events import LatestPerTransfer, TransferProgress, TransferSnapshot
 from desktop_app.core.reconcile import (
     CheckOptions,
     CheckReport,
@@ -158,7 +152,6 @@ class HostOpened:
     description: str  # a line for the status bar
     profile: Profile
     history: tuple[TransferSnapshot, ...]  # the journal's transfers at start
-    resuming: int
 
 
 @dataclass(frozen=True)
@@ -244,14 +237,6 @@ HostMessage = (
 )
 
 
-@dataclass
-class _Pending:
-    """Engine events since the last flush, latest per transfer."""
-
-    snapshots: dict[int, TransferSnapshot] = field(default_factory=dict)
-    progress: dict[int, TransferProgress] = field(default_factory=dict)
-
-
 class EngineHost:
     """The child's side: owns Ferry, the runner and the watcher; obeys commands."""
 
@@ -269,8 +254,7 @@ class EngineHost:
         self.profile_name = profile_name
         self.create_sandbox = sandbox
         self._send_lock = threading.Lock()
-        self._pending = _Pending()
-        self._pending_lock = threading.Lock()
+        self._pending = LatestPerTransfer()
         self._jobs: queue.Queue[Command | None] = queue.Queue()
         self._check_cancel = threading.Event()
         self._stopping = threading.Event()
@@ -289,13 +273,6 @@ class EngineHost:
             except (BrokenPipeError, EOFError, OSError):
                 self._stopping.set()  # the window is gone
 
-    def _accept_event(self, event: EngineEvent) -> None:
-        with self._pending_lock:
-            if isinstance(event, TransferQueued | TransferChanged):
-                self._pending.snapshots[event.transfer.id] = event.transfer
-            elif isinstance(event, TransferProgress):
-                self._pending.progress[event.transfer_id] = event
-
     def _flush_loop(self) -> None:
         since_status = 0.0
         while not self._stopping.wait(FLUSH_INTERVAL):
@@ -306,12 +283,9 @@ class EngineHost:
                 self._send_folder_statuses(changed=False)
 
     def _flush(self) -> None:
-        with self._pending_lock:
-            pending, self._pending = self._pending, _Pending()
-        if pending.snapshots or pending.progress:
-            self.send(
-                EngineUpdate(tuple(pending.snapshots.values()), tuple(pending.progress.values()))
-            )
+        snapshots, progress = self._pending.take()
+        if snapshots or progress:
+            self.send(EngineUpdate(snapshots, progress))
 
     def _send_folder_statuses(self, *, changed: bool) -> None:
         watcher = self._watcher
@@ -355,7 +329,7 @@ class EngineHost:
             self._sandbox, _state, profile = start_sandbox(self.env)
             self.profile_name = profile.name
         ferry = Ferry.open(self.env, self.profile_name)
-        ferry.bus.subscribe(self._accept_event)
+        ferry.bus.subscribe(self._pending.add)
         history = ferry.transfers()
         resuming = sum(1 for r in history if r.state.active and not r.paused)
         log.info("Connected: profile %s, bucket %s", ferry.profile.name, ferry.profile.bucket)
@@ -368,7 +342,6 @@ class EngineHost:
                 ),
                 profile=ferry.profile,
                 history=tuple(TransferSnapshot.of(r) for r in history),
-                resuming=resuming,
             )
         )
         if resuming:
@@ -390,7 +363,7 @@ class EngineHost:
         )
         self._runner.start()
         try:
-            folders = WatchedFolderStore(self.env.paths.config_dir / "watched.toml").load()
+            folders = WatchedFolderStore(self.env.paths.watched_folders_file).load()
         except FerryError as exc:
             self.send(HostFailed(exc.title, exc.message))
             folders = []
@@ -464,7 +437,7 @@ class EngineHost:
                 self.send(ServerSoftware(f"could not ask ({exc.title})"))
         elif isinstance(command, SetFolders):
             folders = list(command.folders)
-            WatchedFolderStore(self.env.paths.config_dir / "watched.toml").save(folders)
+            WatchedFolderStore(self.env.paths.watched_folders_file).save(folders)
             self._restart_watcher(ferry, folders)
 
     def _run_check(self, ferry: Ferry) -> None:

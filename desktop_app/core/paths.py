@@ -45,6 +45,10 @@ class FerryPaths:
         return self.config_dir / "profiles.toml"
 
     @property
+    def watched_folders_file(self) -> Path:
+        return self.config_dir / "watched.toml"
+
+    @property
     def journal_file(self) -> Path:
         return self.data_dir / "journal.sqlite3"
 

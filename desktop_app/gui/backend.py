@@ -173,15 +173,11 @@ class Backend(QObject):
 
     def _dispatch(self, message: host.HostMessage) -> None:
         if isinstance(message, host.EngineUpdate):
-            for snapshot in message.snapshots:
-                self.bridge.accept_snapshot(snapshot)
-            for progress in message.progress:
-                self.bridge.accept(progress)
+            self.bridge.accept(message.snapshots, message.progress)
         elif isinstance(message, host.HostOpened):
             self.profile = message.profile
             self.profile_name = message.profile.name
-            for snapshot in message.history:
-                self.bridge.accept_snapshot(snapshot)
+            self.bridge.accept(message.history)
             self.historyLoaded.emit(max((s.id for s in message.history), default=0))
             self._ready.set()
             self.opened.emit(message.description)
@@ -212,7 +208,7 @@ class Backend(QObject):
 
     def stop(self) -> None:
         """Interrupt transfers (they resume next start), stop the host, join everything."""
-        self.bridge.detach()
+        self.bridge.stop()
         with self._restarting:
             self._stop_link()
 
