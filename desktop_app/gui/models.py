@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,16 +81,10 @@ class Totals:
 
 def _runs(rows: list[int]) -> Iterator[tuple[int, int]]:
     """Sorted row numbers as (first, last) runs of adjacent rows."""
-    start = previous = None
-    for row in rows:
-        if previous is not None and row == previous + 1:
-            previous = row
-            continue
-        if start is not None and previous is not None:
-            yield start, previous
-        start = previous = row
-    if start is not None and previous is not None:
-        yield start, previous
+    # Within a run, row number minus position is constant.
+    for _offset, run in itertools.groupby(enumerate(rows), key=lambda pair: pair[1] - pair[0]):
+        members = [row for _position, row in run]
+        yield members[0], members[-1]
 
 
 class TransferTableModel(QAbstractTableModel):
@@ -174,12 +169,15 @@ class TransferTableModel(QAbstractTableModel):
 
     def upsert(self, batch: SnapshotBatch) -> None:
         """Insert new transfers in one go and update known ones in place."""
-        new = [s for s in batch.snapshots if s.id not in self._row_of]
-        changed = [self._row_of[s.id] for s in batch.snapshots if s.id in self._row_of]
+        new: list[TransferSnapshot] = []
+        changed: list[int] = []
         for snapshot in batch.snapshots:
             row = self._row_of.get(snapshot.id)
-            if row is not None:
+            if row is None:
+                new.append(snapshot)
+            else:
                 self._rows[row] = snapshot
+                changed.append(row)
         # One signal per run of adjacent rows: a single range from the first to the
         # last changed row would make each filter proxy re-test every row between
         # (thousands of calls into Python while uploads compete for the GIL).

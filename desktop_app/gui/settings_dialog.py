@@ -94,11 +94,10 @@ def _scaled_spin(
     spin: QSpinBox | QDoubleSpinBox
     if decimals is None:
         spin = QSpinBox()
-        spin.setRange(minimum, maximum)
     else:
         spin = QDoubleSpinBox()
         spin.setDecimals(decimals)
-        spin.setRange(minimum, maximum)
+    spin.setRange(minimum, maximum)
     spin.setSuffix(suffix)
     spin.setToolTip(tooltip)
     spin.setSpecialValueText(special)  # shown at the minimum; empty: the number
@@ -260,7 +259,7 @@ class SettingsDialog(QDialog):
         self.retention.show(profile.retention_seconds)
         self.default_check.setChecked(bool(name) and name == self.default_name)
         self._showing_sandbox = profile.sandbox
-        self.destination.setEnabled(self.profile_combo.isEnabled() and not profile.sandbox)
+        self._set_editable(self.profile_combo.isEnabled())
         if profile.sandbox:
             self.status.setText("The local sandbox's address is set when it starts.")
         else:
