@@ -406,19 +406,17 @@ class EngineHost:
         self.send(HostNotice(f"{count} transfer(s) {verb}."))
 
     def _carry_out(self, ferry: Ferry, command: Command) -> None:
-        ids = getattr(command, "ids", None)
-        wanted = list(ids) if ids is not None else None
         if isinstance(command, AddPaths):
             records = ferry.queue(list(command.paths))
             self.send(HostNotice(f"Queued {len(records)} file(s)."))
         elif isinstance(command, Retry):
-            self._count(len(ferry.retry(wanted)), "retrying")
+            self._count(len(ferry.retry(command.ids)), "retrying")
         elif isinstance(command, Cancel):
             self._count(len(ferry.cancel(command.ids)), "cancelled")
         elif isinstance(command, Pause):
-            self._count(ferry.pause(wanted), "paused")
+            self._count(ferry.pause(command.ids), "paused")
         elif isinstance(command, Unpause):
-            self._count(ferry.unpause(wanted), "resumed")
+            self._count(ferry.unpause(command.ids), "resumed")
         elif isinstance(command, RunCheck):
             self._run_check(ferry)
         elif isinstance(command, Repair):
