@@ -24,7 +24,7 @@ from typing import Any
 
 from desktop_app import __version__
 from desktop_app.allocator import fix_mmap_threshold
-from desktop_app.core.app import Environment, Ferry, diagnose_profile, start_sandbox
+from desktop_app.core.app import Environment, Ferry, RunMode, diagnose_profile, start_sandbox
 from desktop_app.core.catalog import FileQuery, FileRecord
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.config import MIB, Profile
@@ -35,7 +35,6 @@ from desktop_app.core.keys import SecretKind, SecretStore
 from desktop_app.core.logs import configure_logging
 from desktop_app.core.paths import FerryPaths
 from desktop_app.core.reconcile import CheckOptions, CheckReport, FindingKind, RepairResult
-from desktop_app.core.runner import TransferRunner
 from desktop_app.core.watcher import WatchedFolder
 
 log = logging.getLogger("ferry")
@@ -125,8 +124,10 @@ class _ProgressLine:
             sys.stderr.write("\n")
 
 
-def _with_ferry(args: argparse.Namespace, work: Callable[[Ferry], int]) -> int:
-    ferry = Ferry.open(_environment(), args.profile)
+def _with_ferry(
+    args: argparse.Namespace, work: Callable[[Ferry], int], mode: RunMode = RunMode.ONE_SHOT
+) -> int:
+    ferry = Ferry.open(_environment(), args.profile, mode=mode)
     progress = _ProgressLine()
     unsubscribe = ferry.bus.subscribe(progress)
     try:
@@ -324,11 +325,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-        runner = TransferRunner(ferry.engine)
-        runner.start()
-        watcher = ferry.watch(
-            folders, runner, settle_seconds=args.settle, force_polling=args.polling
-        )
+        watcher = ferry.watch(folders, settle_seconds=args.settle, force_polling=args.polling)
         for status in watcher.status.values():
             _say(f"Watching {status.folder.path} ({status.mode}); Ctrl-C stops.")
         interval = ferry.profile.check_interval  # the periodic check is off unless set
@@ -342,11 +339,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 _say(f"Check: {sum(report.counts.values())} finding(s); see `ferry check`.")
         finally:
             watcher.stop()
-            runner.stop()
             _say("Stopped watching; unfinished transfers resume at the next start.")
         return EXIT_OK
 
-    return _with_ferry(args, work)
+    return _with_ferry(args, work, RunMode.RESIDENT)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:

@@ -9,11 +9,13 @@ reused) when Ferry opens and stopped when Ferry closes, if this Ferry started it
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from desktop_app.core.catalog import (
@@ -24,10 +26,11 @@ from desktop_app.core.catalog import (
     open_catalog,
 )
 from desktop_app.core.config import DEFAULT_PROFILE_NAME, Profile, ProfileStore
-from desktop_app.core.engine import EngineOptions, TransferEngine
+from desktop_app.core.engine import EngineOptions, RetryPolicy, TransferEngine
 from desktop_app.core.errors import FerryError, StorageError
 from desktop_app.core.events import EventBus
 from desktop_app.core.journal import (
+    AttemptRecord,
     Journal,
     KeyConflictPolicy,
     SourceIdentity,
@@ -50,7 +53,7 @@ from desktop_app.core.reconcile import (
     Finding,
     RepairResult,
 )
-from desktop_app.core.runner import TransferRunner
+from desktop_app.core.scheduler import Scheduler, SchedulerOptions
 from desktop_app.core.sandbox import SANDBOX_BUCKET, SandboxServer, SandboxState, find_weed
 from desktop_app.core.storage import ObjectInfo, S3Storage
 from desktop_app.core.watcher import FolderWatcher, WatchedFolder
@@ -69,6 +72,24 @@ class Environment:
     @property
     def profiles(self) -> ProfileStore:
         return ProfileStore(self.paths.profiles_file)
+
+
+class RunMode(enum.Enum):
+    """How long this Ferry runs, which decides how long it keeps retrying by itself."""
+
+    ONE_SHOT = "one_shot"  # a command that ends: a few quick retries, then report
+    RESIDENT = "resident"  # the window or `ferry watch`: retry for as long as it runs
+
+    @property
+    def retry(self) -> RetryPolicy:
+        if self is RunMode.ONE_SHOT:
+            return RetryPolicy(base=0.5, cap=30.0)
+        return RetryPolicy(base=5.0, cap=3600.0)
+
+    def scheduler_options(self, workers: int) -> SchedulerOptions:
+        if self is RunMode.ONE_SHOT:
+            return SchedulerOptions(workers=workers, give_up_after=5, probe_interval=5.0)
+        return SchedulerOptions(workers=workers, probe_interval=15.0)
 
 
 @dataclass(frozen=True)
@@ -129,6 +150,8 @@ class Ferry:
         bus: EventBus,
         credential_source: CredentialSource,
         sandbox: SandboxServer | None = None,
+        mode: RunMode = RunMode.ONE_SHOT,
+        scheduler_options: SchedulerOptions | None = None,
     ) -> None:
         self.profile = profile
         self.env = env
@@ -148,12 +171,26 @@ class Ferry:
                 concurrency=profile.concurrency,
                 memory_budget=profile.memory_budget,
                 bandwidth_limit=profile.bandwidth_limit,
+                retry=mode.retry,
             ),
             bus=bus,
         )
+        self.scheduler = Scheduler(
+            self.engine,
+            scheduler_options or mode.scheduler_options(profile.concurrency),
+            probe=storage.answers,
+        )
+        self._started = False
 
     @classmethod
-    def open(cls, env: Environment, profile_name: str | None = None) -> Ferry:
+    def open(
+        cls,
+        env: Environment,
+        profile_name: str | None = None,
+        *,
+        mode: RunMode = RunMode.ONE_SHOT,
+        scheduler_options: SchedulerOptions | None = None,
+    ) -> Ferry:
         profile = env.profiles.get(profile_name).with_env_overrides(env.environ)
         env.paths.ensure()
         sandbox: SandboxServer | None = None
@@ -189,9 +226,12 @@ class Ferry:
             bus=EventBus(),
             credential_source=credentials.source,
             sandbox=sandbox,
+            mode=mode,
+            scheduler_options=scheduler_options,
         )
 
     def close(self) -> None:
+        self.scheduler.stop()
         self.engine.close()
         self.journal.close()
         self.catalog.close()
@@ -206,29 +246,50 @@ class Ferry:
 
     # -- transfers ------------------------------------------------------------
 
+    def start(self) -> None:
+        """Start the scheduler (once): from now on queued transfers run by themselves."""
+        if not self._started:
+            self._started = True
+            self.scheduler.start()
+
     def queue(self, paths: Iterable[Path | str], prefix: str | None = None) -> list[TransferRecord]:
+        """Write the paths into the journal as transfers and wake the scheduler."""
         key_prefix = self.profile.prefix if prefix is None else prefix
-        return self.engine.enqueue(paths, key_prefix)
+        queued = self.engine.queue_paths(paths, key_prefix)
+        self.scheduler.wake()
+        return queued
+
+    def wait(self, transfer_ids: Iterable[int]) -> list[TransferRecord]:
+        """Run until each transfer is settled (done, duplicate, cancelled, or failed
+        for good in this run); returns them as they then are."""
+        self.start()
+        self.scheduler.wake()
+        return self.scheduler.wait(transfer_ids)
 
     def upload(
         self, paths: Iterable[Path | str], prefix: str | None = None
     ) -> list[TransferRecord]:
-        """Queue the paths and run those transfers until each is done or failed."""
-        queued = self.queue(paths, prefix)
-        self.engine.run([r.id for r in queued])
-        return [self.journal.get(r.id) for r in queued]
+        """Queue the paths and wait until each is done or failed."""
+        return self.wait([r.id for r in self.queue(paths, prefix)])
 
     def resume(self) -> list[TransferRecord]:
-        """Finish every unfinished, unpaused transfer the journal holds."""
-        return self.engine.run()
+        """Finish every unfinished, unpaused transfer of this profile, and try the
+        failures that are retried on their own now rather than at their time."""
+        self.journal.retry_now([self.profile.name])
+        runnable = self.journal.runnable([self.profile.name], datetime.now(UTC))
+        return self.wait([r.id for r in runnable])
 
     def transfers(self, states: Iterable[TransferState] | None = None) -> list[TransferRecord]:
         return self.journal.all(states)
 
+    def attempts(self, transfer_ids: Iterable[int]) -> dict[int, list[AttemptRecord]]:
+        return self.journal.attempts_of(transfer_ids)
+
     def retry(self, transfer_ids: Iterable[int] | None = None) -> list[TransferRecord]:
+        """A person's Retry: put failed transfers back and wake the scheduler."""
         retried = self.engine.retry(transfer_ids)
-        self.engine.run([r.id for r in retried])
-        return [self.journal.get(r.id) for r in retried]
+        self.scheduler.wake()
+        return retried
 
     def cancel(self, transfer_ids: Iterable[int]) -> list[TransferRecord]:
         return self.engine.cancel(transfer_ids)
@@ -237,7 +298,9 @@ class Ferry:
         return self.engine.pause(transfer_ids)
 
     def unpause(self, transfer_ids: Iterable[int] | None = None) -> int:
-        return self.engine.unpause(transfer_ids)
+        count = self.engine.unpause(transfer_ids)
+        self.scheduler.wake()
+        return count
 
     # -- catalog ----------------------------------------------------------------
 
@@ -266,17 +329,17 @@ class Ferry:
     def watch(
         self,
         folders: list[WatchedFolder],
-        runner: TransferRunner,
         *,
         settle_seconds: float = 3.0,
         force_polling: bool = False,
     ) -> FolderWatcher:
-        """Start watching; settled files are queued and the runner is woken."""
+        """Start watching; settled files are queued and the scheduler is woken."""
         policy = KeyConflictPolicy(self.profile.watch_key_conflict)
+        self.start()
 
         def on_ready(folder: WatchedFolder, files: list[Path]) -> None:
             self.engine.queue_files([(f, folder.key_name(f)) for f in files], policy)
-            runner.wake()
+            self.scheduler.wake()
 
         watcher = FolderWatcher(
             folders,
@@ -293,7 +356,7 @@ class Ferry:
     def checker(self) -> ConsistencyChecker:
         def reupload(source: Path, key: str, file_id: int, sha256: str) -> bool:
             record = self.engine.queue_reupload(source, key, file_id, sha256)
-            [finished] = self.engine.run([record.id])
+            [finished] = self.wait([record.id])
             return finished.state is TransferState.DONE
 
         return ConsistencyChecker(

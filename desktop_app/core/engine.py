@@ -11,11 +11,21 @@ depends on it, so a crash at any instant resumes where it stopped:
   reconciled with ListParts on resume, HEAD before registering);
 - the catalog row becomes active only after that verification.
 
-Transient failures are retried with exponential backoff and jitter; after the
-limit the transfer is failed with a retry time and keeps its multipart upload,
-so a retry sends only what is missing. Permanent failures, a changed source
-and cancel run compensation, last step first: delete an object we wrote but
-did not register, abort the multipart upload, release the intent row.
+The engine runs one attempt of one transfer per :meth:`TransferEngine.process`
+call; who runs what and when is the scheduler's business
+(:mod:`desktop_app.core.scheduler`). Promises:
+
+- a transfer is held by at most one attempt at a time: a second
+  ``process`` of a held transfer is refused (and counted, for tests);
+- a transfer is only ever run with this engine's profile, storage and
+  catalog: another profile's transfer is refused before anything is sent;
+- every state change goes through :meth:`Journal.move` (the table of
+  allowed moves); every failed attempt is kept in the journal's history;
+- a transient failure keeps what was sent (the multipart upload and its
+  confirmed parts) and gets a next try time with growing delays; permanent
+  failures, a changed source and cancel run compensation, last step first:
+  delete an object we wrote but did not register, abort the multipart upload,
+  release the intent row.
 """
 
 from __future__ import annotations
@@ -56,8 +66,10 @@ from desktop_app.core.events import (
     TransferSnapshot,
 )
 from desktop_app.core.journal import (
+    ErrorKind,
     Journal,
     KeyConflictPolicy,
+    NewAttempt,
     NewTransfer,
     SourceIdentity,
     TransferError,
@@ -80,6 +92,34 @@ from desktop_app.core.throttle import BandwidthLimiter, ByteBudget
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 _HASH_CHUNK = 1 * MIB
+# A request this small waits only for its own bytes at the bandwidth limit, not
+# for the debt of large parts before it: a 1-byte file never waits for a big one.
+_SMALL_REQUEST = 256 * 1024
+
+
+def _input_error(problem: SourceProblem) -> TransferError:
+    kind = ErrorKind.FINAL if problem.final else ErrorKind.INPUT
+    message = problem.message
+    if problem.final:
+        message += " Retrying cannot help; fix or remove it, then add it again."
+    return TransferError(kind, problem.title, message)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Growing delays between automatic tries of a transfer that failed transiently.
+
+    The n-th consecutive failure waits ``base * 2**(n-1)`` seconds, at most
+    ``cap``, times a jitter between 0.5 and 1 so that many transfers failing
+    together do not come back together.
+    """
+
+    base: float = 5.0
+    cap: float = 3600.0
+
+    def delay(self, attempt: int, jitter: float) -> float:
+        ceiling = min(self.cap, self.base * 2 ** max(0, attempt - 1))
+        return float(ceiling * (0.5 + 0.5 * jitter))
 
 
 @dataclass(frozen=True)
@@ -88,16 +128,17 @@ class EngineOptions:
     concurrency: int = 8
     memory_budget: int = 64 * MIB
     bandwidth_limit: int = 0
-    max_attempts: int = 5
-    backoff_base: float = 0.5
-    backoff_cap: float = 30.0
-    retry_delay_after_failure: float = 300.0
+    retry: RetryPolicy = RetryPolicy()
 
     @property
     def single_put_threshold(self) -> int:
         # Below one part a multipart upload only adds requests; above it,
         # parts give parallelism and resumability.
         return self.part_size
+
+
+class TransferHeldError(Exception):
+    """A transfer was asked to run while another attempt holds it (a scheduler bug)."""
 
 
 def suffixed_key(key: str, number: int) -> str:
@@ -108,7 +149,7 @@ def suffixed_key(key: str, number: int) -> str:
 
 
 class TransferEngine:
-    """Runs the transfers of one profile; the CLI, the window and the tests drive it."""
+    """Runs attempts of one profile's transfers; only the scheduler calls :meth:`process`."""
 
     def __init__(
         self,
@@ -131,11 +172,13 @@ class TransferEngine:
         self.options = options
         self.bus = bus or EventBus()
         self.clock = clock
-        self.sleep = sleep
         self.now = now
         self.jitter = jitter
-        self.limiter = BandwidthLimiter(options.bandwidth_limit, clock=clock, sleep=sleep)
-        self.budget = ByteBudget(options.memory_budget)
+        self.limiter = BandwidthLimiter(
+            options.bandwidth_limit, clock=clock, sleep=sleep, small_request=_SMALL_REQUEST
+        )
+        self.budget = ByteBudget(options.memory_budget, small_reserve=options.part_size)
+        self.holds_refused = 0  # a second attempt at a held transfer: must stay 0
         self._controls: dict[int, TransferControl] = {}
         self._interrupted = threading.Event()
         self._controls_lock = threading.Lock()
@@ -149,7 +192,7 @@ class TransferEngine:
             budget=self.budget,
             part_pool=self._part_pool,
             single_put_threshold=options.single_put_threshold,
-            transition=self._transition,
+            transition=self._move,
             meter=lambda transfer_id, total, done: ProgressMeter(
                 self.bus, self.clock, transfer_id, total, done
             ),
@@ -158,9 +201,8 @@ class TransferEngine:
     def interrupt(self) -> None:
         """Stop running transfers at their next check, leaving the journal as it is.
 
-        Transfers waiting for a worker do not start at all. They resume at the
-        next start; this is what quitting the program does, and it is final
-        for this engine object.
+        They resume at the next start; this is what quitting the program does,
+        and it is final for this engine object.
         """
         self._interrupted.set()
         with self._controls_lock:
@@ -171,19 +213,23 @@ class TransferEngine:
         self.interrupt()
         self._part_pool.shutdown(wait=True, cancel_futures=True)
 
+    def is_small(self, record: TransferRecord) -> bool:
+        """Sent in one request: such files get workers of their own in the scheduler."""
+        return record.size < self.options.single_put_threshold
+
     # -- queueing -----------------------------------------------------------
 
-    def enqueue(self, paths: Iterable[Path | str], prefix: str) -> list[TransferRecord]:
+    def queue_paths(self, paths: Iterable[Path | str], prefix: str) -> list[TransferRecord]:
         """Queue every file under the paths; bad input becomes a failed transfer each."""
-        return self._queue([*expand(paths, prefix)])
+        return self._add([*expand(paths, prefix)])
 
     def queue_files(
         self, items: Iterable[tuple[Path, str]], on_conflict: KeyConflictPolicy
     ) -> list[TransferRecord]:
         """Queue files under keys chosen by the caller (a watched folder)."""
-        return self._queue([check_file(path, key) for path, key in items], on_conflict)
+        return self._add([check_file(path, key) for path, key in items], on_conflict)
 
-    def _queue(
+    def _add(
         self,
         found: list[SourceFile | SourceProblem],
         on_conflict: KeyConflictPolicy = KeyConflictPolicy.FAIL,
@@ -203,7 +249,7 @@ class TransferEngine:
                         part_size=self.options.part_size,
                         part_count=0,
                         state=TransferState.FAILED,
-                        error=TransferError("input", item.title, item.message),
+                        error=_input_error(item),
                     )
                 )
             else:
@@ -231,23 +277,22 @@ class TransferEngine:
     def queue_reupload(self, source: Path, key: str, file_id: int, sha256: str) -> TransferRecord:
         """A repair: send source to key again for an existing (missing) catalog row.
 
-        The transfer starts at uploading with the row and hash known, so the
-        catalog reservation (which would call it a duplicate) is skipped; it
-        is verified and registered like any other upload.
+        The transfer is queued with the row and hash known, so the catalog
+        reservation (which would call it a duplicate) is skipped; it is sent,
+        verified and registered by the scheduler like any other upload.
         """
         found = check_file(source, key)
         if isinstance(found, SourceProblem):
             raise SourceError(found.message, title=found.title)
-        record = self.journal.add(self._new_transfer(found))
-        return self.journal.set_state(
-            record.id, TransferState.UPLOADING, sha256=sha256, catalog_file_id=file_id
+        new = dataclasses.replace(
+            self._new_transfer(found),
+            state=TransferState.UPLOADING,
+            sha256=sha256,
+            catalog_file_id=file_id,
         )
+        return self.journal.add(new)
 
     # -- control ------------------------------------------------------------
-
-    def _control(self, transfer_id: int) -> TransferControl:
-        with self._controls_lock:
-            return self._controls.setdefault(transfer_id, TransferControl())
 
     def pause(self, transfer_ids: Iterable[int] | None = None) -> int:
         ids = None if transfer_ids is None else list(transfer_ids)
@@ -262,10 +307,6 @@ class TransferEngine:
     def unpause(self, transfer_ids: Iterable[int] | None = None) -> int:
         ids = None if transfer_ids is None else list(transfer_ids)
         count = self.journal.set_paused(ids, False)
-        with self._controls_lock:
-            for transfer_id, control in self._controls.items():
-                if ids is None or transfer_id in ids:
-                    control.pause.clear()
         self._publish_all(ids)
         return count
 
@@ -282,31 +323,63 @@ class TransferEngine:
             if record.state.finished:
                 results.append(record)
                 continue
+            self._require_own(record)
             with self._controls_lock:
                 running = self._controls.get(transfer_id)
+                if running is not None:
+                    running.cancel.set()
             if running is not None:
-                running.cancel.set()
                 results.append(record)
                 continue
             self._compensate(record)
-            results.append(self._transition(transfer_id, TransferState.CANCELLED))
+            results.append(self._move(transfer_id, TransferState.CANCELLED))
         return results
 
     def retry(self, transfer_ids: Iterable[int] | None = None) -> list[TransferRecord]:
-        """Put failed transfers back: to the step they can resume from, or to queued."""
-        failed = self.journal.all([TransferState.FAILED])
+        """A person's Retry: failed transfers go back to the step they can resume from.
+
+        Bad input is looked at again in the same row (the person may have
+        fixed it); a failure that retrying cannot cure is left as it is. With
+        no ids, every retryable failed transfer of this profile.
+        """
         wanted = None if transfer_ids is None else set(transfer_ids)
         records = []
-        for record in failed:
+        for record in self.journal.all([TransferState.FAILED]):
             if wanted is not None and record.id not in wanted:
                 continue
-            if record.error is not None and record.error.kind == "input":
-                # Bad input is looked at afresh: the person may have fixed it.
-                self.journal.remove(record.id)
-                records.extend(self._queue([check_file(Path(record.source_path), record.key)]))
+            if record.profile != self.profile_name:
+                if wanted is not None:
+                    self._require_own(record)
                 continue
-            records.append(self._transition(record.id, self._resume_state(record), attempts=0))
+            kind = record.error.kind if record.error else ErrorKind.PERMANENT
+            if not kind.retryable:
+                records.append(record)
+                continue
+            if kind is ErrorKind.INPUT and record.sha256 is None:
+                records.append(self._reexamine(record))
+                continue
+            records.append(
+                self._move(record.id, self._resume_state(record), attempts=0, paused=False)
+            )
         return records
+
+    def _reexamine(self, record: TransferRecord) -> TransferRecord:
+        found = check_file(Path(record.source_path), record.key)
+        if isinstance(found, SourceProblem):
+            return self._move(record.id, TransferState.FAILED, error=_input_error(found))
+        fresh = self._new_transfer(found)
+        return self._move(
+            record.id,
+            TransferState.QUEUED,
+            attempts=0,
+            source_size=fresh.identity.size,
+            source_mtime_ns=fresh.identity.mtime_ns,
+            source_device=fresh.identity.device,
+            source_inode=fresh.identity.inode,
+            content_type=fresh.content_type,
+            part_size=fresh.part_size,
+            part_count=fresh.part_count,
+        )
 
     @staticmethod
     def _resume_state(record: TransferRecord) -> TransferState:
@@ -316,127 +389,69 @@ class TransferEngine:
             return TransferState.UPLOADING
         return TransferState.QUEUED
 
-    # -- running ------------------------------------------------------------
-
-    def runnable(self) -> list[TransferRecord]:
-        return [r for r in self.journal.unfinished() if not r.paused]
-
-    def run(
-        self, transfer_ids: Iterable[int] | None = None, *, workers: int | None = None
-    ) -> list[TransferRecord]:
-        """Run the given (or all runnable) transfers until each is finished, failed or paused."""
-        if transfer_ids is None:
-            ids = [r.id for r in self.runnable()]
-        else:
-            wanted = set(transfer_ids)
-            ids = [r.id for r in self.runnable() if r.id in wanted]
-        if ids:
-            count = workers or self.options.concurrency
-            with concurrent.futures.ThreadPoolExecutor(
-                max_workers=count, thread_name_prefix="ferry-file"
-            ) as files:
-                for future in [files.submit(self._process_safely, i) for i in ids]:
-                    future.result()
-        return [self.journal.get(i) for i in ids]
-
-    def _transition(self, transfer_id: int, state: TransferState, **values: Any) -> TransferRecord:
-        record = self.journal.set_state(transfer_id, state, **values)
-        self.bus.publish(TransferChanged(TransferSnapshot.of(record)))
-        return record
-
-    def _fail(self, record: TransferRecord, error: FerryError, *, retryable: bool) -> None:
-        kind = "transient" if retryable else "permanent"
-        if isinstance(error, SourceChangedError):
-            kind = "source_changed"
-        retry_at = (
-            self.now() + timedelta(seconds=self.options.retry_delay_after_failure)
-            if retryable
-            else None
-        )
-        message = error.message
-        if retryable:
-            message += (
-                f" Ferry tried {record.attempts} times and stopped; it keeps what was sent, "
-                "so Retry sends only the rest once the problem is gone."
+    def _require_own(self, record: TransferRecord) -> None:
+        """Invariant 7: a transfer is sent and registered only with its own profile."""
+        if record.profile != self.profile_name or record.bucket != self.storage.bucket:
+            raise FerryError(
+                f"Transfer {record.id} ({record.source_path}) belongs to profile "
+                f"{record.profile!r} (bucket {record.bucket}); this Ferry runs profile "
+                f"{self.profile_name!r}. Use `ferry --profile {record.profile} ...` for it.",
+                title="Another profile's transfer",
             )
-        failed = self.journal.set_failed(
-            record.id, TransferError(kind, error.title, message), retry_at
-        )
-        log.error("Upload of %s failed: %s", record.source_path, error.message)
-        self.bus.publish(TransferChanged(TransferSnapshot.of(failed)))
 
-    def _backoff(self, attempt: int) -> float:
-        ceiling = min(self.options.backoff_cap, self.options.backoff_base * 2 ** (attempt - 1))
-        return float(ceiling * (0.5 + 0.5 * self.jitter()))
+    # -- running one attempt --------------------------------------------------
 
-    def _process_safely(self, transfer_id: int) -> None:
-        if self._interrupted.is_set():
-            return
-        control = self._control(transfer_id)
+    def _hold(self, transfer_id: int) -> TransferControl:
+        with self._controls_lock:
+            if transfer_id in self._controls:
+                self.holds_refused += 1
+                raise TransferHeldError(f"transfer {transfer_id} is already being run")
+            control = self._controls[transfer_id] = TransferControl()
+        return control
+
+    def _release(self, transfer_id: int) -> None:
+        with self._controls_lock:
+            self._controls.pop(transfer_id, None)
+
+    def process(self, transfer_id: int) -> TransferRecord:
+        """Run one attempt of one transfer: to done, duplicate, failed, paused or cancelled."""
+        record = self.journal.get(transfer_id)
+        self._require_own(record)
+        if self._interrupted.is_set() or record.paused or record.state.finished:
+            return record
+        control = self._hold(transfer_id)
+        started = self.now()
         try:
-            while True:
-                record = self.journal.get(transfer_id)
-                if record.paused or record.state.finished:
-                    return  # paused or cancelled while it waited for a worker
-                try:
-                    control.check()
-                    self._process(record, control)
-                    return
-                except Stopped as stop:
-                    if stop.cancelled:
-                        self._compensate(self.journal.get(transfer_id))
-                        self._transition(transfer_id, TransferState.CANCELLED)
-                    return
-                except (StorageError, CatalogError) as exc:
-                    retryable = getattr(exc, "transient", False)
-                    if (
-                        isinstance(exc, StorageError)
-                        and exc.kind is StorageErrorKind.NO_SUCH_UPLOAD
-                    ):
-                        log.warning("%s: %s", record.key, exc.message)
-                        self.sender.abandon(self.journal.get(transfer_id))
-                        retryable = True
-                    if not retryable:
-                        self._compensate(self.journal.get(transfer_id))
-                        self._fail(record, exc, retryable=False)
-                        return
-                    attempts = record.attempts + 1
-                    self.journal.update(transfer_id, attempts=attempts)
-                    if attempts >= self.options.max_attempts:
-                        self._fail(self.journal.get(transfer_id), exc, retryable=True)
-                        return
-                    delay = self._backoff(attempts)
-                    log.warning(
-                        "%s: %s (attempt %s of %s, next in %.1f s)",
-                        record.key,
-                        exc.message,
-                        attempts,
-                        self.options.max_attempts,
-                        delay,
-                    )
-                    self.sleep(delay)
-                except FerryError as exc:
-                    self._compensate(self.journal.get(transfer_id))
-                    self._fail(record, exc, retryable=False)
-                    return
+            if record.state is TransferState.FAILED:
+                kind = record.error.kind if record.error else ErrorKind.PERMANENT
+                if not kind.retries_on_its_own:
+                    return record  # waits for a person
+                record = self._move(record.id, self._resume_state(record))
+            control.check()
+            self._run_steps(record, control, started)
+        except Stopped as stop:
+            if stop.cancelled:
+                self._compensate(self.journal.get(transfer_id))
+                self._move(transfer_id, TransferState.CANCELLED)
+        except FerryError as exc:
+            self._fail(transfer_id, exc, started, control)
         except Exception as exc:
             log.exception("Unexpected error in transfer %s", transfer_id)
-            self._fail(
-                self.journal.get(transfer_id),
-                FerryError(
-                    f"Unexpected error while uploading: {type(exc).__name__}: {exc}. "
-                    "The transfer is kept; retry it, and report this if it happens again.",
-                    title="Unexpected error",
-                ),
-                retryable=True,
+            interrupted = FerryError(
+                f"Unexpected error while uploading: {type(exc).__name__}: {exc}. "
+                "The transfer is kept and tried again; report this if it happens again.",
+                title="Unexpected error",
             )
+            self._fail(transfer_id, interrupted, started, control, kind=ErrorKind.INTERRUPTED)
         finally:
-            with self._controls_lock:
-                self._controls.pop(transfer_id, None)
+            self._release(transfer_id)
+        return self.journal.get(transfer_id)
 
-    def _process(self, record: TransferRecord, control: TransferControl) -> None:
-        if record.state in (TransferState.QUEUED, TransferState.HASHING, TransferState.FAILED):
-            record = self._hash_and_reserve(record)
+    def _run_steps(
+        self, record: TransferRecord, control: TransferControl, started: datetime
+    ) -> None:
+        if record.state in (TransferState.QUEUED, TransferState.HASHING):
+            record = self._hash_and_reserve(record, NewAttempt(started, started, None, 0))
             if record.state is TransferState.DUPLICATE:
                 return
         if record.state is TransferState.UPLOADING:
@@ -449,12 +464,77 @@ class TransferEngine:
         if record.state is TransferState.REGISTERING:
             assert record.catalog_file_id is not None and record.etag is not None
             self.catalog.activate(record.catalog_file_id, etag=record.etag)
-            self._transition(record.id, TransferState.DONE)
+            succeeded = NewAttempt(started, self.now(), None, control.bytes_sent)
+            self._move(record.id, TransferState.DONE, attempt=succeeded)
+
+    def _move(
+        self,
+        transfer_id: int,
+        state: TransferState,
+        *,
+        error: TransferError | None = None,
+        retry_at: datetime | None = None,
+        attempt: NewAttempt | None = None,
+        **values: Any,
+    ) -> TransferRecord:
+        record = self.journal.move(
+            transfer_id, state, error=error, retry_at=retry_at, attempt=attempt, **values
+        )
+        self.bus.publish(TransferChanged(TransferSnapshot.of(record)))
+        return record
+
+    def _fail(
+        self,
+        transfer_id: int,
+        error: FerryError,
+        started: datetime,
+        control: TransferControl,
+        *,
+        kind: ErrorKind | None = None,
+    ) -> None:
+        kind = kind or error.error_kind
+        record = self.journal.get(transfer_id)
+        restart = isinstance(error, StorageError) and error.kind is StorageErrorKind.NO_SUCH_UPLOAD
+        if restart:
+            # The server forgot the upload (expired, or aborted by someone):
+            # start it afresh at once, under the same reservation.
+            log.warning("%s: %s", record.key, error.message)
+            self.sender.abandon(record)
+            record = self.journal.get(transfer_id)
+            kind = ErrorKind.TRANSIENT
+        if not kind.retries_on_its_own:
+            self._compensate(record)
+        attempts = record.attempts + 1
+        retry_at = None
+        message = error.message
+        if kind.retries_on_its_own:
+            delay = 0.0 if restart else self.options.retry.delay(attempts, self.jitter())
+            retry_at = self.now() + timedelta(seconds=delay)
+            message += " Ferry keeps what was sent and tries again by itself."
+        elif not kind.retryable:
+            message += " Retrying cannot help."
+        failure = TransferError(kind, error.title, message)
+        self._move(
+            transfer_id,
+            TransferState.FAILED,
+            error=failure,
+            retry_at=retry_at,
+            attempt=NewAttempt(started, self.now(), failure, control.bytes_sent),
+            attempts=attempts,
+        )
+        log.log(
+            logging.WARNING if kind.retries_on_its_own else logging.ERROR,
+            "Upload of %s failed (attempt %d, %s): %s",
+            record.source_path,
+            attempts,
+            kind.value,
+            error.message,
+        )
 
     # -- steps --------------------------------------------------------------
 
-    def _hash_and_reserve(self, record: TransferRecord) -> TransferRecord:
-        self._transition(record.id, TransferState.HASHING)
+    def _hash_and_reserve(self, record: TransferRecord, attempt: NewAttempt) -> TransferRecord:
+        self._move(record.id, TransferState.HASHING)
         before = current_identity(record)
         digest = hashlib.sha256()
         try:
@@ -475,7 +555,7 @@ class TransferEngine:
             self.catalog.release(record.catalog_file_id, reason="source changed before upload")
         part_size = choose_part_size(after.size, self.options.part_size)
         count = len(part_plan(after.size, part_size))
-        hashed = {
+        hashed: dict[str, Any] = {
             "sha256": sha256,
             "source_size": after.size,
             "source_mtime_ns": after.mtime_ns,
@@ -492,10 +572,14 @@ class TransferEngine:
         hashed["key"] = key
         if reservation.outcome is ReservationOutcome.DUPLICATE:
             log.info("%s is already stored as %s", record.source_path, reservation.record.key)
-            return self._transition(
-                record.id, TransferState.DUPLICATE, duplicate_of=reservation.record.key, **hashed
+            return self._move(
+                record.id,
+                TransferState.DUPLICATE,
+                duplicate_of=reservation.record.key,
+                attempt=dataclasses.replace(attempt, ended_at=self.now()),
+                **hashed,
             )
-        return self._transition(
+        return self._move(
             record.id, TransferState.UPLOADING, catalog_file_id=reservation.record.id, **hashed
         )
 

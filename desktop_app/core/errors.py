@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import enum
 
+from desktop_app.core.states import ErrorKind, TransferState
+
 
 class FerryError(Exception):
     """Base of every error Ferry shows to a person."""
@@ -25,6 +27,16 @@ class FerryError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    @property
+    def transient(self) -> bool:
+        """Whether trying again later, with nothing changed, may succeed."""
+        return False
+
+    @property
+    def error_kind(self) -> ErrorKind:
+        """What a failed transfer becomes: who acts next."""
+        return ErrorKind.TRANSIENT if self.transient else ErrorKind.PERMANENT
 
 
 class ConfigError(FerryError):
@@ -58,7 +70,11 @@ class CatalogError(FerryError):
 
     def __init__(self, message: str, *, transient: bool = False, title: str | None = None) -> None:
         super().__init__(message, title=title)
-        self.transient = transient
+        self._transient = transient
+
+    @property
+    def transient(self) -> bool:
+        return self._transient
 
 
 class CatalogAccessError(CatalogError):
@@ -77,14 +93,36 @@ class NotInCatalogError(CatalogError):
     title = "Not in the catalog"
 
 
+class IllegalMoveError(JournalError):
+    """A state change outside the table of allowed moves: a bug, refused."""
+
+    title = "Refused state change"
+
+    def __init__(self, transfer_id: int, current: TransferState, target: TransferState) -> None:
+        super().__init__(
+            f"Transfer {transfer_id} cannot go from {current.value} to {target.value}; "
+            "the change was refused and the transfer kept as it was. Please report this."
+        )
+        self.current = current
+        self.target = target
+
+
 class SourceError(FerryError):
     """The local file cannot be uploaded as it is (gone, unreadable, changed...)."""
 
     title = "Problem with the file"
 
+    @property
+    def error_kind(self) -> ErrorKind:
+        return ErrorKind.INPUT
+
 
 class SourceChangedError(SourceError):
     title = "File changed while uploading"
+
+    @property
+    def error_kind(self) -> ErrorKind:
+        return ErrorKind.SOURCE_CHANGED
 
 
 class StorageErrorKind(enum.Enum):

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from desktop_app.core.app import Environment, Ferry, start_sandbox
+from desktop_app.core.app import Environment, Ferry, RunMode, start_sandbox
 from desktop_app.core.catalog import FileQuery, FileRecord
 from desktop_app.core.config import Profile
 from desktop_app.core.errors import FerryError
@@ -43,7 +43,6 @@ from desktop_app.core.reconcile import (
     RepairResult,
     write_report,
 )
-from desktop_app.core.runner import TransferRunner
 from desktop_app.core.sandbox import SandboxServer
 from desktop_app.core.watcher import FolderStatus, FolderWatcher, WatchedFolder, WatchedFolderStore
 
@@ -260,7 +259,6 @@ class EngineHost:
         self._stopping = threading.Event()
         self.ferry: Ferry | None = None
         self._sandbox: SandboxServer | None = None
-        self._runner: TransferRunner | None = None
         self._watcher: FolderWatcher | None = None
         self._last_statuses: tuple[FolderStatus, ...] = ()
 
@@ -328,10 +326,10 @@ class EngineHost:
         if self.create_sandbox:
             self._sandbox, _state, profile = start_sandbox(self.env)
             self.profile_name = profile.name
-        ferry = Ferry.open(self.env, self.profile_name)
+        ferry = Ferry.open(self.env, self.profile_name, mode=RunMode.RESIDENT)
         ferry.bus.subscribe(self._pending.add)
         history = ferry.transfers()
-        resuming = sum(1 for r in history if r.state.active and not r.paused)
+        resuming = sum(1 for r in history if r.state.in_progress and not r.paused)
         log.info("Connected: profile %s, bucket %s", ferry.profile.name, ferry.profile.bucket)
         self.send(
             HostOpened(
@@ -358,10 +356,8 @@ class EngineHost:
             log.exception("Opening Ferry failed")
             self.send(HostFailed("Could not start", f"{type(exc).__name__}: {exc}", fatal=True))
             return
-        self._runner = TransferRunner(
-            self.ferry.engine, on_error=lambda exc: self.send(HostFailed(exc.title, exc.message))
-        )
-        self._runner.start()
+        self.ferry.scheduler.on_error = lambda exc: self.send(HostFailed(exc.title, exc.message))
+        self.ferry.start()
         try:
             folders = WatchedFolderStore(self.env.paths.watched_folders_file).load()
         except FerryError as exc:
@@ -379,13 +375,10 @@ class EngineHost:
             except Exception as exc:
                 log.exception("A command failed: %r", command)
                 self.send(HostFailed("Unexpected error", f"{type(exc).__name__}: {exc}"))
-            self._runner.wake()
 
     def _shut_down(self) -> None:
         if self._watcher is not None:
             self._watcher.stop()
-        if self._runner is not None:
-            self._runner.stop()
         if self.ferry is not None:
             self.ferry.close()
             self.ferry = None
@@ -396,8 +389,8 @@ class EngineHost:
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
-        if folders and self._runner is not None:
-            self._watcher = ferry.watch(folders, self._runner)
+        if folders:
+            self._watcher = ferry.watch(folders)
         self._send_folder_statuses(changed=True)
 
     # -- commands ---------------------------------------------------------------------

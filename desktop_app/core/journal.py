@@ -34,40 +34,30 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     create_engine,
     delete,
+    func,
     insert,
+    or_,
     select,
     update,
 )
 from sqlalchemy.exc import SQLAlchemyError
 
 from desktop_app.core import migrate
-from desktop_app.core.errors import JournalError, JournalLockedError
+from desktop_app.core.errors import IllegalMoveError, JournalError, JournalLockedError
 from desktop_app.core.migrate import Schema
+from desktop_app.core.states import (
+    FINISHED_STATES,
+    ErrorKind,
+    TransferState,
+    move_allowed,
+)
+
+__all__ = ["FINISHED_STATES", "ErrorKind", "TransferState"]
 
 T = TypeVar("T")
-
-
-class TransferState(enum.Enum):
-    QUEUED = "queued"
-    HASHING = "hashing"
-    UPLOADING = "uploading"
-    COMPLETING = "completing"
-    VERIFYING = "verifying"
-    REGISTERING = "registering"
-    DONE = "done"
-    DUPLICATE = "duplicate"  # same content already live for this owner: nothing sent
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self in FINISHED_STATES
-
-    @property
-    def active(self) -> bool:
-        return not self.finished and self is not TransferState.FAILED
 
 
 class KeyConflictPolicy(enum.Enum):
@@ -76,9 +66,6 @@ class KeyConflictPolicy(enum.Enum):
     FAIL = "fail"
     SUFFIX = "suffix"
     OVERWRITE = "overwrite"
-
-
-FINISHED_STATES = frozenset({TransferState.DONE, TransferState.DUPLICATE, TransferState.CANCELLED})
 
 
 @dataclass(frozen=True)
@@ -97,9 +84,30 @@ class SourceIdentity:
 
 @dataclass(frozen=True)
 class TransferError:
-    kind: str
+    kind: ErrorKind
     title: str
     message: str
+
+
+@dataclass(frozen=True)
+class NewAttempt:
+    """An attempt that just ended, to be numbered and kept by the journal."""
+
+    started_at: datetime
+    ended_at: datetime
+    error: TransferError | None
+    bytes_sent: int
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One try at a transfer: when, how it ended, and the bytes it sent."""
+
+    number: int
+    started_at: datetime
+    ended_at: datetime
+    error: TransferError | None  # None: the attempt succeeded (or was stopped)
+    bytes_sent: int
 
 
 @dataclass(frozen=True)
@@ -163,6 +171,8 @@ class NewTransfer:
     state: TransferState = TransferState.QUEUED
     error: TransferError | None = None
     on_conflict: KeyConflictPolicy = KeyConflictPolicy.FAIL
+    sha256: str | None = None  # known already (a repair re-sending a catalog row)
+    catalog_file_id: int | None = None
 
 
 _metadata = MetaData()
@@ -208,6 +218,18 @@ parts = Table(
     Column("etag", String(80)),
     Column("confirmed_at", DateTime(timezone=True)),
 )
+attempts = Table(
+    "attempts",
+    _metadata,
+    Column("transfer_id", Integer, primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=False),
+    Column("error_kind", String(32)),
+    Column("error_title", Text),
+    Column("error_message", Text),
+    Column("bytes_sent", BigInteger, nullable=False),
+)
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -218,7 +240,7 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 def _record(row: Any) -> TransferRecord:
     error = (
-        TransferError(row.error_kind or "", row.error_title or "", row.error_message or "")
+        TransferError(ErrorKind.parse(row.error_kind), row.error_title or "", row.error_message or "")
         if row.error_message
         else None
     )
@@ -250,6 +272,36 @@ def _record(row: Any) -> TransferRecord:
         updated_at=updated,
         on_conflict=KeyConflictPolicy(row.on_conflict),
     )
+
+
+def _insert_attempt(connection: Connection, transfer_id: int, attempt: NewAttempt) -> None:
+    number = connection.execute(
+        select(func.coalesce(func.max(attempts.c.number), 0) + 1).where(
+            attempts.c.transfer_id == transfer_id
+        )
+    ).scalar_one()
+    row = {
+        "transfer_id": transfer_id,
+        "number": number,
+        "started_at": attempt.started_at,
+        "ended_at": attempt.ended_at,
+        "error_kind": attempt.error.kind.value if attempt.error else None,
+        "error_title": attempt.error.title if attempt.error else None,
+        "error_message": attempt.error.message if attempt.error else None,
+        "bytes_sent": attempt.bytes_sent,
+    }
+    connection.execute(insert(attempts).values(**row))
+
+
+def _attempt(row: Any) -> AttemptRecord:
+    started, ended = _aware(row.started_at), _aware(row.ended_at)
+    assert started is not None and ended is not None
+    error = (
+        TransferError(ErrorKind.parse(row.error_kind), row.error_title or "", row.error_message)
+        if row.error_message
+        else None
+    )
+    return AttemptRecord(row.number, started, ended, error, row.bytes_sent)
 
 
 class _InstanceLock:
@@ -425,12 +477,14 @@ class Journal:
                 "state": new.state.value,
                 "paused": False,
                 "attempts": 0,
-                "error_kind": new.error.kind if new.error else None,
+                "error_kind": new.error.kind.value if new.error else None,
                 "error_title": new.error.title if new.error else None,
                 "error_message": new.error.message if new.error else None,
                 "created_at": now,
                 "updated_at": now,
                 "on_conflict": new.on_conflict.value,
+                "sha256": new.sha256,
+                "catalog_file_id": new.catalog_file_id,
             }
             for new in news
         ]
@@ -461,7 +515,66 @@ class Journal:
         return [_record(row) for row in self._read(statement)]
 
     def unfinished(self) -> list[TransferRecord]:
-        return self.all([s for s in TransferState if s.active])
+        return self.all([s for s in TransferState if s.in_progress])
+
+    def runnable(self, profiles: Iterable[str], now: datetime) -> list[TransferRecord]:
+        """What a scheduler for these profiles should run now, oldest first.
+
+        In progress and not paused, or failed for a reason that is retried on
+        its own once its next try time has come. Another profile's transfers
+        are never returned: only that profile's client and catalog may run them.
+        """
+        automatic = [k.value for k in ErrorKind if k.retries_on_its_own]
+        statement = (
+            select(transfers)
+            .where(
+                transfers.c.profile.in_(list(profiles)),
+                transfers.c.paused.is_(False),
+                or_(
+                    transfers.c.state.in_([s.value for s in TransferState if s.in_progress]),
+                    and_(
+                        transfers.c.state == TransferState.FAILED.value,
+                        transfers.c.error_kind.in_(automatic),
+                        or_(transfers.c.retry_at.is_(None), transfers.c.retry_at <= now),
+                    ),
+                ),
+            )
+            .order_by(transfers.c.id)
+        )
+        return [_record(row) for row in self._read(statement)]
+
+    def next_retry_at(self, profiles: Iterable[str]) -> datetime | None:
+        """The earliest next try time among failures retried on their own."""
+        rows = self._read(
+            select(transfers.c.retry_at)
+            .where(
+                transfers.c.profile.in_(list(profiles)),
+                transfers.c.paused.is_(False),
+                transfers.c.state == TransferState.FAILED.value,
+                transfers.c.error_kind.in_([k.value for k in ErrorKind if k.retries_on_its_own]),
+                transfers.c.retry_at.is_not(None),
+            )
+            .order_by(transfers.c.retry_at)
+            .limit(1)
+        )
+        return _aware(rows[0].retry_at) if rows else None
+
+    def retry_now(self, profiles: Iterable[str]) -> int:
+        """Bring every waiting automatic retry forward to now (the server is back)."""
+        statement = (
+            update(transfers)
+            .where(
+                transfers.c.profile.in_(list(profiles)),
+                transfers.c.state == TransferState.FAILED.value,
+                transfers.c.error_kind.in_([k.value for k in ErrorKind if k.retries_on_its_own]),
+            )
+            .values(retry_at=self.clock())
+        )
+
+        def op(connection: Connection) -> int:
+            return int(connection.execute(statement).rowcount)
+
+        return self._write(op)
 
     def latest_for_source(self, source_path: str, profile: str) -> TransferRecord | None:
         rows = self._read(
@@ -473,7 +586,45 @@ class Journal:
         return _record(rows[0]) if rows else None
 
     def update(self, transfer_id: int, **values: Any) -> TransferRecord:
-        """Set columns of one transfer and return it as it now is."""
+        """Set facts of one transfer (never its state: that is :meth:`move`)."""
+        if "state" in values:
+            raise ValueError("a transfer's state changes only through Journal.move")
+        return self._update(transfer_id, None, values)
+
+    def move(
+        self,
+        transfer_id: int,
+        target: TransferState,
+        *,
+        error: TransferError | None = None,
+        retry_at: datetime | None = None,
+        attempt: NewAttempt | None = None,
+        **values: Any,
+    ) -> TransferRecord:
+        """The one writer of transfer state: checked against the table of allowed moves.
+
+        The check and the write are one transaction, so two threads cannot both
+        move a transfer out of the same state. A failure keeps its error and
+        next try time; any other state clears them. An attempt, when given, is
+        recorded in the same commit.
+        """
+        if (error is not None) != (target is TransferState.FAILED):
+            raise ValueError("an error goes with the failed state, and only with it")
+        values.update(
+            state=target.value,
+            error_kind=error.kind.value if error else None,
+            error_title=error.title if error else None,
+            error_message=error.message if error else None,
+            retry_at=retry_at,
+        )
+        return self._update(transfer_id, (target, attempt), values)
+
+    def _update(
+        self,
+        transfer_id: int,
+        move: tuple[TransferState, NewAttempt | None] | None,
+        values: dict[str, Any],
+    ) -> TransferRecord:
         values["updated_at"] = self.clock()
         statement = (
             update(transfers)
@@ -483,6 +634,15 @@ class Journal:
         )
 
         def op(connection: Connection) -> TransferRecord:
+            if move is not None:
+                target, attempt = move
+                current = connection.execute(
+                    select(transfers.c.state).where(transfers.c.id == transfer_id)
+                ).scalar_one_or_none()
+                if current is not None and not move_allowed(TransferState(current), target):
+                    raise IllegalMoveError(transfer_id, TransferState(current), target)
+                if attempt is not None:
+                    _insert_attempt(connection, transfer_id, attempt)
             row = connection.execute(statement).one_or_none()
             if row is None:
                 raise JournalError(f"There is no transfer {transfer_id} in the journal.")
@@ -490,23 +650,25 @@ class Journal:
 
         return self._write(op)
 
-    def set_state(self, transfer_id: int, state: TransferState, **values: Any) -> TransferRecord:
-        if state is not TransferState.FAILED:
-            values.update(error_kind=None, error_title=None, error_message=None, retry_at=None)
-        return self.update(transfer_id, state=state.value, **values)
-
-    def set_failed(
-        self, transfer_id: int, error: TransferError, retry_at: datetime | None, **values: Any
-    ) -> TransferRecord:
-        return self.update(
-            transfer_id,
-            state=TransferState.FAILED.value,
-            error_kind=error.kind,
-            error_title=error.title,
-            error_message=error.message,
-            retry_at=retry_at,
-            **values,
+    def attempts(self, transfer_id: int) -> list[AttemptRecord]:
+        """Every try at this transfer, oldest first."""
+        rows = self._read(
+            select(attempts).where(attempts.c.transfer_id == transfer_id).order_by(attempts.c.number)
         )
+        return [_attempt(row) for row in rows]
+
+    def attempts_of(self, transfer_ids: Iterable[int]) -> dict[int, list[AttemptRecord]]:
+        ids = list(transfer_ids)
+        found: dict[int, list[AttemptRecord]] = {i: [] for i in ids}
+        for start in range(0, len(ids), 500):
+            rows = self._read(
+                select(attempts)
+                .where(attempts.c.transfer_id.in_(ids[start : start + 500]))
+                .order_by(attempts.c.transfer_id, attempts.c.number)
+            )
+            for row in rows:
+                found[row.transfer_id].append(_attempt(row))
+        return found
 
     def set_paused(self, transfer_ids: Iterable[int] | None, paused: bool) -> int:
         statement = update(transfers).values(paused=paused, updated_at=self.clock())
@@ -520,13 +682,6 @@ class Journal:
             return int(connection.execute(statement).rowcount)
 
         return self._write(op)
-
-    def remove(self, transfer_id: int) -> None:
-        def op(connection: Connection) -> Any:
-            connection.execute(delete(parts).where(parts.c.transfer_id == transfer_id))
-            connection.execute(delete(transfers).where(transfers.c.id == transfer_id))
-
-        self._write(op)
 
     # -- parts --------------------------------------------------------------
 
@@ -614,7 +769,7 @@ class Journal:
         rows = self._read(
             select(transfers.c.key).where(
                 transfers.c.bucket == bucket,
-                transfers.c.state.in_([s.value for s in TransferState if s.active]),
+                transfers.c.state.in_([s.value for s in TransferState if s.in_progress]),
             )
         )
         return {row.key for row in rows}

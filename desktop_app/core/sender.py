@@ -79,6 +79,12 @@ class TransferControl:
     def __init__(self) -> None:
         self.cancel = threading.Event()
         self.pause = threading.Event()
+        self.bytes_sent = 0  # handed to the server in this attempt, accepted or not
+        self._lock = threading.Lock()
+
+    def sent(self, amount: int) -> None:
+        with self._lock:
+            self.bytes_sent += amount
 
     def check(self) -> None:
         if self.cancel.is_set():
@@ -200,6 +206,7 @@ class ObjectSender:
                 )
             control.check()
             self.limiter.consume(len(body))
+            control.sent(len(body))
             etag = self.storage.put_object(
                 record.key,
                 body,
@@ -279,6 +286,7 @@ class ObjectSender:
             md5_hex = digest.hexdigest()
             self.limiter.consume(part.size)
             control.check()
+            control.sent(part.size)
             etag = self.storage.upload_part(
                 record.key,
                 record.upload_id,
@@ -371,9 +379,13 @@ class ObjectSender:
         return self._transition(record.id, TransferState.REGISTERING, etag=found.etag)
 
     def abandon(self, record: TransferRecord) -> None:
-        """Forget the upload so the next attempt starts it afresh."""
+        """Forget the upload and its ETag so that the next attempt sends the bytes afresh.
+
+        The state is left to the caller (the engine fails the attempt, and the
+        next one resumes at uploading since the ETag is gone).
+        """
         if record.upload_id is not None:
             with contextlib.suppress(StorageError):
                 self.storage.abort_multipart_upload(record.key, record.upload_id)
         self.journal.forget_upload(record.id)
-        self.journal.update(record.id, etag=None, state=TransferState.UPLOADING.value)
+        self.journal.update(record.id, etag=None)

@@ -34,13 +34,14 @@ class SourceProblem:
     title: str
     message: str
     key: str = ""  # the key it would have had, when that much was known
+    final: bool = False  # retrying cannot help: not a file, a loop, an impossible name
 
 
 def _check_file(path: Path, key_name: str, prefix: str) -> SourceFile | SourceProblem:
     try:
         key = join_key(prefix, key_name)
     except InvalidKeyError as exc:
-        return SourceProblem(path, exc.title, f"{path}: {exc.message}")
+        return SourceProblem(path, exc.title, f"{path}: {exc.message}", final=True)
     return check_file(path, key)
 
 
@@ -54,12 +55,20 @@ def check_file(path: Path, key: str) -> SourceFile | SourceProblem:
         return SourceProblem(path, "Cannot read file", f"{path}: {exc.strerror}.", key)
     if stat.S_ISSOCK(info.st_mode) or stat.S_ISFIFO(info.st_mode):
         return SourceProblem(
-            path, "Not a regular file", f"{path} is a socket or pipe, not a file; skipped.", key
+            path,
+            "Not a regular file",
+            f"{path} is a socket or pipe, not a file; skipped.",
+            key,
+            final=True,
         )
     if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
-        return SourceProblem(path, "Not a regular file", f"{path} is a device; skipped.", key)
+        return SourceProblem(
+            path, "Not a regular file", f"{path} is a device; skipped.", key, final=True
+        )
     if not stat.S_ISREG(info.st_mode):
-        return SourceProblem(path, "Not a regular file", f"{path} is not a regular file.", key)
+        return SourceProblem(
+            path, "Not a regular file", f"{path} is not a regular file.", key, final=True
+        )
     if not os.access(path, os.R_OK):
         return SourceProblem(
             path,
@@ -94,6 +103,7 @@ def _walk(root: Path, prefix: str) -> Iterator[SourceFile | SourceProblem]:
                 directory,
                 "Folder loop",
                 f"{directory} leads back to a folder already visited (a symlink loop); skipped.",
+                final=True,
             )
             return
         seen_dirs.add(identity)
@@ -113,6 +123,7 @@ def _walk(root: Path, prefix: str) -> Iterator[SourceFile | SourceProblem]:
                         "Link outside the folder",
                         f"{path} points outside {root} ({target}); links are followed only "
                         "inside the folder given.",
+                        final=True,
                     )
                     continue
             if path.is_dir():

@@ -258,6 +258,15 @@ class S3Storage:
         with self._translate("list the bucket"):
             self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
 
+    def answers(self) -> bool:
+        """A cheap probe: does the endpoint answer at all (any HTTP status counts)?"""
+        try:
+            with self._translate("reach the server"):
+                self.client.head_bucket(Bucket=self.bucket)
+        except StorageError as exc:
+            return exc.kind is not StorageErrorKind.TRANSIENT
+        return True
+
     def server_software(self) -> str:
         """What the server says it is (its HTTP Server header), for the About dialog."""
         with self._translate("ask the server what it is"):

@@ -21,8 +21,10 @@ class BandwidthLimiter:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        small_request: int = 0,
     ) -> None:
         self.rate = rate
+        self.small_request = small_request
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -41,6 +43,11 @@ class BandwidthLimiter:
             self._last = now
             self._available -= amount
             deficit = -self._available
+            if amount <= self.small_request:
+                # A small request waits for its own bytes only; the debt it adds
+                # is paid by the large requests after it, so the average holds
+                # and a small file never queues behind a large one's parts.
+                deficit = min(deficit, float(amount))
         if deficit <= 0:
             return 0.0
         delay = deficit / self.rate
@@ -49,18 +56,25 @@ class BandwidthLimiter:
 
 
 class ByteBudget:
-    """At most ``capacity`` bytes held at once across all part buffers."""
+    """At most ``capacity`` bytes held at once across all part buffers.
 
-    def __init__(self, capacity: int) -> None:
+    ``small_reserve`` bytes of it are kept for requests no larger than that
+    (whole small files), so that large parts filling the budget never make a
+    small file wait.
+    """
+
+    def __init__(self, capacity: int, *, small_reserve: int = 0) -> None:
         self.capacity = capacity
+        self.small_reserve = min(small_reserve, capacity // 2)
         self._used = 0
         self._peak = 0
         self._condition = threading.Condition()
 
     def acquire(self, amount: int) -> int:
-        amount = min(amount, self.capacity)
+        limit = self.capacity if amount <= self.small_reserve else self.capacity - self.small_reserve
+        amount = min(amount, limit)
         with self._condition:
-            while self._used + amount > self.capacity:
+            while self._used + amount > limit:
                 self._condition.wait()
             self._used += amount
             self._peak = max(self._peak, self._used)

@@ -129,7 +129,7 @@ class TransferTableModel(QAbstractTableModel):
         snapshot = self._rows[index.row()]
         column = Column(index.column())
         progress = self._progress.get(snapshot.id)
-        running = snapshot.state.active and progress is not None
+        running = snapshot.state.in_progress and progress is not None
         if role == SnapshotRole:
             return snapshot
         if role == SearchRole:
@@ -206,7 +206,7 @@ class TransferTableModel(QAbstractTableModel):
         for snapshot in self._rows:
             if snapshot.state is failed_state:
                 failed += 1
-            elif not snapshot.state.active:
+            elif not snapshot.state.in_progress:
                 continue
             elif snapshot.paused:
                 paused += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from desktop_app.core.events import TransferSnapshot
-from desktop_app.core.journal import TransferError, TransferState
+from desktop_app.core.journal import ErrorKind, TransferError, TransferState
 from desktop_app.gui.notifier import FAILURE_PAUSE, QUIET_SECONDS, BatchNotifier, NotificationKind
 
 
@@ -21,7 +21,7 @@ def snap(transfer_id: int, state: TransferState, name: str = "a.txt") -> Transfe
         attempts=1,
         sha256=None,
         duplicate_of=None,
-        error=TransferError("transient", "Server busy", "The server said 503.")
+        error=TransferError(ErrorKind.TRANSIENT, "Server busy", "The server said 503.")
         if state is TransferState.FAILED
         else None,
         retry_at=None,

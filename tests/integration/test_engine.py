@@ -139,7 +139,7 @@ def test_source_changed_mid_upload_leaves_no_object_and_no_multipart(
     assert weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert ferry.catalog.search(FileQuery(bucket=bucket)) == []
 
-    retried = ferry.retry([record.id])
+    retried = ferry.wait([r.id for r in ferry.retry([record.id])])
     assert retried[0].state is TransferState.DONE
     assert (
         object_sha256(weed, bucket, "growing.bin") == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -158,8 +158,7 @@ def test_cancel_aborts_the_multipart_upload_and_releases_the_row(
             ferry.cancel([queued.id])
 
     ferry.bus.subscribe(cancel_on_progress)
-    ferry.engine.run([queued.id])
-    record = ferry.journal.get(queued.id)
+    [record] = ferry.wait([queued.id])
     assert record.state is TransferState.CANCELLED
     assert weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert weed.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
@@ -188,7 +187,6 @@ def test_transient_faults_are_survived(
         path = tmp_path / "flaky.bin"
         sha = write_random(path, 16 * MIB, 13)
         with Ferry.open(ferry_env) as app:
-            app.engine.sleep = lambda _s: None  # backoff without waiting
             [record] = app.upload([path])
         assert record.state is TransferState.DONE, record.error
         assert object_sha256(weed, bucket, "flaky.bin") == sha

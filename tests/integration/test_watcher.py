@@ -14,7 +14,6 @@ from desktop_app.core.app import Environment, Ferry
 from desktop_app.core.catalog import FileQuery
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.journal import TransferState
-from desktop_app.core.runner import TransferRunner
 from desktop_app.core.watcher import FolderWatcher, WatchedFolder
 from tests.conftest import WeedServer
 
@@ -31,19 +30,16 @@ def ferry(weed_profile: Callable[..., None], ferry_env: Environment) -> Iterator
 
 @pytest.fixture
 def watching(ferry: Ferry) -> Iterator[Callable[..., FolderWatcher]]:
-    started: list[tuple[FolderWatcher, TransferRunner]] = []
+    started: list[FolderWatcher] = []
 
     def start(folder: WatchedFolder, **options: object) -> FolderWatcher:
-        runner = TransferRunner(ferry.engine)
-        runner.start()
-        watcher = ferry.watch([folder], runner, settle_seconds=SETTLE, **options)  # type: ignore[arg-type]
-        started.append((watcher, runner))
+        watcher = ferry.watch([folder], settle_seconds=SETTLE, **options)  # type: ignore[arg-type]
+        started.append(watcher)
         return watcher
 
     yield start
-    for watcher, runner in started:
+    for watcher in started:
         watcher.stop()
-        runner.stop()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 60) -> None:
@@ -143,16 +139,13 @@ def test_restart_uploads_exactly_the_files_added_meanwhile(
 
     def session(expect_done: int) -> list[str]:
         with Ferry.open(ferry_env) as app:
-            runner = TransferRunner(app.engine)
-            runner.start()
-            watcher = app.watch([WatchedFolder(inbox)], runner, settle_seconds=SETTLE)
+            watcher = app.watch([WatchedFolder(inbox)], settle_seconds=SETTLE)
             try:
                 wait_until(lambda: done_count(app) == expect_done)
                 time.sleep(SETTLE * 2)
                 return sorted(r.key for r in app.transfers())
             finally:
                 watcher.stop()
-                runner.stop()
 
     assert session(3) == [f"before-{n}.txt" for n in range(3)]
     for n in range(2):  # while Ferry is not running

@@ -1,0 +1,244 @@
+"""The scheduler: the one owner of running transfers in a running Ferry.
+
+A long-lived pool of file workers fed continuously from the journal. Every
+entry point (``ferry upload``, a drop on the window, a watched folder, Retry,
+a repair, resume at start) only writes the journal and calls :meth:`wake`;
+nothing else runs a transfer. Promises:
+
+- a transfer is handed to at most one worker at a time (the scheduler keeps
+  the set of held ids; the engine refuses a second hold as a second line);
+- only the transfers of this scheduler's profile are run (the journal's
+  ``runnable`` query filters by profile, the engine refuses the others);
+- small files never wait behind large ones: a share of the workers is kept
+  for files sent in one request, and large files may not take them;
+- a transfer that failed transiently is tried again by itself when its next
+  try time comes, at once when a cheap probe sees the endpoint come back
+  after it was unreachable, and at once after the machine wakes from sleep
+  (a jump between the monotonic and the wall clock);
+- :meth:`stop` interrupts running transfers (they resume at the next start)
+  and joins every thread it started.
+
+``give_up_after`` serves one-shot commands (``ferry upload`` alone): after
+that many failed attempts in this run a transfer is left failed, with its
+next try time, for the next Ferry that runs; long-running hosts pass ``None``
+and try for as long as they run.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from desktop_app.core.engine import TransferEngine
+from desktop_app.core.errors import FerryError
+from desktop_app.core.journal import ErrorKind, TransferRecord, TransferState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SchedulerOptions:
+    workers: int = 8
+    small_share: float = 0.25  # of the workers, kept for files sent in one request
+    probe_interval: float = 15.0  # seconds between endpoint probes while something waits
+    idle_poll: float = 30.0  # look at the journal at least this often
+    give_up_after: int | None = None  # failed attempts in this run; None: never
+    sleep_jump: float = 30.0  # wall clock ahead of monotonic by this much: the machine slept
+
+
+class Scheduler:
+    """Runs the profile's runnable transfers on a pool of workers until stopped."""
+
+    def __init__(
+        self,
+        engine: TransferEngine,
+        options: SchedulerOptions,
+        *,
+        probe: Callable[[], bool] | None = None,
+        on_error: Callable[[FerryError], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.journal = engine.journal
+        self.options = options
+        self.profiles = (engine.profile_name,)
+        self.probe = probe
+        self.on_error = on_error
+        self._monotonic = monotonic
+        self._wall = wall
+        self._small_slots = max(1, round(options.workers * options.small_share))
+        self._large_slots = max(1, options.workers - self._small_slots)
+        self._lock = threading.Lock()
+        self._held: dict[int, bool] = {}  # transfer id -> is small
+        self._failures: collections.Counter[int] = collections.Counter()  # in this run
+        self._settled = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self._small_slots + self._large_slots, thread_name_prefix="ferry-file"
+        )
+        self._thread = threading.Thread(target=self._loop, name="ferry-scheduler", daemon=True)
+        self._last_probe = -float("inf")
+        self._endpoint_down = False
+        self._clock_gap = wall() - monotonic()
+
+    # -- life -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+        self.wake()
+
+    def wake(self) -> None:
+        """Look at the journal now: something was queued, retried or unpaused."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        self.engine.interrupt()
+        if self._thread.is_alive():
+            self._thread.join(timeout=120)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._settled:
+            self._settled.notify_all()
+
+    def held(self) -> set[int]:
+        with self._lock:
+            return set(self._held)
+
+    # -- waiting for outcomes ---------------------------------------------------
+
+    def settled(self, record: TransferRecord) -> bool:
+        """Whether this scheduler will do nothing more with the transfer by itself."""
+        if record.state.finished or record.paused:
+            return True
+        if record.state is not TransferState.FAILED:
+            return False
+        kind = record.error.kind if record.error else ErrorKind.PERMANENT
+        if not kind.retries_on_its_own:
+            return True
+        limit = self.options.give_up_after
+        with self._lock:
+            return limit is not None and self._failures[record.id] >= limit
+
+    def wait(
+        self, transfer_ids: Iterable[int], timeout: float | None = None
+    ) -> list[TransferRecord]:
+        """Block until each transfer is settled; returns them as they then are."""
+        ids = list(transfer_ids)
+        deadline = None if timeout is None else self._monotonic() + timeout
+        while True:
+            records = [self.journal.get(i) for i in ids]
+            if all(self.settled(r) for r in records) and not (set(ids) & self.held()):
+                return records
+            if self._stopping.is_set():
+                return records
+            remaining = None if deadline is None else deadline - self._monotonic()
+            if remaining is not None and remaining <= 0:
+                return records
+            with self._settled:
+                self._settled.wait(0.5 if remaining is None else min(0.5, remaining))
+
+    # -- the loop -----------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(timeout=self._next_look())
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self._notice_sleep()
+                self._maybe_probe()
+                self._dispatch()
+            except FerryError as exc:
+                log.error("The scheduler could not read the journal: %s", exc.message)
+                if self.on_error is not None:
+                    self.on_error(exc)
+                self._stopping.wait(1.0)
+            except Exception:
+                log.exception("The scheduler failed; it goes on")
+                self._stopping.wait(1.0)
+
+    def _next_look(self) -> float:
+        waits = [self.options.idle_poll]
+        next_try = self.journal.next_retry_at(self.profiles)
+        if next_try is not None:
+            waits.append((next_try - _now(self._wall)).total_seconds())
+            if self.probe is not None:
+                waits.append(self._last_probe + self.options.probe_interval - self._monotonic())
+        return max(0.05, min(waits))
+
+    def _notice_sleep(self) -> None:
+        gap = self._wall() - self._monotonic()
+        if gap - self._clock_gap > self.options.sleep_jump:
+            log.info("The machine woke from sleep: waiting transfers are tried now")
+            self.journal.retry_now(self.profiles)
+        self._clock_gap = gap
+
+    def _maybe_probe(self) -> None:
+        if self.probe is None:
+            return
+        if self._monotonic() - self._last_probe < self.options.probe_interval:
+            return
+        if self.journal.next_retry_at(self.profiles) is None:
+            self._endpoint_down = False
+            return
+        self._last_probe = self._monotonic()
+        answered = self.probe()
+        if answered and self._endpoint_down:
+            moved = self.journal.retry_now(self.profiles)
+            log.info("The endpoint answers again: %d waiting transfer(s) tried now", moved)
+        self._endpoint_down = not answered
+
+    def _dispatch(self) -> None:
+        runnable = self.journal.runnable(self.profiles, _now(self._wall))
+        limit = self.options.give_up_after
+        with self._lock:
+            small_running = sum(1 for small in self._held.values() if small)
+            large_running = len(self._held) - small_running
+            for record in runnable:
+                if record.id in self._held:
+                    continue
+                if limit is not None and self._failures[record.id] >= limit:
+                    continue
+                small = self.engine.is_small(record)
+                # Small files may use any free worker; large ones only theirs.
+                total_free = self._small_slots + self._large_slots - len(self._held)
+                if total_free <= 0:
+                    break
+                if not small and large_running >= self._large_slots:
+                    continue
+                self._held[record.id] = small
+                if small:
+                    small_running += 1
+                else:
+                    large_running += 1
+                self._pool.submit(self._work, record.id)
+
+    def _work(self, transfer_id: int) -> None:
+        outcome: TransferRecord | None = None
+        try:
+            outcome = self.engine.process(transfer_id)
+        except FerryError as exc:
+            log.error("Transfer %s could not run: %s", transfer_id, exc.message)
+        except Exception:
+            log.exception("Transfer %s could not run", transfer_id)
+        finally:
+            with self._settled:
+                self._held.pop(transfer_id, None)
+                if outcome is not None and outcome.state is TransferState.FAILED:
+                    self._failures[transfer_id] += 1
+                self._settled.notify_all()
+            self._wake.set()  # a worker is free: look again
+
+
+def _now(wall: Callable[[], float]) -> datetime:
+    return datetime.fromtimestamp(wall(), UTC)
