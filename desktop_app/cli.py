@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,21 @@ from desktop_app.core.app import Environment, Ferry, RunMode, diagnose_profile, 
 from desktop_app.core.catalog import FileQuery, FileRecord
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.config import MIB, Profile
+from desktop_app.core.control import (
+    CancelRequest,
+    ControlFailed,
+    ControlRequest,
+    CountReply,
+    PauseRequest,
+    ResumeRequest,
+    RetryRequest,
+    UploadRequest,
+    ask_running,
+    endpoint_address,
+)
 from desktop_app.core.errors import FerryError
 from desktop_app.core.events import EngineEvent, TransferProgress
-from desktop_app.core.journal import TransferRecord, TransferState
+from desktop_app.core.journal import AttemptRecord, TransferError, TransferRecord, TransferState
 from desktop_app.core.keys import SecretKind, SecretStore
 from desktop_app.core.logs import configure_logging
 from desktop_app.core.paths import FerryPaths
@@ -55,9 +67,32 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr)
 
 
-def transfer_json(record: TransferRecord) -> dict[str, Any]:
+def _attempt_json(attempt: AttemptRecord) -> dict[str, Any]:
+    return {
+        "number": attempt.number,
+        "started_at": attempt.started_at.isoformat(),
+        "ended_at": attempt.ended_at.isoformat(),
+        "error": _error_json(attempt.error),
+        "bytes_sent": attempt.bytes_sent,
+    }
+
+
+def _error_json(error: TransferError | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    return {
+        "kind": error.kind.value,
+        "title": error.title,
+        "message": error.message,
+        "retryable": error.kind.retryable,
+        "retries_on_its_own": error.kind.retries_on_its_own,
+    }
+
+
+def transfer_json(record: TransferRecord, attempts: Sequence[AttemptRecord] = ()) -> dict[str, Any]:
     return {
         "id": record.id,
+        "profile": record.profile,
         "source": record.source_path,
         "bucket": record.bucket,
         "key": record.key,
@@ -67,8 +102,9 @@ def transfer_json(record: TransferRecord) -> dict[str, Any]:
         "paused": record.paused,
         "attempts": record.attempts,
         "duplicate_of": record.duplicate_of,
-        "error": dataclasses.asdict(record.error) if record.error else None,
+        "error": _error_json(record.error),
         "retry_at": record.retry_at.isoformat() if record.retry_at else None,
+        "history": [_attempt_json(a) for a in attempts],
     }
 
 
@@ -84,17 +120,33 @@ def _summary(records: Sequence[TransferRecord]) -> dict[str, Any]:
     }
 
 
-def _report_transfers(records: Sequence[TransferRecord], as_json: bool) -> int:
+def _report_transfers(
+    records: Sequence[TransferRecord],
+    as_json: bool,
+    attempts: Mapping[int, Sequence[AttemptRecord]] | None = None,
+) -> int:
+    history = attempts or {}
     if as_json:
-        _emit({"transfers": [transfer_json(r) for r in records], "summary": _summary(records)})
+        _emit(
+            {
+                "transfers": [transfer_json(r, history.get(r.id, ())) for r in records],
+                "summary": _summary(records),
+            }
+        )
     else:
         for record in records:
-            line = f"{record.id:>5}  {record.state.value:<11} {record.key or record.source_path}"
+            line = (
+                f"{record.id:>5}  {record.profile:<10} {record.state.value:<11} "
+                f"{record.key or record.source_path}"
+            )
             if record.state is TransferState.DUPLICATE:
                 line += f"  (already stored as {record.duplicate_of})"
             print(line)
             if record.error is not None:
                 print(f"       {record.error.title}: {record.error.message}")
+                if record.retry_at is not None and record.error.kind.retries_on_its_own:
+                    when = record.retry_at.astimezone().strftime("%H:%M:%S")
+                    print(f"       next try at {when} (attempt {record.attempts + 1})")
         if not records:
             print("No transfers.")
     return EXIT_OK if all(r.state in SUCCESS_STATES for r in records) else EXIT_FAILED
@@ -125,9 +177,13 @@ class _ProgressLine:
 
 
 def _with_ferry(
-    args: argparse.Namespace, work: Callable[[Ferry], int], mode: RunMode = RunMode.ONE_SHOT
+    args: argparse.Namespace,
+    work: Callable[[Ferry], int],
+    mode: RunMode = RunMode.ONE_SHOT,
+    *,
+    read_only: bool = False,
 ) -> int:
-    ferry = Ferry.open(_environment(), args.profile, mode=mode)
+    ferry = Ferry.open(_environment(), args.profile, mode=mode, read_only=read_only)
     progress = _ProgressLine()
     unsubscribe = ferry.bus.subscribe(progress)
     try:
@@ -138,17 +194,49 @@ def _with_ferry(
         ferry.close()
 
 
+def _handed_off(args: argparse.Namespace, request: ControlRequest) -> int | None:
+    """Give the request to a running Ferry, print its answer; None when none runs."""
+    address = endpoint_address(FerryPaths.from_environment(os.environ).data_dir)
+    reply = ask_running(address, args.profile, request)
+    if reply is None:
+        return None
+    log.info("Handed to the running Ferry at %s", address)
+    if isinstance(reply, ControlFailed):
+        raise FerryError(reply.message, title=reply.title)
+    if isinstance(reply, CountReply):
+        verb = "paused" if getattr(request, "pause", False) else "unpaused"
+        _say(f"{reply.count} transfer(s) {verb}.")
+        return EXIT_OK
+    return _report_transfers(list(reply.records), args.json, reply.attempts)
+
+
+def _history(ferry: Ferry, records: Sequence[TransferRecord]) -> dict[int, list[AttemptRecord]]:
+    return ferry.attempts([r.id for r in records])
+
+
+def _report_with_history(ferry: Ferry, records: Sequence[TransferRecord], as_json: bool) -> int:
+    return _report_transfers(records, as_json, _history(ferry, records) if as_json else None)
+
+
 # -- commands ---------------------------------------------------------------
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
+    paths = tuple(str(Path(p).expanduser().absolute()) for p in args.paths)
+    wait = args.wait if args.wait is not None else not sys.stdin.isatty()
+    handed = _handed_off(args, UploadRequest(paths, args.prefix, wait))
+    if handed is not None:
+        return handed
     return _with_ferry(
-        args, lambda f: _report_transfers(f.upload(args.paths, args.prefix), args.json)
+        args, lambda f: _report_with_history(f, f.upload(list(paths), args.prefix), args.json)
     )
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    return _with_ferry(args, lambda f: _report_transfers(f.resume(), args.json))
+    handed = _handed_off(args, ResumeRequest())
+    if handed is not None:
+        return handed
+    return _with_ferry(args, lambda f: _report_with_history(f, f.resume(), args.json))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -156,20 +244,29 @@ def cmd_status(args: argparse.Namespace) -> int:
         records = ferry.transfers()
         if not args.all:
             records = [r for r in records if not r.state.finished] or records[-20:]
-        _report_transfers(records, args.json)
+        _report_with_history(ferry, records, args.json)
         return EXIT_OK
 
-    return _with_ferry(args, work)
+    return _with_ferry(args, work, read_only=True)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
     if not args.ids and not args.failed:
         raise FerryError("Say which transfers to retry: IDs, or --failed for all failed ones.")
     ids = None if args.failed else args.ids
-    return _with_ferry(args, lambda f: _report_transfers(f.retry(ids), args.json))
+    handed = _handed_off(args, RetryRequest(None if ids is None else tuple(ids), wait=True))
+    if handed is not None:
+        return handed
+    return _with_ferry(
+        args, lambda f: _report_with_history(f, f.wait([r.id for r in f.retry(ids)]), args.json)
+    )
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    handed = _handed_off(args, CancelRequest(tuple(args.ids)))
+    if handed is not None:
+        return handed
+
     def work(ferry: Ferry) -> int:
         records = ferry.cancel(args.ids)
         _report_transfers(records, args.json)
@@ -179,6 +276,11 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
+    pausing = args.command == "pause"
+    handed = _handed_off(args, PauseRequest(tuple(args.ids) if args.ids else None, pausing))
+    if handed is not None:
+        return handed
+
     def work(ferry: Ferry) -> int:
         ids = args.ids or None
         count = ferry.pause(ids) if args.command == "pause" else ferry.unpause(ids)
@@ -253,7 +355,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 print("No files.")
         return EXIT_OK
 
-    return _with_ferry(args, work)
+    return _with_ferry(args, work, read_only=True)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -288,7 +390,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_OK if report.consistent else EXIT_FAILED
 
     try:
-        return _with_ferry(args, work)
+        return _with_ferry(args, work, read_only=not (args.repair and args.yes))
     except FerryError as exc:
         if args.json:
             _emit({"error": {"title": exc.title, "message": exc.message}})
@@ -326,6 +428,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         watcher = ferry.watch(folders, settle_seconds=args.settle, force_polling=args.polling)
+        server = ferry.listen()
         for status in watcher.status.values():
             _say(f"Watching {status.folder.path} ({status.mode}); Ctrl-C stops.")
         interval = ferry.profile.check_interval  # the periodic check is off unless set
@@ -338,6 +441,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                     continue
                 _say(f"Check: {sum(report.counts.values())} finding(s); see `ferry check`.")
         finally:
+            server.stop()
             watcher.stop()
             _say("Stopped watching; unfinished transfers resume at the next start.")
         return EXIT_OK
@@ -503,6 +607,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("upload", cmd_upload, "upload files and folders, and wait until done")
     sub.add_argument("paths", nargs="+", metavar="PATH")
     sub.add_argument("--prefix", help="key prefix (default: the profile's)")
+    sub.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="beside a running Ferry: wait for the outcomes (default when not interactive)",
+    )
     json_flag(sub)
     json_flag(add("resume", cmd_resume, "finish what the journal holds"))
     sub = add("status", cmd_status, "show transfers")

@@ -26,6 +26,18 @@ from desktop_app.core.catalog import (
     open_catalog,
 )
 from desktop_app.core.config import DEFAULT_PROFILE_NAME, Profile, ProfileStore
+from desktop_app.core.control import (
+    CancelRequest,
+    ControlReply,
+    ControlRequest,
+    ControlServer,
+    CountReply,
+    PauseRequest,
+    RetryRequest,
+    TransfersReply,
+    UploadRequest,
+    endpoint_address,
+)
 from desktop_app.core.engine import EngineOptions, RetryPolicy, TransferEngine
 from desktop_app.core.errors import FerryError, StorageError
 from desktop_app.core.events import EventBus
@@ -53,8 +65,8 @@ from desktop_app.core.reconcile import (
     Finding,
     RepairResult,
 )
-from desktop_app.core.scheduler import Scheduler, SchedulerOptions
 from desktop_app.core.sandbox import SANDBOX_BUCKET, SandboxServer, SandboxState, find_weed
+from desktop_app.core.scheduler import Scheduler, SchedulerOptions
 from desktop_app.core.storage import ObjectInfo, S3Storage
 from desktop_app.core.watcher import FolderWatcher, WatchedFolder
 
@@ -74,6 +86,11 @@ class Environment:
         return ProfileStore(self.paths.profiles_file)
 
 
+# Failed attempts after which a command that waits reports a transfer as failed
+# (with its next try time); a resident Ferry goes on trying it by itself.
+ONE_SHOT_PATIENCE = 5
+
+
 class RunMode(enum.Enum):
     """How long this Ferry runs, which decides how long it keeps retrying by itself."""
 
@@ -88,7 +105,9 @@ class RunMode(enum.Enum):
 
     def scheduler_options(self, workers: int) -> SchedulerOptions:
         if self is RunMode.ONE_SHOT:
-            return SchedulerOptions(workers=workers, give_up_after=5, probe_interval=5.0)
+            return SchedulerOptions(
+                workers=workers, give_up_after=ONE_SHOT_PATIENCE, probe_interval=5.0
+            )
         return SchedulerOptions(workers=workers, probe_interval=15.0)
 
 
@@ -190,7 +209,10 @@ class Ferry:
         *,
         mode: RunMode = RunMode.ONE_SHOT,
         scheduler_options: SchedulerOptions | None = None,
+        read_only: bool = False,
     ) -> Ferry:
+        """Open a profile. ``read_only`` reads the journal beside a running Ferry
+        (``status``, ``ls``, ``check`` without repairs); it can queue nothing."""
         profile = env.profiles.get(profile_name).with_env_overrides(env.environ)
         env.paths.ensure()
         sandbox: SandboxServer | None = None
@@ -209,7 +231,7 @@ class Ferry:
             REDACTOR.add_secret(password)
             catalog = open_catalog(profile.catalog_url, owner=profile.owner, password=password)
             opened.append(catalog)
-            journal = Journal(env.paths.journal_file)
+            journal = Journal(env.paths.journal_file, read_only=read_only)
         except BaseException:
             for thing in opened:
                 if isinstance(thing, CatalogService):
@@ -275,9 +297,44 @@ class Ferry:
     def resume(self) -> list[TransferRecord]:
         """Finish every unfinished, unpaused transfer of this profile, and try the
         failures that are retried on their own now rather than at their time."""
-        self.journal.retry_now([self.profile.name])
-        runnable = self.journal.runnable([self.profile.name], datetime.now(UTC))
-        return self.wait([r.id for r in runnable])
+        return self.wait([r.id for r in self._resumable()])
+
+    def _resumable(self) -> list[TransferRecord]:
+        now = datetime.now(UTC)
+        self.journal.retry_now([self.profile.name], now)
+        return self.journal.runnable([self.profile.name], now)
+
+    def listen(self) -> ControlServer:
+        """Answer other `ferry` commands on this user's local endpoint (the owner only)."""
+        self.start()
+        return ControlServer(endpoint_address(self.env.paths.data_dir), self.answer)
+
+    def answer(self, profile: str | None, request: ControlRequest) -> ControlReply:
+        """Carry out a request handed over by another `ferry` command."""
+        if profile is not None and profile != self.profile.name:
+            raise FerryError(
+                f"The running Ferry (pid {os.getpid()}) uses profile {self.profile.name!r}, "
+                f"not {profile!r}, and only one Ferry runs on a journal. Switch its profile, "
+                "or stop it and run the command again.",
+                title="Another profile is running",
+            )
+        if isinstance(request, PauseRequest):
+            ids = None if request.ids is None else list(request.ids)
+            return CountReply(self.pause(ids) if request.pause else self.unpause(ids))
+        if isinstance(request, UploadRequest):
+            records = self.queue(list(request.paths), request.prefix)
+            wait = request.wait
+        elif isinstance(request, RetryRequest):
+            records = self.retry(None if request.ids is None else list(request.ids))
+            wait = request.wait
+        elif isinstance(request, CancelRequest):
+            records, wait = self.cancel(list(request.ids)), False
+        else:
+            records, wait = self._resumable(), True
+        ids = [r.id for r in records]
+        if wait:
+            records = self.scheduler.wait(ids, patience=ONE_SHOT_PATIENCE)
+        return TransfersReply(tuple(records), self.attempts(ids), self.profile.name)
 
     def transfers(self, states: Iterable[TransferState] | None = None) -> list[TransferRecord]:
         return self.journal.all(states)

@@ -240,7 +240,9 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 def _record(row: Any) -> TransferRecord:
     error = (
-        TransferError(ErrorKind.parse(row.error_kind), row.error_title or "", row.error_message or "")
+        TransferError(
+            ErrorKind.parse(row.error_kind), row.error_title or "", row.error_message or ""
+        )
         if row.error_message
         else None
     )
@@ -414,10 +416,22 @@ class _Writer:
 class Journal:
     """Typed access to the transfers and parts tables."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        read_only: bool = False,
+    ) -> None:
+        """Open the journal; ``read_only`` reads beside a running Ferry (no lock, no writes)."""
         self.path = path
+        self.read_only = read_only
         self.clock = clock or (lambda: datetime.now(UTC))
         self._lock = _InstanceLock(path.with_suffix(".lock"))
+        self._writer: _Writer | None = None
+        if read_only:
+            self._open_read_only()
+            return
         self._lock.acquire()
         try:
             self.engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
@@ -436,12 +450,29 @@ class Journal:
             self._lock.release()
             raise
 
+    def _open_read_only(self) -> None:
+        if not self.path.exists():
+            # Nothing was ever queued here: an empty journal in memory says so.
+            self.engine = create_engine("sqlite://")
+            _metadata.create_all(self.engine)
+            return
+        self.engine = create_engine(
+            f"sqlite:///file:{self.path}?mode=ro&uri=true",
+            connect_args={"timeout": 30, "uri": True},
+        )
+
     def close(self) -> None:
-        self._writer.stop()
+        if self._writer is not None:
+            self._writer.stop()
         self.engine.dispose()
         self._lock.release()
 
     def _write(self, op: Callable[[Connection], T]) -> T:
+        if self._writer is None:
+            raise JournalError(
+                f"The journal {self.path} was opened for reading only (another Ferry runs); "
+                "nothing was changed."
+            )
         return self._writer.submit(op)
 
     def _read(self, statement: Any) -> list[Any]:
@@ -559,7 +590,7 @@ class Journal:
         )
         return _aware(rows[0].retry_at) if rows else None
 
-    def retry_now(self, profiles: Iterable[str]) -> int:
+    def retry_now(self, profiles: Iterable[str], now: datetime) -> int:
         """Bring every waiting automatic retry forward to now (the server is back)."""
         statement = (
             update(transfers)
@@ -568,7 +599,7 @@ class Journal:
                 transfers.c.state == TransferState.FAILED.value,
                 transfers.c.error_kind.in_([k.value for k in ErrorKind if k.retries_on_its_own]),
             )
-            .values(retry_at=self.clock())
+            .values(retry_at=now)
         )
 
         def op(connection: Connection) -> int:
@@ -653,7 +684,9 @@ class Journal:
     def attempts(self, transfer_id: int) -> list[AttemptRecord]:
         """Every try at this transfer, oldest first."""
         rows = self._read(
-            select(attempts).where(attempts.c.transfer_id == transfer_id).order_by(attempts.c.number)
+            select(attempts)
+            .where(attempts.c.transfer_id == transfer_id)
+            .order_by(attempts.c.number)
         )
         return [_attempt(row) for row in rows]
 

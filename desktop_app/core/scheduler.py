@@ -115,8 +115,10 @@ class Scheduler:
 
     # -- waiting for outcomes ---------------------------------------------------
 
-    def settled(self, record: TransferRecord) -> bool:
-        """Whether this scheduler will do nothing more with the transfer by itself."""
+    def settled(self, record: TransferRecord, patience: int | None = None) -> bool:
+        """Whether a waiter should stop waiting for the transfer: finished, paused,
+        failed for a reason only a person can act on, or failed ``patience``
+        times in this run (default: the scheduler's own ``give_up_after``)."""
         if record.state.finished or record.paused:
             return True
         if record.state is not TransferState.FAILED:
@@ -124,19 +126,23 @@ class Scheduler:
         kind = record.error.kind if record.error else ErrorKind.PERMANENT
         if not kind.retries_on_its_own:
             return True
-        limit = self.options.give_up_after
+        limit = self.options.give_up_after if patience is None else patience
         with self._lock:
             return limit is not None and self._failures[record.id] >= limit
 
     def wait(
-        self, transfer_ids: Iterable[int], timeout: float | None = None
+        self,
+        transfer_ids: Iterable[int],
+        timeout: float | None = None,
+        *,
+        patience: int | None = None,
     ) -> list[TransferRecord]:
         """Block until each transfer is settled; returns them as they then are."""
         ids = list(transfer_ids)
         deadline = None if timeout is None else self._monotonic() + timeout
         while True:
             records = [self.journal.get(i) for i in ids]
-            if all(self.settled(r) for r in records) and not (set(ids) & self.held()):
+            if all(self.settled(r, patience) for r in records) and not (set(ids) & self.held()):
                 return records
             if self._stopping.is_set():
                 return records
@@ -180,7 +186,7 @@ class Scheduler:
         gap = self._wall() - self._monotonic()
         if gap - self._clock_gap > self.options.sleep_jump:
             log.info("The machine woke from sleep: waiting transfers are tried now")
-            self.journal.retry_now(self.profiles)
+            self.journal.retry_now(self.profiles, _now(self._wall))
         self._clock_gap = gap
 
     def _maybe_probe(self) -> None:
@@ -194,7 +200,7 @@ class Scheduler:
         self._last_probe = self._monotonic()
         answered = self.probe()
         if answered and self._endpoint_down:
-            moved = self.journal.retry_now(self.profiles)
+            moved = self.journal.retry_now(self.profiles, _now(self._wall))
             log.info("The endpoint answers again: %d waiting transfer(s) tried now", moved)
         self._endpoint_down = not answered
 

@@ -58,8 +58,8 @@ class BandwidthLimiter:
 class ByteBudget:
     """At most ``capacity`` bytes held at once across all part buffers.
 
-    ``small_reserve`` bytes of it are kept for requests no larger than that
-    (whole small files), so that large parts filling the budget never make a
+    ``small_reserve`` bytes of it are kept for requests smaller than that
+    (whole small files, which are smaller than one part), so that large parts filling the budget never make a
     small file wait.
     """
 
@@ -71,7 +71,8 @@ class ByteBudget:
         self._condition = threading.Condition()
 
     def acquire(self, amount: int) -> int:
-        limit = self.capacity if amount <= self.small_reserve else self.capacity - self.small_reserve
+        # Strictly smaller: a whole part (the reserve's size) is not a small request.
+        limit = self.capacity if amount < self.small_reserve else self.capacity - self.small_reserve
         amount = min(amount, limit)
         with self._condition:
             while self._used + amount > limit:

@@ -118,7 +118,7 @@ def test_failure_shows_in_failed_view_and_retry_succeeds(
         window.tabs.setCurrentIndex(1)
         window.failed_table.selectRow(0)
         assert "temporary failure" in window.failure_details.text()
-        assert "Retry sends only the rest" in window.failure_details.text()
+        assert "tries again by itself" in window.failure_details.text()
         qtbot.waitUntil(lambda: "Failed (1)" in window.tabs.tabText(1), timeout=5_000)
 
         proxy.faults.clear()

@@ -1,0 +1,359 @@
+"""The scheduler against a real weed mini, with faults injected by the proxy.
+
+- two profiles in one data dir: a resume under one never runs the other's transfer;
+- Retry while the scheduler runs: the transfer is never held twice, nothing is re-sent
+  beyond one part;
+- a 1-byte file is not kept waiting by a throttled 1 GiB upload;
+- the endpoint gone for 90 s: 200 files finish by themselves afterwards;
+- bad input retried: the same rows, their own errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from desktop_app.core.app import Environment, Ferry, RunMode
+from desktop_app.core.engine import RetryPolicy
+from desktop_app.core.events import TransferProgress
+from desktop_app.core.journal import ErrorKind, TransferState
+from tests.conftest import WeedServer, save_test_profile
+from tests.faults import Fault, FaultProxy, is_part_upload, is_put
+from tests.integration.test_crash import confirmed_parts, ferry, wait_for
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def proxy(weed: WeedServer) -> Iterator[FaultProxy]:
+    fault_proxy = FaultProxy(weed.endpoint_url)
+    fault_proxy.start()
+    yield fault_proxy
+    fault_proxy.stop()
+
+
+def endpoint(proxy: FaultProxy) -> str:
+    return f"http://127.0.0.1:{proxy.port}"
+
+
+def object_sha256(weed: WeedServer, bucket: str, key: str) -> str:
+    body = weed.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    return hashlib.sha256(body).hexdigest()
+
+
+def run_cli(home: Path, *args: str, timeout: float = 180) -> tuple[int, str, str]:
+    process = ferry(home, *args)
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+
+def catalog_rows(home: Path, profile: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(home / "data" / f"catalog-{profile}.sqlite3") as connection:
+        return list(connection.execute("SELECT key, status, sha256 FROM files ORDER BY id"))
+
+
+def test_a_resume_under_one_profile_never_runs_another_profiles_transfer(
+    tmp_path: Path, weed: WeedServer, proxy: FaultProxy
+) -> None:
+    home = tmp_path / "home"
+    alpha, beta = f"alpha-{os.getpid()}-{time.monotonic_ns()}", f"beta-{time.monotonic_ns()}"
+    for bucket in (alpha, beta):
+        weed.client().create_bucket(Bucket=bucket)
+    for name, bucket in (("A", alpha), ("B", beta)):
+        code, _out, err = run_cli(
+            home, "profile", "add", name, "--bucket", bucket, "--endpoint-url", endpoint(proxy),
+            "--part-size-mib", "5", "--concurrency", "2",
+        )  # fmt: skip
+        assert code == 0, err
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a").mkdir()
+    b_doc, a_doc = tmp_path / "b" / "doc.txt", tmp_path / "a" / "doc.txt"
+    b_doc.write_bytes(b"B's document, already stored")
+    a_bytes = os.urandom(8 * 5 * MIB - 999)
+    a_doc.write_bytes(a_bytes)
+    code, out, err = run_cli(home, "--profile", "B", "upload", str(b_doc), "--json")
+    assert code == 0, err
+    b_sha = hashlib.sha256(b_doc.read_bytes()).hexdigest()
+
+    proxy.faults = [Fault(is_part_upload, "delay", times=10_000, delay=0.4)]
+    upload = ferry(home, "--profile", "A", "upload", str(a_doc), "--json")
+    wait_for(lambda: confirmed_parts(home) >= 3)
+    upload.kill()
+    upload.wait()
+    proxy.faults.clear()
+
+    code, out, err = run_cli(home, "--profile", "B", "resume", "--json")
+    assert code == 0, err
+    assert json.loads(out)["transfers"] == [], "B's resume must not touch A's transfer"
+    assert object_sha256(weed, beta, "doc.txt") == b_sha
+    assert catalog_rows(home, "B") == [("doc.txt", "active", b_sha)]
+
+    code, out, err = run_cli(home, "--profile", "A", "status", "--json")
+    [pending] = [t for t in json.loads(out)["transfers"] if t["profile"] == "A"]
+    assert pending["state"] == "uploading" and pending["bucket"] == alpha
+
+    code, out, err = run_cli(home, "--profile", "A", "resume", "--json")
+    assert code == 0, err
+    [resumed] = json.loads(out)["transfers"]
+    assert resumed["state"] == "done" and resumed["profile"] == "A"
+    a_sha = hashlib.sha256(a_bytes).hexdigest()
+    assert object_sha256(weed, alpha, "doc.txt") == a_sha
+    assert catalog_rows(home, "A") == [("doc.txt", "active", a_sha)]
+    assert object_sha256(weed, beta, "doc.txt") == b_sha  # still B's
+    assert catalog_rows(home, "B") == [("doc.txt", "active", b_sha)]
+
+
+def open_resident(ferry_env: Environment, **changes: object) -> Ferry:
+    app = Ferry.open(ferry_env, mode=RunMode.RESIDENT)
+    if changes:
+        app.engine.options = dataclasses.replace(app.engine.options, **changes)  # type: ignore[arg-type]
+    app.start()
+    return app
+
+
+def test_retry_while_the_scheduler_runs_sends_only_the_missing_part_and_never_twice(
+    ferry_env: Environment, weed: WeedServer, bucket: str, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    save_test_profile(
+        ferry_env,
+        endpoint_url=endpoint(proxy),
+        bucket=bucket,
+        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
+        part_size=5 * MIB,
+    )
+    data = os.urandom(6 * 5 * MIB + 77)
+    path = tmp_path / "report.bin"
+    path.write_bytes(data)
+    # A refusal botocore does not retry itself, but Ferry counts as transient.
+    proxy.faults = [
+        Fault(
+            lambda r: is_part_upload(r) and "partNumber=3&" in r.query + "&",
+            "status", status=409, code="OperationAborted",
+        )
+    ]  # fmt: skip
+    app = open_resident(ferry_env, retry=RetryPolicy(base=3600, cap=3600))
+    holders: dict[int, int] = {}
+    most_at_once = [0]
+    lock = threading.Lock()
+    real_process = app.engine.process
+
+    def counting_process(transfer_id: int) -> object:
+        with lock:
+            holders[transfer_id] = holders.get(transfer_id, 0) + 1
+            most_at_once[0] = max(most_at_once[0], holders[transfer_id])
+        try:
+            return real_process(transfer_id)
+        finally:
+            with lock:
+                holders[transfer_id] -= 1
+
+    app.engine.process = counting_process  # type: ignore[method-assign]
+    try:
+        [record] = app.queue([path])
+        wait_for(lambda: app.journal.get(record.id).state is TransferState.FAILED)
+        failed = app.journal.get(record.id)
+        assert failed.error is not None and failed.error.kind is ErrorKind.TRANSIENT
+        # A person clicks Retry, several times, while the scheduler is running.
+        for _ in range(5):
+            app.retry([record.id])
+            app.scheduler.wake()
+        [final] = app.wait([record.id])
+    finally:
+        app.close()
+    assert final.state is TransferState.DONE, final.error
+    assert object_sha256(weed, bucket, "report.bin") == hashlib.sha256(data).hexdigest()
+    assert app.engine.holds_refused == 0
+    assert most_at_once[0] == 1
+    sent = proxy.bytes_put()
+    assert len(data) <= sent <= len(data) + 5 * MIB, sent
+
+
+def test_a_one_byte_file_is_not_kept_waiting_by_a_throttled_big_upload(
+    ferry_env: Environment, weed: WeedServer, bucket: str, tmp_path: Path
+) -> None:
+    save_test_profile(
+        ferry_env,
+        endpoint_url=weed.endpoint_url,
+        bucket=bucket,
+        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
+        bandwidth_limit=16 * MIB,
+    )
+    big = tmp_path / "big.bin"
+    with big.open("wb") as handle:
+        handle.truncate(1024 * MIB)  # 1 GiB, sparse: no disk needed
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_bytes(b"x")
+    app = open_resident(ferry_env)
+    sending = threading.Event()
+    app.bus.subscribe(
+        lambda e: sending.set() if isinstance(e, TransferProgress) and e.bytes_done > 0 else None
+    )
+    try:
+        [big_record] = app.queue([big])
+        assert sending.wait(60), "the big upload never started sending"
+        queued_at = time.monotonic()
+        [tiny_record] = app.queue([tiny])
+        wait_for(lambda: app.journal.get(tiny_record.id).state is TransferState.DONE, 10)
+        waited = time.monotonic() - queued_at
+        assert app.journal.get(big_record.id).state is TransferState.UPLOADING
+        app.cancel([big_record.id])
+        app.wait([big_record.id])
+    finally:
+        app.close()
+    print(f"\n1-byte file done {waited:.2f} s after it was queued")
+    assert waited < 2.0
+    assert object_sha256(weed, bucket, "tiny.txt") == hashlib.sha256(b"x").hexdigest()
+
+
+def test_after_90_seconds_without_the_server_everything_finishes_by_itself(
+    ferry_env: Environment, weed: WeedServer, bucket: str, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    save_test_profile(
+        ferry_env,
+        endpoint_url=endpoint(proxy),
+        bucket=bucket,
+        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
+        part_size=5 * MIB,
+    )
+    source = tmp_path / "batch"
+    source.mkdir()
+    random = __import__("random").Random(90)
+    expected: dict[str, str] = {}
+    for n in range(200):
+        size = random.randint(6 * MIB, 12 * MIB) if n % 20 == 0 else random.randint(1, 200_000)
+        data = random.randbytes(size)
+        (source / f"f{n:03}.bin").write_bytes(data)
+        expected[f"batch/f{n:03}.bin"] = hashlib.sha256(data).hexdigest()
+    total = sum((source / name.split("/")[1]).stat().st_size for name in expected)
+    proxy.faults = [Fault(is_put, "delay", times=10_000, delay=0.05)]
+    app = open_resident(ferry_env)
+    try:
+        records = app.queue([source])
+        ids = [r.id for r in records]
+        wait_for(lambda: sum(app.journal.get(i).state is TransferState.DONE for i in ids) >= 20)
+        cut = proxy.go_down()
+        time.sleep(90)
+        proxy.faults.clear()
+        proxy.come_up()
+        back_at = time.monotonic()
+        wait_for(
+            lambda: all(app.journal.get(i).state is TransferState.DONE for i in ids), timeout=180
+        )
+        recovered = time.monotonic() - back_at
+        failed_attempts = sum(len(a) for a in app.attempts(ids).values()) - len(ids)
+    finally:
+        app.close()
+    for key, sha in expected.items():
+        assert object_sha256(weed, bucket, key) == sha
+    in_flight = sum(r.length for r in cut if r.method == "PUT")
+    sent = proxy.bytes_put()
+    print(
+        f"\noutage 90 s: all {len(ids)} done {recovered:.1f} s after the server came back; "
+        f"{failed_attempts} failed attempts; bytes sent {sent:,} for {total:,} "
+        f"(in flight at the cut: {in_flight:,})"
+    )
+    assert sent <= total + in_flight
+
+
+def test_retrying_bad_input_keeps_the_same_rows_and_their_errors(
+    weed_profile: Callable[..., None], ferry_env: Environment, tmp_path: Path
+) -> None:
+    weed_profile()
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(folder / "sock"))
+    (folder / "outside").symlink_to("/etc/hostname")
+    (folder / "line\nbreak.txt").write_text("a name that cannot be a key")
+    gone = tmp_path / "later.txt"
+    try:
+        with Ferry.open(ferry_env) as app:
+            first = app.upload([folder, gone])
+            errors = {r.id: r.error for r in first}
+            assert len(first) == 5 and all(r.state is TransferState.FAILED for r in first)
+            final = [r for r in first if r.error and r.error.kind is ErrorKind.FINAL]
+            assert len(final) == 4
+            assert all("Retrying cannot help" in r.error.message for r in final if r.error)
+            app.retry(None)
+            app.retry([r.id for r in final])
+            after = app.transfers()
+            assert len(after) == 5, "retry adds no rows"
+            assert {r.id: r.error for r in after if r.id in errors and r.id != first[-1].id} == {
+                r.id: errors[r.id] for r in final
+            }
+            # The missing file is a retryable input problem: once it exists, Retry
+            # looks at it again in the same row and uploads it.
+            gone.write_text("here now")
+            [retried] = app.wait([r.id for r in app.retry([first[-1].id])])
+            assert retried.id == first[-1].id and retried.state is TransferState.DONE
+            assert len(app.transfers()) == 5
+    finally:
+        sock.close()
+
+
+def test_commands_beside_a_running_ferry_watch_print_what_they_print_alone(
+    tmp_path: Path, weed: WeedServer, bucket: str
+) -> None:
+    home = tmp_path / "home"
+    code, _out, err = run_cli(
+        home, "profile", "add", "w", "--bucket", bucket, "--endpoint-url", weed.endpoint_url,
+        "--default",
+    )  # fmt: skip
+    assert code == 0, err
+    inbox, outside = tmp_path / "inbox", tmp_path / "outside"
+    inbox.mkdir()
+    outside.mkdir()
+    first, second = outside / "first.txt", outside / "second.txt"
+    first.write_text("handed to the running Ferry")
+    second.write_text("uploaded alone")
+    socket_file = home / "data" / "ferry.sock"
+
+    watch = ferry(home, "watch", str(inbox))
+    try:
+        wait_for(socket_file.exists, 60)
+        assert socket_file.stat().st_mode & 0o777 == 0o600
+        code, out, err = run_cli(home, "upload", str(first), "--json")
+        assert code == 0, err
+        handed = json.loads(out)
+        assert [t["state"] for t in handed["transfers"]] == ["done"]
+        beside = {cmd: run_cli(home, cmd, "--json") for cmd in ("status", "ls")}
+        assert all(code == 0 for code, _o, _e in beside.values()), beside
+    finally:
+        watch.terminate()
+        watch.communicate(timeout=60)
+    assert watch.returncode == 0
+    assert not socket_file.exists()
+    alone = {cmd: run_cli(home, cmd, "--json") for cmd in ("status", "ls")}
+    for cmd in ("status", "ls"):
+        assert json.loads(beside[cmd][1]) == json.loads(alone[cmd][1]), cmd
+    code, out, err = run_cli(home, "upload", str(second), "--json")
+    assert code == 0, err
+    solo = json.loads(out)
+    assert solo["transfers"][0].keys() == handed["transfers"][0].keys()
+    assert solo["summary"].keys() == handed["summary"].keys()
+    assert (
+        object_sha256(weed, bucket, "first.txt") == hashlib.sha256(first.read_bytes()).hexdigest()
+    )
+
+    # A Ferry that died leaves its socket file: the command notices and runs alone.
+    watch = ferry(home, "watch", str(inbox))
+    wait_for(socket_file.exists, 60)
+    watch.kill()
+    watch.wait()
+    assert socket_file.exists()
+    third = outside / "third.txt"
+    third.write_text("after a crash")
+    code, out, err = run_cli(home, "upload", str(third), "--json")
+    assert code == 0, err
+    assert json.loads(out)["transfers"][0]["state"] == "done"

@@ -1,0 +1,235 @@
+"""Retry, backoff, probe and wake-from-sleep of the scheduler, fast: moto and fake clocks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from desktop_app.core.app import Environment, Ferry
+from desktop_app.core.config import Profile
+from desktop_app.core.engine import RetryPolicy, TransferHeldError
+from desktop_app.core.errors import StorageError, StorageErrorKind
+from desktop_app.core.journal import ErrorKind, TransferState
+from desktop_app.core.keys import SecretKind
+from desktop_app.core.scheduler import Scheduler, SchedulerOptions
+
+MIB = 1024 * 1024
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+class Clocks:
+    """A wall clock and a monotonic clock that tests move by hand."""
+
+    def __init__(self) -> None:
+        self.wall_seconds = T0.timestamp()
+        self.mono_seconds = 1000.0
+
+    def wall(self) -> float:
+        return self.wall_seconds
+
+    def monotonic(self) -> float:
+        return self.mono_seconds
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.wall_seconds, UTC)
+
+    def advance(self, seconds: float, *, asleep: bool = False) -> None:
+        """Time passes; while asleep the monotonic clock stands still (as on Linux)."""
+        self.wall_seconds += seconds
+        if not asleep:
+            self.mono_seconds += seconds
+
+
+@pytest.fixture
+def ferry(ferry_env: Environment, tmp_path: Path) -> Iterator[Ferry]:
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="unit-bucket")
+        ferry_env.profiles.save(
+            Profile(
+                name="aws",
+                bucket="unit-bucket",
+                catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
+                access_key_id="AKIDUNIT",
+                part_size=5 * MIB,
+            ),
+            make_default=True,
+        )
+        ferry_env.secrets.set("aws", SecretKind.S3_SECRET_KEY, "unit-secret")
+        app = Ferry.open(ferry_env)
+        yield app
+        app.close()
+
+
+def failing_puts(ferry: Ferry, failures: int) -> list[int]:
+    """The next `failures` PUTs fail as a dropped network would; returns a call count."""
+    calls = [0]
+    real_put = ferry.storage.put_object
+
+    def put(*args: object, **kwargs: object) -> str:
+        calls[0] += 1
+        if calls[0] <= failures:
+            raise StorageError(
+                "Cannot reach the server.", kind=StorageErrorKind.TRANSIENT, code="Injected"
+            )
+        return real_put(*args, **kwargs)  # type: ignore[arg-type]
+
+    ferry.storage.put_object = put  # type: ignore[method-assign]
+    return calls
+
+
+def with_clocks(ferry: Ferry, clocks: Clocks, policy: RetryPolicy) -> None:
+    ferry.engine.now = clocks.now
+    ferry.engine.jitter = lambda: 1.0
+    ferry.engine.options = type(ferry.engine.options)(
+        **{**ferry.engine.options.__dict__, "retry": policy}
+    )
+
+
+def test_transient_failures_wait_growing_delays_and_keep_every_attempt(
+    ferry: Ferry, tmp_path: Path
+) -> None:
+    clocks = Clocks()
+    with_clocks(ferry, clocks, RetryPolicy(base=30, cap=3600))
+    failing_puts(ferry, 4)
+    (tmp_path / "a.txt").write_text("hello")
+    [record] = ferry.queue([tmp_path / "a.txt"])
+    delays = []
+    for _ in range(4):
+        failed = ferry.engine.process(record.id)
+        assert failed.state is TransferState.FAILED
+        assert failed.error is not None and failed.error.kind is ErrorKind.TRANSIENT
+        assert "tries again by itself" in failed.error.message
+        assert failed.retry_at is not None
+        delays.append((failed.retry_at - clocks.now()).total_seconds())
+        clocks.advance(delays[-1])
+    assert delays == [30, 60, 120, 240]
+    done = ferry.engine.process(record.id)
+    assert done.state is TransferState.DONE
+    history = ferry.attempts([record.id])[record.id]
+    assert [a.error.kind if a.error else None for a in history] == [ErrorKind.TRANSIENT] * 4 + [
+        None
+    ]
+    assert history[-1].bytes_sent == 5
+
+
+def test_the_delay_is_capped() -> None:
+    policy = RetryPolicy(base=30, cap=3600)
+    assert [policy.delay(n, 1.0) for n in (1, 2, 7, 8, 30)] == [30, 60, 1920, 3600, 3600]
+    assert policy.delay(3, 0.0) == 60  # jitter takes off at most half
+
+
+def run_scheduler(
+    ferry: Ferry, clocks: Clocks, probe: Callable[[], bool] | None = None
+) -> Scheduler:
+    scheduler = Scheduler(
+        ferry.engine,
+        SchedulerOptions(workers=2, probe_interval=0.0, idle_poll=0.05),
+        probe=probe,
+        monotonic=clocks.monotonic,
+        wall=clocks.wall,
+    )
+    scheduler.start()
+    return scheduler
+
+
+def wait_for_state(ferry: Ferry, transfer_id: int, state: TransferState) -> None:
+    deadline = time.monotonic() + 10
+    while ferry.journal.get(transfer_id).state is not state:
+        assert time.monotonic() < deadline, ferry.journal.get(transfer_id)
+        time.sleep(0.02)
+
+
+def test_after_sleep_waiting_transfers_are_tried_at_once(ferry: Ferry, tmp_path: Path) -> None:
+    clocks = Clocks()
+    with_clocks(ferry, clocks, RetryPolicy(base=3600, cap=3600))
+    failing_puts(ferry, 1)
+    (tmp_path / "a.txt").write_text("hello")
+    [record] = ferry.queue([tmp_path / "a.txt"])
+    scheduler = run_scheduler(ferry, clocks)
+    try:
+        wait_for_state(ferry, record.id, TransferState.FAILED)
+        time.sleep(0.3)
+        assert ferry.journal.get(record.id).state is TransferState.FAILED, "waits its hour"
+        clocks.advance(120, asleep=True)  # the lid was closed for two minutes
+        wait_for_state(ferry, record.id, TransferState.DONE)
+    finally:
+        scheduler.stop()
+
+
+def test_the_probe_wakes_waiting_transfers_when_the_endpoint_comes_back(
+    ferry: Ferry, tmp_path: Path
+) -> None:
+    clocks = Clocks()
+    with_clocks(ferry, clocks, RetryPolicy(base=3600, cap=3600))
+    failing_puts(ferry, 1)
+    answers = threading.Event()
+    (tmp_path / "a.txt").write_text("hello")
+    [record] = ferry.queue([tmp_path / "a.txt"])
+    scheduler = run_scheduler(ferry, clocks, probe=answers.is_set)
+    try:
+        wait_for_state(ferry, record.id, TransferState.FAILED)
+        time.sleep(0.3)  # the probe finds the endpoint down
+        assert ferry.journal.get(record.id).state is TransferState.FAILED
+        answers.set()
+        wait_for_state(ferry, record.id, TransferState.DONE)
+    finally:
+        scheduler.stop()
+
+
+def test_permanent_failures_never_retry_on_their_own(ferry: Ferry, tmp_path: Path) -> None:
+    clocks = Clocks()
+    with_clocks(ferry, clocks, RetryPolicy(base=1, cap=1))
+
+    def denied(*_args: object, **_kwargs: object) -> str:
+        raise StorageError("Access denied.", kind=StorageErrorKind.PERMANENT, code="AccessDenied")
+
+    ferry.storage.put_object = denied  # type: ignore[method-assign]
+    (tmp_path / "a.txt").write_text("hello")
+    [record] = ferry.queue([tmp_path / "a.txt"])
+    failed = ferry.engine.process(record.id)
+    assert failed.error is not None and failed.error.kind is ErrorKind.PERMANENT
+    assert failed.retry_at is None
+    clocks.advance(10_000)
+    assert ferry.journal.runnable(["aws"], clocks.now() + timedelta(days=1)) == []
+
+
+def test_a_held_transfer_is_refused_to_a_second_worker(ferry: Ferry, tmp_path: Path) -> None:
+    entered, release = threading.Event(), threading.Event()
+    real_put = ferry.storage.put_object
+
+    def slow_put(*args: object, **kwargs: object) -> str:
+        entered.set()
+        release.wait(10)
+        return real_put(*args, **kwargs)  # type: ignore[arg-type]
+
+    ferry.storage.put_object = slow_put  # type: ignore[method-assign]
+    (tmp_path / "a.txt").write_text("hello")
+    [record] = ferry.queue([tmp_path / "a.txt"])
+    first = threading.Thread(target=ferry.engine.process, args=(record.id,))
+    first.start()
+    assert entered.wait(10)
+    with pytest.raises(TransferHeldError):
+        ferry.engine.process(record.id)
+    release.set()
+    first.join()
+    assert ferry.engine.holds_refused == 1
+    assert ferry.journal.get(record.id).state is TransferState.DONE
+
+
+def test_another_profiles_transfer_is_never_run(ferry: Ferry, tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("hello")
+    [record] = ferry.queue([tmp_path / "a.txt"])
+    other = Scheduler(ferry.engine, SchedulerOptions())
+    other.profiles = ("someone-else",)
+    assert ferry.journal.runnable(["someone-else"], datetime.now(UTC)) == []
+    ferry.engine.profile_name = "someone-else"
+    with pytest.raises(Exception, match="belongs to profile 'aws'"):
+        ferry.engine.process(record.id)
+    assert ferry.journal.get(record.id).state is TransferState.QUEUED

@@ -1,0 +1,133 @@
+"""The table of allowed moves, enforced by the journal for every state and target."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from pathlib import Path
+
+import pytest
+
+from desktop_app.core.errors import IllegalMoveError
+from desktop_app.core.journal import (
+    ErrorKind,
+    Journal,
+    NewAttempt,
+    NewTransfer,
+    SourceIdentity,
+    TransferError,
+    TransferState,
+)
+from desktop_app.core.states import ALLOWED_MOVES, FINISHED_STATES
+
+FAILURE = TransferError(ErrorKind.TRANSIENT, "Server busy", "The server said 503.")
+
+
+def new_transfer(state: TransferState) -> NewTransfer:
+    return NewTransfer(
+        source_path="/tmp/x",
+        identity=SourceIdentity(1, 2, 3, 4),
+        profile="p",
+        bucket="b",
+        key="x",
+        content_type="text/plain",
+        part_size=5 * 1024 * 1024,
+        part_count=1,
+        state=state,
+        error=FAILURE if state is TransferState.FAILED else None,
+    )
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Journal:
+    opened = Journal(tmp_path / "journal.sqlite3")
+    yield opened  # type: ignore[misc]
+    opened.close()
+
+
+def test_every_move_outside_the_table_is_refused_and_every_move_inside_is_made(
+    journal: Journal,
+) -> None:
+    for current, target in itertools.product(TransferState, TransferState):
+        record = journal.add(new_transfer(current))
+        error = FAILURE if target is TransferState.FAILED else None
+        if target in ALLOWED_MOVES[current]:
+            moved = journal.move(record.id, target, error=error)
+            assert moved.state is target
+        else:
+            with pytest.raises(IllegalMoveError, match=f"from {current.value} to {target.value}"):
+                journal.move(record.id, target, error=error)
+            assert journal.get(record.id).state is current, "a refused move changed nothing"
+
+
+def test_the_table_keeps_its_promises() -> None:
+    for state in FINISHED_STATES:
+        assert ALLOWED_MOVES[state] == frozenset(), f"{state} must be final"
+    for state in TransferState:
+        if not state.finished:
+            assert TransferState.FAILED in ALLOWED_MOVES[state]
+            assert TransferState.CANCELLED in ALLOWED_MOVES[state]
+    # Registration can only follow bytes that were sent and verified.
+    for state in (TransferState.QUEUED, TransferState.HASHING, TransferState.FAILED):
+        assert TransferState.REGISTERING not in ALLOWED_MOVES[state]
+        assert TransferState.DONE not in ALLOWED_MOVES[state]
+
+
+def test_state_changes_only_through_move(journal: Journal) -> None:
+    record = journal.add(new_transfer(TransferState.QUEUED))
+    with pytest.raises(ValueError, match="Journal.move"):
+        journal.update(record.id, state=TransferState.DONE.value)
+    with pytest.raises(ValueError, match="error goes with the failed state"):
+        journal.move(record.id, TransferState.FAILED)
+
+
+def test_two_threads_cannot_both_move_a_transfer_out_of_one_state(journal: Journal) -> None:
+    """Check and write are one transaction: of two cancels, one wins, one is refused."""
+    for _ in range(20):
+        record = journal.add(new_transfer(TransferState.REGISTERING))
+        outcomes: list[str] = []
+        barrier = threading.Barrier(2)
+
+        def move(target: TransferState, record_id: int = record.id) -> None:
+            barrier.wait()
+            try:
+                journal.move(record_id, target)
+                outcomes.append(target.value)
+            except IllegalMoveError:
+                outcomes.append("refused")
+
+        threads = [
+            threading.Thread(target=move, args=(TransferState.DONE,)),
+            threading.Thread(target=move, args=(TransferState.CANCELLED,)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes).count("refused") == 1, outcomes
+
+
+def test_a_failed_move_keeps_its_attempt_in_the_history(journal: Journal) -> None:
+    record = journal.add(new_transfer(TransferState.UPLOADING))
+    now = record.created_at
+    for sent in (100, 200):
+        journal.move(
+            record.id,
+            TransferState.FAILED,
+            error=FAILURE,
+            retry_at=now,
+            attempt=NewAttempt(now, now, FAILURE, sent),
+        )
+        journal.move(record.id, TransferState.UPLOADING)
+    history = journal.attempts_of([record.id])[record.id]
+    assert [(a.number, a.bytes_sent, a.error) for a in history] == [
+        (1, 100, FAILURE),
+        (2, 200, FAILURE),
+    ]
+
+
+def test_error_kinds_say_who_acts_next() -> None:
+    assert ErrorKind.TRANSIENT.retries_on_its_own and ErrorKind.TRANSIENT.retryable
+    assert not ErrorKind.PERMANENT.retries_on_its_own and ErrorKind.PERMANENT.retryable
+    assert not ErrorKind.FINAL.retryable and not ErrorKind.FINAL.retries_on_its_own
+    assert ErrorKind.parse("something old") is ErrorKind.PERMANENT
