@@ -10,6 +10,7 @@ with the test.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import http.server
 import socket
@@ -157,10 +158,8 @@ class FaultProxy:
         self.server.shutdown()
         self.server.server_close()
         for connection in open_connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         return cut
 
     def come_up(self) -> None:

@@ -59,8 +59,8 @@ class ByteBudget:
     """At most ``capacity`` bytes held at once across all part buffers.
 
     ``small_reserve`` bytes of it are kept for requests smaller than that
-    (whole small files, which are smaller than one part), so that large parts filling the budget never make a
-    small file wait.
+    (whole small files, which are smaller than one part), so that large parts
+    filling the budget never make a small file wait.
     """
 
     def __init__(self, capacity: int, *, small_reserve: int = 0) -> None:
@@ -72,7 +72,8 @@ class ByteBudget:
 
     def acquire(self, amount: int) -> int:
         # Strictly smaller: a whole part (the reserve's size) is not a small request.
-        limit = self.capacity if amount < self.small_reserve else self.capacity - self.small_reserve
+        small = amount < self.small_reserve
+        limit = self.capacity if small else self.capacity - self.small_reserve
         amount = min(amount, limit)
         with self._condition:
             while self._used + amount > limit:

@@ -413,10 +413,10 @@ class MainWindow(QMainWindow):
             lines.append(f"SHA-256: {snapshot.sha256}")
         if snapshot.error is not None:
             lines.append(f"Problem: {snapshot.error.title}. {snapshot.error.message}")
-        if snapshot.error is not None and snapshot.retry_at is not None:
-            if snapshot.error.kind.retries_on_its_own:
-                when = snapshot.retry_at.astimezone()
-                lines.append(f"Ferry tries again by itself at {when:%H:%M:%S} (or click Retry).")
+        error, retry_at = snapshot.error, snapshot.retry_at
+        if error is not None and retry_at is not None and error.kind.retries_on_its_own:
+            when = retry_at.astimezone()
+            lines.append(f"Ferry tries again by itself at {when:%H:%M:%S} (or click Retry).")
         return "\n".join(lines)
 
     def _current_table(self) -> TransferTable:

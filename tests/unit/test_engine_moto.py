@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,3 +82,37 @@ def test_byte_budget_caps_what_is_held() -> None:
     for amount in held:
         budget.release(amount)
     assert budget.acquire(50) == 10  # a part larger than the budget takes all of it
+
+
+def test_large_parts_leave_room_for_small_files_in_the_budget() -> None:
+    budget = ByteBudget(64, small_reserve=16)
+    held = [budget.acquire(16) for _ in range(3)]  # parts: 48 of 64
+    ready = threading.Event()
+
+    def fourth_part() -> None:
+        held.append(budget.acquire(16))
+        ready.set()
+
+    waiting = threading.Thread(target=fourth_part, daemon=True)
+    waiting.start()
+    assert not ready.wait(0.2), "a fourth part must wait: the rest is for small files"
+    assert budget.acquire(1) == 1  # a small file goes at once
+    budget.release(1)
+    budget.release(16)
+    assert ready.wait(5)
+
+
+def test_a_small_request_waits_only_for_its_own_bytes() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    limiter = BandwidthLimiter(1000, clock=lambda: now[0], sleep=sleep, small_request=100)
+    limiter.consume(5000)  # a large part: 4 s of debt
+    assert slept == [4.0]
+    limiter.consume(10)
+    assert slept[-1] == pytest.approx(0.01)  # not the 4 s of debt before it
+    limiter.consume(1000)
+    assert slept[-1] == pytest.approx(5.01)  # the large one after it pays

@@ -75,7 +75,7 @@ def test_the_table_keeps_its_promises() -> None:
 
 def test_state_changes_only_through_move(journal: Journal) -> None:
     record = journal.add(new_transfer(TransferState.QUEUED))
-    with pytest.raises(ValueError, match="Journal.move"):
+    with pytest.raises(ValueError, match=r"Journal\.move"):
         journal.update(record.id, state=TransferState.DONE.value)
     with pytest.raises(ValueError, match="error goes with the failed state"):
         journal.move(record.id, TransferState.FAILED)
@@ -88,7 +88,12 @@ def test_two_threads_cannot_both_move_a_transfer_out_of_one_state(journal: Journ
         outcomes: list[str] = []
         barrier = threading.Barrier(2)
 
-        def move(target: TransferState, record_id: int = record.id) -> None:
+        def move(
+            target: TransferState,
+            record_id: int = record.id,
+            barrier: threading.Barrier = barrier,
+            outcomes: list[str] = outcomes,
+        ) -> None:
             barrier.wait()
             try:
                 journal.move(record_id, target)
