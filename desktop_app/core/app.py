@@ -106,7 +106,7 @@ class RunMode(enum.Enum):
     def scheduler_options(self, workers: int) -> SchedulerOptions:
         if self is RunMode.ONE_SHOT:
             return SchedulerOptions(
-                workers=workers, give_up_after=ONE_SHOT_PATIENCE, probe_interval=5.0
+                workers=workers, give_up_after=ONE_SHOT_PATIENCE, probe_interval=5.0, run_all=False
             )
         return SchedulerOptions(workers=workers, probe_interval=15.0)
 
@@ -284,9 +284,10 @@ class Ferry:
     def wait(self, transfer_ids: Iterable[int]) -> list[TransferRecord]:
         """Run until each transfer is settled (done, duplicate, cancelled, or failed
         for good in this run); returns them as they then are."""
+        ids = list(transfer_ids)
         self.start()
-        self.scheduler.wake()
-        return self.scheduler.wait(transfer_ids)
+        self.scheduler.include(ids)
+        return self.scheduler.wait(ids)
 
     def upload(
         self, paths: Iterable[Path | str], prefix: str | None = None

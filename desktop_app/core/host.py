@@ -34,6 +34,7 @@ from pathlib import Path
 from desktop_app.core.app import Environment, Ferry, RunMode, start_sandbox
 from desktop_app.core.catalog import FileQuery, FileRecord
 from desktop_app.core.config import Profile
+from desktop_app.core.control import ControlServer
 from desktop_app.core.errors import FerryError
 from desktop_app.core.events import LatestPerTransfer, TransferProgress, TransferSnapshot
 from desktop_app.core.reconcile import (
@@ -260,6 +261,7 @@ class EngineHost:
         self.ferry: Ferry | None = None
         self._sandbox: SandboxServer | None = None
         self._watcher: FolderWatcher | None = None
+        self._control: ControlServer | None = None
         self._last_statuses: tuple[FolderStatus, ...] = ()
 
     # -- the pipe -----------------------------------------------------------------
@@ -359,6 +361,10 @@ class EngineHost:
         self.ferry.scheduler.on_error = lambda exc: self.send(HostFailed(exc.title, exc.message))
         self.ferry.start()
         try:
+            self._control = self.ferry.listen()
+        except OSError as exc:  # the window works without; the command line then waits
+            log.warning("Other ferry commands cannot reach this one: %s", exc)
+        try:
             folders = WatchedFolderStore(self.env.paths.watched_folders_file).load()
         except FerryError as exc:
             self.send(HostFailed(exc.title, exc.message))
@@ -379,6 +385,8 @@ class EngineHost:
     def _shut_down(self) -> None:
         if self._watcher is not None:
             self._watcher.stop()
+        if self._control is not None:
+            self._control.stop()
         if self.ferry is not None:
             self.ferry.close()
             self.ferry = None

@@ -49,6 +49,7 @@ class SchedulerOptions:
     probe_interval: float = 15.0  # seconds between endpoint probes while something waits
     idle_poll: float = 30.0  # look at the journal at least this often
     give_up_after: int | None = None  # failed attempts in this run; None: never
+    run_all: bool = True  # False: only the transfers handed to include() (one-shot commands)
     sleep_jump: float = 30.0  # wall clock ahead of monotonic by this much: the machine slept
 
 
@@ -78,6 +79,7 @@ class Scheduler:
         self._lock = threading.Lock()
         self._held: dict[int, bool] = {}  # transfer id -> is small
         self._failures: collections.Counter[int] = collections.Counter()  # in this run
+        self._included: set[int] = set()
         self._settled = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -92,7 +94,15 @@ class Scheduler:
     # -- life -------------------------------------------------------------------
 
     def start(self) -> None:
+        # What waited for its next try when Ferry last stopped is tried now.
+        self.journal.retry_now(self.profiles, _now(self._wall))
         self._thread.start()
+        self.wake()
+
+    def include(self, transfer_ids: Iterable[int]) -> None:
+        """Let a one-shot scheduler (``run_all`` off) run these transfers."""
+        with self._lock:
+            self._included.update(transfer_ids)
         self.wake()
 
     def wake(self) -> None:
@@ -212,6 +222,8 @@ class Scheduler:
             large_running = len(self._held) - small_running
             for record in runnable:
                 if record.id in self._held:
+                    continue
+                if not self.options.run_all and record.id not in self._included:
                     continue
                 if limit is not None and self._failures[record.id] >= limit:
                     continue

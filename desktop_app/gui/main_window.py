@@ -395,6 +395,7 @@ class MainWindow(QMainWindow):
 
     def _show_failure(self) -> None:
         selected = self.failed_table.selected_snapshots()
+        self.retry_button.setEnabled(any(_retryable(s) for s in selected) or not selected)
         if not selected:
             self.failure_details.setText("Select a failed transfer to see what went wrong.")
             return
@@ -477,7 +478,7 @@ class MainWindow(QMainWindow):
             self.queue_paths([Path(QUrl(line).toLocalFile() or line) for line in lines])
 
     def retry_selected(self) -> None:
-        ids = [s.id for s in self.failed_table.selected_snapshots()]
+        ids = [s.id for s in self.failed_table.selected_snapshots() if _retryable(s)]
         if ids:
             self.backend.retry(ids)
 
@@ -561,3 +562,8 @@ class MainWindow(QMainWindow):
         if self.tray is not None:
             self.tray.hide()
         event.accept()
+
+
+def _retryable(snapshot: TransferSnapshot) -> bool:
+    """Retry is offered only where it can help (not for a socket, a loop, a bad name)."""
+    return snapshot.error is None or snapshot.error.kind.retryable
