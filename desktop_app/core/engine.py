@@ -372,10 +372,7 @@ class TransferEngine:
             record.id,
             TransferState.QUEUED,
             attempts=0,
-            source_size=fresh.identity.size,
-            source_mtime_ns=fresh.identity.mtime_ns,
-            source_device=fresh.identity.device,
-            source_inode=fresh.identity.inode,
+            **fresh.identity.columns(),
             content_type=fresh.content_type,
             part_size=fresh.part_size,
             part_count=fresh.part_count,
@@ -557,14 +554,11 @@ class TransferEngine:
         count = len(part_plan(after.size, part_size))
         hashed: dict[str, Any] = {
             "sha256": sha256,
-            "source_size": after.size,
-            "source_mtime_ns": after.mtime_ns,
-            "source_device": after.device,
-            "source_inode": after.inode,
+            **after.columns(),
             "part_size": part_size,
             "part_count": count,
         }
-        if after != record.identity and record.upload_id is not None:
+        if not record.identity.matches(after) and record.upload_id is not None:
             self.sender.abandon(record)
         # What the hash found is committed together with the reservation's
         # outcome: a crash in between hashes again and finds its own intent.

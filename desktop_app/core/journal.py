@@ -10,6 +10,7 @@ lock and kept short; reads may come from any thread.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
 import queue
@@ -70,16 +71,39 @@ class KeyConflictPolicy(enum.Enum):
 
 @dataclass(frozen=True)
 class SourceIdentity:
-    """What a file was when Ferry looked at it; any change means other bytes."""
+    """What a file was when Ferry looked at it; any change means other bytes.
+
+    ctime is in it because no program can set it back: a rewrite that keeps
+    size and mtime (``touch -d``, a copy with ``-p``) still moves ctime. A
+    ctime of 0 means "not recorded" (transfers queued before it was) and is
+    then left out of the comparison.
+    """
 
     size: int
     mtime_ns: int
     device: int
     inode: int
+    ctime_ns: int = 0
 
     @classmethod
     def of(cls, stat: os.stat_result) -> SourceIdentity:
-        return cls(stat.st_size, stat.st_mtime_ns, stat.st_dev, stat.st_ino)
+        return cls(stat.st_size, stat.st_mtime_ns, stat.st_dev, stat.st_ino, stat.st_ctime_ns)
+
+    def matches(self, now: SourceIdentity) -> bool:
+        """Is the file still what it was (``now`` is a fresh stat)?"""
+        if self.ctime_ns == 0:
+            now = dataclasses.replace(now, ctime_ns=0)
+        return self == now
+
+    def columns(self) -> dict[str, Any]:
+        """The journal's columns for this identity."""
+        return {
+            "source_size": self.size,
+            "source_mtime_ns": self.mtime_ns,
+            "source_device": self.device,
+            "source_inode": self.inode,
+            "source_ctime_ns": self.ctime_ns,
+        }
 
 
 @dataclass(frozen=True)
@@ -185,6 +209,7 @@ transfers = Table(
     Column("source_mtime_ns", BigInteger, nullable=False),
     Column("source_device", BigInteger, nullable=False),
     Column("source_inode", BigInteger, nullable=False),
+    Column("source_ctime_ns", BigInteger, nullable=False, server_default="0"),
     Column("profile", String(64), nullable=False),
     Column("bucket", String(63), nullable=False),
     Column("key", Text, nullable=False),
@@ -252,7 +277,11 @@ def _record(row: Any) -> TransferRecord:
         id=row.id,
         source_path=row.source_path,
         identity=SourceIdentity(
-            row.source_size, row.source_mtime_ns, row.source_device, row.source_inode
+            row.source_size,
+            row.source_mtime_ns,
+            row.source_device,
+            row.source_inode,
+            row.source_ctime_ns,
         ),
         profile=row.profile,
         bucket=row.bucket,
@@ -495,10 +524,7 @@ class Journal:
         values = [
             {
                 "source_path": new.source_path,
-                "source_size": new.identity.size,
-                "source_mtime_ns": new.identity.mtime_ns,
-                "source_device": new.identity.device,
-                "source_inode": new.identity.inode,
+                **new.identity.columns(),
                 "profile": new.profile,
                 "bucket": new.bucket,
                 "key": new.key,

@@ -9,10 +9,15 @@ journal before the next depends on it:
   ETag must equal the part's MD5 (Content-MD5 is sent, so the server checks too);
 - on resume the parts are reconciled with ListParts: a part the server has and
   the journal lacks is accepted only if its ETag is the MD5 of that byte range;
-- the source identity (size, mtime_ns, device, inode) is checked before each
-  part and before completing; a change raises SourceChangedError;
-- the object is verified with HEAD (size, ETag, SHA-256 metadata) before the
-  transfer may register it in the catalog.
+- the source identity (size, mtime_ns, ctime_ns, device, inode) is checked
+  before each part and before completing; a change raises SourceChangedError;
+- proof of bytes (invariant 8): the file is read once, in order; every part's
+  bytes go into a SHA-256 exactly as they are sent, parts confirmed before a
+  crash are read again and must have their confirmed MD5, and the SHA-256 of
+  it all must equal the one the duplicate check used, or nothing is completed;
+- the object is verified with HEAD (size, ETag in the server's convention,
+  SHA-256 metadata read case-insensitively) before the transfer may register
+  it in the catalog; a second verification failure stops resending.
 
 The engine (``engine.py``) decides when to send, retry or give up; this module
 only sends, and raises Ferry's errors for the engine to judge.
@@ -132,6 +137,35 @@ class ProgressMeter:
         self.bus.publish(event)
 
 
+def etag_agrees(server: str, expected: str) -> bool:
+    """Does the server's ETag agree with the one Ferry computed from what it sent?
+
+    A multipart-form ETag (``md5-of-part-md5s-N``) must equal ours. A plain
+    MD5 on an object Ferry sent in parts is the other convention (the whole
+    object's MD5, as rclone's ``serve s3`` gives): it says nothing against
+    ours, and the proof stands on the part MD5s the server confirmed and the
+    SHA-256 taken over the same bytes. An opaque ETag says nothing either way.
+    """
+    if not _MD5_LIKE.match(server):
+        return True
+    if "-" in server or "-" not in expected:
+        return server == expected
+    return True
+
+
+def _first_error(
+    futures: list[concurrent.futures.Future[None]], stop: threading.Event
+) -> BaseException | None:
+    """Wait for every part in flight (none may outlive the attempt); the first failure."""
+    first: BaseException | None = None
+    for future in concurrent.futures.as_completed(futures):
+        error = future.exception()
+        if error is not None and first is None:
+            first = error
+            stop.set()
+    return first
+
+
 def current_identity(record: TransferRecord) -> SourceIdentity:
     try:
         return SourceIdentity.of(os.stat(record.source_path))
@@ -146,7 +180,7 @@ def current_identity(record: TransferRecord) -> SourceIdentity:
 
 
 def check_source(record: TransferRecord) -> None:
-    if current_identity(record) != record.identity:
+    if not record.identity.matches(current_identity(record)):
         raise SourceChangedError(
             f"{record.source_path} changed while uploading; the partial upload was "
             "discarded so that no mix of old and new bytes is stored. Retry to upload "
@@ -241,49 +275,95 @@ class ObjectSender:
             self._reconcile_parts(record)
         assert record.upload_id is not None
         parts = self.journal.parts(record.id)
-        done_bytes = sum(p.size for p in parts if p.done)
-        progress = self._meter(record.id, record.size, done_bytes)
-        missing = [p for p in parts if not p.done]
-        stop = threading.Event()
-
-        def send(part: PartRecord) -> None:
-            if stop.is_set():
-                return
-            self._send_part(record, part, control, progress)
-
-        futures = [self._part_pool.submit(send, part) for part in missing]
-        first_error: BaseException | None = None
-        for future in concurrent.futures.as_completed(futures):
-            error = future.exception()
-            if error is not None and first_error is None:
-                first_error = error
-                stop.set()
-        if first_error is not None:
-            raise first_error
+        progress = self._meter(record.id, record.size, sum(p.size for p in parts if p.done))
+        sent = self._send_in_order(record, parts, control, progress)
+        if sent != record.sha256:
+            # The bytes on the server are not the content the duplicate check
+            # hashed: nothing of this may be registered.
+            raise SourceChangedError(
+                f"{record.source_path} changed while uploading (the bytes sent have another "
+                "SHA-256 than the file had when it was checked); the partial upload was "
+                "discarded so that no mix of old and new bytes is stored. Retry to upload "
+                "the new version."
+            )
         progress.add(0, force=True)
         return self._transition(record.id, TransferState.COMPLETING)
+
+    def _send_in_order(
+        self,
+        record: TransferRecord,
+        parts: list[PartRecord],
+        control: TransferControl,
+        progress: ProgressMeter,
+    ) -> str:
+        """Read every part in order, hash it, send the missing ones; the SHA-256 of it all.
+
+        One read of the file serves both the proof and the sending: each part's
+        bytes go into the SHA-256 and its MD5 exactly as they are sent (the
+        server checks the MD5 through Content-MD5 and answers with it), and a
+        part the server already holds is read again and must have the MD5 it
+        was confirmed with. So the SHA-256 returned is that of the bytes the
+        server holds. The byte budget bounds the parts read but not yet sent.
+        """
+        digest = hashlib.sha256()
+        futures: list[concurrent.futures.Future[None]] = []
+        stop = threading.Event()
+        try:
+            with open(record.source_path, "rb") as handle:
+                for part in parts:
+                    control.check()
+                    if stop.is_set():
+                        break
+                    held = self.budget.acquire(part.size)
+                    try:
+                        check_source(record)
+                        body = os.pread(handle.fileno(), part.size, part.offset)
+                        if len(body) != part.size:
+                            raise SourceChangedError(
+                                f"{record.source_path} became shorter while uploading; retry to "
+                                "upload the new version."
+                            )
+                        digest.update(body)
+                        md5 = hashlib.md5(body)
+                    except BaseException:
+                        self.budget.release(held)
+                        raise
+                    if part.done:
+                        self.budget.release(held)
+                        if md5.hexdigest() != part.md5:
+                            raise SourceChangedError(
+                                f"{record.source_path} changed since part {part.number} was "
+                                "sent; the partial upload was discarded. Retry to upload the "
+                                "new version."
+                            )
+                        continue
+                    futures.append(
+                        self._part_pool.submit(
+                            self._send_part, record, part, body, md5, held, control, progress, stop
+                        )
+                    )
+        finally:
+            error = _first_error(futures, stop)
+        if error is not None:
+            raise error
+        return digest.hexdigest()
 
     def _send_part(
         self,
         record: TransferRecord,
         part: PartRecord,
+        body: bytes,
+        md5: Any,
+        held: int,
         control: TransferControl,
         progress: ProgressMeter,
+        stop: threading.Event,
     ) -> None:
         assert record.upload_id is not None
-        control.check()
-        held = self.budget.acquire(part.size)
         try:
-            check_source(record)
-            with open(record.source_path, "rb") as handle:
-                body = os.pread(handle.fileno(), part.size, part.offset)
-            if len(body) != part.size:
-                raise SourceChangedError(
-                    f"{record.source_path} became shorter while uploading; retry to upload "
-                    "the new version."
-                )
-            digest = hashlib.md5(body)
-            md5_hex = digest.hexdigest()
+            if stop.is_set():
+                return
+            control.check()
             self.limiter.consume(part.size)
             control.check()
             control.sent(part.size)
@@ -292,11 +372,16 @@ class ObjectSender:
                 record.upload_id,
                 part.number,
                 body,
-                md5_b64=base64.b64encode(digest.digest()).decode("ascii"),
+                md5_b64=base64.b64encode(md5.digest()).decode("ascii"),
             )
+        except BaseException:
+            stop.set()
+            raise
         finally:
             self.budget.release(held)
+        md5_hex = md5.hexdigest()
         if _MD5_LIKE.match(etag) and etag != md5_hex:
+            stop.set()
             raise StorageError(
                 f"The server stored other bytes than Ferry sent for part {part.number} of "
                 f"{record.key!r}; the part is sent again.",
@@ -350,9 +435,10 @@ class ObjectSender:
         except StorageError as exc:
             if exc.kind is not StorageErrorKind.NO_SUCH_UPLOAD:
                 raise
-            # Completed before a crash, but the journal did not hear of it?
+            # Completed before a crash, but the journal did not hear of it? Only
+            # if the object has our size and the ETag of our confirmed parts.
             found = self.storage.head_object(record.key)
-            if found is None or found.sha256 != record.sha256 or found.size != record.size:
+            if found is None or found.size != record.size or not etag_agrees(found.etag, expected):
                 raise
         return self._transition(record.id, TransferState.VERIFYING, etag=expected)
 
@@ -365,10 +451,19 @@ class ObjectSender:
             problem = f"has {found.size} bytes in the bucket, the file has {record.size}"
         elif found.sha256 is not None and found.sha256 != record.sha256:
             problem = "carries another SHA-256 in the bucket than the file"
-        elif record.etag is not None and _MD5_LIKE.match(found.etag) and found.etag != record.etag:
+        elif record.etag is not None and not etag_agrees(found.etag, record.etag):
             problem = f"has ETag {found.etag} in the bucket, Ferry computed {record.etag}"
         if problem is not None:
             self.abandon(record)
+            if self.verification_failed_before(record.id):
+                # Sent whole twice and still not what was sent: a person must look.
+                raise StorageError(
+                    f"{record.key!r} {problem}, for the second time; Ferry stops sending it. "
+                    "Another program may be writing the same key: check the bucket, then Retry.",
+                    kind=StorageErrorKind.PERMANENT,
+                    code="VerificationFailed",
+                    title="Verification failed",
+                )
             raise StorageError(
                 f"{record.key!r} {problem}; it is uploaded again.",
                 kind=StorageErrorKind.TRANSIENT,
@@ -377,6 +472,10 @@ class ObjectSender:
             )
         assert found is not None
         return self._transition(record.id, TransferState.REGISTERING, etag=found.etag)
+
+    def verification_failed_before(self, transfer_id: int) -> bool:
+        history = self.journal.attempts_of([transfer_id])[transfer_id]
+        return any(a.error is not None and a.error.title == "Verification failed" for a in history)
 
     def abandon(self, record: TransferRecord) -> None:
         """Forget the upload and its ETag so that the next attempt sends the bytes afresh.

@@ -68,7 +68,11 @@ class ObjectInfo:
 
     @property
     def sha256(self) -> str | None:
-        return self.metadata.get(SHA256_METADATA)
+        # Metadata names arrive in any case (`X-Amz-Meta-Sha256` from some servers).
+        for name, value in self.metadata.items():
+            if name.lower() == SHA256_METADATA:
+                return value.lower()
+        return None
 
 
 @dataclass(frozen=True)
@@ -282,7 +286,14 @@ class S3Storage:
                 status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
                 if status != 404:
                     raise
-                self.client.create_bucket(Bucket=self.bucket)
+                try:
+                    self.client.create_bucket(Bucket=self.bucket)
+                except ClientError as race:
+                    # weed mini creates its bucket itself at start, which can
+                    # land between our HEAD and our create: then it is ours.
+                    code = race.response.get("Error", {}).get("Code")
+                    if code != "BucketAlreadyOwnedByYou":
+                        raise
 
     def probe_write(self, prefix: str) -> None:
         """Write then delete a tiny object under the prefix: proves write access."""

@@ -1,0 +1,26 @@
+"""The source's ctime is part of its identity: a rewrite keeping size and mtime still moves it.
+
+Revision ID: j0004
+Revises: j0003
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "j0004"
+down_revision = "j0003"
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("transfers") as batch:
+        # 0: not recorded (transfers queued before this), left out of comparisons.
+        batch.add_column(
+            sa.Column("source_ctime_ns", sa.BigInteger, nullable=False, server_default="0")
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("transfers") as batch:
+        batch.drop_column("source_ctime_ns")
