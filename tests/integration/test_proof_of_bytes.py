@@ -1,0 +1,136 @@
+"""Invariant 8 under attack: a file rewritten in place keeping its size and mtime.
+
+Any program can set mtime back (`touch -d`, `cp -p`). After every round, each
+active catalog row must name the SHA-256 of the bytes the server holds (read
+back with GET), and every transfer must end either "source changed" or with
+the new content stored under its own SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from desktop_app.core.app import Environment, Ferry
+from desktop_app.core.catalog import FileQuery
+from desktop_app.core.catalog_schema import FileStatus
+from desktop_app.core.events import TransferProgress
+from desktop_app.core.journal import ErrorKind, TransferState
+from tests.conftest import WeedServer, save_test_profile
+from tests.faults import Fault, FaultProxy, is_part_upload
+from tests.integration.test_crash import confirmed_parts, ferry, wait_for
+
+MIB = 1024 * 1024
+ROUNDS = 10
+
+
+def rewrite_keeping_size_and_mtime(path: Path, rng: random.Random) -> str:
+    """New bytes, same size, mtime set back: only ctime tells."""
+    before = path.stat()
+    data = rng.randbytes(before.st_size)
+    with path.open("r+b") as handle:
+        handle.write(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_mtime_ns == before.st_mtime_ns
+    return hashlib.sha256(data).hexdigest()
+
+
+def stored_sha256(weed: WeedServer, bucket: str, key: str) -> str:
+    body = weed.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    return hashlib.sha256(body).hexdigest()
+
+
+@pytest.fixture
+def proxy(weed: WeedServer) -> Iterator[FaultProxy]:
+    fault_proxy = FaultProxy(weed.endpoint_url)
+    fault_proxy.start()
+    yield fault_proxy
+    fault_proxy.stop()
+
+
+def test_a_rewrite_during_the_parts_is_never_registered_under_the_old_sha256(
+    ferry_env: Environment, weed: WeedServer, bucket: str, tmp_path: Path
+) -> None:
+    save_test_profile(
+        ferry_env,
+        endpoint_url=weed.endpoint_url,
+        bucket=bucket,
+        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
+        part_size=5 * MIB,
+        concurrency=2,
+    )
+    rng = random.Random(8)
+    outcomes = []
+    with Ferry.open(ferry_env) as app:
+        for round_number in range(ROUNDS):
+            path = tmp_path / f"c{round_number}.bin"
+            path.write_bytes(rng.randbytes(4 * 5 * MIB - 7))
+            # Rewrite after a varying amount was sent: early, middle, late.
+            threshold = (round_number % 4) * 5 * MIB
+            rewritten: list[str] = []
+
+            def rewrite(event: object, path: Path = path, threshold: int = threshold) -> None:
+                if (
+                    isinstance(event, TransferProgress)
+                    and event.bytes_done >= threshold
+                    and not rewritten
+                ):
+                    rewritten.append(rewrite_keeping_size_and_mtime(path, rng))
+
+            unsubscribe = app.bus.subscribe(rewrite)
+            try:
+                [record] = app.upload([path])
+            finally:
+                unsubscribe()
+            outcomes.append(record.state)
+            if record.state is TransferState.FAILED:
+                assert record.error is not None
+                assert record.error.kind is ErrorKind.SOURCE_CHANGED, record.error
+            else:
+                assert record.state is TransferState.DONE
+                assert record.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+        for row in app.catalog.search(FileQuery(bucket=bucket)):
+            if row.status is FileStatus.ACTIVE:
+                assert stored_sha256(weed, bucket, row.key) == row.sha256, row.key
+    assert TransferState.FAILED in outcomes
+
+
+def test_a_rewrite_while_ferry_is_stopped_is_never_registered_under_the_old_sha256(
+    tmp_path: Path, weed: WeedServer, bucket: str, proxy: FaultProxy
+) -> None:
+    home = tmp_path / "home"
+    env = {"--bucket": bucket, "--endpoint-url": f"http://127.0.0.1:{proxy.port}"}
+    added = ferry(home, "profile", "add", "p", *[x for kv in env.items() for x in kv],
+                  "--part-size-mib", "5", "--concurrency", "2", "--default")  # fmt: skip
+    assert added.wait(60) == 0
+    rng = random.Random(9)
+    proxy.faults = [Fault(is_part_upload, "delay", times=10**6, delay=0.2)]
+    for round_number in range(ROUNDS):
+        path = tmp_path / f"s{round_number}.bin"
+        path.write_bytes(rng.randbytes(4 * 5 * MIB - 3))
+        before = confirmed_parts(home)
+        upload = ferry(home, "upload", str(path))
+        wait_for(lambda before=before: confirmed_parts(home) >= before + 1 + round_number % 3)
+        upload.kill()
+        upload.wait()
+        new_sha = rewrite_keeping_size_and_mtime(path, rng)
+        resumed = ferry(home, "resume", "--json")
+        out, err = resumed.communicate(timeout=180)
+        [transfer] = json.loads(out)["transfers"]
+        if transfer["state"] == "failed":
+            assert transfer["error"]["kind"] == "source_changed", transfer
+            assert resumed.returncode == 1
+        else:
+            assert transfer["state"] == "done" and transfer["sha256"] == new_sha, transfer
+    with sqlite3.connect(home / "data" / "catalog-p.sqlite3") as connection:
+        rows = list(connection.execute("SELECT key, sha256 FROM files WHERE status = 'active'"))
+    for key, sha in rows:
+        assert stored_sha256(weed, bucket, key) == sha, key
+    assert weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
