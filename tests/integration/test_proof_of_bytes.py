@@ -76,7 +76,12 @@ def test_a_rewrite_during_the_parts_is_never_registered_under_the_old_sha256(
             threshold = (round_number % 4) * 5 * MIB
             rewritten: list[str] = []
 
-            def rewrite(event: object, path: Path = path, threshold: int = threshold) -> None:
+            def rewrite(
+                event: object,
+                path: Path = path,
+                threshold: int = threshold,
+                rewritten: list[str] = rewritten,
+            ) -> None:
                 if (
                     isinstance(event, TransferProgress)
                     and event.bytes_done >= threshold
