@@ -120,14 +120,14 @@ def test_a_rewrite_while_ferry_is_stopped_is_never_registered_under_the_old_sha2
     for round_number in range(ROUNDS):
         path = tmp_path / f"s{round_number}.bin"
         path.write_bytes(rng.randbytes(4 * 5 * MIB - 3))
-        before = confirmed_parts(home)
+        target = confirmed_parts(home) + 1 + round_number % 3
         upload = ferry(home, "upload", str(path))
-        wait_for(lambda before=before: confirmed_parts(home) >= before + 1 + round_number % 3)
+        wait_for(lambda target=target: confirmed_parts(home) >= target)
         upload.kill()
         upload.wait()
         new_sha = rewrite_keeping_size_and_mtime(path, rng)
         resumed = ferry(home, "resume", "--json")
-        out, err = resumed.communicate(timeout=180)
+        out, _err = resumed.communicate(timeout=180)
         [transfer] = json.loads(out)["transfers"]
         if transfer["state"] == "failed":
             assert transfer["error"]["kind"] == "source_changed", transfer
