@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy import Engine, and_, create_engine, func, or_, select, text
 from sqlalchemy.engine import URL, Row, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -124,6 +124,7 @@ class UploadIntent:
     size: int
     sha256: str
     content_type: str = "application/octet-stream"
+    token: str | None = None  # the reserving transfer's; None for adoption by a repair
 
 
 @dataclass(frozen=True)
@@ -334,15 +335,6 @@ class CatalogService:
             )
         ).one_or_none()
 
-    def _live_by_content(self, session: Session, sha256: str) -> FileRow | None:
-        return session.scalars(
-            select(FileRow).where(
-                FileRow.owner == self.owner,
-                FileRow.sha256 == sha256,
-                FileRow.status != FileStatus.DELETED.value,
-            )
-        ).one_or_none()
-
     def _new_row(
         self, intent: UploadIntent, status: FileStatus, *, owner: str, etag: str | None = None
     ) -> FileRow:
@@ -374,33 +366,36 @@ class CatalogService:
         """Write the pending intent row for an upload, before any byte is sent.
 
         Same content already stored for this owner: DUPLICATE with that row.
-        Our own pending row for the same key and content: RESUMED (a restart).
-        The same content pending under another key: a transient CatalogError
-        (another upload of it is in flight; it is a duplicate only once stored).
-        A live row holding the key with other content: KeyConflictError.
+        Our own pending row (same key, content and token): RESUMED (a restart).
+        The same content pending for another transfer (another token, or
+        another key): a transient CatalogError, since that upload may still
+        fail; it is a duplicate only once stored. A live row holding the key
+        with other content: KeyConflictError, naming whose it is.
+
+        The look-up is one statement (one snapshot on PostgreSQL at READ
+        COMMITTED); if another client inserts between it and our insert, the
+        unique indexes refuse ours and the look-up runs again, now seeing
+        the winner, so a race ends in one of the outcomes above, never in a
+        wrong "other content".
         """
         validate_key(intent.key)
 
         def check(session: Session) -> Reservation | None:
-            same_content = self._live_by_content(session, intent.sha256)
+            found = session.scalars(
+                select(FileRow).where(
+                    FileRow.status != FileStatus.DELETED.value,
+                    or_(
+                        and_(FileRow.owner == self.owner, FileRow.sha256 == intent.sha256),
+                        and_(FileRow.bucket == intent.bucket, FileRow.key == intent.key),
+                    ),
+                )
+            ).all()
+            same_content = next(
+                (r for r in found if r.owner == self.owner and r.sha256 == intent.sha256), None
+            )
             if same_content is not None:
-                same_place = (same_content.bucket, same_content.key) == (intent.bucket, intent.key)
-                if same_place and same_content.status == FileStatus.PENDING.value:
-                    return Reservation(
-                        ReservationOutcome.RESUMED, FileRecord.from_row(same_content)
-                    )
-                if same_content.status == FileStatus.PENDING.value:
-                    # Not a duplicate yet: that upload may still fail. Wait for it.
-                    raise CatalogError(
-                        f"The same content is being uploaded right now as "
-                        f"{same_content.key!r}; Ferry waits for that upload to finish and then "
-                        "reports this file as its duplicate.",
-                        transient=True,
-                        title="Same content in flight",
-                    )
-                return Reservation(ReservationOutcome.DUPLICATE, FileRecord.from_row(same_content))
-            holder = self._live_by_key(session, intent.bucket, intent.key)
-            if holder is not None:
+                return self._judge_same_content(same_content, intent)
+            for holder in found:  # the OR's other half: the key, with other content
                 raise KeyConflictError(
                     f"{intent.key!r} is already in bucket {intent.bucket!r} with other content "
                     f"(uploaded by {holder.owner}, {holder.status}). Upload under another name "
@@ -413,6 +408,7 @@ class CatalogService:
             if found is not None:
                 return found
             row = self._new_row(intent, FileStatus.PENDING, owner=self.owner)
+            row.token = intent.token
             session.add(row)
             session.flush()
             self._audit(session, AuditAction.RESERVE, row, {"size": row.size, "sha256": row.sha256})
@@ -421,22 +417,49 @@ class CatalogService:
         try:
             return self._run(f"reserve {intent.key!r}", insert)
         except IntegrityError:
-            # Another Ferry won the race between our check and our insert: say
-            # who, from the row that won.
+            # Another client won the race between our look-up and our insert.
             found = self._run(f"reserve {intent.key!r}", check)
             if found is not None:
                 return found
+            # Nothing we may see holds the key, yet the index refused it: a row
+            # that row-level security hides from us, i.e. someone else's file.
             raise KeyConflictError(
-                f"{intent.key!r} was reserved by another upload at the same moment; retry."
+                f"{intent.key!r} is already in bucket {intent.bucket!r} as someone else's "
+                "file. Upload under another name, or ask its owner or an admin."
             ) from None
 
-    def activate(self, file_id: int, *, etag: str) -> FileRecord:
-        """pending -> active, with its audit entry and file.uploaded event."""
+    @staticmethod
+    def _judge_same_content(row: FileRow, intent: UploadIntent) -> Reservation:
+        same_place = (row.bucket, row.key) == (intent.bucket, intent.key)
+        if row.status != FileStatus.PENDING.value:
+            return Reservation(ReservationOutcome.DUPLICATE, FileRecord.from_row(row))
+        if same_place and intent.token is not None and row.token == intent.token:
+            return Reservation(ReservationOutcome.RESUMED, FileRecord.from_row(row))
+        # Not a duplicate yet: that upload (another transfer's) may still fail.
+        raise CatalogError(
+            f"The same content is being uploaded right now as {row.key!r} by another "
+            "transfer; Ferry waits for that upload to finish and then reports this file "
+            "as its duplicate.",
+            transient=True,
+            title="Same content in flight",
+        )
+
+    def activate(self, file_id: int, *, etag: str, token: str | None = None) -> FileRecord:
+        """pending -> active, with its audit entry and file.uploaded event.
+
+        Only the transfer holding the row's token may activate a pending row;
+        a missing row (a repair sending it again) needs none.
+        """
 
         def work(session: Session) -> FileRecord:
             row = self._require(session, file_id)
-            if row.status == FileStatus.ACTIVE.value and row.etag == etag:
+            if row.status == FileStatus.ACTIVE.value and row.etag == etag and row.token == token:
                 return FileRecord.from_row(row)  # a resumed registration
+            if row.status == FileStatus.PENDING.value and row.token != token:
+                raise CatalogError(
+                    f"{row.key!r} is reserved by another transfer; this one may not register it.",
+                    title="Reserved by another upload",
+                )
             if row.status not in (FileStatus.PENDING.value, FileStatus.MISSING.value):
                 raise CatalogError(
                     f"{row.key!r} cannot be activated: it is {row.status}.",
@@ -444,6 +467,7 @@ class CatalogService:
                 )
             row.status = FileStatus.ACTIVE.value
             row.etag = etag
+            row.token = token  # a repair's transfer takes a missing row over
             row.uploaded_at = self.clock()
             row.last_error = None
             session.flush()
@@ -453,12 +477,32 @@ class CatalogService:
 
         return self._run(f"activate row {file_id}", work)
 
-    def release(self, file_id: int, *, reason: str) -> None:
-        """Remove a pending intent after a failed or cancelled upload (audited)."""
+    def holds(self, file_id: int, token: str | None) -> bool:
+        """Is the row still this transfer's pending reservation (nobody else's, not live)?"""
+
+        def work(session: Session) -> bool:
+            row = session.get(FileRow, file_id)
+            return (
+                row is not None
+                and row.status == FileStatus.PENDING.value
+                and token is not None
+                and row.token == token
+            )
+
+        return self._run(f"read row {file_id}", work)
+
+    def release(self, file_id: int, *, reason: str, token: str | None = None) -> None:
+        """Remove a pending intent after a failed or cancelled upload (audited).
+
+        With a token, only the row reserved with it; ``None`` is the check's
+        repair of a stale intent, which re-checks the row itself.
+        """
 
         def work(session: Session) -> None:
             row = session.get(FileRow, file_id, with_for_update=True)
             if row is None or row.status != FileStatus.PENDING.value:
+                return
+            if token is not None and row.token != token:
                 return
             self._audit(session, AuditAction.RELEASE, row, {"reason": reason})
             session.delete(row)

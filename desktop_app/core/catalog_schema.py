@@ -87,6 +87,8 @@ class FileRow(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(Timestamp)
     deleted_by: Mapped[str | None] = mapped_column(String(128))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The reserving transfer's token: only it may resume, activate or release.
+    token: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         Index(

@@ -38,6 +38,7 @@ import mimetypes
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -460,7 +461,9 @@ class TransferEngine:
             record = self.sender.verify(record)
         if record.state is TransferState.REGISTERING:
             assert record.catalog_file_id is not None and record.etag is not None
-            self.catalog.activate(record.catalog_file_id, etag=record.etag)
+            self.catalog.activate(
+                record.catalog_file_id, etag=record.etag, token=record.reservation_token
+            )
             succeeded = NewAttempt(started, self.now(), None, control.bytes_sent)
             self._move(record.id, TransferState.DONE, attempt=succeeded)
 
@@ -531,6 +534,8 @@ class TransferEngine:
     # -- steps --------------------------------------------------------------
 
     def _hash_and_reserve(self, record: TransferRecord, attempt: NewAttempt) -> TransferRecord:
+        if record.reservation_token is None:  # queued before tokens existed
+            record = self.journal.update(record.id, reservation_token=uuid.uuid4().hex)
         self._move(record.id, TransferState.HASHING)
         before = current_identity(record)
         digest = hashlib.sha256()
@@ -549,7 +554,11 @@ class TransferEngine:
         sha256 = digest.hexdigest()
         if record.catalog_file_id is not None and record.sha256 not in (None, sha256):
             # The file changed while Ferry was not running: the old intent goes.
-            self.catalog.release(record.catalog_file_id, reason="source changed before upload")
+            self.catalog.release(
+                record.catalog_file_id,
+                reason="source changed before upload",
+                token=record.reservation_token,
+            )
         part_size = choose_part_size(after.size, self.options.part_size)
         count = len(part_plan(after.size, part_size))
         hashed: dict[str, Any] = {
@@ -588,6 +597,7 @@ class TransferEngine:
                 size=size,
                 sha256=sha256,
                 content_type=record.content_type,
+                token=record.reservation_token,
             )
             try:
                 return self.catalog.reserve(intent), key
@@ -610,9 +620,18 @@ class TransferEngine:
         leftovers = []
         wrote_object = record.state in (TransferState.VERIFYING, TransferState.REGISTERING)
         if wrote_object and record.catalog_file_id is not None:
+            # Only while the row is still our own pending reservation: then no
+            # live row (ours or anyone's) can point at this key's object.
             try:
-                self.storage.delete_object(record.key)
-            except StorageError as exc:
+                if self.catalog.holds(record.catalog_file_id, record.reservation_token):
+                    self.storage.delete_object(record.key)
+                else:
+                    log.warning(
+                        "%s: the object was left in place, its catalog row is live or "
+                        "another upload's",
+                        record.key,
+                    )
+            except (StorageError, CatalogError) as exc:
                 leftovers.append(f"object {record.key!r} ({exc.message})")
         if record.upload_id is not None:
             try:
@@ -622,7 +641,11 @@ class TransferEngine:
                 leftovers.append(f"multipart upload of {record.key!r} ({exc.message})")
         if record.catalog_file_id is not None:
             try:
-                self.catalog.release(record.catalog_file_id, reason="upload failed or cancelled")
+                self.catalog.release(
+                    record.catalog_file_id,
+                    reason="upload failed or cancelled",
+                    token=record.reservation_token,
+                )
                 self.journal.update(record.id, catalog_file_id=None)
             except CatalogError as exc:
                 leftovers.append(f"catalog intent row {record.catalog_file_id} ({exc.message})")

@@ -16,6 +16,7 @@ import os
 import queue
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -158,6 +159,7 @@ class TransferRecord:
     created_at: datetime
     updated_at: datetime
     on_conflict: KeyConflictPolicy = KeyConflictPolicy.FAIL
+    reservation_token: str | None = None  # owns this transfer's catalog reservation
 
     @property
     def size(self) -> int:
@@ -197,6 +199,7 @@ class NewTransfer:
     on_conflict: KeyConflictPolicy = KeyConflictPolicy.FAIL
     sha256: str | None = None  # known already (a repair re-sending a catalog row)
     catalog_file_id: int | None = None
+    reservation_token: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
 
 
 _metadata = MetaData()
@@ -231,6 +234,7 @@ transfers = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("on_conflict", String(16), nullable=False),
+    Column("reservation_token", String(32)),
 )
 parts = Table(
     "parts",
@@ -302,6 +306,7 @@ def _record(row: Any) -> TransferRecord:
         created_at=created,
         updated_at=updated,
         on_conflict=KeyConflictPolicy(row.on_conflict),
+        reservation_token=row.reservation_token,
     )
 
 
@@ -542,6 +547,7 @@ class Journal:
                 "on_conflict": new.on_conflict.value,
                 "sha256": new.sha256,
                 "catalog_file_id": new.catalog_file_id,
+                "reservation_token": new.reservation_token,
             }
             for new in news
         ]

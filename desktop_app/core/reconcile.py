@@ -527,7 +527,9 @@ class ConsistencyChecker:
         if action is RepairAction.REMOVE_ROW:
             if finding.object is not None:
                 self.storage.delete_object(key)  # unverified bytes of an unfinished upload
-            self.catalog.release(row.id, reason="stale upload intent removed by the check")
+            self.catalog.release(
+                row.id, reason="stale upload intent removed by the check", token=None
+            )
             return RepairResult(finding, True, "Removed the stale intent.")
         if action is RepairAction.MARK_MISSING:
             self.catalog.mark_missing(row.id, reason=f"{finding.kind.value} found by the check")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import threading
 import uuid
 
@@ -78,10 +80,28 @@ def test_same_content_in_flight_is_waited_for_not_called_a_duplicate(
 
 
 def test_reserving_again_after_a_crash_resumes_the_same_row(catalog: CatalogService) -> None:
-    first = catalog.reserve(intent("a.txt"))
-    again = catalog.reserve(intent("a.txt"))
+    mine = dataclasses.replace(intent("a.txt"), token="t-mine")
+    first = catalog.reserve(mine)
+    again = catalog.reserve(mine)
     assert again.outcome is ReservationOutcome.RESUMED
     assert again.record.id == first.record.id
+
+
+def test_a_reservation_belongs_to_its_token(catalog: CatalogService) -> None:
+    """A second Ferry with the same file for the same key waits; it never takes the row."""
+    mine = dataclasses.replace(intent("a.txt"), token="t-mine")
+    theirs = dataclasses.replace(mine, token="t-theirs")
+    row = catalog.reserve(mine).record
+    with pytest.raises(CatalogError, match="being uploaded right now") as waiting:
+        catalog.reserve(theirs)
+    assert waiting.value.transient
+    with pytest.raises(CatalogError, match="reserved by another transfer"):
+        catalog.activate(row.id, etag="e", token="t-theirs")
+    catalog.release(row.id, reason="not theirs to release", token="t-theirs")
+    assert catalog.holds(row.id, "t-mine") and not catalog.holds(row.id, "t-theirs")
+    catalog.activate(row.id, etag="e", token="t-mine")
+    assert catalog.reserve(theirs).outcome is ReservationOutcome.DUPLICATE
+    assert not catalog.holds(row.id, "t-mine"), "an active row is nobody's to compensate"
 
 
 def test_key_taken_by_other_content_is_a_conflict(catalog: CatalogService) -> None:
@@ -218,7 +238,7 @@ def test_opening_again_does_not_migrate_twice(catalog_url: str) -> None:
     service = open_catalog(catalog_url, owner="alice")
     with service.engine.connect() as connection:
         assert (
-            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
         )
     service.close()
 

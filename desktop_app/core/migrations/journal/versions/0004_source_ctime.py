@@ -1,4 +1,7 @@
-"""The source's ctime is part of its identity: a rewrite keeping size and mtime still moves it.
+"""Proof of bytes: the source's ctime, and the token of the catalog reservation.
+
+ctime is part of a source's identity: a rewrite keeping size and mtime still
+moves it. The token names the one transfer that owns its catalog reservation.
 
 Revision ID: j0004
 Revises: j0003
@@ -19,8 +22,10 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("source_ctime_ns", sa.BigInteger, nullable=False, server_default="0")
         )
+        batch.add_column(sa.Column("reservation_token", sa.String(32), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("transfers") as batch:
+        batch.drop_column("reservation_token")
         batch.drop_column("source_ctime_ns")
