@@ -7,6 +7,7 @@ migrations), and the pragmas every SQLite file of Ferry's is opened with.
 from __future__ import annotations
 
 import enum
+import threading
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -15,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, event, text
 
 
 class Schema(enum.Enum):
@@ -55,10 +56,24 @@ def revisions(connection: Connection, schema: Schema) -> Revisions:
     return Revisions(context.get_current_revision(), head)
 
 
+_alembic_lock = threading.Lock()
+# Any constant: the advisory lock that serialises schema upgrades on PostgreSQL.
+_UPGRADE_LOCK = 0x46455252  # "FERR"
+
+
 def upgrade(connection: Connection, schema: Schema) -> None:
-    """Upgrade to head and commit; the caller translates database errors."""
-    command.upgrade(_config(connection, schema), "head")
-    connection.commit()
+    """Upgrade to head and commit; the caller translates database errors.
+
+    On PostgreSQL two Ferrys opening a new catalog at once would both create
+    its tables; a transaction-scoped advisory lock makes the second wait, and
+    Alembic, reading the version after the lock, then finds nothing to do.
+    """
+    # Alembic's command API keeps its context in module globals: one thread at a time.
+    with _alembic_lock:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
+        command.upgrade(_config(connection, schema), "head")
+        connection.commit()
 
 
 def _durable_pragmas(dbapi_connection: Any, _record: Any) -> None:

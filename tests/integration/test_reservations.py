@@ -1,0 +1,118 @@
+"""Reservations under contention on PostgreSQL: many clients, two Ferrys, one key."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import uuid
+from collections import Counter
+from pathlib import Path
+
+from desktop_app.core.app import Environment, Ferry
+from desktop_app.core.catalog import FileQuery, UploadIntent, open_catalog
+from desktop_app.core.catalog_schema import FileStatus
+from desktop_app.core.errors import CatalogError, KeyConflictError
+from desktop_app.core.journal import TransferState
+from desktop_app.core.keys import SecretStore
+from desktop_app.core.paths import FerryPaths
+from tests.conftest import MemoryKeyring, WeedServer, pg_url_for_schema, save_test_profile
+
+MIB = 1024 * 1024
+
+
+def test_320_concurrent_reservations_of_identical_content_never_say_other_content(
+    postgres_admin_url: str, pg_schema: str
+) -> None:
+    url = pg_url_for_schema(postgres_admin_url, pg_schema)
+    clients = [open_catalog(url, owner="postgres") for _ in range(16)]
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+    try:
+        for round_number in range(20):  # 20 rounds x 16 clients = 320 reservations
+            sha = hashlib.sha256(f"round {round_number}".encode()).hexdigest()
+            barrier = threading.Barrier(len(clients))
+
+            def reserve(
+                client: object, sha: str = sha, barrier: threading.Barrier = barrier
+            ) -> None:
+                intent = UploadIntent(
+                    "team", f"same/{sha[:8]}.bin", "x.bin", 3, sha, token=uuid.uuid4().hex
+                )
+                barrier.wait()
+                try:
+                    label = client.reserve(intent).outcome.value  # type: ignore[attr-defined]
+                except KeyConflictError as exc:
+                    label = f"conflict: {exc.message}"
+                except CatalogError as exc:
+                    label = "waits" if exc.transient else f"error: {exc.message}"
+                with lock:
+                    outcomes[label] += 1
+
+            threads = [threading.Thread(target=reserve, args=(c,)) for c in clients]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        for client in clients:
+            client.close()
+    assert outcomes == {"reserved": 20, "waits": 300}, outcomes
+
+
+def ferry_home(tmp_path: Path, name: str) -> Environment:
+    home = tmp_path / name
+    paths = FerryPaths.from_environment({"FERRY_HOME": str(home)})
+    return Environment(paths, dict(os.environ), SecretStore(MemoryKeyring()))
+
+
+def test_two_ferrys_one_login_same_file_same_key_never_delete_the_winner(
+    postgres_admin_url: str, pg_schema: str, weed: WeedServer, bucket: str, tmp_path: Path
+) -> None:
+    url = pg_url_for_schema(postgres_admin_url, pg_schema)
+    envs = []
+    for name, part_mib in (("one", 16), ("two", 8)):
+        env = ferry_home(tmp_path, name)
+        save_test_profile(
+            env, endpoint_url=weed.endpoint_url, bucket=bucket, catalog_url=url,
+            part_size=part_mib * MIB,
+        )  # fmt: skip
+        envs.append(env)
+    rng = __import__("random").Random(2)
+    outcomes: Counter[str] = Counter()
+    for round_number in range(10):
+        source = tmp_path / f"shared-{round_number}.bin"
+        data = rng.randbytes(40 * MIB + round_number)
+        source.write_bytes(data)
+        sha = hashlib.sha256(data).hexdigest()
+        results: dict[int, TransferState] = {}
+        barrier = threading.Barrier(2)
+
+        def upload(n: int, env: Environment, source: Path = source,
+                   results: dict[int, TransferState] = results,
+                   barrier: threading.Barrier = barrier) -> None:  # fmt: skip
+            with Ferry.open(env) as app:
+                barrier.wait()
+                [record] = app.upload([source], prefix="shared")
+                results[n] = record.state
+
+        threads = [threading.Thread(target=upload, args=(n, e)) for n, e in enumerate(envs)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        outcomes.update(state.value for state in results.values())
+        assert sorted(s.value for s in results.values()) in (
+            ["done", "duplicate"],
+            ["done", "done"],  # the second started after the first was stored: same row
+        ), results
+        key = f"shared/{source.name}"
+        body = weed.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == sha, "the winner's object is whole"
+        catalog = open_catalog(url, owner="postgres")
+        try:
+            rows = catalog.search(FileQuery(bucket=bucket, prefix=key))
+        finally:
+            catalog.close()
+        assert [(r.status, r.sha256) for r in rows] == [(FileStatus.ACTIVE, sha)]
+    print(f"\ntwo Ferrys, 10 rounds: {dict(outcomes)}")
