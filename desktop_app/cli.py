@@ -389,13 +389,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             return EXIT_FAILED if remaining else EXIT_OK
         return EXIT_OK if report.consistent else EXIT_FAILED
 
-    try:
-        return _with_ferry(args, work, read_only=not (args.repair and args.yes))
-    except FerryError as exc:
-        if args.json:
-            _emit({"error": {"title": exc.title, "message": exc.message}})
-        _say(f"ferry: {exc.title}: {exc.message}")
-        return EXIT_ERROR
+    return _with_ferry(args, work, read_only=not (args.repair and args.yes))
 
 
 def _print_report(report: CheckReport, results: list[RepairResult], *, dry_run: bool) -> None:
@@ -405,6 +399,8 @@ def _print_report(report: CheckReport, results: list[RepairResult], *, dry_run: 
         f"{scanned.multipart_uploads} unfinished uploads in {report.duration_s:.1f} s "
         f"({scanned.within_grace} younger than the grace period left alone)."
     )
+    for note in report.notes:
+        print(f"Note: {note}")
     if report.consistent:
         print("Bucket and catalog agree.")
     for finding in report.findings:
@@ -730,6 +726,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.handler(args)
         return result
     except FerryError as exc:
+        if getattr(args, "json", False):
+            _emit({"error": {"title": exc.title, "message": exc.message}})
         _say(f"ferry: {exc.title}: {exc.message}")
         log.debug("Command failed", exc_info=True)
         return EXIT_ERROR

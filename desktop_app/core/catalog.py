@@ -174,7 +174,16 @@ def create_catalog_engine(url: str, password: str | None = None) -> Engine:
         parsed = parsed.set(password=password)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(parsed.database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CatalogError(
+                    f"The catalog file {parsed.database} cannot be created: {folder} is not "
+                    f"a folder Ferry can write ({exc.strerror}). Fix the catalog URL of the "
+                    "profile (or FERRY_CATALOG_URL).",
+                    title="Catalog path impossible",
+                ) from None
         engine = create_engine(parsed, connect_args={"timeout": 30})
         migrate.make_sqlite_durable(engine)
         return engine

@@ -181,14 +181,24 @@ class ProfileStore:
             return {}
         try:
             with self.path.open("rb") as handle:
-                return tomllib.load(handle)
-        except tomllib.TOMLDecodeError as exc:
+                data = tomllib.load(handle)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            what = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
             raise ConfigError(
-                f"{self.path} is not valid TOML ({exc}). Fix the file or move it away; "
-                "nothing was changed."
+                f"{self.path} is not a valid profiles file ({what}). Fix the file or move it "
+                "away (Ferry then starts without profiles); nothing was changed."
             ) from None
         except OSError as exc:
             raise ConfigError(f"Cannot read {self.path}: {exc.strerror}.") from None
+        if not isinstance(data.get("profiles", {}), dict):
+            raise ConfigError(
+                f"{self.path}: 'profiles' must be a table of profiles ([profiles.NAME]); fix "
+                "the file or move it away. Nothing was changed."
+            )
+        for name, table in data.get("profiles", {}).items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"{self.path}: profile {name!r} must be a table of settings.")
+        return data
 
     def profiles(self) -> list[Profile]:
         data = self._read()

@@ -54,6 +54,7 @@ from desktop_app.core.catalog import (
 from desktop_app.core.errors import (
     CatalogError,
     FerryError,
+    JournalError,
     KeyConflictError,
     SourceChangedError,
     SourceError,
@@ -86,7 +87,7 @@ from desktop_app.core.sender import (
     current_identity,
     part_plan,
 )
-from desktop_app.core.sources import SourceFile, SourceProblem, check_file, expand
+from desktop_app.core.sources import SourceFile, SourceProblem, check_file, expand, printable
 from desktop_app.core.storage import S3Storage
 from desktop_app.core.throttle import BandwidthLimiter, ByteBudget
 
@@ -100,7 +101,7 @@ _SMALL_REQUEST = 256 * 1024
 
 def _input_error(problem: SourceProblem) -> TransferError:
     kind = ErrorKind.FINAL if problem.final else ErrorKind.INPUT
-    message = problem.message
+    message = printable(problem.message)
     if problem.final:
         message += " Retrying cannot help; fix or remove it, then add it again."
     return TransferError(kind, problem.title, message)
@@ -238,10 +239,10 @@ class TransferEngine:
         news = []
         for item in found:
             if isinstance(item, SourceProblem):
-                log.warning("Not queued: %s", item.message)
+                log.warning("Not queued: %s", printable(item.message))
                 news.append(
                     NewTransfer(
-                        source_path=str(item.path),
+                        source_path=printable(str(item.path)),
                         identity=SourceIdentity(0, 0, 0, 0),
                         profile=self.profile_name,
                         bucket=self.storage.bucket,
@@ -431,6 +432,8 @@ class TransferEngine:
             if stop.cancelled:
                 self._compensate(self.journal.get(transfer_id))
                 self._move(transfer_id, TransferState.CANCELLED)
+        except JournalError:
+            raise  # nothing can be recorded: the scheduler halts
         except FerryError as exc:
             self._fail(transfer_id, exc, started, control)
         except Exception as exc:

@@ -133,6 +133,7 @@ class StorageErrorKind(enum.Enum):
     NO_SUCH_UPLOAD = "no_such_upload"  # multipart upload expired/aborted: restart it
     NOT_FOUND = "not_found"  # object or bucket absent
     BAD_DIGEST = "bad_digest"  # the server saw other bytes than we sent: resend
+    NOT_SUPPORTED = "not_supported"  # the server lacks this call (501, 405): do without it
 
 
 class StorageError(FerryError):

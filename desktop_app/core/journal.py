@@ -340,6 +340,16 @@ def _attempt(row: Any) -> AttemptRecord:
     return AttemptRecord(row.number, started, ended, error, row.bytes_sent)
 
 
+def _refuse_truncated(path: Path) -> None:
+    """A journal that exists but holds nothing was truncated: never start over silently."""
+    if path.exists() and path.stat().st_size == 0:
+        raise JournalError(
+            f"The journal {path} is empty (0 bytes): it was truncated or damaged, and the "
+            "transfers it held cannot be read. Ferry will not start over silently. If you "
+            f"accept that, move it aside (`mv {path} {path}.broken`) and start Ferry again."
+        )
+
+
 class _InstanceLock:
     """An exclusive lock file: one running Ferry owns the journal."""
 
@@ -468,23 +478,27 @@ class Journal:
             return
         self._lock.acquire()
         try:
+            _refuse_truncated(path)
             self.engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
             migrate.make_sqlite_durable(self.engine)
             with self.engine.connect() as connection:
                 if not migrate.revisions(connection, Schema.JOURNAL).up_to_date:
                     migrate.upgrade(connection, Schema.JOURNAL)
             self._writer = _Writer(self.engine, path)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             self._lock.release()
             raise JournalError(
-                f"The journal {path} cannot be opened ({type(exc).__name__}). If the disk is "
-                "full, free space; otherwise move the file away to start a new journal."
+                f"The journal {path} cannot be opened ({type(exc).__name__}: {exc}). If the "
+                f"disk is full, free space; if the file is damaged, move it aside (`mv {path} "
+                f"{path}.broken`) and Ferry starts a new one: transfers it held are then "
+                "forgotten (their files are still on disk)."
             ) from None
         except BaseException:
             self._lock.release()
             raise
 
     def _open_read_only(self) -> None:
+        _refuse_truncated(self.path)
         if not self.path.exists():
             # Nothing was ever queued here: an empty journal in memory says so.
             self.engine = create_engine("sqlite://")

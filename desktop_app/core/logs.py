@@ -59,6 +59,24 @@ class RedactingFilter(logging.Filter):
 REDACTOR = RedactingFilter()
 
 
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """The log file; when it cannot be written (disk full), says so once on stderr.
+
+    The standard handler prints a traceback for every line it fails to
+    write: thousands of them when the disk is full. Ferry goes on without
+    its log (the journal, not the log, is what keeps data safe).
+    """
+
+    _complained = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self._complained:
+            self._complained = True
+            error = sys.exc_info()[1]
+            sys.stderr.write(f"ferry: cannot write the log {self.baseFilename} ({error}); "
+                             "going on without it.\n")  # fmt: skip
+
+
 def configure_logging(log_file: Path, *, stderr_level: int | None = logging.WARNING) -> None:
     """Send Ferry's logs to a rotating file and, for the CLI, to stderr."""
     root = logging.getLogger()
@@ -67,9 +85,7 @@ def configure_logging(log_file: Path, *, stderr_level: int | None = logging.WARN
             root.removeHandler(handler)
             handler.close()
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    file_handler = logging.handlers.RotatingFileHandler(
-        log_file, maxBytes=5 * 1024 * 1024, backupCount=5, encoding="utf-8"
-    )
+    file_handler = _LogFile(log_file, maxBytes=5 * 1024 * 1024, backupCount=5, encoding="utf-8")
     file_handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s")
     )
@@ -77,6 +93,9 @@ def configure_logging(log_file: Path, *, stderr_level: int | None = logging.WARN
     handlers: list[logging.Handler] = [file_handler]
     if stderr_level is not None:
         console = logging.StreamHandler(sys.stderr)
+        # An undecodable file name must not break a line on the terminal.
+        if hasattr(sys.stderr, "reconfigure"):
+            sys.stderr.reconfigure(errors="backslashreplace")
         console.setFormatter(logging.Formatter("ferry: %(message)s"))
         console.setLevel(stderr_level)
         handlers.append(console)

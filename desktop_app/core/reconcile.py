@@ -36,7 +36,7 @@ from typing import Any
 
 from desktop_app.core.catalog import CatalogService, FileRecord, UploadIntent
 from desktop_app.core.catalog_schema import FileStatus
-from desktop_app.core.errors import FerryError
+from desktop_app.core.errors import FerryError, StorageError, StorageErrorKind
 from desktop_app.core.journal import Journal
 from desktop_app.core.storage import ObjectInfo, S3Storage
 
@@ -128,12 +128,19 @@ class Scanned:
 
 
 @dataclass(frozen=True)
+class _UploadsSeen:
+    young: int
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class CheckReport:
     findings: list[Finding]
     scanned: Scanned
     started_at: datetime
     duration_s: float
     grace_seconds: int
+    notes: tuple[str, ...] = ()  # what could not be checked on this server, said plainly
 
     @property
     def counts(self) -> dict[str, int]:
@@ -154,6 +161,7 @@ class CheckReport:
             "started_at": self.started_at.isoformat(),
             "duration_s": round(self.duration_s, 3),
             "grace_seconds": self.grace_seconds,
+            "notes": list(self.notes),
         }
 
 
@@ -324,8 +332,26 @@ class ConsistencyChecker:
                 young += is_young
                 if finding is not None:
                     findings.append(finding)
-            uploads = 0
-            owned = self.journal.upload_ids()
+            uploads, unlisted = self._stale_uploads(cutoff, findings)
+            young += unlisted.young
+        finally:
+            listing.close()
+        if options.only is not None:
+            findings = [f for f in findings if f.kind in options.only]
+        return CheckReport(
+            findings=findings,
+            scanned=Scanned(listing.count, rows_seen, uploads, young),
+            started_at=started,
+            duration_s=time.monotonic() - clock,
+            grace_seconds=options.grace_seconds,
+            notes=unlisted.notes,
+        )
+
+    def _stale_uploads(self, cutoff: datetime, findings: list[Finding]) -> tuple[int, _UploadsSeen]:
+        """Unfinished multipart uploads nobody owns; a server that cannot list them says so."""
+        uploads = young = 0
+        owned = self.journal.upload_ids()
+        try:
             for upload in self.storage.iter_multipart_uploads(self.prefix):
                 uploads += 1
                 if upload.upload_id in owned:
@@ -344,17 +370,15 @@ class ConsistencyChecker:
                         initiated=upload.initiated.isoformat(),
                     )
                 )
-        finally:
-            listing.close()
-        if options.only is not None:
-            findings = [f for f in findings if f.kind in options.only]
-        return CheckReport(
-            findings=findings,
-            scanned=Scanned(listing.count, rows_seen, uploads, young),
-            started_at=started,
-            duration_s=time.monotonic() - clock,
-            grace_seconds=options.grace_seconds,
-        )
+        except StorageError as exc:
+            if exc.kind is not StorageErrorKind.NOT_SUPPORTED:
+                raise
+            note = (
+                f"This server cannot list unfinished multipart uploads ({exc.code}); objects "
+                "and rows were checked, partial uploads could not be."
+            )
+            return uploads, _UploadsSeen(young, (note,))
+        return uploads, _UploadsSeen(young, ())
 
     def _judge(
         self,

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from desktop_app.core.engine import TransferEngine
-from desktop_app.core.errors import FerryError
+from desktop_app.core.errors import FerryError, JournalError
 from desktop_app.core.journal import ErrorKind, TransferRecord, TransferState
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ class Scheduler:
             max_workers=self._small_slots + self._large_slots, thread_name_prefix="ferry-file"
         )
         self._thread = threading.Thread(target=self._loop, name="ferry-scheduler", daemon=True)
+        self.halted: JournalError | None = None  # the journal cannot be written: stop
         self._last_probe = -float("inf")
         self._endpoint_down = False
         self._clock_gap = wall() - monotonic()
@@ -147,10 +148,17 @@ class Scheduler:
         *,
         patience: int | None = None,
     ) -> list[TransferRecord]:
-        """Block until each transfer is settled; returns them as they then are."""
+        """Block until each transfer is settled; returns them as they then are.
+
+        Raises the journal's error if the scheduler had to halt (disk full):
+        then nothing can be recorded, and the transfers stay as the journal
+        last knew them, to resume when space is back.
+        """
         ids = list(transfer_ids)
         deadline = None if timeout is None else self._monotonic() + timeout
         while True:
+            if self.halted is not None and not self.held():
+                raise self.halted
             records = [self.journal.get(i) for i in ids]
             if all(self.settled(r, patience) for r in records) and not (set(ids) & self.held()):
                 return records
@@ -215,6 +223,8 @@ class Scheduler:
         self._endpoint_down = not answered
 
     def _dispatch(self) -> None:
+        if self.halted is not None:
+            return
         runnable = self.journal.runnable(self.profiles, _now(self._wall))
         limit = self.options.give_up_after
         with self._lock:
@@ -245,6 +255,17 @@ class Scheduler:
         outcome: TransferRecord | None = None
         try:
             outcome = self.engine.process(transfer_id)
+        except JournalError as exc:
+            # Without the journal nothing may be sent (a fact must be recorded
+            # before anything depends on it): stop everything, say it once.
+            with self._lock:
+                first = self.halted is None
+                self.halted = self.halted or exc
+            if first:
+                log.error("Transfers stopped: %s", exc.message)
+                self.engine.interrupt()
+                if self.on_error is not None:
+                    self.on_error(exc)
         except FerryError as exc:
             log.error("Transfer %s could not run: %s", transfer_id, exc.message)
         except Exception:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -262,6 +261,8 @@ class ObjectSender:
         return self.verify(dataclasses.replace(record, etag=expected))
 
     def _upload_parts(self, record: TransferRecord, control: TransferControl) -> TransferRecord:
+        if record.upload_id is not None and not self._reconcile_parts(record):
+            record = self.journal.get(record.id)  # the server could not say: start afresh
         if record.upload_id is None:
             check_source(record)
             upload_id = self.storage.create_multipart_upload(
@@ -271,8 +272,6 @@ class ObjectSender:
             # finds the upload again instead of orphaning it.
             self.journal.plan_parts(record.id, upload_id, part_plan(record.size, record.part_size))
             record = self.journal.get(record.id)
-        else:
-            self._reconcile_parts(record)
         assert record.upload_id is not None
         parts = self.journal.parts(record.id)
         progress = self._meter(record.id, record.size, sum(p.size for p in parts if p.done))
@@ -392,10 +391,27 @@ class ObjectSender:
         self.journal.confirm_part(record.id, part.number, md5_hex, etag)
         progress.add(part.size)
 
-    def _reconcile_parts(self, record: TransferRecord) -> None:
-        """Make the journal's parts agree with what the server really holds."""
+    def _reconcile_parts(self, record: TransferRecord) -> bool:
+        """Make the journal's parts agree with what the server really holds.
+
+        False when the server cannot list parts (ListParts refused): then what
+        it holds is unknown, the upload is given up (aborted where the server
+        allows) and the caller starts a new one.
+        """
         assert record.upload_id is not None
-        server = {p.number: p for p in self.storage.list_parts(record.key, record.upload_id)}
+        try:
+            server = {p.number: p for p in self.storage.list_parts(record.key, record.upload_id)}
+        except StorageError as exc:
+            if exc.kind is not StorageErrorKind.NOT_SUPPORTED:
+                raise
+            log.warning(
+                "%s cannot list the parts of an upload (%s); %s is sent afresh",
+                self.storage.endpoint_label,
+                exc.code,
+                record.key,
+            )
+            self.abandon(record)
+            return False
         with open(record.source_path, "rb") as handle:
             for part in self.journal.parts(record.id):
                 held = server.get(part.number)
@@ -415,6 +431,7 @@ class ObjectSender:
             len(parts),
             len(parts) - on_server,
         )
+        return True
 
     def _expected_etag(self, record: TransferRecord) -> str:
         parts = self.journal.parts(record.id)
@@ -484,7 +501,11 @@ class ObjectSender:
         next one resumes at uploading since the ETag is gone).
         """
         if record.upload_id is not None:
-            with contextlib.suppress(StorageError):
+            try:
                 self.storage.abort_multipart_upload(record.key, record.upload_id)
+            except StorageError as exc:
+                # Left for the consistency check, which lists unfinished uploads.
+                log.warning("Upload %s of %s could not be aborted: %s",
+                            record.upload_id, record.key, exc.message)  # fmt: skip
         self.journal.forget_upload(record.id)
         self.journal.update(record.id, etag=None)

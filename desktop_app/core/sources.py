@@ -21,6 +21,11 @@ from desktop_app.core.object_keys import join_key
 MAX_OBJECT_SIZE = 5 * 1024**4  # 5 TiB
 
 
+def printable(text: str) -> str:
+    """Text as it can be printed and stored: a file name's undecodable bytes as \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class SourceFile:
     path: Path
@@ -116,7 +121,16 @@ def _walk(root: Path, prefix: str) -> Iterator[SourceFile | SourceProblem]:
             path = Path(entry.path)
             name = f"{relative}/{entry.name}"
             if entry.is_symlink():
-                target = path.resolve()
+                try:
+                    target = path.resolve()
+                except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError for loops
+                    yield SourceProblem(
+                        path,
+                        "Link loop",
+                        f"{path} is a symbolic link that leads back to itself; skipped.",
+                        final=True,
+                    )
+                    continue
                 if not target.is_relative_to(root_real):
                     yield SourceProblem(
                         path,

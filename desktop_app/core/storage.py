@@ -241,6 +241,14 @@ class S3Storage:
                 kind=StorageErrorKind.BAD_DIGEST,
                 code=code,
             )
+        if code in ("NotImplemented", "MethodNotAllowed") or status in (501, 405):
+            return StorageError(
+                f"{self.endpoint_label} does not support what Ferry asked to {what} "
+                f"({code or status}).",
+                kind=StorageErrorKind.NOT_SUPPORTED,
+                code=code or str(status),
+                title="Not supported by the server",
+            )
         if code in TRANSIENT_CODES or status >= 500:
             return StorageError(
                 f"{self.endpoint_label} had a temporary failure ({code or status}) during {what}.",

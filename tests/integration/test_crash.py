@@ -37,24 +37,29 @@ def proxy(weed: WeedServer) -> Iterator[FaultProxy]:
     fault_proxy.stop()
 
 
-def ferry_env(home: Path) -> dict[str, str]:
+def ferry_env(
+    home: Path, keys: tuple[str, str] = (TEST_ACCESS_KEY, TEST_SECRET_KEY)
+) -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FERRY_"))}
     environ.update(
         FERRY_HOME=str(home),
-        AWS_ACCESS_KEY_ID=TEST_ACCESS_KEY,
-        AWS_SECRET_ACCESS_KEY=TEST_SECRET_KEY,
+        AWS_ACCESS_KEY_ID=keys[0],
+        AWS_SECRET_ACCESS_KEY=keys[1],
         PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
     )
     return environ
 
 
-def ferry(home: Path, *args: str) -> subprocess.Popen[str]:
+def ferry(
+    home: Path, *args: str, keys: tuple[str, str] = (TEST_ACCESS_KEY, TEST_SECRET_KEY)
+) -> subprocess.Popen[str]:
+    """A real `ferry` process, as a user would run it, with the test's credentials."""
     return subprocess.Popen(
         [sys.executable, "-m", "desktop_app", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=ferry_env(home),
+        env=ferry_env(home, keys),
     )
 
 
