@@ -93,15 +93,16 @@ def test_uploads_check_delete_and_resume_on_every_server(
     big.write_bytes(data)
     upload = ferry(home, "upload", str(big), "--json", keys=(server.access_key, server.secret_key))
     parts = home / "data" / "journal.sqlite3"
-    wait_for(lambda: _confirmed(parts) >= 1, timeout=120)
+    wait_for(lambda: _confirmed(parts, str(big)) >= 1, timeout=120)
     upload.send_signal(signal.SIGKILL)
     upload.wait()
     code, out, err = run(home, server, "resume", "--json")
     assert code == 0, (out, err)
+    assert [t["state"] for t in json.loads(out)["transfers"]] == ["done"], (out, err)
     assert stored(server, f"{prefix}/resume.bin") == hashlib.sha256(data).hexdigest()
 
 
-def _confirmed(journal: Path) -> int:
+def _confirmed(journal: Path, source: str) -> int:
     import sqlite3
 
     if not journal.exists():
@@ -109,7 +110,9 @@ def _confirmed(journal: Path) -> int:
     try:
         with sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=1) as connection:
             row = connection.execute(
-                "SELECT count(*) FROM parts WHERE confirmed_at IS NOT NULL"
+                "SELECT count(*) FROM parts JOIN transfers ON transfers.id = parts.transfer_id "
+                "WHERE transfers.source_path = ? AND parts.confirmed_at IS NOT NULL",
+                (source,),
             ).fetchone()
     except sqlite3.OperationalError:
         return 0
