@@ -423,6 +423,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
+        ferry.scheduler.on_error = lambda exc: _say(f"ferry: {exc.title}: {exc.message}")
         watcher = ferry.watch(folders, settle_seconds=args.settle, force_polling=args.polling)
         server = ferry.listen()
         for status in watcher.status.values():

@@ -208,6 +208,13 @@ def translate_db_error(exc: SQLAlchemyError, action: str) -> CatalogError:
             f"The catalog refused to {action}: {detail}. Ask the catalog's administrator "
             "for the needed rights."
         )
+    if "disk is full" in lowered or "no space left" in lowered:
+        return CatalogError(
+            f"The catalog could not {action}: its disk is full. Free some space there; "
+            "nothing is lost, and `ferry resume` goes on once space is free.",
+            title="Disk full",
+            halts=True,
+        )
     if isinstance(exc, OperationalError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     ):
@@ -292,7 +299,8 @@ class CatalogService:
                 error = translate_db_error(exc, action)
                 if not error.transient or attempt == _RETRIES:
                     raise error from None
-                log.warning("Catalog: %s failed (attempt %s), retrying: %s", action, attempt, error)
+                # Logged, not shown: the last failure is what a person sees.
+                log.info("Catalog: %s failed (attempt %s), retrying: %s", action, attempt, error)
                 time.sleep(0.2 * 2**attempt)
         raise AssertionError("unreachable")
 

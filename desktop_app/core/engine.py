@@ -54,7 +54,6 @@ from desktop_app.core.catalog import (
 from desktop_app.core.errors import (
     CatalogError,
     FerryError,
-    JournalError,
     KeyConflictError,
     SourceChangedError,
     SourceError,
@@ -432,9 +431,9 @@ class TransferEngine:
             if stop.cancelled:
                 self._compensate(self.journal.get(transfer_id))
                 self._move(transfer_id, TransferState.CANCELLED)
-        except JournalError:
-            raise  # nothing can be recorded: the scheduler halts
         except FerryError as exc:
+            if exc.halts:
+                raise  # nothing can be recorded (disk full): the scheduler halts, no undoing
             self._fail(transfer_id, exc, started, control)
         except Exception as exc:
             log.exception("Unexpected error in transfer %s", transfer_id)

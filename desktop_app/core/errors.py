@@ -38,6 +38,11 @@ class FerryError(Exception):
         """What a failed transfer becomes: who acts next."""
         return ErrorKind.TRANSIENT if self.transient else ErrorKind.PERMANENT
 
+    @property
+    def halts(self) -> bool:
+        """Whether every transfer must stop (nothing can be recorded), not just this one."""
+        return False
+
 
 class ConfigError(FerryError):
     title = "Configuration problem"
@@ -62,19 +67,35 @@ class JournalLockedError(FerryError):
 class JournalError(FerryError):
     title = "Journal problem"
 
+    @property
+    def halts(self) -> bool:
+        return True
+
 
 class CatalogError(FerryError):
     """The catalog could not be read or written."""
 
     title = "Catalog problem"
 
-    def __init__(self, message: str, *, transient: bool = False, title: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool = False,
+        title: str | None = None,
+        halts: bool = False,
+    ) -> None:
         super().__init__(message, title=title)
         self._transient = transient
+        self._halts = halts
 
     @property
     def transient(self) -> bool:
         return self._transient
+
+    @property
+    def halts(self) -> bool:
+        return self._halts
 
 
 class CatalogAccessError(CatalogError):

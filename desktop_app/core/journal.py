@@ -14,6 +14,7 @@ import dataclasses
 import enum
 import os
 import queue
+import shutil
 import sys
 import threading
 import uuid
@@ -160,6 +161,9 @@ class TransferRecord:
     updated_at: datetime
     on_conflict: KeyConflictPolicy = KeyConflictPolicy.FAIL
     reservation_token: str | None = None  # owns this transfer's catalog reservation
+    # Set just before CreateMultipartUpload, cleared when its id is committed:
+    # a crash in between left an upload on the server that only a listing finds.
+    upload_intent_at: datetime | None = None
 
     @property
     def size(self) -> int:
@@ -235,6 +239,7 @@ transfers = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("on_conflict", String(16), nullable=False),
     Column("reservation_token", String(32)),
+    Column("upload_intent_at", DateTime(timezone=True)),
 )
 parts = Table(
     "parts",
@@ -307,6 +312,7 @@ def _record(row: Any) -> TransferRecord:
         updated_at=updated,
         on_conflict=KeyConflictPolicy(row.on_conflict),
         reservation_token=row.reservation_token,
+        upload_intent_at=_aware(row.upload_intent_at),
     )
 
 
@@ -389,6 +395,11 @@ class _InstanceLock:
             self._handle = None
 
 
+MIB = 1024 * 1024
+# Room the journal wants free to go on: its WAL grows by pages per commit.
+_ROOM_NEEDED = 8 * MIB
+
+
 class _Writer:
     """The journal's one writer thread, committing requests in groups.
 
@@ -417,9 +428,21 @@ class _Writer:
         self._thread.join()
 
     def _error(self, exc: Exception) -> JournalError:
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError:
+            free = -1
+        if 0 <= free < _ROOM_NEEDED:
+            return JournalError(
+                f"The disk holding {self.path.parent} is full ({free // 1024} KiB free); "
+                f"Ferry needs about {_ROOM_NEEDED // MIB} MiB there to record transfers, so it "
+                "stopped sending. Nothing is lost: free some space, then run `ferry resume`.",
+                title="Disk full",
+            )
         return JournalError(
-            f"Writing the journal {self.path} failed ({type(exc).__name__}). "
-            "Check free disk space; Ferry stops rather than lose track of a transfer."
+            f"Writing the journal {self.path} failed ({type(exc).__name__}). Check the disk; "
+            "Ferry stops rather than lose track of a transfer, and `ferry resume` goes on "
+            "from what was recorded."
         )
 
     def _run(self, batch: list[tuple[Callable[[Connection], Any], Future[Any]]]) -> None:
@@ -782,7 +805,9 @@ class Journal:
             connection.execute(
                 update(transfers)
                 .where(transfers.c.id == transfer_id)
-                .values(upload_id=upload_id, part_count=len(plan), updated_at=now)
+                .values(
+                    upload_id=upload_id, part_count=len(plan), upload_intent_at=None, updated_at=now
+                )
             )
 
         self._write(op)

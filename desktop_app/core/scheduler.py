@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from desktop_app.core.engine import TransferEngine
-from desktop_app.core.errors import FerryError, JournalError
+from desktop_app.core.errors import FerryError
 from desktop_app.core.journal import ErrorKind, TransferRecord, TransferState
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ class Scheduler:
         self._held: dict[int, bool] = {}  # transfer id -> is small
         self._failures: collections.Counter[int] = collections.Counter()  # in this run
         self._included: set[int] = set()
+        self._refused: set[int] = set()
         self._settled = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -87,7 +88,7 @@ class Scheduler:
             max_workers=self._small_slots + self._large_slots, thread_name_prefix="ferry-file"
         )
         self._thread = threading.Thread(target=self._loop, name="ferry-scheduler", daemon=True)
-        self.halted: JournalError | None = None  # the journal cannot be written: stop
+        self.halted: FerryError | None = None  # nothing can be recorded (disk full): stop
         self._last_probe = -float("inf")
         self._endpoint_down = False
         self._clock_gap = wall() - monotonic()
@@ -132,6 +133,9 @@ class Scheduler:
         times in this run (default: the scheduler's own ``give_up_after``)."""
         if record.state.finished or record.paused:
             return True
+        with self._lock:
+            if record.id in self._refused:
+                return True
         if record.state is not TransferState.FAILED:
             return False
         kind = record.error.kind if record.error else ErrorKind.PERMANENT
@@ -231,7 +235,7 @@ class Scheduler:
             small_running = sum(1 for small in self._held.values() if small)
             large_running = len(self._held) - small_running
             for record in runnable:
-                if record.id in self._held:
+                if record.id in self._held or record.id in self._refused:
                     continue
                 if not self.options.run_all and record.id not in self._included:
                     continue
@@ -255,19 +259,26 @@ class Scheduler:
         outcome: TransferRecord | None = None
         try:
             outcome = self.engine.process(transfer_id)
-        except JournalError as exc:
+        except FerryError as exc:
+            if not exc.halts:
+                # Refused before it started (another profile's bucket, say):
+                # not again in this run, or the scheduler would spin on it.
+                log.error("Transfer %s could not run: %s", transfer_id, exc.message)
+                with self._lock:
+                    self._refused.add(transfer_id)
+                return
             # Without the journal nothing may be sent (a fact must be recorded
             # before anything depends on it): stop everything, say it once.
             with self._lock:
                 first = self.halted is None
                 self.halted = self.halted or exc
             if first:
-                log.error("Transfers stopped: %s", exc.message)
+                # Shown by whoever waits (the command's error, the window's
+                # dialog through on_error), so logged here without repeating.
+                log.info("Transfers stopped: %s", exc.message)
                 self.engine.interrupt()
                 if self.on_error is not None:
                     self.on_error(exc)
-        except FerryError as exc:
-            log.error("Transfer %s could not run: %s", transfer_id, exc.message)
         except Exception:
             log.exception("Transfer %s could not run", transfer_id)
         finally:

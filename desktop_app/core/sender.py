@@ -35,6 +35,7 @@ import os
 import re
 import threading
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from desktop_app.core.errors import SourceChangedError, SourceError, StorageError, StorageErrorKind
@@ -265,6 +266,11 @@ class ObjectSender:
             record = self.journal.get(record.id)  # the server could not say: start afresh
         if record.upload_id is None:
             check_source(record)
+            if record.upload_intent_at is not None:
+                self._abort_lost_uploads(record, record.upload_intent_at)
+            # Noted before the upload exists: a crash between its creation and
+            # the commit of its id is then found again at the next attempt.
+            self.journal.update(record.id, upload_intent_at=self.journal.clock())
             upload_id = self.storage.create_multipart_upload(
                 record.key, metadata=self._metadata(record), content_type=record.content_type
             )
@@ -390,6 +396,26 @@ class ObjectSender:
         # Confirmed only now that the server has answered for it.
         self.journal.confirm_part(record.id, part.number, md5_hex, etag)
         progress.add(part.size)
+
+    def _abort_lost_uploads(self, record: TransferRecord, since: datetime) -> None:
+        """Abort this key's uploads created since the intent (ours: we hold its reservation).
+
+        A few minutes of slack allow for the server's clock being behind ours.
+        """
+        earliest = since - timedelta(minutes=5)
+        try:
+            for upload in self.storage.iter_multipart_uploads(record.key):
+                if upload.key == record.key and upload.initiated >= earliest:
+                    log.info("Aborting upload %s of %s, lost in a crash", upload.upload_id,
+                             record.key)  # fmt: skip
+                    self.storage.abort_multipart_upload(record.key, upload.upload_id)
+        except StorageError as exc:
+            log.warning(
+                "Uploads of %s lost in a crash could not be looked for (%s); the consistency "
+                "check lists them.",
+                record.key,
+                exc.message,
+            )
 
     def _reconcile_parts(self, record: TransferRecord) -> bool:
         """Make the journal's parts agree with what the server really holds.

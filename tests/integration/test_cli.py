@@ -127,7 +127,7 @@ def test_bad_profiles_are_one_clear_line_and_change_nothing(tmp_path: Path) -> N
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text("[profiles.x\n")
     broken = run_ferry(home, "profile", "list")
-    assert broken.returncode == 2 and "is not valid TOML" in broken.stderr
+    assert broken.returncode == 2 and "not a valid profiles file" in broken.stderr
     assert config.read_text() == "[profiles.x\n"
     bad = run_ferry(home, "profile", "add", "y", "--bucket", "Bad_Bucket")
     assert bad.returncode == 2 and "not a valid bucket name" in bad.stderr

@@ -201,3 +201,24 @@ def test_kill_during_registration_activates_after_restart(
 
 def _endpoint(proxy: FaultProxy) -> str:
     return f"http://127.0.0.1:{proxy.server.server_address[1]}"
+
+
+def test_kill_between_creating_the_upload_and_recording_it_leaves_no_orphan(
+    tmp_path: Path, weed: WeedServer, bucket: str, proxy: FaultProxy
+) -> None:
+    home, source = tmp_path / "home", tmp_path / "big.bin"
+    sha = setup(home, _endpoint(proxy), bucket, source)
+
+    def is_create(request: object) -> bool:
+        return request.method == "POST" and request.query.startswith("uploads")  # type: ignore[attr-defined]
+
+    # Hold CreateMultipartUpload; the proxy still forwards it after the kill, so
+    # the server creates an upload whose id the journal never recorded.
+    proxy.faults = [Fault(is_create, "delay", times=1, delay=2.0)]
+    upload = ferry(home, "upload", str(source))
+    wait_for(lambda: any(is_create(r) for r in proxy.seen))
+    upload.send_signal(signal.SIGKILL)
+    upload.wait()
+    time.sleep(2.5)  # the held request reaches the server
+    assert len(weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == 1
+    kill_and_resume(home, weed, bucket, source, sha, proxy)  # asserts no upload is left

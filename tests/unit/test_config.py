@@ -65,7 +65,7 @@ def test_malformed_file_is_a_clear_error_and_is_left_alone(tmp_path: Path) -> No
     path = tmp_path / "profiles.toml"
     path.write_text("[profiles.work\nbucket = 'x'\n")
     before = path.read_bytes()
-    with pytest.raises(ConfigError, match="is not valid TOML"):
+    with pytest.raises(ConfigError, match="not a valid profiles file"):
         ProfileStore(path).profiles()
     assert path.read_bytes() == before
 
