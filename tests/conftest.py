@@ -29,10 +29,11 @@ import psycopg
 import pytest
 from botocore.config import Config
 
-from desktop_app.core.app import Environment
+from desktop_app.core.app import Environment, Ferry
 from desktop_app.core.keys import SecretStore
 from desktop_app.core.paths import FerryPaths
 from desktop_app.core.sandbox import SandboxServer, find_weed
+from tests.faults import FaultProxy
 
 TEST_ACCESS_KEY = "ferry-test-access"
 TEST_SECRET_KEY = "ferry-test-secret-value-7c1d"
@@ -284,6 +285,59 @@ def save_test_profile(
     )
     env.profiles.save(profile, make_default=True)
     env.secrets.set(name, SecretKind.S3_SECRET_KEY, secret_key)
+
+
+@pytest.fixture
+def proxy(weed: WeedServer) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of the session's weed mini (tests/faults.py)."""
+    fault_proxy = FaultProxy(weed.endpoint_url)
+    fault_proxy.start()
+    yield fault_proxy
+    fault_proxy.stop()
+
+
+@pytest.fixture
+def proxy_profile(
+    ferry_env: Environment, proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> Callable[..., None]:
+    """Like weed_profile, with the fault proxy as the endpoint."""
+
+    def save(**changes: object) -> None:
+        save_test_profile(
+            ferry_env,
+            endpoint_url=proxy.url,
+            bucket=bucket,
+            catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
+            **changes,  # type: ignore[arg-type]
+        )
+
+    return save
+
+
+@pytest.fixture
+def moto_ferry(ferry_env: Environment, tmp_path: Path) -> Iterator[Ferry]:
+    """Ferry on moto's in-process S3 (fast unit tests): profile "aws", 5 MiB parts."""
+    from moto import mock_aws
+
+    from desktop_app.core.config import Profile
+    from desktop_app.core.keys import SecretKind
+
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="unit-bucket")
+        ferry_env.profiles.save(
+            Profile(
+                name="aws",
+                bucket="unit-bucket",
+                catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
+                access_key_id="AKIDUNIT",
+                part_size=5 * 1024 * 1024,
+            ),
+            make_default=True,
+        )
+        ferry_env.secrets.set("aws", SecretKind.S3_SECRET_KEY, "unit-secret")
+        app = Ferry.open(ferry_env)
+        yield app
+        app.close()
 
 
 @pytest.fixture

@@ -62,6 +62,10 @@ class FaultProxy:
 
     def start(self) -> str:
         self._serve()
+        return self.url
+
+    @property
+    def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def _serve(self) -> None:

@@ -17,24 +17,14 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, WeedServer
 from tests.faults import Fault, FaultProxy, is_complete, is_part_upload
 
 MIB = 1024 * 1024
 PARTS = 8
-
-
-@pytest.fixture
-def proxy(weed: WeedServer) -> Iterator[FaultProxy]:
-    fault_proxy = FaultProxy(weed.endpoint_url)
-    fault_proxy.start()
-    yield fault_proxy
-    fault_proxy.stop()
 
 
 def ferry_env(
@@ -200,7 +190,7 @@ def test_kill_during_registration_activates_after_restart(
 
 
 def _endpoint(proxy: FaultProxy) -> str:
-    return f"http://127.0.0.1:{proxy.server.server_address[1]}"
+    return proxy.url
 
 
 def test_kill_between_creating_the_upload_and_recording_it_leaves_no_orphan(

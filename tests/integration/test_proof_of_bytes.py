@@ -13,10 +13,7 @@ import json
 import os
 import random
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from desktop_app.core.app import Environment, Ferry
 from desktop_app.core.catalog import FileQuery
@@ -45,14 +42,6 @@ def rewrite_keeping_size_and_mtime(path: Path, rng: random.Random) -> str:
 def stored_sha256(weed: WeedServer, bucket: str, key: str) -> str:
     body = weed.client().get_object(Bucket=bucket, Key=key)["Body"].read()
     return hashlib.sha256(body).hexdigest()
-
-
-@pytest.fixture
-def proxy(weed: WeedServer) -> Iterator[FaultProxy]:
-    fault_proxy = FaultProxy(weed.endpoint_url)
-    fault_proxy.start()
-    yield fault_proxy
-    fault_proxy.stop()
 
 
 def test_a_rewrite_during_the_parts_is_never_registered_under_the_old_sha256(

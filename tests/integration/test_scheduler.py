@@ -18,10 +18,8 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from desktop_app.core.app import Environment, Ferry, RunMode
 from desktop_app.core.engine import RetryPolicy
@@ -32,18 +30,6 @@ from tests.faults import Fault, FaultProxy, is_part_upload, is_put
 from tests.integration.test_crash import confirmed_parts, ferry, wait_for
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def proxy(weed: WeedServer) -> Iterator[FaultProxy]:
-    fault_proxy = FaultProxy(weed.endpoint_url)
-    fault_proxy.start()
-    yield fault_proxy
-    fault_proxy.stop()
-
-
-def endpoint(proxy: FaultProxy) -> str:
-    return f"http://127.0.0.1:{proxy.port}"
 
 
 def object_sha256(weed: WeedServer, bucket: str, key: str) -> str:
@@ -71,7 +57,7 @@ def test_a_resume_under_one_profile_never_runs_another_profiles_transfer(
         weed.client().create_bucket(Bucket=bucket)
     for name, bucket in (("A", alpha), ("B", beta)):
         code, _out, err = run_cli(
-            home, "profile", "add", name, "--bucket", bucket, "--endpoint-url", endpoint(proxy),
+            home, "profile", "add", name, "--bucket", bucket, "--endpoint-url", proxy.url,
             "--part-size-mib", "5", "--concurrency", "2",
         )  # fmt: skip
         assert code == 0, err
@@ -122,15 +108,14 @@ def open_resident(ferry_env: Environment, **changes: object) -> Ferry:
 
 
 def test_retry_while_the_scheduler_runs_sends_only_the_missing_part_and_never_twice(
-    ferry_env: Environment, weed: WeedServer, bucket: str, proxy: FaultProxy, tmp_path: Path
+    ferry_env: Environment,
+    weed: WeedServer,
+    bucket: str,
+    proxy: FaultProxy,
+    proxy_profile: Callable[..., None],
+    tmp_path: Path,
 ) -> None:
-    save_test_profile(
-        ferry_env,
-        endpoint_url=endpoint(proxy),
-        bucket=bucket,
-        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
-        part_size=5 * MIB,
-    )
+    proxy_profile(part_size=5 * MIB)
     data = os.urandom(6 * 5 * MIB + 77)
     path = tmp_path / "report.bin"
     path.write_bytes(data)
@@ -216,15 +201,14 @@ def test_a_one_byte_file_is_not_kept_waiting_by_a_throttled_big_upload(
 
 
 def test_after_90_seconds_without_the_server_everything_finishes_by_itself(
-    ferry_env: Environment, weed: WeedServer, bucket: str, proxy: FaultProxy, tmp_path: Path
+    ferry_env: Environment,
+    weed: WeedServer,
+    bucket: str,
+    proxy: FaultProxy,
+    proxy_profile: Callable[..., None],
+    tmp_path: Path,
 ) -> None:
-    save_test_profile(
-        ferry_env,
-        endpoint_url=endpoint(proxy),
-        bucket=bucket,
-        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
-        part_size=5 * MIB,
-    )
+    proxy_profile(part_size=5 * MIB)
     source = tmp_path / "batch"
     source.mkdir()
     random = __import__("random").Random(90)

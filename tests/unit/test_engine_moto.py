@@ -5,41 +5,22 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 
-from desktop_app.core.app import Environment, Ferry
-from desktop_app.core.config import Profile
+from desktop_app.core.app import Ferry
 from desktop_app.core.errors import JournalLockedError
 from desktop_app.core.journal import Journal, TransferState
-from desktop_app.core.keys import SecretKind
 from desktop_app.core.throttle import BandwidthLimiter, ByteBudget
 
 MIB = 1024 * 1024
 
 
 @pytest.fixture
-def ferry(ferry_env: Environment, tmp_path: Path) -> Iterator[Ferry]:
-    with mock_aws():
-        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="unit-bucket")
-        ferry_env.profiles.save(
-            Profile(
-                name="aws",
-                bucket="unit-bucket",
-                catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
-                access_key_id="AKIDUNIT",
-                part_size=5 * MIB,
-            ),
-            make_default=True,
-        )
-        ferry_env.secrets.set("aws", SecretKind.S3_SECRET_KEY, "unit-secret")
-        app = Ferry.open(ferry_env)
-        yield app
-        app.close()
+def ferry(moto_ferry: Ferry) -> Ferry:
+    return moto_ferry
 
 
 def test_small_and_multipart_uploads_match_on_moto(ferry: Ferry, tmp_path: Path) -> None:
