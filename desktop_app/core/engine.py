@@ -214,9 +214,9 @@ class TransferEngine:
         self.interrupt()
         self._part_pool.shutdown(wait=True, cancel_futures=True)
 
-    def is_small(self, record: TransferRecord) -> bool:
+    def is_small(self, size: int) -> bool:
         """Sent in one request: such files get workers of their own in the scheduler."""
-        return record.size < self.options.single_put_threshold
+        return size < self.options.single_put_threshold
 
     # -- queueing -----------------------------------------------------------
 

@@ -83,6 +83,8 @@ class Scheduler:
         self._refused: set[int] = set()
         self._settled = threading.Condition(self._lock)
         self._wake = threading.Event()
+        self._fresh = threading.Event()  # the journal may hold new work: read it again
+        self._candidates: list[tuple[int, int]] = []  # (id, size) from the last reading
         self._stopping = threading.Event()
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=self._small_slots + self._large_slots, thread_name_prefix="ferry-file"
@@ -109,6 +111,7 @@ class Scheduler:
 
     def wake(self) -> None:
         """Look at the journal now: something was queued, retried or unpaused."""
+        self._fresh.set()
         self._wake.set()
 
     def stop(self) -> None:
@@ -160,25 +163,33 @@ class Scheduler:
         """
         ids = list(transfer_ids)
         deadline = None if timeout is None else self._monotonic() + timeout
+        settled: dict[int, TransferRecord] = {}
         while True:
             if self.halted is not None and not self.held():
                 raise self.halted
-            records = [self.journal.get(i) for i in ids]
-            if all(self.settled(r, patience) for r in records) and not (set(ids) & self.held()):
-                return records
-            if self._stopping.is_set():
-                return records
+            # Only the ones not yet settled are read again: waiting for 10,000
+            # files must not read 10,000 rows ten times a second.
+            held = self.held()
+            for record in self.journal.get_many(i for i in ids if i not in settled):
+                if self.settled(record, patience) and record.id not in held:
+                    settled[record.id] = record
+            if len(settled) == len(ids) or self._stopping.is_set():
+                return [settled.get(i) or self.journal.get(i) for i in ids]
             remaining = None if deadline is None else deadline - self._monotonic()
             if remaining is not None and remaining <= 0:
-                return records
+                return [settled.get(i) or self.journal.get(i) for i in ids]
             with self._settled:
                 self._settled.wait(0.5 if remaining is None else min(0.5, remaining))
+            # Woken by every finished transfer: reading them all each time
+            # would cost a query per file per file, so look at most 10 times a second.
+            self._stopping.wait(0.1)
 
     # -- the loop -----------------------------------------------------------------
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
-            self._wake.wait(timeout=self._next_look())
+            if not self._wake.wait(timeout=self._next_look()):
+                self._fresh.set()  # a try time may have come
             self._wake.clear()
             if self._stopping.is_set():
                 return
@@ -196,6 +207,8 @@ class Scheduler:
                 self._stopping.wait(1.0)
 
     def _next_look(self) -> float:
+        if self.held():
+            return 1.0  # a worker finishing wakes the loop anyway
         waits = [self.options.idle_poll]
         next_try = self.journal.next_retry_at(self.profiles)
         if next_try is not None:
@@ -229,31 +242,35 @@ class Scheduler:
     def _dispatch(self) -> None:
         if self.halted is not None:
             return
-        runnable = self.journal.runnable(self.profiles, _now(self._wall))
+        if self._fresh.is_set() or not self._candidates:
+            # A worker that finished only frees a place: the candidates read
+            # last time still serve (the engine re-reads each one before it runs).
+            self._fresh.clear()
+            self._candidates = self.journal.runnable_sizes(self.profiles, _now(self._wall))
+        runnable, self._candidates = self._candidates, []
         limit = self.options.give_up_after
         with self._lock:
             small_running = sum(1 for small in self._held.values() if small)
             large_running = len(self._held) - small_running
-            for record in runnable:
-                if record.id in self._held or record.id in self._refused:
+            for transfer_id, size in runnable:
+                if transfer_id in self._held or transfer_id in self._refused:
                     continue
-                if not self.options.run_all and record.id not in self._included:
+                if not self.options.run_all and transfer_id not in self._included:
                     continue
-                if limit is not None and self._failures[record.id] >= limit:
+                if limit is not None and self._failures[transfer_id] >= limit:
                     continue
-                small = self.engine.is_small(record)
+                small = self.engine.is_small(size)
                 # Small files may use any free worker; large ones only theirs.
                 total_free = self._small_slots + self._large_slots - len(self._held)
-                if total_free <= 0:
-                    break
-                if not small and large_running >= self._large_slots:
+                if total_free <= 0 or (not small and large_running >= self._large_slots):
+                    self._candidates.append((transfer_id, size))
                     continue
-                self._held[record.id] = small
+                self._held[transfer_id] = small
                 if small:
                     small_running += 1
                 else:
                     large_running += 1
-                self._pool.submit(self._work, record.id)
+                self._pool.submit(self._work, transfer_id)
 
     def _work(self, transfer_id: int) -> None:
         outcome: TransferRecord | None = None
