@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import hashlib
 import logging
 import os
 import sys
@@ -96,7 +97,9 @@ ControlReply = TransfersReply | CountReply | ControlFailed
 
 def endpoint_address(data_dir: Path) -> str:
     if sys.platform == "win32":
-        return rf"\\.\pipe\ferry-{getpass.getuser()}-{abs(hash(str(data_dir))):x}"
+        # Named after the data dir by a stable digest: str hashes differ per process.
+        digest = hashlib.sha256(str(data_dir).encode("utf-8", "surrogateescape")).hexdigest()
+        return rf"\\.\pipe\ferry-{getpass.getuser()}-{digest[:16]}"
     return str(data_dir / "ferry.sock")
 
 

@@ -36,7 +36,7 @@ import re
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from desktop_app.core.errors import SourceChangedError, SourceError, StorageError, StorageErrorKind
 from desktop_app.core.events import EventBus, TransferProgress
@@ -166,6 +166,13 @@ def _first_error(
     return first
 
 
+def _open_source(record: TransferRecord) -> BinaryIO:
+    try:
+        return open(record.source_path, "rb")
+    except OSError as exc:
+        raise SourceError(f"{record.source_path} cannot be read: {exc.strerror}.") from None
+
+
 def current_identity(record: TransferRecord) -> SourceIdentity:
     try:
         return SourceIdentity.of(os.stat(record.source_path))
@@ -230,7 +237,7 @@ class ObjectSender:
         held = self.budget.acquire(max(record.size, 1))
         try:
             check_source(record)
-            with open(record.source_path, "rb") as handle:
+            with _open_source(record) as handle:
                 body = handle.read()
             check_source(record)
             if hashlib.sha256(body).hexdigest() != record.sha256:
@@ -313,8 +320,9 @@ class ObjectSender:
         digest = hashlib.sha256()
         futures: list[concurrent.futures.Future[None]] = []
         stop = threading.Event()
+        check_source(record)  # gone or changed: the person's problem, said as such
         try:
-            with open(record.source_path, "rb") as handle:
+            with _open_source(record) as handle:
                 for part in parts:
                     control.check()
                     if stop.is_set():
@@ -438,7 +446,8 @@ class ObjectSender:
             )
             self.abandon(record)
             return False
-        with open(record.source_path, "rb") as handle:
+        check_source(record)
+        with _open_source(record) as handle:
             for part in self.journal.parts(record.id):
                 held = server.get(part.number)
                 if part.done and (held is None or held.etag != part.etag):

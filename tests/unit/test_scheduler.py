@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -214,3 +215,28 @@ def test_another_profiles_transfer_is_never_run(ferry: Ferry, tmp_path: Path) ->
     with pytest.raises(Exception, match="belongs to profile 'aws'"):
         ferry.engine.process(record.id)
     assert ferry.journal.get(record.id).state is TransferState.QUEUED
+
+
+def test_a_file_deleted_before_a_resume_is_a_clear_input_error(
+    ferry: Ferry, tmp_path: Path
+) -> None:
+    """Not an "unexpected error" retried for ever: the person is told the file is gone."""
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(11 * MIB))
+    [record] = ferry.queue([path])
+    real_upload_part = ferry.storage.upload_part
+    calls = [0]
+
+    def second_part_fails(*args: object, **kwargs: object) -> str:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise StorageError("Connection reset.", kind=StorageErrorKind.TRANSIENT, code="x")
+        return real_upload_part(*args, **kwargs)  # type: ignore[arg-type]
+
+    ferry.storage.upload_part = second_part_fails  # type: ignore[method-assign]
+    interrupted = ferry.engine.process(record.id)
+    assert interrupted.state is TransferState.FAILED and interrupted.upload_id is not None
+    path.unlink()
+    failed = ferry.engine.process(record.id)
+    assert failed.error is not None and failed.error.kind is ErrorKind.INPUT, failed.error
+    assert failed.error.title == "File gone"
