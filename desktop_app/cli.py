@@ -204,18 +204,15 @@ def _handed_off(args: argparse.Namespace, request: ControlRequest) -> int | None
     if isinstance(reply, ControlFailed):
         raise FerryError(reply.message, title=reply.title)
     if isinstance(reply, CountReply):
-        verb = "paused" if getattr(request, "pause", False) else "unpaused"
+        verb = "paused" if isinstance(request, PauseRequest) and request.pause else "unpaused"
         _say(f"{reply.count} transfer(s) {verb}.")
         return EXIT_OK
     return _report_transfers(list(reply.records), args.json, reply.attempts)
 
 
-def _history(ferry: Ferry, records: Sequence[TransferRecord]) -> dict[int, list[AttemptRecord]]:
-    return ferry.attempts([r.id for r in records])
-
-
 def _report_with_history(ferry: Ferry, records: Sequence[TransferRecord], as_json: bool) -> int:
-    return _report_transfers(records, as_json, _history(ferry, records) if as_json else None)
+    history = ferry.attempts([r.id for r in records]) if as_json else None
+    return _report_transfers(records, as_json, history)
 
 
 # -- commands ---------------------------------------------------------------

@@ -199,7 +199,6 @@ class Ferry:
             scheduler_options or mode.scheduler_options(profile.concurrency),
             probe=storage.answers,
         )
-        self._started = False
 
     @classmethod
     def open(
@@ -270,9 +269,7 @@ class Ferry:
 
     def start(self) -> None:
         """Start the scheduler (once): from now on queued transfers run by themselves."""
-        if not self._started:
-            self._started = True
-            self.scheduler.start()
+        self.scheduler.start()
 
     def queue(self, paths: Iterable[Path | str], prefix: str | None = None) -> list[TransferRecord]:
         """Write the paths into the journal as transfers and wake the scheduler."""

@@ -202,9 +202,7 @@ class ProfileStore:
 
     def profiles(self) -> list[Profile]:
         data = self._read()
-        tables = data.get("profiles", {})
-        if not isinstance(tables, dict):
-            raise ConfigError(f"{self.path}: [profiles] must be a table of profiles.")
+        tables = data.get("profiles", {})  # a table of tables: _read checked it
         return [_profile_from_table(n, t, self.path) for n, t in sorted(tables.items())]
 
     def default_name(self) -> str | None:

@@ -352,11 +352,10 @@ class TransferEngine:
                 if wanted is not None:
                     self._require_own(record)
                 continue
-            kind = record.error.kind if record.error else ErrorKind.PERMANENT
-            if not kind.retryable:
+            if not record.failure_kind.retryable:
                 records.append(record)
                 continue
-            if kind is ErrorKind.INPUT and record.sha256 is None:
+            if record.failure_kind is ErrorKind.INPUT and record.sha256 is None:
                 records.append(self._reexamine(record))
                 continue
             records.append(
@@ -421,8 +420,7 @@ class TransferEngine:
         started = self.now()
         try:
             if record.state is TransferState.FAILED:
-                kind = record.error.kind if record.error else ErrorKind.PERMANENT
-                if not kind.retries_on_its_own:
+                if not record.failure_kind.retries_on_its_own:
                     return record  # waits for a person
                 record = self._move(record.id, self._resume_state(record))
             control.check()

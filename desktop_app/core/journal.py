@@ -170,6 +170,11 @@ class TransferRecord:
         return self.identity.size
 
     @property
+    def failure_kind(self) -> ErrorKind:
+        """Why it failed (rows without a recorded kind count as permanent)."""
+        return self.error.kind if self.error else ErrorKind.PERMANENT
+
+    @property
     def multipart(self) -> bool:
         return self.part_count > 1 or self.upload_id is not None
 
@@ -273,13 +278,6 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 
 def _record(row: Any) -> TransferRecord:
-    error = (
-        TransferError(
-            ErrorKind.parse(row.error_kind), row.error_title or "", row.error_message or ""
-        )
-        if row.error_message
-        else None
-    )
     created, updated = _aware(row.created_at), _aware(row.updated_at)
     assert created is not None and updated is not None
     return TransferRecord(
@@ -306,7 +304,7 @@ def _record(row: Any) -> TransferRecord:
         state=TransferState(row.state),
         paused=bool(row.paused),
         attempts=row.attempts,
-        error=error,
+        error=_error_of(row),
         retry_at=_aware(row.retry_at),
         created_at=created,
         updated_at=updated,
@@ -314,6 +312,29 @@ def _record(row: Any) -> TransferRecord:
         reservation_token=row.reservation_token,
         upload_intent_at=_aware(row.upload_intent_at),
     )
+
+
+def _waiting_retry(profiles: Iterable[str]) -> Any:
+    """Failed, of these profiles, for a reason the scheduler retries on its own."""
+    return and_(
+        transfers.c.profile.in_(list(profiles)),
+        transfers.c.state == TransferState.FAILED.value,
+        transfers.c.error_kind.in_([k.value for k in ErrorKind if k.retries_on_its_own]),
+    )
+
+
+def _error_columns(error: TransferError | None) -> dict[str, str | None]:
+    return {
+        "error_kind": error.kind.value if error else None,
+        "error_title": error.title if error else None,
+        "error_message": error.message if error else None,
+    }
+
+
+def _error_of(row: Any) -> TransferError | None:
+    if not row.error_message:
+        return None
+    return TransferError(ErrorKind.parse(row.error_kind), row.error_title or "", row.error_message)
 
 
 def _insert_attempt(connection: Connection, transfer_id: int, attempt: NewAttempt) -> None:
@@ -327,9 +348,7 @@ def _insert_attempt(connection: Connection, transfer_id: int, attempt: NewAttemp
         "number": number,
         "started_at": attempt.started_at,
         "ended_at": attempt.ended_at,
-        "error_kind": attempt.error.kind.value if attempt.error else None,
-        "error_title": attempt.error.title if attempt.error else None,
-        "error_message": attempt.error.message if attempt.error else None,
+        **_error_columns(attempt.error),
         "bytes_sent": attempt.bytes_sent,
     }
     connection.execute(insert(attempts).values(**row))
@@ -338,12 +357,7 @@ def _insert_attempt(connection: Connection, transfer_id: int, attempt: NewAttemp
 def _attempt(row: Any) -> AttemptRecord:
     started, ended = _aware(row.started_at), _aware(row.ended_at)
     assert started is not None and ended is not None
-    error = (
-        TransferError(ErrorKind.parse(row.error_kind), row.error_title or "", row.error_message)
-        if row.error_message
-        else None
-    )
-    return AttemptRecord(row.number, started, ended, error, row.bytes_sent)
+    return AttemptRecord(row.number, started, ended, _error_of(row), row.bytes_sent)
 
 
 def _refuse_truncated(path: Path) -> None:
@@ -395,9 +409,8 @@ class _InstanceLock:
             self._handle = None
 
 
-MIB = 1024 * 1024
 # Room the journal wants free to go on: its WAL grows by pages per commit.
-_ROOM_NEEDED = 8 * MIB
+_ROOM_NEEDED = 8 * 1024 * 1024
 
 
 class _Writer:
@@ -435,7 +448,7 @@ class _Writer:
         if 0 <= free < _ROOM_NEEDED:
             return JournalError(
                 f"The disk holding {self.path.parent} is full ({free // 1024} KiB free); "
-                f"Ferry needs about {_ROOM_NEEDED // MIB} MiB there to record transfers, so it "
+                f"Ferry needs about {_ROOM_NEEDED >> 20} MiB there to record transfers, so it "
                 "stopped sending. Nothing is lost: free some space, then run `ferry resume`.",
                 title="Disk full",
             )
@@ -576,9 +589,7 @@ class Journal:
                 "state": new.state.value,
                 "paused": False,
                 "attempts": 0,
-                "error_kind": new.error.kind.value if new.error else None,
-                "error_title": new.error.title if new.error else None,
-                "error_message": new.error.message if new.error else None,
+                **_error_columns(new.error),
                 "created_at": now,
                 "updated_at": now,
                 "on_conflict": new.on_conflict.value,
@@ -624,9 +635,6 @@ class Journal:
             statement = statement.where(transfers.c.state.in_([s.value for s in states]))
         return [_record(row) for row in self._read(statement)]
 
-    def unfinished(self) -> list[TransferRecord]:
-        return self.all([s for s in TransferState if s.in_progress])
-
     def runnable(self, profiles: Iterable[str], now: datetime) -> list[TransferRecord]:
         """What a scheduler for these profiles should run now, oldest first.
 
@@ -648,15 +656,14 @@ class Journal:
 
     @staticmethod
     def _runnable(profiles: Iterable[str], now: datetime) -> Any:
-        automatic = [k.value for k in ErrorKind if k.retries_on_its_own]
+        profiles = list(profiles)
         return and_(
-            transfers.c.profile.in_(list(profiles)),
+            transfers.c.profile.in_(profiles),
             transfers.c.paused.is_(False),
             or_(
                 transfers.c.state.in_([s.value for s in TransferState if s.in_progress]),
                 and_(
-                    transfers.c.state == TransferState.FAILED.value,
-                    transfers.c.error_kind.in_(automatic),
+                    _waiting_retry(profiles),
                     or_(transfers.c.retry_at.is_(None), transfers.c.retry_at <= now),
                 ),
             ),
@@ -667,10 +674,8 @@ class Journal:
         rows = self._read(
             select(transfers.c.retry_at)
             .where(
-                transfers.c.profile.in_(list(profiles)),
+                _waiting_retry(profiles),
                 transfers.c.paused.is_(False),
-                transfers.c.state == TransferState.FAILED.value,
-                transfers.c.error_kind.in_([k.value for k in ErrorKind if k.retries_on_its_own]),
                 transfers.c.retry_at.is_not(None),
             )
             .order_by(transfers.c.retry_at)
@@ -680,15 +685,7 @@ class Journal:
 
     def retry_now(self, profiles: Iterable[str], now: datetime) -> int:
         """Bring every waiting automatic retry forward to now (the server is back)."""
-        statement = (
-            update(transfers)
-            .where(
-                transfers.c.profile.in_(list(profiles)),
-                transfers.c.state == TransferState.FAILED.value,
-                transfers.c.error_kind.in_([k.value for k in ErrorKind if k.retries_on_its_own]),
-            )
-            .values(retry_at=now)
-        )
+        statement = update(transfers).where(_waiting_retry(profiles)).values(retry_at=now)
 
         def op(connection: Connection) -> int:
             return int(connection.execute(statement).rowcount)
@@ -729,13 +726,7 @@ class Journal:
         """
         if (error is not None) != (target is TransferState.FAILED):
             raise ValueError("an error goes with the failed state, and only with it")
-        values.update(
-            state=target.value,
-            error_kind=error.kind.value if error else None,
-            error_title=error.title if error else None,
-            error_message=error.message if error else None,
-            retry_at=retry_at,
-        )
+        values.update(state=target.value, retry_at=retry_at, **_error_columns(error))
         return self._update(transfer_id, (target, attempt), values)
 
     def _update(
@@ -768,15 +759,6 @@ class Journal:
             return _record(row)
 
         return self._write(op)
-
-    def attempts(self, transfer_id: int) -> list[AttemptRecord]:
-        """Every try at this transfer, oldest first."""
-        rows = self._read(
-            select(attempts)
-            .where(attempts.c.transfer_id == transfer_id)
-            .order_by(attempts.c.number)
-        )
-        return [_attempt(row) for row in rows]
 
     def attempts_of(self, transfer_ids: Iterable[int]) -> dict[int, list[AttemptRecord]]:
         ids = list(transfer_ids)

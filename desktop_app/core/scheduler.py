@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 
 from desktop_app.core.engine import TransferEngine
 from desktop_app.core.errors import FerryError
-from desktop_app.core.journal import ErrorKind, TransferRecord, TransferState
+from desktop_app.core.journal import TransferRecord, TransferState
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +98,19 @@ class Scheduler:
     # -- life -------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start running (once; a second call does nothing)."""
+        if self._thread.ident is not None:
+            return
         # What waited for its next try when Ferry last stopped is tried now.
         self.journal.retry_now(self.profiles, _now(self._wall))
         self._thread.start()
         self.wake()
 
     def include(self, transfer_ids: Iterable[int]) -> None:
-        """Let a one-shot scheduler (``run_all`` off) run these transfers."""
-        with self._lock:
-            self._included.update(transfer_ids)
+        """Let a one-shot scheduler (``run_all`` off) run these transfers; wake it."""
+        if not self.options.run_all:
+            with self._lock:
+                self._included.update(transfer_ids)
         self.wake()
 
     def wake(self) -> None:
@@ -141,8 +145,7 @@ class Scheduler:
                 return True
         if record.state is not TransferState.FAILED:
             return False
-        kind = record.error.kind if record.error else ErrorKind.PERMANENT
-        if not kind.retries_on_its_own:
+        if not record.failure_kind.retries_on_its_own:
             return True
         limit = self.options.give_up_after if patience is None else patience
         with self._lock:
@@ -170,14 +173,15 @@ class Scheduler:
             # Only the ones not yet settled are read again: waiting for 10,000
             # files must not read 10,000 rows ten times a second.
             held = self.held()
-            for record in self.journal.get_many(i for i in ids if i not in settled):
+            unsettled = self.journal.get_many(i for i in ids if i not in settled)
+            for record in unsettled:
                 if self.settled(record, patience) and record.id not in held:
                     settled[record.id] = record
-            if len(settled) == len(ids) or self._stopping.is_set():
-                return [settled.get(i) or self.journal.get(i) for i in ids]
             remaining = None if deadline is None else deadline - self._monotonic()
-            if remaining is not None and remaining <= 0:
-                return [settled.get(i) or self.journal.get(i) for i in ids]
+            over = self._stopping.is_set() or (remaining is not None and remaining <= 0)
+            if len(settled) == len(ids) or over:
+                latest = {r.id: r for r in unsettled} | settled
+                return [latest[i] for i in ids if i in latest]
             with self._settled:
                 self._settled.wait(0.5 if remaining is None else min(0.5, remaining))
             # Woken by every finished transfer: reading them all each time
@@ -250,8 +254,7 @@ class Scheduler:
         runnable, self._candidates = self._candidates, []
         limit = self.options.give_up_after
         with self._lock:
-            small_running = sum(1 for small in self._held.values() if small)
-            large_running = len(self._held) - small_running
+            large_running = sum(1 for small in self._held.values() if not small)
             for transfer_id, size in runnable:
                 if transfer_id in self._held or transfer_id in self._refused:
                     continue
@@ -266,10 +269,7 @@ class Scheduler:
                     self._candidates.append((transfer_id, size))
                     continue
                 self._held[transfer_id] = small
-                if small:
-                    small_running += 1
-                else:
-                    large_running += 1
+                large_running += not small
                 self._pool.submit(self._work, transfer_id)
 
     def _work(self, transfer_id: int) -> None:

@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 MAX_PARTS = 10_000
 MAX_PART_SIZE = 5 * 1024 * MIB
+# The title of a failed verification, also how the attempt history recognises one.
+VERIFICATION_FAILED = "Verification failed"
 _MD5_LIKE = re.compile(r"^[0-9a-f]{32}(-\d+)?$")
 
 
@@ -514,20 +516,20 @@ class ObjectSender:
                     "Another program may be writing the same key: check the bucket, then Retry.",
                     kind=StorageErrorKind.PERMANENT,
                     code="VerificationFailed",
-                    title="Verification failed",
+                    title=VERIFICATION_FAILED,
                 )
             raise StorageError(
                 f"{record.key!r} {problem}; it is uploaded again.",
                 kind=StorageErrorKind.TRANSIENT,
                 code="VerificationFailed",
-                title="Verification failed",
+                title=VERIFICATION_FAILED,
             )
         assert found is not None
         return self._transition(record.id, TransferState.REGISTERING, etag=found.etag)
 
     def verification_failed_before(self, transfer_id: int) -> bool:
         history = self.journal.attempts_of([transfer_id])[transfer_id]
-        return any(a.error is not None and a.error.title == "Verification failed" for a in history)
+        return any(a.error is not None and a.error.title == VERIFICATION_FAILED for a in history)
 
     def abandon(self, record: TransferRecord) -> None:
         """Forget the upload and its ETag so that the next attempt sends the bytes afresh.
