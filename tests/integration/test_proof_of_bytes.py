@@ -13,6 +13,7 @@ import json
 import os
 import random
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from desktop_app.core.app import Environment, Ferry
@@ -20,9 +21,10 @@ from desktop_app.core.catalog import FileQuery
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.events import TransferProgress
 from desktop_app.core.journal import ErrorKind, TransferState
-from tests.conftest import WeedServer, save_test_profile
+from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, is_part_upload
 from tests.integration.test_crash import confirmed_parts, ferry, wait_for
+from tests.integration.test_engine import object_sha256
 
 MIB = 1024 * 1024
 ROUNDS = 10
@@ -39,22 +41,14 @@ def rewrite_keeping_size_and_mtime(path: Path, rng: random.Random) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def stored_sha256(weed: WeedServer, bucket: str, key: str) -> str:
-    body = weed.client().get_object(Bucket=bucket, Key=key)["Body"].read()
-    return hashlib.sha256(body).hexdigest()
-
-
 def test_a_rewrite_during_the_parts_is_never_registered_under_the_old_sha256(
-    ferry_env: Environment, weed: WeedServer, bucket: str, tmp_path: Path
+    weed_profile: Callable[..., None],
+    ferry_env: Environment,
+    weed: WeedServer,
+    bucket: str,
+    tmp_path: Path,
 ) -> None:
-    save_test_profile(
-        ferry_env,
-        endpoint_url=weed.endpoint_url,
-        bucket=bucket,
-        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
-        part_size=5 * MIB,
-        concurrency=2,
-    )
+    weed_profile(part_size=5 * MIB, concurrency=2)
     rng = random.Random(8)
     outcomes = []
     with Ferry.open(ferry_env) as app:
@@ -92,7 +86,7 @@ def test_a_rewrite_during_the_parts_is_never_registered_under_the_old_sha256(
                 assert record.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
         for row in app.catalog.search(FileQuery(bucket=bucket)):
             if row.status is FileStatus.ACTIVE:
-                assert stored_sha256(weed, bucket, row.key) == row.sha256, row.key
+                assert object_sha256(weed, bucket, row.key) == row.sha256, row.key
     assert TransferState.FAILED in outcomes
 
 
@@ -126,5 +120,5 @@ def test_a_rewrite_while_ferry_is_stopped_is_never_registered_under_the_old_sha2
     with sqlite3.connect(home / "data" / "catalog-p.sqlite3") as connection:
         rows = list(connection.execute("SELECT key, sha256 FROM files WHERE status = 'active'"))
     for key, sha in rows:
-        assert stored_sha256(weed, bucket, key) == sha, key
+        assert object_sha256(weed, bucket, key) == sha, key
     assert weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []

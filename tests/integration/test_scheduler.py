@@ -25,16 +25,12 @@ from desktop_app.core.app import Environment, Ferry, RunMode
 from desktop_app.core.engine import RetryPolicy
 from desktop_app.core.events import TransferProgress
 from desktop_app.core.journal import ErrorKind, TransferState
-from tests.conftest import WeedServer, save_test_profile
+from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, is_part_upload, is_put
 from tests.integration.test_crash import confirmed_parts, ferry, wait_for
+from tests.integration.test_engine import object_sha256
 
 MIB = 1024 * 1024
-
-
-def object_sha256(weed: WeedServer, bucket: str, key: str) -> str:
-    body = weed.client().get_object(Bucket=bucket, Key=key)["Body"].read()
-    return hashlib.sha256(body).hexdigest()
 
 
 def run_cli(home: Path, *args: str, timeout: float = 180) -> tuple[int, str, str]:
@@ -164,15 +160,13 @@ def test_retry_while_the_scheduler_runs_sends_only_the_missing_part_and_never_tw
 
 
 def test_a_one_byte_file_is_not_kept_waiting_by_a_throttled_big_upload(
-    ferry_env: Environment, weed: WeedServer, bucket: str, tmp_path: Path
+    weed_profile: Callable[..., None],
+    ferry_env: Environment,
+    weed: WeedServer,
+    bucket: str,
+    tmp_path: Path,
 ) -> None:
-    save_test_profile(
-        ferry_env,
-        endpoint_url=weed.endpoint_url,
-        bucket=bucket,
-        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
-        bandwidth_limit=16 * MIB,
-    )
+    weed_profile(bandwidth_limit=16 * MIB)
     big = tmp_path / "big.bin"
     with big.open("wb") as handle:
         handle.truncate(1024 * MIB)  # 1 GiB, sparse: no disk needed

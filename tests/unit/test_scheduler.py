@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -69,9 +70,7 @@ def failing_puts(ferry: Ferry, failures: int) -> list[int]:
 def with_clocks(ferry: Ferry, clocks: Clocks, policy: RetryPolicy) -> None:
     ferry.engine.now = clocks.now
     ferry.engine.jitter = lambda: 1.0
-    ferry.engine.options = type(ferry.engine.options)(
-        **{**ferry.engine.options.__dict__, "retry": policy}
-    )
+    ferry.engine.options = dataclasses.replace(ferry.engine.options, retry=policy)
 
 
 def test_transient_failures_wait_growing_delays_and_keep_every_attempt(
