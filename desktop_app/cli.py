@@ -46,7 +46,13 @@ from desktop_app.core.journal import AttemptRecord, TransferError, TransferRecor
 from desktop_app.core.keys import SecretKind, SecretStore
 from desktop_app.core.logs import configure_logging
 from desktop_app.core.paths import FerryPaths
-from desktop_app.core.reconcile import CheckOptions, CheckReport, FindingKind, RepairResult
+from desktop_app.core.reconcile import (
+    INFORMATIONAL,
+    CheckOptions,
+    CheckReport,
+    FindingKind,
+    RepairResult,
+)
 from desktop_app.core.watcher import WatchedFolder
 
 log = logging.getLogger("ferry")
@@ -102,6 +108,7 @@ def transfer_json(record: TransferRecord, attempts: Sequence[AttemptRecord] = ()
         "paused": record.paused,
         "attempts": record.attempts,
         "duplicate_of": record.duplicate_of,
+        "copied_from": record.copy_source_key if record.state is TransferState.DONE else None,
         "error": _error_json(record.error),
         "retry_at": record.retry_at.isoformat() if record.retry_at else None,
         "history": [_attempt_json(a) for a in attempts],
@@ -361,17 +368,18 @@ def cmd_check(args: argparse.Namespace) -> int:
             grace_seconds=ferry.profile.grace_seconds if args.grace is None else args.grace,
             retention_seconds=ferry.profile.retention_seconds,
             only={FindingKind(k) for k in args.only} if args.only else None,
+            delete_orphans=args.delete_orphans,
         )
         report = ferry.check(options)
         results: list[RepairResult] = []
         if args.repair and args.yes:
-            results = ferry.repair(report.findings)
+            results = ferry.repair(report.findings, adopt_owner=args.adopt_owner)
         document = report.to_json()
         if args.repair:
             document["repairs"] = (
                 [
                     {"kind": r.finding.kind.value, "key": r.finding.key, "done": r.done,
-                     "message": r.message}
+                     "outcome": r.outcome.value, "message": r.message}
                     for r in results
                 ]
                 if args.yes
@@ -382,7 +390,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         else:
             _print_report(report, results, dry_run=args.repair and not args.yes)
         if results:
-            remaining = [r for r in results if not r.done]
+            remaining = [r for r in results if not r.done and r.finding.kind not in INFORMATIONAL]
             return EXIT_FAILED if remaining else EXIT_OK
         return EXIT_OK if report.consistent else EXIT_FAILED
 
@@ -394,7 +402,8 @@ def _print_report(report: CheckReport, results: list[RepairResult], *, dry_run: 
     print(
         f"Checked {scanned.objects} objects, {scanned.rows} catalog rows and "
         f"{scanned.multipart_uploads} unfinished uploads in {report.duration_s:.1f} s "
-        f"({scanned.within_grace} younger than the grace period left alone)."
+        f"({scanned.within_grace} younger than the grace period or in flight, and "
+        f"{scanned.others_files} other users' files, left alone)."
     )
     for note in report.notes:
         print(f"Note: {note}")
@@ -405,7 +414,7 @@ def _print_report(report: CheckReport, results: list[RepairResult], *, dry_run: 
         if dry_run:
             print(f"    would: {finding.repair.value}")
     for result in results:
-        verdict = "repaired" if result.done else "NOT repaired"
+        verdict = "repaired" if result.done else f"NOT repaired ({result.outcome.value})"
         print(f"{verdict}: {result.finding.key}: {result.message}")
 
 
@@ -637,6 +646,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--repair", action="store_true", help="plan repairs (dry run)")
     sub.add_argument("--yes", action="store_true", help="with --repair: carry them out")
     sub.add_argument("--only", nargs="+", choices=[k.value for k in FindingKind], metavar="KIND")
+    sub.add_argument(
+        "--delete-orphans",
+        action="store_true",
+        help="plan deleting objects no row points at, instead of adopting them (admin)",
+    )
+    sub.add_argument("--adopt-owner", help="admin: adopt orphans for this user")
     json_flag(sub)
     sub = add("watch", cmd_watch, "upload what is saved into folders, until interrupted")
     sub.add_argument("dirs", nargs="+", metavar="DIR")

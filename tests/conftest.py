@@ -17,10 +17,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import boto3
@@ -229,6 +231,94 @@ def pg_url_for_schema(admin_url: str, schema: str, user: str | None = None) -> s
     if user is not None:
         base = base.replace("postgres@", f"{user}@", 1)
     return f"{base}?options=-csearch_path%3D{schema}"
+
+
+@dataclass(frozen=True)
+class PgLogins:
+    """Three logins of one team catalog: two users and an admin (postgres_roles.sql)."""
+
+    admin_url: str
+    schema: str
+    alice: str
+    bob: str
+    admin: str
+
+    def url(self, login: str) -> str:
+        """The catalog URL Ferry is given for this login."""
+        return pg_url_for_schema(self.admin_url, self.schema, login)
+
+    def dsn(self, login: str) -> str:
+        """The same, for psycopg directly (what a user could do by hand)."""
+        return self.url(login).replace("postgresql+psycopg", "postgresql", 1)
+
+
+@pytest.fixture
+def pg_roles(postgres_admin_url: str, pg_schema: str) -> Iterator[PgLogins]:
+    """The README's team set-up: schema migrated, roles made, two users and an admin."""
+    from desktop_app.core.catalog import open_catalog
+
+    suffix = uuid.uuid4().hex[:8]
+    alice, bob, admin = f"ferry_alice_{suffix}", f"ferry_bob_{suffix}", f"ferry_adm_{suffix}"
+    open_catalog(pg_url_for_schema(postgres_admin_url, pg_schema), owner="x").close()
+    script = resources.files("desktop_app.core").joinpath("sql/postgres_roles.sql").read_text()
+    with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
+        # psql variables are not understood by psycopg: substitute the schema.
+        connection.execute(script.replace(':"schema"', f'"{pg_schema}"'))  # type: ignore[arg-type]
+        for name in (alice, bob, admin):
+            connection.execute(f'CREATE ROLE "{name}" LOGIN IN ROLE ferry_user')  # type: ignore[arg-type]
+        connection.execute(f'GRANT ferry_admin TO "{admin}"')  # type: ignore[arg-type]
+    try:
+        yield PgLogins(postgres_admin_url, pg_schema, alice, bob, admin)
+    finally:
+        with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
+            for name in (alice, bob, admin):
+                connection.execute(f'DROP OWNED BY "{name}"')  # type: ignore[arg-type]
+                connection.execute(f'DROP ROLE "{name}"')  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def pgbouncer(postgres_admin_url: str) -> Iterator[str]:
+    """PgBouncer (Debian's package) in transaction mode before a fresh database; its URL."""
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not Path(binary).exists():
+        pytest.fail("pgbouncer is not installed: tools/ensure-system-packages installs it")
+    database = f"ferry_bouncer_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{database}"')  # type: ignore[arg-type]
+    folder = Path(tempfile.mkdtemp(prefix="ferry-pgbouncer-"))
+    folder.chmod(0o777)  # PgBouncer refuses to run as root: it runs as postgres
+    port = _free_port()
+    (folder / "users.txt").write_text('"postgres" ""\n')
+    (folder / "pgbouncer.ini").write_text(
+        "[databases]\n* = host=127.0.0.1 port=5432\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {folder / 'users.txt'}\n"
+        "pool_mode = transaction\ndefault_pool_size = 10\nmax_client_conn = 500\n"
+        "ignore_startup_parameters = extra_float_digits,options\n"
+        f"logfile = {folder / 'pgbouncer.log'}\n"
+    )
+    for item in folder.iterdir():
+        item.chmod(0o666)
+    command = [binary, str(folder / "pgbouncer.ini")]
+    if os.geteuid() == 0:
+        command = ["runuser", "-u", "postgres", "--", *command]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_listening(port, process, "pgbouncer")
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/{database}"
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+        with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE "{database}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+def environment_at(home: Path, keyring: MemoryKeyring) -> Environment:
+    """Another Ferry's home on this machine (its own data dir, journal and profiles)."""
+    environ = {**os.environ, "FERRY_HOME": str(home)}
+    return Environment(FerryPaths.from_environment(environ), environ, SecretStore(keyring))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

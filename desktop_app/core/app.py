@@ -191,6 +191,7 @@ class Ferry:
                 memory_budget=profile.memory_budget,
                 bandwidth_limit=profile.bandwidth_limit,
                 retry=mode.retry,
+                duplicates=profile.duplicate_policy,
             ),
             bus=bus,
         )
@@ -434,8 +435,10 @@ class Ferry:
         self._last_report_file.write_text(json.dumps(report.to_json(), indent=2))
         return report
 
-    def repair(self, findings: list[Finding]) -> list[RepairResult]:
-        return self.checker().repair(findings)
+    def repair(
+        self, findings: list[Finding], *, adopt_owner: str | None = None
+    ) -> list[RepairResult]:
+        return self.checker().repair(findings, adopt_owner=adopt_owner)
 
     @property
     def _last_report_file(self) -> Path:

@@ -16,22 +16,34 @@ profile's user name.
 from __future__ import annotations
 
 import contextlib
-import enum
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, and_, create_engine, func, or_, select, text
-from sqlalchemy.engine import URL, Row, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy import Engine, Executable, and_, func, or_, select, text, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from desktop_app.core import migrate
+from desktop_app.core.catalog_db import create_catalog_engine, describe_url, translate_db_error
+from desktop_app.core.catalog_records import (
+    AuditEntry,
+    DeleteOutcome,
+    FileQuery,
+    FileRecord,
+    OutboxEvent,
+    Reservation,
+    ReservationOutcome,
+    UploadIntent,
+    aware,
+    utcnow,
+)
+from desktop_app.core.catalog_repair import KeyRepair
 from desktop_app.core.catalog_schema import (
     AuditAction,
     AuditRow,
@@ -40,6 +52,7 @@ from desktop_app.core.catalog_schema import (
     OutboxEventType,
     OutboxRow,
 )
+from desktop_app.core.config import DuplicatePolicy
 from desktop_app.core.errors import (
     CatalogAccessError,
     CatalogError,
@@ -53,178 +66,22 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _RETRIES = 3
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    """One catalog row, as the rest of Ferry sees it."""
-
-    id: int
-    bucket: str
-    key: str
-    owner: str
-    original_name: str
-    size: int
-    sha256: str
-    etag: str | None
-    content_type: str
-    status: FileStatus
-    created_at: datetime
-    uploaded_at: datetime | None
-    deleted_at: datetime | None
-    deleted_by: str | None
-    last_error: str | None
-
-    @classmethod
-    def from_row(cls, row: FileRow | Row[Any]) -> FileRecord:
-        return cls(
-            id=row.id,
-            bucket=row.bucket,
-            key=row.key,
-            owner=row.owner,
-            original_name=row.original_name,
-            size=row.size,
-            sha256=row.sha256,
-            etag=row.etag,
-            content_type=row.content_type,
-            status=FileStatus(row.status),
-            created_at=_aware(row.created_at),
-            uploaded_at=_aware(row.uploaded_at) if row.uploaded_at else None,
-            deleted_at=_aware(row.deleted_at) if row.deleted_at else None,
-            deleted_by=row.deleted_by,
-            last_error=row.last_error,
-        )
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite returns naive datetimes; everything Ferry stores is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-class ReservationOutcome(enum.Enum):
-    RESERVED = "reserved"  # a new pending row
-    RESUMED = "resumed"  # our own pending row for the same key and content
-    DUPLICATE = "duplicate"  # the owner already has this content live under another row
-
-
-@dataclass(frozen=True)
-class Reservation:
-    outcome: ReservationOutcome
-    record: FileRecord
-
-
-@dataclass(frozen=True)
-class UploadIntent:
-    bucket: str
-    key: str
-    original_name: str
-    size: int
-    sha256: str
-    content_type: str = "application/octet-stream"
-    token: str | None = None  # the reserving transfer's; None for adoption by a repair
-
-
-@dataclass(frozen=True)
-class DeleteOutcome:
-    record: FileRecord
-    object_deleted: bool
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class FileQuery:
-    bucket: str | None = None
-    owner: str | None = None
-    prefix: str | None = None
-    name_contains: str | None = None
-    status: FileStatus | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    after_key: str | None = None  # page cursor: keys greater than this
-    limit: int = 100
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    at: datetime
-    actor: str
-    action: AuditAction
-    file_id: int | None
-    bucket: str
-    key: str
-    details: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class OutboxEvent:
-    id: int
-    event_type: OutboxEventType
-    payload: dict[str, Any]
-    created_at: datetime
-
-
-def create_catalog_engine(url: str, password: str | None = None) -> Engine:
-    parsed: URL = make_url(url)
-    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    if password:
-        parsed = parsed.set(password=password)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            folder = Path(parsed.database).parent
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise CatalogError(
-                    f"The catalog file {parsed.database} cannot be created: {folder} is not "
-                    f"a folder Ferry can write ({exc.strerror}). Fix the catalog URL of the "
-                    "profile (or FERRY_CATALOG_URL).",
-                    title="Catalog path impossible",
-                ) from None
-        engine = create_engine(parsed, connect_args={"timeout": 30})
-        migrate.make_sqlite_durable(engine)
-        return engine
-    return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10})
-
-
-def describe_url(url: str) -> str:
-    """The catalog URL with any password hidden, for messages."""
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def translate_db_error(exc: SQLAlchemyError, action: str) -> CatalogError:
-    """Turn a SQLAlchemy error into a CatalogError a person can act on."""
-    original = getattr(exc, "orig", None)
-    detail = str(original or exc).strip().splitlines()[0][:300] if (original or exc) else ""
-    lowered = detail.lower()
-    if any(
-        m in lowered
-        for m in ("permission denied", "row-level security", "readonly", "must be owner")
-    ):
-        return CatalogAccessError(
-            f"The catalog refused to {action}: {detail}. Ask the catalog's administrator "
-            "for the needed rights."
-        )
-    if "disk is full" in lowered or "no space left" in lowered:
-        return CatalogError(
-            f"The catalog could not {action}: its disk is full. Free some space there; "
-            "nothing is lost, and `ferry resume` goes on once space is free.",
-            title="Disk full",
-            halts=True,
-        )
-    if isinstance(exc, OperationalError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    ):
-        return CatalogError(
-            f"The catalog could not {action}: {detail}. Check that the database is reachable "
-            "(and not locked by another program).",
-            transient=True,
-            title="Catalog unreachable",
-        )
-    return CatalogError(f"The catalog could not {action}: {detail}.")
+__all__ = [
+    "AuditEntry",
+    "CatalogService",
+    "DeleteOutcome",
+    "FileQuery",
+    "FileRecord",
+    "KeyRepair",
+    "OutboxEvent",
+    "Reservation",
+    "ReservationOutcome",
+    "UploadIntent",
+    "describe_url",
+    "open_catalog",
+    "translate_db_error",
+    "utcnow",
+]
 
 
 def open_catalog(url: str, *, owner: str, password: str | None = None) -> CatalogService:
@@ -308,25 +165,63 @@ class CatalogService:
         self,
         session: Session,
         action: AuditAction,
-        row: FileRow,
+        row: FileRow | None,
         details: dict[str, Any] | None = None,
+        *,
+        bucket: str = "",
+        key: str = "",
     ) -> None:
+        """One audit entry in the caller's transaction, about a row or (None) a bare key.
+
+        On PostgreSQL through ``ferry_audit``: users cannot write the log
+        themselves, and the function takes bucket and key from the row.
+        """
+        if row is not None:
+            session.flush()
+            bucket, key = row.bucket, row.key
+        if self.dialect == "postgresql":
+            session.execute(
+                text(
+                    "SELECT ferry_audit(:file_id, :bucket, :key, :action, CAST(:details AS json))"
+                ),
+                {
+                    "file_id": row.id if row is not None else None,
+                    "bucket": bucket,
+                    "key": key,
+                    "action": action.value,
+                    "details": json.dumps(details or {}),
+                },
+            )
+            return
         session.add(
             AuditRow(
                 at=self.clock(),
                 actor=self.owner,
                 action=action.value,
-                file_id=row.id,
-                bucket=row.bucket,
-                key=row.key,
+                file_id=row.id if row is not None else None,
+                bucket=bucket,
+                key=key,
                 details=details or {},
             )
         )
 
     def _announce(self, session: Session, event_type: OutboxEventType, row: FileRow) -> None:
+        """The outbox event for a row's change, in the caller's transaction.
+
+        On PostgreSQL through ``ferry_announce``, which builds the payload from
+        the row and refuses an event the row's state does not support.
+        """
+        session.flush()
+        if self.dialect == "postgresql":
+            session.execute(
+                text("SELECT ferry_announce(:file_id, :event)"),
+                {"file_id": row.id, "event": event_type.value},
+            )
+            return
         session.add(
             OutboxRow(
                 event_type=event_type.value,
+                owner=row.owner,
                 payload={
                     "file_id": row.id,
                     "bucket": row.bucket,
@@ -336,11 +231,27 @@ class CatalogService:
                     "sha256": row.sha256,
                     "etag": row.etag,
                     "status": row.status,
+                    "copied_from": row.copied_from,
                 },
                 created_at=self.clock(),
                 published_at=None,
             )
         )
+
+    def _lock_key(self, session: Session, bucket: str, key: str) -> None:
+        """Serialise every change to one key with a repair acting on it.
+
+        PostgreSQL: a transaction-scoped advisory lock on the key (rows that do
+        not exist yet cannot be locked). SQLite: taking the file's write lock
+        now, which every other writer waits for.
+        """
+        if self.dialect == "postgresql":
+            session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"),
+                {"name": f"{bucket}/{key}"},
+            )
+        else:
+            session.execute(text("UPDATE files SET id = id WHERE 0 = 1"))
 
     @staticmethod
     def _live_by_key(session: Session, bucket: str, key: str) -> FileRow | None:
@@ -379,56 +290,93 @@ class CatalogService:
 
     # -- upload path --------------------------------------------------------
 
-    def reserve(self, intent: UploadIntent) -> Reservation:
+    def reserve(
+        self, intent: UploadIntent, duplicates: DuplicatePolicy = DuplicatePolicy.COPY
+    ) -> Reservation:
         """Write the pending intent row for an upload, before any byte is sent.
 
-        Same content already stored for this owner: DUPLICATE with that row.
-        Our own pending row (same key, content and token): RESUMED (a restart).
-        The same content pending for another transfer (another token, or
-        another key): a transient CatalogError, since that upload may still
-        fail; it is a duplicate only once stored. A live row holding the key
-        with other content: KeyConflictError, naming whose it is.
+        The duplicate rule holds within one bucket and one owner:
+        - this key already holds this content, ours and active: DUPLICATE
+          (stored already, nothing to do);
+        - our own pending row (same key, content and token): RESUMED;
+        - our own row for this key marked missing, same content: taken over
+          (RESERVED), the bytes are sent again;
+        - the content active under another key of ours: COPY (a pending row
+          to be filled by a server-side copy of ``source``), or DUPLICATE
+          when the policy is SKIP;
+        - the content being uploaded right now by another transfer (ours):
+          a transient CatalogError, since that upload may still fail;
+        - a live row holding the key with other content, or another owner's:
+          KeyConflictError, naming whose it is where we may see it.
 
         The look-up is one statement (one snapshot on PostgreSQL at READ
         COMMITTED); if another client inserts between it and our insert, the
         unique indexes refuse ours and the look-up runs again, now seeing
-        the winner, so a race ends in one of the outcomes above, never in a
-        wrong "other content".
+        the winner, so a race ends in one of the outcomes above.
         """
         validate_key(intent.key)
 
-        def check(session: Session) -> Reservation | None:
+        def check(session: Session) -> Reservation | FileRow | None:
+            """The outcome decided by what exists, or the row to copy from, or None."""
             found = session.scalars(
                 select(FileRow).where(
+                    FileRow.bucket == intent.bucket,
                     FileRow.status != FileStatus.DELETED.value,
                     or_(
                         and_(FileRow.owner == self.owner, FileRow.sha256 == intent.sha256),
-                        and_(FileRow.bucket == intent.bucket, FileRow.key == intent.key),
+                        FileRow.key == intent.key,
                     ),
                 )
             ).all()
-            same_content = next(
-                (r for r in found if r.owner == self.owner and r.sha256 == intent.sha256), None
+            holder = next((r for r in found if r.key == intent.key), None)
+            if holder is not None:
+                return self._judge_key_holder(session, holder, intent)
+            stored = sorted(
+                (r for r in found if r.status == FileStatus.ACTIVE.value), key=lambda r: r.id
             )
-            if same_content is not None:
-                return self._judge_same_content(same_content, intent)
-            for holder in found:  # the OR's other half: the key, with other content
-                raise KeyConflictError(
-                    f"{intent.key!r} is already in bucket {intent.bucket!r} with other content "
-                    f"(uploaded by {holder.owner}, {holder.status}). Upload under another name "
-                    "or delete the existing file first."
+            if stored and duplicates is DuplicatePolicy.SKIP:
+                return Reservation(ReservationOutcome.DUPLICATE, FileRecord.from_row(stored[0]))
+            # The copy is conditional on the ETag the source row verified.
+            source = next((r for r in stored if r.etag is not None), None)
+            if source is not None:
+                return source
+            sending = next(
+                (
+                    r
+                    for r in found
+                    if r.status == FileStatus.PENDING.value and r.copied_from is None
+                ),
+                None,
+            )
+            if sending is not None:
+                raise CatalogError(
+                    f"The same content is being uploaded right now as {sending.key!r} by "
+                    "another transfer; Ferry waits for that upload to finish and then "
+                    f"creates {intent.key!r} as a copy of it, without sending the bytes again.",
+                    transient=True,
+                    title="Same content in flight",
                 )
             return None
 
         def insert(session: Session) -> Reservation:
+            self._lock_key(session, intent.bucket, intent.key)
             found = check(session)
-            if found is not None:
+            if isinstance(found, Reservation):
                 return found
+            source = found
             row = self._new_row(intent, FileStatus.PENDING, owner=self.owner)
             row.token = intent.token
+            row.alive_at = self.clock()
+            details: dict[str, Any] = {"size": row.size, "sha256": row.sha256}
+            if source is not None:
+                row.copied_from = source.key
+                details["copy_of"] = source.key
             session.add(row)
-            session.flush()
-            self._audit(session, AuditAction.RESERVE, row, {"size": row.size, "sha256": row.sha256})
+            self._audit(session, AuditAction.RESERVE, row, details)
+            if source is not None:
+                return Reservation(
+                    ReservationOutcome.COPY, FileRecord.from_row(row), FileRecord.from_row(source)
+                )
             return Reservation(ReservationOutcome.RESERVED, FileRecord.from_row(row))
 
         try:
@@ -436,40 +384,86 @@ class CatalogService:
         except IntegrityError:
             # Another client won the race between our look-up and our insert.
             found = self._run(f"reserve {intent.key!r}", check)
-            if found is not None:
+            if isinstance(found, Reservation):
                 return found
-            # Nothing we may see holds the key, yet the index refused it: a row
-            # that row-level security hides from us, i.e. someone else's file.
-            raise KeyConflictError(
-                f"{intent.key!r} is already in bucket {intent.bucket!r} as someone else's "
-                "file. Upload under another name, or ask its owner or an admin."
+            hidden = self._run(
+                f"look up {intent.key!r}",
+                lambda s: self._hidden_live_row(s, intent.bucket, intent.key),
+            )
+            if hidden:
+                raise KeyConflictError(
+                    f"{intent.key!r} is already in bucket {intent.bucket!r} as someone else's "
+                    "file. Upload under another name, or ask its owner or an admin."
+                ) from None
+            raise CatalogError(
+                f"Another upload of the same content to bucket {intent.bucket!r} started "
+                f"at the same moment as {intent.key!r}; Ferry tries again.",
+                transient=True,
+                title="Same content in flight",
             ) from None
 
-    @staticmethod
-    def _judge_same_content(row: FileRow, intent: UploadIntent) -> Reservation:
-        same_place = (row.bucket, row.key) == (intent.bucket, intent.key)
-        if row.status != FileStatus.PENDING.value:
+    def _hidden_live_row(self, session: Session, bucket: str, key: str) -> bool:
+        """On PostgreSQL: does any live row, even one row-level security hides, hold the key?
+
+        Elsewhere nothing is hidden: False (the caller has looked at the rows).
+        """
+        if self.dialect != "postgresql":
+            return False
+        return bool(
+            session.execute(
+                text("SELECT ferry_key_is_live(:bucket, :key)"), {"bucket": bucket, "key": key}
+            ).scalar()
+        )
+
+    def _judge_key_holder(
+        self, session: Session, row: FileRow, intent: UploadIntent
+    ) -> Reservation:
+        ours = row.owner == self.owner and row.sha256 == intent.sha256
+        if not ours:
+            raise KeyConflictError(
+                f"{intent.key!r} is already in bucket {intent.bucket!r} with other content "
+                f"(uploaded by {row.owner}, {row.status}). Upload under another name "
+                "or delete the existing file first."
+            )
+        if row.status == FileStatus.ACTIVE.value:
             return Reservation(ReservationOutcome.DUPLICATE, FileRecord.from_row(row))
-        if same_place and intent.token is not None and row.token == intent.token:
+        if row.status == FileStatus.MISSING.value:
+            # Known lost: this transfer sends the bytes again into the same row.
+            row.status = FileStatus.PENDING.value
+            row.token = intent.token
+            row.copied_from = None
+            row.alive_at = self.clock()
+            self._audit(session, AuditAction.RESERVE, row, {"resending": "missing object"})
+            return Reservation(ReservationOutcome.RESERVED, FileRecord.from_row(row))
+        if intent.token is not None and row.token == intent.token:
             return Reservation(ReservationOutcome.RESUMED, FileRecord.from_row(row))
-        # Not a duplicate yet: that upload (another transfer's) may still fail.
+        # Not stored yet: that upload (another transfer's) may still fail.
         raise CatalogError(
-            f"The same content is being uploaded right now as {row.key!r} by another "
+            f"{intent.key!r} is being uploaded right now with the same content by another "
             "transfer; Ferry waits for that upload to finish and then reports this file "
-            "as its duplicate.",
+            "as stored.",
             transient=True,
             title="Same content in flight",
         )
 
-    def activate(self, file_id: int, *, etag: str, token: str | None = None) -> FileRecord:
+    def activate(
+        self,
+        file_id: int,
+        *,
+        etag: str,
+        token: str | None = None,
+        copied_from: str | None = None,
+    ) -> FileRecord:
         """pending -> active, with its audit entry and file.uploaded event.
 
         Only the transfer holding the row's token may activate a pending row;
-        a missing row (a repair sending it again) needs none.
+        a missing row (a repair sending it again) needs none. ``copied_from``
+        is the key a server-side copy filled this one from (None: bytes sent).
         """
 
         def work(session: Session) -> FileRecord:
             row = self._require(session, file_id)
+            self._lock_key(session, row.bucket, row.key)
             if row.status == FileStatus.ACTIVE.value and row.etag == etag and row.token == token:
                 return FileRecord.from_row(row)  # a resumed registration
             if row.status == FileStatus.PENDING.value and row.token != token:
@@ -485,10 +479,13 @@ class CatalogService:
             row.status = FileStatus.ACTIVE.value
             row.etag = etag
             row.token = token  # a repair's transfer takes a missing row over
+            row.copied_from = copied_from
             row.uploaded_at = self.clock()
             row.last_error = None
-            session.flush()
-            self._audit(session, AuditAction.ACTIVATE, row, {"etag": etag})
+            details = {"etag": etag}
+            if row.copied_from is not None:
+                details["copied_from"] = row.copied_from
+            self._audit(session, AuditAction.ACTIVATE, row, details)
             self._announce(session, OutboxEventType.FILE_UPLOADED, row)
             return FileRecord.from_row(row)
 
@@ -508,79 +505,122 @@ class CatalogService:
 
         return self._run(f"read row {file_id}", work)
 
-    def release(self, file_id: int, *, reason: str, token: str | None = None) -> None:
+    def release(self, file_id: int, *, reason: str, token: str | None) -> None:
         """Remove a pending intent after a failed or cancelled upload (audited).
 
-        With a token, only the row reserved with it; ``None`` is the check's
-        repair of a stale intent, which re-checks the row itself.
+        Only the row reserved with this token: another transfer's reservation
+        (or a row a repair took over) is left alone.
         """
 
         def work(session: Session) -> None:
             row = session.get(FileRow, file_id, with_for_update=True)
-            if row is None or row.status != FileStatus.PENDING.value:
-                return
-            if token is not None and row.token != token:
+            if row is None or row.status != FileStatus.PENDING.value or row.token != token:
                 return
             self._audit(session, AuditAction.RELEASE, row, {"reason": reason})
             session.delete(row)
 
         self._run(f"release row {file_id}", work)
 
-    def mark_missing(self, file_id: int, *, reason: str) -> FileRecord:
-        def work(session: Session) -> FileRecord:
-            row = self._require(session, file_id)
-            row.status = FileStatus.MISSING.value
-            row.last_error = reason
-            self._audit(session, AuditAction.MARK_MISSING, row, {"reason": reason})
-            self._announce(session, OutboxEventType.FILE_REPAIRED, row)
-            return FileRecord.from_row(row)
-
-        return self._run(f"mark row {file_id} missing", work)
-
-    def adopt(self, intent: UploadIntent, *, etag: str, owner: str | None = None) -> FileRecord:
-        """Register an object found in the bucket whose metadata proves its content."""
-        validate_key(intent.key)
-
-        def work(session: Session) -> FileRecord:
-            row = self._new_row(intent, FileStatus.ACTIVE, owner=owner or self.owner, etag=etag)
-            session.add(row)
-            session.flush()
-            self._audit(session, AuditAction.REPAIR, row, {"repair": "adopt"})
-            self._announce(session, OutboxEventType.FILE_REPAIRED, row)
-            return FileRecord.from_row(row)
-
-        try:
-            return self._run(f"adopt {intent.key!r}", work)
-        except IntegrityError:
-            raise KeyConflictError(
-                f"{intent.key!r} cannot be adopted: a live row already holds that key or "
-                "that content."
-            ) from None
-
-    def repair_activate(self, file_id: int, *, etag: str) -> FileRecord:
-        """A stale pending row whose object verified becomes active (audited as a repair)."""
-
-        def work(session: Session) -> FileRecord:
-            row = self._require(session, file_id)
-            row.status = FileStatus.ACTIVE.value
-            row.etag = etag
-            row.uploaded_at = row.uploaded_at or self.clock()
-            row.last_error = None
-            self._audit(session, AuditAction.REPAIR, row, {"repair": "activate", "etag": etag})
-            self._announce(session, OutboxEventType.FILE_REPAIRED, row)
-            return FileRecord.from_row(row)
-
-        return self._run(f"activate row {file_id}", work)
-
-    def record_repair(self, file_id: int, what: str) -> None:
-        """Audit and announce a repair that changed the bucket, not the row."""
+    def touch(self, reservations: list[tuple[int, str]]) -> None:
+        """Say that these pending uploads (row id, token) are alive: a check leaves them be."""
+        if not reservations:
+            return
 
         def work(session: Session) -> None:
-            row = self._require(session, file_id)
-            self._audit(session, AuditAction.REPAIR, row, {"repair": what})
-            self._announce(session, OutboxEventType.FILE_REPAIRED, row)
+            now = self.clock()
+            for file_id, token in reservations:
+                session.execute(
+                    update(FileRow)
+                    .where(
+                        FileRow.id == file_id,
+                        FileRow.token == token,
+                        FileRow.status == FileStatus.PENDING.value,
+                    )
+                    .values(alive_at=now)
+                )
 
-        self._run(f"record a repair on row {file_id}", work)
+        self._run("note uploads in progress", work)
+
+    @contextlib.contextmanager
+    def repairing(self, bucket: str, key: str) -> Iterator[KeyRepair]:
+        """A repair's own transaction on one key: its rows read and locked, then changed.
+
+        Every other change to the key (a reservation, an activation, a delete)
+        waits until this transaction ends, so what the repair re-checks inside
+        it (rows, and the object the caller HEADs) cannot change before it
+        acts. Leaving the block commits; an exception rolls everything back.
+        """
+        try:
+            with (
+                self._write_lock or contextlib.nullcontext(),
+                self._sessions.begin() as session,
+            ):
+                self._lock_key(session, bucket, key)
+                rows = session.scalars(
+                    select(FileRow)
+                    .where(FileRow.bucket == bucket, FileRow.key == key)
+                    .order_by(FileRow.id)
+                    .with_for_update()
+                ).all()
+                live = [r for r in rows if r.status != FileStatus.DELETED.value]
+                # One live row per key: if we see none, one may still be hidden from us.
+                others_live = any(r.owner != self.owner for r in live) or (
+                    not live and self._hidden_live_row(session, bucket, key)
+                )
+                yield KeyRepair(self, session, bucket, key, list(rows), others_live)
+        except IntegrityError:
+            raise KeyConflictError(
+                f"{key!r} cannot be registered: a live row holds that key now."
+            ) from None
+        except SQLAlchemyError as exc:
+            raise translate_db_error(exc, f"repair {key!r}") from None
+
+    def key_is_live(self, bucket: str, key: str) -> bool:
+        """Does any live row, whoever's, hold this key? (Nothing else about it.)"""
+
+        def work(session: Session) -> bool:
+            return self._live_by_key(session, bucket, key) is not None or self._hidden_live_row(
+                session, bucket, key
+            )
+
+        return self._run(f"look up {key!r}", work)
+
+    def iter_others_live_keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
+        """Keys under the prefix holding another owner's live row, in key byte order.
+
+        Nothing else about those rows: on PostgreSQL a normal user learns it
+        through ``ferry_others_live_keys``; elsewhere every row is visible.
+        """
+        statement: Executable
+        if self.dialect == "postgresql":
+            statement = text("SELECT key FROM ferry_others_live_keys(:bucket, :prefix)")
+            params = {"bucket": bucket, "prefix": prefix}
+        else:
+            table = FileRow.__table__
+            statement = (
+                select(table.c.key)
+                .where(
+                    table.c.bucket == bucket,
+                    table.c.key.startswith(prefix, autoescape=True),
+                    table.c.status != FileStatus.DELETED.value,
+                    table.c.owner != self.owner,
+                )
+                .order_by(table.c.key)
+            )
+            params = {}
+        for (key,) in self._stream(statement, params, "list the keys others hold"):
+            yield str(key)
+
+    def _stream(
+        self, statement: Executable, params: dict[str, str], action: str
+    ) -> Iterator[Row[Any]]:
+        """Rows fetched in batches from a server-side cursor: memory stays flat."""
+        try:
+            with self.engine.connect() as connection:
+                result = connection.execution_options(stream_results=True, yield_per=2000)
+                yield from result.execute(statement, params)
+        except SQLAlchemyError as exc:
+            raise translate_db_error(exc, action) from None
 
     def is_admin(self) -> bool:
         """May this login see and repair every owner's rows?"""
@@ -697,13 +737,8 @@ class CatalogService:
             .where(table.c.key.startswith(prefix, autoescape=True))
             .order_by(table.c.key, table.c.id)
         )
-        try:
-            with self.engine.connect() as connection:
-                result = connection.execution_options(stream_results=True, yield_per=2000)
-                for row in result.execute(statement):
-                    yield FileRecord.from_row(row)
-        except SQLAlchemyError as exc:
-            raise translate_db_error(exc, "list its rows") from None
+        for row in self._stream(statement, {}, "list its rows"):
+            yield FileRecord.from_row(row)
 
     def audit_entries(self, file_id: int | None = None) -> list[AuditEntry]:
         statement = select(AuditRow).order_by(AuditRow.id)
@@ -713,7 +748,7 @@ class CatalogService:
         def work(session: Session) -> list[AuditEntry]:
             return [
                 AuditEntry(
-                    _aware(r.at),
+                    aware(r.at),
                     r.actor,
                     AuditAction(r.action),
                     r.file_id,
@@ -736,7 +771,7 @@ class CatalogService:
 
         def work(session: Session) -> list[OutboxEvent]:
             return [
-                OutboxEvent(r.id, OutboxEventType(r.event_type), r.payload, _aware(r.created_at))
+                OutboxEvent(r.id, OutboxEventType(r.event_type), r.payload, aware(r.created_at))
                 for r in session.scalars(statement)
             ]
 

@@ -1,8 +1,10 @@
 """The catalog's tables: files, audit log, outbox.
 
 Invariants the database itself enforces (partial unique indexes, identical on
-SQLite and PostgreSQL): one live (not deleted) row per (bucket, key); one live
-row per (owner, sha256). Deleted rows keep their history and never block a
+SQLite and PostgreSQL): one live (not deleted) row per (bucket, key); at most
+one pending upload of bytes per (bucket, owner, sha256), so identical files
+send their bytes once (the others become server-side copies, which carry
+``copied_from``). Deleted rows keep their history and never block a
 re-upload. Keys compare in byte order: SQLite's default BINARY collation,
 PostgreSQL ``COLLATE "C"``, the order in which S3 lists them.
 """
@@ -58,6 +60,7 @@ class AuditAction(enum.Enum):
 
 
 LIVE = text("status <> 'deleted'")
+SENDING_BYTES = text("status = 'pending' AND copied_from IS NULL")
 # BigInteger ids autoincrement on PostgreSQL; SQLite only does so for INTEGER.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 ObjectKey = String(1024).with_variant(String(1024, collation="C"), "postgresql")
@@ -89,6 +92,11 @@ class FileRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     # The reserving transfer's token: only it may resume, activate or release.
     token: Mapped[str | None] = mapped_column(String(32))
+    # The key this row's object was copied from on the server (no bytes sent).
+    copied_from: Mapped[str | None] = mapped_column(String(1024))
+    # Touched by the uploading Ferry while it sends: a check leaves a pending
+    # row alone while this is recent, whatever its grace period.
+    alive_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
     __table_args__ = (
         Index(
@@ -100,13 +108,15 @@ class FileRow(Base):
             postgresql_where=LIVE,
         ),
         Index(
-            "uq_files_live_owner_sha256",
+            "uq_files_sending_content",
+            "bucket",
             "owner",
             "sha256",
             unique=True,
-            sqlite_where=LIVE,
-            postgresql_where=LIVE,
+            sqlite_where=SENDING_BYTES,
+            postgresql_where=SENDING_BYTES,
         ),
+        Index("ix_files_bucket_owner_sha256", "bucket", "owner", "sha256"),
         Index("ix_files_bucket_key_all", "bucket", "key"),
         Index("ix_files_owner_status", "owner", "status"),
     )
@@ -130,6 +140,9 @@ class OutboxRow(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     event_type: Mapped[str] = mapped_column(String(32))
+    # Whose file the event is about: row-level security lets only them (and
+    # admins, relays) read it.
+    owner: Mapped[str | None] = mapped_column(String(128))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     published_at: Mapped[datetime | None] = mapped_column(Timestamp)

@@ -11,6 +11,7 @@ stored profile and are never written back.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import getpass
 import os
 import re
@@ -43,6 +44,13 @@ ENV_OVERRIDES: Mapping[str, str] = {
 }
 
 
+class DuplicatePolicy(enum.Enum):
+    """What to do with content the owner already stored in the bucket under another key."""
+
+    COPY = "copy"  # a server-side copy: the new key exists, no byte is sent
+    SKIP = "skip"  # report it as a duplicate and store nothing
+
+
 @dataclass(frozen=True)
 class Profile:
     """One destination: a bucket on an endpoint plus the catalog beside it."""
@@ -63,7 +71,14 @@ class Profile:
     grace_seconds: int = 24 * 3600
     retention_seconds: int = 0
     watch_key_conflict: str = "suffix"  # a rewritten watched file: "suffix" or "overwrite"
+    # Content already stored in the bucket under another key: "copy" makes the
+    # new key by a server-side copy, "skip" reports it and stores nothing.
+    duplicates: str = DuplicatePolicy.COPY.value
     sandbox: bool = False
+
+    @property
+    def duplicate_policy(self) -> DuplicatePolicy:
+        return DuplicatePolicy(self.duplicates)
 
     def validate(self) -> None:
         """Raise ConfigError naming the first field that is wrong."""
@@ -112,6 +127,8 @@ class Profile:
             raise ConfigError(f"{where}: the memory budget must hold at least one part.")
         if self.watch_key_conflict not in ("suffix", "overwrite"):
             raise ConfigError(f"{where}: watch_key_conflict is 'suffix' or 'overwrite'.")
+        if self.duplicates not in {policy.value for policy in DuplicatePolicy}:
+            raise ConfigError(f"{where}: duplicates is 'copy' or 'skip'.")
         for name in ("bandwidth_limit", "check_interval", "grace_seconds", "retention_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{where}: {name} cannot be negative.")

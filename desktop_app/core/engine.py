@@ -51,6 +51,7 @@ from desktop_app.core.catalog import (
     ReservationOutcome,
     UploadIntent,
 )
+from desktop_app.core.config import DuplicatePolicy
 from desktop_app.core.errors import (
     CatalogError,
     FerryError,
@@ -130,6 +131,7 @@ class EngineOptions:
     memory_budget: int = 64 * MIB
     bandwidth_limit: int = 0
     retry: RetryPolicy = RetryPolicy()
+    duplicates: DuplicatePolicy = DuplicatePolicy.COPY
 
     @property
     def single_put_threshold(self) -> int:
@@ -406,6 +408,23 @@ class TransferEngine:
             control = self._controls[transfer_id] = TransferControl()
         return control
 
+    def keep_alive(self) -> None:
+        """Touch the catalog rows of the uploads running now, so no check takes them for stale."""
+        with self._controls_lock:
+            running = list(self._controls)
+        sending = (TransferState.UPLOADING, TransferState.COMPLETING, TransferState.VERIFYING)
+        reservations = [
+            (record.catalog_file_id, record.reservation_token)
+            for record in self.journal.get_many(running)
+            if record.state in sending
+            and record.catalog_file_id is not None
+            and record.reservation_token is not None
+        ]
+        try:
+            self.catalog.touch(reservations)
+        except CatalogError as exc:
+            log.warning("Could not note the running uploads in the catalog: %s", exc.message)
+
     def _release(self, transfer_id: int) -> None:
         with self._controls_lock:
             self._controls.pop(transfer_id, None)
@@ -462,7 +481,10 @@ class TransferEngine:
         if record.state is TransferState.REGISTERING:
             assert record.catalog_file_id is not None and record.etag is not None
             self.catalog.activate(
-                record.catalog_file_id, etag=record.etag, token=record.reservation_token
+                record.catalog_file_id,
+                etag=record.etag,
+                token=record.reservation_token,
+                copied_from=record.copy_source_key,
             )
             succeeded = NewAttempt(started, self.now(), None, control.bytes_sent)
             self._move(record.id, TransferState.DONE, attempt=succeeded)
@@ -582,8 +604,16 @@ class TransferEngine:
                 attempt=dataclasses.replace(attempt, ended_at=self.now()),
                 **hashed,
             )
+        source = reservation.source
+        if source is not None:
+            log.info("%s is stored already as %s: copied on the server", record.key, source.key)
         return self._move(
-            record.id, TransferState.UPLOADING, catalog_file_id=reservation.record.id, **hashed
+            record.id,
+            TransferState.UPLOADING,
+            catalog_file_id=reservation.record.id,
+            copy_source_key=source.key if source is not None else None,
+            copy_source_etag=source.etag if source is not None else None,
+            **hashed,
         )
 
     def _reserve(self, record: TransferRecord, size: int, sha256: str) -> tuple[Reservation, str]:
@@ -600,7 +630,7 @@ class TransferEngine:
                 token=record.reservation_token,
             )
             try:
-                return self.catalog.reserve(intent), key
+                return self.catalog.reserve(intent, self.options.duplicates), key
             except KeyConflictError:
                 policy = record.on_conflict
                 if policy is KeyConflictPolicy.FAIL:

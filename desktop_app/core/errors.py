@@ -155,6 +155,7 @@ class StorageErrorKind(enum.Enum):
     NOT_FOUND = "not_found"  # object or bucket absent
     BAD_DIGEST = "bad_digest"  # the server saw other bytes than we sent: resend
     NOT_SUPPORTED = "not_supported"  # the server lacks this call (501, 405): do without it
+    PRECONDITION_FAILED = "precondition_failed"  # the object is not the one the request named
 
 
 class StorageError(FerryError):

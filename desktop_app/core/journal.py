@@ -164,6 +164,10 @@ class TransferRecord:
     # Set just before CreateMultipartUpload, cleared when its id is committed:
     # a crash in between left an upload on the server that only a listing finds.
     upload_intent_at: datetime | None = None
+    # Content already stored in the bucket under another key: this key is
+    # filled by a server-side copy of that object, conditional on its ETag.
+    copy_source_key: str | None = None
+    copy_source_etag: str | None = None
 
     @property
     def size(self) -> int:
@@ -245,6 +249,8 @@ transfers = Table(
     Column("on_conflict", String(16), nullable=False),
     Column("reservation_token", String(32)),
     Column("upload_intent_at", DateTime(timezone=True)),
+    Column("copy_source_key", Text),
+    Column("copy_source_etag", String(80)),
 )
 parts = Table(
     "parts",
@@ -311,6 +317,8 @@ def _record(row: Any) -> TransferRecord:
         on_conflict=KeyConflictPolicy(row.on_conflict),
         reservation_token=row.reservation_token,
         upload_intent_at=_aware(row.upload_intent_at),
+        copy_source_key=row.copy_source_key,
+        copy_source_etag=row.copy_source_etag,
     )
 
 

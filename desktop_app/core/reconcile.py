@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import enum
 import hashlib
+import heapq
 import json
 import logging
 import os
@@ -34,7 +35,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from desktop_app.core.catalog import CatalogService, FileRecord, UploadIntent
+from desktop_app.core.catalog import CatalogService, FileRecord, KeyRepair, UploadIntent
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.errors import FerryError, StorageError, StorageErrorKind
 from desktop_app.core.journal import Journal
@@ -50,6 +51,11 @@ class FindingKind(enum.Enum):
     STALE_PENDING = "stale_pending"
     DELETED_STILL_STORED = "deleted_still_stored"
     STALE_MULTIPART = "stale_multipart"
+    SOMEONE_ELSES = "someone_elses"  # another user's live file: told, never acted on by you
+
+
+# Findings that describe, and ask nothing of, the person checking.
+INFORMATIONAL = frozenset({FindingKind.SOMEONE_ELSES})
 
 
 class RepairAction(enum.Enum):
@@ -61,6 +67,18 @@ class RepairAction(enum.Enum):
     REMOVE_ROW = "remove_row"
     ABORT_UPLOAD = "abort_upload"
     NONE = "none"
+
+
+class RepairOutcome(enum.Enum):
+    DONE = "done"
+    CHANGED = "changed since the check"  # the re-check saw another state: nothing done
+    REFUSED = "refused"  # not this login's to repair, or kept on purpose
+    FAILED = "failed"
+
+
+# Touched this recently by its uploading Ferry, a pending row is alive
+# whatever the grace period (uploads touch their rows every 30 s).
+ALIVE_SECONDS = 120
 
 
 class ConsistencyError(FerryError):
@@ -101,6 +119,19 @@ class RowEvidence:
 
 
 @dataclass(frozen=True)
+class RowStamp:
+    """What a re-check compares: a row of the key as the check saw it."""
+
+    id: int
+    status: str
+    etag: str | None
+
+    @classmethod
+    def of(cls, row: FileRecord) -> RowStamp:
+        return cls(row.id, row.status.value, row.etag)
+
+
+@dataclass(frozen=True)
 class Finding:
     kind: FindingKind
     key: str
@@ -111,6 +142,7 @@ class Finding:
     upload_id: str | None = None
     initiated: str | None = None
     source: str | None = None  # the local copy a re-upload would use
+    rows_seen: tuple[RowStamp, ...] = ()  # every row of the key the check could see
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -125,6 +157,7 @@ class Scanned:
     rows: int
     multipart_uploads: int
     within_grace: int
+    others_files: int = 0  # objects under someone else's live row, left to them
 
 
 @dataclass(frozen=True)
@@ -151,7 +184,7 @@ class CheckReport:
 
     @property
     def consistent(self) -> bool:
-        return not self.findings
+        return all(f.kind in INFORMATIONAL for f in self.findings)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -168,8 +201,12 @@ class CheckReport:
 @dataclass(frozen=True)
 class RepairResult:
     finding: Finding
-    done: bool
+    outcome: RepairOutcome
     message: str
+
+    @property
+    def done(self) -> bool:
+        return self.outcome is RepairOutcome.DONE
 
 
 @dataclass
@@ -177,6 +214,7 @@ class CheckOptions:
     grace_seconds: int = 24 * 3600
     retention_seconds: int = 0
     only: set[FindingKind] | None = None
+    delete_orphans: bool = False  # plan deletion, not adoption, of objects nobody registered
     cancel: threading.Event = field(default_factory=threading.Event)
     progress: Callable[[int, int], None] | None = None  # objects, rows scanned so far
 
@@ -261,33 +299,66 @@ def _checked_order(rows: Iterator[FileRecord]) -> Iterator[FileRecord]:
         yield row
 
 
+@dataclass(frozen=True)
+class _KeySeen:
+    """Everything the check knows of one key."""
+
+    key: str
+    object: ObjectInfo | None
+    rows: list[FileRecord]
+    others_live: bool  # someone else's live row holds it (a row we may not see)
+
+
 def _merge(
-    objects: Iterator[ObjectInfo], rows: Iterator[FileRecord]
-) -> Iterator[tuple[str, ObjectInfo | None, list[FileRecord]]]:
-    """(key, object or None, rows for that key) in key byte order."""
-    grouped = groupby(rows, key=lambda r: r.key)
-    obj = next(objects, None)
-    group = next(grouped, None)
-    while obj is not None or group is not None:
-        obj_key = obj.key.encode("utf-8") if obj is not None else None
-        row_key = group[0].encode("utf-8") if group is not None else None
-        if row_key is None or (obj_key is not None and obj_key < row_key):
-            assert obj is not None
-            yield obj.key, obj, []
-            obj = next(objects, None)
-        elif obj_key is None or row_key < obj_key:
-            assert group is not None
-            yield group[0], None, list(group[1])
-            group = next(grouped, None)
-        else:
-            assert obj is not None and group is not None
-            yield obj.key, obj, list(group[1])
-            obj = next(objects, None)
-            group = next(grouped, None)
+    objects: Iterator[ObjectInfo], rows: Iterator[FileRecord], others: Iterator[str]
+) -> Iterator[_KeySeen]:
+    """The three streams joined per key, in key byte order, one key in memory at a time."""
+    tagged = heapq.merge(
+        ((o.key.encode("utf-8"), 0, o) for o in objects),
+        ((r.key.encode("utf-8"), 1, r) for r in rows),
+        ((k.encode("utf-8"), 2, k) for k in others),
+        key=lambda item: item[0],
+    )
+    for encoded, items in groupby(tagged, key=lambda item: item[0]):
+        found_object: ObjectInfo | None = None
+        key_rows: list[FileRecord] = []
+        others_live = False
+        for _key, _tag, item in items:
+            if isinstance(item, ObjectInfo):
+                found_object = item
+            elif isinstance(item, FileRecord):
+                key_rows.append(item)
+            else:
+                others_live = True
+        yield _KeySeen(encoded.decode("utf-8"), found_object, key_rows, others_live)
+
+
+class _Verdict(enum.Enum):
+    YOUNG = "young"  # within the grace period, or in flight: not judged
+    OTHERS = "others"  # someone else's file: counted, not reported
+
+
+def _evidence(obj: ObjectInfo | None) -> ObjectEvidence | None:
+    return ObjectEvidence(obj.size, obj.etag, obj.last_modified.isoformat()) if obj else None
+
+
+def _same_object(found: ObjectInfo | None, seen: ObjectEvidence | None) -> bool:
+    if found is None or seen is None:
+        return found is None and seen is None
+    return found.size == seen.size and found.etag == seen.etag
 
 
 class ConsistencyChecker:
-    """Finds and repairs disagreements between one bucket prefix, its catalog and the journal."""
+    """Finds and repairs disagreements between one bucket prefix, its catalog and the journal.
+
+    Promises (invariant 9): a repair re-checks its finding in its own
+    transaction on the key (rows read and locked, a fresh HEAD) and drops it
+    if anything changed; it never deletes an object a live row points at,
+    whoever owns that row, nor one Ferry did not put there unless a person
+    chose deletion for that finding; an object nobody registered is adopted
+    only under the SHA-256 of its bytes, read back; a normal user's check
+    never acts on another user's file.
+    """
 
     def __init__(
         self,
@@ -314,25 +385,34 @@ class ConsistencyChecker:
         started, clock = self.now(), time.monotonic()
         cutoff = started - timedelta(seconds=options.grace_seconds)
         in_flight = self.journal.in_flight_keys(self.storage.bucket)
+        admin = self.catalog.is_admin()
         findings: list[Finding] = []
-        young = 0
-        rows_seen = 0
+        young = others = rows_seen = 0
         listing = _SortedListing(self.storage.iter_objects(self.prefix), self.spool_dir)
         try:
             rows = _checked_order(self.catalog.iter_in_key_order(self.storage.bucket, self.prefix))
-            for key, obj, key_rows in _merge(iter(listing), rows):
+            # An admin sees every row; a user learns of others' keys, and nothing more.
+            others_keys: Iterator[str] = (
+                iter(())
+                if admin
+                else self.catalog.iter_others_live_keys(self.storage.bucket, self.prefix)
+            )
+            for seen in _merge(iter(listing), rows, others_keys):
                 if options.cancel.is_set():
                     raise ConsistencyError("The check was cancelled.", title="Cancelled")
-                rows_seen += len(key_rows)
+                rows_seen += len(seen.rows)
                 if options.progress is not None and rows_seen % 1000 == 0:
                     options.progress(listing.count, rows_seen)
-                if key in in_flight:
+                if seen.key in in_flight:
                     continue
-                finding, is_young = self._judge(key, obj, key_rows, cutoff, options)
-                young += is_young
-                if finding is not None:
-                    findings.append(finding)
-            uploads, unlisted = self._stale_uploads(cutoff, findings)
+                verdict = self._judge(seen, started, cutoff, options)
+                if verdict is _Verdict.YOUNG:
+                    young += 1
+                elif verdict is _Verdict.OTHERS:
+                    others += 1
+                elif isinstance(verdict, Finding):
+                    findings.append(verdict)
+            uploads, unlisted = self._stale_uploads(cutoff, admin, findings)
             young += unlisted.young
         finally:
             listing.close()
@@ -340,15 +420,21 @@ class ConsistencyChecker:
             findings = [f for f in findings if f.kind in options.only]
         return CheckReport(
             findings=findings,
-            scanned=Scanned(listing.count, rows_seen, uploads, young),
+            scanned=Scanned(listing.count, rows_seen, uploads, young, others),
             started_at=started,
             duration_s=time.monotonic() - clock,
             grace_seconds=options.grace_seconds,
             notes=unlisted.notes,
         )
 
-    def _stale_uploads(self, cutoff: datetime, findings: list[Finding]) -> tuple[int, _UploadsSeen]:
-        """Unfinished multipart uploads nobody owns; a server that cannot list them says so."""
+    def _stale_uploads(
+        self, cutoff: datetime, admin: bool, findings: list[Finding]
+    ) -> tuple[int, _UploadsSeen]:
+        """Unfinished multipart uploads nobody owns; a server that cannot list them says so.
+
+        An upload on a key with a live row is someone's upload in progress
+        (another Ferry's journal knows it): left alone.
+        """
         uploads = young = 0
         owned = self.journal.upload_ids()
         try:
@@ -359,13 +445,16 @@ class ConsistencyChecker:
                 if upload.initiated > cutoff:
                     young += 1
                     continue
+                if self.catalog.key_is_live(self.storage.bucket, upload.key):
+                    young += 1
+                    continue
                 findings.append(
                     Finding(
                         FindingKind.STALE_MULTIPART,
                         upload.key,
                         "An unfinished multipart upload that no transfer owns; it costs storage "
                         "until aborted.",
-                        RepairAction.ABORT_UPLOAD,
+                        RepairAction.ABORT_UPLOAD if admin else RepairAction.NONE,
                         upload_id=upload.upload_id,
                         initiated=upload.initiated.isoformat(),
                     )
@@ -381,26 +470,32 @@ class ConsistencyChecker:
         return uploads, _UploadsSeen(young, ())
 
     def _judge(
-        self,
-        key: str,
-        obj: ObjectInfo | None,
-        rows: list[FileRecord],
-        cutoff: datetime,
-        options: CheckOptions,
-    ) -> tuple[Finding | None, bool]:
-        live = next((r for r in rows if r.status is not FileStatus.DELETED), None)
-        evidence = (
-            ObjectEvidence(obj.size, obj.etag, obj.last_modified.isoformat()) if obj else None
-        )
+        self, seen: _KeySeen, started: datetime, cutoff: datetime, options: CheckOptions
+    ) -> Finding | _Verdict | None:
+        key, obj, rows = seen.key, seen.object, seen.rows
+        stamps = tuple(RowStamp.of(r) for r in rows)
+        live = next((r for r in rows if r.live), None)
+        evidence = _evidence(obj)
+        if live is None and seen.others_live:
+            if not rows:
+                return _Verdict.OTHERS
+            return Finding(
+                FindingKind.SOMEONE_ELSES,
+                key,
+                "Someone else's file: another user's live row holds this key now. Your own "
+                "rows for it are history; only that user or an admin may act on it.",
+                RepairAction.NONE,
+                object=evidence,
+                row=RowEvidence.of(rows[-1]),
+                rows_seen=stamps,
+            )
         if obj is not None and live is None:
             if obj.last_modified > cutoff:
-                return None, True
-            deleted = [r for r in rows if r.status is FileStatus.DELETED]
-            if deleted:
-                last = deleted[-1]
-                retention_over = (
-                    last.deleted_at is None
-                    or last.deleted_at <= self.now() - timedelta(seconds=options.retention_seconds)
+                return _Verdict.YOUNG
+            last = rows[-1] if rows else None
+            if last is not None and last.etag == obj.etag and last.size == obj.size:
+                retention_over = last.deleted_at is None or last.deleted_at <= self.now() - (
+                    timedelta(seconds=options.retention_seconds)
                 )
                 return Finding(
                     FindingKind.DELETED_STILL_STORED,
@@ -409,44 +504,62 @@ class ConsistencyChecker:
                     RepairAction.DELETE_OBJECT if retention_over else RepairAction.NONE,
                     object=evidence,
                     row=RowEvidence.of(last),
-                ), False
-            head = self.storage.head_object(key)
-            sha = head.sha256 if head else None
-            proven = head is not None and sha is not None and len(sha) == 64
+                    rows_seen=stamps,
+                )
             return Finding(
                 FindingKind.ORPHAN_OBJECT,
                 key,
-                "An object no catalog row points at"
-                + ("; its metadata proves its content, so it can be adopted." if proven else "."),
-                RepairAction.ADOPT if proven else RepairAction.DELETE_OBJECT,
-                object=ObjectEvidence(obj.size, obj.etag, obj.last_modified.isoformat(), sha),
-            ), False
+                "An object no catalog row points at (written by another program, or left "
+                "behind); "
+                + (
+                    "deletion was chosen for it."
+                    if options.delete_orphans
+                    else "it can be adopted into the catalog once its bytes are read back."
+                ),
+                RepairAction.DELETE_OBJECT if options.delete_orphans else RepairAction.ADOPT,
+                object=evidence,
+                row=RowEvidence.of(last) if last is not None else None,
+                rows_seen=stamps,
+            )
         if live is None:
-            return None, False
+            return None
         row_evidence = RowEvidence.of(live)
-        if live.created_at > cutoff and live.status is FileStatus.PENDING:
-            return None, True
         if live.status is FileStatus.PENDING:
-            verifies = obj is not None and self._verifies(key, live)
+            alive = live.alive_at is not None and live.alive_at > started - timedelta(
+                seconds=ALIVE_SECONDS
+            )
+            if live.created_at > cutoff or alive:
+                return _Verdict.YOUNG
+            candidate = obj is not None and obj.size == live.size
             return Finding(
                 FindingKind.STALE_PENDING,
                 key,
-                "An upload intent older than the grace period with no transfer in flight; "
+                "An upload intent older than the grace period with no upload alive; "
                 + (
-                    "its object verifies, so it can be activated."
-                    if verifies
-                    else "its object is absent or does not verify, so the intent can be removed."
+                    "its object has the expected size: it is activated if its bytes have the "
+                    "intended SHA-256."
+                    if candidate
+                    else "its object is absent or has another size, so the intent can be "
+                    "removed (an object stays, to be adopted)."
                 ),
-                RepairAction.ACTIVATE if verifies else RepairAction.REMOVE_ROW,
+                RepairAction.ACTIVATE if candidate else RepairAction.REMOVE_ROW,
                 object=evidence,
                 row=row_evidence,
-            ), False
+                rows_seen=stamps,
+            )
         if live.status is FileStatus.MISSING:
-            return None, False  # already known and marked
+            return None  # already known and marked
         if obj is not None and not (
             obj.size != live.size or (live.etag is not None and obj.etag != live.etag)
         ):
-            return None, False  # they agree: the common case, decided without I/O
+            return None  # they agree: the common case, decided without I/O
+        if obj is None:
+            # Listed before this row was registered? Only a fresh look may say "absent".
+            fresh = self.storage.head_object(key)
+            if fresh is not None and fresh.size == live.size and fresh.etag == live.etag:
+                return None
+            obj = fresh
+            evidence = _evidence(fresh)
         source = self._unchanged_source(key, live)
         action = RepairAction.REUPLOAD if source else RepairAction.MARK_MISSING
         if obj is None:
@@ -462,7 +575,8 @@ class ConsistencyChecker:
                 action,
                 row=row_evidence,
                 source=str(source) if source else None,
-            ), False
+                rows_seen=stamps,
+            )
         return Finding(
             FindingKind.MISMATCH,
             key,
@@ -472,11 +586,8 @@ class ConsistencyChecker:
             object=evidence,
             row=row_evidence,
             source=str(source) if source else None,
-        ), False
-
-    def _verifies(self, key: str, row: FileRecord) -> bool:
-        head = self.storage.head_object(key)
-        return head is not None and head.size == row.size and head.sha256 == row.sha256
+            rows_seen=stamps,
+        )
 
     def _unchanged_source(self, key: str, row: FileRecord) -> Path | None:
         transfer = self.journal.latest_done_for_key(self.storage.bucket, key)
@@ -494,75 +605,178 @@ class ConsistencyChecker:
 
     # -- repairs --------------------------------------------------------------------
 
-    def repair(self, findings: list[Finding]) -> list[RepairResult]:
-        """Carry out the planned repair of each finding; each one stands alone."""
+    def repair(
+        self, findings: list[Finding], *, adopt_owner: str | None = None
+    ) -> list[RepairResult]:
+        """Carry out the planned repair of each finding; each one stands alone.
+
+        ``adopt_owner``: an admin adopts orphans for this user (default: the
+        login running the repair).
+        """
         admin = self.catalog.is_admin()
+        if adopt_owner is not None and not admin and adopt_owner != self.catalog.owner:
+            raise ConsistencyError(
+                "Only a catalog admin (role ferry_admin) may adopt files for another user.",
+                title="Not allowed",
+            )
         results = []
         for finding in findings:
             try:
-                results.append(self._repair_one(finding, admin))
+                results.append(self._repair_one(finding, admin, adopt_owner))
             except FerryError as exc:
-                results.append(RepairResult(finding, False, exc.message))
+                results.append(RepairResult(finding, RepairOutcome.FAILED, exc.message))
         return results
 
-    def _repair_one(self, finding: Finding, admin: bool) -> RepairResult:
-        action, key = finding.repair, finding.key
+    def _refusal(self, finding: Finding, admin: bool) -> str | None:
+        """Why this login may not carry out this finding's repair, if it may not."""
+        if finding.repair is RepairAction.NONE:
+            if finding.kind is FindingKind.SOMEONE_ELSES:
+                return "Someone else's file: left to its owner or an admin."
+            if finding.kind is FindingKind.STALE_MULTIPART:
+                return "Only a catalog admin (role ferry_admin) may abort others' uploads."
+            return "Kept: the retention period has not passed."
         row = finding.row
-        # Without rows, nobody can say whose an orphan or a stale upload is.
-        needs_admin = (row is not None and row.owner != self.catalog.owner) or finding.kind in (
-            FindingKind.ORPHAN_OBJECT,
-            FindingKind.STALE_MULTIPART,
+        others_row = (
+            row is not None
+            and row.owner != self.catalog.owner
+            and row.status != (FileStatus.DELETED.value)
         )
-        if needs_admin and not admin and action is not RepairAction.NONE:
-            return RepairResult(
-                finding, False, "Only a catalog admin (role ferry_admin) may repair this."
-            )
-        if action is RepairAction.NONE:
-            return RepairResult(finding, False, "Kept: the retention period has not passed.")
+        # Nobody can say whose an object without a row, or an upload, is.
+        foreign = finding.repair is RepairAction.ABORT_UPLOAD or (
+            finding.kind is FindingKind.ORPHAN_OBJECT
+            and finding.repair is RepairAction.DELETE_OBJECT
+        )
+        if (others_row or foreign) and not admin:
+            return "Only a catalog admin (role ferry_admin) may repair this."
+        return None
+
+    def _repair_one(self, finding: Finding, admin: bool, adopt_owner: str | None) -> RepairResult:
+        refusal = self._refusal(finding, admin)
+        if refusal is not None:
+            return RepairResult(finding, RepairOutcome.REFUSED, refusal)
+        action = finding.repair
         if action is RepairAction.ABORT_UPLOAD:
-            assert finding.upload_id is not None
-            self.storage.abort_multipart_upload(key, finding.upload_id)
-            return RepairResult(finding, True, "Aborted the unfinished upload.")
+            return self._abort_upload(finding)
+        if action is RepairAction.REUPLOAD:
+            return self._reupload(finding, admin)
+        read: tuple[str, int] | None = None
+        if action in (RepairAction.ADOPT, RepairAction.ACTIVATE):
+            # Read before the key is locked: a large object takes a while.
+            assert finding.object is not None
+            try:
+                read = self.storage.read_sha256(finding.key, if_match=finding.object.etag)
+            except StorageError as exc:
+                if exc.kind not in (
+                    StorageErrorKind.PRECONDITION_FAILED,
+                    StorageErrorKind.NOT_FOUND,
+                ):
+                    raise
+                return _changed(finding)
+        with self.catalog.repairing(self.storage.bucket, finding.key) as locked:
+            unchanged, head = self._recheck(finding, locked, admin)
+            if not unchanged:
+                return _changed(finding)
+            return self._act(finding, locked, head, read, adopt_owner)
+
+    def _recheck(
+        self, finding: Finding, locked: KeyRepair, admin: bool
+    ) -> tuple[bool, ObjectInfo | None]:
+        """Is the key, inside the repair's transaction, still what the check saw?
+
+        Its rows (id, status, ETag), whose it is, and the object by a fresh
+        HEAD (ETag, size); the HEAD's answer comes back for the repair to use.
+        """
+        if tuple(RowStamp.of(r) for r in locked.rows) != finding.rows_seen:
+            return False, None
+        if locked.others_live and (not admin or finding.kind is FindingKind.ORPHAN_OBJECT):
+            return False, None
+        head = self.storage.head_object(finding.key)
+        return _same_object(head, finding.object), head
+
+    def _act(
+        self,
+        finding: Finding,
+        locked: KeyRepair,
+        head: ObjectInfo | None,
+        read: tuple[str, int] | None,
+        adopt_owner: str | None,
+    ) -> RepairResult:
+        """The repair itself, inside the key's transaction, its finding just re-checked."""
+        action, key, row = finding.repair, finding.key, finding.row
+        done = RepairOutcome.DONE
         if action is RepairAction.DELETE_OBJECT:
-            self.storage.delete_object(key)
-            if row is not None:
-                self.catalog.record_repair(row.id, "deleted the object left behind")
-            return RepairResult(finding, True, "Deleted the object.")
+            assert finding.object is not None
+            if locked.live is not None or locked.others_live:
+                return _changed(finding)  # never an object a live row points at
+            self.storage.delete_object(key, if_match=finding.object.etag)
+            details = {"etag": finding.object.etag, "size": finding.object.size}
+            if finding.kind is FindingKind.ORPHAN_OBJECT:
+                locked.record("deleted an object nobody registered, as chosen", details)
+                return RepairResult(finding, done, "Deleted the object, as you chose.")
+            locked.record("deleted the object left behind", details, row.id if row else None)
+            return RepairResult(finding, done, "Deleted the object.")
         if action is RepairAction.ADOPT:
-            assert finding.object is not None and finding.object.sha256 is not None
-            self.catalog.adopt(
-                UploadIntent(
-                    self.storage.bucket,
-                    key,
-                    key.rsplit("/", 1)[-1],
-                    finding.object.size,
-                    finding.object.sha256,
-                ),
+            assert finding.object is not None and read is not None
+            sha256, size = read
+            hint = head.sha256 if head is not None else None  # metadata: only a hint
+            wrong_hint = hint is not None and hint != sha256
+            adopted = locked.adopt(
+                UploadIntent(self.storage.bucket, key, key.rsplit("/", 1)[-1], size, sha256),
                 etag=finding.object.etag,
+                owner=adopt_owner,
+                details={"read_back": True, "metadata_sha256": hint},
             )
-            return RepairResult(finding, True, "Adopted into the catalog.")
+            note = f" Its metadata claimed SHA-256 {hint}, not its content's." if wrong_hint else ""
+            return RepairResult(
+                finding, done, f"Adopted for {adopted.owner} with the SHA-256 of its bytes.{note}"
+            )
         assert row is not None
         if action is RepairAction.ACTIVATE:
-            head = self.storage.head_object(key)
-            if head is None or head.sha256 != row.sha256 or head.size != row.size:
-                return RepairResult(finding, False, "The object no longer verifies; not activated.")
-            self.catalog.repair_activate(row.id, etag=head.etag)
-            return RepairResult(finding, True, "Activated: the object verified.")
+            assert finding.object is not None and read is not None
+            if read != (row.sha256, row.size):
+                return RepairResult(
+                    finding,
+                    RepairOutcome.REFUSED,
+                    "The object's bytes are not the intended content; not activated (remove "
+                    "the intent with the next check).",
+                )
+            locked.activate(row.id, etag=finding.object.etag)
+            return RepairResult(finding, done, "Activated: its bytes have the intended SHA-256.")
         if action is RepairAction.REMOVE_ROW:
-            if finding.object is not None:
-                self.storage.delete_object(key)  # unverified bytes of an unfinished upload
-            self.catalog.release(
-                row.id, reason="stale upload intent removed by the check", token=None
-            )
-            return RepairResult(finding, True, "Removed the stale intent.")
+            locked.release(row.id, reason="stale upload intent removed by the check")
+            return RepairResult(finding, done, "Removed the stale intent.")
         if action is RepairAction.MARK_MISSING:
-            self.catalog.mark_missing(row.id, reason=f"{finding.kind.value} found by the check")
-            return RepairResult(finding, True, "Marked missing.")
-        if action is RepairAction.REUPLOAD:
-            assert finding.source is not None
-            self.catalog.mark_missing(row.id, reason="re-uploading from the local copy")
-            ok = self.reupload(Path(finding.source), key, row.id, row.sha256)
-            return RepairResult(
-                finding, ok, "Uploaded again from the local copy." if ok else "Re-upload failed."
-            )
+            locked.mark_missing(row.id, reason=f"{finding.kind.value} found by the check")
+            return RepairResult(finding, done, "Marked missing.")
         raise AssertionError(action)
+
+    def _abort_upload(self, finding: Finding) -> RepairResult:
+        assert finding.upload_id is not None
+        with self.catalog.repairing(self.storage.bucket, finding.key) as locked:
+            if locked.live is not None or locked.others_live:
+                return _changed(finding)  # someone's upload of this key is under way
+            self.storage.abort_multipart_upload(finding.key, finding.upload_id)
+            locked.record("aborted an abandoned upload", {"upload_id": finding.upload_id})
+        return RepairResult(finding, RepairOutcome.DONE, "Aborted the unfinished upload.")
+
+    def _reupload(self, finding: Finding, admin: bool) -> RepairResult:
+        assert finding.source is not None and finding.row is not None
+        row = finding.row
+        with self.catalog.repairing(self.storage.bucket, finding.key) as locked:
+            if not self._recheck(finding, locked, admin)[0]:
+                return _changed(finding)
+            locked.mark_missing(row.id, reason="re-uploading from the local copy")
+        # Outside the key's transaction: the upload registers under the same lock.
+        ok = self.reupload(Path(finding.source), finding.key, row.id, row.sha256)
+        if ok:
+            return RepairResult(finding, RepairOutcome.DONE, "Uploaded again from the local copy.")
+        return RepairResult(finding, RepairOutcome.FAILED, "Re-upload failed.")
+
+
+def _changed(finding: Finding) -> RepairResult:
+    return RepairResult(
+        finding,
+        RepairOutcome.CHANGED,
+        "Changed since the check (the object or the key's rows are not what it saw); "
+        "nothing was done. Run the check again.",
+    )

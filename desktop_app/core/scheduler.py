@@ -51,6 +51,7 @@ class SchedulerOptions:
     give_up_after: int | None = None  # failed attempts in this run; None: never
     run_all: bool = True  # False: only the transfers handed to include() (one-shot commands)
     sleep_jump: float = 30.0  # wall clock ahead of monotonic by this much: the machine slept
+    keep_alive_interval: float = 30.0  # seconds between touches of running uploads' rows
 
 
 class Scheduler:
@@ -92,6 +93,7 @@ class Scheduler:
         self._thread = threading.Thread(target=self._loop, name="ferry-scheduler", daemon=True)
         self.halted: FerryError | None = None  # nothing can be recorded (disk full): stop
         self._last_probe = -float("inf")
+        self._last_keep_alive = monotonic()
         self._endpoint_down = False
         self._clock_gap = wall() - monotonic()
 
@@ -200,6 +202,7 @@ class Scheduler:
             try:
                 self._notice_sleep()
                 self._maybe_probe()
+                self._maybe_keep_alive()
                 self._dispatch()
             except FerryError as exc:
                 log.error("The scheduler could not read the journal: %s", exc.message)
@@ -242,6 +245,13 @@ class Scheduler:
             moved = self.journal.retry_now(self.profiles, _now(self._wall))
             log.info("The endpoint answers again: %d waiting transfer(s) tried now", moved)
         self._endpoint_down = not answered
+
+    def _maybe_keep_alive(self) -> None:
+        if self._monotonic() - self._last_keep_alive < self.options.keep_alive_interval:
+            return
+        self._last_keep_alive = self._monotonic()
+        if self.held():
+            self.engine.keep_alive()
 
     def _dispatch(self) -> None:
         if self.halted is not None:

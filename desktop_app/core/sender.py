@@ -230,10 +230,45 @@ class ObjectSender:
         return {SHA256_METADATA: record.sha256}
 
     def upload(self, record: TransferRecord, control: TransferControl) -> TransferRecord:
-        """Send the bytes: one PUT below a part's size, else the multipart protocol."""
+        """Send the bytes: one PUT below a part's size, else the multipart protocol.
+
+        Content stored already under another key is copied on the server
+        instead, conditional on the ETag the source's row verified; if that
+        object changed or went, the bytes are sent after all.
+        """
+        if record.copy_source_key is not None:
+            copied = self._copy(record, control)
+            if copied is not None:
+                return copied
+            record = self.journal.get(record.id)
         if record.size < self.single_put_threshold and record.upload_id is None:
             return self._put_whole(record, control)
         return self._upload_parts(record, control)
+
+    def _copy(self, record: TransferRecord, control: TransferControl) -> TransferRecord | None:
+        assert record.copy_source_key is not None and record.copy_source_etag is not None
+        control.check()
+        try:
+            etag = self.storage.copy_object(
+                record.copy_source_key,
+                record.key,
+                source_etag=record.copy_source_etag,
+                size=record.size,
+                metadata=self._metadata(record),
+                content_type=record.content_type,
+            )
+        except StorageError as exc:
+            if exc.kind not in (StorageErrorKind.PRECONDITION_FAILED, StorageErrorKind.NOT_FOUND):
+                raise
+            log.info(
+                "%s: the stored copy %s changed or went; sending the bytes instead",
+                record.key,
+                record.copy_source_key,
+            )
+            self.journal.update(record.id, copy_source_key=None, copy_source_etag=None)
+            return None
+        self._meter(record.id, record.size, 0).add(record.size, force=True)
+        return self._transition(record.id, TransferState.VERIFYING, etag=etag)
 
     def _put_whole(self, record: TransferRecord, control: TransferControl) -> TransferRecord:
         held = self.budget.acquire(max(record.size, 1))

@@ -37,7 +37,11 @@ from desktop_app.core.keys import S3Credentials
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CopySourceTypeDef
 
+COPY_LIMIT = 5 * 1024**3
+COPY_PART_SIZE = 512 * 1024**2
+_READ_CHUNK = 8 * 1024**2
 TRANSIENT_CODES = frozenset(
     {
         "InternalError",
@@ -124,6 +128,9 @@ class S3Storage:
         self.client = client
         self.bucket = bucket
         self.endpoint_label = endpoint_label
+        # S3's limit for one CopyObject, and the part size of larger copies.
+        self.copy_limit = COPY_LIMIT
+        self.copy_part_size = COPY_PART_SIZE
 
     @classmethod
     def connect(
@@ -211,6 +218,14 @@ class S3Storage:
                 kind=StorageErrorKind.PERMANENT,
                 code=code,
                 title="No such bucket",
+            )
+        if code == "PreconditionFailed" or status == 412:
+            return StorageError(
+                f"{key!r} in bucket {self.bucket!r} changed since Ferry looked at it, so "
+                f"Ferry did not {what}.",
+                kind=StorageErrorKind.PRECONDITION_FAILED,
+                code=code or "412",
+                title="Changed meanwhile",
             )
         if code in ("NoSuchKey", "404", "NotFound") or status == 404:
             return StorageError(
@@ -351,9 +366,89 @@ class S3Storage:
             metadata=dict(response.get("Metadata", {})),
         )
 
-    def delete_object(self, key: str) -> None:
-        with self._translate("delete", key):
-            self.client.delete_object(Bucket=self.bucket, Key=key)
+    def delete_object(self, key: str, *, if_match: str | None = None) -> None:
+        """Delete the object; with ``if_match``, only while it still has that ETag.
+
+        A server that follows If-Match refuses with PRECONDITION_FAILED when the
+        object changed; one that ignores it deletes anyway, so callers re-check
+        under the catalog's key lock before they ask.
+        """
+        extra: dict[str, Any] = {"IfMatch": f'"{if_match}"'} if if_match else {}
+        try:
+            with self._translate("delete", key):
+                self.client.delete_object(Bucket=self.bucket, Key=key, **extra)
+        except StorageError as exc:
+            if exc.kind is not StorageErrorKind.NOT_SUPPORTED or not extra:
+                raise
+            with self._translate("delete", key):  # a server that refuses the header itself
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def read_sha256(self, key: str, *, if_match: str) -> tuple[str, int]:
+        """SHA-256 and size of the object's bytes, read while it keeps the ETag ``if_match``."""
+        digest = hashlib.sha256()
+        size = 0
+        with self._translate("read", key):
+            response = self.client.get_object(Bucket=self.bucket, Key=key, IfMatch=f'"{if_match}"')
+            body = response["Body"]
+            try:
+                while chunk := body.read(_READ_CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+            finally:
+                body.close()
+        return digest.hexdigest(), size
+
+    def copy_object(
+        self,
+        source_key: str,
+        key: str,
+        *,
+        source_etag: str,
+        size: int,
+        metadata: Mapping[str, str],
+        content_type: str,
+    ) -> str:
+        """Copy on the server, only from the source object with ``source_etag``; its new ETag.
+
+        Up to ``copy_limit`` bytes one CopyObject; above, UploadPartCopy in
+        parts (each conditional on the same ETag), aborted on any failure.
+        """
+        source: CopySourceTypeDef = {"Bucket": self.bucket, "Key": source_key}
+        condition = f'"{source_etag}"'
+        if size <= self.copy_limit:
+            with self._translate(f"copy {source_key!r} to", key):
+                response = self.client.copy_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    CopySource=source,
+                    CopySourceIfMatch=condition,
+                    MetadataDirective="REPLACE",
+                    Metadata=dict(metadata),
+                    ContentType=content_type,
+                )
+            return _strip(response["CopyObjectResult"]["ETag"])
+        upload_id = self.create_multipart_upload(key, metadata=metadata, content_type=content_type)
+        try:
+            parts = []
+            part_size = self.copy_part_size
+            for number, offset in enumerate(range(0, size, part_size), start=1):
+                last = min(offset + part_size, size) - 1
+                with self._translate(f"copy part {number} of {source_key!r} to", key):
+                    part = self.client.upload_part_copy(
+                        Bucket=self.bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        CopySource=source,
+                        CopySourceIfMatch=condition,
+                        CopySourceRange=f"bytes={offset}-{last}",
+                    )
+                parts.append((number, _strip(part["CopyPartResult"]["ETag"])))
+            return self.complete_multipart_upload(key, upload_id, parts)
+        except BaseException:
+            with contextlib.suppress(StorageError):
+                self.abort_multipart_upload(key, upload_id)
+            raise
 
     def iter_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object under the prefix, page by page, in the server's order."""

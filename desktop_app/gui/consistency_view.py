@@ -7,6 +7,7 @@ what would be done (the dry run) and asks before doing it.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -38,7 +39,7 @@ from PySide6.QtWidgets import (
 from desktop_app.core.catalog import FileQuery, FileRecord
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.host import FilesFound, Repaired
-from desktop_app.core.reconcile import CheckReport, Finding, FindingKind
+from desktop_app.core.reconcile import CheckReport, Finding, FindingKind, RepairAction
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.units import human_size
 
@@ -53,16 +54,17 @@ KIND_LABELS = {
     FindingKind.STALE_PENDING: "Unfinished upload record",
     FindingKind.DELETED_STILL_STORED: "Deleted but still stored",
     FindingKind.STALE_MULTIPART: "Abandoned partial upload",
+    FindingKind.SOMEONE_ELSES: "Someone else's file",
 }
 REPAIR_LABELS = {
-    "delete_object": "Delete the object",
-    "adopt": "Add it to the catalog",
-    "reupload": "Upload again from the local copy",
-    "mark_missing": "Mark the record missing",
-    "activate": "Complete the record",
-    "remove_row": "Remove the record",
-    "abort_upload": "Abort the partial upload",
-    "none": "Keep (retention period)",
+    RepairAction.DELETE_OBJECT: "Delete the object",
+    RepairAction.ADOPT: "Read it and add it to the catalog",
+    RepairAction.REUPLOAD: "Upload again from the local copy",
+    RepairAction.MARK_MISSING: "Mark the record missing",
+    RepairAction.ACTIVATE: "Complete the record if its bytes match",
+    RepairAction.REMOVE_ROW: "Remove the record",
+    RepairAction.ABORT_UPLOAD: "Abort the partial upload",
+    RepairAction.NONE: "Nothing (not yours to repair, or kept)",
 }
 
 
@@ -114,7 +116,7 @@ class FindingsModel(_ListModel[Finding]):
             return human_size(finding.object.size) if finding.object else "—"
         if column == 3:
             return f"{finding.row.status}, {human_size(finding.row.size)}" if finding.row else "—"
-        return REPAIR_LABELS[finding.repair.value]
+        return REPAIR_LABELS[finding.repair]
 
 
 class FilesModel(_ListModel[FileRecord]):
@@ -165,6 +167,14 @@ class ConsistencyView(QWidget):
         self.repair_button = QPushButton("&Repair selected…")
         self.repair_button.setEnabled(False)
         self.repair_button.clicked.connect(self.repair_selected)
+        # Deleting what nobody registered is a choice, never a default.
+        self.delete_button = QPushButton("Delete instead…")
+        self.delete_button.setEnabled(False)
+        self.delete_button.setAutoDefault(False)
+        self.delete_button.setToolTip(
+            "Delete the selected objects that no record points at, instead of adopting them"
+        )
+        self.delete_button.clicked.connect(self.delete_selected_orphans)
         self.export_button = QPushButton("&Export…")
         self.export_button.setEnabled(False)
         self.export_button.clicked.connect(self.export)
@@ -175,6 +185,7 @@ class ConsistencyView(QWidget):
             self.check_button,
             self.cancel_button,
             self.repair_button,
+            self.delete_button,
             self.export_button,
         ):
             controls.addWidget(widget)
@@ -284,6 +295,9 @@ class ConsistencyView(QWidget):
         self.report = report
         self.findings_model.set_items(report.findings)
         self.repair_button.setEnabled(bool(report.findings))
+        self.delete_button.setEnabled(
+            any(f.kind is FindingKind.ORPHAN_OBJECT for f in report.findings)
+        )
         self.export_button.setEnabled(True)
         scanned = report.scanned
         head = (
@@ -291,6 +305,17 @@ class ConsistencyView(QWidget):
             f"{scanned.multipart_uploads:,} partial uploads in {report.duration_s:.1f} s "
             f"at {report.started_at:%H:%M}."
         )
+        left_alone = []
+        if scanned.within_grace:
+            hours = report.grace_seconds / 3600
+            left_alone.append(
+                f"{scanned.within_grace:,} younger than the grace period ({hours:g} h) or "
+                "still uploading"
+            )
+        if scanned.others_files:
+            left_alone.append(f"{scanned.others_files:,} other people's files")
+        if left_alone:
+            head += " Left alone: " + "; ".join(left_alone) + "."
         if report.consistent:
             self.summary.setText(f"{head} Bucket and catalog agree.")
             return
@@ -331,20 +356,46 @@ class ConsistencyView(QWidget):
 
     def repair_selected(self) -> None:
         selected = self._selected_findings() or (self.report.findings if self.report else [])
-        if not selected:
+        if selected and self._confirm(
+            "Repair",
+            selected,
+            "Each repair checks its finding again first and leaves it alone if anything "
+            "changed; each step is recorded in the catalog's audit log. Go ahead?",
+        ):
+            self.summary.setText("Repairing…")
+            self.backend.repair(selected)
+
+    def delete_selected_orphans(self) -> None:
+        orphans = [
+            dataclasses.replace(f, repair=RepairAction.DELETE_OBJECT)
+            for f in self._selected_findings()
+            if f.kind is FindingKind.ORPHAN_OBJECT
+        ]
+        if not orphans:
+            self.summary.setText("Select the objects without a record to delete first.")
             return
-        plan = "\n".join(f"• {f.key}: {REPAIR_LABELS[f.repair.value]}" for f in selected[:20]) + (
-            f"\n… and {len(selected) - 20} more" if len(selected) > 20 else ""
+        if self._confirm(
+            "Delete objects",
+            orphans,
+            "These objects are in no one's catalog: another program or person may have put "
+            "them there, and deleting them cannot be undone. Delete them?",
+        ):
+            self.summary.setText("Deleting…")
+            self.backend.repair(orphans)
+
+    def _confirm(self, title: str, findings: list[Finding], question: str) -> bool:
+        """Ask before acting; No is the default button, Enter never confirms by accident."""
+        plan = "\n".join(f"• {f.key}: {REPAIR_LABELS[f.repair]}" for f in findings[:20]) + (
+            f"\n… and {len(findings) - 20} more" if len(findings) > 20 else ""
         )
         answer = QMessageBox.question(
             self,
-            "Repair",
-            f"Ferry will do this ({len(selected)} item(s)):\n\n{plan}\n\nEach step is recorded "
-            "in the catalog's audit log. Go ahead?",
+            title,
+            f"Ferry will do this ({len(findings)} item(s)):\n\n{plan}\n\n{question}",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
         )
-        if answer == QMessageBox.StandardButton.Yes:
-            self.summary.setText("Repairing…")
-            self.backend.repair(selected)
+        return answer == QMessageBox.StandardButton.Yes
 
     @Slot(Repaired)
     def _on_repaired(self, repaired: Repaired) -> None:

@@ -36,6 +36,8 @@ class ProgressDelegate(QStyledItemDelegate):
         bar.text = f"{fraction * 100:.0f} %"
         bar.textVisible = True
         bar.textAlignment = Qt.AlignmentFlag.AlignCenter
-        bar.state = option.state
+        # The item's state lacks State_Horizontal, without which styles draw
+        # the bar filling from the bottom up.
+        bar.state = option.state | QStyle.StateFlag.State_Horizontal
         style = option.widget.style() if option.widget else QApplication.style()
         style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter)

@@ -155,19 +155,55 @@ def test_planted_orphan_shows_and_its_repair_removes_it(
     assert view.findings_model.index(0, 0).data() == "Object without a record"
     assert "Object without a record: 1" in view.summary.text()
 
-    asked: list[str] = []
+    assert view.findings_model.index(0, 4).data() == "Read it and add it to the catalog"
+    assert view.delete_button.isEnabled() and not view.delete_button.autoDefault()
 
-    def confirm(_parent: object, _title: str, text: str, *_args: object) -> object:
-        asked.append(text)
+    asked: list[tuple[str, object]] = []
+
+    def confirm(_parent: object, _title: str, text: str, *args: object) -> object:
+        asked.append((text, args[-1] if args else None))
         return QMessageBox.StandardButton.Yes
 
     monkeypatch.setattr(QMessageBox, "question", confirm)
     view.findings_table.selectRow(0)
     view.repair_button.click()
-    assert "forgotten/export.csv: Delete the object" in asked[0]  # the dry run, shown first
+    text, default = asked[0]  # the dry run, shown first, with No as the default button
+    assert "forgotten/export.csv: Read it and add it to the catalog" in text
+    assert default == QMessageBox.StandardButton.No
     qtbot.waitUntil(lambda: "agree" in view.summary.text(), timeout=30_000)
     assert view.findings_model.rowCount() == 0
-    assert weed.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    assert weed.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 1  # adopted
+    row = live_row(ferry_env, bucket, "forgotten/export.csv")
+    assert row is not None and row.sha256 == hashlib.sha256(b"a,b,c").hexdigest()
+
+    # Deletion is there, as a choice of its own.
+    weed.client().put_object(Bucket=bucket, Key="junk/left.tmp", Body=b"junk")
+    view.check_button.click()
+    qtbot.waitUntil(lambda: view.findings_model.rowCount() == 1, timeout=30_000)
+    view.findings_table.selectRow(0)
+    view.delete_button.click()
+    text, default = asked[1]
+    assert "junk/left.tmp: Delete the object" in text and "cannot be undone" in text
+    assert default == QMessageBox.StandardButton.No
+    qtbot.waitUntil(lambda: "agree" in view.summary.text(), timeout=30_000)
+    keys = [o["Key"] for o in weed.client().list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == ["forgotten/export.csv"]
+
+
+def test_a_young_object_is_said_to_be_left_alone_not_that_all_agrees(
+    weed_profile: Callable[..., None],
+    qtbot: QtBot,
+    window_for: object,
+    weed: WeedServer,
+    bucket: str,
+) -> None:
+    weed_profile()  # the default grace period: 24 h
+    weed.client().put_object(Bucket=bucket, Key="just/now.csv", Body=b"new")
+    window = window_for()  # type: ignore[operator]
+    view = window.consistency_view
+    view.check_button.click()
+    qtbot.waitUntil(lambda: view.report is not None, timeout=30_000)
+    assert "Left alone: 1 younger than the grace period (24 h)" in view.summary.text()
 
 
 def test_first_run_dialog_writes_a_working_profile(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import uuid
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -18,6 +18,7 @@ from desktop_app.core.catalog import (
     open_catalog,
 )
 from desktop_app.core.catalog_schema import AuditAction, FileStatus, OutboxEventType
+from desktop_app.core.config import DuplicatePolicy
 from desktop_app.core.errors import (
     CatalogAccessError,
     CatalogError,
@@ -25,7 +26,7 @@ from desktop_app.core.errors import (
     KeyConflictError,
     NotInCatalogError,
 )
-from tests.conftest import pg_url_for_schema
+from tests.conftest import PgLogins, pg_url_for_schema
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -59,12 +60,32 @@ def test_upload_lifecycle_writes_audit_and_outbox(catalog: CatalogService) -> No
     assert events[0].payload["sha256"] == SHA_A
 
 
-def test_duplicate_content_is_reported_with_the_existing_key(catalog: CatalogService) -> None:
+def test_same_content_under_another_key_becomes_a_copy_or_is_skipped(
+    catalog: CatalogService,
+) -> None:
     first = catalog.reserve(intent("a.txt"))
     catalog.activate(first.record.id, etag="e")
-    second = catalog.reserve(intent("copy-of-a.txt"))
-    assert second.outcome is ReservationOutcome.DUPLICATE
-    assert second.record.key == "a.txt"
+    skipped = catalog.reserve(intent("copy-of-a.txt"), DuplicatePolicy.SKIP)
+    assert skipped.outcome is ReservationOutcome.DUPLICATE and skipped.record.key == "a.txt"
+    copy = catalog.reserve(intent("copy-of-a.txt"))
+    assert copy.outcome is ReservationOutcome.COPY
+    assert copy.source is not None and copy.source.key == "a.txt"
+    assert copy.record.key == "copy-of-a.txt" and copy.record.status is FileStatus.PENDING
+    done = catalog.activate(copy.record.id, etag="e", copied_from="a.txt")
+    assert done.copied_from == "a.txt"
+    assert catalog.audit_entries(done.id)[-1].details["copied_from"] == "a.txt"
+    again = catalog.reserve(intent("a.txt"))
+    assert again.outcome is ReservationOutcome.DUPLICATE and again.record.id == first.record.id
+
+
+def test_the_duplicate_rule_holds_per_bucket_and_per_owner(catalog: CatalogService) -> None:
+    catalog.activate(catalog.reserve(intent("a.txt")).record.id, etag="e")
+    other_bucket = catalog.reserve(intent("a.txt", bucket="other"))
+    assert other_bucket.outcome is ReservationOutcome.RESERVED
+    someone = CatalogService(catalog.engine, owner="someone-else")
+    if catalog.dialect == "sqlite":  # PostgreSQL's owner is the login, tested with two below
+        theirs = someone.reserve(intent("theirs.txt"))
+        assert theirs.outcome is ReservationOutcome.RESERVED, "never tell B what A stored"
 
 
 def test_same_content_in_flight_is_waited_for_not_called_a_duplicate(
@@ -75,7 +96,7 @@ def test_same_content_in_flight_is_waited_for_not_called_a_duplicate(
         catalog.reserve(intent("copy.txt"))
     assert raised.value.transient
     catalog.activate(first.record.id, etag="e")
-    assert catalog.reserve(intent("copy.txt")).outcome is ReservationOutcome.DUPLICATE
+    assert catalog.reserve(intent("copy.txt")).outcome is ReservationOutcome.COPY
 
 
 def test_reserving_again_after_a_crash_resumes_the_same_row(catalog: CatalogService) -> None:
@@ -99,7 +120,7 @@ def test_a_reservation_belongs_to_its_token(catalog: CatalogService) -> None:
     catalog.release(row.id, reason="not theirs to release", token="t-theirs")
     assert catalog.holds(row.id, "t-mine") and not catalog.holds(row.id, "t-theirs")
     catalog.activate(row.id, etag="e", token="t-mine")
-    assert catalog.reserve(theirs).outcome is ReservationOutcome.DUPLICATE
+    assert catalog.reserve(theirs).outcome is ReservationOutcome.DUPLICATE  # stored already
     assert not catalog.holds(row.id, "t-mine"), "an active row is nobody's to compensate"
 
 
@@ -156,7 +177,7 @@ def test_delete_of_unknown_key_says_so(catalog: CatalogService) -> None:
 
 def test_release_removes_the_pending_intent(catalog: CatalogService) -> None:
     row = catalog.reserve(intent("a.txt")).record
-    catalog.release(row.id, reason="cancelled")
+    catalog.release(row.id, reason="cancelled", token=None)
     assert catalog.get(row.id) is None
     assert catalog.reserve(intent("a.txt")).outcome is ReservationOutcome.RESERVED
 
@@ -237,7 +258,7 @@ def test_opening_again_does_not_migrate_twice(catalog_url: str) -> None:
     service = open_catalog(catalog_url, owner="alice")
     with service.engine.connect() as connection:
         assert (
-            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
         )
     service.close()
 
@@ -245,37 +266,10 @@ def test_opening_again_does_not_migrate_twice(catalog_url: str) -> None:
 # -- PostgreSQL only: owners and row-level security ---------------------------
 
 
-@pytest.fixture
-def pg_roles(postgres_admin_url: str, pg_schema: str):
-    suffix = uuid.uuid4().hex[:8]
-    alice, bob, admin = f"ferry_alice_{suffix}", f"ferry_bob_{suffix}", f"ferry_adm_{suffix}"
-    open_catalog(pg_url_for_schema(postgres_admin_url, pg_schema), owner="x").close()
-    with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
-        script = (
-            __import__("importlib.resources")
-            .resources.files("desktop_app.core")
-            .joinpath("sql/postgres_roles.sql")
-            .read_text()
-        )
-        connection.execute("SELECT 1 FROM pg_roles WHERE rolname = 'ferry_user'")
-        # psql variables are not understood by psycopg: substitute the schema.
-        connection.execute(script.replace(':"schema"', f'"{pg_schema}"'))
-        for name in (alice, bob, admin):
-            connection.execute(f'CREATE ROLE "{name}" LOGIN IN ROLE ferry_user')
-        connection.execute(f'GRANT ferry_admin TO "{admin}"')
-    try:
-        yield alice, bob, admin
-    finally:
-        with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
-            for name in (alice, bob, admin):
-                connection.execute(f'DROP OWNED BY "{name}"')
-                connection.execute(f'DROP ROLE "{name}"')
-
-
 def test_row_level_security_keeps_users_to_their_own_rows(
-    postgres_admin_url: str, pg_schema: str, pg_roles: tuple[str, str, str]
+    postgres_admin_url: str, pg_schema: str, pg_roles: PgLogins
 ) -> None:
-    alice_name, bob_name, admin_name = pg_roles
+    alice_name, bob_name, admin_name = pg_roles.alice, pg_roles.bob, pg_roles.admin
     alice = open_catalog(
         pg_url_for_schema(postgres_admin_url, pg_schema, alice_name), owner="ignored"
     )
@@ -300,10 +294,27 @@ def test_row_level_security_keeps_users_to_their_own_rows(
 
 
 def test_login_that_may_not_migrate_gets_a_clear_message(
-    postgres_admin_url: str, pg_schema: str, pg_roles: tuple[str, str, str]
+    postgres_admin_url: str, pg_schema: str, pg_roles: PgLogins
 ) -> None:
-    alice_name = pg_roles[0]
+    alice_name = pg_roles.alice
     with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
         connection.execute(f"UPDATE \"{pg_schema}\".alembic_version SET version_num = '0001'")
     with pytest.raises(CatalogAccessError, match="may not upgrade it"):
         open_catalog(pg_url_for_schema(postgres_admin_url, pg_schema, alice_name), owner="x")
+
+
+def test_only_the_reserving_upload_keeps_its_row_alive(catalog_url: str) -> None:
+    noon, one = datetime(2026, 1, 1, 12, tzinfo=UTC), datetime(2026, 1, 1, 13, tzinfo=UTC)
+    now = [noon]
+    opened = open_catalog(catalog_url, owner="alice")
+    service = CatalogService(opened.engine, owner=opened.owner, clock=lambda: now[0])
+    try:
+        row = service.reserve(dataclasses.replace(intent("a.txt"), token="mine")).record
+        assert row.alive_at == noon
+        now[0] = one
+        service.touch([(row.id, "not-mine")])
+        assert (service.get(row.id) or row).alive_at == noon
+        service.touch([(row.id, "mine")])
+        assert (service.get(row.id) or row).alive_at == one
+    finally:
+        opened.close()

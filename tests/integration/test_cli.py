@@ -64,14 +64,14 @@ def test_upload_json_against_a_real_server_with_env_credentials(
     )
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    by_state = {t["state"]: t for t in document["transfers"]}
     # Both go at once: whichever reserves first is uploaded, the other waits
-    # for it and is then reported as its duplicate.
-    assert set(by_state) == {"done", "duplicate"}
-    done, duplicate = by_state["done"], by_state["duplicate"]
-    assert done["key"] == f"inbox/{Path(done['source']).name}"
-    assert done["sha256"] == hashlib.sha256(b"alpha").hexdigest()
-    assert duplicate["duplicate_of"] == done["key"]
+    # for it and is then made by a server-side copy (no bytes sent twice).
+    [sent] = [t for t in document["transfers"] if t["copied_from"] is None]
+    [copied] = [t for t in document["transfers"] if t["copied_from"] is not None]
+    assert sent["state"] == copied["state"] == "done"
+    assert sent["key"] == f"inbox/{Path(sent['source']).name}"
+    assert sent["sha256"] == copied["sha256"] == hashlib.sha256(b"alpha").hexdigest()
+    assert copied["copied_from"] == sent["key"] and copied["key"] != sent["key"]
     assert document["summary"]["ok"] is True
     assert TEST_SECRET_KEY not in result.stdout + result.stderr
     log_text = "".join(p.read_text() for p in (home / "logs").glob("ferry.log*"))
@@ -79,12 +79,13 @@ def test_upload_json_against_a_real_server_with_env_credentials(
     assert TEST_SECRET_KEY not in log_text
 
     listing = json.loads(run_ferry(home, "ls", "--json", env=creds).stdout)
-    assert [f["key"] for f in listing["files"]] == [done["key"]]
-    deleted = run_ferry(home, "delete", done["key"], "--json", env=creds)
+    keys = sorted([sent["key"], copied["key"]])
+    assert [f["key"] for f in listing["files"]] == keys
+    deleted = run_ferry(home, "delete", *keys, "--json", env=creds)
     assert deleted.returncode == 0, deleted.stderr
-    assert json.loads(deleted.stdout)["deleted"][0]["object_deleted"] is True
+    assert all(d["object_deleted"] for d in json.loads(deleted.stdout)["deleted"])
     assert weed.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
-    gone = run_ferry(home, "delete", done["key"], env=creds)
+    gone = run_ferry(home, "delete", sent["key"], env=creds)
     assert gone.returncode == 1 and "not a live file" in gone.stderr
 
 
@@ -177,15 +178,25 @@ def test_check_json_exit_codes_and_dry_run(tmp_path: Path, weed: WeedServer, buc
     document = json.loads(dry.stdout)
     assert document["counts"]["orphan_object"] == 1
     assert document["findings"][0]["key"] == "stray.bin"
-    assert document["findings"][0]["repair"] == "delete_object"
-    assert set(document["scanned"]) == {"objects", "rows", "multipart_uploads", "within_grace"}
+    assert document["findings"][0]["repair"] == "adopt"  # never deleted by default
+    assert set(document["scanned"]) == {
+        "objects", "rows", "multipart_uploads", "within_grace", "others_files"
+    }  # fmt: skip
     assert "dry run" in document["repairs"]
     assert weed.client().list_objects_v2(Bucket=bucket)["KeyCount"] == 1  # nothing changed
+    chosen = run_ferry(
+        home, "check", "--json", "--grace", "0", "--repair", "--delete-orphans", env=creds
+    )
+    assert json.loads(chosen.stdout)["findings"][0]["repair"] == "delete_object"
 
     fixed = run_ferry(home, "check", "--grace", "0", "--repair", "--yes", env=creds)
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
-    assert "repaired: stray.bin" in fixed.stdout
-    assert weed.client().list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+    assert "repaired: stray.bin: Adopted" in fixed.stdout
+    assert weed.client().list_objects_v2(Bucket=bucket)["KeyCount"] == 1
+    listing = json.loads(run_ferry(home, "ls", "--json", env=creds).stdout)
+    assert [(f["key"], f["sha256"]) for f in listing["files"]] == [
+        ("stray.bin", hashlib.sha256(b"x").hexdigest())
+    ]
 
     broken = run_ferry(home, "check", "--json", env={**creds, "FERRY_BUCKET": "no-such-bucket-q"})
     assert broken.returncode == 2

@@ -14,6 +14,7 @@ import pytest
 from desktop_app.core.app import Environment, Ferry
 from desktop_app.core.catalog import FileQuery
 from desktop_app.core.catalog_schema import FileStatus
+from desktop_app.core.errors import StorageError, StorageErrorKind
 from desktop_app.core.events import TransferProgress
 from desktop_app.core.journal import TransferState
 from tests.conftest import (
@@ -75,18 +76,36 @@ def test_small_and_multipart_files_arrive_verified_and_registered(
     assert list(weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == []
 
 
-def test_same_content_twice_is_a_duplicate_and_nothing_is_sent(
+def test_same_content_under_another_name_is_copied_on_the_server(
     ferry: Ferry, weed: WeedServer, bucket: str, tmp_path: Path
 ) -> None:
     write_random(tmp_path / "a.txt", 500, 7)
     (tmp_path / "b.txt").write_bytes((tmp_path / "a.txt").read_bytes())
-    first = ferry.upload([tmp_path / "a.txt"])
-    second = ferry.upload([tmp_path / "b.txt"])
-    assert first[0].state is TransferState.DONE
-    assert second[0].state is TransferState.DUPLICATE
-    assert second[0].duplicate_of == "a.txt"
+    [first] = ferry.upload([tmp_path / "a.txt"])
+    [copied] = ferry.upload([tmp_path / "b.txt"])
+    [again] = ferry.upload([tmp_path / "a.txt"])
+    assert first.state is TransferState.DONE and first.copy_source_key is None
+    assert copied.state is TransferState.DONE and copied.copy_source_key == "a.txt"
+    assert again.state is TransferState.DUPLICATE and again.duplicate_of == "a.txt"
+    assert object_sha256(weed, bucket, "b.txt") == first.sha256
+    row = ferry.catalog.live(bucket, "b.txt")
+    assert row is not None and row.copied_from == "a.txt" and row.sha256 == first.sha256
     keys = [o["Key"] for o in weed.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
-    assert keys == ["a.txt"]
+    assert keys == ["a.txt", "b.txt"]
+
+
+def test_a_copy_whose_source_changed_sends_the_bytes_instead(
+    ferry: Ferry, weed: WeedServer, bucket: str, tmp_path: Path
+) -> None:
+    write_random(tmp_path / "a.txt", 500, 8)
+    (tmp_path / "b.txt").write_bytes((tmp_path / "a.txt").read_bytes())
+    [first] = ferry.upload([tmp_path / "a.txt"])
+    # Another program overwrites a.txt in the bucket behind the catalog's back:
+    # copying it now would store other bytes under b.txt.
+    weed.client().put_object(Bucket=bucket, Key="a.txt", Body=b"overwritten elsewhere")
+    [second] = ferry.upload([tmp_path / "b.txt"])
+    assert second.state is TransferState.DONE and second.copy_source_key is None
+    assert object_sha256(weed, bucket, "b.txt") == first.sha256
 
 
 def test_bad_input_gets_its_own_error_and_the_others_go_on(
@@ -212,3 +231,27 @@ def test_permanent_failure_says_what_to_do(
         assert "Ask for write permission" in record.error.message
         assert record.retry_at is None
         assert app.catalog.search(FileQuery()) == []
+
+
+def test_a_copy_above_the_single_copy_limit_goes_in_conditional_parts(
+    ferry: Ferry, weed: WeedServer, bucket: str, tmp_path: Path
+) -> None:
+    ferry.storage.copy_limit = 6 * MIB  # S3's is 5 GiB: the same path, smaller
+    ferry.storage.copy_part_size = 5 * MIB
+    data = os.urandom(12 * MIB + 7)
+    (tmp_path / "big.bin").write_bytes(data)
+    (tmp_path / "big-copy.bin").write_bytes(data)
+    [first] = ferry.upload([tmp_path / "big.bin"])
+    [copied] = ferry.upload([tmp_path / "big-copy.bin"])
+    assert first.state is TransferState.DONE and first.copy_source_key is None
+    assert copied.state is TransferState.DONE and copied.copy_source_key == "big.bin"
+    assert object_sha256(weed, bucket, "big-copy.bin") == hashlib.sha256(data).hexdigest()
+    assert not weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads")
+    with pytest.raises(StorageError) as refused:
+        ferry.storage.copy_object(
+            "big.bin", "never.bin", source_etag="0" * 32, size=len(data),
+            metadata={}, content_type="application/octet-stream",
+        )  # fmt: skip
+    assert refused.value.kind is StorageErrorKind.PRECONDITION_FAILED
+    assert ferry.head("never.bin") is None
+    assert not weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads"), "aborted"

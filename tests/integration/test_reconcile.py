@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from desktop_app.core.app import Environment, Ferry
-from desktop_app.core.catalog import UploadIntent
+from desktop_app.core.catalog import CatalogService, UploadIntent
 from desktop_app.core.catalog_schema import AuditAction, FileStatus, OutboxEventType
 from desktop_app.core.journal import TransferState
 from desktop_app.core.reconcile import CheckOptions, FindingKind, RepairAction
@@ -66,13 +67,16 @@ def test_every_kind_is_found_repaired_and_young_things_are_left_alone(
     upload(ferry, tmp_path / "a_b", b"the right bytes", prefix="")  # key a_b
     s3.put_object(Bucket=bucket, Key="a_b", Body=b"the wrong bytes!!")  # mismatch
     ok_bytes = b"pending but fine"
-    ok_row = ferry.catalog.reserve(
+    # Reserved by an upload that died long ago: no Ferry touches these rows.
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    dead = CatalogService(ferry.catalog.engine, owner=ferry.catalog.owner, clock=lambda: long_ago)
+    ok_row = dead.reserve(
         UploadIntent(bucket, "z/pending-ok", "pending-ok", len(ok_bytes), sha(ok_bytes))
     ).record
     s3.put_object(
         Bucket=bucket, Key="z/pending-ok", Body=ok_bytes, Metadata={"sha256": sha(ok_bytes)}
     )
-    gone_row = ferry.catalog.reserve(
+    gone_row = dead.reserve(
         UploadIntent(bucket, "z/pending-gone", "pending-gone", 3, "f" * 64)
     ).record
     upload(ferry, tmp_path / "d" / "deleted.txt", b"deleted row", prefix="d")
@@ -88,7 +92,7 @@ def test_every_kind_is_found_repaired_and_young_things_are_left_alone(
     report = ferry.check(CheckOptions(grace_seconds=GRACE))
     found = {(f.kind, f.key, f.repair) for f in report.findings}
     assert found == {
-        (FindingKind.ORPHAN_OBJECT, "a/B", RepairAction.DELETE_OBJECT),
+        (FindingKind.ORPHAN_OBJECT, "a/B", RepairAction.ADOPT),
         (FindingKind.ORPHAN_OBJECT, "a-b", RepairAction.ADOPT),
         (FindingKind.MISSING_OBJECT, "src/a", RepairAction.REUPLOAD),
         (FindingKind.MISSING_OBJECT, "lost/é.txt", RepairAction.MARK_MISSING),
@@ -117,7 +121,7 @@ def test_every_kind_is_found_repaired_and_young_things_are_left_alone(
         return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
-    assert "a/B" not in keys and "d/deleted.txt" not in keys
+    assert "a/B" in keys and "d/deleted.txt" not in keys  # an orphan is adopted, not deleted
     assert body("src/a") == b"alpha content"
     assert body("a_b") == b"the right bytes"
     assert "y/young-orphan" in keys  # left alone
@@ -127,6 +131,8 @@ def test_every_kind_is_found_repaired_and_young_things_are_left_alone(
     adopted = catalog.live(bucket, "a-b")
     assert adopted is not None and adopted.status is FileStatus.ACTIVE
     assert adopted.sha256 == sha(adoptable)
+    stray = catalog.live(bucket, "a/B")
+    assert stray is not None and stray.sha256 == sha(b"stray bytes")
     missing = catalog.live(bucket, "lost/é.txt")
     assert missing is not None and missing.status is FileStatus.MISSING
     assert catalog.get(ok_row.id).status is FileStatus.ACTIVE  # type: ignore[union-attr]

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import uuid
 from collections import Counter
 from pathlib import Path
+
+import psycopg
 
 from desktop_app.core.app import Environment, Ferry
 from desktop_app.core.catalog import FileQuery, UploadIntent, open_catalog
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.errors import CatalogError, KeyConflictError
 from desktop_app.core.journal import TransferState
-from desktop_app.core.keys import SecretStore
-from desktop_app.core.paths import FerryPaths
-from tests.conftest import MemoryKeyring, WeedServer, pg_url_for_schema, save_test_profile
+from desktop_app.core.reconcile import CheckOptions
+from tests.conftest import (
+    MemoryKeyring,
+    WeedServer,
+    environment_at,
+    pg_url_for_schema,
+    save_test_profile,
+)
 
 MIB = 1024 * 1024
 
@@ -61,9 +67,7 @@ def test_320_concurrent_reservations_of_identical_content_never_say_other_conten
 
 
 def ferry_home(tmp_path: Path, name: str) -> Environment:
-    home = tmp_path / name
-    paths = FerryPaths.from_environment({"FERRY_HOME": str(home)})
-    return Environment(paths, dict(os.environ), SecretStore(MemoryKeyring()))
+    return environment_at(tmp_path / name, MemoryKeyring())
 
 
 def test_two_ferrys_one_login_same_file_same_key_never_delete_the_winner(
@@ -116,3 +120,77 @@ def test_two_ferrys_one_login_same_file_same_key_never_delete_the_winner(
             catalog.close()
         assert [(r.status, r.sha256) for r in rows] == [(FileStatus.ACTIVE, sha)]
     print(f"\ntwo Ferrys, 10 rounds: {dict(outcomes)}")
+
+
+def test_20_clients_x_150_files_on_one_postgresql_stay_within_45_connections(
+    postgres_admin_url: str, pg_schema: str, weed: WeedServer, bucket: str, tmp_path: Path
+) -> None:
+    """A team at once: own files, plus ten identical handbooks every client uploads."""
+    clients, files, shared = 20, 150, 10
+    tag = f"ferry-load-{uuid.uuid4().hex[:8]}"
+    url = f"{pg_url_for_schema(postgres_admin_url, pg_schema)}&application_name={tag}"
+    envs = []
+    for n in range(clients):
+        env = ferry_home(tmp_path, f"client-{n}")
+        save_test_profile(
+            env, endpoint_url=weed.endpoint_url, bucket=bucket, catalog_url=url, concurrency=4
+        )
+        folder = tmp_path / f"c{n:02d}"
+        folder.mkdir()
+        for i in range(files - shared):
+            (folder / f"own-{i:03d}.txt").write_text(f"client {n} file {i}\n" * (i + 1))
+        envs.append(env)
+    handbooks = tmp_path / "handbooks"
+    handbooks.mkdir()
+    for i in range(shared):
+        (handbooks / f"handbook-{i}.pdf").write_text(f"the same handbook {i}\n" * 50)
+
+    peak = 0
+    done = threading.Event()
+
+    def watch_connections() -> None:
+        nonlocal peak
+        with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
+            while not done.is_set():
+                count = connection.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [tag]
+                ).fetchone()
+                peak = max(peak, int(count[0]) if count else 0)
+                done.wait(0.02)
+
+    states: Counter[str] = Counter()
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def run(n: int, env: Environment) -> None:
+        with Ferry.open(env) as app:
+            records = app.upload([tmp_path / f"c{n:02d}", handbooks], prefix="team")
+        with lock:
+            states.update(r.state.value for r in records)
+            errors.extend(f"{r.key}: {r.error.message}" for r in records if r.error)
+
+    watcher = threading.Thread(target=watch_connections)
+    watcher.start()
+    threads = [threading.Thread(target=run, args=(n, e)) for n, e in enumerate(envs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    watcher.join()
+    print(f"\n{clients} clients x {files} files: {dict(states)}, peak connections {peak}")
+    assert errors == [], errors[:5]
+    assert not any("taken" in e or "already in bucket" in e for e in errors)
+    assert states["done"] + states["duplicate"] == clients * files
+    assert peak <= 45, peak
+
+    with Ferry.open(envs[0]) as app:
+        live = [
+            r for r in app.files(FileQuery(limit=100_000)) if r.status is not FileStatus.DELETED
+        ]
+        keys = Counter(r.key for r in live)
+        assert max(keys.values()) == 1, "one live row per key"
+        assert len(keys) == clients * (files - shared) + shared, "no file lost"
+        assert {r.status for r in live} == {FileStatus.ACTIVE}
+        report = app.check(CheckOptions(grace_seconds=0))
+        assert report.consistent, [(f.kind, f.key) for f in report.findings[:5]]

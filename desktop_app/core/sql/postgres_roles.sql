@@ -1,9 +1,12 @@
 -- Roles for a team catalog on PostgreSQL. Run once as a database owner:
 --   psql -v schema=public -f postgres_roles.sql DBNAME
 -- then, per person:  CREATE ROLE alice LOGIN IN ROLE ferry_user;
--- and for those who may repair everyone's files:  GRANT ferry_admin TO bob;
--- Row-level security (migration 0002) makes each user see only rows whose
--- owner is their login; ferry_admin members see and repair all rows.
+-- for those who may repair everyone's files:  GRANT ferry_admin TO bob;
+-- and for the login of `ferry relay`:  CREATE ROLE relay LOGIN IN ROLE ferry_relay;
+-- Row-level security (migrations 0002, 0004) makes each user see only rows
+-- whose owner is their login; ferry_admin members see and repair all rows.
+-- Users never write the audit log or the outbox themselves: Ferry's
+-- SECURITY DEFINER functions do, from the file row, in the same transaction.
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ferry_user') THEN
@@ -12,10 +15,17 @@ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ferry_admin') THEN
     CREATE ROLE ferry_admin NOLOGIN IN ROLE ferry_user;
   END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ferry_relay') THEN
+    CREATE ROLE ferry_relay NOLOGIN;
+  END IF;
 END
 $$;
-GRANT USAGE ON SCHEMA :"schema" TO ferry_user;
+GRANT USAGE ON SCHEMA :"schema" TO ferry_user, ferry_relay;
 GRANT SELECT, INSERT, UPDATE, DELETE ON :"schema".files TO ferry_user;
-GRANT SELECT, INSERT ON :"schema".audit_log, :"schema".outbox TO ferry_user;
-GRANT SELECT ON :"schema".alembic_version TO ferry_user;
+GRANT SELECT ON :"schema".audit_log TO ferry_user;
+REVOKE ALL ON :"schema".outbox FROM ferry_user;
+REVOKE INSERT, UPDATE, DELETE ON :"schema".audit_log FROM ferry_user;
+-- Users read their own events through ferry_own_events(); admins and relays all.
+GRANT SELECT, UPDATE (published_at) ON :"schema".outbox TO ferry_relay, ferry_admin;
+GRANT SELECT ON :"schema".alembic_version TO ferry_user, ferry_relay;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA :"schema" TO ferry_user;
