@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -30,6 +31,7 @@ import keyring.backend
 import psycopg
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from desktop_app.core.app import Environment, Ferry
 from desktop_app.core.keys import SecretStore
@@ -193,11 +195,45 @@ def moto_s3() -> Iterator[S3Endpoint]:
         server.stop()
 
 
+def _remove_bucket(client, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Empty and delete a test's bucket: weed mini gives each bucket its own
+    volumes and has only (free disk / 128 MB) of them, so a suite that kept
+    its buckets ran out after about 80 ("No writable volumes")."""
+    for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=name):
+        for upload in page.get("Uploads", []):
+            client.abort_multipart_upload(
+                Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+        for item in page.get("Contents", []):
+            client.delete_object(Bucket=name, Key=item["Key"])
+    client.delete_bucket(Bucket=name)
+
+
 @pytest.fixture
-def bucket(weed: WeedServer) -> str:
-    name = f"t-{uuid.uuid4().hex[:16]}"
-    weed.client().create_bucket(Bucket=name)
-    return name
+def new_bucket(weed: WeedServer) -> Iterator[Callable[[str], str]]:
+    """Creates buckets on the session's weed mini and removes them after the test."""
+    client = weed.client()
+    created: list[str] = []
+
+    def create(name: str = "") -> str:
+        name = name or f"t-{uuid.uuid4().hex[:16]}"
+        client.create_bucket(Bucket=name)
+        created.append(name)
+        return name
+
+    yield create
+    for name in created:
+        try:
+            _remove_bucket(client, name)
+        except ClientError as exc:
+            # Freeing space is housekeeping: a straggler must not fail the test.
+            warnings.warn(f"test bucket {name} not removed: {exc}", stacklevel=1)
+
+
+@pytest.fixture
+def bucket(new_bucket: Callable[[str], str]) -> str:
+    return new_bucket("")
 
 
 @pytest.fixture(scope="session")

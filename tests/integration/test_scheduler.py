@@ -45,12 +45,10 @@ def catalog_rows(home: Path, profile: str) -> list[tuple[object, ...]]:
 
 
 def test_a_resume_under_one_profile_never_runs_another_profiles_transfer(
-    tmp_path: Path, weed: WeedServer, proxy: FaultProxy
+    tmp_path: Path, weed: WeedServer, new_bucket: Callable[[str], str], proxy: FaultProxy
 ) -> None:
     home = tmp_path / "home"
-    alpha, beta = f"alpha-{os.getpid()}-{time.monotonic_ns()}", f"beta-{time.monotonic_ns()}"
-    for bucket in (alpha, beta):
-        weed.client().create_bucket(Bucket=bucket)
+    alpha, beta = new_bucket(""), new_bucket("")
     for name, bucket in (("A", alpha), ("B", beta)):
         code, _out, err = run_cli(
             home, "profile", "add", name, "--bucket", bucket, "--endpoint-url", proxy.url,

@@ -421,10 +421,13 @@ def test_a_folder_with_identical_files_is_stored_whole_with_each_content_sent_on
 
 
 def test_content_stored_in_one_bucket_is_still_sent_to_another(
-    open_ferry: OpenFerry, catalog_url: str, weed: WeedServer, bucket: str, tmp_path: Path
+    open_ferry: OpenFerry,
+    catalog_url: str,
+    weed: WeedServer,
+    new_bucket: Callable[[str], str],
+    tmp_path: Path,
 ) -> None:
-    other_bucket = f"{bucket}-2"
-    weed.client().create_bucket(Bucket=other_bucket)
+    other_bucket = new_bucket("")
     first = open_ferry("first", catalog_url)
     second = open_ferry("second", catalog_url, bucket=other_bucket)
     put_file(first, tmp_path / "once.txt", b"stored in both buckets")
