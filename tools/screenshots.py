@@ -126,7 +126,7 @@ def shoot(scale: str) -> None:
             wait(lambda: False, 0.7)
             window.grab().save(str(OUT / f"transfers-{suffix}.png"))
             window.tabs.setCurrentIndex(1)
-            window.failed_table.selectRow(0)
+            window.failed_view.table.selectRow(0)
             wait(lambda: False, 0.7)
             window.grab().save(str(OUT / f"failed-{suffix}.png"))
             window.tabs.setCurrentIndex(2)

@@ -338,6 +338,14 @@ class Ferry:
     def transfers(self, states: Iterable[TransferState] | None = None) -> list[TransferRecord]:
         return self.journal.all(states)
 
+    def window_history(self, finished_kept: int) -> list[TransferRecord]:
+        """Every unfinished transfer and the newest finished ones not cleared."""
+        return self.journal.window_history(finished_kept)
+
+    def clear_finished(self, transfer_ids: Iterable[int]) -> int:
+        """Hide finished transfers from the window; the journal's history keeps them."""
+        return self.journal.clear_finished(transfer_ids)
+
     def attempts(self, transfer_ids: Iterable[int]) -> dict[int, list[AttemptRecord]]:
         return self.journal.attempts_of(transfer_ids)
 

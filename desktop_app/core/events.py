@@ -34,6 +34,7 @@ class TransferSnapshot:
     duplicate_of: str | None
     error: TransferError | None
     retry_at: datetime | None
+    updated_at: datetime  # for a failed transfer: when its last try ended
 
     @classmethod
     def of(cls, record: TransferRecord) -> TransferSnapshot:
@@ -50,6 +51,7 @@ class TransferSnapshot:
             duplicate_of=record.duplicate_of,
             error=record.error,
             retry_at=record.retry_at,
+            updated_at=record.updated_at,
         )
 
 
@@ -67,11 +69,16 @@ class TransferChanged:
 
 @dataclass(frozen=True)
 class TransferProgress:
+    """Bytes the server has accepted for a transfer (whole parts or files).
+
+    Speed is not measured here: a view derives it from these running totals
+    (:mod:`desktop_app.core.throughput`), one source for rows and totals.
+    """
+
     transfer_id: int
     bytes_done: int
     bytes_total: int
-    speed: float  # bytes per second, smoothed
-    eta_seconds: float | None
+    bytes_at_start: int  # already stored when this run began (a resumed upload)
 
 
 EngineEvent = TransferQueued | TransferChanged | TransferProgress

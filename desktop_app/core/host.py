@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import queue
 import signal
 import threading
@@ -37,6 +38,7 @@ from desktop_app.core.config import Profile
 from desktop_app.core.control import ControlServer
 from desktop_app.core.errors import FerryError
 from desktop_app.core.events import LatestPerTransfer, TransferProgress, TransferSnapshot
+from desktop_app.core.journal import AttemptRecord
 from desktop_app.core.reconcile import (
     CheckOptions,
     CheckReport,
@@ -50,6 +52,8 @@ from desktop_app.core.watcher import FolderStatus, FolderWatcher, WatchedFolder,
 log = logging.getLogger(__name__)
 FLUSH_INTERVAL = 0.05  # seconds between engine updates sent to the window
 FOLDER_STATUS_INTERVAL = 1.0
+ORPHAN_PATIENCE = 3.0  # seconds an engine whose window died may take to stop
+FINISHED_KEPT = 1000  # finished transfers a window shows; the journal keeps them all
 
 
 # -- commands: window -> host ---------------------------------------------------------
@@ -82,7 +86,17 @@ class Unpause:
 
 @dataclass(frozen=True)
 class RunCheck:
-    pass
+    without_grace: bool = False  # judge objects and rows of any age
+
+
+@dataclass(frozen=True)
+class ClearFinished:
+    ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LoadAttempts:
+    ids: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -133,6 +147,8 @@ Command = (
     | Pause
     | Unpause
     | RunCheck
+    | ClearFinished
+    | LoadAttempts
     | CancelCheck
     | Repair
     | ExportReport
@@ -151,7 +167,7 @@ Command = (
 class HostOpened:
     description: str  # a line for the status bar
     profile: Profile
-    history: tuple[TransferSnapshot, ...]  # the journal's transfers at start
+    history: tuple[TransferSnapshot, ...]  # unfinished, and the newest finished not cleared
 
 
 @dataclass(frozen=True)
@@ -170,6 +186,11 @@ class HostFailed:
 class EngineUpdate:
     snapshots: tuple[TransferSnapshot, ...]
     progress: tuple[TransferProgress, ...]
+
+
+@dataclass(frozen=True)
+class AttemptsLoaded:
+    attempts: dict[int, tuple[AttemptRecord, ...]]  # oldest first, per transfer
 
 
 @dataclass(frozen=True)
@@ -225,6 +246,7 @@ HostMessage = (
     | HostNotice
     | HostFailed
     | EngineUpdate
+    | AttemptsLoaded
     | CheckProgressed
     | CheckFinished
     | CheckFailed
@@ -275,7 +297,16 @@ class EngineHost:
 
     def _flush_loop(self) -> None:
         since_status = 0.0
+        parent = os.getppid()
         while not self._stopping.wait(FLUSH_INTERVAL):
+            if os.getppid() != parent:
+                # The window died but the pipe stayed open (an inherited copy):
+                # the same end as a closed pipe.
+                log.warning("The window's process is gone; the engine stops")
+                _exit_after(ORPHAN_PATIENCE)
+                self.commands.close()
+                self._stopping.set()
+                return
             self._flush()
             since_status += FLUSH_INTERVAL
             if since_status >= FOLDER_STATUS_INTERVAL:
@@ -307,7 +338,10 @@ class EngineHost:
                 try:
                     command = self.commands.recv()
                 except (EOFError, OSError):
-                    break  # the window is gone: stop as if asked
+                    # The window is gone, however it ended: stop as if asked, but
+                    # never outlive it for long (the journal makes a hard end safe).
+                    _exit_after(ORPHAN_PATIENCE)
+                    break
                 if isinstance(command, CancelCheck):
                     self._check_cancel.set()
                     continue
@@ -330,7 +364,7 @@ class EngineHost:
             self.profile_name = profile.name
         ferry = Ferry.open(self.env, self.profile_name, mode=RunMode.RESIDENT)
         ferry.bus.subscribe(self._pending.add)
-        history = ferry.transfers()
+        history = ferry.window_history(FINISHED_KEPT)
         resuming = sum(1 for r in history if r.state.in_progress and not r.paused)
         log.info("Connected: profile %s, bucket %s", ferry.profile.name, ferry.profile.bucket)
         self.send(
@@ -419,7 +453,12 @@ class EngineHost:
         elif isinstance(command, Unpause):
             self._count(ferry.unpause(command.ids), "resumed")
         elif isinstance(command, RunCheck):
-            self._run_check(ferry)
+            self._run_check(ferry, without_grace=command.without_grace)
+        elif isinstance(command, ClearFinished):
+            ferry.clear_finished(command.ids)
+        elif isinstance(command, LoadAttempts):
+            found = ferry.attempts(command.ids)
+            self.send(AttemptsLoaded({i: tuple(found.get(i, ())) for i in command.ids}))
         elif isinstance(command, Repair):
             self.send(Repaired(tuple(ferry.repair(list(command.findings)))))
         elif isinstance(command, ExportReport):
@@ -439,10 +478,10 @@ class EngineHost:
             WatchedFolderStore(self.env.paths.watched_folders_file).save(folders)
             self._restart_watcher(ferry, folders)
 
-    def _run_check(self, ferry: Ferry) -> None:
+    def _run_check(self, ferry: Ferry, *, without_grace: bool) -> None:
         self._check_cancel.clear()
         options = CheckOptions(
-            grace_seconds=ferry.profile.grace_seconds,
+            grace_seconds=0 if without_grace else ferry.profile.grace_seconds,
             retention_seconds=ferry.profile.retention_seconds,
             cancel=self._check_cancel,
             progress=lambda objects, rows: self.send(CheckProgressed(objects, rows)),
@@ -462,6 +501,19 @@ def _describe_head(ferry: Ferry, key: str) -> str:
         f"{head.size:,} bytes, ETag {head.etag}, modified {modified}, "
         f"SHA-256 (metadata) {head.sha256 or 'not recorded'}"
     )
+
+
+def _exit_after(seconds: float) -> None:
+    """End this process after ``seconds`` whatever is still running."""
+
+    def end() -> None:
+        log.warning("The engine did not stop within %s s of the window's end; exiting", seconds)
+        logging.shutdown()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, end)
+    timer.daemon = True
+    timer.start()
 
 
 def host_main(

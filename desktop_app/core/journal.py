@@ -251,6 +251,7 @@ transfers = Table(
     Column("upload_intent_at", DateTime(timezone=True)),
     Column("copy_source_key", Text),
     Column("copy_source_etag", String(80)),
+    Column("cleared_at", DateTime(timezone=True)),  # hidden from the window, kept here
 )
 parts = Table(
     "parts",
@@ -642,6 +643,43 @@ class Journal:
         if states is not None:
             statement = statement.where(transfers.c.state.in_([s.value for s in states]))
         return [_record(row) for row in self._read(statement)]
+
+    def window_history(self, finished_kept: int) -> list[TransferRecord]:
+        """What a window shows at start: every unfinished transfer and the newest
+        ``finished_kept`` finished ones not cleared, oldest first."""
+        finished = [s.value for s in FINISHED_STATES]
+        unfinished = select(transfers).where(transfers.c.state.not_in(finished))
+        recent = (
+            select(transfers.c.id)
+            .where(transfers.c.state.in_(finished), transfers.c.cleared_at.is_(None))
+            .order_by(transfers.c.id.desc())
+            .limit(finished_kept)
+        )
+        kept = select(transfers).where(transfers.c.id.in_(recent))
+        rows = [*self._read(unfinished), *self._read(kept)]
+        return sorted((_record(row) for row in rows), key=lambda record: record.id)
+
+    def clear_finished(self, transfer_ids: Iterable[int]) -> int:
+        """Hide these finished transfers from the window; the history keeps them."""
+        ids = list(transfer_ids)
+        now = self.clock()
+
+        def op(connection: Connection) -> int:
+            cleared = 0
+            for start in range(0, len(ids), 500):  # SQLite's limit on bound values
+                statement = (
+                    update(transfers)
+                    .where(
+                        transfers.c.id.in_(ids[start : start + 500]),
+                        transfers.c.state.in_([s.value for s in FINISHED_STATES]),
+                        transfers.c.cleared_at.is_(None),
+                    )
+                    .values(cleared_at=now)
+                )
+                cleared += int(connection.execute(statement).rowcount)
+            return cleared
+
+        return self._write(op) if ids else 0
 
     def runnable(self, profiles: Iterable[str], now: datetime) -> list[TransferRecord]:
         """What a scheduler for these profiles should run now, oldest first.

@@ -1,12 +1,16 @@
 """The local sandbox: a real S3 server (SeaweedFS ``weed mini``) on loopback.
 
 A new user starts here. The server keeps its data under the data dir, binds
-only to 127.0.0.1 on ports that were free when it started (reused on the next
-start when still free), and runs with S3 authentication off: it is reachable
+only to 127.0.0.1, at http://127.0.0.1:18333 unless that is taken (the ports
+chosen are kept for the next start while free, so aws-cli or rclone set up
+against it keep working), and runs with S3 authentication off: it is reachable
 from this machine only, and its credentials are placeholders, so no secret is
-ever written for it. Whoever starts the server owns it and stops it; a second
-Ferry finds it running (state file plus a live answer on its port) and reuses
-it without owning it.
+ever written for it. Whoever starts the server owns it and stops it, within
+about 3 s; a second Ferry finds it running (state file plus a live answer on
+its port) and reuses it without owning it. The server dies with the process
+that started it, however that ends (Linux: parent-death signal); where that
+cannot be arranged, a Ferry that finds a server whose owner is gone takes it
+over and stops it when it quits.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -34,6 +39,10 @@ log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
 SANDBOX_BUCKET = "ferry"
 _PORT_NAMES = ("s3", "master", "volume", "filer", "admin")
+_GRPC_OFFSET = 10_000
+DEFAULT_S3_PORT = 18333  # the sandbox's endpoint unless taken: http://127.0.0.1:18333
+_FALLBACK_S3_PORTS = range(20_000, 45_000, 5)
+STOP_PATIENCE = 2.5  # seconds the server has to stop after SIGTERM before it is killed
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,10 @@ def find_weed(environ: Mapping[str, str]) -> Path:
 
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the server binds (Go sets SO_REUSEADDR): a port still in TIME_WAIT
+        # from the last run is free to it, and must be to us, or the sandbox
+        # would move to new ports at every restart.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((HOST, port))
         except OSError:
@@ -94,17 +107,19 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((HOST, 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+def _block(s3: int) -> SandboxPorts:
+    """Five ports from ``s3`` on, each gRPC port 10,000 above its HTTP port.
+
+    SeaweedFS derives some gRPC addresses as HTTP port + 10,000 whatever the
+    flags say; a block chosen this way never makes it dial a port above 65535.
+    """
+    http = {name: s3 + offset for offset, name in enumerate(_PORT_NAMES)}
+    grpc = {f"{name}_grpc": port + _GRPC_OFFSET for name, port in http.items()}
+    return SandboxPorts(**http, **grpc)
+
+
+def _block_free(ports: SandboxPorts) -> bool:
+    return all(_port_free(p) for p in ports.all())
 
 
 def _answers(port: int) -> bool:
@@ -130,11 +145,20 @@ def _pid_alive(pid: int) -> bool:
 class SandboxServer:
     """Starts, finds and stops the sandbox's ``weed mini``."""
 
-    def __init__(self, directory: Path, weed: Path, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        weed: Path,
+        extra_args: Sequence[str] = (),
+        *,
+        randomness: random.Random | None = None,
+    ) -> None:
         self.directory = directory
         self.weed = weed
         self.extra_args = list(extra_args)
+        self._random = randomness or random.Random()
         self._process: subprocess.Popen[bytes] | None = None
+        self._adopted: int | None = None  # pid of a server taken over from a dead Ferry
 
     @property
     def _state_file(self) -> Path:
@@ -150,38 +174,65 @@ class SandboxServer:
 
     @property
     def owned(self) -> bool:
-        return self._process is not None
+        return self._process is not None or self._adopted is not None
 
-    def running(self) -> SandboxState | None:
-        """The server started by any Ferry, if it is alive and answering."""
+    def _write_state(self, state: SandboxState) -> None:
+        self._state_file.write_text(
+            json.dumps({"pid": state.pid, "ports": asdict(state.ports), "owner": os.getpid()})
+        )
+
+    def _read_state(self) -> tuple[SandboxState, int | None] | None:
         try:
             raw = json.loads(self._state_file.read_text())
             state = SandboxState(int(raw["pid"]), SandboxPorts(**raw["ports"]))
+            owner = raw.get("owner")
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if _pid_alive(state.pid) and _answers(state.ports.s3):
-            return state
+        return state, owner if isinstance(owner, int) else None
+
+    def running(self) -> SandboxState | None:
+        """The server started by any Ferry, if it is alive and answering."""
+        found = self._read_state()
+        if found is not None and _pid_alive(found[0].pid) and _answers(found[0].ports.s3):
+            return found[0]
         return None
 
     def _choose_ports(self) -> SandboxPorts:
+        """The ports used last time while free, else Ferry's default block, else
+        another block: so the endpoint a person gave aws-cli or rclone stays."""
         with contextlib.suppress(OSError, ValueError, TypeError):
             previous = SandboxPorts(**json.loads(self._ports_file.read_text()))
-            if all(_port_free(p) for p in previous.all()):
+            if _block_free(previous):
                 return previous
-        fresh = _free_ports(len(_PORT_NAMES) * 2)
-        names = [*_PORT_NAMES, *(f"{n}_grpc" for n in _PORT_NAMES)]
-        return SandboxPorts(**dict(zip(names, fresh, strict=True)))
+        for s3 in (DEFAULT_S3_PORT, *self._random.sample(_FALLBACK_S3_PORTS, 40)):
+            ports = _block(s3)
+            if _block_free(ports):
+                return ports
+        raise SandboxError(
+            "No free ports for the sandbox server were found between "
+            f"{_FALLBACK_S3_PORTS.start} and {_FALLBACK_S3_PORTS.stop + 14_000}."
+        )
 
     def start(self, timeout: float = 60.0) -> SandboxState:
         """Start the server, or return the one already running (not owned then)."""
         existing = self.running()
         if existing is not None:
-            log.info("Reusing the sandbox server already running (pid %s)", existing.pid)
+            found = self._read_state()
+            owner = found[1] if found is not None else None
+            if owner is None or not _pid_alive(owner):
+                # Its Ferry died without stopping it (on a system without a
+                # parent-death signal): this one takes it over, and stops it.
+                log.info("Taking over the sandbox server left running (pid %s)", existing.pid)
+                self._adopted = existing.pid
+                self._write_state(existing)
+            else:
+                log.info("Reusing the sandbox server of Ferry pid %s", owner)
             return existing
         data_dir = self.directory / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
         ports = self._choose_ports()
         command = [
+            *_die_with_parent(),
             str(self.weed),
             "mini",
             f"-dir={data_dir}",
@@ -198,6 +249,7 @@ class SandboxServer:
             f"-admin.port={ports.admin}",
             f"-admin.port.grpc={ports.admin_grpc}",
             "-admin.ui=false",
+            "-volume.preStopSeconds=0",  # nothing to drain on loopback: stop at once
             "-webdav=false",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
@@ -238,7 +290,7 @@ class SandboxServer:
         self._process = process
         state = SandboxState(process.pid, ports)
         self._ports_file.write_text(json.dumps(asdict(ports)))
-        self._state_file.write_text(json.dumps({"pid": process.pid, "ports": asdict(ports)}))
+        self._write_state(state)
         log.info("Sandbox server started (pid %s) at %s", process.pid, state.endpoint_url)
         return state
 
@@ -262,18 +314,47 @@ class SandboxServer:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=STOP_PATIENCE)
         except subprocess.TimeoutExpired:
+            log.warning("The sandbox server did not stop in %s s; killing it", STOP_PATIENCE)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=5)
 
+    @staticmethod
+    def _terminate_pid(pid: int) -> None:
+        """Stop a server that is not our child (taken over): signal, then poll."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_PATIENCE
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
     def stop(self) -> None:
-        """Stop the server if this object started it; a reused one is left running."""
-        if self._process is None:
+        """Stop the server if this object started or took it over; a reused one stays."""
+        if self._process is not None:
+            self._terminate(self._process)
+        elif self._adopted is not None:
+            self._terminate_pid(self._adopted)
+        else:
             return
-        self._terminate(self._process)
-        self._process = None
+        self._process = self._adopted = None
         with contextlib.suppress(FileNotFoundError):
             self._state_file.unlink()
         log.info("Sandbox server stopped")
+
+
+def _die_with_parent() -> list[str]:
+    """A prefix that makes the server die with the process that started it.
+
+    On Linux, util-linux's setpriv sets the parent-death signal and then runs
+    the server: if Ferry is killed (even with SIGKILL), the server gets SIGTERM.
+    Elsewhere the next Ferry takes the orphaned server over and stops it.
+    """
+    if sys.platform != "linux":
+        return []
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM"] if setpriv else []

@@ -101,7 +101,7 @@ class TransferControl:
 
 
 class ProgressMeter:
-    """Bytes sent for one transfer, published at most every 0.1 s."""
+    """Bytes accepted for one transfer, published at most every 0.1 s."""
 
     def __init__(
         self,
@@ -116,10 +116,8 @@ class ProgressMeter:
         self.transfer_id = transfer_id
         self.total = total
         self.done = done
-        self.speed = 0.0
+        self.at_start = done
         self._lock = threading.Lock()
-        self._last_time = clock()
-        self._last_done = done
         self._last_publish = 0.0
 
     def add(self, amount: int, *, force: bool = False) -> None:
@@ -128,14 +126,8 @@ class ProgressMeter:
             now = self.clock()
             if not force and now - self._last_publish < 0.1:
                 return
-            elapsed = now - self._last_time
-            if elapsed > 0:
-                instant = (self.done - self._last_done) / elapsed
-                self.speed = instant if self.speed == 0 else 0.7 * self.speed + 0.3 * instant
-            self._last_time, self._last_done, self._last_publish = now, self.done, now
-            remaining = self.total - self.done
-            eta = remaining / self.speed if self.speed > 0 else None
-            event = TransferProgress(self.transfer_id, self.done, self.total, self.speed, eta)
+            self._last_publish = now
+            event = TransferProgress(self.transfer_id, self.done, self.total, self.at_start)
         self.bus.publish(event)
 
 

@@ -40,6 +40,7 @@ class Backend(QObject):
     checkFinished = Signal(CheckReport)
     checkFailed = Signal(str)
     repairsFinished = Signal(host.Repaired)
+    attemptsLoaded = Signal(host.AttemptsLoaded)
     filesFound = Signal(host.FilesFound)
     objectInspected = Signal(str, str)  # key, description of its HEAD
     foldersChanged = Signal()
@@ -114,8 +115,15 @@ class Backend(QObject):
     def unpause(self, ids: list[int] | None) -> None:
         self.post(host.Unpause(None if ids is None else tuple(ids)))
 
-    def run_check(self) -> None:
-        self.post(host.RunCheck())
+    def run_check(self, *, without_grace: bool = False) -> None:
+        self.post(host.RunCheck(without_grace))
+
+    def clear_finished(self, ids: list[int]) -> None:
+        if ids:
+            self.post(host.ClearFinished(tuple(ids)))
+
+    def load_attempts(self, ids: list[int]) -> None:
+        self.post(host.LoadAttempts(tuple(ids)))
 
     def cancel_check(self) -> None:
         self.post(host.CancelCheck())
@@ -195,6 +203,8 @@ class Backend(QObject):
             self.checkFailed.emit(message.message)
         elif isinstance(message, host.Repaired):
             self.repairsFinished.emit(message)
+        elif isinstance(message, host.AttemptsLoaded):
+            self.attemptsLoaded.emit(message)
         elif isinstance(message, host.FilesFound):
             self.filesFound.emit(message)
         elif isinstance(message, host.Inspected):

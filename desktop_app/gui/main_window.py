@@ -40,7 +40,9 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QMessageBox,
+    QProgressBar,
     QPushButton,
+    QStackedWidget,
     QStyle,
     QSystemTrayIcon,
     QTableView,
@@ -56,18 +58,20 @@ from desktop_app.gui.about import AboutDialog
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.bridge import EngineBridge
 from desktop_app.gui.consistency_view import ConsistencyView
+from desktop_app.gui.failed_view import FailedView, retry_helps
 from desktop_app.gui.folders_view import FoldersView
 from desktop_app.gui.models import (
+    STATE_LABELS,
     Column,
     SearchFilterModel,
     SnapshotRole,
-    StateFilterModel,
+    Totals,
     TransferTableModel,
     state_label,
 )
 from desktop_app.gui.notifier import BatchNotifier, Notification, NotificationKind
 from desktop_app.gui.settings_dialog import SettingsDialog
-from desktop_app.gui.units import human_size
+from desktop_app.gui.units import exact_size, human_duration, human_size
 from desktop_app.gui.widgets import ProgressDelegate
 from desktop_app.resources import TrayState, tray_icon_svg
 
@@ -93,6 +97,11 @@ class TransferTable(QTableView):
         header.setSectionResizeMode(Column.KEY, QHeaderView.ResizeMode.Stretch)
         for column, width in ((Column.NAME, 200), (Column.SIZE, 90), (Column.PROGRESS, 120)):
             self.setColumnWidth(column, width)
+        # Wide enough for the longest state, measured once (not per row: a
+        # resize-to-contents would read every row of a 10,000-row list).
+        longest = max((f"{label} (paused)" for label in STATE_LABELS.values()), key=len)
+        padding = 4 * self.style().pixelMetric(QStyle.PixelMetric.PM_LayoutHorizontalSpacing)
+        self.setColumnWidth(Column.STATE, self.fontMetrics().horizontalAdvance(longest) + padding)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
 
     def selected_snapshots(self) -> list[TransferSnapshot]:
@@ -120,12 +129,13 @@ class MainWindow(QMainWindow):
 
         self.all_proxy = SearchFilterModel()
         self.all_proxy.setSourceModel(self.model)
-        self.failed_proxy = StateFilterModel({TransferState.FAILED})
-        self.failed_proxy.setSourceModel(self.model)
 
         self.tabs = QTabWidget()
         self.tabs.addTab(self._transfers_tab(), "&Transfers")
-        self.tabs.addTab(self._failed_tab(), "&Failed")
+        self.failed_view = FailedView(backend)
+        bridge.transfersChanged.connect(self.failed_view.upsert)
+        self.failed_view.countChanged.connect(self._on_failed_count)
+        self.tabs.addTab(self.failed_view, "&Failed")
         self.consistency_view = ConsistencyView(backend)
         self.tabs.addTab(self.consistency_view, "&Bucket && catalog")
         self.folders_view = FoldersView(backend)
@@ -141,7 +151,13 @@ class MainWindow(QMainWindow):
 
         self.connection_label = QLabel("Connecting…")
         self.totals_label = QLabel("")
+        self.batch_bar = QProgressBar()
+        self.batch_bar.setRange(0, 1000)
+        self.batch_bar.setMaximumWidth(220)
+        self.batch_bar.setTextVisible(True)
+        self.batch_bar.hide()
         self.statusBar().addWidget(self.connection_label, 1)
+        self.statusBar().addPermanentWidget(self.batch_bar)
         self.statusBar().addPermanentWidget(self.totals_label)
         self.totals_timer = QTimer(self)
         self.totals_timer.setInterval(500)
@@ -155,42 +171,73 @@ class MainWindow(QMainWindow):
     def _transfers_tab(self) -> QWidget:
         page = QWidget()
         layout = QVBoxLayout(page)
+        bar = QHBoxLayout()
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("Filter by name or key (Ctrl+F)")
         self.filter_edit.setClearButtonEnabled(True)
         self.filter_edit.textChanged.connect(self.all_proxy.set_text)
-        layout.addWidget(self.filter_edit)
-        self.hint = QLabel("Drop files or folders anywhere in this window to upload them.")
-        self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        layout.addWidget(self.hint)
+        bar.addWidget(self.filter_edit, 1)
+        self.newest_button = QPushButton("")
+        self.newest_button.setToolTip("New transfers were added below; show them")
+        self.newest_button.clicked.connect(self.show_newest)
+        self.newest_button.hide()
+        bar.addWidget(self.newest_button)
+        self.clear_button = QPushButton("C&lear finished")
+        self.clear_button.setToolTip(
+            "Remove finished transfers from this list (Ferry's history keeps them)"
+        )
+        self.clear_button.clicked.connect(self.clear_finished)
+        bar.addWidget(self.clear_button)
+        layout.addLayout(bar)
         self.transfer_table = TransferTable(self.all_proxy)
         self.transfer_table.customContextMenuRequested.connect(self._context_menu)
-        layout.addWidget(self.transfer_table)
+        self.empty_state = QLabel(
+            "<p style='font-size:18pt'>Drop files or folders here</p>"
+            "<p>They are uploaded to the bucket, checked byte for byte and listed in "
+            "the catalog.<br>Or use <b>Add files…</b> (Ctrl+O) and <b>Add folder…</b> "
+            "(Ctrl+Shift+O).</p>"
+        )
+        self.empty_state.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_state.setWordWrap(True)
+        self.empty_state.setStyleSheet(
+            "QLabel { border: 3px dashed palette(mid); border-radius: 12px; margin: 24px; }"
+        )
+        self.transfer_stack = QStackedWidget()
+        self.transfer_stack.addWidget(self.empty_state)
+        self.transfer_stack.addWidget(self.transfer_table)
+        layout.addWidget(self.transfer_stack, 1)
+        self._unseen_rows = 0
+        self._was_at_bottom = True
+        self.all_proxy.rowsAboutToBeInserted.connect(self._note_scroll_position)
+        self.all_proxy.rowsInserted.connect(self._follow_new_rows)
+        self.transfer_table.verticalScrollBar().valueChanged.connect(self._scrolled)
         return page
 
-    def _failed_tab(self) -> QWidget:
-        page = QWidget()
-        layout = QVBoxLayout(page)
-        self.failed_table = TransferTable(self.failed_proxy)
-        self.failed_table.customContextMenuRequested.connect(self._context_menu)
-        self.failed_table.selectionModel().selectionChanged.connect(self._show_failure)
-        layout.addWidget(self.failed_table, 3)
-        self.failure_details = QLabel("Select a failed transfer to see what went wrong.")
-        self.failure_details.setWordWrap(True)
-        self.failure_details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(self.failure_details, 1)
-        buttons = QHBoxLayout()
-        self.retry_button = QPushButton("&Retry")
-        self.retry_button.clicked.connect(self.retry_selected)
-        self.retry_all_button = QPushButton("Retry &all")
-        self.retry_all_button.clicked.connect(lambda: self.backend.retry(None))
-        self.remove_button = QPushButton("Re&move")
-        self.remove_button.clicked.connect(self.remove_selected)
-        for button in (self.retry_button, self.retry_all_button, self.remove_button):
-            buttons.addWidget(button)
-        buttons.addStretch(1)
-        layout.addLayout(buttons)
-        return page
+    def _scrolled(self, value: int) -> None:
+        if value >= self.transfer_table.verticalScrollBar().maximum() - 1:
+            self._unseen_rows = 0
+            self.newest_button.hide()
+
+    def _note_scroll_position(self) -> None:
+        scroll = self.transfer_table.verticalScrollBar()
+        self._was_at_bottom = scroll.value() >= scroll.maximum() - 1
+
+    def _follow_new_rows(self, _parent: object, first: int, last: int) -> None:
+        """At the bottom, follow the new rows; elsewhere, say that some arrived."""
+        if self._was_at_bottom:
+            QTimer.singleShot(0, self.transfer_table.scrollToBottom)
+            return
+        self._unseen_rows += last - first + 1
+        self.newest_button.setText(f"↓ {self._unseen_rows} new")
+        self.newest_button.show()
+
+    def show_newest(self) -> None:
+        self.transfer_table.scrollToBottom()
+        self._unseen_rows = 0
+        self.newest_button.hide()
+
+    def clear_finished(self) -> None:
+        self.backend.clear_finished(self.model.remove_finished())
 
     def _build_actions(self) -> None:
         style = self.style()
@@ -230,12 +277,13 @@ class MainWindow(QMainWindow):
         )
         self.filter_action = action("Fi&lter…", QKeySequence.StandardKey.Find, self.focus_filter)
         self.check_action = action(
-            "&Check bucket and catalog now", "F5", self.check_now, pixmap.SP_BrowserReload
+            "&Check bucket && catalog now", "F5", self.check_now, pixmap.SP_BrowserReload
         )
+        self.clear_action = action("C&lear finished", "Ctrl+Shift+L", self.clear_finished)
         self.about_action = action("&About Ferry", "F1", self.open_about)
         views = []
         for index in range(self.tabs.count()):
-            view = QAction(self.tabs.tabText(index).replace("&&", "and").replace("&", ""), self)
+            view = QAction(self.tabs.tabText(index), self)  # the tab's own words
             view.setShortcut(QKeySequence(f"Alt+{index + 1}"))
             view.triggered.connect(lambda _checked=False, i=index: self.tabs.setCurrentIndex(i))
             self.addAction(view)
@@ -261,6 +309,7 @@ class MainWindow(QMainWindow):
                     self.pause_all_action,
                     self.resume_all_action,
                     self.retry_all_action,
+                    self.clear_action,
                     None,
                     self.filter_action,
                 ],
@@ -341,7 +390,10 @@ class MainWindow(QMainWindow):
     def _update_totals(self) -> None:
         totals = self.model.totals()
         active, failed = totals.active, totals.failed
-        self.hint.setVisible(totals.files == 0)
+        self.transfer_stack.setCurrentWidget(
+            self.transfer_table if totals.files else self.empty_state
+        )
+        self.clear_button.setEnabled(totals.finished > 0)
         self._set_tray_state(
             TrayState.ERROR
             if failed
@@ -353,17 +405,39 @@ class MainWindow(QMainWindow):
         )
         for note in self.notifier.tick(active, time.monotonic()):
             self.notify(note)
-        parts = [f"{totals.files} file(s)", f"{active} active"]
+        self._show_batch(totals)
+        parts = [f"{active} active"] if active else []
+        if totals.paused:
+            parts.append(f"{totals.paused} paused")
+        speed, left = totals.rate.bytes_per_second, totals.rate.seconds_left
         if active:
-            parts.append(
-                f"{human_size(totals.remaining_bytes)} to go at {human_size(totals.speed)}/s"
-            )
+            going = f"{human_size(totals.remaining_bytes)} to go"
+            if speed:
+                going += f" at {human_size(speed)}/s"
+            if left is not None:
+                going += f", about {human_duration(left)} left"
+            parts.append(going)
         if failed:
             parts.append(f"{failed} failed")
-        self.totals_label.setText(" · ".join(parts))
-        self.tabs.setTabText(1, f"&Failed ({failed})" if failed else "&Failed")
+        self.totals_label.setText(" · ".join(parts) or "Idle")
         if self.tray is not None:
-            self.tray.setToolTip("Ferry: " + ", ".join(parts))
+            self.tray.setToolTip("Ferry: " + (", ".join(parts) or "idle"))
+
+    def _show_batch(self, totals: Totals) -> None:
+        """The batch bar: files and bytes of what was queued since the list was idle."""
+        batch = totals.batch
+        if not batch.files or (batch.files_settled == batch.files and not totals.active):
+            self.batch_bar.hide()
+            return
+        self.batch_bar.setValue(round(batch.fraction * 1000))
+        self.batch_bar.setFormat(
+            f"{batch.files_settled} of {batch.files} files · "
+            f"{human_size(batch.bytes_done)} of {human_size(batch.bytes_total)}"
+        )
+        self.batch_bar.show()
+
+    def _on_failed_count(self, count: int) -> None:
+        self.tabs.setTabText(1, f"&Failed ({count})" if count else "&Failed")
 
     def _set_tray_state(self, state: TrayState) -> None:
         if state is self.tray_state:
@@ -393,23 +467,16 @@ class MainWindow(QMainWindow):
         self.raise_()
         self.activateWindow()
 
-    def _show_failure(self) -> None:
-        selected = self.failed_table.selected_snapshots()
-        self.retry_button.setEnabled(any(_retryable(s) for s in selected) or not selected)
-        if not selected:
-            self.failure_details.setText("Select a failed transfer to see what went wrong.")
-            return
-        snapshot = selected[0]
-        self.failure_details.setText(self._details_text(snapshot))
-
     @staticmethod
     def _details_text(snapshot: TransferSnapshot) -> str:
         lines = [
             f"File: {snapshot.source_path}",
             f"Destination: {snapshot.bucket}/{snapshot.key}",
-            f"Size: {human_size(snapshot.size)} ({snapshot.size:,} bytes)",
-            f"State: {state_label(snapshot)}; attempts: {snapshot.attempts}",
+            f"Size: {exact_size(snapshot.size)}",
+            f"State: {state_label(snapshot)}",
         ]
+        if snapshot.attempts:
+            lines.append(f"Tries that failed: {snapshot.attempts}")
         if snapshot.sha256:
             lines.append(f"SHA-256: {snapshot.sha256}")
         if snapshot.error is not None:
@@ -420,20 +487,18 @@ class MainWindow(QMainWindow):
             lines.append(f"Ferry tries again by itself at {when:%H:%M:%S} (or click Retry).")
         return "\n".join(lines)
 
-    def _current_table(self) -> TransferTable:
-        return self.failed_table if self.tabs.currentIndex() == 1 else self.transfer_table
-
     def _context_menu(self, position: QPoint) -> None:
-        table = self._current_table()
+        """Only what applies to the rows chosen: no Pause on a finished upload."""
+        table = self.transfer_table
         selected = table.selected_snapshots()
         if not selected:
             return
-        ids = [s.id for s in selected]
         menu = QMenu(self)
-        menu.addAction(
-            "Copy key",
-            lambda: QGuiApplication.clipboard().setText("\n".join(s.key for s in selected)),
-        )
+        clipboard = QGuiApplication.clipboard()
+        menu.addAction("Copy key", lambda: clipboard.setText("\n".join(s.key for s in selected)))
+        hashes = [s.sha256 for s in selected if s.sha256]
+        if hashes:
+            menu.addAction("Copy SHA-256", lambda: clipboard.setText("\n".join(hashes)))
         menu.addAction(
             "Show in folder",
             lambda: QDesktopServices.openUrl(
@@ -446,11 +511,20 @@ class MainWindow(QMainWindow):
                 self, "Transfer details", self._details_text(selected[0])
             ),
         )
-        menu.addSeparator()
-        menu.addAction("Pause", lambda: self.backend.pause(ids))
-        menu.addAction("Resume", lambda: self.backend.unpause(ids))
-        menu.addAction("Retry", lambda: self.backend.retry(ids))
-        menu.addAction("Cancel", lambda: self.backend.cancel(ids))
+        pausable = [s.id for s in selected if s.state.in_progress and not s.paused]
+        paused = [s.id for s in selected if s.state.in_progress and s.paused]
+        retryable = [s.id for s in selected if s.state is TransferState.FAILED and retry_helps(s)]
+        cancellable = [s.id for s in selected if not s.state.finished]
+        if pausable or paused or retryable or cancellable:
+            menu.addSeparator()
+        if pausable:
+            menu.addAction("Pause", lambda: self.backend.pause(pausable))
+        if paused:
+            menu.addAction("Resume", lambda: self.backend.unpause(paused))
+        if retryable:
+            menu.addAction("Retry", lambda: self.backend.retry(retryable))
+        if cancellable:
+            menu.addAction("Cancel", lambda: self.backend.cancel(cancellable))
         menu.exec(table.viewport().mapToGlobal(position))
 
     # -- actions ------------------------------------------------------------------
@@ -460,13 +534,25 @@ class MainWindow(QMainWindow):
             self.backend.add_paths(paths)
             self.statusBar().showMessage(f"Queuing {len(paths)} item(s)…", 4000)
 
+    def _last_folder(self) -> str:
+        folder = self.settings.value("dialogs/last-folder")
+        return folder if isinstance(folder, str) and folder else str(Path.home())
+
+    def _remember_folder(self, folder: Path) -> None:
+        self.settings.setValue("dialogs/last-folder", str(folder))
+
     def add_files(self) -> None:
-        names, _filter = QFileDialog.getOpenFileNames(self, "Add files to upload")
+        names, _filter = QFileDialog.getOpenFileNames(
+            self, "Add files to upload", self._last_folder()
+        )
+        if names:
+            self._remember_folder(Path(names[0]).parent)
         self.queue_paths([Path(n) for n in names])
 
     def add_folder(self) -> None:
-        name = QFileDialog.getExistingDirectory(self, "Add a folder to upload")
+        name = QFileDialog.getExistingDirectory(self, "Add a folder to upload", self._last_folder())
         if name:
+            self._remember_folder(Path(name).parent)
             self.queue_paths([Path(name)])
 
     def paste_paths(self) -> None:
@@ -476,16 +562,6 @@ class MainWindow(QMainWindow):
         elif mime.hasText():
             lines = [line.strip() for line in mime.text().splitlines() if line.strip()]
             self.queue_paths([Path(QUrl(line).toLocalFile() or line) for line in lines])
-
-    def retry_selected(self) -> None:
-        ids = [s.id for s in self.failed_table.selected_snapshots() if _retryable(s)]
-        if ids:
-            self.backend.retry(ids)
-
-    def remove_selected(self) -> None:
-        ids = [s.id for s in self.failed_table.selected_snapshots()]
-        if ids:
-            self.backend.cancel(ids)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls():
@@ -562,8 +638,3 @@ class MainWindow(QMainWindow):
         if self.tray is not None:
             self.tray.hide()
         event.accept()
-
-
-def _retryable(snapshot: TransferSnapshot) -> bool:
-    """Retry is offered only where it can help (not for a socket, a loop, a bad name)."""
-    return snapshot.error is None or snapshot.error.kind.retryable

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import enum
 import itertools
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from PySide6.QtCore import (
 
 from desktop_app.core.events import TransferProgress, TransferSnapshot
 from desktop_app.core.journal import TransferState
+from desktop_app.core.throughput import Rate, Throughput
 from desktop_app.gui.bridge import SnapshotBatch
 from desktop_app.gui.units import human_duration, human_size
 
@@ -70,13 +72,41 @@ def state_label(snapshot: TransferSnapshot) -> str:
 
 
 @dataclass(frozen=True)
+class BatchProgress:
+    """The transfers queued since the list was last idle: how far along they are."""
+
+    files_settled: int  # done, already stored, failed or cancelled
+    files: int
+    bytes_done: int  # accepted by the server
+    bytes_total: int
+
+    @property
+    def fraction(self) -> float:
+        if self.bytes_total:
+            return self.bytes_done / self.bytes_total
+        return self.files_settled / self.files if self.files else 1.0
+
+
+@dataclass(frozen=True)
 class Totals:
     files: int
     active: int  # running or waiting to run, not paused
     paused: int
     failed: int
+    finished: int  # done, already stored or cancelled: what Clear finished removes
     remaining_bytes: int  # of the active ones
-    speed: float  # bytes per second, all active together
+    rate: Rate  # all active together, from the same measurements as the rows
+    batch: BatchProgress
+
+
+FINISHED_KEPT = 1000  # finished rows kept in the list; older ones leave it (not the journal)
+_PRUNE_SLACK = 100  # prune in steps, not one row at a time
+_SENT = frozenset({TransferState.DONE, TransferState.DUPLICATE})
+
+
+def shows_speed(snapshot: TransferSnapshot) -> bool:
+    """Speed and time left belong to a transfer that is sending now, nothing else."""
+    return snapshot.state is TransferState.UPLOADING and not snapshot.paused
 
 
 def _runs(rows: list[int]) -> Iterator[tuple[int, int]]:
@@ -88,13 +118,20 @@ def _runs(rows: list[int]) -> Iterator[tuple[int, int]]:
 
 
 class TransferTableModel(QAbstractTableModel):
-    """One row per transfer, newest last; updated in place by id."""
+    """One row per transfer, newest last; updated in place by id.
 
-    def __init__(self) -> None:
+    Speeds come from one :class:`Throughput` fed by the progress events, so a
+    row and the status bar always agree. At most ``FINISHED_KEPT`` finished
+    rows stay; older ones leave the list (the journal keeps them).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self._rows: list[TransferSnapshot] = []
         self._row_of: dict[int, int] = {}
         self._progress: dict[int, TransferProgress] = {}
+        self.throughput = Throughput(clock)
+        self._batch: dict[int, None] = {}  # ids of the current batch, in order
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._rows)
@@ -115,21 +152,28 @@ class TransferTableModel(QAbstractTableModel):
     def snapshots(self) -> list[TransferSnapshot]:
         return list(self._rows)
 
-    def fraction_done(self, snapshot: TransferSnapshot) -> float:
-        if snapshot.state in (TransferState.DONE, TransferState.DUPLICATE):
-            return 1.0
+    def bytes_done(self, snapshot: TransferSnapshot) -> int:
+        if snapshot.state in _SENT:
+            return snapshot.size
         progress = self._progress.get(snapshot.id)
-        if progress is None or progress.bytes_total == 0:
-            return 0.0
-        return progress.bytes_done / progress.bytes_total
+        return 0 if progress is None else progress.bytes_done
+
+    def fraction_done(self, snapshot: TransferSnapshot) -> float:
+        if snapshot.state in _SENT:
+            return 1.0
+        return self.bytes_done(snapshot) / snapshot.size if snapshot.size else 0.0
+
+    def rate(self, snapshot: TransferSnapshot) -> Rate:
+        if not shows_speed(snapshot):
+            return Rate(None, None)
+        remaining = snapshot.size - self.bytes_done(snapshot)
+        return self.throughput.of_transfer(snapshot.id, remaining)
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
         snapshot = self._rows[index.row()]
         column = Column(index.column())
-        progress = self._progress.get(snapshot.id)
-        running = snapshot.state.in_progress and progress is not None
         if role == SnapshotRole:
             return snapshot
         if role == SearchRole:
@@ -137,12 +181,14 @@ class TransferTableModel(QAbstractTableModel):
         if role == ProgressRole or (role == Qt.ItemDataRole.UserRole and column is Column.PROGRESS):
             return self.fraction_done(snapshot)
         if role == Qt.ItemDataRole.UserRole:  # sort keys
+            if column in (Column.SPEED, Column.ETA):
+                rate = self.rate(snapshot)
+                value = rate.bytes_per_second if column is Column.SPEED else rate.seconds_left
+                return value or 0.0
             return {
                 Column.NAME: Path(snapshot.source_path).name.lower(),
                 Column.KEY: snapshot.key,
                 Column.SIZE: snapshot.size,
-                Column.SPEED: progress.speed if running and progress else 0.0,
-                Column.ETA: (progress.eta_seconds or 0.0) if running and progress else 0.0,
                 Column.STATE: snapshot.state.value,
             }.get(column, "")
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -162,9 +208,10 @@ class TransferTableModel(QAbstractTableModel):
         if column is Column.PROGRESS:
             return f"{self.fraction_done(snapshot) * 100:.0f} %"
         if column is Column.SPEED:
-            return f"{human_size(progress.speed)}/s" if running and progress else ""
+            speed = self.rate(snapshot).bytes_per_second
+            return f"{human_size(speed)}/s" if speed else ""
         if column is Column.ETA:
-            return human_duration(progress.eta_seconds) if running and progress else ""
+            return human_duration(self.rate(snapshot).seconds_left)
         return state_label(snapshot)
 
     def upsert(self, batch: SnapshotBatch) -> None:
@@ -172,6 +219,9 @@ class TransferTableModel(QAbstractTableModel):
         new: list[TransferSnapshot] = []
         changed: list[int] = []
         for snapshot in batch.snapshots:
+            self._follow_batch(snapshot)
+            if not shows_speed(snapshot):
+                self.throughput.forget(snapshot.id)
             row = self._row_of.get(snapshot.id)
             if row is None:
                 new.append(snapshot)
@@ -191,31 +241,78 @@ class TransferTableModel(QAbstractTableModel):
                 self._rows.append(snapshot)
                 self._row_of[snapshot.id] = first + offset
             self.endInsertRows()
+        self._prune_finished()
+
+    def _follow_batch(self, snapshot: TransferSnapshot) -> None:
+        if snapshot.id in self._batch or not snapshot.state.in_progress:
+            return
+        if not any(self._unsettled(i) for i in self._batch):
+            self._batch.clear()  # the last batch is over: this starts a new one
+        self._batch[snapshot.id] = None
+
+    def _unsettled(self, transfer_id: int) -> bool:
+        row = self._row_of.get(transfer_id)
+        return row is not None and self._rows[row].state.in_progress
 
     def set_progress(self, progress: TransferProgress) -> None:
         self._progress[progress.transfer_id] = progress
+        self.throughput.observe(progress)
         row = self._row_of.get(progress.transfer_id)
         if row is not None:
             self.dataChanged.emit(self.index(row, Column.PROGRESS), self.index(row, Column.ETA))
 
+    def remove_finished(self) -> list[int]:
+        """Clear finished: remove done, already-stored and cancelled rows; their ids."""
+        rows = [row for row, s in enumerate(self._rows) if s.state.finished]
+        return self._remove(rows)
+
+    def _prune_finished(self) -> None:
+        finished = [row for row, s in enumerate(self._rows) if s.state.finished]
+        if len(finished) > FINISHED_KEPT + _PRUNE_SLACK:
+            self._remove(finished[: len(finished) - FINISHED_KEPT])
+
+    def _remove(self, rows: list[int]) -> list[int]:
+        ids = [self._rows[row].id for row in rows]
+        for first, last in reversed(list(_runs(rows))):
+            self.beginRemoveRows(QModelIndex(), first, last)
+            del self._rows[first : last + 1]
+            self.endRemoveRows()
+        self._row_of = {s.id: row for row, s in enumerate(self._rows)}
+        for transfer_id in ids:
+            self._progress.pop(transfer_id, None)
+            self._batch.pop(transfer_id, None)
+        return ids
+
     def totals(self) -> Totals:
         """Counts for the status bar and the tray, in one pass over the rows."""
-        active = failed = paused = remaining = 0
-        speed = 0.0
+        active = failed = paused = finished = remaining = 0
         failed_state = TransferState.FAILED
         for snapshot in self._rows:
             if snapshot.state is failed_state:
                 failed += 1
-            elif not snapshot.state.in_progress:
-                continue
+            elif snapshot.state.finished:
+                finished += 1
             elif snapshot.paused:
                 paused += 1
             else:
                 active += 1
-                progress = self._progress.get(snapshot.id)
-                remaining += max(0, snapshot.size - (progress.bytes_done if progress else 0))
-                speed += progress.speed if progress else 0.0
-        return Totals(len(self._rows), active, paused, failed, remaining, speed)
+                remaining += max(0, snapshot.size - self.bytes_done(snapshot))
+        rate = self.throughput.overall(remaining) if active else Rate(None, None)
+        batch = self._batch_progress()
+        return Totals(len(self._rows), active, paused, failed, finished, remaining, rate, batch)
+
+    def _batch_progress(self) -> BatchProgress:
+        settled = done = total = 0
+        for transfer_id in self._batch:
+            row = self._row_of.get(transfer_id)
+            if row is None:
+                continue
+            snapshot = self._rows[row]
+            settled += not snapshot.state.in_progress
+            if snapshot.state is not TransferState.CANCELLED:
+                total += snapshot.size
+                done += self.bytes_done(snapshot)
+        return BatchProgress(settled, len(self._batch), done, total)
 
 
 class SearchFilterModel(QSortFilterProxyModel):
@@ -235,17 +332,3 @@ class SearchFilterModel(QSortFilterProxyModel):
 
     def set_text(self, text: str) -> None:
         self.setFilterFixedString(text)
-
-
-class StateFilterModel(QSortFilterProxyModel):
-    """Only transfers in the given states (the Failed view)."""
-
-    def __init__(self, states: set[TransferState]) -> None:
-        super().__init__()
-        self.states = states
-        self.setSortRole(Qt.ItemDataRole.UserRole)
-
-    def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:
-        model = self.sourceModel()
-        assert isinstance(model, TransferTableModel)
-        return model.snapshot(source_row).state in self.states

@@ -21,7 +21,6 @@ from desktop_app.gui.units import human_size
 
 FAILURE_PAUSE = 10.0
 QUIET_SECONDS = 3.0
-_SENT = frozenset({TransferState.DONE, TransferState.DUPLICATE})
 
 
 class NotificationKind(enum.Enum):
@@ -43,6 +42,7 @@ class BatchNotifier:
         self._failures: list[TransferSnapshot] = []
         self._last_failure_notice: float | None = None
         self._sent: dict[int, int] = {}  # id -> size, this batch
+        self._already: set[int] = set()  # ids found already stored, nothing sent
         self._failed: set[int] = set()  # ids failed (and not since sent), this batch
         self._quiet_since: float | None = None
 
@@ -61,8 +61,11 @@ class BatchNotifier:
             if snapshot.state is TransferState.FAILED:
                 self._failures.append(snapshot)
                 self._failed.add(snapshot.id)
-            elif snapshot.state in _SENT:
+            elif snapshot.state is TransferState.DONE:
                 self._sent[snapshot.id] = snapshot.size
+                self._failed.discard(snapshot.id)
+            elif snapshot.state is TransferState.DUPLICATE:
+                self._already.add(snapshot.id)
                 self._failed.discard(snapshot.id)
 
     def tick(self, active: int, now: float) -> list[Notification]:
@@ -76,12 +79,13 @@ class BatchNotifier:
             self._last_failure_notice = now
         if active:
             self._quiet_since = None
-        elif self._sent or self._failed:
+        elif self._sent or self._already or self._failed:
             if self._quiet_since is None:
                 self._quiet_since = now
             elif now - self._quiet_since >= QUIET_SECONDS:
                 notes.append(self._finished_notice())
                 self._sent.clear()
+                self._already.clear()
                 self._failed.clear()
                 self._quiet_since = None
         return notes
@@ -103,9 +107,16 @@ class BatchNotifier:
         return Notification(NotificationKind.FAILED, title, message)
 
     def _finished_notice(self) -> Notification:
-        sent_bytes = sum(self._sent.values())
-        message = f"{len(self._sent)} file(s) uploaded and verified ({human_size(sent_bytes)})."
+        parts = []
+        if self._sent:
+            sent_bytes = sum(self._sent.values())
+            parts.append(
+                f"{len(self._sent)} file(s) uploaded and verified ({human_size(sent_bytes)})."
+            )
+        if self._already:
+            parts.append(f"{len(self._already)} already stored, nothing sent for them.")
         if self._failed:
-            message += f" {len(self._failed)} failed: see the Failed tab."
+            parts.append(f"{len(self._failed)} failed: see the Failed tab.")
+        message = " ".join(parts)
         title = "Uploads finished" if not self._failed else "Uploads finished with failures"
         return Notification(NotificationKind.FINISHED, title, message)

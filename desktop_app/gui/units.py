@@ -11,6 +11,18 @@ def human_size(size: float) -> str:
     return f"{size:.1f} TB"
 
 
+def exact_size(size: int) -> str:
+    """A size with its exact byte count where rounding hides it.
+
+    '1 byte', '999 bytes', '2.5 MB (2,500,000 bytes)'.
+    """
+    if size == 1:
+        return "1 byte"
+    if size < 1000:
+        return f"{size} bytes"
+    return f"{human_size(size)} ({size:,} bytes)"
+
+
 def human_duration(seconds: float | None) -> str:
     if seconds is None:
         return ""

@@ -17,6 +17,7 @@ from desktop_app.core.app import Environment
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.journal import TransferState
 from desktop_app.core.keys import SecretKind
+from desktop_app.gui.failed_view import FailedColumn
 from desktop_app.gui.first_run import FirstRunDialog
 from desktop_app.gui.main_window import MainWindow
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, WeedServer, save_test_profile
@@ -80,7 +81,7 @@ def test_dropped_files_end_as_active_catalog_rows(
         assert row is not None and row.status is FileStatus.ACTIVE
         body = weed.client().get_object(Bucket=bucket, Key=path.name)["Body"].read()
         assert hashlib.sha256(body).hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
-    qtbot.waitUntil(lambda: "4 file(s)" in window.totals_label.text(), timeout=5_000)
+    qtbot.waitUntil(lambda: window.totals_label.text() == "Idle", timeout=5_000)
     # one notification for the finished batch, shown in the status bar
     qtbot.waitUntil(lambda: bool(window.notifications), timeout=10_000)
     assert [n.title for n in window.notifications] == ["Uploads finished"]
@@ -92,7 +93,7 @@ def test_dropped_files_end_as_active_catalog_rows(
     qtbot.waitUntil(lambda: window.consistency_view.files_model.rowCount() == 4, timeout=10_000)
 
 
-def test_failure_shows_in_failed_view_and_retry_succeeds(
+def test_failed_inbox_groups_causes_with_next_try_and_history_and_retries_a_group(
     qtbot: QtBot,
     window_for: object,
     ferry_env: Environment,
@@ -101,7 +102,15 @@ def test_failure_shows_in_failed_view_and_retry_succeeds(
     tmp_path: Path,
 ) -> None:
     proxy = FaultProxy(weed.endpoint_url)
-    proxy.faults = [Fault(lambda r: r.method == "PUT", "status", times=10_000, status=503)]
+    busy = Fault(lambda r: r.method == "PUT" and "busy" in r.path, "status", times=10_000)
+    denied = Fault(
+        lambda r: r.method == "PUT" and "secret" in r.path,
+        "status",
+        times=10_000,
+        status=403,
+        code="AccessDenied",
+    )
+    proxy.faults = [busy, denied]
     endpoint = proxy.start()
     try:
         save_test_profile(
@@ -110,25 +119,55 @@ def test_failure_shows_in_failed_view_and_retry_succeeds(
             bucket=bucket,
             catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
         )
-        path = tmp_path / "report.pdf"
-        path.write_bytes(b"%PDF-1.4 report" * 100)
+        paths = [tmp_path / name for name in ("busy-1.pdf", "busy-2.pdf", "secret.pdf")]
+        for path in paths:
+            path.write_bytes(f"%PDF-1.4 {path.name}".encode() * 100)
         window = window_for()  # type: ignore[operator]
-        drop(window, [path])
-        qtbot.waitUntil(lambda: window.failed_proxy.rowCount() == 1, timeout=60_000)
-        window.tabs.setCurrentIndex(1)
-        window.failed_table.selectRow(0)
-        assert "temporary failure" in window.failure_details.text()
-        assert "tries again by itself" in window.failure_details.text()
-        qtbot.waitUntil(lambda: "Failed (1)" in window.tabs.tabText(1), timeout=5_000)
+        drop(window, paths)
+        inbox = window.failed_view
+        qtbot.waitUntil(lambda: inbox.model.rowCount() == 3, timeout=60_000)
+        qtbot.waitUntil(lambda: window.tabs.tabText(1) == "&Failed (3)", timeout=5_000)
+        groups = [inbox.groups.item(i).text() for i in range(inbox.groups.count())]
+        assert groups == ["All failures (3)", "Credentials and permissions (1)", "Server (2)"]
 
-        proxy.faults.clear()
-        window.retry_button.click()
-        qtbot.waitUntil(lambda: window.failed_proxy.rowCount() == 0, timeout=60_000)
+        inbox.groups.setCurrentRow(2)  # Server
+        assert inbox.proxy.rowCount() == 2
+        next_tries = {inbox.proxy.index(r, FailedColumn.NEXT_TRY).data() for r in range(2)}
+        assert all(text.startswith("by itself at ") for text in next_tries), next_tries
+        assert "temporary failure" in inbox.proxy.index(0, FailedColumn.ERROR).data()
+        # the 503s are retried by themselves; the history shows each attempt
         qtbot.waitUntil(
-            lambda: window.model.snapshots()[0].state is TransferState.DONE, timeout=60_000
+            lambda: all(s.attempts >= 2 for s in inbox.model.snapshots() if "busy" in s.key),
+            timeout=60_000,
         )
-        row = live_row(ferry_env, bucket, "report.pdf")
-        assert row is not None and row.status is FileStatus.ACTIVE
+        inbox.table.selectRow(0)
+        qtbot.waitUntil(lambda: "  2. " in inbox.details.toPlainText(), timeout=10_000)
+        details = inbox.details.toPlainText()
+        assert "  1. " in details and "temporary failure" in details
+        assert "Next try: by itself at" in details
+
+        inbox.groups.setCurrentRow(1)  # Credentials: a person must act first
+        assert inbox.proxy.index(0, FailedColumn.NEXT_TRY).data() == "when you click Retry"
+
+        proxy.faults.remove(busy)  # the server is well again; the 403 stays
+        inbox.groups.setCurrentRow(2)
+        inbox.retry_group_button.click()
+        qtbot.waitUntil(lambda: inbox.model.rowCount() == 1, timeout=60_000)
+        qtbot.waitUntil(lambda: window.tabs.tabText(1) == "&Failed (1)", timeout=5_000)
+        [left] = inbox.model.snapshots()
+        assert left.key == "secret.pdf"
+        qtbot.waitUntil(
+            lambda: (
+                [s.state for s in window.model.snapshots() if "busy" in s.key]
+                == [TransferState.DONE] * 2
+            ),
+            timeout=60_000,
+        )
+        for path in paths[:2]:
+            body = weed.client().get_object(Bucket=bucket, Key=path.name)["Body"].read()
+            assert body == path.read_bytes()
+            row = live_row(ferry_env, bucket, path.name)
+            assert row is not None and row.status is FileStatus.ACTIVE
     finally:
         proxy.stop()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 
 from desktop_app.core.events import TransferSnapshot
 from desktop_app.core.journal import ErrorKind, TransferError, TransferState
@@ -25,6 +26,7 @@ def snap(transfer_id: int, state: TransferState, name: str = "a.txt") -> Transfe
         if state is TransferState.FAILED
         else None,
         retry_at=None,
+        updated_at=datetime(2026, 11, 23, tzinfo=UTC),
     )
 
 
@@ -74,3 +76,11 @@ def test_failures_are_summed_and_spaced() -> None:
     finished = notifier.tick(0, 3 * FAILURE_PAUSE)
     assert finished[0].title == "Uploads finished with failures"
     assert "3 failed" in finished[0].message
+
+
+def test_files_already_stored_are_not_said_to_be_uploaded() -> None:
+    notifier = BatchNotifier()
+    notifier.history_loaded(0)
+    notifier.observe([snap(i, TransferState.DUPLICATE) for i in (1, 2, 3)])
+    notes = notifier.tick(0, 0.0) + notifier.tick(0, QUIET_SECONDS)
+    assert [n.message for n in notes] == ["3 already stored, nothing sent for them."]

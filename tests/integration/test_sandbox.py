@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -35,9 +38,10 @@ def test_sandbox_start_reuse_stop_and_restart_keeps_data(
         server.stop()
     assert server.running() is None
 
-    server2, state2, _profile = start_sandbox(ferry_env)  # restart: same data
+    server2, state2, _profile = start_sandbox(ferry_env)  # restart: same data, same ports
     try:
         assert state2.pid != state.pid
+        assert state2.endpoint_url == state.endpoint_url, "aws-cli or rclone set up for it broke"
         with Ferry.open(ferry_env) as ferry:
             head = ferry.storage.head_object("hello.txt")
             assert head is not None and head.size == len("hello sandbox")
@@ -81,3 +85,23 @@ def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
     server = SandboxServer(tmp_path / "sandbox", fake)
     with pytest.raises(SandboxError, match="ports is taken"):
         server.start(timeout=10)
+
+
+def test_a_server_whose_ferry_died_is_taken_over_and_stopped(tmp_path: Path) -> None:
+    first = SandboxServer(tmp_path / "sandbox", find_weed(os.environ))
+    state = first.start()
+    try:
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        state_file = tmp_path / "sandbox" / "server.json"
+        raw = json.loads(state_file.read_text())
+        state_file.write_text(json.dumps({**raw, "owner": gone.pid}))  # its Ferry was killed
+        second = SandboxServer(tmp_path / "sandbox", find_weed(os.environ))
+        assert second.start().pid == state.pid and second.owned
+        started = time.monotonic()
+        second.stop()
+        assert time.monotonic() - started < 3
+        assert second.running() is None and first._process is not None
+        assert first._process.wait(timeout=1) is not None
+    finally:
+        first.stop()

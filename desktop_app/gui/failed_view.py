@@ -1,0 +1,415 @@
+"""The Failed inbox: failures grouped by cause, each with what to do about it.
+
+Left, the causes (credentials, network, server, the file itself, conflicts)
+with a count each; right, the failed transfers of the chosen group with their
+error, attempts, next automatic try and last try; below, the whole story of
+the selected one, attempt by attempt (loaded from the journal by the engine
+process, never on the GUI thread). Retry, Retry group and Retry all act only
+on failures that retrying can help; Remove cancels the transfer.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+    QUrl,
+    Signal,
+    Slot,
+)
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_app.core.events import TransferSnapshot
+from desktop_app.core.failures import FailureCause, cause_of
+from desktop_app.core.host import AttemptsLoaded
+from desktop_app.core.journal import AttemptRecord, TransferState
+from desktop_app.gui.backend import Backend
+from desktop_app.gui.bridge import SnapshotBatch
+from desktop_app.gui.units import exact_size
+
+Index = QModelIndex | QPersistentModelIndex
+SnapshotRole = Qt.ItemDataRole.UserRole + 1
+CauseRole = Qt.ItemDataRole.UserRole + 2
+SortRole = Qt.ItemDataRole.UserRole + 3
+
+
+class FailedColumn(enum.IntEnum):
+    NAME = 0
+    KEY = 1
+    ERROR = 2
+    ATTEMPTS = 3
+    NEXT_TRY = 4
+    LAST_TRY = 5
+
+
+FAILED_HEADERS = {
+    FailedColumn.NAME: "Name",
+    FailedColumn.KEY: "Destination key",
+    FailedColumn.ERROR: "Error",
+    FailedColumn.ATTEMPTS: "Attempts",
+    FailedColumn.NEXT_TRY: "Next try",
+    FailedColumn.LAST_TRY: "Last try",
+}
+
+
+def retry_helps(snapshot: TransferSnapshot) -> bool:
+    """Retry is offered only where it can help (not for a socket, a loop, a bad name)."""
+    return snapshot.error is None or snapshot.error.kind.retryable
+
+
+def next_try(snapshot: TransferSnapshot) -> str:
+    error = snapshot.error
+    if error is not None and not error.kind.retryable:
+        return "never: retrying cannot help"
+    if error is not None and error.kind.retries_on_its_own and snapshot.retry_at is not None:
+        return f"by itself at {_clock(snapshot.retry_at)}"
+    return "when you click Retry"
+
+
+def _clock(moment: datetime) -> str:
+    local = moment.astimezone()
+    if local.date() == datetime.now().astimezone().date():
+        return f"{local:%H:%M:%S}"
+    return f"{local:%Y-%m-%d %H:%M}"
+
+
+class FailedTableModel(QAbstractTableModel):
+    """The failed transfers only, in the order they failed first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rows: list[TransferSnapshot] = []
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(FailedColumn)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return FAILED_HEADERS[FailedColumn(section)]
+        return None
+
+    def snapshots(self) -> list[TransferSnapshot]:
+        return list(self._rows)
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        snapshot = self._rows[index.row()]
+        column = FailedColumn(index.column())
+        if role == SnapshotRole:
+            return snapshot
+        if role == CauseRole:
+            return cause_of(snapshot.error).value
+        if role == SortRole:
+            return {
+                FailedColumn.ATTEMPTS: snapshot.attempts,
+                FailedColumn.NEXT_TRY: snapshot.retry_at.timestamp() if snapshot.retry_at else 0,
+                FailedColumn.LAST_TRY: snapshot.updated_at.timestamp(),
+            }.get(column, str(self.data(index)).lower())
+        if role == Qt.ItemDataRole.ToolTipRole and snapshot.error is not None:
+            return f"{snapshot.error.title}: {snapshot.error.message}"
+        if role != Qt.ItemDataRole.DisplayRole:
+            return None
+        error = snapshot.error
+        return {
+            FailedColumn.NAME: Path(snapshot.source_path).name,
+            FailedColumn.KEY: snapshot.key,
+            FailedColumn.ERROR: f"{error.title}: {error.message}" if error else "",
+            FailedColumn.ATTEMPTS: str(snapshot.attempts),
+            FailedColumn.NEXT_TRY: next_try(snapshot),
+            FailedColumn.LAST_TRY: _clock(snapshot.updated_at),
+        }[column]
+
+    def upsert(self, batch: SnapshotBatch) -> None:
+        """Keep failed transfers; drop the ones that left the failed state."""
+        row_of = {s.id: row for row, s in enumerate(self._rows)}
+        gone: list[int] = []
+        new: list[TransferSnapshot] = []
+        for snapshot in batch.snapshots:
+            row = row_of.get(snapshot.id)
+            failed = snapshot.state is TransferState.FAILED
+            if row is not None and failed:
+                self._rows[row] = snapshot
+                last = len(FailedColumn) - 1
+                self.dataChanged.emit(self.index(row, 0), self.index(row, last))
+            elif row is not None:
+                gone.append(row)
+            elif failed:
+                new.append(snapshot)
+        for row in sorted(gone, reverse=True):
+            self.beginRemoveRows(QModelIndex(), row, row)
+            del self._rows[row]
+            self.endRemoveRows()
+        if new:
+            first = len(self._rows)
+            self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
+            self._rows.extend(new)
+            self.endInsertRows()
+
+    def counts(self) -> dict[FailureCause, int]:
+        counts = dict.fromkeys(FailureCause, 0)
+        for snapshot in self._rows:
+            counts[cause_of(snapshot.error)] += 1
+        return counts
+
+
+class FailedView(QWidget):
+    """The Failed tab. ``countChanged`` carries the number of failed transfers."""
+
+    countChanged = Signal(int)
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__()
+        self.backend = backend
+        self.model = FailedTableModel()
+        self.proxy = QSortFilterProxyModel()
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setFilterRole(CauseRole)
+        self.proxy.setSortRole(SortRole)
+        self._attempts: dict[int, tuple[AttemptRecord, ...]] = {}
+        backend.attemptsLoaded.connect(self._on_attempts)
+
+        self.groups = QListWidget()
+        self.groups.setMaximumWidth(260)
+        self.groups.currentRowChanged.connect(self._group_chosen)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
+        self.table.setWordWrap(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setVisible(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(FailedColumn.ERROR, QHeaderView.ResizeMode.Stretch)
+        for column, width in (
+            (FailedColumn.NAME, 180),
+            (FailedColumn.KEY, 200),
+            (FailedColumn.ATTEMPTS, 70),
+            (FailedColumn.NEXT_TRY, 170),
+            (FailedColumn.LAST_TRY, 90),
+        ):
+            self.table.setColumnWidth(column, width)
+        self.table.selectionModel().selectionChanged.connect(self._show_selected)
+        self.details = QTextBrowser()
+        self.details.setOpenLinks(False)
+
+        self.retry_button = QPushButton("&Retry")
+        self.retry_group_button = QPushButton("Retry &group")
+        self.retry_all_button = QPushButton("Retry &all")
+        self.show_button = QPushButton("Show in &folder")
+        self.remove_button = QPushButton("Re&move")
+        self.retry_button.clicked.connect(self.retry_selected)
+        self.retry_group_button.clicked.connect(self.retry_group)
+        self.retry_all_button.clicked.connect(self.retry_all)
+        self.show_button.clicked.connect(self.show_in_folder)
+        self.remove_button.clicked.connect(self.remove_selected)
+        buttons = QHBoxLayout()
+        for button in (
+            self.retry_button,
+            self.retry_group_button,
+            self.retry_all_button,
+            self.show_button,
+            self.remove_button,
+        ):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self.table)
+        right.addWidget(self.details)
+        right.setStretchFactor(0, 3)
+        right.setStretchFactor(1, 2)
+        body = QSplitter(Qt.Orientation.Horizontal)
+        body.addWidget(self.groups)
+        body.addWidget(right)
+        body.setStretchFactor(1, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(body, 1)
+        layout.addLayout(buttons)
+        self._refresh_groups()
+        self._show_selected()
+
+    # -- feeding ------------------------------------------------------------------
+
+    @Slot(SnapshotBatch)
+    def upsert(self, batch: SnapshotBatch) -> None:
+        before = self.model.rowCount()
+        if not any(s.state is TransferState.FAILED for s in batch.snapshots) and not before:
+            return  # nothing failed and nothing to take away: the common case, cheap
+        self._forget_attempts([s.id for s in batch.snapshots])  # tried again meanwhile
+        self.model.upsert(batch)
+        self._refresh_groups()
+        self._show_selected()
+        self.countChanged.emit(self.model.rowCount())
+
+    def _refresh_groups(self) -> None:
+        counts = self.model.counts()
+        chosen = self.chosen_cause()
+        self.groups.blockSignals(True)
+        self.groups.clear()
+        total = QListWidgetItem(f"All failures ({sum(counts.values())})")
+        total.setData(Qt.ItemDataRole.UserRole, None)
+        self.groups.addItem(total)
+        for cause, count in counts.items():
+            if count:
+                item = QListWidgetItem(f"{cause.label} ({count})")
+                item.setData(Qt.ItemDataRole.UserRole, cause.value)
+                item.setToolTip(cause.advice)
+                self.groups.addItem(item)
+        row = next(
+            (
+                i
+                for i in range(self.groups.count())
+                if chosen is not None
+                and self.groups.item(i).data(Qt.ItemDataRole.UserRole) == chosen.value
+            ),
+            0,
+        )
+        self.groups.setCurrentRow(row)
+        self.groups.blockSignals(False)
+        self._apply_group()
+
+    def chosen_cause(self) -> FailureCause | None:
+        item = self.groups.currentItem()
+        value = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+        return FailureCause(value) if value else None
+
+    def _group_chosen(self, _row: int) -> None:
+        self._apply_group()
+        self._show_selected()
+
+    def _apply_group(self) -> None:
+        cause = self.chosen_cause()
+        self.proxy.setFilterFixedString(cause.value if cause else "")
+        visible = self._visible()
+        self.retry_group_button.setEnabled(any(retry_helps(s) for s in visible))
+        self.retry_group_button.setText(
+            f"Retry &group ({cause.label})" if cause else "Retry &group"
+        )
+        self.retry_all_button.setEnabled(any(retry_helps(s) for s in self.model.snapshots()))
+
+    def _visible(self) -> list[TransferSnapshot]:
+        return [self.proxy.index(row, 0).data(SnapshotRole) for row in range(self.proxy.rowCount())]
+
+    def selected(self) -> list[TransferSnapshot]:
+        rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+        return [self.proxy.index(row, 0).data(SnapshotRole) for row in rows]
+
+    # -- details ------------------------------------------------------------------
+
+    def _show_selected(self) -> None:
+        selected = self.selected()
+        self.retry_button.setEnabled(any(retry_helps(s) for s in selected))
+        self.show_button.setEnabled(bool(selected))
+        self.remove_button.setEnabled(bool(selected))
+        if not selected:
+            cause = self.chosen_cause()
+            self.details.setPlainText(
+                cause.advice
+                if cause
+                else "Select a failed transfer to see what went wrong and every attempt."
+            )
+            return
+        snapshot = selected[0]
+        if snapshot.id not in self._attempts:
+            self.backend.load_attempts([snapshot.id])
+        self.details.setPlainText(self.describe(snapshot))
+
+    @Slot(AttemptsLoaded)
+    def _on_attempts(self, loaded: AttemptsLoaded) -> None:
+        self._attempts.update(loaded.attempts)
+        self._show_selected()
+
+    def describe(self, snapshot: TransferSnapshot) -> str:
+        error = snapshot.error
+        cause = cause_of(error)
+        lines = [
+            f"File: {snapshot.source_path}",
+            f"Destination: {snapshot.bucket}/{snapshot.key}",
+            f"Size: {exact_size(snapshot.size)}",
+        ]
+        if error is not None:
+            lines += ["", f"{error.title}", error.message]
+        lines += [
+            "",
+            f"What to do ({cause.label.lower()}): {cause.advice}",
+            f"Next try: {next_try(snapshot)}",
+            "",
+            "Attempts:",
+        ]
+        attempts = self._attempts.get(snapshot.id)
+        if attempts is None:
+            lines.append("  loading…")
+        elif not attempts:
+            lines.append("  none recorded (it failed before sending anything)")
+        for attempt in attempts or ():
+            result = (
+                "succeeded or stopped"
+                if attempt.error is None
+                else f"{attempt.error.title}: {attempt.error.message}"
+            )
+            lines.append(
+                f"  {attempt.number}. {_clock(attempt.started_at)} to "
+                f"{_clock(attempt.ended_at)}, {exact_size(attempt.bytes_sent)} sent: {result}"
+            )
+        return "\n".join(lines)
+
+    # -- actions ------------------------------------------------------------------
+
+    def _retry(self, snapshots: list[TransferSnapshot]) -> None:
+        ids = [s.id for s in snapshots if retry_helps(s)]
+        if ids:
+            self._forget_attempts(ids)
+            self.backend.retry(ids)
+
+    def _forget_attempts(self, ids: list[int]) -> None:
+        for transfer_id in ids:
+            self._attempts.pop(transfer_id, None)
+
+    def retry_selected(self) -> None:
+        self._retry(self.selected())
+
+    def retry_group(self) -> None:
+        self._retry(self._visible())
+
+    def retry_all(self) -> None:
+        self._retry(self.model.snapshots())
+
+    def show_in_folder(self) -> None:
+        selected = self.selected()
+        if selected:
+            folder = Path(selected[0].source_path).parent
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    def remove_selected(self) -> None:
+        ids = [s.id for s in self.selected()]
+        if ids:
+            self.backend.cancel(ids)
