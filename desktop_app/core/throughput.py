@@ -5,10 +5,10 @@ whole small file, or one part of a large one. So progress arrives in lumps (a
 part of 8 MiB at a time), and a speed taken from the last lump alone swings
 between zero and several times the real rate. A :class:`RateWindow` averages
 over the last ``WINDOW_SECONDS``: the bytes accepted after the oldest lump in
-the window, divided by the time from that lump to now. That never runs ahead
-of the server (a lump counts only once accepted), says nothing once sending
-has stopped for a window's length, and under a steady limit stays within one
-lump per window of the truth (10% for 8 MiB parts at 8 MB/s).
+the window, divided by the time from that lump to the last one (stretched
+when the next lump is later than usual). That never runs ahead of the server
+(a lump counts only once accepted), gives the true rate under a steady limit,
+and falls while nothing arrives.
 
 :class:`Throughput` keeps one window per transfer and one for everything, fed
 from the same progress events, so that a row and the status bar never
@@ -55,14 +55,19 @@ class RateWindow:
         """Bytes per second, or None while too little was measured to say.
 
         The oldest lump in the window is where the span begins; its own bytes
-        were sent before it, so they are not counted.
+        were sent before it, so they are not counted. The span ends at the last
+        lump, plus however much longer than the usual gap between lumps has
+        passed since: steady lumps give the true rate, a stall makes it fall.
         """
         self._forget(now)
         if len(self._lumps) < 2:
             return None
-        span = now - self._lumps[0][0]
-        if span < MIN_SPAN_SECONDS:
+        first, last = self._lumps[0][0], self._lumps[-1][0]
+        measured = last - first
+        if measured <= 0 or now - first < MIN_SPAN_SECONDS:
             return None
+        usual_gap = measured / (len(self._lumps) - 1)
+        span = measured + max(0.0, now - last - usual_gap)
         return sum(amount for _time, amount in itertools.islice(self._lumps, 1, None)) / span
 
 
@@ -99,13 +104,11 @@ class Throughput:
             # Bytes stored in an earlier run (a resumed upload) were not sent now.
             previous = progress.bytes_at_start
             self._per_transfer[transfer_id] = RateWindow(self._window)
-            self._per_transfer[transfer_id].add(now, 0)
         self._done[transfer_id] = progress.bytes_done
         gained = progress.bytes_done - previous
         if gained < 0:
             # Parts discarded (the file changed, a part was refused): measure afresh.
             self._per_transfer[transfer_id] = RateWindow(self._window)
-            self._per_transfer[transfer_id].add(now, 0)
         elif gained:
             self._per_transfer[transfer_id].add(now, gained)
             self._overall.add(now, gained)

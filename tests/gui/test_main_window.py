@@ -314,3 +314,40 @@ def test_a_drop_of_10000_files_keeps_the_window_responsive(
     # see docs/BENCHMARKS.md); it catches I/O or engine work coming back into
     # the window's process (measured 430-650 ms when the engine ran there).
     assert longest < 1.0
+
+
+def test_speed_shown_matches_the_bandwidth_limit_and_is_one_figure_for_row_and_total(
+    weed_profile: Callable[..., None], qtbot: QtBot, window_for: object, tmp_path: Path
+) -> None:
+    limit = 4_000_000  # bytes per second
+    weed_profile(part_size=5 * MIB, bandwidth_limit=limit)
+    big = tmp_path / "video.bin"
+    big.write_bytes(bytes(range(256)) * (4 * 80 * 1024))  # 80 MiB: about 21 s at the limit
+    window = window_for()  # type: ignore[operator]
+    drop(window, [big])
+    qtbot.waitUntil(lambda: window.model.rowCount() == 1, timeout=30_000)
+    samples: list[tuple[float, float]] = []  # (row speed, total speed)
+
+    def sample() -> bool:
+        [snapshot] = window.model.snapshots()
+        row = window.model.rate(snapshot).bytes_per_second
+        total = window.model.totals().rate.bytes_per_second
+        # Past the first window: the limiter's one-second burst at the start is
+        # real speed, but not the limit's.
+        past_start = window.model.fraction_done(snapshot) > 0.6
+        if row is not None and total is not None and past_start:
+            samples.append((row, total))
+        return len(samples) >= 5 or snapshot.state is TransferState.DONE
+
+    while not sample():
+        qtbot.wait(1000)
+    assert len(samples) >= 3, "no speed was shown while the upload ran"
+    for row, total in samples:
+        assert abs(row - limit) / limit < 0.15, (row, samples)
+        assert row == pytest.approx(total, rel=0.01), "row and status bar disagree"
+    index = window.all_proxy.index(0, 4)
+    assert index.data().endswith("MB/s")
+    window.backend.pause(None)
+    qtbot.waitUntil(lambda: window.model.snapshots()[0].paused, timeout=10_000)
+    assert window.all_proxy.index(0, 4).data() == "" and window.all_proxy.index(0, 5).data() == ""
+    qtbot.waitUntil(lambda: window.totals_label.text() == "1 paused", timeout=5_000)
