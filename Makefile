@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test bench screenshots bundle
+.PHONY: run test install install-test bench screenshots bundle stress
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: install-test
 	$(BIN)/mypy desktop_app
 	tools/ensure-system-packages
 	QT_QPA_PLATFORM=offscreen $(BIN)/pytest
+
+# The window under Xvfb: 20 rounds of folder -> upload -> clear -> quit (about 6 min).
+stress: install-test
+	tools/ensure-system-packages
+	FERRY_STRESS_ROUNDS=20 QT_QPA_PLATFORM=offscreen $(BIN)/pytest -q tests/gui/test_stress.py
 
 bench: install-test
 	$(BIN)/python bench/run.py

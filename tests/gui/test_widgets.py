@@ -1,8 +1,10 @@
-"""The progress delegate as a person sees it: a bar filling from left to right."""
+"""The progress delegate as a person sees it, and the Qt binding it rests on."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QRect, QSize, Qt
+import sys
+
+from PySide6.QtCore import QModelIndex, QRect, QSize, Qt, QTimer
 from PySide6.QtGui import QImage, QPainter, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QStyleOptionViewItem, QTableView
 from pytestqt.qtbot import QtBot
@@ -46,3 +48,23 @@ def test_a_half_done_bar_fills_the_left_half_at_full_height(qtbot: QtBot) -> Non
     column = 40  # in the filled part, away from the text
     rows = [y for y in range(image.height()) if is_fill(image, column, y)]
     assert len(rows) >= 15, f"the fill is {len(rows)} px high: a bar filling bottom-up"
+
+
+def test_the_qt_binding_keeps_its_references_across_signals(qtbot: QtBot) -> None:
+    """PySide6 6.12.0 dropped a reference to None or True each time a timer or
+    signal reached a Python slot; the window's timers fire about 17 times a
+    second, so after minutes Python freed None ("none_dealloc") and crashed, or
+    at exit ("bool_dealloc"). Ferry must never run on such a binding."""
+    timer = QTimer()
+    hits: list[int] = []
+    timer.timeout.connect(lambda: hits.append(1))
+    before = sys.getrefcount(None), sys.getrefcount(True), sys.getrefcount(False)
+    for _ in range(500):
+        timer.timeout.emit()
+    timer.setInterval(1)
+    timer.start()
+    qtbot.waitUntil(lambda: len(hits) >= 700, timeout=10_000)
+    timer.stop()
+    after = sys.getrefcount(None), sys.getrefcount(True), sys.getrefcount(False)
+    # Counts may grow (objects made meanwhile hold None); they must never fall.
+    assert all(a >= b - 10 for a, b in zip(after, before, strict=True)), (before, after)
