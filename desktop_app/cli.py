@@ -24,10 +24,18 @@ from typing import Any
 
 from desktop_app import __version__
 from desktop_app.allocator import fix_mmap_threshold
-from desktop_app.core.app import Environment, Ferry, RunMode, diagnose_profile, start_sandbox
+from desktop_app.core.app import (
+    Environment,
+    Ferry,
+    RunMode,
+    diagnose_profile,
+    sandbox_access,
+    sandbox_running,
+    start_sandbox,
+)
 from desktop_app.core.catalog import FileQuery, FileRecord
 from desktop_app.core.catalog_schema import FileStatus
-from desktop_app.core.config import MIB, Profile
+from desktop_app.core.config import DEFAULT_PROFILE_NAME, MIB, Profile
 from desktop_app.core.control import (
     CancelRequest,
     ControlFailed,
@@ -41,7 +49,7 @@ from desktop_app.core.control import (
     endpoint_address,
 )
 from desktop_app.core.errors import FerryError
-from desktop_app.core.events import EngineEvent, TransferProgress
+from desktop_app.core.events import EngineEvent, TransferChanged, TransferProgress
 from desktop_app.core.journal import AttemptRecord, TransferError, TransferRecord, TransferState
 from desktop_app.core.keys import SecretKind, SecretStore
 from desktop_app.core.logs import configure_logging
@@ -340,23 +348,51 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return _with_ferry(args, work)
 
 
+LS_PAGE = 1000
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
+    """Every matching file, a page at a time in key order; --limit stops early and says so."""
+
     def work(ferry: Ferry) -> int:
         query = FileQuery(
             prefix=args.prefix,
             status=FileStatus(args.status) if args.status else None,
             owner=args.owner,
             name_contains=args.name,
-            limit=args.limit,
+            after_key=args.after,
+            limit=LS_PAGE,
         )
-        rows = ferry.files(query)
+        wanted: int | None = args.limit or None
+        shown: list[FileRecord] = []
+        more = False
+        while True:
+            page = ferry.files(query)
+            room = None if wanted is None else wanted - len(shown)
+            if room is not None and len(page) > room:
+                page, more = page[:room], True
+            if not args.json:
+                for row in page:
+                    print(f"{row.status.value:<8} {row.size:>14,}  {row.sha256[:12]}  {row.key}")
+            shown += page
+            if more or len(page) < LS_PAGE:
+                break
+            query = dataclasses.replace(query, after_key=page[-1].key)
+            if wanted is not None and len(shown) >= wanted:
+                more = bool(ferry.files(dataclasses.replace(query, limit=1)))
+                break
         if args.json:
-            _emit({"files": [_file_json(r) for r in rows]})
-        else:
-            for row in rows:
-                print(f"{row.status.value:<8} {row.size:>14,}  {row.sha256[:12]}  {row.key}")
-            if not rows:
-                print("No files.")
+            document: dict[str, Any] = {"files": [_file_json(r) for r in shown]}
+            if more:
+                document["next_after"] = shown[-1].key
+            _emit(document)
+        elif not shown:
+            print("No files.")
+        elif more:
+            _say(
+                f"ferry: stopped after {len(shown)} files (--limit); for the next ones add "
+                f"--after {shown[-1].key!r}, or leave out --limit for all."
+            )
         return EXIT_OK
 
     return _with_ferry(args, work, read_only=True)
@@ -430,6 +466,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         ferry.scheduler.on_error = lambda exc: _say(f"ferry: {exc.title}: {exc.message}")
+        ferry.bus.subscribe(_print_outcome)
         watcher = ferry.watch(folders, settle_seconds=args.settle, force_polling=args.polling)
         server = ferry.listen()
         for status in watcher.status.values():
@@ -452,13 +489,37 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return _with_ferry(args, work, RunMode.RESIDENT)
 
 
+_print_lock = threading.Lock()
+
+
+def _print_outcome(event: EngineEvent) -> None:
+    """One line per file that `ferry watch` settled (called on engine threads)."""
+    if not isinstance(event, TransferChanged):
+        return
+    transfer = event.transfer
+    if transfer.state is TransferState.DONE:
+        line = f"stored     {transfer.key} ({transfer.size:,} bytes, verified)"
+    elif transfer.state is TransferState.DUPLICATE:
+        line = f"unchanged  {transfer.key} (already stored as {transfer.duplicate_of})"
+    elif transfer.state is TransferState.FAILED and transfer.error is not None:
+        line = f"failed     {transfer.key}: {transfer.error.title}. {transfer.error.message}"
+    else:
+        return
+    with _print_lock:
+        print(line, flush=True)
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     env = _environment()
+    if args.show:
+        return _show_sandbox(env)
     server, state, profile = start_sandbox(env)
     _say(
         f"Local sandbox running at {state.endpoint_url} (bucket {profile.bucket!r}, "
         f"data in {env.paths.sandbox_dir}). Profile {profile.name!r} is ready."
     )
+    for line in sandbox_access(profile).lines():
+        _say(f"  {line}")
     try:
         if args.open:
             from desktop_app.gui.app import run_gui
@@ -478,6 +539,22 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         return EXIT_OK
     finally:
         server.stop()
+
+
+def _show_sandbox(env: Environment) -> int:
+    """Where the sandbox is and how aws-cli or rclone reach it; starts nothing."""
+    try:
+        profile = env.profiles.get(DEFAULT_PROFILE_NAME)
+    except FerryError:
+        profile = None
+    if profile is None or not profile.sandbox:
+        _say("No sandbox yet: `ferry sandbox` starts one and writes its profile.")
+        return EXIT_ERROR
+    state = "running" if sandbox_running(env) else "stopped: `ferry sandbox` starts it"
+    print(f"The local sandbox ({state})")
+    for line in sandbox_access(profile).lines():
+        print(line)
+    return EXIT_OK
 
 
 def _read_secret(label: str, from_stdin: bool) -> str:
@@ -599,8 +676,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more on stderr")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    # The global options are also accepted after the command (`ferry upload
+    # --profile team x`); SUPPRESS keeps an absent one from hiding the global one.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--profile", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+
     def add(name: str, handler: Callable[[argparse.Namespace], int], text: str) -> Any:
-        sub = commands.add_parser(name, help=text, description=text)
+        sub = commands.add_parser(name, help=text, description=text, parents=[common])
         sub.set_defaults(handler=handler)
         return sub
 
@@ -639,7 +724,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--status", choices=[s.value for s in FileStatus])
     sub.add_argument("--owner")
     sub.add_argument("--name", help="part of the original file name")
-    sub.add_argument("--limit", type=int, default=1000)
+    sub.add_argument(
+        "--limit", type=int, default=0, metavar="N", help="at most N files (default: all)"
+    )
+    sub.add_argument("--after", metavar="KEY", help="only keys after KEY (to go on from a limit)")
     json_flag(sub)
     sub = add("check", cmd_check, "compare bucket and catalog; --repair fixes what it finds")
     sub.add_argument("--grace", type=int, help="seconds; younger things are left alone")
@@ -660,6 +748,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--polling", action="store_true", help="poll instead of native events")
     sub = add("sandbox", cmd_sandbox, "start the local S3 sandbox and write the 'local' profile")
     sub.add_argument("--open", action="store_true", help="open the window on it")
+    sub.add_argument(
+        "--show", action="store_true", help="print its address, keys and aws-cli/rclone lines"
+    )
 
     sub = add("profile", lambda _a: EXIT_ERROR, "manage profiles")
     profile_commands = sub.add_subparsers(dest="profile_command", metavar="ACTION", required=True)

@@ -50,6 +50,8 @@ from desktop_app.core.journal import (
     TransferState,
 )
 from desktop_app.core.keys import (
+    SANDBOX_ACCESS_KEY,
+    SANDBOX_SECRET_KEY,
     CredentialSource,
     SecretStore,
     catalog_password,
@@ -65,7 +67,13 @@ from desktop_app.core.reconcile import (
     Finding,
     RepairResult,
 )
-from desktop_app.core.sandbox import SANDBOX_BUCKET, SandboxServer, SandboxState, find_weed
+from desktop_app.core.sandbox import (
+    SANDBOX_BUCKET,
+    SandboxAccess,
+    SandboxServer,
+    SandboxState,
+    find_weed,
+)
 from desktop_app.core.scheduler import Scheduler, SchedulerOptions
 from desktop_app.core.storage import ObjectInfo, S3Storage
 from desktop_app.core.watcher import FolderWatcher, WatchedFolder
@@ -116,6 +124,17 @@ class CheckResult:
     name: str
     ok: bool
     detail: str
+
+
+def sandbox_access(profile: Profile) -> SandboxAccess:
+    """The sandbox's address and placeholder keys, for other programs."""
+    return SandboxAccess(
+        profile.endpoint_url or "", profile.bucket, SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
+    )
+
+
+def sandbox_running(env: Environment) -> bool:
+    return SandboxServer(env.paths.sandbox_dir, Path("weed")).running() is not None
 
 
 def start_sandbox(env: Environment) -> tuple[SandboxServer, SandboxState, Profile]:

@@ -104,6 +104,7 @@ def configure_logging(log_file: Path, *, stderr_level: int | None = logging.WARN
         handler._ferry = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(logging.DEBUG)
-    # botocore logs request bodies and headers at DEBUG: keep it out of the file.
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "alembic"):
+    # botocore logs request bodies and headers at DEBUG, watchdog every file
+    # system event (thousands for one folder): keep them out of the file.
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "alembic", "watchdog"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

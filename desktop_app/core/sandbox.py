@@ -72,6 +72,34 @@ class SandboxState:
         return f"http://{HOST}:{self.ports.s3}"
 
 
+@dataclass(frozen=True)
+class SandboxAccess:
+    """How another program reaches the sandbox: what Settings and `ferry sandbox --show` say.
+
+    The keys are placeholders (authentication is off, loopback only), not secrets.
+    """
+
+    endpoint_url: str
+    bucket: str
+    access_key: str
+    secret_key: str
+
+    def lines(self) -> list[str]:
+        return [
+            f"Endpoint:   {self.endpoint_url}",
+            f"Bucket:     {self.bucket}",
+            f"Access key: {self.access_key}",
+            f"Secret key: {self.secret_key}  (a placeholder: the sandbox only listens on "
+            "this computer and accepts any key)",
+            "aws-cli:    "
+            f"AWS_ACCESS_KEY_ID={self.access_key} AWS_SECRET_ACCESS_KEY={self.secret_key} "
+            f"aws --endpoint-url {self.endpoint_url} s3 ls s3://{self.bucket}/",
+            "rclone:     "
+            f"rclone lsf ':s3,provider=SeaweedFS,endpoint={self.endpoint_url},"
+            f"access_key_id={self.access_key},secret_access_key={self.secret_key}:{self.bucket}'",
+        ]
+
+
 def find_weed(environ: Mapping[str, str]) -> Path:
     """The weed binary: FERRY_WEED, the bundle's own, the one beside this Python, then PATH."""
     candidates: list[Path] = []

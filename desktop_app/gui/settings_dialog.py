@@ -25,12 +25,13 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QPlainTextEdit,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from desktop_app.core.app import Environment
+from desktop_app.core.app import Environment, sandbox_access
 from desktop_app.core.config import MIB, Profile
 from desktop_app.core.errors import ConfigError, FerryError
 from desktop_app.core.keys import SecretKind
@@ -135,6 +136,14 @@ class SettingsDialog(QDialog):
         self.destination = DestinationForm(env, "Destination", secret_kept_hint=True)
         self.destination.profile_for_test = self.profile_from_form
         layout.addWidget(self.destination)
+        self.sandbox_access = QPlainTextEdit()
+        self.sandbox_access.setReadOnly(True)
+        self.sandbox_access.setToolTip("Copy these to reach the sandbox with aws-cli or rclone")
+        self.sandbox_access.setMaximumHeight(
+            self.sandbox_access.fontMetrics().lineSpacing() * 7 + 12
+        )
+        self.sandbox_access.hide()
+        layout.addWidget(self.sandbox_access)
 
         sending = QGroupBox("Sending")
         form = QFormLayout(sending)
@@ -260,8 +269,13 @@ class SettingsDialog(QDialog):
         self.default_check.setChecked(bool(name) and name == self.default_name)
         self._showing_sandbox = profile.sandbox
         self._set_editable(self.profile_combo.isEnabled())
+        self.sandbox_access.setVisible(profile.sandbox)
         if profile.sandbox:
-            self.status.setText("The local sandbox's address is set when it starts.")
+            self.sandbox_access.setPlainText("\n".join(sandbox_access(profile).lines()))
+            self.status.setText(
+                "The local sandbox keeps its address while the port is free; other programs "
+                "reach it with the lines above (ferry sandbox --show prints them too)."
+            )
         else:
             self.status.clear()
 

@@ -9,8 +9,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from desktop_app.core.app import Environment
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, WeedServer
 
 
@@ -201,3 +205,40 @@ def test_check_json_exit_codes_and_dry_run(tmp_path: Path, weed: WeedServer, buc
     broken = run_ferry(home, "check", "--json", env={**creds, "FERRY_BUCKET": "no-such-bucket-q"})
     assert broken.returncode == 2
     assert "does not exist" in json.loads(broken.stdout)["error"]["message"]
+
+
+def test_ls_pages_through_everything_and_a_limit_says_where_to_go_on(
+    weed_profile: Callable[..., None],
+    ferry_env: Environment,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from desktop_app import cli
+
+    weed_profile()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)  # the command's own keyring is empty
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", TEST_SECRET_KEY)
+    paths = []
+    for n in range(7):
+        path = tmp_path / f"f{n}.txt"
+        path.write_text(f"file {n}")
+        paths.append(str(path))
+    assert cli.main(["upload", "--profile", "test", *paths]) == 0  # options after the command
+    capsys.readouterr()
+    monkeypatch.setattr(cli, "LS_PAGE", 3)  # 7 files are three pages
+    assert cli.main(["ls"]) == 0
+    assert [line.split()[-1] for line in capsys.readouterr().out.splitlines()] == [
+        f"f{n}.txt" for n in range(7)
+    ]
+    assert cli.main(["ls", "--limit", "5", "-v"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 5 and "--after 'f4.txt'" in err
+    assert cli.main(["ls", "--after", "f4.txt", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [f["key"] for f in document["files"]] == ["f5.txt", "f6.txt"]
+    assert "next_after" not in document
+    assert cli.main(["ls", "--limit", "6", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["next_after"] == "f5.txt"
+    assert cli.main(["ls", "--limit", "7", "--json"]) == 0
+    assert "next_after" not in json.loads(capsys.readouterr().out)

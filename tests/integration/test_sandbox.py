@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -105,3 +106,26 @@ def test_a_server_whose_ferry_died_is_taken_over_and_stopped(tmp_path: Path) -> 
         assert first._process.wait(timeout=1) is not None
     finally:
         first.stop()
+
+
+def test_show_gives_lines_that_aws_cli_can_use_as_they_are(
+    ferry_env: Environment, tmp_path: Path
+) -> None:
+    server, state, _profile = start_sandbox(ferry_env)
+    try:
+        shown = subprocess.run(  # ferry_env has set FERRY_HOME
+            [sys.executable, "-m", "desktop_app", "sandbox", "--show"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        assert "(running)" in shown.stdout and state.endpoint_url in shown.stdout
+        [aws_line] = [ln for ln in shown.stdout.splitlines() if ln.startswith("aws-cli:")]
+        key_id, secret, _aws, *arguments = aws_line.removeprefix("aws-cli:").split()
+        credentials = dict(word.split("=", 1) for word in (key_id, secret))
+        listed = subprocess.run(
+            [str(Path(sys.executable).parent / "aws"), *arguments],
+            env={**os.environ, **credentials}, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+    finally:
+        server.stop()

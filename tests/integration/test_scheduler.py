@@ -303,12 +303,17 @@ def test_commands_beside_a_running_ferry_watch_print_what_they_print_alone(
         assert code == 0, err
         handed = json.loads(out)
         assert [t["state"] for t in handed["transfers"]] == ["done"]
+        (inbox / "dropped.txt").write_text("saved into the watched folder")
+        wait_for(lambda: len(catalog_rows(home, "w")) == 2, 60)
         beside = {cmd: run_cli(home, cmd, "--json") for cmd in ("status", "ls")}
         assert all(code == 0 for code, _o, _e in beside.values()), beside
     finally:
         watch.terminate()
-        watch.communicate(timeout=60)
+        watched_out, _err = watch.communicate(timeout=60)
     assert watch.returncode == 0
+    # what the watching Ferry stored is said, one line a file, as it happens
+    assert "stored     first.txt (27 bytes, verified)" in watched_out
+    assert "stored     dropped.txt (29 bytes, verified)" in watched_out
     assert not socket_file.exists()
     alone = {cmd: run_cli(home, cmd, "--json") for cmd in ("status", "ls")}
     for cmd in ("status", "ls"):

@@ -23,3 +23,15 @@ def test_no_secret_reaches_the_log_file(tmp_path: Path) -> None:
     for secret in ("wJalrXUtnFEMI-very-secret", "hunter2pw", "AbCdEf123456", "topsecretpw"):
         assert secret not in text
     assert "postgresql://alice:***@db.example/ferry" in text
+
+
+def test_file_system_events_do_not_flood_the_log(tmp_path: Path) -> None:
+    log_file = tmp_path / "ferry.log"
+    configure_logging(log_file, stderr_level=None)
+    for n in range(1000):
+        logging.getLogger("watchdog.observers.inotify_buffer").debug("in-event %s", n)
+    logging.getLogger("desktop_app.core.watcher").info("Watching /home/ann/Inbox")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    text = log_file.read_text()
+    assert "in-event" not in text and "Watching /home/ann/Inbox" in text
