@@ -11,13 +11,23 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-install: $(BIN)/python
-	$(BIN)/pip install -q -e .
+# Editable installs: a change to the code needs no reinstall, only a change to
+# pyproject.toml does (the stamp files remember when it was last installed).
+install: $(VENV)/.installed
 
-install-test: $(BIN)/python
+install-test: $(VENV)/.installed-test
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.installed
 
 run: install
+	@echo "Ferry is installed in $(CURDIR)/$(BIN); to have 'ferry' in every terminal:"
+	@echo "  export PATH=\"$(CURDIR)/$(BIN):\$$PATH\"   (add it to ~/.profile)"
 	$(BIN)/ferry sandbox --open
 
 test: install-test

@@ -161,6 +161,12 @@ class ConsistencyView(QWidget):
         controls = QHBoxLayout()
         self.check_button = QPushButton("&Check now")
         self.check_button.clicked.connect(self.run_check)
+        self.no_grace_button = QPushButton("Check &without grace")
+        self.no_grace_button.setToolTip(
+            "Also judge objects and records younger than the grace period "
+            "(uploads still running are always left alone)"
+        )
+        self.no_grace_button.clicked.connect(lambda: self.run_check(without_grace=True))
         self.cancel_button = QPushButton("Stop")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(backend.cancel_check)
@@ -183,6 +189,7 @@ class ConsistencyView(QWidget):
         self.progress.setVisible(False)
         for widget in (
             self.check_button,
+            self.no_grace_button,
             self.cancel_button,
             self.repair_button,
             self.delete_button,
@@ -271,12 +278,13 @@ class ConsistencyView(QWidget):
         if self.check_button.isEnabled():  # not while one is running
             self.run_check()
 
-    def run_check(self) -> None:
+    def run_check(self, *, without_grace: bool = False) -> None:
         self.check_button.setEnabled(False)
+        self.no_grace_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setVisible(True)
         self.summary.setText("Checking…")
-        self.backend.run_check()
+        self.backend.run_check(without_grace=without_grace)
 
     @Slot(int, int)
     def _on_progress(self, objects: int, rows: int) -> None:
@@ -286,6 +294,7 @@ class ConsistencyView(QWidget):
 
     def _done(self) -> None:
         self.check_button.setEnabled(True)
+        self.no_grace_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.progress.setVisible(False)
 
@@ -294,6 +303,7 @@ class ConsistencyView(QWidget):
         self._done()
         self.report = report
         self.findings_model.set_items(report.findings)
+        self._show_evidence()  # the old selection went with the old findings
         self.repair_button.setEnabled(bool(report.findings))
         self.delete_button.setEnabled(
             any(f.kind is FindingKind.ORPHAN_OBJECT for f in report.findings)
@@ -316,6 +326,8 @@ class ConsistencyView(QWidget):
             left_alone.append(f"{scanned.others_files:,} other people's files")
         if left_alone:
             head += " Left alone: " + "; ".join(left_alone) + "."
+        if scanned.within_grace:
+            head += " “Check without grace” includes the young ones."
         if report.consistent:
             self.summary.setText(f"{head} Bucket and catalog agree.")
             return
@@ -407,6 +419,8 @@ class ConsistencyView(QWidget):
                 f"{r.finding.key} ({r.message})" for r in failed[:5]
             )
         self.summary.setText(text)
+        self.findings_model.set_items([])  # what was repaired is no longer evidence
+        self._show_evidence()
         self.run_check()
 
     @Slot(FilesFound)

@@ -24,6 +24,19 @@ from desktop_app.core.watcher import WatchedFolder
 from desktop_app.gui.backend import Backend
 
 
+def state_words(mode: str, paused: bool) -> str:
+    """The watcher's mode as a person reads it."""
+    if paused:
+        return "Paused"
+    if mode == "native events":
+        return "Watching"
+    if mode.startswith("polling"):
+        return "Watching (looks every few seconds)"
+    if mode == "folder missing":
+        return "Folder missing: waiting for it to return"
+    return "Starting"
+
+
 class FoldersView(QWidget):
     HEADERS = ("Folder", "Key prefix", "State", "Last activity", "Files queued", "Problem")
 
@@ -48,17 +61,23 @@ class FoldersView(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.horizontalHeader().setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
         layout.addWidget(self.table, 1)
+        self.empty_hint = QLabel(
+            "No folders are watched. Add one, and every file saved into it is uploaded."
+        )
+        layout.addWidget(self.empty_hint)
+        self.table.itemSelectionChanged.connect(self._enable_buttons)
         buttons = QHBoxLayout()
         self.add_button = QPushButton("&Add folder…")
         self.add_button.clicked.connect(self.add_folder)
         self.remove_button = QPushButton("Re&move")
         self.remove_button.clicked.connect(self.remove_selected)
-        self.pause_button = QPushButton("&Pause / resume")
+        self.pause_button = QPushButton("&Pause")
         self.pause_button.clicked.connect(self.toggle_pause)
         for button in (self.add_button, self.remove_button, self.pause_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         layout.addLayout(buttons)
+        self._enable_buttons()
         backend.foldersChanged.connect(self.reload)
         self.timer = QTimer(self)
         self.timer.setInterval(1000)
@@ -74,7 +93,7 @@ class FoldersView(QWidget):
         self.table.setRowCount(len(self.folders))
         for row, folder in enumerate(self.folders):
             status = statuses.get(folder.path)
-            state = "paused" if folder.paused else (status.mode if status else "starting")
+            state = state_words(status.mode if status else "starting", folder.paused)
             activity = (
                 status.last_activity.astimezone().strftime("%Y-%m-%d %H:%M:%S")
                 if status and status.last_activity
@@ -90,6 +109,16 @@ class FoldersView(QWidget):
             )
             for column, value in enumerate(values):
                 self.table.setItem(row, column, QTableWidgetItem(value))
+        self.empty_hint.setVisible(not self.folders)
+        self._enable_buttons()
+
+    def _enable_buttons(self) -> None:
+        """Remove and Pause act on the chosen folders: nothing chosen, nothing to do."""
+        rows = [r for r in self._selected_rows() if r < len(self.folders)]
+        self.remove_button.setEnabled(bool(rows))
+        self.pause_button.setEnabled(bool(rows))
+        all_paused = bool(rows) and all(self.folders[r].paused for r in rows)
+        self.pause_button.setText("&Resume" if all_paused else "&Pause")
 
     def _selected_rows(self) -> list[int]:
         return sorted({index.row() for index in self.table.selectionModel().selectedRows()})

@@ -243,6 +243,15 @@ def test_a_young_object_is_said_to_be_left_alone_not_that_all_agrees(
     view.check_button.click()
     qtbot.waitUntil(lambda: view.report is not None, timeout=30_000)
     assert "Left alone: 1 younger than the grace period (24 h)" in view.summary.text()
+    assert view.findings_model.rowCount() == 0
+    # checked without grace, the young object is found, and the evidence follows
+    view.no_grace_button.click()
+    qtbot.waitUntil(lambda: view.findings_model.rowCount() == 1, timeout=30_000)
+    view.findings_table.selectRow(0)
+    assert "just/now.csv" in view.evidence.text() or "3 bytes" in view.evidence.text()
+    view.run_check()  # grace again: the finding goes, and so does its evidence
+    qtbot.waitUntil(lambda: view.findings_model.rowCount() == 0, timeout=30_000)
+    assert view.evidence.text() == ""
 
 
 def test_first_run_dialog_writes_a_working_profile(
