@@ -80,6 +80,8 @@ def shoot(scale: str) -> None:
                     sandbox=False,
                     access_key_id=None,
                     grace_seconds=0,
+                    bandwidth_limit=4_000_000,  # slow enough to be seen mid-transfer
+                    part_size=5 * 1024 * 1024,
                 ),
                 make_default=True,
             )
@@ -111,8 +113,24 @@ def shoot(scale: str) -> None:
             boto3.client("s3", endpoint_url=state.endpoint_url, region_name="us-east-1").put_object(
                 Bucket="ferry", Key="old/stray-export.csv", Body=b"a,b"
             )
+            OUT.mkdir(parents=True, exist_ok=True)
+            suffix = f"{scale}x"
+            wait(lambda: False, 0.7)
+            window.grab().save(str(OUT / f"transfers-empty-{suffix}.png"))
             window.queue_paths([docs])
             wait(lambda: window.model.rowCount() == 5)
+
+            def mid_transfer() -> bool:
+                model = window.model
+                return any(
+                    0.3 <= model.fraction_done(s) <= 0.7 and model.rate(s).bytes_per_second
+                    for s in model.snapshots()
+                )
+
+            wait(mid_transfer)
+            window._update_totals()
+            wait(lambda: False, 0.3)
+            window.grab().save(str(OUT / f"transfers-uploading-{suffix}.png"))
             wait(
                 lambda: all(
                     s.state.finished or s.state.value == "failed" for s in window.model.snapshots()
@@ -120,8 +138,6 @@ def shoot(scale: str) -> None:
             )
             time.sleep(0.6)
             app.processEvents()
-            OUT.mkdir(parents=True, exist_ok=True)
-            suffix = f"{scale}x"
             window.tabs.setCurrentIndex(0)
             wait(lambda: False, 0.7)
             window.grab().save(str(OUT / f"transfers-{suffix}.png"))

@@ -81,7 +81,7 @@ def retry_helps(snapshot: TransferSnapshot) -> bool:
 def next_try(snapshot: TransferSnapshot) -> str:
     error = snapshot.error
     if error is not None and not error.kind.retryable:
-        return "never: retrying cannot help"
+        return "never: it cannot succeed"
     if error is not None and error.kind.retries_on_its_own and snapshot.retry_at is not None:
         return f"by itself at {_clock(snapshot.retry_at)}"
     return "when you click Retry"
@@ -210,8 +210,8 @@ class FailedView(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(FailedColumn.ERROR, QHeaderView.ResizeMode.Stretch)
         for column, width in (
-            (FailedColumn.NAME, 180),
-            (FailedColumn.KEY, 200),
+            (FailedColumn.NAME, 160),
+            (FailedColumn.KEY, 160),
             (FailedColumn.ATTEMPTS, 70),
             (FailedColumn.NEXT_TRY, 170),
             (FailedColumn.LAST_TRY, 90),
@@ -358,9 +358,15 @@ class FailedView(QWidget):
         ]
         if error is not None:
             lines += ["", f"{error.title}", error.message]
+        advice = (
+            cause.advice
+            if retry_helps(snapshot)
+            else "Retrying cannot help: fix or move the file, then add it again; Remove "
+            "takes it off this list."
+        )
         lines += [
             "",
-            f"What to do ({cause.label.lower()}): {cause.advice}",
+            f"What to do ({cause.label.lower()}): {advice}",
             f"Next try: {next_try(snapshot)}",
             "",
             "Attempts:",

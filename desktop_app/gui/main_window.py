@@ -153,7 +153,6 @@ class MainWindow(QMainWindow):
         self.totals_label = QLabel("")
         self.batch_bar = QProgressBar()
         self.batch_bar.setRange(0, 1000)
-        self.batch_bar.setMaximumWidth(220)
         self.batch_bar.setTextVisible(True)
         self.batch_bar.hide()
         self.statusBar().addWidget(self.connection_label, 1)
@@ -430,10 +429,12 @@ class MainWindow(QMainWindow):
             self.batch_bar.hide()
             return
         self.batch_bar.setValue(round(batch.fraction * 1000))
-        self.batch_bar.setFormat(
-            f"{batch.files_settled} of {batch.files} files · "
+        text = (
+            f"{batch.files_settled}/{batch.files} files · "
             f"{human_size(batch.bytes_done)} of {human_size(batch.bytes_total)}"
         )
+        self.batch_bar.setFormat(text)
+        self.batch_bar.setMinimumWidth(self.fontMetrics().horizontalAdvance(text) + 24)
         self.batch_bar.show()
 
     def _on_failed_count(self, count: int) -> None:

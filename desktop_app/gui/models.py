@@ -286,6 +286,7 @@ class TransferTableModel(QAbstractTableModel):
     def totals(self) -> Totals:
         """Counts for the status bar and the tray, in one pass over the rows."""
         active = failed = paused = finished = remaining = 0
+        row_speeds: list[float | None] = []
         failed_state = TransferState.FAILED
         for snapshot in self._rows:
             if snapshot.state is failed_state:
@@ -297,7 +298,15 @@ class TransferTableModel(QAbstractTableModel):
             else:
                 active += 1
                 remaining += max(0, snapshot.size - self.bytes_done(snapshot))
-        rate = self.throughput.overall(remaining) if active else Rate(None, None)
+                if shows_speed(snapshot):
+                    row_speeds.append(self.rate(snapshot).bytes_per_second)
+        rate = Rate(None, None)
+        if active and row_speeds and all(speed is not None for speed in row_speeds):
+            # Every sending row has its speed: the total is their sum, so the
+            # status bar never disagrees with the rows it sums up.
+            rate = Rate.of(sum(speed or 0.0 for speed in row_speeds), remaining)
+        elif active:
+            rate = self.throughput.overall(remaining)  # many small files: no row has a speed
         batch = self._batch_progress()
         return Totals(len(self._rows), active, paused, failed, finished, remaining, rate, batch)
 
