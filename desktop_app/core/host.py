@@ -16,7 +16,9 @@ So the window starts this host in a child process (``multiprocessing`` with
 Promises: every command is carried out or answered with a :class:`HostFailed`;
 :class:`Stop` interrupts transfers (they resume at the next start), stops the
 watcher, runner and sandbox, sends :class:`HostStopped` and ends the process.
-If the pipe closes (the window died), the host stops the same way.
+If the pipe closes or the parent process changes (the window died, however),
+the host stops the same way and exits hard after ``ORPHAN_PATIENCE`` seconds
+whatever is still running: an engine never outlives its window for long.
 """
 
 from __future__ import annotations
