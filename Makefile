@@ -37,7 +37,7 @@ test: install-test
 	tools/ensure-system-packages
 	QT_QPA_PLATFORM=offscreen $(BIN)/pytest
 
-# The window under Xvfb: 20 rounds of folder -> upload -> clear -> quit (about 6 min).
+# The window under Xvfb: 20 rounds of folder -> upload -> clear -> quit (about 10 min).
 stress: install-test
 	tools/ensure-system-packages
 	FERRY_STRESS_ROUNDS=20 QT_QPA_PLATFORM=offscreen $(BIN)/pytest -q tests/gui/test_stress.py
