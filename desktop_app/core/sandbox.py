@@ -209,21 +209,23 @@ class SandboxServer:
             json.dumps({"pid": state.pid, "ports": asdict(state.ports), "owner": os.getpid()})
         )
 
-    def _read_state(self) -> tuple[SandboxState, int | None] | None:
+    def _running_with_owner(self) -> tuple[SandboxState, int | None] | None:
+        """The server started by any Ferry, if alive and answering, and the pid of
+        the process that owns it (None: not recorded)."""
         try:
             raw = json.loads(self._state_file.read_text())
             state = SandboxState(int(raw["pid"]), SandboxPorts(**raw["ports"]))
             owner = raw.get("owner")
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        if not (_pid_alive(state.pid) and _answers(state.ports.s3)):
+            return None
         return state, owner if isinstance(owner, int) else None
 
     def running(self) -> SandboxState | None:
         """The server started by any Ferry, if it is alive and answering."""
-        found = self._read_state()
-        if found is not None and _pid_alive(found[0].pid) and _answers(found[0].ports.s3):
-            return found[0]
-        return None
+        found = self._running_with_owner()
+        return found[0] if found is not None else None
 
     def _choose_ports(self) -> SandboxPorts:
         """The ports used last time while free, else Ferry's default block, else
@@ -243,10 +245,9 @@ class SandboxServer:
 
     def start(self, timeout: float = 60.0) -> SandboxState:
         """Start the server, or return the one already running (not owned then)."""
-        existing = self.running()
-        if existing is not None:
-            found = self._read_state()
-            owner = found[1] if found is not None else None
+        found = self._running_with_owner()
+        if found is not None:
+            existing, owner = found
             if owner is None or not _pid_alive(owner):
                 # Its Ferry died without stopping it (on a system without a
                 # parent-death signal): this one takes it over, and stops it.
