@@ -146,16 +146,21 @@ class FailedTableModel(QAbstractTableModel):
             FailedColumn.LAST_TRY: _clock(snapshot.updated_at),
         }[column]
 
-    def upsert(self, batch: SnapshotBatch) -> None:
-        """Keep failed transfers; drop the ones that left the failed state."""
+    def upsert(self, batch: SnapshotBatch) -> bool:
+        """Keep failed transfers; drop the ones that left the failed state.
+
+        True when a failed transfer came, changed or went.
+        """
         row_of = {s.id: row for row, s in enumerate(self._rows)}
         gone: list[int] = []
         new: list[TransferSnapshot] = []
+        updated = False
         for snapshot in batch.snapshots:
             row = row_of.get(snapshot.id)
             failed = snapshot.state is TransferState.FAILED
             if row is not None and failed:
                 self._rows[row] = snapshot
+                updated = True
                 last = len(FailedColumn) - 1
                 self.dataChanged.emit(self.index(row, 0), self.index(row, last))
             elif row is not None:
@@ -171,6 +176,7 @@ class FailedTableModel(QAbstractTableModel):
             self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
             self._rows.extend(new)
             self.endInsertRows()
+        return bool(updated or gone or new)
 
     def counts(self) -> dict[FailureCause, int]:
         counts = dict.fromkeys(FailureCause, 0)
@@ -261,11 +267,11 @@ class FailedView(QWidget):
 
     @Slot(SnapshotBatch)
     def upsert(self, batch: SnapshotBatch) -> None:
-        before = self.model.rowCount()
-        if not any(s.state is TransferState.FAILED for s in batch.snapshots) and not before:
-            return  # nothing failed and nothing to take away: the common case, cheap
+        # Engine ticks come ten times a second while anything uploads; only one
+        # that touches a failed transfer redraws the groups and the details.
+        if not self.model.upsert(batch):
+            return
         self._forget_attempts([s.id for s in batch.snapshots])  # tried again meanwhile
-        self.model.upsert(batch)
         self._refresh_groups()
         self._show_selected()
         self.countChanged.emit(self.model.rowCount())

@@ -267,6 +267,8 @@ class TransferTableModel(QAbstractTableModel):
         return self._remove(rows)
 
     def _prune_finished(self) -> None:
+        if len(self._rows) <= FINISHED_KEPT + _PRUNE_SLACK:
+            return  # cannot hold too many finished rows: no pass over every row each tick
         finished = [row for row, s in enumerate(self._rows) if s.state.finished]
         if len(finished) > FINISHED_KEPT + _PRUNE_SLACK:
             self._remove(finished[: len(finished) - FINISHED_KEPT])
