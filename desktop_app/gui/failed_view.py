@@ -21,11 +21,9 @@ from PySide6.QtCore import (
     QPersistentModelIndex,
     QSortFilterProxyModel,
     Qt,
-    QUrl,
     Signal,
     Slot,
 )
-from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -47,6 +45,7 @@ from desktop_app.core.journal import AttemptRecord, TransferState
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.bridge import SnapshotBatch
 from desktop_app.gui.units import exact_size
+from desktop_app.gui.widgets import show_in_folder
 
 Index = QModelIndex | QPersistentModelIndex
 SnapshotRole = Qt.ItemDataRole.UserRole + 1
@@ -418,8 +417,7 @@ class FailedView(QWidget):
     def show_in_folder(self) -> None:
         selected = self.selected()
         if selected:
-            folder = Path(selected[0].source_path).parent
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+            show_in_folder(selected[0].source_path)
 
     def remove_selected(self) -> None:
         ids = [s.id for s in self.selected()]

@@ -22,7 +22,6 @@ from PySide6.QtCore import (
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
-    QDesktopServices,
     QDragEnterEvent,
     QDropEvent,
     QGuiApplication,
@@ -72,7 +71,7 @@ from desktop_app.gui.models import (
 from desktop_app.gui.notifier import BatchNotifier, Notification, NotificationKind
 from desktop_app.gui.settings_dialog import SettingsDialog
 from desktop_app.gui.units import exact_size, human_duration, human_size
-from desktop_app.gui.widgets import ProgressDelegate
+from desktop_app.gui.widgets import ProgressDelegate, show_in_folder
 from desktop_app.resources import TrayState, tray_icon_svg
 
 
@@ -500,12 +499,7 @@ class MainWindow(QMainWindow):
         hashes = [s.sha256 for s in selected if s.sha256]
         if hashes:
             menu.addAction("Copy SHA-256", lambda: clipboard.setText("\n".join(hashes)))
-        menu.addAction(
-            "Show in folder",
-            lambda: QDesktopServices.openUrl(
-                QUrl.fromLocalFile(str(Path(selected[0].source_path).parent))
-            ),
-        )
+        menu.addAction("Show in folder", lambda: show_in_folder(selected[0].source_path))
         menu.addAction(
             "Details",
             lambda: QMessageBox.information(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
-from PySide6.QtGui import QPainter
+from pathlib import Path
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, QUrl
+from PySide6.QtGui import QDesktopServices, QPainter
 from PySide6.QtWidgets import (
     QApplication,
     QStyle,
@@ -13,6 +15,11 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.gui.models import ProgressRole
+
+
+def show_in_folder(source_path: str) -> None:
+    """Open the folder that holds a transfer's local file in the file manager."""
+    QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(source_path).parent)))
 
 
 class ProgressDelegate(QStyledItemDelegate):

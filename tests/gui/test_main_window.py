@@ -20,7 +20,7 @@ from desktop_app.core.keys import SecretKind
 from desktop_app.gui.failed_view import FailedColumn
 from desktop_app.gui.first_run import FirstRunDialog
 from desktop_app.gui.main_window import MainWindow
-from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, WeedServer, save_test_profile
+from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, WeedServer
 from tests.faults import Fault, FaultProxy
 from tests.gui.conftest import live_row
 
@@ -94,6 +94,8 @@ def test_dropped_files_end_as_active_catalog_rows(
 
 
 def test_failed_inbox_groups_causes_with_next_try_and_history_and_retries_a_group(
+    proxy_profile: Callable[..., None],
+    proxy: FaultProxy,
     qtbot: QtBot,
     window_for: object,
     ferry_env: Environment,
@@ -101,7 +103,6 @@ def test_failed_inbox_groups_causes_with_next_try_and_history_and_retries_a_grou
     bucket: str,
     tmp_path: Path,
 ) -> None:
-    proxy = FaultProxy(weed.endpoint_url)
     busy = Fault(lambda r: r.method == "PUT" and "busy" in r.path, "status", times=10_000)
     denied = Fault(
         lambda r: r.method == "PUT" and "secret" in r.path,
@@ -111,65 +112,56 @@ def test_failed_inbox_groups_causes_with_next_try_and_history_and_retries_a_grou
         code="AccessDenied",
     )
     proxy.faults = [busy, denied]
-    endpoint = proxy.start()
-    try:
-        save_test_profile(
-            ferry_env,
-            endpoint_url=endpoint,
-            bucket=bucket,
-            catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
-        )
-        paths = [tmp_path / name for name in ("busy-1.pdf", "busy-2.pdf", "secret.pdf")]
-        for path in paths:
-            path.write_bytes(f"%PDF-1.4 {path.name}".encode() * 100)
-        window = window_for()  # type: ignore[operator]
-        drop(window, paths)
-        inbox = window.failed_view
-        qtbot.waitUntil(lambda: inbox.model.rowCount() == 3, timeout=60_000)
-        qtbot.waitUntil(lambda: window.tabs.tabText(1) == "&Failed (3)", timeout=5_000)
-        groups = [inbox.groups.item(i).text() for i in range(inbox.groups.count())]
-        assert groups == ["All failures (3)", "Credentials and permissions (1)", "Server (2)"]
+    proxy_profile()
+    paths = [tmp_path / name for name in ("busy-1.pdf", "busy-2.pdf", "secret.pdf")]
+    for path in paths:
+        path.write_bytes(f"%PDF-1.4 {path.name}".encode() * 100)
+    window = window_for()  # type: ignore[operator]
+    drop(window, paths)
+    inbox = window.failed_view
+    qtbot.waitUntil(lambda: inbox.model.rowCount() == 3, timeout=60_000)
+    qtbot.waitUntil(lambda: window.tabs.tabText(1) == "&Failed (3)", timeout=5_000)
+    groups = [inbox.groups.item(i).text() for i in range(inbox.groups.count())]
+    assert groups == ["All failures (3)", "Credentials and permissions (1)", "Server (2)"]
 
-        inbox.groups.setCurrentRow(2)  # Server
-        assert inbox.proxy.rowCount() == 2
-        next_tries = {inbox.proxy.index(r, FailedColumn.NEXT_TRY).data() for r in range(2)}
-        assert all(text.startswith("by itself at ") for text in next_tries), next_tries
-        assert "temporary failure" in inbox.proxy.index(0, FailedColumn.ERROR).data()
-        # the 503s are retried by themselves; the history shows each attempt
-        qtbot.waitUntil(
-            lambda: all(s.attempts >= 2 for s in inbox.model.snapshots() if "busy" in s.key),
-            timeout=60_000,
-        )
-        inbox.table.selectRow(0)
-        qtbot.waitUntil(lambda: "  2. " in inbox.details.toPlainText(), timeout=10_000)
-        details = inbox.details.toPlainText()
-        assert "  1. " in details and "temporary failure" in details
-        assert "Next try: by itself at" in details
+    inbox.groups.setCurrentRow(2)  # Server
+    assert inbox.proxy.rowCount() == 2
+    next_tries = {inbox.proxy.index(r, FailedColumn.NEXT_TRY).data() for r in range(2)}
+    assert all(text.startswith("by itself at ") for text in next_tries), next_tries
+    assert "temporary failure" in inbox.proxy.index(0, FailedColumn.ERROR).data()
+    # the 503s are retried by themselves; the history shows each attempt
+    qtbot.waitUntil(
+        lambda: all(s.attempts >= 2 for s in inbox.model.snapshots() if "busy" in s.key),
+        timeout=60_000,
+    )
+    inbox.table.selectRow(0)
+    qtbot.waitUntil(lambda: "  2. " in inbox.details.toPlainText(), timeout=10_000)
+    details = inbox.details.toPlainText()
+    assert "  1. " in details and "temporary failure" in details
+    assert "Next try: by itself at" in details
 
-        inbox.groups.setCurrentRow(1)  # Credentials: a person must act first
-        assert inbox.proxy.index(0, FailedColumn.NEXT_TRY).data() == "when you click Retry"
+    inbox.groups.setCurrentRow(1)  # Credentials: a person must act first
+    assert inbox.proxy.index(0, FailedColumn.NEXT_TRY).data() == "when you click Retry"
 
-        proxy.faults.remove(busy)  # the server is well again; the 403 stays
-        inbox.groups.setCurrentRow(2)
-        inbox.retry_group_button.click()
-        qtbot.waitUntil(lambda: inbox.model.rowCount() == 1, timeout=60_000)
-        qtbot.waitUntil(lambda: window.tabs.tabText(1) == "&Failed (1)", timeout=5_000)
-        [left] = inbox.model.snapshots()
-        assert left.key == "secret.pdf"
-        qtbot.waitUntil(
-            lambda: (
-                [s.state for s in window.model.snapshots() if "busy" in s.key]
-                == [TransferState.DONE] * 2
-            ),
-            timeout=60_000,
-        )
-        for path in paths[:2]:
-            body = weed.client().get_object(Bucket=bucket, Key=path.name)["Body"].read()
-            assert body == path.read_bytes()
-            row = live_row(ferry_env, bucket, path.name)
-            assert row is not None and row.status is FileStatus.ACTIVE
-    finally:
-        proxy.stop()
+    proxy.faults.remove(busy)  # the server is well again; the 403 stays
+    inbox.groups.setCurrentRow(2)
+    inbox.retry_group_button.click()
+    qtbot.waitUntil(lambda: inbox.model.rowCount() == 1, timeout=60_000)
+    qtbot.waitUntil(lambda: window.tabs.tabText(1) == "&Failed (1)", timeout=5_000)
+    [left] = inbox.model.snapshots()
+    assert left.key == "secret.pdf"
+    qtbot.waitUntil(
+        lambda: (
+            [s.state for s in window.model.snapshots() if "busy" in s.key]
+            == [TransferState.DONE] * 2
+        ),
+        timeout=60_000,
+    )
+    for path in paths[:2]:
+        body = weed.client().get_object(Bucket=bucket, Key=path.name)["Body"].read()
+        assert body == path.read_bytes()
+        row = live_row(ferry_env, bucket, path.name)
+        assert row is not None and row.status is FileStatus.ACTIVE
 
 
 def test_planted_orphan_shows_and_its_repair_removes_it(
