@@ -132,6 +132,7 @@ class TransferTableModel(QAbstractTableModel):
         self._progress: dict[int, TransferProgress] = {}
         self.throughput = Throughput(clock)
         self._batch: dict[int, None] = {}  # ids of the current batch, in order
+        self._batch_open: set[int] = set()  # those of them not settled yet
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._rows)
@@ -244,15 +245,20 @@ class TransferTableModel(QAbstractTableModel):
         self._prune_finished()
 
     def _follow_batch(self, snapshot: TransferSnapshot) -> None:
-        if snapshot.id in self._batch or not snapshot.state.in_progress:
+        # Judged from the snapshots themselves, not the rows: in one upsert, new
+        # transfers are seen here before they are rows.
+        if snapshot.id in self._batch:
+            if snapshot.state.in_progress:
+                self._batch_open.add(snapshot.id)  # retried
+            else:
+                self._batch_open.discard(snapshot.id)
             return
-        if not any(self._unsettled(i) for i in self._batch):
+        if not snapshot.state.in_progress:
+            return
+        if not self._batch_open:
             self._batch.clear()  # the last batch is over: this starts a new one
         self._batch[snapshot.id] = None
-
-    def _unsettled(self, transfer_id: int) -> bool:
-        row = self._row_of.get(transfer_id)
-        return row is not None and self._rows[row].state.in_progress
+        self._batch_open.add(snapshot.id)
 
     def set_progress(self, progress: TransferProgress) -> None:
         self._progress[progress.transfer_id] = progress
@@ -283,6 +289,7 @@ class TransferTableModel(QAbstractTableModel):
         for transfer_id in ids:
             self._progress.pop(transfer_id, None)
             self._batch.pop(transfer_id, None)
+            self._batch_open.discard(transfer_id)
         return ids
 
     def totals(self) -> Totals:

@@ -136,3 +136,13 @@ def test_error_kinds_say_who_acts_next() -> None:
     assert not ErrorKind.PERMANENT.retries_on_its_own and ErrorKind.PERMANENT.retryable
     assert not ErrorKind.FINAL.retryable and not ErrorKind.FINAL.retries_on_its_own
     assert ErrorKind.parse("something old") is ErrorKind.PERMANENT
+
+
+def test_cleared_transfers_leave_the_window_and_stay_in_the_history(journal: Journal) -> None:
+    done = [journal.add(new_transfer(TransferState.DONE)).id for _ in range(5)]
+    waiting = journal.add(new_transfer(TransferState.QUEUED)).id
+    failed = journal.add(new_transfer(TransferState.FAILED)).id
+    assert journal.clear_finished([done[0], done[1], waiting, failed]) == 2  # finished only
+    shown = [r.id for r in journal.window_history(finished_kept=2)]
+    assert shown == [done[3], done[4], waiting, failed]  # the newest two finished, not cleared
+    assert len(journal.all()) == 7, "the history keeps every transfer"

@@ -1,0 +1,43 @@
+"""The Transfers model: at most 1,000 finished rows, Clear finished, the batch."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pytestqt.qtbot import QtBot
+
+from desktop_app.core.events import TransferSnapshot
+from desktop_app.core.journal import TransferState
+from desktop_app.gui.bridge import SnapshotBatch
+from desktop_app.gui.models import FINISHED_KEPT, TransferTableModel
+
+
+def snap(transfer_id: int, state: TransferState) -> TransferSnapshot:
+    return TransferSnapshot(
+        id=transfer_id, source_path=f"/home/ann/f{transfer_id}.txt", bucket="b",
+        key=f"f{transfer_id}.txt", size=1000, state=state, paused=False, attempts=0,
+        sha256=None, duplicate_of=None, error=None, retry_at=None,
+        updated_at=datetime(2026, 11, 23, tzinfo=UTC),
+    )  # fmt: skip
+
+
+def test_finished_rows_are_capped_and_cleared_while_unfinished_ones_stay(qtbot: QtBot) -> None:
+    model = TransferTableModel()
+    model.upsert(SnapshotBatch(tuple(snap(i, TransferState.QUEUED) for i in range(1, 11))))
+    finished = tuple(snap(i, TransferState.DONE) for i in range(11, 11 + FINISHED_KEPT + 200))
+    model.upsert(SnapshotBatch(finished))
+    kept = [s for s in model.snapshots() if s.state.finished]
+    assert len(kept) == FINISHED_KEPT and kept[0].id == 11 + 200, "the oldest finished leave"
+    assert sum(1 for s in model.snapshots() if not s.state.finished) == 10
+    batch = model.totals().batch
+    assert (batch.files_settled, batch.files) == (0, 10)  # the queued ten are the batch
+    model.upsert(SnapshotBatch(tuple(snap(i, TransferState.DONE) for i in range(1, 6))))
+    batch = model.totals().batch
+    assert (batch.files_settled, batch.files, batch.bytes_done) == (5, 10, 5000)
+    cleared = model.remove_finished()
+    assert len(cleared) == FINISHED_KEPT + 5 and model.rowCount() == 5
+    assert model.totals().finished == 0
+    model.upsert(SnapshotBatch(tuple(snap(i, TransferState.DONE) for i in range(6, 11))))
+    model.upsert(SnapshotBatch((snap(5000, TransferState.QUEUED),)))
+    batch = model.totals().batch
+    assert (batch.files_settled, batch.files) == (0, 1), "a new batch after the last settled"
