@@ -413,6 +413,24 @@ def save_test_profile(
     env.secrets.set(name, SecretKind.S3_SECRET_KEY, secret_key)
 
 
+def _profile_saver(
+    env: Environment, endpoint_url: str, bucket: str, tmp_path: Path
+) -> Callable[..., None]:
+    """Saves the test profile for an endpoint, an SQLite catalog in tmp_path;
+    keyword arguments change it."""
+
+    def save(**changes: object) -> None:
+        save_test_profile(
+            env,
+            endpoint_url=endpoint_url,
+            bucket=bucket,
+            catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
+            **changes,  # type: ignore[arg-type]
+        )
+
+    return save
+
+
 @pytest.fixture
 def proxy(weed: WeedServer) -> Iterator[FaultProxy]:
     """A fault-injecting proxy in front of the session's weed mini (tests/faults.py)."""
@@ -427,17 +445,7 @@ def proxy_profile(
     ferry_env: Environment, proxy: FaultProxy, bucket: str, tmp_path: Path
 ) -> Callable[..., None]:
     """Like weed_profile, with the fault proxy as the endpoint."""
-
-    def save(**changes: object) -> None:
-        save_test_profile(
-            ferry_env,
-            endpoint_url=proxy.url,
-            bucket=bucket,
-            catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
-            **changes,  # type: ignore[arg-type]
-        )
-
-    return save
+    return _profile_saver(ferry_env, proxy.url, bucket, tmp_path)
 
 
 @pytest.fixture
@@ -472,14 +480,4 @@ def weed_profile(
 ) -> Callable[..., None]:
     """Saves the usual test profile: the session's weed mini, a fresh bucket,
     an SQLite catalog in the test's directory; keyword arguments change it."""
-
-    def save(**changes: object) -> None:
-        save_test_profile(
-            ferry_env,
-            endpoint_url=weed.endpoint_url,
-            bucket=bucket,
-            catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
-            **changes,  # type: ignore[arg-type]
-        )
-
-    return save
+    return _profile_saver(ferry_env, weed.endpoint_url, bucket, tmp_path)
