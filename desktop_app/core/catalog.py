@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from desktop_app.core import migrate
 from desktop_app.core.catalog_db import create_catalog_engine, describe_url, translate_db_error
+from desktop_app.core.catalog_outbox import EventOutbox, OutboxBacklog
 from desktop_app.core.catalog_records import (
     AuditEntry,
     DeleteOutcome,
@@ -73,6 +74,7 @@ __all__ = [
     "FileQuery",
     "FileRecord",
     "KeyRepair",
+    "OutboxBacklog",
     "OutboxEvent",
     "Reservation",
     "ReservationOutcome",
@@ -764,18 +766,32 @@ class CatalogService:
     def unpublished_events(self, limit: int = 1000) -> list[OutboxEvent]:
         statement = (
             select(OutboxRow)
-            .where(OutboxRow.published_at.is_(None))
+            .where(OutboxRow.published_at.is_(None), OutboxRow.skipped_reason.is_(None))
             .order_by(OutboxRow.id)
             .limit(limit)
         )
 
         def work(session: Session) -> list[OutboxEvent]:
             return [
-                OutboxEvent(r.id, OutboxEventType(r.event_type), r.payload, aware(r.created_at))
+                OutboxEvent(
+                    r.id,
+                    OutboxEventType(r.event_type),
+                    r.payload,
+                    aware(r.created_at),
+                    r.event_uid,
+                )
                 for r in session.scalars(statement)
             ]
 
         return self._run("read the outbox", work)
+
+    def outbox(self) -> EventOutbox:
+        """The relay's view of the outbox (claim, mark, wait), on this catalog's engine."""
+        return EventOutbox(self.engine)
+
+    def outbox_backlog(self) -> OutboxBacklog:
+        """How many events wait for a relay; any login may ask."""
+        return EventOutbox(self.engine).backlog()
 
     def ping(self) -> None:
         self._run("answer", lambda session: session.execute(text("SELECT 1")).scalar_one())

@@ -132,7 +132,11 @@ class AuditEntry:
 
 @dataclass(frozen=True)
 class OutboxEvent:
+    """One event of the catalog's outbox: what changed, about which file."""
+
     id: int
     event_type: OutboxEventType
     payload: dict[str, Any]
     created_at: datetime
+    # Stable and unique across catalogs: the relay's Nats-Msg-Id.
+    event_uid: str

@@ -12,6 +12,7 @@ PostgreSQL ``COLLATE "C"``, the order in which S3 lists them.
 from __future__ import annotations
 
 import enum
+import uuid
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -146,5 +147,19 @@ class OutboxRow(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     published_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # The event's stable id: JetStream's Nats-Msg-Id, so a re-publish is dropped.
+    event_uid: Mapped[str] = mapped_column(
+        String(36), server_default=None, default=lambda: str(uuid.uuid4())
+    )
+    # Why the relay set this event aside for good (the server refused it).
+    skipped_reason: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_outbox_unpublished", "published_at", "id"),)
+    __table_args__ = (
+        Index("uq_outbox_event_uid", "event_uid", unique=True),
+        Index(
+            "ix_outbox_pending",
+            "id",
+            sqlite_where=text("published_at IS NULL AND skipped_reason IS NULL"),
+            postgresql_where=text("published_at IS NULL AND skipped_reason IS NULL"),
+        ),
+    )

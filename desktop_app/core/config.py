@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from desktop_app.core.errors import ConfigError, ProfileNotFoundError
+from desktop_app.core.relay import DEFAULT_NATS_URL, RelayOptions
 
 MIB = 1024 * 1024
 DEFAULT_PART_SIZE = 16 * MIB
@@ -75,6 +76,11 @@ class Profile:
     # new key by a server-side copy, "skip" reports it and stores nothing.
     duplicates: str = DuplicatePolicy.COPY.value
     sandbox: bool = False
+    # Where `ferry relay` publishes the catalog's events (NATS JetStream);
+    # None: no relay configured for this profile.
+    relay_nats_url: str | None = None
+    relay_stream: str = "FERRY"
+    relay_subject_prefix: str = "ferry"
 
     @property
     def duplicate_policy(self) -> DuplicatePolicy:
@@ -129,9 +135,32 @@ class Profile:
             raise ConfigError(f"{where}: watch_key_conflict is 'suffix' or 'overwrite'.")
         if self.duplicates not in {policy.value for policy in DuplicatePolicy}:
             raise ConfigError(f"{where}: duplicates is 'copy' or 'skip'.")
+        if self.relay_nats_url and urlsplit(self.relay_nats_url).password:
+            raise ConfigError(
+                f"{where}: put no password in the relay's NATS URL; give the URL with its "
+                "credentials in FERRY_NATS_URL or --nats when starting `ferry relay`."
+            )
+        try:
+            self.relay_options().validate()
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc.message}") from None
         for name in ("bandwidth_limit", "check_interval", "grace_seconds", "retention_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{where}: {name} cannot be negative.")
+
+    def relay_options(
+        self,
+        *,
+        nats_url: str | None = None,
+        stream: str | None = None,
+        subject_prefix: str | None = None,
+    ) -> RelayOptions:
+        """Where `ferry relay` publishes: the arguments given, else the profile's settings."""
+        return RelayOptions(
+            nats_url=nats_url or self.relay_nats_url or DEFAULT_NATS_URL,
+            stream=stream or self.relay_stream,
+            subject_prefix=subject_prefix or self.relay_subject_prefix,
+        )
 
     def with_env_overrides(self, environ: Mapping[str, str]) -> Profile:
         changes: dict[str, Any] = {

@@ -102,6 +102,26 @@ class CatalogAccessError(CatalogError):
     title = "Not allowed by the catalog"
 
 
+class RelayLockTaken(CatalogError):
+    """Another relay publishes this SQLite catalog already."""
+
+    title = "Relay already running"
+
+
+class EventStreamError(FerryError):
+    """NATS JetStream could not be reached or refused the relay's stream."""
+
+    title = "Event stream problem"
+
+    def __init__(self, message: str, *, transient: bool = True, title: str | None = None) -> None:
+        super().__init__(message, title=title)
+        self._transient = transient
+
+    @property
+    def transient(self) -> bool:
+        return self._transient
+
+
 class InvalidKeyError(FerryError):
     title = "Name cannot be a key"
 

@@ -1,0 +1,563 @@
+"""The relay: publishes the catalog's outbox to NATS JetStream.
+
+Other systems (an indexer, a virus scanner, a thumbnailer) subscribe to the
+stream instead of polling the catalog. Promises:
+
+- Subject ``PREFIX.BUCKET.EVENT_TYPE`` (dots in a bucket name become ``_``,
+  which no bucket name contains, so ``ferry.*.file.uploaded`` matches every
+  bucket), the event as JSON in the body, header ``Nats-Msg-Id`` = the
+  event's ``event_uid``.
+- An event is marked published only after the server acknowledged it. A
+  crash between the ack and the mark re-publishes with the same id, which
+  the stream's duplicate window (at least two minutes) drops: at least once
+  into NATS, exactly once into the stream.
+- An event the server refuses for good (larger than its max payload) is set
+  aside with the reason and never blocks the events behind it.
+- NATS unreachable: one line says so, events stay waiting, and the relay
+  retries with backoff.
+
+The NATS client (nats-py, asyncio) lives on a private event loop thread of
+:class:`JetStreamPublisher`; everything else here is plain blocking code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from desktop_app.core.catalog_outbox import EventOutbox, OutboxBacklog
+from desktop_app.core.catalog_records import OutboxEvent
+from desktop_app.core.errors import ConfigError, EventStreamError, FerryError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+DEFAULT_STREAM = "FERRY"
+DEFAULT_SUBJECT_PREFIX = "ferry"
+# JetStream drops a message whose Nats-Msg-Id it saw within this window; a
+# relay restarted after a crash re-publishes well inside it.
+DUPLICATE_WINDOW_SECONDS = 120.0
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+# JetStream's error code for a message over the stream's max message size.
+_MESSAGE_TOO_LARGE = 10054
+
+
+@dataclass(frozen=True)
+class RelayOptions:
+    """Where and how to publish; each has a default a team can leave alone."""
+
+    nats_url: str = DEFAULT_NATS_URL
+    stream: str = DEFAULT_STREAM
+    subject_prefix: str = DEFAULT_SUBJECT_PREFIX
+    batch_size: int = 100
+    # The slow poll beside LISTEN/NOTIFY (notifications are lost while nobody listens).
+    poll_seconds: float = 5.0
+    publish_timeout: float = 10.0
+    # With --once: how many times a failed round is tried before giving up.
+    once_attempts: int = 3
+    max_backoff: float = 30.0
+
+    def validate(self) -> None:
+        parts = urlsplit(self.nats_url)
+        if parts.scheme not in ("nats", "tls", "ws", "wss") or not parts.hostname:
+            raise ConfigError(
+                f"The NATS address {describe_nats_url(self.nats_url)!r} should look like "
+                "nats://host:4222 (or tls://, ws://, wss://)."
+            )
+        if not _TOKEN.match(self.stream):
+            raise ConfigError(
+                f"The stream name {self.stream!r} may use letters, digits, '-' and '_' only."
+            )
+        if not all(_TOKEN.match(token) for token in self.subject_prefix.split(".")):
+            raise ConfigError(
+                f"The subject prefix {self.subject_prefix!r} should be dot-separated words of "
+                "letters, digits, '-' and '_' (no spaces, '*' or '>'), e.g. 'ferry' or "
+                "'acme.files'."
+            )
+        if self.batch_size < 1 or self.poll_seconds <= 0 or self.publish_timeout <= 0:
+            raise ConfigError("Relay batch size, poll interval and timeout must be positive.")
+
+
+def describe_nats_url(url: str) -> str:
+    """The NATS URL without user, password or token, for messages."""
+    parts = urlsplit(url)
+    if not (parts.username or parts.password):
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def subject_for(prefix: str, event: OutboxEvent) -> str:
+    bucket = str(event.payload.get("bucket") or "unknown").replace(".", "_")
+    return f"{prefix}.{bucket}.{event.event_type.value}"
+
+
+def message_body(event: OutboxEvent) -> bytes:
+    """The event as consumers read it: ids and time first, the file's facts in ``file``."""
+    document = {
+        "event_id": event.event_uid,
+        "type": event.event_type.value,
+        # The outbox's order: increasing per file, so a consumer can tell stale news.
+        "sequence": event.id,
+        "created_at": event.created_at.isoformat(),
+        "file": event.payload,
+    }
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    event_id: int
+    msg_id: str
+    subject: str
+    body: bytes
+
+
+class PublishOutcome(enum.Enum):
+    STORED = "stored"  # acknowledged, new in the stream
+    DUPLICATE = "duplicate"  # acknowledged, the stream had it already (a re-publish)
+    REFUSED = "refused"  # the server will never take it: set aside
+    FAILED = "failed"  # not acknowledged (timeout, connection): try again later
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    event_id: int
+    outcome: PublishOutcome
+    reason: str = ""
+
+
+class EventPublisher(Protocol):
+    """Where events go: a JetStream stream (tests may pass another)."""
+
+    def open(self) -> None: ...
+
+    def publish(self, messages: Sequence[OutgoingMessage]) -> list[PublishResult]: ...
+
+    def close(self) -> None: ...
+
+
+class JetStreamPublisher:
+    """nats-py on a private event loop thread, offered as blocking calls.
+
+    ``open`` connects and makes sure the stream exists (subjects
+    ``PREFIX.>``, file storage, a duplicate window of at least two minutes),
+    or uses the existing one. Every NATS error becomes an
+    :class:`EventStreamError` here.
+    """
+
+    def __init__(self, options: RelayOptions) -> None:
+        self.options = options
+        self.where = describe_nats_url(options.nats_url)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="ferry-nats", daemon=True
+        )
+        self._thread.start()
+        self._client: Any = None
+        self._jetstream: Any = None
+
+    def _call(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            future.cancel()
+            raise EventStreamError(
+                f"NATS at {self.where} did not answer within {timeout:.0f} s."
+            ) from None
+
+    def open(self) -> None:
+        if self._client is None:
+            self._call(self._open(), timeout=self.options.publish_timeout + 5)
+
+    async def _open(self) -> None:
+        import nats
+        import nats.errors
+
+        async def quiet(_error: Exception) -> None:
+            # Reported by our own calls; nats-py would print a traceback.
+            return None
+
+        try:
+            client = await nats.connect(
+                servers=[self.options.nats_url],
+                connect_timeout=3,
+                allow_reconnect=False,
+                max_reconnect_attempts=0,
+                error_cb=quiet,
+                name="ferry-relay",
+            )
+        except (OSError, TimeoutError, nats.errors.Error) as exc:
+            raise EventStreamError(
+                f"NATS at {self.where} cannot be reached ({_reason(exc)}). Check that the "
+                "server runs and the address is right; events wait in the outbox meanwhile.",
+                title="NATS unreachable",
+            ) from None
+        jetstream = client.jetstream(timeout=self.options.publish_timeout)
+        try:
+            await self._ensure_stream(jetstream)
+        except BaseException:
+            await client.close()
+            raise
+        self._client, self._jetstream = client, jetstream
+
+    async def _ensure_stream(self, jetstream: Any) -> None:
+        import nats.errors
+        import nats.js.errors
+        from nats.js.api import StorageType
+
+        name, subjects = self.options.stream, f"{self.options.subject_prefix}.>"
+        try:
+            info = await jetstream.stream_info(name)
+        except nats.js.errors.NotFoundError:
+            info = None
+        except nats.js.errors.ServiceUnavailableError:
+            raise EventStreamError(
+                f"NATS at {self.where} answers but JetStream is not enabled there. Start the "
+                "server with JetStream (nats-server -js).",
+                transient=False,
+                title="JetStream not enabled",
+            ) from None
+        except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+            raise EventStreamError(
+                f"NATS at {self.where} did not tell about stream {name} ({_reason(exc)})."
+            ) from None
+        if info is not None:
+            window = info.config.duplicate_window or 0
+            if window < DUPLICATE_WINDOW_SECONDS:
+                log.warning(
+                    "Stream %s keeps message ids for %.0f s only; a relay restarted later than "
+                    "that after a crash may publish an event twice. Raise its duplicate window "
+                    "to 2 minutes or more.",
+                    name,
+                    window,
+                )
+            return
+        try:
+            await jetstream.add_stream(
+                name=name,
+                subjects=[subjects],
+                storage=StorageType.FILE,
+                duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            )
+        except nats.js.errors.APIError as exc:
+            raise EventStreamError(
+                f"NATS at {self.where} refused to create stream {name} for {subjects}: "
+                f"{exc.description or exc}. If another stream takes these subjects already, "
+                "run the relay with --stream set to that stream's name.",
+                transient=False,
+                title="Stream refused",
+            ) from None
+        log.info("Created stream %s for %s on %s", name, subjects, self.where)
+
+    def publish(self, messages: Sequence[OutgoingMessage]) -> list[PublishResult]:
+        if self._client is None:
+            self.open()
+        return self._call(self._publish(messages), timeout=self.options.publish_timeout + 5)
+
+    async def _publish(self, messages: Sequence[OutgoingMessage]) -> list[PublishResult]:
+        import nats.errors
+
+        results: dict[int, PublishResult] = {}
+        pending: list[tuple[OutgoingMessage, asyncio.Future[Any]]] = []
+        limit = int(self._client.max_payload)
+        for index, message in enumerate(messages):
+            headers = {"Nats-Msg-Id": message.msg_id}
+            # The server counts headers too (nats-py checks the body only, and
+            # an oversized message would cost the connection).
+            sent = {**headers, "Nats-Expected-Stream": self.options.stream}
+            size = len(message.body) + _header_size(sent)
+            if size > limit:
+                results[message.event_id] = PublishResult(
+                    message.event_id,
+                    PublishOutcome.REFUSED,
+                    f"the event is {size} bytes with its headers, over the NATS server's "
+                    f"max payload of {limit} bytes",
+                )
+                continue
+            try:
+                # Sent in this order on one connection: the stream stores them so.
+                future = await self._jetstream.publish_async(
+                    message.subject, message.body, headers=headers, stream=self.options.stream
+                )
+            except (nats.errors.Error, OSError) as exc:
+                reason = f"NATS at {self.where} took no more messages ({_reason(exc)})"
+                for rest in messages[index:]:
+                    results[rest.event_id] = PublishResult(
+                        rest.event_id, PublishOutcome.FAILED, reason
+                    )
+                self._forget_client()
+                break
+            pending.append((message, future))
+        if pending:
+            await asyncio.wait([f for _m, f in pending], timeout=self.options.publish_timeout)
+        for message, future in pending:
+            results[message.event_id] = self._result(message, future)
+        return [results[m.event_id] for m in messages]
+
+    def _result(self, message: OutgoingMessage, future: asyncio.Future[Any]) -> PublishResult:
+        import nats.js.errors
+
+        if not future.done():
+            future.cancel()
+            self._forget_client()
+            return PublishResult(
+                message.event_id,
+                PublishOutcome.FAILED,
+                f"NATS at {self.where} did not acknowledge within "
+                f"{self.options.publish_timeout:.0f} s",
+            )
+        error = future.exception()
+        if error is None:
+            ack = future.result()
+            outcome = PublishOutcome.DUPLICATE if ack.duplicate else PublishOutcome.STORED
+            return PublishResult(message.event_id, outcome)
+        if isinstance(error, nats.js.errors.APIError) and error.err_code == _MESSAGE_TOO_LARGE:
+            return PublishResult(
+                message.event_id,
+                PublishOutcome.REFUSED,
+                f"stream {self.options.stream} refused it: {error.description}",
+            )
+        if isinstance(error, nats.js.errors.NoStreamResponseError):
+            # The stream went away: open() makes it again next time.
+            self._forget_client()
+            reason = f"no stream on {self.where} takes {message.subject} (was it deleted?)"
+        else:
+            reason = f"NATS at {self.where} refused it ({_reason(error)})"
+        return PublishResult(message.event_id, PublishOutcome.FAILED, reason)
+
+    def _forget_client(self) -> None:
+        client, self._client, self._jetstream = self._client, None, None
+        if client is not None:
+            self._loop.create_task(_close_quietly(client))
+
+    def close(self) -> None:
+        client, self._client, self._jetstream = self._client, None, None
+        if client is not None and self._loop.is_running():
+            with contextlib.suppress(FutureTimeout, RuntimeError):
+                asyncio.run_coroutine_threadsafe(_close_quietly(client), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+async def _close_quietly(client: Any) -> None:
+    try:
+        await client.close()
+    except Exception:  # closing a broken connection: nothing left to save
+        log.debug("NATS client close failed", exc_info=True)
+
+
+def _header_size(headers: dict[str, str]) -> int:
+    block = "NATS/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    return len(block.encode())
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    name = type(exc).__name__
+    if not text or text == name:
+        return {
+            "NoServersError": "no server answered",
+            "ConnectionClosedError": "the connection closed",
+            "TimeoutError": "timed out",
+        }.get(name, name)
+    return text.splitlines()[0][:200]
+
+
+# -- the relay loop ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SkippedEvent:
+    event_id: int
+    event_uid: str
+    subject: str
+    reason: str
+
+
+@dataclass
+class RelayReport:
+    """What a run of the relay did."""
+
+    published: int = 0
+    duplicates: int = 0  # re-published events the stream already held (after a crash)
+    skipped: list[SkippedEvent] = field(default_factory=list)
+    held_back: int = 0  # left for later: an earlier event of their file was in another relay
+    batches: int = 0
+    error: FerryError | None = None
+    backlog: OutboxBacklog | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Relay:
+    """Moves waiting outbox events into the stream, in order, and marks them."""
+
+    def __init__(
+        self,
+        outbox: EventOutbox,
+        publisher: EventPublisher,
+        options: RelayOptions,
+        *,
+        wait: Callable[[threading.Event, float], bool] | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.publisher = publisher
+        self.options = options
+        self._on_close = on_close
+        self._wait = wait or (lambda stop, seconds: stop.wait(seconds))
+        self._trouble: str | None = None
+
+    def close(self) -> None:
+        self.publisher.close()
+        self.outbox.close()
+        if self._on_close is not None:
+            self._on_close()
+
+    def publish_waiting(self) -> RelayReport:
+        """Publish what waits now and return (``ferry relay --once``)."""
+        self.outbox.take_relay_lock()
+        report = RelayReport()
+        stop = threading.Event()
+        failures = 0
+        while True:
+            try:
+                self._drain(report, stop)
+                break
+            except FerryError as exc:
+                if not exc.transient:
+                    report.error = exc
+                    break
+                failures += 1
+                # The report says it at the end, once.
+                log.info("Relay: %s: %s; trying again.", exc.title, exc.message)
+                if failures >= self.options.once_attempts:
+                    report.error = exc
+                    break
+                self._wait(stop, self._backoff(failures))
+        report.backlog = self.outbox.backlog()
+        return report
+
+    def run(self, stop: threading.Event) -> RelayReport:
+        """Publish until ``stop`` is set; transient trouble is retried with backoff."""
+        self.outbox.take_relay_lock()
+        report = RelayReport()
+        failures = 0
+        while not stop.is_set():
+            try:
+                self._drain(report, stop)
+            except FerryError as exc:
+                if not exc.transient:
+                    report.error = exc
+                    break
+                failures += 1
+                self._say_trouble(exc)
+                self._wait(stop, self._backoff(failures))
+                continue
+            if failures:
+                log.warning("Relay: publishing again (%s published so far).", report.published)
+                failures, self._trouble = 0, None
+            self._sleep_until_events(stop)
+        return report
+
+    def _sleep_until_events(self, stop: threading.Event) -> None:
+        deadline = time.monotonic() + self.options.poll_seconds
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            # Short slices, so a stop request is seen within a second.
+            if self.outbox.wait(min(1.0, left)):
+                return
+
+    def _drain(self, report: RelayReport, stop: threading.Event) -> None:
+        """Claim and publish batches until nothing claimable waits."""
+        while not stop.is_set():
+            failure: PublishResult | None = None
+            with self.outbox.claim(self.options.batch_size) as claim:
+                report.held_back += claim.held_back
+                if not claim.events:
+                    return
+                report.batches += 1
+                self.publisher.open()
+                messages = [self._message(e) for e in claim.events]
+                results = self.publisher.publish(messages)
+                acked = [
+                    r.event_id
+                    for r in results
+                    if r.outcome in (PublishOutcome.STORED, PublishOutcome.DUPLICATE)
+                ]
+                claim.mark_published(acked)
+                report.published += len(acked)
+                report.duplicates += sum(r.outcome is PublishOutcome.DUPLICATE for r in results)
+                by_id = {m.event_id: m for m in messages}
+                uid = {e.id: e.event_uid for e in claim.events}
+                for result in results:
+                    if result.outcome is PublishOutcome.REFUSED:
+                        claim.mark_skipped(result.event_id, result.reason)
+                        skipped = SkippedEvent(
+                            result.event_id,
+                            uid[result.event_id],
+                            by_id[result.event_id].subject,
+                            result.reason,
+                        )
+                        report.skipped.append(skipped)
+                        log.warning(
+                            "Relay: event %s (%s) set aside: %s. It stays in the outbox with "
+                            "this reason; the events behind it go on.",
+                            skipped.event_id,
+                            skipped.subject,
+                            skipped.reason,
+                        )
+                    elif result.outcome is PublishOutcome.FAILED and failure is None:
+                        failure = result
+            # Outside the claim: what was acknowledged is committed as published first.
+            if failure is not None:
+                raise EventStreamError(failure.reason + ".")
+            if claim.held_back and len(claim.events) < self.options.batch_size:
+                return
+
+    def _message(self, event: OutboxEvent) -> OutgoingMessage:
+        return OutgoingMessage(
+            event.id,
+            event.event_uid,
+            subject_for(self.options.subject_prefix, event),
+            message_body(event),
+        )
+
+    def _backoff(self, failures: int) -> float:
+        base: float = min(self.options.max_backoff, 0.5 * 2.0 ** (failures - 1))
+        return base * random.uniform(0.8, 1.2)
+
+    def _say_trouble(self, error: FerryError) -> None:
+        """One line per kind of trouble, not one per retry."""
+        line = f"{error.title}: {error.message}"
+        if line == self._trouble:
+            log.info("Relay: still failing: %s", line)
+            return
+        self._trouble = line
+        try:
+            waiting = self.outbox.backlog().waiting
+            count = f"{waiting} event(s) wait, none lost"
+        except FerryError:
+            count = "events wait in the outbox"
+        log.warning("Relay: %s (%s); retrying with backoff.", line, count)
