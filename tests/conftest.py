@@ -228,6 +228,10 @@ class NatsStream:
     name: str
     prefix: str
 
+    def count(self) -> int:
+        """How many messages the stream holds (0 before it exists)."""
+        return asyncio.run(_count_stream(self.url, self.name))
+
     def messages(self) -> list[StreamMessage]:
         """Every message the stream holds, in stream order (read with nats-py)."""
         return asyncio.run(_read_stream(self.url, self.name))
@@ -256,6 +260,19 @@ async def _read_stream(url: str, name: str) -> list[StreamMessage]:
                 )
             )
         return found
+    finally:
+        await client.close()
+
+
+async def _count_stream(url: str, name: str) -> int:
+    import nats as nats_client
+    import nats.js.errors
+
+    client = await nats_client.connect(url)
+    try:
+        return int((await client.jetstream().stream_info(name)).state.messages)
+    except nats.js.errors.NotFoundError:
+        return 0
     finally:
         await client.close()
 

@@ -190,22 +190,29 @@ class JetStreamPublisher:
         import nats
         import nats.errors
 
-        async def quiet(_error: Exception) -> None:
+        seen: list[Exception] = []
+
+        async def quiet(error: Exception) -> None:
             # Reported by our own calls; nats-py would print a traceback.
-            return None
+            seen.append(error)
 
         try:
             client = await nats.connect(
                 servers=[self.options.nats_url],
                 connect_timeout=3,
                 allow_reconnect=False,
-                max_reconnect_attempts=0,
+                # nats-py tries the first connection again and again with 0
+                # (it gives up only past a positive limit): two tries, then
+                # our own backoff.
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.5,
                 error_cb=quiet,
                 name="ferry-relay",
             )
         except (OSError, TimeoutError, nats.errors.Error) as exc:
             raise EventStreamError(
-                f"NATS at {self.where} cannot be reached ({_reason(exc)}). Check that the "
+                f"NATS at {self.where} cannot be reached ({_reason(seen[-1] if seen else exc)}). "
+                "Check that the "
                 "server runs and the address is right; events wait in the outbox meanwhile.",
                 title="NATS unreachable",
             ) from None

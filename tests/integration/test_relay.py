@@ -1,0 +1,330 @@
+"""`ferry relay`: the catalog's outbox into a real NATS JetStream stream.
+
+Against the session's nats-server (JetStream, free loopback port), weed mini
+and PostgreSQL. What is checked is what a subscriber sees: the messages in
+the stream, their ids and order, and what the outbox says afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from desktop_app.core.catalog import CatalogService, UploadIntent, open_catalog
+from desktop_app.core.catalog_schema import OutboxEventType
+from desktop_app.core.errors import RelayLockTaken
+from desktop_app.core.paths import FerryPaths
+from desktop_app.core.relay import JetStreamPublisher, Relay, RelayOptions
+from tests.conftest import (
+    TEST_ACCESS_KEY,
+    TEST_SECRET_KEY,
+    NatsStream,
+    PgLogins,
+    WeedServer,
+    _free_port,
+    start_nats_server,
+    stop_nats_server,
+)
+from tests.integration.test_cli import run_ferry
+
+CREDS = {"AWS_ACCESS_KEY_ID": TEST_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": TEST_SECRET_KEY}
+
+
+def relay_args(stream: NatsStream, *extra: str) -> list[str]:
+    return [
+        "relay",
+        "--nats",
+        stream.url,
+        "--stream",
+        stream.name,
+        "--subject-prefix",
+        stream.prefix,
+        *extra,
+    ]
+
+
+def make_events(catalog: CatalogService, keys: list[str], bucket: str = "files") -> None:
+    """file.uploaded for each key, through the catalog as an upload makes them."""
+    for key in keys:
+        token = uuid.uuid4().hex
+        reserved = catalog.reserve(
+            UploadIntent(
+                bucket=bucket,
+                key=key,
+                original_name=key.rsplit("/", 1)[-1],
+                size=3,
+                sha256=uuid.uuid4().hex * 2,
+                token=token,
+            )
+        )
+        catalog.activate(reserved.record.id, etag="e", token=token)
+
+
+def test_relay_once_publishes_every_event_once_in_order_per_file(
+    tmp_path: Path, weed: WeedServer, bucket: str, nats_stream: NatsStream
+) -> None:
+    home = tmp_path / "home"
+    added = run_ferry(
+        home, "profile", "add", "team", "--bucket", bucket, "--endpoint-url", weed.endpoint_url
+    )
+    assert added.returncode == 0, added.stderr
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (folder / name).write_text(f"content of {name}")
+    assert run_ferry(home, "upload", str(folder), env=CREDS).returncode == 0
+    assert run_ferry(home, "delete", "docs/b.txt", env=CREDS).returncode == 0
+    (folder / "b.txt").write_text("b, written again")
+    assert run_ferry(home, "upload", str(folder), env=CREDS).returncode == 0
+    # An object another program put there: the check adopts it (file.repaired).
+    weed.client().put_object(Bucket=bucket, Key="orphan.bin", Body=b"from aws-cli")
+    repaired = run_ferry(home, "check", "--repair", "--yes", "--grace", "0", env=CREDS)
+    assert repaired.returncode in (0, 1), repaired.stderr
+
+    paths = FerryPaths.from_environment({"FERRY_HOME": str(home)})
+    catalog = open_catalog(paths.default_catalog_url("team"), owner="x")
+    outbox = catalog.unpublished_events(limit=100)
+    catalog.close()
+    types = [e.event_type for e in outbox]
+    assert types.count(OutboxEventType.FILE_UPLOADED) == 4
+    assert OutboxEventType.FILE_DELETED in types and OutboxEventType.FILE_REPAIRED in types
+
+    status = run_ferry(home, "status", "--json", env=CREDS)
+    assert json.loads(status.stdout)["events"]["waiting"] == len(outbox)
+
+    result = run_ferry(home, *relay_args(nats_stream, "--once", "--json"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["published"] == len(outbox) and summary["ok"] is True
+    assert summary["outbox"]["waiting"] == 0
+
+    messages = nats_stream.messages()
+    # Exactly the outbox's events, in its order, each with its id as Nats-Msg-Id.
+    assert [m.msg_id for m in messages] == [e.event_uid for e in outbox]
+    assert all(m.body["event_id"] == m.msg_id for m in messages)
+    for message, event in zip(messages, outbox, strict=True):
+        assert message.subject == f"{nats_stream.prefix}.{bucket}.{event.event_type.value}"
+        assert message.body["type"] == event.event_type.value
+        assert message.body["file"] == event.payload
+    per_file = defaultdict(list)
+    for message in messages:
+        per_file[message.body["file"]["key"]].append(message.body["type"])  # type: ignore[index]
+    assert per_file["docs/b.txt"] == ["file.uploaded", "file.deleted", "file.uploaded"]
+    assert per_file["orphan.bin"] == ["file.repaired"]
+
+    again = run_ferry(home, *relay_args(nats_stream, "--once", "--json"))
+    assert json.loads(again.stdout)["published"] == 0
+    assert len(nats_stream.messages()) == len(outbox)
+    status = run_ferry(home, "status", "--json", env=CREDS)
+    assert json.loads(status.stdout)["events"] == {
+        "waiting": 0,
+        "skipped": 0,
+        "oldest_waiting": None,
+    }
+
+
+def test_unreachable_nats_keeps_events_waiting_and_says_so_in_one_line(
+    tmp_path: Path, nats_stream: NatsStream
+) -> None:
+    home = tmp_path / "home"
+    catalog_url = f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
+    added = run_ferry(
+        home, "profile", "add", "team", "--bucket", "files", "--catalog-url", catalog_url
+    )
+    assert added.returncode == 0, added.stderr
+    catalog = open_catalog(catalog_url, owner="alice")
+    make_events(catalog, ["one.txt", "two.txt"])
+    dead = f"nats://127.0.0.1:{_free_port()}"
+
+    result = run_ferry(home, "relay", "--once", "--nats", dead, "--stream", nats_stream.name)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "NATS unreachable" in lines[0] and dead in lines[0]
+    assert catalog.outbox_backlog().waiting == 2  # nothing marked published without an ack
+
+    as_json = run_ferry(home, "relay", "--once", "--json", "--nats", dead)
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout)["error"]["title"] == "NATS unreachable"
+    catalog.close()
+
+
+def test_an_event_too_large_for_the_server_is_set_aside_and_blocks_nothing(
+    tmp_path: Path,
+) -> None:
+    server = start_nats_server(tmp_path, max_payload=1024)
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'catalog.sqlite3'}", owner="alice")
+    long_key = "deep/" + "x" * 900 + ".txt"
+    make_events(catalog, ["first.txt", long_key, "last.txt"])
+    options = RelayOptions(nats_url=server.url, stream="BIG", subject_prefix="big")
+    try:
+        relay = Relay(catalog.outbox(), JetStreamPublisher(options), options)
+        report = relay.publish_waiting()
+        [skipped] = report.skipped
+        assert report.published == 2 and report.ok
+        assert "max payload of 1024 bytes" in skipped.reason
+        backlog = catalog.outbox_backlog()
+        assert (backlog.waiting, backlog.skipped) == (0, 1)
+        stream = NatsStream(server.url, "BIG", "big")
+        keys = [m.body["file"]["key"] for m in stream.messages()]  # type: ignore[index]
+        assert keys == ["first.txt", "last.txt"]
+        # Not tried again: it stays aside, with its reason, for a person to look at.
+        assert relay.publish_waiting().published == 0
+        [(event, reason)] = catalog.outbox().skipped_events()
+        assert event.payload["key"] == long_key and "max payload" in reason
+        relay.close()
+    finally:
+        catalog.close()
+        stop_nats_server(server)
+
+
+def test_one_relay_at_a_time_on_an_sqlite_catalog(tmp_path: Path) -> None:
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'catalog.sqlite3'}", owner="alice")
+    first, second = catalog.outbox(), catalog.outbox()
+    first.take_relay_lock()
+    with pytest.raises(RelayLockTaken, match="Another relay .*pid"):
+        second.take_relay_lock()
+    first.close()
+    second.take_relay_lock()  # the lock goes with its holder
+    second.close()
+    catalog.close()
+
+
+def relay_login(pg_roles: PgLogins) -> str:
+    name = f"ferry_relay_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_roles.admin_url, autocommit=True) as connection:
+        connection.execute(f'CREATE ROLE "{name}" LOGIN IN ROLE ferry_relay')  # type: ignore[arg-type]
+    return name
+
+
+def drop_login(pg_roles: PgLogins, name: str) -> None:
+    with psycopg.connect(pg_roles.admin_url, autocommit=True) as connection:
+        connection.execute(f'DROP OWNED BY "{name}"')  # type: ignore[arg-type]
+        connection.execute(f'DROP ROLE "{name}"')  # type: ignore[arg-type]
+
+
+def test_the_relay_role_reads_and_marks_events_and_nothing_else(pg_roles: PgLogins) -> None:
+    alice = open_catalog(pg_roles.url(pg_roles.alice), owner="x")
+    make_events(alice, ["a.txt", "b.txt"])
+    # Any user sees how many events wait (a count only): ferry status shows it.
+    assert alice.outbox_backlog().waiting == 2
+    login = relay_login(pg_roles)
+    try:
+        with psycopg.connect(pg_roles.dsn(login), autocommit=True) as connection:
+            assert connection.execute("SELECT count(*) FROM outbox").fetchone() == (2,)
+            connection.execute("UPDATE outbox SET published_at = now() WHERE id = -1")
+            for forbidden in (
+                "UPDATE outbox SET payload = '{}' WHERE id = -1",
+                "DELETE FROM outbox WHERE id = -1",
+                "INSERT INTO outbox (event_type, payload, created_at, event_uid) "
+                "VALUES ('file.uploaded', '{}', now(), 'forged')",
+                "UPDATE files SET size = 0 WHERE id = -1",
+                "SELECT count(*) FROM files",
+            ):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    connection.execute(forbidden)  # type: ignore[arg-type]
+        # And a user may not read the outbox or mark events (only the relay).
+        with psycopg.connect(pg_roles.dsn(pg_roles.alice), autocommit=True) as connection:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                connection.execute("UPDATE outbox SET published_at = now()")
+    finally:
+        alice.close()
+        drop_login(pg_roles, login)
+
+
+def start_relay(home: Path, stream: NatsStream, log: Path) -> subprocess.Popen[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FERRY_"))}
+    environ.update(
+        {"FERRY_HOME": str(home), "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "desktop_app", *relay_args(stream, "--batch", "20", "--json")],
+        stdout=subprocess.PIPE,
+        stderr=log.open("a"),
+        text=True,
+        env=environ,
+    )
+
+
+def test_two_relays_one_killed_twice_put_every_event_in_the_stream_once(
+    tmp_path: Path, pg_roles: PgLogins, nats_stream: NatsStream
+) -> None:
+    login = relay_login(pg_roles)
+    homes = [tmp_path / "relay-a", tmp_path / "relay-b"]
+    for home in homes:
+        added = run_ferry(
+            home, "profile", "add", "relay", "--bucket", "files",
+            "--catalog-url", pg_roles.url(login),
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
+    alice = open_catalog(pg_roles.url(pg_roles.alice), owner="x")
+    files = 1000  # an upload and a delete each: 2,000 events
+    keys = [f"load/{n:04d}.bin" for n in range(files)]
+    produced = threading.Event()
+
+    def produce() -> None:
+        for key in keys:
+            make_events(alice, [key])
+            alice.mark_deleted("files", key)
+        produced.set()
+
+    relays = [start_relay(home, nats_stream, tmp_path / "relays.log") for home in homes]
+    producer = threading.Thread(target=produce)
+    producer.start()
+    kills: list[int] = []
+    try:
+        for share in (0.3, 0.6):
+            while alice.outbox_backlog().waiting + nats_stream.count() < share * 2 * files:
+                time.sleep(0.05)
+            relays[0].send_signal(signal.SIGKILL)
+            relays[0].wait(10)
+            kills.append(nats_stream.count())
+            relays[0] = start_relay(homes[0], nats_stream, tmp_path / "relays.log")
+        producer.join(300)
+        assert produced.is_set()
+        deadline = time.monotonic() + 60
+        while alice.outbox_backlog().waiting and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        for relay in relays:
+            relay.send_signal(signal.SIGTERM)
+        reports = [json.loads(relay.communicate(timeout=30)[0] or "{}") for relay in relays]
+        producer.join(300)
+        alice.close()
+    log = (tmp_path / "relays.log").read_text()
+    assert all(relay.returncode == 0 for relay in relays), log
+    # Both killed while the stream was still filling, the relays sharing the work.
+    assert all(0 < seen < 2 * files for seen in kills), kills
+    assert all(r["published"] > 0 for r in reports), reports
+
+    messages = nats_stream.messages()
+    assert len(messages) == 2 * files
+    assert len({m.msg_id for m in messages}) == 2 * files
+    backlog = open_catalog(pg_roles.url(pg_roles.admin), owner="x")
+    try:
+        assert backlog.outbox_backlog().waiting == 0
+        assert backlog.unpublished_events() == []
+    finally:
+        backlog.close()
+    with psycopg.connect(pg_roles.dsn(pg_roles.admin)) as connection:
+        uids = {r[0] for r in connection.execute("SELECT event_uid FROM outbox")}
+        unpublished = connection.execute(
+            "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+        ).fetchone()
+    assert uids == {m.msg_id for m in messages} and unpublished == (0,)
+    order: dict[str, list[str]] = defaultdict(list)
+    for message in messages:
+        order[message.body["file"]["key"]].append(message.body["type"])  # type: ignore[index]
+    assert all(order[key] == ["file.uploaded", "file.deleted"] for key in keys)
+    drop_login(pg_roles, login)
