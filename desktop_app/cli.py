@@ -669,6 +669,9 @@ def cmd_profile_add(args: argparse.Namespace) -> int:
         values["part_size"] = args.part_size_mib * MIB
     if args.concurrency:
         values["concurrency"] = args.concurrency
+    for option in ("relay_nats_url", "relay_stream", "relay_subject_prefix"):
+        if getattr(args, option):
+            values[option] = getattr(args, option)
     profile = Profile(**values)
     profile.validate()
     secret = None
@@ -865,6 +868,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_add.add_argument("--owner", help="owner name on an SQLite catalog")
     p_add.add_argument("--part-size-mib", type=int)
     p_add.add_argument("--concurrency", type=int)
+    p_add.add_argument(
+        "--nats-url", dest="relay_nats_url", metavar="URL", help="where `ferry relay` publishes"
+    )
+    p_add.add_argument("--relay-stream", metavar="NAME", help="its JetStream stream (FERRY)")
+    p_add.add_argument("--relay-subject-prefix", metavar="PREFIX", help="its subjects (ferry)")
     p_add.add_argument("--secret-stdin", action="store_true", help="read the S3 secret from stdin")
     p_add.add_argument(
         "--catalog-password-stdin", action="store_true", help="read the catalog password from stdin"

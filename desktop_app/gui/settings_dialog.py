@@ -14,7 +14,7 @@ import dataclasses
 import threading
 from collections.abc import Callable
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPlainTextEdit,
     QSpinBox,
     QVBoxLayout,
@@ -35,6 +36,7 @@ from desktop_app.core.app import Environment, sandbox_access
 from desktop_app.core.config import MIB, Profile
 from desktop_app.core.errors import ConfigError, FerryError
 from desktop_app.core.keys import SecretKind
+from desktop_app.core.relay import describe_nats_url
 from desktop_app.gui.destination_form import DestinationForm
 
 HOUR = 3600
@@ -201,6 +203,33 @@ class SettingsDialog(QDialog):
         form.addRow("Keep objects of &deleted files", self.retention.spin)
         layout.addWidget(checking)
 
+        events = QGroupBox("Events for other systems")
+        form = QFormLayout(events)
+        self.nats_edit = QLineEdit()
+        self.nats_edit.setPlaceholderText("none: no relay configured")
+        self.nats_edit.setToolTip(
+            "The NATS JetStream server `ferry relay` publishes this catalog's events to "
+            "(file.uploaded, file.deleted, file.repaired). No password here: give one in "
+            "FERRY_NATS_URL where the relay runs."
+        )
+        self.stream_edit = QLineEdit()
+        self.subject_prefix_edit = QLineEdit()
+        self.relay_state = QLabel()
+        self.relay_state.setWordWrap(True)
+        self.relay_state.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        form.addRow("&NATS server", self.nats_edit)
+        form.addRow("S&tream", self.stream_edit)
+        form.addRow("Subject pre&fix", self.subject_prefix_edit)
+        form.addRow(self.relay_state)
+        for edit in (
+            self.nats_edit,
+            self.stream_edit,
+            self.subject_prefix_edit,
+            self.destination.name_edit,
+        ):
+            edit.textChanged.connect(self._show_relay_state)
+        layout.addWidget(events)
+
         self.default_check = QCheckBox("Start with this profi&le")
         layout.addWidget(self.default_check)
         self.status = QLabel("Loading profiles…")
@@ -216,6 +245,7 @@ class SettingsDialog(QDialog):
             self.profile_combo,
             sending,
             checking,
+            events,
             self.default_check,
             self.buttons.button(QDialogButtonBox.StandardButton.Save),
         ]
@@ -266,6 +296,9 @@ class SettingsDialog(QDialog):
         self.check_interval.show(profile.check_interval)
         self.grace.show(profile.grace_seconds)
         self.retention.show(profile.retention_seconds)
+        self.nats_edit.setText(profile.relay_nats_url or "")
+        self.stream_edit.setText(profile.relay_stream)
+        self.subject_prefix_edit.setText(profile.relay_subject_prefix)
         self.default_check.setChecked(bool(name) and name == self.default_name)
         self._showing_sandbox = profile.sandbox
         self._set_editable(self.profile_combo.isEnabled())
@@ -278,6 +311,23 @@ class SettingsDialog(QDialog):
             )
         else:
             self.status.clear()
+
+    def _show_relay_state(self) -> None:
+        """Whether this profile has a relay configured, in words."""
+        address = self.nats_edit.text().strip()
+        name = self.destination.name_edit.text().strip() or "NAME"
+        if not address:
+            self.relay_state.setText(
+                "No relay configured: file events wait in the catalog's outbox until "
+                f"`ferry relay --profile {name} --nats URL` publishes them."
+            )
+            return
+        prefix = self.subject_prefix_edit.text().strip() or "ferry"
+        self.relay_state.setText(
+            f"Relay configured: `ferry relay --profile {name}` publishes to stream "
+            f"{self.stream_edit.text().strip() or 'FERRY'} at {describe_nats_url(address)}, "
+            f"subjects {prefix}.BUCKET.file.uploaded and the like."
+        )
 
     # -- saving -------------------------------------------------------------------
 
@@ -295,6 +345,9 @@ class SettingsDialog(QDialog):
             check_interval=self.check_interval.value(),
             grace_seconds=self.grace.value(),
             retention_seconds=self.retention.value(),
+            relay_nats_url=self.nats_edit.text().strip() or None,
+            relay_stream=self.stream_edit.text().strip() or "FERRY",
+            relay_subject_prefix=self.subject_prefix_edit.text().strip() or "ferry",
         )
         if profile.memory_budget < profile.part_size:
             # The budget must hold two parts in flight so one can be read while one is sent.

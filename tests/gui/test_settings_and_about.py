@@ -151,3 +151,27 @@ def _state_of(window: object, key: str) -> TransferState | None:
         if snapshot.key == key:
             return snapshot.state  # type: ignore[no-any-return]
     return None
+
+
+def test_settings_say_whether_the_profile_has_a_relay_and_keep_its_address(
+    weed_profile: Callable[..., None], qtbot: QtBot, ferry_env: Environment
+) -> None:
+    weed_profile()
+    dialog = open_settings(qtbot, ferry_env, "test")
+    assert dialog.relay_state.text().startswith("No relay configured")
+    dialog.nats_edit.setText("nats://events.example:4222")
+    dialog.stream_edit.setText("TEAM")
+    assert dialog.relay_state.text().startswith("Relay configured")
+    assert "stream TEAM at nats://events.example:4222" in dialog.relay_state.text()
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Save).click()
+    qtbot.waitUntil(lambda: dialog.result() == QDialog.DialogCode.Accepted, timeout=10_000)
+    saved = ferry_env.profiles.get("test")
+    assert saved.relay_nats_url == "nats://events.example:4222"
+    assert (saved.relay_stream, saved.relay_subject_prefix) == ("TEAM", "ferry")
+    again = open_settings(qtbot, ferry_env, "test")
+    assert again.relay_state.text().startswith("Relay configured")
+    # A password in the address is refused: it would land in the profiles file.
+    again.nats_edit.setText("nats://relay:s3cret@events.example:4222")
+    again.buttons.button(QDialogButtonBox.StandardButton.Save).click()
+    assert "no password in the relay's NATS URL" in again.status.text()
+    assert "s3cret" not in again.relay_state.text()

@@ -303,6 +303,7 @@ def test_two_relays_one_killed_twice_put_every_event_in_the_stream_once(
         producer.join(300)
         alice.close()
     log = (tmp_path / "relays.log").read_text()
+    print(f"stream held {kills} messages at the kills; survivors: {reports}")
     assert all(relay.returncode == 0 for relay in relays), log
     # Both killed while the stream was still filling, the relays sharing the work.
     assert all(0 < seen < 2 * files for seen in kills), kills
@@ -327,4 +328,61 @@ def test_two_relays_one_killed_twice_put_every_event_in_the_stream_once(
     for message in messages:
         order[message.body["file"]["key"]].append(message.body["type"])  # type: ignore[index]
     assert all(order[key] == ["file.uploaded", "file.deleted"] for key in keys)
+    drop_login(pg_roles, login)
+
+
+CRASH_AFTER_ACK = """
+import os, signal, sys
+from desktop_app.core.catalog import open_catalog
+from desktop_app.core.relay import JetStreamPublisher, Relay, RelayOptions
+
+class AckThenDie(JetStreamPublisher):
+    def publish(self, messages):
+        results = super().publish(messages)
+        sys.stdout.write(f"{len(results)} acknowledged\\n")
+        sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGKILL)  # before anything is marked published
+
+url, nats_url, stream, prefix = sys.argv[1:]
+options = RelayOptions(nats_url=nats_url, stream=stream, subject_prefix=prefix, batch_size=500)
+Relay(open_catalog(url, owner="x").outbox(), AckThenDie(options), options).publish_waiting()
+"""
+
+
+def test_a_relay_killed_between_ack_and_mark_is_followed_by_no_duplicate_in_the_stream(
+    tmp_path: Path, pg_roles: PgLogins, nats_stream: NatsStream
+) -> None:
+    login = relay_login(pg_roles)
+    alice = open_catalog(pg_roles.url(pg_roles.alice), owner="x")
+    make_events(alice, [f"crash/{n}.txt" for n in range(50)])
+    crashed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CRASH_AFTER_ACK,
+            pg_roles.url(login),
+            nats_stream.url,
+            nats_stream.name,
+            nats_stream.prefix,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert crashed.stdout.strip() == "50 acknowledged"
+    assert nats_stream.count() == 50
+    assert alice.outbox_backlog().waiting == 50  # the claim died with its connection
+
+    home = tmp_path / "relay"
+    added = run_ferry(
+        home, "profile", "add", "relay", "--bucket", "files", "--catalog-url", pg_roles.url(login)
+    )
+    assert added.returncode == 0, added.stderr
+    result = run_ferry(home, *relay_args(nats_stream, "--once", "--json"))
+    summary = json.loads(result.stdout)
+    assert result.returncode == 0 and summary["published"] == 50, result.stderr
+    assert summary["duplicates"] == 50  # the stream dropped every re-publish by its id
+    assert nats_stream.count() == 50 and alice.outbox_backlog().waiting == 0
+    alice.close()
     drop_login(pg_roles, login)

@@ -26,6 +26,11 @@ GRANT SELECT ON :"schema".audit_log TO ferry_user;
 REVOKE ALL ON :"schema".outbox FROM ferry_user;
 REVOKE INSERT, UPDATE, DELETE ON :"schema".audit_log FROM ferry_user;
 -- Users read their own events through ferry_own_events(); admins and relays all.
-GRANT SELECT, UPDATE (published_at) ON :"schema".outbox TO ferry_relay, ferry_admin;
+-- `ferry relay` (a member of ferry_relay) reads every event, claims it with
+-- SELECT ... FOR UPDATE SKIP LOCKED (which needs the UPDATE right), marks it
+-- published or sets it aside with a reason; nothing else: no file rows, no
+-- audit log, no new or changed events. Anyone may count what waits
+-- (ferry_outbox_backlog(), for `ferry status`).
+GRANT SELECT, UPDATE (published_at, skipped_reason) ON :"schema".outbox TO ferry_relay, ferry_admin;
 GRANT SELECT ON :"schema".alembic_version TO ferry_user, ferry_relay;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA :"schema" TO ferry_user;
