@@ -258,9 +258,45 @@ def test_opening_again_does_not_migrate_twice(catalog_url: str) -> None:
     service = open_catalog(catalog_url, owner="alice")
     with service.engine.connect() as connection:
         assert (
-            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
+            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
         )
     service.close()
+
+
+def test_events_written_before_the_relay_get_ids_of_their_own(catalog_url: str) -> None:
+    """A catalog at 0004 with waiting events: 0005 gives each a distinct event_uid."""
+    from alembic import command
+
+    from desktop_app.core import migrate
+    from desktop_app.core.catalog_db import create_catalog_engine
+    from desktop_app.core.migrate import Schema
+
+    engine = create_catalog_engine(catalog_url)
+    with engine.connect() as connection:
+        command.upgrade(migrate._config(connection, Schema.CATALOG), "0004")
+        connection.commit()
+        for n in range(3):
+            connection.execute(
+                text(
+                    "INSERT INTO outbox (event_type, owner, payload, created_at) "
+                    "VALUES ('file.uploaded', 'alice', :payload, :at)"
+                ),
+                {"payload": f'{{"bucket": "files", "key": "old-{n}"}}', "at": datetime.now(UTC)},
+            )
+        connection.commit()
+    engine.dispose()
+    service = open_catalog(catalog_url, owner="alice")
+    try:
+        events = service.unpublished_events()
+        assert [e.payload["key"] for e in events] == ["old-0", "old-1", "old-2"]
+        assert len({e.event_uid for e in events}) == 3
+        assert all(len(e.event_uid) == 36 for e in events)
+        make = service.reserve(intent("new.txt"))
+        service.activate(make.record.id, etag="e")
+        assert len({e.event_uid for e in service.unpublished_events()}) == 4
+        assert service.outbox_backlog().waiting == 4
+    finally:
+        service.close()
 
 
 # -- PostgreSQL only: owners and row-level security ---------------------------
