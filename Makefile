@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test bench screenshots bundle stress
+.PHONY: run test install install-test bench bench-team screenshots bundle stress
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ stress: install-test
 
 bench: install-test
 	$(BIN)/python bench/run.py
+
+# 20 Ferry clients on one bucket and one PostgreSQL catalog, two relays to NATS.
+bench-team: install-test
+	$(BIN)/python bench/team.py --clients 20 --files 150
 
 screenshots: install-test
 	QT_QPA_PLATFORM=offscreen $(BIN)/python tools/screenshots.py

@@ -386,3 +386,34 @@ def test_a_relay_killed_between_ack_and_mark_is_followed_by_no_duplicate_in_the_
     assert nats_stream.count() == 50 and alice.outbox_backlog().waiting == 0
     alice.close()
     drop_login(pg_roles, login)
+
+
+def test_the_example_consumer_in_the_docs_prints_each_event(
+    tmp_path: Path, nats_stream: NatsStream
+) -> None:
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'catalog.sqlite3'}", owner="alice")
+    make_events(catalog, ["x/one.txt", "x/two.txt"])
+    catalog.mark_deleted("files", "x/one.txt")
+    options = RelayOptions(nats_url=nats_stream.url, stream=nats_stream.name,
+                           subject_prefix=nats_stream.prefix)  # fmt: skip
+    relay = Relay(catalog.outbox(), JetStreamPublisher(options), options)
+    assert relay.publish_waiting().published == 3
+    relay.close()
+    example = Path(__file__).parents[2] / "docs" / "examples" / "print_events.py"
+    consumer = subprocess.Popen(
+        [sys.executable, str(example), nats_stream.url, f"{nats_stream.prefix}.>"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert consumer.stdout is not None
+        lines = [consumer.stdout.readline().split()[:3] for _ in range(3)]
+    finally:
+        consumer.kill()
+        consumer.wait(10)
+        catalog.close()
+    assert lines == [
+        ["file.uploaded", "files", "x/one.txt"],
+        ["file.uploaded", "files", "x/two.txt"],
+        ["file.deleted", "files", "x/one.txt"],
+    ]
