@@ -193,7 +193,7 @@ def test_one_relay_at_a_time_on_an_sqlite_catalog(tmp_path: Path) -> None:
     catalog = open_catalog(f"sqlite:///{tmp_path / 'catalog.sqlite3'}", owner="alice")
     first, second = catalog.outbox(), catalog.outbox()
     first.take_relay_lock()
-    with pytest.raises(RelayLockTaken, match="Another relay .*pid"):
+    with pytest.raises(RelayLockTaken, match=r"Another relay .*pid"):
         second.take_relay_lock()
     first.close()
     second.take_relay_lock()  # the lock goes with its holder
@@ -235,9 +235,11 @@ def test_the_relay_role_reads_and_marks_events_and_nothing_else(pg_roles: PgLogi
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
                     connection.execute(forbidden)  # type: ignore[arg-type]
         # And a user may not read the outbox or mark events (only the relay).
-        with psycopg.connect(pg_roles.dsn(pg_roles.alice), autocommit=True) as connection:
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                connection.execute("UPDATE outbox SET published_at = now()")
+        with (
+            psycopg.connect(pg_roles.dsn(pg_roles.alice), autocommit=True) as connection,
+            pytest.raises(psycopg.errors.InsufficientPrivilege),
+        ):
+            connection.execute("UPDATE outbox SET published_at = now()")
     finally:
         alice.close()
         drop_login(pg_roles, login)
