@@ -177,9 +177,12 @@ def find_nats_server() -> str:
     return found
 
 
-def start_nats_server(folder: Path, *, max_payload: int | None = None) -> NatsServer:
-    """A nats-server with JetStream storing in ``folder``, on a free loopback port."""
-    port = _free_port()
+def start_nats_server(
+    folder: Path, *, max_payload: int | None = None, port: int | None = None
+) -> NatsServer:
+    """A nats-server with JetStream storing in ``folder``, on a free loopback port
+    (or ``port``: the same server started again)."""
+    port = port or _free_port()
     config = folder / "nats.conf"
     lines = [f"listen: 127.0.0.1:{port}", f'jetstream {{ store_dir: "{folder / "js"}" }}']
     if max_payload is not None:

@@ -511,7 +511,9 @@ def open_relay(
     if batch_size is not None:
         options = dataclasses.replace(options, batch_size=batch_size)
     options.validate()
-    REDACTOR.add_secret(urlsplit(options.nats_url).password)
+    nats_parts = urlsplit(options.nats_url)
+    # nats://TOKEN@host carries a token as its user name.
+    REDACTOR.add_secret(nats_parts.password or nats_parts.username)
     password = catalog_password(profile, env.secrets, env.environ)
     REDACTOR.add_secret(password)
     catalog = open_catalog(profile.catalog_url, owner=profile.owner, password=password)

@@ -556,9 +556,9 @@ class Relay:
         return base * random.uniform(0.8, 1.2)
 
     def _say_trouble(self, error: FerryError) -> None:
-        """One line per kind of trouble, not one per retry."""
+        """One line per outage, not one per retry (the rest go to the log file)."""
         line = f"{error.title}: {error.message}"
-        if line == self._trouble:
+        if self._trouble is not None:
             log.info("Relay: still failing: %s", line)
             return
         self._trouble = line

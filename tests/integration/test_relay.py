@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -419,3 +420,45 @@ def test_the_example_consumer_in_the_docs_prints_each_event(
         ["file.uploaded", "files", "x/two.txt"],
         ["file.deleted", "files", "x/one.txt"],
     ]
+
+
+def test_a_running_relay_waits_out_a_nats_outage_and_loses_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = start_nats_server(tmp_path)
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'catalog.sqlite3'}", owner="alice")
+    options = RelayOptions(
+        nats_url=server.url, stream="OUT", subject_prefix="out", poll_seconds=0.3, max_backoff=1
+    )
+    relay = Relay(catalog.outbox(), JetStreamPublisher(options), options)
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,))
+    thread.start()
+
+    def wait_for(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 30
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert condition()
+
+    try:
+        make_events(catalog, ["before.txt"])
+        wait_for(lambda: catalog.outbox_backlog().waiting == 0)
+        stop_nats_server(server)
+        make_events(catalog, ["during-1.txt", "during-2.txt"])
+        time.sleep(3)  # several tries, all refused
+        assert catalog.outbox_backlog().waiting == 2  # nothing marked without an ack
+        trouble = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert len(trouble) == 1 and "none lost" in trouble[0].getMessage()
+        server = start_nats_server(tmp_path, port=int(server.url.rsplit(":", 1)[1]))
+        wait_for(lambda: catalog.outbox_backlog().waiting == 0)
+        stream = NatsStream(server.url, "OUT", "out")
+        keys = [m.body["file"]["key"] for m in stream.messages()]  # type: ignore[index]
+    finally:
+        stop.set()
+        thread.join(30)
+        relay.close()
+        catalog.close()
+        stop_nats_server(server)
+    assert keys == ["before.txt", "during-1.txt", "during-2.txt"]
+    assert any("publishing again" in r.getMessage() for r in caplog.records)
