@@ -15,7 +15,6 @@ import enum
 import os
 import queue
 import shutil
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -23,7 +22,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -50,6 +49,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from desktop_app.core import migrate
 from desktop_app.core.errors import IllegalMoveError, JournalError, JournalLockedError
+from desktop_app.core.locks import LockHeld, PidLock
 from desktop_app.core.migrate import Schema
 from desktop_app.core.states import (
     FINISHED_STATES,
@@ -379,45 +379,6 @@ def _refuse_truncated(path: Path) -> None:
         )
 
 
-class _InstanceLock:
-    """An exclusive lock file: one running Ferry owns the journal."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._handle: IO[str] | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+")
-        try:
-            if sys.platform == "win32":
-                import msvcrt
-
-                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-            else:
-                import fcntl
-
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            raise JournalLockedError(
-                f"Another Ferry (pid {holder}) is using the journal {self.path.parent}. "
-                "Let it finish, or hand it your files; only one Ferry runs at a time."
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._handle = handle
-
-    def release(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-
-
 # Room the journal wants free to go on: its WAL grows by pages per commit.
 _ROOM_NEEDED = 8 * 1024 * 1024
 
@@ -516,12 +477,19 @@ class Journal:
         self.path = path
         self.read_only = read_only
         self.clock = clock or (lambda: datetime.now(UTC))
-        self._lock = _InstanceLock(path.with_suffix(".lock"))
+        self._lock = PidLock(path.with_suffix(".lock"))
         self._writer: _Writer | None = None
         if read_only:
             self._open_read_only()
             return
-        self._lock.acquire()
+        try:
+            self._lock.acquire()
+        except LockHeld as held:
+            raise JournalLockedError(
+                f"Another Ferry (pid {held.holder or 'unknown'}) is using the journal "
+                f"{path.parent}. Let it finish, or hand it your files; only one Ferry runs "
+                "at a time."
+            ) from None
         try:
             _refuse_truncated(path)
             self.engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
