@@ -314,7 +314,6 @@ def cmd_relay(args: argparse.Namespace) -> int:
                 signal.signal(signum, lambda _s, _f: stop.set())
             _say(f"Relay: publishing catalog events to {where}. Ctrl+C stops it.")
             report = relay.run(stop)
-            report.backlog = relay.outbox.backlog()
     finally:
         relay.close()
     ok = report.ok and not report.skipped

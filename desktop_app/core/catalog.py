@@ -772,16 +772,7 @@ class CatalogService:
         )
 
         def work(session: Session) -> list[OutboxEvent]:
-            return [
-                OutboxEvent(
-                    r.id,
-                    OutboxEventType(r.event_type),
-                    r.payload,
-                    aware(r.created_at),
-                    r.event_uid,
-                )
-                for r in session.scalars(statement)
-            ]
+            return [OutboxEvent.from_row(r) for r in session.scalars(statement)]
 
         return self._run("read the outbox", work)
 

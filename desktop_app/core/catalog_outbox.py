@@ -21,16 +21,13 @@ is how a relay reads and settles them. Promises:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
-import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, Engine, bindparam, text
@@ -38,8 +35,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from desktop_app.core.catalog_db import describe_url, translate_db_error
 from desktop_app.core.catalog_records import OutboxEvent, aware, utcnow
-from desktop_app.core.catalog_schema import OutboxEventType
 from desktop_app.core.errors import RelayLockTaken
+from desktop_app.core.locks import LockHeld, PidLock
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +54,6 @@ class OutboxBacklog:
     oldest_waiting: datetime | None
 
 
-def _event(row: Any) -> OutboxEvent:
-    payload = row.payload
-    if isinstance(payload, str):  # SQLite through text(): JSON comes back as text
-        payload = json.loads(payload)
-    created = row.created_at
-    if isinstance(created, str):
-        created = datetime.fromisoformat(created)
-    return OutboxEvent(
-        row.id, OutboxEventType(row.event_type), payload, aware(created), row.event_uid
-    )
-
-
 def _file_of(event: OutboxEvent) -> tuple[str, str]:
     return str(event.payload.get("bucket", "")), str(event.payload.get("key", ""))
 
@@ -83,17 +68,15 @@ class OutboxClaim:
     held_back: int
     _connection: Connection | None
     _outbox: EventOutbox
-    published: set[int] = field(default_factory=set)
 
     def mark_published(self, event_ids: Iterable[int]) -> None:
-        ids = [i for i in event_ids if i not in self.published]
+        ids = list(event_ids)
         if ids:
             self._outbox._settle(
                 self._connection,
                 "UPDATE outbox SET published_at = :now WHERE id IN :ids",
                 {"ids": ids},
             )
-            self.published.update(ids)
 
     def mark_skipped(self, event_id: int, reason: str) -> None:
         self._outbox._settle(
@@ -110,35 +93,27 @@ class EventOutbox:
         self.engine = engine
         self.postgres = engine.dialect.name == "postgresql"
         self._listener: psycopg.Connection[Any] | None = None
-        self._lock_file: IO[bytes] | None = None
+        self._lock: PidLock | None = None
 
     # -- one relay per SQLite catalog ------------------------------------------
 
     def take_relay_lock(self) -> None:
         """SQLite: become the one relay of this catalog, or raise RelayLockTaken."""
-        if self.postgres or self._lock_file is not None:
+        if self.postgres or self._lock is not None:
             return
         database = self.engine.url.database or ""
         if not database or database == ":memory:":
             return
-        path = Path(f"{database}.relay-lock")
-        handle = path.open("a+b")
+        lock = PidLock(Path(f"{database}.relay-lock"))
         try:
-            _lock_exclusive(handle)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().decode(errors="replace").strip() or "another process"
-            handle.close()
+            lock.acquire()
+        except LockHeld as held:
             raise RelayLockTaken(
-                f"Another relay ({holder}) already publishes the SQLite catalog {database}. "
-                "One relay is enough for an SQLite catalog; stop the other one first "
-                "(several relays at once need a PostgreSQL catalog).",
+                f"Another relay (pid {held.holder or 'unknown'}) already publishes the SQLite "
+                f"catalog {database}. One relay is enough for an SQLite catalog; stop the other "
+                "one first (several relays at once need a PostgreSQL catalog).",
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}".encode())
-        handle.flush()
-        self._lock_file = handle
+        self._lock = lock
 
     # -- claiming ---------------------------------------------------------------
 
@@ -154,7 +129,7 @@ class EventOutbox:
                 f"SELECT {_COLUMNS} FROM outbox WHERE {_PENDING} ORDER BY id LIMIT :limit",
                 {"limit": limit},
             )
-            yield OutboxClaim([_event(r) for r in rows], 0, None, self)
+            yield OutboxClaim([OutboxEvent.from_row(r) for r in rows], 0, None, self)
             return
         try:
             connection = self.engine.connect()
@@ -179,7 +154,7 @@ class EventOutbox:
             ),
             {"limit": limit},
         )
-        return [_event(r) for r in rows]
+        return [OutboxEvent.from_row(r) for r in rows]
 
     @staticmethod
     def _keep_file_order(connection: Connection, events: list[OutboxEvent]) -> list[OutboxEvent]:
@@ -249,7 +224,7 @@ class EventOutbox:
             "WHERE skipped_reason IS NOT NULL ORDER BY id",
             {},
         )
-        return [(_event(r), str(r.skipped_reason)) for r in rows]
+        return [(OutboxEvent.from_row(r), str(r.skipped_reason)) for r in rows]
 
     # -- waiting for new events -----------------------------------------------------
 
@@ -302,19 +277,6 @@ class EventOutbox:
 
     def close(self) -> None:
         self._close_listener()
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
-
-
-def _lock_exclusive(handle: IO[bytes]) -> None:
-    """An exclusive, non-blocking lock on an open file (released when it closes)."""
-    if sys.platform == "win32":
-        import msvcrt
-
-        handle.seek(0)
-        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-    else:
-        import fcntl
-
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None

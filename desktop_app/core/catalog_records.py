@@ -7,13 +7,20 @@ as requests, so callers never hold a session or an ORM object.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Row
 
-from desktop_app.core.catalog_schema import AuditAction, FileRow, FileStatus, OutboxEventType
+from desktop_app.core.catalog_schema import (
+    AuditAction,
+    FileRow,
+    FileStatus,
+    OutboxEventType,
+    OutboxRow,
+)
 
 
 def utcnow() -> datetime:
@@ -140,3 +147,12 @@ class OutboxEvent:
     created_at: datetime
     # Stable and unique across catalogs: the relay's Nats-Msg-Id.
     event_uid: str
+
+    @classmethod
+    def from_row(cls, row: OutboxRow | Row[Any]) -> OutboxEvent:
+        """From an ORM row or a plain one (SQLite gives JSON and times back as text there)."""
+        payload = json.loads(row.payload) if isinstance(row.payload, str) else row.payload
+        created = row.created_at
+        if isinstance(created, str):
+            created = datetime.fromisoformat(created)
+        return cls(row.id, OutboxEventType(row.event_type), payload, aware(created), row.event_uid)

@@ -274,8 +274,7 @@ class JetStreamPublisher:
         log.info("Created stream %s for %s on %s", name, subjects, self.where)
 
     def publish(self, messages: Sequence[OutgoingMessage]) -> list[PublishResult]:
-        if self._client is None:
-            self.open()
+        """One result per message, in their order; call :meth:`open` first."""
         return self._call(self._publish(messages), timeout=self.options.publish_timeout + 5)
 
     async def _publish(self, messages: Sequence[OutgoingMessage]) -> list[PublishResult]:
@@ -424,14 +423,12 @@ class Relay:
         publisher: EventPublisher,
         options: RelayOptions,
         *,
-        wait: Callable[[threading.Event, float], bool] | None = None,
         on_close: Callable[[], None] | None = None,
     ) -> None:
         self.outbox = outbox
         self.publisher = publisher
         self.options = options
         self._on_close = on_close
-        self._wait = wait or (lambda stop, seconds: stop.wait(seconds))
         self._trouble: str | None = None
 
     def close(self) -> None:
@@ -442,30 +439,13 @@ class Relay:
 
     def publish_waiting(self) -> RelayReport:
         """Publish what waits now and return (``ferry relay --once``)."""
-        self.outbox.take_relay_lock()
-        report = RelayReport()
-        stop = threading.Event()
-        failures = 0
-        while True:
-            try:
-                self._drain(report, stop)
-                break
-            except FerryError as exc:
-                if not exc.transient:
-                    report.error = exc
-                    break
-                failures += 1
-                # The report says it at the end, once.
-                log.info("Relay: %s: %s; trying again.", exc.title, exc.message)
-                if failures >= self.options.once_attempts:
-                    report.error = exc
-                    break
-                self._wait(stop, self._backoff(failures))
-        report.backlog = self.outbox.backlog()
-        return report
+        return self._loop(threading.Event(), once=True)
 
     def run(self, stop: threading.Event) -> RelayReport:
         """Publish until ``stop`` is set; transient trouble is retried with backoff."""
+        return self._loop(stop, once=False)
+
+    def _loop(self, stop: threading.Event, *, once: bool) -> RelayReport:
         self.outbox.take_relay_lock()
         report = RelayReport()
         failures = 0
@@ -473,17 +453,24 @@ class Relay:
             try:
                 self._drain(report, stop)
             except FerryError as exc:
-                if not exc.transient:
+                failures += 1
+                if not exc.transient or (once and failures >= self.options.once_attempts):
                     report.error = exc
                     break
-                failures += 1
-                self._say_trouble(exc)
-                self._wait(stop, self._backoff(failures))
+                if once:
+                    # The report says it at the end, once.
+                    log.info("Relay: %s: %s; trying again.", exc.title, exc.message)
+                else:
+                    self._say_trouble(exc)
+                stop.wait(self._backoff(failures))
                 continue
+            if once:
+                break
             if failures:
                 log.warning("Relay: publishing again (%s published so far).", report.published)
                 failures, self._trouble = 0, None
             self._sleep_until_events(stop)
+        report.backlog = self.outbox.backlog()
         return report
 
     def _sleep_until_events(self, stop: threading.Event) -> None:
@@ -516,16 +503,12 @@ class Relay:
                 claim.mark_published(acked)
                 report.published += len(acked)
                 report.duplicates += sum(r.outcome is PublishOutcome.DUPLICATE for r in results)
-                by_id = {m.event_id: m for m in messages}
-                uid = {e.id: e.event_uid for e in claim.events}
-                for result in results:
+                # Results come in the order of the messages, which is the claim's.
+                for event, message, result in zip(claim.events, messages, results, strict=True):
                     if result.outcome is PublishOutcome.REFUSED:
-                        claim.mark_skipped(result.event_id, result.reason)
+                        claim.mark_skipped(event.id, result.reason)
                         skipped = SkippedEvent(
-                            result.event_id,
-                            uid[result.event_id],
-                            by_id[result.event_id].subject,
-                            result.reason,
+                            event.id, event.event_uid, message.subject, result.reason
                         )
                         report.skipped.append(skipped)
                         log.warning(
