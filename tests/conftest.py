@@ -26,10 +26,11 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any, TypeVar
 
 import boto3
 import keyring.backend
@@ -48,6 +49,7 @@ TEST_ACCESS_KEY = "ferry-test-access"
 TEST_SECRET_KEY = "ferry-test-secret-value-7c1d"
 READER_ACCESS_KEY = "ferry-test-reader"
 READER_SECRET_KEY = "ferry-reader-secret-9e2f"
+T = TypeVar("T")
 PG_ADMIN_URL = os.environ.get("FERRY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -240,13 +242,20 @@ class NatsStream:
         return asyncio.run(_read_stream(self.url, self.name))
 
 
-async def _read_stream(url: str, name: str) -> list[StreamMessage]:
+async def _on_jetstream(url: str, work: Callable[[Any], Awaitable[T]]) -> T:
     import nats as nats_client
-    import nats.js.errors
 
     client = await nats_client.connect(url)
     try:
-        jetstream = client.jetstream()
+        return await work(client.jetstream())
+    finally:
+        await client.close()
+
+
+async def _read_stream(url: str, name: str) -> list[StreamMessage]:
+    import nats.js.errors
+
+    async def read(jetstream: Any) -> list[StreamMessage]:
         try:
             info = await jetstream.stream_info(name)
         except nats.js.errors.NotFoundError:
@@ -263,33 +272,30 @@ async def _read_stream(url: str, name: str) -> list[StreamMessage]:
                 )
             )
         return found
-    finally:
-        await client.close()
+
+    return await _on_jetstream(url, read)
 
 
 async def _count_stream(url: str, name: str) -> int:
-    import nats as nats_client
     import nats.js.errors
 
-    client = await nats_client.connect(url)
-    try:
-        return int((await client.jetstream().stream_info(name)).state.messages)
-    except nats.js.errors.NotFoundError:
-        return 0
-    finally:
-        await client.close()
+    async def count(jetstream: Any) -> int:
+        try:
+            return int((await jetstream.stream_info(name)).state.messages)
+        except nats.js.errors.NotFoundError:
+            return 0
+
+    return await _on_jetstream(url, count)
 
 
 async def _delete_stream(url: str, name: str) -> None:
-    import nats as nats_client
     import nats.js.errors
 
-    client = await nats_client.connect(url)
-    try:
+    async def delete(jetstream: Any) -> None:
         with contextlib.suppress(nats.js.errors.NotFoundError):
-            await client.jetstream().delete_stream(name)
-    finally:
-        await client.close()
+            await jetstream.delete_stream(name)
+
+    await _on_jetstream(url, delete)
 
 
 @pytest.fixture
@@ -416,13 +422,14 @@ def pg_url_for_schema(admin_url: str, schema: str, user: str | None = None) -> s
 
 @dataclass(frozen=True)
 class PgLogins:
-    """Three logins of one team catalog: two users and an admin (postgres_roles.sql)."""
+    """Logins of one team catalog: two users, an admin and a relay (postgres_roles.sql)."""
 
     admin_url: str
     schema: str
     alice: str
     bob: str
     admin: str
+    relay: str
 
     def url(self, login: str) -> str:
         """The catalog URL Ferry is given for this login."""
@@ -440,6 +447,7 @@ def pg_roles(postgres_admin_url: str, pg_schema: str) -> Iterator[PgLogins]:
 
     suffix = uuid.uuid4().hex[:8]
     alice, bob, admin = f"ferry_alice_{suffix}", f"ferry_bob_{suffix}", f"ferry_adm_{suffix}"
+    relay = f"ferry_relay_{suffix}"
     open_catalog(pg_url_for_schema(postgres_admin_url, pg_schema), owner="x").close()
     script = resources.files("desktop_app.core").joinpath("sql/postgres_roles.sql").read_text()
     with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
@@ -448,11 +456,12 @@ def pg_roles(postgres_admin_url: str, pg_schema: str) -> Iterator[PgLogins]:
         for name in (alice, bob, admin):
             connection.execute(f'CREATE ROLE "{name}" LOGIN IN ROLE ferry_user')  # type: ignore[arg-type]
         connection.execute(f'GRANT ferry_admin TO "{admin}"')  # type: ignore[arg-type]
+        connection.execute(f'CREATE ROLE "{relay}" LOGIN IN ROLE ferry_relay')  # type: ignore[arg-type]
     try:
-        yield PgLogins(postgres_admin_url, pg_schema, alice, bob, admin)
+        yield PgLogins(postgres_admin_url, pg_schema, alice, bob, admin, relay)
     finally:
         with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
-            for name in (alice, bob, admin):
+            for name in (alice, bob, admin, relay):
                 connection.execute(f'DROP OWNED BY "{name}"')  # type: ignore[arg-type]
                 connection.execute(f'DROP ROLE "{name}"')  # type: ignore[arg-type]
 

@@ -202,25 +202,12 @@ def test_one_relay_at_a_time_on_an_sqlite_catalog(tmp_path: Path) -> None:
     catalog.close()
 
 
-def relay_login(pg_roles: PgLogins) -> str:
-    name = f"ferry_relay_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_roles.admin_url, autocommit=True) as connection:
-        connection.execute(f'CREATE ROLE "{name}" LOGIN IN ROLE ferry_relay')  # type: ignore[arg-type]
-    return name
-
-
-def drop_login(pg_roles: PgLogins, name: str) -> None:
-    with psycopg.connect(pg_roles.admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP OWNED BY "{name}"')  # type: ignore[arg-type]
-        connection.execute(f'DROP ROLE "{name}"')  # type: ignore[arg-type]
-
-
 def test_the_relay_role_reads_and_marks_events_and_nothing_else(pg_roles: PgLogins) -> None:
     alice = open_catalog(pg_roles.url(pg_roles.alice), owner="x")
     make_events(alice, ["a.txt", "b.txt"])
     # Any user sees how many events wait (a count only): ferry status shows it.
     assert alice.outbox_backlog().waiting == 2
-    login = relay_login(pg_roles)
+    login = pg_roles.relay
     try:
         with psycopg.connect(pg_roles.dsn(login), autocommit=True) as connection:
             assert connection.execute("SELECT count(*) FROM outbox").fetchone() == (2,)
@@ -243,7 +230,6 @@ def test_the_relay_role_reads_and_marks_events_and_nothing_else(pg_roles: PgLogi
             connection.execute("UPDATE outbox SET published_at = now()")
     finally:
         alice.close()
-        drop_login(pg_roles, login)
 
 
 def start_relay(home: Path, stream: NatsStream, log: Path) -> subprocess.Popen[str]:
@@ -263,7 +249,7 @@ def start_relay(home: Path, stream: NatsStream, log: Path) -> subprocess.Popen[s
 def test_two_relays_one_killed_twice_put_every_event_in_the_stream_once(
     tmp_path: Path, pg_roles: PgLogins, nats_stream: NatsStream
 ) -> None:
-    login = relay_login(pg_roles)
+    login = pg_roles.relay
     homes = [tmp_path / "relay-a", tmp_path / "relay-b"]
     for home in homes:
         added = run_ferry(
@@ -331,7 +317,6 @@ def test_two_relays_one_killed_twice_put_every_event_in_the_stream_once(
     for message in messages:
         order[message.body["file"]["key"]].append(message.body["type"])  # type: ignore[index]
     assert all(order[key] == ["file.uploaded", "file.deleted"] for key in keys)
-    drop_login(pg_roles, login)
 
 
 CRASH_AFTER_ACK = """
@@ -355,7 +340,7 @@ Relay(open_catalog(url, owner="x").outbox(), AckThenDie(options), options).publi
 def test_a_relay_killed_between_ack_and_mark_is_followed_by_no_duplicate_in_the_stream(
     tmp_path: Path, pg_roles: PgLogins, nats_stream: NatsStream
 ) -> None:
-    login = relay_login(pg_roles)
+    login = pg_roles.relay
     alice = open_catalog(pg_roles.url(pg_roles.alice), owner="x")
     make_events(alice, [f"crash/{n}.txt" for n in range(50)])
     crashed = subprocess.run(
@@ -388,7 +373,6 @@ def test_a_relay_killed_between_ack_and_mark_is_followed_by_no_duplicate_in_the_
     assert summary["duplicates"] == 50  # the stream dropped every re-publish by its id
     assert nats_stream.count() == 50 and alice.outbox_backlog().waiting == 0
     alice.close()
-    drop_login(pg_roles, login)
 
 
 def test_the_example_consumer_in_the_docs_prints_each_event(
