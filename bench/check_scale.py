@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -92,6 +93,64 @@ def fill(
     }
 
 
+@dataclass(frozen=True)
+class CheckRun:
+    objects: int
+    planted: int
+    check_seconds: float
+    check_rss_mib: float
+    ls_seconds: float
+    exact: bool
+    counts: dict[str, int]
+
+    def line(self) -> str:
+        found = "yes" if self.exact else f"no: {self.counts}"
+        return (
+            f"| {self.objects:,} | {self.planted} | {self.check_seconds:.2f} | "
+            f"{self.check_rss_mib:.0f} | {self.ls_seconds:.2f} | "
+            f"{self.check_seconds / self.ls_seconds:.2f}x | {found} |"
+        )
+
+
+def measure_check(
+    size: int, planted_per_kind: int, root: Path, endpoint: str, peers: Path, env: dict[str, str]
+) -> CheckRun:
+    """Fill a bucket and a catalog with ``size`` objects, then time `ferry check` and `s5cmd ls`."""
+    planted = fill(size, planted_per_kind, root, endpoint, peers, env)
+    bucket, catalog = str(planted.pop("_bucket")), str(planted.pop("_catalog"))
+    home = root / f"home-{size}"
+    ferry_env = dict(env, FERRY_HOME=str(home))
+    subprocess.run(
+        [FERRY, "profile", "add", "scale", "--bucket", bucket,
+         "--endpoint-url", endpoint, "--catalog-url",
+         f"sqlite:///{catalog}", "--owner", "bench", "--prefix", "scale"],
+        env=ferry_env, check=True, capture_output=True,
+    )  # fmt: skip
+    out = root / f"check-{size}.json"
+    start = time.perf_counter()
+    with out.open("w") as handle:
+        command = [FERRY, "check", "--json", "--grace", "0"]
+        process = subprocess.Popen(command, env=ferry_env, stdout=handle)
+        _pid, _status, usage = os.wait4(process.pid, 0)
+    check_s = time.perf_counter() - start
+    counts = json.loads(out.read_text())["counts"]
+    expected = {k: v for k, v in planted.items() if k != "bucket_size"}
+    exact = all(counts.get(k, 0) == v for k, v in expected.items()) and sum(counts.values()) == sum(
+        expected.values()
+    )
+    ls_s, _rss, _rc = measure(
+        [str(peers / "s5cmd"), "--endpoint-url", endpoint, "ls", f"s3://{bucket}/scale/*"], env
+    )
+    return CheckRun(size, planted_per_kind, check_s, usage.ru_maxrss / 1024, ls_s, exact, counts)
+
+
+HEADER = [
+    "| objects | planted per kind | `ferry check` s | peak RSS MiB | `s5cmd ls` s | ratio "
+    "| found exactly the planted |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000")
@@ -102,9 +161,7 @@ def main() -> int:
         f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.machine()}, {os.cpu_count()} cores, "
         "weed mini on loopback, SQLite catalog.",
         "",
-        "| objects | planted per kind | `ferry check` s | peak RSS MiB | `s5cmd ls` s | ratio "
-        "| found exactly the planted |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        *HEADER,
     ]
     with tempfile.TemporaryDirectory(prefix="ferry-scale-") as tmp:
         root = Path(tmp)
@@ -113,39 +170,9 @@ def main() -> int:
         try:
             env = base_env(state.endpoint_url, root)
             for size in (int(s) for s in args.sizes.split(",")):
-                planted = fill(size, args.planted, root, state.endpoint_url, peers, env)
-                bucket, catalog = str(planted.pop("_bucket")), str(planted.pop("_catalog"))
-                home = root / f"home-{size}"
-                ferry_env = dict(env, FERRY_HOME=str(home))
-                subprocess.run(
-                    [FERRY, "profile", "add", "scale", "--bucket", bucket,
-                     "--endpoint-url", state.endpoint_url, "--catalog-url",
-                     f"sqlite:///{catalog}", "--owner", "bench", "--prefix", "scale"],
-                    env=ferry_env, check=True, capture_output=True,
-                )  # fmt: skip
-                out = root / f"check-{size}.json"
-                start = time.perf_counter()
-                with out.open("w") as handle:
-                    command = [FERRY, "check", "--json", "--grace", "0"]
-                    process = subprocess.Popen(command, env=ferry_env, stdout=handle)
-                    _pid, _status, usage = os.wait4(process.pid, 0)
-                check_s = time.perf_counter() - start
-                counts = json.loads(out.read_text())["counts"]
-                expected = {k: v for k, v in planted.items() if k != "bucket_size"}
-                exact = all(counts.get(k, 0) == v for k, v in expected.items()) and sum(
-                    counts.values()
-                ) == sum(expected.values())
-                ls_s, _rss, _rc = measure(
-                    [str(peers / "s5cmd"), "--endpoint-url", state.endpoint_url, "ls",
-                     f"s3://{bucket}/scale/*"],
-                    env,
-                )  # fmt: skip
-                line = (
-                    f"| {size:,} | {args.planted} | {check_s:.2f} | {usage.ru_maxrss / 1024:.0f} | "
-                    f"{ls_s:.2f} | {check_s / ls_s:.2f}x | {'yes' if exact else f'no: {counts}'} |"
-                )
-                print(line, flush=True)
-                lines.append(line)
+                run = measure_check(size, args.planted, root, state.endpoint_url, peers, env)
+                print(run.line(), flush=True)
+                lines.append(run.line())
         finally:
             server.stop()
     report = "\n".join(lines) + "\n"

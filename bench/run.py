@@ -11,8 +11,10 @@ parts the resume sent again. Everything it starts, it stops; the data lives in
 a temporary directory that is removed at the end.
 
 Cases: ``big`` one 1 GiB file, ``small`` 1000 files of 64 KiB, ``huge`` one
-4 GiB file (memory). ``--cases big,small`` picks some; ``--scale 0.25``
-shrinks the sizes for a quick look.
+4 GiB file (memory), ``check`` `ferry check` of 100,000 objects against
+``s5cmd ls`` of the same prefix (``bench/check_scale.py``). ``--cases
+big,small`` picks some; ``--quick`` runs 256 MiB, 500 small files and a check
+of 10,000 objects, in under three minutes.
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from desktop_app.core.sandbox import SandboxServer, find_weed  # noqa: E402
 
@@ -83,13 +87,24 @@ def measure(command: list[str], env: dict[str, str]) -> tuple[float, float, int]
     return seconds, usage.ru_maxrss / 1024, process.returncode
 
 
-def make_data(root: Path, scale: float, cases: list[str]) -> dict[str, tuple[Path, int]]:
+@dataclass(frozen=True)
+class Sizes:
+    big: int = 1024 * MIB
+    huge: int = 4096 * MIB
+    small_files: int = 1000
+    check_objects: int = 100_000
+
+
+QUICK = Sizes(big=256 * MIB, small_files=500, check_objects=10_000)
+
+
+def make_data(root: Path, sizes: Sizes, cases: list[str]) -> dict[str, tuple[Path, int]]:
     """case -> (path, total bytes)."""
     root.mkdir(parents=True, exist_ok=True)
     data: dict[str, tuple[Path, int]] = {}
     chunk = os.urandom(8 * MIB)
-    sizes = {"big": int(1024 * MIB * scale), "huge": int(4096 * MIB * scale)}
-    for name, size in sizes.items():
+    big_sizes = {"big": sizes.big, "huge": sizes.huge}
+    for name, size in big_sizes.items():
         if name not in cases:
             continue
         path = root / f"{name}.bin"
@@ -105,7 +120,7 @@ def make_data(root: Path, scale: float, cases: list[str]) -> dict[str, tuple[Pat
         return data
     small = root / "small"
     small.mkdir()
-    count = max(10, int(1000 * scale))
+    count = sizes.small_files
     for n in range(count):
         (small / f"f{n:04d}.dat").write_bytes(os.urandom(64 * 1024))
     data["small"] = (small, count * 64 * 1024)
@@ -227,13 +242,19 @@ def resume_figure(data: Path, endpoint: str, peers: Path, env: dict[str, str]) -
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default="big,small,huge")
+    parser.add_argument("--cases", default="big,small,huge,check")
     parser.add_argument("--tools", default="ferry,s5cmd,rclone,aws-cli")
-    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--quick", action="store_true", help="256 MiB, 500 files, 10,000 objects")
     parser.add_argument("--no-resume", action="store_true")
     args = parser.parse_args()
+    sizes = QUICK if args.quick else Sizes()
+    cases = args.cases.split(",")
+    if args.quick and args.cases == parser.get_default("cases"):
+        cases = ["big", "small", "check"]  # the 4 GiB memory case takes minutes alone
     peers = ensure_peers()
     runs: list[Run] = []
+    checks: list[Any] = []
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ferry-bench-") as tmp:
         root = Path(tmp)
         server = SandboxServer(root / "weed", find_weed(os.environ))
@@ -241,9 +262,15 @@ def main() -> int:
         endpoint = state.endpoint_url
         try:
             env = base_env(endpoint, root)
-            cases = args.cases.split(",")
-            data = make_data(root / "data", args.scale, cases)
+            data = make_data(root / "data", sizes, cases)
             for case in cases:
+                if case == "check":
+                    from check_scale import measure_check
+
+                    checked = measure_check(sizes.check_objects, 200, root, endpoint, peers, env)
+                    checks.append(checked)
+                    print(checked.line(), flush=True)
+                    continue
                 path, total = data[case]
                 for tool in args.tools.split(","):
                     bucket = fresh_bucket(peers, endpoint, env)
@@ -263,22 +290,33 @@ def main() -> int:
                 resume = resume_figure(data["big"][0], endpoint, peers, env)
         finally:
             server.stop()
-    report = render(runs, resume, args.scale)
+    report = render(runs, resume, checks, time.perf_counter() - started)
     print(report)
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.md").write_text(report)
     (out / "latest.json").write_text(
-        json.dumps({"runs": [r.__dict__ for r in runs], "resume": resume}, indent=2)
+        json.dumps(
+            {
+                "runs": [r.__dict__ for r in runs],
+                "checks": [c.__dict__ for c in checks],
+                "resume": resume,
+            },
+            indent=2,
+        )
     )
-    return 0 if all(r.ok for r in runs) else 1
+    return 0 if all(r.ok for r in runs) and all(c.exact for c in checks) else 1
 
 
-def render(runs: list[Run], resume: dict[str, object] | None, scale: float) -> str:
+def render(
+    runs: list[Run], resume: dict[str, object] | None, checks: list[Any], seconds: float
+) -> str:
+    from check_scale import HEADER
+
     when = datetime.now(UTC).strftime("%Y-%m-%d")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
     lines = [
-        f"Measured {when} on {machine}, against weed mini on loopback (scale {scale}).",
+        f"Measured {when} on {machine}, against weed mini on loopback ({seconds:.0f} s in all).",
         "",
         "| case | tool | wall s | MiB/s | peak RSS MiB | Ferry time / tool time |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
@@ -292,6 +330,8 @@ def render(runs: list[Run], resume: dict[str, object] | None, scale: float) -> s
                 f"| {case} | {run.tool}{status} | {run.seconds:.2f} | {run.mib_per_s:.1f} | "
                 f"{run.peak_rss_mib:.0f} | {ratio} |"
             )
+    if checks:
+        lines += ["", *HEADER, *(check.line() for check in checks)]
     if resume:
         lines += [
             "",

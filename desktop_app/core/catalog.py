@@ -60,6 +60,7 @@ from desktop_app.core.errors import (
     KeyConflictError,
     NotInCatalogError,
 )
+from desktop_app.core.group_commit import GroupCommitter
 from desktop_app.core.migrate import Schema
 from desktop_app.core.object_keys import validate_key
 
@@ -133,8 +134,18 @@ class CatalogService:
         # growing steps while it waits; threads of this process queue on a
         # lock instead, which keeps many small uploads from stalling.
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        # Reservations and activations of many uploads share transactions.
+        self._group: GroupCommitter[Session] = GroupCommitter(
+            self._begin, self._run, name="ferry-catalog", most=64
+        )
+
+    @contextlib.contextmanager
+    def _begin(self) -> Iterator[Session]:
+        with self._write_lock or contextlib.nullcontext(), self._sessions.begin() as session:
+            yield session
 
     def close(self) -> None:
+        self._group.stop()
         self.engine.dispose()
 
     @property
@@ -147,10 +158,7 @@ class CatalogService:
         """Run work in one transaction, retrying transient failures."""
         for attempt in range(1, _RETRIES + 1):
             try:
-                with (
-                    self._write_lock or contextlib.nullcontext(),
-                    self._sessions.begin() as session,
-                ):
+                with self._begin() as session:
                     return work(session)
             except IntegrityError:
                 raise
@@ -382,7 +390,8 @@ class CatalogService:
             return Reservation(ReservationOutcome.RESERVED, FileRecord.from_row(row))
 
         try:
-            return self._run(f"reserve {intent.key!r}", insert)
+            order = f"{intent.bucket}/{intent.key}"
+            return self._group.run(insert, label=f"reserve {intent.key!r}", order=order)
         except IntegrityError:
             # Another client won the race between our look-up and our insert.
             found = self._run(f"reserve {intent.key!r}", check)
@@ -491,7 +500,8 @@ class CatalogService:
             self._announce(session, OutboxEventType.FILE_UPLOADED, row)
             return FileRecord.from_row(row)
 
-        return self._run(f"activate row {file_id}", work)
+        # Activations go first in a group (ordered ahead of every key).
+        return self._group.run(work, label=f"activate row {file_id}")
 
     def holds(self, file_id: int, token: str | None) -> bool:
         """Is the row still this transfer's pending reservation (nobody else's, not live)?"""
@@ -553,10 +563,7 @@ class CatalogService:
         acts. Leaving the block commits; an exception rolls everything back.
         """
         try:
-            with (
-                self._write_lock or contextlib.nullcontext(),
-                self._sessions.begin() as session,
-            ):
+            with self._begin() as session:
                 self._lock_key(session, bucket, key)
                 rows = session.scalars(
                     select(FileRow)

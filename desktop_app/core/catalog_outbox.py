@@ -27,9 +27,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 from sqlalchemy import Connection, Engine, bindparam, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -37,6 +36,9 @@ from desktop_app.core.catalog_db import describe_url, translate_db_error
 from desktop_app.core.catalog_records import OutboxEvent, aware, utcnow
 from desktop_app.core.errors import RelayLockTaken
 from desktop_app.core.locks import LockHeld, PidLock
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +241,8 @@ class EventOutbox:
         if listener is None:
             time.sleep(timeout)
             return False
+        import psycopg  # only PostgreSQL listens; a start without it need not load it
+
         try:
             woken = any(True for _note in listener.notifies(timeout=timeout, stop_after=1))
             if woken:
@@ -253,6 +257,8 @@ class EventOutbox:
     def _listen(self) -> psycopg.Connection[Any] | None:
         if self._listener is not None and not self._listener.closed:
             return self._listener
+        import psycopg
+
         url = self.engine.url.set(drivername="postgresql")
         try:
             connection = psycopg.connect(
@@ -271,6 +277,8 @@ class EventOutbox:
 
     def _close_listener(self) -> None:
         if self._listener is not None:
+            import psycopg
+
             with contextlib.suppress(psycopg.Error):
                 self._listener.close()
             self._listener = None

@@ -471,6 +471,10 @@ class TransferEngine:
             record = self._hash_and_reserve(record, NewAttempt(started, started, None, 0))
             if record.state is TransferState.DUPLICATE:
                 return
+        if record.state is TransferState.UPLOADING and self.sender.sends_whole(record):
+            etag = self.sender.put_whole(record, control)
+            self._register(record, etag, control, started, recorded=False)
+            return
         if record.state is TransferState.UPLOADING:
             record = self.sender.upload(record, control)
         if record.state is TransferState.COMPLETING:
@@ -479,15 +483,41 @@ class TransferEngine:
         if record.state is TransferState.VERIFYING:
             record = self.sender.verify(record)
         if record.state is TransferState.REGISTERING:
-            assert record.catalog_file_id is not None and record.etag is not None
+            assert record.etag is not None
+            self._register(record, record.etag, control, started, recorded=True)
+
+    def _register(
+        self,
+        record: TransferRecord,
+        etag: str,
+        control: TransferControl,
+        started: datetime,
+        *,
+        recorded: bool,
+    ) -> None:
+        """Activate the catalog row of a proven object, then done.
+
+        ``recorded`` False: the journal does not know yet that the object was
+        written (a single PUT goes from uploading to done in one commit). A
+        crash before that commit puts the same bytes again and activates
+        again (activation is idempotent for its own token and ETag); a failed
+        activation first records the object, so that compensation deletes it
+        and a retry resumes at verifying instead of sending again.
+        """
+        assert record.catalog_file_id is not None
+        try:
             self.catalog.activate(
                 record.catalog_file_id,
-                etag=record.etag,
+                etag=etag,
                 token=record.reservation_token,
                 copied_from=record.copy_source_key,
             )
-            succeeded = NewAttempt(started, self.now(), None, control.bytes_sent)
-            self._move(record.id, TransferState.DONE, attempt=succeeded)
+        except BaseException:
+            if not recorded:
+                self._move(record.id, TransferState.REGISTERING, etag=etag)
+            raise
+        succeeded = NewAttempt(started, self.now(), None, control.bytes_sent)
+        self._move(record.id, TransferState.DONE, etag=etag, attempt=succeeded)
 
     def _move(
         self,
@@ -558,7 +588,10 @@ class TransferEngine:
     def _hash_and_reserve(self, record: TransferRecord, attempt: NewAttempt) -> TransferRecord:
         if record.reservation_token is None:  # queued before tokens existed
             record = self.journal.update(record.id, reservation_token=uuid.uuid4().hex)
-        self._move(record.id, TransferState.HASHING)
+        if not self.is_small(record.size):
+            # Hashing a small file takes milliseconds: "checking" would only
+            # cost a commit; a large one shows it while it reads.
+            self._move(record.id, TransferState.HASHING)
         before = current_identity(record)
         digest = hashlib.sha256()
         try:

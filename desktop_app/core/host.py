@@ -527,8 +527,11 @@ def host_main(
     sandbox: bool = False,
 ) -> None:
     """Entry point of the child process (a module-level function, as spawn needs)."""
+    from desktop_app.allocator import fix_mmap_threshold
     from desktop_app.core.logs import configure_logging
 
+    # This process holds the part buffers: the same allocator setting as the CLI.
+    fix_mmap_threshold()
     # Ctrl-C in a terminal reaches the whole process group; the window decides
     # how to stop (it sends Stop), so the engine must not die half-way on its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -13,12 +13,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
-import queue
 import shutil
-import threading
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +28,6 @@ from sqlalchemy import (
     Column,
     Connection,
     DateTime,
-    Engine,
     Integer,
     MetaData,
     String,
@@ -39,7 +36,6 @@ from sqlalchemy import (
     and_,
     create_engine,
     delete,
-    func,
     insert,
     or_,
     select,
@@ -49,6 +45,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from desktop_app.core import migrate
 from desktop_app.core.errors import IllegalMoveError, JournalError, JournalLockedError
+from desktop_app.core.group_commit import GroupCommitter
 from desktop_app.core.locks import LockHeld, PidLock
 from desktop_app.core.migrate import Schema
 from desktop_app.core.states import (
@@ -278,6 +275,59 @@ attempts = Table(
 )
 
 
+# The hot statements (a transfer's moves and reads, thousands per minute for
+# small files) go to sqlite3 directly: SQLAlchemy's statement building and
+# result processing cost more than SQLite's own work there. The SQL is built
+# from the table above, so both stay one schema; times are stored as
+# SQLAlchemy stores them (UTC, "YYYY-MM-DD HH:MM:SS.ffffff").
+_TRANSFER_COLUMNS = tuple(column.name for column in transfers.c)
+_TIME_COLUMNS = frozenset(c.name for c in transfers.c if isinstance(c.type, DateTime))
+_SELECT_TRANSFERS = f"SELECT {', '.join(_TRANSFER_COLUMNS)} FROM transfers"
+_RETURNING = f" RETURNING {', '.join(_TRANSFER_COLUMNS)}"
+_INSERT_ATTEMPT = (
+    "INSERT INTO attempts (transfer_id, number, started_at, ended_at, error_kind, "
+    "error_title, error_message, bytes_sent) VALUES (?, (SELECT coalesce(max(number), 0) + 1 "
+    "FROM attempts WHERE transfer_id = ?), ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _sqlite_time(moment: datetime) -> str:
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment
+    return f"{moment:%Y-%m-%d %H:%M:%S}.{moment.microsecond:06d}"
+
+
+def _sql_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _sqlite_time(value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+class _TransferRow:
+    """A transfers row read through sqlite3: columns as attributes, times parsed."""
+
+    def __init__(self, values: tuple[Any, ...]) -> None:
+        for name, value in zip(_TRANSFER_COLUMNS, values, strict=True):
+            if name in _TIME_COLUMNS and value is not None:
+                value = datetime.fromisoformat(value)
+            setattr(self, name, value)
+
+
+def _cursor(connection: Connection) -> Any:
+    """A sqlite3 cursor inside the SQLAlchemy connection's transaction."""
+    return connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
+def _update_sql(columns: Iterable[str], guarded_states: int) -> str:
+    for column in columns:
+        if column not in _TRANSFER_COLUMNS:
+            raise ValueError(f"the journal has no column {column!r}")
+    assignments = ", ".join(f"{column} = ?" for column in columns)
+    guard = f" AND state IN ({', '.join('?' * guarded_states)})" if guarded_states else ""
+    return f"UPDATE transfers SET {assignments} WHERE id = ?{guard}{_RETURNING}"
+
+
 def _aware(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
@@ -346,21 +396,21 @@ def _error_of(row: Any) -> TransferError | None:
     return TransferError(ErrorKind.parse(row.error_kind), row.error_title or "", row.error_message)
 
 
-def _insert_attempt(connection: Connection, transfer_id: int, attempt: NewAttempt) -> None:
-    number = connection.execute(
-        select(func.coalesce(func.max(attempts.c.number), 0) + 1).where(
-            attempts.c.transfer_id == transfer_id
-        )
-    ).scalar_one()
-    row = {
-        "transfer_id": transfer_id,
-        "number": number,
-        "started_at": attempt.started_at,
-        "ended_at": attempt.ended_at,
-        **_error_columns(attempt.error),
-        "bytes_sent": attempt.bytes_sent,
-    }
-    connection.execute(insert(attempts).values(**row))
+def _insert_attempt(cursor: Any, transfer_id: int, attempt: NewAttempt) -> None:
+    error = _error_columns(attempt.error)
+    cursor.execute(
+        _INSERT_ATTEMPT,
+        (
+            transfer_id,
+            transfer_id,
+            _sqlite_time(attempt.started_at),
+            _sqlite_time(attempt.ended_at),
+            error["error_kind"],
+            error["error_title"],
+            error["error_message"],
+            attempt.bytes_sent,
+        ),
+    )
 
 
 def _attempt(row: Any) -> AttemptRecord:
@@ -383,86 +433,6 @@ def _refuse_truncated(path: Path) -> None:
 _ROOM_NEEDED = 8 * 1024 * 1024
 
 
-class _Writer:
-    """The journal's one writer thread, committing requests in groups.
-
-    Each request is a function run inside a transaction; requests that arrive
-    while one commit is under way share the next one, so many transfers cost
-    one fsync instead of one each. If a grouped transaction fails, its
-    requests are run again one by one so that each caller gets its own answer.
-    """
-
-    def __init__(self, engine: Engine, path: Path) -> None:
-        self.engine = engine
-        self.path = path
-        self._queue: queue.Queue[tuple[Callable[[Connection], Any], Future[Any]] | None] = (
-            queue.Queue()
-        )
-        self._thread = threading.Thread(target=self._loop, name="ferry-journal", daemon=True)
-        self._thread.start()
-
-    def submit(self, op: Callable[[Connection], T]) -> T:
-        future: Future[T] = Future()
-        self._queue.put((op, future))
-        return future.result()
-
-    def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
-    def _error(self, exc: Exception) -> JournalError:
-        try:
-            free = shutil.disk_usage(self.path.parent).free
-        except OSError:
-            free = -1
-        if 0 <= free < _ROOM_NEEDED:
-            return JournalError(
-                f"The disk holding {self.path.parent} is full ({free // 1024} KiB free); "
-                f"Ferry needs about {_ROOM_NEEDED >> 20} MiB there to record transfers, so it "
-                "stopped sending. Nothing is lost: free some space, then run `ferry resume`.",
-                title="Disk full",
-            )
-        return JournalError(
-            f"Writing the journal {self.path} failed ({type(exc).__name__}). Check the disk; "
-            "Ferry stops rather than lose track of a transfer, and `ferry resume` goes on "
-            "from what was recorded."
-        )
-
-    def _run(self, batch: list[tuple[Callable[[Connection], Any], Future[Any]]]) -> None:
-        try:
-            with self.engine.begin() as connection:
-                results = [op(connection) for op, _future in batch]
-        except Exception as exc:
-            if len(batch) > 1:
-                for item in batch:
-                    self._run([item])
-                return
-            batch[0][1].set_exception(self._error(exc) if isinstance(exc, SQLAlchemyError) else exc)
-            return
-        for (_op, future), result in zip(batch, results, strict=True):
-            future.set_result(result)
-
-    def _loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            stop = False
-            while len(batch) < 512:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
-            self._run(batch)
-            if stop:
-                return
-
-
 class Journal:
     """Typed access to the transfers and parts tables."""
 
@@ -478,7 +448,7 @@ class Journal:
         self.read_only = read_only
         self.clock = clock or (lambda: datetime.now(UTC))
         self._lock = PidLock(path.with_suffix(".lock"))
-        self._writer: _Writer | None = None
+        self._writer: GroupCommitter[Connection] | None = None
         if read_only:
             self._open_read_only()
             return
@@ -497,7 +467,9 @@ class Journal:
             with self.engine.connect() as connection:
                 if not migrate.revisions(connection, Schema.JOURNAL).up_to_date:
                     migrate.upgrade(connection, Schema.JOURNAL)
-            self._writer = _Writer(self.engine, path)
+            self._writer = GroupCommitter(
+                self.engine.begin, self._write_alone, name="ferry-journal", most=512
+            )
         except (SQLAlchemyError, OSError) as exc:
             self._lock.release()
             raise JournalError(
@@ -534,7 +506,42 @@ class Journal:
                 f"The journal {self.path} was opened for reading only (another Ferry runs); "
                 "nothing was changed."
             )
-        return self._writer.submit(op)
+        return self._writer.run(op)
+
+    def _write_alone(self, _label: str, op: Callable[[Connection], T]) -> T:
+        try:
+            with self.engine.begin() as connection:
+                return op(connection)
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            raise self._write_error(exc) from None
+
+    def _write_error(self, exc: Exception) -> JournalError:
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError:
+            free = -1
+        if 0 <= free < _ROOM_NEEDED:
+            return JournalError(
+                f"The disk holding {self.path.parent} is full ({free // 1024} KiB free); "
+                f"Ferry needs about {_ROOM_NEEDED >> 20} MiB there to record transfers, so it "
+                "stopped sending. Nothing is lost: free some space, then run `ferry resume`.",
+                title="Disk full",
+            )
+        return JournalError(
+            f"Writing the journal {self.path} failed ({type(exc).__name__}). Check the disk; "
+            "Ferry stops rather than lose track of a transfer, and `ferry resume` goes on "
+            "from what was recorded."
+        )
+
+    def _read_raw(self, sql: str, params: Iterable[Any]) -> list[tuple[Any, ...]]:
+        try:
+            connection = self.engine.raw_connection()
+            try:
+                return list(connection.cursor().execute(sql, list(params)))
+            finally:
+                connection.close()
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            raise JournalError(f"Reading the journal failed ({type(exc).__name__}).") from None
 
     def _read(self, statement: Any) -> list[Any]:
         try:
@@ -591,19 +598,21 @@ class Journal:
         return [by_id[i] for i in ids]
 
     def get(self, transfer_id: int) -> TransferRecord:
-        rows = self._read(select(transfers).where(transfers.c.id == transfer_id))
-        if not rows:
+        found = self.get_many([transfer_id])
+        if not found:
             raise JournalError(f"There is no transfer {transfer_id} in the journal.")
-        return _record(rows[0])
+        return found[0]
 
     def get_many(self, transfer_ids: Iterable[int]) -> list[TransferRecord]:
         """Several transfers in few queries, in the order asked (missing ones left out)."""
         ids = list(transfer_ids)
         found: dict[int, TransferRecord] = {}
-        for start in range(0, len(ids), 500):
+        for start in range(0, len(ids), 500):  # SQLite's limit on bound values
             chunk = ids[start : start + 500]
-            for row in self._read(select(transfers).where(transfers.c.id.in_(chunk))):
-                found[row.id] = _record(row)
+            sql = f"{_SELECT_TRANSFERS} WHERE id IN ({', '.join('?' * len(chunk))})"
+            for values in self._read_raw(sql, chunk):
+                record = _record(_TransferRow(values))
+                found[record.id] = record
         return [found[i] for i in ids if i in found]
 
     def all(self, states: Iterable[TransferState] | None = None) -> list[TransferRecord]:
@@ -750,27 +759,30 @@ class Journal:
         values: dict[str, Any],
     ) -> TransferRecord:
         values["updated_at"] = self.clock()
-        statement = (
-            update(transfers)
-            .where(transfers.c.id == transfer_id)
-            .values(**values)
-            .returning(*transfers.c)
-        )
+        columns = tuple(values)
+        params: list[Any] = [_sql_value(values[c]) for c in columns]
+        params.append(transfer_id)
+        if move is not None:
+            # The check is the UPDATE's own condition: no row is written unless
+            # the current state may move to the target, in one statement.
+            sources = [s.value for s in TransferState if move_allowed(s, move[0])]
+            params.extend(sources)
+        sql = _update_sql(columns, len(sources) if move is not None else 0)
 
         def op(connection: Connection) -> TransferRecord:
-            if move is not None:
-                target, attempt = move
-                current = connection.execute(
-                    select(transfers.c.state).where(transfers.c.id == transfer_id)
-                ).scalar_one_or_none()
-                if current is not None and not move_allowed(TransferState(current), target):
-                    raise IllegalMoveError(transfer_id, TransferState(current), target)
-                if attempt is not None:
-                    _insert_attempt(connection, transfer_id, attempt)
-            row = connection.execute(statement).one_or_none()
+            cursor = _cursor(connection)
+            row = cursor.execute(sql, params).fetchone()
             if row is None:
-                raise JournalError(f"There is no transfer {transfer_id} in the journal.")
-            return _record(row)
+                found = cursor.execute(
+                    "SELECT state FROM transfers WHERE id = ?", (transfer_id,)
+                ).fetchone()
+                if found is None:
+                    raise JournalError(f"There is no transfer {transfer_id} in the journal.")
+                assert move is not None
+                raise IllegalMoveError(transfer_id, TransferState(found[0]), move[0])
+            if move is not None and move[1] is not None:
+                _insert_attempt(cursor, transfer_id, move[1])
+            return _record(_TransferRow(row))
 
         return self._write(op)
 

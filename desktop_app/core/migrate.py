@@ -10,18 +10,24 @@ import enum
 import threading
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import Connection, Engine, event, inspect, text
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 
 class Schema(enum.Enum):
-    CATALOG = ("catalog", "alembic_version")
-    JOURNAL = ("journal", "journal_version")
+    """Each database's migrations, version table and newest revision.
+
+    The head is written here so that opening a database that is up to date
+    reads one row and imports no Alembic (it costs a quarter of a second at
+    every start); a test keeps it equal to the head Alembic finds.
+    """
+
+    CATALOG = ("catalog", "alembic_version", "0005")
+    JOURNAL = ("journal", "journal_version", "j0006")
 
     @property
     def folder(self) -> str:
@@ -30,6 +36,10 @@ class Schema(enum.Enum):
     @property
     def version_table(self) -> str:
         return self.value[1]
+
+    @property
+    def head(self) -> str:
+        return self.value[2]
 
 
 @dataclass(frozen=True)
@@ -42,7 +52,9 @@ class Revisions:
         return self.current == self.head
 
 
-def _config(connection: Connection, schema: Schema) -> Config:
+def _config(schema: Schema, connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     location = resources.files("desktop_app.core") / "migrations" / schema.folder
     config.set_main_option("script_location", str(location))
@@ -51,9 +63,19 @@ def _config(connection: Connection, schema: Schema) -> Config:
 
 
 def revisions(connection: Connection, schema: Schema) -> Revisions:
-    head = ScriptDirectory.from_config(_config(connection, schema)).get_current_head()
-    context = MigrationContext.configure(connection, opts={"version_table": schema.version_table})
-    return Revisions(context.get_current_revision(), head)
+    if not inspect(connection).has_table(schema.version_table):
+        return Revisions(None, schema.head)
+    current = connection.execute(
+        text(f"SELECT version_num FROM {schema.version_table}")  # a fixed name, not input
+    ).scalar_one_or_none()
+    return Revisions(current, schema.head)
+
+
+def alembic_head(schema: Schema) -> str | None:
+    """The newest revision among the migration scripts (what :attr:`Schema.head` must say)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_config(schema)).get_current_head()
 
 
 _alembic_lock = threading.Lock()
@@ -72,7 +94,9 @@ def upgrade(connection: Connection, schema: Schema) -> None:
     with _alembic_lock:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
-        command.upgrade(_config(connection, schema), "head")
+        from alembic import command
+
+        command.upgrade(_config(schema, connection), "head")
         connection.commit()
 
 

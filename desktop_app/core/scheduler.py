@@ -40,6 +40,7 @@ from desktop_app.core.errors import FerryError
 from desktop_app.core.journal import TransferRecord, TransferState
 
 log = logging.getLogger(__name__)
+_FULL_READ_INTERVAL = 2.0  # seconds between a waiter's reads of every unsettled transfer
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,10 @@ class Scheduler:
         self._failures: collections.Counter[int] = collections.Counter()  # in this run
         self._included: set[int] = set()
         self._refused: set[int] = set()
+        # Which transfers a worker let go of, numbered: a waiter reads again
+        # only those released since it last looked, not every unsettled row.
+        self._released: dict[int, int] = {}
+        self._release_count = 0
         self._settled = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._fresh = threading.Event()  # the journal may hold new work: read it again
@@ -169,26 +174,39 @@ class Scheduler:
         ids = list(transfer_ids)
         deadline = None if timeout is None else self._monotonic() + timeout
         settled: dict[int, TransferRecord] = {}
+        latest: dict[int, TransferRecord] = {}
+        seen_release = -1  # nothing read yet: read them all
+        last_full_read = -float("inf")
         while True:
             if self.halted is not None and not self.held():
                 raise self.halted
-            # Only the ones not yet settled are read again: waiting for 10,000
-            # files must not read 10,000 rows ten times a second.
-            held = self.held()
-            unsettled = self.journal.get_many(i for i in ids if i not in settled)
-            for record in unsettled:
-                if self.settled(record, patience) and record.id not in held:
-                    settled[record.id] = record
+            with self._lock:
+                held = set(self._held)
+                count = self._release_count
+                released = {
+                    i for i in ids if i not in settled and self._released.get(i, -1) > seen_release
+                }
+            # A transfer changes while a worker holds it; between workers only a
+            # person (pause, cancel, retry) changes it, which a read every few
+            # seconds sees. Waiting for 10,000 files must not read 10,000 rows
+            # ten times a second.
             remaining = None if deadline is None else deadline - self._monotonic()
             over = self._stopping.is_set() or (remaining is not None and remaining <= 0)
+            full = over or self._monotonic() - last_full_read >= _FULL_READ_INTERVAL
+            wanted = [i for i in ids if i not in settled and (full or i in released)]
+            if full:
+                last_full_read = self._monotonic()
+            seen_release = count
+            for record in self.journal.get_many(wanted):
+                latest[record.id] = record
+                if self.settled(record, patience) and record.id not in held:
+                    settled[record.id] = record
             if len(settled) == len(ids) or over:
-                latest = {r.id: r for r in unsettled} | settled
                 return [latest[i] for i in ids if i in latest]
             with self._settled:
                 self._settled.wait(0.5 if remaining is None else min(0.5, remaining))
-            # Woken by every finished transfer: reading them all each time
-            # would cost a query per file per file, so look at most 10 times a second.
-            self._stopping.wait(0.1)
+            # Woken by every finished transfer: gather a few before reading.
+            self._stopping.wait(0.05)
 
     # -- the loop -----------------------------------------------------------------
 
@@ -311,6 +329,8 @@ class Scheduler:
         finally:
             with self._settled:
                 self._held.pop(transfer_id, None)
+                self._release_count += 1
+                self._released[transfer_id] = self._release_count
                 if outcome is not None and outcome.state is TransferState.FAILED:
                     self._failures[transfer_id] += 1
                 self._settled.notify_all()

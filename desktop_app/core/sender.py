@@ -47,7 +47,7 @@ from desktop_app.core.journal import (
     TransferRecord,
     TransferState,
 )
-from desktop_app.core.storage import SHA256_METADATA, S3Storage, multipart_etag
+from desktop_app.core.storage import SHA256_METADATA, ObjectInfo, S3Storage, multipart_etag
 from desktop_app.core.throttle import BandwidthLimiter, ByteBudget
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,29 @@ class ObjectSender:
         self._meter(record.id, record.size, 0).add(record.size, force=True)
         return self._transition(record.id, TransferState.VERIFYING, etag=etag)
 
+    def sends_whole(self, record: TransferRecord) -> bool:
+        """Is this transfer's next step one PUT of the whole file (no copy, no multipart)?"""
+        return (
+            record.copy_source_key is None
+            and record.upload_id is None
+            and record.size < self.single_put_threshold
+        )
+
     def _put_whole(self, record: TransferRecord, control: TransferControl) -> TransferRecord:
+        etag = self.put_whole(record, control)
+        return self._transition(record.id, TransferState.REGISTERING, etag=etag)
+
+    def put_whole(self, record: TransferRecord, control: TransferControl) -> str:
+        """Send the file in one PUT and prove it stored; the ETag to register. No journal write.
+
+        The request carries the bytes, their Content-MD5 and the SHA-256
+        metadata together, and the bytes were hashed as sent. A server that
+        answers with an MD5 ETag has said which bytes it stored: equal to
+        ours, the object is proven by that answer (size and SHA-256 go with
+        those bytes in the same request) and no HEAD is needed. An opaque
+        ETag (encryption at rest, some gateways) proves nothing: HEAD then
+        checks size and SHA-256 as for a multipart upload.
+        """
         held = self.budget.acquire(max(record.size, 1))
         try:
             check_source(record)
@@ -277,13 +299,15 @@ class ObjectSender:
             control.check()
             self.limiter.consume(len(body))
             control.sent(len(body))
+            md5 = hashlib.md5(body)
             etag = self.storage.put_object(
                 record.key,
                 body,
                 metadata=self._metadata(record),
                 content_type=record.content_type,
+                md5_b64=base64.b64encode(md5.digest()).decode("ascii"),
             )
-            expected = hashlib.md5(body).hexdigest()
+            expected = md5.hexdigest()
         finally:
             self.budget.release(held)
         if _MD5_LIKE.match(etag) and etag != expected:
@@ -293,9 +317,10 @@ class ObjectSender:
                 code="ETagMismatch",
             )
         self._meter(record.id, record.size, 0).add(record.size, force=True)
-        # Verified at once: a crash before REGISTERING is committed puts the
-        # same bytes again, cheaper than one more journal write per small file.
-        return self.verify(dataclasses.replace(record, etag=expected))
+        if _MD5_LIKE.match(etag):
+            return etag
+        # A crash before the caller records anything puts the same bytes again.
+        return self._check_object(dataclasses.replace(record, etag=expected)).etag
 
     def _upload_parts(self, record: TransferRecord, control: TransferControl) -> TransferRecord:
         if record.upload_id is not None and not self._reconcile_parts(record):
@@ -524,6 +549,11 @@ class ObjectSender:
         return self._transition(record.id, TransferState.VERIFYING, etag=expected)
 
     def verify(self, record: TransferRecord) -> TransferRecord:
+        found = self._check_object(record)
+        return self._transition(record.id, TransferState.REGISTERING, etag=found.etag)
+
+    def _check_object(self, record: TransferRecord) -> ObjectInfo:
+        """HEAD the object: the size, SHA-256 and ETag Ferry sent, or a StorageError."""
         found = self.storage.head_object(record.key)
         problem = None
         if found is None:
@@ -552,7 +582,7 @@ class ObjectSender:
                 title=VERIFICATION_FAILED,
             )
         assert found is not None
-        return self._transition(record.id, TransferState.REGISTERING, etag=found.etag)
+        return found
 
     def verification_failed_before(self, transfer_id: int) -> bool:
         history = self.journal.attempts_of([transfer_id])[transfer_id]

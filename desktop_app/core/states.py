@@ -58,10 +58,14 @@ _DONE, _DUP, _FAIL, _CANCEL = (
 # after a crash re-enters the step it was in). UPLOADING may be re-entered from
 # the later byte steps: the server forgot the multipart upload, or the object
 # did not verify, and the bytes are sent afresh under the same reservation.
+# A file sent in one request skips the steps that only say "working" (its hash
+# takes milliseconds) or that its single PUT proves at once: queued goes
+# straight to uploading (or duplicate), and uploading to done once the PUT's
+# ETag is the MD5 of the bytes sent and the catalog row is active.
 ALLOWED_MOVES: dict[TransferState, frozenset[TransferState]] = {
-    _Q: frozenset({_Q, _H, _FAIL, _CANCEL}),
+    _Q: frozenset({_Q, _H, _U, _DUP, _FAIL, _CANCEL}),
     _H: frozenset({_H, _U, _DUP, _FAIL, _CANCEL}),
-    _U: frozenset({_U, _C, _V, _R, _FAIL, _CANCEL}),
+    _U: frozenset({_U, _C, _V, _R, _DONE, _FAIL, _CANCEL}),
     _C: frozenset({_C, _U, _V, _FAIL, _CANCEL}),
     _V: frozenset({_V, _U, _R, _FAIL, _CANCEL}),
     _R: frozenset({_R, _DONE, _FAIL, _CANCEL}),

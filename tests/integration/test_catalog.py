@@ -273,7 +273,7 @@ def test_events_written_before_the_relay_get_ids_of_their_own(catalog_url: str) 
 
     engine = create_catalog_engine(catalog_url)
     with engine.connect() as connection:
-        command.upgrade(migrate._config(connection, Schema.CATALOG), "0004")
+        command.upgrade(migrate._config(Schema.CATALOG, connection), "0004")
         connection.commit()
         for n in range(3):
             connection.execute(

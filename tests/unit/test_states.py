@@ -67,7 +67,8 @@ def test_the_table_keeps_its_promises() -> None:
         if not state.finished:
             assert TransferState.FAILED in ALLOWED_MOVES[state]
             assert TransferState.CANCELLED in ALLOWED_MOVES[state]
-    # Registration can only follow bytes that were sent and verified.
+    # Registration can only follow bytes that were sent (and, but for a single
+    # PUT whose answer proves them, verified): never a step before uploading.
     for state in (TransferState.QUEUED, TransferState.HASHING, TransferState.FAILED):
         assert TransferState.REGISTERING not in ALLOWED_MOVES[state]
         assert TransferState.DONE not in ALLOWED_MOVES[state]

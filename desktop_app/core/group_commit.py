@@ -1,0 +1,112 @@
+"""Group commit: the writes of many threads share one transaction and one commit.
+
+Journal and catalog both write a little for every file; alone, each write is
+a transaction with its own commit (and, for SQLite, its own fsync), which
+for thousands of small files costs more than sending them. A
+:class:`GroupCommitter` has one writer thread that takes every request
+waiting and runs them in one transaction. Promises:
+
+- nothing is reported before it is committed: a caller waits for the commit
+  of the transaction that holds its request;
+- a request's outcome is the one it would have had alone: if anything in a
+  shared transaction fails (one request's error, a lost connection, a busy
+  database), the whole transaction is rolled back and every request in it
+  runs again alone through ``run_alone``, so each gets its own answer and no
+  request's partial writes are committed with the others';
+- requests run in the order of their ``order`` string (the key they lock),
+  so that two clients' groups take per-key locks in the same order;
+- a request that finds the queue empty runs at once: grouping adds no wait.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+Tx = TypeVar("Tx")
+
+
+@dataclass
+class _Request(Generic[Tx]):
+    label: str  # what the request does, for errors of its own transaction
+    order: str
+    work: Callable[[Tx], Any]
+    future: Future[Any] = field(default_factory=Future)
+
+
+class GroupCommitter(Generic[Tx]):
+    """One writer thread running requests of many threads in shared transactions."""
+
+    def __init__(
+        self,
+        begin: Callable[[], AbstractContextManager[Tx]],
+        run_alone: Callable[[str, Callable[[Tx], Any]], Any],
+        *,
+        name: str,
+        most: int,
+    ) -> None:
+        """``begin`` opens one transaction (committed when its block ends without error);
+        ``run_alone`` runs one request in a transaction of its own, raising its error."""
+        self._begin = begin
+        self._run_alone = run_alone
+        self._most = most
+        self._queue: queue.SimpleQueue[_Request[Tx] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, work: Callable[[Tx], T], *, label: str = "", order: str = "") -> T:
+        """Run ``work`` in a shared transaction; its result once committed, or its error."""
+        request: _Request[Tx] = _Request(label, order, work)
+        self._queue.put(request)
+        result: T = request.future.result()
+        return result
+
+    def stop(self) -> None:
+        """Finish what was asked, then end the writer thread."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            stop = False
+            while len(group) < self._most:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                group.append(more)
+            group.sort(key=lambda request: request.order)
+            self._run_group(group)
+            if stop:
+                return
+
+    def _run_group(self, group: list[_Request[Tx]]) -> None:
+        if len(group) > 1:
+            try:
+                with self._begin() as transaction:
+                    results = [request.work(transaction) for request in group]
+            except Exception:
+                pass
+            else:
+                for request, result in zip(group, results, strict=True):
+                    request.future.set_result(result)
+                return
+        for request in group:
+            try:
+                request.future.set_result(self._run_alone(request.label, request.work))
+            except BaseException as exc:
+                request.future.set_exception(exc)
