@@ -42,7 +42,7 @@ class Fault:
     """Applies to requests for which ``match`` is true, ``times`` times."""
 
     match: Callable[[Request], bool]
-    action: str  # "status" | "reset" | "delay"
+    action: str  # "status" | "reset" | "delay" | "opaque_etag" (answer with a non-MD5 ETag)
     times: int = 1
     status: int = 503
     code: str = "ServiceUnavailable"
@@ -118,6 +118,9 @@ class FaultProxy:
                     skip.add("content-length")
                     self.send_header("Content-Length", str(len(data)))
                 for name, value in response.getheaders():
+                    opaque = fault is not None and fault.action == "opaque_etag"
+                    if name.lower() == "etag" and opaque:  # as encryption at rest answers
+                        value = '"opaque-not-an-md5"'
                     if name.lower() not in skip:
                         self.send_header(name, value)
                 self.end_headers()

@@ -255,3 +255,36 @@ def test_a_copy_above_the_single_copy_limit_goes_in_conditional_parts(
     assert refused.value.kind is StorageErrorKind.PRECONDITION_FAILED
     assert ferry.head("never.bin") is None
     assert not weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads"), "aborted"
+
+
+def test_a_single_put_is_proven_by_its_etag_and_an_opaque_etag_is_checked_with_head(
+    proxy_profile: Callable[..., None],
+    proxy: FaultProxy,
+    ferry_env: Environment,
+    weed: WeedServer,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    proxy_profile(part_size=5 * MIB)
+    plain = write_random(tmp_path / "plain.txt", 3000, 11)
+    opaque = write_random(tmp_path / "opaque.txt", 4000, 12)
+    proxy.faults = [
+        Fault(lambda r: r.method == "PUT" and r.path.endswith("/opaque.txt"), "opaque_etag")
+    ]
+    app = Ferry.open(ferry_env)
+    try:
+        records = app.upload([tmp_path / "plain.txt", tmp_path / "opaque.txt"])
+        assert [r.state for r in records] == [TransferState.DONE] * 2, [r.error for r in records]
+        heads = [r.path.rsplit("/", 1)[-1] for r in proxy.seen if r.method == "HEAD"]
+        # The MD5 ETag of the PUT's answer is the proof; an opaque one is not.
+        assert heads.count("plain.txt") == 0
+        assert heads.count("opaque.txt") == 1
+        for name, sha in (("plain.txt", plain), ("opaque.txt", opaque)):
+            assert object_sha256(weed, bucket, name) == sha
+            row = app.catalog.live(bucket, name)
+            assert row is not None and row.status is FileStatus.ACTIVE and row.sha256 == sha
+        # Queued -> uploading -> done: the steps a single PUT proves at once are skipped.
+        history = {r.key: r.state for r in app.journal.all()}
+        assert history == {"plain.txt": TransferState.DONE, "opaque.txt": TransferState.DONE}
+    finally:
+        app.close()
