@@ -378,10 +378,14 @@ class Ferry:
         return retried
 
     def cancel(self, transfer_ids: Iterable[int]) -> list[TransferRecord]:
-        return self.engine.cancel(transfer_ids)
+        cancelled = self.engine.cancel(transfer_ids)
+        self.scheduler.wake()  # waiters look again at once
+        return cancelled
 
     def pause(self, transfer_ids: Iterable[int] | None = None) -> int:
-        return self.engine.pause(transfer_ids)
+        count = self.engine.pause(transfer_ids)
+        self.scheduler.wake()
+        return count
 
     def unpause(self, transfer_ids: Iterable[int] | None = None) -> int:
         count = self.engine.unpause(transfer_ids)

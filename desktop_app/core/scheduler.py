@@ -87,6 +87,7 @@ class Scheduler:
         # only those released since it last looked, not every unsettled row.
         self._released: dict[int, int] = {}
         self._release_count = 0
+        self._pokes = 0
         self._settled = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._fresh = threading.Event()  # the journal may hold new work: read it again
@@ -121,9 +122,12 @@ class Scheduler:
         self.wake()
 
     def wake(self) -> None:
-        """Look at the journal now: something was queued, retried or unpaused."""
+        """Look at the journal now: something was queued, retried, paused or cancelled."""
         self._fresh.set()
         self._wake.set()
+        with self._settled:
+            self._pokes += 1  # waiters read every transfer they wait for again
+            self._settled.notify_all()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -176,6 +180,7 @@ class Scheduler:
         settled: dict[int, TransferRecord] = {}
         latest: dict[int, TransferRecord] = {}
         seen_release = -1  # nothing read yet: read them all
+        seen_pokes = -1
         last_full_read = -float("inf")
         while True:
             if self.halted is not None and not self.held():
@@ -183,16 +188,17 @@ class Scheduler:
             with self._lock:
                 held = set(self._held)
                 count = self._release_count
+                poked, seen_pokes = self._pokes != seen_pokes, self._pokes
                 released = {
                     i for i in ids if i not in settled and self._released.get(i, -1) > seen_release
                 }
             # A transfer changes while a worker holds it; between workers only a
-            # person (pause, cancel, retry) changes it, which a read every few
-            # seconds sees. Waiting for 10,000 files must not read 10,000 rows
-            # ten times a second.
+            # person (pause, cancel, retry: they wake the scheduler) changes it,
+            # and a read every few seconds catches what came another way.
+            # Waiting for 10,000 files must not read 10,000 rows ten times a second.
             remaining = None if deadline is None else deadline - self._monotonic()
             over = self._stopping.is_set() or (remaining is not None and remaining <= 0)
-            full = over or self._monotonic() - last_full_read >= _FULL_READ_INTERVAL
+            full = over or poked or self._monotonic() - last_full_read >= _FULL_READ_INTERVAL
             wanted = [i for i in ids if i not in settled and (full or i in released)]
             if full:
                 last_full_read = self._monotonic()
