@@ -57,11 +57,16 @@ class GroupCommitter(Generic[Tx]):
         self._run_alone = run_alone
         self._most = most
         self._queue: queue.SimpleQueue[_Request[Tx] | None] = queue.SimpleQueue()
+        # Started by the first request: a catalog opened only to read needs no thread.
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
+        self._start_lock = threading.Lock()
 
     def run(self, work: Callable[[Tx], T], *, label: str = "", order: str = "") -> T:
         """Run ``work`` in a shared transaction; its result once committed, or its error."""
+        if self._thread.ident is None:
+            with self._start_lock:
+                if self._thread.ident is None:
+                    self._thread.start()
         request: _Request[Tx] = _Request(label, order, work)
         self._queue.put(request)
         result: T = request.future.result()
