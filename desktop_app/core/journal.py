@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import os
 import shutil
 import sqlite3
@@ -291,6 +292,13 @@ _INSERT_ATTEMPT = (
 )
 
 
+# For each target state, the states a transfer may move to it from.
+_SOURCES = {
+    target: tuple(s.value for s in TransferState if move_allowed(s, target))
+    for target in TransferState
+}
+
+
 def _sqlite_time(moment: datetime) -> str:
     moment = moment.astimezone(UTC) if moment.tzinfo else moment
     return f"{moment:%Y-%m-%d %H:%M:%S}.{moment.microsecond:06d}"
@@ -319,7 +327,8 @@ def _cursor(connection: Connection) -> Any:
     return connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
 
 
-def _update_sql(columns: Iterable[str], guarded_states: int) -> str:
+@functools.cache
+def _update_sql(columns: tuple[str, ...], guarded_states: int) -> str:
     for column in columns:
         if column not in _TRANSFER_COLUMNS:
             raise ValueError(f"the journal has no column {column!r}")
@@ -765,7 +774,7 @@ class Journal:
         if move is not None:
             # The check is the UPDATE's own condition: no row is written unless
             # the current state may move to the target, in one statement.
-            sources = [s.value for s in TransferState if move_allowed(s, move[0])]
+            sources = _SOURCES[move[0]]
             params.extend(sources)
         sql = _update_sql(columns, len(sources) if move is not None else 0)
 

@@ -233,7 +233,7 @@ class ObjectSender:
             if copied is not None:
                 return copied
             record = self.journal.get(record.id)
-        if record.size < self.single_put_threshold and record.upload_id is None:
+        if self.sends_whole(record):  # a copy that fell back has no source key any more
             return self._put_whole(record, control)
         return self._upload_parts(record, control)
 

@@ -337,15 +337,15 @@ class S3Storage:
         body: bytes,
         *,
         metadata: Mapping[str, str],
+        md5_b64: str,
         content_type: str = "application/octet-stream",
-        md5_b64: str | None = None,
     ) -> str:
         with self._translate("upload", key):
             response = self.client.put_object(
                 Bucket=self.bucket,
                 Key=key,
                 Body=body,
-                ContentMD5=md5_b64 or md5_base64(body),
+                ContentMD5=md5_b64,  # the caller hashed these bytes as it read them
                 Metadata=dict(metadata),
                 ContentType=content_type,
             )
