@@ -42,7 +42,9 @@ class Fault:
     """Applies to requests for which ``match`` is true, ``times`` times."""
 
     match: Callable[[Request], bool]
-    action: str  # "status" | "reset" | "delay" | "opaque_etag" (answer with a non-MD5 ETag)
+    # "status" | "reset" | "delay" | "opaque_etag" (answer with a non-MD5 ETag) |
+    # "corrupt" (one byte of the body flipped on the way, as a bad link would)
+    action: str
     times: int = 1
     status: int = 503
     code: str = "ServiceUnavailable"
@@ -107,6 +109,9 @@ class FaultProxy:
                     return
                 if fault is not None and fault.action == "delay":
                     time.sleep(fault.delay)
+                if fault is not None and fault.action == "corrupt" and body:
+                    middle = len(body) // 2
+                    body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1 :]
                 connection = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
                 connection.request(self.command, self.path, body=body, headers=headers)

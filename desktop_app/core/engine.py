@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import hashlib
 import logging
 import mimetypes
 import random
@@ -73,11 +72,13 @@ from desktop_app.core.journal import (
     KeyConflictPolicy,
     NewAttempt,
     NewTransfer,
+    PartDigests,
     SourceIdentity,
     TransferError,
     TransferRecord,
     TransferState,
 )
+from desktop_app.core.prepass import PrePass
 from desktop_app.core.sender import (
     ObjectSender,
     ProgressMeter,
@@ -93,7 +94,6 @@ from desktop_app.core.throttle import BandwidthLimiter, ByteBudget
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
-_HASH_CHUNK = 1 * MIB
 # A request this small waits only for its own bytes at the bandwidth limit, not
 # for the debt of large parts before it: a 1-byte file never waits for a big one.
 _SMALL_REQUEST = 256 * 1024
@@ -185,6 +185,7 @@ class TransferEngine:
         self._controls: dict[int, TransferControl] = {}
         self._interrupted = threading.Event()
         self._controls_lock = threading.Lock()
+        self.prepass = PrePass(self.budget)
         self._part_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=options.concurrency, thread_name_prefix="ferry-part"
         )
@@ -194,6 +195,7 @@ class TransferEngine:
             limiter=self.limiter,
             budget=self.budget,
             part_pool=self._part_pool,
+            prepass=self.prepass,
             single_put_threshold=options.single_put_threshold,
             transition=self._move,
             meter=lambda transfer_id, total, done: ProgressMeter(
@@ -215,6 +217,7 @@ class TransferEngine:
     def close(self) -> None:
         self.interrupt()
         self._part_pool.shutdown(wait=True, cancel_futures=True)
+        self.prepass.close()
 
     def is_small(self, size: int) -> bool:
         """Sent in one request: such files get workers of their own in the scheduler."""
@@ -593,20 +596,18 @@ class TransferEngine:
             # cost a commit; a large one shows it while it reads.
             self._move(record.id, TransferState.HASHING)
         before = current_identity(record)
-        digest = hashlib.sha256()
-        try:
-            with open(record.source_path, "rb") as handle:
-                while chunk := handle.read(_HASH_CHUNK):
-                    digest.update(chunk)
-        except OSError as exc:
-            raise SourceError(f"{record.source_path} cannot be read: {exc.strerror}.") from None
+        part_size = choose_part_size(before.size, self.options.part_size)
+        # A file sent in parts gets its part MD5s in the same read: the sending
+        # pass sends them as Content-MD5 instead of hashing again.
+        multipart = not self.is_small(before.size)
+        hashes = self.prepass.hash_file(record.source_path, part_size if multipart else None)
         after = current_identity(record)
         if before != after:
             raise SourceChangedError(
                 f"{record.source_path} changed while Ferry was reading it. Retry once the "
                 "program writing it has finished."
             )
-        sha256 = digest.hexdigest()
+        sha256 = hashes.sha256
         if record.catalog_file_id is not None and record.sha256 not in (None, sha256):
             # The file changed while Ferry was not running: the old intent goes.
             self.catalog.release(
@@ -614,8 +615,11 @@ class TransferEngine:
                 reason="source changed before upload",
                 token=record.reservation_token,
             )
-        part_size = choose_part_size(after.size, self.options.part_size)
         count = len(part_plan(after.size, part_size))
+        if multipart:
+            self.journal.save_part_digests(
+                record.id, PartDigests(sha256, part_size, hashes.part_md5s)
+            )
         hashed: dict[str, Any] = {
             "sha256": sha256,
             **after.columns(),

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -196,6 +197,23 @@ class PartRecord:
 
 
 @dataclass(frozen=True)
+class PartDigests:
+    """What the pre-pass read: the file's SHA-256 and the MD5 of each planned part."""
+
+    sha256: str
+    part_size: int
+    md5s: tuple[bytes, ...]
+
+    def fits(self, record: TransferRecord) -> bool:
+        """Computed for this transfer's content and part plan (not an older one's)?"""
+        return (
+            self.sha256 == record.sha256
+            and self.part_size == record.part_size
+            and len(self.md5s) == record.part_count
+        )
+
+
+@dataclass(frozen=True)
 class NewTransfer:
     source_path: str
     identity: SourceIdentity
@@ -261,6 +279,17 @@ parts = Table(
     Column("md5", String(32)),
     Column("etag", String(80)),
     Column("confirmed_at", DateTime(timezone=True)),
+)
+# The pre-pass's MD5 of each planned part, 16 bytes each in part order: the
+# sending pass sends them as Content-MD5 and so needs not hash again. Kept
+# with the SHA-256 and part size they were computed for; anything else is stale.
+part_digests = Table(
+    "part_digests",
+    _metadata,
+    Column("transfer_id", Integer, primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Column("part_size", BigInteger, nullable=False),
+    Column("md5s", LargeBinary, nullable=False),
 )
 attempts = Table(
     "attempts",
@@ -876,6 +905,29 @@ class Journal:
             )
 
         self._write(op)
+
+    def save_part_digests(self, transfer_id: int, digests: PartDigests) -> None:
+        row = {
+            "transfer_id": transfer_id,
+            "sha256": digests.sha256,
+            "part_size": digests.part_size,
+            "md5s": b"".join(digests.md5s),
+        }
+
+        def op(connection: Connection) -> Any:
+            stale = delete(part_digests).where(part_digests.c.transfer_id == transfer_id)
+            connection.execute(stale)
+            connection.execute(insert(part_digests), [row])
+
+        self._write(op)
+
+    def part_digests(self, transfer_id: int) -> PartDigests | None:
+        rows = self._read(select(part_digests).where(part_digests.c.transfer_id == transfer_id))
+        if not rows:
+            return None
+        blob = bytes(rows[0].md5s)
+        md5s = tuple(blob[i : i + 16] for i in range(0, len(blob), 16))
+        return PartDigests(rows[0].sha256, rows[0].part_size, md5s)
 
     def forget_upload(self, transfer_id: int) -> None:
         """Drop the upload id and the parts: the next attempt starts the upload afresh."""

@@ -27,7 +27,7 @@ class Schema(enum.Enum):
     """
 
     CATALOG = ("catalog", "alembic_version", "0005")
-    JOURNAL = ("journal", "journal_version", "j0006")
+    JOURNAL = ("journal", "journal_version", "j0007")
 
     @property
     def folder(self) -> str:

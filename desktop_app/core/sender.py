@@ -1,20 +1,21 @@
 """Sending one transfer's bytes and proving they arrived.
 
 Below a part's size: one PUT with Content-MD5, its ETag compared with the MD5
-of what was sent, then HEAD. Above: the multipart protocol, each step in the
-journal before the next depends on it:
+of what was sent (HEAD only when the server's ETag is opaque). Above: the
+multipart protocol, each step in the journal before the next depends on it:
 
 - the upload id and the part plan are committed before the first part;
 - a part is confirmed only after the server answered with its ETag, and that
   ETag must equal the part's MD5 (Content-MD5 is sent, so the server checks too);
 - on resume the parts are reconciled with ListParts: a part the server has and
-  the journal lacks is accepted only if its ETag is the MD5 of that byte range;
+  the journal lacks is accepted only if its ETag is the pre-pass MD5 of that range;
 - the source identity (size, mtime_ns, ctime_ns, device, inode) is checked
   before each part and before completing; a change raises SourceChangedError;
-- proof of bytes (invariant 8): the file is read once, in order; every part's
-  bytes go into a SHA-256 exactly as they are sent, parts confirmed before a
-  crash are read again and must have their confirmed MD5, and the SHA-256 of
-  it all must equal the one the duplicate check used, or nothing is completed;
+- proof of bytes (invariant 8): the pre-pass (``prepass``) read the file once
+  for its SHA-256 and each part's MD5 from the same buffers; every part is
+  sent with that MD5 as Content-MD5, so the server accepts a part only if the
+  bytes it received are the bytes the SHA-256 was taken over (a refused part
+  whose bytes on disk differ now is a changed source, not a network fault);
 - the object is verified with HEAD (size, ETag in the server's convention,
   SHA-256 metadata read case-insensitively) before the transfer may register
   it in the catalog; a second verification failure stops resending.
@@ -42,11 +43,13 @@ from desktop_app.core.errors import SourceChangedError, SourceError, StorageErro
 from desktop_app.core.events import EventBus, TransferProgress
 from desktop_app.core.journal import (
     Journal,
+    PartDigests,
     PartRecord,
     SourceIdentity,
     TransferRecord,
     TransferState,
 )
+from desktop_app.core.prepass import PrePass
 from desktop_app.core.storage import SHA256_METADATA, ObjectInfo, S3Storage, multipart_etag
 from desktop_app.core.throttle import BandwidthLimiter, ByteBudget
 
@@ -180,6 +183,14 @@ def current_identity(record: TransferRecord) -> SourceIdentity:
         raise SourceError(f"{record.source_path} cannot be read: {exc.strerror}.") from None
 
 
+def _changed_since_hashing(record: TransferRecord, detail: str) -> SourceChangedError:
+    return SourceChangedError(
+        f"{record.source_path} changed while uploading ({detail}); the partial upload was "
+        "discarded so that no mix of old and new bytes is stored. Retry to upload the new "
+        "version."
+    )
+
+
 def check_source(record: TransferRecord) -> None:
     if not record.identity.matches(current_identity(record)):
         raise SourceChangedError(
@@ -204,6 +215,7 @@ class ObjectSender:
         limiter: BandwidthLimiter,
         budget: ByteBudget,
         part_pool: concurrent.futures.Executor,
+        prepass: PrePass,
         single_put_threshold: int,
         transition: Transition,
         meter: Callable[[int, int, int], ProgressMeter],
@@ -213,6 +225,7 @@ class ObjectSender:
         self.limiter = limiter
         self.budget = budget
         self._part_pool = part_pool
+        self.prepass = prepass
         self.single_put_threshold = single_put_threshold
         self._transition = transition
         self._meter = meter  # (transfer id, total bytes, bytes done) -> meter
@@ -323,7 +336,8 @@ class ObjectSender:
         return self._check_object(dataclasses.replace(record, etag=expected)).etag
 
     def _upload_parts(self, record: TransferRecord, control: TransferControl) -> TransferRecord:
-        if record.upload_id is not None and not self._reconcile_parts(record):
+        md5s = self._planned_md5s(record)
+        if record.upload_id is not None and not self._reconcile_parts(record, md5s):
             record = self.journal.get(record.id)  # the server could not say: start afresh
         if record.upload_id is None:
             check_source(record)
@@ -342,36 +356,48 @@ class ObjectSender:
         assert record.upload_id is not None
         parts = self.journal.parts(record.id)
         progress = self._meter(record.id, record.size, sum(p.size for p in parts if p.done))
-        sent = self._send_in_order(record, parts, control, progress)
-        if sent != record.sha256:
-            # The bytes on the server are not the content the duplicate check
-            # hashed: nothing of this may be registered.
-            raise SourceChangedError(
-                f"{record.source_path} changed while uploading (the bytes sent have another "
-                "SHA-256 than the file had when it was checked); the partial upload was "
-                "discarded so that no mix of old and new bytes is stored. Retry to upload "
-                "the new version."
-            )
+        self._send_parts(record, parts, md5s, control, progress)
         progress.add(0, force=True)
         return self._transition(record.id, TransferState.COMPLETING)
 
-    def _send_in_order(
+    def _planned_md5s(self, record: TransferRecord) -> tuple[bytes, ...]:
+        """Each part's MD5 from the pre-pass that gave the transfer its SHA-256.
+
+        A journal written before the pre-pass kept them (or a plan that
+        changed since) has none that fit: the file is read once more, and
+        must still have the SHA-256 the duplicate check used.
+        """
+        digests = self.journal.part_digests(record.id)
+        if digests is not None and digests.fits(record):
+            return digests.md5s
+        assert record.sha256 is not None
+        check_source(record)
+        hashes = self.prepass.hash_file(record.source_path, record.part_size)
+        check_source(record)
+        if hashes.sha256 != record.sha256:
+            raise _changed_since_hashing(record, "its SHA-256 is another now")
+        self.journal.save_part_digests(
+            record.id, PartDigests(record.sha256, record.part_size, hashes.part_md5s)
+        )
+        return hashes.part_md5s
+
+    def _send_parts(
         self,
         record: TransferRecord,
         parts: list[PartRecord],
+        md5s: tuple[bytes, ...],
         control: TransferControl,
         progress: ProgressMeter,
-    ) -> str:
-        """Read every part in order, hash it, send the missing ones; the SHA-256 of it all.
+    ) -> None:
+        """Send every part the server lacks, each with its pre-pass MD5 as Content-MD5.
 
-        One read of the file serves both the proof and the sending: each part's
-        bytes go into the SHA-256 and its MD5 exactly as they are sent (the
-        server checks the MD5 through Content-MD5 and answers with it), and a
-        part the server already holds is read again and must have the MD5 it
-        was confirmed with. So the SHA-256 returned is that of the bytes the
-        server holds. The byte budget bounds the parts read but not yet sent.
+        Proof of bytes without hashing again: the server computes the MD5 of
+        the bytes it received and refuses them (BadDigest) unless it equals
+        the pre-pass MD5 of that range, and the pre-pass SHA-256 was taken
+        over those very bytes (see ``prepass``). A part confirmed with
+        another MD5 than planned is sent again. The byte budget bounds the
+        parts read but not yet sent.
         """
-        digest = hashlib.sha256()
         futures: list[concurrent.futures.Future[None]] = []
         stop = threading.Event()
         check_source(record)  # gone or changed: the person's problem, said as such
@@ -381,29 +407,18 @@ class ObjectSender:
                     control.check()
                     if stop.is_set():
                         break
+                    md5 = md5s[part.number - 1]
+                    if part.done and part.md5 == md5.hex():
+                        continue
                     held = self.budget.acquire(part.size)
                     try:
                         check_source(record)
                         body = os.pread(handle.fileno(), part.size, part.offset)
                         if len(body) != part.size:
-                            raise SourceChangedError(
-                                f"{record.source_path} became shorter while uploading; retry to "
-                                "upload the new version."
-                            )
-                        digest.update(body)
-                        md5 = hashlib.md5(body)
+                            raise _changed_since_hashing(record, "it became shorter")
                     except BaseException:
                         self.budget.release(held)
                         raise
-                    if part.done:
-                        self.budget.release(held)
-                        if md5.hexdigest() != part.md5:
-                            raise SourceChangedError(
-                                f"{record.source_path} changed since part {part.number} was "
-                                "sent; the partial upload was discarded. Retry to upload the "
-                                "new version."
-                            )
-                        continue
                     futures.append(
                         self._part_pool.submit(
                             self._send_part, record, part, body, md5, held, control, progress, stop
@@ -413,20 +428,20 @@ class ObjectSender:
             error = _first_error(futures, stop)
         if error is not None:
             raise error
-        return digest.hexdigest()
 
     def _send_part(
         self,
         record: TransferRecord,
         part: PartRecord,
         body: bytes,
-        md5: Any,
+        md5: bytes,
         held: int,
         control: TransferControl,
         progress: ProgressMeter,
         stop: threading.Event,
     ) -> None:
         assert record.upload_id is not None
+        md5_hex = md5.hex()
         try:
             if stop.is_set():
                 return
@@ -434,30 +449,42 @@ class ObjectSender:
             self.limiter.consume(part.size)
             control.check()
             control.sent(part.size)
-            etag = self.storage.upload_part(
-                record.key,
-                record.upload_id,
-                part.number,
-                body,
-                md5_b64=base64.b64encode(md5.digest()).decode("ascii"),
-            )
+            try:
+                etag = self.storage.upload_part(
+                    record.key,
+                    record.upload_id,
+                    part.number,
+                    body,
+                    md5_b64=base64.b64encode(md5).decode("ascii"),
+                )
+            except StorageError as exc:
+                if exc.kind is StorageErrorKind.BAD_DIGEST:
+                    self._check_part_unchanged(record, part, body, md5)
+                raise
+            if _MD5_LIKE.match(etag) and etag != md5_hex:
+                self._check_part_unchanged(record, part, body, md5)
+                raise StorageError(
+                    f"The server stored other bytes than Ferry sent for part {part.number} of "
+                    f"{record.key!r}; the part is sent again.",
+                    kind=StorageErrorKind.BAD_DIGEST,
+                    code="ETagMismatch",
+                )
         except BaseException:
             stop.set()
             raise
         finally:
             self.budget.release(held)
-        md5_hex = md5.hexdigest()
-        if _MD5_LIKE.match(etag) and etag != md5_hex:
-            stop.set()
-            raise StorageError(
-                f"The server stored other bytes than Ferry sent for part {part.number} of "
-                f"{record.key!r}; the part is sent again.",
-                kind=StorageErrorKind.BAD_DIGEST,
-                code="ETagMismatch",
-            )
         # Confirmed only now that the server has answered for it.
         self.journal.confirm_part(record.id, part.number, md5_hex, etag)
         progress.add(part.size)
+
+    @staticmethod
+    def _check_part_unchanged(
+        record: TransferRecord, part: PartRecord, body: bytes, md5: bytes
+    ) -> None:
+        """A refused part: did the file change since the pre-pass, or the bytes on the way?"""
+        if hashlib.md5(body).digest() != md5:
+            raise _changed_since_hashing(record, f"part {part.number} has other bytes now")
 
     def _abort_lost_uploads(self, record: TransferRecord, since: datetime) -> None:
         """Abort this key's uploads created since the intent (ours: we hold its reservation).
@@ -479,11 +506,13 @@ class ObjectSender:
                 exc.message,
             )
 
-    def _reconcile_parts(self, record: TransferRecord) -> bool:
+    def _reconcile_parts(self, record: TransferRecord, md5s: tuple[bytes, ...]) -> bool:
         """Make the journal's parts agree with what the server really holds.
 
-        False when the server cannot list parts (ListParts refused): then what
-        it holds is unknown, the upload is given up (aborted where the server
+        A part the server holds and the journal lacks (a crash after the
+        server answered) counts only with the ETag of its pre-pass MD5. False
+        when the server cannot list parts (ListParts refused): then what it
+        holds is unknown, the upload is given up (aborted where the server
         allows) and the caller starts a new one.
         """
         assert record.upload_id is not None
@@ -500,17 +529,15 @@ class ObjectSender:
             )
             self.abandon(record)
             return False
-        check_source(record)
-        with _open_source(record) as handle:
-            for part in self.journal.parts(record.id):
-                held = server.get(part.number)
-                if part.done and (held is None or held.etag != part.etag):
-                    self.journal.unconfirm_part(record.id, part.number)
-                elif not part.done and held is not None and held.size == part.size:
-                    body = os.pread(handle.fileno(), part.size, part.offset)
-                    md5_hex = hashlib.md5(body).hexdigest()
-                    if md5_hex == held.etag:
-                        self.journal.confirm_part(record.id, part.number, md5_hex, held.etag)
+        for part in self.journal.parts(record.id):
+            held = server.get(part.number)
+            md5_hex = md5s[part.number - 1].hex()
+            if part.done and (held is None or held.etag != part.etag):
+                self.journal.unconfirm_part(record.id, part.number)
+            elif not part.done and held is not None and held.size == part.size:
+                if held.etag != md5_hex:
+                    continue  # not what the pre-pass read there: sent again
+                self.journal.confirm_part(record.id, part.number, md5_hex, held.etag)
         parts = self.journal.parts(record.id)
         on_server = sum(1 for p in parts if p.done)
         log.info(

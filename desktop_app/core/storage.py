@@ -106,17 +106,6 @@ def is_aws_endpoint(endpoint_url: str | None) -> bool:
     return endpoint_url is None or ".amazonaws.com" in endpoint_url
 
 
-def _unsigned_payload(request: Any, **_kwargs: Any) -> None:
-    """Skip SigV4's SHA-256 of the body on plain-HTTP endpoints.
-
-    botocore hashes every body it signs over http, a third pass over the data
-    besides Ferry's SHA-256 and Content-MD5. The body's integrity is already
-    guarded by Content-MD5, which the server checks, so the payload is sent as
-    UNSIGNED-PAYLOAD (S3 accepts it; the headers are still signed).
-    """
-    request.headers["X-Amz-Content-SHA256"] = "UNSIGNED-PAYLOAD"
-
-
 def _strip(etag: str) -> str:
     return etag.strip('"')
 
@@ -148,6 +137,13 @@ class S3Storage:
             options["request_checksum_calculation"] = "when_required"
             options["response_checksum_validation"] = "when_required"
             options["s3"] = {"addressing_style": "path"}
+        if profile.endpoint_url is not None and profile.endpoint_url.startswith("http:"):
+            # botocore signs a body's SHA-256 over plain http: another pass over
+            # every byte besides Ferry's own hashes. The body is guarded by
+            # Content-MD5, which the server checks, so it goes as UNSIGNED-PAYLOAD
+            # (the headers are still signed). A before-sign hook cannot do this:
+            # S3's signer overwrites the header.
+            options.setdefault("s3", {})["payload_signing_enabled"] = False
         session = boto3.session.Session()
         client = session.client(
             "s3",
@@ -158,9 +154,6 @@ class S3Storage:
             aws_session_token=credentials.session_token,
             config=Config(**options),
         )
-        if profile.endpoint_url is not None and profile.endpoint_url.startswith("http:"):
-            for operation in ("PutObject", "UploadPart"):
-                client.meta.events.register(f"before-sign.s3.{operation}", _unsigned_payload)
         return cls(client, profile.bucket, profile.endpoint_url or "AWS S3")
 
     @contextlib.contextmanager

@@ -16,7 +16,7 @@ from desktop_app.core.catalog import FileQuery
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.errors import StorageError, StorageErrorKind
 from desktop_app.core.events import TransferProgress
-from desktop_app.core.journal import TransferState
+from desktop_app.core.journal import ErrorKind, TransferState
 from tests.conftest import (
     READER_ACCESS_KEY,
     READER_SECRET_KEY,
@@ -286,5 +286,34 @@ def test_a_single_put_is_proven_by_its_etag_and_an_opaque_etag_is_checked_with_h
         # Queued -> uploading -> done: the steps a single PUT proves at once are skipped.
         history = {r.key: r.state for r in app.journal.all()}
         assert history == {"plain.txt": TransferState.DONE, "opaque.txt": TransferState.DONE}
+    finally:
+        app.close()
+
+
+def test_a_part_hurt_on_the_way_is_refused_by_its_content_md5_and_sent_again(
+    proxy_profile: Callable[..., None],
+    proxy: FaultProxy,
+    ferry_env: Environment,
+    weed: WeedServer,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    proxy_profile(part_size=5 * MIB)
+    sha = write_random(tmp_path / "hurt.bin", 12 * MIB + 5, 21)
+    proxy.faults = [Fault(is_part_upload, "corrupt")]
+    app = Ferry.open(ferry_env)
+    try:
+        [record] = app.upload([tmp_path / "hurt.bin"])
+        assert record.state is TransferState.DONE, record.error
+        assert proxy.faults[0].times == 0, "a part went through the proxy hurt"
+        # The server checked the pre-pass MD5 against what it received: refused,
+        # and the file's bytes being unchanged, the part was sent again.
+        [refused, succeeded] = app.journal.attempts_of([record.id])[record.id]
+        assert refused.error is not None and "other bytes" in refused.error.message
+        assert refused.error.kind is ErrorKind.TRANSIENT
+        assert succeeded.error is None
+        assert object_sha256(weed, bucket, "hurt.bin") == sha
+        row = app.catalog.live(bucket, "hurt.bin")
+        assert row is not None and row.status is FileStatus.ACTIVE and row.sha256 == sha
     finally:
         app.close()

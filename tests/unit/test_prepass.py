@@ -1,0 +1,56 @@
+"""The pre-pass: one read gives the SHA-256 and the MD5 of every planned part."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+import pytest
+
+from desktop_app.core.errors import SourceError
+from desktop_app.core.prepass import PrePass
+from desktop_app.core.sender import part_plan
+from desktop_app.core.throttle import ByteBudget
+
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("size", "part_size"),
+    [
+        (0, 5 * MIB),
+        (1, 5 * MIB),
+        (5 * MIB, 5 * MIB),  # the end on a part boundary
+        (5 * MIB + 1, 5 * MIB),
+        (48 * MIB, 16 * MIB),  # parts of two chunks, ring reused
+        (30 * MIB + 3, 12 * MIB),  # a chunk and a remainder per part
+    ],
+)
+def test_the_hashes_are_those_of_the_bytes_of_each_planned_part(
+    tmp_path: Path, size: int, part_size: int
+) -> None:
+    data = random.Random(size).randbytes(size)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    budget = ByteBudget(64 * MIB)
+    prepass = PrePass(budget)
+    try:
+        hashes = prepass.hash_file(str(path), part_size)
+        whole = prepass.hash_file(str(path), None)
+    finally:
+        prepass.close()
+    expected = [hashlib.md5(data[o : o + s]).digest() for _n, o, s in part_plan(size, part_size)]
+    assert hashes.sha256 == whole.sha256 == hashlib.sha256(data).hexdigest()
+    assert list(hashes.part_md5s) == expected
+    assert whole.part_md5s == ()
+    assert budget.peak <= 4 * 8 * MIB, "the ring of buffers, not the file, bounds memory"
+
+
+def test_an_unreadable_file_is_named_in_the_error(tmp_path: Path) -> None:
+    prepass = PrePass(ByteBudget(64 * MIB))
+    try:
+        with pytest.raises(SourceError, match=r"gone\.bin"):
+            prepass.hash_file(str(tmp_path / "gone.bin"), 5 * MIB)
+    finally:
+        prepass.close()

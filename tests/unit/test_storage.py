@@ -1,0 +1,50 @@
+"""What the S3 client puts on the wire, seen before it is sent."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+from botocore.awsrequest import AWSResponse
+
+from desktop_app.core.config import Profile
+from desktop_app.core.keys import CredentialSource, S3Credentials
+from desktop_app.core.storage import S3Storage
+
+
+class _Answer:
+    """A raw body the fake response hands to botocore."""
+
+    def stream(self, **_kwargs: Any) -> Any:
+        yield b""
+
+
+def _sent_headers(endpoint: str) -> dict[str, str]:
+    profile = Profile(name="t", bucket="b", catalog_url="sqlite://", endpoint_url=endpoint)
+    credentials = S3Credentials("key", "not-a-secret", CredentialSource.ENVIRONMENT)
+    storage = S3Storage.connect(profile, credentials)
+    seen: dict[str, str] = {}
+
+    def answer(request: Any, **_kwargs: Any) -> AWSResponse:
+        seen.update(
+            {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+        )
+        return AWSResponse(request.url, 200, {"ETag": '"x"'}, _Answer())
+
+    storage.client.meta.events.register("before-send.s3.UploadPart", answer)
+    body = b"p" * 1024
+    md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+    storage.upload_part("k", "upload-1", 1, body, md5_b64=md5)
+    return seen
+
+
+def test_over_plain_http_a_body_is_guarded_by_content_md5_not_hashed_for_the_signature() -> None:
+    headers = _sent_headers("http://127.0.0.1:1")
+    assert headers["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
+    assert headers["Content-MD5"]
+    assert "Signature=" in headers["Authorization"]
+
+
+def test_over_https_a_body_with_content_md5_is_not_hashed_either() -> None:
+    assert _sent_headers("https://s3.example.test")["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
