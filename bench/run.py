@@ -46,6 +46,7 @@ from desktop_app.core.sandbox import SandboxServer, find_weed  # noqa: E402
 MIB = 1024 * 1024
 PEERS = ROOT / "bench" / ".peers"
 KEY, SECRET = "bench", "bench-not-a-secret"
+WINDOW = "ferry-window"  # the window's engine process (bench/engine_process.py)
 
 
 @dataclass
@@ -243,7 +244,7 @@ def resume_figure(data: Path, endpoint: str, peers: Path, env: dict[str, str]) -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="big,small,huge,check")
-    parser.add_argument("--tools", default="ferry,s5cmd,rclone,aws-cli")
+    parser.add_argument("--tools", default="ferry,ferry-window,s5cmd,rclone,aws-cli")
     parser.add_argument("--quick", action="store_true", help="256 MiB, 500 files, 10,000 objects")
     parser.add_argument("--no-resume", action="store_true")
     args = parser.parse_args()
@@ -273,13 +274,21 @@ def main() -> int:
                     continue
                 path, total = data[case]
                 for tool in args.tools.split(","):
+                    if tool == WINDOW and case != "huge":
+                        continue  # the window's engine process: measured for memory
                     bucket = fresh_bucket(peers, endpoint, env)
-                    if tool == "ferry":
+                    if tool in ("ferry", WINDOW):
                         ferry_profile(env, endpoint, bucket)
-                    command = tool_commands(
-                        tool, path, path.is_dir(), bucket, endpoint, peers, root
-                    )
-                    seconds, rss, status = measure(command, env)
+                    if tool == WINDOW:
+                        from engine_process import measure_engine_process
+
+                        seconds, rss, done = measure_engine_process(path, env)
+                        status = 0 if done else 1
+                    else:
+                        command = tool_commands(
+                            tool, path, path.is_dir(), bucket, endpoint, peers, root
+                        )
+                        seconds, rss, status = measure(command, env)
                     runs.append(Run(case, tool, seconds, rss, total, status == 0))
                     print(
                         f"{case:6} {tool:8} {seconds:8.2f} s {rss:8.1f} MiB rc={status}", flush=True
@@ -324,7 +333,8 @@ def render(
     for case in dict.fromkeys(r.case for r in runs):
         ferry = next((r for r in runs if r.case == case and r.tool == "ferry"), None)
         for run in (r for r in runs if r.case == case):
-            ratio = f"{ferry.seconds / run.seconds:.2f}x" if ferry and run.tool != "ferry" else ""
+            ours = run.tool in ("ferry", WINDOW)
+            ratio = f"{ferry.seconds / run.seconds:.2f}x" if ferry and not ours else ""
             status = "" if run.ok else " (failed)"
             lines.append(
                 f"| {case} | {run.tool}{status} | {run.seconds:.2f} | {run.mib_per_s:.1f} | "
