@@ -3,9 +3,12 @@
 The check streams the bucket listing and the catalog rows in key byte order
 and merge-joins them, holding one key's rows at a time. Servers do not all
 list in byte order (SeaweedFS lists a "directory" before keys that sort
-between it and its contents, e.g. ``a/B`` before ``a-b``), so the listing is
-first spooled into a temporary SQLite file ordered by the key's bytes; memory
-stays flat whatever the bucket's size. The catalog side is ours and must come
+between it and its contents, e.g. ``a/B`` before ``a-b``). The listing is
+first taken as it comes, its order verified key by key; at the first key out
+of byte order the pass is dropped (it has judged nothing it acted on) and the
+check starts again with the listing spooled into a temporary SQLite file
+ordered by the key's bytes. Either way memory stays flat whatever the
+bucket's size. The catalog side is ours and must come
 in byte order: a violation fails the check loudly instead of inventing
 findings.
 
@@ -244,6 +247,35 @@ def write_report(report: CheckReport, path: Path) -> None:
             )
 
 
+class _OutOfOrder(Exception):
+    """The server listed a key before a smaller one: this pass's merge is void."""
+
+    def __init__(self, before: str, after: str) -> None:
+        super().__init__(f"{before!r} listed before {after!r}")
+
+
+class _StreamedListing:
+    """The bucket listing as the server sends it, verified to be in key byte order."""
+
+    def __init__(self, objects: Iterator[ObjectInfo]) -> None:
+        self._objects = objects
+        self.count = 0
+
+    def __iter__(self) -> Iterator[ObjectInfo]:
+        previous: ObjectInfo | None = None
+        previous_key = b""
+        for item in self._objects:
+            key = item.key.encode("utf-8")
+            if previous is not None and key < previous_key:
+                raise _OutOfOrder(previous.key, item.key)
+            previous, previous_key = item, key
+            self.count += 1
+            yield item
+
+    def close(self) -> None:
+        pass
+
+
 class _SortedListing:
     """The bucket listing spooled to disk and read back in key byte order."""
 
@@ -382,13 +414,26 @@ class ConsistencyChecker:
     # -- the check --------------------------------------------------------------
 
     def check(self, options: CheckOptions) -> CheckReport:
+        try:
+            return self._check(options, spool=False)
+        except _OutOfOrder as disorder:
+            log.info(
+                "%s does not list in byte order (%s): the check starts again with the "
+                "listing sorted on disk",
+                self.storage.endpoint_label,
+                disorder,
+            )
+            return self._check(options, spool=True)
+
+    def _check(self, options: CheckOptions, *, spool: bool) -> CheckReport:
         started, clock = self.now(), time.monotonic()
         cutoff = started - timedelta(seconds=options.grace_seconds)
         in_flight = self.journal.in_flight_keys(self.storage.bucket)
         admin = self.catalog.is_admin()
         findings: list[Finding] = []
         young = others = rows_seen = 0
-        listing = _SortedListing(self.storage.iter_objects(self.prefix), self.spool_dir)
+        objects = self.storage.iter_objects(self.prefix)
+        listing = _SortedListing(objects, self.spool_dir) if spool else _StreamedListing(objects)
         try:
             rows = _checked_order(self.catalog.iter_in_key_order(self.storage.bucket, self.prefix))
             # An admin sees every row; a user learns of others' keys, and nothing more.

@@ -142,3 +142,24 @@ def test_every_kind_is_found_repaired_and_young_things_are_left_alone(
     assert len(repairs) >= 3
     events = {e.event_type for e in catalog.unpublished_events(limit=10_000)}
     assert OutboxEventType.FILE_REPAIRED in events
+
+
+def test_a_listing_in_byte_order_is_merged_as_it_comes_and_one_out_of_order_is_sorted_first(
+    ferry: Ferry, weed: WeedServer, bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    s3 = weed.client()
+    for key in ("b1", "b2/x", "b3"):
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+    caplog.set_level("INFO", logger="desktop_app.core.reconcile")
+    ordered = ferry.check(CheckOptions(grace_seconds=0))
+    assert {f.key for f in ordered.findings} == {"b1", "b2/x", "b3"}
+    assert "does not list in byte order" not in caplog.text
+    # SeaweedFS lists the "directory" a/ (and a/B in it) before a-b, which
+    # sorts before it in byte order: the streamed pass is dropped, none of its
+    # findings survive twice, and the sorted pass finds every object.
+    s3.put_object(Bucket=bucket, Key="a/B", Body=b"in a directory")
+    s3.put_object(Bucket=bucket, Key="a-b", Body=b"beside it")
+    mixed = ferry.check(CheckOptions(grace_seconds=0))
+    assert "does not list in byte order" in caplog.text
+    assert sorted(f.key for f in mixed.findings) == ["a-b", "a/B", "b1", "b2/x", "b3"]
+    assert mixed.scanned.objects == 5
