@@ -11,7 +11,8 @@ parts the resume sent again. Everything it starts, it stops; the data lives in
 a temporary directory that is removed at the end.
 
 Cases: ``big`` one 1 GiB file, ``small`` 1000 files of 64 KiB, ``huge`` one
-4 GiB file (memory), ``check`` `ferry check` of 100,000 objects against
+4 GiB file (memory; also fed to the window's engine process, tool
+``ferry-window``, ``bench/engine_process.py``), ``check`` `ferry check` of 100,000 objects against
 ``s5cmd ls`` of the same prefix (``bench/check_scale.py``). ``--cases
 big,small`` picks some; ``--quick`` runs 256 MiB, 500 small files and a check
 of 10,000 objects, in under three minutes.

@@ -68,8 +68,9 @@ class PrePass:
     def _hash_parts(self, readinto: Callable[[Any], int | None], part_size: int) -> FileHashes:
         chunk = min(_CHUNK, part_size)
         held = self.budget.acquire(chunk * _BUFFERS)
-        ring = [memoryview(bytearray(chunk)) for _ in range(_BUFFERS)]
-        busy: list[concurrent.futures.Future[None] | None] = [None] * _BUFFERS
+        slots = max(1, held // chunk)  # a small budget grants fewer buffers
+        ring = [memoryview(bytearray(chunk)) for _ in range(slots)]
+        busy: list[concurrent.futures.Future[None] | None] = [None] * slots
         sha256 = hashlib.sha256()
         md5s: list[Any] = []
         try:
@@ -79,7 +80,7 @@ class PrePass:
                 lane = self._lanes[len(md5s) % len(self._lanes)]
                 left = part_size
                 while left:
-                    slot = turn % _BUFFERS
+                    slot = turn % slots
                     turn += 1
                     if (previous := busy[slot]) is not None:
                         previous.result()  # this buffer's last MD5 is done with it

@@ -47,6 +47,22 @@ def test_the_hashes_are_those_of_the_bytes_of_each_planned_part(
     assert budget.peak <= 4 * 8 * MIB, "the ring of buffers, not the file, bounds memory"
 
 
+def test_a_small_budget_gets_a_smaller_ring_and_the_same_hashes(tmp_path: Path) -> None:
+    data = random.Random(3).randbytes(21 * MIB)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    budget = ByteBudget(12 * MIB)
+    prepass = PrePass(budget)
+    try:
+        hashes = prepass.hash_file(str(path), 5 * MIB)
+    finally:
+        prepass.close()
+    assert hashes.sha256 == hashlib.sha256(data).hexdigest()
+    assert len(hashes.part_md5s) == 5
+    assert hashes.part_md5s[-1] == hashlib.md5(data[20 * MIB :]).digest()
+    assert budget.peak <= 12 * MIB
+
+
 def test_an_unreadable_file_is_named_in_the_error(tmp_path: Path) -> None:
     prepass = PrePass(ByteBudget(64 * MIB))
     try:
