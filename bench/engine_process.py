@@ -19,8 +19,6 @@ from desktop_app.core.journal import TransferState
 from desktop_app.core.keys import SecretStore
 from desktop_app.core.paths import FerryPaths
 
-ENDED = (TransferState.DONE, TransferState.DUPLICATE, TransferState.CANCELLED, TransferState.FAILED)
-
 
 def _peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -55,7 +53,11 @@ def measure_engine_process(path: Path, env: dict[str, str]) -> tuple[float, floa
                 continue
             message = messages.recv()
             if isinstance(message, host.EngineUpdate):
-                ended = [s for s in message.snapshots if s.state in ENDED]
+                ended = [
+                    s
+                    for s in message.snapshots
+                    if s.state.finished or s.state is TransferState.FAILED
+                ]
                 if ended:
                     done = all(s.state is TransferState.DONE for s in ended)
                     break

@@ -183,9 +183,10 @@ def current_identity(record: TransferRecord) -> SourceIdentity:
         raise SourceError(f"{record.source_path} cannot be read: {exc.strerror}.") from None
 
 
-def _changed_since_hashing(record: TransferRecord, detail: str) -> SourceChangedError:
+def _source_changed(record: TransferRecord, detail: str | None = None) -> SourceChangedError:
+    how = f" ({detail})" if detail else ""
     return SourceChangedError(
-        f"{record.source_path} changed while uploading ({detail}); the partial upload was "
+        f"{record.source_path} changed while uploading{how}; the partial upload was "
         "discarded so that no mix of old and new bytes is stored. Retry to upload the new "
         "version."
     )
@@ -193,11 +194,7 @@ def _changed_since_hashing(record: TransferRecord, detail: str) -> SourceChanged
 
 def check_source(record: TransferRecord) -> None:
     if not record.identity.matches(current_identity(record)):
-        raise SourceChangedError(
-            f"{record.source_path} changed while uploading; the partial upload was "
-            "discarded so that no mix of old and new bytes is stored. Retry to upload "
-            "the new version."
-        )
+        raise _source_changed(record)
 
 
 class Transition(Protocol):
@@ -375,7 +372,7 @@ class ObjectSender:
         hashes = self.prepass.hash_file(record.source_path, record.part_size)
         check_source(record)
         if hashes.sha256 != record.sha256:
-            raise _changed_since_hashing(record, "its SHA-256 is another now")
+            raise _source_changed(record, "its SHA-256 is another now")
         self.journal.save_part_digests(
             record.id, PartDigests(record.sha256, record.part_size, hashes.part_md5s)
         )
@@ -415,7 +412,7 @@ class ObjectSender:
                         check_source(record)
                         body = os.pread(handle.fileno(), part.size, part.offset)
                         if len(body) != part.size:
-                            raise _changed_since_hashing(record, "it became shorter")
+                            raise _source_changed(record, "it became shorter")
                     except BaseException:
                         self.budget.release(held)
                         raise
@@ -484,7 +481,7 @@ class ObjectSender:
     ) -> None:
         """A refused part: did the file change since the pre-pass, or the bytes on the way?"""
         if hashlib.md5(body).digest() != md5:
-            raise _changed_since_hashing(record, f"part {part.number} has other bytes now")
+            raise _source_changed(record, f"part {part.number} has other bytes now")
 
     def _abort_lost_uploads(self, record: TransferRecord, since: datetime) -> None:
         """Abort this key's uploads created since the intent (ours: we hold its reservation).
