@@ -202,7 +202,11 @@ def _with_ferry(
     *,
     read_only: bool = False,
 ) -> int:
-    ferry = Ferry.open(_environment(), args.profile, mode=mode, read_only=read_only)
+    env = _environment()
+    ferry = Ferry.open(env, args.profile, mode=mode, read_only=read_only)
+    source = env.describe_profile_source(ferry.profile)
+    if source is not None:
+        _say(f"{source} S3 credentials from {ferry.credential_source.value}.")
     progress = _ProgressLine()
     unsubscribe = ferry.bus.subscribe(progress)
     try:
@@ -668,7 +672,14 @@ def cmd_profile_add(args: argparse.Namespace) -> int:
         values["part_size"] = args.part_size_mib * MIB
     if args.concurrency:
         values["concurrency"] = args.concurrency
-    for option in ("relay_nats_url", "relay_stream", "relay_subject_prefix"):
+    for option in (
+        "aws_profile",
+        "proxy_url",
+        "bandwidth_schedule",
+        "relay_nats_url",
+        "relay_stream",
+        "relay_subject_prefix",
+    ):
         if getattr(args, option):
             values[option] = getattr(args, option)
     profile = Profile(**values)
@@ -684,7 +695,12 @@ def cmd_profile_add(args: argparse.Namespace) -> int:
     if password:
         env.secrets.set(profile.name, SecretKind.CATALOG_PASSWORD, password)
     store.save(profile, make_default=args.default)
-    where = "the keyring" if secret else "AWS variables or credential files (none stored)"
+    if secret:
+        where = "the keyring"
+    elif profile.aws_profile:
+        where = f"AWS profile {profile.aws_profile!r} of the AWS configuration"
+    else:
+        where = "AWS variables or credential files (none stored)"
     _say(f"Profile {profile.name!r} saved in {store.path}; its secret comes from {where}.")
     return EXIT_OK
 
@@ -710,7 +726,7 @@ def cmd_profile_list(args: argparse.Namespace) -> int:
 
 def cmd_profile_show(args: argparse.Namespace) -> int:
     env = _environment()
-    profile = env.profiles.get(args.name).with_env_overrides(env.environ)
+    profile = env.profile(args.name)
     if args.json:
         _emit(_profile_json(profile))
     else:
@@ -730,7 +746,10 @@ def cmd_profile_remove(args: argparse.Namespace) -> int:
 
 def cmd_profile_test(args: argparse.Namespace) -> int:
     env = _environment()
-    profile = env.profiles.get(args.name).with_env_overrides(env.environ)
+    profile = env.profile(args.name)
+    source = env.describe_profile_source(profile)
+    if source is not None:
+        _say(source)
     results = diagnose_profile(env, profile)
     ok = all(r.ok for r in results)
     if args.json:
@@ -748,7 +767,7 @@ def cmd_catalog_upgrade(args: argparse.Namespace) -> int:
     from desktop_app.core.keys import catalog_password
 
     env = _environment()
-    profile = env.profiles.get(args.profile).with_env_overrides(env.environ)
+    profile = env.profile(args.profile)
     password = catalog_password(profile, env.secrets, env.environ)
     open_catalog(profile.catalog_url, owner=profile.owner, password=password).close()
     _say("The catalog schema is up to date.")
@@ -864,6 +883,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_add.add_argument("--prefix", default="")
     p_add.add_argument("--catalog-url", help="default: an SQLite file in the data dir")
     p_add.add_argument("--access-key-id")
+    p_add.add_argument(
+        "--aws-profile",
+        metavar="NAME",
+        help="credentials from this profile of the AWS configuration (SSO, assume-role, "
+        "credential_process) instead of an access key",
+    )
+    p_add.add_argument("--proxy-url", metavar="URL", help="HTTP(S) proxy (default: HTTPS_PROXY)")
+    p_add.add_argument(
+        "--bandwidth-schedule",
+        metavar="SCHEDULE",
+        help="rates by the clock, e.g. '08:00-18:00 2MiB/s, 18:00-08:00 off'",
+    )
     p_add.add_argument("--owner", help="owner name on an SQLite catalog")
     p_add.add_argument("--part-size-mib", type=int)
     p_add.add_argument("--concurrency", type=int)

@@ -27,7 +27,13 @@ from desktop_app.core.catalog import (
     OutboxBacklog,
     open_catalog,
 )
-from desktop_app.core.config import DEFAULT_PROFILE_NAME, Profile, ProfileStore
+from desktop_app.core.config import (
+    DEFAULT_PROFILE_NAME,
+    ENVIRONMENT_PROFILE_NAME,
+    Profile,
+    ProfileStore,
+    profile_from_environment,
+)
 from desktop_app.core.control import (
     CancelRequest,
     ControlReply,
@@ -95,6 +101,30 @@ class Environment:
     @property
     def profiles(self) -> ProfileStore:
         return ProfileStore(self.paths.profiles_file)
+
+    def profile(self, name: str | None = None) -> Profile:
+        """The profile to use: the one named, else the stored default, else the
+        unnamed one that FERRY_* variables alone make; FERRY_* overrides on top."""
+        store = self.profiles
+        if name in (None, ENVIRONMENT_PROFILE_NAME) and (
+            name is not None or store.default_name() is None
+        ):
+            made = profile_from_environment(
+                self.environ, self.paths.default_catalog_url(ENVIRONMENT_PROFILE_NAME)
+            )
+            if made is not None:
+                return made
+        return store.get(name).with_env_overrides(self.environ)
+
+    def describe_profile_source(self, profile: Profile) -> str | None:
+        """One line saying where a profile came from, when not only from the profile file."""
+        if profile.name == ENVIRONMENT_PROFILE_NAME and not self.profiles.has(profile.name):
+            names = ", ".join(profile.overridden_by(self.environ))
+            return f"Profile from environment variables alone ({names}); none is stored."
+        overrides = profile.overridden_by(self.environ)
+        if overrides:
+            return f"Profile {profile.name!r}, changed by {', '.join(overrides)}."
+        return None
 
 
 # Failed attempts after which a command that waits reports a transfer as failed
@@ -212,6 +242,7 @@ class Ferry:
                 concurrency=profile.concurrency,
                 memory_budget=profile.memory_budget,
                 bandwidth_limit=profile.bandwidth_limit,
+                bandwidth_schedule=profile.schedule if profile.bandwidth_schedule else None,
                 retry=mode.retry,
                 duplicates=profile.duplicate_policy,
             ),
@@ -235,7 +266,7 @@ class Ferry:
     ) -> Ferry:
         """Open a profile. ``read_only`` reads the journal beside a running Ferry
         (``status``, ``ls``, ``check`` without repairs); it can queue nothing."""
-        profile = env.profiles.get(profile_name).with_env_overrides(env.environ)
+        profile = env.profile(profile_name)
         env.paths.ensure()
         sandbox: SandboxServer | None = None
         if profile.sandbox:
@@ -506,7 +537,7 @@ def open_relay(
     The NATS address comes from ``nats_url``, else ``FERRY_NATS_URL``, else the
     profile's ``relay_nats_url``, else NATS's default on this machine.
     """
-    profile = env.profiles.get(profile_name).with_env_overrides(env.environ)
+    profile = env.profile(profile_name)
     options = profile.relay_options(
         nats_url=nats_url or env.environ.get("FERRY_NATS_URL"),
         stream=stream,

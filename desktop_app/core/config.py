@@ -4,8 +4,10 @@ A profile names an S3 endpoint, region, bucket, key prefix and catalog URL plus
 tuning (part size, concurrency). Profiles live in one TOML file that never
 holds a secret: a catalog URL with a password in it is refused, and secrets go
 to :mod:`desktop_app.core.keys`. Environment overrides (``FERRY_ENDPOINT_URL``,
-``FERRY_BUCKET``, ``FERRY_PREFIX``, ``FERRY_CATALOG_URL``) apply on top of the
-stored profile and are never written back.
+``FERRY_BUCKET``, ``FERRY_PREFIX``, ``FERRY_CATALOG_URL``, ``FERRY_REGION``)
+apply on top of the stored profile and are never written back. With no stored
+profile to use, those variables alone make one: the unnamed profile
+``environment`` (see :func:`profile_from_environment`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import tomli_w
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from desktop_app.core.bandwidth import BandwidthSchedule
 from desktop_app.core.errors import ConfigError, ProfileNotFoundError
 from desktop_app.core.relay import DEFAULT_NATS_URL, RelayOptions
 
@@ -42,7 +45,10 @@ ENV_OVERRIDES: Mapping[str, str] = {
     "FERRY_BUCKET": "bucket",
     "FERRY_PREFIX": "prefix",
     "FERRY_CATALOG_URL": "catalog_url",
+    "FERRY_REGION": "region",
 }
+# The name of the profile made from environment variables alone.
+ENVIRONMENT_PROFILE_NAME = "environment"
 
 
 class DuplicatePolicy(enum.Enum):
@@ -63,11 +69,21 @@ class Profile:
     region: str = "us-east-1"
     prefix: str = ""
     access_key_id: str | None = None
+    # A profile of the AWS configuration (~/.aws/config) whose credentials to
+    # use: SSO, assume-role, credential_process, web identity, refreshed by
+    # boto3 as aws-cli does. Instead of access_key_id, never beside it.
+    aws_profile: str | None = None
+    # An HTTP(S) proxy for this profile's S3 traffic; None: HTTPS_PROXY /
+    # HTTP_PROXY / NO_PROXY from the environment, as botocore reads them.
+    proxy_url: str | None = None
     owner: str = field(default_factory=getpass.getuser)
     part_size: int = DEFAULT_PART_SIZE
     concurrency: int = 8
     memory_budget: int = 64 * MIB
     bandwidth_limit: int = 0  # bytes per second shared by all transfers; 0 = none
+    # Rates by the clock ("08:00-18:00 2MiB/s, 18:00-08:00 off"); where no
+    # range covers the time, bandwidth_limit applies. "" = no schedule.
+    bandwidth_schedule: str = ""
     check_interval: int = 0  # seconds between periodic checks; 0 = off
     grace_seconds: int = 24 * 3600
     retention_seconds: int = 0
@@ -85,6 +101,11 @@ class Profile:
     @property
     def duplicate_policy(self) -> DuplicatePolicy:
         return DuplicatePolicy(self.duplicates)
+
+    @property
+    def schedule(self) -> BandwidthSchedule:
+        """The upload rate by the clock (the plain limit where the schedule says nothing)."""
+        return BandwidthSchedule.parse(self.bandwidth_schedule, fallback=self.bandwidth_limit)
 
     def validate(self) -> None:
         """Raise ConfigError naming the first field that is wrong."""
@@ -109,6 +130,26 @@ class Profile:
                     f"{where}: put no credentials in the endpoint URL; "
                     "use `ferry profile add --access-key-id` and the keyring."
                 )
+        if self.aws_profile is not None and self.access_key_id is not None:
+            raise ConfigError(
+                f"{where}: give either an access key id (secret in the keyring) or an AWS "
+                "profile (credentials from the AWS configuration), not both."
+            )
+        if self.proxy_url is not None:
+            proxy = urlsplit(self.proxy_url)
+            if proxy.scheme not in ("http", "https") or not proxy.hostname:
+                raise ConfigError(
+                    f"{where}: proxy {self.proxy_url!r} must look like http://host:port."
+                )
+            if proxy.username or proxy.password:
+                raise ConfigError(
+                    f"{where}: Ferry keeps no proxy password in a profile; give a proxy that "
+                    "needs no sign-in, or set HTTPS_PROXY with its credentials in the environment."
+                )
+        try:
+            BandwidthSchedule.parse(self.bandwidth_schedule)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc.message}") from None
         if self.prefix.startswith("/") or ".." in self.prefix.split("/"):
             raise ConfigError(f"{where}: the key prefix may not start with '/' or contain '..'.")
         try:
@@ -172,6 +213,10 @@ class Profile:
         updated.validate()
         return updated
 
+    def overridden_by(self, environ: Mapping[str, str]) -> list[str]:
+        """The FERRY_* variables that change this profile (names only)."""
+        return [var for var in ENV_OVERRIDES if environ.get(var)]
+
     def key_for(self, relative_name: str) -> str:
         """The object key for a name relative to the profile's prefix."""
         prefix = self.prefix.strip("/")
@@ -184,6 +229,27 @@ class Profile:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Profile)}
+
+
+def profile_from_environment(environ: Mapping[str, str], catalog_url: str) -> Profile | None:
+    """The unnamed profile that environment variables alone make, or None without FERRY_BUCKET.
+
+    ``FERRY_BUCKET`` is required; ``FERRY_ENDPOINT_URL`` (none: AWS S3),
+    ``FERRY_PREFIX``, ``FERRY_REGION`` (else ``AWS_REGION``/``AWS_DEFAULT_REGION``)
+    and ``FERRY_CATALOG_URL`` (else ``catalog_url``, an SQLite file in the data
+    dir) are optional. Credentials come from the AWS chain (variables,
+    ``AWS_PROFILE``, web identity, files), as for aws-cli.
+    """
+    if not environ.get("FERRY_BUCKET"):
+        return None
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    base = Profile(
+        name=ENVIRONMENT_PROFILE_NAME,
+        bucket=environ["FERRY_BUCKET"],
+        catalog_url=catalog_url,
+        region=region,
+    )
+    return base.with_env_overrides(environ)
 
 
 def _profile_from_table(name: str, table: Mapping[str, Any], source: Path) -> Profile:
@@ -273,6 +339,9 @@ class ProfileStore:
         raise ProfileNotFoundError(
             f"There is no profile named {wanted!r} (known: {known}). See `ferry profile list`."
         )
+
+    def has(self, name: str) -> bool:
+        return name in self._read().get("profiles", {})
 
     def save(self, profile: Profile, *, make_default: bool = False) -> None:
         profile.validate()

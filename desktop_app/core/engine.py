@@ -44,6 +44,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from desktop_app.core.bandwidth import BandwidthSchedule
 from desktop_app.core.catalog import (
     CatalogService,
     Reservation,
@@ -130,6 +131,8 @@ class EngineOptions:
     concurrency: int = 8
     memory_budget: int = 64 * MIB
     bandwidth_limit: int = 0
+    # Rates by the clock; None: bandwidth_limit at every hour.
+    bandwidth_schedule: BandwidthSchedule | None = None
     retry: RetryPolicy = RetryPolicy()
     duplicates: DuplicatePolicy = DuplicatePolicy.COPY
 
@@ -177,8 +180,13 @@ class TransferEngine:
         self.clock = clock
         self.now = now
         self.jitter = jitter
+        schedule = options.bandwidth_schedule
         self.limiter = BandwidthLimiter(
-            options.bandwidth_limit, clock=clock, sleep=sleep, small_request=_SMALL_REQUEST
+            options.bandwidth_limit,
+            clock=clock,
+            sleep=sleep,
+            small_request=_SMALL_REQUEST,
+            rate_now=(lambda: schedule.rate_at(self.now())) if schedule is not None else None,
         )
         self.budget = ByteBudget(options.memory_budget, small_reserve=options.part_size)
         self.holds_refused = 0  # a second attempt at a held transfer: must stay 0

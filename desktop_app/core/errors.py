@@ -52,6 +52,12 @@ class ProfileNotFoundError(ConfigError):
     title = "Unknown profile"
 
 
+class SignInRequiredError(ConfigError):
+    """The AWS sign-in (SSO) behind a profile's credentials has expired: a person must sign in."""
+
+    title = "Sign-in needed"
+
+
 class SecretStoreError(FerryError):
     title = "Keyring problem"
 

@@ -4,8 +4,11 @@ Secrets live in the OS keyring (service ``ferry``). Where no usable keyring is
 reachable (a backend of priority below 1, or keyring's ``fail`` backend, as on
 a headless Linux box), Ferry warns and falls back to the standard AWS
 variables and credential files as boto3 reads them, and says which source it
-used. A secret is never written anywhere else, never logged and never part of
-an exception message.
+used. A profile may instead name a profile of the AWS configuration
+(``aws_profile``): boto3 then resolves SSO, assume-role, ``credential_process``
+or web identity itself and refreshes them; Ferry holds only the boto3 session.
+A secret is never written anywhere else, never logged and never part of an
+exception message. botocore's credential errors are translated here.
 """
 
 from __future__ import annotations
@@ -18,9 +21,16 @@ from typing import Any, Protocol
 import boto3
 import keyring
 import keyring.errors
+from botocore.exceptions import (
+    BotoCoreError,
+    CredentialRetrievalError,
+    ProfileNotFound,
+    SSOError,
+    TokenRetrievalError,
+)
 
 from desktop_app.core.config import Profile
-from desktop_app.core.errors import ConfigError, SecretStoreError
+from desktop_app.core.errors import ConfigError, SecretStoreError, SignInRequiredError
 
 SERVICE = "ferry"
 # The sandbox server runs with authentication off on loopback, so its
@@ -37,7 +47,8 @@ class SecretKind(enum.Enum):
 class CredentialSource(enum.Enum):
     KEYRING = "keyring"
     ENVIRONMENT = "environment variables"
-    AWS_FILES = "AWS credential files"
+    AWS_PROFILE = "the profile's AWS configuration profile"
+    AWS_FILES = "the AWS configuration (AWS_PROFILE, credential files, web identity)"
     SANDBOX = "local sandbox"
     NONE = "none"
 
@@ -54,10 +65,15 @@ class KeyringBackend(Protocol):
 
 @dataclass(frozen=True)
 class S3Credentials:
+    """Keys found for a profile, or a boto3 session that finds and refreshes its own."""
+
     access_key_id: str | None
     secret_access_key: str | None = field(repr=False)
     source: CredentialSource
     session_token: str | None = field(default=None, repr=False)
+    # Credentials that expire (SSO, assume-role, credential_process) are
+    # refreshed by this session's provider; the client must be made from it.
+    session: boto3.session.Session | None = field(default=None, repr=False, compare=False)
 
 
 class SecretStore:
@@ -133,11 +149,15 @@ def resolve_s3_credentials(
 ) -> S3Credentials:
     """Find the S3 credentials for a profile, and say where they came from.
 
-    Order: sandbox placeholders; keyring (with the profile's access key id);
-    AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; the AWS shared credential files.
+    Order: sandbox placeholders; the profile's AWS configuration profile;
+    keyring (with the profile's access key id); AWS_ACCESS_KEY_ID /
+    AWS_SECRET_ACCESS_KEY; the rest of the AWS chain (AWS_PROFILE, files, web
+    identity). Raises SignInRequiredError when an SSO sign-in has expired.
     """
     if profile.sandbox:
         return S3Credentials(SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, CredentialSource.SANDBOX)
+    if profile.aws_profile:
+        return _from_aws_config(profile, profile.aws_profile, CredentialSource.AWS_PROFILE)
     if profile.access_key_id:
         secret = secrets.get(profile.name, SecretKind.S3_SECRET_KEY)
         if secret:
@@ -147,14 +167,59 @@ def resolve_s3_credentials(
         return S3Credentials(
             env_key, env_secret, CredentialSource.ENVIRONMENT, environ.get("AWS_SESSION_TOKEN")
         )
-    session = boto3.session.Session(profile_name=environ.get("AWS_PROFILE") or None)
-    found = session.get_credentials()
-    if found is not None:
-        frozen = found.get_frozen_credentials()
-        return S3Credentials(
-            frozen.access_key, frozen.secret_key, CredentialSource.AWS_FILES, frozen.token
+    return _from_aws_config(profile, environ.get("AWS_PROFILE") or None, CredentialSource.AWS_FILES)
+
+
+def _from_aws_config(
+    profile: Profile, aws_profile: str | None, source: CredentialSource
+) -> S3Credentials:
+    """Credentials through boto3's own chain for an AWS profile (None: its default)."""
+    try:
+        session = boto3.session.Session(profile_name=aws_profile)
+        found = session.get_credentials()
+        # Providers such as SSO defer the fetch: freezing makes it happen now,
+        # so an expired sign-in is reported before any transfer starts.
+        frozen = found.get_frozen_credentials() if found is not None else None
+    except ProfileNotFound:
+        raise ConfigError(
+            f"Profile {profile.name!r} names the AWS profile {aws_profile!r}, which is not in "
+            "the AWS configuration (~/.aws/config or AWS_CONFIG_FILE). Add it there "
+            "(`aws configure sso` or by hand) or fix the name.",
+            title="No credentials",
+        ) from None
+    except BotoCoreError as exc:
+        raise aws_credential_error(exc, profile.name, aws_profile) from None
+    if frozen is None or not frozen.access_key:
+        return S3Credentials(None, None, CredentialSource.NONE)
+    return S3Credentials(
+        frozen.access_key, frozen.secret_key, source, frozen.token, session=session
+    )
+
+
+def aws_credential_error(
+    exc: BotoCoreError, profile_name: str, aws_profile: str | None
+) -> ConfigError:
+    """A botocore credential failure said plainly: sign in again, or fix the AWS profile."""
+    which = f"AWS profile {aws_profile!r}" if aws_profile else "the default AWS profile"
+    if isinstance(exc, SSOError | TokenRetrievalError):
+        return SignInRequiredError(
+            f"The AWS sign-in (IAM Identity Center) of {which} has expired or was never made. "
+            f"Run `ferry profile login {profile_name}` (or `aws sso login"
+            f"{' --profile ' + aws_profile if aws_profile else ''}`), then try again."
         )
-    return S3Credentials(None, None, CredentialSource.NONE)
+    if isinstance(exc, CredentialRetrievalError):
+        # Not the error's text: a credential_process may print anything, secrets too.
+        provider = exc.kwargs.get("provider", "its provider")
+        return ConfigError(
+            f"The credentials of {which} could not be obtained from {provider}. Fix that "
+            "profile in the AWS configuration (its credential_process or role), then try again.",
+            title="No credentials",
+        )
+    return ConfigError(
+        f"The credentials of {which} could not be obtained ({type(exc).__name__}). Fix that "
+        "profile in the AWS configuration, then try again.",
+        title="No credentials",
+    )
 
 
 def require_s3_credentials(
@@ -167,10 +232,21 @@ def require_s3_credentials(
             if secrets.usable
             else f"no usable keyring is available ({secrets.describe()})"
         )
+        if secrets.usable:
+            todo = (
+                f"Run `ferry profile add {profile.name} --access-key-id ID` to store a secret, "
+                f"or name an AWS profile with `--aws-profile NAME`."
+            )
+        else:
+            todo = (
+                "Without a keyring Ferry cannot store a secret: set AWS_ACCESS_KEY_ID and "
+                f"AWS_SECRET_ACCESS_KEY, or name an AWS profile (`ferry profile add "
+                f"{profile.name} --aws-profile NAME`, or AWS_PROFILE)."
+            )
         raise ConfigError(
             f"No S3 credentials for profile {profile.name!r}: {hint}, and neither "
-            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY nor ~/.aws/credentials provide any. "
-            f"Run `ferry profile add {profile.name} --access-key-id ID` to store a secret.",
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY nor the AWS configuration provide any. "
+            + todo,
             title="No credentials",
         )
     return credentials

@@ -26,14 +26,18 @@ from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
     ConnectTimeoutError,
+    CredentialRetrievalError,
     EndpointConnectionError,
     NoCredentialsError,
+    ProxyConnectionError,
     ReadTimeoutError,
+    SSOError,
+    TokenRetrievalError,
 )
 
 from desktop_app.core.config import Profile
 from desktop_app.core.errors import StorageError, StorageErrorKind
-from desktop_app.core.keys import S3Credentials
+from desktop_app.core.keys import S3Credentials, aws_credential_error
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -113,10 +117,21 @@ def _strip(etag: str) -> str:
 class S3Storage:
     """One bucket through one thread-safe boto3 client."""
 
-    def __init__(self, client: S3Client, bucket: str, endpoint_label: str = "S3") -> None:
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        endpoint_label: str = "S3",
+        *,
+        profile_name: str = "",
+        aws_profile: str | None = None,
+    ) -> None:
         self.client = client
         self.bucket = bucket
         self.endpoint_label = endpoint_label
+        # Named in a "sign in again" message when refreshed credentials expire.
+        self.profile_name = profile_name
+        self.aws_profile = aws_profile
         # S3's limit for one CopyObject, and the part size of larger copies.
         self.copy_limit = COPY_LIMIT
         self.copy_part_size = COPY_PART_SIZE
@@ -144,17 +159,27 @@ class S3Storage:
             # (the headers are still signed). A before-sign hook cannot do this:
             # S3's signer overwrites the header.
             options.setdefault("s3", {})["payload_signing_enabled"] = False
-        session = boto3.session.Session()
-        client = session.client(
+        if profile.proxy_url is not None:
+            options["proxies"] = {"http": profile.proxy_url, "https": profile.proxy_url}
+        session = credentials.session
+        # A session of the AWS configuration finds (and refreshes) its own keys.
+        own_keys = session is None
+        client = (session or boto3.session.Session()).client(
             "s3",
             endpoint_url=profile.endpoint_url,
             region_name=profile.region,
-            aws_access_key_id=credentials.access_key_id,
-            aws_secret_access_key=credentials.secret_access_key,
-            aws_session_token=credentials.session_token,
+            aws_access_key_id=credentials.access_key_id if own_keys else None,
+            aws_secret_access_key=credentials.secret_access_key if own_keys else None,
+            aws_session_token=credentials.session_token if own_keys else None,
             config=Config(**options),
         )
-        return cls(client, profile.bucket, profile.endpoint_url or "AWS S3")
+        return cls(
+            client,
+            profile.bucket,
+            profile.endpoint_url or "AWS S3",
+            profile_name=profile.name,
+            aws_profile=profile.aws_profile,
+        )
 
     @contextlib.contextmanager
     def _translate(self, action: str, key: str | None = None) -> Iterator[None]:
@@ -163,6 +188,15 @@ class S3Storage:
             yield
         except ClientError as exc:
             raise self._from_client_error(exc, what, key) from None
+        except ProxyConnectionError as exc:
+            raise StorageError(
+                f"The proxy {exc.kwargs.get('proxy_url', '')} did not let Ferry through to "
+                f"{self.endpoint_label} to {what}. Check the proxy setting (profile or "
+                "HTTPS_PROXY) and that the proxy is running.",
+                kind=StorageErrorKind.TRANSIENT,
+                code="ProxyConnectionError",
+                title="Storage unreachable",
+            ) from None
         except (EndpointConnectionError, ConnectTimeoutError) as exc:
             raise StorageError(
                 f"Cannot reach {self.endpoint_label} to {what}: {type(exc).__name__}. "
@@ -184,6 +218,15 @@ class S3Storage:
                 kind=StorageErrorKind.PERMANENT,
                 code="NoCredentials",
                 title="No credentials",
+            ) from None
+        except (SSOError, TokenRetrievalError, CredentialRetrievalError) as exc:
+            # Refreshing credentials failed mid-run: only a person can fix it.
+            problem = aws_credential_error(exc, self.profile_name, self.aws_profile)
+            raise StorageError(
+                problem.message,
+                kind=StorageErrorKind.PERMANENT,
+                code=type(exc).__name__,
+                title=problem.title,
             ) from None
         except BotoCoreError as exc:
             # Connection resets surface as various BotoCoreError subclasses.

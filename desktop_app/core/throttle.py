@@ -2,7 +2,9 @@
 
 The bandwidth limiter is a leaky bucket refilled at ``rate`` bytes per second
 (burst of one second); a caller asking for more than is available sleeps for
-the deficit. The memory budget bounds the bytes held in part buffers at once,
+the deficit, in slices, asking ``rate_now`` (a schedule by the clock) again
+after each, so a new rate takes effect within a slice even for a waiting
+part. The memory budget bounds the bytes held in part buffers at once,
 whatever the file sizes: a reader blocks until its part fits. Clock and sleep
 are injected so that tests need not wait.
 """
@@ -13,6 +15,9 @@ import threading
 import time
 from collections.abc import Callable
 
+# The longest a waiting caller sleeps before it looks at the rate again.
+WAIT_SLICE = 0.25
+
 
 class BandwidthLimiter:
     def __init__(
@@ -22,9 +27,11 @@ class BandwidthLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         small_request: int = 0,
+        rate_now: Callable[[], int] | None = None,
     ) -> None:
         self.rate = rate
         self.small_request = small_request
+        self._rate_now = rate_now
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -33,6 +40,8 @@ class BandwidthLimiter:
 
     def consume(self, amount: int) -> float:
         """Take amount bytes from the bucket; returns the seconds slept."""
+        if self._rate_now is not None:
+            self.rate = self._rate_now()
         if self.rate <= 0 or amount <= 0:
             return 0.0
         with self._lock:
@@ -48,11 +57,18 @@ class BandwidthLimiter:
                 # is paid by the large requests after it, so the average holds
                 # and a small file never queues behind a large one's parts.
                 deficit = min(deficit, float(amount))
-        if deficit <= 0:
-            return 0.0
-        delay = deficit / self.rate
-        self._sleep(delay)
-        return delay
+        slept = 0.0
+        while deficit > 0:
+            # The debt is in bytes: a rate changed meanwhile pays the rest at the new pace.
+            step = min(deficit / self.rate, WAIT_SLICE)
+            self._sleep(step)
+            slept += step
+            deficit -= step * self.rate
+            if self._rate_now is not None:
+                self.rate = self._rate_now()
+                if self.rate <= 0:
+                    break
+        return slept
 
 
 class ByteBudget:

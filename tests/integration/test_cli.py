@@ -242,3 +242,54 @@ def test_ls_pages_through_everything_and_a_limit_says_where_to_go_on(
     assert json.loads(capsys.readouterr().out)["next_after"] == "f5.txt"
     assert cli.main(["ls", "--limit", "7", "--json"]) == 0
     assert "next_after" not in json.loads(capsys.readouterr().out)
+
+
+def test_environment_variables_alone_are_a_profile_as_in_a_container(
+    tmp_path: Path, weed: WeedServer, bucket: str
+) -> None:
+    """A fresh data dir, no profile file: FERRY_* and AWS_* variables suffice for upload and check."""
+    home = tmp_path / "fresh"
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(300_000))
+    container = {
+        "FERRY_ENDPOINT_URL": weed.endpoint_url,
+        "FERRY_BUCKET": bucket,
+        "FERRY_PREFIX": "ci",
+        "AWS_ACCESS_KEY_ID": TEST_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": TEST_SECRET_KEY,
+    }
+    uploaded = run_ferry(home, "upload", str(data), "--json", env=container)
+    assert uploaded.returncode == 0, uploaded.stderr
+    [transfer] = json.loads(uploaded.stdout)["transfers"]
+    assert transfer["state"] == "done" and transfer["key"] == "ci/data.bin"
+    stored = weed.client().get_object(Bucket=bucket, Key="ci/data.bin")["Body"].read()
+    assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert "Profile from environment variables alone" in uploaded.stderr
+    assert "FERRY_BUCKET" in uploaded.stderr and "S3 credentials from environment" in uploaded.stderr
+    assert not (home / "config" / "profiles.toml").exists(), "nothing is written as a profile"
+    # The catalog is an SQLite file in the data dir, and the check reads it.
+    checked = run_ferry(home, "check", "--json", "--grace", "0", env=container)
+    assert checked.returncode == 0, checked.stderr
+    report = json.loads(checked.stdout)
+    assert report["findings"] == [] and report["scanned"]["rows"] == 1, report
+    listing = json.loads(run_ferry(home, "ls", "--json", env=container).stdout)
+    assert [f["key"] for f in listing["files"]] == ["ci/data.bin"]
+    # Without FERRY_BUCKET there is still no profile, and the error says what to do.
+    del container["FERRY_BUCKET"]
+    none = run_ferry(home, "upload", str(data), env=container)
+    assert none.returncode == 2 and "No profile is configured" in none.stderr
+
+
+def test_without_a_keyring_profile_test_does_not_suggest_storing_a_secret(
+    tmp_path: Path, weed: WeedServer, bucket: str
+) -> None:
+    home = tmp_path / "home"
+    added = run_ferry(
+        home, "profile", "add", "box", "--bucket", bucket, "--endpoint-url", weed.endpoint_url
+    )
+    assert added.returncode == 0, added.stderr
+    tested = run_ferry(home, "profile", "test", "box", env={"AWS_CONFIG_FILE": "/nonexistent"})
+    assert tested.returncode == 1
+    assert "Without a keyring Ferry cannot store a secret" in tested.stdout
+    assert "AWS_ACCESS_KEY_ID" in tested.stdout and "--aws-profile" in tested.stdout
+    assert "to store a secret" not in tested.stdout
