@@ -176,6 +176,9 @@ def _from_aws_config(
     """Credentials through boto3's own chain for an AWS profile (None: its default)."""
     try:
         session = boto3.session.Session(profile_name=aws_profile)
+        if session.region_name is None:
+            # STS (assume-role) needs a region; the AWS profile may leave it out.
+            session = boto3.session.Session(profile_name=aws_profile, region_name=profile.region)
         found = session.get_credentials()
         # Providers such as SSO defer the fetch: freezing makes it happen now,
         # so an expired sign-in is reported before any transfer starts.

@@ -77,6 +77,10 @@ class _LogFile(logging.handlers.RotatingFileHandler):
                              "going on without it.\n")  # fmt: skip
 
 
+def _ferry_records_only(record: logging.LogRecord) -> bool:
+    return record.name == "ferry" or record.name.startswith(("ferry.", "desktop_app"))
+
+
 def configure_logging(log_file: Path, *, stderr_level: int | None = logging.WARNING) -> None:
     """Send Ferry's logs to a rotating file and, for the CLI, to stderr."""
     root = logging.getLogger()
@@ -98,6 +102,9 @@ def configure_logging(log_file: Path, *, stderr_level: int | None = logging.WARN
             sys.stderr.reconfigure(errors="backslashreplace")
         console.setFormatter(logging.Formatter("ferry: %(message)s"))
         console.setLevel(stderr_level)
+        # Libraries' own warnings (botocore's refresh tracebacks) go to the file
+        # only: what they mean reaches the terminal as Ferry's translated error.
+        console.addFilter(_ferry_records_only)
         handlers.append(console)
     for handler in handlers:
         handler.addFilter(REDACTOR)
