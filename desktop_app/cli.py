@@ -49,7 +49,7 @@ from desktop_app.core.control import (
     ask_running,
     endpoint_address,
 )
-from desktop_app.core.errors import FerryError
+from desktop_app.core.errors import ConfigError, FerryError
 from desktop_app.core.events import EngineEvent, TransferChanged, TransferProgress
 from desktop_app.core.journal import AttemptRecord, TransferError, TransferRecord, TransferState
 from desktop_app.core.keys import SecretKind, SecretStore
@@ -762,6 +762,40 @@ def cmd_profile_test(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
+def cmd_profile_login(args: argparse.Namespace) -> int:
+    """Sign in to IAM Identity Center for the profile's AWS profile (device authorization)."""
+    import webbrowser
+
+    from desktop_app.core.sso import SsoSignIn, sso_target
+
+    env = _environment()
+    profile = env.profile(args.name)
+    aws_profile = profile.aws_profile or env.environ.get("AWS_PROFILE")
+    if not aws_profile:
+        raise ConfigError(
+            f"Profile {profile.name!r} names no AWS profile to sign in with. Add one with "
+            f"`ferry profile add {profile.name} --aws-profile NAME ...` (or set AWS_PROFILE)."
+        )
+    sign_in = SsoSignIn(sso_target(aws_profile))
+    code = sign_in.start()
+    _say(
+        f"To sign in AWS profile {aws_profile!r}, open {code.verification_uri} and confirm "
+        f"the code {code.user_code} (valid until {code.expires_at:%H:%M} UTC)."
+    )
+    try:
+        webbrowser.open(code.verification_uri_complete)
+    except webbrowser.Error:
+        pass  # the address is printed; the person opens it
+    _say("Waiting for the approval in the browser (Ctrl-C to stop)...")
+    try:
+        valid_until = sign_in.finish()
+    except KeyboardInterrupt:
+        _say("Stopped; nothing was changed.")
+        return EXIT_FAILED
+    _say(f"Signed in; the sign-in is valid until {valid_until:%Y-%m-%d %H:%M} UTC.")
+    return EXIT_OK
+
+
 def cmd_catalog_upgrade(args: argparse.Namespace) -> int:
     from desktop_app.core.catalog import open_catalog
     from desktop_app.core.keys import catalog_password
@@ -915,11 +949,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("show", cmd_profile_show, "show a profile (no secrets)"),
         ("remove", cmd_profile_remove, "remove a profile and its secrets"),
         ("test", cmd_profile_test, "check bucket, credentials and catalog"),
+        ("login", cmd_profile_login, "sign in to AWS IAM Identity Center (SSO)"),
     ):
         sub = profile_commands.add_parser(name, help=text)
         sub.set_defaults(handler=handler)
         sub.add_argument("name", nargs="?" if name != "remove" else None)
-        if name != "remove":
+        if name not in ("remove", "login"):
             json_flag(sub)
 
     sub = add("catalog", lambda _a: EXIT_ERROR, "catalog administration")

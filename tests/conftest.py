@@ -44,6 +44,7 @@ from desktop_app.core.keys import SecretStore
 from desktop_app.core.paths import FerryPaths
 from desktop_app.core.sandbox import SandboxServer, find_weed
 from tests.faults import FaultProxy
+from tests.sso_stub import SsoStub
 
 TEST_ACCESS_KEY = "ferry-test-access"
 TEST_SECRET_KEY = "ferry-test-secret-value-7c1d"
@@ -327,6 +328,17 @@ def rclone_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture
+def sso_stub() -> Iterator[SsoStub]:
+    """A stand-in for IAM Identity Center (SSO OIDC and the portal) on loopback."""
+    stub = SsoStub()
+    stub.start()
+    try:
+        yield stub
+    finally:
+        stub.stop()
 
 
 @pytest.fixture(scope="session")

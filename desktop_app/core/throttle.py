@@ -2,9 +2,9 @@
 
 The bandwidth limiter is a leaky bucket refilled at ``rate`` bytes per second
 (burst of one second); a caller asking for more than is available sleeps for
-the deficit, in slices, asking ``rate_now`` (a schedule by the clock) again
-after each, so a new rate takes effect within a slice even for a waiting
-part. The memory budget bounds the bytes held in part buffers at once,
+the deficit; with ``rate_now`` (a schedule by the clock) it sleeps in slices
+and asks for the rate again after each, so a new rate takes effect within a
+slice even for a part already waiting. The memory budget bounds the bytes held in part buffers at once,
 whatever the file sizes: a reader blocks until its part fits. Clock and sleep
 are injected so that tests need not wait.
 """
@@ -60,7 +60,9 @@ class BandwidthLimiter:
         slept = 0.0
         while deficit > 0:
             # The debt is in bytes: a rate changed meanwhile pays the rest at the new pace.
-            step = min(deficit / self.rate, WAIT_SLICE)
+            step = deficit / self.rate
+            if self._rate_now is not None:
+                step = min(step, WAIT_SLICE)
             self._sleep(step)
             slept += step
             deficit -= step * self.rate

@@ -6,7 +6,9 @@ import hashlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -317,3 +319,50 @@ def test_a_part_hurt_on_the_way_is_refused_by_its_content_md5_and_sent_again(
         assert row is not None and row.status is FileStatus.ACTIVE and row.sha256 == sha
     finally:
         app.close()
+
+
+def test_a_bandwidth_schedule_switching_mid_upload_changes_the_rate_within_2_s(
+    weed_profile: Callable[..., None],
+    ferry_env: Environment,
+    weed: WeedServer,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    """2 MiB/s until about six seconds after the upload starts, then no limit."""
+    size = 60 * MIB
+    expected = write_random(tmp_path / "big.bin", size)
+    wall_now, monotonic_now = datetime.now().astimezone(), time.monotonic()
+    # The schedule names whole seconds: the switch is at the start of that second.
+    switch_wall = (wall_now + timedelta(seconds=6)).replace(microsecond=0)
+    switch_at = monotonic_now + (switch_wall - wall_now).total_seconds()
+    clock = "%H:%M:%S"
+    schedule = (
+        f"{(wall_now - timedelta(hours=1)):{clock}}-{switch_wall:{clock}} 2MiB/s, "
+        f"{switch_wall:{clock}}-{(wall_now + timedelta(hours=1)):{clock}} off"
+    )
+    weed_profile(part_size=5 * MIB, concurrency=4, bandwidth_schedule=schedule)
+    accepted: list[tuple[float, int]] = []
+    app = Ferry.open(ferry_env)
+    app.bus.subscribe(
+        lambda e: accepted.append((time.monotonic(), e.bytes_done))
+        if isinstance(e, TransferProgress)
+        else None
+    )
+    try:
+        [record] = app.upload([tmp_path / "big.bin"])
+    finally:
+        app.close()
+    assert record.state is TransferState.DONE, record.error
+    assert object_sha256(weed, bucket, "big.bin") == expected
+
+    def done_by(moment: float) -> int:
+        return max((done for at, done in accepted if at <= moment), default=0)
+
+    started = accepted[0][0]
+    before = done_by(switch_at)
+    # Before the switch: 2 MiB/s, a one-second burst, and one 5 MiB part in hand.
+    assert before <= 2 * MIB * (switch_at - started + 1) + 5 * MIB, before
+    assert before < size / 2
+    after = done_by(switch_at + 2) - before
+    print(f"\n{before / MIB:.0f} MiB by the switch, {after / MIB:.0f} MiB in the 2 s after it")
+    assert after >= 20 * MIB, "the rate did not rise within 2 s of the schedule's switch"

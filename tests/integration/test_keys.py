@@ -18,6 +18,7 @@ from pathlib import Path
 from moto.sts.models import sts_backends
 
 from tests.conftest import S3Endpoint
+from tests.sso_stub import SsoStub
 from tests.integration.test_cli import run_ferry
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/ferry-uploader"
@@ -142,3 +143,37 @@ def test_an_expired_sso_sign_in_says_how_to_sign_in(tmp_path: Path, moto_s3: S3E
     assert "ferry profile login sso" in result.stderr
     assert "aws sso login --profile company-sso" in result.stderr
     assert "expired-token-0b7c" not in result.stderr + result.stdout
+
+
+def test_profile_login_runs_the_device_flow_and_the_upload_then_works(
+    tmp_path: Path, moto_s3: S3Endpoint, sso_stub: SsoStub
+) -> None:
+    env = aws_config(tmp_path, moto_s3)
+    env["AWS_ENDPOINT_URL_SSO_OIDC"] = sso_stub.url
+    env["AWS_ENDPOINT_URL_SSO"] = sso_stub.url
+    # The "browser" opens the verification page, which approves, as a person would.
+    browser = tmp_path / "browser.py"
+    browser.write_text("import sys, urllib.request\nurllib.request.urlopen(sys.argv[1]).read()\n")
+    env["BROWSER"] = f"{sys.executable} {browser} %s"
+    home = tmp_path / "ferry"
+    add_profile(home, "sso", moto_s3, "company-sso")
+    data = tmp_path / "a.txt"
+    data.write_text("alpha")
+    before = run_ferry(home, "upload", str(data), "--profile", "sso", env=env)
+    assert before.returncode == 2 and "Sign-in needed" in before.stderr
+
+    login = run_ferry(home, "profile", "login", "sso", env=env)
+    assert login.returncode == 0, login.stderr
+    assert f"confirm the code {sso_stub.user_code}" in login.stderr
+    assert "Signed in" in login.stderr
+    assert sso_stub.approved.is_set() and sso_stub.token_polls >= 1
+    # The token went where aws-cli and botocore read it, readable by the user only.
+    start_url = "https://example.awsapps.com/start"
+    cache = Path(env["HOME"]) / ".aws/sso/cache" / f"{hashlib.sha1(start_url.encode()).hexdigest()}.json"
+    assert json.loads(cache.read_text())["accessToken"] == sso_stub.access_token
+    assert cache.stat().st_mode & 0o077 == 0
+    written = "".join(p.read_text(errors="replace") for p in home.rglob("*") if p.is_file())
+    assert sso_stub.access_token not in written + login.stderr + login.stdout
+
+    upload_and_prove(home, "sso", moto_s3, env, tmp_path)
+    assert sso_stub.role_requests[-1] == {"role_name": "Uploader", "account_id": "123456789012"}
