@@ -9,6 +9,7 @@ check failed, 2 on a usage or configuration error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import getpass
 import json
@@ -782,10 +783,8 @@ def cmd_profile_login(args: argparse.Namespace) -> int:
         f"To sign in AWS profile {aws_profile!r}, open {code.verification_uri} and confirm "
         f"the code {code.user_code} (valid until {code.expires_at:%H:%M} UTC)."
     )
-    try:
+    with contextlib.suppress(webbrowser.Error):  # the address is printed: they open it
         webbrowser.open(code.verification_uri_complete)
-    except webbrowser.Error:
-        pass  # the address is printed; the person opens it
     _say("Waiting for the approval in the browser (Ctrl-C to stop)...")
     try:
         valid_until = sign_in.finish()

@@ -4,8 +4,9 @@ The bandwidth limiter is a leaky bucket refilled at ``rate`` bytes per second
 (burst of one second); a caller asking for more than is available sleeps for
 the deficit; with ``rate_now`` (a schedule by the clock) it sleeps in slices
 and asks for the rate again after each, so a new rate takes effect within a
-slice even for a part already waiting. The memory budget bounds the bytes held in part buffers at once,
-whatever the file sizes: a reader blocks until its part fits. Clock and sleep
+slice even for a part already waiting. The memory budget bounds the bytes
+held in part buffers at once, whatever the file sizes: a reader blocks until
+its part fits. Clock and sleep
 are injected so that tests need not wait.
 """
 

@@ -247,7 +247,7 @@ def test_ls_pages_through_everything_and_a_limit_says_where_to_go_on(
 def test_environment_variables_alone_are_a_profile_as_in_a_container(
     tmp_path: Path, weed: WeedServer, bucket: str
 ) -> None:
-    """A fresh data dir, no profile file: FERRY_* and AWS_* variables suffice for upload and check."""
+    """A fresh data dir, no profile file: FERRY_* and AWS_* variables suffice."""
     home = tmp_path / "fresh"
     data = tmp_path / "data.bin"
     data.write_bytes(os.urandom(300_000))
@@ -265,7 +265,8 @@ def test_environment_variables_alone_are_a_profile_as_in_a_container(
     stored = weed.client().get_object(Bucket=bucket, Key="ci/data.bin")["Body"].read()
     assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(data.read_bytes()).hexdigest()
     assert "Profile from environment variables alone" in uploaded.stderr
-    assert "FERRY_BUCKET" in uploaded.stderr and "S3 credentials from environment" in uploaded.stderr
+    assert "FERRY_BUCKET" in uploaded.stderr
+    assert "S3 credentials from environment" in uploaded.stderr
     assert not (home / "config" / "profiles.toml").exists(), "nothing is written as a profile"
     # The catalog is an SQLite file in the data dir, and the check reads it.
     checked = run_ferry(home, "check", "--json", "--grace", "0", env=container)

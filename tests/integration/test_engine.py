@@ -344,9 +344,11 @@ def test_a_bandwidth_schedule_switching_mid_upload_changes_the_rate_within_2_s(
     accepted: list[tuple[float, int]] = []
     app = Ferry.open(ferry_env)
     app.bus.subscribe(
-        lambda e: accepted.append((time.monotonic(), e.bytes_done))
-        if isinstance(e, TransferProgress)
-        else None
+        lambda e: (
+            accepted.append((time.monotonic(), e.bytes_done))
+            if isinstance(e, TransferProgress)
+            else None
+        )
     )
     try:
         [record] = app.upload([tmp_path / "big.bin"])

@@ -18,8 +18,8 @@ from pathlib import Path
 from moto.sts.models import sts_backends
 
 from tests.conftest import S3Endpoint
-from tests.sso_stub import SsoStub
 from tests.integration.test_cli import run_ferry
+from tests.sso_stub import SsoStub
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/ferry-uploader"
 
@@ -169,7 +169,8 @@ def test_profile_login_runs_the_device_flow_and_the_upload_then_works(
     assert sso_stub.approved.is_set() and sso_stub.token_polls >= 1
     # The token went where aws-cli and botocore read it, readable by the user only.
     start_url = "https://example.awsapps.com/start"
-    cache = Path(env["HOME"]) / ".aws/sso/cache" / f"{hashlib.sha1(start_url.encode()).hexdigest()}.json"
+    cache_name = f"{hashlib.sha1(start_url.encode()).hexdigest()}.json"
+    cache = Path(env["HOME"]) / ".aws/sso/cache" / cache_name
     assert json.loads(cache.read_text())["accessToken"] == sso_stub.access_token
     assert cache.stat().st_mode & 0o077 == 0
     written = "".join(p.read_text(errors="replace") for p in home.rglob("*") if p.is_file())
