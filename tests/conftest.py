@@ -330,6 +330,54 @@ def rclone_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
         process.wait(timeout=30)
 
 
+@dataclass(frozen=True)
+class HttpProxy:
+    """A real tinyproxy on loopback and its log, where each request it forwarded is a line."""
+
+    url: str
+    log: Path
+
+    def forwarded(self, method: str) -> list[str]:
+        return [line for line in self.log.read_text().splitlines() if f"): {method} " in line]
+
+
+def _start_tinyproxy(root: Path, extra: str = "") -> Iterator[HttpProxy]:
+    binary = shutil.which("tinyproxy")
+    if binary is None:
+        pytest.fail("tinyproxy is not installed (tools/ensure-system-packages)", pytrace=False)
+    port = _free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    log = root / "tinyproxy.log"
+    log.touch()
+    config = root / "tinyproxy.conf"
+    config.write_text(
+        f"Port {port}\nListen 127.0.0.1\nTimeout 60\nMaxClients 50\n"
+        f'LogFile "{log}"\nLogLevel Info\nAllow 127.0.0.1\nDisableViaHeader Yes\n{extra}'
+    )
+    # -d: stay in the foreground, so the fixture owns (and stops) the process.
+    process = subprocess.Popen(
+        [binary, "-d", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait_listening(port, process, "tinyproxy")
+        yield HttpProxy(f"http://127.0.0.1:{port}", log)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def http_proxy(tmp_path: Path) -> Iterator[HttpProxy]:
+    """tinyproxy on a free loopback port, logging every request."""
+    yield from _start_tinyproxy(tmp_path / "proxy")
+
+
+@pytest.fixture
+def http_proxy_with_sign_in(tmp_path: Path) -> Iterator[HttpProxy]:
+    """tinyproxy that asks every client for a user name and password (407)."""
+    yield from _start_tinyproxy(tmp_path / "proxy-auth", "BasicAuth staff not-given-to-ferry\n")
+
+
 @pytest.fixture
 def sso_stub() -> Iterator[SsoStub]:
     """A stand-in for IAM Identity Center (SSO OIDC and the portal) on loopback."""

@@ -67,6 +67,7 @@ _BY_TITLE = {
     "Credentials refused": FailureCause.CREDENTIALS,
     "No credentials": FailureCause.CREDENTIALS,
     "Sign-in needed": FailureCause.CREDENTIALS,
+    "Proxy sign-in needed": FailureCause.CREDENTIALS,
     "Access denied": FailureCause.CREDENTIALS,
     "Not allowed": FailureCause.CREDENTIALS,
     "Not allowed by the catalog": FailureCause.CREDENTIALS,

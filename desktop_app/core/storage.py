@@ -189,6 +189,8 @@ class S3Storage:
         except ClientError as exc:
             raise self._from_client_error(exc, what, key) from None
         except ProxyConnectionError as exc:
+            if "407" in str(exc.kwargs.get("error", "")):
+                raise self._proxy_sign_in(what) from None
             raise StorageError(
                 f"The proxy {exc.kwargs.get('proxy_url', '')} did not let Ferry through to "
                 f"{self.endpoint_label} to {what}. Check the proxy setting (profile or "
@@ -236,6 +238,17 @@ class S3Storage:
                 code=type(exc).__name__,
             ) from None
 
+    def _proxy_sign_in(self, what: str) -> StorageError:
+        return StorageError(
+            f"The proxy between Ferry and {self.endpoint_label} asks for a user name and "
+            f"password (407) to {what}, and Ferry keeps none for a proxy. Use a proxy that "
+            "lets this computer through, or start Ferry with HTTPS_PROXY (and HTTP_PROXY) "
+            "set to http://USER:PASSWORD@HOST:PORT.",
+            kind=StorageErrorKind.PERMANENT,
+            code="407",
+            title="Proxy sign-in needed",
+        )
+
     def _from_client_error(self, exc: ClientError, what: str, key: str | None) -> StorageError:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
@@ -247,6 +260,8 @@ class S3Storage:
                 kind=StorageErrorKind.NO_SUCH_UPLOAD,
                 code=code,
             )
+        if status == 407:
+            return self._proxy_sign_in(what)
         if code == "NoSuchBucket":
             return StorageError(
                 f"Bucket {self.bucket!r} does not exist at {self.endpoint_label}. "
