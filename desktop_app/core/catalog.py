@@ -287,6 +287,7 @@ class CatalogService:
             etag=etag,
             content_type=intent.content_type,
             status=status.value,
+            endpoint=intent.endpoint,
             created_at=now,
             uploaded_at=now if status is FileStatus.ACTIVE else None,
         )
@@ -333,7 +334,12 @@ class CatalogService:
                     FileRow.bucket == intent.bucket,
                     FileRow.status != FileStatus.DELETED.value,
                     or_(
-                        and_(FileRow.owner == self.owner, FileRow.sha256 == intent.sha256),
+                        and_(
+                            FileRow.owner == self.owner,
+                            FileRow.sha256 == intent.sha256,
+                            # Content stored at another server is no duplicate.
+                            or_(FileRow.endpoint == intent.endpoint, FileRow.endpoint.is_(None)),
+                        ),
                         FileRow.key == intent.key,
                     ),
                 )
@@ -429,6 +435,13 @@ class CatalogService:
     def _judge_key_holder(
         self, session: Session, row: FileRow, intent: UploadIntent
     ) -> Reservation:
+        if row.endpoint is not None and intent.endpoint not in (None, row.endpoint):
+            raise KeyConflictError(
+                f"{intent.key!r} in bucket {intent.bucket!r} is registered in this catalog at "
+                f"another server ({row.endpoint}), not at {intent.endpoint}. One catalog keeps "
+                "one name per bucket name: upload under another name, or give this server's "
+                "files a catalog (or prefix) of their own."
+            )
         ours = row.owner == self.owner and row.sha256 == intent.sha256
         if not ours:
             raise KeyConflictError(

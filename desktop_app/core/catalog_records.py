@@ -48,6 +48,7 @@ class FileRecord:
     last_error: str | None
     copied_from: str | None = None
     alive_at: datetime | None = None
+    endpoint: str | None = None
 
     @classmethod
     def from_row(cls, row: FileRow | Row[Any]) -> FileRecord:
@@ -69,6 +70,7 @@ class FileRecord:
             last_error=row.last_error,
             copied_from=row.copied_from,
             alive_at=aware(row.alive_at) if row.alive_at else None,
+            endpoint=row.endpoint,
         )
 
     @property
@@ -104,6 +106,7 @@ class UploadIntent:
     sha256: str
     content_type: str = "application/octet-stream"
     token: str | None = None  # the reserving transfer's; None for adoption by a repair
+    endpoint: str | None = None  # where the object is stored: S3Storage.endpoint_id
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,9 @@ class FileRow(Base):
     # Touched by the uploading Ferry while it sends: a check leaves a pending
     # row alone while this is recent, whatever its grace period.
     alive_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # The S3 endpoint the object lives at ("aws" or its URL); None: recorded
+    # before Ferry noted endpoints (catalog revision 0006).
+    endpoint: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (
         Index(

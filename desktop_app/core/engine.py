@@ -47,6 +47,7 @@ from typing import Any
 from desktop_app.core.bandwidth import BandwidthSchedule
 from desktop_app.core.catalog import (
     CatalogService,
+    FileRecord,
     Reservation,
     ReservationOutcome,
     UploadIntent,
@@ -639,6 +640,12 @@ class TransferEngine:
         # What the hash found is committed together with the reservation's
         # outcome: a crash in between hashes again and finds its own intent.
         reservation, key = self._reserve(record, after.size, sha256)
+        if reservation.outcome is ReservationOutcome.DUPLICATE and not self._still_stored(
+            reservation.record
+        ):
+            # The row that made it a duplicate is marked missing now: reserving
+            # again takes its key over (or finds no source) and sends the bytes.
+            reservation, key = self._reserve(record, after.size, sha256)
         hashed["key"] = key
         if reservation.outcome is ReservationOutcome.DUPLICATE:
             log.info("%s is already stored as %s", record.source_path, reservation.record.key)
@@ -661,6 +668,38 @@ class TransferEngine:
             **hashed,
         )
 
+    def _still_stored(self, stored: FileRecord) -> bool:
+        """Whether the object a duplicate's row names is in the bucket with its bytes.
+
+        The catalog alone is not proof: the server may be another than the
+        row's (an endpoint that is down answers nothing, and that fails this
+        attempt as unreachable instead of calling the file stored), or the
+        object may have been deleted behind Ferry's back. Gone: the row is
+        marked missing (in a repair transaction that looks again) and False.
+        Another object there now: a conflict, nothing is overwritten.
+        """
+        found = self.storage.head_object(stored.key)
+        if found is not None:
+            if found.size == stored.size and stored.etag in (None, found.etag):
+                return True
+            raise KeyConflictError(
+                f"The catalog says {stored.key!r} holds this content, but the object there now "
+                f"has other bytes (size {found.size}, ETag {found.etag}). Nothing was uploaded; "
+                "`ferry check` shows the difference and its repairs."
+            )
+        with self.catalog.repairing(stored.bucket, stored.key) as repair:
+            live = repair.live
+            if (
+                live is not None
+                and live.id == stored.id
+                and self.storage.head_object(stored.key) is None
+            ):
+                log.warning("%s is in the catalog, not in the bucket: marked missing", stored.key)
+                repair.mark_missing(
+                    live.id, reason="object not found while the same content was uploaded"
+                )
+        return False
+
     def _reserve(self, record: TransferRecord, size: int, sha256: str) -> tuple[Reservation, str]:
         """Reserve the key, applying the transfer's policy when other content holds it."""
         key = record.key
@@ -673,6 +712,7 @@ class TransferEngine:
                 sha256=sha256,
                 content_type=record.content_type,
                 token=record.reservation_token,
+                endpoint=self.storage.endpoint_id,
             )
             try:
                 return self.catalog.reserve(intent, self.options.duplicates), key

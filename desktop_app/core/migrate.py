@@ -26,7 +26,7 @@ class Schema(enum.Enum):
     every start); a test keeps it equal to the head Alembic finds.
     """
 
-    CATALOG = ("catalog", "alembic_version", "0005")
+    CATALOG = ("catalog", "alembic_version", "0006")
     JOURNAL = ("journal", "journal_version", "j0007")
 
     @property

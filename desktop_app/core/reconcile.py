@@ -331,6 +331,32 @@ def _checked_order(rows: Iterator[FileRecord]) -> Iterator[FileRecord]:
         yield row
 
 
+class _OtherServersRows:
+    """Leaves out rows registered at another server than the one checked.
+
+    A bucket name is unique per server only: another server's rows would all
+    look missing here, and their repair would mark good files lost.
+    """
+
+    def __init__(self, endpoint_id: str) -> None:
+        self.endpoint_id = endpoint_id
+        self.skipped: dict[str, int] = {}
+
+    def drop(self, rows: Iterator[FileRecord]) -> Iterator[FileRecord]:
+        for row in rows:
+            if row.endpoint is not None and row.endpoint != self.endpoint_id:
+                self.skipped[row.endpoint] = self.skipped.get(row.endpoint, 0) + 1
+                continue
+            yield row
+
+    def notes(self) -> tuple[str, ...]:
+        return tuple(
+            f"{count} catalog row(s) of files stored at another server ({endpoint}) were not "
+            "checked; check them with a profile for that server."
+            for endpoint, count in sorted(self.skipped.items())
+        )
+
+
 @dataclass(frozen=True)
 class _KeySeen:
     """Everything the check knows of one key."""
@@ -435,7 +461,10 @@ class ConsistencyChecker:
         objects = self.storage.iter_objects(self.prefix)
         listing = _SortedListing(objects, self.spool_dir) if spool else _StreamedListing(objects)
         try:
-            rows = _checked_order(self.catalog.iter_in_key_order(self.storage.bucket, self.prefix))
+            elsewhere = _OtherServersRows(self.storage.endpoint_id)
+            rows = elsewhere.drop(
+                _checked_order(self.catalog.iter_in_key_order(self.storage.bucket, self.prefix))
+            )
             # An admin sees every row; a user learns of others' keys, and nothing more.
             others_keys: Iterator[str] = (
                 iter(())
@@ -469,7 +498,7 @@ class ConsistencyChecker:
             started_at=started,
             duration_s=time.monotonic() - clock,
             grace_seconds=options.grace_seconds,
-            notes=unlisted.notes,
+            notes=unlisted.notes + elsewhere.notes(),
         )
 
     def _stale_uploads(
@@ -766,7 +795,14 @@ class ConsistencyChecker:
             hint = head.sha256 if head is not None else None  # metadata: only a hint
             wrong_hint = hint is not None and hint != sha256
             adopted = locked.adopt(
-                UploadIntent(self.storage.bucket, key, key.rsplit("/", 1)[-1], size, sha256),
+                UploadIntent(
+                    self.storage.bucket,
+                    key,
+                    key.rsplit("/", 1)[-1],
+                    size,
+                    sha256,
+                    endpoint=self.storage.endpoint_id,
+                ),
                 etag=finding.object.etag,
                 owner=adopt_owner,
                 details={"read_back": True, "metadata_sha256": hint},

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -110,6 +111,16 @@ def is_aws_endpoint(endpoint_url: str | None) -> bool:
     return endpoint_url is None or ".amazonaws.com" in endpoint_url
 
 
+def endpoint_id(endpoint_url: str | None) -> str:
+    """The server a bucket name belongs to: "aws" for AWS S3 (names are global
+    there), else the endpoint's scheme, host and port, lowercased."""
+    if is_aws_endpoint(endpoint_url):
+        return "aws"
+    assert endpoint_url is not None
+    parts = urlsplit(endpoint_url)
+    return f"{parts.scheme.lower()}://{(parts.netloc or '').lower()}"
+
+
 def _strip(etag: str) -> str:
     return etag.strip('"')
 
@@ -129,6 +140,8 @@ class S3Storage:
         self.client = client
         self.bucket = bucket
         self.endpoint_label = endpoint_label
+        # What the catalog records as this server: bucket names are unique per server.
+        self.endpoint_id = endpoint_id(client.meta.endpoint_url)
         # Named in a "sign in again" message when refreshed credentials expire.
         self.profile_name = profile_name
         self.aws_profile = aws_profile

@@ -16,6 +16,7 @@ import pytest
 
 from desktop_app.core.app import Environment
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, WeedServer
+from tests.faults import FaultProxy
 
 
 def run_ferry(
@@ -294,3 +295,61 @@ def test_without_a_keyring_profile_test_does_not_suggest_storing_a_secret(
     assert "Without a keyring Ferry cannot store a secret" in tested.stdout
     assert "AWS_ACCESS_KEY_ID" in tested.stdout and "--aws-profile" in tested.stdout
     assert "to store a secret" not in tested.stdout
+
+
+def test_a_known_file_is_no_duplicate_when_its_server_is_down_or_its_object_gone(
+    tmp_path: Path, weed: WeedServer, bucket: str, proxy: FaultProxy
+) -> None:
+    """The profile's server is a fault proxy in front of weed, so it can go down."""
+    home = tmp_path / "home"
+    added = run_ferry(
+        home, "profile", "add", "team", "--bucket", bucket, "--endpoint-url", proxy.url
+    )
+    assert added.returncode == 0, added.stderr
+    creds = {"AWS_ACCESS_KEY_ID": TEST_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": TEST_SECRET_KEY}
+    data = tmp_path / "scan.pdf"
+    data.write_bytes(os.urandom(100_000))
+    first = run_ferry(home, "upload", str(data), "--json", env=creds)
+    assert first.returncode == 0, first.stderr
+    [row] = json.loads(run_ferry(home, "ls", "--json", env=creds).stdout)["files"]
+    assert row["endpoint"] == proxy.url.lower()  # the row says which server
+
+    # The server down: the catalog knows the file, yet it is not called "duplicate".
+    proxy.go_down()
+    try:
+        down = run_ferry(home, "upload", str(data), "--json", env=creds)
+    finally:
+        proxy.come_up()
+    assert down.returncode == 1, down.stderr
+    [transfer] = json.loads(down.stdout)["transfers"]
+    assert transfer["state"] == "failed", transfer
+    assert transfer["error"]["kind"] == "transient", transfer["error"]
+
+    # Another live server with a bucket of the same name: a conflict, never "stored".
+    elsewhere = run_ferry(
+        home, "upload", str(data), "--json", env={**creds, "FERRY_ENDPOINT_URL": weed.endpoint_url}
+    )
+    assert elsewhere.returncode == 1, elsewhere.stderr
+    [transfer] = json.loads(elsewhere.stdout)["transfers"]
+    assert transfer["state"] == "failed" and "another server" in transfer["error"]["message"]
+    # Checked from that server, the row is not "missing": it is another server's, and said so.
+    checked = run_ferry(
+        home, "check", "--json", "--grace", "0", env={**creds, "FERRY_ENDPOINT_URL": weed.endpoint_url}
+    )
+    report = json.loads(checked.stdout)
+    assert report["counts"]["missing_object"] == 0, report
+    assert any("another server" in note for note in report["notes"]), report
+
+    # Deleted behind Ferry's back (aws-cli, another tool): sent again, not "duplicate".
+    weed.client().delete_object(Bucket=bucket, Key="scan.pdf")
+    again = run_ferry(home, "upload", str(data), "--json", env=creds)
+    assert again.returncode == 0, again.stderr
+    [transfer] = json.loads(again.stdout)["transfers"]
+    assert transfer["state"] == "done", transfer
+    body = weed.client().get_object(Bucket=bucket, Key="scan.pdf")["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == hashlib.sha256(data.read_bytes()).hexdigest()
+    [row] = json.loads(run_ferry(home, "ls", "--json", env=creds).stdout)["files"]
+    assert row["status"] == "active" and row["etag"] is not None
+    # And now, with the object really there, it is a duplicate.
+    twice = run_ferry(home, "upload", str(data), "--json", env=creds)
+    assert json.loads(twice.stdout)["transfers"][0]["state"] == "duplicate"
