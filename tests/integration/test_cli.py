@@ -333,9 +333,8 @@ def test_a_known_file_is_no_duplicate_when_its_server_is_down_or_its_object_gone
     [transfer] = json.loads(elsewhere.stdout)["transfers"]
     assert transfer["state"] == "failed" and "another server" in transfer["error"]["message"]
     # Checked from that server, the row is not "missing": it is another server's, and said so.
-    checked = run_ferry(
-        home, "check", "--json", "--grace", "0", env={**creds, "FERRY_ENDPOINT_URL": weed.endpoint_url}
-    )
+    direct = {**creds, "FERRY_ENDPOINT_URL": weed.endpoint_url}
+    checked = run_ferry(home, "check", "--json", "--grace", "0", env=direct)
     report = json.loads(checked.stdout)
     assert report["counts"]["missing_object"] == 0, report
     assert any("another server" in note for note in report["notes"]), report
