@@ -70,7 +70,8 @@ class ConnectionTester(QObject):
 
 
 class DestinationForm(QGroupBox):
-    """Name, endpoint, region, bucket, prefix, access key, secret, catalog URL."""
+    """Name, endpoint, region, bucket, prefix, access key, secret or AWS profile, proxy,
+    catalog URL."""
 
     def __init__(self, env: Environment, title: str, *, secret_kept_hint: bool) -> None:
         super().__init__(title)
@@ -88,6 +89,15 @@ class DestinationForm(QGroupBox):
         self.secret_edit.setEchoMode(QLineEdit.EchoMode.Password)
         if secret_kept_hint:
             self.secret_edit.setPlaceholderText("unchanged (kept in the keyring)")
+        self.aws_profile_edit = QLineEdit()
+        self.aws_profile_edit.setPlaceholderText("instead of a key: a profile of ~/.aws/config")
+        self.aws_profile_edit.setToolTip(
+            "Company sign-in: an AWS profile using IAM Identity Center (SSO), a role or a "
+            "credential_process. Its credentials come from the AWS configuration; `ferry "
+            "profile login` signs in when they have expired."
+        )
+        self.proxy_edit = QLineEdit()
+        self.proxy_edit.setPlaceholderText("empty: HTTPS_PROXY from the environment, if any")
         self.catalog_edit = QLineEdit()
         self.catalog_edit.setPlaceholderText("empty: a catalog file on this computer")
         for label, widget in (
@@ -98,6 +108,8 @@ class DestinationForm(QGroupBox):
             ("Key prefi&x", self.prefix_edit),
             ("&Access key ID", self.access_key_edit),
             ("&Secret key", self.secret_edit),
+            ("AWS sign-&in profile", self.aws_profile_edit),
+            ("&HTTP(S) proxy", self.proxy_edit),
             ("Ca&talog URL", self.catalog_edit),
         ):
             form.addRow(label, widget)
@@ -117,6 +129,8 @@ class DestinationForm(QGroupBox):
         self.prefix_edit.setText(profile.prefix)
         self.access_key_edit.setText(profile.access_key_id or "")
         self.secret_edit.clear()
+        self.aws_profile_edit.setText(profile.aws_profile or "")
+        self.proxy_edit.setText(profile.proxy_url or "")
         self.catalog_edit.setText(profile.catalog_url)
         self.test_result.clear()
 
@@ -134,6 +148,8 @@ class DestinationForm(QGroupBox):
             region=self.region_edit.text().strip() or "us-east-1",
             prefix=self.prefix_edit.text().strip(),
             access_key_id=self.access_key_edit.text().strip() or None,
+            aws_profile=self.aws_profile_edit.text().strip() or None,
+            proxy_url=self.proxy_edit.text().strip() or None,
         )
 
     def test_connection(self) -> None:

@@ -168,12 +168,19 @@ class SettingsDialog(QDialog):
             special="No limit",
             decimals=1,
         )
+        self.schedule_edit = QLineEdit()
+        self.schedule_edit.setPlaceholderText("e.g. 08:00-18:00 2MiB/s, 18:00-08:00 off")
+        self.schedule_edit.setToolTip(
+            "Rates by the time of day (local time); 'off' is no limit; hours no range covers "
+            "use the bandwidth limit above. Running uploads follow it as the clock moves."
+        )
         self.conflict_combo = QComboBox()
         self.conflict_combo.addItem("Upload it as a new version, “name (2).ext”", "suffix")
         self.conflict_combo.addItem("Replace the object in the bucket", "overwrite")
         form.addRow("&Files at once", self.concurrency_spin)
         form.addRow("Part si&ze", self.part_size.spin)
         form.addRow("&Bandwidth limit", self.bandwidth.spin)
+        form.addRow("Bandwidth by the cloc&k", self.schedule_edit)
         form.addRow("A watched file is re&written", self.conflict_combo)
         layout.addWidget(sending)
 
@@ -290,6 +297,7 @@ class SettingsDialog(QDialog):
         self.concurrency_spin.setValue(profile.concurrency)
         self.part_size.show(profile.part_size)
         self.bandwidth.show(profile.bandwidth_limit)
+        self.schedule_edit.setText(profile.bandwidth_schedule)
         self.conflict_combo.setCurrentIndex(
             max(self.conflict_combo.findData(profile.watch_key_conflict), 0)
         )
@@ -341,6 +349,7 @@ class SettingsDialog(QDialog):
             concurrency=self.concurrency_spin.value(),
             part_size=self.part_size.value(),
             bandwidth_limit=self.bandwidth.value(),
+            bandwidth_schedule=self.schedule_edit.text().strip(),
             watch_key_conflict=str(self.conflict_combo.currentData()),
             check_interval=self.check_interval.value(),
             grace_seconds=self.grace.value(),

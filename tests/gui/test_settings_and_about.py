@@ -82,6 +82,33 @@ def test_settings_refuse_bad_input_and_create_a_new_profile(
     assert ferry_env.profiles.default_name() == "test"  # the box was not ticked
 
 
+def test_settings_keep_company_sign_in_proxy_and_schedule_and_refuse_a_bad_schedule(
+    weed_profile: Callable[..., None], qtbot: QtBot, ferry_env: Environment
+) -> None:
+    weed_profile()
+    dialog = open_settings(qtbot, ferry_env, "test")
+    save = dialog.buttons.button(QDialogButtonBox.StandardButton.Save)
+    dialog.schedule_edit.setText("08:00-18:00 2MiB/s, 18:00-08:00 fast")
+    save.click()
+    assert "'fast' is not a rate" in dialog.status.text()
+    assert dialog.result() != QDialog.DialogCode.Accepted
+    dialog.destination.aws_profile_edit.setText("work")  # beside the access key: refused
+    dialog.schedule_edit.setText("08:00-18:00 2MiB/s, 18:00-08:00 off")
+    save.click()
+    assert "not both" in dialog.status.text()
+    dialog.destination.access_key_edit.clear()
+    dialog.destination.proxy_edit.setText("http://proxy.example.org:3128")
+    save.click()
+    qtbot.waitUntil(lambda: dialog.result() == QDialog.DialogCode.Accepted, timeout=10_000)
+    saved = ferry_env.profiles.get("test")
+    assert saved.aws_profile == "work" and saved.access_key_id is None
+    assert saved.proxy_url == "http://proxy.example.org:3128"
+    assert saved.bandwidth_schedule == "08:00-18:00 2MiB/s, 18:00-08:00 off"
+    reopened = open_settings(qtbot, ferry_env, "test")
+    assert reopened.destination.aws_profile_edit.text() == "work"
+    assert reopened.schedule_edit.text() == saved.bandwidth_schedule
+
+
 def test_about_names_ferry_qt_python_and_the_server(
     weed_profile: Callable[..., None], qtbot: QtBot, window_for: object
 ) -> None:

@@ -258,7 +258,7 @@ def test_opening_again_does_not_migrate_twice(catalog_url: str) -> None:
     service = open_catalog(catalog_url, owner="alice")
     with service.engine.connect() as connection:
         assert (
-            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
         )
     service.close()
 
