@@ -43,6 +43,7 @@ from desktop_app.core.app import Environment, Ferry
 from desktop_app.core.keys import SecretStore
 from desktop_app.core.paths import FerryPaths
 from desktop_app.core.sandbox import SandboxServer, find_weed
+from tests.dbus_stub import SystemServicesStub
 from tests.faults import FaultProxy
 from tests.sso_stub import SsoStub
 
@@ -376,6 +377,41 @@ def http_proxy(tmp_path: Path) -> Iterator[HttpProxy]:
 def http_proxy_with_sign_in(tmp_path: Path) -> Iterator[HttpProxy]:
     """tinyproxy that asks every client for a user name and password (407)."""
     yield from _start_tinyproxy(tmp_path / "proxy-auth", "BasicAuth staff not-given-to-ferry\n")
+
+
+@dataclass(frozen=True)
+class SystemBus:
+    """A private D-Bus bus (a real dbus-daemon) with NetworkManager and logind stand-ins."""
+
+    address: str
+    services: SystemServicesStub
+
+
+@pytest.fixture
+def system_bus(tmp_path: Path) -> Iterator[SystemBus]:
+    binary = shutil.which("dbus-daemon")
+    if binary is None:
+        pytest.fail("dbus-daemon is not installed (tools/ensure-system-packages)", pytrace=False)
+    address = f"unix:path={tmp_path / 'system_bus'}"
+    process = subprocess.Popen(
+        [binary, "--session", "--nofork", "--nopidfile", f"--address={address}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "system_bus").exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("dbus-daemon did not start", pytrace=False)
+            time.sleep(0.05)
+        services = SystemServicesStub(address)
+        try:
+            yield SystemBus(address, services)
+        finally:
+            services.stop()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import enum
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,8 +83,14 @@ from desktop_app.core.sandbox import (
     SandboxState,
     find_weed,
 )
-from desktop_app.core.scheduler import Scheduler, SchedulerOptions
+from desktop_app.core.scheduler import HoldReason, Scheduler, SchedulerOptions
 from desktop_app.core.storage import ObjectInfo, S3Storage
+from desktop_app.core.system_bus import (
+    AwakeWhileBusy,
+    MeteredWatch,
+    SleepInhibitor,
+    system_bus_address,
+)
 from desktop_app.core.watcher import FolderWatcher, WatchedFolder
 
 log = logging.getLogger(__name__)
@@ -232,6 +238,11 @@ class Ferry:
         self.bus = bus
         self.credential_source = credential_source
         self._sandbox = sandbox
+        self.mode = mode
+        # Told when the system holds uploads back or lets them go (the window
+        # shows it): the text, and every reason holding them now.
+        self.on_system_notice: Callable[[str, frozenset[HoldReason]], None] | None = None
+        self._system_watches: list[MeteredWatch | AwakeWhileBusy] = []
         self.engine = TransferEngine(
             journal=journal,
             storage=storage,
@@ -306,6 +317,8 @@ class Ferry:
         )
 
     def close(self) -> None:
+        for watch in self._system_watches:
+            watch.stop()
         self.scheduler.stop()
         self.engine.close()
         self.journal.close()
@@ -322,8 +335,46 @@ class Ferry:
     # -- transfers ------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the scheduler (once): from now on queued transfers run by themselves."""
+        """Start the scheduler (once): from now on queued transfers run by themselves.
+
+        A resident Ferry (the window, `ferry watch`) also follows the system:
+        uploads held while the network is metered (if the profile says so),
+        the computer kept awake while they run (unless the profile says not).
+        """
         self.scheduler.start()
+        if self.mode is RunMode.RESIDENT and not self._system_watches:
+            self._watch_system()
+
+    def _watch_system(self) -> None:
+        bus = system_bus_address(self.env.environ)
+        if self.profile.pause_on_metered:
+            metered = MeteredWatch(self._metered_changed, bus_address=bus)
+            metered.start()
+            self._system_watches.append(metered)
+            if metered.unavailable is not None:
+                self._announce(f"Pause on a metered connection is off: {metered.unavailable}.")
+        if self.profile.keep_awake:
+            awake = AwakeWhileBusy(
+                SleepInhibitor(bus_address=bus), lambda: bool(self.scheduler.held())
+            )
+            awake.start()
+            self._system_watches.append(awake)
+
+    def _metered_changed(self, metered: bool) -> None:
+        if not self.scheduler.hold_back(HoldReason.METERED, metered):
+            return
+        if metered:
+            self._announce(
+                f"Uploads paused: {HoldReason.METERED.description}. They go on by themselves "
+                "when it is not (Settings: pause on a metered connection)."
+            )
+        else:
+            self._announce("The connection is no longer metered: uploads go on.")
+
+    def _announce(self, text: str) -> None:
+        log.info("%s", text)
+        if self.on_system_notice is not None:
+            self.on_system_notice(text, self.scheduler.holds)
 
     def queue(self, paths: Iterable[Path | str], prefix: str | None = None) -> list[TransferRecord]:
         """Write the paths into the journal as transfers and wake the scheduler."""

@@ -92,6 +92,11 @@ class Profile:
     # new key by a server-side copy, "skip" reports it and stores nothing.
     duplicates: str = DuplicatePolicy.COPY.value
     sandbox: bool = False
+    # While the window or `ferry watch` runs: hold uploads while the network is
+    # metered (NetworkManager says so), and keep the computer awake while
+    # uploads run (logind's sleep lock; released when idle).
+    pause_on_metered: bool = False
+    keep_awake: bool = True
     # Where `ferry relay` publishes the catalog's events (NATS JetStream);
     # None: no relay configured for this profile.
     relay_nats_url: str | None = None

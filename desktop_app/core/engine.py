@@ -223,6 +223,13 @@ class TransferEngine:
             for control in self._controls.values():
                 control.pause.set()
 
+    def pause_running(self) -> None:
+        """Stop the running attempts at their next check; unlike :meth:`interrupt`
+        this is not final: the journal keeps them as they were, to go on later."""
+        with self._controls_lock:
+            for control in self._controls.values():
+                control.pause.set()
+
     def close(self) -> None:
         self.interrupt()
         self._part_pool.shutdown(wait=True, cancel_futures=True)

@@ -49,6 +49,7 @@ from desktop_app.core.reconcile import (
     write_report,
 )
 from desktop_app.core.sandbox import SandboxServer
+from desktop_app.core.scheduler import HoldReason
 from desktop_app.core.watcher import FolderStatus, FolderWatcher, WatchedFolder, WatchedFolderStore
 
 log = logging.getLogger(__name__)
@@ -239,6 +240,14 @@ class FoldersUpdate:
 
 
 @dataclass(frozen=True)
+class UploadsHeld:
+    """The system holds uploads back (a metered connection), or let them go."""
+
+    text: str  # what happened, in words
+    reasons: tuple[HoldReason, ...]  # every reason holding them now; empty: they run
+
+
+@dataclass(frozen=True)
 class HostStopped:
     pass
 
@@ -257,6 +266,7 @@ HostMessage = (
     | Inspected
     | ServerSoftware
     | FoldersUpdate
+    | UploadsHeld
     | HostStopped
 )
 
@@ -395,6 +405,9 @@ class EngineHost:
             self.send(HostFailed("Could not start", f"{type(exc).__name__}: {exc}", fatal=True))
             return
         self.ferry.scheduler.on_error = lambda exc: self.send(HostFailed(exc.title, exc.message))
+        self.ferry.on_system_notice = lambda text, holds: self.send(
+            UploadsHeld(text, tuple(sorted(holds, key=lambda h: h.value)))
+        )
         self.ferry.start()
         try:
             self._control = self.ferry.listen()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import enum
 import logging
 import threading
 import time
@@ -41,6 +42,16 @@ from desktop_app.core.journal import TransferRecord, TransferState
 
 log = logging.getLogger(__name__)
 _FULL_READ_INTERVAL = 2.0  # seconds between a waiter's reads of every unsettled transfer
+
+
+class HoldReason(enum.Enum):
+    """Why no upload may run for now, whatever the journal holds."""
+
+    METERED = "metered"
+
+    @property
+    def description(self) -> str:
+        return "this computer is on a metered connection"
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,7 @@ class Scheduler:
         )
         self._thread = threading.Thread(target=self._loop, name="ferry-scheduler", daemon=True)
         self.halted: FerryError | None = None  # nothing can be recorded (disk full): stop
+        self._holds: set[HoldReason] = set()
         self._last_probe = -float("inf")
         self._last_keep_alive = monotonic()
         self._endpoint_down = False
@@ -138,6 +150,25 @@ class Scheduler:
         self._pool.shutdown(wait=True, cancel_futures=True)
         with self._settled:
             self._settled.notify_all()
+
+    def hold_back(self, reason: HoldReason, holding: bool) -> bool:
+        """Hold every upload back for a reason (running ones stop at their next check
+        and keep what they sent), or let them go again. True when this changed."""
+        with self._lock:
+            changed = (reason in self._holds) != holding
+            if holding:
+                self._holds.add(reason)
+            else:
+                self._holds.discard(reason)
+        if holding:
+            self.engine.pause_running()
+        self.wake()
+        return changed
+
+    @property
+    def holds(self) -> frozenset[HoldReason]:
+        with self._lock:
+            return frozenset(self._holds)
 
     def held(self) -> set[int]:
         with self._lock:
@@ -278,7 +309,7 @@ class Scheduler:
             self.engine.keep_alive()
 
     def _dispatch(self) -> None:
-        if self.halted is not None:
+        if self.halted is not None or self.holds:
             return
         if self._fresh.is_set() or not self._candidates:
             # A worker that finished only frees a place: the candidates read

@@ -36,6 +36,8 @@ class Backend(QObject):
     opened = Signal(str)  # a line for the status bar
     failed = Signal(str, str)  # title, message
     notice = Signal(str)
+    # Why uploads are held back by the system ("" when they are not).
+    heldBack = Signal(str)
     checkProgress = Signal(int, int)  # objects, rows scanned so far
     checkFinished = Signal(CheckReport)
     checkFailed = Signal(str)
@@ -195,6 +197,9 @@ class Backend(QObject):
             self.failed.emit(message.title, message.message)
         elif isinstance(message, host.HostNotice):
             self.notice.emit(message.text)
+        elif isinstance(message, host.UploadsHeld):
+            self.notice.emit(message.text)
+            self.heldBack.emit("; ".join(reason.description for reason in message.reasons))
         elif isinstance(message, host.CheckProgressed):
             self.checkProgress.emit(message.objects, message.rows)
         elif isinstance(message, host.CheckFinished):

@@ -124,6 +124,7 @@ class MainWindow(QMainWindow):
         bridge.progressChanged.connect(self.model.set_progress)
         backend.opened.connect(self._on_opened)
         backend.notice.connect(self._on_notice)
+        backend.heldBack.connect(self._on_held_back)
         backend.failed.connect(self._on_failed)
 
         self.all_proxy = SearchFilterModel()
@@ -149,12 +150,16 @@ class MainWindow(QMainWindow):
         backend.historyLoaded.connect(self.notifier.history_loaded)
 
         self.connection_label = QLabel("Connecting…")
+        self.held_label = QLabel("")
+        self.held_label.setStyleSheet("font-weight: bold")
+        self.held_label.hide()
         self.totals_label = QLabel("")
         self.batch_bar = QProgressBar()
         self.batch_bar.setRange(0, 1000)
         self.batch_bar.setTextVisible(True)
         self.batch_bar.hide()
         self.statusBar().addWidget(self.connection_label, 1)
+        self.statusBar().addPermanentWidget(self.held_label)
         self.statusBar().addPermanentWidget(self.batch_bar)
         self.statusBar().addPermanentWidget(self.totals_label)
         self.totals_timer = QTimer(self)
@@ -378,6 +383,12 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_notice(self, text: str) -> None:
         self.statusBar().showMessage(text, 8000)
+
+    @Slot(str)
+    def _on_held_back(self, why: str) -> None:
+        # Stays in view (a notice fades): the uploads wait for the system, not for Ferry.
+        self.held_label.setText(f"Uploads paused: {why}" if why else "")
+        self.held_label.setVisible(bool(why))
 
     @Slot(str, str)
     def _on_failed(self, title: str, message: str) -> None:

@@ -174,6 +174,13 @@ class SettingsDialog(QDialog):
             "Rates by the time of day (local time); 'off' is no limit; hours no range covers "
             "use the bandwidth limit above. Running uploads follow it as the clock moves."
         )
+        self.metered_check = QCheckBox("Pause uploads while on a &metered connection")
+        self.metered_check.setToolTip(
+            "A phone hotspot or a capped plan (as NetworkManager reports it): uploads wait, "
+            "and go on by themselves when the connection is not metered."
+        )
+        self.awake_check = QCheckBox("Keep the computer awake while uploadin&g")
+        self.awake_check.setToolTip("Released when nothing has been uploading for 10 s.")
         self.conflict_combo = QComboBox()
         self.conflict_combo.addItem("Upload it as a new version, “name (2).ext”", "suffix")
         self.conflict_combo.addItem("Replace the object in the bucket", "overwrite")
@@ -181,6 +188,8 @@ class SettingsDialog(QDialog):
         form.addRow("Part si&ze", self.part_size.spin)
         form.addRow("&Bandwidth limit", self.bandwidth.spin)
         form.addRow("Bandwidth by the cloc&k", self.schedule_edit)
+        form.addRow("", self.metered_check)
+        form.addRow("", self.awake_check)
         form.addRow("A watched file is re&written", self.conflict_combo)
         layout.addWidget(sending)
 
@@ -298,6 +307,8 @@ class SettingsDialog(QDialog):
         self.part_size.show(profile.part_size)
         self.bandwidth.show(profile.bandwidth_limit)
         self.schedule_edit.setText(profile.bandwidth_schedule)
+        self.metered_check.setChecked(profile.pause_on_metered)
+        self.awake_check.setChecked(profile.keep_awake)
         self.conflict_combo.setCurrentIndex(
             max(self.conflict_combo.findData(profile.watch_key_conflict), 0)
         )
@@ -350,6 +361,8 @@ class SettingsDialog(QDialog):
             part_size=self.part_size.value(),
             bandwidth_limit=self.bandwidth.value(),
             bandwidth_schedule=self.schedule_edit.text().strip(),
+            pause_on_metered=self.metered_check.isChecked(),
+            keep_awake=self.awake_check.isChecked(),
             watch_key_conflict=str(self.conflict_combo.currentData()),
             check_interval=self.check_interval.value(),
             grace_seconds=self.grace.value(),

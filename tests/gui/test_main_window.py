@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -17,10 +18,11 @@ from desktop_app.core.app import Environment
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.journal import TransferState
 from desktop_app.core.keys import SecretKind
+from desktop_app.gui.app import build_window
 from desktop_app.gui.failed_view import FailedColumn
 from desktop_app.gui.first_run import FirstRunDialog
 from desktop_app.gui.main_window import MainWindow
-from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, WeedServer
+from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, SystemBus, WeedServer
 from tests.faults import Fault, FaultProxy
 from tests.gui.conftest import live_row
 
@@ -352,3 +354,33 @@ def test_speed_shown_matches_the_bandwidth_limit_and_is_one_figure_for_row_and_t
     qtbot.waitUntil(lambda: window.model.snapshots()[0].paused, timeout=10_000)
     assert window.all_proxy.index(0, 4).data() == "" and window.all_proxy.index(0, 5).data() == ""
     qtbot.waitUntil(lambda: window.totals_label.text() == "1 paused", timeout=5_000)
+
+
+def test_the_window_says_uploads_wait_for_a_metered_connection(
+    qtbot: QtBot,
+    ferry_env: Environment,
+    weed_profile: Callable[..., None],
+    system_bus: SystemBus,
+    tmp_path: Path,
+) -> None:
+    weed_profile(pause_on_metered=True)
+    env = dataclasses.replace(
+        ferry_env, environ={**ferry_env.environ, "DBUS_SYSTEM_BUS_ADDRESS": system_bus.address}
+    )
+    window = build_window(env, None)
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: window.backend.profile is not None, timeout=30_000)
+        assert not window.held_label.isVisible()
+        system_bus.services.set_metered(True)
+        qtbot.waitUntil(window.held_label.isVisible, timeout=10_000)
+        assert window.held_label.text() == (
+            "Uploads paused: this computer is on a metered connection"
+        )
+        window.grab().save(str(tmp_path / "metered.png"))
+        system_bus.services.set_metered(False)
+        qtbot.waitUntil(lambda: not window.held_label.isVisible(), timeout=10_000)
+    finally:
+        window.really_quit = True
+        window.close()
