@@ -198,7 +198,8 @@ class Backend(QObject):
         elif isinstance(message, host.HostNotice):
             self.notice.emit(message.text)
         elif isinstance(message, host.UploadsHeld):
-            self.notice.emit(message.text)
+            if not message.reasons:  # while held, the lasting label says it (not twice)
+                self.notice.emit(message.text)
             self.heldBack.emit("; ".join(reason.description for reason in message.reasons))
         elif isinstance(message, host.CheckProgressed):
             self.checkProgress.emit(message.objects, message.rows)

@@ -51,6 +51,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.core.errors import SignInRequiredError
 from desktop_app.core.events import TransferSnapshot
 from desktop_app.core.journal import TransferState
 from desktop_app.gui.about import AboutDialog
@@ -70,6 +71,7 @@ from desktop_app.gui.models import (
 )
 from desktop_app.gui.notifier import BatchNotifier, Notification, NotificationKind
 from desktop_app.gui.settings_dialog import SettingsDialog
+from desktop_app.gui.sign_in import SignInDialog
 from desktop_app.gui.units import exact_size, human_duration, human_size
 from desktop_app.gui.widgets import ProgressDelegate, show_in_folder
 from desktop_app.resources import TrayState, tray_icon_svg
@@ -268,6 +270,7 @@ class MainWindow(QMainWindow):
             "&Paste file paths", QKeySequence.StandardKey.Paste, self.paste_paths
         )
         self.settings_action = action("&Settings…", "Ctrl+,", self.open_settings)
+        self.sign_in_action = action("Sign &in to AWS…", "Ctrl+Shift+I", self.sign_in)
         self.quit_action = action("&Quit", "Ctrl+Q", self.quit)
         self.pause_all_action = action(
             "&Pause all", "Ctrl+P", lambda: self.backend.pause(None), pixmap.SP_MediaPause
@@ -302,6 +305,7 @@ class MainWindow(QMainWindow):
                     self.paste_action,
                     None,
                     self.settings_action,
+                    self.sign_in_action,
                     None,
                     self.quit_action,
                 ],
@@ -394,7 +398,25 @@ class MainWindow(QMainWindow):
     def _on_failed(self, title: str, message: str) -> None:
         if not self.backend.ready or self.backend.profile is None:
             self.connection_label.setText(f"Not connected: {title}")
-        QMessageBox.warning(self, title, message)
+        if title != SignInRequiredError.title:
+            QMessageBox.warning(self, title, message)
+            return
+        box = QMessageBox(QMessageBox.Icon.Warning, title, message, parent=self)
+        sign_in = box.addButton("Sign in…", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Close)
+        box.setDefaultButton(sign_in)
+        box.exec()
+        if box.clickedButton() is sign_in:
+            self.sign_in()
+
+    def sign_in(self) -> None:
+        """AWS IAM Identity Center's sign-in in a dialog; then Ferry starts again with it."""
+        dialog = SignInDialog(self.backend.env, self.backend.profile_name, self)
+        self.sign_in_dialog = dialog  # reachable by tests while it runs
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.statusBar().showMessage(f"Signed in to AWS. {dialog.status.text()}", 15_000)
+            self.backend.restart()
+            self.backend.retry(None)  # what failed for want of a sign-in goes again
 
     def _update_totals(self) -> None:
         totals = self.model.totals()

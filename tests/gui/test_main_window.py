@@ -5,26 +5,36 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, Qt, QTimer, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QDialog, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from desktop_app.core.app import Environment
 from desktop_app.core.catalog_schema import FileStatus
+from desktop_app.core.config import Profile
 from desktop_app.core.journal import TransferState
 from desktop_app.core.keys import SecretKind
 from desktop_app.gui.app import build_window
 from desktop_app.gui.failed_view import FailedColumn
 from desktop_app.gui.first_run import FirstRunDialog
 from desktop_app.gui.main_window import MainWindow
-from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, SystemBus, WeedServer
+from tests.conftest import (
+    TEST_ACCESS_KEY,
+    TEST_SECRET_KEY,
+    S3Endpoint,
+    SystemBus,
+    WeedServer,
+)
 from tests.faults import Fault, FaultProxy
 from tests.gui.conftest import live_row
+from tests.integration.test_keys import aws_config
+from tests.sso_stub import SsoStub
 
 MIB = 1024 * 1024
 
@@ -384,3 +394,79 @@ def test_the_window_says_uploads_wait_for_a_metered_connection(
     finally:
         window.really_quit = True
         window.close()
+
+
+def test_an_expired_aws_sign_in_is_renewed_from_the_window_and_uploads_then_work(
+    qtbot: QtBot,
+    ferry_env: Environment,
+    moto_s3: S3Endpoint,
+    sso_stub: SsoStub,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The engine process inherits this process's environment: the AWS configuration
+    # with an SSO profile, and the SSO service's stand-in on loopback.
+    for name, value in aws_config(tmp_path, moto_s3).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSO_OIDC", sso_stub.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSO", sso_stub.url)
+    ferry_env.profiles.save(
+        Profile(
+            name="work",
+            bucket=moto_s3.bucket,
+            catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
+            endpoint_url=moto_s3.endpoint_url,
+            prefix="gui-sso",
+            aws_profile="company-sso",
+            owner="tester",
+        ),
+        make_default=True,
+    )
+    # The person's browser: opening the page approves the sign-in there.
+    opened: list[str] = []
+
+    def browser(url: QUrl) -> bool:
+        opened.append(url.toString())
+        QApplication.activeModalWidget().grab().save(str(tmp_path / "sign-in-dialog.png"))
+        urllib.request.urlopen(url.toString(), timeout=10).read()
+        return True
+
+    monkeypatch.setattr(QDesktopServices, "openUrl", browser)
+    # The person answers the failure's box with "Sign in…".
+    seen: list[str] = []
+
+    def answer_boxes() -> None:
+        box = QApplication.activeModalWidget()
+        if isinstance(box, QMessageBox) and box.windowTitle() == "Sign-in needed":
+            seen.append(box.text())
+            box.grab().save(str(tmp_path / "sign-in-needed.png"))
+            [sign_in] = [b for b in box.buttons() if b.text() == "Sign in…"]
+            sign_in.click()
+
+    clicker = QTimer()
+    clicker.timeout.connect(answer_boxes)
+    clicker.start(100)
+    window = build_window(ferry_env, None)
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: window.backend.profile is not None, timeout=60_000)
+        assert seen and "ferry profile login work" in seen[0]
+        assert opened == [f"{sso_stub.url}/approve?user_code={sso_stub.user_code}"]
+        assert window.sign_in_dialog.code_label.text() == sso_stub.user_code
+        data = tmp_path / "after-sign-in.txt"
+        data.write_bytes(b"signed in " * 1000)
+        drop(window, [data])
+        qtbot.waitUntil(
+            lambda: [s.state for s in window.model.snapshots()] == [TransferState.DONE],
+            timeout=60_000,
+        )
+    finally:
+        clicker.stop()
+        window.really_quit = True
+        window.close()
+    body = moto_s3.client().get_object(Bucket=moto_s3.bucket, Key="gui-sso/after-sign-in.txt")
+    assert (
+        hashlib.sha256(body["Body"].read()).digest()
+        == hashlib.sha256(b"signed in " * 1000).digest()
+    )
