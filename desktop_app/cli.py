@@ -669,6 +669,8 @@ def cmd_profile_add(args: argparse.Namespace) -> int:
     }
     if args.owner:
         values["owner"] = args.owner
+    values["pause_on_metered"] = args.pause_on_metered
+    values["keep_awake"] = args.keep_awake
     if args.part_size_mib:
         values["part_size"] = args.part_size_mib * MIB
     if args.concurrency:
@@ -927,6 +929,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--bandwidth-schedule",
         metavar="SCHEDULE",
         help="rates by the clock, e.g. '08:00-18:00 2MiB/s, 18:00-08:00 off'",
+    )
+    p_add.add_argument(
+        "--pause-on-metered",
+        action="store_true",
+        help="hold uploads while the network is metered (window and `ferry watch`)",
+    )
+    p_add.add_argument(
+        "--no-keep-awake",
+        dest="keep_awake",
+        action="store_false",
+        help="let the computer sleep while uploads run",
     )
     p_add.add_argument("--owner", help="owner name on an SQLite catalog")
     p_add.add_argument("--part-size-mib", type=int)
