@@ -37,6 +37,9 @@ class SignInFailedError(FerryError):
     title = "Sign-in failed"
 
 
+_CODE_EXPIRED = "The sign-in code expired before it was approved. Start the sign-in again."
+
+
 @dataclass(frozen=True)
 class SsoTarget:
     """Where an AWS profile signs in: its start URL and region, and its sso-session if any."""
@@ -139,9 +142,7 @@ class SsoSignIn:
             if cancelled():
                 raise SignInFailedError("The sign-in was cancelled; nothing was changed.")
             if self._now() >= self._deadline:
-                raise SignInFailedError(
-                    "The sign-in code expired before it was approved. Start the sign-in again."
-                )
+                raise SignInFailedError(_CODE_EXPIRED)
             try:
                 token = self._client.create_token(
                     grantType=DEVICE_GRANT,
@@ -163,9 +164,7 @@ class SsoSignIn:
                         "The sign-in was denied in the browser; nothing was changed."
                     ) from None
                 if code == "ExpiredTokenException":
-                    raise SignInFailedError(
-                        "The sign-in code expired before it was approved. Start the sign-in again."
-                    ) from None
+                    raise SignInFailedError(_CODE_EXPIRED) from None
                 raise self._failure("finish the sign-in at", exc) from None
             except BotoCoreError as exc:
                 raise self._failure("finish the sign-in at", exc) from None

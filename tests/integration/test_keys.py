@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from moto.sts.models import sts_backends
 
@@ -80,6 +81,17 @@ def upload_and_prove(
     assert "AWS configuration profile" in checks["credentials"]["detail"], checks
 
 
+def roles_assumed() -> list[Any]:
+    """Every AssumeRole of the test role that moto's STS answered, oldest first."""
+    return [
+        role
+        for account in sts_backends.values()
+        for backend in account.values()
+        for role in backend.assumed_roles
+        if role.role_arn == ROLE_ARN
+    ]
+
+
 def test_credential_process_profile_uploads(tmp_path: Path, moto_s3: S3Endpoint) -> None:
     env = aws_config(tmp_path, moto_s3)
     home = tmp_path / "ferry"
@@ -97,21 +109,9 @@ def test_assume_role_profile_uploads_with_the_role_s_keys(
     env = aws_config(tmp_path, moto_s3)
     home = tmp_path / "ferry"
     add_profile(home, "team", moto_s3, "work")
-    before = sum(
-        1
-        for account in sts_backends.values()
-        for backend in account.values()
-        for role in backend.assumed_roles
-        if role.role_arn == ROLE_ARN
-    )
+    before = len(roles_assumed())
     upload_and_prove(home, "team", moto_s3, env, tmp_path)
-    assumed = [
-        role
-        for account in sts_backends.values()
-        for backend in account.values()
-        for role in backend.assumed_roles
-        if role.role_arn == ROLE_ARN
-    ]
+    assumed = roles_assumed()
     assert len(assumed) > before, "Ferry never asked STS for the role"
     assert assumed[-1].session_name == "ferry-test"
 
