@@ -184,9 +184,14 @@ def _from_aws_config(
         # so an expired sign-in is reported before any transfer starts.
         frozen = found.get_frozen_credentials() if found is not None else None
     except ProfileNotFound:
+        named_by = (
+            f"Profile {profile.name!r}"
+            if source is CredentialSource.AWS_PROFILE
+            else ("AWS_PROFILE")
+        )
         raise ConfigError(
-            f"Profile {profile.name!r} names the AWS profile {aws_profile!r}, which is not in "
-            "the AWS configuration (~/.aws/config or AWS_CONFIG_FILE). Add it there "
+            f"{named_by} names the AWS profile {aws_profile!r}, which is not in the AWS "
+            "configuration (~/.aws/config or AWS_CONFIG_FILE). Add it there "
             "(`aws configure sso` or by hand) or fix the name.",
             title="No credentials",
         ) from None

@@ -65,6 +65,7 @@ CREDENTIAL_CODES = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
 )
 SHA256_METADATA = "sha256"
+SANDBOX_SERVER = "sandbox"
 
 
 @dataclass(frozen=True)
@@ -136,12 +137,13 @@ class S3Storage:
         *,
         profile_name: str = "",
         aws_profile: str | None = None,
+        server: str | None = None,
     ) -> None:
         self.client = client
         self.bucket = bucket
         self.endpoint_label = endpoint_label
         # What the catalog records as this server: bucket names are unique per server.
-        self.endpoint_id = endpoint_id(client.meta.endpoint_url)
+        self.endpoint_id = server or endpoint_id(client.meta.endpoint_url)
         # Named in a "sign in again" message when refreshed credentials expire.
         self.profile_name = profile_name
         self.aws_profile = aws_profile
@@ -192,6 +194,8 @@ class S3Storage:
             profile.endpoint_url or "AWS S3",
             profile_name=profile.name,
             aws_profile=profile.aws_profile,
+            # The sandbox moves to other ports when its own are taken: still one server.
+            server=SANDBOX_SERVER if profile.sandbox else None,
         )
 
     @contextlib.contextmanager
