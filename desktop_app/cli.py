@@ -50,7 +50,7 @@ from desktop_app.core.control import (
     ask_running,
     endpoint_address,
 )
-from desktop_app.core.errors import ConfigError, FerryError
+from desktop_app.core.errors import FerryError
 from desktop_app.core.events import EngineEvent, TransferChanged, TransferProgress
 from desktop_app.core.journal import AttemptRecord, TransferError, TransferRecord, TransferState
 from desktop_app.core.keys import SecretKind, SecretStore
@@ -769,20 +769,14 @@ def cmd_profile_login(args: argparse.Namespace) -> int:
     """Sign in to IAM Identity Center for the profile's AWS profile (device authorization)."""
     import webbrowser
 
-    from desktop_app.core.sso import SsoSignIn, sso_target
+    from desktop_app.core.sso import SsoSignIn, sign_in_target
 
     env = _environment()
-    profile = env.profile(args.name)
-    aws_profile = profile.aws_profile or env.environ.get("AWS_PROFILE")
-    if not aws_profile:
-        raise ConfigError(
-            f"Profile {profile.name!r} names no AWS profile to sign in with. Add one with "
-            f"`ferry profile add {profile.name} --aws-profile NAME ...` (or set AWS_PROFILE)."
-        )
-    sign_in = SsoSignIn(sso_target(aws_profile))
+    target = sign_in_target(env.profile(args.name), env.environ)
+    sign_in = SsoSignIn(target)
     code = sign_in.start()
     _say(
-        f"To sign in AWS profile {aws_profile!r}, open {code.verification_uri} and confirm "
+        f"To sign in AWS profile {target.aws_profile!r}, open {code.verification_uri} and confirm "
         f"the code {code.user_code} (valid until {code.expires_at:%H:%M} UTC)."
     )
     with contextlib.suppress(webbrowser.Error):  # the address is printed: they open it

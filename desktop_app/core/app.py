@@ -112,9 +112,7 @@ class Environment:
         """The profile to use: the one named, else the stored default, else the
         unnamed one that FERRY_* variables alone make; FERRY_* overrides on top."""
         store = self.profiles
-        if name in (None, ENVIRONMENT_PROFILE_NAME) and (
-            name is not None or store.default_name() is None
-        ):
+        if name == ENVIRONMENT_PROFILE_NAME or (name is None and store.default_name() is None):
             made = profile_from_environment(
                 self.environ, self.paths.default_catalog_url(ENVIRONMENT_PROFILE_NAME)
             )
@@ -124,13 +122,10 @@ class Environment:
 
     def describe_profile_source(self, profile: Profile) -> str | None:
         """One line saying where a profile came from, when not only from the profile file."""
+        names = ", ".join(profile.overridden_by(self.environ))
         if profile.name == ENVIRONMENT_PROFILE_NAME and not self.profiles.has(profile.name):
-            names = ", ".join(profile.overridden_by(self.environ))
             return f"Profile from environment variables alone ({names}); none is stored."
-        overrides = profile.overridden_by(self.environ)
-        if overrides:
-            return f"Profile {profile.name!r}, changed by {', '.join(overrides)}."
-        return None
+        return f"Profile {profile.name!r}, changed by {names}." if names else None
 
 
 # Failed attempts after which a command that waits reports a transfer as failed

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import getpass
-import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from sqlalchemy.exc import ArgumentError
 
 from desktop_app.core.bandwidth import BandwidthSchedule
 from desktop_app.core.errors import ConfigError, ProfileNotFoundError
+from desktop_app.core.paths import write_atomically
 from desktop_app.core.relay import DEFAULT_NATS_URL, RelayOptions
 
 MIB = 1024 * 1024
@@ -366,10 +366,4 @@ class ProfileStore:
         self._write(data)
 
     def _write(self, data: Mapping[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path.with_suffix(".toml.tmp")
-        with temp.open("wb") as handle:
-            tomli_w.dump(dict(data), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temp.replace(self.path)
+        write_atomically(self.path, tomli_w.dumps(dict(data)).encode("utf-8"))

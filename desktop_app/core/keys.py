@@ -184,11 +184,8 @@ def _from_aws_config(
         # so an expired sign-in is reported before any transfer starts.
         frozen = found.get_frozen_credentials() if found is not None else None
     except ProfileNotFound:
-        named_by = (
-            f"Profile {profile.name!r}"
-            if source is CredentialSource.AWS_PROFILE
-            else ("AWS_PROFILE")
-        )
+        by_profile = source is CredentialSource.AWS_PROFILE
+        named_by = f"Profile {profile.name!r}" if by_profile else "AWS_PROFILE"
         raise ConfigError(
             f"{named_by} names the AWS profile {aws_profile!r}, which is not in the AWS "
             "configuration (~/.aws/config or AWS_CONFIG_FILE). Add it there "
@@ -235,17 +232,14 @@ def require_s3_credentials(
 ) -> S3Credentials:
     credentials = resolve_s3_credentials(profile, secrets, environ)
     if credentials.source is CredentialSource.NONE:
-        hint = (
-            "the keyring has no secret for it"
-            if secrets.usable
-            else f"no usable keyring is available ({secrets.describe()})"
-        )
         if secrets.usable:
+            hint = "the keyring has no secret for it"
             todo = (
                 f"Run `ferry profile add {profile.name} --access-key-id ID` to store a secret, "
                 f"or name an AWS profile with `--aws-profile NAME`."
             )
         else:
+            hint = f"no usable keyring is available ({secrets.describe()})"
             todo = (
                 "Without a keyring Ferry cannot store a secret: set AWS_ACCESS_KEY_ID and "
                 f"AWS_SECRET_ACCESS_KEY, or name an AWS profile (`ferry profile add "

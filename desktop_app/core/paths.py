@@ -2,11 +2,13 @@
 
 Config, data and logs come from platformdirs; ``FERRY_HOME=DIR`` puts all of
 them under DIR (tests and scripts use it). Nothing is read at import time: the
-environment is passed in.
+environment is passed in. :func:`write_atomically` is how a settings file is
+written: a reader sees the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,3 +64,20 @@ class FerryPaths:
 
     def default_catalog_url(self, profile_name: str) -> str:
         return f"sqlite:///{self.data_dir / f'catalog-{profile_name}.sqlite3'}"
+
+
+def write_atomically(path: Path, data: bytes, *, private: bool = False) -> None:
+    """Replace a file's content at once (a temp file beside it, synced, renamed over it).
+
+    ``private``: readable by the owner only (0600) from the first byte on.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(path.name + ".tmp")
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o666)
+    with os.fdopen(descriptor, "wb") as handle:
+        if private:
+            os.fchmod(handle.fileno(), 0o600)  # a temp file left from before keeps its mode
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    temp.replace(path)

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +25,9 @@ import boto3
 import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 
+from desktop_app.core.config import Profile
 from desktop_app.core.errors import ConfigError, FerryError
+from desktop_app.core.paths import write_atomically
 
 CLIENT_NAME = "ferry"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -64,6 +65,18 @@ class DeviceCode:
     verification_uri_complete: str
     user_code: str
     expires_at: datetime
+
+
+def sign_in_target(profile: Profile, environ: Mapping[str, str]) -> SsoTarget:
+    """Where a Ferry profile signs in: its AWS profile, else the one AWS_PROFILE names."""
+    aws_profile = profile.aws_profile or environ.get("AWS_PROFILE")
+    if not aws_profile:
+        raise ConfigError(
+            f"Profile {profile.name!r} names no AWS profile to sign in with. Add one (Settings: "
+            f"AWS sign-in profile, or `ferry profile add {profile.name} --aws-profile NAME ...`), "
+            "or set AWS_PROFILE."
+        )
+    return sso_target(aws_profile)
 
 
 def sso_target(aws_profile: str) -> SsoTarget:
@@ -189,11 +202,7 @@ class SsoSignIn:
                 entry["refreshToken"] = token["refreshToken"]
         self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.cache_dir / f"{self.target.cache_key}.json"
-        temp = path.with_suffix(".json.tmp")
-        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(entry, handle)
-        temp.replace(path)
+        write_atomically(path, json.dumps(entry).encode("utf-8"), private=True)
         return expires_at
 
     def _call(self, what: str, method: Callable[..., Any], kwargs: dict[str, Any]) -> Any:

@@ -29,7 +29,7 @@ from typing import Any
 
 from jeepney import DBusAddress, MatchRule, Properties, message_bus, new_method_call
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
-from jeepney.wrappers import DBusErrorResponse
+from jeepney.wrappers import DBusErrorResponse, unwrap_msg
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +119,9 @@ class MeteredWatch:
 
     def _read(self, connection: DBusConnection) -> None:
         try:
-            reply = connection.send_and_get_reply(
-                Properties(NETWORK_MANAGER).get("Metered"), timeout=2
+            body: Any = unwrap_msg(
+                connection.send_and_get_reply(Properties(NETWORK_MANAGER).get("Metered"), timeout=2)
             )
-            body: Any = reply.body
-            if reply.header.message_type.name == "error":
-                raise DBusErrorResponse(reply)
         except DBusErrorResponse:
             self._give_up("NetworkManager does not answer on the system bus")
             return
@@ -197,10 +194,7 @@ class SleepInhibitor:
         connection = _connect(self.bus_address, enable_fds=True)
         try:
             call = new_method_call(LOGIND, "Inhibit", "ssss", ("sleep", "Ferry", why, "block"))
-            reply = connection.send_and_get_reply(call, timeout=2)
-            if reply.header.message_type.name == "error":
-                raise DBusErrorResponse(reply)
-            descriptor = reply.body[0]
+            descriptor = unwrap_msg(connection.send_and_get_reply(call, timeout=2))[0]
             return descriptor.to_file("rb") if hasattr(descriptor, "to_file") else descriptor
         finally:
             connection.close()
@@ -247,8 +241,7 @@ class AwakeWhileBusy:
         while not self._stop.wait(self.interval):
             if self.busy():
                 idle_for = 0.0
-                if not self.inhibitor.holding and self.inhibitor.unavailable is None:
-                    self.inhibitor.hold("Uploading files")
+                self.inhibitor.hold("Uploading files")  # once; nothing where there is none
                 continue
             idle_for += self.interval
             if self.inhibitor.holding and idle_for >= self.idle_release:

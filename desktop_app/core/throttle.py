@@ -6,8 +6,7 @@ the deficit; with ``rate_now`` (a schedule by the clock) it sleeps in slices
 and asks for the rate again after each, so a new rate takes effect within a
 slice even for a part already waiting. The memory budget bounds the bytes
 held in part buffers at once, whatever the file sizes: a reader blocks until
-its part fits. Clock and sleep
-are injected so that tests need not wait.
+its part fits. Clock and sleep are injected so that tests need not wait.
 """
 
 from __future__ import annotations
@@ -41,9 +40,7 @@ class BandwidthLimiter:
 
     def consume(self, amount: int) -> float:
         """Take amount bytes from the bucket; returns the seconds slept."""
-        if self._rate_now is not None:
-            self.rate = self._rate_now()
-        if self.rate <= 0 or amount <= 0:
+        if self._current_rate() <= 0 or amount <= 0:
             return 0.0
         with self._lock:
             now = self._clock()
@@ -58,19 +55,32 @@ class BandwidthLimiter:
                 # is paid by the large requests after it, so the average holds
                 # and a small file never queues behind a large one's parts.
                 deficit = min(deficit, float(amount))
+        if deficit <= 0:
+            return 0.0
+        if self._rate_now is None:
+            delay = deficit / self.rate
+            self._sleep(delay)
+            return delay
+        return self._pay_by_the_clock(deficit)
+
+    def _current_rate(self) -> int:
+        if self._rate_now is not None:
+            self.rate = self._rate_now()
+        return self.rate
+
+    def _pay_by_the_clock(self, deficit: float) -> float:
+        """Wait off a debt of bytes in slices, each at the rate the schedule says then."""
         slept = 0.0
-        while deficit > 0:
-            # The debt is in bytes: a rate changed meanwhile pays the rest at the new pace.
-            step = deficit / self.rate
-            if self._rate_now is not None:
-                step = min(step, WAIT_SLICE)
-            self._sleep(step)
-            slept += step
-            deficit -= step * self.rate
-            if self._rate_now is not None:
-                self.rate = self._rate_now()
-                if self.rate <= 0:
-                    break
+        rate = self.rate
+        while rate > 0:
+            step = deficit / rate
+            if step <= WAIT_SLICE:
+                self._sleep(step)
+                return slept + step
+            self._sleep(WAIT_SLICE)
+            slept += WAIT_SLICE
+            deficit -= WAIT_SLICE * rate
+            rate = self._current_rate()
         return slept
 
 

@@ -36,6 +36,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from desktop_app.core.errors import ConfigError
+from desktop_app.core.paths import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +145,7 @@ class WatchedFolderStore:
             entry["include"] = list(folder.include)
             entry["exclude"] = list(folder.exclude)
             entries.append(entry)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path.with_suffix(".tmp")
-        temp.write_text(tomli_w.dumps({"folders": entries}))
-        temp.replace(self.path)
+        write_atomically(self.path, tomli_w.dumps({"folders": entries}).encode("utf-8"))
 
 
 def _filesystem_type(path: Path) -> str:

@@ -15,8 +15,8 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPushButton, QVBoxLayout
 
 from desktop_app.core.app import Environment
-from desktop_app.core.errors import ConfigError, FerryError
-from desktop_app.core.sso import DeviceCode, SsoSignIn, sso_target
+from desktop_app.core.errors import FerryError
+from desktop_app.core.sso import DeviceCode, SsoSignIn, sign_in_target
 
 
 class _SignInWork(QObject):
@@ -57,14 +57,8 @@ class SignInDialog(QDialog):
 
     def _run(self) -> None:
         try:
-            profile = self.env.profile(self.profile_name)
-            aws_profile = profile.aws_profile or self.env.environ.get("AWS_PROFILE")
-            if not aws_profile:
-                raise ConfigError(
-                    f"Profile {profile.name!r} names no AWS profile to sign in with; add one "
-                    "in Settings (AWS sign-in profile)."
-                )
-            sign_in = SsoSignIn(sso_target(aws_profile))
+            target = sign_in_target(self.env.profile(self.profile_name), self.env.environ)
+            sign_in = SsoSignIn(target)
             self._work.codeReady.emit(sign_in.start())
             valid_until = sign_in.finish(self._cancelled.is_set)
             self._work.signedIn.emit(f"{valid_until:%Y-%m-%d %H:%M} UTC")
