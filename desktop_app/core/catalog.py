@@ -33,6 +33,7 @@ from desktop_app.core import migrate
 from desktop_app.core.catalog_db import create_catalog_engine, describe_url, translate_db_error
 from desktop_app.core.catalog_outbox import EventOutbox, OutboxBacklog
 from desktop_app.core.catalog_records import (
+    RECORD_COLUMNS,
     AuditEntry,
     DeleteOutcome,
     FileQuery,
@@ -754,13 +755,13 @@ class CatalogService:
         """
         table = FileRow.__table__
         statement = (
-            select(table)
+            select(*(table.c[name] for name in RECORD_COLUMNS))
             .where(table.c.bucket == bucket)
             .where(table.c.key.startswith(prefix, autoescape=True))
             .order_by(table.c.key, table.c.id)
         )
         for row in self._stream(statement, {}, "list its rows"):
-            yield FileRecord.from_row(row)
+            yield FileRecord.from_columns(row)
 
     def audit_entries(self, file_id: int | None = None) -> list[AuditEntry]:
         statement = select(AuditRow).order_by(AuditRow.id)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,30 +53,49 @@ class FileRecord:
 
     @classmethod
     def from_row(cls, row: FileRow | Row[Any]) -> FileRecord:
+        return cls.from_columns([getattr(row, name) for name in RECORD_COLUMNS])
+
+    @classmethod
+    def from_columns(cls, values: Sequence[Any]) -> FileRecord:
+        """From the values of :data:`RECORD_COLUMNS`, in that order.
+
+        What streams many rows selects those columns and comes here: reading a
+        Row by position is a third of the cost of reading it by name.
+        """
+        (
+            id_, bucket, key, owner, original_name, size, sha256, etag, content_type,
+            status, created, uploaded, deleted, deleted_by, last_error, copied_from,
+            alive, endpoint,
+        ) = values  # fmt: skip
         return cls(
-            id=row.id,
-            bucket=row.bucket,
-            key=row.key,
-            owner=row.owner,
-            original_name=row.original_name,
-            size=row.size,
-            sha256=row.sha256,
-            etag=row.etag,
-            content_type=row.content_type,
-            status=FileStatus(row.status),
-            created_at=aware(row.created_at),
-            uploaded_at=aware(row.uploaded_at) if row.uploaded_at else None,
-            deleted_at=aware(row.deleted_at) if row.deleted_at else None,
-            deleted_by=row.deleted_by,
-            last_error=row.last_error,
-            copied_from=row.copied_from,
-            alive_at=aware(row.alive_at) if row.alive_at else None,
-            endpoint=row.endpoint,
+            id_,
+            bucket,
+            key,
+            owner,
+            original_name,
+            size,
+            sha256,
+            etag,
+            content_type,
+            _STATUSES[status],
+            aware(created),
+            aware(uploaded) if uploaded else None,
+            aware(deleted) if deleted else None,
+            deleted_by,
+            last_error,
+            copied_from,
+            aware(alive) if alive else None,
+            endpoint,
         )
 
     @property
     def live(self) -> bool:
         return self.status is not FileStatus.DELETED
+
+
+# The files table's columns a FileRecord is made of, in its fields' order.
+RECORD_COLUMNS = tuple(f.name for f in fields(FileRecord))
+_STATUSES = {status.value: status for status in FileStatus}
 
 
 def aware(moment: datetime) -> datetime:

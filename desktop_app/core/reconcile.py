@@ -23,23 +23,26 @@ from __future__ import annotations
 import csv
 import enum
 import hashlib
-import heapq
 import json
 import logging
-import os
-import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import groupby
 from pathlib import Path
 from typing import Any
 
 from desktop_app.core.catalog import CatalogService, FileRecord, KeyRepair, UploadIntent
 from desktop_app.core.catalog_schema import FileStatus
+from desktop_app.core.check_streams import (
+    KeySeen,
+    OutOfOrder,
+    PagesAhead,
+    SortedListing,
+    StreamedListing,
+    merge_by_key,
+)
 from desktop_app.core.errors import FerryError, StorageError, StorageErrorKind
 from desktop_app.core.journal import Journal
 from desktop_app.core.storage import ObjectInfo, S3Storage
@@ -247,76 +250,6 @@ def write_report(report: CheckReport, path: Path) -> None:
             )
 
 
-class _OutOfOrder(Exception):
-    """The server listed a key before a smaller one: this pass's merge is void."""
-
-    def __init__(self, before: str, after: str) -> None:
-        super().__init__(f"{before!r} listed before {after!r}")
-
-
-class _StreamedListing:
-    """The bucket listing as the server sends it, verified to be in key byte order."""
-
-    def __init__(self, objects: Iterator[ObjectInfo]) -> None:
-        self._objects = objects
-        self.count = 0
-
-    def __iter__(self) -> Iterator[ObjectInfo]:
-        previous: ObjectInfo | None = None
-        previous_key = b""
-        for item in self._objects:
-            key = item.key.encode("utf-8")
-            if previous is not None and key < previous_key:
-                raise _OutOfOrder(previous.key, item.key)
-            previous, previous_key = item, key
-            self.count += 1
-            yield item
-
-    def close(self) -> None:
-        pass
-
-
-class _SortedListing:
-    """The bucket listing spooled to disk and read back in key byte order."""
-
-    def __init__(self, objects: Iterator[ObjectInfo], directory: Path | None) -> None:
-        handle, name = tempfile.mkstemp(prefix="ferry-listing-", suffix=".sqlite3", dir=directory)
-        os.close(handle)
-        self.path = Path(name)
-        self.db = sqlite3.connect(self.path)
-        self.db.execute("PRAGMA journal_mode=OFF")
-        self.db.execute("PRAGMA synchronous=OFF")
-        self.db.execute("PRAGMA cache_size=-8192")  # at most 8 MiB of cache
-        self.db.execute(
-            "CREATE TABLE objects (key BLOB PRIMARY KEY, size INTEGER, etag TEXT, modified TEXT)"
-            " WITHOUT ROWID"
-        )
-        self.count = 0
-        batch: list[tuple[bytes, int, str, str]] = []
-        for item in objects:
-            batch.append(
-                (item.key.encode("utf-8"), item.size, item.etag, item.last_modified.isoformat())
-            )
-            if len(batch) >= 1000:
-                self._flush(batch)
-        self._flush(batch)
-
-    def _flush(self, batch: list[tuple[bytes, int, str, str]]) -> None:
-        if batch:
-            self.db.executemany("INSERT INTO objects VALUES (?, ?, ?, ?)", batch)
-            self.count += len(batch)
-            batch.clear()
-
-    def __iter__(self) -> Iterator[ObjectInfo]:
-        cursor = self.db.execute("SELECT key, size, etag, modified FROM objects ORDER BY key")
-        for key, size, etag, modified in cursor:
-            yield ObjectInfo(key.decode("utf-8"), size, etag, datetime.fromisoformat(modified))
-
-    def close(self) -> None:
-        self.db.close()
-        self.path.unlink(missing_ok=True)
-
-
 def _checked_order(rows: Iterator[FileRecord]) -> Iterator[FileRecord]:
     previous: bytes | None = None
     for row in rows:
@@ -357,40 +290,6 @@ class _OtherServersRows:
         )
 
 
-@dataclass(frozen=True)
-class _KeySeen:
-    """Everything the check knows of one key."""
-
-    key: str
-    object: ObjectInfo | None
-    rows: list[FileRecord]
-    others_live: bool  # someone else's live row holds it (a row we may not see)
-
-
-def _merge(
-    objects: Iterator[ObjectInfo], rows: Iterator[FileRecord], others: Iterator[str]
-) -> Iterator[_KeySeen]:
-    """The three streams joined per key, in key byte order, one key in memory at a time."""
-    tagged = heapq.merge(
-        ((o.key.encode("utf-8"), 0, o) for o in objects),
-        ((r.key.encode("utf-8"), 1, r) for r in rows),
-        ((k.encode("utf-8"), 2, k) for k in others),
-        key=lambda item: item[0],
-    )
-    for encoded, items in groupby(tagged, key=lambda item: item[0]):
-        found_object: ObjectInfo | None = None
-        key_rows: list[FileRecord] = []
-        others_live = False
-        for _key, _tag, item in items:
-            if isinstance(item, ObjectInfo):
-                found_object = item
-            elif isinstance(item, FileRecord):
-                key_rows.append(item)
-            else:
-                others_live = True
-        yield _KeySeen(encoded.decode("utf-8"), found_object, key_rows, others_live)
-
-
 class _Verdict(enum.Enum):
     YOUNG = "young"  # within the grace period, or in flight: not judged
     OTHERS = "others"  # someone else's file: counted, not reported
@@ -398,6 +297,11 @@ class _Verdict(enum.Enum):
 
 def _evidence(obj: ObjectInfo | None) -> ObjectEvidence | None:
     return ObjectEvidence(obj.size, obj.etag, obj.last_modified.isoformat()) if obj else None
+
+
+def _agrees(obj: ObjectInfo | None, row: FileRecord) -> bool:
+    """The listed object is the one the row registered (size, and ETag if known)."""
+    return obj is not None and obj.size == row.size and row.etag in (None, obj.etag)
 
 
 def _same_object(found: ObjectInfo | None, seen: ObjectEvidence | None) -> bool:
@@ -442,7 +346,7 @@ class ConsistencyChecker:
     def check(self, options: CheckOptions) -> CheckReport:
         try:
             return self._check(options, spool=False)
-        except _OutOfOrder as disorder:
+        except OutOfOrder as disorder:
             log.info(
                 "%s does not list in byte order (%s): the check starts again with the "
                 "listing sorted on disk",
@@ -458,8 +362,8 @@ class ConsistencyChecker:
         admin = self.catalog.is_admin()
         findings: list[Finding] = []
         young = others = rows_seen = 0
-        objects = self.storage.iter_objects(self.prefix)
-        listing = _SortedListing(objects, self.spool_dir) if spool else _StreamedListing(objects)
+        objects = PagesAhead(self.storage.iter_object_pages(self.prefix), name="ferry-listing")
+        listing = SortedListing(objects, self.spool_dir) if spool else StreamedListing(objects)
         try:
             elsewhere = _OtherServersRows(self.storage.endpoint_id)
             rows = elsewhere.drop(
@@ -471,7 +375,7 @@ class ConsistencyChecker:
                 if admin
                 else self.catalog.iter_others_live_keys(self.storage.bucket, self.prefix)
             )
-            for seen in _merge(iter(listing), rows, others_keys):
+            for seen in merge_by_key(iter(listing), rows, others_keys):
                 if options.cancel.is_set():
                     raise ConsistencyError("The check was cancelled.", title="Cancelled")
                 rows_seen += len(seen.rows)
@@ -490,6 +394,7 @@ class ConsistencyChecker:
             young += unlisted.young
         finally:
             listing.close()
+            objects.close()
         if options.only is not None:
             findings = [f for f in findings if f.kind in options.only]
         return CheckReport(
@@ -544,11 +449,13 @@ class ConsistencyChecker:
         return uploads, _UploadsSeen(young, ())
 
     def _judge(
-        self, seen: _KeySeen, started: datetime, cutoff: datetime, options: CheckOptions
+        self, seen: KeySeen, started: datetime, cutoff: datetime, options: CheckOptions
     ) -> Finding | _Verdict | None:
         key, obj, rows = seen.key, seen.object, seen.rows
-        stamps = tuple(RowStamp.of(r) for r in rows)
         live = next((r for r in rows if r.live), None)
+        if live is not None and live.status is FileStatus.ACTIVE and _agrees(obj, live):
+            return None  # the common case, decided before any evidence is written down
+        stamps = tuple(RowStamp.of(r) for r in rows)
         evidence = _evidence(obj)
         if live is None and seen.others_live:
             if not rows:
@@ -623,10 +530,7 @@ class ConsistencyChecker:
             )
         if live.status is FileStatus.MISSING:
             return None  # already known and marked
-        if obj is not None and not (
-            obj.size != live.size or (live.etag is not None and obj.etag != live.etag)
-        ):
-            return None  # they agree: the common case, decided without I/O
+        # An active row the object disagrees with (agreeing ones returned at the top).
         if obj is None:
             # Listed before this row was registered? Only a fresh look may say "absent".
             fresh = self.storage.head_object(key)

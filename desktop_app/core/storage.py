@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -36,6 +36,9 @@ from botocore.exceptions import (
     TokenRetrievalError,
 )
 
+from desktop_app.core.bucket_objects import LISTING_PAGE, ListingPage, read_listings_lean
+from desktop_app.core.bucket_objects import SHA256_METADATA as SHA256_METADATA
+from desktop_app.core.bucket_objects import ObjectInfo as ObjectInfo
 from desktop_app.core.config import Profile
 from desktop_app.core.errors import StorageError, StorageErrorKind
 from desktop_app.core.keys import S3Credentials, aws_credential_error
@@ -64,25 +67,7 @@ TRANSIENT_CODES = frozenset(
 CREDENTIAL_CODES = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
 )
-SHA256_METADATA = "sha256"
 SANDBOX_SERVER = "sandbox"
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    key: str
-    size: int
-    etag: str  # without quotes
-    last_modified: datetime
-    metadata: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def sha256(self) -> str | None:
-        # Metadata names arrive in any case (`X-Amz-Meta-Sha256` from some servers).
-        for name, value in self.metadata.items():
-            if name.lower() == SHA256_METADATA:
-                return value.lower()
-        return None
 
 
 @dataclass(frozen=True)
@@ -126,6 +111,15 @@ def _strip(etag: str) -> str:
     return etag.strip('"')
 
 
+def _listed(item: Mapping[str, Any]) -> ObjectInfo:
+    return ObjectInfo(
+        key=item["Key"],
+        size=int(item["Size"]),
+        etag=_strip(item.get("ETag", "")),
+        last_modified=item["LastModified"],
+    )
+
+
 class S3Storage:
     """One bucket through one thread-safe boto3 client."""
 
@@ -150,6 +144,7 @@ class S3Storage:
         # S3's limit for one CopyObject, and the part size of larger copies.
         self.copy_limit = COPY_LIMIT
         self.copy_part_size = COPY_PART_SIZE
+        read_listings_lean(client.meta.events)
 
     @classmethod
     def connect(
@@ -521,6 +516,11 @@ class S3Storage:
 
     def iter_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object under the prefix, page by page, in the server's order."""
+        for page in self.iter_object_pages(prefix):
+            yield from page
+
+    def iter_object_pages(self, prefix: str = "") -> Iterator[list[ObjectInfo]]:
+        """The objects under the prefix as the server pages them (up to 1000 each)."""
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1000}
@@ -528,15 +528,15 @@ class S3Storage:
                 kwargs["ContinuationToken"] = token
             with self._translate("list the bucket"):
                 page = self.client.list_objects_v2(**kwargs)
-            for item in page.get("Contents", []):
-                yield ObjectInfo(
-                    key=item["Key"],
-                    size=int(item["Size"]),
-                    etag=_strip(item.get("ETag", "")),
-                    last_modified=item["LastModified"],
-                )
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
+            lean = page.get(LISTING_PAGE)
+            if isinstance(lean, ListingPage):
+                yield lean.objects
+                token, more = lean.next_token, lean.truncated
+            else:  # a page the lean parser left to botocore
+                yield [_listed(item) for item in page.get("Contents", [])]
+                token = page.get("NextContinuationToken")
+                more = bool(page.get("IsTruncated"))
+            if not more or not token:
                 return
 
     # -- multipart ----------------------------------------------------------

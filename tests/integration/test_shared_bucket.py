@@ -322,13 +322,13 @@ def test_a_row_registered_during_the_check_is_not_called_missing(
 ) -> None:
     first = open_ferry("first", catalog_url)
     second = open_ferry("second", catalog_url)
-    listing = first.storage.iter_objects
+    listing = first.storage.iter_object_pages
 
-    def list_then_let_the_other_upload(prefix: str = "") -> Iterator[ObjectInfo]:
+    def list_then_let_the_other_upload(prefix: str = "") -> Iterator[list[ObjectInfo]]:
         yield from listing(prefix)
         put_file(second, tmp_path / "late.txt", b"registered after the listing")
 
-    monkeypatch.setattr(first.storage, "iter_objects", list_then_let_the_other_upload)
+    monkeypatch.setattr(first.storage, "iter_object_pages", list_then_let_the_other_upload)
     report = first.check(NOW)
     assert report.consistent, [(f.kind, f.key) for f in report.findings]
     row = second.catalog.live(bucket, "late.txt")

@@ -1,0 +1,198 @@
+"""The streams the consistency check joins: the bucket listing and the catalog rows.
+
+The listing is fetched on a thread of its own, a few pages ahead of the
+merge (:class:`PagesAhead`): the server's time to produce a page overlaps the
+check's work on the one before, and at most ``depth`` pages wait in memory.
+It is then either taken as it comes with its byte order verified key by key
+(:class:`StreamedListing`, which raises :class:`OutOfOrder` at the first key
+that breaks it) or spooled into a temporary SQLite file and read back in key
+byte order (:class:`SortedListing`). :func:`merge_by_key` joins the listing,
+the rows and others' keys per key, holding one key's rows at a time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import queue
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import groupby
+from operator import itemgetter
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from desktop_app.core.catalog import FileRecord
+from desktop_app.core.storage import ObjectInfo
+
+T = TypeVar("T")
+
+
+class OutOfOrder(Exception):
+    """The server listed a key before a smaller one: this pass's merge is void."""
+
+    def __init__(self, before: str, after: str) -> None:
+        super().__init__(f"{before!r} listed before {after!r}")
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+_END = object()
+
+
+class PagesAhead(Generic[T]):
+    """The items of a paged source, its pages fetched on a thread of their own.
+
+    At most ``depth`` pages wait for the reader. An error of the source is
+    raised to the reader where the items stop; :meth:`close` (also at the end
+    of iteration) stops the thread after the page it is fetching.
+    """
+
+    def __init__(self, pages: Iterator[list[T]], depth: int = 3, name: str = "ferry-pages") -> None:
+        self._pages = pages
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fetch, name=name, daemon=True)
+        self._thread.start()
+
+    def _fetch(self) -> None:
+        try:
+            for page in self._pages:
+                if not self._hand_over(page):
+                    return
+        except BaseException as exc:  # handed to the reader, raised there
+            self._hand_over(_Failed(exc))
+            return
+        self._hand_over(_END)
+
+    def _hand_over(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def __iter__(self) -> Iterator[T]:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, _Failed):
+                    raise item.error
+                yield from item  # type: ignore[misc]  # a page: list[T]
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=5.0)
+
+
+class StreamedListing:
+    """The bucket listing as the server sends it, verified to be in key byte order."""
+
+    def __init__(self, objects: Iterable[ObjectInfo]) -> None:
+        self._objects = objects
+        self.count = 0
+
+    def __iter__(self) -> Iterator[ObjectInfo]:
+        previous: ObjectInfo | None = None
+        previous_key = b""
+        for item in self._objects:
+            key = item.key.encode("utf-8")
+            if previous is not None and key < previous_key:
+                raise OutOfOrder(previous.key, item.key)
+            previous, previous_key = item, key
+            self.count += 1
+            yield item
+
+    def close(self) -> None:
+        pass
+
+
+class SortedListing:
+    """The bucket listing spooled to disk and read back in key byte order."""
+
+    def __init__(self, objects: Iterable[ObjectInfo], directory: Path | None) -> None:
+        handle, name = tempfile.mkstemp(prefix="ferry-listing-", suffix=".sqlite3", dir=directory)
+        os.close(handle)
+        self.path = Path(name)
+        self.db = sqlite3.connect(self.path)
+        self.db.execute("PRAGMA journal_mode=OFF")
+        self.db.execute("PRAGMA synchronous=OFF")
+        self.db.execute("PRAGMA cache_size=-8192")  # at most 8 MiB of cache
+        self.db.execute(
+            "CREATE TABLE objects (key BLOB PRIMARY KEY, size INTEGER, etag TEXT, modified TEXT)"
+            " WITHOUT ROWID"
+        )
+        self.count = 0
+        batch: list[tuple[bytes, int, str, str]] = []
+        for item in objects:
+            batch.append(
+                (item.key.encode("utf-8"), item.size, item.etag, item.last_modified.isoformat())
+            )
+            if len(batch) >= 1000:
+                self._flush(batch)
+        self._flush(batch)
+
+    def _flush(self, batch: list[tuple[bytes, int, str, str]]) -> None:
+        if batch:
+            self.db.executemany("INSERT INTO objects VALUES (?, ?, ?, ?)", batch)
+            self.count += len(batch)
+            batch.clear()
+
+    def __iter__(self) -> Iterator[ObjectInfo]:
+        cursor = self.db.execute("SELECT key, size, etag, modified FROM objects ORDER BY key")
+        for key, size, etag, modified in cursor:
+            yield ObjectInfo(key.decode("utf-8"), size, etag, datetime.fromisoformat(modified))
+
+    def close(self) -> None:
+        self.db.close()
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class KeySeen:
+    """Everything the check knows of one key."""
+
+    key: str
+    object: ObjectInfo | None
+    rows: list[FileRecord]
+    others_live: bool  # someone else's live row holds it (a row we may not see)
+
+
+def merge_by_key(
+    objects: Iterable[ObjectInfo], rows: Iterable[FileRecord], others: Iterable[str]
+) -> Iterator[KeySeen]:
+    """The three streams joined per key, in key byte order, one key in memory at a time."""
+    # Without a key function (it costs a call per item): (key bytes, stream
+    # number) is never equal across the streams, so the items themselves are
+    # never compared, and within a stream the heap keeps the stream's order.
+    tagged: Iterator[tuple[bytes, int, ObjectInfo | FileRecord | str]] = heapq.merge(
+        ((o.key.encode("utf-8"), 0, o) for o in objects),
+        ((r.key.encode("utf-8"), 1, r) for r in rows),
+        ((k.encode("utf-8"), 2, k) for k in others),
+    )
+    for encoded, items in groupby(tagged, key=itemgetter(0)):
+        found_object: ObjectInfo | None = None
+        key_rows: list[FileRecord] = []
+        others_live = False
+        for _key, _tag, item in items:
+            if isinstance(item, ObjectInfo):
+                found_object = item
+            elif isinstance(item, FileRecord):
+                key_rows.append(item)
+            else:
+                others_live = True
+        yield KeySeen(encoded.decode("utf-8"), found_object, key_rows, others_live)
