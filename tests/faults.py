@@ -43,7 +43,8 @@ class Fault:
 
     match: Callable[[Request], bool]
     # "status" | "reset" | "delay" | "opaque_etag" (answer with a non-MD5 ETag) |
-    # "corrupt" (one byte of the body flipped on the way, as a bad link would)
+    # "corrupt" (one byte of the body flipped on the way, as a bad link would) |
+    # "truncate" (the answer's body cut in half, its length saying so: a page cut short)
     action: str
     times: int = 1
     status: int = 503
@@ -117,6 +118,8 @@ class FaultProxy:
                 connection.request(self.command, self.path, body=body, headers=headers)
                 response = connection.getresponse()
                 data = response.read()
+                if fault is not None and fault.action == "truncate":
+                    data = data[: len(data) // 2]
                 self.send_response(response.status)
                 skip = {"transfer-encoding", "connection"}
                 if self.command != "HEAD":  # HEAD keeps the upstream's Content-Length

@@ -519,11 +519,13 @@ class S3Storage:
         for page in self.iter_object_pages(prefix):
             yield from page
 
-    def iter_object_pages(self, prefix: str = "") -> Iterator[list[ObjectInfo]]:
-        """The objects under the prefix as the server pages them (up to 1000 each)."""
+    def iter_object_pages(
+        self, prefix: str = "", page_size: int = 1000
+    ) -> Iterator[list[ObjectInfo]]:
+        """The objects under the prefix as the server pages them."""
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1000}
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size}
             if token:
                 kwargs["ContinuationToken"] = token
             with self._translate("list the bucket"):

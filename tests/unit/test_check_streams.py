@@ -1,0 +1,65 @@
+"""The check's streams: pages read ahead on a thread, and the join by key."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from desktop_app.core.catalog import FileRecord
+from desktop_app.core.catalog_schema import FileStatus
+from desktop_app.core.check_streams import PagesAhead, merge_by_key
+from desktop_app.core.errors import StorageError, StorageErrorKind
+from desktop_app.core.storage import ObjectInfo
+
+NOW = datetime(2026, 11, 24, tzinfo=UTC)
+
+
+def test_pages_read_ahead_come_in_order_and_the_source_s_error_comes_where_it_happened() -> None:
+    def pages() -> Iterator[list[int]]:
+        yield [1, 2]
+        yield [3]
+        raise StorageError("the listing broke", kind=StorageErrorKind.TRANSIENT)
+
+    got: list[int] = []
+    with pytest.raises(StorageError, match="the listing broke"):
+        for item in PagesAhead(pages(), depth=1):
+            got.append(item)
+    assert got == [1, 2, 3]
+
+
+def test_a_reader_that_stops_early_stops_the_thread_without_reading_everything() -> None:
+    fetched = []
+    endless_started = threading.Event()
+
+    def endless() -> Iterator[list[int]]:
+        for n in range(10**9):
+            endless_started.set()
+            fetched.append(n)
+            yield [n]
+
+    ahead = PagesAhead(endless(), depth=2)
+    assert next(iter(ahead)) == 0
+    ahead.close()
+    assert not ahead._thread.is_alive()
+    assert len(fetched) <= 5  # the read page, two waiting, one being handed over
+
+
+def row(key: str, number: int, status: FileStatus = FileStatus.ACTIVE) -> FileRecord:
+    return FileRecord(
+        number, "b", key, "me", key, 1, "0" * 64, "e", "x/y", status, NOW, NOW, None, None, None
+    )
+
+
+def test_the_join_holds_each_key_s_object_rows_and_others_together_in_byte_order() -> None:
+    objects = [ObjectInfo(k, 1, "e", NOW) for k in ["a", "a-b", "a/B", "é"]]
+    rows = [row("a", 1, FileStatus.DELETED), row("a", 2), row("a/B", 3), row("z", 4)]
+    seen = list(merge_by_key(objects, rows, ["a-b", "z"]))
+    assert [s.key for s in seen] == ["a", "a-b", "a/B", "z", "é"]  # bytes: '-' < '/' < 'z' < 'é'
+    first = seen[0]
+    assert first.object is not None and [r.id for r in first.rows] == [1, 2]
+    assert seen[1].others_live and not seen[1].rows and seen[1].object is not None
+    assert seen[3].object is None and seen[3].others_live and [r.id for r in seen[3].rows] == [4]
+    assert seen[4].rows == [] and not seen[4].others_live
