@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Executable, and_, func, or_, select, text, update
+from sqlalchemy import Engine, Executable, and_, func, or_, select, text, union, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -330,21 +330,24 @@ class CatalogService:
 
         def check(session: Session) -> Reservation | FileRow | None:
             """The outcome decided by what exists, or the row to copy from, or None."""
-            found = session.scalars(
-                select(FileRow).where(
-                    FileRow.bucket == intent.bucket,
-                    FileRow.status != FileStatus.DELETED.value,
-                    or_(
-                        and_(
-                            FileRow.owner == self.owner,
-                            FileRow.sha256 == intent.sha256,
-                            # Content stored at another server is no duplicate.
-                            or_(FileRow.endpoint == intent.endpoint, FileRow.endpoint.is_(None)),
-                        ),
-                        FileRow.key == intent.key,
-                    ),
-                )
-            ).all()
+            live = and_(
+                FileRow.bucket == intent.bucket, FileRow.status != FileStatus.DELETED.value
+            )
+            # A UNION of two index look-ups, in one statement: written as one
+            # WHERE with an OR, SQLite read every row of the bucket for each
+            # reservation (O(n) per file, a catalog of 12,000 rows already
+            # slowed small uploads by half).
+            same_content = select(FileRow).where(
+                live,
+                FileRow.owner == self.owner,
+                FileRow.sha256 == intent.sha256,
+                # Content stored at another server is no duplicate.
+                or_(FileRow.endpoint == intent.endpoint, FileRow.endpoint.is_(None)),
+            )
+            same_key = select(FileRow).where(live, FileRow.key == intent.key)
+            found: list[FileRow] = list(
+                session.scalars(select(FileRow).from_statement(union(same_content, same_key)))
+            )
             holder = next((r for r in found if r.key == intent.key), None)
             if holder is not None:
                 return self._judge_key_holder(session, holder, intent)

@@ -42,6 +42,7 @@ from desktop_app.core.journal import TransferRecord, TransferState
 
 log = logging.getLogger(__name__)
 _FULL_READ_INTERVAL = 2.0  # seconds between a waiter's reads of every unsettled transfer
+_RETRY_LOOK_INTERVAL = 1.0  # seconds between the probe's looks for transfers waiting to retry
 
 
 class HoldReason(enum.Enum):
@@ -111,6 +112,7 @@ class Scheduler:
         self.halted: FerryError | None = None  # nothing can be recorded (disk full): stop
         self._holds: set[HoldReason] = set()
         self._last_probe = -float("inf")
+        self._last_retry_look = -float("inf")
         self._last_keep_alive = monotonic()
         self._endpoint_down = False
         self._clock_gap = wall() - monotonic()
@@ -289,8 +291,14 @@ class Scheduler:
     def _maybe_probe(self) -> None:
         if self.probe is None:
             return
-        if self._monotonic() - self._last_probe < self.options.probe_interval:
+        now = self._monotonic()
+        if now - self._last_probe < self.options.probe_interval:
             return
+        # The loop wakes at every finished file: asking the journal each time
+        # whether anything waits was a tenth of a busy upload's CPU.
+        if now - self._last_retry_look < min(_RETRY_LOOK_INTERVAL, self.options.probe_interval):
+            return
+        self._last_retry_look = now
         if self.journal.next_retry_at(self.profiles) is None:
             self._endpoint_down = False
             return
