@@ -330,9 +330,7 @@ class CatalogService:
 
         def check(session: Session) -> Reservation | FileRow | None:
             """The outcome decided by what exists, or the row to copy from, or None."""
-            live = and_(
-                FileRow.bucket == intent.bucket, FileRow.status != FileStatus.DELETED.value
-            )
+            live = and_(FileRow.bucket == intent.bucket, FileRow.status != FileStatus.DELETED.value)
             # A UNION of two index look-ups, in one statement: written as one
             # WHERE with an OR, SQLite read every row of the bucket for each
             # reservation (O(n) per file, a catalog of 12,000 rows already
