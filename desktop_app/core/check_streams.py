@@ -26,8 +26,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from desktop_app.core.bucket_objects import ObjectInfo
 from desktop_app.core.catalog import FileRecord
-from desktop_app.core.storage import ObjectInfo
 
 T = TypeVar("T")
 
