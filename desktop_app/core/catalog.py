@@ -16,15 +16,29 @@ profile's user name.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, Executable, and_, func, or_, select, text, union, update
+from sqlalchemy import (
+    Engine,
+    Executable,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    union,
+    update,
+)
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -86,6 +100,51 @@ __all__ = [
     "translate_db_error",
     "utcnow",
 ]
+
+
+_FILES = cast(Table, FileRow.__table__)
+_AUDIT = cast(Table, AuditRow.__table__)
+_OUTBOX = cast(Table, OutboxRow.__table__)
+_AUDIT_CALL = text("SELECT ferry_audit(:file_id, :bucket, :key, :action, CAST(:details AS json))")
+_ANNOUNCE_CALL = text("SELECT ferry_announce(:file_id, :event)")
+_KEY_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))")
+_TAKE_WRITE_LOCK = text("UPDATE files SET id = id WHERE 0 = 1")
+# A row's record and its reserving transfer's token (not part of the record).
+_COLUMNS_AND_TOKEN = [*(_FILES.c[name] for name in RECORD_COLUMNS), _FILES.c.token]
+
+
+def _reservation_lookup() -> Executable:
+    """The rows a reservation decides by: this content of ours, and this key's holder.
+
+    A UNION of two index look-ups, in one statement (one snapshot): written
+    as one WHERE with an OR, SQLite read every row of the bucket for each
+    reservation (O(n) per file; a catalog of 12,000 rows already slowed small
+    uploads by half). Core, not ORM: it runs for every file uploaded.
+    """
+    live = and_(_FILES.c.bucket == bindparam("bucket"), _FILES.c.status != FileStatus.DELETED.value)
+    same_content = select(*_COLUMNS_AND_TOKEN).where(
+        live,
+        _FILES.c.owner == bindparam("owner"),
+        _FILES.c.sha256 == bindparam("sha256"),
+        # Content stored at another server is no duplicate.
+        or_(_FILES.c.endpoint == bindparam("endpoint"), _FILES.c.endpoint.is_(None)),
+    )
+    same_key = select(*_COLUMNS_AND_TOKEN).where(live, _FILES.c.key == bindparam("key"))
+    return union(same_content, same_key)
+
+
+_RESERVATION_LOOKUP = _reservation_lookup()
+_ROW_FOR_UPDATE = (
+    select(*_COLUMNS_AND_TOKEN).where(_FILES.c.id == bindparam("file_id")).with_for_update()
+)
+
+
+def _with_token(values: Sequence[Any]) -> tuple[FileRecord, str | None]:
+    return FileRecord.from_columns(values[:-1]), values[-1]
+
+
+def _no_row(file_id: int) -> NotInCatalogError:
+    return NotInCatalogError(f"Catalog row {file_id} does not exist (or is not yours).")
 
 
 def open_catalog(url: str, *, owner: str, password: str | None = None) -> CatalogService:
@@ -176,7 +235,7 @@ class CatalogService:
         self,
         session: Session,
         action: AuditAction,
-        row: FileRow | None,
+        row: FileRow | FileRecord | None,
         details: dict[str, Any] | None = None,
         *,
         bucket: str = "",
@@ -187,16 +246,17 @@ class CatalogService:
         On PostgreSQL through ``ferry_audit``: users cannot write the log
         themselves, and the function takes bucket and key from the row.
         """
-        if row is not None:
+        if isinstance(row, FileRow):
             session.flush()
+        if row is not None:
             bucket, key = row.bucket, row.key
+        file_id = row.id if row is not None else None
+        connection = session.connection()
         if self.dialect == "postgresql":
-            session.execute(
-                text(
-                    "SELECT ferry_audit(:file_id, :bucket, :key, :action, CAST(:details AS json))"
-                ),
+            connection.execute(
+                _AUDIT_CALL,
                 {
-                    "file_id": row.id if row is not None else None,
+                    "file_id": file_id,
                     "bucket": bucket,
                     "key": key,
                     "action": action.value,
@@ -204,49 +264,54 @@ class CatalogService:
                 },
             )
             return
-        session.add(
-            AuditRow(
-                at=self.clock(),
-                actor=self.owner,
-                action=action.value,
-                file_id=row.id if row is not None else None,
-                bucket=bucket,
-                key=key,
-                details=details or {},
-            )
+        connection.execute(
+            insert(_AUDIT),
+            {
+                "at": self.clock(),
+                "actor": self.owner,
+                "action": action.value,
+                "file_id": file_id,
+                "bucket": bucket,
+                "key": key,
+                "details": details or {},
+            },
         )
 
-    def _announce(self, session: Session, event_type: OutboxEventType, row: FileRow) -> None:
+    def _announce(
+        self, session: Session, event_type: OutboxEventType, row: FileRow | FileRecord
+    ) -> None:
         """The outbox event for a row's change, in the caller's transaction.
 
         On PostgreSQL through ``ferry_announce``, which builds the payload from
         the row and refuses an event the row's state does not support.
         """
-        session.flush()
+        if isinstance(row, FileRow):
+            session.flush()
+            row = FileRecord.from_row(row)
+        connection = session.connection()
         if self.dialect == "postgresql":
-            session.execute(
-                text("SELECT ferry_announce(:file_id, :event)"),
-                {"file_id": row.id, "event": event_type.value},
-            )
+            connection.execute(_ANNOUNCE_CALL, {"file_id": row.id, "event": event_type.value})
             return
-        session.add(
-            OutboxRow(
-                event_type=event_type.value,
-                owner=row.owner,
-                payload={
-                    "file_id": row.id,
-                    "bucket": row.bucket,
-                    "key": row.key,
-                    "owner": row.owner,
-                    "size": row.size,
-                    "sha256": row.sha256,
-                    "etag": row.etag,
-                    "status": row.status,
-                    "copied_from": row.copied_from,
-                },
-                created_at=self.clock(),
-                published_at=None,
-            )
+        payload = {
+            "file_id": row.id,
+            "bucket": row.bucket,
+            "key": row.key,
+            "owner": row.owner,
+            "size": row.size,
+            "sha256": row.sha256,
+            "etag": row.etag,
+            "status": row.status.value,
+            "copied_from": row.copied_from,
+        }
+        connection.execute(
+            insert(_OUTBOX),
+            {
+                "event_type": event_type.value,
+                "owner": row.owner,
+                "payload": payload,
+                "created_at": self.clock(),
+                "published_at": None,
+            },
         )
 
     def _lock_key(self, session: Session, bucket: str, key: str) -> None:
@@ -257,12 +322,9 @@ class CatalogService:
         now, which every other writer waits for.
         """
         if self.dialect == "postgresql":
-            session.execute(
-                text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"),
-                {"name": f"{bucket}/{key}"},
-            )
+            session.connection().execute(_KEY_LOCK, {"name": f"{bucket}/{key}"})
         else:
-            session.execute(text("UPDATE files SET id = id WHERE 0 = 1"))
+            session.connection().execute(_TAKE_WRITE_LOCK)
 
     @staticmethod
     def _live_by_key(session: Session, bucket: str, key: str) -> FileRow | None:
@@ -297,7 +359,7 @@ class CatalogService:
     def _require(session: Session, file_id: int) -> FileRow:
         row = session.get(FileRow, file_id, with_for_update=True)
         if row is None:
-            raise NotInCatalogError(f"Catalog row {file_id} does not exist (or is not yours).")
+            raise _no_row(file_id)
         return row
 
     # -- upload path --------------------------------------------------------
@@ -328,42 +390,35 @@ class CatalogService:
         """
         validate_key(intent.key)
 
-        def check(session: Session) -> Reservation | FileRow | None:
+        def check(session: Session) -> Reservation | FileRecord | None:
             """The outcome decided by what exists, or the row to copy from, or None."""
-            live = and_(FileRow.bucket == intent.bucket, FileRow.status != FileStatus.DELETED.value)
-            # A UNION of two index look-ups, in one statement: written as one
-            # WHERE with an OR, SQLite read every row of the bucket for each
-            # reservation (O(n) per file, a catalog of 12,000 rows already
-            # slowed small uploads by half).
-            same_content = select(FileRow).where(
-                live,
-                FileRow.owner == self.owner,
-                FileRow.sha256 == intent.sha256,
-                # Content stored at another server is no duplicate.
-                or_(FileRow.endpoint == intent.endpoint, FileRow.endpoint.is_(None)),
-            )
-            same_key = select(FileRow).where(live, FileRow.key == intent.key)
-            found: list[FileRow] = list(
-                session.scalars(select(FileRow).from_statement(union(same_content, same_key)))
-            )
-            holder = next((r for r in found if r.key == intent.key), None)
+            found = [
+                _with_token(values)
+                for values in session.connection().execute(
+                    _RESERVATION_LOOKUP,
+                    {
+                        "bucket": intent.bucket,
+                        "owner": self.owner,
+                        "sha256": intent.sha256,
+                        "endpoint": intent.endpoint,
+                        "key": intent.key,
+                    },
+                )
+            ]
+            holder = next(((r, t) for r, t in found if r.key == intent.key), None)
             if holder is not None:
-                return self._judge_key_holder(session, holder, intent)
+                return self._judge_key_holder(session, *holder, intent)
             stored = sorted(
-                (r for r in found if r.status == FileStatus.ACTIVE.value), key=lambda r: r.id
+                (r for r, _ in found if r.status is FileStatus.ACTIVE), key=lambda r: r.id
             )
             if stored and duplicates is DuplicatePolicy.SKIP:
-                return Reservation(ReservationOutcome.DUPLICATE, FileRecord.from_row(stored[0]))
+                return Reservation(ReservationOutcome.DUPLICATE, stored[0])
             # The copy is conditional on the ETag the source row verified.
             source = next((r for r in stored if r.etag is not None), None)
             if source is not None:
                 return source
             sending = next(
-                (
-                    r
-                    for r in found
-                    if r.status == FileStatus.PENDING.value and r.copied_from is None
-                ),
+                (r for r, _ in found if r.status is FileStatus.PENDING and r.copied_from is None),
                 None,
             )
             if sending is not None:
@@ -376,30 +431,50 @@ class CatalogService:
                 )
             return None
 
-        def insert(session: Session) -> Reservation:
+        def insert_intent(session: Session) -> Reservation:
             self._lock_key(session, intent.bucket, intent.key)
             found = check(session)
             if isinstance(found, Reservation):
                 return found
             source = found
-            row = self._new_row(intent, FileStatus.PENDING, owner=self.owner)
-            row.token = intent.token
-            row.alive_at = self.clock()
-            details: dict[str, Any] = {"size": row.size, "sha256": row.sha256}
+            now = self.clock()
+            values: dict[str, Any] = {
+                "bucket": intent.bucket,
+                "key": intent.key,
+                "owner": self.owner,
+                "original_name": intent.original_name,
+                "size": intent.size,
+                "sha256": intent.sha256,
+                "etag": None,
+                "content_type": intent.content_type,
+                "status": FileStatus.PENDING.value,
+                "endpoint": intent.endpoint,
+                "created_at": now,
+                "uploaded_at": None,
+                "deleted_at": None,
+                "deleted_by": None,
+                "last_error": None,
+                "token": intent.token,
+                "alive_at": now,
+                "copied_from": source.key if source is not None else None,
+            }
+            inserted = session.connection().execute(insert(_FILES), values)
+            (file_id,) = inserted.inserted_primary_key or (None,)
+            assert file_id is not None
+            record = FileRecord.from_columns(
+                [file_id if name == "id" else values[name] for name in RECORD_COLUMNS]
+            )
+            details: dict[str, Any] = {"size": intent.size, "sha256": intent.sha256}
             if source is not None:
-                row.copied_from = source.key
                 details["copy_of"] = source.key
-            session.add(row)
-            self._audit(session, AuditAction.RESERVE, row, details)
+            self._audit(session, AuditAction.RESERVE, record, details)
             if source is not None:
-                return Reservation(
-                    ReservationOutcome.COPY, FileRecord.from_row(row), FileRecord.from_row(source)
-                )
-            return Reservation(ReservationOutcome.RESERVED, FileRecord.from_row(row))
+                return Reservation(ReservationOutcome.COPY, record, source)
+            return Reservation(ReservationOutcome.RESERVED, record)
 
         try:
             order = f"{intent.bucket}/{intent.key}"
-            return self._group.run(insert, label=f"reserve {intent.key!r}", order=order)
+            return self._group.run(insert_intent, label=f"reserve {intent.key!r}", order=order)
         except IntegrityError:
             # Another client won the race between our look-up and our insert.
             found = self._run(f"reserve {intent.key!r}", check)
@@ -435,7 +510,7 @@ class CatalogService:
         )
 
     def _judge_key_holder(
-        self, session: Session, row: FileRow, intent: UploadIntent
+        self, session: Session, row: FileRecord, token: str | None, intent: UploadIntent
     ) -> Reservation:
         if row.endpoint is not None and intent.endpoint not in (None, row.endpoint):
             raise KeyConflictError(
@@ -448,21 +523,31 @@ class CatalogService:
         if not ours:
             raise KeyConflictError(
                 f"{intent.key!r} is already in bucket {intent.bucket!r} with other content "
-                f"(uploaded by {row.owner}, {row.status}). Upload under another name "
+                f"(uploaded by {row.owner}, {row.status.value}). Upload under another name "
                 "or delete the existing file first."
             )
-        if row.status == FileStatus.ACTIVE.value:
-            return Reservation(ReservationOutcome.DUPLICATE, FileRecord.from_row(row))
-        if row.status == FileStatus.MISSING.value:
+        if row.status is FileStatus.ACTIVE:
+            return Reservation(ReservationOutcome.DUPLICATE, row)
+        if row.status is FileStatus.MISSING:
             # Known lost: this transfer sends the bytes again into the same row.
-            row.status = FileStatus.PENDING.value
-            row.token = intent.token
-            row.copied_from = None
-            row.alive_at = self.clock()
-            self._audit(session, AuditAction.RESERVE, row, {"resending": "missing object"})
-            return Reservation(ReservationOutcome.RESERVED, FileRecord.from_row(row))
-        if intent.token is not None and row.token == intent.token:
-            return Reservation(ReservationOutcome.RESUMED, FileRecord.from_row(row))
+            now = self.clock()
+            session.connection().execute(
+                update(_FILES)
+                .where(_FILES.c.id == row.id)
+                .values(
+                    status=FileStatus.PENDING.value,
+                    token=intent.token,
+                    copied_from=None,
+                    alive_at=now,
+                )
+            )
+            taken = dataclasses.replace(
+                row, status=FileStatus.PENDING, copied_from=None, alive_at=aware(now)
+            )
+            self._audit(session, AuditAction.RESERVE, taken, {"resending": "missing object"})
+            return Reservation(ReservationOutcome.RESERVED, taken)
+        if intent.token is not None and token == intent.token:
+            return Reservation(ReservationOutcome.RESUMED, row)
         # Not stored yet: that upload (another transfer's) may still fail.
         raise CatalogError(
             f"{intent.key!r} is being uploaded right now with the same content by another "
@@ -488,32 +573,51 @@ class CatalogService:
         """
 
         def work(session: Session) -> FileRecord:
-            row = self._require(session, file_id)
+            connection = session.connection()
+            values = connection.execute(_ROW_FOR_UPDATE, {"file_id": file_id}).one_or_none()
+            if values is None:
+                raise _no_row(file_id)
+            row, holder = _with_token(values)
             self._lock_key(session, row.bucket, row.key)
-            if row.status == FileStatus.ACTIVE.value and row.etag == etag and row.token == token:
-                return FileRecord.from_row(row)  # a resumed registration
-            if row.status == FileStatus.PENDING.value and row.token != token:
+            if row.status is FileStatus.ACTIVE and row.etag == etag and holder == token:
+                return row  # a resumed registration
+            if row.status is FileStatus.PENDING and holder != token:
                 raise CatalogError(
                     f"{row.key!r} is reserved by another transfer; this one may not register it.",
                     title="Reserved by another upload",
                 )
-            if row.status not in (FileStatus.PENDING.value, FileStatus.MISSING.value):
+            if row.status not in (FileStatus.PENDING, FileStatus.MISSING):
                 raise CatalogError(
-                    f"{row.key!r} cannot be activated: it is {row.status}.",
+                    f"{row.key!r} cannot be activated: it is {row.status.value}.",
                     title="Unexpected catalog state",
                 )
-            row.status = FileStatus.ACTIVE.value
-            row.etag = etag
-            row.token = token  # a repair's transfer takes a missing row over
-            row.copied_from = copied_from
-            row.uploaded_at = self.clock()
-            row.last_error = None
+            now = self.clock()
+            connection.execute(
+                update(_FILES)
+                .where(_FILES.c.id == file_id)
+                .values(
+                    status=FileStatus.ACTIVE.value,
+                    etag=etag,
+                    token=token,  # a repair's transfer takes a missing row over
+                    copied_from=copied_from,
+                    uploaded_at=now,
+                    last_error=None,
+                )
+            )
+            row = dataclasses.replace(
+                row,
+                status=FileStatus.ACTIVE,
+                etag=etag,
+                copied_from=copied_from,
+                uploaded_at=aware(now),
+                last_error=None,
+            )
             details = {"etag": etag}
-            if row.copied_from is not None:
-                details["copied_from"] = row.copied_from
+            if copied_from is not None:
+                details["copied_from"] = copied_from
             self._audit(session, AuditAction.ACTIVATE, row, details)
             self._announce(session, OutboxEventType.FILE_UPLOADED, row)
-            return FileRecord.from_row(row)
+            return row
 
         # Activations go first in a group (ordered ahead of every key).
         return self._group.run(work, label=f"activate row {file_id}")
@@ -620,7 +724,7 @@ class CatalogService:
             statement = text("SELECT key FROM ferry_others_live_keys(:bucket, :prefix)")
             params = {"bucket": bucket, "prefix": prefix}
         else:
-            table = FileRow.__table__
+            table = _FILES
             statement = (
                 select(table.c.key)
                 .where(
@@ -754,7 +858,7 @@ class CatalogService:
         Plain rows, not ORM objects, fetched in batches from a server-side
         cursor: memory stays flat and 100,000 rows stream in seconds.
         """
-        table = FileRow.__table__
+        table = _FILES
         statement = (
             select(*(table.c[name] for name in RECORD_COLUMNS))
             .where(table.c.bucket == bucket)
