@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
@@ -39,7 +40,7 @@ from sqlalchemy import (
     union,
     update,
 )
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -81,6 +82,7 @@ from desktop_app.core.object_keys import validate_key
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Tx = TypeVar("Tx", Session, Connection)
 _RETRIES = 3
 
 __all__ = [
@@ -134,6 +136,9 @@ def _reservation_lookup() -> Executable:
 
 
 _RESERVATION_LOOKUP = _reservation_lookup()
+# The columns set are the parameters given (besides file_id).
+_UPDATE_ROW = update(_FILES).where(_FILES.c.id == bindparam("file_id"))
+_INSERT_ROW = insert(_FILES)
 _ROW_FOR_UPDATE = (
     select(*_COLUMNS_AND_TOKEN).where(_FILES.c.id == bindparam("file_id")).with_for_update()
 )
@@ -141,6 +146,15 @@ _ROW_FOR_UPDATE = (
 
 def _with_token(values: Sequence[Any]) -> tuple[FileRecord, str | None]:
     return FileRecord.from_columns(values[:-1]), values[-1]
+
+
+def _connection_of(transaction: Session | Connection, row: object) -> Connection:
+    """The connection to write through; an ORM row's pending changes go first."""
+    if isinstance(transaction, Connection):
+        return transaction
+    if isinstance(row, FileRow):
+        transaction.flush()
+    return transaction.connection()
 
 
 def _no_row(file_id: int) -> NotInCatalogError:
@@ -195,14 +209,20 @@ class CatalogService:
         # lock instead, which keeps many small uploads from stalling.
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
         # Reservations and activations of many uploads share transactions.
-        self._group: GroupCommitter[Session] = GroupCommitter(
-            self._begin, self._run, name="ferry-catalog", most=64
+        self._group: GroupCommitter[Connection] = GroupCommitter(
+            self._connect, self._run_connected, name="ferry-catalog", most=64
         )
 
     @contextlib.contextmanager
     def _begin(self) -> Iterator[Session]:
         with self._write_lock or contextlib.nullcontext(), self._sessions.begin() as session:
             yield session
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        """A transaction without an ORM session: the upload path's, once or twice per file."""
+        with self._write_lock or contextlib.nullcontext(), self.engine.begin() as connection:
+            yield connection
 
     def close(self) -> None:
         self._group.stop()
@@ -216,10 +236,19 @@ class CatalogService:
 
     def _run(self, action: str, work: Callable[[Session], T]) -> T:
         """Run work in one transaction, retrying transient failures."""
+        return self._retrying(action, work, self._begin)
+
+    def _run_connected(self, action: str, work: Callable[[Connection], T]) -> T:
+        return self._retrying(action, work, self._connect)
+
+    @staticmethod
+    def _retrying(
+        action: str, work: Callable[[Tx], T], begin: Callable[[], AbstractContextManager[Tx]]
+    ) -> T:
         for attempt in range(1, _RETRIES + 1):
             try:
-                with self._begin() as session:
-                    return work(session)
+                with begin() as transaction:
+                    return work(transaction)
             except IntegrityError:
                 raise
             except SQLAlchemyError as exc:
@@ -233,7 +262,7 @@ class CatalogService:
 
     def _audit(
         self,
-        session: Session,
+        transaction: Session | Connection,
         action: AuditAction,
         row: FileRow | FileRecord | None,
         details: dict[str, Any] | None = None,
@@ -246,12 +275,10 @@ class CatalogService:
         On PostgreSQL through ``ferry_audit``: users cannot write the log
         themselves, and the function takes bucket and key from the row.
         """
-        if isinstance(row, FileRow):
-            session.flush()
+        connection = _connection_of(transaction, row)
         if row is not None:
             bucket, key = row.bucket, row.key
         file_id = row.id if row is not None else None
-        connection = session.connection()
         if self.dialect == "postgresql":
             connection.execute(
                 _AUDIT_CALL,
@@ -278,17 +305,19 @@ class CatalogService:
         )
 
     def _announce(
-        self, session: Session, event_type: OutboxEventType, row: FileRow | FileRecord
+        self,
+        transaction: Session | Connection,
+        event_type: OutboxEventType,
+        row: FileRow | FileRecord,
     ) -> None:
         """The outbox event for a row's change, in the caller's transaction.
 
         On PostgreSQL through ``ferry_announce``, which builds the payload from
         the row and refuses an event the row's state does not support.
         """
+        connection = _connection_of(transaction, row)
         if isinstance(row, FileRow):
-            session.flush()
             row = FileRecord.from_row(row)
-        connection = session.connection()
         if self.dialect == "postgresql":
             connection.execute(_ANNOUNCE_CALL, {"file_id": row.id, "event": event_type.value})
             return
@@ -314,7 +343,7 @@ class CatalogService:
             },
         )
 
-    def _lock_key(self, session: Session, bucket: str, key: str) -> None:
+    def _lock_key(self, transaction: Session | Connection, bucket: str, key: str) -> None:
         """Serialise every change to one key with a repair acting on it.
 
         PostgreSQL: a transaction-scoped advisory lock on the key (rows that do
@@ -322,9 +351,9 @@ class CatalogService:
         now, which every other writer waits for.
         """
         if self.dialect == "postgresql":
-            session.connection().execute(_KEY_LOCK, {"name": f"{bucket}/{key}"})
+            transaction.execute(_KEY_LOCK, {"name": f"{bucket}/{key}"})
         else:
-            session.connection().execute(_TAKE_WRITE_LOCK)
+            transaction.execute(_TAKE_WRITE_LOCK)
 
     @staticmethod
     def _live_by_key(session: Session, bucket: str, key: str) -> FileRow | None:
@@ -390,11 +419,11 @@ class CatalogService:
         """
         validate_key(intent.key)
 
-        def check(session: Session) -> Reservation | FileRecord | None:
+        def check(connection: Connection) -> Reservation | FileRecord | None:
             """The outcome decided by what exists, or the row to copy from, or None."""
             found = [
                 _with_token(values)
-                for values in session.connection().execute(
+                for values in connection.execute(
                     _RESERVATION_LOOKUP,
                     {
                         "bucket": intent.bucket,
@@ -407,7 +436,7 @@ class CatalogService:
             ]
             holder = next(((r, t) for r, t in found if r.key == intent.key), None)
             if holder is not None:
-                return self._judge_key_holder(session, *holder, intent)
+                return self._judge_key_holder(connection, *holder, intent)
             stored = sorted(
                 (r for r, _ in found if r.status is FileStatus.ACTIVE), key=lambda r: r.id
             )
@@ -431,9 +460,9 @@ class CatalogService:
                 )
             return None
 
-        def insert_intent(session: Session) -> Reservation:
-            self._lock_key(session, intent.bucket, intent.key)
-            found = check(session)
+        def insert_intent(connection: Connection) -> Reservation:
+            self._lock_key(connection, intent.bucket, intent.key)
+            found = check(connection)
             if isinstance(found, Reservation):
                 return found
             source = found
@@ -458,7 +487,7 @@ class CatalogService:
                 "alive_at": now,
                 "copied_from": source.key if source is not None else None,
             }
-            inserted = session.connection().execute(insert(_FILES), values)
+            inserted = connection.execute(_INSERT_ROW, values)
             (file_id,) = inserted.inserted_primary_key or (None,)
             assert file_id is not None
             record = FileRecord.from_columns(
@@ -467,7 +496,7 @@ class CatalogService:
             details: dict[str, Any] = {"size": intent.size, "sha256": intent.sha256}
             if source is not None:
                 details["copy_of"] = source.key
-            self._audit(session, AuditAction.RESERVE, record, details)
+            self._audit(connection, AuditAction.RESERVE, record, details)
             if source is not None:
                 return Reservation(ReservationOutcome.COPY, record, source)
             return Reservation(ReservationOutcome.RESERVED, record)
@@ -477,7 +506,7 @@ class CatalogService:
             return self._group.run(insert_intent, label=f"reserve {intent.key!r}", order=order)
         except IntegrityError:
             # Another client won the race between our look-up and our insert.
-            found = self._run(f"reserve {intent.key!r}", check)
+            found = self._run_connected(f"reserve {intent.key!r}", check)
             if isinstance(found, Reservation):
                 return found
             hidden = self._run(
@@ -496,7 +525,7 @@ class CatalogService:
                 title="Same content in flight",
             ) from None
 
-    def _hidden_live_row(self, session: Session, bucket: str, key: str) -> bool:
+    def _hidden_live_row(self, transaction: Session | Connection, bucket: str, key: str) -> bool:
         """On PostgreSQL: does any live row, even one row-level security hides, hold the key?
 
         Elsewhere nothing is hidden: False (the caller has looked at the rows).
@@ -504,13 +533,13 @@ class CatalogService:
         if self.dialect != "postgresql":
             return False
         return bool(
-            session.execute(
+            transaction.execute(
                 text("SELECT ferry_key_is_live(:bucket, :key)"), {"bucket": bucket, "key": key}
             ).scalar()
         )
 
     def _judge_key_holder(
-        self, session: Session, row: FileRecord, token: str | None, intent: UploadIntent
+        self, connection: Connection, row: FileRecord, token: str | None, intent: UploadIntent
     ) -> Reservation:
         if row.endpoint is not None and intent.endpoint not in (None, row.endpoint):
             raise KeyConflictError(
@@ -531,20 +560,20 @@ class CatalogService:
         if row.status is FileStatus.MISSING:
             # Known lost: this transfer sends the bytes again into the same row.
             now = self.clock()
-            session.connection().execute(
-                update(_FILES)
-                .where(_FILES.c.id == row.id)
-                .values(
-                    status=FileStatus.PENDING.value,
-                    token=intent.token,
-                    copied_from=None,
-                    alive_at=now,
-                )
+            connection.execute(
+                _UPDATE_ROW,
+                {
+                    "file_id": row.id,
+                    "status": FileStatus.PENDING.value,
+                    "token": intent.token,
+                    "copied_from": None,
+                    "alive_at": now,
+                },
             )
             taken = dataclasses.replace(
                 row, status=FileStatus.PENDING, copied_from=None, alive_at=aware(now)
             )
-            self._audit(session, AuditAction.RESERVE, taken, {"resending": "missing object"})
+            self._audit(connection, AuditAction.RESERVE, taken, {"resending": "missing object"})
             return Reservation(ReservationOutcome.RESERVED, taken)
         if intent.token is not None and token == intent.token:
             return Reservation(ReservationOutcome.RESUMED, row)
@@ -572,13 +601,12 @@ class CatalogService:
         is the key a server-side copy filled this one from (None: bytes sent).
         """
 
-        def work(session: Session) -> FileRecord:
-            connection = session.connection()
+        def work(connection: Connection) -> FileRecord:
             values = connection.execute(_ROW_FOR_UPDATE, {"file_id": file_id}).one_or_none()
             if values is None:
                 raise _no_row(file_id)
             row, holder = _with_token(values)
-            self._lock_key(session, row.bucket, row.key)
+            self._lock_key(connection, row.bucket, row.key)
             if row.status is FileStatus.ACTIVE and row.etag == etag and holder == token:
                 return row  # a resumed registration
             if row.status is FileStatus.PENDING and holder != token:
@@ -593,16 +621,16 @@ class CatalogService:
                 )
             now = self.clock()
             connection.execute(
-                update(_FILES)
-                .where(_FILES.c.id == file_id)
-                .values(
-                    status=FileStatus.ACTIVE.value,
-                    etag=etag,
-                    token=token,  # a repair's transfer takes a missing row over
-                    copied_from=copied_from,
-                    uploaded_at=now,
-                    last_error=None,
-                )
+                _UPDATE_ROW,
+                {
+                    "file_id": file_id,
+                    "status": FileStatus.ACTIVE.value,
+                    "etag": etag,
+                    "token": token,  # a repair's transfer takes a missing row over
+                    "copied_from": copied_from,
+                    "uploaded_at": now,
+                    "last_error": None,
+                },
             )
             row = dataclasses.replace(
                 row,
@@ -615,8 +643,8 @@ class CatalogService:
             details = {"etag": etag}
             if copied_from is not None:
                 details["copied_from"] = copied_from
-            self._audit(session, AuditAction.ACTIVATE, row, details)
-            self._announce(session, OutboxEventType.FILE_UPLOADED, row)
+            self._audit(connection, AuditAction.ACTIVATE, row, details)
+            self._announce(connection, OutboxEventType.FILE_UPLOADED, row)
             return row
 
         # Activations go first in a group (ordered ahead of every key).

@@ -366,6 +366,13 @@ def _update_sql(columns: tuple[str, ...], guarded_states: int) -> str:
     return f"UPDATE transfers SET {assignments} WHERE id = ?{guard}{_RETURNING}"
 
 
+@functools.cache
+def _insert_sql(columns: tuple[str, ...]) -> str:
+    names = ", ".join(columns)
+    marks = ", ".join("?" * len(columns))
+    return f"INSERT INTO transfers ({names}) VALUES ({marks}){_RETURNING}"
+
+
 def _aware(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
@@ -621,19 +628,15 @@ class Journal:
             }
             for new in news
         ]
+        columns = tuple(values[0])
+        sql = _insert_sql(columns)
+        rows = [[_sql_value(row[column]) for column in columns] for row in values]
 
-        def op(connection: Connection) -> list[int]:
-            ids = []
-            for row in values:
-                key = connection.execute(insert(transfers).values(**row)).inserted_primary_key
-                assert key is not None
-                ids.append(int(key[0]))
-            return ids
+        def op(connection: Connection) -> list[TransferRecord]:
+            cursor = _cursor(connection)
+            return [_record(_TransferRow(cursor.execute(sql, row).fetchone())) for row in rows]
 
-        ids = self._write(op)
-        rows = self._read(select(transfers).where(transfers.c.id.in_(ids)))
-        by_id = {row.id: _record(row) for row in rows}
-        return [by_id[i] for i in ids]
+        return self._write(op)
 
     def get(self, transfer_id: int) -> TransferRecord:
         found = self.get_many([transfer_id])

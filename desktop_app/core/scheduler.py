@@ -328,7 +328,13 @@ class Scheduler:
         limit = self.options.give_up_after
         with self._lock:
             large_running = sum(1 for small in self._held.values() if not small)
-            for transfer_id, size in runnable:
+            for position, (transfer_id, size) in enumerate(runnable):
+                if len(self._held) >= self._small_slots + self._large_slots:
+                    # Every worker busy: the rest wait as they are (looking at
+                    # each of 10,000 candidates at every finished file was
+                    # quadratic in the queue's length).
+                    self._candidates.extend(runnable[position:])
+                    break
                 if transfer_id in self._held or transfer_id in self._refused:
                     continue
                 if not self.options.run_all and transfer_id not in self._included:
@@ -337,8 +343,7 @@ class Scheduler:
                     continue
                 small = self.engine.is_small(size)
                 # Small files may use any free worker; large ones only theirs.
-                total_free = self._small_slots + self._large_slots - len(self._held)
-                if total_free <= 0 or (not small and large_running >= self._large_slots):
+                if not small and large_running >= self._large_slots:
                     self._candidates.append((transfer_id, size))
                     continue
                 self._held[transfer_id] = small
