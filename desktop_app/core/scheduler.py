@@ -95,9 +95,12 @@ class Scheduler:
         self._failures: collections.Counter[int] = collections.Counter()  # in this run
         self._included: set[int] = set()
         self._refused: set[int] = set()
-        # Which transfers a worker let go of, numbered: a waiter reads again
-        # only those released since it last looked, not every unsettled row.
-        self._released: dict[int, int] = {}
+        # Which transfers a worker let go of, numbered, with the record the
+        # worker ended with: a waiter takes those released since it last
+        # looked instead of reading every unsettled row. Kept only for
+        # transfers someone waits for (a long-running window waits for none).
+        self._watched: collections.Counter[int] = collections.Counter()
+        self._released: dict[int, tuple[int, TransferRecord | None]] = {}
         self._release_count = 0
         self._pokes = 0
         self._settled = threading.Condition(self._lock)
@@ -209,6 +212,21 @@ class Scheduler:
         last knew them, to resume when space is back.
         """
         ids = list(transfer_ids)
+        with self._lock:
+            self._watched.update(ids)
+        try:
+            return self._wait(ids, timeout, patience)
+        finally:
+            with self._lock:
+                self._watched.subtract(ids)
+                for i in ids:
+                    if self._watched[i] <= 0:
+                        del self._watched[i]
+                        self._released.pop(i, None)
+
+    def _wait(
+        self, ids: list[int], timeout: float | None, patience: int | None
+    ) -> list[TransferRecord]:
         deadline = None if timeout is None else self._monotonic() + timeout
         settled: dict[int, TransferRecord] = {}
         latest: dict[int, TransferRecord] = {}
@@ -223,7 +241,11 @@ class Scheduler:
                 count = self._release_count
                 poked, seen_pokes = self._pokes != seen_pokes, self._pokes
                 released = {
-                    i for i in ids if i not in settled and self._released.get(i, -1) > seen_release
+                    i: outcome
+                    for i in ids
+                    if i not in settled
+                    for number, outcome in [self._released.get(i, (-1, None))]
+                    if number > seen_release
                 }
             # A transfer changes while a worker holds it; between workers only a
             # person (pause, cancel, retry: they wake the scheduler) changes it,
@@ -232,11 +254,17 @@ class Scheduler:
             remaining = None if deadline is None else deadline - self._monotonic()
             over = self._stopping.is_set() or (remaining is not None and remaining <= 0)
             full = over or poked or self._monotonic() - last_full_read >= _FULL_READ_INTERVAL
-            wanted = [i for i in ids if i not in settled and (full or i in released)]
             if full:
                 last_full_read = self._monotonic()
+                wanted = [i for i in ids if i not in settled]
+                known: list[TransferRecord] = []
+            else:
+                # What the worker ended with is what the journal holds: a
+                # person's change since then pokes, and pokes read again.
+                wanted = [i for i, outcome in released.items() if outcome is None]
+                known = [outcome for outcome in released.values() if outcome is not None]
             seen_release = count
-            for record in self.journal.get_many(wanted):
+            for record in [*known, *self.journal.get_many(wanted)]:
                 latest[record.id] = record
                 if self.settled(record, patience) and record.id not in held:
                     settled[record.id] = record
@@ -380,7 +408,8 @@ class Scheduler:
             with self._settled:
                 self._held.pop(transfer_id, None)
                 self._release_count += 1
-                self._released[transfer_id] = self._release_count
+                if transfer_id in self._watched:
+                    self._released[transfer_id] = (self._release_count, outcome)
                 if outcome is not None and outcome.state is TransferState.FAILED:
                     self._failures[transfer_id] += 1
                 self._settled.notify_all()
