@@ -139,6 +139,8 @@ _RESERVATION_LOOKUP = _reservation_lookup()
 # The columns set are the parameters given (besides file_id).
 _UPDATE_ROW = update(_FILES).where(_FILES.c.id == bindparam("file_id"))
 _INSERT_ROW = insert(_FILES)
+_INSERT_AUDIT = insert(_AUDIT)
+_INSERT_OUTBOX = insert(_OUTBOX)
 _ROW_FOR_UPDATE = (
     select(*_COLUMNS_AND_TOKEN).where(_FILES.c.id == bindparam("file_id")).with_for_update()
 )
@@ -292,7 +294,7 @@ class CatalogService:
             )
             return
         connection.execute(
-            insert(_AUDIT),
+            _INSERT_AUDIT,
             {
                 "at": self.clock(),
                 "actor": self.owner,
@@ -333,7 +335,7 @@ class CatalogService:
             "copied_from": row.copied_from,
         }
         connection.execute(
-            insert(_OUTBOX),
+            _INSERT_OUTBOX,
             {
                 "event_type": event_type.value,
                 "owner": row.owner,

@@ -354,3 +354,39 @@ def test_only_the_reserving_upload_keeps_its_row_alive(catalog_url: str) -> None
         assert (service.get(row.id) or row).alive_at == one
     finally:
         opened.close()
+
+
+def test_what_reserve_and_activate_return_is_what_the_catalog_holds(
+    catalog: CatalogService,
+) -> None:
+    # The upload path builds its records from what it wrote, without reading
+    # the row back: they must equal the stored rows, field for field.
+    reserved = catalog.reserve(dataclasses.replace(intent("r.txt"), token="t1", endpoint="e1"))
+    assert reserved.record == catalog.get(reserved.record.id)
+    active = catalog.activate(reserved.record.id, etag="etag-1", token="t1")
+    assert active == catalog.get(active.id)
+    assert active.status is FileStatus.ACTIVE and active.etag == "etag-1"
+    [event] = catalog.unpublished_events()
+    assert event.payload["status"] == "active" and event.payload["etag"] == "etag-1"
+    assert event.payload["file_id"] == active.id and event.payload["owner"] == active.owner
+
+    with catalog.repairing("files", "r.txt") as repair:
+        assert repair.live is not None
+        repair.mark_missing(repair.live.id, reason="object gone")
+    again = catalog.reserve(dataclasses.replace(intent("r.txt"), token="t2", endpoint="e1"))
+    assert again.outcome is ReservationOutcome.RESERVED and again.record.id == active.id
+    assert again.record == catalog.get(active.id)
+    assert again.record.status is FileStatus.PENDING and again.record.copied_from is None
+    resent = catalog.activate(active.id, etag="etag-2", token="t2")
+    assert resent == catalog.get(active.id)
+    assert [e.action for e in catalog.audit_entries(active.id)] == [
+        AuditAction.RESERVE,
+        AuditAction.ACTIVATE,
+        AuditAction.MARK_MISSING,
+        AuditAction.RESERVE,
+        AuditAction.ACTIVATE,
+    ]
+    # Another transfer's token may not register the row it holds.
+    third = catalog.reserve(dataclasses.replace(intent("s.txt", SHA_B), token="t3"))
+    with pytest.raises(CatalogError, match="reserved by another transfer"):
+        catalog.activate(third.record.id, etag="x", token="not-t3")
