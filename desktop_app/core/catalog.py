@@ -367,24 +367,50 @@ class CatalogService:
             )
         ).one_or_none()
 
+    def _new_row_values(
+        self, intent: UploadIntent, status: FileStatus, *, owner: str, etag: str | None = None
+    ) -> dict[str, Any]:
+        """The columns of a new row for this intent (those not named stay NULL)."""
+        now = self.clock()
+        return {
+            "bucket": intent.bucket,
+            "key": intent.key,
+            "owner": owner,
+            "original_name": intent.original_name,
+            "size": intent.size,
+            "sha256": intent.sha256,
+            "etag": etag,
+            "content_type": intent.content_type,
+            "status": status.value,
+            "endpoint": intent.endpoint,
+            "created_at": now,
+            "uploaded_at": now if status is FileStatus.ACTIVE else None,
+        }
+
     def _new_row(
         self, intent: UploadIntent, status: FileStatus, *, owner: str, etag: str | None = None
     ) -> FileRow:
-        now = self.clock()
-        return FileRow(
-            bucket=intent.bucket,
-            key=intent.key,
-            owner=owner,
-            original_name=intent.original_name,
-            size=intent.size,
-            sha256=intent.sha256,
-            etag=etag,
-            content_type=intent.content_type,
-            status=status.value,
-            endpoint=intent.endpoint,
-            created_at=now,
-            uploaded_at=now if status is FileStatus.ACTIVE else None,
-        )
+        return FileRow(**self._new_row_values(intent, status, owner=owner, etag=etag))
+
+    @staticmethod
+    def _change(
+        connection: Connection, row: FileRecord, *, token: str | None, **changes: Any
+    ) -> FileRecord:
+        """Set these fields of the row and its reservation token; the record as it now stands.
+
+        ``changes`` are :class:`FileRecord` fields with their record values
+        (a status is a :class:`FileStatus`).
+        """
+        columns = {
+            name: value.value if isinstance(value, FileStatus) else value
+            for name, value in changes.items()
+        }
+        connection.execute(_UPDATE_ROW, {"file_id": row.id, "token": token, **columns})
+        fields: dict[str, Any] = {
+            name: aware(value) if isinstance(value, datetime) else value
+            for name, value in changes.items()
+        }
+        return dataclasses.replace(row, **fields)
 
     @staticmethod
     def _require(session: Session, file_id: int) -> FileRow:
@@ -468,33 +494,17 @@ class CatalogService:
             if isinstance(found, Reservation):
                 return found
             source = found
-            now = self.clock()
-            values: dict[str, Any] = {
-                "bucket": intent.bucket,
-                "key": intent.key,
-                "owner": self.owner,
-                "original_name": intent.original_name,
-                "size": intent.size,
-                "sha256": intent.sha256,
-                "etag": None,
-                "content_type": intent.content_type,
-                "status": FileStatus.PENDING.value,
-                "endpoint": intent.endpoint,
-                "created_at": now,
-                "uploaded_at": None,
-                "deleted_at": None,
-                "deleted_by": None,
-                "last_error": None,
-                "token": intent.token,
-                "alive_at": now,
-                "copied_from": source.key if source is not None else None,
-            }
+            values = self._new_row_values(intent, FileStatus.PENDING, owner=self.owner)
+            values.update(
+                token=intent.token,
+                alive_at=values["created_at"],
+                copied_from=source.key if source is not None else None,
+            )
             inserted = connection.execute(_INSERT_ROW, values)
             (file_id,) = inserted.inserted_primary_key or (None,)
             assert file_id is not None
-            record = FileRecord.from_columns(
-                [file_id if name == "id" else values[name] for name in RECORD_COLUMNS]
-            )
+            values["id"] = file_id
+            record = FileRecord.from_columns([values.get(name) for name in RECORD_COLUMNS])
             details: dict[str, Any] = {"size": intent.size, "sha256": intent.sha256}
             if source is not None:
                 details["copy_of"] = source.key
@@ -561,19 +571,13 @@ class CatalogService:
             return Reservation(ReservationOutcome.DUPLICATE, row)
         if row.status is FileStatus.MISSING:
             # Known lost: this transfer sends the bytes again into the same row.
-            now = self.clock()
-            connection.execute(
-                _UPDATE_ROW,
-                {
-                    "file_id": row.id,
-                    "status": FileStatus.PENDING.value,
-                    "token": intent.token,
-                    "copied_from": None,
-                    "alive_at": now,
-                },
-            )
-            taken = dataclasses.replace(
-                row, status=FileStatus.PENDING, copied_from=None, alive_at=aware(now)
+            taken = self._change(
+                connection,
+                row,
+                token=intent.token,
+                status=FileStatus.PENDING,
+                copied_from=None,
+                alive_at=self.clock(),
             )
             self._audit(connection, AuditAction.RESERVE, taken, {"resending": "missing object"})
             return Reservation(ReservationOutcome.RESERVED, taken)
@@ -621,25 +625,14 @@ class CatalogService:
                     f"{row.key!r} cannot be activated: it is {row.status.value}.",
                     title="Unexpected catalog state",
                 )
-            now = self.clock()
-            connection.execute(
-                _UPDATE_ROW,
-                {
-                    "file_id": file_id,
-                    "status": FileStatus.ACTIVE.value,
-                    "etag": etag,
-                    "token": token,  # a repair's transfer takes a missing row over
-                    "copied_from": copied_from,
-                    "uploaded_at": now,
-                    "last_error": None,
-                },
-            )
-            row = dataclasses.replace(
+            row = self._change(
+                connection,
                 row,
+                token=token,  # a repair's transfer takes a missing row over
                 status=FileStatus.ACTIVE,
                 etag=etag,
                 copied_from=copied_from,
-                uploaded_at=aware(now),
+                uploaded_at=self.clock(),
                 last_error=None,
             )
             details = {"etag": etag}
