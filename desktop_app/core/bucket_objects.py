@@ -30,6 +30,11 @@ from botocore.utils import parse_timestamp
 SHA256_METADATA = "sha256"
 
 
+def unquoted_etag(etag: str) -> str:
+    """An ETag as Ferry compares it: S3 sends it in double quotes."""
+    return etag.strip('"')
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str
@@ -69,7 +74,7 @@ def _object(item: ElementTree.Element, ns: str, url_encoded: bool) -> ObjectInfo
         return ObjectInfo(
             key=unquote_plus(key) if url_encoded else key,
             size=int(fields.get("Size") or 0),
-            etag=fields.get("ETag", "").strip('"'),
+            etag=unquoted_etag(fields.get("ETag", "")),
             last_modified=_timestamp(fields["LastModified"]),
         )
     except KeyError as exc:

@@ -219,9 +219,7 @@ class TransferEngine:
         and it is final for this engine object.
         """
         self._interrupted.set()
-        with self._controls_lock:
-            for control in self._controls.values():
-                control.pause.set()
+        self.pause_running()
 
     def pause_running(self) -> None:
         """Stop the running attempts at their next check; unlike :meth:`interrupt`

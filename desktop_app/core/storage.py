@@ -36,7 +36,12 @@ from botocore.exceptions import (
     TokenRetrievalError,
 )
 
-from desktop_app.core.bucket_objects import LISTING_PAGE, ListingPage, read_listings_lean
+from desktop_app.core.bucket_objects import (
+    LISTING_PAGE,
+    ListingPage,
+    read_listings_lean,
+    unquoted_etag,
+)
 from desktop_app.core.bucket_objects import SHA256_METADATA as SHA256_METADATA
 from desktop_app.core.bucket_objects import ObjectInfo as ObjectInfo
 from desktop_app.core.config import Profile
@@ -107,15 +112,11 @@ def endpoint_id(endpoint_url: str | None) -> str:
     return f"{parts.scheme.lower()}://{(parts.netloc or '').lower()}"
 
 
-def _strip(etag: str) -> str:
-    return etag.strip('"')
-
-
 def _listed(item: Mapping[str, Any]) -> ObjectInfo:
     return ObjectInfo(
         key=item["Key"],
         size=int(item["Size"]),
-        etag=_strip(item.get("ETag", "")),
+        etag=unquoted_etag(item.get("ETag", "")),
         last_modified=item["LastModified"],
     )
 
@@ -412,7 +413,7 @@ class S3Storage:
                 Metadata=dict(metadata),
                 ContentType=content_type,
             )
-        return _strip(response["ETag"])
+        return unquoted_etag(response["ETag"])
 
     def head_object(self, key: str) -> ObjectInfo | None:
         try:
@@ -425,7 +426,7 @@ class S3Storage:
         return ObjectInfo(
             key=key,
             size=int(response["ContentLength"]),
-            etag=_strip(response["ETag"]),
+            etag=unquoted_etag(response["ETag"]),
             last_modified=response["LastModified"],
             metadata=dict(response.get("Metadata", {})),
         )
@@ -490,7 +491,7 @@ class S3Storage:
                     Metadata=dict(metadata),
                     ContentType=content_type,
                 )
-            return _strip(response["CopyObjectResult"]["ETag"])
+            return unquoted_etag(response["CopyObjectResult"]["ETag"])
         upload_id = self.create_multipart_upload(key, metadata=metadata, content_type=content_type)
         try:
             parts = []
@@ -507,7 +508,7 @@ class S3Storage:
                         CopySourceIfMatch=condition,
                         CopySourceRange=f"bytes={offset}-{last}",
                     )
-                parts.append((number, _strip(part["CopyPartResult"]["ETag"])))
+                parts.append((number, unquoted_etag(part["CopyPartResult"]["ETag"])))
             return self.complete_multipart_upload(key, upload_id, parts)
         except BaseException:
             with contextlib.suppress(StorageError):
@@ -564,7 +565,7 @@ class S3Storage:
                 Body=bytes(body),
                 ContentMD5=md5_b64,
             )
-        return _strip(response["ETag"])
+        return unquoted_etag(response["ETag"])
 
     def list_parts(self, key: str, upload_id: str) -> Iterator[PartInfo]:
         marker = 0
@@ -579,7 +580,9 @@ class S3Storage:
                 )
             parts = page.get("Parts", [])
             for item in parts:
-                yield PartInfo(int(item["PartNumber"]), int(item["Size"]), _strip(item["ETag"]))
+                yield PartInfo(
+                    int(item["PartNumber"]), int(item["Size"]), unquoted_etag(item["ETag"])
+                )
             next_marker = int(page.get("NextPartNumberMarker", 0) or 0)
             if not page.get("IsTruncated") or not parts or next_marker <= marker:
                 return
@@ -597,7 +600,7 @@ class S3Storage:
                     "Parts": [{"PartNumber": n, "ETag": f'"{etag}"'} for n, etag in parts]
                 },
             )
-        return _strip(response.get("ETag", ""))
+        return unquoted_etag(response.get("ETag", ""))
 
     def abort_multipart_upload(self, key: str, upload_id: str) -> None:
         try:
