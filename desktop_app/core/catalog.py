@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import threading
@@ -76,7 +77,7 @@ from desktop_app.core.errors import (
     KeyConflictError,
     NotInCatalogError,
 )
-from desktop_app.core.group_commit import GroupCommitter
+from desktop_app.core.group_commit import GroupCommitter, WriterConnection
 from desktop_app.core.migrate import Schema
 from desktop_app.core.object_keys import validate_key
 
@@ -210,9 +211,14 @@ class CatalogService:
         # growing steps while it waits; threads of this process queue on a
         # lock instead, which keeps many small uploads from stalling.
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
-        # Reservations and activations of many uploads share transactions.
+        # Reservations and activations of many uploads share transactions,
+        # written by one thread through a connection of its own.
+        self._writer = WriterConnection(engine)
         self._group: GroupCommitter[Connection] = GroupCommitter(
-            self._connect, self._run_connected, name="ferry-catalog", most=64
+            functools.partial(self._connect, self._writer),
+            functools.partial(self._run_connected, writer=self._writer),
+            name="ferry-catalog",
+            most=64,
         )
 
     @contextlib.contextmanager
@@ -221,13 +227,15 @@ class CatalogService:
             yield session
 
     @contextlib.contextmanager
-    def _connect(self) -> Iterator[Connection]:
+    def _connect(self, writer: WriterConnection | None = None) -> Iterator[Connection]:
         """A transaction without an ORM session: the upload path's, once or twice per file."""
-        with self._write_lock or contextlib.nullcontext(), self.engine.begin() as connection:
+        begin = writer.begin() if writer is not None else self.engine.begin()
+        with self._write_lock or contextlib.nullcontext(), begin as connection:
             yield connection
 
     def close(self) -> None:
         self._group.stop()
+        self._writer.close()
         self.engine.dispose()
 
     @property
@@ -240,8 +248,14 @@ class CatalogService:
         """Run work in one transaction, retrying transient failures."""
         return self._retrying(action, work, self._begin)
 
-    def _run_connected(self, action: str, work: Callable[[Connection], T]) -> T:
-        return self._retrying(action, work, self._connect)
+    def _run_connected(
+        self,
+        action: str,
+        work: Callable[[Connection], T],
+        *,
+        writer: WriterConnection | None = None,
+    ) -> T:
+        return self._retrying(action, work, functools.partial(self._connect, writer))
 
     @staticmethod
     def _retrying(

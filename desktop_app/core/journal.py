@@ -47,7 +47,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from desktop_app.core import migrate
 from desktop_app.core.errors import IllegalMoveError, JournalError, JournalLockedError
-from desktop_app.core.group_commit import GroupCommitter
+from desktop_app.core.group_commit import GroupCommitter, WriterConnection
 from desktop_app.core.locks import LockHeld, PidLock
 from desktop_app.core.migrate import Schema
 from desktop_app.core.states import (
@@ -494,6 +494,7 @@ class Journal:
         self.clock = clock or (lambda: datetime.now(UTC))
         self._lock = PidLock(path.with_suffix(".lock"))
         self._writer: GroupCommitter[Connection] | None = None
+        self._connection: WriterConnection | None = None
         if read_only:
             self._open_read_only()
             return
@@ -512,8 +513,12 @@ class Journal:
             with self.engine.connect() as connection:
                 if not migrate.revisions(connection, Schema.JOURNAL).up_to_date:
                     migrate.upgrade(connection, Schema.JOURNAL)
+            self._connection = writer = WriterConnection(self.engine)
             self._writer = GroupCommitter(
-                self.engine.begin, self._write_alone, name="ferry-journal", most=512
+                writer.begin,
+                functools.partial(self._write_alone, writer),
+                name="ferry-journal",
+                most=512,
             )
         except (SQLAlchemyError, OSError) as exc:
             self._lock.release()
@@ -542,6 +547,8 @@ class Journal:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.stop()
+        if self._connection is not None:
+            self._connection.close()
         self.engine.dispose()
         self._lock.release()
 
@@ -553,9 +560,11 @@ class Journal:
             )
         return self._writer.run(op)
 
-    def _write_alone(self, _label: str, op: Callable[[Connection], T]) -> T:
+    def _write_alone(
+        self, writer: WriterConnection, _label: str, op: Callable[[Connection], T]
+    ) -> T:
         try:
-            with self.engine.begin() as connection:
+            with writer.begin() as connection:
                 return op(connection)
         except (SQLAlchemyError, sqlite3.Error) as exc:
             raise self._write_error(exc) from None

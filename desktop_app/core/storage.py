@@ -36,6 +36,7 @@ from botocore.exceptions import (
     TokenRetrievalError,
 )
 
+from desktop_app import __version__
 from desktop_app.core.bucket_objects import (
     LISTING_PAGE,
     ListingPage,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 COPY_LIMIT = 5 * 1024**3
 COPY_PART_SIZE = 512 * 1024**2
 _READ_CHUNK = 8 * 1024**2
+_USER_AGENT = f"Ferry/{__version__} Boto3/{boto3.__version__}"  # boto3 adds Botocore/x
 TRANSIENT_CODES = frozenset(
     {
         "InternalError",
@@ -156,6 +158,9 @@ class S3Storage:
             "connect_timeout": 10,
             "read_timeout": 60,
             "retries": {"mode": "standard", "max_attempts": 3},
+            # A fixed User-Agent: botocore otherwise builds its structured one
+            # twice per request, about 75 us of CPU, 2 % of a small file's.
+            "user_agent": _USER_AGENT,
         }
         if not is_aws_endpoint(profile.endpoint_url):
             # botocore >= 1.36 sends CRC checksums by default, which several

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, event, text
 
-from desktop_app.core.group_commit import GroupCommitter
+from desktop_app.core.group_commit import GroupCommitter, WriterConnection
 
 
 @pytest.fixture
@@ -91,3 +91,33 @@ def test_one_requests_error_is_its_own_and_its_writes_are_not_kept(engine: Engin
     assert isinstance(outcomes[4], ValueError)
     assert [o for n, o in enumerate(outcomes) if n != 4] == [f"k{n}" for n in range(8) if n != 4]
     assert keys(engine) == {"slow", *(f"k{n}" for n in range(8) if n != 4)}
+
+
+def test_the_writer_keeps_one_connection_and_drops_it_after_an_error(engine: Engine) -> None:
+    checkouts: list[int] = []
+    event.listen(engine, "checkout", lambda *_args: checkouts.append(1))
+    writer = WriterConnection(engine)
+    committer = GroupCommitter(
+        writer.begin,
+        lambda _label, work: run_alone_with(writer, work),
+        name="t",
+        most=64,
+    )
+    try:
+        for n in range(5):
+            committer.run(insert(f"k{n}"))
+        with pytest.raises(ValueError):
+            committer.run(insert("refused", then_fail=True))
+        committer.run(insert("after"))
+    finally:
+        committer.stop()
+        writer.close()
+    # Every committed write is seen by another connection; the refused one was rolled back.
+    assert keys(engine) == {"after", *(f"k{n}" for n in range(5))}
+    # One connection for the first six transactions, a new one after the error.
+    assert len(checkouts) == 2 + 1  # the writer's two, and keys()'s
+
+
+def run_alone_with(writer: WriterConnection, work: object) -> object:
+    with writer.begin() as connection:
+        return work(connection)  # type: ignore[operator]
