@@ -329,8 +329,10 @@ _SOURCES = {
 
 
 def _sqlite_time(moment: datetime) -> str:
-    moment = moment.astimezone(UTC) if moment.tzinfo else moment
-    return f"{moment:%Y-%m-%d %H:%M:%S}.{moment.microsecond:06d}"
+    """The text SQLAlchemy's SQLite DateTime stores: naive UTC, microseconds always."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.isoformat(" ", "microseconds")
 
 
 def _sql_value(value: Any) -> Any:

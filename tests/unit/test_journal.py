@@ -1,0 +1,29 @@
+"""The journal's own SQL writes times as SQLAlchemy's SQLite DateTime does."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import DateTime
+from sqlalchemy.dialects import sqlite
+
+from desktop_app.core.journal import _sqlite_time
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 11, 24, 8, 0, 0, tzinfo=UTC),  # no microseconds: still written out
+        datetime(2026, 11, 24, 8, 0, 0, 999_999, tzinfo=UTC),
+        datetime(2026, 11, 24, 1, 30, 0, 5, tzinfo=timezone(timedelta(hours=-7))),
+        datetime(2026, 11, 24, 8, 0, 0, 123_456),  # naive: taken as UTC already
+    ],
+)
+def test_times_are_the_text_sqlalchemy_writes_so_they_compare_in_sql(moment: datetime) -> None:
+    # Retry times are compared as text in SQL (due <= now): one format for both writers.
+    dialect = sqlite.dialect()
+    write = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert write is not None
+    utc = moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+    assert _sqlite_time(moment) == write(utc)
