@@ -213,10 +213,10 @@ class CatalogService:
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
         # Reservations and activations of many uploads share transactions,
         # written by one thread through a connection of its own.
-        self._writer = WriterConnection(engine)
+        self._writer_connection = WriterConnection(engine)
         self._group: GroupCommitter[Connection] = GroupCommitter(
-            functools.partial(self._connect, self._writer),
-            functools.partial(self._run_connected, writer=self._writer),
+            functools.partial(self._connect, self._writer_connection),
+            functools.partial(self._run_connected, writer=self._writer_connection),
             name="ferry-catalog",
             most=64,
         )
@@ -235,7 +235,7 @@ class CatalogService:
 
     def close(self) -> None:
         self._group.stop()
-        self._writer.close()
+        self._writer_connection.close()
         self.engine.dispose()
 
     @property

@@ -16,6 +16,9 @@ waiting and runs them in one transaction. Promises:
 - requests run in the order of their ``order`` string (the key they lock),
   so that two clients' groups take per-key locks in the same order;
 - a request that finds the queue empty runs at once: grouping adds no wait.
+
+A :class:`WriterConnection` is the one database connection such a writer
+thread keeps across its transactions.
 """
 
 from __future__ import annotations

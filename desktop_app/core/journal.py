@@ -496,7 +496,7 @@ class Journal:
         self.clock = clock or (lambda: datetime.now(UTC))
         self._lock = PidLock(path.with_suffix(".lock"))
         self._writer: GroupCommitter[Connection] | None = None
-        self._connection: WriterConnection | None = None
+        self._writer_connection: WriterConnection | None = None
         if read_only:
             self._open_read_only()
             return
@@ -515,7 +515,7 @@ class Journal:
             with self.engine.connect() as connection:
                 if not migrate.revisions(connection, Schema.JOURNAL).up_to_date:
                     migrate.upgrade(connection, Schema.JOURNAL)
-            self._connection = writer = WriterConnection(self.engine)
+            self._writer_connection = writer = WriterConnection(self.engine)
             self._writer = GroupCommitter(
                 writer.begin,
                 functools.partial(self._write_alone, writer),
@@ -549,8 +549,8 @@ class Journal:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.stop()
-        if self._connection is not None:
-            self._connection.close()
+        if self._writer_connection is not None:
+            self._writer_connection.close()
         self.engine.dispose()
         self._lock.release()
 
