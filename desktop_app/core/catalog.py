@@ -212,8 +212,12 @@ class CatalogService:
         # lock instead, which keeps many small uploads from stalling.
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
         # Reservations and activations of many uploads share transactions,
-        # written by one thread through a connection of its own.
-        self._writer_connection = WriterConnection(engine)
+        # written by one thread. On SQLite it keeps a connection of its own;
+        # PostgreSQL's pool holds two per client (a check streams on one while
+        # the other writes), so there the writer takes one per transaction.
+        self._writer_connection = (
+            WriterConnection(engine) if engine.dialect.name == "sqlite" else None
+        )
         self._group: GroupCommitter[Connection] = GroupCommitter(
             functools.partial(self._connect, self._writer_connection),
             functools.partial(self._run_connected, writer=self._writer_connection),
@@ -235,7 +239,8 @@ class CatalogService:
 
     def close(self) -> None:
         self._group.stop()
-        self._writer_connection.close()
+        if self._writer_connection is not None:
+            self._writer_connection.close()
         self.engine.dispose()
 
     @property
