@@ -210,14 +210,13 @@ class CatalogService:
         # SQLite has one writer at a time and its busy handler sleeps in
         # growing steps while it waits; threads of this process queue on a
         # lock instead, which keeps many small uploads from stalling.
-        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        on_sqlite = engine.dialect.name == "sqlite"
+        self._write_lock = threading.Lock() if on_sqlite else None
         # Reservations and activations of many uploads share transactions,
         # written by one thread. On SQLite it keeps a connection of its own;
         # PostgreSQL's pool holds two per client (a check streams on one while
         # the other writes), so there the writer takes one per transaction.
-        self._writer_connection = (
-            WriterConnection(engine) if engine.dialect.name == "sqlite" else None
-        )
+        self._writer_connection = WriterConnection(engine) if on_sqlite else None
         self._group: GroupCommitter[Connection] = GroupCommitter(
             functools.partial(self._connect, self._writer_connection),
             functools.partial(self._run_connected, writer=self._writer_connection),

@@ -18,13 +18,13 @@ import queue
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from desktop_app.core.bucket_objects import ObjectInfo
 from desktop_app.core.catalog import FileRecord
@@ -32,11 +32,32 @@ from desktop_app.core.catalog import FileRecord
 T = TypeVar("T")
 
 
+class _Keyed(Protocol):
+    @property
+    def key(self) -> str: ...
+
+
+K = TypeVar("K", bound=_Keyed)
+
+
 class OutOfOrder(Exception):
     """The server listed a key before a smaller one: this pass's merge is void."""
 
     def __init__(self, before: str, after: str) -> None:
         super().__init__(f"{before!r} listed before {after!r}")
+
+
+def in_byte_order(items: Iterable[K], disorder: Callable[[str, str], Exception]) -> Iterator[K]:
+    """The items as they come, raising ``disorder(before, after)`` at the first key
+    smaller (in UTF-8 bytes) than the one before it: the merge relies on that order."""
+    previous: str | None = None
+    previous_key = b""
+    for item in items:
+        key = item.key.encode("utf-8")
+        if previous is not None and key < previous_key:
+            raise disorder(previous, item.key)
+        previous, previous_key = item.key, key
+        yield item
 
 
 @dataclass(frozen=True)
@@ -107,13 +128,7 @@ class StreamedListing:
         self.count = 0
 
     def __iter__(self) -> Iterator[ObjectInfo]:
-        previous: ObjectInfo | None = None
-        previous_key = b""
-        for item in self._objects:
-            key = item.key.encode("utf-8")
-            if previous is not None and key < previous_key:
-                raise OutOfOrder(previous.key, item.key)
-            previous, previous_key = item, key
+        for item in in_byte_order(self._objects, OutOfOrder):
             self.count += 1
             yield item
 

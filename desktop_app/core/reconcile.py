@@ -41,6 +41,7 @@ from desktop_app.core.check_streams import (
     PagesAhead,
     SortedListing,
     StreamedListing,
+    in_byte_order,
     merge_by_key,
 )
 from desktop_app.core.errors import FerryError, StorageError, StorageErrorKind
@@ -250,18 +251,12 @@ def write_report(report: CheckReport, path: Path) -> None:
             )
 
 
-def _checked_order(rows: Iterator[FileRecord]) -> Iterator[FileRecord]:
-    previous: bytes | None = None
-    for row in rows:
-        current = row.key.encode("utf-8")
-        if previous is not None and current < previous:
-            raise ConsistencyError(
-                f"The catalog returned {row.key!r} after a greater key: it does not sort keys "
-                'in byte order (a PostgreSQL column without COLLATE "C"?). The check stopped '
-                "rather than report false findings; run `ferry catalog upgrade`."
-            )
-        previous = current
-        yield row
+def _rows_out_of_order(_before: str, after: str) -> ConsistencyError:
+    return ConsistencyError(
+        f"The catalog returned {after!r} after a greater key: it does not sort keys "
+        'in byte order (a PostgreSQL column without COLLATE "C"?). The check stopped '
+        "rather than report false findings; run `ferry catalog upgrade`."
+    )
 
 
 class _OtherServersRows:
@@ -367,7 +362,10 @@ class ConsistencyChecker:
         try:
             elsewhere = _OtherServersRows(self.storage.endpoint_id)
             rows = elsewhere.drop(
-                _checked_order(self.catalog.iter_in_key_order(self.storage.bucket, self.prefix))
+                in_byte_order(
+                    self.catalog.iter_in_key_order(self.storage.bucket, self.prefix),
+                    _rows_out_of_order,
+                )
             )
             # An admin sees every row; a user learns of others' keys, and nothing more.
             others_keys: Iterator[str] = (

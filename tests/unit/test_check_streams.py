@@ -9,7 +9,7 @@ import pytest
 
 from desktop_app.core.catalog import FileRecord
 from desktop_app.core.catalog_schema import FileStatus
-from desktop_app.core.check_streams import PagesAhead, merge_by_key
+from desktop_app.core.check_streams import OutOfOrder, PagesAhead, in_byte_order, merge_by_key
 from desktop_app.core.errors import StorageError, StorageErrorKind
 from desktop_app.core.storage import ObjectInfo
 
@@ -60,3 +60,20 @@ def test_the_join_holds_each_key_s_object_rows_and_others_together_in_byte_order
     assert seen[1].others_live and not seen[1].rows and seen[1].object is not None
     assert seen[3].object is None and seen[3].others_live and [r.id for r in seen[3].rows] == [4]
     assert seen[4].rows == [] and not seen[4].others_live
+
+
+def _object(key: str) -> ObjectInfo:
+    return ObjectInfo(key, 1, "e", NOW)
+
+
+def test_byte_order_is_checked_key_by_key_and_the_first_break_is_named() -> None:
+    # "a-b" < "a/B" in UTF-8 bytes ("-" is 0x2d, "/" 0x2f), though a listing
+    # sorted another way (SeaweedFS) puts "a/B" first; "é" sorts after "z".
+    ordered = [_object(k) for k in ["a-b", "a/B", "z", "é"]]
+    assert list(in_byte_order(ordered, OutOfOrder)) == ordered
+
+    seen: list[str] = []
+    with pytest.raises(OutOfOrder, match="'a/B' listed before 'a-b'"):
+        for item in in_byte_order([_object(k) for k in ["a", "a/B", "a-b", "b"]], OutOfOrder):
+            seen.append(item.key)
+    assert seen == ["a", "a/B"]  # what came before the break, and nothing after it

@@ -6,8 +6,11 @@ import base64
 import hashlib
 from typing import Any
 
+import boto3
+import botocore
 from botocore.awsrequest import AWSResponse
 
+from desktop_app import __version__
 from desktop_app.core.config import Profile
 from desktop_app.core.keys import CredentialSource, S3Credentials
 from desktop_app.core.storage import S3Storage
@@ -52,11 +55,6 @@ def test_over_https_a_body_with_content_md5_is_not_hashed_either() -> None:
 
 def test_requests_name_ferry_and_its_libraries_in_the_user_agent() -> None:
     """A server's access log tells Ferry's requests apart (and botocore's is not rebuilt)."""
-    import boto3
-    import botocore
-
-    from desktop_app import __version__
-
     agent = _sent_headers("http://127.0.0.1:1")["User-Agent"]
     assert agent == f"Ferry/{__version__} Boto3/{boto3.__version__} Botocore/{botocore.__version__}"
     assert "ua/2" not in agent  # botocore's structured agent, rebuilt for every request
