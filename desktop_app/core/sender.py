@@ -51,7 +51,7 @@ from desktop_app.core.journal import (
 )
 from desktop_app.core.prepass import PrePass
 from desktop_app.core.storage import SHA256_METADATA, ObjectInfo, S3Storage, multipart_etag
-from desktop_app.core.throttle import BandwidthLimiter, ByteBudget
+from desktop_app.core.throttle import BandwidthLimiter, ByteBudget, PartBuffer
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
@@ -161,6 +161,18 @@ def _first_error(
             first = error
             stop.set()
     return first
+
+
+def _read_into(fd: int, offset: int, into: bytearray) -> int:
+    """Fill ``into`` from ``offset`` of the file; fewer bytes only where the file ends."""
+    view = memoryview(into)
+    filled = 0
+    while filled < len(into):
+        got = os.preadv(fd, [view[filled:]], offset + filled)
+        if not got:
+            break
+        filled += got
+    return filled
 
 
 def _open_source(record: TransferRecord) -> BinaryIO:
@@ -407,22 +419,22 @@ class ObjectSender:
                     md5 = md5s[part.number - 1]
                     if part.done and part.md5 == md5.hex():
                         continue
-                    held = self.budget.acquire(part.size)
+                    buffer = self.budget.take_buffer(part.size)
                     try:
                         check_source(record)
-                        body = os.pread(handle.fileno(), part.size, part.offset)
-                        if len(body) != part.size:
+                        if _read_into(handle.fileno(), part.offset, buffer.data) != part.size:
                             raise _source_changed(record, "it became shorter")
                     except BaseException:
-                        self.budget.release(held)
+                        self.budget.give_back(buffer)
                         raise
                     futures.append(
                         self._part_pool.submit(
-                            self._send_part, record, part, body, md5, held, control, progress, stop
+                            self._send_part, record, part, buffer, md5, control, progress, stop
                         )
                     )
         finally:
             error = _first_error(futures, stop)
+            self.budget.drop_spares()
         if error is not None:
             raise error
 
@@ -430,15 +442,15 @@ class ObjectSender:
         self,
         record: TransferRecord,
         part: PartRecord,
-        body: bytes,
+        buffer: PartBuffer,
         md5: bytes,
-        held: int,
         control: TransferControl,
         progress: ProgressMeter,
         stop: threading.Event,
     ) -> None:
         assert record.upload_id is not None
         md5_hex = md5.hex()
+        body = buffer.data
         try:
             if stop.is_set():
                 return
@@ -470,14 +482,14 @@ class ObjectSender:
             stop.set()
             raise
         finally:
-            self.budget.release(held)
+            self.budget.give_back(buffer)
         # Confirmed only now that the server has answered for it.
         self.journal.confirm_part(record.id, part.number, md5_hex, etag)
         progress.add(part.size)
 
     @staticmethod
     def _check_part_unchanged(
-        record: TransferRecord, part: PartRecord, body: bytes, md5: bytes
+        record: TransferRecord, part: PartRecord, body: bytearray, md5: bytes
     ) -> None:
         """A refused part: did the file change since the pre-pass, or the bytes on the way?"""
         if hashlib.md5(body).digest() != md5:

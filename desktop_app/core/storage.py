@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import boto3
@@ -559,15 +559,18 @@ class S3Storage:
         return response["UploadId"]
 
     def upload_part(
-        self, key: str, upload_id: str, number: int, body: bytes | memoryview, md5_b64: str
+        self, key: str, upload_id: str, number: int, body: bytes | bytearray, md5_b64: str
     ) -> str:
+        """Send one part. A bytearray goes as it is, not copied: the caller keeps it
+        unchanged until this returns."""
         with self._translate(f"upload part {number} of", key):
             response = self.client.upload_part(
                 Bucket=self.bucket,
                 Key=key,
                 UploadId=upload_id,
                 PartNumber=number,
-                Body=bytes(body),
+                # botocore's validator takes a bytearray as a blob; its stubs say bytes only.
+                Body=cast(bytes, body),
                 ContentMD5=md5_b64,
             )
         return unquoted_etag(response["ETag"])

@@ -83,6 +83,52 @@ def test_large_parts_leave_room_for_small_files_in_the_budget() -> None:
     assert ready.wait(5)
 
 
+def test_a_part_buffer_given_back_is_lent_again_for_the_next_part_of_its_size() -> None:
+    budget = ByteBudget(64, small_reserve=16)
+    first = budget.take_buffer(16)
+    first.data[:] = b"a" * 16
+    budget.give_back(first)
+    again = budget.take_buffer(16)
+    assert again is first  # the same memory: no fresh pages to clear
+    budget.give_back(again)
+    assert budget.peak == 16  # one buffer, counted once
+    last = budget.take_buffer(5)  # the last, shorter part gets a buffer of its own size
+    assert len(last.data) == 5 and last is not first
+    budget.give_back(last)
+
+
+def test_a_reader_waiting_for_room_takes_the_buffer_given_back() -> None:
+    budget = ByteBudget(64, small_reserve=16)
+    lent = [budget.take_buffer(16) for _ in range(3)]  # the 48 bytes parts may hold
+    taken: list[object] = []
+    waiting = threading.Thread(target=lambda: taken.append(budget.take_buffer(16)), daemon=True)
+    waiting.start()
+    waiting.join(0.2)
+    assert not taken, "a fourth part must wait for room"
+    budget.give_back(lent[1])
+    waiting.join(5)
+    assert taken == [lent[1]]  # reused, not dropped to make room for a new one
+    assert budget.peak == 48
+
+
+def test_spare_buffers_never_make_anyone_wait_and_end_with_the_send() -> None:
+    budget = ByteBudget(64, small_reserve=16)
+    for buffer in [budget.take_buffer(16) for _ in range(3)]:
+        budget.give_back(buffer)
+    assert budget.spare_bytes == 48
+    assert budget.acquire(32) == 32  # a pre-pass ring: spares make room at once
+    assert budget.spare_bytes == 16
+    budget.release(32)
+    sending, sent = budget.take_buffer(16), budget.take_buffer(16)
+    budget.give_back(sent)
+    budget.drop_spares()
+    assert budget.spare_bytes == 16  # a part is still being sent: its file's spares stay
+    budget.give_back(sending)
+    budget.drop_spares()
+    assert budget.spare_bytes == 0
+    assert budget.acquire(48) == 48  # all of it free again
+
+
 def test_a_small_request_waits_only_for_its_own_bytes() -> None:
     now = [0.0]
     slept: list[float] = []
