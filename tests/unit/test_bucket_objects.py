@@ -6,6 +6,8 @@ objects, truncation and token as ElementTree, or leave the page to it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from desktop_app.core.bucket_objects import (
@@ -35,22 +37,22 @@ def page(*items: str, head: str = "", tail: str = "", root: str = "ListBucketRes
     ).encode()
 
 
-def read_by_tree(body: bytes) -> ListingPage | type[Exception]:
+def outcome(reader: Callable[[bytes], ListingPage], body: bytes) -> ListingPage | type[Exception]:
+    """What a reader makes of a page: the page, or the kind of error it raises."""
     try:
-        return _read_page_tree(body)
+        return reader(body)
     except NotAListing:
         return NotAListing
     except ValueError:
         return ValueError
+
+
+def read_by_tree(body: bytes) -> ListingPage | type[Exception]:
+    return outcome(_read_page_tree, body)
 
 
 def read(body: bytes) -> ListingPage | type[Exception]:
-    try:
-        return parse_listing_page(body)
-    except NotAListing:
-        return NotAListing
-    except ValueError:
-        return ValueError
+    return outcome(parse_listing_page, body)
 
 
 TRUNCATED = "<IsTruncated>true</IsTruncated>"
