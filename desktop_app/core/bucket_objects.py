@@ -5,7 +5,8 @@ timestamp with dateutil, and parses each page once more to look for an
 error inside a 200 answer: for a check of 100,000 objects that was two thirds
 of its time (docs/BENCHMARKS.md). :func:`read_listings_lean` keeps botocore
 for the request (signing, retries, errors, proxies) and lets
-:func:`parse_listing_page` read a ListObjectsV2 page, once.
+:func:`parse_listing_page` read a ListObjectsV2 page, once: by pattern when
+the page is in the plain shape servers write, else with ElementTree.
 
 Promises: the keys, sizes, ETags (without quotes) and times botocore would
 give, keys URL-decoded when the server encoded them (botocore asks for
@@ -142,9 +143,12 @@ def _entity(match: re.Match[str]) -> str:
     if named:
         return _NAMED[named]
     code = int(decimal) if decimal else int(hexadecimal, 16)
-    if code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD:
-        return chr(code)
-    if 0x10000 <= code <= 0x10FFFF:
+    if (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    ):
         return chr(code)
     raise _NotPlain("a character XML does not allow")
 

@@ -51,7 +51,7 @@ from desktop_app.core.journal import (
 )
 from desktop_app.core.prepass import PrePass
 from desktop_app.core.storage import SHA256_METADATA, ObjectInfo, S3Storage, multipart_etag
-from desktop_app.core.throttle import BandwidthLimiter, ByteBudget, PartBuffer
+from desktop_app.core.throttle import BandwidthLimiter, ByteBudget
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
@@ -422,7 +422,7 @@ class ObjectSender:
                     buffer = self.budget.take_buffer(part.size)
                     try:
                         check_source(record)
-                        if _read_into(handle.fileno(), part.offset, buffer.data) != part.size:
+                        if _read_into(handle.fileno(), part.offset, buffer) != part.size:
                             raise _source_changed(record, "it became shorter")
                     except BaseException:
                         self.budget.give_back(buffer)
@@ -442,7 +442,7 @@ class ObjectSender:
         self,
         record: TransferRecord,
         part: PartRecord,
-        buffer: PartBuffer,
+        body: bytearray,
         md5: bytes,
         control: TransferControl,
         progress: ProgressMeter,
@@ -450,7 +450,6 @@ class ObjectSender:
     ) -> None:
         assert record.upload_id is not None
         md5_hex = md5.hex()
-        body = buffer.data
         try:
             if stop.is_set():
                 return
@@ -482,7 +481,7 @@ class ObjectSender:
             stop.set()
             raise
         finally:
-            self.budget.give_back(buffer)
+            self.budget.give_back(body)
         # Confirmed only now that the server has answered for it.
         self.journal.confirm_part(record.id, part.number, md5_hex, etag)
         progress.add(part.size)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 # The longest a waiting caller sleeps before it looks at the rate again.
 WAIT_SLICE = 0.25
@@ -85,14 +84,6 @@ class BandwidthLimiter:
         return slept
 
 
-@dataclass(eq=False)
-class PartBuffer:
-    """A buffer lent by :meth:`ByteBudget.take_buffer`, and the bytes of the budget it holds."""
-
-    data: bytearray
-    held: int
-
-
 class ByteBudget:
     """At most ``capacity`` bytes held at once across all part buffers.
 
@@ -113,7 +104,7 @@ class ByteBudget:
         self.small_reserve = min(small_reserve, capacity // 2)
         self._used = 0
         self._peak = 0
-        self._spares: list[PartBuffer] = []
+        self._spares: list[bytearray] = []
         self._lent = 0
         self._condition = threading.Condition()
 
@@ -124,20 +115,20 @@ class ByteBudget:
         limit = self.capacity if small else self.capacity - self.small_reserve
         return min(amount, limit), limit
 
-    def _hold(self, amount: int, limit: int, reuse: int | None = None) -> PartBuffer | None:
+    def _hold(self, amount: int, limit: int, reuse: int | None = None) -> bytearray | None:
         """Count ``amount`` as held, waiting for room, or (``reuse`` given) take a spare of
         that size once there is one. The condition is held by the caller."""
         while True:
             if reuse is not None:
                 for index, spare in enumerate(self._spares):
-                    if len(spare.data) == reuse:
+                    if len(spare) == reuse:
                         return self._spares.pop(index)
             if self._used + amount <= limit:
                 self._used += amount
                 self._peak = max(self._peak, self._used)
                 return None
             if self._spares:
-                self._used -= self._spares.pop(0).held  # a spare never makes anyone wait
+                self._release_spare(self._spares.pop(0))  # a spare never makes anyone wait
                 continue
             self._condition.wait()
 
@@ -152,33 +143,38 @@ class ByteBudget:
             self._used -= amount
             self._condition.notify_all()
 
-    def take_buffer(self, size: int) -> PartBuffer:
+    def take_buffer(self, size: int) -> bytearray:
         """A buffer of exactly ``size`` bytes, held until :meth:`give_back`; its content is
         whatever it last held."""
         amount, limit = self._share(size)
         with self._condition:
             spare = self._hold(amount, limit, reuse=size)
             self._lent += 1
-        return spare if spare is not None else PartBuffer(bytearray(size), amount)
+        return spare if spare is not None else bytearray(size)
 
-    def give_back(self, buffer: PartBuffer) -> None:
+    def give_back(self, buffer: bytearray) -> None:
         with self._condition:
             self._lent -= 1
             self._spares.append(buffer)
             self._condition.notify_all()
 
+    def _release_spare(self, spare: bytearray) -> None:
+        held, _limit = self._share(len(spare))
+        self._used -= held
+
     def drop_spares(self) -> None:
         """Free the spares if no buffer is lent: the send that used them has ended."""
         with self._condition:
             if self._lent == 0 and self._spares:
-                self._used -= sum(spare.held for spare in self._spares)
+                for spare in self._spares:
+                    self._release_spare(spare)
                 self._spares.clear()
                 self._condition.notify_all()
 
     @property
     def spare_bytes(self) -> int:
         with self._condition:
-            return sum(len(spare.data) for spare in self._spares)
+            return sum(len(spare) for spare in self._spares)
 
     @property
     def peak(self) -> int:

@@ -86,14 +86,14 @@ def test_large_parts_leave_room_for_small_files_in_the_budget() -> None:
 def test_a_part_buffer_given_back_is_lent_again_for_the_next_part_of_its_size() -> None:
     budget = ByteBudget(64, small_reserve=16)
     first = budget.take_buffer(16)
-    first.data[:] = b"a" * 16
+    first[:] = b"a" * 16
     budget.give_back(first)
     again = budget.take_buffer(16)
     assert again is first  # the same memory: no fresh pages to clear
     budget.give_back(again)
     assert budget.peak == 16  # one buffer, counted once
     last = budget.take_buffer(5)  # the last, shorter part gets a buffer of its own size
-    assert len(last.data) == 5 and last is not first
+    assert len(last) == 5 and last is not first
     budget.give_back(last)
 
 
