@@ -150,6 +150,10 @@ def tool_commands(
 
 def base_env(endpoint: str, home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FERRY_", "RCLONE_"))}
+    # Python programs run as installed: aws-cli's bytecode was compiled when
+    # pip installed it, Ferry's (an editable install) is cached at its first
+    # run. A shell that forbids writing it recompiled Ferry at every start.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(
         AWS_ACCESS_KEY_ID=KEY,
         AWS_SECRET_ACCESS_KEY=SECRET,

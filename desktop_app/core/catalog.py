@@ -373,6 +373,21 @@ class CatalogService:
         if self.dialect == "postgresql":
             transaction.execute(_KEY_LOCK, {"name": f"{bucket}/{key}"})
         else:
+            self._take_write_lock(transaction)
+
+    def _take_write_lock(self, transaction: Session | Connection) -> None:
+        """SQLite: hold the file's write lock from here to the commit; elsewhere nothing.
+
+        Once per transaction: sqlite3 begins one only before a write, so a
+        transaction already begun holds the lock (the later requests of a
+        group commit find it so, and skip a statement each).
+        """
+        if self.dialect == "postgresql":
+            return
+        connection = (
+            transaction if isinstance(transaction, Connection) else transaction.connection()
+        )
+        if not connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
             transaction.execute(_TAKE_WRITE_LOCK)
 
     @staticmethod
@@ -626,6 +641,9 @@ class CatalogService:
         """
 
         def work(connection: Connection) -> FileRecord:
+            # On SQLite the row is read under the write lock: nothing changes it
+            # between this judgement and the update.
+            self._take_write_lock(connection)
             values = connection.execute(_ROW_FOR_UPDATE, {"file_id": file_id}).one_or_none()
             if values is None:
                 raise _no_row(file_id)
