@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import threading
 from datetime import UTC, datetime
 
@@ -390,3 +391,38 @@ def test_what_reserve_and_activate_return_is_what_the_catalog_holds(
     third = catalog.reserve(dataclasses.replace(intent("s.txt", SHA_B), token="t3"))
     with pytest.raises(CatalogError, match="reserved by another transfer"):
         catalog.activate(third.record.id, etag="x", token="not-t3")
+
+
+def test_activation_judges_the_row_as_it_is_once_it_may_write(tmp_path) -> None:
+    """SQLite: another process changes the row while activation waits for the
+    write lock. Activation must judge the row it then updates, not the one it
+    saw before it waited (it would register an upload the row no longer names).
+    """
+    path = tmp_path / "catalog.sqlite3"
+    catalog = open_catalog(f"sqlite:///{path}", owner="alice")
+    reserved = catalog.reserve(dataclasses.replace(intent("race/a.bin"), token="ours"))
+    other = sqlite3.connect(path, isolation_level=None, timeout=30)
+    other.execute("BEGIN IMMEDIATE")  # the other process holds the write lock
+    other.execute("UPDATE files SET token = 'theirs' WHERE id = ?", (reserved.record.id,))
+    outcome: list[object] = []
+
+    def activate() -> None:
+        try:
+            outcome.append(catalog.activate(reserved.record.id, etag="0123", token="ours"))
+        except CatalogError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=activate)
+    worker.start()
+    worker.join(0.5)  # waiting for the lock (busy timeout 10 s), not done
+    assert worker.is_alive() and not outcome
+    other.execute("COMMIT")
+    worker.join(15)
+    assert len(outcome) == 1 and isinstance(outcome[0], CatalogError), outcome
+    assert "reserved by another transfer" in outcome[0].message
+    status, token = other.execute(
+        "SELECT status, token FROM files WHERE id = ?", (reserved.record.id,)
+    ).fetchone()
+    assert (status, token) == (FileStatus.PENDING.value, "theirs")
+    other.close()
+    catalog.close()
