@@ -6,6 +6,7 @@ import dataclasses
 import sqlite3
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -393,7 +394,7 @@ def test_what_reserve_and_activate_return_is_what_the_catalog_holds(
         catalog.activate(third.record.id, etag="x", token="not-t3")
 
 
-def test_activation_judges_the_row_as_it_is_once_it_may_write(tmp_path) -> None:
+def test_activation_judges_the_row_as_it_is_once_it_may_write(tmp_path: Path) -> None:
     """SQLite: another process changes the row while activation waits for the
     write lock. Activation must judge the row it then updates, not the one it
     saw before it waited (it would register an upload the row no longer names).
