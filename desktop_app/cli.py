@@ -395,9 +395,11 @@ def cmd_pause(args: argparse.Namespace) -> int:
 def _file_json(record: FileRecord) -> dict[str, Any]:
     data = dataclasses.asdict(record)
     data["status"] = record.status.value
-    for name in ("created_at", "uploaded_at", "deleted_at"):
-        value = data[name]
-        data[name] = value.isoformat() if isinstance(value, datetime) else None
+    # Every time of the record, not a list of names: one added later (alive_at)
+    # went out in str()'s format.
+    for name, value in data.items():
+        if isinstance(value, datetime):
+            data[name] = value.isoformat()
     return data
 
 

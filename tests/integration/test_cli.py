@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,9 @@ def test_upload_json_against_a_real_server_with_env_credentials(
     listing = json.loads(run_ferry(home, "ls", "--json", env=creds).stdout)
     keys = sorted([sent["key"], copied["key"]])
     assert [f["key"] for f in listing["files"]] == keys
+    for listed in listing["files"]:
+        times = [listed[name] for name in ("created_at", "uploaded_at", "alive_at")]
+        assert all("T" in t and datetime.fromisoformat(t).tzinfo for t in times), times
     deleted = run_ferry(home, "delete", *keys, "--json", env=creds)
     assert deleted.returncode == 0, deleted.stderr
     assert all(d["object_deleted"] for d in json.loads(deleted.stdout)["deleted"])
