@@ -3,10 +3,18 @@
 A key must be something S3 accepts and must stay inside the profile's prefix:
 no empty name, no leading '/', no '.' or '..' segment, no control characters,
 at most 1024 bytes in UTF-8. Keys are refused before anything is written.
+
+A local name becomes a key by its own system's rules: a backslash separates
+folders only on Windows. On POSIX it is a character of the name and stays one
+in the key, so ``\\x.txt`` and ``x.txt`` are two files with two keys, never
+one mapped onto the other; :func:`is_ambiguous` says which keys a Windows user
+(or a tool that treats ``\\`` as a separator) would read differently.
 """
 
 from __future__ import annotations
 
+import enum
+import os
 import unicodedata
 from pathlib import PurePosixPath
 
@@ -43,8 +51,29 @@ def validate_key(key: str) -> str:
     return key
 
 
-def join_key(prefix: str, relative: str) -> str:
-    """The key for a relative name under a prefix, validated."""
-    relative_posix = PurePosixPath(*relative.replace("\\", "/").split("/")).as_posix()
+class PathFlavour(enum.Enum):
+    """Whose rules split a local relative name into folders."""
+
+    POSIX = "posix"  # only '/' separates; a backslash is part of the name
+    WINDOWS = "windows"  # '\\' and '/' both separate
+
+
+LOCAL_FLAVOUR = PathFlavour.WINDOWS if os.name == "nt" else PathFlavour.POSIX
+
+
+def is_ambiguous(key: str) -> bool:
+    """Whether the key holds a backslash: Windows (and some S3 tools) read it as a folder."""
+    return "\\" in key
+
+
+def join_key(prefix: str, relative: str, flavour: PathFlavour = LOCAL_FLAVOUR) -> str:
+    """The key for a relative name under a prefix, validated.
+
+    ``relative`` uses '/' between folders (and, on Windows, '\\' too); on POSIX a
+    backslash is kept as part of the name.
+    """
+    if flavour is PathFlavour.WINDOWS:
+        relative = relative.replace("\\", "/")
+    relative_posix = PurePosixPath(*relative.split("/")).as_posix()
     clean_prefix = prefix.strip("/")
     return validate_key(f"{clean_prefix}/{relative_posix}" if clean_prefix else relative_posix)

@@ -5,6 +5,9 @@ symlinks are followed only when they point inside the folder given, and a
 directory loop is refused; sockets, devices, unreadable files, files over the
 S3 object limit and names that cannot be keys each get their own clear error,
 and never stop the others. Zero-byte files are fine: they become empty objects.
+A name with a backslash (a character of the name on POSIX) is refused with its
+own error: Windows and some S3 servers (SeaweedFS) read it as a folder
+separator, so its object would be another file's.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from desktop_app.core.errors import InvalidKeyError
-from desktop_app.core.object_keys import join_key
+from desktop_app.core.object_keys import is_ambiguous, join_key
 
 MAX_OBJECT_SIZE = 5 * 1024**4  # 5 TiB
 
@@ -52,6 +55,8 @@ def _check_file(path: Path, key_name: str, prefix: str) -> SourceFile | SourcePr
 
 def check_file(path: Path, key: str) -> SourceFile | SourceProblem:
     """A verdict on one file that would go to key."""
+    if is_ambiguous(key):
+        return _ambiguous(path, key)
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -89,6 +94,22 @@ def check_file(path: Path, key: str) -> SourceFile | SourceProblem:
             key,
         )
     return SourceFile(path, key, info)
+
+
+def _ambiguous(path: Path, key: str) -> SourceProblem:
+    # SeaweedFS stores 'a\b' as 'a/b' (and Windows users read it so): the key
+    # would name another file's object, so the name is refused, not mapped.
+    alias = "/".join(part for part in key.replace("\\", "/").split("/") if part)
+    return SourceProblem(
+        path,
+        "Name cannot be a key",
+        f"{printable(str(path))}: the name holds a backslash, which Windows and some S3 "
+        f"servers (SeaweedFS among them) read as a folder separator, so '{printable(key)}' "
+        f"could be the same object as '{printable(alias)}'. Rename the file without '\\' "
+        "and add it again.",
+        key,
+        final=True,
+    )
 
 
 def _walk(root: Path, prefix: str) -> Iterator[SourceFile | SourceProblem]:

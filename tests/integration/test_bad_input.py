@@ -216,3 +216,39 @@ def test_a_server_without_list_parts_or_list_uploads_still_lands_uploads_and_che
         assert any("cannot list unfinished multipart uploads" in n for n in report["notes"])
     finally:
         proxy.stop()
+
+
+def test_a_backslash_in_a_posix_name_is_refused_never_stored_over_another_files_key(
+    tmp_path: Path, weed: WeedServer, bucket: str
+) -> None:
+    # SeaweedFS itself stores 'a\b' as 'a/b': a backslash key would be another file's object.
+    home = tmp_path / "home"
+    add_profile(home, weed, bucket)
+    folder = tmp_path / "names"
+    (folder / "a").mkdir(parents=True)
+    contents = {
+        "\\x.txt": b"the file named backslash-x",
+        "x.txt": b"the real x.txt",
+        "a\\b.txt": b"one file named a-backslash-b",
+        "a/b.txt": b"b.txt inside the folder a",
+    }
+    for name, data in contents.items():
+        (folder / name).write_bytes(data)
+    code, out, _err = run(home, "upload", str(folder), "--json")
+    transfers = {str(t["key"]): t for t in json.loads(out)["transfers"]}
+    assert code == 1
+    assert {key: t["state"] for key, t in transfers.items()} == {
+        "names/x.txt": "done",
+        "names/a/b.txt": "done",
+        "names/\\x.txt": "failed",
+        "names/a\\b.txt": "failed",
+    }
+    refused = transfers["names/\\x.txt"]["error"]
+    assert refused["title"] == "Name cannot be a key"  # type: ignore[index]
+    assert "backslash" in refused["message"] and "'names/x.txt'" in refused["message"]  # type: ignore[index]
+    client = weed.client()
+    listed = client.list_objects_v2(Bucket=bucket)["Contents"]
+    assert sorted(o["Key"] for o in listed) == ["names/a/b.txt", "names/x.txt"]
+    for name in ("x.txt", "a/b.txt"):
+        body = client.get_object(Bucket=bucket, Key=f"names/{name}")["Body"].read()
+        assert hashlib.sha256(body).digest() == hashlib.sha256(contents[name]).digest(), name

@@ -1,7 +1,9 @@
+import os
+
 import pytest
 
 from desktop_app.core.errors import InvalidKeyError
-from desktop_app.core.object_keys import join_key, validate_key
+from desktop_app.core.object_keys import PathFlavour, is_ambiguous, join_key, validate_key
 
 
 @pytest.mark.parametrize(
@@ -27,3 +29,25 @@ def test_good_keys_pass_and_join_under_the_prefix() -> None:
     assert join_key("/inbox/", "a/b.txt") == "inbox/a/b.txt"
     assert join_key("", "b.txt") == "b.txt"
     assert validate_key("x" * 1024)
+
+
+@pytest.mark.parametrize(
+    ("relative", "key"),
+    [("\\x.txt", "\\x.txt"), ("a\\b.txt", "a\\b.txt"), ("dir/c\\d.txt", "dir/c\\d.txt")],
+)
+def test_a_backslash_is_part_of_the_name_on_posix(relative: str, key: str) -> None:
+    assert join_key("", relative, PathFlavour.POSIX) == key
+    assert join_key("inbox", relative, PathFlavour.POSIX) == f"inbox/{key}"
+    assert join_key("", relative, PathFlavour.POSIX) != join_key("", "x.txt", PathFlavour.POSIX)
+    assert is_ambiguous(key)
+
+
+def test_a_backslash_separates_folders_on_windows() -> None:
+    assert join_key("", "a\\b.txt", PathFlavour.WINDOWS) == "a/b.txt"
+    assert join_key("inbox", "dir\\sub/c.txt", PathFlavour.WINDOWS) == "inbox/dir/sub/c.txt"
+    assert not is_ambiguous(join_key("", "a\\b.txt", PathFlavour.WINDOWS))
+
+
+def test_the_running_system_decides_by_default() -> None:
+    expected = "a/b.txt" if os.name == "nt" else "a\\b.txt"
+    assert join_key("", "a\\b.txt") == expected
