@@ -10,6 +10,7 @@ lock and kept short; reads may come from any thread.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import functools
@@ -48,7 +49,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from desktop_app.core import migrate
 from desktop_app.core.errors import IllegalMoveError, JournalError, JournalLockedError
 from desktop_app.core.group_commit import GroupCommitter, WriterConnection
-from desktop_app.core.locks import LockHeld, PidLock
+from desktop_app.core.locks import LockHeld, PidLock, unwritable
 from desktop_app.core.migrate import Schema
 from desktop_app.core.states import (
     FINISHED_STATES,
@@ -476,6 +477,44 @@ def _refuse_truncated(path: Path) -> None:
         )
 
 
+def _create_if_missing(path: Path) -> None:
+    """A new journal appears whole: an empty SQLite database in WAL mode, linked in at once.
+
+    The lock is taken on the journal file, so it must exist first; made in
+    place it would be 0 bytes until the first commit, and a crash then would
+    leave what :func:`_refuse_truncated` rightly takes for a truncated journal.
+    """
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.new")
+    try:
+        with contextlib.closing(sqlite3.connect(temp)) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")  # writes the database header
+        with contextlib.suppress(FileExistsError):  # another Ferry made it meanwhile
+            os.link(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _cannot_open(path: Path, exc: BaseException) -> JournalError:
+    folder = path.parent
+    reason = unwritable(folder)
+    if reason is not None:
+        return JournalError(
+            f"The data folder {folder} {reason}, so Ferry cannot keep its journal "
+            f"({path.name}) there. Make it writable (remount the disk read-write, or "
+            f"`chmod u+w {folder}`), or set FERRY_HOME to a folder you can write.",
+            title="Data folder is read-only",
+        )
+    return JournalError(
+        f"The journal {path} cannot be opened ({type(exc).__name__}: {exc}). If the "
+        f"disk is full, free space; if the file is damaged, move it aside (`mv {path} "
+        f"{path}.broken`) and Ferry starts a new one: transfers it held are then "
+        "forgotten (their files are still on disk)."
+    )
+
+
 # Room the journal wants free to go on: its WAL grows by pages per commit.
 _ROOM_NEEDED = 8 * 1024 * 1024
 
@@ -494,13 +533,17 @@ class Journal:
         self.path = path
         self.read_only = read_only
         self.clock = clock or (lambda: datetime.now(UTC))
-        self._lock = PidLock(path.with_suffix(".lock"))
+        # The lock is held on the journal file itself (Linux), so deleting
+        # journal.lock lets no second Ferry in; journal.lock names the holder.
+        self._lock = PidLock(path.with_suffix(".lock"), guarding=path)
         self._writer: GroupCommitter[Connection] | None = None
         self._writer_connection: WriterConnection | None = None
         if read_only:
             self._open_read_only()
             return
         try:
+            _refuse_truncated(path)
+            _create_if_missing(path)
             self._lock.acquire()
         except LockHeld as held:
             raise JournalLockedError(
@@ -508,8 +551,9 @@ class Journal:
                 f"{path.parent}. Let it finish, or hand it your files; only one Ferry runs "
                 "at a time."
             ) from None
+        except OSError as exc:
+            raise _cannot_open(path, exc) from exc
         try:
-            _refuse_truncated(path)
             self.engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
             migrate.make_sqlite_durable(self.engine)
             with self.engine.connect() as connection:
@@ -524,12 +568,7 @@ class Journal:
             )
         except (SQLAlchemyError, OSError) as exc:
             self._lock.release()
-            raise JournalError(
-                f"The journal {path} cannot be opened ({type(exc).__name__}: {exc}). If the "
-                f"disk is full, free space; if the file is damaged, move it aside (`mv {path} "
-                f"{path}.broken`) and Ferry starts a new one: transfers it held are then "
-                "forgotten (their files are still on disk)."
-            ) from None
+            raise _cannot_open(path, exc) from exc
         except BaseException:
             self._lock.release()
             raise

@@ -16,6 +16,7 @@ import json
 import os
 import socket
 import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -276,6 +277,45 @@ def test_retrying_bad_input_keeps_the_same_rows_and_their_errors(
             assert len(app.transfers()) == 5
     finally:
         sock.close()
+
+
+def test_a_deleted_journal_lock_lets_no_second_ferry_run_the_same_journal(
+    tmp_path: Path, weed: WeedServer, bucket: str
+) -> None:
+    home = tmp_path / "home"
+    code, _out, err = run_cli(
+        home, "profile", "add", "w", "--bucket", bucket, "--endpoint-url", weed.endpoint_url,
+        "--default",
+    )  # fmt: skip
+    assert code == 0, err
+    inbox, other = tmp_path / "inbox", tmp_path / "other"
+    inbox.mkdir()
+    other.mkdir()
+    first = ferry(home, "watch", str(inbox))
+    second = None
+    try:
+        wait_for((home / "data" / "ferry.sock").exists, 60)
+        lock_files = list((home / "data").glob("journal.lock*"))
+        assert lock_files, "the running Ferry names itself in data/journal.lock"
+        for lock_file in lock_files:
+            lock_file.unlink()
+        second = ferry(home, "watch", str(other))
+        try:
+            _out, second_err = second.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("a second Ferry runs the same journal") from None
+        assert second.returncode != 0, second_err
+        assert "Ferry is already running" in second_err
+        assert f"pid {first.pid}" in second_err
+        # the first one goes on as before
+        (inbox / "after.txt").write_text("stored by the first Ferry")
+        wait_for(lambda: len(catalog_rows(home, "w")) == 1, 60)
+        assert first.poll() is None
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.communicate(timeout=60)
 
 
 def test_commands_beside_a_running_ferry_watch_print_what_they_print_alone(

@@ -1,14 +1,17 @@
-"""The journal's own SQL writes times as SQLAlchemy's SQLite DateTime does."""
+"""The journal's own SQL writes times as SQLAlchemy's SQLite DateTime does; its lock."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import DateTime
 from sqlalchemy.dialects import sqlite
 
-from desktop_app.core.journal import _sqlite_time
+from desktop_app.core.errors import JournalLockedError
+from desktop_app.core.journal import Journal, _sqlite_time
 
 
 @pytest.mark.parametrize(
@@ -27,3 +30,21 @@ def test_times_are_the_text_sqlalchemy_writes_so_they_compare_in_sql(moment: dat
     assert write is not None
     utc = moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
     assert _sqlite_time(moment) == write(utc)
+
+
+def test_the_lock_is_the_journal_files_own_so_deleting_journal_lock_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.sqlite3"
+    running = Journal(path)
+    try:
+        assert path.stat().st_size > 0  # whole from the start: never taken for truncated
+        path.with_suffix(".lock").unlink()
+        with pytest.raises(JournalLockedError, match=f"pid {os.getpid()}"):
+            Journal(path)  # its own open file: flock refuses it like another process
+        beside = Journal(path, read_only=True)  # SQLite's own locks are not flock's
+        assert beside.all() == running.all() == []
+        beside.close()
+    finally:
+        running.close()
+    Journal(path).close()  # released with its holder
