@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from desktop_app.core import migrate
 from desktop_app.core.errors import CatalogAccessError, CatalogError
+from desktop_app.core.locks import on_read_only_file_system
 
 POOL_SIZE = 1
 POOL_OVERFLOW = 1
@@ -38,6 +39,17 @@ def create_catalog_engine(url: str, password: str | None = None) -> Engine:
                     "profile (or FERRY_CATALOG_URL).",
                     title="Catalog path impossible",
                 ) from None
+            if on_read_only_file_system(folder):
+                # SQLite in WAL mode writes beside the file even to read: say why now,
+                # not "unable to open database file" later.
+                raise CatalogError(
+                    f"The folder {folder} is on a read-only file system, so Ferry cannot "
+                    f"open its catalog {Path(parsed.database).name} there. Remount the disk "
+                    "read-write, or set FERRY_HOME (or the profile's catalog URL) to a folder "
+                    "on a writable disk.",
+                    title="Catalog folder is read-only",
+                    halts=True,
+                )
         engine = create_engine(parsed, connect_args={"timeout": 30})
         migrate.make_sqlite_durable(engine)
         return engine

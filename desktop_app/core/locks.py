@@ -12,7 +12,7 @@ never drops SQLite's locks under a live connection. On Windows an open file
 cannot be deleted; elsewhere the lock file itself is the lock.
 
 :func:`unwritable` says why a folder cannot take a lock or a database (a
-read-only file system, no permission), so the message names the cause.
+read-only file system, no permission), so a message can name the cause.
 """
 
 from __future__ import annotations
@@ -121,13 +121,21 @@ def _flock_holder(path: Path) -> str:
     return ""
 
 
+def on_read_only_file_system(folder: Path) -> bool:
+    """Whether ``folder`` is on a file system mounted read-only (never, where unknown)."""
+    statvfs = getattr(os, "statvfs", None)
+    if statvfs is None:
+        return False
+    try:
+        return bool(statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def unwritable(folder: Path) -> str | None:
     """Why this process cannot write in ``folder``, in words; None when it can (or unknown)."""
-    statvfs = getattr(os, "statvfs", None)
-    if statvfs is not None:
-        with contextlib.suppress(OSError):
-            if statvfs(folder).f_flag & os.ST_RDONLY:
-                return "is on a read-only file system"
+    if on_read_only_file_system(folder):
+        return "is on a read-only file system"
     if folder.is_dir() and not os.access(folder, os.W_OK):
         return "is not writable by you"
     return None

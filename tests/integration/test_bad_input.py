@@ -6,6 +6,7 @@ Each case runs the real `ferry` command as a user would and reads its stdout
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -252,3 +253,44 @@ def test_a_backslash_in_a_posix_name_is_refused_never_stored_over_another_files_
     for name in ("x.txt", "a/b.txt"):
         body = client.get_object(Bucket=bucket, Key=f"names/{name}")["Body"].read()
         assert hashlib.sha256(body).digest() == hashlib.sha256(contents[name]).digest(), name
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """``folder`` remounted read-only in place (a bind mount: needs root, as the tests run)."""
+    subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True)
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_data_folder_on_a_read_only_file_system_is_named_as_such(
+    tmp_path: Path, weed: WeedServer, bucket: str
+) -> None:
+    home = tmp_path / "home"
+    add_profile(home, weed, bucket)
+    (tmp_path / "first.txt").write_text("stored while the disk was writable")
+    (tmp_path / "second.txt").write_text("sent while it is read-only")
+    code, _out, err = run(home, "upload", str(tmp_path / "first.txt"))
+    assert code == 0, err
+    data = home / "data"
+    elsewhere = tmp_path / "writable"
+    elsewhere.mkdir()
+    with read_only(data):
+        # the catalog (an SQLite file in the data folder) is opened first
+        code, out, err = run(home, "upload", str(tmp_path / "second.txt"))
+        assert code != 0
+        assert f"{data} is on a read-only file system" in err, err
+        assert "unable to open database file" not in out + err
+        # with the catalog elsewhere, the journal says it
+        catalog_elsewhere = {"FERRY_CATALOG_URL": f"sqlite:///{elsewhere / 'catalog.sqlite3'}"}
+        code, out, err = run(
+            home, "upload", str(tmp_path / "second.txt"), extra_env=catalog_elsewhere
+        )
+        assert code != 0
+        assert "Data folder is read-only" in err and f"{data} is on a read-only" in err, err
+        assert "unable to open database file" not in out + err
+    listed = weed.client().list_objects_v2(Bucket=bucket)["Contents"]
+    assert [o["Key"] for o in listed] == ["first.txt"]
