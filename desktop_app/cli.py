@@ -329,6 +329,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
                 "nats": describe_nats_url(relay.options.nats_url),
                 "published": report.published,
                 "duplicates": report.duplicates,
+                "found_in_stream": report.found_in_stream,
                 "skipped": [dataclasses.asdict(s) for s in report.skipped],
                 "held_back": report.held_back,
                 "outbox": _backlog_json(report.backlog) if report.backlog else None,

@@ -243,6 +243,10 @@ class NatsStream:
         """Every message the stream holds, in stream order (read with nats-py)."""
         return asyncio.run(_read_stream(self.url, self.name))
 
+    def create(self, *, duplicate_window: float) -> None:
+        """Make the stream first, as an admin would (the relay then uses it as it is)."""
+        asyncio.run(_add_stream(self.url, self.name, f"{self.prefix}.>", duplicate_window))
+
 
 async def _on_jetstream(url: str, work: Callable[[Any], Awaitable[T]]) -> T:
     import nats as nats_client
@@ -288,6 +292,20 @@ async def _count_stream(url: str, name: str) -> int:
             return 0
 
     return await _on_jetstream(url, count)
+
+
+async def _add_stream(url: str, name: str, subjects: str, duplicate_window: float) -> None:
+    from nats.js.api import StorageType
+
+    async def add(jetstream: Any) -> None:
+        await jetstream.add_stream(
+            name=name,
+            subjects=[subjects],
+            storage=StorageType.FILE,
+            duplicate_window=duplicate_window,
+        )
+
+    await _on_jetstream(url, add)
 
 
 async def _delete_stream(url: str, name: str) -> None:

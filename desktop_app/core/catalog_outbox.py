@@ -8,6 +8,9 @@ is how a relay reads and settles them. Promises:
   which the relay calls after the server acknowledged it; a crash before
   that leaves it waiting, and it is published again (with the same
   ``event_uid``, which the stream drops).
+- A claim says when the catalog's clock read it (:attr:`OutboxClaim.read_at`,
+  the clock that stamped its events' ``created_at``), so the relay can tell
+  how old an event is without trusting its own machine's clock.
 - PostgreSQL: several relays at once. A claim is one transaction holding
   its events with ``FOR UPDATE SKIP LOCKED`` until they are marked; a relay
   that dies releases them with its connection. Per file, events go out in
@@ -21,6 +24,7 @@ is how a relay reads and settles them. Promises:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -70,6 +74,14 @@ class OutboxClaim:
     held_back: int
     _connection: Connection | None
     _outbox: EventOutbox
+    # The catalog's time when the events were claimed (PostgreSQL's
+    # clock_timestamp(), which also wrote their created_at; on SQLite this
+    # machine's clock, which Ferry stamped them with).
+    read_at: datetime = dataclasses.field(default_factory=utcnow)
+
+    def age_seconds(self, event: OutboxEvent) -> float:
+        """How long ago the catalog wrote ``event``, by the catalog's own clock."""
+        return (self.read_at - event.created_at).total_seconds()
 
     def mark_published(self, event_ids: Iterable[int]) -> None:
         ids = list(event_ids)
@@ -139,24 +151,29 @@ class EventOutbox:
             raise translate_db_error(exc, "claim events from the outbox") from None
         try:
             with connection.begin():
-                events = self._claim_rows(connection, limit)
+                events, read_at = self._claim_rows(connection, limit)
                 kept = self._keep_file_order(connection, events)
-                yield OutboxClaim(kept, len(events) - len(kept), connection, self)
+                yield OutboxClaim(kept, len(events) - len(kept), connection, self, read_at)
         except SQLAlchemyError as exc:
             raise translate_db_error(exc, "settle events in the outbox") from None
         finally:
             connection.close()
 
     @staticmethod
-    def _claim_rows(connection: Connection, limit: int) -> list[OutboxEvent]:
-        rows = connection.execute(
-            text(
-                f"SELECT {_COLUMNS} FROM outbox WHERE {_PENDING} "
-                "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
-            ),
-            {"limit": limit},
+    def _claim_rows(connection: Connection, limit: int) -> tuple[list[OutboxEvent], datetime]:
+        """The claimed events and the database's time as it read them."""
+        rows = list(
+            connection.execute(
+                text(
+                    f"SELECT {_COLUMNS}, clock_timestamp() AS read_at FROM outbox "
+                    f"WHERE {_PENDING} ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
+                ),
+                {"limit": limit},
+            )
         )
-        return [OutboxEvent.from_row(r) for r in rows]
+        # The latest reading: rows are evaluated one after another.
+        read_at = max((aware(r.read_at) for r in rows), default=utcnow())
+        return [OutboxEvent.from_row(r) for r in rows], read_at
 
     @staticmethod
     def _keep_file_order(connection: Connection, events: list[OutboxEvent]) -> list[OutboxEvent]:

@@ -9,8 +9,11 @@ stream instead of polling the catalog. Promises:
   event's ``event_uid``.
 - An event is marked published only after the server acknowledged it. A
   crash between the ack and the mark re-publishes with the same id, which
-  the stream's duplicate window (at least two minutes) drops: at least once
-  into NATS, exactly once into the stream.
+  the stream's duplicate window (two minutes) drops. An event old enough
+  that an earlier publish may have left that window is first looked up in
+  the stream by its id, and not sent again if it is there: exactly once in
+  the stream, however long the relays were down (as long as the stream still
+  keeps the earlier copy, see :class:`JetStreamPublisher`).
 - An event the server refuses for good (larger than its max payload) is set
   aside with the reason and never blocks the events behind it.
 - NATS unreachable: one line says so, events stay waiting, and the relay
@@ -31,9 +34,12 @@ import random
 import re
 import threading
 import time
+import uuid
+from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -50,6 +56,17 @@ DEFAULT_SUBJECT_PREFIX = "ferry"
 # JetStream drops a message whose Nats-Msg-Id it saw within this window; a
 # relay restarted after a crash re-publishes well inside it.
 DUPLICATE_WINDOW_SECONDS = 120.0
+# An event is looked up in the stream before it is sent when an earlier
+# publish may have been stored this close to (or beyond) the window's end:
+# the claim, the look-up and the publish itself (publish_timeout) happen in
+# between.
+LOOKUP_MARGIN_SECONDS = 30.0
+# The stream is read from this much before the oldest event of a looked-up
+# batch was written (by the stream's clock): the age is carried from the
+# catalog's clock to the stream's through this process's monotonic clock,
+# and this covers the round trips in between.
+_LOOKUP_SLACK = timedelta(seconds=60)
+_LOOKUP_FETCH = 1000
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 # JetStream's error code for a message over the stream's max message size.
 _MESSAGE_TOO_LARGE = 10054
@@ -126,13 +143,22 @@ class OutgoingMessage:
     msg_id: str
     subject: str
     body: bytes
+    # When the catalog wrote the event, on this process's time.monotonic()
+    # clock (its age by the catalog's clock, subtracted from a reading taken
+    # at the claim): no earlier publish of it can be older.
+    written: float
 
 
 class PublishOutcome(enum.Enum):
     STORED = "stored"  # acknowledged, new in the stream
     DUPLICATE = "duplicate"  # acknowledged, the stream had it already (a re-publish)
+    FOUND = "found"  # looked up: the stream holds it from an earlier publish; not sent again
     REFUSED = "refused"  # the server will never take it: set aside
     FAILED = "failed"  # not acknowledged (timeout, connection): try again later
+
+
+# In the stream once this run is over: marked published.
+_IN_STREAM = frozenset({PublishOutcome.STORED, PublishOutcome.DUPLICATE, PublishOutcome.FOUND})
 
 
 @dataclass(frozen=True)
@@ -159,6 +185,19 @@ class JetStreamPublisher:
     ``PREFIX.>``, file storage, a duplicate window of at least two minutes),
     or uses the existing one. Every NATS error becomes an
     :class:`EventStreamError` here.
+
+    Before a batch with an event written longer ago than the stream's
+    duplicate window less :data:`LOOKUP_MARGIN_SECONDS` and the publish
+    timeout is sent, the stream's ``Nats-Msg-Id`` headers from just before
+    that event's time on are read (an ephemeral consumer, headers only), and
+    events found there are reported :attr:`PublishOutcome.FOUND`, not sent.
+    Whoever sent such an event before did so after it was written, so the
+    read covers every earlier publish; the claim's row locks keep other relays
+    from sending it meanwhile. What was read is kept and only the stream's
+    new messages are read for the next batch, so catching up a long backlog
+    reads the stream once. The limits: a copy the stream no longer keeps
+    (``max_age``, ``max_msgs``, a purge) is not found, and a relay frozen
+    longer than the window after losing its claim may still send.
     """
 
     def __init__(self, options: RelayOptions) -> None:
@@ -171,6 +210,8 @@ class JetStreamPublisher:
         self._thread.start()
         self._client: Any = None
         self._jetstream: Any = None
+        self._window = DUPLICATE_WINDOW_SECONDS
+        self._seen: _StoredIds | None = None
 
     def _call(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
@@ -246,16 +287,18 @@ class JetStreamPublisher:
                 f"NATS at {self.where} did not tell about stream {name} ({_reason(exc)})."
             ) from None
         if info is not None:
-            window = info.config.duplicate_window or 0
+            window = float(info.config.duplicate_window or 0)
+            self._window = window
             if window < DUPLICATE_WINDOW_SECONDS:
                 log.warning(
-                    "Stream %s keeps message ids for %.0f s only; a relay restarted later than "
-                    "that after a crash may publish an event twice. Raise its duplicate window "
-                    "to 2 minutes or more.",
+                    "Stream %s keeps message ids for %.0f s only; events older than that are "
+                    "looked up in the stream before they are sent, which reads the stream. "
+                    "Raise its duplicate window to 2 minutes or more.",
                     name,
                     window,
                 )
             return
+        self._window = DUPLICATE_WINDOW_SECONDS
         try:
             await jetstream.add_stream(
                 name=name,
@@ -283,7 +326,25 @@ class JetStreamPublisher:
         results: dict[int, PublishResult] = {}
         pending: list[tuple[OutgoingMessage, asyncio.Future[Any]]] = []
         limit = int(self._client.max_payload)
-        for index, message in enumerate(messages):
+        outgoing = list(messages)
+        if self._needs_lookup(messages):
+            try:
+                stored = await self._stored_ids(messages)
+            except EventStreamError as exc:
+                # Never sent unchecked: they wait for the next try.
+                return [
+                    PublishResult(m.event_id, PublishOutcome.FAILED, exc.message) for m in messages
+                ]
+            for message in messages:
+                if message.msg_id in stored:
+                    results[message.event_id] = PublishResult(
+                        message.event_id, PublishOutcome.FOUND
+                    )
+            outgoing = [m for m in messages if m.msg_id not in stored]
+        else:
+            # Caught up: what was read is not needed until the next backlog.
+            self._seen = None
+        for index, message in enumerate(outgoing):
             headers = {"Nats-Msg-Id": message.msg_id}
             # The server counts headers too (nats-py checks the body only, and
             # an oversized message would cost the connection).
@@ -304,7 +365,7 @@ class JetStreamPublisher:
                 )
             except (nats.errors.Error, OSError) as exc:
                 reason = f"NATS at {self.where} took no more messages ({_reason(exc)})"
-                for rest in messages[index:]:
+                for rest in outgoing[index:]:
                     results[rest.event_id] = PublishResult(
                         rest.event_id, PublishOutcome.FAILED, reason
                     )
@@ -316,6 +377,121 @@ class JetStreamPublisher:
         for message, future in pending:
             results[message.event_id] = self._result(message, future)
         return [results[m.event_id] for m in messages]
+
+    def _needs_lookup(self, messages: Sequence[OutgoingMessage]) -> bool:
+        """Whether an earlier publish of one of them may have left the duplicate window.
+
+        That publish came after the event was written; ours comes within the
+        publish timeout. Then the whole batch is looked up (one read serves all).
+        """
+        if not messages:
+            return False
+        oldest = time.monotonic() - min(m.written for m in messages)
+        margin = LOOKUP_MARGIN_SECONDS + self.options.publish_timeout
+        return oldest >= self._window - margin
+
+    async def _stored_ids(self, messages: Sequence[OutgoingMessage]) -> set[str]:
+        """Which of the messages' ids the stream holds, read from before the oldest was written."""
+        import nats.errors
+        import nats.js.errors
+
+        stream = self.options.stream
+        try:
+            info = await self._stream_clock(stream)
+            oldest = time.monotonic() - min(m.written for m in messages)
+            clock = info.get("ts")
+            # Without the server's time (before nats-server 2.10): the whole stream.
+            since = (
+                datetime.fromisoformat(clock) - timedelta(seconds=oldest) - _LOOKUP_SLACK
+                if clock
+                else None
+            )
+            seen = self._seen
+            last_seq = int(info.get("state", {}).get("last_seq", 0))
+            if not (
+                seen is not None
+                and seen.stream_created == str(info.get("created"))
+                and seen.covers(since)
+                and last_seq + 1 >= seen.next_seq
+            ):
+                seen = _StoredIds(str(info.get("created")), since)
+            elif since is not None:
+                seen.forget_before(since)
+            # Consistent even if the read stops half-way: ids up to next_seq.
+            self._seen = seen
+            await self._read_ids(seen)
+        except (nats.errors.Error, nats.js.errors.Error, OSError, ValueError) as exc:
+            raise EventStreamError(
+                f"NATS at {self.where} did not let the relay read stream {stream} to see which "
+                f"of its events the stream holds already ({_reason(exc)}); the relay's NATS "
+                "user needs to create consumers on that stream, and the events wait meanwhile"
+            ) from None
+        return {m.msg_id for m in messages if m.msg_id in seen.ids}
+
+    async def _stream_clock(self, stream: str) -> dict[str, Any]:
+        """The stream's info as the server sends it: nats-py drops ``ts``, the server's time."""
+        reply = await self._client.request(
+            f"$JS.API.STREAM.INFO.{stream}", b"", timeout=self.options.publish_timeout
+        )
+        info: dict[str, Any] = json.loads(reply.data)
+        if "error" in info:
+            raise ValueError(str(info["error"].get("description") or info["error"]))
+        return info
+
+    async def _read_ids(self, seen: _StoredIds) -> None:
+        """Read the stream's message ids from where ``seen`` ends, headers only."""
+        import nats.errors
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        stream = self.options.stream
+        config = ConsumerConfig(
+            name=f"ferry-relay-{uuid.uuid4().hex}",
+            ack_policy=AckPolicy.NONE,
+            headers_only=True,
+            filter_subject=f"{self.options.subject_prefix}.>",
+            # Gone by itself should the relay die before deleting it.
+            inactive_threshold=60.0,
+            mem_storage=True,
+            num_replicas=1,
+        )
+        if seen.next_seq > 1:
+            config.deliver_policy, config.opt_start_seq = (
+                DeliverPolicy.BY_START_SEQUENCE,
+                seen.next_seq,
+            )
+        elif seen.since is not None:
+            config.deliver_policy, config.opt_start_time = DeliverPolicy.BY_START_TIME, seen.since
+        else:
+            config.deliver_policy = DeliverPolicy.ALL
+        consumer = await self._jetstream.add_consumer(stream, config)
+        subscription = await self._jetstream.pull_subscribe_bind(
+            consumer=consumer.name, stream=stream
+        )
+        try:
+            # Exactly what the stream held when the consumer was made.
+            left = int(consumer.num_pending or 0)
+            while left > 0:
+                try:
+                    batch = await subscription.fetch(
+                        min(left, _LOOKUP_FETCH), timeout=self.options.publish_timeout
+                    )
+                except (TimeoutError, nats.errors.TimeoutError):
+                    # Removed meanwhile (limits, purge): nothing left to find there.
+                    if not (await subscription.consumer_info()).num_pending:
+                        break
+                    raise
+                for message in batch:
+                    metadata = message.metadata
+                    msg_id = (message.headers or {}).get("Nats-Msg-Id")
+                    if msg_id:
+                        seen.add(msg_id, metadata.timestamp)
+                    seen.next_seq = max(seen.next_seq, metadata.sequence.stream + 1)
+                    left = min(left - 1, metadata.num_pending)
+        finally:
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await subscription.unsubscribe()
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await self._jetstream.delete_consumer(stream, consumer.name)
 
     def _result(self, message: OutgoingMessage, future: asyncio.Future[Any]) -> PublishResult:
         import nats.js.errors
@@ -369,6 +545,40 @@ async def _close_quietly(client: Any) -> None:
         log.debug("NATS client close failed", exc_info=True)
 
 
+@dataclass
+class _StoredIds:
+    """The ``Nats-Msg-Id`` headers a stream holds from ``since`` (its clock) on.
+
+    Read up to the stream sequence ``next_seq`` (exclusive); kept between
+    batches so a backlog is read once, and trimmed as the backlog's oldest
+    event moves on.
+    """
+
+    # The stream's creation time: a stream deleted and made again starts over.
+    stream_created: str
+    # None: from the stream's first message.
+    since: datetime | None
+    next_seq: int = 1
+    ids: dict[str, datetime] = field(default_factory=dict)
+    _order: deque[tuple[datetime, str]] = field(default_factory=deque)
+
+    def covers(self, since: datetime | None) -> bool:
+        return self.since is None or (since is not None and self.since <= since)
+
+    def add(self, msg_id: str, stored: datetime) -> None:
+        self.ids[msg_id] = stored
+        self._order.append((stored, msg_id))
+
+    def forget_before(self, since: datetime) -> None:
+        if self.since is None:
+            return
+        while self._order and self._order[0][0] < since:
+            stored, msg_id = self._order.popleft()
+            if self.ids.get(msg_id) == stored:
+                del self.ids[msg_id]
+        self.since = max(self.since, since)
+
+
 def _header_size(headers: dict[str, str]) -> int:
     block = "NATS/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
     return len(block.encode())
@@ -402,7 +612,11 @@ class RelayReport:
     """What a run of the relay did."""
 
     published: int = 0
-    duplicates: int = 0  # re-published events the stream already held (after a crash)
+    # Events the stream already held (after a crash), counted in published:
+    # dropped by the stream as re-publishes, or found there and not sent again.
+    duplicates: int = 0
+    # Of those, found by looking them up (an earlier publish beyond the duplicate window).
+    found_in_stream: int = 0
     skipped: list[SkippedEvent] = field(default_factory=list)
     held_back: int = 0  # left for later: an earlier event of their file was in another relay
     batches: int = 0
@@ -493,16 +707,16 @@ class Relay:
                     return
                 report.batches += 1
                 self.publisher.open()
-                messages = [self._message(e) for e in claim.events]
+                messages = [self._message(e, claim.age_seconds(e)) for e in claim.events]
                 results = self.publisher.publish(messages)
-                acked = [
-                    r.event_id
-                    for r in results
-                    if r.outcome in (PublishOutcome.STORED, PublishOutcome.DUPLICATE)
-                ]
+                acked = [r.event_id for r in results if r.outcome in _IN_STREAM]
                 claim.mark_published(acked)
                 report.published += len(acked)
-                report.duplicates += sum(r.outcome is PublishOutcome.DUPLICATE for r in results)
+                found = sum(r.outcome is PublishOutcome.FOUND for r in results)
+                report.found_in_stream += found
+                report.duplicates += found + sum(
+                    r.outcome is PublishOutcome.DUPLICATE for r in results
+                )
                 # Results come in the order of the messages, which is the claim's.
                 for event, message, result in zip(claim.events, messages, results, strict=True):
                     if result.outcome is PublishOutcome.REFUSED:
@@ -526,12 +740,13 @@ class Relay:
             if claim.held_back and len(claim.events) < self.options.batch_size:
                 return
 
-    def _message(self, event: OutboxEvent) -> OutgoingMessage:
+    def _message(self, event: OutboxEvent, age_seconds: float) -> OutgoingMessage:
         return OutgoingMessage(
             event.id,
             event.event_uid,
             subject_for(self.options.subject_prefix, event),
             message_body(event),
+            written=time.monotonic() - age_seconds,
         )
 
     def _backoff(self, failures: int) -> float:

@@ -337,41 +337,78 @@ Relay(open_catalog(url, owner="x").outbox(), AckThenDie(options), options).publi
 """
 
 
-def test_a_relay_killed_between_ack_and_mark_is_followed_by_no_duplicate_in_the_stream(
-    tmp_path: Path, pg_roles: PgLogins, nats_stream: NatsStream
-) -> None:
-    login = pg_roles.relay
-    alice = open_catalog(pg_roles.url(pg_roles.alice), owner="x")
-    make_events(alice, [f"crash/{n}.txt" for n in range(50)])
+def kill_relay_after_ack(pg_roles: PgLogins, stream: NatsStream, events: int) -> None:
+    """A relay (another process) publishes what waits and is SIGKILLed before marking it."""
     crashed = subprocess.run(
         [
             sys.executable,
             "-c",
             CRASH_AFTER_ACK,
-            pg_roles.url(login),
-            nats_stream.url,
-            nats_stream.name,
-            nats_stream.prefix,
+            pg_roles.url(pg_roles.relay),
+            stream.url,
+            stream.name,
+            stream.prefix,
         ],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
-    assert crashed.stdout.strip() == "50 acknowledged"
-    assert nats_stream.count() == 50
-    assert alice.outbox_backlog().waiting == 50  # the claim died with its connection
+    assert crashed.stdout.strip() == f"{events} acknowledged"
+    assert stream.count() == events
 
+
+def relay_home(tmp_path: Path, pg_roles: PgLogins) -> Path:
     home = tmp_path / "relay"
     added = run_ferry(
-        home, "profile", "add", "relay", "--bucket", "files", "--catalog-url", pg_roles.url(login)
-    )
+        home, "profile", "add", "relay", "--bucket", "files",
+        "--catalog-url", pg_roles.url(pg_roles.relay),
+    )  # fmt: skip
     assert added.returncode == 0, added.stderr
-    result = run_ferry(home, *relay_args(nats_stream, "--once", "--json"))
+    return home
+
+
+def test_a_relay_killed_between_ack_and_mark_is_followed_by_no_duplicate_in_the_stream(
+    tmp_path: Path, pg_roles: PgLogins, nats_stream: NatsStream
+) -> None:
+    alice = open_catalog(pg_roles.url(pg_roles.alice), owner="x")
+    make_events(alice, [f"crash/{n}.txt" for n in range(50)])
+    kill_relay_after_ack(pg_roles, nats_stream, 50)
+    assert alice.outbox_backlog().waiting == 50  # the claim died with its connection
+
+    result = run_ferry(relay_home(tmp_path, pg_roles), *relay_args(nats_stream, "--once", "--json"))
     summary = json.loads(result.stdout)
     assert result.returncode == 0 and summary["published"] == 50, result.stderr
     assert summary["duplicates"] == 50  # the stream dropped every re-publish by its id
     assert nats_stream.count() == 50 and alice.outbox_backlog().waiting == 0
+    alice.close()
+
+
+def test_a_relay_restarted_after_the_duplicate_window_adds_no_duplicate(
+    tmp_path: Path, pg_roles: PgLogins, nats_stream: NatsStream
+) -> None:
+    # The admin's stream forgets message ids after 1 s: the relay's restart
+    # below comes long after it, as a restart hours later would with 2 minutes.
+    nats_stream.create(duplicate_window=1.0)
+    alice = open_catalog(pg_roles.url(pg_roles.alice), owner="x")
+    make_events(alice, [f"late/{n}.txt" for n in range(20)])
+    kill_relay_after_ack(pg_roles, nats_stream, 20)
+    assert alice.outbox_backlog().waiting == 20
+    # JetStream forgets ids on a timer of the window's length: three windows.
+    time.sleep(3.5)
+    make_events(alice, ["late/new.txt"])  # written after the crash, never sent
+    admin = open_catalog(pg_roles.url(pg_roles.admin), owner="x")
+    outbox = admin.unpublished_events(limit=100)
+    admin.close()
+
+    result = run_ferry(relay_home(tmp_path, pg_roles), *relay_args(nats_stream, "--once", "--json"))
+    summary = json.loads(result.stdout)
+    assert result.returncode == 0 and summary["ok"], result.stderr
+    # Every waiting event is marked; the 20 the stream held are not sent again.
+    assert summary["published"] == 21 and summary["outbox"]["waiting"] == 0
+    assert summary["duplicates"] == 20 and summary["found_in_stream"] == 20
+    messages = nats_stream.messages()
+    assert [m.msg_id for m in messages] == [e.event_uid for e in outbox]
     alice.close()
 
 
