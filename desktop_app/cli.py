@@ -801,7 +801,12 @@ def cmd_catalog_upgrade(args: argparse.Namespace) -> int:
     env = _environment()
     profile = env.profile(args.profile)
     password = catalog_password(profile, env.secrets, env.environ)
-    open_catalog(profile.catalog_url, owner=profile.owner, password=password).close()
+    open_catalog(
+        profile.catalog_url,
+        owner=profile.owner,
+        password=password,
+        journal_file=env.paths.journal_file,
+    ).close()
     _say("The catalog schema is up to date.")
     return EXIT_OK
 

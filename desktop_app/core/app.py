@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from desktop_app.core.catalog import (
+    CatalogMode,
     CatalogService,
     DeleteOutcome,
     FileQuery,
@@ -288,7 +289,13 @@ class Ferry:
             )
             password = catalog_password(profile, env.secrets, env.environ)
             REDACTOR.add_secret(password)
-            catalog = open_catalog(profile.catalog_url, owner=profile.owner, password=password)
+            catalog = open_catalog(
+                profile.catalog_url,
+                owner=profile.owner,
+                password=password,
+                mode=CatalogMode.READ_ONLY if read_only else CatalogMode.MAY_MIGRATE,
+                journal_file=env.paths.journal_file,
+            )
             opened.append(catalog)
             journal = Journal(env.paths.journal_file, read_only=read_only)
         except BaseException:
@@ -597,7 +604,12 @@ def open_relay(
     REDACTOR.add_secret(nats_parts.password or nats_parts.username)
     password = catalog_password(profile, env.secrets, env.environ)
     REDACTOR.add_secret(password)
-    catalog = open_catalog(profile.catalog_url, owner=profile.owner, password=password)
+    catalog = open_catalog(
+        profile.catalog_url,
+        owner=profile.owner,
+        password=password,
+        journal_file=env.paths.journal_file,
+    )
     return Relay(
         catalog.outbox(),
         publisher or JetStreamPublisher(options),
@@ -636,7 +648,13 @@ def diagnose_profile(env: Environment, profile: Profile) -> list[CheckResult]:
         try:
             password = catalog_password(profile, env.secrets, env.environ)
             REDACTOR.add_secret(password)
-            catalog = open_catalog(profile.catalog_url, owner=profile.owner, password=password)
+            catalog = open_catalog(
+                profile.catalog_url,
+                owner=profile.owner,
+                password=password,
+                mode=CatalogMode.READ_ONLY,  # a test that changes nothing
+                journal_file=env.paths.journal_file,
+            )
             try:
                 catalog.ping()
             finally:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
@@ -45,8 +46,14 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from desktop_app.core import migrate
-from desktop_app.core.catalog_db import create_catalog_engine, describe_url, translate_db_error
+from desktop_app.core.catalog_db import (
+    CatalogMode,
+    bring_up_to_date,
+    create_catalog_engine,
+    describe_url,
+    refuse_journal_file,
+    translate_db_error,
+)
 from desktop_app.core.catalog_outbox import EventOutbox, OutboxBacklog
 from desktop_app.core.catalog_records import (
     RECORD_COLUMNS,
@@ -72,13 +79,11 @@ from desktop_app.core.catalog_schema import (
 )
 from desktop_app.core.config import DuplicatePolicy
 from desktop_app.core.errors import (
-    CatalogAccessError,
     CatalogError,
     KeyConflictError,
     NotInCatalogError,
 )
 from desktop_app.core.group_commit import GroupCommitter, WriterConnection
-from desktop_app.core.migrate import Schema
 from desktop_app.core.object_keys import validate_key
 
 log = logging.getLogger(__name__)
@@ -88,6 +93,7 @@ _RETRIES = 3
 
 __all__ = [
     "AuditEntry",
+    "CatalogMode",
     "CatalogService",
     "DeleteOutcome",
     "FileQuery",
@@ -164,30 +170,29 @@ def _no_row(file_id: int) -> NotInCatalogError:
     return NotInCatalogError(f"Catalog row {file_id} does not exist (or is not yours).")
 
 
-def open_catalog(url: str, *, owner: str, password: str | None = None) -> CatalogService:
-    """Connect, bring the schema to the newest revision, and return the service.
+def open_catalog(
+    url: str,
+    *,
+    owner: str,
+    password: str | None = None,
+    mode: CatalogMode = CatalogMode.MAY_MIGRATE,
+    journal_file: Path | None = None,
+) -> CatalogService:
+    """Connect, check the database is Ferry's catalog, bring it up to date, return the service.
 
-    A login that may not change the schema can still use a catalog that is
+    Another application's database and Ferry's journal (``journal_file``) are
+    refused before anything is written; ``mode`` says whether an older catalog
+    may be upgraded or is refused (see :func:`catalog_db.bring_up_to_date`). A
+    login that may not change the schema can still use a catalog that is
     already current; an outdated one is refused with a clear message.
     """
+    if journal_file is not None:
+        refuse_journal_file(url, journal_file)
     engine = create_catalog_engine(url, password)
     where = describe_url(url)
     try:
         with engine.connect() as connection:
-            found = migrate.revisions(connection, Schema.CATALOG)
-            if not found.up_to_date:
-                try:
-                    migrate.upgrade(connection, Schema.CATALOG)
-                except SQLAlchemyError as exc:
-                    error = translate_db_error(exc, "upgrade its schema")
-                    if isinstance(error, CatalogAccessError):
-                        raise CatalogAccessError(
-                            f"The catalog at {where} is at schema revision "
-                            f"{found.current or 'none'} and Ferry needs {found.head}, "
-                            "but this login may not upgrade it. Ask its administrator "
-                            "to run `ferry catalog upgrade`."
-                        ) from None
-                    raise error from None
+            bring_up_to_date(connection, where, mode)
             if connection.dialect.name == "postgresql":
                 owner = str(connection.execute(text("SELECT current_user")).scalar_one())
     except CatalogError:

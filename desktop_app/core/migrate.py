@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,9 @@ class Schema(enum.Enum):
     every start); a test keeps it equal to the head Alembic finds.
     """
 
-    CATALOG = ("catalog", "alembic_version", "0006")
+    # The catalog's version table is named as Ferry's own: an application
+    # database's ``alembic_version`` is never read or written as the catalog's.
+    CATALOG = ("catalog", "ferry_schema_version", "0007")
     JOURNAL = ("journal", "journal_version", "j0007")
 
     @property
@@ -59,6 +62,7 @@ def _config(schema: Schema, connection: Connection | None = None) -> Config:
     location = resources.files("desktop_app.core") / "migrations" / schema.folder
     config.set_main_option("script_location", str(location))
     config.attributes["connection"] = connection
+    config.attributes["version_table"] = schema.version_table
     return config
 
 
@@ -83,17 +87,25 @@ _alembic_lock = threading.Lock()
 _UPGRADE_LOCK = 0x46455252  # "FERR"
 
 
-def upgrade(connection: Connection, schema: Schema) -> None:
+def upgrade(
+    connection: Connection,
+    schema: Schema,
+    first: Callable[[Connection], None] | None = None,
+) -> None:
     """Upgrade to head and commit; the caller translates database errors.
 
     On PostgreSQL two Ferrys opening a new catalog at once would both create
     its tables; a transaction-scoped advisory lock makes the second wait, and
     Alembic, reading the version after the lock, then finds nothing to do.
+    ``first`` runs under that lock, in the same transaction, before Alembic
+    (the catalog moves an older version table there).
     """
     # Alembic's command API keeps its context in module globals: one thread at a time.
     with _alembic_lock:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
+        if first is not None:
+            first(connection)
         from alembic import command
 
         command.upgrade(_config(schema, connection), "head")

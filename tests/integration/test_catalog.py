@@ -260,7 +260,8 @@ def test_opening_again_does_not_migrate_twice(catalog_url: str) -> None:
     service = open_catalog(catalog_url, owner="alice")
     with service.engine.connect() as connection:
         assert (
-            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
+            connection.execute(text("SELECT version_num FROM ferry_schema_version")).scalar()
+            == "0007"
         )
     service.close()
 
@@ -336,7 +337,7 @@ def test_login_that_may_not_migrate_gets_a_clear_message(
 ) -> None:
     alice_name = pg_roles.alice
     with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
-        connection.execute(f"UPDATE \"{pg_schema}\".alembic_version SET version_num = '0001'")
+        connection.execute(f"UPDATE \"{pg_schema}\".ferry_schema_version SET version_num = '0001'")
     with pytest.raises(CatalogAccessError, match="may not upgrade it"):
         open_catalog(pg_url_for_schema(postgres_admin_url, pg_schema, alice_name), owner="x")
 

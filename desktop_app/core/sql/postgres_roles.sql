@@ -32,5 +32,6 @@ REVOKE INSERT, UPDATE, DELETE ON :"schema".audit_log FROM ferry_user;
 -- audit log, no new or changed events. Anyone may count what waits
 -- (ferry_outbox_backlog(), for `ferry status`).
 GRANT SELECT, UPDATE (published_at, skipped_reason) ON :"schema".outbox TO ferry_relay, ferry_admin;
-GRANT SELECT ON :"schema".alembic_version TO ferry_user, ferry_relay;
+-- Everyone reads the catalog's marker and schema version (checked at every open).
+GRANT SELECT ON :"schema".ferry_catalog, :"schema".ferry_schema_version TO ferry_user, ferry_relay;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA :"schema" TO ferry_user;
