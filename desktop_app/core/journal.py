@@ -551,7 +551,7 @@ class Journal:
                 f"{path.parent}. Let it finish, or hand it your files; only one Ferry runs "
                 "at a time."
             ) from None
-        except OSError as exc:
+        except (OSError, sqlite3.Error) as exc:  # sqlite3: making a new journal
             raise _cannot_open(path, exc) from exc
         try:
             self.engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
