@@ -981,9 +981,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _start_logging(verbose: bool = False) -> None:
     paths = FerryPaths.from_environment(os.environ)
     try:
+        paths.ensure_log_dir()
         configure_logging(paths.log_file, stderr_level=logging.INFO if verbose else logging.WARNING)
     except OSError as exc:
         _say(f"ferry: cannot write logs to {paths.log_dir}: {exc.strerror}")
+    except FerryError as exc:  # a folder another user can change: no log written there
+        _say(f"ferry: {exc.title}: {exc.message}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -107,6 +107,9 @@ class Environment:
 
     @property
     def profiles(self) -> ProfileStore:
+        # Profiles name the endpoint a file is sent to: never read from, or
+        # written to, a folder another user can change.
+        self.paths.ensure()
         return ProfileStore(self.paths.profiles_file)
 
     def profile(self, name: str | None = None) -> Profile:

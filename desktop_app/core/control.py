@@ -2,10 +2,10 @@
 
 The Ferry that owns the journal (the window's engine, or ``ferry watch``)
 listens on a Unix socket ``data/ferry.sock`` created with mode 0600 inside
-the user's own data dir, so only that user can reach it (on Windows a named
-pipe named after the user, through the same ``multiprocessing.connection``).
-A command that finds it sends one request and gets one reply; the answer is
-the same records the command prints when it runs alone.
+the user's own data dir (on Windows a named pipe named after the user,
+through ``multiprocessing.connection``). A command that finds it sends one
+request and gets one reply; the answer is the same records the command
+prints when it runs alone.
 
 Promises: a request is carried out through the same :class:`Ferry` facade
 the owner uses, so the one scheduler still runs every transfer; a failure is
@@ -13,27 +13,61 @@ answered with :class:`ControlFailed` (title and message), never dropped; a
 socket file left by a Ferry that died is detected (nobody answers) and the
 command then runs on its own. Requests carry absolute paths: the client
 resolves them in its own working directory.
+
+The channel is the user's alone: a message is a 4-byte length and a JSON
+document with a version ``v`` (:data:`PROTOCOL_VERSION`), at most
+:data:`MAX_REQUEST` / :data:`MAX_REPLY` bytes, decoded field by field into
+the dataclasses below (nothing is unpickled, on either side). Before sending
+anything the client checks that the socket file and its folder are the
+user's and no one else's and, once connected, that the process listening
+runs as the user (SO_PEERCRED / LOCAL_PEERCRED); the server drops a
+connection from another user before reading it. A refusal, an unknown
+version and a garbled message are a :class:`ControlChannelError` or a
+:class:`ControlFailed` saying what to do, never a traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import enum
 import getpass
 import hashlib
+import json
 import logging
 import os
+import socket
+import stat
+import struct
 import sys
 import threading
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
+from typing import Any
 
-from desktop_app.core.errors import FerryError
+from desktop_app.core.errors import ControlChannelError, FerryError
 from desktop_app.core.journal import AttemptRecord, TransferRecord
+from desktop_app.core.paths import describe_user, refuse_unsafe_dir
 
 log = logging.getLogger(__name__)
 _FAMILY = "AF_PIPE" if sys.platform == "win32" else "AF_UNIX"
+
+PROTOCOL_VERSION = 1
+# A request is a command line's worth of paths (argv itself is at most a few
+# MiB); a reply lists every transfer a request touched with its attempts
+# (about 1 KiB each), so a folder of 100,000 files still fits.
+MAX_REQUEST = 16 * 1024 * 1024
+MAX_REPLY = 256 * 1024 * 1024
+# A client has this long to send its request: a silent connection holds
+# one thread of the running Ferry no longer than this.
+REQUEST_PATIENCE = 30.0
+_HEADER = struct.Struct(">I")
+_CHUNK = 1024 * 1024
 
 
 # -- requests: command -> running Ferry ---------------------------------------------
@@ -103,66 +137,475 @@ def endpoint_address(data_dir: Path) -> str:
     return str(data_dir / "ferry.sock")
 
 
+# -- the format: versioned JSON, decoded into the dataclasses field by field --------
+
+_REQUESTS: dict[str, type[Any]] = {
+    "upload": UploadRequest,
+    "retry": RetryRequest,
+    "resume": ResumeRequest,
+    "cancel": CancelRequest,
+    "pause": PauseRequest,
+}
+_REPLIES: dict[str, type[Any]] = {
+    "transfers": TransfersReply,
+    "count": CountReply,
+    "failed": ControlFailed,
+}
+
+
+def encode_request(profile: str | None, request: ControlRequest) -> bytes:
+    kind = _kind_of(request, _REQUESTS)
+    document = {"v": PROTOCOL_VERSION, "request": kind, "profile": profile}
+    return _dump({**document, "body": _to_json(request)})
+
+
+def decode_request(payload: bytes) -> tuple[str | None, ControlRequest]:
+    """The profile and request in a message; :class:`ControlChannelError` if it is none."""
+    document = _load(payload, "request")
+    kind = document.get("request")
+    if kind not in _REQUESTS:
+        raise _garbled("request", f"unknown request {kind!r}")
+    try:
+        profile: str | None = _decoder(str | None)(document.get("profile"))
+    except _Mismatch as exc:
+        raise _garbled("request", f"profile {exc.problem}") from None
+    try:
+        request: ControlRequest = _decoder(_REQUESTS[kind])(document.get("body"))
+    except _Mismatch as exc:
+        raise _garbled("request", f"{kind}{exc.where} {exc.problem}") from None
+    return profile, request
+
+
+def encode_reply(reply: ControlReply) -> bytes:
+    kind = _kind_of(reply, _REPLIES)
+    return _dump({"v": PROTOCOL_VERSION, "reply": kind, "body": _to_json(reply)})
+
+
+def decode_reply(payload: bytes) -> ControlReply:
+    """The reply in a message; :class:`ControlChannelError` if it is none."""
+    document = _load(payload, "answer")
+    kind = document.get("reply")
+    if kind not in _REPLIES:
+        raise _garbled("answer", f"unknown reply {kind!r}")
+    try:
+        reply: ControlReply = _decoder(_REPLIES[kind])(document.get("body"))
+    except _Mismatch as exc:
+        raise _garbled("answer", f"{kind}{exc.where} {exc.problem}") from None
+    return reply
+
+
+def _kind_of(message: object, kinds: dict[str, type[Any]]) -> str:
+    for kind, cls in kinds.items():
+        if type(message) is cls:
+            return kind
+    raise TypeError(f"not a control message: {message!r}")
+
+
+def _dump(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, ensure_ascii=False, allow_nan=False).encode(
+        "utf-8",
+        "surrogateescape",  # a path may hold bytes that are not UTF-8
+    )
+
+
+def _load(payload: bytes, what: str) -> dict[str, Any]:
+    try:
+        document = json.loads(payload.decode("utf-8", "surrogateescape"))
+    except ValueError as exc:
+        raise _garbled(what, "not a JSON document") from exc
+    if not isinstance(document, dict):
+        raise _garbled(what, "not a JSON object")
+    if document.get("v") != PROTOCOL_VERSION:
+        raise ControlChannelError(
+            f"The running Ferry speaks version {document.get('v')!r} of the local protocol, "
+            f"this command version {PROTOCOL_VERSION}: one of them is another Ferry release. "
+            "Stop the running Ferry (close the window or end `ferry watch`) and start it again.",
+            title="Another Ferry version is running",
+        )
+    return document
+
+
+def _garbled(what: str, detail: str) -> ControlChannelError:
+    outcome = (
+        "nothing was carried out. Run the command again"
+        if what == "request"
+        else "the running Ferry may have carried the request out (`ferry status` shows)"
+    )
+    return ControlChannelError(
+        f"The {what} on Ferry's local endpoint could not be read ({detail}); {outcome}. "
+        "If this repeats, stop the running Ferry and start it again.",
+        title=f"Unreadable {what}",
+    )
+
+
+def _to_json(value: object) -> Any:
+    """A message's value as JSON: dataclasses as objects, enums by value, times in ISO 8601."""
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: _to_json(getattr(value, name)) for name in _field_types(type(value))}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple | list):
+        return [_to_json(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _to_json(item) for key, item in value.items()}
+    raise TypeError(f"no JSON form for {type(value).__name__}")
+
+
+class _Mismatch(Exception):
+    """A value is not what its field's type says; ``where`` grows as it goes up."""
+
+    def __init__(self, problem: str, where: str = "") -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.where = where
+
+    def at(self, step: str) -> _Mismatch:
+        return _Mismatch(self.problem, step + self.where)
+
+
+Decoder = Callable[[Any], Any]
+_DECODERS: dict[Any, Decoder] = {}
+_FIELDS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _field_types(cls: type[Any]) -> dict[str, Any]:
+    """A dataclass's field types, resolved once (a reply may hold thousands of records)."""
+    if cls not in _FIELDS:
+        hints = typing.get_type_hints(cls)
+        _FIELDS[cls] = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    return _FIELDS[cls]
+
+
+def _decoder(tp: Any) -> Decoder:
+    """A function that turns JSON into ``tp``, checked all the way down, else _Mismatch.
+
+    Built once a type: each field's decoder is found when the type is first met."""
+    if tp not in _DECODERS:
+        _DECODERS[tp] = _build_decoder(tp)
+    return _DECODERS[tp]
+
+
+def _build_decoder(tp: Any) -> Decoder:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (types.UnionType, typing.Union):
+        return _union_decoder(args)
+    if origin in (tuple, list) and (origin is list or args[1:] == (Ellipsis,)):
+        return _sequence_decoder(_decoder(args[0]), origin)
+    if origin is dict and args[0] in (int, str):
+        return _mapping_decoder(args[0], _decoder(args[1]))
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _dataclass_decoder(tp)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return _enum_decoder(tp)
+    if tp is datetime:
+        return _time_decoder
+    if tp in (str, bool, int, float, type(None)):
+        return _plain_decoder(tp)
+    raise TypeError(f"no JSON form for {tp!r}")
+
+
+def _union_decoder(args: tuple[Any, ...]) -> Decoder:
+    optional = type(None) in args
+    choices = [_decoder(arg) for arg in args if arg is not type(None)]
+
+    def decode(value: Any) -> Any:
+        if value is None and optional:
+            return None
+        first: _Mismatch | None = None
+        for choice in choices:
+            try:
+                return choice(value)
+            except _Mismatch as exc:
+                first = first or exc
+        raise first or _Mismatch("is null")
+
+    return decode
+
+
+def _sequence_decoder(item: Decoder, kind: type[Any]) -> Decoder:
+    def decode(value: Any) -> Any:
+        if type(value) is not list:
+            raise _Mismatch("is not a list")
+        items = []
+        for index, element in enumerate(value):
+            try:
+                items.append(item(element))
+            except _Mismatch as exc:
+                raise exc.at(f"[{index}]") from None
+        return tuple(items) if kind is tuple else items
+
+    return decode
+
+
+def _mapping_decoder(key_type: type[Any], item: Decoder) -> Decoder:
+    def decode(value: Any) -> Any:
+        if type(value) is not dict:
+            raise _Mismatch("is not an object")
+        decoded = {}
+        for key, element in value.items():
+            if key_type is int and not (key.isascii() and key.lstrip("-").isdigit()):
+                raise _Mismatch(f"has the key {key[:40]!r}, not a number")
+            try:
+                decoded[key_type(key)] = item(element)
+            except _Mismatch as exc:
+                raise exc.at(f"[{key}]") from None
+        return decoded
+
+    return decode
+
+
+def _dataclass_decoder(cls: type[Any]) -> Decoder:
+    fields = {name: _decoder(tp) for name, tp in _field_types(cls).items()}
+
+    def decode(value: Any) -> Any:
+        if type(value) is not dict:
+            raise _Mismatch("is not an object")
+        unknown = value.keys() - fields.keys()
+        if unknown:
+            raise _Mismatch(f"has unknown fields {sorted(unknown)[:5]}")
+        known = {}
+        for name, element in value.items():
+            try:
+                known[name] = fields[name](element)
+            except _Mismatch as exc:
+                raise exc.at(f".{name}") from None
+        try:
+            return cls(**known)
+        except (TypeError, ValueError):  # a field without a default is missing
+            raise _Mismatch(f"lacks fields of {cls.__name__}") from None
+
+    return decode
+
+
+def _enum_decoder(cls: type[enum.Enum]) -> Decoder:
+    def decode(value: Any) -> Any:
+        try:
+            return cls(value)
+        except ValueError:
+            raise _Mismatch(f"is not a {cls.__name__}") from None
+
+    return decode
+
+
+def _time_decoder(value: Any) -> datetime:
+    if type(value) is str:
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(value)
+    raise _Mismatch("is not a time")
+
+
+def _plain_decoder(tp: type[Any]) -> Decoder:
+    def decode(value: Any) -> Any:
+        # Exact types: True is an int to Python, never to a message.
+        if type(value) is tp:
+            return value
+        if tp is float and type(value) is int:
+            return float(value)
+        raise _Mismatch(f"is not {'null' if tp is type(None) else tp.__name__}")
+
+    return decode
+
+
+# -- framing and who is at the other end ---------------------------------------------
+
+
+def _send_frame(connection: socket.socket, payload: bytes) -> None:
+    connection.sendall(_HEADER.pack(len(payload)) + payload)
+
+
+def _receive_frame(connection: socket.socket, limit: int, what: str) -> bytes:
+    """One message; EOFError when the other end closed first, before or within it."""
+    (length,) = _HEADER.unpack(_receive_exactly(connection, _HEADER.size))
+    if length > limit:
+        raise ControlChannelError(
+            f"The {what} on Ferry's local endpoint says it is {length:,} bytes long, more "
+            f"than the {limit:,} allowed; it was not read and nothing was carried out.",
+            title=f"{what.capitalize()} too large",
+        )
+    return _receive_exactly(connection, length)
+
+
+def _receive_exactly(connection: socket.socket, size: int) -> bytes:
+    received = bytearray()
+    while len(received) < size:
+        chunk = connection.recv(min(_CHUNK, size - len(received)))
+        if not chunk:
+            raise EOFError
+        received += chunk
+    return bytes(received)
+
+
+def _peer_uid(connection: socket.socket) -> int | None:
+    """The user id of the process at the other end; None where the system cannot say."""
+    if hasattr(socket, "SO_PEERCRED"):  # Linux: struct ucred {pid, uid, gid}
+        ucred = struct.Struct("=iII")
+        raw = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, ucred.size)
+        return int(ucred.unpack(raw)[1])
+    local_peercred = getattr(socket, "LOCAL_PEERCRED", None)
+    if local_peercred is not None:  # macOS, FreeBSD: struct xucred {version, uid, ...}
+        raw = connection.getsockopt(0, local_peercred, 76)  # SOL_LOCAL, sizeof(xucred)
+        return int(struct.unpack_from("=II", raw)[1])
+    return None
+
+
+def _refuse_foreign_socket(address: str) -> None:
+    """Refuse a socket file, or a folder it is in, that another user made or can change.
+
+    FileNotFoundError when there is none (no Ferry runs)."""
+    path = Path(address)
+    found = os.lstat(path)
+    me = os.geteuid()
+    if not stat.S_ISSOCK(found.st_mode) or found.st_uid != me or found.st_mode & 0o077:
+        raise ControlChannelError(
+            f"{path} is not your running Ferry's endpoint: it belongs to "
+            f"{describe_user(found.st_uid)}, mode {stat.S_IMODE(found.st_mode):04o}"
+            f"{'' if stat.S_ISSOCK(found.st_mode) else ', not a socket'}. Ferry sent it "
+            f"nothing. Remove it (`rm {path}`), and make sure the folder is yours and no one "
+            "else's, or set FERRY_HOME to a folder of your own.",
+            title="Someone else's endpoint",
+        )
+    refuse_unsafe_dir(path.parent, "data folder")
+
+
+def _refuse_foreign_peer(connection: socket.socket, address: str) -> None:
+    peer = _peer_uid(connection)
+    if peer is not None and peer != os.geteuid():
+        raise ControlChannelError(
+            f"The program listening at {address} runs as {describe_user(peer)}, not as you; "
+            f"Ferry sent it nothing. Remove {address}, and make sure its folder is yours "
+            "and no one else's, or set FERRY_HOME to a folder of your own.",
+            title="Someone else's endpoint",
+        )
+
+
+# -- the two ends ------------------------------------------------------------------------
+
+
 class ControlServer:
-    """Listens for requests and answers each on a thread of its own until stopped."""
+    """Listens for requests and answers each on a thread of its own until stopped.
+
+    Only this user's processes are answered: the socket file is 0600 and a
+    connection from another user id is dropped before a byte is read."""
 
     def __init__(
         self, address: str, handle: Callable[[str | None, ControlRequest], ControlReply]
     ) -> None:
         self.address = address
         self.handle = handle
+        self._stopping = threading.Event()
         if _FAMILY == "AF_UNIX":
             # Only the journal's owner starts a server, so a file here is
             # left by a Ferry that died: nobody else can be listening on it.
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(address)
+            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             old_umask = os.umask(0o177)
             try:
-                self._listener = Listener(address, family=_FAMILY)
+                self._socket.bind(address)
             finally:
                 os.umask(old_umask)
             os.chmod(address, 0o600)
+            self._socket.listen(64)
+            accept: Callable[[], None] = self._accept_sockets
         else:
             self._listener = Listener(address, family=_FAMILY)
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._accept, name="ferry-control", daemon=True)
+            accept = self._accept_pipes
+        self._thread = threading.Thread(target=accept, name="ferry-control", daemon=True)
         self._thread.start()
 
-    def _accept(self) -> None:
+    def _accept_sockets(self) -> None:
         while not self._stopping.is_set():
             try:
-                connection = self._listener.accept()
+                connection, _address = self._socket.accept()
             except OSError:
                 if self._stopping.is_set():
                     return
                 log.exception("The control endpoint failed to accept a connection")
                 continue
             threading.Thread(
-                target=self._serve, args=(connection,), name="ferry-control-request", daemon=True
+                target=self._serve_socket,
+                args=(connection,),
+                name="ferry-control-request",
+                daemon=True,
             ).start()
 
-    def _serve(self, connection: Connection) -> None:
+    def _serve_socket(self, connection: socket.socket) -> None:
         with connection:
-            try:
-                profile, request = connection.recv()
-            except (EOFError, OSError, ValueError, TypeError):
+            peer = _peer_uid(connection)
+            if peer is not None and peer != os.geteuid():
+                log.warning("Dropped a connection from %s, not this user", describe_user(peer))
                 return
+            connection.settimeout(REQUEST_PATIENCE)
             try:
-                reply = self.handle(profile, request)
-            except FerryError as exc:
-                reply = ControlFailed(exc.title, exc.message)
-            except Exception as exc:
-                log.exception("A request from another ferry command failed: %r", request)
-                reply = ControlFailed("Unexpected error", f"{type(exc).__name__}: {exc}")
+                payload = _receive_frame(connection, MAX_REQUEST, "request")
+            except ControlChannelError as exc:
+                reply: ControlReply = ControlFailed(exc.title, exc.message)
+            except (EOFError, OSError):
+                return  # gone, or silent too long: nobody waits for an answer
+            else:
+                connection.settimeout(None)  # carrying it out may take hours (wait=True)
+                reply = self._answer(payload)
+            with contextlib.suppress(OSError):
+                _send_frame(connection, self._encoded(reply))
+
+    def _accept_pipes(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                pipe = self._listener.accept()
+            except OSError:
+                if self._stopping.is_set():
+                    return
+                log.exception("The control endpoint failed to accept a connection")
+                continue
+            threading.Thread(
+                target=self._serve_pipe, args=(pipe,), name="ferry-control-request", daemon=True
+            ).start()
+
+    def _serve_pipe(self, pipe: Connection) -> None:
+        with pipe:
+            try:
+                payload = pipe.recv_bytes(MAX_REQUEST)  # bytes only: nothing is unpickled
+            except (EOFError, OSError):
+                return
             with contextlib.suppress(OSError, EOFError):
-                connection.send(reply)
+                pipe.send_bytes(self._encoded(self._answer(payload)))
+
+    def _answer(self, payload: bytes) -> ControlReply:
+        try:
+            profile, request = decode_request(payload)
+        except FerryError as exc:
+            return ControlFailed(exc.title, exc.message)
+        try:
+            return self.handle(profile, request)
+        except FerryError as exc:
+            return ControlFailed(exc.title, exc.message)
+        except Exception as exc:
+            log.exception("A request from another ferry command failed: %r", request)
+            return ControlFailed("Unexpected error", f"{type(exc).__name__}: {exc}")
+
+    @staticmethod
+    def _encoded(reply: ControlReply) -> bytes:
+        try:
+            return encode_reply(reply)
+        except (TypeError, ValueError) as exc:
+            log.exception("An answer to another ferry command could not be encoded")
+            return encode_reply(ControlFailed("Unexpected error", f"{type(exc).__name__}: {exc}"))
 
     def stop(self) -> None:
         self._stopping.set()
         # accept() does not return on close() alone: a connection wakes it.
-        with contextlib.suppress(OSError):
-            Client(self.address, family=_FAMILY).close()
-        self._listener.close()
+        if _FAMILY == "AF_UNIX":
+            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as wake:
+                wake.connect(self.address)
+            self._socket.close()
+        else:
+            with contextlib.suppress(OSError):
+                Client(self.address, family=_FAMILY).close()
+            self._listener.close()
         self._thread.join(timeout=5)
         if _FAMILY == "AF_UNIX":
             with contextlib.suppress(FileNotFoundError):
@@ -174,20 +617,44 @@ def ask_running(address: str, profile: str | None, request: ControlRequest) -> C
 
     ``profile`` is the one the command was asked to use (None: the default);
     the running Ferry refuses a request for a profile it does not run.
+    Raises :class:`ControlChannelError` (or UnsafeFolderError) without sending
+    anything when the endpoint is not this user's own.
     """
-    if _FAMILY == "AF_UNIX" and not os.path.exists(address):
-        return None
+    if _FAMILY != "AF_UNIX":
+        return _ask_pipe(address, profile, request)
     try:
-        connection = Client(address, family=_FAMILY)
-    except (TimeoutError, FileNotFoundError, ConnectionRefusedError, OSError):
-        return None  # a socket left by a Ferry that died
-    with connection:
-        connection.send((profile, request))
+        _refuse_foreign_socket(address)
+    except FileNotFoundError:
+        return None
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
         try:
-            reply: ControlReply = connection.recv()
-        except EOFError:
-            return ControlFailed(
-                "Ferry stopped",
-                "The running Ferry stopped before it answered; run the command again.",
-            )
-    return reply
+            connection.connect(address)
+        except OSError:
+            return None  # a socket left by a Ferry that died
+        _refuse_foreign_peer(connection, address)
+        try:
+            _send_frame(connection, encode_request(profile, request))
+            payload = _receive_frame(connection, MAX_REPLY, "answer")
+        except (EOFError, OSError):
+            return _stopped()
+    return decode_reply(payload)
+
+
+def _ask_pipe(address: str, profile: str | None, request: ControlRequest) -> ControlReply | None:
+    try:
+        pipe = Client(address, family=_FAMILY)
+    except OSError:
+        return None
+    with pipe:
+        try:
+            pipe.send_bytes(encode_request(profile, request))
+            payload = pipe.recv_bytes(MAX_REPLY)  # bytes only: nothing is unpickled
+        except (EOFError, OSError):
+            return _stopped()
+    return decode_reply(payload)
+
+
+def _stopped() -> ControlFailed:
+    return ControlFailed(
+        "Ferry stopped", "The running Ferry stopped before it answered; run the command again."
+    )

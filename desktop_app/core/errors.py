@@ -58,6 +58,18 @@ class SignInRequiredError(ConfigError):
     title = "Sign-in needed"
 
 
+class UnsafeFolderError(ConfigError):
+    """A folder Ferry keeps its files in could be changed by another user of the machine."""
+
+    title = "Unsafe folder"
+
+
+class ControlChannelError(FerryError):
+    """The local endpoint of a running Ferry is not this user's own, or answered nonsense."""
+
+    title = "Cannot talk to the running Ferry"
+
+
 class SecretStoreError(FerryError):
     title = "Keyring problem"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication, QDialog
+from PySide6.QtWidgets import QApplication, QDialog, QMessageBox
 
 from desktop_app import __version__
 from desktop_app.core.app import Environment
@@ -59,7 +59,11 @@ def run_gui(env: Environment, profile_name: str | None, initial_paths: Sequence[
         icon.addFile(str(app_icon_png(size)))
     app.setWindowIcon(icon)
     app.setQuitOnLastWindowClosed(True)
-    env.paths.ensure()
+    try:
+        env.paths.ensure()
+    except FerryError as exc:  # a folder another user can change: say so, start nothing
+        QMessageBox.critical(None, exc.title, exc.message)
+        return 1
     create_sandbox = False
     if needs_first_run(env, profile_name):
         dialog = FirstRunDialog(env)

@@ -1,0 +1,272 @@
+"""The control channel against a second user of the machine (issue #32, item 4).
+
+The other user is real: a process run as ``nobody`` through setpriv.
+
+- their listener at the data dir's ``ferry.sock`` (the folder theirs, or the
+  socket file moved into the user's own folder) receives no byte from
+  `ferry upload` / ``ask_running``, and the pickle it answers with never runs;
+- a connection from their uid to a running Ferry is dropped unread, and
+  nothing is queued;
+- garbage, a 2 GiB length header, a pickle and another protocol version sent
+  to a running Ferry are answered with a clear refusal, and it goes on
+  answering its user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from desktop_app.core.app import Environment, Ferry, RunMode
+from desktop_app.core.control import (
+    ControlFailed,
+    CountReply,
+    PauseRequest,
+    ResumeRequest,
+    UploadRequest,
+    ask_running,
+    decode_reply,
+    endpoint_address,
+)
+from desktop_app.core.errors import ControlChannelError
+from tests.integration.test_crash import ferry
+
+AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+# Run as nobody: listens at argv[1], writes every byte it receives to argv[2]
+# and answers each connection the way multiprocessing.connection frames a
+# message, with a pickle that creates argv[3] when it is unpickled.
+EVIL_LISTENER = r"""
+import os, pickle, socket, struct, sys
+address, received_path, marker = sys.argv[1:4]
+os.makedirs(os.path.dirname(address), mode=0o777, exist_ok=True)
+os.chmod(os.path.dirname(address), 0o777)
+server = socket.socket(socket.AF_UNIX)
+server.bind(address)
+os.chmod(address, 0o777)
+server.listen()
+
+class Evil:
+    def __reduce__(self):
+        return (open, (marker, "w"))
+
+answer = pickle.dumps(Evil())
+with open(received_path, "wb", buffering=0) as received:
+    print("listening", flush=True)
+    while True:
+        connection, _ = server.accept()
+        connection.settimeout(1)
+        try:
+            while chunk := connection.recv(65536):
+                received.write(chunk)
+        except TimeoutError:
+            pass
+        connection.sendall(struct.pack("!i", len(answer)) + answer)
+        connection.close()
+"""
+
+# Run as nobody: sends argv[2] (hex) to the socket at argv[1], prints what came
+# back (hex), or "reset" when the other end closed without reading.
+RAW_CLIENT = r"""
+import socket, sys
+answer = b""
+with socket.socket(socket.AF_UNIX) as connection:
+    connection.connect(sys.argv[1])
+    try:
+        connection.sendall(bytes.fromhex(sys.argv[2]))
+        connection.shutdown(socket.SHUT_WR)
+        while chunk := connection.recv(65536):
+            answer += chunk
+    except (ConnectionResetError, BrokenPipeError):
+        print("reset")
+print(answer.hex())
+"""
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder like /tmp, open to every user (pytest's folders are the owner's only)."""
+    folder = Path(tempfile.mkdtemp(prefix="ferry-shared-"))
+    folder.chmod(0o1777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def evil_listener(shared_dir: Path) -> Iterator[Callable[[Path], subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+
+    def start(address: Path) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [*AS_NOBODY, sys.executable, "-c", EVIL_LISTENER, str(address),
+             str(shared_dir / "received"), str(shared_dir / "pwned")],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        started.append(process)
+        assert process.stdout is not None and process.stdout.readline() == "listening\n"
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def frame(payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + payload
+
+
+def test_a_listener_of_another_user_in_a_world_writable_home_receives_nothing(
+    tmp_path: Path, shared_dir: Path, evil_listener: Callable[[Path], subprocess.Popen[str]]
+) -> None:
+    # A folder another user created, writable by all: FERRY_HOME is put under it.
+    world = shared_dir / "world"
+    subprocess.run([*AS_NOBODY, "mkdir", "-m", "0777", str(world)], check=True)
+    home = world / "home"
+    evil_listener(home / "data" / "ferry.sock")
+    (tmp_path / "report.txt").write_text("a file another user must not learn about")
+
+    process = ferry(home, "upload", str(tmp_path / "report.txt"), "--json")
+    out, err = process.communicate(timeout=60)
+
+    assert process.returncode == 2, (out, err)
+    assert "Traceback" not in err
+    assert f"{home / 'data' / 'ferry.sock'} is not your running Ferry's endpoint" in err
+    assert "belongs to nobody (uid 65534)" in err
+    assert f"Remove it (`rm {home / 'data' / 'ferry.sock'}`)" in err
+    assert json.loads(out)["error"]["title"] == "Someone else's endpoint"
+    assert (shared_dir / "received").read_bytes() == b""
+    assert not (shared_dir / "pwned").exists()
+    assert not (home / "logs").exists()  # no log of root's written into their folder
+
+
+def test_a_socket_that_looks_like_ours_but_listens_as_another_user_receives_nothing(
+    ferry_env: Environment,
+    shared_dir: Path,
+    evil_listener: Callable[[Path], subprocess.Popen[str]],
+) -> None:
+    # The file checks pass (ours, 0600, in our private data dir); only the
+    # listening process's credentials tell: another user bound it.
+    ferry_env.paths.ensure()
+    theirs = shared_dir / "theirs" / "ferry.sock"
+    evil_listener(theirs)
+    address = endpoint_address(ferry_env.paths.data_dir)
+    os.rename(theirs, address)
+    os.chown(address, os.geteuid(), os.getegid())
+    os.chmod(address, 0o600)
+
+    with pytest.raises(ControlChannelError) as raised:
+        ask_running(address, None, UploadRequest(("/home/me/plans.txt",), None, False))
+
+    assert raised.value.title == "Someone else's endpoint"
+    assert f"The program listening at {address} runs as nobody (uid 65534)" in str(raised.value)
+    assert "Ferry sent it nothing" in str(raised.value)
+    assert (shared_dir / "received").read_bytes() == b""
+    assert not (shared_dir / "pwned").exists()
+
+
+@pytest.fixture
+def running(weed_profile: Callable[..., None], ferry_env: Environment) -> Iterator[Ferry]:
+    weed_profile()
+    app = Ferry.open(ferry_env, mode=RunMode.RESIDENT)
+    server = app.listen()
+    yield app
+    server.stop()
+    app.close()
+
+
+def test_a_running_ferry_drops_another_users_connection_unread(
+    running: Ferry, ferry_env: Environment, shared_dir: Path, tmp_path: Path
+) -> None:
+    address = endpoint_address(ferry_env.paths.data_dir)
+    # Even were the socket reachable (a second name for it, open to all),
+    # another user's request is dropped: their uid is not ours.
+    door = shared_dir / "door.sock"
+    os.link(address, door)
+    os.chmod(door, 0o666)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root's")
+    request = {
+        "v": 1,
+        "request": "upload",
+        "profile": None,
+        "body": {"paths": [str(secret)], "prefix": None, "wait": False},
+    }
+    message = frame(json.dumps(request).encode()).hex()
+
+    theirs = subprocess.run(
+        [*AS_NOBODY, sys.executable, "-c", RAW_CLIENT, str(door), message],
+        capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
+
+    assert theirs.stdout.split() in ([], ["reset"])  # closed without an answer
+    assert running.transfers() == []
+    # The same bytes from its own user are carried out.
+    with socket.socket(socket.AF_UNIX) as connection:
+        connection.connect(address)
+        connection.sendall(bytes.fromhex(message))
+        answer = read_frame(connection)
+    assert [r.source_path for r in decode_reply(answer).records] == [str(secret)]  # type: ignore[union-attr]
+
+
+def read_frame(connection: socket.socket) -> bytes:
+    received = b""
+    while chunk := connection.recv(65536):
+        received += chunk
+    (length,) = struct.unpack(">I", received[:4])
+    assert len(received) == 4 + length
+    return received[4:]
+
+
+def exchange(address: str, raw: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX) as connection:
+        connection.connect(address)
+        connection.sendall(raw)
+        connection.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    return received
+
+
+def test_garbage_oversized_headers_and_pickles_are_refused_and_the_ferry_goes_on(
+    running: Ferry, ferry_env: Environment
+) -> None:
+    import pickle
+
+    address = endpoint_address(ferry_env.paths.data_dir)
+    refusals = {
+        "2 GiB header": struct.pack(">I", 2**31),
+        "not JSON": frame(b"\x00garbage\xff"),
+        "a pickle": frame(pickle.dumps((None, ResumeRequest()))),
+        "another version": frame(b'{"v": 99, "request": "resume", "body": {}}'),
+        "unknown request": frame(b'{"v": 1, "request": "rm -rf", "profile": null, "body": {}}'),
+        "bad field": frame(b'{"v": 1, "request": "cancel", "profile": null, "body": {"ids": "*"}}'),
+    }
+    titles = {}
+    for name, raw in refusals.items():
+        reply = decode_reply(exchange(address, raw)[4:])
+        assert isinstance(reply, ControlFailed), name
+        titles[name] = reply.title
+    assert titles == {
+        "2 GiB header": "Request too large",
+        "not JSON": "Unreadable request",
+        "a pickle": "Unreadable request",
+        "another version": "Another Ferry version is running",
+        "unknown request": "Unreadable request",
+        "bad field": "Unreadable request",
+    }
+    assert exchange(address, b"\x00\x00") == b""  # half a header, then gone: dropped
+    assert running.transfers() == []
+    # Its own user is still answered.
+    assert ask_running(address, None, PauseRequest(None, True)) == CountReply(0)
