@@ -648,6 +648,9 @@ def diagnose_profile(env: Environment, profile: Profile) -> list[CheckResult]:
             results.append(CheckResult("write", True, "a test object was written and deleted"))
         except StorageError as exc:
             results.append(CheckResult("bucket", False, exc.message))
+        skew = storage.clock.notable_offset()
+        if skew is not None:
+            results.append(CheckResult("clock", False, skew))
         try:
             password = catalog_password(profile, env.secrets, env.environ)
             REDACTOR.add_secret(password)

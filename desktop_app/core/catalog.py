@@ -118,6 +118,8 @@ _AUDIT_CALL = text("SELECT ferry_audit(:file_id, :bucket, :key, :action, CAST(:d
 _ANNOUNCE_CALL = text("SELECT ferry_announce(:file_id, :event)")
 _KEY_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))")
 _TAKE_WRITE_LOCK = text("UPDATE files SET id = id WHERE 0 = 1")
+# The transaction's start on the database server's clock.
+_DATABASE_NOW = text("SELECT now()")
 # A row's record and its reserving transfer's token (not part of the record).
 _COLUMNS_AND_TOKEN = [*(_FILES.c[name] for name in RECORD_COLUMNS), _FILES.c.token]
 
@@ -395,6 +397,21 @@ class CatalogService:
         if not connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
             transaction.execute(_TAKE_WRITE_LOCK)
 
+    def _now(self, transaction: Session | Connection) -> datetime:
+        """The time a row records, on the one clock every client and check shares.
+
+        PostgreSQL: the server's (a team's laptops' clocks may be minutes
+        apart, and liveness and grace compare times written by different
+        ones). An SQLite catalog is one computer's file: that computer's clock.
+        """
+        if self.dialect != "postgresql":
+            return self.clock()
+        return aware(transaction.execute(_DATABASE_NOW).scalar_one())
+
+    def database_now(self) -> datetime:
+        """The catalog's clock now: what a check measures row ages against."""
+        return self._run("read the database's clock", self._now)
+
     @staticmethod
     def _live_by_key(session: Session, bucket: str, key: str) -> FileRow | None:
         return session.scalars(
@@ -405,11 +422,16 @@ class CatalogService:
             )
         ).one_or_none()
 
+    @staticmethod
     def _new_row_values(
-        self, intent: UploadIntent, status: FileStatus, *, owner: str, etag: str | None = None
+        intent: UploadIntent,
+        status: FileStatus,
+        *,
+        owner: str,
+        now: datetime,
+        etag: str | None = None,
     ) -> dict[str, Any]:
         """The columns of a new row for this intent (those not named stay NULL)."""
-        now = self.clock()
         return {
             "bucket": intent.bucket,
             "key": intent.key,
@@ -426,9 +448,16 @@ class CatalogService:
         }
 
     def _new_row(
-        self, intent: UploadIntent, status: FileStatus, *, owner: str, etag: str | None = None
+        self,
+        session: Session,
+        intent: UploadIntent,
+        status: FileStatus,
+        *,
+        owner: str,
+        etag: str | None = None,
     ) -> FileRow:
-        return FileRow(**self._new_row_values(intent, status, owner=owner, etag=etag))
+        now = self._now(session)
+        return FileRow(**self._new_row_values(intent, status, owner=owner, now=now, etag=etag))
 
     @staticmethod
     def _change(
@@ -532,7 +561,9 @@ class CatalogService:
             if isinstance(found, Reservation):
                 return found
             source = found
-            values = self._new_row_values(intent, FileStatus.PENDING, owner=self.owner)
+            values = self._new_row_values(
+                intent, FileStatus.PENDING, owner=self.owner, now=self._now(connection)
+            )
             values.update(
                 token=intent.token,
                 alive_at=values["created_at"],
@@ -615,7 +646,7 @@ class CatalogService:
                 token=intent.token,
                 status=FileStatus.PENDING,
                 copied_from=None,
-                alive_at=self.clock(),
+                alive_at=self._now(connection),
             )
             self._audit(connection, AuditAction.RESERVE, taken, {"resending": "missing object"})
             return Reservation(ReservationOutcome.RESERVED, taken)
@@ -673,7 +704,7 @@ class CatalogService:
                 status=FileStatus.ACTIVE,
                 etag=etag,
                 copied_from=copied_from,
-                uploaded_at=self.clock(),
+                uploaded_at=self._now(connection),
                 last_error=None,
             )
             details = {"etag": etag}
@@ -700,6 +731,22 @@ class CatalogService:
 
         return self._run(f"read row {file_id}", work)
 
+    @staticmethod
+    def _reserved(session: Session, file_id: int, token: str | None) -> bool:
+        row = session.get(FileRow, file_id)
+        if row is None:
+            return False
+        # A row marked missing is sent again by a repair's transfer, under no token.
+        return row.status == FileStatus.MISSING.value or (
+            row.status == FileStatus.PENDING.value and token is not None and row.token == token
+        )
+
+    def still_reserved(self, file_id: int, token: str | None) -> bool:
+        """May this transfer still write the row's object: its pending reservation, or missing?"""
+        return self._run(
+            f"read row {file_id}", lambda session: self._reserved(session, file_id, token)
+        )
+
     def release(self, file_id: int, *, reason: str, token: str | None) -> None:
         """Remove a pending intent after a failed or cancelled upload (audited).
 
@@ -716,15 +763,21 @@ class CatalogService:
 
         self._run(f"release row {file_id}", work)
 
-    def touch(self, reservations: list[tuple[int, str]]) -> None:
-        """Say that these pending uploads (row id, token) are alive: a check leaves them be."""
-        if not reservations:
-            return
+    def touch(self, reservations: list[tuple[int, str]]) -> list[int]:
+        """Say that these pending uploads (row id, token) are alive: a check leaves them be.
 
-        def work(session: Session) -> None:
-            now = self.clock()
+        Returns the row ids that are no longer their transfer's reservation
+        (removed by a repair, or taken by another token): those uploads must
+        not complete.
+        """
+        if not reservations:
+            return []
+
+        def work(session: Session) -> list[int]:
+            now = self._now(session)
+            lost = []
             for file_id, token in reservations:
-                session.execute(
+                touched = session.execute(
                     update(FileRow)
                     .where(
                         FileRow.id == file_id,
@@ -733,8 +786,12 @@ class CatalogService:
                     )
                     .values(alive_at=now)
                 )
+                count: int = touched.rowcount  # type: ignore[attr-defined]
+                if count == 0 and not self._reserved(session, file_id, token):
+                    lost.append(file_id)
+            return lost
 
-        self._run("note uploads in progress", work)
+        return self._run("note uploads in progress", work)
 
     @contextlib.contextmanager
     def repairing(self, bucket: str, key: str) -> Iterator[KeyRepair]:
@@ -836,7 +893,7 @@ class CatalogService:
                     "(never uploaded, already deleted, or not yours). See `ferry ls`."
                 )
             row.status = FileStatus.DELETED.value
-            row.deleted_at = self.clock()
+            row.deleted_at = self._now(session)
             row.deleted_by = self.owner
             session.flush()
             self._audit(session, AuditAction.DELETE, row)

@@ -23,6 +23,11 @@ from desktop_app.core.catalog_schema import (
     OutboxRow,
 )
 
+# Touched this recently (on the catalog's clock) by its uploading Ferry, a
+# pending row is alive whatever a check's grace period; uploads touch their
+# rows every 30 s.
+ALIVE_SECONDS = 120
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -57,7 +57,7 @@ class KeyRepair:
         row = self._row(file_id)
         row.status = FileStatus.ACTIVE.value
         row.etag = etag
-        row.uploaded_at = row.uploaded_at or self._catalog.clock()
+        row.uploaded_at = row.uploaded_at or self._catalog._now(self._session)
         row.last_error = None
         self._catalog._audit(self._session, AuditAction.REPAIR, row, {"repair": "activate"})
         self._catalog._announce(self._session, OutboxEventType.FILE_REPAIRED, row)
@@ -81,7 +81,7 @@ class KeyRepair:
         """Register the object as an active row, its content proven by reading it."""
         validate_key(intent.key)
         row = self._catalog._new_row(
-            intent, FileStatus.ACTIVE, owner=owner or self._catalog.owner, etag=etag
+            self._session, intent, FileStatus.ACTIVE, owner=owner or self._catalog.owner, etag=etag
         )
         self._session.add(row)
         self._catalog._audit(self._session, AuditAction.REPAIR, row, {"repair": "adopt", **details})

@@ -52,11 +52,14 @@ from desktop_app.core.catalog import (
     ReservationOutcome,
     UploadIntent,
 )
+from desktop_app.core.catalog_records import ALIVE_SECONDS
 from desktop_app.core.config import DuplicatePolicy
 from desktop_app.core.errors import (
     CatalogError,
     FerryError,
     KeyConflictError,
+    NotInCatalogError,
+    ReservationLostError,
     SourceChangedError,
     SourceError,
     StorageError,
@@ -96,6 +99,9 @@ from desktop_app.core.throttle import BandwidthLimiter, ByteBudget
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
+# A reservation the catalog confirmed alive this recently cannot have been
+# removed by a check (it waits ALIVE_SECONDS on the catalog's own clock).
+RESERVATION_TRUSTED_SECONDS = ALIVE_SECONDS / 2
 # A request this small waits only for its own bytes at the bandwidth limit, not
 # for the debt of large parts before it: a 1-byte file never waits for a big one.
 _SMALL_REQUEST = 256 * 1024
@@ -146,6 +152,20 @@ class EngineOptions:
 
 class TransferHeldError(Exception):
     """A transfer was asked to run while another attempt holds it (a scheduler bug)."""
+
+
+def _reservation_lost(record: TransferRecord, *, written: bool = False) -> ReservationLostError:
+    outcome = (
+        "the object it wrote is not registered, and is left for `ferry check` (never deleted "
+        "while another row may name it)"
+        if written
+        else "Ferry stopped before writing the object, so nothing at that key was replaced"
+    )
+    return ReservationLostError(
+        f"The catalog no longer holds {record.key!r} for this upload of {record.source_path}: "
+        "its reservation was removed (by a consistency check, or by another user) while the "
+        f"bytes were on their way; {outcome}. Retry to upload the file again."
+    )
 
 
 def suffixed_key(key: str, number: int) -> str:
@@ -428,19 +448,27 @@ class TransferEngine:
     def keep_alive(self) -> None:
         """Touch the catalog rows of the uploads running now, so no check takes them for stale."""
         with self._controls_lock:
-            running = list(self._controls)
+            controls = dict(self._controls)
         sending = (TransferState.UPLOADING, TransferState.COMPLETING, TransferState.VERIFYING)
-        reservations = [
-            (record.catalog_file_id, record.reservation_token)
-            for record in self.journal.get_many(running)
+        records = {
+            record.catalog_file_id: record
+            for record in self.journal.get_many(list(controls))
             if record.state in sending
             and record.catalog_file_id is not None
             and record.reservation_token is not None
-        ]
+        }
+        reservations = [(file_id, r.reservation_token or "") for file_id, r in records.items()]
         try:
-            self.catalog.touch(reservations)
+            lost = set(self.catalog.touch(reservations))
         except CatalogError as exc:
             log.warning("Could not note the running uploads in the catalog: %s", exc.message)
+            return
+        for file_id, record in records.items():
+            control = controls[record.id]
+            if file_id in lost:
+                control.reservation_lost(_reservation_lost(record))
+            else:
+                control.reservation_confirmed()
 
     def _release(self, transfer_id: int) -> None:
         with self._controls_lock:
@@ -485,10 +513,11 @@ class TransferEngine:
         self, record: TransferRecord, control: TransferControl, started: datetime
     ) -> None:
         if record.state in (TransferState.QUEUED, TransferState.HASHING):
-            record = self._hash_and_reserve(record, NewAttempt(started, started, None, 0))
+            record = self._hash_and_reserve(record, NewAttempt(started, started, None, 0), control)
             if record.state is TransferState.DUPLICATE:
                 return
         if record.state is TransferState.UPLOADING and self.sender.sends_whole(record):
+            self._confirm_reservation(record, control)
             etag = self.sender.put_whole(record, control)
             self._register(record, etag, control, started, recorded=False)
             return
@@ -496,12 +525,30 @@ class TransferEngine:
             record = self.sender.upload(record, control)
         if record.state is TransferState.COMPLETING:
             control.check()
+            self._confirm_reservation(record, control, always=True)
             record = self.sender.complete(record)
         if record.state is TransferState.VERIFYING:
             record = self.sender.verify(record)
         if record.state is TransferState.REGISTERING:
             assert record.etag is not None
             self._register(record, record.etag, control, started, recorded=True)
+
+    def _confirm_reservation(
+        self, record: TransferRecord, control: TransferControl, *, always: bool = False
+    ) -> None:
+        """Before the object is written: the catalog still holds the key for this transfer.
+
+        A check removes only intents not kept alive for ALIVE_SECONDS on the
+        catalog's clock; one reserved or kept alive within half that needs no
+        look (a single small PUT). ``always``: a multipart Complete, after
+        what may have been a long send, looks every time.
+        """
+        if record.catalog_file_id is None:
+            return
+        if not always and control.reservation_confirmed_within(RESERVATION_TRUSTED_SECONDS):
+            return
+        if not self.catalog.still_reserved(record.catalog_file_id, record.reservation_token):
+            raise _reservation_lost(record)
 
     def _register(
         self,
@@ -529,6 +576,10 @@ class TransferEngine:
                 token=record.reservation_token,
                 copied_from=record.copy_source_key,
             )
+        except NotInCatalogError as exc:
+            if not recorded:
+                self._move(record.id, TransferState.REGISTERING, etag=etag)
+            raise _reservation_lost(record, written=True) from exc
         except BaseException:
             if not recorded:
                 self._move(record.id, TransferState.REGISTERING, etag=etag)
@@ -602,7 +653,9 @@ class TransferEngine:
 
     # -- steps --------------------------------------------------------------
 
-    def _hash_and_reserve(self, record: TransferRecord, attempt: NewAttempt) -> TransferRecord:
+    def _hash_and_reserve(
+        self, record: TransferRecord, attempt: NewAttempt, control: TransferControl
+    ) -> TransferRecord:
         if record.reservation_token is None:  # queued before tokens existed
             record = self.journal.update(record.id, reservation_token=uuid.uuid4().hex)
         if not self.is_small(record.size):
@@ -661,6 +714,8 @@ class TransferEngine:
                 attempt=dataclasses.replace(attempt, ended_at=self.now()),
                 **hashed,
             )
+        if reservation.outcome is not ReservationOutcome.RESUMED:
+            control.reservation_confirmed()  # a row written just now, alive on its clock
         source = reservation.source
         if source is not None:
             log.info("%s is stored already as %s: copied on the server", record.key, source.key)

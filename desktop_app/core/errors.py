@@ -152,6 +152,12 @@ class NotInCatalogError(CatalogError):
     title = "Not in the catalog"
 
 
+class ReservationLostError(CatalogError):
+    """An upload's catalog reservation is gone: it must not write or register its object."""
+
+    title = "Reservation removed"
+
+
 class IllegalMoveError(JournalError):
     """A state change outside the table of allowed moves: a bug, refused."""
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop_app.core.catalog import CatalogService, FileRecord, KeyRepair, UploadIntent
+from desktop_app.core.catalog_records import ALIVE_SECONDS
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.check_streams import (
     KeySeen,
@@ -83,11 +84,6 @@ class RepairOutcome(enum.Enum):
     FAILED = "failed"
 
 
-# Touched this recently by its uploading Ferry, a pending row is alive
-# whatever the grace period (uploads touch their rows every 30 s).
-ALIVE_SECONDS = 120
-
-
 class ConsistencyError(FerryError):
     title = "Consistency check failed"
 
@@ -132,10 +128,13 @@ class RowStamp:
     id: int
     status: str
     etag: str | None
+    # Touched since the check: its upload is alive, so a repair drops the finding.
+    alive_at: str | None = None
 
     @classmethod
     def of(cls, row: FileRecord) -> RowStamp:
-        return cls(row.id, row.status.value, row.etag)
+        alive_at = row.alive_at.isoformat() if row.alive_at else None
+        return cls(row.id, row.status.value, row.etag, alive_at)
 
 
 @dataclass(frozen=True)
@@ -285,6 +284,31 @@ class _OtherServersRows:
         )
 
 
+@dataclass(frozen=True)
+class _Cutoffs:
+    """What counts as old, each on the clock that wrote the times it is compared with.
+
+    Row times are the catalog's (its database's clock), bucket times the S3
+    server's (its ``Date``): this computer's clock, maybe minutes off, judges
+    neither.
+    """
+
+    rows_before: datetime  # a pending row created after this is within the grace period
+    alive_since: datetime  # a pending row touched after this has its upload alive
+    retention_before: datetime  # a row deleted before this is past retention
+    objects_before: datetime  # an object or upload written after this is within grace
+
+    @classmethod
+    def of(cls, catalog_now: datetime, bucket_now: datetime, options: CheckOptions) -> _Cutoffs:
+        grace = timedelta(seconds=options.grace_seconds)
+        return cls(
+            rows_before=catalog_now - grace,
+            alive_since=catalog_now - timedelta(seconds=ALIVE_SECONDS),
+            retention_before=catalog_now - timedelta(seconds=options.retention_seconds),
+            objects_before=bucket_now - grace,
+        )
+
+
 class _Verdict(enum.Enum):
     YOUNG = "young"  # within the grace period, or in flight: not judged
     OTHERS = "others"  # someone else's file: counted, not reported
@@ -352,7 +376,7 @@ class ConsistencyChecker:
 
     def _check(self, options: CheckOptions, *, spool: bool) -> CheckReport:
         started, clock = self.now(), time.monotonic()
-        cutoff = started - timedelta(seconds=options.grace_seconds)
+        cutoffs = _Cutoffs.of(self.catalog.database_now(), self.storage.server_now(), options)
         in_flight = self.journal.in_flight_keys(self.storage.bucket)
         admin = self.catalog.is_admin()
         findings: list[Finding] = []
@@ -381,14 +405,14 @@ class ConsistencyChecker:
                     options.progress(listing.count, rows_seen)
                 if seen.key in in_flight:
                     continue
-                verdict = self._judge(seen, started, cutoff, options)
+                verdict = self._judge(seen, cutoffs, options)
                 if verdict is _Verdict.YOUNG:
                     young += 1
                 elif verdict is _Verdict.OTHERS:
                     others += 1
                 elif isinstance(verdict, Finding):
                     findings.append(verdict)
-            uploads, unlisted = self._stale_uploads(cutoff, admin, findings)
+            uploads, unlisted = self._stale_uploads(cutoffs.objects_before, admin, findings)
             young += unlisted.young
         finally:
             listing.close()
@@ -401,8 +425,14 @@ class ConsistencyChecker:
             started_at=started,
             duration_s=time.monotonic() - clock,
             grace_seconds=options.grace_seconds,
-            notes=unlisted.notes + elsewhere.notes(),
+            notes=unlisted.notes + elsewhere.notes() + self._clock_notes(),
         )
+
+    def _clock_notes(self) -> tuple[str, ...]:
+        skew = self.storage.clock.notable_offset()
+        if skew is None:
+            return ()
+        return (f"{skew} Ages were judged on the server's and the catalog's clocks.",)
 
     def _stale_uploads(
         self, cutoff: datetime, admin: bool, findings: list[Finding]
@@ -447,7 +477,7 @@ class ConsistencyChecker:
         return uploads, _UploadsSeen(young, ())
 
     def _judge(
-        self, seen: KeySeen, started: datetime, cutoff: datetime, options: CheckOptions
+        self, seen: KeySeen, cutoffs: _Cutoffs, options: CheckOptions
     ) -> Finding | _Verdict | None:
         key, obj, rows = seen.key, seen.object, seen.rows
         live = next((r for r in rows if r.live), None)
@@ -469,12 +499,12 @@ class ConsistencyChecker:
                 rows_seen=stamps,
             )
         if obj is not None and live is None:
-            if obj.last_modified > cutoff:
+            if obj.last_modified > cutoffs.objects_before:
                 return _Verdict.YOUNG
             last = rows[-1] if rows else None
             if last is not None and last.etag == obj.etag and last.size == obj.size:
-                retention_over = last.deleted_at is None or last.deleted_at <= self.now() - (
-                    timedelta(seconds=options.retention_seconds)
+                retention_over = (
+                    last.deleted_at is None or last.deleted_at <= cutoffs.retention_before
                 )
                 return Finding(
                     FindingKind.DELETED_STILL_STORED,
@@ -504,10 +534,8 @@ class ConsistencyChecker:
             return None
         row_evidence = RowEvidence.of(live)
         if live.status is FileStatus.PENDING:
-            alive = live.alive_at is not None and live.alive_at > started - timedelta(
-                seconds=ALIVE_SECONDS
-            )
-            if live.created_at > cutoff or alive:
+            alive = live.alive_at is not None and live.alive_at > cutoffs.alive_since
+            if live.created_at > cutoffs.rows_before or alive:
                 return _Verdict.YOUNG
             candidate = obj is not None and obj.size == live.size
             return Finding(

@@ -35,11 +35,18 @@ import math
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO, Protocol
 
-from desktop_app.core.errors import SourceChangedError, SourceError, StorageError, StorageErrorKind
+from desktop_app.core.errors import (
+    ReservationLostError,
+    SourceChangedError,
+    SourceError,
+    StorageError,
+    StorageErrorKind,
+)
 from desktop_app.core.events import EventBus, TransferProgress
 from desktop_app.core.journal import (
     Journal,
@@ -84,23 +91,44 @@ class Stopped(Exception):
 
 
 class TransferControl:
-    """Pause and cancel flags of one running transfer, checked between steps."""
+    """Pause and cancel flags of one running transfer, checked between steps.
 
-    def __init__(self) -> None:
+    It also knows whether the transfer's catalog reservation still stands:
+    lost (a keep-alive found it gone) stops the attempt at the next check;
+    confirmed recently (reserved or kept alive) spares a look before the
+    object is written.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.cancel = threading.Event()
         self.pause = threading.Event()
         self.bytes_sent = 0  # handed to the server in this attempt, accepted or not
         self._lock = threading.Lock()
+        self._clock = clock
+        self._reservation_lost: ReservationLostError | None = None
+        self._alive_since = -math.inf
 
     def sent(self, amount: int) -> None:
         with self._lock:
             self.bytes_sent += amount
+
+    def reservation_confirmed(self) -> None:
+        """The catalog has just recorded the reservation as alive (on its own clock)."""
+        self._alive_since = self._clock()
+
+    def reservation_confirmed_within(self, seconds: float) -> bool:
+        return self._clock() - self._alive_since < seconds
+
+    def reservation_lost(self, error: ReservationLostError) -> None:
+        self._reservation_lost = error
 
     def check(self) -> None:
         if self.cancel.is_set():
             raise Stopped(cancelled=True)
         if self.pause.is_set():
             raise Stopped(cancelled=False)
+        if self._reservation_lost is not None:
+            raise self._reservation_lost
 
 
 class ProgressMeter:

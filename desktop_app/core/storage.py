@@ -48,6 +48,7 @@ from desktop_app.core.bucket_objects import ObjectInfo as ObjectInfo
 from desktop_app.core.config import Profile
 from desktop_app.core.errors import StorageError, StorageErrorKind
 from desktop_app.core.keys import S3Credentials, aws_credential_error
+from desktop_app.core.server_clock import ServerClock, describe_offset
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -63,7 +64,6 @@ TRANSIENT_CODES = frozenset(
         "ServiceUnavailable",
         "SlowDown",
         "RequestTimeout",
-        "RequestTimeTooSkewed",
         "OperationAborted",
         "500",
         "502",
@@ -148,6 +148,9 @@ class S3Storage:
         self.copy_limit = COPY_LIMIT
         self.copy_part_size = COPY_PART_SIZE
         read_listings_lean(client.meta.events)
+        # Bucket times are judged on the server's clock, learnt from every answer.
+        self.clock = ServerClock()
+        client.meta.events.register("after-call.s3", self.clock.on_answer)
 
     @classmethod
     def connect(
@@ -280,6 +283,18 @@ class S3Storage:
             )
         if status == 407:
             return self._proxy_sign_in(what)
+        if code == "RequestTimeTooSkewed":
+            # A 403, but no permission is missing: this computer's clock is off.
+            off = describe_offset(self.clock.offset) if self.clock.offset else "far off"
+            return StorageError(
+                f"This computer's clock is {off} the clock of {self.endpoint_label}, more "
+                f"than S3 allows (15 minutes), so the server refused to {what}. Set this "
+                "computer's date and time right (turn on automatic time); Ferry tries again "
+                "by itself.",
+                kind=StorageErrorKind.TRANSIENT,
+                code=code,
+                title="This computer's clock is wrong",
+            )
         if code == "NoSuchBucket":
             return StorageError(
                 f"Bucket {self.bucket!r} does not exist at {self.endpoint_label}. "
@@ -353,6 +368,12 @@ class S3Storage:
         # and a missing permission would look the same.
         with self._translate("list the bucket"):
             self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+
+    def server_now(self) -> datetime:
+        """The server's time now (asked with a cheap request if no answer came yet)."""
+        if self.clock.offset is None:
+            self.answers()
+        return self.clock.now()
 
     def answers(self) -> bool:
         """A cheap probe: does the endpoint answer at all (any HTTP status counts)?"""

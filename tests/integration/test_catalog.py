@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import threading
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -342,19 +343,41 @@ def test_login_that_may_not_migrate_gets_a_clear_message(
         open_catalog(pg_url_for_schema(postgres_admin_url, pg_schema, alice_name), owner="x")
 
 
-def test_only_the_reserving_upload_keeps_its_row_alive(catalog_url: str) -> None:
-    noon, one = datetime(2026, 1, 1, 12, tzinfo=UTC), datetime(2026, 1, 1, 13, tzinfo=UTC)
-    now = [noon]
-    opened = open_catalog(catalog_url, owner="alice")
-    service = CatalogService(opened.engine, owner=opened.owner, clock=lambda: now[0])
+def test_only_the_reserving_upload_keeps_its_row_alive(catalog: CatalogService) -> None:
+    row = catalog.reserve(dataclasses.replace(intent("a.txt"), token="mine")).record
+    assert row.alive_at == row.created_at
+    time.sleep(0.01)
+    # Another token's keep-alive changes nothing, and learns that the row is not its own.
+    assert catalog.touch([(row.id, "not-mine")]) == [row.id]
+    assert (catalog.get(row.id) or row).alive_at == row.alive_at
+    assert catalog.touch([(row.id, "mine")]) == []
+    touched = (catalog.get(row.id) or row).alive_at
+    assert touched is not None and row.alive_at is not None and touched > row.alive_at
+    # A removed reservation is reported lost to the upload that touches it.
+    catalog.release(row.id, reason="removed by a check", token="mine")
+    assert catalog.touch([(row.id, "mine")]) == [row.id]
+
+
+def test_a_teams_rows_take_their_times_from_the_database_clock(
+    postgres_admin_url: str, pg_schema: str
+) -> None:
+    # A laptop whose clock is an hour slow: what it reserves and keeps alive
+    # is still dated by the database server, the clock every check compares with.
+    opened = open_catalog(pg_url_for_schema(postgres_admin_url, pg_schema), owner="alice")
+    slow = datetime.now(UTC) - timedelta(hours=1)
+    laptop = CatalogService(opened.engine, owner=opened.owner, clock=lambda: slow)
     try:
-        row = service.reserve(dataclasses.replace(intent("a.txt"), token="mine")).record
-        assert row.alive_at == noon
-        now[0] = one
-        service.touch([(row.id, "not-mine")])
-        assert (service.get(row.id) or row).alive_at == noon
-        service.touch([(row.id, "mine")])
-        assert (service.get(row.id) or row).alive_at == one
+        row = laptop.reserve(dataclasses.replace(intent("a.txt"), token="mine")).record
+        server_now = opened.database_now()
+        for moment in (row.created_at, row.alive_at):
+            assert moment is not None and abs(moment - server_now) < timedelta(seconds=5)
+        laptop.touch([(row.id, "mine")])
+        stored = laptop.get(row.id)
+        assert stored is not None and stored.alive_at is not None
+        assert abs(stored.alive_at - opened.database_now()) < timedelta(seconds=5)
+        active = laptop.activate(row.id, etag="e", token="mine")
+        assert active.uploaded_at is not None
+        assert abs(active.uploaded_at - server_now) < timedelta(seconds=5)
     finally:
         opened.close()
 

@@ -12,14 +12,15 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from desktop_app.core.app import Environment, Ferry
-from desktop_app.core.catalog import CatalogService, UploadIntent
-from desktop_app.core.catalog_schema import AuditAction, FileStatus, OutboxEventType
+from desktop_app.core.catalog import CatalogService, FileRecord, UploadIntent
+from desktop_app.core.catalog_schema import AuditAction, FileRow, FileStatus, OutboxEventType
 from desktop_app.core.journal import TransferState
 from desktop_app.core.reconcile import CheckOptions, FindingKind, RepairAction
 from tests.conftest import WeedServer, save_test_profile
@@ -50,6 +51,19 @@ def upload(ferry: Ferry, path: Path, data: bytes, prefix: str) -> None:
     assert record.state is TransferState.DONE, record.error
 
 
+def reserved_an_hour_ago(catalog: CatalogService, intent: UploadIntent) -> FileRecord:
+    """A reservation as an upload that died an hour ago left it (its times moved back)."""
+    record = catalog.reserve(intent).record
+    hour = timedelta(hours=1)
+    with catalog.engine.begin() as connection:
+        connection.execute(
+            update(FileRow)
+            .where(FileRow.id == record.id)
+            .values(created_at=record.created_at - hour, alive_at=record.created_at - hour)
+        )
+    return record
+
+
 def test_every_kind_is_found_repaired_and_young_things_are_left_alone(
     ferry: Ferry, weed: WeedServer, bucket: str, tmp_path: Path
 ) -> None:
@@ -68,17 +82,16 @@ def test_every_kind_is_found_repaired_and_young_things_are_left_alone(
     s3.put_object(Bucket=bucket, Key="a_b", Body=b"the wrong bytes!!")  # mismatch
     ok_bytes = b"pending but fine"
     # Reserved by an upload that died long ago: no Ferry touches these rows.
-    long_ago = datetime.now(UTC) - timedelta(hours=1)
-    dead = CatalogService(ferry.catalog.engine, owner=ferry.catalog.owner, clock=lambda: long_ago)
-    ok_row = dead.reserve(
-        UploadIntent(bucket, "z/pending-ok", "pending-ok", len(ok_bytes), sha(ok_bytes))
-    ).record
+    ok_row = reserved_an_hour_ago(
+        ferry.catalog,
+        UploadIntent(bucket, "z/pending-ok", "pending-ok", len(ok_bytes), sha(ok_bytes)),
+    )
     s3.put_object(
         Bucket=bucket, Key="z/pending-ok", Body=ok_bytes, Metadata={"sha256": sha(ok_bytes)}
     )
-    gone_row = dead.reserve(
-        UploadIntent(bucket, "z/pending-gone", "pending-gone", 3, "f" * 64)
-    ).record
+    gone_row = reserved_an_hour_ago(
+        ferry.catalog, UploadIntent(bucket, "z/pending-gone", "pending-gone", 3, "f" * 64)
+    )
     upload(ferry, tmp_path / "d" / "deleted.txt", b"deleted row", prefix="d")
     ferry.catalog.mark_deleted(bucket, "d/deleted.txt")  # the object stays behind
     stale_upload = s3.create_multipart_upload(Bucket=bucket, Key="m/stale")["UploadId"]
