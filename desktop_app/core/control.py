@@ -506,10 +506,13 @@ class ControlServer:
             old_umask = os.umask(0o177)
             try:
                 self._socket.bind(address)
+                os.chmod(address, 0o600)
+                self._socket.listen(64)
+            except BaseException:
+                self._socket.close()
+                raise
             finally:
                 os.umask(old_umask)
-            os.chmod(address, 0o600)
-            self._socket.listen(64)
             accept: Callable[[], None] = self._accept_sockets
         else:
             self._listener = Listener(address, family=_FAMILY)
@@ -535,7 +538,10 @@ class ControlServer:
 
     def _serve_socket(self, connection: socket.socket) -> None:
         with connection:
-            peer = _peer_uid(connection)
+            try:
+                peer = _peer_uid(connection)
+            except OSError:
+                return  # gone already
             if peer is not None and peer != os.geteuid():
                 log.warning("Dropped a connection from %s, not this user", describe_user(peer))
                 return
@@ -631,8 +637,8 @@ def ask_running(address: str, profile: str | None, request: ControlRequest) -> C
             connection.connect(address)
         except OSError:
             return None  # a socket left by a Ferry that died
-        _refuse_foreign_peer(connection, address)
         try:
+            _refuse_foreign_peer(connection, address)  # nothing is sent before this
             _send_frame(connection, encode_request(profile, request))
             payload = _receive_frame(connection, MAX_REPLY, "answer")
         except (EOFError, OSError):
