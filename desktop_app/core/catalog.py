@@ -124,6 +124,12 @@ _DATABASE_NOW = text("SELECT now()")
 _COLUMNS_AND_TOKEN = [*(_FILES.c[name] for name in RECORD_COLUMNS), _FILES.c.token]
 
 
+_LIVE = _FILES.c.status != FileStatus.DELETED.value
+_LIVE_AT_KEY = select(*_COLUMNS_AND_TOKEN).where(
+    _FILES.c.bucket == bindparam("bucket"), _LIVE, _FILES.c.key == bindparam("key")
+)
+
+
 def _reservation_lookup() -> Executable:
     """The rows a reservation decides by: this content of ours, and this key's holder.
 
@@ -140,8 +146,7 @@ def _reservation_lookup() -> Executable:
         # Content stored at another server is no duplicate.
         or_(_FILES.c.endpoint == bindparam("endpoint"), _FILES.c.endpoint.is_(None)),
     )
-    same_key = select(*_COLUMNS_AND_TOKEN).where(live, _FILES.c.key == bindparam("key"))
-    return union(same_content, same_key)
+    return union(same_content, _LIVE_AT_KEY)
 
 
 _RESERVATION_LOOKUP = _reservation_lookup()
@@ -151,8 +156,11 @@ _INSERT_ROW = insert(_FILES)
 _INSERT_AUDIT = insert(_AUDIT)
 _INSERT_OUTBOX = insert(_OUTBOX)
 _ROW_FOR_UPDATE = (
-    select(*_COLUMNS_AND_TOKEN).where(_FILES.c.id == bindparam("file_id")).with_for_update()
+    select(*_COLUMNS_AND_TOKEN, _FILES.c.replaces_id)
+    .where(_FILES.c.id == bindparam("file_id"))
+    .with_for_update()
 )
+_ROW_BY_ID = select(*_COLUMNS_AND_TOKEN).where(_FILES.c.id == bindparam("file_id"))
 
 
 def _with_token(values: Sequence[Any]) -> tuple[FileRecord, str | None]:
@@ -489,7 +497,11 @@ class CatalogService:
     # -- upload path --------------------------------------------------------
 
     def reserve(
-        self, intent: UploadIntent, duplicates: DuplicatePolicy = DuplicatePolicy.COPY
+        self,
+        intent: UploadIntent,
+        duplicates: DuplicatePolicy = DuplicatePolicy.COPY,
+        *,
+        overwrite: bool = False,
     ) -> Reservation:
         """Write the pending intent row for an upload, before any byte is sent.
 
@@ -505,7 +517,9 @@ class CatalogService:
         - the content being uploaded right now by another transfer (ours):
           a transient CatalogError, since that upload may still fail;
         - a live row holding the key with other content, or another owner's:
-          KeyConflictError, naming whose it is where we may see it.
+          KeyConflictError, naming whose it is where we may see it; with
+          ``overwrite``, our own active (or missing) row of other content
+          steps aside for the new one instead (see :meth:`_step_aside`).
 
         The look-up is one statement (one snapshot on PostgreSQL at READ
         COMMITTED); if another client inserts between it and our insert, the
@@ -557,6 +571,7 @@ class CatalogService:
 
         def insert_intent(connection: Connection) -> Reservation:
             self._lock_key(connection, intent.bucket, intent.key)
+            replaced = self._step_aside(connection, intent) if overwrite else None
             found = check(connection)
             if isinstance(found, Reservation):
                 return found
@@ -568,6 +583,7 @@ class CatalogService:
                 token=intent.token,
                 alive_at=values["created_at"],
                 copied_from=source.key if source is not None else None,
+                replaces_id=replaced.id if replaced is not None else None,
             )
             inserted = connection.execute(_INSERT_ROW, values)
             (file_id,) = inserted.inserted_primary_key or (None,)
@@ -577,6 +593,8 @@ class CatalogService:
             details: dict[str, Any] = {"size": intent.size, "sha256": intent.sha256}
             if source is not None:
                 details["copy_of"] = source.key
+            if replaced is not None:
+                details["replaces"] = replaced.id
             self._audit(connection, AuditAction.RESERVE, record, details)
             if source is not None:
                 return Reservation(ReservationOutcome.COPY, record, source)
@@ -605,6 +623,63 @@ class CatalogService:
                 transient=True,
                 title="Same content in flight",
             ) from None
+
+    def _step_aside(self, connection: Connection, intent: UploadIntent) -> FileRecord | None:
+        """An overwrite's first step: our own row of other content at the key leaves it.
+
+        One live row holds a key, so the old row is marked deleted in the
+        reservation's transaction; but nothing is announced and its object
+        is untouched until the new row is active (:meth:`_retire_replaced`),
+        and a released replacement puts it back (:meth:`_restore_replaced`).
+        Anyone else's row, or a pending one, stays: the caller's look-up then
+        refuses the key as usual.
+        """
+        values = connection.execute(
+            _LIVE_AT_KEY, {"bucket": intent.bucket, "key": intent.key}
+        ).one_or_none()
+        if values is None:
+            return None
+        row, token = _with_token(values)
+        replaceable = (FileStatus.ACTIVE, FileStatus.MISSING)
+        if row.owner != self.owner or row.sha256 == intent.sha256 or row.status not in replaceable:
+            return None
+        now = self._now(connection)
+        stepped = self._change(
+            connection,
+            row,
+            token=token,
+            status=FileStatus.DELETED,
+            deleted_at=now,
+            deleted_by=self.owner,
+        )
+        self._audit(
+            connection, AuditAction.DELETE, stepped, {"replaced_by_upload_of": intent.sha256}
+        )
+        return stepped
+
+    def _retire_replaced(self, transaction: Session | Connection, replaced_id: int) -> None:
+        """The overwrite's new row is active: the row it replaced is gone for good, announced."""
+        values = transaction.execute(_ROW_BY_ID, {"file_id": replaced_id}).one_or_none()
+        if values is None:
+            return
+        replaced, _token = _with_token(values)
+        if replaced.status is FileStatus.DELETED:
+            self._announce(transaction, OutboxEventType.FILE_DELETED, replaced)
+
+    def _restore_replaced(self, session: Session, replaced_id: int, reason: str) -> None:
+        """The overwrite will not finish: the row it replaced holds the key again, as it was."""
+        session.flush()  # the released row first: one live row per key
+        old = session.get(FileRow, replaced_id, with_for_update=True)
+        if (
+            old is None
+            or old.status != FileStatus.DELETED.value
+            or self._live_by_key(session, old.bucket, old.key) is not None
+        ):
+            return
+        old.status = FileStatus.ACTIVE.value
+        old.deleted_at = None
+        old.deleted_by = None
+        self._audit(session, AuditAction.RESTORE, old, {"reason": reason})
 
     def _hidden_live_row(self, transaction: Session | Connection, bucket: str, key: str) -> bool:
         """On PostgreSQL: does any live row, even one row-level security hides, hold the key?
@@ -683,7 +758,8 @@ class CatalogService:
             values = connection.execute(_ROW_FOR_UPDATE, {"file_id": file_id}).one_or_none()
             if values is None:
                 raise _no_row(file_id)
-            row, holder = _with_token(values)
+            row, holder = _with_token(values[:-1])
+            replaces: int | None = values[-1]
             self._lock_key(connection, row.bucket, row.key)
             if row.status is FileStatus.ACTIVE and row.etag == etag and holder == token:
                 return row  # a resumed registration
@@ -710,6 +786,9 @@ class CatalogService:
             details = {"etag": etag}
             if copied_from is not None:
                 details["copied_from"] = copied_from
+            if replaces is not None:
+                connection.execute(_UPDATE_ROW, {"file_id": row.id, "replaces_id": None})
+                self._retire_replaced(connection, replaces)
             self._audit(connection, AuditAction.ACTIVATE, row, details)
             self._announce(connection, OutboxEventType.FILE_UPLOADED, row)
             return row
@@ -747,11 +826,15 @@ class CatalogService:
             f"read row {file_id}", lambda session: self._reserved(session, file_id, token)
         )
 
-    def release(self, file_id: int, *, reason: str, token: str | None) -> None:
+    def release(
+        self, file_id: int, *, reason: str, token: str | None, restore_replaced: bool = True
+    ) -> None:
         """Remove a pending intent after a failed or cancelled upload (audited).
 
         Only the row reserved with this token: another transfer's reservation
-        (or a row a repair took over) is left alone.
+        (or a row a repair took over) is left alone. An overwrite's intent
+        gives the key back to the row it replaced, unless
+        ``restore_replaced`` is False (the new bytes were written over its object).
         """
 
         def work(session: Session) -> None:
@@ -759,7 +842,10 @@ class CatalogService:
             if row is None or row.status != FileStatus.PENDING.value or row.token != token:
                 return
             self._audit(session, AuditAction.RELEASE, row, {"reason": reason})
+            replaces = row.replaces_id
             session.delete(row)
+            if replaces is not None and restore_replaced:
+                self._restore_replaced(session, replaces, reason)
 
         self._run(f"release row {file_id}", work)
 
@@ -816,7 +902,10 @@ class CatalogService:
                 others_live = any(r.owner != self.owner for r in live) or (
                     not live and self._hidden_live_row(session, bucket, key)
                 )
-                yield KeyRepair(self, session, bucket, key, list(rows), others_live)
+                others_deleted_last = not live and self._others_deleted_last(session, bucket, key)
+                yield KeyRepair(
+                    self, session, bucket, key, list(rows), others_live, others_deleted_last
+                )
         except IntegrityError:
             raise KeyConflictError(
                 f"{key!r} cannot be registered: a live row holds that key now."
@@ -834,11 +923,28 @@ class CatalogService:
 
         return self._run(f"look up {key!r}", work)
 
-    def iter_others_live_keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
-        """Keys under the prefix holding another owner's live row, in key byte order.
+    def _others_deleted_last(self, session: Session, bucket: str, key: str) -> bool:
+        """With no live row at the key: is its newest row another owner's deleted one?
 
-        Nothing else about those rows: on PostgreSQL a normal user learns it
-        through ``ferry_others_live_keys``; elsewhere every row is visible.
+        On PostgreSQL through ``ferry_key_is_others``, which says no more;
+        elsewhere every row is visible and the caller has read them.
+        """
+        if self.dialect != "postgresql":
+            return False
+        return bool(
+            session.execute(
+                text("SELECT ferry_key_is_others(:bucket, :key)"), {"bucket": bucket, "key": key}
+            ).scalar()
+        )
+
+    def iter_others_keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
+        """Keys under the prefix that another owner holds, in key byte order.
+
+        Held: their live row is there, or no live row is and the newest row is
+        their deletion (their object may still be stored: theirs to clean up,
+        never another user's to adopt). Nothing else about those rows: on
+        PostgreSQL a normal user learns it through ``ferry_others_live_keys``;
+        elsewhere every row is visible (and only live rows are named).
         """
         statement: Executable
         if self.dialect == "postgresql":

@@ -23,6 +23,8 @@ class KeyRepair:
     """The changes a repair may make to one key, inside ``CatalogService.repairing``.
 
     ``rows`` are the key's rows as this transaction read and locked them;
+    ``others_deleted_last`` whether, with no live row, the key's newest row is
+    someone else's deletion (its object may be theirs, left by a refused delete);
     ``others_live`` says whether someone else's live row holds the key, even
     one this login may not see. Each change writes its audit entry and its
     outbox event in the same transaction.
@@ -36,6 +38,7 @@ class KeyRepair:
         key: str,
         rows: list[FileRow],
         others_live: bool,
+        others_deleted_last: bool = False,
     ) -> None:
         self._catalog = catalog
         self._session = session
@@ -44,6 +47,7 @@ class KeyRepair:
         self._rows = {row.id: row for row in rows}
         self.rows = tuple(FileRecord.from_row(row) for row in rows)
         self.others_live = others_live
+        self.others_deleted_last = others_deleted_last
 
     @property
     def live(self) -> FileRecord | None:
@@ -55,6 +59,9 @@ class KeyRepair:
     def activate(self, file_id: int, *, etag: str) -> None:
         """A stale pending row whose object verified becomes active."""
         row = self._row(file_id)
+        if row.replaces_id is not None:
+            self._catalog._retire_replaced(self._session, row.replaces_id)
+            row.replaces_id = None
         row.status = FileStatus.ACTIVE.value
         row.etag = etag
         row.uploaded_at = row.uploaded_at or self._catalog._now(self._session)
@@ -62,11 +69,18 @@ class KeyRepair:
         self._catalog._audit(self._session, AuditAction.REPAIR, row, {"repair": "activate"})
         self._catalog._announce(self._session, OutboxEventType.FILE_REPAIRED, row)
 
-    def release(self, file_id: int, *, reason: str) -> None:
-        """Remove a stale pending intent."""
+    def release(self, file_id: int, *, reason: str, object_etag: str | None) -> None:
+        """Remove a stale pending intent.
+
+        An overwrite's intent gives the key back to the row it replaced when
+        the object is still that row's (``object_etag``, from a fresh HEAD).
+        """
         row = self._row(file_id)
         self._catalog._audit(self._session, AuditAction.RELEASE, row, {"reason": reason})
+        replaced = self._rows.get(row.replaces_id) if row.replaces_id is not None else None
         self._session.delete(row)
+        if replaced is not None and object_etag is not None and replaced.etag == object_etag:
+            self._catalog._restore_replaced(self._session, replaced.id, reason)
 
     def mark_missing(self, file_id: int, *, reason: str) -> None:
         row = self._row(file_id)

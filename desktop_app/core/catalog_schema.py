@@ -58,6 +58,7 @@ class AuditAction(enum.Enum):
     DELETE_OBJECT_FAILED = "delete_object_failed"
     MARK_MISSING = "mark_missing"
     REPAIR = "repair"
+    RESTORE = "restore"  # an overwrite that did not finish gave the key back
 
 
 LIVE = text("status <> 'deleted'")
@@ -101,6 +102,10 @@ class FileRow(Base):
     # The S3 endpoint the object lives at ("aws" or its URL); None: recorded
     # before Ferry noted endpoints (catalog revision 0006).
     endpoint: Mapped[str | None] = mapped_column(String(255))
+    # A pending overwrite: the row of the same key it replaces once active.
+    # That row stepped aside (deleted, unannounced) and comes back if this
+    # one is released (revision 0008).
+    replaces_id: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         Index(

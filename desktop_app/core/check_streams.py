@@ -184,7 +184,9 @@ class KeySeen:
     key: str
     object: ObjectInfo | None
     rows: list[FileRecord]
-    others_live: bool  # someone else's live row holds it (a row we may not see)
+    # Someone else holds it (rows we may not see): their live row, or their
+    # deletion is its newest row (their object may still be stored, theirs to clean)
+    others_hold: bool
 
 
 def merge_by_key(
@@ -202,12 +204,12 @@ def merge_by_key(
     for encoded, items in groupby(tagged, key=itemgetter(0)):
         found_object: ObjectInfo | None = None
         key_rows: list[FileRecord] = []
-        others_live = False
+        others_hold = False
         for _key, _tag, item in items:
             if isinstance(item, ObjectInfo):
                 found_object = item
             elif isinstance(item, FileRecord):
                 key_rows.append(item)
             else:
-                others_live = True
-        yield KeySeen(encoded.decode("utf-8"), found_object, key_rows, others_live)
+                others_hold = True
+        yield KeySeen(encoded.decode("utf-8"), found_object, key_rows, others_hold)

@@ -774,17 +774,17 @@ class TransferEngine:
                 token=record.reservation_token,
                 endpoint=self.storage.endpoint_id,
             )
+            policy = record.on_conflict
+            # Our own old row steps aside for the new one, and is deleted (and
+            # announced) only when the new one is active; a cancel gives it back.
+            overwrite = policy is KeyConflictPolicy.OVERWRITE and key == record.key
             try:
-                return self.catalog.reserve(intent, self.options.duplicates), key
+                return self.catalog.reserve(
+                    intent, self.options.duplicates, overwrite=overwrite
+                ), key
             except KeyConflictError:
-                policy = record.on_conflict
                 if policy is KeyConflictPolicy.FAIL:
                     raise
-                if policy is KeyConflictPolicy.OVERWRITE and attempt == 1:
-                    # The old row is marked deleted (audited, announced) before
-                    # the new bytes replace its object: invariant 2 holds.
-                    self.catalog.mark_deleted(record.bucket, record.key)
-                    continue
                 key = suffixed_key(record.key, attempt + 1)
         raise KeyConflictError(f"No free name was found for {record.key!r}.")
 
@@ -820,6 +820,7 @@ class TransferEngine:
                     record.catalog_file_id,
                     reason="upload failed or cancelled",
                     token=record.reservation_token,
+                    restore_replaced=not wrote_object,
                 )
                 self.journal.update(record.id, catalog_file_id=None)
             except CatalogError as exc:

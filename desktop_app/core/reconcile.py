@@ -395,7 +395,7 @@ class ConsistencyChecker:
             others_keys: Iterator[str] = (
                 iter(())
                 if admin
-                else self.catalog.iter_others_live_keys(self.storage.bucket, self.prefix)
+                else self.catalog.iter_others_keys(self.storage.bucket, self.prefix)
             )
             for seen in merge_by_key(iter(listing), rows, others_keys):
                 if options.cancel.is_set():
@@ -485,9 +485,10 @@ class ConsistencyChecker:
             return None  # the common case, decided before any evidence is written down
         stamps = tuple(RowStamp.of(r) for r in rows)
         evidence = _evidence(obj)
-        if live is None and seen.others_live:
+        if live is None and seen.others_hold:
             if not rows:
-                return _Verdict.OTHERS
+                # Counted where there is an object: a key may be only their history.
+                return _Verdict.OTHERS if obj is not None else None
             return Finding(
                 FindingKind.SOMEONE_ELSES,
                 key,
@@ -694,6 +695,8 @@ class ConsistencyChecker:
             return False, None
         if locked.others_live and (not admin or finding.kind is FindingKind.ORPHAN_OBJECT):
             return False, None
+        if locked.others_deleted_last and not admin:
+            return False, None  # their object, maybe: theirs or an admin's to clean up
         head = self.storage.head_object(finding.key)
         return _same_object(head, finding.object), head
 
@@ -754,7 +757,11 @@ class ConsistencyChecker:
             locked.activate(row.id, etag=finding.object.etag)
             return RepairResult(finding, done, "Activated: its bytes have the intended SHA-256.")
         if action is RepairAction.REMOVE_ROW:
-            locked.release(row.id, reason="stale upload intent removed by the check")
+            locked.release(
+                row.id,
+                reason="stale upload intent removed by the check",
+                object_etag=head.etag if head is not None else None,
+            )
             return RepairResult(finding, done, "Removed the stale intent.")
         if action is RepairAction.MARK_MISSING:
             locked.mark_missing(row.id, reason=f"{finding.kind.value} found by the check")

@@ -262,7 +262,7 @@ def test_opening_again_does_not_migrate_twice(catalog_url: str) -> None:
     with service.engine.connect() as connection:
         assert (
             connection.execute(text("SELECT version_num FROM ferry_schema_version")).scalar()
-            == "0007"
+            == "0008"
         )
     service.close()
 

@@ -18,7 +18,8 @@ from desktop_app.core.catalog import FileQuery
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.errors import StorageError, StorageErrorKind
 from desktop_app.core.events import TransferProgress
-from desktop_app.core.journal import ErrorKind, TransferState
+from desktop_app.core.journal import ErrorKind, KeyConflictPolicy, TransferState
+from desktop_app.core.reconcile import CheckOptions
 from tests.conftest import (
     READER_ACCESS_KEY,
     READER_SECRET_KEY,
@@ -368,3 +369,68 @@ def test_a_bandwidth_schedule_switching_mid_upload_changes_the_rate_within_2_s(
     after = done_by(switch_at + 2) - before
     print(f"\n{before / MIB:.0f} MiB by the switch, {after / MIB:.0f} MiB in the 2 s after it")
     assert after >= 20 * MIB, "the rate did not rise within 2 s of the schedule's switch"
+
+
+def test_a_cancelled_overwrite_leaves_the_stored_version_as_it_was(
+    ferry_env: Environment,
+    weed: WeedServer,
+    bucket: str,
+    catalog_url: str,
+    tmp_path: Path,
+) -> None:
+    # A rewritten watched file under watch_key_conflict = "overwrite": v2's
+    # upload is cancelled half-way. v1 stays the file (row active, object
+    # intact, nothing announced), and the next check has nothing to repair.
+    save_test_profile(
+        ferry_env,
+        endpoint_url=weed.endpoint_url,
+        bucket=bucket,
+        catalog_url=catalog_url,
+        part_size=5 * MIB,
+        concurrency=2,
+        bandwidth_limit=8 * MIB,
+    )
+    with Ferry.open(ferry_env) as ferry:
+        source = tmp_path / "minutes.docx"
+        v1 = write_random(source, 6 * MIB, 21)
+        [first] = ferry.upload([source])
+        assert first.state is TransferState.DONE, first.error
+        row = ferry.catalog.live(bucket, "minutes.docx")
+        assert row is not None
+        events_before = len(ferry.catalog.unpublished_events())
+
+        v2 = write_random(source, 40 * MIB, 22)
+        [queued] = ferry.engine.queue_files([(source, "minutes.docx")], KeyConflictPolicy.OVERWRITE)
+        ferry.scheduler.include([queued.id])
+        deadline = time.monotonic() + 30
+        while not weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads"):
+            assert time.monotonic() < deadline, "the overwrite never started sending"
+            time.sleep(0.05)
+        ferry.cancel([queued.id])
+        [cancelled] = ferry.wait([queued.id])
+        assert cancelled.state is TransferState.CANCELLED
+
+        restored = ferry.catalog.live(bucket, "minutes.docx")
+        assert restored is not None and restored.id == row.id
+        assert restored.status is FileStatus.ACTIVE and restored.sha256 == v1
+        assert restored.deleted_at is None and restored.deleted_by is None
+        assert object_sha256(weed, bucket, "minutes.docx") == v1
+        assert len(ferry.catalog.unpublished_events()) == events_before  # no file.deleted
+        report = ferry.check(CheckOptions(grace_seconds=0))
+        assert report.consistent, [(f.kind, f.key) for f in report.findings]
+
+        # The same overwrite let through replaces v1 in one step: v1 deleted
+        # and announced together with v2's activation.
+        [again] = ferry.engine.queue_files([(source, "minutes.docx")], KeyConflictPolicy.OVERWRITE)
+        [done] = ferry.wait([again.id])
+        assert done.state is TransferState.DONE, done.error
+        assert object_sha256(weed, bucket, "minutes.docx") == v2
+        replaced = ferry.catalog.get(row.id)
+        assert replaced is not None and replaced.status is FileStatus.DELETED
+        live = ferry.catalog.live(bucket, "minutes.docx")
+        assert live is not None and live.sha256 == v2 and live.status is FileStatus.ACTIVE
+        events = ferry.catalog.unpublished_events()[events_before:]
+        assert [(e.event_type.value, e.payload["file_id"]) for e in events] == [
+            ("file.deleted", row.id),
+            ("file.uploaded", live.id),
+        ]

@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 from desktop_app.core.app import Ferry
+from desktop_app.core.catalog import FileQuery
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.journal import TransferState
 from desktop_app.core.reconcile import CheckOptions, FindingKind, RepairAction, RepairOutcome
@@ -36,7 +37,7 @@ from tests.conftest import (
     environment_at,
     save_test_profile,
 )
-from tests.faults import FaultProxy
+from tests.faults import Fault, FaultProxy
 
 MIB = 1024 * 1024
 
@@ -150,13 +151,45 @@ def test_a_user_repairs_her_own_files_and_adopts_orphans_for_herself(
     assert stray is not None and stray.owner == pg_roles.alice
 
 
+def test_a_users_repair_never_adopts_someone_elses_deleted_but_stored_object(
+    open_ferry: OpenFerry, pg_roles: PgLogins, proxy: FaultProxy, weed: WeedServer, bucket: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    # Bob deletes his file, the bucket refuses the object's delete (403): his
+    # row is deleted, his object stays. Alice's check must leave it to him.
+    alice = open_ferry("alice", pg_roles.url(pg_roles.alice), endpoint_url=proxy.url)
+    bob = open_ferry("bob", pg_roles.url(pg_roles.bob), endpoint_url=proxy.url)
+    put_file(bob, tmp_path / "b" / "salaries.xlsx", b"bob's figures")
+    proxy.faults.append(
+        Fault(lambda r: r.method == "DELETE", "status", status=403, code="AccessDenied")
+    )
+    outcome = bob.delete("salaries.xlsx")
+    assert not outcome.object_deleted and stored(weed, bucket, "salaries.xlsx") == b"bob's figures"
+
+    report = alice.check(NOW)
+    # His, as far as she may know: counted, nothing said, nothing to adopt.
+    assert report.findings == [] and report.scanned.others_files == 1
+    assert alice.catalog.live(bucket, "salaries.xlsx") is None
+    assert alice.files(FileQuery()) == []
+    assert list(alice.catalog.iter_others_keys(bucket)) == ["salaries.xlsx"]
+
+    # Bob's own clean-up is still his to make.
+    mine = bob.check(NOW)
+    [leftover] = mine.findings
+    assert leftover.kind is FindingKind.DELETED_STILL_STORED
+    assert [r.outcome for r in bob.repair(mine.findings)] == [RepairOutcome.DONE]
+    assert stored(weed, bucket, "salaries.xlsx") is None
+    after = alice.check(NOW)
+    assert after.consistent and after.scanned.others_files == 0
+
+
 def test_the_narrow_function_says_which_keys_are_others_and_nothing_more(
     open_ferry: OpenFerry, pg_roles: PgLogins, tmp_path: Path
 ) -> None:
     alice, bob = teammates(open_ferry, pg_roles)
     put_file(bob, tmp_path / "b" / "x.txt", b"bob's")
     put_file(alice, tmp_path / "a" / "y.txt", b"alice's")
-    assert list(alice.catalog.iter_others_live_keys(alice.profile.bucket)) == ["x.txt"]
+    assert list(alice.catalog.iter_others_keys(alice.profile.bucket)) == ["x.txt"]
     login = pg_roles.dsn(pg_roles.alice)
     with psycopg.connect(login) as connection:
         columns = connection.execute(

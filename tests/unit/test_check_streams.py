@@ -57,9 +57,9 @@ def test_the_join_holds_each_key_s_object_rows_and_others_together_in_byte_order
     assert [s.key for s in seen] == ["a", "a-b", "a/B", "z", "é"]  # bytes: '-' < '/' < 'z' < 'é'
     first = seen[0]
     assert first.object is not None and [r.id for r in first.rows] == [1, 2]
-    assert seen[1].others_live and not seen[1].rows and seen[1].object is not None
-    assert seen[3].object is None and seen[3].others_live and [r.id for r in seen[3].rows] == [4]
-    assert seen[4].rows == [] and not seen[4].others_live
+    assert seen[1].others_hold and not seen[1].rows and seen[1].object is not None
+    assert seen[3].object is None and seen[3].others_hold and [r.id for r in seen[3].rows] == [4]
+    assert seen[4].rows == [] and not seen[4].others_hold
 
 
 def _object(key: str) -> ObjectInfo:
