@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import functools
 import getpass
 import hashlib
 import json
@@ -55,6 +56,7 @@ from desktop_app.core.journal import AttemptRecord, TransferRecord
 from desktop_app.core.paths import describe_user, refuse_unsafe_dir
 
 log = logging.getLogger(__name__)
+T = typing.TypeVar("T")
 _FAMILY = "AF_PIPE" if sys.platform == "win32" else "AF_UNIX"
 
 PROTOCOL_VERSION = 1
@@ -513,27 +515,27 @@ class ControlServer:
                 raise
             finally:
                 os.umask(old_umask)
-            accept: Callable[[], None] = self._accept_sockets
+            accept: Callable[[], None] = functools.partial(
+                self._accept, lambda: self._socket.accept()[0], self._serve_socket
+            )
         else:
             self._listener = Listener(address, family=_FAMILY)
-            accept = self._accept_pipes
+            accept = functools.partial(self._accept, self._listener.accept, self._serve_pipe)
         self._thread = threading.Thread(target=accept, name="ferry-control", daemon=True)
         self._thread.start()
 
-    def _accept_sockets(self) -> None:
+    def _accept(self, accept: Callable[[], T], serve: Callable[[T], None]) -> None:
+        """Each connection (a socket, or a Windows pipe) served on a thread of its own."""
         while not self._stopping.is_set():
             try:
-                connection, _address = self._socket.accept()
+                connection = accept()
             except OSError:
                 if self._stopping.is_set():
                     return
                 log.exception("The control endpoint failed to accept a connection")
                 continue
             threading.Thread(
-                target=self._serve_socket,
-                args=(connection,),
-                name="ferry-control-request",
-                daemon=True,
+                target=serve, args=(connection,), name="ferry-control-request", daemon=True
             ).start()
 
     def _serve_socket(self, connection: socket.socket) -> None:
@@ -557,19 +559,6 @@ class ControlServer:
                 reply = self._answer(payload)
             with contextlib.suppress(OSError):
                 _send_frame(connection, self._encoded(reply))
-
-    def _accept_pipes(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                pipe = self._listener.accept()
-            except OSError:
-                if self._stopping.is_set():
-                    return
-                log.exception("The control endpoint failed to accept a connection")
-                continue
-            threading.Thread(
-                target=self._serve_pipe, args=(pipe,), name="ferry-control-request", daemon=True
-            ).start()
 
     def _serve_pipe(self, pipe: Connection) -> None:
         with pipe:

@@ -67,6 +67,17 @@ def ferry_at(home: Path, clock: str, *args: str) -> subprocess.Popen[str]:
     )
 
 
+def home_with_profile(home: Path, weed: WeedServer, bucket: str, keyring: MemoryKeyring) -> Path:
+    """A Ferry home whose default profile is the test bucket, with an SQLite catalog."""
+    save_test_profile(
+        environment_at(home, keyring),
+        endpoint_url=weed.endpoint_url,
+        bucket=bucket,
+        catalog_url=f"sqlite:///{home / 'catalog.sqlite3'}",
+    )
+    return home
+
+
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -212,13 +223,7 @@ def test_an_upload_whose_reservation_is_removed_never_lands_over_the_next_holder
 def test_a_fast_checker_spares_another_tools_fresh_object_and_upload(
     tmp_path: Path, weed: WeedServer, bucket: str, memory_keyring: MemoryKeyring
 ) -> None:
-    home = tmp_path / "checker"
-    save_test_profile(
-        environment_at(home, memory_keyring),
-        endpoint_url=weed.endpoint_url,
-        bucket=bucket,
-        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
-    )
+    home = home_with_profile(tmp_path / "checker", weed, bucket, memory_keyring)
     s3 = weed.client()
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key="scans/big.tif")["UploadId"]
     s3.put_object(Bucket=bucket, Key="scans/page1.tif", Body=b"written by a scanner script")
@@ -240,13 +245,7 @@ def test_a_fast_checker_spares_another_tools_fresh_object_and_upload(
 def test_a_clock_beyond_s3s_limit_is_named_not_called_access_denied(
     tmp_path: Path, weed: WeedServer, bucket: str, memory_keyring: MemoryKeyring
 ) -> None:
-    home = tmp_path / "fast"
-    save_test_profile(
-        environment_at(home, memory_keyring),
-        endpoint_url=weed.endpoint_url,
-        bucket=bucket,
-        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
-    )
+    home = home_with_profile(tmp_path / "fast", weed, bucket, memory_keyring)
     tested = ferry_at(home, "+20m", "profile", "test")
     out, err = tested.communicate(timeout=120)
     said = out + err

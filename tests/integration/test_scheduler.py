@@ -40,6 +40,16 @@ def run_cli(home: Path, *args: str, timeout: float = 180) -> tuple[int, str, str
     return process.returncode, out, err
 
 
+def home_with_profile_w(home: Path, weed: WeedServer, bucket: str) -> Path:
+    """A Ferry home whose default profile "w" is the test bucket, made with the CLI."""
+    code, _out, err = run_cli(
+        home, "profile", "add", "w", "--bucket", bucket, "--endpoint-url", weed.endpoint_url,
+        "--default",
+    )  # fmt: skip
+    assert code == 0, err
+    return home
+
+
 def catalog_rows(home: Path, profile: str) -> list[tuple[object, ...]]:
     with sqlite3.connect(home / "data" / f"catalog-{profile}.sqlite3") as connection:
         return list(connection.execute("SELECT key, status, sha256 FROM files ORDER BY id"))
@@ -282,12 +292,7 @@ def test_retrying_bad_input_keeps_the_same_rows_and_their_errors(
 def test_a_deleted_journal_lock_lets_no_second_ferry_run_the_same_journal(
     tmp_path: Path, weed: WeedServer, bucket: str
 ) -> None:
-    home = tmp_path / "home"
-    code, _out, err = run_cli(
-        home, "profile", "add", "w", "--bucket", bucket, "--endpoint-url", weed.endpoint_url,
-        "--default",
-    )  # fmt: skip
-    assert code == 0, err
+    home = home_with_profile_w(tmp_path / "home", weed, bucket)
     inbox, other = tmp_path / "inbox", tmp_path / "other"
     inbox.mkdir()
     other.mkdir()
@@ -321,12 +326,7 @@ def test_a_deleted_journal_lock_lets_no_second_ferry_run_the_same_journal(
 def test_commands_beside_a_running_ferry_watch_print_what_they_print_alone(
     tmp_path: Path, weed: WeedServer, bucket: str
 ) -> None:
-    home = tmp_path / "home"
-    code, _out, err = run_cli(
-        home, "profile", "add", "w", "--bucket", bucket, "--endpoint-url", weed.endpoint_url,
-        "--default",
-    )  # fmt: skip
-    assert code == 0, err
+    home = home_with_profile_w(tmp_path / "home", weed, bucket)
     inbox, outside = tmp_path / "inbox", tmp_path / "outside"
     inbox.mkdir()
     outside.mkdir()
