@@ -56,11 +56,13 @@ from desktop_app.core.catalog_db import (
 )
 from desktop_app.core.catalog_outbox import EventOutbox, OutboxBacklog
 from desktop_app.core.catalog_records import (
+    NOT_LOOKED,
     RECORD_COLUMNS,
     AuditEntry,
     DeleteOutcome,
     FileQuery,
     FileRecord,
+    ObjectAtKey,
     OutboxEvent,
     Reservation,
     ReservationOutcome,
@@ -99,6 +101,7 @@ __all__ = [
     "FileQuery",
     "FileRecord",
     "KeyRepair",
+    "ObjectAtKey",
     "OutboxBacklog",
     "OutboxEvent",
     "Reservation",
@@ -545,7 +548,9 @@ class CatalogService:
             ]
             holder = next(((r, t) for r, t in found if r.key == intent.key), None)
             if holder is not None:
-                return self._judge_key_holder(connection, *holder, intent)
+                if not (overwrite and self._replaceable(holder[0], intent)):
+                    return self._judge_key_holder(connection, *holder, intent)
+                found.remove(holder)  # to be replaced: no source, no duplicate
             stored = sorted(
                 (r for r, _ in found if r.status is FileStatus.ACTIVE), key=lambda r: r.id
             )
@@ -571,10 +576,11 @@ class CatalogService:
 
         def insert_intent(connection: Connection) -> Reservation:
             self._lock_key(connection, intent.bucket, intent.key)
-            replaced = self._step_aside(connection, intent) if overwrite else None
             found = check(connection)
             if isinstance(found, Reservation):
                 return found
+            # Only now, with the new row certain: the old one steps aside.
+            replaced = self._step_aside(connection, intent) if overwrite else None
             source = found
             values = self._new_row_values(
                 intent, FileStatus.PENDING, owner=self.owner, now=self._now(connection)
@@ -624,15 +630,27 @@ class CatalogService:
                 title="Same content in flight",
             ) from None
 
+    def _replaceable(self, row: FileRecord, intent: UploadIntent) -> bool:
+        """May an overwrite by this intent take the key from this live row?
+
+        Our own row of other content, stored (active) or known lost (missing);
+        anyone else's row, or an upload in flight, never.
+        """
+        return (
+            row.owner == self.owner
+            and row.sha256 != intent.sha256
+            and row.status in (FileStatus.ACTIVE, FileStatus.MISSING)
+        )
+
     def _step_aside(self, connection: Connection, intent: UploadIntent) -> FileRecord | None:
         """An overwrite's first step: our own row of other content at the key leaves it.
 
         One live row holds a key, so the old row is marked deleted in the
-        reservation's transaction; but nothing is announced and its object
-        is untouched until the new row is active (:meth:`_retire_replaced`),
-        and a released replacement puts it back (:meth:`_restore_replaced`).
-        Anyone else's row, or a pending one, stays: the caller's look-up then
-        refuses the key as usual.
+        reservation's transaction; but an active one is not announced and its
+        object is untouched until the new row is active
+        (:meth:`_retire_replaced`), and a released replacement puts it back
+        (:meth:`_restore_replaced`). A missing one (no bytes to give back) is
+        deleted and announced at once. Returns the row to be given back.
         """
         values = connection.execute(
             _LIVE_AT_KEY, {"bucket": intent.bucket, "key": intent.key}
@@ -640,41 +658,58 @@ class CatalogService:
         if values is None:
             return None
         row, token = _with_token(values)
-        replaceable = (FileStatus.ACTIVE, FileStatus.MISSING)
-        if row.owner != self.owner or row.sha256 == intent.sha256 or row.status not in replaceable:
+        if not self._replaceable(row, intent):
             return None
-        now = self._now(connection)
         stepped = self._change(
             connection,
             row,
             token=token,
             status=FileStatus.DELETED,
-            deleted_at=now,
+            deleted_at=self._now(connection),
             deleted_by=self.owner,
         )
         self._audit(
             connection, AuditAction.DELETE, stepped, {"replaced_by_upload_of": intent.sha256}
         )
+        if row.status is FileStatus.MISSING:
+            self._announce(connection, OutboxEventType.FILE_DELETED, stepped)
+            return None
         return stepped
 
-    def _retire_replaced(self, transaction: Session | Connection, replaced_id: int) -> None:
-        """The overwrite's new row is active: the row it replaced is gone for good, announced."""
+    def _retire_replaced(
+        self, transaction: Session | Connection, replaced_id: int, replacing: FileRecord
+    ) -> None:
+        """The row an overwrite replaced is gone for good: its deletion is announced now."""
         values = transaction.execute(_ROW_BY_ID, {"file_id": replaced_id}).one_or_none()
         if values is None:
             return
         replaced, _token = _with_token(values)
-        if replaced.status is FileStatus.DELETED:
+        same_key = (replaced.bucket, replaced.key) == (replacing.bucket, replacing.key)
+        if replaced.status is FileStatus.DELETED and same_key:
             self._announce(transaction, OutboxEventType.FILE_DELETED, replaced)
 
-    def _restore_replaced(self, session: Session, replaced_id: int, reason: str) -> None:
-        """The overwrite will not finish: the row it replaced holds the key again, as it was."""
+    def _give_back(
+        self, session: Session, released: FileRow, at_key: ObjectAtKey, reason: str
+    ) -> None:
+        """A released overwrite: the row it replaced holds the key again, as it was.
+
+        Unless the bytes are gone (``at_key`` proves another object there, or
+        none): then that row's deletion stands and is announced.
+        """
+        replaced_id = released.replaces_id
+        if replaced_id is None:
+            return
         session.flush()  # the released row first: one live row per key
         old = session.get(FileRow, replaced_id, with_for_update=True)
         if (
             old is None
+            or (old.bucket, old.key) != (released.bucket, released.key)
             or old.status != FileStatus.DELETED.value
             or self._live_by_key(session, old.bucket, old.key) is not None
         ):
+            return
+        if not at_key.still_holds(old.etag):
+            self._retire_replaced(session, old.id, FileRecord.from_row(released))
             return
         old.status = FileStatus.ACTIVE.value
         old.deleted_at = None
@@ -788,7 +823,7 @@ class CatalogService:
                 details["copied_from"] = copied_from
             if replaces is not None:
                 connection.execute(_UPDATE_ROW, {"file_id": row.id, "replaces_id": None})
-                self._retire_replaced(connection, replaces)
+                self._retire_replaced(connection, replaces, row)
             self._audit(connection, AuditAction.ACTIVATE, row, details)
             self._announce(connection, OutboxEventType.FILE_UPLOADED, row)
             return row
@@ -820,21 +855,20 @@ class CatalogService:
             row.status == FileStatus.PENDING.value and token is not None and row.token == token
         )
 
-    def still_reserved(self, file_id: int, token: str | None) -> bool:
-        """May this transfer still write the row's object: its pending reservation, or missing?"""
-        return self._run(
-            f"read row {file_id}", lambda session: self._reserved(session, file_id, token)
-        )
-
     def release(
-        self, file_id: int, *, reason: str, token: str | None, restore_replaced: bool = True
+        self,
+        file_id: int,
+        *,
+        reason: str,
+        token: str | None,
+        at_key: ObjectAtKey = NOT_LOOKED,
     ) -> None:
         """Remove a pending intent after a failed or cancelled upload (audited).
 
         Only the row reserved with this token: another transfer's reservation
         (or a row a repair took over) is left alone. An overwrite's intent
-        gives the key back to the row it replaced, unless
-        ``restore_replaced`` is False (the new bytes were written over its object).
+        gives the key back to the row it replaced while ``at_key`` (what the
+        bucket holds there) does not prove that row's bytes gone.
         """
 
         def work(session: Session) -> None:
@@ -842,10 +876,8 @@ class CatalogService:
             if row is None or row.status != FileStatus.PENDING.value or row.token != token:
                 return
             self._audit(session, AuditAction.RELEASE, row, {"reason": reason})
-            replaces = row.replaces_id
             session.delete(row)
-            if replaces is not None and restore_replaced:
-                self._restore_replaced(session, replaces, reason)
+            self._give_back(session, row, at_key, reason)
 
         self._run(f"release row {file_id}", work)
 
@@ -997,6 +1029,13 @@ class CatalogService:
                 raise NotInCatalogError(
                     f"{key!r} is not a live file in bucket {bucket!r} "
                     "(never uploaded, already deleted, or not yours). See `ferry ls`."
+                )
+            if row.status == FileStatus.PENDING.value:
+                # Its upload would go on and store the bytes again, with no row.
+                raise CatalogError(
+                    f"{key!r} is being uploaded right now and is not stored yet: cancel that "
+                    "upload (`ferry cancel ID`, or Cancel in the window) instead of deleting it.",
+                    title="Upload in progress",
                 )
             row.status = FileStatus.DELETED.value
             row.deleted_at = self._now(session)

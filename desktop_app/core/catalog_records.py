@@ -123,6 +123,26 @@ class Reservation:
 
 
 @dataclass(frozen=True)
+class ObjectAtKey:
+    """What the bucket holds at a released overwrite's key, as its uploader last saw it.
+
+    The row the overwrite replaced gets the key back unless a look proved
+    that its object is gone (another ETag there, or none): restoring a row
+    whose bytes are gone would break invariant 1, and keeping it deleted while
+    its bytes are there would let a check delete them.
+    """
+
+    looked: bool  # False: no look could be made (the server did not answer)
+    etag: str | None = None  # what the look found (None: no object)
+
+    def still_holds(self, etag: str | None) -> bool:
+        return not self.looked or (etag is not None and self.etag == etag)
+
+
+NOT_LOOKED = ObjectAtKey(looked=False)
+
+
+@dataclass(frozen=True)
 class UploadIntent:
     bucket: str
     key: str

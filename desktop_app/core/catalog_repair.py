@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from desktop_app.core.catalog_records import FileRecord, UploadIntent
+from desktop_app.core.catalog_records import FileRecord, ObjectAtKey, UploadIntent
 from desktop_app.core.catalog_schema import AuditAction, FileRow, FileStatus, OutboxEventType
 from desktop_app.core.object_keys import validate_key
 
@@ -60,7 +60,7 @@ class KeyRepair:
         """A stale pending row whose object verified becomes active."""
         row = self._row(file_id)
         if row.replaces_id is not None:
-            self._catalog._retire_replaced(self._session, row.replaces_id)
+            self._catalog._retire_replaced(self._session, row.replaces_id, FileRecord.from_row(row))
             row.replaces_id = None
         row.status = FileStatus.ACTIVE.value
         row.etag = etag
@@ -69,18 +69,16 @@ class KeyRepair:
         self._catalog._audit(self._session, AuditAction.REPAIR, row, {"repair": "activate"})
         self._catalog._announce(self._session, OutboxEventType.FILE_REPAIRED, row)
 
-    def release(self, file_id: int, *, reason: str, object_etag: str | None) -> None:
+    def release(self, file_id: int, *, reason: str, at_key: ObjectAtKey) -> None:
         """Remove a stale pending intent.
 
-        An overwrite's intent gives the key back to the row it replaced when
-        the object is still that row's (``object_etag``, from a fresh HEAD).
+        An overwrite's intent gives the key back to the row it replaced while
+        its object is still there (``at_key``, from the repair's fresh HEAD).
         """
         row = self._row(file_id)
         self._catalog._audit(self._session, AuditAction.RELEASE, row, {"reason": reason})
-        replaced = self._rows.get(row.replaces_id) if row.replaces_id is not None else None
         self._session.delete(row)
-        if replaced is not None and object_etag is not None and replaced.etag == object_etag:
-            self._catalog._restore_replaced(self._session, replaced.id, reason)
+        self._catalog._give_back(self._session, row, at_key, reason)
 
     def mark_missing(self, file_id: int, *, reason: str) -> None:
         row = self._row(file_id)

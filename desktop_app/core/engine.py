@@ -52,7 +52,7 @@ from desktop_app.core.catalog import (
     ReservationOutcome,
     UploadIntent,
 )
-from desktop_app.core.catalog_records import ALIVE_SECONDS
+from desktop_app.core.catalog_records import ALIVE_SECONDS, NOT_LOOKED, ObjectAtKey
 from desktop_app.core.config import DuplicatePolicy
 from desktop_app.core.errors import (
     CatalogError,
@@ -163,7 +163,7 @@ def _reservation_lost(record: TransferRecord, *, written: bool = False) -> Reser
     )
     return ReservationLostError(
         f"The catalog no longer holds {record.key!r} for this upload of {record.source_path}: "
-        "its reservation was removed (by a consistency check, or by another user) while the "
+        "its reservation was removed (by a consistency check's repair, or an admin) while the "
         f"bytes were on their way; {outcome}. Retry to upload the file again."
     )
 
@@ -522,6 +522,8 @@ class TransferEngine:
             self._register(record, etag, control, started, recorded=False)
             return
         if record.state is TransferState.UPLOADING:
+            if record.copy_source_key is not None:  # a server-side copy writes the object at once
+                self._confirm_reservation(record, control)
             record = self.sender.upload(record, control)
         if record.state is TransferState.COMPLETING:
             control.check()
@@ -547,8 +549,12 @@ class TransferEngine:
             return
         if not always and control.reservation_confirmed_within(RESERVATION_TRUSTED_SECONDS):
             return
-        if not self.catalog.still_reserved(record.catalog_file_id, record.reservation_token):
+        # A keep-alive's update, not a read: it waits for a repair acting on the
+        # row, and a check counts it as alive from here on.
+        reservation = (record.catalog_file_id, record.reservation_token or "")
+        if self.catalog.touch([reservation]):
             raise _reservation_lost(record)
+        control.reservation_confirmed()
 
     def _register(
         self,
@@ -681,6 +687,7 @@ class TransferEngine:
                 record.catalog_file_id,
                 reason="source changed before upload",
                 token=record.reservation_token,
+                at_key=self._object_at_key(record.key),
             )
         count = len(part_plan(after.size, part_size))
         if multipart:
@@ -790,6 +797,19 @@ class TransferEngine:
 
     # -- compensation ---------------------------------------------------------
 
+    def _object_at_key(self, key: str) -> ObjectAtKey:
+        """What the bucket holds at the key now: an overwrite's key goes back only to bytes there.
+
+        A look that fails (the server did not answer) counts as none made: the
+        replaced row is given back, since deleting its record while its bytes
+        may be there would let a check delete them.
+        """
+        try:
+            found = self.storage.head_object(key)
+        except StorageError:
+            return NOT_LOOKED
+        return ObjectAtKey(looked=True, etag=found.etag if found is not None else None)
+
     def _compensate(self, record: TransferRecord) -> None:
         """Undo a transfer that will not finish, last step first; log what could not be."""
         leftovers = []
@@ -820,7 +840,7 @@ class TransferEngine:
                     record.catalog_file_id,
                     reason="upload failed or cancelled",
                     token=record.reservation_token,
-                    restore_replaced=not wrote_object,
+                    at_key=self._object_at_key(record.key),
                 )
                 self.journal.update(record.id, catalog_file_id=None)
             except CatalogError as exc:

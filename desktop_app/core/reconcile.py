@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop_app.core.catalog import CatalogService, FileRecord, KeyRepair, UploadIntent
-from desktop_app.core.catalog_records import ALIVE_SECONDS
+from desktop_app.core.catalog_records import ALIVE_SECONDS, ObjectAtKey
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.check_streams import (
     KeySeen,
@@ -432,7 +432,7 @@ class ConsistencyChecker:
         skew = self.storage.clock.notable_offset()
         if skew is None:
             return ()
-        return (f"{skew} Ages were judged on the server's and the catalog's clocks.",)
+        return (f"{skew} Object and upload ages were judged on the server's clock.",)
 
     def _stale_uploads(
         self, cutoff: datetime, admin: bool, findings: list[Finding]
@@ -745,23 +745,24 @@ class ConsistencyChecker:
                 finding, done, f"Adopted for {adopted.owner} with the SHA-256 of its bytes.{note}"
             )
         assert row is not None
+        at_key = ObjectAtKey(looked=True, etag=head.etag if head is not None else None)
         if action is RepairAction.ACTIVATE:
             assert finding.object is not None and read is not None
-            if read != (row.sha256, row.size):
+            if read == (row.sha256, row.size):
+                locked.activate(row.id, etag=finding.object.etag)
                 return RepairResult(
-                    finding,
-                    RepairOutcome.REFUSED,
-                    "The object's bytes are not the intended content; not activated (remove "
-                    "the intent with the next check).",
+                    finding, done, "Activated: its bytes have the intended SHA-256."
                 )
-            locked.activate(row.id, etag=finding.object.etag)
-            return RepairResult(finding, done, "Activated: its bytes have the intended SHA-256.")
-        if action is RepairAction.REMOVE_ROW:
-            locked.release(
-                row.id,
-                reason="stale upload intent removed by the check",
-                object_etag=head.etag if head is not None else None,
+            # Same size, other bytes: the intent goes, or every check would offer this again.
+            locked.release(row.id, reason="its object holds other bytes", at_key=at_key)
+            return RepairResult(
+                finding,
+                done,
+                "Removed the stale intent: its object's bytes are not the intended content "
+                "(the object stays, to be adopted or deleted).",
             )
+        if action is RepairAction.REMOVE_ROW:
+            locked.release(row.id, reason="stale upload intent removed by the check", at_key=at_key)
             return RepairResult(finding, done, "Removed the stale intent.")
         if action is RepairAction.MARK_MISSING:
             locked.mark_missing(row.id, reason=f"{finding.kind.value} found by the check")

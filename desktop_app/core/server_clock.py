@@ -7,8 +7,8 @@ S3 answer carries a ``Date`` header (whole seconds); :class:`ServerClock`
 keeps the offset between it and this computer's clock when the answer came.
 
 Promises: :meth:`ServerClock.now` is this computer's time corrected by the
-latest offset seen (one second's resolution, plus the answer's travel
-time); :attr:`ServerClock.offset` is None until an answer came; nothing here
+latest offset seen, when that is more than the header can measure (2 s);
+:attr:`ServerClock.offset` is None until an answer came; nothing here
 sends a request.
 """
 
@@ -24,6 +24,7 @@ from typing import Any
 # refuses requests signed more than 15 minutes away from its time.
 NOTABLE_OFFSET = timedelta(minutes=1)
 S3_SKEW_LIMIT = timedelta(minutes=15)
+RESOLUTION = timedelta(seconds=2)
 log = logging.getLogger(__name__)
 
 
@@ -72,7 +73,10 @@ class ServerClock:
             self.observe(headers)
 
     def now(self) -> datetime:
-        return self._local() + (self.offset or timedelta(0))
+        # A Date header is cut to the second: an offset within RESOLUTION is
+        # what it cannot tell from none, and is taken as none.
+        offset = self.offset or timedelta(0)
+        return self._local() + (offset if abs(offset) > RESOLUTION else timedelta(0))
 
     def notable_offset(self) -> str | None:
         """'This computer's clock is N min ahead of the server's …', when over a minute off."""

@@ -285,7 +285,7 @@ class S3Storage:
             return self._proxy_sign_in(what)
         if code == "RequestTimeTooSkewed":
             # A 403, but no permission is missing: this computer's clock is off.
-            off = describe_offset(self.clock.offset) if self.clock.offset else "far off"
+            off = describe_offset(self.clock.offset) if self.clock.offset else "too far from"
             return StorageError(
                 f"This computer's clock is {off} the clock of {self.endpoint_label}, more "
                 f"than S3 allows (15 minutes), so the server refused to {what}. Set this "

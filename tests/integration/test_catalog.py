@@ -16,10 +16,14 @@ from sqlalchemy import event, text
 from desktop_app.core.catalog import (
     CatalogService,
     FileQuery,
+    FileRecord,
+    ObjectAtKey,
+    Reservation,
     ReservationOutcome,
     UploadIntent,
     open_catalog,
 )
+from desktop_app.core.catalog_records import NOT_LOOKED
 from desktop_app.core.catalog_schema import AuditAction, FileStatus, OutboxEventType
 from desktop_app.core.config import DuplicatePolicy
 from desktop_app.core.errors import (
@@ -451,3 +455,81 @@ def test_activation_judges_the_row_as_it_is_once_it_may_write(tmp_path: Path) ->
     assert (status, token) == (FileStatus.PENDING.value, "theirs")
     other.close()
     catalog.close()
+
+
+def _stored(catalog: CatalogService, key: str, sha: str, etag: str) -> FileRecord:
+    row = catalog.reserve(dataclasses.replace(intent(key, sha), token=f"t-{key}-{sha[:4]}")).record
+    return catalog.activate(row.id, etag=etag, token=f"t-{key}-{sha[:4]}")
+
+
+def _overwrite(
+    catalog: CatalogService,
+    key: str,
+    sha: str,
+    duplicates: DuplicatePolicy = DuplicatePolicy.COPY,
+) -> Reservation:
+    return catalog.reserve(
+        dataclasses.replace(intent(key, sha), token="v2"), duplicates, overwrite=True
+    )
+
+
+def test_an_overwrite_gives_the_key_back_unless_the_old_bytes_are_proven_gone(
+    catalog: CatalogService,
+) -> None:
+    v1 = _stored(catalog, "k.txt", SHA_A, "etag-v1")
+    # Released with the old object seen in place (a cancel), or with no look
+    # possible: v1 is the file again, and nothing was ever announced about it.
+    for at_key in (ObjectAtKey(looked=True, etag="etag-v1"), NOT_LOOKED):
+        before = len(catalog.unpublished_events())
+        v2 = _overwrite(catalog, "k.txt", SHA_B)
+        assert v2.outcome is ReservationOutcome.RESERVED
+        assert (catalog.get(v1.id) or v1).status is FileStatus.DELETED
+        catalog.release(v2.record.id, reason="cancelled", token="v2", at_key=at_key)
+        back = catalog.live("files", "k.txt")
+        assert back is not None and back.id == v1.id and back.status is FileStatus.ACTIVE
+        assert back.deleted_at is None and len(catalog.unpublished_events()) == before
+    # Released after its bytes replaced v1's: v1's deletion stands, and is announced.
+    v2 = _overwrite(catalog, "k.txt", SHA_B)
+    catalog.release(
+        v2.record.id, reason="failed", token="v2", at_key=ObjectAtKey(looked=True, etag="v2")
+    )
+    assert catalog.live("files", "k.txt") is None
+    [event] = catalog.unpublished_events()[-1:]
+    assert event.event_type is OutboxEventType.FILE_DELETED and event.payload["file_id"] == v1.id
+
+
+def test_an_overwrite_that_turns_out_a_duplicate_leaves_the_old_version_alone(
+    catalog: CatalogService,
+) -> None:
+    v1 = _stored(catalog, "k.txt", SHA_A, "etag-v1")
+    _stored(catalog, "elsewhere.txt", SHA_B, "etag-b")
+    skipped = _overwrite(catalog, "k.txt", SHA_B, duplicates=DuplicatePolicy.SKIP)
+    assert skipped.outcome is ReservationOutcome.DUPLICATE
+    assert skipped.record.key == "elsewhere.txt"
+    still = catalog.live("files", "k.txt")
+    assert still is not None and still.id == v1.id and still.status is FileStatus.ACTIVE
+    # With copies allowed, the new content is copied from its stored twin, not from v1.
+    copied = _overwrite(catalog, "k.txt", SHA_B)
+    assert copied.outcome is ReservationOutcome.COPY and copied.source is not None
+    assert copied.source.key == "elsewhere.txt"
+
+
+def test_a_missing_row_overwritten_is_deleted_at_once_and_never_given_back(
+    catalog: CatalogService,
+) -> None:
+    v1 = _stored(catalog, "k.txt", SHA_A, "etag-v1")
+    with catalog.repairing("files", "k.txt") as repair:
+        repair.mark_missing(v1.id, reason="object gone")
+    v2 = _overwrite(catalog, "k.txt", SHA_B)
+    [event] = catalog.unpublished_events()[-1:]
+    assert event.event_type is OutboxEventType.FILE_DELETED and event.payload["file_id"] == v1.id
+    catalog.release(v2.record.id, reason="cancelled", token="v2", at_key=NOT_LOOKED)
+    assert catalog.live("files", "k.txt") is None  # no active row without its bytes
+
+
+def test_a_file_being_uploaded_is_cancelled_not_deleted(catalog: CatalogService) -> None:
+    catalog.reserve(dataclasses.replace(intent("up.txt"), token="t"))
+    with pytest.raises(CatalogError, match="being uploaded right now"):
+        catalog.mark_deleted("files", "up.txt")
+    row = catalog.live("files", "up.txt")
+    assert row is not None and row.status is FileStatus.PENDING

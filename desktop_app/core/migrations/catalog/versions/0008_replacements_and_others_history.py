@@ -25,7 +25,8 @@ revision = "0008"
 down_revision = "0007"
 
 # A key is someone else's when another user's live row holds it, or when no
-# live row does and its newest row is another user's deleted one.
+# live row does and its newest row is another user's deleted one. At most one
+# row of a key meets this (one live row per key; one newest row), so no DISTINCT.
 _OTHERS_HOLD = """
   (f.status <> 'deleted' AND f.owner <> session_user)
   OR (f.status = 'deleted' AND f.owner <> session_user
@@ -37,10 +38,10 @@ FUNCTIONS = [
     f"""
 CREATE OR REPLACE FUNCTION ferry_others_live_keys(p_bucket text, p_prefix text)
 RETURNS TABLE(key text) LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
-  SELECT DISTINCT f.key::text COLLATE "C" FROM files f
+  SELECT f.key::text FROM files f
   WHERE f.bucket = p_bucket AND ({_OTHERS_HOLD})
     AND (p_prefix = '' OR (f.key >= p_prefix AND starts_with(f.key, p_prefix)))
-  ORDER BY 1
+  ORDER BY f.key COLLATE "C"
 $$""",
     f"""
 CREATE OR REPLACE FUNCTION ferry_key_is_others(p_bucket text, p_key text)
