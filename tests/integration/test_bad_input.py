@@ -126,7 +126,9 @@ def tiny_home(tmp_path: Path) -> Iterator[Path]:
     home = tmp_path / "tiny"
     home.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(home)], capture_output=True
+        # mode=0700: a tmpfs root is 1777 by default, which Ferry refuses as a home.
+        ["mount", "-t", "tmpfs", "-o", "size=1200k,mode=0700", "tmpfs", str(home)],
+        capture_output=True,
     )
     if mounted.returncode != 0:
         pytest.fail(

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, WeedServer
-from tests.faults import Fault, FaultProxy, is_complete, is_part_upload
+from tests.faults import Fault, FaultProxy, Request, is_complete, is_part_upload
 
 MIB = 1024 * 1024
 PARTS = 8
@@ -173,8 +173,15 @@ def test_kill_during_registration_activates_after_restart(
     home, source = tmp_path / "home", tmp_path / "big.bin"
     sha = setup(home, _endpoint(proxy), bucket, source)
     catalog = home / "data" / "catalog-crash.sqlite3"
+
+    # The verifying HEAD is held long enough to lock the catalog behind the
+    # Complete (which confirms the reservation with a catalog write first).
+    def is_verify(request: Request) -> bool:
+        return request.method == "HEAD" and request.path.endswith("/big.bin")
+
+    proxy.faults = [Fault(is_verify, "delay", times=1, delay=3.0)]
     upload = ferry(home, "upload", str(source))
-    wait_for(lambda: state(home) == "uploading" and catalog.exists())
+    wait_for(lambda: state(home) == "verifying" and catalog.exists())
     blocker = sqlite3.connect(catalog, timeout=30)
     blocker.execute("BEGIN IMMEDIATE")  # the catalog is locked: registration waits
     try:
