@@ -634,6 +634,19 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return pg_url_for_schema(admin, schema)
 
 
+# Another user of the machine, for tests that script one (util-linux's setpriv; we run as root).
+AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder like /tmp: root's, sticky, open to every user."""
+    folder = Path(tempfile.mkdtemp(prefix="ferry-shared-"))
+    folder.chmod(0o1777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture
 def memory_keyring() -> MemoryKeyring:
     return MemoryKeyring()

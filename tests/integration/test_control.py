@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -39,9 +37,8 @@ from desktop_app.core.control import (
     endpoint_address,
 )
 from desktop_app.core.errors import ControlChannelError
+from tests.conftest import AS_NOBODY
 from tests.integration.test_crash import ferry
-
-AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 # Run as nobody: listens at argv[1], writes every byte it receives to argv[2]
 # and answers each connection the way multiprocessing.connection frames a
@@ -91,15 +88,6 @@ with socket.socket(socket.AF_UNIX) as connection:
         print("reset")
 print(answer.hex())
 """
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A folder like /tmp, open to every user (pytest's folders are the owner's only)."""
-    folder = Path(tempfile.mkdtemp(prefix="ferry-shared-"))
-    folder.chmod(0o1777)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -6,29 +6,17 @@ The other user is real where it makes a folder: ``nobody`` through setpriv.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from desktop_app.core.errors import UnsafeFolderError
 from desktop_app.core.paths import FerryPaths
+from tests.conftest import AS_NOBODY
 
-AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 NOGROUP = 65534
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A folder like /tmp: root's, sticky, open to every user."""
-    folder = Path(tempfile.mkdtemp(prefix="ferry-shared-"))
-    folder.chmod(0o1777)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_data_folder_another_user_made_writable_by_all_is_refused_by_every_command(
