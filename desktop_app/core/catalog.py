@@ -850,10 +850,12 @@ class CatalogService:
         row = session.get(FileRow, file_id)
         if row is None:
             return False
-        # A row marked missing is sent again by a repair's transfer, under no token.
-        return row.status == FileStatus.MISSING.value or (
-            row.status == FileStatus.PENDING.value and token is not None and row.token == token
-        )
+        # A row marked missing is sent again by a repair's transfer, under no
+        # token; one active under this token was registered by this transfer
+        # before a crash kept the journal from saying so (it resends the same bytes).
+        ours = token is not None and row.token == token
+        held = (FileStatus.PENDING.value, FileStatus.ACTIVE.value)
+        return row.status == FileStatus.MISSING.value or (ours and row.status in held)
 
     def release(
         self,

@@ -533,3 +533,17 @@ def test_a_file_being_uploaded_is_cancelled_not_deleted(catalog: CatalogService)
         catalog.mark_deleted("files", "up.txt")
     row = catalog.live("files", "up.txt")
     assert row is not None and row.status is FileStatus.PENDING
+
+
+def test_a_registration_the_journal_missed_still_counts_as_its_uploads_own(
+    catalog: CatalogService,
+) -> None:
+    # Killed (or out of disk) after activation, before the journal said done:
+    # the resumed upload sends the same bytes again and must not call its own
+    # row lost; another token's, or a deleted row, is lost.
+    row = catalog.reserve(dataclasses.replace(intent("r.txt"), token="mine")).record
+    catalog.activate(row.id, etag="e", token="mine")
+    assert catalog.touch([(row.id, "mine")]) == []
+    assert catalog.touch([(row.id, "theirs")]) == [row.id]
+    catalog.mark_deleted("files", "r.txt")
+    assert catalog.touch([(row.id, "mine")]) == [row.id]
