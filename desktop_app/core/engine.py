@@ -687,7 +687,7 @@ class TransferEngine:
                 record.catalog_file_id,
                 reason="source changed before upload",
                 token=record.reservation_token,
-                at_key=self._object_at_key(record.key),
+                at_key=self._object_at_key(record),
             )
         count = len(part_plan(after.size, part_size))
         if multipart:
@@ -797,15 +797,18 @@ class TransferEngine:
 
     # -- compensation ---------------------------------------------------------
 
-    def _object_at_key(self, key: str) -> ObjectAtKey:
-        """What the bucket holds at the key now: an overwrite's key goes back only to bytes there.
+    def _object_at_key(self, record: TransferRecord) -> ObjectAtKey:
+        """What the bucket holds at an overwrite's key now: the key goes back only to bytes there.
 
-        A look that fails (the server did not answer) counts as none made: the
+        Only an overwrite has a row to give back, so only it looks. A look
+        that fails (the server did not answer) counts as none made: the
         replaced row is given back, since deleting its record while its bytes
         may be there would let a check delete them.
         """
+        if record.on_conflict is not KeyConflictPolicy.OVERWRITE:
+            return NOT_LOOKED
         try:
-            found = self.storage.head_object(key)
+            found = self.storage.head_object(record.key)
         except StorageError:
             return NOT_LOOKED
         return ObjectAtKey(looked=True, etag=found.etag if found is not None else None)
@@ -840,7 +843,7 @@ class TransferEngine:
                     record.catalog_file_id,
                     reason="upload failed or cancelled",
                     token=record.reservation_token,
-                    at_key=self._object_at_key(record.key),
+                    at_key=self._object_at_key(record),
                 )
                 self.journal.update(record.id, catalog_file_id=None)
             except CatalogError as exc:
