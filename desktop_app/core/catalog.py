@@ -649,7 +649,7 @@ class CatalogService:
         reservation's transaction; but an active one is not announced and its
         object is untouched until the new row is active
         (:meth:`_retire_replaced`), and a released replacement puts it back
-        (:meth:`_restore_replaced`). A missing one (no bytes to give back) is
+        (:meth:`_give_back`). A missing one (no bytes to give back) is
         deleted and announced at once. Returns the row to be given back.
         """
         values = connection.execute(
@@ -709,7 +709,7 @@ class CatalogService:
         ):
             return
         if not at_key.still_holds(old.etag):
-            self._retire_replaced(session, old.id, FileRecord.from_row(released))
+            self._announce(session, OutboxEventType.FILE_DELETED, old)  # its deletion stands
             return
         old.status = FileStatus.ACTIVE.value
         old.deleted_at = None

@@ -582,13 +582,11 @@ class TransferEngine:
                 token=record.reservation_token,
                 copied_from=record.copy_source_key,
             )
-        except NotInCatalogError as exc:
+        except BaseException as exc:
             if not recorded:
                 self._move(record.id, TransferState.REGISTERING, etag=etag)
-            raise _reservation_lost(record, written=True) from exc
-        except BaseException:
-            if not recorded:
-                self._move(record.id, TransferState.REGISTERING, etag=etag)
+            if isinstance(exc, NotInCatalogError):
+                raise _reservation_lost(record, written=True) from exc
             raise
         succeeded = NewAttempt(started, self.now(), None, control.bytes_sent)
         self._move(record.id, TransferState.DONE, etag=etag, attempt=succeeded)
