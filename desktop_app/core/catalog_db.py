@@ -238,6 +238,10 @@ def bring_up_to_date(connection: Connection, where: str, mode: CatalogMode) -> N
     application's tables, or Ferry's journal, are refused before any change.
     """
     found = survey(connection)
+    if found.found is not Found.FERRY or found.revision != Schema.CATALOG.head:
+        # Judge what is there only once no other Ferry is half-way through making it.
+        migrate.hold_upgrade_lock(connection)
+        found = survey(connection)
     if found.found is Found.JOURNAL:
         raise _journal_refused(where)
     if found.found is Found.FOREIGN:

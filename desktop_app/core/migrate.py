@@ -87,6 +87,18 @@ _alembic_lock = threading.Lock()
 _UPGRADE_LOCK = 0x46455252  # "FERR"
 
 
+def hold_upgrade_lock(connection: Connection) -> None:
+    """Wait until no other Ferry is upgrading this PostgreSQL database; hold that until commit.
+
+    What a connection reads after this includes everything a concurrent
+    upgrade committed. Without it, two statements of one survey can straddle
+    another Ferry's commit: no marker in the first, all of its tables in the
+    second. SQLite reads one snapshot per transaction and needs no lock.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
+
+
 def upgrade(
     connection: Connection,
     schema: Schema,
@@ -102,8 +114,7 @@ def upgrade(
     """
     # Alembic's command API keeps its context in module globals: one thread at a time.
     with _alembic_lock:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
+        hold_upgrade_lock(connection)
         if first is not None:
             first(connection)
         from alembic import command

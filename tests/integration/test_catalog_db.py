@@ -15,9 +15,11 @@ from typing import Any
 from sqlalchemy import create_engine, inspect, text
 
 from desktop_app.core import migrate
+from desktop_app.core.catalog import open_catalog
 from desktop_app.core.journal import Journal
 from desktop_app.core.migrate import Schema
 from desktop_app.core.paths import FerryPaths
+from tests.conftest import pg_url_for_schema
 from tests.integration.test_cli import run_ferry
 
 SECRET = "not-this-password"
@@ -169,3 +171,46 @@ def test_the_journal_is_refused_as_a_catalog_and_left_as_it_was(tmp_path: Path) 
         assert "FERRY_CATALOG_URL" in refused.stderr
     assert journal.read_bytes() == before
     assert "files" not in snapshot(f"sqlite:///{copy}")
+
+
+def test_a_ferry_opening_while_another_makes_the_catalog_waits_and_uses_it(
+    postgres_admin_url: str, pg_schema: str
+) -> None:
+    """Twenty Ferrys opening a new team catalog at once: one makes it, none calls it foreign.
+
+    The second Ferry's first look (is the marker there?) runs before the first
+    Ferry commits and its next look (which tables?) after; the commit is made
+    to land exactly there.
+    """
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    url = pg_url_for_schema(postgres_admin_url, pg_schema)
+    maker_engine = create_engine(url)
+    maker = maker_engine.connect()
+    from alembic import command
+
+    migrate.hold_upgrade_lock(maker)
+    command.upgrade(migrate._config(Schema.CATALOG, maker), "head")
+    committed: list[bool] = []
+
+    def commit_after_first_look(
+        conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any
+    ) -> None:
+        if conn is not maker and not committed and "ferry_catalog" in f"{statement}{parameters}":
+            committed.append(True)
+            maker.commit()
+
+    event.listen(Engine, "after_cursor_execute", commit_after_first_look)
+    try:
+        catalog = open_catalog(url, owner="alice")
+    finally:
+        event.remove(Engine, "after_cursor_execute", commit_after_first_look)
+        maker.close()
+        maker_engine.dispose()
+    try:
+        assert committed, "the maker's commit never landed between the two looks"
+        assert catalog.get(1) is None and catalog.key_is_live("files", "a.txt") is False
+    finally:
+        catalog.close()
+    assert snapshot(url)["ferry_schema_version"][1] == [(Schema.CATALOG.head,)]
