@@ -101,6 +101,7 @@ def _error_json(error: TransferError | None) -> dict[str, Any] | None:
         "kind": error.kind.value,
         "title": error.title,
         "message": error.message,
+        "cause": error.cause.value,
         "retryable": error.kind.retryable,
         "retries_on_its_own": error.kind.retries_on_its_own,
     }

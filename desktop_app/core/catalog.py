@@ -82,6 +82,7 @@ from desktop_app.core.catalog_schema import (
 from desktop_app.core.config import DuplicatePolicy
 from desktop_app.core.errors import (
     CatalogError,
+    ErrorCause,
     KeyConflictError,
     NotInCatalogError,
 )
@@ -571,6 +572,7 @@ class CatalogService:
                     f"creates {intent.key!r} as a copy of it, without sending the bytes again.",
                     transient=True,
                     title="Same content in flight",
+                    cause=ErrorCause.CONFLICT,
                 )
             return None
 
@@ -628,6 +630,7 @@ class CatalogService:
                 f"at the same moment as {intent.key!r}; Ferry tries again.",
                 transient=True,
                 title="Same content in flight",
+                cause=ErrorCause.CONFLICT,
             ) from None
 
     def _replaceable(self, row: FileRecord, intent: UploadIntent) -> bool:
@@ -769,6 +772,7 @@ class CatalogService:
             "as stored.",
             transient=True,
             title="Same content in flight",
+            cause=ErrorCause.CONFLICT,
         )
 
     def activate(
@@ -802,11 +806,13 @@ class CatalogService:
                 raise CatalogError(
                     f"{row.key!r} is reserved by another transfer; this one may not register it.",
                     title="Reserved by another upload",
+                    cause=ErrorCause.CONFLICT,
                 )
             if row.status not in (FileStatus.PENDING, FileStatus.MISSING):
                 raise CatalogError(
                     f"{row.key!r} cannot be activated: it is {row.status.value}.",
                     title="Unexpected catalog state",
+                    cause=ErrorCause.OTHER,
                 )
             row = self._change(
                 connection,
@@ -1038,6 +1044,7 @@ class CatalogService:
                     f"{key!r} is being uploaded right now and is not stored yet: cancel that "
                     "upload (`ferry cancel ID`, or Cancel in the window) instead of deleting it.",
                     title="Upload in progress",
+                    cause=ErrorCause.OTHER,
                 )
             row.status = FileStatus.DELETED.value
             row.deleted_at = self._now(session)

@@ -23,7 +23,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from desktop_app.core import migrate
-from desktop_app.core.errors import CatalogAccessError, CatalogError
+from desktop_app.core.errors import CatalogAccessError, CatalogError, ErrorCause
 from desktop_app.core.locks import on_read_only_file_system
 from desktop_app.core.migrate import Schema
 
@@ -49,6 +49,7 @@ def create_catalog_engine(url: str, password: str | None = None) -> Engine:
                     f"a folder Ferry can write ({exc.strerror}). Fix the catalog URL of the "
                     "profile (or FERRY_CATALOG_URL).",
                     title="Catalog path impossible",
+                    cause=ErrorCause.OTHER,
                 ) from None
             if on_read_only_file_system(folder):
                 # SQLite in WAL mode writes beside the file even to read: say why now,
@@ -59,6 +60,7 @@ def create_catalog_engine(url: str, password: str | None = None) -> Engine:
                     "read-write, or set FERRY_HOME (or the profile's catalog URL) to a folder "
                     "on a writable disk.",
                     title="Catalog folder is read-only",
+                    cause=ErrorCause.OTHER,
                     halts=True,
                 )
         engine = create_engine(parsed, connect_args={"timeout": 30})
@@ -102,6 +104,7 @@ def translate_db_error(exc: SQLAlchemyError, action: str) -> CatalogError:
             f"The catalog could not {action}: its disk is full. Free some space there; "
             "nothing is lost, and `ferry resume` goes on once space is free.",
             title="Disk full",
+            cause=ErrorCause.OTHER,
             halts=True,
         )
     if isinstance(exc, OperationalError) or (
@@ -112,6 +115,7 @@ def translate_db_error(exc: SQLAlchemyError, action: str) -> CatalogError:
             "(and not locked by another program).",
             transient=True,
             title="Catalog unreachable",
+            cause=ErrorCause.NETWORK,
         )
     return CatalogError(f"The catalog could not {action}: {detail}.")
 
@@ -255,6 +259,7 @@ def bring_up_to_date(connection: Connection, where: str, mode: CatalogMode) -> N
             "it is. The catalog needs an upgrade: run `ferry catalog upgrade` (or any "
             "command that writes, such as `ferry upload`).",
             title="Catalog needs an upgrade",
+            cause=ErrorCause.OTHER,
         )
     try:
         migrate.upgrade(connection, Schema.CATALOG, first=_move_legacy_version)
@@ -295,6 +300,7 @@ def _foreign_refused(where: str, found: Survey) -> CatalogError:
         "Ferry catalog marker. Ferry changed nothing in it. Point FERRY_CATALOG_URL (or the "
         "profile's catalog URL) at an empty database or PostgreSQL schema of Ferry's own.",
         title="Not a Ferry catalog",
+        cause=ErrorCause.OTHER,
     )
 
 
@@ -305,6 +311,7 @@ def _journal_refused(where: str) -> CatalogError:
         "the journal. Point FERRY_CATALOG_URL (or the profile's catalog URL) at another file "
         "or database, or leave it unset for the default catalog.",
         title="The journal is not a catalog",
+        cause=ErrorCause.OTHER,
     )
 
 

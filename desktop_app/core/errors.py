@@ -14,16 +14,60 @@ import enum
 from desktop_app.core.states import ErrorKind, TransferState
 
 
+class ErrorCause(enum.Enum):
+    """Why an error happened, as a stable code set where it is raised.
+
+    The journal keeps it beside a failed transfer's error. The Failed inbox
+    groups failures by it, and the engine recognises a repeated verification
+    failure by it; a title is wording only and may be changed freely. The
+    values are stored: add members, never rename one.
+    """
+
+    CREDENTIALS = "credentials"  # credentials refused or missing, a permission lacking
+    NETWORK = "network"  # the storage server or catalog could not be reached
+    SERVER = "server"  # the storage server or catalog refused or failed
+    FILE = "file"  # the local file: gone, unreadable, changed, a name that cannot be a key
+    CONFLICT = "conflict"  # another upload or person holds the key or the content
+    VERIFICATION = "verification"  # the bucket holds other bytes than Ferry sent
+    OTHER = "other"
+
+    @classmethod
+    def parse(cls, value: str | None) -> ErrorCause | None:
+        """The stored code, or None (a row written before causes were) for :meth:`of_kind`."""
+        if value is None:
+            return None
+        try:
+            return cls(value)
+        except ValueError:
+            return cls.OTHER  # a code of a newer Ferry
+
+    @classmethod
+    def of_kind(cls, kind: ErrorKind) -> ErrorCause:
+        """The cause of an error recorded without one: the file's kinds are the file's."""
+        if kind in (ErrorKind.INPUT, ErrorKind.SOURCE_CHANGED, ErrorKind.FINAL):
+            return cls.FILE
+        return cls.OTHER
+
+
 class FerryError(Exception):
-    """Base of every error Ferry shows to a person."""
+    """Base of every error Ferry shows to a person.
+
+    ``title`` is what a person reads; ``cause`` is what code acts on (each
+    class has its own, and a raise site may name another).
+    """
 
     title = "Ferry error"
+    cause = ErrorCause.OTHER
 
-    def __init__(self, message: str, *, title: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, title: str | None = None, cause: ErrorCause | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if title is not None:
             self.title = title
+        if cause is not None:
+            self.cause = cause
 
     def __str__(self) -> str:
         return self.message
@@ -56,6 +100,7 @@ class SignInRequiredError(ConfigError):
     """The AWS sign-in (SSO) behind a profile's credentials has expired: a person must sign in."""
 
     title = "Sign-in needed"
+    cause = ErrorCause.CREDENTIALS
 
 
 class UnsafeFolderError(ConfigError):
@@ -72,6 +117,7 @@ class ControlChannelError(FerryError):
 
 class SecretStoreError(FerryError):
     title = "Keyring problem"
+    cause = ErrorCause.CREDENTIALS
 
 
 class SandboxError(FerryError):
@@ -94,6 +140,7 @@ class CatalogError(FerryError):
     """The catalog could not be read or written."""
 
     title = "Catalog problem"
+    cause = ErrorCause.SERVER
 
     def __init__(
         self,
@@ -102,8 +149,9 @@ class CatalogError(FerryError):
         transient: bool = False,
         title: str | None = None,
         halts: bool = False,
+        cause: ErrorCause | None = None,
     ) -> None:
-        super().__init__(message, title=title)
+        super().__init__(message, title=title, cause=cause)
         self._transient = transient
         self._halts = halts
 
@@ -118,12 +166,14 @@ class CatalogError(FerryError):
 
 class CatalogAccessError(CatalogError):
     title = "Not allowed by the catalog"
+    cause = ErrorCause.CREDENTIALS
 
 
 class RelayLockTaken(CatalogError):
     """Another relay publishes this SQLite catalog already."""
 
     title = "Relay already running"
+    cause = ErrorCause.OTHER
 
 
 class EventStreamError(FerryError):
@@ -131,8 +181,15 @@ class EventStreamError(FerryError):
 
     title = "Event stream problem"
 
-    def __init__(self, message: str, *, transient: bool = True, title: str | None = None) -> None:
-        super().__init__(message, title=title)
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool = True,
+        title: str | None = None,
+        cause: ErrorCause | None = None,
+    ) -> None:
+        super().__init__(message, title=title, cause=cause)
         self._transient = transient
 
     @property
@@ -142,20 +199,24 @@ class EventStreamError(FerryError):
 
 class InvalidKeyError(FerryError):
     title = "Name cannot be a key"
+    cause = ErrorCause.FILE
 
 
 class KeyConflictError(CatalogError):
     title = "Key already taken"
+    cause = ErrorCause.CONFLICT
 
 
 class NotInCatalogError(CatalogError):
     title = "Not in the catalog"
+    cause = ErrorCause.OTHER
 
 
 class ReservationLostError(CatalogError):
     """An upload's catalog reservation is gone: it must not write or register its object."""
 
     title = "Reservation removed"
+    cause = ErrorCause.OTHER
 
 
 class IllegalMoveError(JournalError):
@@ -176,6 +237,7 @@ class SourceError(FerryError):
     """The local file cannot be uploaded as it is (gone, unreadable, changed...)."""
 
     title = "Problem with the file"
+    cause = ErrorCause.FILE
 
     @property
     def error_kind(self) -> ErrorKind:
@@ -201,6 +263,22 @@ class StorageErrorKind(enum.Enum):
     NOT_SUPPORTED = "not_supported"  # the server lacks this call (501, 405): do without it
     PRECONDITION_FAILED = "precondition_failed"  # the object is not the one the request named
 
+    @property
+    def cause(self) -> ErrorCause:
+        """A storage error's cause unless its raise site names another."""
+        return _STORAGE_CAUSES[self]
+
+
+_STORAGE_CAUSES = {
+    StorageErrorKind.TRANSIENT: ErrorCause.SERVER,
+    StorageErrorKind.PERMANENT: ErrorCause.SERVER,
+    StorageErrorKind.NO_SUCH_UPLOAD: ErrorCause.SERVER,
+    StorageErrorKind.NOT_FOUND: ErrorCause.SERVER,
+    StorageErrorKind.BAD_DIGEST: ErrorCause.SERVER,
+    StorageErrorKind.NOT_SUPPORTED: ErrorCause.SERVER,
+    StorageErrorKind.PRECONDITION_FAILED: ErrorCause.CONFLICT,
+}
+
 
 class StorageError(FerryError):
     title = "Storage problem"
@@ -212,8 +290,9 @@ class StorageError(FerryError):
         kind: StorageErrorKind,
         code: str = "",
         title: str | None = None,
+        cause: ErrorCause | None = None,
     ) -> None:
-        super().__init__(message, title=title)
+        super().__init__(message, title=title, cause=cause or kind.cause)
         self.kind = kind
         self.code = code
 

@@ -1,17 +1,19 @@
 """Why transfers failed, grouped the way a person acts on them.
 
-A failed transfer keeps the kind, title and message of its error (the
-journal's columns). For the Failed inbox they fall into a few causes, each
-with what a person does about it: fix the credentials, wait for the network,
-look at the server, look at the file, resolve a conflict. Retrying helps
-unless the error is final (a socket, a loop, a name that cannot be a key).
+A failed transfer keeps the kind, title, message and cause code of its error
+(the journal's columns). For the Failed inbox the cause codes fall into a
+few groups, each with what a person does about it: fix the credentials, wait
+for the network, look at the server, look at the file, resolve a conflict.
+The title is wording only and groups nothing. Retrying helps unless the error
+is final (a socket, a loop, a name that cannot be a key).
 """
 
 from __future__ import annotations
 
 import enum
 
-from desktop_app.core.journal import ErrorKind, TransferError
+from desktop_app.core.errors import ErrorCause
+from desktop_app.core.journal import TransferError
 
 
 class FailureCause(enum.Enum):
@@ -62,34 +64,21 @@ _ADVICE = {
     FailureCause.OTHER: "See the message; Retry tries again.",
 }
 
-# Titles are those of Ferry's own exceptions (errors.py, storage, catalog).
-_BY_TITLE = {
-    "Credentials refused": FailureCause.CREDENTIALS,
-    "No credentials": FailureCause.CREDENTIALS,
-    "Sign-in needed": FailureCause.CREDENTIALS,
-    "Proxy sign-in needed": FailureCause.CREDENTIALS,
-    "Access denied": FailureCause.CREDENTIALS,
-    "Not allowed": FailureCause.CREDENTIALS,
-    "Not allowed by the catalog": FailureCause.CREDENTIALS,
-    "Keyring problem": FailureCause.CREDENTIALS,
-    "Storage unreachable": FailureCause.NETWORK,
-    "Catalog unreachable": FailureCause.NETWORK,
-    "Storage problem": FailureCause.SERVER,
-    "Not supported by the server": FailureCause.SERVER,
-    "No such bucket": FailureCause.SERVER,
-    "Catalog problem": FailureCause.SERVER,
-    "Key already taken": FailureCause.CONFLICT,
-    "Reserved by another upload": FailureCause.CONFLICT,
-    "Same content in flight": FailureCause.CONFLICT,
-    "Changed meanwhile": FailureCause.CONFLICT,
-    "Another profile's transfer": FailureCause.CONFLICT,
+# Each cause code (set where the error was raised) in the group a person
+# acts on; a failed verification is told in its message, not a group of its own.
+_GROUPS = {
+    ErrorCause.CREDENTIALS: FailureCause.CREDENTIALS,
+    ErrorCause.NETWORK: FailureCause.NETWORK,
+    ErrorCause.SERVER: FailureCause.SERVER,
+    ErrorCause.FILE: FailureCause.FILE,
+    ErrorCause.CONFLICT: FailureCause.CONFLICT,
+    ErrorCause.VERIFICATION: FailureCause.OTHER,
+    ErrorCause.OTHER: FailureCause.OTHER,
 }
-_FILE_KINDS = frozenset({ErrorKind.INPUT, ErrorKind.SOURCE_CHANGED, ErrorKind.FINAL})
 
 
 def cause_of(error: TransferError | None) -> FailureCause:
+    """The Failed inbox's group of an error: by its cause code, never by its title."""
     if error is None:
         return FailureCause.OTHER
-    if error.kind in _FILE_KINDS:
-        return FailureCause.FILE
-    return _BY_TITLE.get(error.title, FailureCause.OTHER)
+    return _GROUPS[error.cause]

@@ -47,7 +47,12 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from desktop_app.core import migrate
-from desktop_app.core.errors import IllegalMoveError, JournalError, JournalLockedError
+from desktop_app.core.errors import (
+    ErrorCause,
+    IllegalMoveError,
+    JournalError,
+    JournalLockedError,
+)
 from desktop_app.core.group_commit import GroupCommitter, WriterConnection
 from desktop_app.core.locks import LockHeld, PidLock, unwritable
 from desktop_app.core.migrate import Schema
@@ -108,11 +113,27 @@ class SourceIdentity:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class TransferError:
+    """A failed transfer's error: who acts next, the words a person reads, and why.
+
+    ``cause`` is the code set where the error was raised; code acts on it (the
+    Failed inbox's groups, a repeated verification failure), never on the
+    title. Left out, it is the kind's (:meth:`ErrorCause.of_kind`).
+    """
+
     kind: ErrorKind
     title: str
     message: str
+    cause: ErrorCause
+
+    def __init__(
+        self, kind: ErrorKind, title: str, message: str, cause: ErrorCause | None = None
+    ) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "title", title)
+        object.__setattr__(self, "message", message)
+        object.__setattr__(self, "cause", cause or ErrorCause.of_kind(kind))
 
 
 @dataclass(frozen=True)
@@ -260,6 +281,7 @@ transfers = Table(
     Column("error_kind", String(32)),
     Column("error_title", Text),
     Column("error_message", Text),
+    Column("error_cause", String(32)),  # an ErrorCause; NULL: no error
     Column("retry_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
@@ -302,6 +324,7 @@ attempts = Table(
     Column("error_kind", String(32)),
     Column("error_title", Text),
     Column("error_message", Text),
+    Column("error_cause", String(32)),
     Column("bytes_sent", BigInteger, nullable=False),
 )
 
@@ -317,8 +340,8 @@ _SELECT_TRANSFERS = f"SELECT {', '.join(_TRANSFER_COLUMNS)} FROM transfers"
 _RETURNING = f" RETURNING {', '.join(_TRANSFER_COLUMNS)}"
 _INSERT_ATTEMPT = (
     "INSERT INTO attempts (transfer_id, number, started_at, ended_at, error_kind, "
-    "error_title, error_message, bytes_sent) VALUES (?, (SELECT coalesce(max(number), 0) + 1 "
-    "FROM attempts WHERE transfer_id = ?), ?, ?, ?, ?, ?, ?)"
+    "error_title, error_message, error_cause, bytes_sent) VALUES (?, (SELECT "
+    "coalesce(max(number), 0) + 1 FROM attempts WHERE transfer_id = ?), ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -435,13 +458,19 @@ def _error_columns(error: TransferError | None) -> dict[str, str | None]:
         "error_kind": error.kind.value if error else None,
         "error_title": error.title if error else None,
         "error_message": error.message if error else None,
+        "error_cause": error.cause.value if error else None,
     }
 
 
 def _error_of(row: Any) -> TransferError | None:
     if not row.error_message:
         return None
-    return TransferError(ErrorKind.parse(row.error_kind), row.error_title or "", row.error_message)
+    return TransferError(
+        ErrorKind.parse(row.error_kind),
+        row.error_title or "",
+        row.error_message,
+        ErrorCause.parse(row.error_cause),
+    )
 
 
 def _insert_attempt(cursor: Any, transfer_id: int, attempt: NewAttempt) -> None:
@@ -456,6 +485,7 @@ def _insert_attempt(cursor: Any, transfer_id: int, attempt: NewAttempt) -> None:
             error["error_kind"],
             error["error_title"],
             error["error_message"],
+            error["error_cause"],
             attempt.bytes_sent,
         ),
     )

@@ -30,7 +30,7 @@ from botocore.exceptions import (
 )
 
 from desktop_app.core.config import Profile
-from desktop_app.core.errors import ConfigError, SecretStoreError, SignInRequiredError
+from desktop_app.core.errors import ConfigError, ErrorCause, SecretStoreError, SignInRequiredError
 
 SERVICE = "ferry"
 # The sandbox server runs with authentication off on loopback, so its
@@ -191,6 +191,7 @@ def _from_aws_config(
             "configuration (~/.aws/config or AWS_CONFIG_FILE). Add it there "
             "(`aws configure sso` or by hand) or fix the name.",
             title="No credentials",
+            cause=ErrorCause.CREDENTIALS,
         ) from None
     except BotoCoreError as exc:
         raise aws_credential_error(exc, profile.name, aws_profile) from None
@@ -219,11 +220,13 @@ def aws_credential_error(
             f"The credentials of {which} could not be obtained from {provider}. Fix that "
             "profile in the AWS configuration (its credential_process or role), then try again.",
             title="No credentials",
+            cause=ErrorCause.CREDENTIALS,
         )
     return ConfigError(
         f"The credentials of {which} could not be obtained ({type(exc).__name__}). Fix that "
         "profile in the AWS configuration, then try again.",
         title="No credentials",
+        cause=ErrorCause.CREDENTIALS,
     )
 
 
@@ -250,6 +253,7 @@ def require_s3_credentials(
             "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY nor the AWS configuration provide any. "
             + todo,
             title="No credentials",
+            cause=ErrorCause.CREDENTIALS,
         )
     return credentials
 

@@ -45,7 +45,7 @@ from desktop_app.core.check_streams import (
     in_byte_order,
     merge_by_key,
 )
-from desktop_app.core.errors import FerryError, StorageError, StorageErrorKind
+from desktop_app.core.errors import ErrorCause, FerryError, StorageError, StorageErrorKind
 from desktop_app.core.journal import Journal
 from desktop_app.core.storage import ObjectInfo, S3Storage
 
@@ -623,6 +623,7 @@ class ConsistencyChecker:
             raise ConsistencyError(
                 "Only a catalog admin (role ferry_admin) may adopt files for another user.",
                 title="Not allowed",
+                cause=ErrorCause.CREDENTIALS,
             )
         results = []
         for finding in findings:

@@ -41,6 +41,7 @@ from datetime import datetime, timedelta
 from typing import Any, BinaryIO, Protocol
 
 from desktop_app.core.errors import (
+    ErrorCause,
     ReservationLostError,
     SourceChangedError,
     SourceError,
@@ -64,7 +65,8 @@ log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 MAX_PARTS = 10_000
 MAX_PART_SIZE = 5 * 1024 * MIB
-# The title of a failed verification, also how the attempt history recognises one.
+# The title of a failed verification (wording only: the attempt history
+# recognises one by its cause, ErrorCause.VERIFICATION).
 VERIFICATION_FAILED = "Verification failed"
 _MD5_LIKE = re.compile(r"^[0-9a-f]{32}(-\d+)?$")
 
@@ -637,19 +639,23 @@ class ObjectSender:
                     kind=StorageErrorKind.PERMANENT,
                     code="VerificationFailed",
                     title=VERIFICATION_FAILED,
+                    cause=ErrorCause.VERIFICATION,
                 )
             raise StorageError(
                 f"{record.key!r} {problem}; it is uploaded again.",
                 kind=StorageErrorKind.TRANSIENT,
                 code="VerificationFailed",
                 title=VERIFICATION_FAILED,
+                cause=ErrorCause.VERIFICATION,
             )
         assert found is not None
         return found
 
     def verification_failed_before(self, transfer_id: int) -> bool:
         history = self.journal.attempts_of([transfer_id])[transfer_id]
-        return any(a.error is not None and a.error.title == VERIFICATION_FAILED for a in history)
+        return any(
+            a.error is not None and a.error.cause is ErrorCause.VERIFICATION for a in history
+        )
 
     def abandon(self, record: TransferRecord) -> None:
         """Forget the upload and its ETag so that the next attempt sends the bytes afresh.

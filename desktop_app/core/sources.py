@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop_app.core.errors import InvalidKeyError
+from desktop_app.core.errors import ErrorCause, InvalidKeyError
 from desktop_app.core.object_keys import is_ambiguous, join_key
 
 MAX_OBJECT_SIZE = 5 * 1024**4  # 5 TiB
@@ -43,13 +43,16 @@ class SourceProblem:
     message: str
     key: str = ""  # the key it would have had, when that much was known
     final: bool = False  # retrying cannot help: not a file, a loop, an impossible name
+    # Every kind of problem here is the file's own (gone, unreadable, not a
+    # file, too large, a loop, a name that cannot be a key).
+    cause: ErrorCause = ErrorCause.FILE
 
 
 def _check_file(path: Path, key_name: str, prefix: str) -> SourceFile | SourceProblem:
     try:
         key = join_key(prefix, key_name)
     except InvalidKeyError as exc:
-        return SourceProblem(path, exc.title, f"{path}: {exc.message}", final=True)
+        return SourceProblem(path, exc.title, f"{path}: {exc.message}", final=True, cause=exc.cause)
     return check_file(path, key)
 
 

@@ -46,7 +46,7 @@ from desktop_app.core.bucket_objects import (
 from desktop_app.core.bucket_objects import SHA256_METADATA as SHA256_METADATA
 from desktop_app.core.bucket_objects import ObjectInfo as ObjectInfo
 from desktop_app.core.config import Profile
-from desktop_app.core.errors import StorageError, StorageErrorKind
+from desktop_app.core.errors import ErrorCause, StorageError, StorageErrorKind
 from desktop_app.core.keys import S3Credentials, aws_credential_error
 from desktop_app.core.server_clock import ServerClock, describe_offset
 
@@ -219,6 +219,7 @@ class S3Storage:
                 kind=StorageErrorKind.TRANSIENT,
                 code="ProxyConnectionError",
                 title="Storage unreachable",
+                cause=ErrorCause.NETWORK,
             ) from None
         except (EndpointConnectionError, ConnectTimeoutError) as exc:
             raise StorageError(
@@ -227,6 +228,7 @@ class S3Storage:
                 kind=StorageErrorKind.TRANSIENT,
                 code=type(exc).__name__,
                 title="Storage unreachable",
+                cause=ErrorCause.NETWORK,
             ) from None
         except (ConnectionClosedError, ReadTimeoutError) as exc:
             raise StorageError(
@@ -241,6 +243,7 @@ class S3Storage:
                 kind=StorageErrorKind.PERMANENT,
                 code="NoCredentials",
                 title="No credentials",
+                cause=ErrorCause.CREDENTIALS,
             ) from None
         except (SSOError, TokenRetrievalError, CredentialRetrievalError) as exc:
             # Refreshing credentials failed mid-run: only a person can fix it.
@@ -250,6 +253,7 @@ class S3Storage:
                 kind=StorageErrorKind.PERMANENT,
                 code=type(exc).__name__,
                 title=problem.title,
+                cause=problem.cause,
             ) from None
         except BotoCoreError as exc:
             # Connection resets surface as various BotoCoreError subclasses.
@@ -268,6 +272,7 @@ class S3Storage:
             kind=StorageErrorKind.PERMANENT,
             code="407",
             title="Proxy sign-in needed",
+            cause=ErrorCause.CREDENTIALS,
         )
 
     def _from_client_error(self, exc: ClientError, what: str, key: str | None) -> StorageError:
@@ -294,6 +299,7 @@ class S3Storage:
                 kind=StorageErrorKind.TRANSIENT,
                 code=code,
                 title="This computer's clock is wrong",
+                cause=ErrorCause.OTHER,
             )
         if code == "NoSuchBucket":
             return StorageError(
@@ -324,6 +330,7 @@ class S3Storage:
                 kind=StorageErrorKind.PERMANENT,
                 code=code,
                 title="Credentials refused",
+                cause=ErrorCause.CREDENTIALS,
             )
         if code in ("AccessDenied", "403", "AllAccessDisabled") or status == 403:
             return StorageError(
@@ -332,6 +339,7 @@ class S3Storage:
                 kind=StorageErrorKind.PERMANENT,
                 code=code or "403",
                 title="Access denied",
+                cause=ErrorCause.CREDENTIALS,
             )
         if code in ("BadDigest", "InvalidDigest"):
             return StorageError(
