@@ -56,7 +56,9 @@ from desktop_app.core.catalog_records import ALIVE_SECONDS, NOT_LOOKED, ObjectAt
 from desktop_app.core.config import DuplicatePolicy
 from desktop_app.core.errors import (
     CatalogError,
+    ErrorCause,
     FerryError,
+    IllegalMoveError,
     KeyConflictError,
     NotInCatalogError,
     ReservationLostError,
@@ -96,6 +98,7 @@ from desktop_app.core.sender import (
 from desktop_app.core.sources import SourceFile, SourceProblem, check_file, expand, printable
 from desktop_app.core.storage import S3Storage
 from desktop_app.core.throttle import BandwidthLimiter, ByteBudget
+from desktop_app.core.transfers.holds import TransferHolds
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
@@ -105,6 +108,8 @@ RESERVATION_TRUSTED_SECONDS = ALIVE_SECONDS / 2
 # A request this small waits only for its own bytes at the bandwidth limit, not
 # for the debt of large parts before it: a 1-byte file never waits for a big one.
 _SMALL_REQUEST = 256 * 1024
+# Seconds a person's cancel or pause waits for a running attempt to stop.
+ACTION_PATIENCE = 10.0
 
 
 def _input_error(problem: SourceProblem) -> TransferError:
@@ -112,7 +117,7 @@ def _input_error(problem: SourceProblem) -> TransferError:
     message = printable(problem.message)
     if problem.final:
         message += " Retrying cannot help; fix or remove it, then add it again."
-    return TransferError(kind, problem.title, message)
+    return TransferError(kind, problem.title, message, problem.cause)
 
 
 @dataclass(frozen=True)
@@ -211,9 +216,10 @@ class TransferEngine:
         )
         self.budget = ByteBudget(options.memory_budget, small_reserve=options.part_size)
         self.holds_refused = 0  # a second attempt at a held transfer: must stay 0
-        self._controls: dict[int, TransferControl] = {}
+        # Who acts on each transfer now (a worker's attempt or a person's
+        # action): the one registry, shared with the scheduler.
+        self.holds = TransferHolds()
         self._interrupted = threading.Event()
-        self._controls_lock = threading.Lock()
         self.prepass = PrePass(self.budget)
         self._part_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=options.concurrency, thread_name_prefix="ferry-part"
@@ -244,9 +250,7 @@ class TransferEngine:
     def pause_running(self) -> None:
         """Stop the running attempts at their next check; unlike :meth:`interrupt`
         this is not final: the journal keeps them as they were, to go on later."""
-        with self._controls_lock:
-            for control in self._controls.values():
-                control.pause.set()
+        self.holds.pause_running()
 
     def close(self) -> None:
         self.interrupt()
@@ -334,14 +338,31 @@ class TransferEngine:
 
     # -- control ------------------------------------------------------------
 
-    def pause(self, transfer_ids: Iterable[int] | None = None) -> int:
+    # A person's actions take the transfer's hold (see transfers.holds): a
+    # running attempt is flagged and carries the action out itself; any other
+    # transfer is changed under the hold, so no worker starts it meanwhile.
+
+    def pause(
+        self, transfer_ids: Iterable[int] | None = None, *, patience: float = ACTION_PATIENCE
+    ) -> int:
+        """Pause: a running attempt stops within one part, keeping what it sent.
+
+        Returns once the running attempts have stopped (waiting at most
+        ``patience`` seconds for them): from then on no part of a paused
+        transfer is sent.
+        """
         ids = None if transfer_ids is None else list(transfer_ids)
+        # The flag is in the journal before the running attempts are told: a
+        # worker that takes its hold after this reads it (it reads the
+        # transfer only once it holds it), one that held it before is told.
         count = self.journal.set_paused(ids, True)
-        with self._controls_lock:
-            for transfer_id, control in self._controls.items():
-                if ids is None or transfer_id in ids:
-                    control.pause.set()
+        told = []
+        for transfer_id, control in self.holds.worker_controls().items():
+            if ids is None or transfer_id in ids:
+                control.pause.set()
+                told.append(transfer_id)
         self._publish_all(ids)
+        self._wait_stopped(told, patience)
         return count
 
     def unpause(self, transfer_ids: Iterable[int] | None = None) -> int:
@@ -355,52 +376,77 @@ class TransferEngine:
             if ids is None or record.id in ids:
                 self.bus.publish(TransferChanged(TransferSnapshot.of(record)))
 
-    def cancel(self, transfer_ids: Iterable[int]) -> list[TransferRecord]:
-        """Cancel: a running transfer stops at its next check; others compensate now."""
-        results = []
-        for transfer_id in transfer_ids:
-            record = self.journal.get(transfer_id)
-            if record.state.finished:
-                results.append(record)
-                continue
-            self._require_own(record)
-            with self._controls_lock:
-                running = self._controls.get(transfer_id)
-                if running is not None:
-                    running.cancel.set()
-            if running is not None:
-                results.append(record)
-                continue
-            self._compensate(record)
-            results.append(self._move(transfer_id, TransferState.CANCELLED))
-        return results
+    def _wait_stopped(self, transfer_ids: list[int], patience: float) -> None:
+        if transfer_ids and not self.holds.wait_released(transfer_ids, patience):
+            log.warning(
+                "%d upload(s) asked to stop are still stopping; they stop as soon as they can",
+                len(transfer_ids),
+            )
+
+    def cancel(
+        self, transfer_ids: Iterable[int], *, patience: float = ACTION_PATIENCE
+    ) -> list[TransferRecord]:
+        """Cancel: a running attempt stops at its next check and compensates; others now.
+
+        Returns each transfer as it is once its running attempt has ended
+        (waiting at most ``patience`` seconds for those): a transfer that
+        finished before the cancel reached it stays done.
+        """
+        ids = list(transfer_ids)
+        for record in self._existing(ids):
+            if not record.state.finished:
+                self._require_own(record)
+        with self.holds.for_person(ids) as turn:
+            for control in turn.running.values():
+                control.cancel.set()
+            for transfer_id in turn.mine:
+                record = self.journal.get(transfer_id)
+                if not record.state.finished:
+                    self._compensate(record)
+                    self._move(transfer_id, TransferState.CANCELLED)
+        self._wait_stopped(list(turn.running), patience)
+        return self.journal.get_many(ids)
 
     def retry(self, transfer_ids: Iterable[int] | None = None) -> list[TransferRecord]:
         """A person's Retry: failed transfers go back to the step they can resume from.
 
         Bad input is looked at again in the same row (the person may have
         fixed it); a failure that retrying cannot cure is left as it is. With
-        no ids, every retryable failed transfer of this profile.
+        no ids, every retryable failed transfer of this profile. Each is
+        judged as it is under its hold: one that a worker is retrying by
+        itself, or that has finished meanwhile, is left to that.
         """
-        wanted = None if transfer_ids is None else set(transfer_ids)
-        records = []
-        for record in self.journal.all([TransferState.FAILED]):
-            if wanted is not None and record.id not in wanted:
-                continue
-            if record.profile != self.profile_name:
-                if wanted is not None:
-                    self._require_own(record)
-                continue
-            if not record.failure_kind.retryable:
-                records.append(record)
-                continue
-            if record.failure_kind is ErrorKind.INPUT and record.sha256 is None:
-                records.append(self._reexamine(record))
-                continue
-            records.append(
-                self._move(record.id, self._resume_state(record), attempts=0, paused=False)
-            )
-        return records
+        if transfer_ids is None:
+            ids = [
+                record.id
+                for record in self.journal.all([TransferState.FAILED])
+                if record.profile == self.profile_name
+            ]
+        else:
+            ids = list(transfer_ids)
+        records: dict[int, TransferRecord] = {}
+        with self.holds.for_person(ids) as turn:
+            for record in self._existing(turn.mine):
+                if record.state is not TransferState.FAILED:
+                    continue
+                self._require_own(record)
+                records[record.id] = self._retried(record)
+        return [records[i] for i in ids if i in records]
+
+    def _retried(self, record: TransferRecord) -> TransferRecord:
+        if not record.failure_kind.retryable:
+            return record
+        if record.failure_kind is ErrorKind.INPUT and record.sha256 is None:
+            return self._reexamine(record)
+        return self._move(record.id, self._resume_state(record), attempts=0, paused=False)
+
+    def _existing(self, transfer_ids: list[int]) -> list[TransferRecord]:
+        """The transfers asked for; a person naming one that does not exist is told."""
+        found = self.journal.get_many(transfer_ids)
+        if len(found) < len(set(transfer_ids)):
+            missing = sorted(set(transfer_ids) - {r.id for r in found})
+            self.journal.get(missing[0])  # raises: there is no such transfer
+        return found
 
     def _reexamine(self, record: TransferRecord) -> TransferRecord:
         found = check_file(Path(record.source_path), record.key)
@@ -433,22 +479,14 @@ class TransferEngine:
                 f"{record.profile!r} (bucket {record.bucket}); this Ferry runs profile "
                 f"{self.profile_name!r}. Use `ferry --profile {record.profile} ...` for it.",
                 title="Another profile's transfer",
+                cause=ErrorCause.CONFLICT,
             )
 
     # -- running one attempt --------------------------------------------------
 
-    def _hold(self, transfer_id: int) -> TransferControl:
-        with self._controls_lock:
-            if transfer_id in self._controls:
-                self.holds_refused += 1
-                raise TransferHeldError(f"transfer {transfer_id} is already being run")
-            control = self._controls[transfer_id] = TransferControl()
-        return control
-
     def keep_alive(self) -> None:
         """Touch the catalog rows of the uploads running now, so no check takes them for stale."""
-        with self._controls_lock:
-            controls = dict(self._controls)
+        controls = self.holds.worker_controls()
         sending = (TransferState.UPLOADING, TransferState.COMPLETING, TransferState.VERIFYING)
         records = {
             record.catalog_file_id: record
@@ -470,22 +508,53 @@ class TransferEngine:
             else:
                 control.reservation_confirmed()
 
-    def _release(self, transfer_id: int) -> None:
-        with self._controls_lock:
-            self._controls.pop(transfer_id, None)
-
     def process(self, transfer_id: int) -> TransferRecord:
-        """Run one attempt of one transfer: to done, duplicate, failed, paused or cancelled."""
+        """Hold the transfer and run one attempt of it (:meth:`run_held`).
+
+        Raises :class:`TransferHeldError` when anyone holds it already.
+        """
+        control = self.holds.take_for_worker(transfer_id)
+        if control is None:
+            self.holds_refused += 1
+            raise TransferHeldError(f"transfer {transfer_id} is already being run")
+        try:
+            return self.run_held(transfer_id, control)
+        finally:
+            self.holds.release(transfer_id)
+
+    def run_held(self, transfer_id: int, control: TransferControl) -> TransferRecord:
+        """Run one attempt of a transfer the caller holds: to done, duplicate, failed,
+        paused or cancelled.
+
+        The transfer is read only now, under the hold: what a person did
+        before the hold was taken (pause, cancel, retry) is seen here, and
+        what they do after reaches ``control``. A refused state change (a
+        move the table does not allow) ends this attempt, not the others.
+        """
         record = self.journal.get(transfer_id)
         self._require_own(record)
         if self._interrupted.is_set() or record.paused or record.state.finished:
             return record
-        control = self._hold(transfer_id)
+        try:
+            self._attempt(record, control)
+        except IllegalMoveError as exc:
+            log.error(
+                "Transfer %s: an attempt asked to go from %s to %s, refused; it ends here "
+                "and the transfer stays %s",
+                transfer_id,
+                exc.current.value,
+                exc.target.value,
+                exc.current.value,
+            )
+        return self.journal.get(transfer_id)
+
+    def _attempt(self, record: TransferRecord, control: TransferControl) -> None:
+        transfer_id = record.id
         started = self.now()
         try:
             if record.state is TransferState.FAILED:
                 if not record.failure_kind.retries_on_its_own:
-                    return record  # waits for a person
+                    return  # waits for a person
                 record = self._move(record.id, self._resume_state(record))
             control.check()
             self._run_steps(record, control, started)
@@ -493,6 +562,8 @@ class TransferEngine:
             if stop.cancelled:
                 self._compensate(self.journal.get(transfer_id))
                 self._move(transfer_id, TransferState.CANCELLED)
+        except IllegalMoveError:
+            raise
         except FerryError as exc:
             if exc.halts:
                 raise  # nothing can be recorded (disk full): the scheduler halts, no undoing
@@ -505,9 +576,6 @@ class TransferEngine:
                 title="Unexpected error",
             )
             self._fail(transfer_id, interrupted, started, control, kind=ErrorKind.INTERRUPTED)
-        finally:
-            self._release(transfer_id)
-        return self.journal.get(transfer_id)
 
     def _run_steps(
         self, record: TransferRecord, control: TransferControl, started: datetime
@@ -637,7 +705,7 @@ class TransferEngine:
             message += " Ferry keeps what was sent and tries again by itself."
         elif not kind.retryable:
             message += " Retrying cannot help."
-        failure = TransferError(kind, error.title, message)
+        failure = TransferError(kind, error.title, message, error.cause)
         self._move(
             transfer_id,
             TransferState.FAILED,

@@ -232,6 +232,12 @@ class IllegalMoveError(JournalError):
         self.current = current
         self.target = target
 
+    @property
+    def halts(self) -> bool:
+        # One transfer's refused move is not a journal that cannot record:
+        # that attempt ends, the others go on.
+        return False
+
 
 class SourceError(FerryError):
     """The local file cannot be uploaded as it is (gone, unreadable, changed...)."""

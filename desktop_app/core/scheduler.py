@@ -5,8 +5,10 @@ entry point (``ferry upload``, a drop on the window, a watched folder, Retry,
 a repair, resume at start) only writes the journal and calls :meth:`wake`;
 nothing else runs a transfer. Promises:
 
-- a transfer is handed to at most one worker at a time (the scheduler keeps
-  the set of held ids; the engine refuses a second hold as a second line);
+- a transfer is handed to at most one worker at a time, and never while a
+  person's action holds it: the scheduler takes the transfer's hold in the
+  engine's one registry (:mod:`desktop_app.core.transfers.holds`) before it
+  hands it to a worker, and the worker reads it only then;
 - only the transfers of this scheduler's profile are run (the journal's
   ``runnable`` query filters by profile, the engine refuses the others);
 - small files never wait behind large ones: a share of the workers is kept
@@ -39,6 +41,7 @@ from datetime import UTC, datetime
 from desktop_app.core.engine import TransferEngine
 from desktop_app.core.errors import FerryError
 from desktop_app.core.journal import TransferRecord, TransferState
+from desktop_app.core.sender import TransferControl
 
 log = logging.getLogger(__name__)
 _FULL_READ_INTERVAL = 2.0  # seconds between a waiter's reads of every unsettled transfer
@@ -91,7 +94,9 @@ class Scheduler:
         self._small_slots = max(1, round(options.workers * options.small_share))
         self._large_slots = max(1, options.workers - self._small_slots)
         self._lock = threading.Lock()
-        self._held: dict[int, bool] = {}  # transfer id -> is small
+        self.owners = engine.holds
+        # A person's action skipped by dispatch meanwhile may be runnable now.
+        self.owners.on_released = self.wake
         self._failures: collections.Counter[int] = collections.Counter()  # in this run
         self._included: set[int] = set()
         self._refused: set[int] = set()
@@ -176,8 +181,8 @@ class Scheduler:
             return frozenset(self._holds)
 
     def held(self) -> set[int]:
-        with self._lock:
-            return set(self._held)
+        """The transfers a worker or a person's action holds now."""
+        return self.owners.ids()
 
     # -- waiting for outcomes ---------------------------------------------------
 
@@ -236,8 +241,8 @@ class Scheduler:
         while True:
             if self.halted is not None and not self.held():
                 raise self.halted
+            held = self.held()
             with self._lock:
-                held = set(self._held)
                 count = self._release_count
                 poked, seen_pokes = self._pokes != seen_pokes, self._pokes
                 released = {
@@ -355,15 +360,15 @@ class Scheduler:
         runnable, self._candidates = self._candidates, []
         limit = self.options.give_up_after
         with self._lock:
-            large_running = sum(1 for small in self._held.values() if not small)
+            running, large_running = self.owners.working()
             for position, (transfer_id, size) in enumerate(runnable):
-                if len(self._held) >= self._small_slots + self._large_slots:
+                if running >= self._small_slots + self._large_slots:
                     # Every worker busy: the rest wait as they are (looking at
                     # each of 10,000 candidates at every finished file was
                     # quadratic in the queue's length).
                     self._candidates.extend(runnable[position:])
                     break
-                if transfer_id in self._held or transfer_id in self._refused:
+                if transfer_id in self._refused:
                     continue
                 if not self.options.run_all and transfer_id not in self._included:
                     continue
@@ -374,14 +379,17 @@ class Scheduler:
                 if not small and large_running >= self._large_slots:
                     self._candidates.append((transfer_id, size))
                     continue
-                self._held[transfer_id] = small
+                control = self.owners.take_for_worker(transfer_id, small=small)
+                if control is None:
+                    continue  # running already, or a person acts on it: woken after
+                running += 1
                 large_running += not small
-                self._pool.submit(self._work, transfer_id)
+                self._pool.submit(self._work, transfer_id, control)
 
-    def _work(self, transfer_id: int) -> None:
+    def _work(self, transfer_id: int, control: TransferControl) -> None:
         outcome: TransferRecord | None = None
         try:
-            outcome = self.engine.process(transfer_id)
+            outcome = self.engine.run_held(transfer_id, control)
         except FerryError as exc:
             if not exc.halts:
                 # Refused before it started (another profile's bucket, say):
@@ -405,8 +413,8 @@ class Scheduler:
         except Exception:
             log.exception("Transfer %s could not run", transfer_id)
         finally:
+            self.owners.release(transfer_id)
             with self._settled:
-                self._held.pop(transfer_id, None)
                 self._release_count += 1
                 if transfer_id in self._watched:
                     self._released[transfer_id] = (self._release_count, outcome)

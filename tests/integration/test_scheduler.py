@@ -26,6 +26,7 @@ from desktop_app.core.app import Environment, Ferry, RunMode
 from desktop_app.core.engine import RetryPolicy
 from desktop_app.core.events import TransferProgress
 from desktop_app.core.journal import ErrorKind, TransferState
+from desktop_app.core.sender import TransferControl
 from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, is_part_upload, is_put
 from tests.integration.test_crash import confirmed_parts, ferry, wait_for
@@ -135,19 +136,19 @@ def test_retry_while_the_scheduler_runs_sends_only_the_missing_part_and_never_tw
     holders: dict[int, int] = {}
     most_at_once = [0]
     lock = threading.Lock()
-    real_process = app.engine.process
+    real_run = app.engine.run_held
 
-    def counting_process(transfer_id: int) -> object:
+    def counting_run(transfer_id: int, control: TransferControl) -> object:
         with lock:
             holders[transfer_id] = holders.get(transfer_id, 0) + 1
             most_at_once[0] = max(most_at_once[0], holders[transfer_id])
         try:
-            return real_process(transfer_id)
+            return real_run(transfer_id, control)
         finally:
             with lock:
                 holders[transfer_id] -= 1
 
-    app.engine.process = counting_process  # type: ignore[method-assign]
+    app.engine.run_held = counting_run  # type: ignore[method-assign,assignment]
     try:
         [record] = app.queue([path])
         wait_for(lambda: app.journal.get(record.id).state is TransferState.FAILED)

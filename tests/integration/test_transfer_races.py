@@ -1,0 +1,159 @@
+"""A person's cancel, pause and retry racing the workers, on a real weed mini.
+
+The second actor is the person: cancel right after queueing (0-3 ms, while
+the scheduler is picking the transfer), cancel when an automatic retry comes
+due, pause and unpause while parts are on their way, Retry of everything
+failed while the same transfers retry by themselves. The proxy in front of
+the server delays aborts and deletes, so compensation takes time and the
+window for a worker to pick the transfer meanwhile is wide.
+
+What must hold in every round: each transfer ends done, cancelled or failed
+as asked; the scheduler never halts and no state change is refused; no
+request for a transfer's key reaches the server after its cancel returned
+"cancelled"; no part of a paused transfer is sent after its pause returned,
+until it is unpaused; what is done is in the bucket byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from desktop_app.core.app import Environment, Ferry
+from desktop_app.core.engine import RetryPolicy
+from desktop_app.core.journal import TransferState
+from tests.conftest import WeedServer
+from tests.faults import Fault, FaultProxy, Request
+from tests.integration.test_crash import wait_for
+from tests.integration.test_engine import object_sha256
+from tests.integration.test_scheduler import open_resident
+
+MIB = 1024 * 1024
+ROUNDS = int(os.environ.get("FERRY_RACE_ROUNDS", "1000"))
+
+
+def requests_for(proxy: FaultProxy, key: str, since: int) -> list[Request]:
+    with proxy.lock:
+        return [r for r in proxy.seen[since:] if r.path.endswith("/" + key)]
+
+
+def sends(requests: list[Request]) -> list[Request]:
+    """Requests that write bytes or start an upload (not an abort, HEAD or list)."""
+    return [r for r in requests if r.method == "PUT" or "uploads" in r.query.split("&")]
+
+
+def tried(app: Ferry, transfer_id: int) -> bool:
+    found = app.journal.get(transfer_id)
+    return found.attempts > 0 or found.state.finished
+
+
+def wait_settled(app: Ferry, ids: list[int], timeout: float = 120) -> None:
+    def settled() -> bool:
+        records = app.journal.get_many(ids)
+        return all(r.state.finished or r.paused for r in records) and not (
+            set(ids) & app.scheduler.held()
+        )
+
+    wait_for(settled, timeout=timeout)
+
+
+@pytest.fixture
+def racing(
+    ferry_env: Environment,
+    proxy: FaultProxy,
+    proxy_profile: Callable[..., None],
+    caplog: pytest.LogCaptureFixture,
+) -> Ferry:
+    proxy_profile(part_size=5 * MIB)
+    # Aborts and deletes (compensation) take 30 ms: a cancel is slow to finish.
+    proxy.faults = [Fault(lambda r: r.method == "DELETE", "delay", times=10**9, delay=0.03)]
+    caplog.set_level(logging.WARNING)
+    app = open_resident(ferry_env, retry=RetryPolicy(base=0.05, cap=0.2))
+    return app
+
+
+def test_cancel_pause_and_retry_race_the_workers_and_never_halt_them(
+    racing: Ferry,
+    weed: WeedServer,
+    bucket: str,
+    proxy: FaultProxy,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = racing
+    chance = random.Random(37)
+    outcomes = {"cancelled": 0, "done after cancel": 0, "paused": 0, "retried": 0}
+    try:
+        for round_number in range(ROUNDS):
+            kind = round_number % 4
+            large = round_number % 50 == 0
+            name = f"r{round_number:04d}.bin"
+            data = os.urandom(12 * MIB + 5 if large else chance.randint(1, 4096))
+            path = tmp_path / name
+            path.write_bytes(data)
+            if kind == 3:
+                # Fails once (a refusal Ferry counts as transient): retried by itself.
+                proxy.faults.append(
+                    Fault(
+                        lambda r, n=name: r.method in ("PUT", "POST") and r.path.endswith(n),
+                        "status", status=503, code="SlowDown",
+                    )
+                )  # fmt: skip
+            [record] = app.queue([path], prefix="")
+            key = record.key
+            if kind in (0, 3):
+                if kind == 3:
+                    wait_for(lambda i=record.id: tried(app, i), timeout=60)
+                    time.sleep(chance.uniform(0.03, 0.06))  # about when its retry comes
+                else:
+                    time.sleep(chance.uniform(0, 0.003))
+                [after] = app.cancel([record.id])
+                mark = len(proxy.seen)
+                if after.state is TransferState.CANCELLED:
+                    outcomes["cancelled"] += 1
+                    wait_settled(app, [record.id])
+                    late = sends(requests_for(proxy, key, mark))
+                    assert late == [], (round_number, late)
+                    assert app.journal.get(record.id).state is TransferState.CANCELLED
+                    assert app.storage.head_object(key) is None, round_number
+                else:
+                    # It finished before the cancel reached it: it stays done.
+                    assert after.state is TransferState.DONE, (round_number, after)
+                    outcomes["done after cancel"] += 1
+            elif kind == 1:
+                time.sleep(chance.uniform(0, 0.01 if not large else 0.3))
+                app.pause([record.id])
+                mark = len(proxy.seen)
+                paused = app.journal.get(record.id)
+                if not paused.state.finished:
+                    outcomes["paused"] += 1
+                    time.sleep(0.05)
+                    assert sends(requests_for(proxy, key, mark)) == [], round_number
+                    assert record.id not in app.scheduler.held()
+                app.unpause([record.id])
+            else:
+                time.sleep(chance.uniform(0, 0.003))
+                app.retry(None)  # everything failed, while it retries by itself
+                outcomes["retried"] += 1
+            if kind != 0 or app.journal.get(record.id).state is not TransferState.CANCELLED:
+                wait_settled(app, [record.id])
+                final = app.journal.get(record.id)
+                if final.state is not TransferState.CANCELLED:
+                    assert final.state is TransferState.DONE, (round_number, final)
+                    assert object_sha256(weed, bucket, key) == hashlib.sha256(data).hexdigest()
+            assert app.scheduler.halted is None, app.scheduler.halted
+    finally:
+        app.close()
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage().lower()]
+    assert refused == []
+    assert app.engine.holds_refused == 0
+    # The races were really run: both outcomes of a cancel, and pauses that caught a send.
+    print(outcomes)
+    assert outcomes["cancelled"] > ROUNDS // 20 and outcomes["paused"] > 0, outcomes
