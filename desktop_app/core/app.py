@@ -408,9 +408,8 @@ class Ferry:
         return self.wait([r.id for r in self._resumable()])
 
     def _resumable(self) -> list[TransferRecord]:
-        now = datetime.now(UTC)
-        self.journal.retry_now([self.profile.name], now)
-        return self.journal.runnable([self.profile.name], now)
+        self.scheduler.retry_waiting_now()
+        return self.journal.runnable([self.profile.name], datetime.now(UTC))
 
     def listen(self) -> ControlServer:
         """Answer other `ferry` commands on this user's local endpoint (the owner only)."""

@@ -132,9 +132,13 @@ class Scheduler:
         if self._thread.ident is not None:
             return
         # What waited for its next try when Ferry last stopped is tried now.
-        self.journal.retry_now(self.profiles, _now(self._wall))
+        self.retry_waiting_now()
         self._thread.start()
         self.wake()
+
+    def retry_waiting_now(self) -> int:
+        """Transfers waiting for their next try time are tried at the next look; how many."""
+        return self.journal.retry_now(self.profiles, _now(self._wall))
 
     def include(self, transfer_ids: Iterable[int]) -> None:
         """Let a one-shot scheduler (``run_all`` off) run these transfers; wake it."""
@@ -318,7 +322,7 @@ class Scheduler:
         gap = self._wall() - self._monotonic()
         if gap - self._clock_gap > self.options.sleep_jump:
             log.info("The machine woke from sleep: waiting transfers are tried now")
-            self.journal.retry_now(self.profiles, _now(self._wall))
+            self.retry_waiting_now()
         self._clock_gap = gap
 
     def _maybe_probe(self) -> None:
@@ -338,7 +342,7 @@ class Scheduler:
         self._last_probe = self._monotonic()
         answered = self.probe()
         if answered and self._endpoint_down:
-            moved = self.journal.retry_now(self.profiles, _now(self._wall))
+            moved = self.retry_waiting_now()
             log.info("The endpoint answers again: %d waiting transfer(s) tried now", moved)
         self._endpoint_down = not answered
 
