@@ -584,15 +584,16 @@ class TransferEngine:
             record = self._hash_and_reserve(record, NewAttempt(started, started, None, 0), control)
             if record.state is TransferState.DUPLICATE:
                 return
+        if record.state is TransferState.UPLOADING and not self.sender.sends_whole(record):
+            if record.copy_source_key is not None:  # a server-side copy writes the object at once
+                self._confirm_reservation(record, control)
+            record = self.sender.upload(record, control)
         if record.state is TransferState.UPLOADING and self.sender.sends_whole(record):
+            # The one path of a file sent in one request (a copy that fell back too).
             self._confirm_reservation(record, control)
             etag = self.sender.put_whole(record, control)
             self._register(record, etag, control, started, recorded=False)
             return
-        if record.state is TransferState.UPLOADING:
-            if record.copy_source_key is not None:  # a server-side copy writes the object at once
-                self._confirm_reservation(record, control)
-            record = self.sender.upload(record, control)
         if record.state is TransferState.COMPLETING:
             control.check()
             self._confirm_reservation(record, control, always=True)

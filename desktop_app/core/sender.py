@@ -274,19 +274,21 @@ class ObjectSender:
         return {SHA256_METADATA: record.sha256}
 
     def upload(self, record: TransferRecord, control: TransferControl) -> TransferRecord:
-        """Send the bytes: one PUT below a part's size, else the multipart protocol.
+        """Write the object by a server-side copy or the multipart protocol.
 
-        Content stored already under another key is copied on the server
-        instead, conditional on the ETag the source's row verified; if that
-        object changed or went, the bytes are sent after all.
+        Content stored already under another key is copied on the server,
+        conditional on the ETag the source's row verified; if that object
+        changed or went, the transfer is returned still uploading, without
+        its copy source, for the bytes to be sent after all. A file sent in
+        one request is returned as it is: :meth:`put_whole` is its one path.
         """
         if record.copy_source_key is not None:
             copied = self._copy(record, control)
             if copied is not None:
                 return copied
             record = self.journal.get(record.id)
-        if self.sends_whole(record):  # a copy that fell back has no source key any more
-            return self._put_whole(record, control)
+        if self.sends_whole(record):
+            return record
         return self._upload_parts(record, control)
 
     def _copy(self, record: TransferRecord, control: TransferControl) -> TransferRecord | None:
@@ -321,10 +323,6 @@ class ObjectSender:
             and record.upload_id is None
             and record.size < self.single_put_threshold
         )
-
-    def _put_whole(self, record: TransferRecord, control: TransferControl) -> TransferRecord:
-        etag = self.put_whole(record, control)
-        return self._transition(record.id, TransferState.REGISTERING, etag=etag)
 
     def put_whole(self, record: TransferRecord, control: TransferControl) -> str:
         """Send the file in one PUT and prove it stored; the ETag to register. No journal write.
