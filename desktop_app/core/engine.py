@@ -42,7 +42,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from desktop_app.core.bandwidth import BandwidthSchedule
 from desktop_app.core.catalog import (
@@ -82,6 +81,7 @@ from desktop_app.core.journal import (
     PartDigests,
     SourceIdentity,
     TransferError,
+    TransferFacts,
     TransferRecord,
     TransferState,
 )
@@ -438,7 +438,9 @@ class TransferEngine:
             return record
         if record.failure_kind is ErrorKind.INPUT and record.sha256 is None:
             return self._reexamine(record)
-        return self._move(record.id, self._resume_state(record), attempts=0, paused=False)
+        return self._move(
+            record.id, self._resume_state(record), facts=TransferFacts(attempts=0, paused=False)
+        )
 
     def _existing(self, transfer_ids: list[int]) -> list[TransferRecord]:
         """The transfers asked for; a person naming one that does not exist is told."""
@@ -456,11 +458,13 @@ class TransferEngine:
         return self._move(
             record.id,
             TransferState.QUEUED,
-            attempts=0,
-            **fresh.identity.columns(),
-            content_type=fresh.content_type,
-            part_size=fresh.part_size,
-            part_count=fresh.part_count,
+            facts=TransferFacts(
+                attempts=0,
+                identity=fresh.identity,
+                content_type=fresh.content_type,
+                part_size=fresh.part_size,
+                part_count=fresh.part_count,
+            ),
         )
 
     @staticmethod
@@ -653,12 +657,12 @@ class TransferEngine:
             )
         except BaseException as exc:
             if not recorded:
-                self._move(record.id, TransferState.REGISTERING, etag=etag)
+                self._move(record.id, TransferState.REGISTERING, facts=TransferFacts(etag=etag))
             if isinstance(exc, NotInCatalogError):
                 raise _reservation_lost(record, written=True) from exc
             raise
         succeeded = NewAttempt(started, self.now(), None, control.bytes_sent)
-        self._move(record.id, TransferState.DONE, etag=etag, attempt=succeeded)
+        self._move(record.id, TransferState.DONE, attempt=succeeded, facts=TransferFacts(etag=etag))
 
     def _move(
         self,
@@ -668,10 +672,10 @@ class TransferEngine:
         error: TransferError | None = None,
         retry_at: datetime | None = None,
         attempt: NewAttempt | None = None,
-        **values: Any,
+        facts: TransferFacts | None = None,
     ) -> TransferRecord:
         record = self.journal.move(
-            transfer_id, state, error=error, retry_at=retry_at, attempt=attempt, **values
+            transfer_id, state, error=error, retry_at=retry_at, attempt=attempt, facts=facts
         )
         self.bus.publish(TransferChanged(TransferSnapshot.of(record)))
         return record
@@ -713,7 +717,7 @@ class TransferEngine:
             error=failure,
             retry_at=retry_at,
             attempt=NewAttempt(started, self.now(), failure, control.bytes_sent),
-            attempts=attempts,
+            facts=TransferFacts(attempts=attempts),
         )
         log.log(
             logging.WARNING if kind.retries_on_its_own else logging.ERROR,
@@ -730,7 +734,9 @@ class TransferEngine:
         self, record: TransferRecord, attempt: NewAttempt, control: TransferControl
     ) -> TransferRecord:
         if record.reservation_token is None:  # queued before tokens existed
-            record = self.journal.update(record.id, reservation_token=uuid.uuid4().hex)
+            record = self.journal.update(
+                record.id, TransferFacts(reservation_token=uuid.uuid4().hex)
+            )
         if not self.is_small(record.size):
             # Hashing a small file takes milliseconds: "checking" would only
             # cost a commit; a large one shows it while it reads.
@@ -761,12 +767,7 @@ class TransferEngine:
             self.journal.save_part_digests(
                 record.id, PartDigests(sha256, part_size, hashes.part_md5s)
             )
-        hashed: dict[str, Any] = {
-            "sha256": sha256,
-            **after.columns(),
-            "part_size": part_size,
-            "part_count": count,
-        }
+        hashed = TransferFacts(sha256=sha256, identity=after, part_size=part_size, part_count=count)
         if not record.identity.matches(after) and record.upload_id is not None:
             self.sender.abandon(record)
         # What the hash found is committed together with the reservation's
@@ -778,15 +779,14 @@ class TransferEngine:
             # The row that made it a duplicate is marked missing now: reserving
             # again takes its key over (or finds no source) and sends the bytes.
             reservation, key = self._reserve(record, after.size, sha256)
-        hashed["key"] = key
+        hashed = dataclasses.replace(hashed, key=key)
         if reservation.outcome is ReservationOutcome.DUPLICATE:
             log.info("%s is already stored as %s", record.source_path, reservation.record.key)
             return self._move(
                 record.id,
                 TransferState.DUPLICATE,
-                duplicate_of=reservation.record.key,
                 attempt=dataclasses.replace(attempt, ended_at=self.now()),
-                **hashed,
+                facts=dataclasses.replace(hashed, duplicate_of=reservation.record.key),
             )
         if reservation.outcome is not ReservationOutcome.RESUMED:
             control.reservation_confirmed()  # a row written just now, alive on its clock
@@ -796,10 +796,12 @@ class TransferEngine:
         return self._move(
             record.id,
             TransferState.UPLOADING,
-            catalog_file_id=reservation.record.id,
-            copy_source_key=source.key if source is not None else None,
-            copy_source_etag=source.etag if source is not None else None,
-            **hashed,
+            facts=dataclasses.replace(
+                hashed,
+                catalog_file_id=reservation.record.id,
+                copy_source_key=source.key if source is not None else None,
+                copy_source_etag=source.etag if source is not None else None,
+            ),
         )
 
     def _still_stored(self, stored: FileRecord) -> bool:
@@ -912,7 +914,7 @@ class TransferEngine:
                     token=record.reservation_token,
                     at_key=self._object_at_key(record),
                 )
-                self.journal.update(record.id, catalog_file_id=None)
+                self.journal.update(record.id, TransferFacts(catalog_file_id=None))
             except CatalogError as exc:
                 leftovers.append(f"catalog intent row {record.catalog_file_id} ({exc.message})")
         if leftovers:

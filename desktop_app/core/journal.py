@@ -235,6 +235,54 @@ class PartDigests:
         )
 
 
+class Unchanged(enum.Enum):
+    """A fact a :class:`TransferFacts` leaves as the journal has it."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED = Unchanged.UNCHANGED
+
+
+@dataclass(frozen=True)
+class TransferFacts:
+    """Facts of one transfer to write, with or without a state change.
+
+    Each field left :data:`UNCHANGED` keeps its column as it is; ``None``
+    clears it. A typed record, not keyword columns: a misspelt fact is an
+    error of the type checker, not of a running upload.
+    """
+
+    identity: SourceIdentity | Unchanged = UNCHANGED
+    key: str | Unchanged = UNCHANGED
+    content_type: str | Unchanged = UNCHANGED
+    sha256: str | Unchanged | None = UNCHANGED
+    part_size: int | Unchanged = UNCHANGED
+    part_count: int | Unchanged = UNCHANGED
+    catalog_file_id: int | Unchanged | None = UNCHANGED
+    reservation_token: str | Unchanged = UNCHANGED
+    etag: str | Unchanged | None = UNCHANGED
+    duplicate_of: str | Unchanged | None = UNCHANGED
+    copy_source_key: str | Unchanged | None = UNCHANGED
+    copy_source_etag: str | Unchanged | None = UNCHANGED
+    upload_intent_at: datetime | Unchanged | None = UNCHANGED
+    attempts: int | Unchanged = UNCHANGED
+    paused: bool | Unchanged = UNCHANGED
+
+    def columns(self) -> dict[str, Any]:
+        """The journal's columns these facts set."""
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is UNCHANGED:
+                continue
+            if isinstance(value, SourceIdentity):
+                values.update(value.columns())
+            else:
+                values[field.name] = value
+        return values
+
+
 @dataclass(frozen=True)
 class NewTransfer:
     source_path: str
@@ -845,11 +893,9 @@ class Journal:
         )
         return _record(rows[0]) if rows else None
 
-    def update(self, transfer_id: int, **values: Any) -> TransferRecord:
+    def update(self, transfer_id: int, facts: TransferFacts) -> TransferRecord:
         """Set facts of one transfer (never its state: that is :meth:`move`)."""
-        if "state" in values:
-            raise ValueError("a transfer's state changes only through Journal.move")
-        return self._update(transfer_id, None, values)
+        return self._update(transfer_id, None, facts.columns())
 
     def move(
         self,
@@ -859,7 +905,7 @@ class Journal:
         error: TransferError | None = None,
         retry_at: datetime | None = None,
         attempt: NewAttempt | None = None,
-        **values: Any,
+        facts: TransferFacts | None = None,
     ) -> TransferRecord:
         """The one writer of transfer state: checked against the table of allowed moves.
 
@@ -870,6 +916,7 @@ class Journal:
         """
         if (error is not None) != (target is TransferState.FAILED):
             raise ValueError("an error goes with the failed state, and only with it")
+        values = facts.columns() if facts is not None else {}
         values.update(state=target.value, retry_at=retry_at, **_error_columns(error))
         return self._update(transfer_id, (target, attempt), values)
 

@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 
 from desktop_app.core.errors import (
     ErrorCause,
@@ -54,6 +54,7 @@ from desktop_app.core.journal import (
     PartDigests,
     PartRecord,
     SourceIdentity,
+    TransferFacts,
     TransferRecord,
     TransferState,
 )
@@ -240,7 +241,11 @@ def check_source(record: TransferRecord) -> None:
 
 
 class Transition(Protocol):
-    def __call__(self, transfer_id: int, state: TransferState, **values: Any) -> TransferRecord: ...
+    """A state change that the engine publishes (the engine's ``_move``)."""
+
+    def __call__(
+        self, transfer_id: int, state: TransferState, *, facts: TransferFacts | None = None
+    ) -> TransferRecord: ...
 
 
 class ObjectSender:
@@ -311,10 +316,12 @@ class ObjectSender:
                 record.key,
                 record.copy_source_key,
             )
-            self.journal.update(record.id, copy_source_key=None, copy_source_etag=None)
+            self.journal.update(
+                record.id, TransferFacts(copy_source_key=None, copy_source_etag=None)
+            )
             return None
         self._meter(record.id, record.size, 0).add(record.size, force=True)
-        return self._transition(record.id, TransferState.VERIFYING, etag=etag)
+        return self._transition(record.id, TransferState.VERIFYING, facts=TransferFacts(etag=etag))
 
     def sends_whole(self, record: TransferRecord) -> bool:
         """Is this transfer's next step one PUT of the whole file (no copy, no multipart)?"""
@@ -382,7 +389,7 @@ class ObjectSender:
                 self._abort_lost_uploads(record, record.upload_intent_at)
             # Noted before the upload exists: a crash between its creation and
             # the commit of its id is then found again at the next attempt.
-            self.journal.update(record.id, upload_intent_at=self.journal.clock())
+            self.journal.update(record.id, TransferFacts(upload_intent_at=self.journal.clock()))
             upload_id = self.storage.create_multipart_upload(
                 record.key, metadata=self._metadata(record), content_type=record.content_type
             )
@@ -609,11 +616,15 @@ class ObjectSender:
             found = self.storage.head_object(record.key)
             if found is None or found.size != record.size or not etag_agrees(found.etag, expected):
                 raise
-        return self._transition(record.id, TransferState.VERIFYING, etag=expected)
+        return self._transition(
+            record.id, TransferState.VERIFYING, facts=TransferFacts(etag=expected)
+        )
 
     def verify(self, record: TransferRecord) -> TransferRecord:
         found = self._check_object(record)
-        return self._transition(record.id, TransferState.REGISTERING, etag=found.etag)
+        return self._transition(
+            record.id, TransferState.REGISTERING, facts=TransferFacts(etag=found.etag)
+        )
 
     def _check_object(self, record: TransferRecord) -> ObjectInfo:
         """HEAD the object: the size, SHA-256 and ETag Ferry sent, or a StorageError."""
@@ -669,4 +680,4 @@ class ObjectSender:
                 log.warning("Upload %s of %s could not be aborted: %s",
                             record.upload_id, record.key, exc.message)  # fmt: skip
         self.journal.forget_upload(record.id)
-        self.journal.update(record.id, etag=None)
+        self.journal.update(record.id, TransferFacts(etag=None))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 from pathlib import Path
@@ -16,6 +17,7 @@ from desktop_app.core.journal import (
     NewTransfer,
     SourceIdentity,
     TransferError,
+    TransferFacts,
     TransferState,
 )
 from desktop_app.core.states import ALLOWED_MOVES, FINISHED_STATES
@@ -76,8 +78,12 @@ def test_the_table_keeps_its_promises() -> None:
 
 def test_state_changes_only_through_move(journal: Journal) -> None:
     record = journal.add(new_transfer(TransferState.QUEUED))
-    with pytest.raises(ValueError, match=r"Journal\.move"):
-        journal.update(record.id, state=TransferState.DONE.value)
+    # A state is not a fact: there is no way to write one except Journal.move.
+    assert "state" not in {f.name for f in dataclasses.fields(TransferFacts)}
+    with pytest.raises(TypeError, match="state"):
+        TransferFacts(state=TransferState.DONE.value)  # type: ignore[call-arg]
+    journal.update(record.id, TransferFacts(paused=True))
+    assert journal.get(record.id).state is TransferState.QUEUED
     with pytest.raises(ValueError, match="error goes with the failed state"):
         journal.move(record.id, TransferState.FAILED)
 
