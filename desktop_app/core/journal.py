@@ -58,6 +58,7 @@ from desktop_app.core.locks import LockHeld, PidLock, unwritable
 from desktop_app.core.migrate import Schema
 from desktop_app.core.states import (
     FINISHED_STATES,
+    INITIAL_STATES,
     ErrorKind,
     TransferState,
     move_allowed,
@@ -233,6 +234,16 @@ class PartDigests:
             and self.part_size == record.part_size
             and len(self.md5s) == record.part_count
         )
+
+
+def _check_birth(new: NewTransfer) -> None:
+    """A transfer is born only in an initial state, with what that state needs."""
+    if new.state not in INITIAL_STATES:
+        raise ValueError(f"a transfer cannot be born {new.state.value}")
+    if (new.error is not None) != (new.state is TransferState.FAILED):
+        raise ValueError("a transfer is born failed with its error, and only then")
+    if new.state is TransferState.UPLOADING and (new.sha256 is None or new.catalog_file_id is None):
+        raise ValueError("a transfer born uploading re-sends a known catalog row and hash")
 
 
 class Unchanged(enum.Enum):
@@ -732,6 +743,8 @@ class Journal:
         """Queue many transfers in one transaction (a drop of 10,000 files is one commit)."""
         if not news:
             return []
+        for new in news:
+            _check_birth(new)
         now = self.clock()
         values = [
             {

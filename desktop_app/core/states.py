@@ -39,6 +39,12 @@ class TransferState(enum.Enum):
 
 FINISHED_STATES = frozenset({TransferState.DONE, TransferState.DUPLICATE, TransferState.CANCELLED})
 
+# The states a transfer is born in: queued (a file to send), failed (bad
+# input, recorded so that it is listed with its reason), uploading (a repair
+# re-sending a catalog row whose hash and row are known). Every other state
+# is reached only through the moves below.
+INITIAL_STATES = frozenset({TransferState.QUEUED, TransferState.FAILED, TransferState.UPLOADING})
+
 _Q, _H, _U, _C, _V, _R = (
     TransferState.QUEUED,
     TransferState.HASHING,

@@ -34,6 +34,7 @@ from desktop_app.core.journal import (
     NewTransfer,
     SourceIdentity,
     TransferError,
+    TransferRecord,
     TransferState,
 )
 from desktop_app.core.keys import CredentialSource, S3Credentials
@@ -249,6 +250,12 @@ def _new(state: TransferState, error: TransferError | None = None) -> NewTransfe
     )
 
 
+def _uploading(journal: Journal) -> TransferRecord:
+    """Born queued (the only way there is), then sending."""
+    queued = journal.add(_new(TransferState.QUEUED))
+    return journal.move(queued.id, TransferState.UPLOADING)
+
+
 @pytest.fixture
 def journal(tmp_path: Path) -> Any:
     opened = Journal(tmp_path / "journal.sqlite3")
@@ -257,7 +264,7 @@ def journal(tmp_path: Path) -> Any:
 
 
 def test_the_journal_keeps_the_cause_of_a_failure_and_of_each_attempt(journal: Journal) -> None:
-    record = journal.add(_new(TransferState.UPLOADING))
+    record = _uploading(journal)
     failure = TransferError(ErrorKind.TRANSIENT, "Reworded", "m", ErrorCause.NETWORK)
     now = record.created_at
     moved = journal.move(
@@ -288,11 +295,11 @@ def _fail_attempt(journal: Journal, transfer_id: int, title: str, cause: ErrorCa
 
 
 def test_a_verification_failure_is_recognised_by_its_code_not_its_title(journal: Journal) -> None:
-    reworded = journal.add(_new(TransferState.UPLOADING))
+    reworded = _uploading(journal)
     _fail_attempt(journal, reworded.id, "The bucket holds other bytes", ErrorCause.VERIFICATION)
     assert ObjectSender.verification_failed_before(_sender_of(journal), reworded.id)
 
-    titled = journal.add(_new(TransferState.UPLOADING))
+    titled = _uploading(journal)
     _fail_attempt(journal, titled.id, VERIFICATION_FAILED, ErrorCause.SERVER)
     assert not ObjectSender.verification_failed_before(_sender_of(journal), titled.id)
 

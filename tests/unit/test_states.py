@@ -18,11 +18,29 @@ from desktop_app.core.journal import (
     SourceIdentity,
     TransferError,
     TransferFacts,
+    TransferRecord,
     TransferState,
 )
-from desktop_app.core.states import ALLOWED_MOVES, FINISHED_STATES
+from desktop_app.core.states import ALLOWED_MOVES, FINISHED_STATES, INITIAL_STATES
 
 FAILURE = TransferError(ErrorKind.TRANSIENT, "Server busy", "The server said 503.")
+
+
+def in_state(journal: Journal, state: TransferState) -> TransferRecord:
+    """A transfer brought to ``state`` the only way there is: born queued, then allowed moves."""
+    paths = {TransferState.QUEUED: [TransferState.QUEUED]}
+    frontier = [TransferState.QUEUED]
+    while state not in paths:
+        current = frontier.pop(0)
+        for target in sorted(ALLOWED_MOVES[current], key=lambda s: s.value):
+            if target not in paths:
+                paths[target] = [*paths[current], target]
+                frontier.append(target)
+    record = journal.add(new_transfer(TransferState.QUEUED))
+    for step in paths[state][1:]:
+        error = FAILURE if step is TransferState.FAILED else None
+        record = journal.move(record.id, step, error=error)
+    return record
 
 
 def new_transfer(state: TransferState) -> NewTransfer:
@@ -51,7 +69,7 @@ def test_every_move_outside_the_table_is_refused_and_every_move_inside_is_made(
     journal: Journal,
 ) -> None:
     for current, target in itertools.product(TransferState, TransferState):
-        record = journal.add(new_transfer(current))
+        record = in_state(journal, current)
         error = FAILURE if target is TransferState.FAILED else None
         if target in ALLOWED_MOVES[current]:
             moved = journal.move(record.id, target, error=error)
@@ -76,6 +94,17 @@ def test_the_table_keeps_its_promises() -> None:
         assert TransferState.DONE not in ALLOWED_MOVES[state]
 
 
+def test_a_transfer_is_born_only_in_an_initial_state(journal: Journal) -> None:
+    for state in TransferState:
+        if state in INITIAL_STATES:
+            continue
+        with pytest.raises(ValueError, match="cannot be born"):
+            journal.add(new_transfer(state))
+    with pytest.raises(ValueError, match="known catalog row"):
+        journal.add(new_transfer(TransferState.UPLOADING))
+    assert journal.all() == []
+
+
 def test_state_changes_only_through_move(journal: Journal) -> None:
     record = journal.add(new_transfer(TransferState.QUEUED))
     # A state is not a fact: there is no way to write one except Journal.move.
@@ -91,7 +120,7 @@ def test_state_changes_only_through_move(journal: Journal) -> None:
 def test_two_threads_cannot_both_move_a_transfer_out_of_one_state(journal: Journal) -> None:
     """Check and write are one transaction: of two cancels, one wins, one is refused."""
     for _ in range(20):
-        record = journal.add(new_transfer(TransferState.REGISTERING))
+        record = in_state(journal, TransferState.REGISTERING)
         outcomes: list[str] = []
         barrier = threading.Barrier(2)
 
@@ -120,7 +149,7 @@ def test_two_threads_cannot_both_move_a_transfer_out_of_one_state(journal: Journ
 
 
 def test_a_failed_move_keeps_its_attempt_in_the_history(journal: Journal) -> None:
-    record = journal.add(new_transfer(TransferState.UPLOADING))
+    record = in_state(journal, TransferState.UPLOADING)
     now = record.created_at
     for sent in (100, 200):
         journal.move(
@@ -146,7 +175,7 @@ def test_error_kinds_say_who_acts_next() -> None:
 
 
 def test_cleared_transfers_leave_the_window_and_stay_in_the_history(journal: Journal) -> None:
-    done = [journal.add(new_transfer(TransferState.DONE)).id for _ in range(5)]
+    done = [in_state(journal, TransferState.DONE).id for _ in range(5)]
     waiting = journal.add(new_transfer(TransferState.QUEUED)).id
     failed = journal.add(new_transfer(TransferState.FAILED)).id
     assert journal.clear_finished([done[0], done[1], waiting, failed]) == 2  # finished only
