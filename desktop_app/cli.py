@@ -26,6 +26,7 @@ from typing import Any
 from desktop_app import __version__
 from desktop_app.allocator import fix_mmap_threshold
 from desktop_app.core.app import (
+    ONE_SHOT_PATIENCE,
     Environment,
     Ferry,
     RunMode,
@@ -38,18 +39,7 @@ from desktop_app.core.app import (
 from desktop_app.core.catalog import FileQuery, FileRecord, OutboxBacklog
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.config import DEFAULT_PROFILE_NAME, MIB, Profile
-from desktop_app.core.control import (
-    CancelRequest,
-    ControlFailed,
-    ControlRequest,
-    CountReply,
-    PauseRequest,
-    ResumeRequest,
-    RetryRequest,
-    UploadRequest,
-    ask_running,
-    endpoint_address,
-)
+from desktop_app.core.control import RunningFerry, endpoint_address
 from desktop_app.core.errors import FerryError
 from desktop_app.core.events import EngineEvent, TransferChanged, TransferProgress
 from desktop_app.core.journal import AttemptRecord, TransferError, TransferRecord, TransferState
@@ -219,20 +209,32 @@ def _with_ferry(
         ferry.close()
 
 
-def _handed_off(args: argparse.Namespace, request: ControlRequest) -> int | None:
-    """Give the request to a running Ferry, print its answer; None when none runs."""
+def _running(args: argparse.Namespace) -> RunningFerry | None:
+    """The running Ferry (the window's, or `ferry watch`) to hand this command to;
+    None when none runs and the command runs on its own."""
     address = endpoint_address(FerryPaths.from_environment(os.environ).data_dir)
-    reply = ask_running(address, args.profile, request)
-    if reply is None:
+    running = RunningFerry.find(address, args.profile)
+    if running is not None:
+        log.info("Handed to the running Ferry at %s", address)
+    return running
+
+
+def _handed_off(
+    args: argparse.Namespace,
+    act: Callable[[RunningFerry], list[TransferRecord]],
+    *,
+    wait: bool,
+) -> int | None:
+    """Do ``act`` in a running Ferry (waiting, if asked, as a command alone would) and
+    print the transfers it touched; None when none runs."""
+    running = _running(args)
+    if running is None:
         return None
-    log.info("Handed to the running Ferry at %s", address)
-    if isinstance(reply, ControlFailed):
-        raise FerryError(reply.message, title=reply.title)
-    if isinstance(reply, CountReply):
-        verb = "paused" if isinstance(request, PauseRequest) and request.pause else "unpaused"
-        _say(f"{reply.count} transfer(s) {verb}.")
-        return EXIT_OK
-    return _report_transfers(list(reply.records), args.json, reply.attempts)
+    records = act(running)
+    ids = [r.id for r in records]
+    if wait:
+        records = running.call(Ferry.wait, ids, patience=ONE_SHOT_PATIENCE)
+    return _report_transfers(records, args.json, running.call(Ferry.attempts, ids))
 
 
 def _report_with_history(
@@ -251,7 +253,7 @@ def _report_with_history(
 def cmd_upload(args: argparse.Namespace) -> int:
     paths = tuple(str(Path(p).expanduser().absolute()) for p in args.paths)
     wait = args.wait if args.wait is not None else not sys.stdin.isatty()
-    handed = _handed_off(args, UploadRequest(paths, args.prefix, wait))
+    handed = _handed_off(args, lambda f: f.call(Ferry.queue, paths, args.prefix), wait=wait)
     if handed is not None:
         return handed
     return _with_ferry(
@@ -260,7 +262,9 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    handed = _handed_off(args, ResumeRequest())
+    handed = _handed_off(
+        args, lambda f: f.call(Ferry.resume, patience=ONE_SHOT_PATIENCE), wait=False
+    )
     if handed is not None:
         return handed
     return _with_ferry(args, lambda f: _report_with_history(f, f.resume(), args.json))
@@ -358,7 +362,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     if not args.ids and not args.failed:
         raise FerryError("Say which transfers to retry: IDs, or --failed for all failed ones.")
     ids = None if args.failed else args.ids
-    handed = _handed_off(args, RetryRequest(None if ids is None else tuple(ids), wait=True))
+    handed = _handed_off(args, lambda f: f.call(Ferry.retry, ids), wait=True)
     if handed is not None:
         return handed
     return _with_ferry(
@@ -367,7 +371,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    handed = _handed_off(args, CancelRequest(tuple(args.ids)))
+    handed = _handed_off(args, lambda f: f.call(Ferry.cancel, args.ids), wait=False)
     if handed is not None:
         return handed
 
@@ -381,17 +385,16 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_pause(args: argparse.Namespace) -> int:
     pausing = args.command == "pause"
-    handed = _handed_off(args, PauseRequest(tuple(args.ids) if args.ids else None, pausing))
-    if handed is not None:
-        return handed
+    method = Ferry.pause if pausing else Ferry.unpause
 
-    def work(ferry: Ferry) -> int:
-        ids = args.ids or None
-        count = ferry.pause(ids) if args.command == "pause" else ferry.unpause(ids)
-        _say(f"{count} transfer(s) {'paused' if args.command == 'pause' else 'unpaused'}.")
+    def say(count: int) -> int:
+        _say(f"{count} transfer(s) {'paused' if pausing else 'unpaused'}.")
         return EXIT_OK
 
-    return _with_ferry(args, work)
+    running = _running(args)
+    if running is not None:
+        return say(running.call(method, args.ids or None))
+    return _with_ferry(args, lambda ferry: say(method(ferry, args.ids or None)))
 
 
 def _file_json(record: FileRecord) -> dict[str, Any]:

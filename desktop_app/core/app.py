@@ -13,6 +13,7 @@ import enum
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,21 +36,11 @@ from desktop_app.core.config import (
     ProfileStore,
     profile_from_environment,
 )
-from desktop_app.core.control import (
-    CancelRequest,
-    ControlReply,
-    ControlRequest,
-    ControlServer,
-    CountReply,
-    PauseRequest,
-    RetryRequest,
-    TransfersReply,
-    UploadRequest,
-    endpoint_address,
-)
+from desktop_app.core.control import ControlServer, endpoint_address
 from desktop_app.core.engine import EngineOptions, RetryPolicy, TransferEngine
 from desktop_app.core.errors import FerryError, StorageError
 from desktop_app.core.events import EventBus
+from desktop_app.core.facade import FacadeCall, invoke
 from desktop_app.core.journal import (
     AttemptRecord,
     Journal,
@@ -75,6 +66,7 @@ from desktop_app.core.reconcile import (
     ConsistencyChecker,
     Finding,
     RepairResult,
+    write_report,
 )
 from desktop_app.core.relay import EventPublisher, JetStreamPublisher, Relay
 from desktop_app.core.sandbox import (
@@ -92,7 +84,7 @@ from desktop_app.core.system_bus import (
     SleepInhibitor,
     system_bus_address,
 )
-from desktop_app.core.watcher import FolderWatcher, WatchedFolder
+from desktop_app.core.watcher import FolderStatus, FolderWatcher, WatchedFolder, WatchedFolderStore
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +234,11 @@ class Ferry:
         # shows it): the text, and every reason holding them now.
         self.on_system_notice: Callable[[str, frozenset[HoldReason]], None] | None = None
         self._system_watches: list[MeteredWatch | AwakeWhileBusy] = []
+        # Told how far a check started with run_check has got: objects, rows.
+        self.on_check_progress: Callable[[int, int], None] | None = None
+        self._check_cancel = threading.Event()
+        self._folder_watcher: FolderWatcher | None = None
+        self._folders_lock = threading.Lock()
         self.engine = TransferEngine(
             journal=journal,
             storage=storage,
@@ -322,6 +319,10 @@ class Ferry:
         )
 
     def close(self) -> None:
+        with self._folders_lock:
+            if self._folder_watcher is not None:
+                self._folder_watcher.stop()
+                self._folder_watcher = None
         for watch in self._system_watches:
             watch.stop()
         self.scheduler.stop()
@@ -388,13 +389,15 @@ class Ferry:
         self.scheduler.include(r.id for r in queued)
         return queued
 
-    def wait(self, transfer_ids: Iterable[int]) -> list[TransferRecord]:
+    def wait(
+        self, transfer_ids: Iterable[int], *, patience: int | None = None
+    ) -> list[TransferRecord]:
         """Run until each transfer is settled (done, duplicate, cancelled, or failed
-        for good in this run); returns them as they then are."""
+        for good in this run, or ``patience`` attempts failed); returns them as they then are."""
         ids = list(transfer_ids)
         self.start()
         self.scheduler.include(ids)
-        return self.scheduler.wait(ids)
+        return self.scheduler.wait(ids, patience=patience)
 
     def upload(
         self, paths: Iterable[Path | str], prefix: str | None = None
@@ -402,10 +405,10 @@ class Ferry:
         """Queue the paths and wait until each is done or failed."""
         return self.wait([r.id for r in self.queue(paths, prefix)])
 
-    def resume(self) -> list[TransferRecord]:
+    def resume(self, *, patience: int | None = None) -> list[TransferRecord]:
         """Finish every unfinished, unpaused transfer of this profile, and try the
         failures that are retried on their own now rather than at their time."""
-        return self.wait([r.id for r in self._resumable()])
+        return self.wait([r.id for r in self._resumable()], patience=patience)
 
     def _resumable(self) -> list[TransferRecord]:
         self.scheduler.retry_waiting_now()
@@ -414,10 +417,10 @@ class Ferry:
     def listen(self) -> ControlServer:
         """Answer other `ferry` commands on this user's local endpoint (the owner only)."""
         self.start()
-        return ControlServer(endpoint_address(self.env.paths.data_dir), self.answer)
+        return ControlServer(endpoint_address(self.env.paths.data_dir), type(self), self.answer)
 
-    def answer(self, profile: str | None, request: ControlRequest) -> ControlReply:
-        """Carry out a request handed over by another `ferry` command."""
+    def answer(self, profile: str | None, call: FacadeCall) -> object:
+        """Carry out a call of a facade method handed over by another `ferry` command."""
         if profile is not None and profile != self.profile.name:
             raise FerryError(
                 f"The running Ferry (pid {os.getpid()}) uses profile {self.profile.name!r}, "
@@ -425,23 +428,7 @@ class Ferry:
                 "or stop it and run the command again.",
                 title="Another profile is running",
             )
-        if isinstance(request, PauseRequest):
-            ids = None if request.ids is None else list(request.ids)
-            return CountReply(self.pause(ids) if request.pause else self.unpause(ids))
-        if isinstance(request, UploadRequest):
-            records = self.queue(list(request.paths), request.prefix)
-            wait = request.wait
-        elif isinstance(request, RetryRequest):
-            records = self.retry(None if request.ids is None else list(request.ids))
-            wait = request.wait
-        elif isinstance(request, CancelRequest):
-            records, wait = self.cancel(list(request.ids)), False
-        else:
-            records, wait = self._resumable(), True
-        ids = [r.id for r in records]
-        if wait:
-            records = self.scheduler.wait(ids, patience=ONE_SHOT_PATIENCE)
-        return TransfersReply(tuple(records), self.attempts(ids), self.profile.name)
+        return invoke(self, call)
 
     def transfers(self, states: Iterable[TransferState] | None = None) -> list[TransferRecord]:
         return self.journal.all(states)
@@ -506,6 +493,29 @@ class Ferry:
             return False
         return latest.identity == SourceIdentity.of(info)
 
+    def watch_saved_folders(self) -> None:
+        """Watch the folders kept in the config dir (a resident Ferry, at its start)."""
+        self._follow(WatchedFolderStore(self.env.paths.watched_folders_file).load())
+
+    def set_watched_folders(self, folders: list[WatchedFolder]) -> None:
+        """Keep these as the watched folders and watch them from now on."""
+        WatchedFolderStore(self.env.paths.watched_folders_file).save(folders)
+        self._follow(folders)
+
+    def folder_statuses(self) -> list[FolderStatus]:
+        """How each watched folder fares (copies: the watcher updates its own in place)."""
+        with self._folders_lock:
+            watcher = self._folder_watcher
+            return [dataclasses.replace(s) for s in watcher.status.values()] if watcher else []
+
+    def _follow(self, folders: list[WatchedFolder]) -> None:
+        with self._folders_lock:
+            if self._folder_watcher is not None:
+                self._folder_watcher.stop()
+                self._folder_watcher = None
+            if folders:
+                self._folder_watcher = self.watch(folders)
+
     def watch(
         self,
         folders: list[WatchedFolder],
@@ -559,10 +569,31 @@ class Ferry:
         self._last_report_file.write_text(json.dumps(report.to_json(), indent=2))
         return report
 
+    def run_check(self, *, without_grace: bool = False) -> CheckReport:
+        """The profile's check, which :meth:`cancel_check` stops and ``on_check_progress``
+        follows; ``without_grace`` judges objects and rows of any age."""
+        self._check_cancel = threading.Event()
+        return self.check(
+            CheckOptions(
+                grace_seconds=0 if without_grace else self.profile.grace_seconds,
+                retention_seconds=self.profile.retention_seconds,
+                cancel=self._check_cancel,
+                progress=self.on_check_progress,
+            )
+        )
+
+    def cancel_check(self) -> None:
+        """Stop the check that :meth:`run_check` runs (a check not yet started is not stopped)."""
+        self._check_cancel.set()
+
     def repair(
         self, findings: list[Finding], *, adopt_owner: str | None = None
     ) -> list[RepairResult]:
         return self.checker().repair(findings, adopt_owner=adopt_owner)
+
+    def export_report(self, report: CheckReport, path: Path) -> None:
+        """Save a check's report as JSON (.json) or CSV (anything else)."""
+        write_report(report, path)
 
     @property
     def _last_report_file(self) -> Path:

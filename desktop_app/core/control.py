@@ -4,11 +4,16 @@ The Ferry that owns the journal (the window's engine, or ``ferry watch``)
 listens on a Unix socket ``data/ferry.sock`` created with mode 0600 inside
 the user's own data dir (on Windows a named pipe named after the user,
 through ``multiprocessing.connection``). A command that finds it sends one
-request and gets one reply; the answer is the same records the command
-prints when it runs alone.
+request, a :class:`~desktop_app.core.facade.FacadeCall` of a method of the
+:class:`Ferry` facade, and gets one reply: that method's result, the same
+records the command prints when it runs alone (:class:`RunningFerry` is the
+typed proxy a command uses).
 
 Promises: a request is carried out through the same :class:`Ferry` facade
-the owner uses, so the one scheduler still runs every transfer; a failure is
+the owner uses, so the one scheduler still runs every transfer; only the
+methods of :data:`~desktop_app.core.facade.FACADE_METHODS` are answered
+(anything else, a private name above all, is refused and nothing is done);
+a failure is
 answered with :class:`ControlFailed` (title and message), never dropped; a
 socket file left by a Ferry that died is detected (nobody answers) and the
 command then runs on its own. Requests carry absolute paths: the client
@@ -16,8 +21,11 @@ resolves them in its own working directory.
 
 The channel is the user's alone: a message is a 4-byte length and a JSON
 document with a version ``v`` (:data:`PROTOCOL_VERSION`), at most
-:data:`MAX_REQUEST` / :data:`MAX_REPLY` bytes, decoded field by field into
-the dataclasses below (nothing is unpickled, on either side). Before sending
+:data:`MAX_REQUEST` / :data:`MAX_REPLY` bytes. A call's arguments are decoded
+by the types its facade method declares and its result by the type the method
+returns, field by field through one small codec (dataclasses, enums, times,
+paths, sequences, mappings of plain values; anything else is refused), so
+nothing is unpickled, on either side. Before sending
 anything the client checks that the socket file and its folder are the
 user's and no one else's and, once connected, that the process listening
 runs as the user (SO_PEERCRED / LOCAL_PEERCRED); the server drops a
@@ -28,12 +36,14 @@ version and a garbled message are a :class:`ControlChannelError` or a
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import dataclasses
 import enum
 import functools
 import getpass
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -48,18 +58,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Client, Connection, Listener
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePath
+from typing import Any, Concatenate
 
 from desktop_app.core.errors import ControlChannelError, FerryError
-from desktop_app.core.journal import AttemptRecord, TransferRecord
+from desktop_app.core.facade import FacadeCall, facade_method
 from desktop_app.core.paths import describe_user, refuse_unsafe_dir
 
 log = logging.getLogger(__name__)
 T = typing.TypeVar("T")
+R = typing.TypeVar("R")
+P = typing.ParamSpec("P")
 _FAMILY = "AF_PIPE" if sys.platform == "win32" else "AF_UNIX"
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: one generic call of a facade method (#37)
 # A request is a command line's worth of paths (argv itself is at most a few
 # MiB); a reply lists every transfer a request touched with its attempts
 # (about 1 KiB each), so a folder of 100,000 files still fits.
@@ -72,54 +84,14 @@ _HEADER = struct.Struct(">I")
 _CHUNK = 1024 * 1024
 
 
-# -- requests: command -> running Ferry ---------------------------------------------
-
-
-@dataclass(frozen=True)
-class UploadRequest:
-    paths: tuple[str, ...]  # absolute
-    prefix: str | None
-    wait: bool
-
-
-@dataclass(frozen=True)
-class RetryRequest:
-    ids: tuple[int, ...] | None  # None: every failed transfer
-    wait: bool
-
-
-@dataclass(frozen=True)
-class ResumeRequest:
-    pass
-
-
-@dataclass(frozen=True)
-class CancelRequest:
-    ids: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class PauseRequest:
-    ids: tuple[int, ...] | None
-    pause: bool  # False: unpause
-
-
-ControlRequest = UploadRequest | RetryRequest | ResumeRequest | CancelRequest | PauseRequest
-
-
 # -- replies: running Ferry -> command -----------------------------------------------
 
 
 @dataclass(frozen=True)
-class TransfersReply:
-    records: tuple[TransferRecord, ...]
-    attempts: dict[int, list[AttemptRecord]]
-    profile: str
+class ControlReturned:
+    """A call's result as JSON; :meth:`RunningFerry.call` decodes it by the method's type."""
 
-
-@dataclass(frozen=True)
-class CountReply:
-    count: int
+    value: Any
 
 
 @dataclass(frozen=True)
@@ -128,7 +100,7 @@ class ControlFailed:
     message: str
 
 
-ControlReply = TransfersReply | CountReply | ControlFailed
+ControlReply = ControlReturned | ControlFailed
 
 
 def endpoint_address(data_dir: Path) -> str:
@@ -141,66 +113,97 @@ def endpoint_address(data_dir: Path) -> str:
 
 # -- the format: versioned JSON, decoded into the dataclasses field by field --------
 
-_REQUESTS: dict[str, type[Any]] = {
-    "upload": UploadRequest,
-    "retry": RetryRequest,
-    "resume": ResumeRequest,
-    "cancel": CancelRequest,
-    "pause": PauseRequest,
-}
-_REPLIES: dict[str, type[Any]] = {
-    "transfers": TransfersReply,
-    "count": CountReply,
-    "failed": ControlFailed,
-}
+
+def encode_request(profile: str | None, call: FacadeCall) -> bytes:
+    document = {"v": PROTOCOL_VERSION, "profile": profile, "call": call.method}
+    return _dump({**document, "args": _to_json(call.args), "kwargs": _to_json(call.kwargs)})
 
 
-def encode_request(profile: str | None, request: ControlRequest) -> bytes:
-    kind = _kind_of(request, _REQUESTS)
-    document = {"v": PROTOCOL_VERSION, "request": kind, "profile": profile}
-    return _dump({**document, "body": _to_json(request)})
-
-
-def decode_request(payload: bytes) -> tuple[str | None, ControlRequest]:
-    """The profile and request in a message; :class:`ControlChannelError` if it is none."""
+def decode_request(payload: bytes, facade: type[Any]) -> tuple[str | None, FacadeCall]:
+    """The profile and call in a message, each argument decoded by the type the facade
+    method declares; :class:`ControlChannelError` or :class:`FacadeRefused` if it is none."""
     document = _load(payload, "request")
-    kind = document.get("request")
-    if kind not in _REQUESTS:
-        raise _garbled("request", f"unknown request {kind!r}")
+    method = document.get("call")
+    if type(method) is not str:
+        raise _garbled("request", "no method named")
+    function = facade_method(facade, method)
     try:
         profile: str | None = _decoder(str | None)(document.get("profile"))
+        args, kwargs = _decode_arguments(function, document.get("args"), document.get("kwargs"))
     except _Mismatch as exc:
-        raise _garbled("request", f"profile {exc.problem}") from None
+        raise _garbled("request", f"{method}{exc.where} {exc.problem}") from None
+    return profile, FacadeCall(method, args, kwargs)
+
+
+def _decode_arguments(
+    function: Callable[..., Any], args: Any, kwargs: Any
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if type(args) is not list or type(kwargs) is not dict:
+        raise _Mismatch("has no argument list")
+    hints = _hints(function)
+    parameters = list(inspect.signature(function).parameters.values())[1:]  # self
+    positional = [p for p in parameters if p.kind in _POSITIONAL]
+    if len(args) > len(positional):
+        raise _Mismatch(f"takes {len(positional)} positional argument(s), not {len(args)}")
+    decoded = []
+    for parameter, value in zip(positional, args, strict=False):
+        decoded.append(_argument(hints, parameter.name, value))
+    by_name = {p.name for p in parameters if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
+    named = {}
+    for name, value in kwargs.items():
+        if name not in by_name:
+            raise _Mismatch(f"takes no argument {name[:40]!r}")
+        named[name] = _argument(hints, name, value)
+    return tuple(decoded), named
+
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _argument(hints: dict[str, Any], name: str, value: Any) -> Any:
     try:
-        request: ControlRequest = _decoder(_REQUESTS[kind])(document.get("body"))
+        return _decoder(hints[name])(value)
     except _Mismatch as exc:
-        raise _garbled("request", f"{kind}{exc.where} {exc.problem}") from None
-    return profile, request
+        raise exc.at(f"({name})") from None
+    except TypeError:  # a parameter with no JSON form: not for other commands
+        raise _Mismatch("cannot be asked for over the local endpoint") from None
+
+
+def _hints(function: Callable[..., Any]) -> dict[str, Any]:
+    if function not in _HINTS:
+        _HINTS[function] = typing.get_type_hints(function)
+    return _HINTS[function]
+
+
+_HINTS: dict[Callable[..., Any], dict[str, Any]] = {}
 
 
 def encode_reply(reply: ControlReply) -> bytes:
-    kind = _kind_of(reply, _REPLIES)
-    return _dump({"v": PROTOCOL_VERSION, "reply": kind, "body": _to_json(reply)})
+    if isinstance(reply, ControlFailed):
+        body = {"failed": {"title": reply.title, "message": reply.message}}
+    else:
+        body = {"result": _to_json(reply.value)}
+    return _dump({"v": PROTOCOL_VERSION, **body})
 
 
 def decode_reply(payload: bytes) -> ControlReply:
-    """The reply in a message; :class:`ControlChannelError` if it is none."""
+    """The reply in a message (a result still as JSON); :class:`ControlChannelError` if none."""
     document = _load(payload, "answer")
-    kind = document.get("reply")
-    if kind not in _REPLIES:
-        raise _garbled("answer", f"unknown reply {kind!r}")
+    if "result" in document:
+        return ControlReturned(document["result"])
     try:
-        reply: ControlReply = _decoder(_REPLIES[kind])(document.get("body"))
+        failed: ControlFailed = _decoder(ControlFailed)(document.get("failed"))
     except _Mismatch as exc:
-        raise _garbled("answer", f"{kind}{exc.where} {exc.problem}") from None
-    return reply
+        raise _garbled("answer", f"failed{exc.where} {exc.problem}") from None
+    return failed
 
 
-def _kind_of(message: object, kinds: dict[str, type[Any]]) -> str:
-    for kind, cls in kinds.items():
-        if type(message) is cls:
-            return kind
-    raise TypeError(f"not a control message: {message!r}")
+def decode_result(function: Callable[..., Any], value: Any) -> Any:
+    """A returned value as the type ``function`` declares it returns."""
+    try:
+        return _decoder(_hints(function)["return"])(value)
+    except _Mismatch as exc:
+        raise _garbled("answer", f"{function.__name__}{exc.where} {exc.problem}") from None
 
 
 def _dump(document: dict[str, Any]) -> bytes:
@@ -241,7 +244,8 @@ def _garbled(what: str, detail: str) -> ControlChannelError:
 
 
 def _to_json(value: object) -> Any:
-    """A message's value as JSON: dataclasses as objects, enums by value, times in ISO 8601."""
+    """A message's value as JSON: dataclasses as objects, enums by value, times in ISO 8601,
+    paths as text, sequences and sets as lists; anything else is refused (TypeError)."""
     if value is None or type(value) in (bool, int, float, str):
         return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -250,7 +254,9 @@ def _to_json(value: object) -> Any:
         return value.value
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, tuple | list):
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, tuple | list | set | frozenset):
         return [_to_json(item) for item in value]
     if isinstance(value, dict):
         return {str(key): _to_json(item) for key, item in value.items()}
@@ -295,9 +301,9 @@ def _build_decoder(tp: Any) -> Decoder:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (types.UnionType, typing.Union):
         return _union_decoder(args)
-    if origin in (tuple, list) and (origin is list or args[1:] == (Ellipsis,)):
-        return _sequence_decoder(_decoder(args[0]), origin)
-    if origin is dict and args[0] in (int, str):
+    if origin in _SEQUENCES and (origin is not tuple or args[1:] == (Ellipsis,)):
+        return _sequence_decoder(_decoder(args[0]), _SEQUENCES[origin])
+    if origin in (dict, collections.abc.Mapping) and args[0] in (int, str):
         return _mapping_decoder(args[0], _decoder(args[1]))
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _dataclass_decoder(tp)
@@ -305,9 +311,22 @@ def _build_decoder(tp: Any) -> Decoder:
         return _enum_decoder(tp)
     if tp is datetime:
         return _time_decoder
+    if tp is Path:
+        return _path_decoder
     if tp in (str, bool, int, float, type(None)):
         return _plain_decoder(tp)
     raise TypeError(f"no JSON form for {tp!r}")
+
+
+# What a JSON list becomes for each sequence type a field or parameter declares.
+_SEQUENCES: dict[Any, type[Any]] = {
+    tuple: tuple,
+    list: list,
+    set: set,
+    frozenset: frozenset,
+    collections.abc.Iterable: list,
+    collections.abc.Sequence: list,
+}
 
 
 def _union_decoder(args: tuple[Any, ...]) -> Decoder:
@@ -338,7 +357,7 @@ def _sequence_decoder(item: Decoder, kind: type[Any]) -> Decoder:
                 items.append(item(element))
             except _Mismatch as exc:
                 raise exc.at(f"[{index}]") from None
-        return tuple(items) if kind is tuple else items
+        return items if kind is list else kind(items)
 
     return decode
 
@@ -398,6 +417,12 @@ def _time_decoder(value: Any) -> datetime:
         with contextlib.suppress(ValueError):
             return datetime.fromisoformat(value)
     raise _Mismatch("is not a time")
+
+
+def _path_decoder(value: Any) -> Path:
+    if type(value) is str and value and "\0" not in value:
+        return Path(value)
+    raise _Mismatch("is not a path")
 
 
 def _plain_decoder(tp: type[Any]) -> Decoder:
@@ -494,9 +519,10 @@ class ControlServer:
     connection from another user id is dropped before a byte is read."""
 
     def __init__(
-        self, address: str, handle: Callable[[str | None, ControlRequest], ControlReply]
+        self, address: str, facade: type[Any], handle: Callable[[str | None, FacadeCall], object]
     ) -> None:
         self.address = address
+        self.facade = facade  # whose methods' types decode a call's arguments
         self.handle = handle
         self._stopping = threading.Event()
         if _FAMILY == "AF_UNIX":
@@ -555,7 +581,7 @@ class ControlServer:
             except (EOFError, OSError):
                 return  # gone, or silent too long: nobody waits for an answer
             else:
-                connection.settimeout(None)  # carrying it out may take hours (wait=True)
+                connection.settimeout(None)  # carrying it out may take hours (Ferry.wait)
                 reply = self._answer(payload)
             with contextlib.suppress(OSError):
                 _send_frame(connection, self._encoded(reply))
@@ -571,15 +597,15 @@ class ControlServer:
 
     def _answer(self, payload: bytes) -> ControlReply:
         try:
-            profile, request = decode_request(payload)
+            profile, call = decode_request(payload, self.facade)
         except FerryError as exc:
             return ControlFailed(exc.title, exc.message)
         try:
-            return self.handle(profile, request)
+            return ControlReturned(self.handle(profile, call))
         except FerryError as exc:
             return ControlFailed(exc.title, exc.message)
         except Exception as exc:
-            log.exception("A request from another ferry command failed: %r", request)
+            log.exception("A call from another ferry command failed: %s", call.method)
             return ControlFailed("Unexpected error", f"{type(exc).__name__}: {exc}")
 
     @staticmethod
@@ -607,8 +633,54 @@ class ControlServer:
                 os.unlink(self.address)
 
 
-def ask_running(address: str, profile: str | None, request: ControlRequest) -> ControlReply | None:
-    """Hand the request to the running Ferry; None when none answers (run alone then).
+class RunningFerry:
+    """The running Ferry, reached over its endpoint as a typed proxy of the facade:
+    ``running.call(Ferry.queue, paths, prefix)`` returns what ``Ferry.queue`` returns.
+
+    A failure there is raised here as a :class:`FerryError` with its title and message."""
+
+    def __init__(self, address: str, profile: str | None) -> None:
+        self.address = address
+        self.profile = profile
+
+    @classmethod
+    def find(cls, address: str, profile: str | None) -> RunningFerry | None:
+        """The running Ferry at ``address``; None when none answers (run alone then).
+
+        Raises :class:`ControlChannelError` (or UnsafeFolderError) without sending
+        anything when the endpoint is not this user's own."""
+        if _FAMILY != "AF_UNIX":
+            try:
+                Client(address, family=_FAMILY).close()
+            except OSError:
+                return None
+            return cls(address, profile)
+        try:
+            _refuse_foreign_socket(address)
+        except FileNotFoundError:
+            return None
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            try:
+                connection.connect(address)
+            except OSError:
+                return None  # a socket left by a Ferry that died
+            _refuse_foreign_peer(connection, address)
+        return cls(address, profile)
+
+    def call(
+        self, method: Callable[Concatenate[Any, P], R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        reply = ask_running(self.address, self.profile, FacadeCall.of(method, *args, **kwargs))
+        if reply is None:
+            reply = _stopped()
+        if isinstance(reply, ControlFailed):
+            raise FerryError(reply.message, title=reply.title)
+        result: R = decode_result(method, reply.value)
+        return result
+
+
+def ask_running(address: str, profile: str | None, call: FacadeCall) -> ControlReply | None:
+    """Hand the call to the running Ferry; None when none answers (run alone then).
 
     ``profile`` is the one the command was asked to use (None: the default);
     the running Ferry refuses a request for a profile it does not run.
@@ -616,7 +688,7 @@ def ask_running(address: str, profile: str | None, request: ControlRequest) -> C
     anything when the endpoint is not this user's own.
     """
     if _FAMILY != "AF_UNIX":
-        return _ask_pipe(address, profile, request)
+        return _ask_pipe(address, profile, call)
     try:
         _refuse_foreign_socket(address)
     except FileNotFoundError:
@@ -628,21 +700,21 @@ def ask_running(address: str, profile: str | None, request: ControlRequest) -> C
             return None  # a socket left by a Ferry that died
         try:
             _refuse_foreign_peer(connection, address)  # nothing is sent before this
-            _send_frame(connection, encode_request(profile, request))
+            _send_frame(connection, encode_request(profile, call))
             payload = _receive_frame(connection, MAX_REPLY, "answer")
         except (EOFError, OSError):
             return _stopped()
     return decode_reply(payload)
 
 
-def _ask_pipe(address: str, profile: str | None, request: ControlRequest) -> ControlReply | None:
+def _ask_pipe(address: str, profile: str | None, call: FacadeCall) -> ControlReply | None:
     try:
         pipe = Client(address, family=_FAMILY)
     except OSError:
         return None
     with pipe:
         try:
-            pipe.send_bytes(encode_request(profile, request))
+            pipe.send_bytes(encode_request(profile, call))
             payload = pipe.recv_bytes(MAX_REPLY)  # bytes only: nothing is unpickled
         except (EOFError, OSError):
             return _stopped()

@@ -6,14 +6,26 @@ the GUI thread waits for the GIL (measured: three quarters of a 350 ms stall).
 So the window starts this host in a child process (``multiprocessing`` with
 ``spawn``, no fork of a Qt process) and talks to it over two one-way pipes:
 
-- the window sends :data:`Command` objects; the host's main thread reads them,
-  answers a check cancel at once and hands the rest, in order, to a job thread
-  that owns the :class:`~desktop_app.core.app.Ferry` facade;
-- the host sends :data:`HostMessage` objects back on a second pipe. Engine events are coalesced
+- the window sends :class:`HostCall` objects, each a
+  :class:`~desktop_app.core.facade.FacadeCall` of a public method of the
+  :class:`~desktop_app.core.app.Ferry` facade (the allow-list of
+  :mod:`desktop_app.core.facade`, as for other `ferry` commands). The host's
+  main thread reads them and hands each to the thread of its
+  :class:`~desktop_app.core.facade.Lane`, which carries its calls out in
+  order: a person's Cancel, Pause or Retry never waits behind a check, a
+  repair or the queuing of a large folder;
+- the host sends :data:`HostMessage` objects back on a second pipe: the answer
+  to each call (:class:`CallReturned` with the method's result, or
+  :class:`CallFailed`), and what it pushes unasked. Engine events are coalesced
   (latest snapshot and latest progress per transfer) and sent every 50 ms in
-  one :class:`EngineUpdate`, never one message per event.
+  one :class:`EngineUpdate`, never one message per event; check progress,
+  notices and folder statuses go as they come.
 
-Promises: every command is carried out or answered with a :class:`HostFailed`;
+The pipe joins two processes of one program (spawned, never forked), so its
+messages are pickled objects; the local endpoint for other commands, which
+any process of the user may reach, speaks JSON only (:mod:`desktop_app.core.control`).
+
+Promises: every call is answered (its result, or its error's title and message);
 :class:`Stop` interrupts transfers (they resume at the next start), stops the
 watcher, runner and sandbox, sends :class:`HostStopped` and ends the process.
 If the pipe closes or the parent process changes (the window died, however),
@@ -24,7 +36,6 @@ whatever is still running: an engine never outlives its window for long.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import queue
@@ -32,25 +43,16 @@ import signal
 import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from pathlib import Path
 
 from desktop_app.core.app import Environment, Ferry, RunMode, start_sandbox
-from desktop_app.core.catalog import FileQuery, FileRecord
 from desktop_app.core.config import Profile
 from desktop_app.core.control import ControlServer
 from desktop_app.core.errors import FerryError
 from desktop_app.core.events import LatestPerTransfer, TransferProgress, TransferSnapshot
-from desktop_app.core.journal import AttemptRecord
-from desktop_app.core.reconcile import (
-    CheckOptions,
-    CheckReport,
-    Finding,
-    RepairResult,
-    write_report,
-)
+from desktop_app.core.facade import FacadeCall, Lane, invoke
 from desktop_app.core.sandbox import SandboxServer
 from desktop_app.core.scheduler import HoldReason
-from desktop_app.core.watcher import FolderStatus, FolderWatcher, WatchedFolder, WatchedFolderStore
+from desktop_app.core.watcher import FolderStatus
 
 log = logging.getLogger(__name__)
 FLUSH_INTERVAL = 0.05  # seconds between engine updates sent to the window
@@ -63,79 +65,11 @@ FINISHED_KEPT = 1000  # finished transfers a window shows; the journal keeps the
 
 
 @dataclass(frozen=True)
-class AddPaths:
-    paths: tuple[Path, ...]
+class HostCall:
+    """A call of a facade method; answered with :class:`CallReturned` or :class:`CallFailed`."""
 
-
-@dataclass(frozen=True)
-class Retry:
-    ids: tuple[int, ...] | None  # None: every failed transfer
-
-
-@dataclass(frozen=True)
-class Cancel:
-    ids: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class Pause:
-    ids: tuple[int, ...] | None  # None: all
-
-
-@dataclass(frozen=True)
-class Unpause:
-    ids: tuple[int, ...] | None
-
-
-@dataclass(frozen=True)
-class RunCheck:
-    without_grace: bool = False  # judge objects and rows of any age
-
-
-@dataclass(frozen=True)
-class ClearFinished:
-    ids: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class LoadAttempts:
-    ids: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class CancelCheck:
-    pass
-
-
-@dataclass(frozen=True)
-class Repair:
-    findings: tuple[Finding, ...]
-
-
-@dataclass(frozen=True)
-class ExportReport:
-    report: CheckReport
-    path: Path
-
-
-@dataclass(frozen=True)
-class SearchFiles:
-    query: FileQuery
-
-
-@dataclass(frozen=True)
-class Inspect:
-    key: str
-
-
-@dataclass(frozen=True)
-class AskServerSoftware:
-    pass
-
-
-@dataclass(frozen=True)
-class SetFolders:
-    folders: tuple[WatchedFolder, ...]
+    call_id: int  # the window's own number, to match the answer
+    call: FacadeCall
 
 
 @dataclass(frozen=True)
@@ -143,24 +77,7 @@ class Stop:
     pass
 
 
-Command = (
-    AddPaths
-    | Retry
-    | Cancel
-    | Pause
-    | Unpause
-    | RunCheck
-    | ClearFinished
-    | LoadAttempts
-    | CancelCheck
-    | Repair
-    | ExportReport
-    | SearchFiles
-    | Inspect
-    | AskServerSoftware
-    | SetFolders
-    | Stop
-)
+Command = HostCall | Stop
 
 
 # -- messages: host -> window -----------------------------------------------------------
@@ -192,45 +109,22 @@ class EngineUpdate:
 
 
 @dataclass(frozen=True)
-class AttemptsLoaded:
-    attempts: dict[int, tuple[AttemptRecord, ...]]  # oldest first, per transfer
+class CallReturned:
+    call_id: int
+    value: object  # what the facade method returned
+
+
+@dataclass(frozen=True)
+class CallFailed:
+    call_id: int
+    title: str
+    message: str
 
 
 @dataclass(frozen=True)
 class CheckProgressed:
     objects: int
     rows: int
-
-
-@dataclass(frozen=True)
-class CheckFinished:
-    report: CheckReport
-
-
-@dataclass(frozen=True)
-class CheckFailed:
-    message: str
-
-
-@dataclass(frozen=True)
-class Repaired:
-    results: tuple[RepairResult, ...]
-
-
-@dataclass(frozen=True)
-class FilesFound:
-    records: tuple[FileRecord, ...]
-
-
-@dataclass(frozen=True)
-class Inspected:
-    key: str
-    description: str
-
-
-@dataclass(frozen=True)
-class ServerSoftware:
-    text: str
 
 
 @dataclass(frozen=True)
@@ -257,14 +151,9 @@ HostMessage = (
     | HostNotice
     | HostFailed
     | EngineUpdate
-    | AttemptsLoaded
+    | CallReturned
+    | CallFailed
     | CheckProgressed
-    | CheckFinished
-    | CheckFailed
-    | Repaired
-    | FilesFound
-    | Inspected
-    | ServerSoftware
     | FoldersUpdate
     | UploadsHeld
     | HostStopped
@@ -272,7 +161,7 @@ HostMessage = (
 
 
 class EngineHost:
-    """The child's side: owns Ferry, the runner and the watcher; obeys commands."""
+    """The child's side: owns Ferry (with its watcher) and the runner; answers calls."""
 
     def __init__(
         self,
@@ -289,13 +178,15 @@ class EngineHost:
         self.create_sandbox = sandbox
         self._send_lock = threading.Lock()
         self._pending = LatestPerTransfer()
-        self._jobs: queue.Queue[Command | None] = queue.Queue()
-        self._check_cancel = threading.Event()
+        self._lanes: dict[Lane, queue.Queue[HostCall | None]] = {
+            lane: queue.Queue() for lane in Lane
+        }
+        self._opened = threading.Event()  # open finished, or failed
         self._stopping = threading.Event()
         self.ferry: Ferry | None = None
         self._sandbox: SandboxServer | None = None
-        self._watcher: FolderWatcher | None = None
         self._control: ControlServer | None = None
+        self._status_lock = threading.Lock()
         self._last_statuses: tuple[FolderStatus, ...] = ()
 
     # -- the pipe -----------------------------------------------------------------
@@ -323,28 +214,38 @@ class EngineHost:
             since_status += FLUSH_INTERVAL
             if since_status >= FOLDER_STATUS_INTERVAL:
                 since_status = 0.0
-                self._send_folder_statuses(changed=False)
+                self._send_folder_statuses()
 
     def _flush(self) -> None:
         snapshots, progress = self._pending.take()
         if snapshots or progress:
             self.send(EngineUpdate(snapshots, progress))
 
-    def _send_folder_statuses(self, *, changed: bool) -> None:
-        watcher = self._watcher
-        # Copies: the watcher updates its statuses in place.
-        statuses = tuple(dataclasses.replace(s) for s in watcher.status.values()) if watcher else ()
-        if changed or statuses != self._last_statuses:
-            self._last_statuses = statuses
-            self.send(FoldersUpdate(statuses, changed))
+    def _send_folder_statuses(self, *, force: bool = False) -> None:
+        ferry = self.ferry
+        with self._status_lock:
+            statuses = tuple(ferry.folder_statuses()) if ferry is not None else ()
+            last, self._last_statuses = self._last_statuses, statuses
+            changed = [s.folder for s in statuses] != [s.folder for s in last]
+            if force or changed or statuses != last:
+                self.send(FoldersUpdate(statuses, changed or force))
 
     # -- life -----------------------------------------------------------------------
 
     def run(self) -> None:
-        jobs = threading.Thread(target=self._job_loop, name="ferry-host-jobs", daemon=True)
-        flusher = threading.Thread(target=self._flush_loop, name="ferry-host-flush", daemon=True)
-        jobs.start()
-        flusher.start()
+        threads = [
+            threading.Thread(target=self._open_and_start, name="ferry-host-open", daemon=True),
+            threading.Thread(target=self._flush_loop, name="ferry-host-flush", daemon=True),
+        ]
+        threads += [
+            threading.Thread(
+                target=self._lane_loop, args=(lane,), name=f"ferry-host-{lane.value}", daemon=True
+            )
+            for lane in Lane
+        ]
+        for thread in threads:
+            thread.start()
+        opener, flusher, *lanes = threads
         try:
             while not self._stopping.is_set():
                 try:
@@ -354,21 +255,30 @@ class EngineHost:
                     # never outlive it for long (the journal makes a hard end safe).
                     _exit_after(ORPHAN_PATIENCE)
                     break
-                if isinstance(command, CancelCheck):
-                    self._check_cancel.set()
-                    continue
                 if isinstance(command, Stop):
-                    self._check_cancel.set()  # a running check must not delay quitting
                     break
-                self._jobs.put(command)
+                self._lanes[command.call.lane].put(command)
         finally:
-            self._jobs.put(None)
-            jobs.join(timeout=120)
+            self._stop_lanes(opener, lanes)
             self._shut_down()
             self._stopping.set()
             flusher.join(timeout=5)
             self._flush()
             self.send(HostStopped())
+
+    def _stop_lanes(self, opener: threading.Thread, lanes: list[threading.Thread]) -> None:
+        """Drop calls not begun (nobody waits for them), stop a running check, let the
+        calls under way end."""
+        for jobs in self._lanes.values():
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    jobs.get_nowait()
+            jobs.put(None)
+        opener.join(timeout=120)
+        if self.ferry is not None:
+            self.ferry.cancel_check()  # a running check must not delay quitting
+        for lane in lanes:
+            lane.join(timeout=120)
 
     def _open(self) -> Ferry:
         if self.create_sandbox:
@@ -394,46 +304,57 @@ class EngineHost:
             self.send(HostNotice(f"Resuming {resuming} transfer(s)."))
         return ferry
 
-    def _job_loop(self) -> None:
+    def _open_and_start(self) -> None:
         try:
-            self.ferry = self._open()
+            self._start(self._open())
         except FerryError as exc:
             self.send(HostFailed(exc.title, exc.message, fatal=True))
-            return
         except Exception as exc:  # shown, not swallowed: the window must say why
             log.exception("Opening Ferry failed")
             self.send(HostFailed("Could not start", f"{type(exc).__name__}: {exc}", fatal=True))
-            return
-        self.ferry.scheduler.on_error = lambda exc: self.send(HostFailed(exc.title, exc.message))
-        self.ferry.on_system_notice = lambda text, holds: self.send(
+        finally:
+            self._opened.set()  # lanes wait no longer (without a Ferry they refuse)
+
+    def _start(self, ferry: Ferry) -> None:
+        self.ferry = ferry
+        ferry.scheduler.on_error = lambda exc: self.send(HostFailed(exc.title, exc.message))
+        ferry.on_system_notice = lambda text, holds: self.send(
             UploadsHeld(text, tuple(sorted(holds, key=lambda h: h.value)))
         )
-        self.ferry.start()
+        ferry.on_check_progress = lambda objects, rows: self.send(CheckProgressed(objects, rows))
+        ferry.start()
         try:
-            self._control = self.ferry.listen()
+            self._control = ferry.listen()
         except OSError as exc:  # the window works without; the command line then waits
             log.warning("Other ferry commands cannot reach this one: %s", exc)
         try:
-            folders = WatchedFolderStore(self.env.paths.watched_folders_file).load()
+            ferry.watch_saved_folders()
         except FerryError as exc:
             self.send(HostFailed(exc.title, exc.message))
-            folders = []
-        self._restart_watcher(self.ferry, folders)
-        while True:
-            command = self._jobs.get()
-            if command is None:
-                return
-            try:
-                self._carry_out(self.ferry, command)
-            except FerryError as exc:
-                self.send(HostFailed(exc.title, exc.message))
-            except Exception as exc:
-                log.exception("A command failed: %r", command)
-                self.send(HostFailed("Unexpected error", f"{type(exc).__name__}: {exc}"))
+        self._send_folder_statuses(force=True)
+
+    def _lane_loop(self, lane: Lane) -> None:
+        """Carry out, in order, the calls of one lane: a long check on one lane never
+        keeps a person's Cancel on another waiting."""
+        jobs = self._lanes[lane]
+        while (job := jobs.get()) is not None:
+            self._opened.wait()
+            self.send(self._carry_out(job))
+            self._send_folder_statuses()  # a call may have changed them: said at once
+
+    def _carry_out(self, job: HostCall) -> CallReturned | CallFailed:
+        ferry = self.ferry
+        if ferry is None:
+            return CallFailed(job.call_id, "Ferry is not open", "Ferry could not open; see above.")
+        try:
+            return CallReturned(job.call_id, invoke(ferry, job.call))
+        except FerryError as exc:
+            return CallFailed(job.call_id, exc.title, exc.message)
+        except Exception as exc:
+            log.exception("A call from the window failed: %s", job.call.method)
+            return CallFailed(job.call_id, "Unexpected error", f"{type(exc).__name__}: {exc}")
 
     def _shut_down(self) -> None:
-        if self._watcher is not None:
-            self._watcher.stop()
         if self._control is not None:
             self._control.stop()
         if self.ferry is not None:
@@ -441,81 +362,6 @@ class EngineHost:
             self.ferry = None
         if self._sandbox is not None:
             self._sandbox.stop()
-
-    def _restart_watcher(self, ferry: Ferry, folders: list[WatchedFolder]) -> None:
-        if self._watcher is not None:
-            self._watcher.stop()
-            self._watcher = None
-        if folders:
-            self._watcher = ferry.watch(folders)
-        self._send_folder_statuses(changed=True)
-
-    # -- commands ---------------------------------------------------------------------
-
-    def _count(self, count: int, verb: str) -> None:
-        self.send(HostNotice(f"{count} transfer(s) {verb}."))
-
-    def _carry_out(self, ferry: Ferry, command: Command) -> None:
-        if isinstance(command, AddPaths):
-            records = ferry.queue(list(command.paths))
-            self.send(HostNotice(f"Queued {len(records)} file(s)."))
-        elif isinstance(command, Retry):
-            self._count(len(ferry.retry(command.ids)), "retrying")
-        elif isinstance(command, Cancel):
-            self._count(len(ferry.cancel(command.ids)), "cancelled")
-        elif isinstance(command, Pause):
-            self._count(ferry.pause(command.ids), "paused")
-        elif isinstance(command, Unpause):
-            self._count(ferry.unpause(command.ids), "resumed")
-        elif isinstance(command, RunCheck):
-            self._run_check(ferry, without_grace=command.without_grace)
-        elif isinstance(command, ClearFinished):
-            ferry.clear_finished(command.ids)
-        elif isinstance(command, LoadAttempts):
-            found = ferry.attempts(command.ids)
-            self.send(AttemptsLoaded({i: tuple(found.get(i, ())) for i in command.ids}))
-        elif isinstance(command, Repair):
-            self.send(Repaired(tuple(ferry.repair(list(command.findings)))))
-        elif isinstance(command, ExportReport):
-            write_report(command.report, command.path)
-            self.send(HostNotice(f"Report saved to {command.path}."))
-        elif isinstance(command, SearchFiles):
-            self.send(FilesFound(tuple(ferry.files(command.query))))
-        elif isinstance(command, Inspect):
-            self.send(Inspected(command.key, _describe_head(ferry, command.key)))
-        elif isinstance(command, AskServerSoftware):
-            try:
-                self.send(ServerSoftware(ferry.server_software()))
-            except FerryError as exc:  # About is no place for a warning box
-                self.send(ServerSoftware(f"could not ask ({exc.title})"))
-        elif isinstance(command, SetFolders):
-            folders = list(command.folders)
-            WatchedFolderStore(self.env.paths.watched_folders_file).save(folders)
-            self._restart_watcher(ferry, folders)
-
-    def _run_check(self, ferry: Ferry, *, without_grace: bool) -> None:
-        self._check_cancel.clear()
-        options = CheckOptions(
-            grace_seconds=0 if without_grace else ferry.profile.grace_seconds,
-            retention_seconds=ferry.profile.retention_seconds,
-            cancel=self._check_cancel,
-            progress=lambda objects, rows: self.send(CheckProgressed(objects, rows)),
-        )
-        try:
-            self.send(CheckFinished(ferry.check(options)))
-        except FerryError as exc:
-            self.send(CheckFailed(exc.message))
-
-
-def _describe_head(ferry: Ferry, key: str) -> str:
-    head = ferry.head(key)
-    if head is None:
-        return "No object in the bucket."
-    modified = head.last_modified.strftime("%Y-%m-%d %H:%M:%S")
-    return (
-        f"{head.size:,} bytes, ETag {head.etag}, modified {modified}, "
-        f"SHA-256 (metadata) {head.sha256 or 'not recorded'}"
-    )
 
 
 def _exit_after(seconds: float) -> None:

@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt, qVersion
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QVBoxLayout, QWidget
 
 from desktop_app import __version__
+from desktop_app.core.app import Ferry
 from desktop_app.gui.backend import Backend
 
 
@@ -40,5 +41,7 @@ class AboutDialog(QDialog):
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
         if backend.ready and backend.profile is not None:
-            backend.serverSoftware.connect(self.server_label.setText)
-            backend.ask_server_software()
+            backend.call(Ferry.server_software).then(self.server_label.setText, self._not_known)
+
+    def _not_known(self, title: str, _message: str) -> None:
+        self.server_label.setText(f"could not ask ({title})")  # no place for a warning box

@@ -1,35 +1,71 @@
 """The window's handle on Ferry's engine, which runs in a child process.
 
 ``start()`` spawns :func:`desktop_app.core.host.host_main` (multiprocessing,
-``spawn``) with two one-way pipes. A sender thread writes the commands the
-window posts; a reader thread receives the host's messages and turns them into
-typed Qt signals, and feeds engine updates to the EngineBridge. The GUI thread
-only posts commands and receives signals: no I/O, and no engine thread
-competing with it for the GIL. ``stop()`` asks the host to stop (transfers are
-interrupted and resume at the next start), waits for it and for both threads.
+``spawn``) with two one-way pipes. A view asks the engine for anything through
+one door, :meth:`Backend.call` with a method of the
+:class:`~desktop_app.core.app.Ferry` facade and its arguments; the answer
+(that method's typed result) comes back to the callback it chose, on the GUI
+thread, and a failure to its failure callback or to the ``failed`` signal.
+A sender thread writes the calls; a reader thread receives the host's
+messages, turns what the host pushes unasked into typed Qt signals, and feeds
+engine updates to the EngineBridge. The GUI thread only posts calls and
+receives signals: no I/O, and no engine thread competing with it for the GIL.
+``stop()`` asks the host to stop (transfers are interrupted and resume at the
+next start), waits for it and for both threads.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import queue
 import threading
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
+import shiboken6
 from PySide6.QtCore import QObject, Signal
 
 from desktop_app.core import host
-from desktop_app.core.app import Environment
-from desktop_app.core.catalog import FileQuery
+from desktop_app.core.app import Environment, Ferry
 from desktop_app.core.config import Profile
-from desktop_app.core.reconcile import CheckReport, Finding
-from desktop_app.core.watcher import FolderStatus, WatchedFolder
+from desktop_app.core.facade import FacadeCall
+from desktop_app.core.watcher import FolderStatus
 from desktop_app.gui.bridge import EngineBridge
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 STOP_TIMEOUT = 90.0  # seconds the host may take to interrupt transfers and close
+
+
+class Pending(Generic[R]):
+    """A call under way; :meth:`then` says what to do with its answer (on the GUI thread)."""
+
+    def __init__(self) -> None:
+        self.done: Callable[[R], None] | None = None
+        self.failed: Callable[[str, str], None] | None = None  # title, message
+
+    def then(
+        self, done: Callable[[R], None], failed: Callable[[str, str], None] | None = None
+    ) -> None:
+        """Call ``done`` with the result, or ``failed`` (else the window's warning) with
+        the error. Attach at once, on the GUI thread: answers are delivered by its loop."""
+        self.done, self.failed = done, failed
+
+
+@dataclass(frozen=True)
+class _Answer:
+    pending: Pending[Any]
+    message: host.CallReturned | host.CallFailed
+
+
+def _alive(callback: Callable[..., None]) -> bool:
+    """False for a method of a widget closed since the call was made (a dialog)."""
+    owner = getattr(callback, "__self__", None)
+    return not isinstance(owner, QObject) or shiboken6.isValid(owner)
 
 
 class Backend(QObject):
@@ -39,15 +75,9 @@ class Backend(QObject):
     # Why uploads are held back by the system ("" when they are not).
     heldBack = Signal(str)
     checkProgress = Signal(int, int)  # objects, rows scanned so far
-    checkFinished = Signal(CheckReport)
-    checkFailed = Signal(str)
-    repairsFinished = Signal(host.Repaired)
-    attemptsLoaded = Signal(host.AttemptsLoaded)
-    filesFound = Signal(host.FilesFound)
-    objectInspected = Signal(str, str)  # key, description of its HEAD
     foldersChanged = Signal()
     historyLoaded = Signal(int)  # highest transfer id already in the journal at start
-    serverSoftware = Signal(str)  # what the S3 server says it is
+    _answered = Signal(_Answer)  # to the GUI thread, where the callbacks run
 
     def __init__(
         self,
@@ -68,6 +98,10 @@ class Backend(QObject):
         self._commands: queue.Queue[host.Command | None] = queue.Queue()
         self._link: _HostLink | None = None
         self._restarting = threading.Lock()
+        self._calls = itertools.count(1)
+        self._waiting: dict[int, Pending[Any]] = {}  # by call id, until answered
+        self._waiting_lock = threading.Lock()
+        self._answered.connect(self._deliver)
 
     def start(self) -> None:
         """Spawn the engine process and the threads that talk to it."""
@@ -97,56 +131,30 @@ class Backend(QObject):
         """True once Ferry opened in the engine process, or failed to."""
         return self._ready.is_set()
 
-    # -- commands the window posts -------------------------------------------------
+    # -- calls the window posts -------------------------------------------------
 
-    def post(self, command: host.Command) -> None:
-        self._commands.put(command)
+    def call(
+        self, method: Callable[Concatenate[Ferry, P], R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Pending[R]:
+        """Ask the engine's Ferry to run ``method`` (``Ferry.cancel``, ...) with these
+        arguments; the answer goes where :meth:`Pending.then` says, a failure without a
+        failure callback to the ``failed`` signal."""
+        pending: Pending[R] = Pending()
+        call_id = next(self._calls)
+        with self._waiting_lock:
+            self._waiting[call_id] = pending
+        self._commands.put(host.HostCall(call_id, FacadeCall.of(method, *args, **kwargs)))
+        return pending
 
-    def add_paths(self, paths: list[Path]) -> None:
-        self.post(host.AddPaths(tuple(paths)))
-
-    def retry(self, ids: list[int] | None) -> None:
-        self.post(host.Retry(None if ids is None else tuple(ids)))
-
-    def cancel(self, ids: list[int]) -> None:
-        self.post(host.Cancel(tuple(ids)))
-
-    def pause(self, ids: list[int] | None) -> None:
-        self.post(host.Pause(None if ids is None else tuple(ids)))
-
-    def unpause(self, ids: list[int] | None) -> None:
-        self.post(host.Unpause(None if ids is None else tuple(ids)))
-
-    def run_check(self, *, without_grace: bool = False) -> None:
-        self.post(host.RunCheck(without_grace))
-
-    def clear_finished(self, ids: list[int]) -> None:
-        if ids:
-            self.post(host.ClearFinished(tuple(ids)))
-
-    def load_attempts(self, ids: list[int]) -> None:
-        self.post(host.LoadAttempts(tuple(ids)))
-
-    def cancel_check(self) -> None:
-        self.post(host.CancelCheck())
-
-    def repair(self, findings: list[Finding]) -> None:
-        self.post(host.Repair(tuple(findings)))
-
-    def export_report(self, report: CheckReport, path: Path) -> None:
-        self.post(host.ExportReport(report, path))
-
-    def search_files(self, query: FileQuery) -> None:
-        self.post(host.SearchFiles(query))
-
-    def inspect(self, key: str) -> None:
-        self.post(host.Inspect(key))
-
-    def ask_server_software(self) -> None:
-        self.post(host.AskServerSoftware())
-
-    def set_folders(self, folders: list[WatchedFolder]) -> None:
-        self.post(host.SetFolders(tuple(folders)))
+    def _deliver(self, answer: _Answer) -> None:
+        pending, message = answer.pending, answer.message
+        if isinstance(message, host.CallFailed):
+            if pending.failed is None:
+                self.failed.emit(message.title, message.message)
+            elif _alive(pending.failed):
+                pending.failed(message.title, message.message)
+        elif pending.done is not None and _alive(pending.done):
+            pending.done(message.value)
 
     def folder_statuses(self) -> list[FolderStatus]:
         """The latest status of the watched folders the host sent (no I/O)."""
@@ -182,7 +190,12 @@ class Backend(QObject):
             self._dispatch(message)
 
     def _dispatch(self, message: host.HostMessage) -> None:
-        if isinstance(message, host.EngineUpdate):
+        if isinstance(message, host.CallReturned | host.CallFailed):
+            with self._waiting_lock:
+                pending = self._waiting.pop(message.call_id, None)
+            if pending is not None:
+                self._answered.emit(_Answer(pending, message))
+        elif isinstance(message, host.EngineUpdate):
             self.bridge.accept(message.snapshots, message.progress)
         elif isinstance(message, host.HostOpened):
             self.profile = message.profile
@@ -203,20 +216,6 @@ class Backend(QObject):
             self.heldBack.emit("; ".join(reason.description for reason in message.reasons))
         elif isinstance(message, host.CheckProgressed):
             self.checkProgress.emit(message.objects, message.rows)
-        elif isinstance(message, host.CheckFinished):
-            self.checkFinished.emit(message.report)
-        elif isinstance(message, host.CheckFailed):
-            self.checkFailed.emit(message.message)
-        elif isinstance(message, host.Repaired):
-            self.repairsFinished.emit(message)
-        elif isinstance(message, host.AttemptsLoaded):
-            self.attemptsLoaded.emit(message)
-        elif isinstance(message, host.FilesFound):
-            self.filesFound.emit(message)
-        elif isinstance(message, host.Inspected):
-            self.objectInspected.emit(message.key, message.description)
-        elif isinstance(message, host.ServerSoftware):
-            self.serverSoftware.emit(message.text)
         elif isinstance(message, host.FoldersUpdate):
             self._folder_statuses = message.statuses
             if message.changed:

@@ -36,10 +36,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.core.app import Ferry
 from desktop_app.core.catalog import FileQuery, FileRecord
 from desktop_app.core.catalog_schema import FileStatus
-from desktop_app.core.host import FilesFound, Repaired
-from desktop_app.core.reconcile import CheckReport, Finding, FindingKind, RepairAction
+from desktop_app.core.reconcile import (
+    CheckReport,
+    Finding,
+    FindingKind,
+    RepairAction,
+    RepairResult,
+)
+from desktop_app.core.storage import ObjectInfo
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.units import human_size
 
@@ -169,7 +176,7 @@ class ConsistencyView(QWidget):
         self.no_grace_button.clicked.connect(lambda: self.run_check(without_grace=True))
         self.cancel_button = QPushButton("Stop")
         self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(backend.cancel_check)
+        self.cancel_button.clicked.connect(lambda: backend.call(Ferry.cancel_check))
         self.repair_button = QPushButton("&Repair selected…")
         self.repair_button.setEnabled(False)
         self.repair_button.clicked.connect(self.repair_selected)
@@ -224,11 +231,6 @@ class ConsistencyView(QWidget):
         self.schedule.timeout.connect(self._scheduled_check)
         backend.opened.connect(self._start_schedule)
         backend.checkProgress.connect(self._on_progress)
-        backend.checkFinished.connect(self._on_finished)
-        backend.checkFailed.connect(self._on_failed)
-        backend.repairsFinished.connect(self._on_repaired)
-        backend.filesFound.connect(self._on_files_found)
-        backend.objectInspected.connect(self._on_inspected)
 
     def _browse_panel(self) -> QWidget:
         panel = QWidget()
@@ -284,7 +286,9 @@ class ConsistencyView(QWidget):
         self.cancel_button.setEnabled(True)
         self.progress.setVisible(True)
         self.summary.setText("Checking…")
-        self.backend.run_check(without_grace=without_grace)
+        self.backend.call(Ferry.run_check, without_grace=without_grace).then(
+            self._on_finished, self._on_failed
+        )
 
     @Slot(int, int)
     def _on_progress(self, objects: int, rows: int) -> None:
@@ -334,8 +338,7 @@ class ConsistencyView(QWidget):
         parts = [f"{KIND_LABELS[FindingKind(k)]}: {n}" for k, n in report.counts.items() if n]
         self.summary.setText(f"{head} Found: " + "; ".join(parts) + ".")
 
-    @Slot(str)
-    def _on_failed(self, message: str) -> None:
+    def _on_failed(self, _title: str, message: str) -> None:
         self._done()
         self.summary.setText(f"The check did not finish: {message}")
 
@@ -375,7 +378,7 @@ class ConsistencyView(QWidget):
             "changed; each step is recorded in the catalog's audit log. Go ahead?",
         ):
             self.summary.setText("Repairing…")
-            self.backend.repair(selected)
+            self.backend.call(Ferry.repair, selected).then(self._on_repaired)
 
     def delete_selected_orphans(self) -> None:
         orphans = [
@@ -393,7 +396,7 @@ class ConsistencyView(QWidget):
             "them there, and deleting them cannot be undone. Delete them?",
         ):
             self.summary.setText("Deleting…")
-            self.backend.repair(orphans)
+            self.backend.call(Ferry.repair, orphans).then(self._on_repaired)
 
     def _confirm(self, title: str, findings: list[Finding], question: str) -> bool:
         """Ask before acting; No is the default button, Enter never confirms by accident."""
@@ -409,9 +412,7 @@ class ConsistencyView(QWidget):
         )
         return answer == QMessageBox.StandardButton.Yes
 
-    @Slot(Repaired)
-    def _on_repaired(self, repaired: Repaired) -> None:
-        results = repaired.results
+    def _on_repaired(self, results: list[RepairResult]) -> None:
         failed = [r for r in results if not r.done]
         text = f"Repaired {len(results) - len(failed)} of {len(results)}."
         if failed:
@@ -423,9 +424,8 @@ class ConsistencyView(QWidget):
         self._show_evidence()
         self.run_check()
 
-    @Slot(FilesFound)
-    def _on_files_found(self, found: FilesFound) -> None:
-        self.files_model.set_items(list(found.records))
+    def _on_files_found(self, records: list[FileRecord]) -> None:
+        self.files_model.set_items(records)
 
     def export(self) -> None:
         if self.report is None:
@@ -434,29 +434,39 @@ class ConsistencyView(QWidget):
             self, "Export the report", "ferry-check.csv", "CSV (*.csv);;JSON (*.json)"
         )
         if name:
-            self.backend.export_report(self.report, Path(name))
+            path = Path(name)
+            self.backend.call(Ferry.export_report, self.report, path).then(
+                lambda _none: self.backend.notice.emit(f"Report saved to {path}.")
+            )
 
     # -- browse -----------------------------------------------------------------------
 
     def search(self) -> None:
         status = self.status_combo.currentData()
-        self.backend.search_files(
-            FileQuery(
-                name_contains=self.search_edit.text().strip() or None,
-                prefix=self.prefix_edit.text().strip() or None,
-                owner=self.owner_edit.text().strip() or None,
-                status=status if isinstance(status, FileStatus) else None,
-                limit=500,
-            )
+        query = FileQuery(
+            name_contains=self.search_edit.text().strip() or None,
+            prefix=self.prefix_edit.text().strip() or None,
+            owner=self.owner_edit.text().strip() or None,
+            status=status if isinstance(status, FileStatus) else None,
+            limit=500,
         )
+        self.backend.call(Ferry.files, query).then(self._on_files_found)
 
     def inspect_selected(self) -> None:
         rows = sorted({i.row() for i in self.files_table.selectionModel().selectedRows()})
         if rows:
             key = self.files_model.items[rows[0]].key
             self.object_label.setText(f"Asking the bucket about {key}…")
-            self.backend.inspect(key)
+            self.backend.call(Ferry.head, key).then(
+                lambda head: self.object_label.setText(f"{key}: {describe_head(head)}")
+            )
 
-    @Slot(str, str)
-    def _on_inspected(self, key: str, description: str) -> None:
-        self.object_label.setText(f"{key}: {description}")
+
+def describe_head(head: ObjectInfo | None) -> str:
+    if head is None:
+        return "No object in the bucket."
+    modified = head.last_modified.strftime("%Y-%m-%d %H:%M:%S")
+    return (
+        f"{head.size:,} bytes, ETag {head.etag}, modified {modified}, "
+        f"SHA-256 (metadata) {head.sha256 or 'not recorded'}"
+    )

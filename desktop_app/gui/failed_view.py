@@ -38,9 +38,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.core.app import Ferry
 from desktop_app.core.events import TransferSnapshot
 from desktop_app.core.failures import FailureCause, cause_of
-from desktop_app.core.host import AttemptsLoaded
 from desktop_app.core.journal import AttemptRecord, TransferState
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.bridge import SnapshotBatch
@@ -198,7 +198,6 @@ class FailedView(QWidget):
         self.proxy.setFilterRole(CauseRole)
         self.proxy.setSortRole(SortRole)
         self._attempts: dict[int, tuple[AttemptRecord, ...]] = {}
-        backend.attemptsLoaded.connect(self._on_attempts)
 
         self.groups = QListWidget()
         self.groups.setMaximumWidth(260)
@@ -345,12 +344,14 @@ class FailedView(QWidget):
             return
         snapshot = selected[0]
         if snapshot.id not in self._attempts:
-            self.backend.load_attempts([snapshot.id])
+            ids = (snapshot.id,)
+            self.backend.call(Ferry.attempts, list(ids)).then(
+                lambda found: self._on_attempts(ids, found)
+            )
         self.details.setPlainText(self.describe(snapshot))
 
-    @Slot(AttemptsLoaded)
-    def _on_attempts(self, loaded: AttemptsLoaded) -> None:
-        self._attempts.update(loaded.attempts)
+    def _on_attempts(self, ids: tuple[int, ...], found: dict[int, list[AttemptRecord]]) -> None:
+        self._attempts.update({i: tuple(found.get(i, ())) for i in ids})
         self._show_selected()
 
     def describe(self, snapshot: TransferSnapshot) -> str:
@@ -399,7 +400,9 @@ class FailedView(QWidget):
         ids = [s.id for s in snapshots if retry_helps(s)]
         if ids:
             self._forget_attempts(ids)
-            self.backend.retry(ids)
+            self.backend.call(Ferry.retry, ids).then(
+                lambda done: self.backend.notice.emit(f"{len(done)} transfer(s) retrying.")
+            )
 
     def _forget_attempts(self, ids: list[int]) -> None:
         for transfer_id in ids:
@@ -422,4 +425,6 @@ class FailedView(QWidget):
     def remove_selected(self) -> None:
         ids = [s.id for s in self.selected()]
         if ids:
-            self.backend.cancel(ids)
+            self.backend.call(Ferry.cancel, ids).then(
+                lambda done: self.backend.notice.emit(f"{len(done)} transfer(s) cancelled.")
+            )

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.core.app import Ferry
 from desktop_app.core.watcher import WatchedFolder
 from desktop_app.gui.backend import Backend
 
@@ -145,5 +146,5 @@ class FoldersView(QWidget):
         self._save()
 
     def _save(self) -> None:
-        self.backend.set_folders(list(self.folders))
+        self.backend.call(Ferry.set_watched_folders, list(self.folders))
         self.refresh()

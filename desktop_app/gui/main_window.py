@@ -7,6 +7,7 @@ the EngineBridge signals. It never does I/O on the GUI thread.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import (
@@ -51,6 +52,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.core.app import Ferry
 from desktop_app.core.errors import SignInRequiredError
 from desktop_app.core.events import TransferSnapshot
 from desktop_app.core.journal import TransferState
@@ -242,7 +244,9 @@ class MainWindow(QMainWindow):
         self.newest_button.hide()
 
     def clear_finished(self) -> None:
-        self.backend.clear_finished(self.model.remove_finished())
+        ids = self.model.remove_finished()
+        if ids:
+            self.backend.call(Ferry.clear_finished, ids)
 
     def _build_actions(self) -> None:
         style = self.style()
@@ -273,13 +277,13 @@ class MainWindow(QMainWindow):
         self.sign_in_action = action("Sign &in to AWS…", "Ctrl+Shift+I", self.sign_in)
         self.quit_action = action("&Quit", "Ctrl+Q", self.quit)
         self.pause_all_action = action(
-            "&Pause all", "Ctrl+P", lambda: self.backend.pause(None), pixmap.SP_MediaPause
+            "&Pause all", "Ctrl+P", lambda: self.pause(None), pixmap.SP_MediaPause
         )
         self.resume_all_action = action(
-            "&Resume all", "Ctrl+Shift+P", lambda: self.backend.unpause(None), pixmap.SP_MediaPlay
+            "&Resume all", "Ctrl+Shift+P", lambda: self.unpause(None), pixmap.SP_MediaPlay
         )
         self.retry_all_action = action(
-            "Retry all &failed", "Ctrl+Shift+R", lambda: self.backend.retry(None)
+            "Retry all &failed", "Ctrl+Shift+R", lambda: self.retry(None)
         )
         self.filter_action = action("Fi&lter…", QKeySequence.StandardKey.Find, self.focus_filter)
         self.check_action = action(
@@ -416,7 +420,7 @@ class MainWindow(QMainWindow):
         if dialog.exec() == QDialog.DialogCode.Accepted:
             self.statusBar().showMessage(f"Signed in to AWS. {dialog.status.text()}", 15_000)
             self.backend.restart()
-            self.backend.retry(None)  # what failed for want of a sign-in goes again
+            self.retry(None)  # what failed for want of a sign-in goes again
 
     def _update_totals(self) -> None:
         totals = self.model.totals()
@@ -546,20 +550,39 @@ class MainWindow(QMainWindow):
         if pausable or paused or retryable or cancellable:
             menu.addSeparator()
         if pausable:
-            menu.addAction("Pause", lambda: self.backend.pause(pausable))
+            menu.addAction("Pause", lambda: self.pause(pausable))
         if paused:
-            menu.addAction("Resume", lambda: self.backend.unpause(paused))
+            menu.addAction("Resume", lambda: self.unpause(paused))
         if retryable:
-            menu.addAction("Retry", lambda: self.backend.retry(retryable))
+            menu.addAction("Retry", lambda: self.retry(retryable))
         if cancellable:
-            menu.addAction("Cancel", lambda: self.backend.cancel(cancellable))
+            menu.addAction("Cancel", lambda: self.cancel(cancellable))
         menu.exec(table.viewport().mapToGlobal(position))
 
     # -- actions ------------------------------------------------------------------
 
+    def pause(self, ids: list[int] | None) -> None:
+        self.backend.call(Ferry.pause, ids).then(self._counted("paused"))
+
+    def unpause(self, ids: list[int] | None) -> None:
+        self.backend.call(Ferry.unpause, ids).then(self._counted("resumed"))
+
+    def retry(self, ids: list[int] | None) -> None:
+        self.backend.call(Ferry.retry, ids).then(lambda done: self._counted("retrying")(len(done)))
+
+    def cancel(self, ids: list[int]) -> None:
+        self.backend.call(Ferry.cancel, ids).then(
+            lambda done: self._counted("cancelled")(len(done))
+        )
+
+    def _counted(self, verb: str) -> Callable[[int], None]:
+        return lambda count: self.backend.notice.emit(f"{count} transfer(s) {verb}.")
+
     def queue_paths(self, paths: list[Path]) -> None:
         if paths:
-            self.backend.add_paths(paths)
+            self.backend.call(Ferry.queue, paths).then(
+                lambda queued: self.backend.notice.emit(f"Queued {len(queued)} file(s).")
+            )
             self.statusBar().showMessage(f"Queuing {len(paths)} item(s)…", 4000)
 
     def _last_folder(self) -> str:

@@ -318,7 +318,7 @@ def test_a_drop_of_10000_files_keeps_the_window_responsive(
     qtbot.waitUntil(lambda: window.model.rowCount() == 10_000, timeout=120_000)
     qtbot.wait(3_000)  # uploads running while the queue is shown
     timer.stop()
-    window.backend.pause(None)
+    window.pause(None)
     longest = max(stalls)
     print(
         f"longest event-loop stall with 10,000 files queued and uploading: {longest * 1000:.0f} ms"
@@ -360,7 +360,7 @@ def test_speed_shown_matches_the_bandwidth_limit_and_is_one_figure_for_row_and_t
         assert row == pytest.approx(total, rel=0.01), "row and status bar disagree"
     index = window.all_proxy.index(0, 4)
     assert index.data().endswith("MB/s")
-    window.backend.pause(None)
+    window.pause(None)
     qtbot.waitUntil(lambda: window.model.snapshots()[0].paused, timeout=10_000)
     assert window.all_proxy.index(0, 4).data() == "" and window.all_proxy.index(0, 5).data() == ""
     qtbot.waitUntil(lambda: window.totals_label.text() == "1 paused", timeout=5_000)

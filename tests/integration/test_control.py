@@ -28,15 +28,14 @@ import pytest
 from desktop_app.core.app import Environment, Ferry, RunMode
 from desktop_app.core.control import (
     ControlFailed,
-    CountReply,
-    PauseRequest,
-    ResumeRequest,
-    UploadRequest,
+    ControlReturned,
+    RunningFerry,
     ask_running,
     decode_reply,
     endpoint_address,
 )
-from desktop_app.core.errors import ControlChannelError
+from desktop_app.core.errors import ControlChannelError, FerryError
+from desktop_app.core.facade import FacadeCall
 from tests.conftest import AS_NOBODY
 from tests.integration.test_crash import ferry
 
@@ -154,7 +153,7 @@ def test_a_socket_that_looks_like_ours_but_listens_as_another_user_receives_noth
     os.chmod(address, 0o600)
 
     with pytest.raises(ControlChannelError) as raised:
-        ask_running(address, None, UploadRequest(("/home/me/plans.txt",), None, False))
+        ask_running(address, None, FacadeCall.of(Ferry.queue, ["/home/me/plans.txt"]))
 
     assert raised.value.title == "Someone else's endpoint"
     assert f"The program listening at {address} runs as nobody (uid 65534)" in str(raised.value)
@@ -184,12 +183,7 @@ def test_a_running_ferry_drops_another_users_connection_unread(
     os.chmod(door, 0o666)
     secret = tmp_path / "secret.txt"
     secret.write_text("root's")
-    request = {
-        "v": 1,
-        "request": "upload",
-        "profile": None,
-        "body": {"paths": [str(secret)], "prefix": None, "wait": False},
-    }
+    request = {"v": 2, "profile": None, "call": "queue", "args": [[str(secret)]], "kwargs": {}}
     message = frame(json.dumps(request).encode()).hex()
 
     theirs = subprocess.run(
@@ -204,7 +198,9 @@ def test_a_running_ferry_drops_another_users_connection_unread(
         connection.connect(address)
         connection.sendall(bytes.fromhex(message))
         answer = read_frame(connection)
-    assert [r.source_path for r in decode_reply(answer).records] == [str(secret)]  # type: ignore[union-attr]
+    reply = decode_reply(answer)
+    assert isinstance(reply, ControlReturned)
+    assert [r["source_path"] for r in reply.value] == [str(secret)]
 
 
 def read_frame(connection: socket.socket) -> bytes:
@@ -236,10 +232,12 @@ def test_garbage_oversized_headers_and_pickles_are_refused_and_the_ferry_goes_on
     refusals = {
         "2 GiB header": struct.pack(">I", 2**31),
         "not JSON": frame(b"\x00garbage\xff"),
-        "a pickle": frame(pickle.dumps((None, ResumeRequest()))),
-        "another version": frame(b'{"v": 99, "request": "resume", "body": {}}'),
-        "unknown request": frame(b'{"v": 1, "request": "rm -rf", "profile": null, "body": {}}'),
-        "bad field": frame(b'{"v": 1, "request": "cancel", "profile": null, "body": {"ids": "*"}}'),
+        "a pickle": frame(pickle.dumps((None, FacadeCall.of(Ferry.resume)))),
+        "another version": frame(b'{"v": 99, "call": "resume", "args": [], "kwargs": {}}'),
+        "unknown request": frame(b'{"v": 2, "call": "rm -rf", "args": [], "kwargs": {}}'),
+        "private method": frame(b'{"v": 2, "call": "_resumable", "args": [], "kwargs": {}}'),
+        "not offered": frame(b'{"v": 2, "call": "close", "args": [], "kwargs": {}}'),
+        "bad field": frame(b'{"v": 2, "call": "cancel", "args": ["*"], "kwargs": {}}'),
     }
     titles = {}
     for name, raw in refusals.items():
@@ -251,10 +249,35 @@ def test_garbage_oversized_headers_and_pickles_are_refused_and_the_ferry_goes_on
         "not JSON": "Unreadable request",
         "a pickle": "Unreadable request",
         "another version": "Another Ferry version is running",
-        "unknown request": "Unreadable request",
+        "unknown request": "Not a Ferry request",
+        "private method": "Not a Ferry request",
+        "not offered": "Not a Ferry request",
         "bad field": "Unreadable request",
     }
     assert exchange(address, b"\x00\x00") == b""  # half a header, then gone: dropped
     assert running.transfers() == []
     # Its own user is still answered.
-    assert ask_running(address, None, PauseRequest(None, True)) == CountReply(0)
+    running_ferry = RunningFerry.find(address, None)
+    assert running_ferry is not None and running_ferry.call(Ferry.pause, None) == 0
+
+
+def test_an_unknown_or_private_method_is_refused_with_a_clear_error_and_nothing_runs(
+    running: Ferry, ferry_env: Environment, tmp_path: Path
+) -> None:
+    address = endpoint_address(ferry_env.paths.data_dir)
+    running_ferry = RunningFerry.find(address, None)
+    assert running_ferry is not None
+    for name in ("_resumable", "__class__", "journal", "close", "evaluate"):
+        reply = ask_running(address, None, FacadeCall(name, ([str(tmp_path)],)))
+        assert isinstance(reply, ControlFailed), name
+        assert reply.title == "Not a Ferry request"
+        assert f"was asked for {name!r}, which is not one of the things it does" in reply.message
+        assert "Nothing was carried out" in reply.message
+        assert "(attempts, cancel, cancel_check, " in reply.message  # what it does offer
+    # The proxy raises it as a FerryError a command prints as one line.
+    with pytest.raises(FerryError) as raised:
+        running_ferry.call(Ferry.close)
+    assert raised.value.title == "Not a Ferry request"
+    assert running.transfers() == []
+    # Its own user's offered calls are still answered.
+    assert running_ferry.call(Ferry.pause, None) == 0

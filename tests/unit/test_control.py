@@ -7,35 +7,34 @@ and never an object built from what it was sent.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import struct
 import threading
+import typing
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from desktop_app.core import control
+from desktop_app.core.app import Ferry
 from desktop_app.core.control import (
     MAX_REPLY,
-    CancelRequest,
     ControlFailed,
-    ControlReply,
-    ControlRequest,
-    CountReply,
-    PauseRequest,
-    ResumeRequest,
-    RetryRequest,
-    TransfersReply,
-    UploadRequest,
+    ControlReturned,
     ask_running,
     decode_reply,
     decode_request,
+    decode_result,
     encode_reply,
     encode_request,
 )
 from desktop_app.core.errors import ControlChannelError
+from desktop_app.core.facade import FACADE_METHODS, FacadeCall, FacadeRefused
 from desktop_app.core.journal import (
     AttemptRecord,
     KeyConflictPolicy,
@@ -43,10 +42,40 @@ from desktop_app.core.journal import (
     TransferError,
     TransferRecord,
 )
+from desktop_app.core.reconcile import (
+    CheckReport,
+    Finding,
+    FindingKind,
+    ObjectEvidence,
+    RepairAction,
+    RepairOutcome,
+    RepairResult,
+    RowStamp,
+    Scanned,
+)
 from desktop_app.core.states import ErrorKind, TransferState
 
 NOW = datetime(2026, 12, 2, 10, 30, 1, 123456, tzinfo=UTC)
 FAILURE = TransferError(ErrorKind.SOURCE_CHANGED, "Source changed", "it changed")
+
+
+CHECK_REPORT = CheckReport(
+    findings=[
+        Finding(
+            FindingKind.ORPHAN_OBJECT,
+            "k/\u00e9",
+            "no row",
+            RepairAction.ADOPT,
+            object=ObjectEvidence(5, '"e"', "2026-12-02T10:30:01Z", None),
+            rows_seen=(RowStamp(1, "deleted", None),),
+        )
+    ],
+    scanned=Scanned(objects=3, rows=2, multipart_uploads=0, within_grace=1),
+    started_at=NOW,
+    duration_s=0.25,
+    grace_seconds=3600,
+    notes=("no ListParts",),
+)
 
 
 def record(number: int) -> TransferRecord:
@@ -76,33 +105,84 @@ def record(number: int) -> TransferRecord:
     )
 
 
-REQUESTS: list[ControlRequest] = [
-    UploadRequest(("/a b", "/c"), "in/", True),
-    UploadRequest((), None, False),
-    RetryRequest(None, True),
-    RetryRequest((1, 2), False),
-    ResumeRequest(),
-    CancelRequest((3,)),
-    PauseRequest(None, False),
-    PauseRequest((4, 5), True),
+CALLS: list[FacadeCall] = [
+    FacadeCall.of(Ferry.queue, [Path("/a b"), Path("/c")], "in/"),
+    FacadeCall.of(Ferry.queue, []),
+    FacadeCall.of(Ferry.wait, [1, 2], patience=5),
+    FacadeCall.of(Ferry.retry, None),
+    FacadeCall.of(Ferry.retry, [1, 2]),
+    FacadeCall.of(Ferry.resume, patience=5),
+    FacadeCall.of(Ferry.cancel, [3]),
+    FacadeCall.of(Ferry.pause, None),
+    FacadeCall.of(Ferry.unpause, [4, 5]),
+    FacadeCall.of(Ferry.clear_finished, [6]),
+    FacadeCall.of(Ferry.attempts, [1]),
+    FacadeCall.of(Ferry.run_check, without_grace=True),
 ]
-REPLIES: list[ControlReply] = [
-    TransfersReply(
-        (record(1), record(2)), {1: [AttemptRecord(1, NOW, NOW, FAILURE, 77)], 2: []}, "p"
-    ),
-    CountReply(3),
-    ControlFailed("Title", "Message"),
+RESULTS: list[tuple[Any, object]] = [
+    (Ferry.queue, [record(1), record(2)]),
+    (Ferry.attempts, {1: [AttemptRecord(1, NOW, NOW, FAILURE, 77)], 2: []}),
+    (Ferry.pause, 3),
+    (Ferry.cancel_check, None),
+    (Ferry.run_check, CHECK_REPORT),
+    (Ferry.repair, [RepairResult(CHECK_REPORT.findings[0], RepairOutcome.DONE, "adopted")]),
 ]
 
 
-@pytest.mark.parametrize("request_", REQUESTS)
-def test_every_request_arrives_as_it_was_sent(request_: ControlRequest) -> None:
-    assert decode_request(encode_request("work", request_)) == ("work", request_)
+@pytest.mark.parametrize("call", CALLS, ids=lambda c: c.method)
+def test_every_call_arrives_as_it_was_sent(call: FacadeCall) -> None:
+    assert decode_request(encode_request("work", call), Ferry) == ("work", call)
 
 
-@pytest.mark.parametrize("reply", REPLIES)
-def test_every_reply_arrives_as_it_was_sent(reply: ControlReply) -> None:
-    assert decode_reply(encode_reply(reply)) == reply
+@pytest.mark.parametrize(("method", "value"), RESULTS, ids=lambda m: getattr(m, "__name__", ""))
+def test_every_result_arrives_as_it_was_sent(method: Any, value: object) -> None:
+    reply = decode_reply(encode_reply(ControlReturned(value)))
+    assert isinstance(reply, ControlReturned)
+    assert decode_result(method, reply.value) == value
+
+
+def test_a_failure_arrives_as_it_was_sent() -> None:
+    failed = ControlFailed("Title", "Message")
+    assert decode_reply(encode_reply(failed)) == failed
+
+
+def test_only_values_of_the_codec_are_encoded() -> None:
+    for value in (object(), threading.Event(), lambda: None, b"bytes"):
+        with pytest.raises(TypeError):
+            encode_reply(ControlReturned([value]))
+
+
+@pytest.mark.parametrize("name", sorted(FACADE_METHODS))
+def test_every_offered_method_has_a_json_form_for_its_arguments_and_result(name: str) -> None:
+    function = getattr(Ferry, name)
+    for tp in typing.get_type_hints(function).values():
+        control._decoder(tp)  # raises TypeError for a type the codec refuses
+
+
+@pytest.mark.parametrize(
+    "name", ["_resumable", "__init__", "close", "profile", "engine", "listen", "no_such"]
+)
+def test_a_private_unknown_or_unoffered_name_is_refused_before_any_argument_is_read(
+    name: str,
+) -> None:
+    payload = json.dumps({"v": 2, "profile": None, "call": name, "args": [{"x": 1}]})
+    with pytest.raises(FacadeRefused) as raised:
+        decode_request(payload.encode(), Ferry)
+    assert raised.value.title == "Not a Ferry request"
+    assert "Nothing was carried out" in raised.value.message
+
+
+def test_arguments_of_the_wrong_type_or_number_are_refused() -> None:
+    cases = {
+        b'"args": [["*"]], "kwargs": {}': "(cancel)(transfer_ids)[0] is not int",
+        b'"args": [[1], [2]], "kwargs": {}': "takes 1 positional argument(s), not 2",
+        b'"args": [], "kwargs": {"how": 1}': "takes no argument 'how'",
+    }
+    for arguments, detail in cases.items():
+        payload = b'{"v": 2, "profile": null, "call": "cancel", ' + arguments + b"}"
+        with pytest.raises(ControlChannelError) as raised:
+            decode_request(payload, Ferry)
+        assert detail.replace("(cancel)", "cancel") in raised.value.message, raised.value.message
 
 
 @pytest.fixture
@@ -139,8 +219,8 @@ def test_an_answer_that_is_not_a_reply_is_a_clear_error(
 ) -> None:
     address, answers = own_listener
     cases = {
-        "Unreadable answer": b'{"v": 1, "reply": "count", "body": {"count": "many"}}',
-        "Another Ferry version is running": b'{"v": 2, "reply": "count", "body": {"count": 1}}',
+        "Unreadable answer": b'{"v": 2, "failed": {"title": 7}}',
+        "Another Ferry version is running": b'{"v": 1, "reply": "count", "body": {"count": 1}}',
         "Answer too large": None,
     }
     messages = {}
@@ -150,17 +230,19 @@ def test_an_answer_that_is_not_a_reply_is_a_clear_error(
         else:
             answers.append(struct.pack(">I", len(body)) + body)
         with pytest.raises(ControlChannelError) as raised:
-            ask_running(address, None, ResumeRequest())
+            ask_running(address, None, FacadeCall.of(Ferry.resume))
         assert raised.value.title == title
         messages[title] = raised.value.message
-    assert "(count.count is not int)" in messages["Unreadable answer"]
+    assert "(failed.title is not str)" in messages["Unreadable answer"]
     assert f"more than the {MAX_REPLY:,} allowed" in messages["Answer too large"]
 
 
-def test_a_garbled_reply_names_the_field() -> None:
-    body = encode_reply(REPLIES[0]).replace(b'"failed"', b'"melted"', 1)
+def test_a_garbled_result_names_the_field() -> None:
+    body = encode_reply(ControlReturned(RESULTS[0][1])).replace(b'"failed"', b'"melted"', 1)
+    reply = decode_reply(body)
+    assert isinstance(reply, ControlReturned)
     with pytest.raises(ControlChannelError) as raised:
-        decode_reply(body)
+        decode_result(Ferry.queue, reply.value)
     assert raised.value.title == "Unreadable answer"
-    assert "(transfers.records[0].state is not a TransferState)" in raised.value.message
+    assert "(queue[0].state is not a TransferState)" in raised.value.message
     assert "`ferry status` shows" in raised.value.message
