@@ -349,27 +349,31 @@ class TransferEngine:
 
         Returns once the running attempts have stopped (waiting at most
         ``patience`` seconds for them): from then on no part of a paused
-        transfer is sent.
+        transfer is sent. With no ids, every transfer.
         """
         ids = None if transfer_ids is None else list(transfer_ids)
-        # The flag is in the journal before the running attempts are told: a
-        # worker that takes its hold after this reads it (it reads the
-        # transfer only once it holds it), one that held it before is told.
-        count = self.journal.set_paused(ids, True)
-        told = []
-        for transfer_id, control in self.holds.worker_controls().items():
-            if ids is None or transfer_id in ids:
+        with self.holds.for_person(self._named_or_unfinished(ids)) as turn:
+            count = self.journal.set_paused(ids, True)
+            # A transfer queued after the list was read may be running already
+            # (a worker read it before this flag): pausing all tells every one.
+            running = turn.running if ids is not None else self.holds.worker_controls()
+            for control in running.values():
                 control.pause.set()
-                told.append(transfer_id)
         self._publish_all(ids)
-        self._wait_stopped(told, patience)
+        self._wait_stopped(list(running), patience)
         return count
 
     def unpause(self, transfer_ids: Iterable[int] | None = None) -> int:
         ids = None if transfer_ids is None else list(transfer_ids)
-        count = self.journal.set_paused(ids, False)
+        with self.holds.for_person(self._named_or_unfinished(ids)):
+            count = self.journal.set_paused(ids, False)
         self._publish_all(ids)
         return count
+
+    def _named_or_unfinished(self, ids: list[int] | None) -> list[int]:
+        if ids is not None:
+            return ids
+        return [record.id for record in self.journal.all() if not record.state.finished]
 
     def _publish_all(self, ids: list[int] | None) -> None:
         for record in self.journal.all():
@@ -400,12 +404,16 @@ class TransferEngine:
             for control in turn.running.values():
                 control.cancel.set()
             for transfer_id in turn.mine:
-                record = self.journal.get(transfer_id)
-                if not record.state.finished:
-                    self._compensate(record)
-                    self._move(transfer_id, TransferState.CANCELLED)
+                self._cancel_held(transfer_id)
         self._wait_stopped(list(turn.running), patience)
         return self.journal.get_many(ids)
+
+    def _cancel_held(self, transfer_id: int) -> None:
+        """Compensate and cancel a transfer the caller holds, unless it has finished."""
+        record = self.journal.get(transfer_id)
+        if not record.state.finished:
+            self._compensate(record)
+            self._move(transfer_id, TransferState.CANCELLED)
 
     def retry(self, transfer_ids: Iterable[int] | None = None) -> list[TransferRecord]:
         """A person's Retry: failed transfers go back to the step they can resume from.
@@ -420,7 +428,7 @@ class TransferEngine:
             ids = [
                 record.id
                 for record in self.journal.all([TransferState.FAILED])
-                if record.profile == self.profile_name
+                if record.profile == self.profile_name and record.bucket == self.storage.bucket
             ]
         else:
             ids = list(transfer_ids)
@@ -532,24 +540,30 @@ class TransferEngine:
 
         The transfer is read only now, under the hold: what a person did
         before the hold was taken (pause, cancel, retry) is seen here, and
-        what they do after reaches ``control``. A refused state change (a
-        move the table does not allow) ends this attempt, not the others.
+        what they do after reaches ``control``: a cancel flagged while the
+        attempt ran is carried out here, however the attempt ended (failed
+        and due to retry, or never started). A refused state change (a move
+        the table does not allow) ends this attempt, is logged, and is raised
+        as an error that does not halt: the scheduler leaves the transfer
+        for this run.
         """
         record = self.journal.get(transfer_id)
         self._require_own(record)
-        if self._interrupted.is_set() or record.paused or record.state.finished:
-            return record
-        try:
-            self._attempt(record, control)
-        except IllegalMoveError as exc:
-            log.error(
-                "Transfer %s: an attempt asked to go from %s to %s, refused; it ends here "
-                "and the transfer stays %s",
-                transfer_id,
-                exc.current.value,
-                exc.target.value,
-                exc.current.value,
-            )
+        if not (self._interrupted.is_set() or record.paused or record.state.finished):
+            try:
+                self._attempt(record, control)
+            except IllegalMoveError as exc:
+                log.error(
+                    "Transfer %s: an attempt asked to go from %s to %s, refused; it ends here "
+                    "and the transfer stays %s",
+                    transfer_id,
+                    exc.current.value,
+                    exc.target.value,
+                    exc.current.value,
+                )
+                raise
+        if control.cancel.is_set():
+            self._cancel_held(transfer_id)
         return self.journal.get(transfer_id)
 
     def _attempt(self, record: TransferRecord, control: TransferControl) -> None:
@@ -562,10 +576,8 @@ class TransferEngine:
                 record = self._move(record.id, self._resume_state(record))
             control.check()
             self._run_steps(record, control, started)
-        except Stopped as stop:
-            if stop.cancelled:
-                self._compensate(self.journal.get(transfer_id))
-                self._move(transfer_id, TransferState.CANCELLED)
+        except Stopped:
+            pass  # a pause keeps the journal as it is; run_held carries out a cancel
         except IllegalMoveError:
             raise
         except FerryError as exc:

@@ -245,7 +245,6 @@ class Scheduler:
         while True:
             if self.halted is not None and not self.held():
                 raise self.halted
-            held = self.held()
             with self._lock:
                 count = self._release_count
                 poked, seen_pokes = self._pokes != seen_pokes, self._pokes
@@ -256,6 +255,9 @@ class Scheduler:
                     for number, outcome in [self._released.get(i, (-1, None))]
                     if number > seen_release
                 }
+            # Read after the counters: a release after this read carries a
+            # number this waiter has not seen, and is looked at next time.
+            held = self.held()
             # A transfer changes while a worker holds it; between workers only a
             # person (pause, cancel, retry: they wake the scheduler) changes it,
             # and a read every few seconds catches what came another way.
@@ -388,7 +390,11 @@ class Scheduler:
                     continue  # running already, or a person acts on it: woken after
                 running += 1
                 large_running += not small
-                self._pool.submit(self._work, transfer_id, control)
+                try:
+                    self._pool.submit(self._work, transfer_id, control)
+                except RuntimeError:  # the pool is shut down: stopping
+                    self.owners.release(transfer_id)
+                    return
 
     def _work(self, transfer_id: int, control: TransferControl) -> None:
         outcome: TransferRecord | None = None

@@ -384,6 +384,7 @@ class ObjectSender:
         if record.upload_id is not None and not self._reconcile_parts(record, md5s):
             record = self.journal.get(record.id)  # the server could not say: start afresh
         if record.upload_id is None:
+            control.check()  # hashing may have been long: a pause or cancel since starts nothing
             check_source(record)
             if record.upload_intent_at is not None:
                 self._abort_lost_uploads(record, record.upload_intent_at)
