@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +29,13 @@ import pytest
 
 from desktop_app.core.app import Environment, Ferry
 from desktop_app.core.engine import RetryPolicy
-from desktop_app.core.journal import TransferState
+from desktop_app.core.journal import (
+    ErrorKind,
+    NewTransfer,
+    SourceIdentity,
+    TransferError,
+    TransferState,
+)
 from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, Request
 from tests.integration.test_crash import wait_for
@@ -157,3 +164,102 @@ def test_cancel_pause_and_retry_race_the_workers_and_never_halt_them(
     # The races were really run: both outcomes of a cancel, and pauses that caught a send.
     print(outcomes)
     assert outcomes["cancelled"] > ROUNDS // 20 and outcomes["paused"] > 0, outcomes
+
+
+def failed_transfer(app: Ferry, path: Path, bucket: str, kind: ErrorKind) -> NewTransfer:
+    return NewTransfer(
+        source_path=str(path),
+        identity=SourceIdentity.of(path.stat()),
+        profile=app.engine.profile_name,
+        bucket=bucket,
+        key=path.name,
+        content_type="application/octet-stream",
+        part_size=5 * MIB,
+        part_count=1,
+        state=TransferState.FAILED,
+        error=TransferError(kind, "Refused", "The server refused it."),
+    )
+
+
+def test_a_cancel_of_an_attempt_that_then_fails_transiently_still_cancels(
+    ferry_env: Environment, proxy: FaultProxy, proxy_profile: Callable[..., None], tmp_path: Path
+) -> None:
+    """The PUT is on its way when the person cancels; it comes back refused (transient)."""
+    proxy_profile(part_size=5 * MIB)
+    path = tmp_path / "victim.bin"
+    path.write_bytes(os.urandom(2000))
+    arrived = threading.Event()
+
+    def slow_put(request: Request) -> bool:
+        if request.method == "PUT" and request.path.endswith(path.name) and not arrived.is_set():
+            arrived.set()
+            time.sleep(1.0)  # on its way while the person cancels
+            return True
+        return False
+
+    proxy.faults = [Fault(slow_put, "status", status=409, code="OperationAborted")]
+    app = open_resident(ferry_env, retry=RetryPolicy(base=0.5, cap=0.5))
+    try:
+        [record] = app.queue([path], prefix="")
+        assert arrived.wait(30)
+        [after] = app.cancel([record.id])
+        mark = len(proxy.seen)
+        assert after.state is TransferState.CANCELLED, after
+        time.sleep(1.5)  # past the retry time the failure would have had
+        assert app.journal.get(record.id).state is TransferState.CANCELLED
+        assert sends(requests_for(proxy, record.key, mark)) == []
+        assert app.storage.head_object(record.key) is None
+    finally:
+        app.close()
+
+
+def test_pause_all_during_retry_all_stays_paused(
+    ferry_env: Environment, proxy: FaultProxy, proxy_profile: Callable[..., None], tmp_path: Path
+) -> None:
+    proxy_profile(part_size=5 * MIB)
+    app = open_resident(ferry_env)
+    try:
+        news = []
+        for number in range(1500):
+            path = tmp_path / f"f{number:05d}.bin"
+            path.write_bytes(b"y" * 10)
+            news.append(failed_transfer(app, path, app.storage.bucket, ErrorKind.PERMANENT))
+        app.journal.add_many(news)
+        retrying = threading.Thread(target=app.retry, args=(None,))
+        retrying.start()
+        time.sleep(0.3)  # Retry all holds the transfers and moves them one by one
+        app.pause(None)
+        mark = len(proxy.seen)
+        retrying.join(120)
+        time.sleep(2)
+        records = app.journal.all()
+        assert [r.id for r in records if not r.paused and not r.state.finished] == []
+        with proxy.lock:
+            assert [r for r in proxy.seen[mark:] if r.method == "PUT"] == []
+    finally:
+        app.close()
+
+
+def test_retry_all_skips_a_leftover_of_the_profiles_old_bucket(
+    ferry_env: Environment, proxy: FaultProxy, proxy_profile: Callable[..., None], tmp_path: Path
+) -> None:
+    proxy_profile(part_size=5 * MIB)
+    app = open_resident(ferry_env)
+    try:
+        (tmp_path / "old.bin").write_bytes(b"o")
+        (tmp_path / "fixed.bin").write_bytes(b"x")
+        [old, fixed] = app.journal.add_many(
+            [
+                failed_transfer(
+                    app, tmp_path / "old.bin", "bucket-before-the-edit", ErrorKind.INPUT
+                ),
+                failed_transfer(app, tmp_path / "fixed.bin", app.storage.bucket, ErrorKind.INPUT),
+            ]
+        )
+        retried = app.retry(None)
+        assert [r.id for r in retried] == [fixed.id]
+        assert app.journal.get(old.id).state is TransferState.FAILED
+        [done] = app.wait([fixed.id])
+        assert done.state is TransferState.DONE
+    finally:
+        app.close()
