@@ -16,6 +16,7 @@ until it is unpaused; what is done is in the bucket byte for byte.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import logging
 import os
@@ -23,6 +24,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -86,6 +88,85 @@ def racing(
     return app
 
 
+class Rounds:
+    """One person's rounds against the running Ferry; several people race at once."""
+
+    def __init__(self, app: Ferry, proxy: FaultProxy, weed: WeedServer, bucket: str) -> None:
+        self.app, self.proxy, self.weed, self.bucket = app, proxy, weed, bucket
+        self.lock = threading.Lock()
+        self.outcomes = {"cancelled": 0, "done after cancel": 0, "paused": 0, "retried": 0}
+
+    def count(self, outcome: str) -> None:
+        with self.lock:
+            self.outcomes[outcome] += 1
+
+    def play(self, round_number: int, folder: Path) -> None:
+        app, proxy = self.app, self.proxy
+        chance = random.Random(round_number)
+        kind = round_number % 4
+        large = round_number % 50 == 0
+        name = f"r{round_number:04d}.bin"
+        data = os.urandom(12 * MIB + 5 if large else chance.randint(1, 4096))
+        path = folder / name
+        path.write_bytes(data)
+        if kind == 3:
+            # Fails once (a refusal Ferry counts as transient): retried by itself.
+            with proxy.lock:
+                proxy.faults.append(
+                    Fault(
+                        lambda r, n=name: r.method in ("PUT", "POST") and r.path.endswith(n),
+                        "status", status=409, code="OperationAborted",
+                    )
+                )  # fmt: skip
+        [record] = app.queue([path], prefix="")
+        key = record.key
+        cancelled = False
+        if kind in (0, 3):
+            if kind == 3:
+                wait_for(lambda i=record.id: tried(app, i), timeout=60)
+                due = app.journal.get(record.id).retry_at
+                if due is not None:  # a few ms either side of when its retry comes
+                    wait = (due - datetime.now(UTC)).total_seconds()
+                    time.sleep(max(0.0, wait + chance.uniform(-0.005, 0.005)))
+            else:  # while it is picked, or about when a small file is done
+                time.sleep(chance.uniform(0, 0.003) if chance.random() < 0.5 else 0.03)
+            [after] = app.cancel([record.id])
+            mark = len(proxy.seen)
+            if after.state is TransferState.CANCELLED:
+                cancelled = True
+                self.count("cancelled")
+                wait_settled(app, [record.id])
+                late = sends(requests_for(proxy, key, mark))
+                assert late == [], (round_number, late)
+                assert app.journal.get(record.id).state is TransferState.CANCELLED
+                assert app.storage.head_object(key) is None, round_number
+            else:
+                # It finished before the cancel reached it: it stays done.
+                assert after.state is TransferState.DONE, (round_number, after)
+                self.count("done after cancel")
+        elif kind == 1:
+            time.sleep(chance.uniform(0, 0.01 if not large else 0.3))
+            app.pause([record.id])
+            mark = len(proxy.seen)
+            if not app.journal.get(record.id).state.finished:
+                self.count("paused")
+                time.sleep(0.05)
+                assert sends(requests_for(proxy, key, mark)) == [], round_number
+                assert record.id not in app.scheduler.held()
+            app.unpause([record.id])
+        else:
+            time.sleep(chance.uniform(0, 0.003))
+            app.retry(None)  # everything failed, while it retries by itself
+            self.count("retried")
+        if not cancelled:
+            wait_settled(app, [record.id])
+            final = app.journal.get(record.id)
+            assert final.state is TransferState.DONE, (round_number, final)
+            assert object_sha256(self.weed, self.bucket, key) == hashlib.sha256(data).hexdigest()
+        assert app.scheduler.halted is None, app.scheduler.halted
+
+
+@pytest.mark.timeout(900)
 def test_cancel_pause_and_retry_race_the_workers_and_never_halt_them(
     racing: Ferry,
     weed: WeedServer,
@@ -94,75 +175,21 @@ def test_cancel_pause_and_retry_race_the_workers_and_never_halt_them(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """1,000 rounds, four people at a time (each round its own file and key)."""
     app = racing
-    chance = random.Random(37)
-    outcomes = {"cancelled": 0, "done after cancel": 0, "paused": 0, "retried": 0}
+    rounds = Rounds(app, proxy, weed, bucket)
     try:
-        for round_number in range(ROUNDS):
-            kind = round_number % 4
-            large = round_number % 50 == 0
-            name = f"r{round_number:04d}.bin"
-            data = os.urandom(12 * MIB + 5 if large else chance.randint(1, 4096))
-            path = tmp_path / name
-            path.write_bytes(data)
-            if kind == 3:
-                # Fails once (a refusal Ferry counts as transient): retried by itself.
-                proxy.faults.append(
-                    Fault(
-                        lambda r, n=name: r.method in ("PUT", "POST") and r.path.endswith(n),
-                        "status", status=503, code="SlowDown",
-                    )
-                )  # fmt: skip
-            [record] = app.queue([path], prefix="")
-            key = record.key
-            if kind in (0, 3):
-                if kind == 3:
-                    wait_for(lambda i=record.id: tried(app, i), timeout=60)
-                    time.sleep(chance.uniform(0.03, 0.06))  # about when its retry comes
-                else:
-                    time.sleep(chance.uniform(0, 0.003))
-                [after] = app.cancel([record.id])
-                mark = len(proxy.seen)
-                if after.state is TransferState.CANCELLED:
-                    outcomes["cancelled"] += 1
-                    wait_settled(app, [record.id])
-                    late = sends(requests_for(proxy, key, mark))
-                    assert late == [], (round_number, late)
-                    assert app.journal.get(record.id).state is TransferState.CANCELLED
-                    assert app.storage.head_object(key) is None, round_number
-                else:
-                    # It finished before the cancel reached it: it stays done.
-                    assert after.state is TransferState.DONE, (round_number, after)
-                    outcomes["done after cancel"] += 1
-            elif kind == 1:
-                time.sleep(chance.uniform(0, 0.01 if not large else 0.3))
-                app.pause([record.id])
-                mark = len(proxy.seen)
-                paused = app.journal.get(record.id)
-                if not paused.state.finished:
-                    outcomes["paused"] += 1
-                    time.sleep(0.05)
-                    assert sends(requests_for(proxy, key, mark)) == [], round_number
-                    assert record.id not in app.scheduler.held()
-                app.unpause([record.id])
-            else:
-                time.sleep(chance.uniform(0, 0.003))
-                app.retry(None)  # everything failed, while it retries by itself
-                outcomes["retried"] += 1
-            if kind != 0 or app.journal.get(record.id).state is not TransferState.CANCELLED:
-                wait_settled(app, [record.id])
-                final = app.journal.get(record.id)
-                if final.state is not TransferState.CANCELLED:
-                    assert final.state is TransferState.DONE, (round_number, final)
-                    assert object_sha256(weed, bucket, key) == hashlib.sha256(data).hexdigest()
-            assert app.scheduler.halted is None, app.scheduler.halted
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as people:
+            for played in people.map(lambda n: rounds.play(n, tmp_path), range(ROUNDS)):
+                assert played is None
     finally:
         app.close()
     refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage().lower()]
     assert refused == []
     assert app.engine.holds_refused == 0
+    print(rounds.outcomes)
     # The races were really run: both outcomes of a cancel, and pauses that caught a send.
-    print(outcomes)
+    outcomes = rounds.outcomes
     assert outcomes["cancelled"] > ROUNDS // 20 and outcomes["paused"] > 0, outcomes
 
 
