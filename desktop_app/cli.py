@@ -397,6 +397,22 @@ def cmd_pause(args: argparse.Namespace) -> int:
     return _with_ferry(args, lambda ferry: say(method(ferry, args.ids or None)))
 
 
+def cmd_clear(args: argparse.Namespace) -> int:
+    """Remove finished transfers from the window's list; the history keeps them."""
+
+    def say(count: int) -> int:
+        if args.json:
+            _emit({"cleared": count})
+        else:
+            _say(f"{count} finished transfer(s) removed from the list.")
+        return EXIT_OK
+
+    running = _running(args)
+    if running is not None:
+        return say(running.call(Ferry.clear_finished, args.ids))
+    return _with_ferry(args, lambda ferry: say(ferry.clear_finished(args.ids)))
+
+
 def _file_json(record: FileRecord) -> dict[str, Any]:
     data = dataclasses.asdict(record)
     data["status"] = record.status.value
@@ -859,6 +875,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--failed", action="store_true", help="retry every failed transfer")
     json_flag(sub)
     sub = add("cancel", cmd_cancel, "cancel transfers (aborts their uploads)")
+    sub.add_argument("ids", nargs="+", type=int, metavar="ID")
+    json_flag(sub)
+    sub = add("clear", cmd_clear, "remove finished transfers from the window's list")
     sub.add_argument("ids", nargs="+", type=int, metavar="ID")
     json_flag(sub)
     for name, text in (("pause", "pause transfers"), ("unpause", "let paused transfers go on")):

@@ -547,7 +547,8 @@ class MainWindow(QMainWindow):
         paused = [s.id for s in selected if s.state.in_progress and s.paused]
         retryable = [s.id for s in selected if s.state is TransferState.FAILED and retry_helps(s)]
         cancellable = [s.id for s in selected if not s.state.finished]
-        if pausable or paused or retryable or cancellable:
+        finished = [s.id for s in selected if s.state.finished]
+        if pausable or paused or retryable or cancellable or finished:
             menu.addSeparator()
         if pausable:
             menu.addAction("Pause", lambda: self.pause(pausable))
@@ -557,9 +558,15 @@ class MainWindow(QMainWindow):
             menu.addAction("Retry", lambda: self.retry(retryable))
         if cancellable:
             menu.addAction("Cancel", lambda: self.cancel(cancellable))
+        if finished:
+            menu.addAction("Remove from list", lambda: self.remove_from_list(finished))
         menu.exec(table.viewport().mapToGlobal(position))
 
     # -- actions ------------------------------------------------------------------
+
+    def remove_from_list(self, ids: list[int]) -> None:
+        """Hide these finished transfers (Ferry's history keeps them)."""
+        self.backend.call(Ferry.clear_finished, self.model.remove_finished(ids))
 
     def pause(self, ids: list[int] | None) -> None:
         self.backend.call(Ferry.pause, ids).then(self._counted("paused"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,9 +267,15 @@ class TransferTableModel(QAbstractTableModel):
         if row is not None:
             self.dataChanged.emit(self.index(row, Column.PROGRESS), self.index(row, Column.ETA))
 
-    def remove_finished(self) -> list[int]:
-        """Clear finished: remove done, already-stored and cancelled rows; their ids."""
-        rows = [row for row, s in enumerate(self._rows) if s.state.finished]
+    def remove_finished(self, ids: Collection[int] | None = None) -> list[int]:
+        """Clear finished: remove done, already-stored and cancelled rows (of these
+        transfers, or all); their ids."""
+        chosen = None if ids is None else set(ids)
+        rows = [
+            row
+            for row, s in enumerate(self._rows)
+            if s.state.finished and (chosen is None or s.id in chosen)
+        ]
         return self._remove(rows)
 
     def _prune_finished(self) -> None:

@@ -41,3 +41,11 @@ def test_finished_rows_are_capped_and_cleared_while_unfinished_ones_stay(qtbot: 
     model.upsert(SnapshotBatch((snap(5000, TransferState.QUEUED),)))
     batch = model.totals().batch
     assert (batch.files_settled, batch.files) == (0, 1), "a new batch after the last settled"
+
+
+def test_remove_from_list_removes_only_the_chosen_finished_rows(qtbot: QtBot) -> None:
+    model = TransferTableModel()
+    model.upsert(SnapshotBatch((snap(1, TransferState.DONE), snap(2, TransferState.DONE))))
+    model.upsert(SnapshotBatch((snap(3, TransferState.QUEUED), snap(4, TransferState.CANCELLED))))
+    assert model.remove_finished([1, 3, 4]) == [1, 4]  # 3 is not finished: it stays
+    assert [s.id for s in model.snapshots()] == [2, 3]

@@ -281,3 +281,22 @@ def test_an_unknown_or_private_method_is_refused_with_a_clear_error_and_nothing_
     assert running.transfers() == []
     # Its own user's offered calls are still answered.
     assert running_ferry.call(Ferry.pause, None) == 0
+
+
+def test_ferry_clear_beside_a_running_ferry_removes_the_chosen_finished_from_the_list(
+    running: Ferry, ferry_env: Environment, tmp_path: Path
+) -> None:
+    files = [tmp_path / f"note-{n}.txt" for n in range(3)]
+    for n, path in enumerate(files):
+        path.write_text(f"note {n}")
+    ids = [r.id for r in running.wait([r.id for r in running.queue(files)])]
+    assert ferry_env.paths.home is not None
+
+    process = ferry(ferry_env.paths.home, "clear", str(ids[0]), str(ids[1]), "--json")
+    out, err = process.communicate(timeout=60)
+
+    assert process.returncode == 0, err
+    # Handed over: alone, the command could not have taken the running Ferry's journal.
+    assert json.loads(out) == {"cleared": 2}
+    assert [r.id for r in running.window_history(100)] == [ids[2]]
+    assert len(running.transfers()) == 3  # the journal's history keeps them all
