@@ -400,13 +400,29 @@ class TransferEngine:
         for record in self._existing(ids):
             if not record.state.finished:
                 self._require_own(record)
-        with self.holds.for_person(ids) as turn:
+        running = self._cancel_or_flag(ids)
+        deadline = self.clock() + patience
+        for _round in range(10):  # a few rounds at most, whatever the clock does
+            if not running:
+                break
+            self._wait_stopped(running, max(0.0, deadline - self.clock()))
+            # An attempt that had made its last check when the flag was raised
+            # ended without seeing it (failed and due to retry, say), and may
+            # have been picked again since: cancelled under the hold, again.
+            missed = [r.id for r in self.journal.get_many(running) if not r.state.finished]
+            if not missed or self.clock() >= deadline:
+                break
+            running = self._cancel_or_flag(missed)
+        return self.journal.get_many(ids)
+
+    def _cancel_or_flag(self, transfer_ids: list[int]) -> list[int]:
+        """Cancel each transfer under its hold, or flag its running attempt; those flagged."""
+        with self.holds.for_person(transfer_ids) as turn:
             for control in turn.running.values():
                 control.cancel.set()
             for transfer_id in turn.mine:
                 self._cancel_held(transfer_id)
-        self._wait_stopped(list(turn.running), patience)
-        return self.journal.get_many(ids)
+        return list(turn.running)
 
     def _cancel_held(self, transfer_id: int) -> None:
         """Compensate and cancel a transfer the caller holds, unless it has finished."""

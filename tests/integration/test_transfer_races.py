@@ -142,7 +142,12 @@ class Rounds:
                 assert app.storage.head_object(key) is None, round_number
             else:
                 # It finished before the cancel reached it: it stays done.
-                assert after.state is TransferState.DONE, (round_number, after)
+                assert after.state is TransferState.DONE, (
+                    "cancel",
+                    round_number,
+                    after.state,
+                    after.error,
+                )
                 self.count("done after cancel")
         elif kind == 1:
             time.sleep(chance.uniform(0, 0.01 if not large else 0.3))
@@ -161,7 +166,7 @@ class Rounds:
         if not cancelled:
             wait_settled(app, [record.id])
             final = app.journal.get(record.id)
-            assert final.state is TransferState.DONE, (round_number, final)
+            assert final.state is TransferState.DONE, (round_number, final.state, final.error)
             assert object_sha256(self.weed, self.bucket, key) == hashlib.sha256(data).hexdigest()
         assert app.scheduler.halted is None, app.scheduler.halted
 
