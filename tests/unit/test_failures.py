@@ -26,6 +26,7 @@ from desktop_app.core.errors import (
     StorageError,
     StorageErrorKind,
 )
+from desktop_app.core.facade import FacadeRefused
 from desktop_app.core.failures import FailureCause, cause_of
 from desktop_app.core.journal import (
     ErrorKind,
@@ -80,6 +81,7 @@ CLASS_CAUSES: dict[type[FerryError], ErrorCause] = {
     errors.StorageError: ErrorCause.OTHER,  # each instance takes its kind's (below)
     ConsistencyError: ErrorCause.OTHER,
     SignInFailedError: ErrorCause.OTHER,
+    FacadeRefused: ErrorCause.OTHER,
 }
 
 
