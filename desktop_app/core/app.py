@@ -37,7 +37,6 @@ from desktop_app.core.config import (
     profile_from_environment,
 )
 from desktop_app.core.control import ControlServer, endpoint_address
-from desktop_app.core.engine import EngineOptions, RetryPolicy, TransferEngine
 from desktop_app.core.errors import FerryError, StorageError
 from desktop_app.core.events import EventBus
 from desktop_app.core.facade import FacadeCall, invoke
@@ -76,7 +75,6 @@ from desktop_app.core.sandbox import (
     SandboxState,
     find_weed,
 )
-from desktop_app.core.scheduler import HoldReason, Scheduler, SchedulerOptions
 from desktop_app.core.storage import ObjectInfo, S3Storage
 from desktop_app.core.system_bus import (
     AwakeWhileBusy,
@@ -84,6 +82,8 @@ from desktop_app.core.system_bus import (
     SleepInhibitor,
     system_bus_address,
 )
+from desktop_app.core.transfers.engine import EngineOptions, RetryPolicy, TransferEngine
+from desktop_app.core.transfers.scheduler import HoldReason, Scheduler, SchedulerOptions
 from desktop_app.core.watcher import FolderStatus, FolderWatcher, WatchedFolder, WatchedFolderStore
 
 log = logging.getLogger(__name__)

@@ -51,7 +51,7 @@ from desktop_app.core.errors import FerryError
 from desktop_app.core.events import LatestPerTransfer, TransferProgress, TransferSnapshot
 from desktop_app.core.facade import FacadeCall, Lane, invoke
 from desktop_app.core.sandbox import SandboxServer
-from desktop_app.core.scheduler import HoldReason
+from desktop_app.core.transfers.scheduler import HoldReason
 from desktop_app.core.watcher import FolderStatus
 
 log = logging.getLogger(__name__)

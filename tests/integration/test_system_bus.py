@@ -17,7 +17,7 @@ from pathlib import Path
 from desktop_app.core.app import Environment, Ferry, RunMode
 from desktop_app.core.events import TransferProgress
 from desktop_app.core.journal import TransferState
-from desktop_app.core.scheduler import HoldReason
+from desktop_app.core.transfers.scheduler import HoldReason
 from tests.conftest import SystemBus, WeedServer
 from tests.faults import FaultProxy
 

@@ -30,7 +30,6 @@ from pathlib import Path
 import pytest
 
 from desktop_app.core.app import Environment, Ferry
-from desktop_app.core.engine import RetryPolicy
 from desktop_app.core.journal import (
     ErrorKind,
     NewTransfer,
@@ -38,6 +37,7 @@ from desktop_app.core.journal import (
     TransferError,
     TransferState,
 )
+from desktop_app.core.transfers.engine import RetryPolicy
 from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, Request
 from tests.integration.test_crash import wait_for

@@ -8,7 +8,7 @@ import pytest
 
 from desktop_app.core.bandwidth import BandwidthSchedule, parse_rate
 from desktop_app.core.errors import ConfigError
-from desktop_app.core.throttle import BandwidthLimiter
+from desktop_app.core.transfers.limits import BandwidthLimiter
 
 MIB = 1024 * 1024
 

@@ -13,7 +13,7 @@ import pytest
 from desktop_app.core.app import Ferry
 from desktop_app.core.errors import JournalLockedError
 from desktop_app.core.journal import Journal, TransferState
-from desktop_app.core.throttle import BandwidthLimiter, ByteBudget
+from desktop_app.core.transfers.limits import BandwidthLimiter, ByteBudget
 
 MIB = 1024 * 1024
 

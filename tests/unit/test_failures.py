@@ -40,10 +40,10 @@ from desktop_app.core.journal import (
 )
 from desktop_app.core.keys import CredentialSource, S3Credentials
 from desktop_app.core.reconcile import ConsistencyError
-from desktop_app.core.sender import VERIFICATION_FAILED, ObjectSender
 from desktop_app.core.sources import SourceProblem
 from desktop_app.core.sso import SignInFailedError
 from desktop_app.core.storage import S3Storage
+from desktop_app.core.transfers.sender import VERIFICATION_FAILED, ObjectSender
 
 STORAGE_CAUSES = {
     StorageErrorKind.TRANSIENT: ErrorCause.SERVER,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from desktop_app.core.errors import SourceError
-from desktop_app.core.prepass import PrePass
-from desktop_app.core.sender import part_plan
-from desktop_app.core.throttle import ByteBudget
+from desktop_app.core.transfers.limits import ByteBudget
+from desktop_app.core.transfers.prepass import PrePass
+from desktop_app.core.transfers.sender import part_plan
 
 MIB = 1024 * 1024
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from desktop_app.core.app import Ferry
-from desktop_app.core.engine import RetryPolicy, TransferHeldError
 from desktop_app.core.errors import StorageError, StorageErrorKind
 from desktop_app.core.journal import ErrorKind, TransferState
-from desktop_app.core.scheduler import Scheduler, SchedulerOptions
+from desktop_app.core.transfers.engine import RetryPolicy, TransferHeldError
+from desktop_app.core.transfers.scheduler import Scheduler, SchedulerOptions
 
 MIB = 1024 * 1024
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

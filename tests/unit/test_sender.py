@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from desktop_app.core.sender import etag_agrees
 from desktop_app.core.storage import ObjectInfo
+from desktop_app.core.transfers.sender import etag_agrees
 
 MULTIPART = "0123456789abcdef0123456789abcdef-3"
 PLAIN = "fedcba9876543210fedcba9876543210"

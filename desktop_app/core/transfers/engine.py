@@ -6,14 +6,14 @@ depends on it, so a crash at any instant resumes where it stopped:
 
 - the SHA-256 is known and the catalog intent row written before any byte is
   sent (a duplicate of live content is recognised there and nothing is sent);
-- the bytes are sent and verified by :mod:`desktop_app.core.sender` (single
+- the bytes are sent and verified by :mod:`desktop_app.core.transfers.sender` (single
   PUT or the multipart protocol, parts confirmed only with a matching ETag,
   reconciled with ListParts on resume, HEAD before registering);
 - the catalog row becomes active only after that verification.
 
 The engine runs one attempt of one transfer per :meth:`TransferEngine.process`
 call; who runs what and when is the scheduler's business
-(:mod:`desktop_app.core.scheduler`). Promises:
+(:mod:`desktop_app.core.transfers.scheduler`). Promises:
 
 - a transfer is held by at most one attempt at a time: a second
   ``process`` of a held transfer is refused (and counted, for tests);
@@ -85,8 +85,12 @@ from desktop_app.core.journal import (
     TransferRecord,
     TransferState,
 )
-from desktop_app.core.prepass import PrePass
-from desktop_app.core.sender import (
+from desktop_app.core.sources import SourceFile, SourceProblem, check_file, expand, printable
+from desktop_app.core.storage import S3Storage
+from desktop_app.core.transfers.holds import TransferHolds
+from desktop_app.core.transfers.limits import BandwidthLimiter, ByteBudget
+from desktop_app.core.transfers.prepass import PrePass
+from desktop_app.core.transfers.sender import (
     ObjectSender,
     ProgressMeter,
     Stopped,
@@ -95,10 +99,6 @@ from desktop_app.core.sender import (
     current_identity,
     part_plan,
 )
-from desktop_app.core.sources import SourceFile, SourceProblem, check_file, expand, printable
-from desktop_app.core.storage import S3Storage
-from desktop_app.core.throttle import BandwidthLimiter, ByteBudget
-from desktop_app.core.transfers.holds import TransferHolds
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024

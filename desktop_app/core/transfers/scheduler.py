@@ -38,10 +38,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from desktop_app.core.engine import TransferEngine
 from desktop_app.core.errors import FerryError
 from desktop_app.core.journal import TransferRecord, TransferState
-from desktop_app.core.sender import TransferControl
+from desktop_app.core.transfers.engine import TransferEngine
+from desktop_app.core.transfers.sender import TransferControl
 
 log = logging.getLogger(__name__)
 _FULL_READ_INTERVAL = 2.0  # seconds between a waiter's reads of every unsettled transfer

@@ -58,9 +58,9 @@ from desktop_app.core.journal import (
     TransferRecord,
     TransferState,
 )
-from desktop_app.core.prepass import PrePass
 from desktop_app.core.storage import SHA256_METADATA, ObjectInfo, S3Storage, multipart_etag
-from desktop_app.core.throttle import BandwidthLimiter, ByteBudget
+from desktop_app.core.transfers.limits import BandwidthLimiter, ByteBudget
+from desktop_app.core.transfers.prepass import PrePass
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024

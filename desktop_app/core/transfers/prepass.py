@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from desktop_app.core.errors import SourceError
-from desktop_app.core.throttle import ByteBudget
+from desktop_app.core.transfers.limits import ByteBudget
 
 MIB = 1024 * 1024
 _CHUNK = 8 * MIB
