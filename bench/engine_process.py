@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from desktop_app.core import host
-from desktop_app.core.app import Environment
+from desktop_app.core.app import Environment, Ferry
+from desktop_app.core.facade import FacadeCall
 from desktop_app.core.journal import TransferState
 from desktop_app.core.keys import SecretStore
 from desktop_app.core.paths import FerryPaths
@@ -46,7 +47,7 @@ def measure_engine_process(path: Path, env: dict[str, str]) -> tuple[float, floa
             if isinstance(message, host.HostFailed) and message.fatal:
                 raise RuntimeError(message.message)
         started = time.perf_counter()
-        commands.send(host.AddPaths((path,)))
+        commands.send(host.HostCall(1, FacadeCall.of(Ferry.queue, [path])))
         deadline = started + 900
         while time.perf_counter() < deadline:
             if not messages.poll(1):
