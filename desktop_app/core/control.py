@@ -54,7 +54,7 @@ import sys
 import threading
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Client, Connection, Listener
@@ -655,17 +655,8 @@ class RunningFerry:
             except OSError:
                 return None
             return cls(address, profile)
-        try:
-            _refuse_foreign_socket(address)
-        except FileNotFoundError:
-            return None
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-            try:
-                connection.connect(address)
-            except OSError:
-                return None  # a socket left by a Ferry that died
-            _refuse_foreign_peer(connection, address)
-        return cls(address, profile)
+        with _own_connection(address) as connection:
+            return None if connection is None else cls(address, profile)
 
     def call(
         self, method: Callable[Concatenate[Any, P], R], /, *args: P.args, **kwargs: P.kwargs
@@ -689,22 +680,37 @@ def ask_running(address: str, profile: str | None, call: FacadeCall) -> ControlR
     """
     if _FAMILY != "AF_UNIX":
         return _ask_pipe(address, profile, call)
-    try:
-        _refuse_foreign_socket(address)
-    except FileNotFoundError:
-        return None
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+    with _own_connection(address) as connection:
+        if connection is None:
+            return None
         try:
-            connection.connect(address)
-        except OSError:
-            return None  # a socket left by a Ferry that died
-        try:
-            _refuse_foreign_peer(connection, address)  # nothing is sent before this
             _send_frame(connection, encode_request(profile, call))
             payload = _receive_frame(connection, MAX_REPLY, "answer")
         except (EOFError, OSError):
             return _stopped()
     return decode_reply(payload)
+
+
+@contextlib.contextmanager
+def _own_connection(address: str) -> Iterator[socket.socket | None]:
+    """A connection to this user's own listener at ``address``; None when none listens.
+
+    The socket's owner and mode, and the listener's uid, are checked before
+    the caller may send a byte (ControlChannelError or UnsafeFolderError).
+    """
+    try:
+        _refuse_foreign_socket(address)
+    except FileNotFoundError:
+        yield None
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        try:
+            connection.connect(address)
+        except OSError:
+            yield None  # a socket left by a Ferry that died
+            return
+        _refuse_foreign_peer(connection, address)
+        yield connection
 
 
 def _ask_pipe(address: str, profile: str | None, call: FacadeCall) -> ControlReply | None:

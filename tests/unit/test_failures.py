@@ -8,6 +8,7 @@ Ferry grouped by until then.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sqlite3
 from pathlib import Path
@@ -33,7 +34,6 @@ from desktop_app.core.journal import (
     Journal,
     NewAttempt,
     NewTransfer,
-    SourceIdentity,
     TransferError,
     TransferRecord,
     TransferState,
@@ -44,6 +44,7 @@ from desktop_app.core.sources import SourceProblem
 from desktop_app.core.sso import SignInFailedError
 from desktop_app.core.storage import S3Storage
 from desktop_app.core.transfers.sender import VERIFICATION_FAILED, ObjectSender
+from tests.unit.test_states import new_transfer
 
 STORAGE_CAUSES = {
     StorageErrorKind.TRANSIENT: ErrorCause.SERVER,
@@ -238,18 +239,7 @@ def test_an_error_without_a_cause_takes_its_kinds() -> None:
 
 
 def _new(state: TransferState, error: TransferError | None = None) -> NewTransfer:
-    return NewTransfer(
-        source_path="/tmp/x",
-        identity=SourceIdentity(1, 2, 3, 4),
-        profile="p",
-        bucket="b",
-        key="x",
-        content_type="text/plain",
-        part_size=5 * 1024 * 1024,
-        part_count=1,
-        state=state,
-        error=error,
-    )
+    return dataclasses.replace(new_transfer(state), error=error)
 
 
 def _uploading(journal: Journal) -> TransferRecord:
