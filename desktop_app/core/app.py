@@ -82,7 +82,9 @@ from desktop_app.core.system_bus import (
     SleepInhibitor,
     system_bus_address,
 )
-from desktop_app.core.transfers.engine import EngineOptions, RetryPolicy, TransferEngine
+from desktop_app.core.transfers.coordinator import TransferCoordinator
+from desktop_app.core.transfers.engine import EngineOptions, TransferEngine
+from desktop_app.core.transfers.retry import RetryPolicy
 from desktop_app.core.transfers.scheduler import HoldReason, Scheduler, SchedulerOptions
 from desktop_app.core.watcher import FolderStatus, FolderWatcher, WatchedFolder, WatchedFolderStore
 
@@ -138,14 +140,12 @@ class RunMode(enum.Enum):
     @property
     def retry(self) -> RetryPolicy:
         if self is RunMode.ONE_SHOT:
-            return RetryPolicy(base=0.5, cap=30.0)
+            return RetryPolicy(base=0.5, cap=30.0, give_up_after=ONE_SHOT_PATIENCE)
         return RetryPolicy(base=5.0, cap=3600.0)
 
     def scheduler_options(self, workers: int) -> SchedulerOptions:
         if self is RunMode.ONE_SHOT:
-            return SchedulerOptions(
-                workers=workers, give_up_after=ONE_SHOT_PATIENCE, probe_interval=5.0, run_all=False
-            )
+            return SchedulerOptions(workers=workers, probe_interval=5.0, run_all=False)
         return SchedulerOptions(workers=workers, probe_interval=15.0)
 
 
@@ -260,6 +260,8 @@ class Ferry:
             scheduler_options or mode.scheduler_options(profile.concurrency),
             probe=storage.answers,
         )
+        # A person's cancel, pause and retry: the one way they reach transfers.
+        self.coordinator = TransferCoordinator(self.engine)
 
     @classmethod
     def open(
@@ -385,7 +387,7 @@ class Ferry:
     def queue(self, paths: Iterable[Path | str], prefix: str | None = None) -> list[TransferRecord]:
         """Write the paths into the journal as transfers and wake the scheduler."""
         key_prefix = self.profile.prefix if prefix is None else prefix
-        queued = self.engine.queue_paths(paths, key_prefix)
+        queued = self.engine.intake.queue_paths(paths, key_prefix)
         self.scheduler.include(r.id for r in queued)
         return queued
 
@@ -446,22 +448,22 @@ class Ferry:
 
     def retry(self, transfer_ids: Iterable[int] | None = None) -> list[TransferRecord]:
         """A person's Retry: put failed transfers back and wake the scheduler."""
-        retried = self.engine.retry(transfer_ids)
+        retried = self.coordinator.retry(transfer_ids)
         self.scheduler.wake()
         return retried
 
     def cancel(self, transfer_ids: Iterable[int]) -> list[TransferRecord]:
-        cancelled = self.engine.cancel(transfer_ids)
+        cancelled = self.coordinator.cancel(transfer_ids)
         self.scheduler.wake()  # waiters look again at once
         return cancelled
 
     def pause(self, transfer_ids: Iterable[int] | None = None) -> int:
-        count = self.engine.pause(transfer_ids)
+        count = self.coordinator.pause(transfer_ids)
         self.scheduler.wake()
         return count
 
     def unpause(self, transfer_ids: Iterable[int] | None = None) -> int:
-        count = self.engine.unpause(transfer_ids)
+        count = self.coordinator.unpause(transfer_ids)
         self.scheduler.wake()
         return count
 
@@ -528,7 +530,9 @@ class Ferry:
         self.start()
 
         def on_ready(folder: WatchedFolder, files: list[Path]) -> None:
-            queued = self.engine.queue_files([(f, folder.key_name(f)) for f in files], policy)
+            queued = self.engine.intake.queue_files(
+                [(f, folder.key_name(f)) for f in files], policy
+            )
             self.scheduler.include(r.id for r in queued)
 
         watcher = FolderWatcher(
@@ -545,7 +549,7 @@ class Ferry:
 
     def checker(self) -> ConsistencyChecker:
         def reupload(source: Path, key: str, file_id: int, sha256: str) -> bool:
-            record = self.engine.queue_reupload(source, key, file_id, sha256)
+            record = self.engine.intake.queue_reupload(source, key, file_id, sha256)
             [finished] = self.wait([record.id])
             return finished.state is TransferState.DONE
 

@@ -400,7 +400,9 @@ def test_a_cancelled_overwrite_leaves_the_stored_version_as_it_was(
         events_before = len(ferry.catalog.unpublished_events())
 
         v2 = write_random(source, 40 * MIB, 22)
-        [queued] = ferry.engine.queue_files([(source, "minutes.docx")], KeyConflictPolicy.OVERWRITE)
+        [queued] = ferry.engine.intake.queue_files(
+            [(source, "minutes.docx")], KeyConflictPolicy.OVERWRITE
+        )
         ferry.scheduler.include([queued.id])
         deadline = time.monotonic() + 30
         while not weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads"):
@@ -421,7 +423,9 @@ def test_a_cancelled_overwrite_leaves_the_stored_version_as_it_was(
 
         # The same overwrite let through replaces v1 in one step: v1 deleted
         # and announced together with v2's activation.
-        [again] = ferry.engine.queue_files([(source, "minutes.docx")], KeyConflictPolicy.OVERWRITE)
+        [again] = ferry.engine.intake.queue_files(
+            [(source, "minutes.docx")], KeyConflictPolicy.OVERWRITE
+        )
         [done] = ferry.wait([again.id])
         assert done.state is TransferState.DONE, done.error
         assert object_sha256(weed, bucket, "minutes.docx") == v2

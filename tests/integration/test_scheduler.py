@@ -25,7 +25,7 @@ from pathlib import Path
 from desktop_app.core.app import Environment, Ferry, RunMode
 from desktop_app.core.events import TransferProgress
 from desktop_app.core.journal import ErrorKind, TransferState
-from desktop_app.core.transfers.engine import RetryPolicy
+from desktop_app.core.transfers.retry import RetryPolicy
 from desktop_app.core.transfers.sender import TransferControl
 from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, is_part_upload, is_put

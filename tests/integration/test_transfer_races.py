@@ -37,7 +37,7 @@ from desktop_app.core.journal import (
     TransferError,
     TransferState,
 )
-from desktop_app.core.transfers.engine import RetryPolicy
+from desktop_app.core.transfers.retry import RetryPolicy
 from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, Request
 from tests.integration.test_crash import wait_for

@@ -15,7 +15,8 @@ import pytest
 from desktop_app.core.app import Ferry
 from desktop_app.core.errors import StorageError, StorageErrorKind
 from desktop_app.core.journal import ErrorKind, TransferState
-from desktop_app.core.transfers.engine import RetryPolicy, TransferHeldError
+from desktop_app.core.transfers.engine import TransferHeldError
+from desktop_app.core.transfers.retry import RetryPolicy
 from desktop_app.core.transfers.scheduler import Scheduler, SchedulerOptions
 
 MIB = 1024 * 1024

@@ -11,11 +11,13 @@ depends on it, so a crash at any instant resumes where it stopped:
   reconciled with ListParts on resume, HEAD before registering);
 - the catalog row becomes active only after that verification.
 
-The engine runs one attempt of one transfer per :meth:`TransferEngine.process`
-call; who runs what and when is the scheduler's business
-(:mod:`desktop_app.core.transfers.scheduler`). Promises:
+The engine runs one attempt of one transfer per :meth:`TransferEngine.run_held`
+call, under the transfer's hold; who runs what and when is the scheduler's
+business (:mod:`desktop_app.core.transfers.scheduler`), new transfers come
+through :mod:`.intake` and a person's actions through :mod:`.coordinator`.
+Promises:
 
-- a transfer is held by at most one attempt at a time: a second
+- a transfer is acted on by one holder at a time (:mod:`.holds`): a second
   ``process`` of a held transfer is refused (and counted, for tests);
 - a transfer is only ever run with this engine's profile, storage and
   catalog: another profile's transfer is refused before anything is sent;
@@ -33,13 +35,12 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import logging
-import mimetypes
 import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -62,14 +63,12 @@ from desktop_app.core.errors import (
     NotInCatalogError,
     ReservationLostError,
     SourceChangedError,
-    SourceError,
     StorageError,
     StorageErrorKind,
 )
 from desktop_app.core.events import (
     EventBus,
     TransferChanged,
-    TransferQueued,
     TransferSnapshot,
 )
 from desktop_app.core.journal import (
@@ -77,19 +76,18 @@ from desktop_app.core.journal import (
     Journal,
     KeyConflictPolicy,
     NewAttempt,
-    NewTransfer,
     PartDigests,
-    SourceIdentity,
     TransferError,
     TransferFacts,
     TransferRecord,
     TransferState,
 )
-from desktop_app.core.sources import SourceFile, SourceProblem, check_file, expand, printable
 from desktop_app.core.storage import S3Storage
 from desktop_app.core.transfers.holds import TransferHolds
+from desktop_app.core.transfers.intake import TransferIntake
 from desktop_app.core.transfers.limits import BandwidthLimiter, ByteBudget
 from desktop_app.core.transfers.prepass import PrePass
+from desktop_app.core.transfers.retry import RetryPolicy
 from desktop_app.core.transfers.sender import (
     ObjectSender,
     ProgressMeter,
@@ -108,33 +106,6 @@ RESERVATION_TRUSTED_SECONDS = ALIVE_SECONDS / 2
 # A request this small waits only for its own bytes at the bandwidth limit, not
 # for the debt of large parts before it: a 1-byte file never waits for a big one.
 _SMALL_REQUEST = 256 * 1024
-# Seconds a person's cancel or pause waits for a running attempt to stop.
-ACTION_PATIENCE = 10.0
-
-
-def _input_error(problem: SourceProblem) -> TransferError:
-    kind = ErrorKind.FINAL if problem.final else ErrorKind.INPUT
-    message = printable(problem.message)
-    if problem.final:
-        message += " Retrying cannot help; fix or remove it, then add it again."
-    return TransferError(kind, problem.title, message, problem.cause)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Growing delays between automatic tries of a transfer that failed transiently.
-
-    The n-th consecutive failure waits ``base * 2**(n-1)`` seconds, at most
-    ``cap``, times a jitter between 0.5 and 1 so that many transfers failing
-    together do not come back together.
-    """
-
-    base: float = 5.0
-    cap: float = 3600.0
-
-    def delay(self, attempt: int, jitter: float) -> float:
-        ceiling = min(self.cap, self.base * 2 ** max(0, attempt - 1))
-        return float(ceiling * (0.5 + 0.5 * jitter))
 
 
 @dataclass(frozen=True)
@@ -145,7 +116,7 @@ class EngineOptions:
     bandwidth_limit: int = 0
     # Rates by the clock; None: bandwidth_limit at every hour.
     bandwidth_schedule: BandwidthSchedule | None = None
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     duplicates: DuplicatePolicy = DuplicatePolicy.COPY
 
     @property
@@ -215,6 +186,13 @@ class TransferEngine:
             rate_now=(lambda: schedule.rate_at(self.now())) if schedule is not None else None,
         )
         self.budget = ByteBudget(options.memory_budget, small_reserve=options.part_size)
+        self.intake = TransferIntake(
+            journal,
+            self.bus,
+            profile_name=profile_name,
+            bucket=storage.bucket,
+            part_size=lambda: self.options.part_size,
+        )
         self.holds_refused = 0  # a second attempt at a held transfer: must stay 0
         # Who acts on each transfer now (a worker's attempt or a person's
         # action): the one registry, shared with the scheduler.
@@ -232,7 +210,7 @@ class TransferEngine:
             part_pool=self._part_pool,
             prepass=self.prepass,
             single_put_threshold=options.single_put_threshold,
-            transition=self._move,
+            transition=self.move,
             meter=lambda transfer_id, total, done: ProgressMeter(
                 self.bus, self.clock, transfer_id, total, done
             ),
@@ -261,245 +239,15 @@ class TransferEngine:
         """Sent in one request: such files get workers of their own in the scheduler."""
         return size < self.options.single_put_threshold
 
-    # -- queueing -----------------------------------------------------------
-
-    def queue_paths(self, paths: Iterable[Path | str], prefix: str) -> list[TransferRecord]:
-        """Queue every file under the paths; bad input becomes a failed transfer each."""
-        return self._add([*expand(paths, prefix)])
-
-    def queue_files(
-        self, items: Iterable[tuple[Path, str]], on_conflict: KeyConflictPolicy
-    ) -> list[TransferRecord]:
-        """Queue files under keys chosen by the caller (a watched folder)."""
-        return self._add([check_file(path, key) for path, key in items], on_conflict)
-
-    def _add(
-        self,
-        found: list[SourceFile | SourceProblem],
-        on_conflict: KeyConflictPolicy = KeyConflictPolicy.FAIL,
-    ) -> list[TransferRecord]:
-        news = []
-        for item in found:
-            if isinstance(item, SourceProblem):
-                log.warning("Not queued: %s", printable(item.message))
-                news.append(
-                    NewTransfer(
-                        source_path=printable(str(item.path)),
-                        identity=SourceIdentity(0, 0, 0, 0),
-                        profile=self.profile_name,
-                        bucket=self.storage.bucket,
-                        key=item.key,
-                        content_type="",
-                        part_size=self.options.part_size,
-                        part_count=0,
-                        state=TransferState.FAILED,
-                        error=_input_error(item),
-                    )
-                )
-            else:
-                news.append(dataclasses.replace(self._new_transfer(item), on_conflict=on_conflict))
-        records = self.journal.add_many(news)
-        for record in records:
-            self.bus.publish(TransferQueued(TransferSnapshot.of(record)))
-        return records
-
-    def _new_transfer(self, source: SourceFile) -> NewTransfer:
-        size = source.stat.st_size
-        part_size = choose_part_size(size, self.options.part_size)
-        content_type = mimetypes.guess_type(source.path.name)[0] or "application/octet-stream"
-        return NewTransfer(
-            source_path=str(source.path),
-            identity=SourceIdentity.of(source.stat),
-            profile=self.profile_name,
-            bucket=self.storage.bucket,
-            key=source.key,
-            content_type=content_type,
-            part_size=part_size,
-            part_count=len(part_plan(size, part_size)),
-        )
-
-    def queue_reupload(self, source: Path, key: str, file_id: int, sha256: str) -> TransferRecord:
-        """A repair: send source to key again for an existing (missing) catalog row.
-
-        The transfer is queued with the row and hash known, so the catalog
-        reservation (which would call it a duplicate) is skipped; it is sent,
-        verified and registered by the scheduler like any other upload.
-        """
-        found = check_file(source, key)
-        if isinstance(found, SourceProblem):
-            raise SourceError(found.message, title=found.title)
-        new = dataclasses.replace(
-            self._new_transfer(found),
-            state=TransferState.UPLOADING,
-            sha256=sha256,
-            catalog_file_id=file_id,
-        )
-        return self.journal.add(new)
-
-    # -- control ------------------------------------------------------------
-
-    # A person's actions take the transfer's hold (see transfers.holds): a
-    # running attempt is flagged and carries the action out itself; any other
-    # transfer is changed under the hold, so no worker starts it meanwhile.
-
-    def pause(
-        self, transfer_ids: Iterable[int] | None = None, *, patience: float = ACTION_PATIENCE
-    ) -> int:
-        """Pause: a running attempt stops within one part, keeping what it sent.
-
-        Returns once the running attempts have stopped (waiting at most
-        ``patience`` seconds for them): from then on no part of a paused
-        transfer is sent. With no ids, every transfer.
-        """
-        ids = None if transfer_ids is None else list(transfer_ids)
-        with self.holds.for_person(self._named_or_unfinished(ids)) as turn:
-            count = self.journal.set_paused(ids, True)
-            # A transfer queued after the list was read may be running already
-            # (a worker read it before this flag): pausing all tells every one.
-            running = turn.running if ids is not None else self.holds.worker_controls()
-            for control in running.values():
-                control.pause.set()
-        self._publish_all(ids)
-        self._wait_stopped(list(running), patience)
-        return count
-
-    def unpause(self, transfer_ids: Iterable[int] | None = None) -> int:
-        ids = None if transfer_ids is None else list(transfer_ids)
-        with self.holds.for_person(self._named_or_unfinished(ids)):
-            count = self.journal.set_paused(ids, False)
-        self._publish_all(ids)
-        return count
-
-    def _named_or_unfinished(self, ids: list[int] | None) -> list[int]:
-        if ids is not None:
-            return ids
-        return [record.id for record in self.journal.all() if not record.state.finished]
-
-    def _publish_all(self, ids: list[int] | None) -> None:
-        for record in self.journal.all():
-            if ids is None or record.id in ids:
-                self.bus.publish(TransferChanged(TransferSnapshot.of(record)))
-
-    def _wait_stopped(self, transfer_ids: list[int], patience: float) -> None:
-        if transfer_ids and not self.holds.wait_released(transfer_ids, patience):
-            log.warning(
-                "%d upload(s) asked to stop are still stopping; they stop as soon as they can",
-                len(transfer_ids),
-            )
-
-    def cancel(
-        self, transfer_ids: Iterable[int], *, patience: float = ACTION_PATIENCE
-    ) -> list[TransferRecord]:
-        """Cancel: a running attempt stops at its next check and compensates; others now.
-
-        Returns each transfer as it is once its running attempt has ended
-        (waiting at most ``patience`` seconds for those): a transfer that
-        finished before the cancel reached it stays done.
-        """
-        ids = list(transfer_ids)
-        for record in self._existing(ids):
-            if not record.state.finished:
-                self._require_own(record)
-        running = self._cancel_or_flag(ids)
-        deadline = self.clock() + patience
-        for _round in range(10):  # a few rounds at most, whatever the clock does
-            if not running:
-                break
-            self._wait_stopped(running, max(0.0, deadline - self.clock()))
-            # An attempt that had made its last check when the flag was raised
-            # ended without seeing it (failed and due to retry, say), and may
-            # have been picked again since: cancelled under the hold, again.
-            missed = [r.id for r in self.journal.get_many(running) if not r.state.finished]
-            if not missed or self.clock() >= deadline:
-                break
-            running = self._cancel_or_flag(missed)
-        return self.journal.get_many(ids)
-
-    def _cancel_or_flag(self, transfer_ids: list[int]) -> list[int]:
-        """Cancel each transfer under its hold, or flag its running attempt; those flagged."""
-        with self.holds.for_person(transfer_ids) as turn:
-            for control in turn.running.values():
-                control.cancel.set()
-            for transfer_id in turn.mine:
-                self._cancel_held(transfer_id)
-        return list(turn.running)
-
-    def _cancel_held(self, transfer_id: int) -> None:
-        """Compensate and cancel a transfer the caller holds, unless it has finished."""
-        record = self.journal.get(transfer_id)
-        if not record.state.finished:
-            self._compensate(record)
-            self._move(transfer_id, TransferState.CANCELLED)
-
-    def retry(self, transfer_ids: Iterable[int] | None = None) -> list[TransferRecord]:
-        """A person's Retry: failed transfers go back to the step they can resume from.
-
-        Bad input is looked at again in the same row (the person may have
-        fixed it); a failure that retrying cannot cure is left as it is. With
-        no ids, every retryable failed transfer of this profile. Each is
-        judged as it is under its hold: one that a worker is retrying by
-        itself, or that has finished meanwhile, is left to that.
-        """
-        if transfer_ids is None:
-            ids = [
-                record.id
-                for record in self.journal.all([TransferState.FAILED])
-                if record.profile == self.profile_name and record.bucket == self.storage.bucket
-            ]
-        else:
-            ids = list(transfer_ids)
-        records: dict[int, TransferRecord] = {}
-        with self.holds.for_person(ids) as turn:
-            for record in self._existing(turn.mine):
-                if record.state is not TransferState.FAILED:
-                    continue
-                self._require_own(record)
-                records[record.id] = self._retried(record)
-        return [records[i] for i in ids if i in records]
-
-    def _retried(self, record: TransferRecord) -> TransferRecord:
-        if not record.failure_kind.retryable:
-            return record
-        if record.failure_kind is ErrorKind.INPUT and record.sha256 is None:
-            return self._reexamine(record)
-        return self._move(
-            record.id, self._resume_state(record), facts=TransferFacts(attempts=0, paused=False)
-        )
-
-    def _existing(self, transfer_ids: list[int]) -> list[TransferRecord]:
-        """The transfers asked for; a person naming one that does not exist is told."""
-        found = self.journal.get_many(transfer_ids)
-        if len(found) < len(set(transfer_ids)):
-            missing = sorted(set(transfer_ids) - {r.id for r in found})
-            self.journal.get(missing[0])  # raises: there is no such transfer
-        return found
-
-    def _reexamine(self, record: TransferRecord) -> TransferRecord:
-        found = check_file(Path(record.source_path), record.key)
-        if isinstance(found, SourceProblem):
-            return self._move(record.id, TransferState.FAILED, error=_input_error(found))
-        fresh = self._new_transfer(found)
-        return self._move(
-            record.id,
-            TransferState.QUEUED,
-            facts=TransferFacts(
-                attempts=0,
-                identity=fresh.identity,
-                content_type=fresh.content_type,
-                part_size=fresh.part_size,
-                part_count=fresh.part_count,
-            ),
-        )
-
     @staticmethod
-    def _resume_state(record: TransferRecord) -> TransferState:
+    def resume_state(record: TransferRecord) -> TransferState:
         if record.etag is not None and record.catalog_file_id is not None:
             return TransferState.VERIFYING
         if record.catalog_file_id is not None and record.sha256 is not None:
             return TransferState.UPLOADING
         return TransferState.QUEUED
 
-    def _require_own(self, record: TransferRecord) -> None:
+    def require_own(self, record: TransferRecord) -> None:
         """Invariant 7: a transfer is sent and registered only with its own profile."""
         if record.profile != self.profile_name or record.bucket != self.storage.bucket:
             raise FerryError(
@@ -509,6 +257,13 @@ class TransferEngine:
                 title="Another profile's transfer",
                 cause=ErrorCause.CONFLICT,
             )
+
+    def cancel_held(self, transfer_id: int) -> None:
+        """Compensate and cancel a transfer the caller holds, unless it has finished."""
+        record = self.journal.get(transfer_id)
+        if not record.state.finished:
+            self.compensate(record)
+            self.move(transfer_id, TransferState.CANCELLED)
 
     # -- running one attempt --------------------------------------------------
 
@@ -564,7 +319,7 @@ class TransferEngine:
         for this run.
         """
         record = self.journal.get(transfer_id)
-        self._require_own(record)
+        self.require_own(record)
         if not (self._interrupted.is_set() or record.paused or record.state.finished):
             try:
                 self._attempt(record, control)
@@ -579,7 +334,7 @@ class TransferEngine:
                 )
                 raise
         if control.cancel.is_set():
-            self._cancel_held(transfer_id)
+            self.cancel_held(transfer_id)
         return self.journal.get(transfer_id)
 
     def _attempt(self, record: TransferRecord, control: TransferControl) -> None:
@@ -589,7 +344,7 @@ class TransferEngine:
             if record.state is TransferState.FAILED:
                 if not record.failure_kind.retries_on_its_own:
                     return  # waits for a person
-                record = self._move(record.id, self._resume_state(record))
+                record = self.move(record.id, self.resume_state(record))
             control.check()
             self._run_steps(record, control, started)
         except Stopped:
@@ -685,14 +440,14 @@ class TransferEngine:
             )
         except BaseException as exc:
             if not recorded:
-                self._move(record.id, TransferState.REGISTERING, facts=TransferFacts(etag=etag))
+                self.move(record.id, TransferState.REGISTERING, facts=TransferFacts(etag=etag))
             if isinstance(exc, NotInCatalogError):
                 raise _reservation_lost(record, written=True) from exc
             raise
         succeeded = NewAttempt(started, self.now(), None, control.bytes_sent)
-        self._move(record.id, TransferState.DONE, attempt=succeeded, facts=TransferFacts(etag=etag))
+        self.move(record.id, TransferState.DONE, attempt=succeeded, facts=TransferFacts(etag=etag))
 
-    def _move(
+    def move(
         self,
         transfer_id: int,
         state: TransferState,
@@ -728,7 +483,7 @@ class TransferEngine:
             record = self.journal.get(transfer_id)
             kind = ErrorKind.TRANSIENT
         if not kind.retries_on_its_own:
-            self._compensate(record)
+            self.compensate(record)
         attempts = record.attempts + 1
         retry_at = None
         message = error.message
@@ -739,7 +494,7 @@ class TransferEngine:
         elif not kind.retryable:
             message += " Retrying cannot help."
         failure = TransferError(kind, error.title, message, error.cause)
-        self._move(
+        self.move(
             transfer_id,
             TransferState.FAILED,
             error=failure,
@@ -768,7 +523,7 @@ class TransferEngine:
         if not self.is_small(record.size):
             # Hashing a small file takes milliseconds: "checking" would only
             # cost a commit; a large one shows it while it reads.
-            self._move(record.id, TransferState.HASHING)
+            self.move(record.id, TransferState.HASHING)
         before = current_identity(record)
         part_size = choose_part_size(before.size, self.options.part_size)
         # A file sent in parts gets its part MD5s in the same read: the sending
@@ -810,7 +565,7 @@ class TransferEngine:
         hashed = dataclasses.replace(hashed, key=key)
         if reservation.outcome is ReservationOutcome.DUPLICATE:
             log.info("%s is already stored as %s", record.source_path, reservation.record.key)
-            return self._move(
+            return self.move(
                 record.id,
                 TransferState.DUPLICATE,
                 attempt=dataclasses.replace(attempt, ended_at=self.now()),
@@ -821,7 +576,7 @@ class TransferEngine:
         source = reservation.source
         if source is not None:
             log.info("%s is stored already as %s: copied on the server", record.key, source.key)
-        return self._move(
+        return self.move(
             record.id,
             TransferState.UPLOADING,
             facts=dataclasses.replace(
@@ -910,7 +665,7 @@ class TransferEngine:
             return NOT_LOOKED
         return ObjectAtKey(looked=True, etag=found.etag if found is not None else None)
 
-    def _compensate(self, record: TransferRecord) -> None:
+    def compensate(self, record: TransferRecord) -> None:
         """Undo a transfer that will not finish, last step first; log what could not be."""
         leftovers = []
         wrote_object = record.state in (TransferState.VERIFYING, TransferState.REGISTERING)

@@ -20,16 +20,16 @@ nothing else runs a transfer. Promises:
 - :meth:`stop` interrupts running transfers (they resume at the next start)
   and joins every thread it started.
 
-``give_up_after`` serves one-shot commands (``ferry upload`` alone): after
-that many failed attempts in this run a transfer is left failed, with its
-next try time, for the next Ferry that runs; long-running hosts pass ``None``
-and try for as long as they run.
+How many failed attempts a run makes before it leaves a transfer for the
+next Ferry is the engine's :class:`~desktop_app.core.transfers.retry.RetryPolicy`
+(``give_up_after``), the one policy for delays and giving up.
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
+import dataclasses
 import enum
 import logging
 import threading
@@ -64,7 +64,6 @@ class SchedulerOptions:
     small_share: float = 0.25  # of the workers, kept for files sent in one request
     probe_interval: float = 15.0  # seconds between endpoint probes while something waits
     idle_poll: float = 30.0  # look at the journal at least this often
-    give_up_after: int | None = None  # failed attempts in this run; None: never
     run_all: bool = True  # False: only the transfers handed to include() (one-shot commands)
     sleep_jump: float = 30.0  # wall clock ahead of monotonic by this much: the machine slept
     keep_alive_interval: float = 30.0  # seconds between touches of running uploads' rows
@@ -193,7 +192,7 @@ class Scheduler:
     def settled(self, record: TransferRecord, patience: int | None = None) -> bool:
         """Whether a waiter should stop waiting for the transfer: finished, paused,
         failed for a reason only a person can act on, or failed ``patience``
-        times in this run (default: the scheduler's own ``give_up_after``)."""
+        times in this run (default: the retry policy's ``give_up_after``)."""
         if record.state.finished or record.paused:
             return True
         with self._lock:
@@ -203,9 +202,11 @@ class Scheduler:
             return False
         if not record.failure_kind.retries_on_its_own:
             return True
-        limit = self.options.give_up_after if patience is None else patience
+        policy = self.engine.options.retry
+        if patience is not None:
+            policy = dataclasses.replace(policy, give_up_after=patience)
         with self._lock:
-            return limit is not None and self._failures[record.id] >= limit
+            return policy.gave_up(self._failures[record.id])
 
     def wait(
         self,
@@ -364,7 +365,7 @@ class Scheduler:
             self._fresh.clear()
             self._candidates = self.journal.runnable_sizes(self.profiles, _now(self._wall))
         runnable, self._candidates = self._candidates, []
-        limit = self.options.give_up_after
+        policy = self.engine.options.retry
         with self._lock:
             running, large_running = self.owners.working()
             for position, (transfer_id, size) in enumerate(runnable):
@@ -378,7 +379,7 @@ class Scheduler:
                     continue
                 if not self.options.run_all and transfer_id not in self._included:
                     continue
-                if limit is not None and self._failures[transfer_id] >= limit:
+                if policy.gave_up(self._failures[transfer_id]):
                     continue
                 small = self.engine.is_small(size)
                 # Small files may use any free worker; large ones only theirs.

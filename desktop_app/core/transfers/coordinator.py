@@ -1,0 +1,188 @@
+"""The coordinator: a person's actions on transfers, each under the transfer's hold.
+
+Cancel, pause, unpause and retry come from the window, the CLI and the
+control socket through the facade; they act here and nowhere else. Each
+takes the hold of the transfers it names (:mod:`.holds`): a transfer a
+worker runs has its attempt flagged and carries the action out itself (a
+pause within one part, keeping what was sent; a cancel compensating);
+any other is changed under the hold, so no worker can start it meanwhile.
+Cancel and pause return once the flagged attempts have stopped (at most
+``patience`` seconds), so what they return is what happened. When an
+action ends the scheduler is woken (the hold registry's ``on_released``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from desktop_app.core.events import TransferChanged, TransferSnapshot
+from desktop_app.core.journal import ErrorKind, TransferFacts, TransferRecord, TransferState
+from desktop_app.core.sources import SourceProblem, check_file
+from desktop_app.core.transfers.engine import TransferEngine
+from desktop_app.core.transfers.intake import input_error
+
+log = logging.getLogger(__name__)
+# Seconds a person's cancel or pause waits for a running attempt to stop.
+ACTION_PATIENCE = 10.0
+
+
+class TransferCoordinator:
+    """A person's actions on one profile's transfers; thread-safe."""
+
+    def __init__(self, engine: TransferEngine) -> None:
+        self.engine = engine
+        self.journal = engine.journal
+        self.holds = engine.holds
+        self.bus = engine.bus
+        self.intake = engine.intake
+
+    # A person's actions take the transfer's hold (see transfers.holds): a
+    # running attempt is flagged and carries the action out itself; any other
+    # transfer is changed under the hold, so no worker starts it meanwhile.
+
+    def pause(
+        self, transfer_ids: Iterable[int] | None = None, *, patience: float = ACTION_PATIENCE
+    ) -> int:
+        """Pause: a running attempt stops within one part, keeping what it sent.
+
+        Returns once the running attempts have stopped (waiting at most
+        ``patience`` seconds for them): from then on no part of a paused
+        transfer is sent. With no ids, every transfer.
+        """
+        ids = None if transfer_ids is None else list(transfer_ids)
+        with self.holds.for_person(self._named_or_unfinished(ids)) as turn:
+            count = self.journal.set_paused(ids, True)
+            # A transfer queued after the list was read may be running already
+            # (a worker read it before this flag): pausing all tells every one.
+            running = turn.running if ids is not None else self.holds.worker_controls()
+            for control in running.values():
+                control.pause.set()
+        self._publish_all(ids)
+        self._wait_stopped(list(running), patience)
+        return count
+
+    def unpause(self, transfer_ids: Iterable[int] | None = None) -> int:
+        ids = None if transfer_ids is None else list(transfer_ids)
+        with self.holds.for_person(self._named_or_unfinished(ids)):
+            count = self.journal.set_paused(ids, False)
+        self._publish_all(ids)
+        return count
+
+    def _named_or_unfinished(self, ids: list[int] | None) -> list[int]:
+        if ids is not None:
+            return ids
+        return [record.id for record in self.journal.all() if not record.state.finished]
+
+    def _publish_all(self, ids: list[int] | None) -> None:
+        for record in self.journal.all():
+            if ids is None or record.id in ids:
+                self.bus.publish(TransferChanged(TransferSnapshot.of(record)))
+
+    def _wait_stopped(self, transfer_ids: list[int], patience: float) -> None:
+        if transfer_ids and not self.holds.wait_released(transfer_ids, patience):
+            log.warning(
+                "%d upload(s) asked to stop are still stopping; they stop as soon as they can",
+                len(transfer_ids),
+            )
+
+    def cancel(
+        self, transfer_ids: Iterable[int], *, patience: float = ACTION_PATIENCE
+    ) -> list[TransferRecord]:
+        """Cancel: a running attempt stops at its next check and compensates; others now.
+
+        Returns each transfer as it is once its running attempt has ended
+        (waiting at most ``patience`` seconds for those): a transfer that
+        finished before the cancel reached it stays done.
+        """
+        ids = list(transfer_ids)
+        for record in self._existing(ids):
+            if not record.state.finished:
+                self.engine.require_own(record)
+        running = self._cancel_or_flag(ids)
+        deadline = self.engine.clock() + patience
+        for _round in range(10):  # a few rounds at most, whatever the clock does
+            if not running:
+                break
+            self._wait_stopped(running, max(0.0, deadline - self.engine.clock()))
+            # An attempt that had made its last check when the flag was raised
+            # ended without seeing it (failed and due to retry, say), and may
+            # have been picked again since: cancelled under the hold, again.
+            missed = [r.id for r in self.journal.get_many(running) if not r.state.finished]
+            if not missed or self.engine.clock() >= deadline:
+                break
+            running = self._cancel_or_flag(missed)
+        return self.journal.get_many(ids)
+
+    def _cancel_or_flag(self, transfer_ids: list[int]) -> list[int]:
+        """Cancel each transfer under its hold, or flag its running attempt; those flagged."""
+        with self.holds.for_person(transfer_ids) as turn:
+            for control in turn.running.values():
+                control.cancel.set()
+            for transfer_id in turn.mine:
+                self.engine.cancel_held(transfer_id)
+        return list(turn.running)
+
+    def retry(self, transfer_ids: Iterable[int] | None = None) -> list[TransferRecord]:
+        """A person's Retry: failed transfers go back to the step they can resume from.
+
+        Bad input is looked at again in the same row (the person may have
+        fixed it); a failure that retrying cannot cure is left as it is. With
+        no ids, every retryable failed transfer of this profile. Each is
+        judged as it is under its hold: one that a worker is retrying by
+        itself, or that has finished meanwhile, is left to that.
+        """
+        if transfer_ids is None:
+            ids = [
+                record.id
+                for record in self.journal.all([TransferState.FAILED])
+                if record.profile == self.engine.profile_name
+                and record.bucket == self.engine.storage.bucket
+            ]
+        else:
+            ids = list(transfer_ids)
+        records: dict[int, TransferRecord] = {}
+        with self.holds.for_person(ids) as turn:
+            for record in self._existing(turn.mine):
+                if record.state is not TransferState.FAILED:
+                    continue
+                self.engine.require_own(record)
+                records[record.id] = self._retried(record)
+        return [records[i] for i in ids if i in records]
+
+    def _retried(self, record: TransferRecord) -> TransferRecord:
+        if not record.failure_kind.retryable:
+            return record
+        if record.failure_kind is ErrorKind.INPUT and record.sha256 is None:
+            return self._reexamine(record)
+        return self.engine.move(
+            record.id,
+            self.engine.resume_state(record),
+            facts=TransferFacts(attempts=0, paused=False),
+        )
+
+    def _existing(self, transfer_ids: list[int]) -> list[TransferRecord]:
+        """The transfers asked for; a person naming one that does not exist is told."""
+        found = self.journal.get_many(transfer_ids)
+        if len(found) < len(set(transfer_ids)):
+            missing = sorted(set(transfer_ids) - {r.id for r in found})
+            self.journal.get(missing[0])  # raises: there is no such transfer
+        return found
+
+    def _reexamine(self, record: TransferRecord) -> TransferRecord:
+        found = check_file(Path(record.source_path), record.key)
+        if isinstance(found, SourceProblem):
+            return self.engine.move(record.id, TransferState.FAILED, error=input_error(found))
+        fresh = self.intake.new_transfer(found)
+        return self.engine.move(
+            record.id,
+            TransferState.QUEUED,
+            facts=TransferFacts(
+                attempts=0,
+                identity=fresh.identity,
+                content_type=fresh.content_type,
+                part_size=fresh.part_size,
+                part_count=fresh.part_count,
+            ),
+        )
