@@ -76,8 +76,9 @@ class TransferCoordinator:
         return [record.id for record in self.journal.all() if not record.state.finished]
 
     def _publish_all(self, ids: list[int] | None) -> None:
+        wanted = None if ids is None else set(ids)
         for record in self.journal.all():
-            if ids is None or record.id in ids:
+            if wanted is None or record.id in wanted:
                 self.bus.publish(TransferChanged(TransferSnapshot.of(record)))
 
     def _wait_stopped(self, transfer_ids: list[int], patience: float) -> None:
