@@ -99,14 +99,9 @@ class Scheduler:
         self._failures: collections.Counter[int] = collections.Counter()  # in this run
         self._included: set[int] = set()
         self._refused: set[int] = set()
-        # Which transfers a worker let go of, numbered, with the record the
-        # worker ended with: a waiter takes those released since it last
-        # looked instead of reading every unsettled row. Kept only for
-        # transfers someone waits for (a long-running window waits for none).
-        self._watched: collections.Counter[int] = collections.Counter()
-        self._released: dict[int, tuple[int, TransferRecord | None]] = {}
-        self._release_count = 0
-        self._pokes = 0
+        # The news of each transfer someone waits for (a long-running window
+        # waits for none): a worker's outcome, or "read it again".
+        self._news: dict[int, list[_News]] = {}
         self._settled = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._fresh = threading.Event()  # the journal may hold new work: read it again
@@ -151,7 +146,9 @@ class Scheduler:
         self._fresh.set()
         self._wake.set()
         with self._settled:
-            self._pokes += 1  # waiters read every transfer they wait for again
+            for news in self._news.values():  # waiters read what they wait for again
+                for one in news:
+                    one.tell(None)
             self._settled.notify_all()
 
     def stop(self) -> None:
@@ -221,67 +218,52 @@ class Scheduler:
         then nothing can be recorded, and the transfers stay as the journal
         last knew them, to resume when space is back.
         """
-        ids = list(transfer_ids)
+        waited = [_News(i) for i in transfer_ids]
         with self._lock:
-            self._watched.update(ids)
+            for news in waited:
+                self._news.setdefault(news.transfer_id, []).append(news)
         try:
-            return self._wait(ids, timeout, patience)
+            return self._wait(waited, timeout, patience)
         finally:
             with self._lock:
-                self._watched.subtract(ids)
-                for i in ids:
-                    if self._watched[i] <= 0:
-                        del self._watched[i]
-                        self._released.pop(i, None)
+                for news in waited:
+                    kept = [n for n in self._news[news.transfer_id] if n is not news]
+                    if kept:
+                        self._news[news.transfer_id] = kept
+                    else:
+                        del self._news[news.transfer_id]
 
     def _wait(
-        self, ids: list[int], timeout: float | None, patience: int | None
+        self, waited: list[_News], timeout: float | None, patience: int | None
     ) -> list[TransferRecord]:
         deadline = None if timeout is None else self._monotonic() + timeout
         settled: dict[int, TransferRecord] = {}
         latest: dict[int, TransferRecord] = {}
-        seen_release = -1  # nothing read yet: read them all
-        seen_pokes = -1
         last_full_read = -float("inf")
         while True:
             if self.halted is not None and not self.held():
                 raise self.halted
-            with self._lock:
-                count = self._release_count
-                poked, seen_pokes = self._pokes != seen_pokes, self._pokes
-                released = {
-                    i: outcome
-                    for i in ids
-                    if i not in settled
-                    for number, outcome in [self._released.get(i, (-1, None))]
-                    if number > seen_release
-                }
-            # Read after the counters: a release after this read carries a
-            # number this waiter has not seen, and is looked at next time.
-            held = self.held()
             # A transfer changes while a worker holds it; between workers only a
             # person (pause, cancel, retry: they wake the scheduler) changes it,
             # and a read every few seconds catches what came another way.
             # Waiting for 10,000 files must not read 10,000 rows ten times a second.
             remaining = None if deadline is None else deadline - self._monotonic()
             over = self._stopping.is_set() or (remaining is not None and remaining <= 0)
-            full = over or poked or self._monotonic() - last_full_read >= _FULL_READ_INTERVAL
+            full = over or self._monotonic() - last_full_read >= _FULL_READ_INTERVAL
             if full:
                 last_full_read = self._monotonic()
-                wanted = [i for i in ids if i not in settled]
-                known: list[TransferRecord] = []
-            else:
-                # What the worker ended with is what the journal holds: a
-                # person's change since then pokes, and pokes read again.
-                wanted = [i for i, outcome in released.items() if outcome is None]
-                known = [outcome for outcome in released.values() if outcome is not None]
-            seen_release = count
+            pending = [n for n in waited if n.transfer_id not in settled]
+            taken = [(n.transfer_id, news) for n in pending for news in [n.take()] if full or news]
+            # Read after the news: a release after this read brings news, looked at next time.
+            held = self.held()
+            known = [news.outcome for _i, news in taken if news and news.outcome is not None]
+            wanted = [i for i, news in taken if not news or news.outcome is None]
             for record in [*known, *self.journal.get_many(wanted)]:
                 latest[record.id] = record
                 if self.settled(record, patience) and record.id not in held:
                     settled[record.id] = record
-            if len(settled) == len(ids) or over:
-                return [latest[i] for i in ids if i in latest]
+            if len(settled) == len({n.transfer_id for n in waited}) or over:
+                return [latest[n.transfer_id] for n in waited if n.transfer_id in latest]
             with self._settled:
                 self._settled.wait(0.5 if remaining is None else min(0.5, remaining))
             # Woken by every finished transfer: gather a few before reading.
@@ -426,13 +408,43 @@ class Scheduler:
         finally:
             self.owners.release(transfer_id)
             with self._settled:
-                self._release_count += 1
-                if transfer_id in self._watched:
-                    self._released[transfer_id] = (self._release_count, outcome)
+                for news in self._news.get(transfer_id, ()):
+                    news.tell(outcome)
                 if outcome is not None and outcome.state is TransferState.FAILED:
                     self._failures[transfer_id] += 1
                 self._settled.notify_all()
             self._wake.set()  # a worker is free: look again
+
+
+class _Heard:
+    """What a waiter has heard of one transfer since it last looked."""
+
+    def __init__(self, outcome: TransferRecord | None) -> None:
+        self.outcome = outcome  # what the worker ended with; None: read the journal
+
+
+class _News:
+    """The news of one transfer for one waiter: set by the worker that let it go
+    (with the record it ended with) and by :meth:`Scheduler.wake` (read it again).
+
+    A waiter takes it when it looks, instead of reading every unsettled row.
+    """
+
+    def __init__(self, transfer_id: int) -> None:
+        self.transfer_id = transfer_id
+        self._lock = threading.Lock()
+        self._heard: _Heard | None = _Heard(None)  # nothing read yet: read it
+
+    def tell(self, outcome: TransferRecord | None) -> None:
+        with self._lock:
+            if self._heard is not None and self._heard.outcome is None:
+                return  # a read of the journal is due already: it sees this too
+            self._heard = _Heard(outcome)
+
+    def take(self) -> _Heard | None:
+        with self._lock:
+            heard, self._heard = self._heard, None
+            return heard
 
 
 def _now(wall: Callable[[], float]) -> datetime:
