@@ -36,10 +36,7 @@ version and a garbled message are a :class:`ControlChannelError` or a
 
 from __future__ import annotations
 
-import collections.abc
 import contextlib
-import dataclasses
-import enum
 import functools
 import getpass
 import hashlib
@@ -52,18 +49,17 @@ import stat
 import struct
 import sys
 import threading
-import types
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from multiprocessing.connection import Client, Connection, Listener
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any, Concatenate
 
 from desktop_app.core.errors import ControlChannelError, FerryError
 from desktop_app.core.facade import FacadeCall, facade_method
 from desktop_app.core.paths import describe_user, refuse_unsafe_dir
+from desktop_app.core.typed_json import Mismatch, decoder, to_json
 
 log = logging.getLogger(__name__)
 T = typing.TypeVar("T")
@@ -116,7 +112,7 @@ def endpoint_address(data_dir: Path) -> str:
 
 def encode_request(profile: str | None, call: FacadeCall) -> bytes:
     document = {"v": PROTOCOL_VERSION, "profile": profile, "call": call.method}
-    return _dump({**document, "args": _to_json(call.args), "kwargs": _to_json(call.kwargs)})
+    return _dump({**document, "args": to_json(call.args), "kwargs": to_json(call.kwargs)})
 
 
 def decode_request(payload: bytes, facade: type[Any]) -> tuple[str | None, FacadeCall]:
@@ -128,9 +124,9 @@ def decode_request(payload: bytes, facade: type[Any]) -> tuple[str | None, Facad
         raise _garbled("request", "no method named")
     function = facade_method(facade, method)
     try:
-        profile: str | None = _decoder(str | None)(document.get("profile"))
+        profile: str | None = decoder(str | None)(document.get("profile"))
         args, kwargs = _decode_arguments(function, document.get("args"), document.get("kwargs"))
-    except _Mismatch as exc:
+    except Mismatch as exc:
         raise _garbled("request", f"{method}{exc.where} {exc.problem}") from None
     return profile, FacadeCall(method, args, kwargs)
 
@@ -139,12 +135,12 @@ def _decode_arguments(
     function: Callable[..., Any], args: Any, kwargs: Any
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     if type(args) is not list or type(kwargs) is not dict:
-        raise _Mismatch("has no argument list")
+        raise Mismatch("has no argument list")
     hints = _hints(function)
     parameters = list(inspect.signature(function).parameters.values())[1:]  # self
     positional = [p for p in parameters if p.kind in _POSITIONAL]
     if len(args) > len(positional):
-        raise _Mismatch(f"takes {len(positional)} positional argument(s), not {len(args)}")
+        raise Mismatch(f"takes {len(positional)} positional argument(s), not {len(args)}")
     decoded = []
     for parameter, value in zip(positional, args, strict=False):
         decoded.append(_argument(hints, parameter.name, value))
@@ -152,7 +148,7 @@ def _decode_arguments(
     named = {}
     for name, value in kwargs.items():
         if name not in by_name:
-            raise _Mismatch(f"takes no argument {name[:40]!r}")
+            raise Mismatch(f"takes no argument {name[:40]!r}")
         named[name] = _argument(hints, name, value)
     return tuple(decoded), named
 
@@ -162,11 +158,11 @@ _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_O
 
 def _argument(hints: dict[str, Any], name: str, value: Any) -> Any:
     try:
-        return _decoder(hints[name])(value)
-    except _Mismatch as exc:
+        return decoder(hints[name])(value)
+    except Mismatch as exc:
         raise exc.at(f"({name})") from None
     except TypeError:  # a parameter with no JSON form: not for other commands
-        raise _Mismatch("cannot be asked for over the local endpoint") from None
+        raise Mismatch("cannot be asked for over the local endpoint") from None
 
 
 def _hints(function: Callable[..., Any]) -> dict[str, Any]:
@@ -182,7 +178,7 @@ def encode_reply(reply: ControlReply) -> bytes:
     if isinstance(reply, ControlFailed):
         body = {"failed": {"title": reply.title, "message": reply.message}}
     else:
-        body = {"result": _to_json(reply.value)}
+        body = {"result": to_json(reply.value)}
     return _dump({"v": PROTOCOL_VERSION, **body})
 
 
@@ -192,8 +188,8 @@ def decode_reply(payload: bytes) -> ControlReply:
     if "result" in document:
         return ControlReturned(document["result"])
     try:
-        failed: ControlFailed = _decoder(ControlFailed)(document.get("failed"))
-    except _Mismatch as exc:
+        failed: ControlFailed = decoder(ControlFailed)(document.get("failed"))
+    except Mismatch as exc:
         raise _garbled("answer", f"failed{exc.where} {exc.problem}") from None
     return failed
 
@@ -201,8 +197,8 @@ def decode_reply(payload: bytes) -> ControlReply:
 def decode_result(function: Callable[..., Any], value: Any) -> Any:
     """A returned value as the type ``function`` declares it returns."""
     try:
-        return _decoder(_hints(function)["return"])(value)
-    except _Mismatch as exc:
+        return decoder(_hints(function)["return"])(value)
+    except Mismatch as exc:
         raise _garbled("answer", f"{function.__name__}{exc.where} {exc.problem}") from None
 
 
@@ -241,200 +237,6 @@ def _garbled(what: str, detail: str) -> ControlChannelError:
         "If this repeats, stop the running Ferry and start it again.",
         title=f"Unreadable {what}",
     )
-
-
-def _to_json(value: object) -> Any:
-    """A message's value as JSON: dataclasses as objects, enums by value, times in ISO 8601,
-    paths as text, sequences and sets as lists; anything else is refused (TypeError)."""
-    if value is None or type(value) in (bool, int, float, str):
-        return value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {name: _to_json(getattr(value, name)) for name in _field_types(type(value))}
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, PurePath):
-        return str(value)
-    if isinstance(value, tuple | list | set | frozenset):
-        return [_to_json(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): _to_json(item) for key, item in value.items()}
-    raise TypeError(f"no JSON form for {type(value).__name__}")
-
-
-class _Mismatch(Exception):
-    """A value is not what its field's type says; ``where`` grows as it goes up."""
-
-    def __init__(self, problem: str, where: str = "") -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.where = where
-
-    def at(self, step: str) -> _Mismatch:
-        return _Mismatch(self.problem, step + self.where)
-
-
-Decoder = Callable[[Any], Any]
-_DECODERS: dict[Any, Decoder] = {}
-_FIELDS: dict[type[Any], dict[str, Any]] = {}
-
-
-def _field_types(cls: type[Any]) -> dict[str, Any]:
-    """A dataclass's field types, resolved once (a reply may hold thousands of records)."""
-    if cls not in _FIELDS:
-        hints = typing.get_type_hints(cls)
-        _FIELDS[cls] = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-    return _FIELDS[cls]
-
-
-def _decoder(tp: Any) -> Decoder:
-    """A function that turns JSON into ``tp``, checked all the way down, else _Mismatch.
-
-    Built once a type: each field's decoder is found when the type is first met."""
-    if tp not in _DECODERS:
-        _DECODERS[tp] = _build_decoder(tp)
-    return _DECODERS[tp]
-
-
-def _build_decoder(tp: Any) -> Decoder:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (types.UnionType, typing.Union):
-        return _union_decoder(args)
-    if origin in _SEQUENCES and (origin is not tuple or args[1:] == (Ellipsis,)):
-        return _sequence_decoder(_decoder(args[0]), _SEQUENCES[origin])
-    if origin in (dict, collections.abc.Mapping) and args[0] in (int, str):
-        return _mapping_decoder(args[0], _decoder(args[1]))
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return _dataclass_decoder(tp)
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return _enum_decoder(tp)
-    if tp is datetime:
-        return _time_decoder
-    if tp is Path:
-        return _path_decoder
-    if tp in (str, bool, int, float, type(None)):
-        return _plain_decoder(tp)
-    raise TypeError(f"no JSON form for {tp!r}")
-
-
-# What a JSON list becomes for each sequence type a field or parameter declares.
-_SEQUENCES: dict[Any, type[Any]] = {
-    tuple: tuple,
-    list: list,
-    set: set,
-    frozenset: frozenset,
-    collections.abc.Iterable: list,
-    collections.abc.Sequence: list,
-}
-
-
-def _union_decoder(args: tuple[Any, ...]) -> Decoder:
-    optional = type(None) in args
-    choices = [_decoder(arg) for arg in args if arg is not type(None)]
-
-    def decode(value: Any) -> Any:
-        if value is None and optional:
-            return None
-        first: _Mismatch | None = None
-        for choice in choices:
-            try:
-                return choice(value)
-            except _Mismatch as exc:
-                first = first or exc
-        raise first or _Mismatch("is null")
-
-    return decode
-
-
-def _sequence_decoder(item: Decoder, kind: type[Any]) -> Decoder:
-    def decode(value: Any) -> Any:
-        if type(value) is not list:
-            raise _Mismatch("is not a list")
-        items = []
-        for index, element in enumerate(value):
-            try:
-                items.append(item(element))
-            except _Mismatch as exc:
-                raise exc.at(f"[{index}]") from None
-        return items if kind is list else kind(items)
-
-    return decode
-
-
-def _mapping_decoder(key_type: type[Any], item: Decoder) -> Decoder:
-    def decode(value: Any) -> Any:
-        if type(value) is not dict:
-            raise _Mismatch("is not an object")
-        decoded = {}
-        for key, element in value.items():
-            if key_type is int and not (key.isascii() and key.lstrip("-").isdigit()):
-                raise _Mismatch(f"has the key {key[:40]!r}, not a number")
-            try:
-                decoded[key_type(key)] = item(element)
-            except _Mismatch as exc:
-                raise exc.at(f"[{key}]") from None
-        return decoded
-
-    return decode
-
-
-def _dataclass_decoder(cls: type[Any]) -> Decoder:
-    fields = {name: _decoder(tp) for name, tp in _field_types(cls).items()}
-
-    def decode(value: Any) -> Any:
-        if type(value) is not dict:
-            raise _Mismatch("is not an object")
-        unknown = value.keys() - fields.keys()
-        if unknown:
-            raise _Mismatch(f"has unknown fields {sorted(unknown)[:5]}")
-        known = {}
-        for name, element in value.items():
-            try:
-                known[name] = fields[name](element)
-            except _Mismatch as exc:
-                raise exc.at(f".{name}") from None
-        try:
-            return cls(**known)
-        except (TypeError, ValueError):  # a field without a default is missing
-            raise _Mismatch(f"lacks fields of {cls.__name__}") from None
-
-    return decode
-
-
-def _enum_decoder(cls: type[enum.Enum]) -> Decoder:
-    def decode(value: Any) -> Any:
-        try:
-            return cls(value)
-        except ValueError:
-            raise _Mismatch(f"is not a {cls.__name__}") from None
-
-    return decode
-
-
-def _time_decoder(value: Any) -> datetime:
-    if type(value) is str:
-        with contextlib.suppress(ValueError):
-            return datetime.fromisoformat(value)
-    raise _Mismatch("is not a time")
-
-
-def _path_decoder(value: Any) -> Path:
-    if type(value) is str and value and "\0" not in value:
-        return Path(value)
-    raise _Mismatch("is not a path")
-
-
-def _plain_decoder(tp: type[Any]) -> Decoder:
-    def decode(value: Any) -> Any:
-        # Exact types: True is an int to Python, never to a message.
-        if type(value) is tp:
-            return value
-        if tp is float and type(value) is int:
-            return float(value)
-        raise _Mismatch(f"is not {'null' if tp is type(None) else tp.__name__}")
-
-    return decode
 
 
 # -- framing and who is at the other end ---------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from desktop_app.core import control
+from desktop_app.core import typed_json
 from desktop_app.core.app import Ferry
 from desktop_app.core.control import (
     MAX_REPLY,
@@ -156,7 +156,7 @@ def test_only_values_of_the_codec_are_encoded() -> None:
 def test_every_offered_method_has_a_json_form_for_its_arguments_and_result(name: str) -> None:
     function = getattr(Ferry, name)
     for tp in typing.get_type_hints(function).values():
-        control._decoder(tp)  # raises TypeError for a type the codec refuses
+        typed_json.decoder(tp)  # raises TypeError for a type the codec refuses
 
 
 @pytest.mark.parametrize(
