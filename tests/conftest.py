@@ -732,6 +732,13 @@ def proxy_profile(
 @pytest.fixture
 def moto_ferry(ferry_env: Environment, tmp_path: Path) -> Iterator[Ferry]:
     """Ferry on moto's in-process S3 (fast unit tests): profile "aws", 5 MiB parts."""
+    with open_moto_ferry(ferry_env, tmp_path) as app:
+        yield app
+
+
+@contextlib.contextmanager
+def open_moto_ferry(ferry_env: Environment, tmp_path: Path, **profile: Any) -> Iterator[Ferry]:
+    """A Ferry on moto's S3 and an SQLite catalog; keyword arguments change its profile."""
     from moto import mock_aws
 
     from desktop_app.core.config import Profile
@@ -746,13 +753,13 @@ def moto_ferry(ferry_env: Environment, tmp_path: Path) -> Iterator[Ferry]:
                 catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
                 access_key_id="AKIDUNIT",
                 part_size=5 * 1024 * 1024,
+                **profile,
             ),
             make_default=True,
         )
         ferry_env.secrets.set("aws", SecretKind.S3_SECRET_KEY, "unit-secret")
-        app = Ferry.open(ferry_env)
-        yield app
-        app.close()
+        with Ferry.open(ferry_env) as app:
+            yield app
 
 
 @pytest.fixture

@@ -85,7 +85,7 @@ from desktop_app.core.system_bus import (
 from desktop_app.core.transfers.coordinator import TransferCoordinator
 from desktop_app.core.transfers.engine import EngineOptions, TransferEngine
 from desktop_app.core.transfers.retry import RetryPolicy
-from desktop_app.core.transfers.scheduler import HoldReason, Scheduler, SchedulerOptions
+from desktop_app.core.transfers.scheduler import HoldReason, Runs, Scheduler, SchedulerOptions
 from desktop_app.core.watcher import FolderStatus, FolderWatcher, WatchedFolder, WatchedFolderStore
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ class RunMode(enum.Enum):
 
     def scheduler_options(self, workers: int) -> SchedulerOptions:
         if self is RunMode.ONE_SHOT:
-            return SchedulerOptions(workers=workers, probe_interval=5.0, run_all=False)
+            return SchedulerOptions(workers=workers, probe_interval=5.0, runs=Runs.AWAITED)
         return SchedulerOptions(workers=workers, probe_interval=15.0)
 
 
@@ -388,7 +388,7 @@ class Ferry:
         """Write the paths into the journal as transfers and wake the scheduler."""
         key_prefix = self.profile.prefix if prefix is None else prefix
         queued = self.engine.intake.queue_paths(paths, key_prefix)
-        self.scheduler.include(r.id for r in queued)
+        self.scheduler.wake()
         return queued
 
     def wait(
@@ -396,10 +396,12 @@ class Ferry:
     ) -> list[TransferRecord]:
         """Run until each transfer is settled (done, duplicate, cancelled, or failed
         for good in this run, or ``patience`` attempts failed); returns them as they then are."""
-        ids = list(transfer_ids)
         self.start()
-        self.scheduler.include(ids)
-        return self.scheduler.wait(ids, patience=patience)
+        handles = self.scheduler.submit(transfer_ids)
+        try:
+            return self.scheduler.wait(handles, patience=patience)
+        finally:
+            self.scheduler.let_go(handles)
 
     def upload(
         self, paths: Iterable[Path | str], prefix: str | None = None
@@ -525,7 +527,12 @@ class Ferry:
         settle_seconds: float = 3.0,
         force_polling: bool = False,
     ) -> FolderWatcher:
-        """Start watching; settled files are queued and the scheduler is woken."""
+        """Start watching; settled files are queued and the scheduler is woken.
+
+        Only a resident Ferry watches: a one-shot one runs only what it waits for.
+        """
+        if self.mode is not RunMode.RESIDENT:
+            raise ValueError("Folders are watched by a resident Ferry (RunMode.RESIDENT)")
         policy = KeyConflictPolicy(self.profile.watch_key_conflict)
         self.start()
 
@@ -533,7 +540,8 @@ class Ferry:
             queued = self.engine.intake.queue_files(
                 [(f, folder.key_name(f)) for f in files], policy
             )
-            self.scheduler.include(r.id for r in queued)
+            if queued:
+                self.scheduler.wake()
 
         watcher = FolderWatcher(
             folders,

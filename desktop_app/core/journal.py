@@ -204,6 +204,23 @@ class TransferRecord:
     def multipart(self) -> bool:
         return self.part_count > 1 or self.upload_id is not None
 
+    @property
+    def resume_point(self) -> TransferState:
+        """The step a failed or interrupted transfer goes on from.
+
+        Read from the facts the later steps need, and from nothing else: an
+        ETag and a catalog row (the object was written: verify it), a row and
+        a SHA-256 (reserved: send, the parts the server has are kept), else
+        from the start. A second record of the point could disagree with the
+        facts after a crash between two writes; these cannot. The one step
+        back, to sending afresh, is :meth:`Journal.forget_upload`.
+        """
+        if self.etag is not None and self.catalog_file_id is not None:
+            return TransferState.VERIFYING
+        if self.catalog_file_id is not None and self.sha256 is not None:
+            return TransferState.UPLOADING
+        return TransferState.QUEUED
+
 
 @dataclass(frozen=True)
 class PartRecord:
@@ -1073,7 +1090,8 @@ class Journal:
         return PartDigests(rows[0].sha256, rows[0].part_size, md5s)
 
     def forget_upload(self, transfer_id: int) -> None:
-        """Drop the upload id and the parts: the next attempt starts the upload afresh."""
+        """Drop the upload, its parts and the object's ETag in one commit: the next
+        attempt sends the bytes afresh (its resume point goes back to sending)."""
         now = self.clock()
 
         def op(connection: Connection) -> Any:
@@ -1081,7 +1099,7 @@ class Journal:
             connection.execute(
                 update(transfers)
                 .where(transfers.c.id == transfer_id)
-                .values(upload_id=None, updated_at=now)
+                .values(upload_id=None, etag=None, updated_at=now)
             )
 
         self._write(op)

@@ -403,13 +403,14 @@ def test_a_cancelled_overwrite_leaves_the_stored_version_as_it_was(
         [queued] = ferry.engine.intake.queue_files(
             [(source, "minutes.docx")], KeyConflictPolicy.OVERWRITE
         )
-        ferry.scheduler.include([queued.id])
+        [handle] = ferry.scheduler.submit([queued.id])  # a one-shot Ferry runs what it awaits
         deadline = time.monotonic() + 30
         while not weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads"):
             assert time.monotonic() < deadline, "the overwrite never started sending"
             time.sleep(0.05)
         ferry.cancel([queued.id])
-        [cancelled] = ferry.wait([queued.id])
+        cancelled = handle.result(timeout=60)
+        ferry.scheduler.let_go([handle])
         assert cancelled.state is TransferState.CANCELLED
 
         restored = ferry.catalog.live(bucket, "minutes.docx")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core.app import Environment, Ferry
+from desktop_app.core.app import Environment, Ferry, RunMode
 from desktop_app.core.catalog import FileQuery
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.journal import TransferState
@@ -23,7 +23,7 @@ SETTLE = 1.0
 @pytest.fixture
 def ferry(weed_profile: Callable[..., None], ferry_env: Environment) -> Iterator[Ferry]:
     weed_profile()
-    app = Ferry.open(ferry_env)
+    app = Ferry.open(ferry_env, mode=RunMode.RESIDENT)
     yield app
     app.close()
 
@@ -138,7 +138,7 @@ def test_restart_uploads_exactly_the_files_added_meanwhile(
         (inbox / f"before-{n}.txt").write_text(f"before {n}")
 
     def session(expect_done: int) -> list[str]:
-        with Ferry.open(ferry_env) as app:
+        with Ferry.open(ferry_env, mode=RunMode.RESIDENT) as app:
             watcher = app.watch([WatchedFolder(inbox)], settle_seconds=SETTLE)
             try:
                 wait_until(lambda: done_count(app) == expect_done)

@@ -76,10 +76,9 @@ class TransferCoordinator:
         return [record.id for record in self.journal.all() if not record.state.finished]
 
     def _publish_all(self, ids: list[int] | None) -> None:
-        wanted = None if ids is None else set(ids)
-        for record in self.journal.all():
-            if wanted is None or record.id in wanted:
-                self.bus.publish(TransferChanged(TransferSnapshot.of(record)))
+        # All of them when none were named: one queued since the list was read is paused too.
+        for record in self.journal.all() if ids is None else self.journal.get_many(ids):
+            self.bus.publish(TransferChanged(TransferSnapshot.of(record)))
 
     def _wait_stopped(self, transfer_ids: list[int], patience: float) -> None:
         if transfer_ids and not self.holds.wait_released(transfer_ids, patience):
@@ -159,7 +158,7 @@ class TransferCoordinator:
             return self._reexamine(record)
         return self.engine.move(
             record.id,
-            self.engine.resume_state(record),
+            record.resume_point,
             facts=TransferFacts(attempts=0, paused=False),
         )
 

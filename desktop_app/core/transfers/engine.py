@@ -239,14 +239,6 @@ class TransferEngine:
         """Sent in one request: such files get workers of their own in the scheduler."""
         return size < self.options.single_put_threshold
 
-    @staticmethod
-    def resume_state(record: TransferRecord) -> TransferState:
-        if record.etag is not None and record.catalog_file_id is not None:
-            return TransferState.VERIFYING
-        if record.catalog_file_id is not None and record.sha256 is not None:
-            return TransferState.UPLOADING
-        return TransferState.QUEUED
-
     def require_own(self, record: TransferRecord) -> None:
         """Invariant 7: a transfer is sent and registered only with its own profile."""
         if record.profile != self.profile_name or record.bucket != self.storage.bucket:
@@ -344,7 +336,7 @@ class TransferEngine:
             if record.state is TransferState.FAILED:
                 if not record.failure_kind.retries_on_its_own:
                     return  # waits for a person
-                record = self.move(record.id, self.resume_state(record))
+                record = self.move(record.id, record.resume_point)
             control.check()
             self._run_steps(record, control, started)
         except Stopped:

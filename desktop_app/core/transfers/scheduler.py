@@ -5,6 +5,9 @@ entry point (``ferry upload``, a drop on the window, a watched folder, Retry,
 a repair, resume at start) only writes the journal and calls :meth:`wake`;
 nothing else runs a transfer. Promises:
 
+- a one-shot Ferry runs only the transfers someone waits for: those it was
+  given :class:`~desktop_app.core.transfers.handles.TransferHandle` s for by
+  :meth:`submit` and has not let go; a resident one runs every runnable one;
 - a transfer is handed to at most one worker at a time, and never while a
   person's action holds it: the scheduler takes the transfer's hold in the
   engine's one registry (:mod:`desktop_app.core.transfers.holds`) before it
@@ -41,6 +44,7 @@ from datetime import UTC, datetime
 from desktop_app.core.errors import FerryError
 from desktop_app.core.journal import TransferRecord, TransferState
 from desktop_app.core.transfers.engine import TransferEngine
+from desktop_app.core.transfers.handles import HandleRegistry, ReadAgain, TransferHandle
 from desktop_app.core.transfers.sender import TransferControl
 
 log = logging.getLogger(__name__)
@@ -58,13 +62,20 @@ class HoldReason(enum.Enum):
         return "this computer is on a metered connection"
 
 
+class Runs(enum.Enum):
+    """Which runnable transfers a scheduler hands to its workers."""
+
+    EVERY_RUNNABLE = "every_runnable"  # the window, `ferry watch`
+    AWAITED = "awaited"  # a command that ends: those it holds handles for
+
+
 @dataclass(frozen=True)
 class SchedulerOptions:
     workers: int = 8
     small_share: float = 0.25  # of the workers, kept for files sent in one request
     probe_interval: float = 15.0  # seconds between endpoint probes while something waits
     idle_poll: float = 30.0  # look at the journal at least this often
-    run_all: bool = True  # False: only the transfers handed to include() (one-shot commands)
+    runs: Runs = Runs.EVERY_RUNNABLE
     sleep_jump: float = 30.0  # wall clock ahead of monotonic by this much: the machine slept
     keep_alive_interval: float = 30.0  # seconds between touches of running uploads' rows
 
@@ -97,12 +108,9 @@ class Scheduler:
         # A person's action skipped by dispatch meanwhile may be runnable now.
         self.owners.on_released = self.wake
         self._failures: collections.Counter[int] = collections.Counter()  # in this run
-        self._included: set[int] = set()
         self._refused: set[int] = set()
-        # The news of each transfer someone waits for (a long-running window
-        # waits for none): a worker's outcome, or "read it again".
-        self._news: dict[int, list[_News]] = {}
-        self._settled = threading.Condition(self._lock)
+        # The transfers someone waits for (a long-running window waits for none).
+        self._handles = HandleRegistry(self._lock, self.wait)
         self._wake = threading.Event()
         self._fresh = threading.Event()  # the journal may hold new work: read it again
         self._candidates: list[tuple[int, int]] = []  # (id, size) from the last reading
@@ -134,22 +142,22 @@ class Scheduler:
         """Transfers waiting for their next try time are tried at the next look; how many."""
         return self.journal.retry_now(self.profiles, _now(self._wall))
 
-    def include(self, transfer_ids: Iterable[int]) -> None:
-        """Let a one-shot scheduler (``run_all`` off) run these transfers; wake it."""
-        if not self.options.run_all:
-            with self._lock:
-                self._included.update(transfer_ids)
+    def submit(self, transfer_ids: Iterable[int]) -> list[TransferHandle]:
+        """A handle on each transfer, to wait on; a one-shot scheduler runs them
+        until every handle on them is let go (:meth:`let_go`)."""
+        handles = self._handles.issue(transfer_ids)
         self.wake()
+        return handles
+
+    def let_go(self, handles: Iterable[TransferHandle]) -> None:
+        """No longer wait for these (a one-shot scheduler stops starting them)."""
+        self._handles.let_go(handles)
 
     def wake(self) -> None:
         """Look at the journal now: something was queued, retried, paused or cancelled."""
         self._fresh.set()
         self._wake.set()
-        with self._settled:
-            for news in self._news.values():  # waiters read what they wait for again
-                for one in news:
-                    one.tell(None)
-            self._settled.notify_all()
+        self._handles.tell_everyone_to_read()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -158,8 +166,7 @@ class Scheduler:
         if self._thread.is_alive():
             self._thread.join(timeout=120)
         self._pool.shutdown(wait=True, cancel_futures=True)
-        with self._settled:
-            self._settled.notify_all()
+        self._handles.tell_everyone_to_read()
 
     def hold_back(self, reason: HoldReason, holding: bool) -> bool:
         """Hold every upload back for a reason (running ones stop at their next check
@@ -207,35 +214,18 @@ class Scheduler:
 
     def wait(
         self,
-        transfer_ids: Iterable[int],
+        handles: list[TransferHandle],
         timeout: float | None = None,
         *,
         patience: int | None = None,
     ) -> list[TransferRecord]:
-        """Block until each transfer is settled; returns them as they then are.
+        """Block until each handle's transfer is settled (or ``timeout`` seconds
+        passed); returns them as they then are.
 
         Raises the journal's error if the scheduler had to halt (disk full):
         then nothing can be recorded, and the transfers stay as the journal
         last knew them, to resume when space is back.
         """
-        waited = [_News(i) for i in transfer_ids]
-        with self._lock:
-            for news in waited:
-                self._news.setdefault(news.transfer_id, []).append(news)
-        try:
-            return self._wait(waited, timeout, patience)
-        finally:
-            with self._lock:
-                for news in waited:
-                    kept = [n for n in self._news[news.transfer_id] if n is not news]
-                    if kept:
-                        self._news[news.transfer_id] = kept
-                    else:
-                        del self._news[news.transfer_id]
-
-    def _wait(
-        self, waited: list[_News], timeout: float | None, patience: int | None
-    ) -> list[TransferRecord]:
         deadline = None if timeout is None else self._monotonic() + timeout
         settled: dict[int, TransferRecord] = {}
         latest: dict[int, TransferRecord] = {}
@@ -246,28 +236,42 @@ class Scheduler:
             # A transfer changes while a worker holds it; between workers only a
             # person (pause, cancel, retry: they wake the scheduler) changes it,
             # and a read every few seconds catches what came another way.
-            # Waiting for 10,000 files must not read 10,000 rows ten times a second.
             remaining = None if deadline is None else deadline - self._monotonic()
             over = self._stopping.is_set() or (remaining is not None and remaining <= 0)
             full = over or self._monotonic() - last_full_read >= _FULL_READ_INTERVAL
             if full:
                 last_full_read = self._monotonic()
-            pending = [n for n in waited if n.transfer_id not in settled]
-            taken = [(n.transfer_id, news) for n in pending for news in [n.take()] if full or news]
+            heard = self._take_news([h for h in handles if h.transfer_id not in settled], full)
             # Read after the news: a release after this read brings news, looked at next time.
             held = self.held()
-            known = [news.outcome for _i, news in taken if news and news.outcome is not None]
-            wanted = [i for i, news in taken if not news or news.outcome is None]
-            for record in [*known, *self.journal.get_many(wanted)]:
+            for record in self._records(heard):
                 latest[record.id] = record
                 if self.settled(record, patience) and record.id not in held:
                     settled[record.id] = record
-            if len(settled) == len({n.transfer_id for n in waited}) or over:
-                return [latest[n.transfer_id] for n in waited if n.transfer_id in latest]
-            with self._settled:
-                self._settled.wait(0.5 if remaining is None else min(0.5, remaining))
+            if len(settled) == len({h.transfer_id for h in handles}) or over:
+                return [latest[h.transfer_id] for h in handles if h.transfer_id in latest]
+            with self._handles.changed:
+                self._handles.changed.wait(0.5 if remaining is None else min(0.5, remaining))
             # Woken by every finished transfer: gather a few before reading.
             self._stopping.wait(0.05)
+
+    @staticmethod
+    def _take_news(
+        handles: list[TransferHandle], everything: bool
+    ) -> dict[int, TransferRecord | ReadAgain]:
+        """What each handle heard; with ``everything``, those that heard nothing
+        are read again too."""
+        heard: dict[int, TransferRecord | ReadAgain] = {}
+        for handle in handles:
+            news = handle.take()
+            if news is not None or everything:
+                heard[handle.transfer_id] = ReadAgain.JOURNAL if news is None else news
+        return heard
+
+    def _records(self, heard: dict[int, TransferRecord | ReadAgain]) -> list[TransferRecord]:
+        known = [news for news in heard.values() if isinstance(news, TransferRecord)]
+        wanted = [i for i, news in heard.items() if news is ReadAgain.JOURNAL]
+        return [*known, *self.journal.get_many(wanted)]
 
     # -- the loop -----------------------------------------------------------------
 
@@ -359,7 +363,7 @@ class Scheduler:
                     break
                 if transfer_id in self._refused:
                     continue
-                if not self.options.run_all and transfer_id not in self._included:
+                if self.options.runs is Runs.AWAITED and not self._handles.awaited(transfer_id):
                     continue
                 if policy.gave_up(self._failures[transfer_id]):
                     continue
@@ -407,44 +411,11 @@ class Scheduler:
             log.exception("Transfer %s could not run", transfer_id)
         finally:
             self.owners.release(transfer_id)
-            with self._settled:
-                for news in self._news.get(transfer_id, ()):
-                    news.tell(outcome)
-                if outcome is not None and outcome.state is TransferState.FAILED:
+            if outcome is not None and outcome.state is TransferState.FAILED:
+                with self._lock:
                     self._failures[transfer_id] += 1
-                self._settled.notify_all()
+            self._handles.tell(transfer_id, ReadAgain.JOURNAL if outcome is None else outcome)
             self._wake.set()  # a worker is free: look again
-
-
-class _Heard:
-    """What a waiter has heard of one transfer since it last looked."""
-
-    def __init__(self, outcome: TransferRecord | None) -> None:
-        self.outcome = outcome  # what the worker ended with; None: read the journal
-
-
-class _News:
-    """The news of one transfer for one waiter: set by the worker that let it go
-    (with the record it ended with) and by :meth:`Scheduler.wake` (read it again).
-
-    A waiter takes it when it looks, instead of reading every unsettled row.
-    """
-
-    def __init__(self, transfer_id: int) -> None:
-        self.transfer_id = transfer_id
-        self._lock = threading.Lock()
-        self._heard: _Heard | None = _Heard(None)  # nothing read yet: read it
-
-    def tell(self, outcome: TransferRecord | None) -> None:
-        with self._lock:
-            if self._heard is not None and self._heard.outcome is None:
-                return  # a read of the journal is due already: it sees this too
-            self._heard = _Heard(outcome)
-
-    def take(self) -> _Heard | None:
-        with self._lock:
-            heard, self._heard = self._heard, None
-            return heard
 
 
 def _now(wall: Callable[[], float]) -> datetime:

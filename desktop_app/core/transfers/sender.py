@@ -668,10 +668,9 @@ class ObjectSender:
         )
 
     def abandon(self, record: TransferRecord) -> None:
-        """Forget the upload and its ETag so that the next attempt sends the bytes afresh.
-
-        The state is left to the caller (the engine fails the attempt, and the
-        next one resumes at uploading since the ETag is gone).
+        """Abort the upload and forget it and its ETag: the next attempt sends the
+        bytes afresh. The state is left to the caller (the engine fails the
+        attempt; the next one resumes at sending, see ``resume_point``).
         """
         if record.upload_id is not None:
             try:
@@ -681,4 +680,3 @@ class ObjectSender:
                 log.warning("Upload %s of %s could not be aborted: %s",
                             record.upload_id, record.key, exc.message)  # fmt: skip
         self.journal.forget_upload(record.id)
-        self.journal.update(record.id, TransferFacts(etag=None))
