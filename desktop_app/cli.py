@@ -450,10 +450,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
                 if outcome.object_deleted:
                     print(f"deleted {key}")
                 else:
-                    print(
-                        f"{key}: removed from the catalog, but the object could not be deleted "
-                        f"({outcome.error}); `ferry check` will offer to remove it."
-                    )
+                    print(f"{key}: removed from the catalog; its object was not deleted.")
+                    print(f"  {outcome.error}")
         if args.json:
             _emit({"deleted": results})
         return EXIT_FAILED if failed else EXIT_OK

@@ -13,13 +13,22 @@ from __future__ import annotations
 import contextlib
 import http.client
 import http.server
+import re
 import socket
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+_XML_ETAG = re.compile(r"<ETag>(&quot;|&#34;|\")?([^<&\"]*)(&quot;|&#34;|\")?</ETag>")
+_SIGNATURE_HEADERS = {"authorization", "x-amz-date", "x-amz-content-sha256", "content-length"}
 
 
 class _QuietServer(http.server.ThreadingHTTPServer):
@@ -62,6 +71,11 @@ class FaultProxy:
     in_flight: dict[int, Request] = field(default_factory=dict)
     connections: set[socket.socket] = field(default_factory=set)
     port: int = 0
+    # Set (access key, secret key): every ETag the server answers, in headers and
+    # XML, is replaced by a stable random 32-hex one (as SSE-KMS answers), and
+    # requests naming such ETags are translated back and signed again.
+    mask_etags_for: tuple[str, str] | None = None
+    masks: dict[str, str] = field(default_factory=dict)  # the server's ETag -> the one shown
 
     def start(self) -> str:
         self._serve()
@@ -115,9 +129,17 @@ class FaultProxy:
                     body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1 :]
                 connection = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                if proxy.mask_etags_for is not None:
+                    body, headers = proxy._unmasked(self.command, self.path, body, headers)
                 connection.request(self.command, self.path, body=body, headers=headers)
                 response = connection.getresponse()
                 data = response.read()
+                xml = "xml" in (response.getheader("Content-Type") or "")
+                if proxy.mask_etags_for is not None and xml:
+                    data = _XML_ETAG.sub(
+                        lambda m: f"<ETag>&quot;{proxy._mask(m.group(2))}&quot;</ETag>",
+                        data.decode("utf-8", "replace"),
+                    ).encode()
                 if fault is not None and fault.action == "truncate":
                     data = data[: len(data) // 2]
                 self.send_response(response.status)
@@ -129,6 +151,8 @@ class FaultProxy:
                     opaque = fault is not None and fault.action == "opaque_etag"
                     if name.lower() == "etag" and opaque:  # as encryption at rest answers
                         value = '"opaque-not-an-md5"'
+                    elif name.lower() == "etag" and proxy.mask_etags_for is not None:
+                        value = f'"{proxy._mask(value.strip(chr(34)))}"'
                     if name.lower() not in skip:
                         self.send_header(name, value)
                 self.end_headers()
@@ -163,6 +187,38 @@ class FaultProxy:
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def _mask(self, etag: str) -> str:
+        with self.lock:
+            return self.masks.setdefault(etag, uuid.uuid4().hex)
+
+    def _unmasked(
+        self, method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[bytes, dict[str, str]]:
+        """The request as the server must see it: its ETags the server's own, signed again."""
+        assert self.mask_etags_for is not None
+        with self.lock:
+            real = {shown: etag for etag, shown in self.masks.items()}
+        text = body.decode("utf-8", "replace") if b"<ETag>" in body else None
+        if text is not None:
+            body = _XML_ETAG.sub(
+                lambda m: f'<ETag>"{real.get(m.group(2), m.group(2))}"</ETag>', text
+            ).encode()
+        for name in list(headers):
+            if name.lower() in ("if-match", "x-amz-copy-source-if-match"):
+                shown = headers[name].strip('"')
+                headers[name] = f'"{real.get(shown, shown)}"'
+        request = AWSRequest(
+            method=method,
+            url=f"http://{headers.get('Host') or headers.get('host')}{path}",
+            data=body,
+            headers={k: v for k, v in headers.items() if k.lower() not in _SIGNATURE_HEADERS},
+        )
+        access, secret = self.mask_etags_for
+        S3SigV4Auth(Credentials(access, secret), "s3", "us-east-1").add_auth(request)
+        signed = dict(request.headers.items())
+        signed["Content-Length"] = str(len(body))
+        return body, signed
 
     def go_down(self) -> list[Request]:
         """The endpoint vanishes; returns the requests that were in flight."""

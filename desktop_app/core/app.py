@@ -37,7 +37,7 @@ from desktop_app.core.config import (
     profile_from_environment,
 )
 from desktop_app.core.control import ControlServer, endpoint_address
-from desktop_app.core.errors import FerryError, StorageError
+from desktop_app.core.errors import ErrorCause, FerryError, StorageError, StorageErrorKind
 from desktop_app.core.events import EventBus
 from desktop_app.core.facade import FacadeCall, invoke
 from desktop_app.core.journal import (
@@ -472,8 +472,34 @@ class Ferry:
     # -- catalog ----------------------------------------------------------------
 
     def delete(self, key: str) -> DeleteOutcome:
-        """Invariant 2: the row is marked deleted (committed) before the object goes."""
-        return self.catalog.delete(self.profile.bucket, key, self.storage.delete_object)
+        """Invariant 2: the row is marked deleted (committed) before the object goes.
+
+        The object goes only while it is the one Ferry registered (If-Match on
+        the row's ETag): one another program wrote over it since stays.
+        """
+        return self.catalog.delete(self.profile.bucket, key, self._delete_registered)
+
+    def _delete_registered(self, row: FileRecord) -> None:
+        try:
+            self.storage.delete_object(row.key, if_match=row.etag)
+        except StorageError as exc:
+            if exc.kind is StorageErrorKind.PRECONDITION_FAILED:
+                raise StorageError(
+                    f"The object at {row.key!r} is no longer the one Ferry uploaded: another "
+                    "program wrote that key since. It was left in place; only Ferry's record "
+                    "of the file was removed.",
+                    kind=StorageErrorKind.PERMANENT,
+                    code=exc.code,
+                    title="Written by another program",
+                    cause=ErrorCause.CONFLICT,
+                ) from None
+            raise StorageError(
+                f"{exc.message} `ferry check` will offer to remove the object.",
+                kind=exc.kind,
+                code=exc.code,
+                title=exc.title,
+                cause=exc.cause,
+            ) from None
 
     def outbox_backlog(self) -> OutboxBacklog:
         """Catalog events not yet published by a relay (and those set aside)."""
@@ -531,8 +557,8 @@ class Ferry:
 
         Only a resident Ferry watches: a one-shot one runs only what it waits for.
         """
-        if self.mode is not RunMode.RESIDENT:
-            raise ValueError("Folders are watched by a resident Ferry (RunMode.RESIDENT)")
+        if self.scheduler.options.runs is not Runs.EVERY_RUNNABLE:
+            raise ValueError("Folders are watched by a Ferry that runs every runnable transfer")
         policy = KeyConflictPolicy(self.profile.watch_key_conflict)
         self.start()
 
@@ -556,8 +582,12 @@ class Ferry:
     # -- consistency --------------------------------------------------------------
 
     def checker(self) -> ConsistencyChecker:
-        def reupload(source: Path, key: str, file_id: int, sha256: str) -> bool:
-            record = self.engine.intake.queue_reupload(source, key, file_id, sha256)
+        def reupload(
+            source: Path, key: str, file_id: int, sha256: str, replaces_etag: str | None
+        ) -> bool:
+            record = self.engine.intake.queue_reupload(
+                source, key, file_id, sha256, replaces_etag=replaces_etag
+            )
             [finished] = self.wait([record.id])
             return finished.state is TransferState.DONE
 

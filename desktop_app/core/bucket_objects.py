@@ -44,6 +44,7 @@ class ObjectInfo:
     etag: str  # without quotes
     last_modified: datetime
     metadata: Mapping[str, str] = field(default_factory=dict)
+    encryption: str | None = None  # as the server names it ("aws:kms", "AES256", "SSE-C")
 
     @property
     def sha256(self) -> str | None:
@@ -52,6 +53,27 @@ class ObjectInfo:
             if name.lower() == SHA256_METADATA:
                 return value.lower()
         return None
+
+
+@dataclass(frozen=True)
+class WriteAnswer:
+    """What a server said on storing bytes: the ETag, and the encryption applied."""
+
+    etag: str  # without quotes
+    encryption: str | None = None
+
+
+@dataclass(frozen=True)
+class WriteCondition:
+    """What the key must hold for a write to land: no object (``replacing`` None),
+    or the object with that ETag (Ferry's own, which an overwrite replaces)."""
+
+    replacing: str | None = None
+
+    def describe(self) -> str:
+        if self.replacing is None:
+            return "no object"
+        return f"Ferry's object with ETag {self.replacing}"
 
 
 @dataclass(frozen=True)

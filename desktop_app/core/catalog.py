@@ -604,9 +604,11 @@ class CatalogService:
             if replaced is not None:
                 details["replaces"] = replaced.id
             self._audit(connection, AuditAction.RESERVE, record, details)
+            # Stepped aside from active (a missing one is not returned): its object stays.
+            replaced_etag = replaced.etag if replaced is not None else None
             if source is not None:
-                return Reservation(ReservationOutcome.COPY, record, source)
-            return Reservation(ReservationOutcome.RESERVED, record)
+                return Reservation(ReservationOutcome.COPY, record, source, replaced_etag)
+            return Reservation(ReservationOutcome.RESERVED, record, replaced_etag=replaced_etag)
 
         try:
             order = f"{intent.bucket}/{intent.key}"
@@ -1064,15 +1066,17 @@ class CatalogService:
 
         self._run(f"record an error on row {file_id}", work)
 
-    def delete(self, bucket: str, key: str, delete_object: Callable[[str], None]) -> DeleteOutcome:
-        """Mark the row deleted (committed), then delete the object.
+    def delete(
+        self, bucket: str, key: str, delete_object: Callable[[FileRecord], None]
+    ) -> DeleteOutcome:
+        """Mark the row deleted (committed), then delete its object (given the row).
 
         A failure of the object delete is logged with key and reason, kept on
         the row and in the audit log, and left to the consistency check.
         """
         record = self.mark_deleted(bucket, key)
         try:
-            delete_object(key)
+            delete_object(record)
         except Exception as exc:  # any storage failure: never swallowed, recorded
             reason = str(exc)
             log.error("Deleting object %r failed after its row was deleted: %s", key, reason)

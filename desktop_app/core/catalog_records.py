@@ -120,6 +120,9 @@ class Reservation:
     outcome: ReservationOutcome
     record: FileRecord
     source: FileRecord | None = None  # for COPY: the verified row to copy from
+    # A new row of an overwrite: the ETag of Ferry's object it replaces (None:
+    # the key holds none of Ferry's, so nothing may be written over).
+    replaced_etag: str | None = None
 
 
 @dataclass(frozen=True)

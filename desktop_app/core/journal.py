@@ -47,6 +47,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from desktop_app.core import migrate
+from desktop_app.core.bucket_objects import WriteCondition
 from desktop_app.core.errors import (
     ErrorCause,
     IllegalMoveError,
@@ -190,6 +191,15 @@ class TransferRecord:
     # filled by a server-side copy of that object, conditional on its ETag.
     copy_source_key: str | None = None
     copy_source_etag: str | None = None
+    # The object at the key this transfer may write over: Ferry's own that an
+    # overwrite replaces, or the one a person's repair chose to replace. None:
+    # the key must hold no object (Ferry never writes over another's).
+    replaces_etag: str | None = None
+
+    @property
+    def write_condition(self) -> WriteCondition:
+        """What the key must hold for this transfer's PUT or Complete to land."""
+        return WriteCondition(self.replaces_etag)
 
     @property
     def size(self) -> int:
@@ -293,6 +303,7 @@ class TransferFacts:
     duplicate_of: str | Unchanged | None = UNCHANGED
     copy_source_key: str | Unchanged | None = UNCHANGED
     copy_source_etag: str | Unchanged | None = UNCHANGED
+    replaces_etag: str | Unchanged | None = UNCHANGED
     upload_intent_at: datetime | Unchanged | None = UNCHANGED
     attempts: int | Unchanged = UNCHANGED
     paused: bool | Unchanged = UNCHANGED
@@ -327,6 +338,7 @@ class NewTransfer:
     sha256: str | None = None  # known already (a repair re-sending a catalog row)
     catalog_file_id: int | None = None
     reservation_token: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
+    replaces_etag: str | None = None  # a repair replacing the object a person saw
 
 
 _metadata = MetaData()
@@ -366,6 +378,7 @@ transfers = Table(
     Column("upload_intent_at", DateTime(timezone=True)),
     Column("copy_source_key", Text),
     Column("copy_source_etag", String(80)),
+    Column("replaces_etag", String(80)),  # see TransferRecord.replaces_etag
     Column("cleared_at", DateTime(timezone=True)),  # hidden from the window, kept here
 )
 parts = Table(
@@ -517,6 +530,7 @@ def _record(row: Any) -> TransferRecord:
         upload_intent_at=_aware(row.upload_intent_at),
         copy_source_key=row.copy_source_key,
         copy_source_etag=row.copy_source_etag,
+        replaces_etag=row.replaces_etag,
     )
 
 
@@ -783,6 +797,7 @@ class Journal:
                 "sha256": new.sha256,
                 "catalog_file_id": new.catalog_file_id,
                 "reservation_token": new.reservation_token,
+                "replaces_etag": new.replaces_etag,
             }
             for new in news
         ]

@@ -348,7 +348,7 @@ class ConsistencyChecker:
         catalog: CatalogService,
         journal: Journal,
         prefix: str,
-        reupload: Callable[[Path, str, int, str], bool],
+        reupload: Callable[[Path, str, int, str, str | None], bool],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         spool_dir: Path | None = None,
     ) -> None:
@@ -467,11 +467,11 @@ class ConsistencyChecker:
                     )
                 )
         except StorageError as exc:
-            if exc.kind is not StorageErrorKind.NOT_SUPPORTED:
+            if not _odd_listing_answer(exc):
                 raise
             note = (
-                f"This server cannot list unfinished multipart uploads ({exc.code}); objects "
-                "and rows were checked, partial uploads could not be."
+                f"This server cannot list unfinished multipart uploads (it answered "
+                f"{exc.code}); objects and rows were checked, partial uploads could not be."
             )
             return uploads, _UploadsSeen(young, (note,))
         return uploads, _UploadsSeen(young, ())
@@ -787,10 +787,28 @@ class ConsistencyChecker:
                 return _changed(finding)
             locked.mark_missing(row.id, reason="re-uploading from the local copy")
         # Outside the key's transaction: the upload registers under the same lock.
-        ok = self.reupload(Path(finding.source), finding.key, row.id, row.sha256)
+        # Written over only the object the person saw in the report (a mismatch);
+        # for a missing one, only an empty key.
+        seen = finding.object.etag if finding.object is not None else None
+        ok = self.reupload(Path(finding.source), finding.key, row.id, row.sha256, seen)
         if ok:
             return RepairResult(finding, RepairOutcome.DONE, "Uploaded again from the local copy.")
         return RepairResult(finding, RepairOutcome.FAILED, "Re-upload failed.")
+
+
+def _odd_listing_answer(error: StorageError) -> bool:
+    """An answer to a listing of uploads that says the server does not keep such a
+    list (rclone's serve s3 answers NoSuchUpload, others 501 or 405, or a body
+    botocore cannot parse), rather than that it could not be reached or refused
+    the credentials: a note in the report, not a failed check."""
+    if error.cause in (ErrorCause.CREDENTIALS, ErrorCause.NETWORK):
+        return False
+    odd = (
+        StorageErrorKind.NOT_SUPPORTED,
+        StorageErrorKind.NO_SUCH_UPLOAD,
+        StorageErrorKind.NOT_FOUND,
+    )
+    return error.kind in odd or error.code == "ResponseParserError"
 
 
 def _changed(finding: Finding) -> RepairResult:

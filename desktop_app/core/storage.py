@@ -14,7 +14,7 @@ import base64
 import contextlib
 import hashlib
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -45,6 +45,8 @@ from desktop_app.core.bucket_objects import (
 )
 from desktop_app.core.bucket_objects import SHA256_METADATA as SHA256_METADATA
 from desktop_app.core.bucket_objects import ObjectInfo as ObjectInfo
+from desktop_app.core.bucket_objects import WriteAnswer as WriteAnswer
+from desktop_app.core.bucket_objects import WriteCondition as WriteCondition
 from desktop_app.core.config import Profile
 from desktop_app.core.errors import ErrorCause, StorageError, StorageErrorKind
 from desktop_app.core.keys import S3Credentials, aws_credential_error
@@ -112,6 +114,22 @@ def endpoint_id(endpoint_url: str | None) -> str:
     assert endpoint_url is not None
     parts = urlsplit(endpoint_url)
     return f"{parts.scheme.lower()}://{(parts.netloc or '').lower()}"
+
+
+def _condition_headers(condition: WriteCondition | None) -> dict[str, Any]:
+    if condition is None:
+        return {}
+    if condition.replacing is None:
+        return {"IfNoneMatch": "*"}
+    return {"IfMatch": f'"{condition.replacing}"'}
+
+
+def _encryption(response: Mapping[str, Any]) -> str | None:
+    """The server-side encryption an answer names; SSE-C as "SSE-C"."""
+    if response.get("SSECustomerAlgorithm"):
+        return "SSE-C"
+    value = response.get("ServerSideEncryption")
+    return str(value) if value else None
 
 
 def _listed(item: Mapping[str, Any]) -> ObjectInfo:
@@ -280,12 +298,13 @@ class S3Storage:
         code = str(error.get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         if code == "NoSuchUpload":
-            return StorageError(
+            message = (
                 f"The server no longer knows the multipart upload for {key!r} (expired or "
-                "aborted); Ferry restarts that upload.",
-                kind=StorageErrorKind.NO_SUCH_UPLOAD,
-                code=code,
+                "aborted); Ferry restarts that upload."
+                if key is not None
+                else f"{self.endpoint_label} answered NoSuchUpload when asked to {what}."
             )
+            return StorageError(message, kind=StorageErrorKind.NO_SUCH_UPLOAD, code=code)
         if status == 407:
             return self._proxy_sign_in(what)
         if code == "RequestTimeTooSkewed":
@@ -437,17 +456,64 @@ class S3Storage:
         metadata: Mapping[str, str],
         md5_b64: str,
         content_type: str = "application/octet-stream",
-    ) -> str:
-        with self._translate("upload", key):
-            response = self.client.put_object(
+        condition: WriteCondition | None = None,
+    ) -> WriteAnswer:
+        """Store the bytes; with ``condition``, only while the key holds what it says
+        (refused with PRECONDITION_FAILED otherwise)."""
+        response = self._conditional(
+            "upload",
+            key,
+            condition,
+            lambda extra: self.client.put_object(
                 Bucket=self.bucket,
                 Key=key,
                 Body=body,
                 ContentMD5=md5_b64,  # the caller hashed these bytes as it read them
                 Metadata=dict(metadata),
                 ContentType=content_type,
+                **extra,
+            ),
+        )
+        return WriteAnswer(unquoted_etag(response["ETag"]), _encryption(response))
+
+    def _conditional(
+        self,
+        what: str,
+        key: str,
+        condition: WriteCondition | None,
+        request: Callable[[dict[str, Any]], Any],
+    ) -> Any:
+        """Send a write with the condition's header. A server that refuses the
+        header itself (501, as Swift's s3api does) gets the write without it,
+        after a HEAD shows the key holds what the condition says. An object to
+        replace that is gone (the key is empty) harms no one: the write then
+        goes on the condition that the key is still empty."""
+        try:
+            with self._translate(what, key):
+                return request(_condition_headers(condition))
+        except StorageError as exc:
+            if condition is None:
+                raise
+            if exc.kind is StorageErrorKind.NOT_SUPPORTED:
+                self._require_by_head(key, condition, what)
+                with self._translate(what, key):
+                    return request({})
+            vanished = condition.replacing is not None and self.head_object(key) is None
+            if exc.kind is not StorageErrorKind.PRECONDITION_FAILED or not vanished:
+                raise
+        with self._translate(what, key):
+            return request(_condition_headers(WriteCondition(None)))
+
+    def _require_by_head(self, key: str, condition: WriteCondition, what: str) -> None:
+        found = self.head_object(key)
+        if (found.etag if found is not None else None) != condition.replacing:
+            raise StorageError(
+                f"{key!r} in bucket {self.bucket!r} holds another object than "
+                f"{condition.describe()}, so Ferry did not {what} it.",
+                kind=StorageErrorKind.PRECONDITION_FAILED,
+                code="PreconditionFailed",
+                title="Changed meanwhile",
             )
-        return unquoted_etag(response["ETag"])
 
     def head_object(self, key: str) -> ObjectInfo | None:
         try:
@@ -463,6 +529,7 @@ class S3Storage:
             etag=unquoted_etag(response["ETag"]),
             last_modified=response["LastModified"],
             metadata=dict(response.get("Metadata", {})),
+            encryption=_encryption(response),
         )
 
     def delete_object(self, key: str, *, if_match: str | None = None) -> None:
@@ -589,7 +656,7 @@ class S3Storage:
 
     def upload_part(
         self, key: str, upload_id: str, number: int, body: bytes | bytearray, md5_b64: str
-    ) -> str:
+    ) -> WriteAnswer:
         """Send one part. A bytearray goes as it is, not copied: the caller keeps it
         unchanged until this returns."""
         with self._translate(f"upload part {number} of", key):
@@ -602,7 +669,7 @@ class S3Storage:
                 Body=cast(bytes, body),
                 ContentMD5=md5_b64,
             )
-        return unquoted_etag(response["ETag"])
+        return WriteAnswer(unquoted_etag(response["ETag"]), _encryption(response))
 
     def list_parts(self, key: str, upload_id: str) -> Iterator[PartInfo]:
         marker = 0
@@ -626,17 +693,29 @@ class S3Storage:
             marker = next_marker
 
     def complete_multipart_upload(
-        self, key: str, upload_id: str, parts: list[tuple[int, str]]
+        self,
+        key: str,
+        upload_id: str,
+        parts: list[tuple[int, str]],
+        *,
+        condition: WriteCondition | None = None,
     ) -> str:
-        with self._translate("finish the upload of", key):
-            response = self.client.complete_multipart_upload(
+        """Join the parts into the object; with ``condition``, only while the key
+        holds what it says (refused with PRECONDITION_FAILED otherwise)."""
+        response = self._conditional(
+            "finish the upload of",
+            key,
+            condition,
+            lambda extra: self.client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=key,
                 UploadId=upload_id,
                 MultipartUpload={
                     "Parts": [{"PartNumber": n, "ETag": f'"{etag}"'} for n, etag in parts]
                 },
-            )
+                **extra,
+            ),
+        )
         return unquoted_etag(response.get("ETag", ""))
 
     def abort_multipart_upload(self, key: str, upload_id: str) -> None:

@@ -143,7 +143,7 @@ def test_reupload_after_delete_works_for_same_key_and_same_content(
     row = catalog.reserve(intent("a.txt")).record
     catalog.activate(row.id, etag="e")
     deleted_keys: list[str] = []
-    outcome = catalog.delete("files", "a.txt", deleted_keys.append)
+    outcome = catalog.delete("files", "a.txt", lambda row: deleted_keys.append(row.key))
     assert outcome.object_deleted and deleted_keys == ["a.txt"]
     assert (
         outcome.record.status is FileStatus.DELETED and outcome.record.deleted_by == catalog.owner
@@ -162,8 +162,8 @@ def test_delete_marks_the_row_before_the_object_and_keeps_storage_failures(
     catalog.activate(catalog.reserve(intent("a.txt")).record.id, etag="e")
     seen_status: list[FileStatus] = []
 
-    def failing_delete(key: str) -> None:
-        live = catalog.live("files", key)
+    def failing_delete(row: FileRecord) -> None:
+        live = catalog.live("files", row.key)
         seen_status.append(live.status if live else FileStatus.DELETED)
         raise RuntimeError("connection reset by peer")
 

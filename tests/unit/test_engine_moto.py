@@ -143,3 +143,24 @@ def test_a_small_request_waits_only_for_its_own_bytes() -> None:
     assert slept[-1] == pytest.approx(0.01)  # not the 4 s of debt before it
     limiter.consume(1000)
     assert slept[-1] == pytest.approx(5.01)  # the large one after it pays
+
+
+def test_another_programs_object_survives_an_upload_and_a_delete_on_moto(
+    ferry: Ferry, tmp_path: Path
+) -> None:
+    client = boto3.client("s3", region_name="us-east-1")
+    foreign = b"written by another program"
+    client.put_object(Bucket="unit-bucket", Key="taken.txt", Body=foreign)
+    (tmp_path / "taken.txt").write_bytes(b"Ferry's file")
+    [refused] = ferry.upload([tmp_path / "taken.txt"])
+    assert refused.state is TransferState.FAILED
+    assert refused.error is not None and refused.error.title == "Written by another program"
+    assert client.get_object(Bucket="unit-bucket", Key="taken.txt")["Body"].read() == foreign
+
+    (tmp_path / "mine.txt").write_bytes(b"Ferry's own")
+    [done] = ferry.upload([tmp_path / "mine.txt"])
+    assert done.state is TransferState.DONE
+    client.put_object(Bucket="unit-bucket", Key="mine.txt", Body=foreign)
+    outcome = ferry.delete("mine.txt")
+    assert not outcome.object_deleted
+    assert client.get_object(Bucket="unit-bucket", Key="mine.txt")["Body"].read() == foreign

@@ -72,6 +72,7 @@ from desktop_app.core.events import (
     TransferSnapshot,
 )
 from desktop_app.core.journal import (
+    UNCHANGED,
     ErrorKind,
     Journal,
     KeyConflictPolicy,
@@ -337,6 +338,10 @@ class TransferEngine:
                 if not record.failure_kind.retries_on_its_own:
                     return  # waits for a person
                 record = self.move(record.id, record.resume_point)
+            elif record.state is TransferState.VERIFYING and record.etag is None:
+                # A crash between forgetting the upload and failing the attempt:
+                # nothing to verify, the facts say "send afresh".
+                record = self.move(record.id, record.resume_point)
             control.check()
             self._run_steps(record, control, started)
         except Stopped:
@@ -370,13 +375,13 @@ class TransferEngine:
         if record.state is TransferState.UPLOADING and self.sender.sends_whole(record):
             # The one path of a file sent in one request (a copy that fell back too).
             self._confirm_reservation(record, control)
-            etag = self.sender.put_whole(record, control)
+            etag = self.sender.put_whole(record, control, record.write_condition)
             self._register(record, etag, control, started, recorded=False)
             return
         if record.state is TransferState.COMPLETING:
             control.check()
             self._confirm_reservation(record, control, always=True)
-            record = self.sender.complete(record)
+            record = self.sender.complete(record, record.write_condition)
         if record.state is TransferState.VERIFYING:
             record = self.sender.verify(record)
         if record.state is TransferState.REGISTERING:
@@ -576,6 +581,10 @@ class TransferEngine:
                 catalog_file_id=reservation.record.id,
                 copy_source_key=source.key if source is not None else None,
                 copy_source_etag=source.etag if source is not None else None,
+                # Resumed: what the first reservation said stays.
+                replaces_etag=UNCHANGED
+                if reservation.outcome is ReservationOutcome.RESUMED
+                else reservation.replaced_etag,
             ),
         )
 
@@ -657,6 +666,22 @@ class TransferEngine:
             return NOT_LOOKED
         return ObjectAtKey(looked=True, etag=found.etag if found is not None else None)
 
+    def _delete_own_object(self, record: TransferRecord) -> None:
+        """Delete what this transfer wrote at its key and nothing else: the object
+        there only if it has this transfer's size and SHA-256, and only while it
+        keeps the ETag just seen (another program may write the key meanwhile)."""
+        found = self.storage.head_object(record.key)
+        if found is None:
+            return
+        if found.size != record.size or found.sha256 != record.sha256:
+            log.warning(
+                "%s: the object at the key is not the one Ferry wrote (another program's?); "
+                "left in place",
+                record.key,
+            )
+            return
+        self.storage.delete_object(record.key, if_match=found.etag)
+
     def compensate(self, record: TransferRecord) -> None:
         """Undo a transfer that will not finish, last step first; log what could not be."""
         leftovers = []
@@ -666,7 +691,7 @@ class TransferEngine:
             # live row (ours or anyone's) can point at this key's object.
             try:
                 if self.catalog.holds(record.catalog_file_id, record.reservation_token):
-                    self.storage.delete_object(record.key)
+                    self._delete_own_object(record)
                 else:
                     log.warning(
                         "%s: the object was left in place, its catalog row is live or "

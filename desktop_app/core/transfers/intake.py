@@ -114,12 +114,22 @@ class TransferIntake:
             part_count=len(part_plan(size, part_size)),
         )
 
-    def queue_reupload(self, source: Path, key: str, file_id: int, sha256: str) -> TransferRecord:
+    def queue_reupload(
+        self,
+        source: Path,
+        key: str,
+        file_id: int,
+        sha256: str,
+        *,
+        replaces_etag: str | None = None,
+    ) -> TransferRecord:
         """A repair: send source to key again for an existing (missing) catalog row.
 
         The transfer is queued with the row and hash known, so the catalog
         reservation (which would call it a duplicate) is skipped; it is sent,
-        verified and registered by the scheduler like any other upload.
+        verified and registered by the scheduler like any other upload. It
+        writes over only the object with ``replaces_etag`` (the one the person
+        saw), or, with None, only an empty key.
         """
         found = check_file(source, key)
         if isinstance(found, SourceProblem):
@@ -129,5 +139,6 @@ class TransferIntake:
             state=TransferState.UPLOADING,
             sha256=sha256,
             catalog_file_id=file_id,
+            replaces_etag=replaces_etag,
         )
         return self.journal.add(new)

@@ -227,6 +227,7 @@ class Scheduler:
         last knew them, to resume when space is back.
         """
         deadline = None if timeout is None else self._monotonic() + timeout
+        waited_for = {h.transfer_id for h in handles}
         settled: dict[int, TransferRecord] = {}
         latest: dict[int, TransferRecord] = {}
         last_full_read = -float("inf")
@@ -248,7 +249,10 @@ class Scheduler:
                 latest[record.id] = record
                 if self.settled(record, patience) and record.id not in held:
                     settled[record.id] = record
-            if len(settled) == len({h.transfer_id for h in handles}) or over:
+            if not latest or len(latest) < len(waited_for):
+                # The first read found no such transfer: there is nothing to wait for.
+                waited_for = set(latest)
+            if len(settled) == len(waited_for) or over:
                 return [latest[h.transfer_id] for h in handles if h.transfer_id in latest]
             with self._handles.changed:
                 self._handles.changed.wait(0.5 if remaining is None else min(0.5, remaining))
@@ -410,10 +414,11 @@ class Scheduler:
         except Exception:
             log.exception("Transfer %s could not run", transfer_id)
         finally:
-            self.owners.release(transfer_id)
+            # Counted before the hold goes: a dispatch in between would read the old count.
             if outcome is not None and outcome.state is TransferState.FAILED:
                 with self._lock:
                     self._failures[transfer_id] += 1
+            self.owners.release(transfer_id)
             self._handles.tell(transfer_id, ReadAgain.JOURNAL if outcome is None else outcome)
             self._wake.set()  # a worker is free: look again
 

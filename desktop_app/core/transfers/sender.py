@@ -33,12 +33,11 @@ import hashlib
 import logging
 import math
 import os
-import re
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, TypeVar
 
 from desktop_app.core.errors import (
     ErrorCause,
@@ -58,10 +57,18 @@ from desktop_app.core.journal import (
     TransferRecord,
     TransferState,
 )
-from desktop_app.core.storage import SHA256_METADATA, ObjectInfo, S3Storage, multipart_etag
+from desktop_app.core.storage import (
+    SHA256_METADATA,
+    ObjectInfo,
+    S3Storage,
+    WriteCondition,
+    multipart_etag,
+)
+from desktop_app.core.transfers.etags import EtagMeaning
 from desktop_app.core.transfers.limits import BandwidthLimiter, ByteBudget
 from desktop_app.core.transfers.prepass import PrePass
 
+_Written = TypeVar("_Written")  # what a write request answers
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 MAX_PARTS = 10_000
@@ -69,7 +76,6 @@ MAX_PART_SIZE = 5 * 1024 * MIB
 # The title of a failed verification (wording only: the attempt history
 # recognises one by its cause, ErrorCause.VERIFICATION).
 VERIFICATION_FAILED = "Verification failed"
-_MD5_LIKE = re.compile(r"^[0-9a-f]{32}(-\d+)?$")
 
 
 def choose_part_size(size: int, preferred: int) -> int:
@@ -165,22 +171,6 @@ class ProgressMeter:
         self.bus.publish(event)
 
 
-def etag_agrees(server: str, expected: str) -> bool:
-    """Does the server's ETag agree with the one Ferry computed from what it sent?
-
-    A multipart-form ETag (``md5-of-part-md5s-N``) must equal ours. A plain
-    MD5 on an object Ferry sent in parts is the other convention (the whole
-    object's MD5, as rclone's ``serve s3`` gives): it says nothing against
-    ours, and the proof stands on the part MD5s the server confirmed and the
-    SHA-256 taken over the same bytes. An opaque ETag says nothing either way.
-    """
-    if not _MD5_LIKE.match(server):
-        return True
-    if "-" in server or "-" not in expected:
-        return server == expected
-    return True
-
-
 def _first_error(
     futures: list[concurrent.futures.Future[None]], stop: threading.Event
 ) -> BaseException | None:
@@ -273,6 +263,7 @@ class ObjectSender:
         self.single_put_threshold = single_put_threshold
         self._transition = transition
         self._meter = meter  # (transfer id, total bytes, bytes done) -> meter
+        self.etags = EtagMeaning()  # what this endpoint's ETags say, learned as it answers
 
     def _metadata(self, record: TransferRecord) -> dict[str, str]:
         assert record.sha256 is not None
@@ -331,16 +322,21 @@ class ObjectSender:
             and record.size < self.single_put_threshold
         )
 
-    def put_whole(self, record: TransferRecord, control: TransferControl) -> str:
+    def put_whole(
+        self, record: TransferRecord, control: TransferControl, condition: WriteCondition
+    ) -> str:
         """Send the file in one PUT and prove it stored; the ETag to register. No journal write.
 
         The request carries the bytes, their Content-MD5 and the SHA-256
         metadata together, and the bytes were hashed as sent. A server that
-        answers with an MD5 ETag has said which bytes it stored: equal to
-        ours, the object is proven by that answer (size and SHA-256 go with
-        those bytes in the same request) and no HEAD is needed. An opaque
-        ETag (encryption at rest, some gateways) proves nothing: HEAD then
-        checks size and SHA-256 as for a multipart upload.
+        answers with the MD5 of ours has said which bytes it stored: the
+        object is proven by that answer (size and SHA-256 go with those bytes
+        in the same request) and no HEAD is needed. Any other ETag proves
+        nothing unless this endpoint's ETags are known to be MD5s (see
+        :mod:`.etags`): HEAD then checks size and SHA-256 as for a multipart
+        upload. The PUT lands only while the key holds what ``condition``
+        says; if not, the object there is taken for Ferry's only when proven
+        so, else nothing is written and the transfer fails as a conflict.
         """
         held = self.budget.acquire(max(record.size, 1))
         try:
@@ -357,27 +353,90 @@ class ObjectSender:
             self.limiter.consume(len(body))
             control.sent(len(body))
             md5 = hashlib.md5(body)
-            etag = self.storage.put_object(
-                record.key,
-                body,
-                metadata=self._metadata(record),
-                content_type=record.content_type,
-                md5_b64=base64.b64encode(md5.digest()).decode("ascii"),
-            )
             expected = md5.hexdigest()
+            answer = self._write_under(
+                record,
+                condition,
+                lambda on: self.storage.put_object(
+                    record.key,
+                    body,
+                    metadata=self._metadata(record),
+                    content_type=record.content_type,
+                    md5_b64=base64.b64encode(md5.digest()).decode("ascii"),
+                    condition=on,
+                ),
+            )
+            if isinstance(answer, ObjectInfo):
+                return answer.etag  # this transfer's own earlier PUT, its answer lost
         finally:
             self.budget.release(held)
-        if _MD5_LIKE.match(etag) and etag != expected:
+        self.etags.learn(answer.encryption, answer.etag, expected)
+        if self.etags.contradicts(answer.etag, expected, answer.encryption):
             raise StorageError(
                 f"The server stored other bytes than Ferry sent for {record.key!r}; resending.",
                 kind=StorageErrorKind.BAD_DIGEST,
                 code="ETagMismatch",
             )
         self._meter(record.id, record.size, 0).add(record.size, force=True)
-        if _MD5_LIKE.match(etag):
-            return etag
+        if answer.etag == expected:
+            return answer.etag
         # A crash before the caller records anything puts the same bytes again.
         return self._check_object(dataclasses.replace(record, etag=expected)).etag
+
+    def _write_under(
+        self,
+        record: TransferRecord,
+        condition: WriteCondition,
+        write: Callable[[WriteCondition], _Written],
+    ) -> _Written | ObjectInfo:
+        """Write the object only while the key holds what ``condition`` says.
+
+        If it holds something else: the object there when it is this
+        transfer's own (an earlier write whose answer was lost: its size and
+        SHA-256 metadata); the write again, over exactly that object, when it
+        holds these very bytes without Ferry's metadata (read to prove it:
+        nothing is lost); else a conflict, and nothing is written.
+        """
+        try:
+            return write(condition)
+        except StorageError as exc:
+            if exc.kind is not StorageErrorKind.PRECONDITION_FAILED:
+                raise
+        found = self.storage.head_object(record.key)
+        if found is not None and found.size == record.size:
+            if found.sha256 == record.sha256:
+                return found
+            if found.sha256 is None and self._holds_these_bytes(record, found):
+                try:
+                    return write(WriteCondition(found.etag))
+                except StorageError as exc:
+                    if exc.kind is not StorageErrorKind.PRECONDITION_FAILED:
+                        raise
+        raise self._written_by_another(record, condition)
+
+    def _holds_these_bytes(self, record: TransferRecord, found: ObjectInfo) -> bool:
+        try:
+            sha256, size = self.storage.read_sha256(record.key, if_match=found.etag)
+        except StorageError as exc:
+            if exc.kind in (StorageErrorKind.PRECONDITION_FAILED, StorageErrorKind.NOT_FOUND):
+                return False
+            raise
+        return (sha256, size) == (record.sha256, record.size)
+
+    def _written_by_another(
+        self, record: TransferRecord, condition: WriteCondition
+    ) -> StorageError:
+        return StorageError(
+            f"Another program wrote {record.key!r} in bucket {self.storage.bucket!r} while "
+            f"Ferry was uploading {record.source_path} (Ferry expected "
+            f"{condition.describe()} there). Ferry left that object as it is and wrote "
+            "nothing over it. Upload the file under another name, or look at what is at "
+            "the key and Retry once it is moved away.",
+            kind=StorageErrorKind.PERMANENT,
+            code="KeyWrittenMeanwhile",
+            title="Written by another program",
+            cause=ErrorCause.CONFLICT,
+        )
 
     def _upload_parts(self, record: TransferRecord, control: TransferControl) -> TransferRecord:
         md5s = self._planned_md5s(record)
@@ -494,7 +553,7 @@ class ObjectSender:
             control.check()
             control.sent(part.size)
             try:
-                etag = self.storage.upload_part(
+                answer = self.storage.upload_part(
                     record.key,
                     record.upload_id,
                     part.number,
@@ -505,7 +564,9 @@ class ObjectSender:
                 if exc.kind is StorageErrorKind.BAD_DIGEST:
                     self._check_part_unchanged(record, part, body, md5)
                 raise
-            if _MD5_LIKE.match(etag) and etag != md5_hex:
+            etag = answer.etag
+            self.etags.learn(answer.encryption, etag, md5_hex)
+            if self.etags.contradicts(etag, md5_hex, answer.encryption):
                 self._check_part_unchanged(record, part, body, md5)
                 raise StorageError(
                     f"The server stored other bytes than Ferry sent for part {part.number} of "
@@ -600,22 +661,40 @@ class ObjectSender:
             raise SourceError(f"The journal lacks part checksums for {record.key!r}; retry.")
         return multipart_etag(md5s)
 
-    def complete(self, record: TransferRecord) -> TransferRecord:
+    def complete(self, record: TransferRecord, condition: WriteCondition) -> TransferRecord:
+        """Join the parts into the object, only while the key holds what ``condition``
+        says. An object already there counts as this transfer's only when proven
+        so (its size and SHA-256 metadata, and an ETag that does not contradict
+        the parts'); otherwise the upload fails as a conflict, or is restarted
+        when the server forgot it."""
         assert record.upload_id is not None
         check_source(record)
         parts = self.journal.parts(record.id)
         expected = self._expected_etag(record)
+        upload_id = record.upload_id
         try:
-            self.storage.complete_multipart_upload(
-                record.key, record.upload_id, [(p.number, p.etag or "") for p in parts]
+            written = self._write_under(
+                record,
+                condition,
+                lambda on: self.storage.complete_multipart_upload(
+                    record.key, upload_id, [(p.number, p.etag or "") for p in parts], condition=on
+                ),
             )
+            if isinstance(written, ObjectInfo):  # this transfer's own, from an earlier upload
+                self.storage.abort_multipart_upload(record.key, upload_id)
         except StorageError as exc:
-            if exc.kind is not StorageErrorKind.NO_SUCH_UPLOAD:
-                raise
-            # Completed before a crash, but the journal did not hear of it? Only
-            # if the object has our size and the ETag of our confirmed parts.
-            found = self.storage.head_object(record.key)
-            if found is None or found.size != record.size or not etag_agrees(found.etag, expected):
+            if exc.kind is StorageErrorKind.NO_SUCH_UPLOAD:
+                # Completed before a crash, but the journal did not hear of it?
+                found = self.storage.head_object(record.key)
+                proven = (
+                    found is not None
+                    and found.size == record.size
+                    and found.sha256 == record.sha256
+                    and not self.etags.contradicts(found.etag, expected, found.encryption)
+                )
+                if not proven:
+                    raise
+            else:
                 raise
         return self._transition(
             record.id, TransferState.VERIFYING, facts=TransferFacts(etag=expected)
@@ -635,9 +714,13 @@ class ObjectSender:
             problem = "is not in the bucket after the upload"
         elif found.size != record.size:
             problem = f"has {found.size} bytes in the bucket, the file has {record.size}"
-        elif found.sha256 is not None and found.sha256 != record.sha256:
+        elif found.sha256 is None:
+            problem = "carries no SHA-256 in the bucket, though Ferry wrote one with it"
+        elif found.sha256 != record.sha256:
             problem = "carries another SHA-256 in the bucket than the file"
-        elif record.etag is not None and not etag_agrees(found.etag, record.etag):
+        elif record.etag is not None and self.etags.contradicts(
+            found.etag, record.etag, found.encryption
+        ):
             problem = f"has ETag {found.etag} in the bucket, Ferry computed {record.etag}"
         if problem is not None:
             self.abandon(record)
