@@ -36,7 +36,7 @@ from desktop_app.core.app import (
     sandbox_running,
     start_sandbox,
 )
-from desktop_app.core.catalog import FileQuery, FileRecord, OutboxBacklog
+from desktop_app.core.catalog import DeleteOutcome, FileQuery, FileRecord, OutboxBacklog
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.config import DEFAULT_PROFILE_NAME, MIB, Profile
 from desktop_app.core.control import RunningFerry, endpoint_address
@@ -425,38 +425,44 @@ def _file_json(record: FileRecord) -> dict[str, Any]:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    def work(ferry: Ferry) -> int:
-        results: list[dict[str, Any]] = []
-        failed = False
-        for key in args.keys:
-            try:
-                outcome = ferry.delete(key)
-            except FerryError as exc:
-                failed = True
-                results.append({"key": key, "deleted": False, "error": exc.message})
-                if not args.json:
-                    _say(f"{key}: {exc.message}")
-                continue
-            failed = failed or not outcome.object_deleted
-            results.append(
-                {
-                    "key": key,
-                    "deleted": True,
-                    "object_deleted": outcome.object_deleted,
-                    "error": outcome.error,
-                }
-            )
-            if not args.json:
-                if outcome.object_deleted:
-                    print(f"deleted {key}")
-                else:
-                    print(f"{key}: removed from the catalog; its object was not deleted.")
-                    print(f"  {outcome.error}")
-        if args.json:
-            _emit({"deleted": results})
-        return EXIT_FAILED if failed else EXIT_OK
+    # Beside a running Ferry the journal is its own: the deletes are its to carry out.
+    running = _running(args)
+    if running is not None:
+        return _delete_keys(args, lambda key: running.call(Ferry.delete, key))
+    return _with_ferry(args, lambda ferry: _delete_keys(args, ferry.delete))
 
-    return _with_ferry(args, work)
+
+def _delete_keys(args: argparse.Namespace, delete: Callable[[str], DeleteOutcome]) -> int:
+    """Delete each key (one failing never stops the others) and say how each went."""
+    results: list[dict[str, Any]] = []
+    failed = False
+    for key in args.keys:
+        try:
+            outcome = delete(key)
+        except FerryError as exc:
+            failed = True
+            results.append({"key": key, "deleted": False, "error": exc.message})
+            if not args.json:
+                _say(f"{key}: {exc.message}")
+            continue
+        failed = failed or not outcome.object_deleted
+        results.append(
+            {
+                "key": key,
+                "deleted": True,
+                "object_deleted": outcome.object_deleted,
+                "error": outcome.error,
+            }
+        )
+        if not args.json:
+            if outcome.object_deleted:
+                print(f"deleted {key}")
+            else:
+                print(f"{key}: removed from the catalog; its object was not deleted.")
+                print(f"  {outcome.error}")
+    if args.json:
+        _emit({"deleted": results})
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 LS_PAGE = 1000

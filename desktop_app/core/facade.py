@@ -48,6 +48,8 @@ FACADE_METHODS: dict[str, Lane] = {
     "head": Lane.LOOKUP,
     "server_software": Lane.LOOKUP,
     "outbox_backlog": Lane.LOOKUP,
+    # A catalog write and one DELETE: never behind a check, never holding up a Cancel.
+    "delete": Lane.LOOKUP,
     "queue": Lane.QUEUE,
     "wait": Lane.WORK,
     "resume": Lane.WORK,

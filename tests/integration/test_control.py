@@ -14,6 +14,7 @@ The other user is real: a process run as ``nobody`` through setpriv.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -36,8 +37,9 @@ from desktop_app.core.control import (
 )
 from desktop_app.core.errors import ControlChannelError, FerryError
 from desktop_app.core.facade import FacadeCall
-from tests.conftest import AS_NOBODY
-from tests.integration.test_crash import ferry
+from tests.conftest import AS_NOBODY, WeedServer
+from tests.integration.test_crash import ferry, wait_for
+from tests.integration.test_scheduler import catalog_rows, home_with_profile_w, run_cli
 
 # Run as nobody: listens at argv[1], writes every byte it receives to argv[2]
 # and answers each connection the way multiprocessing.connection frames a
@@ -300,3 +302,38 @@ def test_ferry_clear_beside_a_running_ferry_removes_the_chosen_finished_from_the
     assert json.loads(out) == {"cleared": 2}
     assert [r.id for r in running.window_history(100)] == [ids[2]]
     assert len(running.transfers()) == 3  # the journal's history keeps them all
+
+
+def test_ferry_delete_beside_a_running_ferry_watch_deletes_the_row_then_the_object(
+    tmp_path: Path, weed: WeedServer, bucket: str
+) -> None:
+    home = home_with_profile_w(tmp_path / "home", weed, bucket)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    doc = tmp_path / "doc.txt"
+    doc.write_text("stored, then deleted beside the watch")
+    watch = ferry(home, "watch", str(inbox))
+    try:
+        wait_for((home / "data" / "ferry.sock").exists, 60)
+        code, out, err = run_cli(home, "upload", "--wait", str(doc), "--json")
+        assert code == 0, err
+        assert [t["state"] for t in json.loads(out)["transfers"]] == ["done"]
+
+        code, out, err = run_cli(home, "delete", "doc.txt", "--json")
+
+        # Handed over: alone, the command could not have taken the running Ferry's journal.
+        assert code == 0, err
+        assert json.loads(out) == {
+            "deleted": [{"key": "doc.txt", "deleted": True, "object_deleted": True, "error": None}]
+        }
+        sha256 = hashlib.sha256(doc.read_bytes()).hexdigest()
+        assert catalog_rows(home, "w") == [("doc.txt", "deleted", sha256)]
+        assert weed.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+        # A key with no live file: said for that key, as the command alone says it.
+        code, out, err = run_cli(home, "delete", "doc.txt")
+        assert code == 1 and "doc.txt: " in err and "not a live file" in err, err
+        assert watch.poll() is None  # the watch goes on
+    finally:
+        watch.terminate()
+        watch.communicate(timeout=60)
+    assert watch.returncode == 0
