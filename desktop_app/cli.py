@@ -117,7 +117,25 @@ def transfer_json(record: TransferRecord, attempts: Sequence[AttemptRecord] = ()
     }
 
 
-def _summary(records: Sequence[TransferRecord]) -> dict[str, Any]:
+def _succeeded(record: TransferRecord) -> bool:
+    """Settled as asked: uploaded, or recognised as already stored."""
+    return record.state in SUCCESS_STATES
+
+
+def _handed_over(record: TransferRecord) -> bool:
+    """Queued in a running Ferry and not waited for: still on its way is success;
+    only a file refused at once (unreadable, gone) or a cancelled transfer is not."""
+    return record.state not in (TransferState.FAILED, TransferState.CANCELLED)
+
+
+def _ended(record: TransferRecord) -> bool:
+    """What a cancel asks: the transfer no longer runs (cancelled, or finished before)."""
+    return record.state.finished
+
+
+def _summary(
+    records: Sequence[TransferRecord], succeeded: Callable[[TransferRecord], bool] = _succeeded
+) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for record in records:
         counts[record.state.value] = counts.get(record.state.value, 0) + 1
@@ -125,7 +143,7 @@ def _summary(records: Sequence[TransferRecord]) -> dict[str, Any]:
         "total": len(records),
         "by_state": counts,
         "bytes": sum(r.size for r in records if r.state is TransferState.DONE),
-        "ok": all(r.state in SUCCESS_STATES for r in records),
+        "ok": all(succeeded(r) for r in records),
     }
 
 
@@ -134,13 +152,15 @@ def _report_transfers(
     as_json: bool,
     attempts: Mapping[int, Sequence[AttemptRecord]] | None = None,
     extra: Mapping[str, Any] | None = None,
+    succeeded: Callable[[TransferRecord], bool] = _succeeded,
 ) -> int:
+    """Print the transfers; exit 0 when each ``succeeded`` (JSON: summary.ok says the same)."""
     history = attempts or {}
     if as_json:
         _emit(
             {
                 "transfers": [transfer_json(r, history.get(r.id, ())) for r in records],
-                "summary": _summary(records),
+                "summary": _summary(records, succeeded),
                 **(extra or {}),
             }
         )
@@ -160,7 +180,7 @@ def _report_transfers(
                     print(f"       next try at {when} (attempt {record.attempts + 1})")
         if not records:
             print("No transfers.")
-    return EXIT_OK if all(r.state in SUCCESS_STATES for r in records) else EXIT_FAILED
+    return EXIT_OK if all(succeeded(r) for r in records) else EXIT_FAILED
 
 
 class _ProgressLine:
@@ -224,9 +244,10 @@ def _handed_off(
     act: Callable[[RunningFerry], list[TransferRecord]],
     *,
     wait: bool,
+    succeeded: Callable[[TransferRecord], bool] = _succeeded,
 ) -> int | None:
     """Do ``act`` in a running Ferry (waiting, if asked, as a command alone would) and
-    print the transfers it touched; None when none runs."""
+    print the transfers it touched, judged by ``succeeded``; None when none runs."""
     running = _running(args)
     if running is None:
         return None
@@ -234,7 +255,8 @@ def _handed_off(
     ids = [r.id for r in records]
     if wait:
         records = running.call(Ferry.wait, ids, patience=ONE_SHOT_PATIENCE)
-    return _report_transfers(records, args.json, running.call(Ferry.attempts, ids))
+    history = running.call(Ferry.attempts, ids)
+    return _report_transfers(records, args.json, history, succeeded=succeeded)
 
 
 def _report_with_history(
@@ -253,7 +275,14 @@ def _report_with_history(
 def cmd_upload(args: argparse.Namespace) -> int:
     paths = tuple(str(Path(p).expanduser().absolute()) for p in args.paths)
     wait = args.wait if args.wait is not None else not sys.stdin.isatty()
-    handed = _handed_off(args, lambda f: f.call(Ferry.queue, paths, args.prefix), wait=wait)
+    # Not waited for, a hand-off that queued every file is the success: the running
+    # Ferry uploads them (`ferry status` follows them).
+    handed = _handed_off(
+        args,
+        lambda f: f.call(Ferry.queue, paths, args.prefix),
+        wait=wait,
+        succeeded=_succeeded if wait else _handed_over,
+    )
     if handed is not None:
         return handed
     return _with_ferry(
@@ -371,16 +400,16 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    handed = _handed_off(args, lambda f: f.call(Ferry.cancel, args.ids), wait=False)
+    # Judged alike alone and beside a running Ferry: before, a cancel handed over
+    # exited 1 (a cancelled transfer is not an upload that succeeded).
+    handed = _handed_off(
+        args, lambda f: f.call(Ferry.cancel, args.ids), wait=False, succeeded=_ended
+    )
     if handed is not None:
         return handed
-
-    def work(ferry: Ferry) -> int:
-        records = ferry.cancel(args.ids)
-        _report_transfers(records, args.json)
-        return EXIT_OK if all(r.state.finished for r in records) else EXIT_FAILED
-
-    return _with_ferry(args, work)
+    return _with_ferry(
+        args, lambda f: _report_transfers(f.cancel(args.ids), args.json, succeeded=_ended)
+    )
 
 
 def cmd_pause(args: argparse.Namespace) -> int:

@@ -37,6 +37,8 @@ from desktop_app.core.control import (
 )
 from desktop_app.core.errors import ControlChannelError, FerryError
 from desktop_app.core.facade import FacadeCall
+from desktop_app.core.journal import TransferState
+from desktop_app.core.transfers.scheduler import HoldReason
 from tests.conftest import AS_NOBODY, WeedServer
 from tests.integration.test_crash import ferry, wait_for
 from tests.integration.test_scheduler import catalog_rows, home_with_profile_w, run_cli
@@ -337,3 +339,50 @@ def test_ferry_delete_beside_a_running_ferry_watch_deletes_the_row_then_the_obje
         watch.terminate()
         watch.communicate(timeout=60)
     assert watch.returncode == 0
+
+
+def test_ferry_upload_no_wait_beside_a_running_ferry_succeeds_once_handed_over(
+    running: Ferry, ferry_env: Environment, tmp_path: Path
+) -> None:
+    doc = tmp_path / "report.txt"
+    doc.write_text("handed over, not waited for")
+    assert ferry_env.paths.home is not None
+
+    process = ferry(ferry_env.paths.home, "upload", "--no-wait", str(doc), "--json")
+    out, err = process.communicate(timeout=60)
+
+    assert process.returncode == 0, err
+    document = json.loads(out)
+    assert document["summary"]["ok"] is True
+    [transfer] = document["transfers"]
+    assert transfer["source"] == str(doc) and transfer["error"] is None
+    [finished] = running.wait([transfer["id"]])  # the running Ferry uploads it
+    assert finished.state is TransferState.DONE and finished.key == "report.txt"
+    # A file refused at once is no success, waited for or not.
+    missing = tmp_path / "missing.txt"
+    process = ferry(ferry_env.paths.home, "upload", "--no-wait", str(missing), "--json")
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1, err
+    document = json.loads(out)
+    assert document["summary"]["ok"] is False
+    assert [t["state"] for t in document["transfers"]] == ["failed"]
+
+
+def test_ferry_cancel_beside_a_running_ferry_exits_0_as_it_does_alone(
+    running: Ferry, ferry_env: Environment, tmp_path: Path
+) -> None:
+    doc = tmp_path / "draft.txt"
+    doc.write_text("queued, paused, then cancelled")
+    # Uploads held back (as on a metered network): it stays queued until the cancel comes.
+    running.scheduler.hold_back(HoldReason.METERED, True)
+    [queued] = running.queue([doc])
+    assert ferry_env.paths.home is not None
+
+    process = ferry(ferry_env.paths.home, "cancel", str(queued.id), "--json")
+    out, err = process.communicate(timeout=60)
+
+    assert process.returncode == 0, err
+    document = json.loads(out)
+    assert [t["state"] for t in document["transfers"]] == ["cancelled"]
+    assert document["summary"]["ok"] is True
+    assert [r.state for r in running.transfers()] == [TransferState.CANCELLED]
