@@ -12,12 +12,13 @@ import threading
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel, QLineEdit, QPushButton
+from PySide6.QtWidgets import QFormLayout, QGroupBox, QLineEdit, QPushButton
 
 from desktop_app.core.app import CheckResult, Environment, diagnose_profile
 from desktop_app.core.config import Profile
 from desktop_app.core.errors import FerryError
 from desktop_app.core.keys import SecretKind, SecretStore
+from desktop_app.gui.widgets import OutputBox, fit_placeholder
 
 
 class _TypedSecret:
@@ -112,11 +113,12 @@ class DestinationForm(QGroupBox):
             ("&HTTP(S) proxy", self.proxy_edit),
             ("Ca&talog URL", self.catalog_edit),
         ):
+            fit_placeholder(widget)
             form.addRow(label, widget)
         self.test_button = QPushButton("Test c&onnection")
         self.test_button.clicked.connect(self.test_connection)
-        self.test_result = QLabel("")
-        self.test_result.setWordWrap(True)
+        # One line per check, each as long as its reason: wrapped, scrolled, never cut.
+        self.test_result = OutputBox(7, "What “Test connection” finds shows here.")
         form.addRow(self.test_button, self.test_result)
         self.tester = ConnectionTester(self)
         self.tester.finished.connect(self._show_test_result)
@@ -157,12 +159,12 @@ class DestinationForm(QGroupBox):
             profile = self.profile_for_test()
             profile.validate()
         except FerryError as exc:
-            self.test_result.setText(exc.message)
+            self.test_result.setPlainText(exc.message)
             return
         self.test_button.setEnabled(False)
-        self.test_result.setText("Testing…")
+        self.test_result.setPlainText("Testing…")
         self.tester.start(self.env, profile, self.secret_edit.text())
 
     def _show_test_result(self, text: str) -> None:
         self.test_button.setEnabled(True)
-        self.test_result.setText(text)
+        self.test_result.setPlainText(text)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -24,6 +25,9 @@ from desktop_app.core.config import Profile
 from desktop_app.core.errors import FerryError
 from desktop_app.core.keys import SecretKind
 from desktop_app.gui.destination_form import DestinationForm
+from desktop_app.gui.widgets import fit_to_screen
+
+MIN_WIDTH = 560  # every placeholder and a result line of Test connection read whole
 
 
 class FirstRunChoice(enum.Enum):
@@ -65,6 +69,11 @@ class FirstRunDialog(QDialog):
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
 
+    def showEvent(self, event: QShowEvent) -> None:
+        if not event.spontaneous():
+            fit_to_screen(self, min_width=MIN_WIDTH)
+        super().showEvent(event)
+
     def accept(self) -> None:
         if self.sandbox_radio.isChecked():
             self.choice = FirstRunChoice.SANDBOX
@@ -81,7 +90,7 @@ class FirstRunDialog(QDialog):
                 )
             self.env.profiles.save(profile, make_default=True)
         except FerryError as exc:
-            form.test_result.setText(exc.message)
+            form.test_result.setPlainText(exc.message)
             return
         self.saved_profile = profile
         super().accept()

@@ -6,6 +6,10 @@ keeps the stored one. A value the person did not touch is written back exactly
 as it was, even when the form shows it rounded (a part size of 7.5 MiB shown
 as 8 stays 7.5). The dialog only saves; the window then offers to apply the
 settings of the profile in use by restarting its engine process.
+
+The sections scroll between the profile chooser and the Save/Cancel row, so the
+dialog fits a 1366×768 laptop screen (at most 740 px tall, less on a smaller
+screen) and its buttons are always in reach.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import dataclasses
 import threading
 from collections.abc import Callable
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, QSize, Qt, Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -26,7 +31,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPlainTextEdit,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -38,11 +43,13 @@ from desktop_app.core.errors import ConfigError, FerryError
 from desktop_app.core.keys import SecretKind
 from desktop_app.core.relay import describe_nats_url
 from desktop_app.gui.destination_form import DestinationForm
+from desktop_app.gui.widgets import OutputBox, fit_placeholder, fit_to_screen
 
 HOUR = 3600
 DAY = 24 * HOUR
 MB = 1_000_000
 NEW_PROFILE = "＋ New profile…"
+MIN_WIDTH = 640  # the checks' results and the relay's state read as lines, not a column
 
 
 class _ProfileIO(QObject):
@@ -107,6 +114,27 @@ def _scaled_spin(
     return _ScaledSpin(spin, unit)
 
 
+class _Sections(QScrollArea):
+    """Scrolls the sections vertically; asks for their full width, scroll bar included."""
+
+    def __init__(self, content: QWidget) -> None:
+        super().__init__()
+        self.content = content
+        self.setWidget(content)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    def sizeHint(self) -> QSize:
+        content = self.content.sizeHint()
+        return QSize(
+            content.width() + self.verticalScrollBar().sizeHint().width(), content.height()
+        )
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(self.sizeHint().width(), 120)
+
+
 class SettingsDialog(QDialog):
     def __init__(
         self, env: Environment, active_profile: str | None, parent: QWidget | None = None
@@ -134,18 +162,17 @@ class SettingsDialog(QDialog):
         chooser.addWidget(profile_label)
         chooser.addWidget(self.profile_combo, 1)
         layout.addLayout(chooser)
+        content = QWidget()
+        sections = QVBoxLayout(content)
+        sections.setContentsMargins(0, 0, 0, 0)
 
         self.destination = DestinationForm(env, "Destination", secret_kept_hint=True)
         self.destination.profile_for_test = self.profile_from_form
-        layout.addWidget(self.destination)
-        self.sandbox_access = QPlainTextEdit()
-        self.sandbox_access.setReadOnly(True)
+        sections.addWidget(self.destination)
+        self.sandbox_access = OutputBox(7)
         self.sandbox_access.setToolTip("Copy these to reach the sandbox with aws-cli or rclone")
-        self.sandbox_access.setMaximumHeight(
-            self.sandbox_access.fontMetrics().lineSpacing() * 7 + 12
-        )
         self.sandbox_access.hide()
-        layout.addWidget(self.sandbox_access)
+        sections.addWidget(self.sandbox_access)
 
         sending = QGroupBox("Sending")
         form = QFormLayout(sending)
@@ -170,6 +197,7 @@ class SettingsDialog(QDialog):
         )
         self.schedule_edit = QLineEdit()
         self.schedule_edit.setPlaceholderText("e.g. 08:00-18:00 2MiB/s, 18:00-08:00 off")
+        fit_placeholder(self.schedule_edit)
         self.schedule_edit.setToolTip(
             "Rates by the time of day (local time); 'off' is no limit; hours no range covers "
             "use the bandwidth limit above. Running uploads follow it as the clock moves."
@@ -191,7 +219,7 @@ class SettingsDialog(QDialog):
         form.addRow("", self.metered_check)
         form.addRow("", self.awake_check)
         form.addRow("A watched file is re&written", self.conflict_combo)
-        layout.addWidget(sending)
+        sections.addWidget(sending)
 
         checking = QGroupBox("Checking bucket and catalog")
         form = QFormLayout(checking)
@@ -217,12 +245,13 @@ class SettingsDialog(QDialog):
         form.addRow("Check e&very", self.check_interval.spin)
         form.addRow("Leave alone if &younger than", self.grace.spin)
         form.addRow("Keep objects of &deleted files", self.retention.spin)
-        layout.addWidget(checking)
+        sections.addWidget(checking)
 
         events = QGroupBox("Events for other systems")
         form = QFormLayout(events)
         self.nats_edit = QLineEdit()
         self.nats_edit.setPlaceholderText("none: no relay configured")
+        fit_placeholder(self.nats_edit)
         self.nats_edit.setToolTip(
             "The NATS JetStream server `ferry relay` publishes this catalog's events to "
             "(file.uploaded, file.deleted, file.repaired). No password here: give one in "
@@ -244,10 +273,13 @@ class SettingsDialog(QDialog):
             self.destination.name_edit,
         ):
             edit.textChanged.connect(self._show_relay_state)
-        layout.addWidget(events)
+        sections.addWidget(events)
 
         self.default_check = QCheckBox("Start with this profi&le")
-        layout.addWidget(self.default_check)
+        sections.addWidget(self.default_check)
+        sections.addStretch(1)
+        self.sections = _Sections(content)
+        layout.addWidget(self.sections, 1)
         self.status = QLabel("Loading profiles…")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
@@ -267,6 +299,11 @@ class SettingsDialog(QDialog):
         ]
         self._set_editable(False)
         self._threads.append(_in_thread(self._load))
+
+    def showEvent(self, event: QShowEvent) -> None:
+        if not event.spontaneous():
+            fit_to_screen(self, min_width=MIN_WIDTH)  # the sections scroll in what is left
+        super().showEvent(event)
 
     # -- loading ------------------------------------------------------------------
 

@@ -4,17 +4,66 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, QUrl
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize, Qt, QUrl
 from PySide6.QtGui import QDesktopServices, QPainter
 from PySide6.QtWidgets import (
     QApplication,
+    QLineEdit,
+    QPlainTextEdit,
     QStyle,
     QStyledItemDelegate,
     QStyleOptionProgressBar,
     QStyleOptionViewItem,
+    QWidget,
 )
 
 from desktop_app.gui.models import ProgressRole
+
+MAX_DIALOG_HEIGHT = 740  # a 1366×768 screen, less a panel and a title bar
+TITLE_BAR = 40  # room left above a window for the window manager's frame
+
+
+class OutputBox(QPlainTextEdit):
+    """Read-only text that wraps and scrolls: every line of a result stays readable,
+    however long, and can be selected and copied."""
+
+    def __init__(self, lines: int, placeholder: str = "") -> None:
+        super().__init__()
+        self.lines = lines
+        self.setReadOnly(True)
+        self.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+        self.setPlaceholderText(placeholder)
+        self.setMinimumHeight(self._height_of(min(lines, 3)))
+
+    def _height_of(self, lines: int) -> int:
+        margins = self.contentsMargins()
+        document = round(2 * self.document().documentMargin())
+        return (
+            self.fontMetrics().lineSpacing() * lines + document + margins.top() + margins.bottom()
+        )
+
+    def sizeHint(self) -> QSize:
+        return QSize(super().sizeHint().width(), self._height_of(self.lines))
+
+
+def fit_to_screen(window: QWidget, *, min_width: int) -> None:
+    """Size a dialog to its contents when it is first shown: at least ``min_width``
+    wide, at most MAX_DIALOG_HEIGHT tall and never past the screen's free area.
+    (Qt's own first size stops at two thirds of the screen, squeezing the content.)"""
+    free = window.screen().availableGeometry()
+    width = min(max(window.sizeHint().width(), min_width), free.width())
+    wanted = window.heightForWidth(width)
+    if wanted <= 0:
+        wanted = window.sizeHint().height()
+    window.resize(width, min(wanted, MAX_DIALOG_HEIGHT, free.height() - TITLE_BAR))
+
+
+def fit_placeholder(edit: QLineEdit) -> None:
+    """Make a line edit at least wide enough to show its placeholder in full."""
+    text = edit.placeholderText()
+    if text:
+        padding = 4 * edit.fontMetrics().averageCharWidth()  # frame and text margins
+        edit.setMinimumWidth(edit.fontMetrics().horizontalAdvance(text) + padding)
 
 
 def show_in_folder(source_path: str) -> None:

@@ -271,11 +271,13 @@ def test_first_run_dialog_writes_a_working_profile(
     dialog.bucket_box.secret_edit.setText("wrong-secret")
     dialog.bucket_box.test_button.click()
     qtbot.waitUntil(lambda: dialog.bucket_box.test_button.isEnabled(), timeout=30_000)
-    assert "refused the credentials" in dialog.bucket_box.test_result.text()
+    assert "refused the credentials" in dialog.bucket_box.test_result.toPlainText()
     dialog.bucket_box.secret_edit.setText(TEST_SECRET_KEY)
     dialog.bucket_box.test_button.click()
     qtbot.waitUntil(lambda: dialog.bucket_box.test_button.isEnabled(), timeout=30_000)
-    assert "✘" not in dialog.bucket_box.test_result.text(), dialog.bucket_box.test_result.text()
+    assert "✘" not in dialog.bucket_box.test_result.toPlainText(), (
+        dialog.bucket_box.test_result.toPlainText()
+    )
     dialog.accept()
     assert dialog.result() == QDialog.DialogCode.Accepted
     profile = ferry_env.profiles.get()

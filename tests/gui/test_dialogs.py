@@ -1,0 +1,84 @@
+"""Settings and the welcome dialog fit a laptop screen and show what they say in full."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QRect
+from PySide6.QtGui import QScreen
+from PySide6.QtWidgets import QDialogButtonBox, QLineEdit, QPlainTextEdit, QWidget
+from pytestqt.qtbot import QtBot
+
+from desktop_app.core.app import Environment
+from desktop_app.core.config import Profile
+from desktop_app.gui.first_run import FirstRunDialog
+from desktop_app.gui.settings_dialog import SettingsDialog
+
+LAPTOP_FREE = QRect(0, 0, 1366, 768 - 40)  # a 1366×768 screen less a 40 px panel
+TITLE_BAR = 30
+
+
+def placeholders_cut(dialog: QWidget) -> list[str]:
+    """The placeholders of the dialog's line edits that do not fit their box."""
+    return [
+        edit.placeholderText()
+        for edit in dialog.findChildren(QLineEdit)
+        if edit.isVisible()
+        and edit.placeholderText()
+        and edit.fontMetrics().horizontalAdvance(edit.placeholderText()) + 8 > edit.width()
+    ]
+
+
+def test_settings_fit_a_1366x768_screen_with_save_and_cancel_in_sight(
+    qtbot: QtBot, ferry_env: Environment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(QScreen, "availableGeometry", lambda _screen: LAPTOP_FREE)
+    ferry_env.profiles.save(
+        Profile(name="test", bucket="photos", catalog_url=ferry_env.paths.default_catalog_url("t"))
+    )
+    dialog = SettingsDialog(ferry_env, "test")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    qtbot.waitUntil(lambda: dialog.profile_combo.currentText() == "test", timeout=10_000)
+
+    assert dialog.height() <= 740
+    assert dialog.height() + TITLE_BAR <= LAPTOP_FREE.height()
+    assert dialog.width() <= LAPTOP_FREE.width()
+    for which in (QDialogButtonBox.StandardButton.Save, QDialogButtonBox.StandardButton.Cancel):
+        button = dialog.buttons.button(which)
+        where = QRect(button.mapTo(dialog, button.rect().topLeft()), button.size())
+        assert button.isVisible() and dialog.rect().contains(where), (button.text(), where)
+    # What does not fit scrolls, down to the last section.
+    dialog.sections.ensureWidgetVisible(dialog.default_check)
+    assert not dialog.default_check.visibleRegion().isEmpty()
+    assert placeholders_cut(dialog) == []
+
+
+def test_test_connection_results_are_shown_in_full(qtbot: QtBot, ferry_env: Environment) -> None:
+    dialog = SettingsDialog(ferry_env, None)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    reason = "the endpoint answered with something Ferry did not expect, " * 4
+    text = "\n".join(f"✘ check {n}: {reason}" for n in range(8))
+    dialog.destination.tester.finished.emit(text)  # what the checks' thread sends
+
+    box = dialog.destination.test_result
+    assert isinstance(box, QPlainTextEdit) and box.isReadOnly()
+    assert box.toPlainText() == text  # every line, whole
+    assert box.lineWrapMode() is QPlainTextEdit.LineWrapMode.WidgetWidth
+    assert box.horizontalScrollBar().maximum() == 0  # long lines wrap, none runs off
+    assert box.verticalScrollBar().maximum() > 0  # and what is below scrolls into view
+    assert box.height() >= 3 * box.fontMetrics().lineSpacing()
+
+
+def test_the_welcome_dialog_is_wide_enough_for_its_placeholders(
+    qtbot: QtBot, ferry_env: Environment
+) -> None:
+    dialog = FirstRunDialog(ferry_env)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    dialog.bucket_radio.setChecked(True)
+    assert dialog.width() >= 480
+    assert placeholders_cut(dialog) == []
