@@ -42,7 +42,13 @@ from desktop_app.core.config import DEFAULT_PROFILE_NAME, MIB, Profile
 from desktop_app.core.control import RunningFerry, endpoint_address
 from desktop_app.core.errors import FerryError
 from desktop_app.core.events import EngineEvent, TransferChanged, TransferProgress
-from desktop_app.core.journal import AttemptRecord, TransferError, TransferRecord, TransferState
+from desktop_app.core.journal import (
+    AttemptRecord,
+    Journal,
+    TransferError,
+    TransferRecord,
+    TransferState,
+)
 from desktop_app.core.keys import SecretKind, SecretStore
 from desktop_app.core.logs import configure_logging
 from desktop_app.core.paths import FerryPaths
@@ -387,10 +393,35 @@ def cmd_relay(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
+def _require_transfers(ids: Sequence[int], done: str) -> None:
+    """Refuse, before anything is done, IDs the journal does not hold.
+
+    Read from the journal file (as `ferry status` reads it beside a running
+    Ferry), so a mistyped ID is said alike alone and handed over, and in words
+    a person can act on rather than as a journal problem.
+    """
+    if not ids:
+        return
+    journal = Journal(FerryPaths.from_environment(os.environ).journal_file, read_only=True)
+    try:
+        found = {record.id for record in journal.get_many(ids)}
+    finally:
+        journal.close()
+    missing = sorted(set(ids) - found)
+    if missing:
+        named = ", ".join(str(i) for i in missing)
+        raise FerryError(
+            f"There is no transfer {named} in the journal, so nothing was {done}. "
+            "`ferry status --all` lists the transfers there are, with their IDs.",
+            title="No such transfer",
+        )
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
     if not args.ids and not args.failed:
         raise FerryError("Say which transfers to retry: IDs, or --failed for all failed ones.")
     ids = None if args.failed else args.ids
+    _require_transfers(ids or (), "retried")
     handed = _handed_off(args, lambda f: f.call(Ferry.retry, ids), wait=True)
     if handed is not None:
         return handed
@@ -400,6 +431,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    _require_transfers(args.ids, "cancelled")
     # Judged alike alone and beside a running Ferry: before, a cancel handed over
     # exited 1 (a cancelled transfer is not an upload that succeeded).
     handed = _handed_off(
@@ -420,6 +452,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
         _say(f"{count} transfer(s) {'paused' if pausing else 'unpaused'}.")
         return EXIT_OK
 
+    _require_transfers(args.ids, "paused" if pausing else "unpaused")
     running = _running(args)
     if running is not None:
         return say(running.call(method, args.ids or None))
@@ -436,6 +469,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
             _say(f"{count} finished transfer(s) removed from the list.")
         return EXIT_OK
 
+    _require_transfers(args.ids, "cleared")
     running = _running(args)
     if running is not None:
         return say(running.call(Ferry.clear_finished, args.ids))
@@ -864,6 +898,21 @@ def cmd_catalog_upgrade(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _not_negative(what: str) -> Callable[[str], int]:
+    """An option's whole number of 0 or more; argparse names the option and exits 2."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ferry", description="Put files into an S3-compatible bucket, verified."
@@ -925,12 +974,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--owner")
     sub.add_argument("--name", help="part of the original file name")
     sub.add_argument(
-        "--limit", type=int, default=0, metavar="N", help="at most N files (default: all)"
+        "--limit",
+        type=_not_negative("a number of files (a whole number, 0 or more; 0 lists them all)"),
+        default=0,
+        metavar="N",
+        help="at most N files (default: all)",
     )
     sub.add_argument("--after", metavar="KEY", help="only keys after KEY (to go on from a limit)")
     json_flag(sub)
     sub = add("check", cmd_check, "compare bucket and catalog; --repair fixes what it finds")
-    sub.add_argument("--grace", type=int, help="seconds; younger things are left alone")
+    sub.add_argument(
+        "--grace",
+        type=_not_negative("a number of seconds (a whole number, 0 or more)"),
+        help="seconds; younger things are left alone",
+    )
     sub.add_argument("--repair", action="store_true", help="plan repairs (dry run)")
     sub.add_argument("--yes", action="store_true", help="with --repair: carry them out")
     sub.add_argument("--only", nargs="+", choices=[k.value for k in FindingKind], metavar="KIND")

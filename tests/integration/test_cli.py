@@ -356,3 +356,72 @@ def test_a_known_file_is_no_duplicate_when_its_server_is_down_or_its_object_gone
     # And now, with the object really there, it is a duplicate.
     twice = run_ferry(home, "upload", str(data), "--json", env=creds)
     assert json.loads(twice.stdout)["transfers"][0]["state"] == "duplicate"
+
+
+def test_negative_limits_and_grace_are_refused_before_anything_runs(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    for args, said in (
+        (("ls", "--limit", "-5"), "argument --limit: '-5' is not a number of files"),
+        (("check", "--grace", "-5"), "argument --grace: '-5' is not a number of seconds"),
+        (("check", "--grace", "soon"), "argument --grace: 'soon' is not a number of seconds"),
+    ):
+        refused = run_ferry(home, *args, "--json")
+        assert refused.returncode == 2, (args, refused.stderr)
+        assert said in refused.stderr and "0 or more" in refused.stderr, refused.stderr
+        assert refused.stdout == ""
+
+
+def test_a_transfer_id_not_in_the_journal_is_said_plainly_alone_and_handed_over(
+    weed_profile: Callable[..., None],
+    ferry_env: Environment,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from desktop_app import cli
+    from desktop_app.core.app import Ferry, RunMode
+
+    weed_profile()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)  # the command's own keyring is empty
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", TEST_SECRET_KEY)
+    (tmp_path / "kept.txt").write_text("a transfer that exists")
+    assert cli.main(["upload", str(tmp_path / "kept.txt")]) == 0
+    capsys.readouterr()
+    commands = {
+        "retry": "retried",
+        "cancel": "cancelled",
+        "pause": "paused",
+        "unpause": "unpaused",
+        "clear": "cleared",
+    }
+
+    def said(command: str) -> tuple[int, str, str]:
+        code = cli.main([command, "99999"])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    alone = {command: said(command) for command in commands}
+    app = Ferry.open(ferry_env, mode=RunMode.RESIDENT)
+    server = app.listen()
+    try:
+        beside = {command: said(command) for command in commands}
+        code = cli.main(["retry", "99998", "99999", "--json"])
+        document = json.loads(capsys.readouterr().out)
+        [kept] = app.transfers()
+    finally:
+        server.stop()
+        app.close()
+
+    for command, done in commands.items():
+        expected = (
+            2,
+            "",
+            f"ferry: No such transfer: There is no transfer 99999 in the journal, so nothing "
+            f"was {done}. `ferry status --all` lists the transfers there are, with their IDs.\n",
+        )
+        assert alone[command] == expected, command
+        assert beside[command] == expected, command
+    assert code == 2
+    assert document["error"]["title"] == "No such transfer"
+    assert document["error"]["message"].startswith("There is no transfer 99998, 99999 in the")
+    assert kept.state.value == "done" and not kept.paused
