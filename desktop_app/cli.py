@@ -919,7 +919,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ferry {__version__}")
     parser.add_argument("--profile", help="profile to use (default: the default profile)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more on stderr")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log more on stderr, and debug lines in the log",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     # The global options are also accepted after the command (`ferry upload
@@ -1092,10 +1097,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _start_logging(verbose: bool = False) -> None:
+    """Warnings on stderr and INFO in the log file; ``-v``: INFO on stderr, DEBUG in the file."""
     paths = FerryPaths.from_environment(os.environ)
     try:
         paths.ensure_log_dir()
-        configure_logging(paths.log_file, stderr_level=logging.INFO if verbose else logging.WARNING)
+        configure_logging(
+            paths.log_file,
+            stderr_level=logging.INFO if verbose else logging.WARNING,
+            file_level=logging.DEBUG if verbose else logging.INFO,
+        )
     except OSError as exc:
         _say(f"ferry: cannot write logs to {paths.log_dir}: {exc.strerror}")
     except FerryError as exc:  # a folder another user can change: no log written there

@@ -81,8 +81,15 @@ def _ferry_records_only(record: logging.LogRecord) -> bool:
     return record.name == "ferry" or record.name.startswith(("ferry.", "desktop_app"))
 
 
-def configure_logging(log_file: Path, *, stderr_level: int | None = logging.WARNING) -> None:
-    """Send Ferry's logs to a rotating file and, for the CLI, to stderr."""
+def configure_logging(
+    log_file: Path, *, stderr_level: int | None = logging.WARNING, file_level: int = logging.INFO
+) -> None:
+    """Send Ferry's logs to a rotating file and, for the CLI, to stderr.
+
+    The file holds INFO and above unless asked for more (``ferry -v``): at
+    DEBUG every command wrote keyring's backend search, six lines, and the
+    lines that matter drowned in them.
+    """
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_ferry", False):
@@ -93,7 +100,7 @@ def configure_logging(log_file: Path, *, stderr_level: int | None = logging.WARN
     file_handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s")
     )
-    file_handler.setLevel(logging.DEBUG)
+    file_handler.setLevel(file_level)
     handlers: list[logging.Handler] = [file_handler]
     if stderr_level is not None:
         console = logging.StreamHandler(sys.stderr)

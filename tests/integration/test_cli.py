@@ -425,3 +425,34 @@ def test_a_transfer_id_not_in_the_journal_is_said_plainly_alone_and_handed_over(
     assert document["error"]["title"] == "No such transfer"
     assert document["error"]["message"].startswith("There is no transfer 99998, 99999 in the")
     assert kept.state.value == "done" and not kept.paused
+
+
+def test_a_command_writes_no_debug_lines_to_the_log_unless_verbose(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    log_file = home / "logs" / "ferry.log"
+    # No backend named: keyring looks for one, and logs each it tries (in a home of
+    # the test's own, with no session bus: nothing outside it is read).
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "FERRY_", "PYTHON_KEYRING", "DBUS_", "XDG_"))
+    }
+    environ.update(FERRY_HOME=str(home), HOME=str(tmp_path))
+
+    def commands(*options: str) -> None:
+        for args, code in ((("profile", "list"), 0), (("--profile", "ghost", "status"), 2)):
+            done = subprocess.run(
+                [sys.executable, "-m", "desktop_app", *options, *args],
+                capture_output=True, text=True, env=environ, timeout=180,
+            )  # fmt: skip
+            assert done.returncode == code, done.stderr
+
+    commands()
+    default = log_file.read_text() if log_file.exists() else ""
+    assert [line for line in default.splitlines() if " DEBUG " in line] == []
+
+    commands("-v")
+    verbose = log_file.read_text()[len(default) :]
+    # What -v is for: every detail, in the file.
+    assert " DEBUG keyring.backend " in verbose
+    assert " DEBUG ferry [MainThread] Command failed" in verbose

@@ -35,3 +35,21 @@ def test_file_system_events_do_not_flood_the_log(tmp_path: Path) -> None:
         handler.flush()
     text = log_file.read_text()
     assert "in-event" not in text and "Watching /home/ann/Inbox" in text
+
+
+def test_the_log_file_holds_info_and_above_unless_debug_is_asked_for(tmp_path: Path) -> None:
+    logger = logging.getLogger("ferry.test")
+    for level, log_file in ((None, tmp_path / "default.log"), (logging.DEBUG, tmp_path / "v.log")):
+        if level is None:
+            configure_logging(log_file, stderr_level=None)
+        else:
+            configure_logging(log_file, stderr_level=None, file_level=level)
+        logging.getLogger("keyring.backend").debug("Loading KWallet")
+        logger.debug("a detail for the maintainer")
+        logger.info("Profile team: S3 credentials from the keyring")
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+    default, verbose = (tmp_path / "default.log").read_text(), (tmp_path / "v.log").read_text()
+    assert " DEBUG " not in default and "Loading KWallet" not in default
+    assert "S3 credentials from the keyring" in default
+    assert "a detail for the maintainer" in verbose and "Loading KWallet" in verbose
