@@ -2,12 +2,15 @@
 
 The check runs on the backend's job thread; this view shows its progress,
 the counts per kind and the findings with their evidence. "Repair…" shows
-what would be done (the dry run) and asks before doing it.
+what would be done (the dry run) and asks before doing it. In the browse,
+"Delete…" (context menu, or the Delete key) deletes the selected files after
+a question whose default is No, then shows what happened and lists again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -15,10 +18,12 @@ from PySide6.QtCore import (
     QAbstractTableModel,
     QModelIndex,
     QPersistentModelIndex,
+    QPoint,
     Qt,
     QTimer,
     Slot,
 )
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -27,6 +32,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QMessageBox,
     QProgressBar,
     QPushButton,
@@ -37,7 +43,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.core.app import Ferry
-from desktop_app.core.catalog import FileQuery, FileRecord
+from desktop_app.core.catalog import DeleteOutcome, FileQuery, FileRecord
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.reconcile import (
     CheckReport,
@@ -48,6 +54,7 @@ from desktop_app.core.reconcile import (
 )
 from desktop_app.core.storage import ObjectInfo
 from desktop_app.gui.backend import Backend
+from desktop_app.gui.file_deletion import Deletion, ask_to_delete, deletable_keys
 from desktop_app.gui.units import human_size
 
 Index = QModelIndex | QPersistentModelIndex
@@ -263,9 +270,23 @@ class ConsistencyView(QWidget):
         header = self.files_table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        self.files_table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.files_table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.files_table.customContextMenuRequested.connect(self._files_menu)
+        self.show_object_action = QAction("Show &object", self.files_table)
+        self.show_object_action.triggered.connect(self.inspect_selected)
+        self.delete_files_action = QAction("&Delete…", self.files_table)
+        self.delete_files_action.setShortcut(QKeySequence(QKeySequence.StandardKey.Delete))
+        self.delete_files_action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+        self.delete_files_action.setEnabled(False)
+        self.delete_files_action.triggered.connect(self.delete_selected_files)
+        self.files_table.addAction(self.delete_files_action)  # the Delete key, in the table
+        self.files_table.selectionModel().selectionChanged.connect(self._files_selected)
+        self.files_model.modelReset.connect(self._files_selected)
         layout.addWidget(self.files_table, 1)
         self.object_label = QLabel("")
         self.object_label.setWordWrap(True)
+        self.object_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.object_label)
         return panel
 
@@ -451,6 +472,55 @@ class ConsistencyView(QWidget):
             limit=500,
         )
         self.backend.call(Ferry.files, query).then(self._on_files_found)
+
+    def selected_files(self) -> list[FileRecord]:
+        rows = sorted({i.row() for i in self.files_table.selectionModel().selectedRows()})
+        return [self.files_model.items[row] for row in rows]
+
+    def _files_selected(self) -> None:
+        selected = self.selected_files()
+        self.show_object_action.setEnabled(bool(selected))
+        self.delete_files_action.setEnabled(bool(deletable_keys(selected)))
+
+    def _files_menu(self, position: QPoint) -> None:
+        menu = QMenu(self)
+        menu.addAction(self.show_object_action)
+        menu.addSeparator()
+        menu.addAction(self.delete_files_action)
+        menu.exec(self.files_table.viewport().mapToGlobal(position))
+        menu.deleteLater()
+
+    def delete_selected_files(self) -> None:
+        keys = deletable_keys(self.selected_files())
+        if not keys:
+            self.object_label.setText(
+                "Select stored files to delete: deleted ones are gone already, and one still "
+                "uploading is cancelled in Transfers."
+            )
+            return
+        if not ask_to_delete(self, keys):
+            return
+        self.object_label.setText(f"Deleting {len(keys):,} file(s)…")
+        deletion = Deletion(tuple(keys))
+        for key in keys:  # one call per key: each is its own catalog write and DELETE
+            self.backend.call(Ferry.delete, key).then(
+                functools.partial(self._deleted, deletion, key),
+                functools.partial(self._not_deleted, deletion, key),
+            )
+
+    def _deleted(self, deletion: Deletion, key: str, outcome: DeleteOutcome) -> None:
+        deletion.outcome(key, outcome)
+        self._deletion_answered(deletion)
+
+    def _not_deleted(self, deletion: Deletion, key: str, _title: str, message: str) -> None:
+        deletion.failure(key, message)
+        self._deletion_answered(deletion)
+
+    def _deletion_answered(self, deletion: Deletion) -> None:
+        if not deletion.finished:
+            return
+        self.object_label.setText(deletion.summary())
+        self.search()  # the list as the catalog has it now
 
     def inspect_selected(self) -> None:
         rows = sorted({i.row() for i in self.files_table.selectionModel().selectedRows()})

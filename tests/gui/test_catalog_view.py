@@ -1,0 +1,174 @@
+"""The Bucket & catalog view's browse: deleting files, as a person does it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QApplication, QMenu, QMessageBox
+from pytestqt.qtbot import QtBot
+
+from desktop_app.core.app import Environment
+from desktop_app.core.catalog_schema import FileStatus
+from desktop_app.core.journal import TransferState
+from desktop_app.gui.consistency_view import ConsistencyView
+from desktop_app.gui.main_window import MainWindow
+from tests.conftest import WeedServer
+from tests.gui.conftest import live_row
+
+NAMES = ("a-report.pdf", "b-scan.tif", "c-notes.txt")
+
+
+def uploaded_and_listed(
+    qtbot: QtBot, window_for: Callable[[], MainWindow], tmp_path: Path
+) -> tuple[MainWindow, ConsistencyView]:
+    window = window_for()
+    paths = []
+    for name in NAMES:
+        path = tmp_path / name
+        path.write_bytes(f"the bytes of {name}".encode() * 50)
+        paths.append(path)
+    window.queue_paths(paths)
+    qtbot.waitUntil(
+        lambda: [s.state for s in window.model.snapshots()] == [TransferState.DONE] * 3,
+        timeout=30_000,
+    )
+    view = window.consistency_view
+    window.tabs.setCurrentWidget(view)
+    view.search()
+    qtbot.waitUntil(lambda: view.files_model.rowCount() == 3, timeout=10_000)
+    return window, view
+
+
+def when_shown(find: Callable[[], object], kind: type, act: Callable[[Any], None]) -> None:
+    """Act on a modal box or a popup as soon as it shows (give up after 5 s)."""
+    tries = iter(range(250))
+
+    def attempt() -> None:
+        shown = find()
+        if isinstance(shown, kind):
+            act(shown)
+        elif next(tries, None) is not None:
+            QTimer.singleShot(20, attempt)
+
+    QTimer.singleShot(0, attempt)
+
+
+def answer_question(answer: QMessageBox.StandardButton, seen: list[dict[str, Any]]) -> None:
+    """When the question box opens, note what it shows, then press ``answer``."""
+
+    def press(box: QMessageBox) -> None:
+        seen.append(
+            {
+                "text": box.text(),
+                "more": box.informativeText(),
+                "default": box.standardButton(box.defaultButton()),
+            }
+        )
+        box.button(answer).click()
+
+    when_shown(QApplication.activeModalWidget, QMessageBox, press)
+
+
+def choose_from_menu(qtbot: QtBot, view: ConsistencyView, text: str, seen: list[str]) -> None:
+    """Open the files' context menu, note its entries, click the one called ``text``."""
+
+    def click(menu: QMenu) -> None:
+        actions = [a for a in menu.actions() if not a.isSeparator()]
+        seen.extend(a.text() for a in actions if a.isEnabled())
+        [chosen] = [a for a in actions if a.text() == text]
+        qtbot.mouseClick(menu, Qt.MouseButton.LeftButton, pos=menu.actionGeometry(chosen).center())
+
+    when_shown(QApplication.activePopupWidget, QMenu, click)
+    row = view.files_table.visualRect(view.files_model.index(0, 0)).center()
+    view.files_table.customContextMenuRequested.emit(row)
+
+
+def statuses(view: ConsistencyView) -> dict[str, FileStatus]:
+    return {record.key: record.status for record in view.files_model.items}
+
+
+def test_delete_asks_first_with_no_as_default_and_no_deletes_nothing(
+    weed_profile: Callable[..., None],
+    qtbot: QtBot,
+    window_for: Callable[[], MainWindow],
+    ferry_env: Environment,
+    weed: WeedServer,
+    bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    weed_profile()
+    window, view = uploaded_and_listed(qtbot, window_for, tmp_path)
+    asked_for: list[str] = []
+    call = window.backend.call
+
+    def noting(method: Any, *args: Any, **kwargs: Any) -> Any:  # passes every call on
+        asked_for.append(method.__name__)
+        return call(method, *args, **kwargs)
+
+    monkeypatch.setattr(window.backend, "call", noting)
+    view.files_table.selectAll()
+    seen: list[dict[str, Any]] = []
+    answer_question(QMessageBox.StandardButton.No, seen)
+    view.files_table.setFocus()
+    qtbot.keyClick(view.files_table, Qt.Key.Key_Delete)  # the Delete key
+    [question] = seen
+    assert question["text"] == "Delete 3 files from the bucket?"
+    assert "removes them from the catalog and deletes their objects" in question["more"]
+    assert all(name in question["more"] for name in NAMES)
+    assert question["default"] == QMessageBox.StandardButton.No
+
+    menu: list[str] = []
+    answer_question(QMessageBox.StandardButton.No, seen)
+    choose_from_menu(qtbot, view, "&Delete…", menu)
+    assert "&Delete…" in menu and len(seen) == 2
+    assert seen[1]["default"] == QMessageBox.StandardButton.No
+
+    qtbot.wait(500)
+    assert "delete" not in asked_for
+    assert statuses(view) == dict.fromkeys(NAMES, FileStatus.ACTIVE)
+    listed = weed.client().list_objects_v2(Bucket=bucket)["Contents"]
+    assert sorted(o["Key"] for o in listed) == sorted(NAMES)
+    assert all(live_row(ferry_env, bucket, name) is not None for name in NAMES)
+
+
+def test_deleted_files_leave_bucket_and_catalog_and_the_person_reads_what_happened(
+    weed_profile: Callable[..., None],
+    qtbot: QtBot,
+    window_for: Callable[[], MainWindow],
+    ferry_env: Environment,
+    weed: WeedServer,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    weed_profile()
+    _window, view = uploaded_and_listed(qtbot, window_for, tmp_path)
+    # Another program writes over the third file's object: Ferry must leave that one.
+    weed.client().put_object(Bucket=bucket, Key=NAMES[2], Body=b"someone else's bytes")
+    rows = {record.key: row for row, record in enumerate(view.files_model.items)}
+    for name in NAMES:
+        view.files_table.selectionModel().select(
+            view.files_model.index(rows[name], 0),
+            view.files_table.selectionModel().SelectionFlag.Select
+            | view.files_table.selectionModel().SelectionFlag.Rows,
+        )
+    seen: list[dict[str, Any]] = []
+    answer_question(QMessageBox.StandardButton.Yes, seen)
+    choose_from_menu(qtbot, view, "&Delete…", [])
+    assert seen[0]["text"] == "Delete 3 files from the bucket?"
+    qtbot.waitUntil(lambda: "Deleted 2 files" in view.object_label.text(), timeout=30_000)
+    said = view.object_label.text()
+    assert "Removed 1 file from the catalog, but the object stayed in the bucket" in said
+    assert NAMES[2] in said and "another program wrote that key" in said
+    # The list follows: every row is deleted now.
+    qtbot.waitUntil(
+        lambda: statuses(view) == dict.fromkeys(NAMES, FileStatus.DELETED), timeout=10_000
+    )
+    assert all(live_row(ferry_env, bucket, name) is None for name in NAMES)
+    listed = weed.client().list_objects_v2(Bucket=bucket).get("Contents", [])
+    assert [o["Key"] for o in listed] == [NAMES[2]]
+    assert not view.delete_files_action.isEnabled()  # nothing deletable is selected
