@@ -5,7 +5,10 @@ with a count each; right, the failed transfers of the chosen group with their
 error, attempts, next automatic try and last try; below, the whole story of
 the selected one, attempt by attempt (loaded from the journal by the engine
 process, never on the GUI thread). Retry, Retry group and Retry all act only
-on failures that retrying can help; Remove cancels the transfer.
+on failures that retrying can help; Remove cancels the transfer and takes it
+off the list. The Error column takes the width the others leave, never less
+than ERROR_MIN_WIDTH (a narrow window scrolls sideways instead of cutting each
+error to a word); every cell's tooltip holds the error in full.
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ from PySide6.QtCore import (
     Signal,
     Slot,
 )
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
-    QHeaderView,
     QListWidget,
     QListWidgetItem,
     QPushButton,
@@ -48,6 +51,7 @@ from desktop_app.gui.units import exact_size
 from desktop_app.gui.widgets import show_in_folder
 
 Index = QModelIndex | QPersistentModelIndex
+ERROR_MIN_WIDTH = 320  # an error's title and the start of its message
 SnapshotRole = Qt.ItemDataRole.UserRole + 1
 CauseRole = Qt.ItemDataRole.UserRole + 2
 SortRole = Qt.ItemDataRole.UserRole + 3
@@ -184,6 +188,28 @@ class FailedTableModel(QAbstractTableModel):
         return counts
 
 
+class FailedTable(QTableView):
+    """The failed transfers; the Error column stretches, down to ERROR_MIN_WIDTH."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.horizontalHeader().sectionResized.connect(self._section_resized)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # the viewport's size
+        super().resizeEvent(event)
+        self.fit_error_column()
+
+    def _section_resized(self, column: int, _old: int, _new: int) -> None:
+        if column != FailedColumn.ERROR:
+            self.fit_error_column()
+
+    def fit_error_column(self) -> None:
+        header = self.horizontalHeader()
+        others = sum(header.sectionSize(c) for c in FailedColumn if c is not FailedColumn.ERROR)
+        left = self.viewport().width() - others
+        self.setColumnWidth(FailedColumn.ERROR, max(ERROR_MIN_WIDTH, left))
+
+
 class FailedView(QWidget):
     """The Failed tab. ``countChanged`` carries the number of failed transfers."""
 
@@ -200,9 +226,12 @@ class FailedView(QWidget):
         self._attempts: dict[int, tuple[AttemptRecord, ...]] = {}
 
         self.groups = QListWidget()
-        self.groups.setMaximumWidth(260)
+        # As wide as the longest group's name, the rest goes to the failures themselves.
+        longest = max((f"{cause.label} (9,999)" for cause in FailureCause), key=len)
+        room = self.groups.fontMetrics().horizontalAdvance(longest) + 24  # frame and margins
+        self.groups.setMaximumWidth(max(room, 160))
         self.groups.currentRowChanged.connect(self._group_chosen)
-        self.table = QTableView()
+        self.table = FailedTable()
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
@@ -211,16 +240,15 @@ class FailedView(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().setVisible(False)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(FailedColumn.ERROR, QHeaderView.ResizeMode.Stretch)
         for column, width in (
-            (FailedColumn.NAME, 160),
-            (FailedColumn.KEY, 160),
+            (FailedColumn.NAME, 140),
+            (FailedColumn.KEY, 140),
             (FailedColumn.ATTEMPTS, 70),
             (FailedColumn.NEXT_TRY, 170),
             (FailedColumn.LAST_TRY, 90),
         ):
             self.table.setColumnWidth(column, width)
+        self.table.fit_error_column()
         self.table.selectionModel().selectionChanged.connect(self._show_selected)
         self.details = QTextBrowser()
         self.details.setOpenLinks(False)
@@ -426,5 +454,7 @@ class FailedView(QWidget):
         ids = [s.id for s in self.selected()]
         if ids:
             self.backend.call(Ferry.cancel, ids).then(
-                lambda done: self.backend.notice.emit(f"{len(done)} transfer(s) cancelled.")
+                lambda done: self.backend.notice.emit(
+                    f"{len(done)} transfer(s) removed from the Failed list."
+                )
             )
