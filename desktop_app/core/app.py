@@ -716,8 +716,10 @@ def diagnose_profile(env: Environment, profile: Profile) -> list[CheckResult]:
         try:
             storage.check_bucket()
             results.append(CheckResult("bucket", True, f"{profile.bucket} is reachable"))
-            storage.probe_write(profile.prefix)
+            protection = storage.probe_write(profile.prefix)
             results.append(CheckResult("write", True, "a test object was written and deleted"))
+            # Not a failure where conditions are ignored: Ferry works, with less protection.
+            results.append(CheckResult("other tools", True, protection.description))
         except StorageError as exc:
             results.append(CheckResult("bucket", False, exc.message))
         skew = storage.clock.notable_offset()

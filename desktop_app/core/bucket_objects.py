@@ -17,6 +17,7 @@ page this parser cannot read is left to botocore's parser.
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -74,6 +75,33 @@ class WriteCondition:
         if self.replacing is None:
             return "no object"
         return f"Ferry's object with ETag {self.replacing}"
+
+
+class WriteProtection(enum.Enum):
+    """How far an endpoint lets Ferry keep from writing over another program's object."""
+
+    CONDITIONS_HONOURED = "conditions_honoured"
+    LOOK_BEFORE_WRITE = "look_before_write"  # condition headers refused (501): a HEAD first
+    CONDITIONS_IGNORED = "conditions_ignored"
+
+    @property
+    def description(self) -> str:
+        if self is WriteProtection.CONDITIONS_HONOURED:
+            return (
+                "the server refuses a write over an object Ferry did not expect (conditional "
+                "writes): another program's object is never overwritten"
+            )
+        if self is WriteProtection.LOOK_BEFORE_WRITE:
+            return (
+                "the server takes no conditional writes; Ferry looks at the key just before "
+                "each write, so only a write by another program in that same instant could "
+                "be overwritten"
+            )
+        return (
+            "the server ignores conditional writes: Ferry cannot keep another program's "
+            "object at the same key from being overwritten; keep other programs off this "
+            "profile's prefix"
+        )
 
 
 @dataclass(frozen=True)

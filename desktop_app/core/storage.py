@@ -47,6 +47,7 @@ from desktop_app.core.bucket_objects import SHA256_METADATA as SHA256_METADATA
 from desktop_app.core.bucket_objects import ObjectInfo as ObjectInfo
 from desktop_app.core.bucket_objects import WriteAnswer as WriteAnswer
 from desktop_app.core.bucket_objects import WriteCondition as WriteCondition
+from desktop_app.core.bucket_objects import WriteProtection as WriteProtection
 from desktop_app.core.config import Profile
 from desktop_app.core.errors import ErrorCause, StorageError, StorageErrorKind
 from desktop_app.core.keys import S3Credentials, aws_credential_error
@@ -435,16 +436,37 @@ class S3Storage:
                     if code != "BucketAlreadyOwnedByYou":
                         raise
 
-    def probe_write(self, prefix: str) -> None:
-        """Write then delete a tiny object under the prefix: proves write access."""
+    def probe_write(self, prefix: str) -> WriteProtection:
+        """Write a tiny object under the prefix, write it again on the condition that
+        the key is empty, then delete it: proves write access, and says how the
+        server keeps Ferry from writing over another program's object."""
         key = f"{prefix.strip('/')}/.ferry-probe-{uuid.uuid4().hex}".lstrip("/")
         body = b"ferry write probe"
         with self._translate("write a test object", key):
             self.client.put_object(
                 Bucket=self.bucket, Key=key, Body=body, ContentMD5=md5_base64(body)
             )
-        with self._translate("delete the test object", key):
-            self.client.delete_object(Bucket=self.bucket, Key=key)
+        try:
+            with self._translate("write a test object again", key):
+                self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=body,
+                    ContentMD5=md5_base64(body),
+                    IfNoneMatch="*",
+                )
+            protection = WriteProtection.CONDITIONS_IGNORED  # written over an existing key
+        except StorageError as exc:
+            if exc.kind is StorageErrorKind.PRECONDITION_FAILED:
+                protection = WriteProtection.CONDITIONS_HONOURED
+            elif exc.kind is StorageErrorKind.NOT_SUPPORTED:
+                protection = WriteProtection.LOOK_BEFORE_WRITE
+            else:
+                raise
+        finally:
+            with self._translate("delete the test object", key):
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+        return protection
 
     # -- objects ------------------------------------------------------------
 

@@ -69,6 +69,12 @@ def test_uploads_check_delete_and_resume_on_every_server(
     }
     for name, data in files.items():
         (folder / name).write_bytes(data)
+    # What keeps Ferry from writing over another program's object, as the server allows.
+    code, out, err = run(home, server, "profile", "test", "c", "--json")
+    assert code == 0, (out, err)
+    checks = {c["name"]: c["detail"] for c in json.loads(out)["checks"]}
+    expected = "ignores conditional writes" if server.name == "rclone" else "refuses a write"
+    assert expected in checks["other tools"], checks
     code, out, err = run(home, server, "upload", str(folder), "--json")
     document = json.loads(out)
     assert code == 0, (document, err)

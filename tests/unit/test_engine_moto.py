@@ -164,3 +164,17 @@ def test_another_programs_object_survives_an_upload_and_a_delete_on_moto(
     outcome = ferry.delete("mine.txt")
     assert not outcome.object_deleted
     assert client.get_object(Bucket="unit-bucket", Key="mine.txt")["Body"].read() == foreign
+
+
+def test_the_profile_test_says_the_server_refuses_writes_over_others_objects(
+    ferry: Ferry,
+) -> None:
+    from desktop_app.core.app import diagnose_profile
+    from desktop_app.core.storage import WriteProtection
+
+    assert ferry.storage.probe_write("probe") is WriteProtection.CONDITIONS_HONOURED
+    client = boto3.client("s3", region_name="us-east-1")
+    assert client.list_objects_v2(Bucket="unit-bucket").get("KeyCount", 0) == 0  # cleaned up
+    checks = {c.name: c for c in diagnose_profile(ferry.env, ferry.profile)}
+    assert checks["other tools"].ok
+    assert "never overwritten" in checks["other tools"].detail
