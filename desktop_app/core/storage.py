@@ -353,9 +353,13 @@ class S3Storage:
                 cause=ErrorCause.CREDENTIALS,
             )
         if code in ("AccessDenied", "403", "AllAccessDisabled") or status == 403:
+            # The server's own words: a 403 is not always a missing permission
+            # (Aliyun OSS answers SecondLevelDomainForbidden for path-style requests).
+            said = str(error.get("Message", ""))
             return StorageError(
-                f"Access denied by {self.endpoint_label} to {what} in bucket {self.bucket!r}. "
-                "Ask for write permission on the bucket or fix the profile.",
+                f"Access denied by {self.endpoint_label} to {what} in bucket {self.bucket!r}"
+                + (f" (the server said: {code or status}: {said})" if said else "")
+                + ". Ask for write permission on the bucket or fix the profile.",
                 kind=StorageErrorKind.PERMANENT,
                 code=code or "403",
                 title="Access denied",

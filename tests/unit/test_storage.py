@@ -12,6 +12,7 @@ from botocore.awsrequest import AWSResponse
 
 from desktop_app import __version__
 from desktop_app.core.config import Profile
+from desktop_app.core.errors import StorageError
 from desktop_app.core.keys import CredentialSource, S3Credentials
 from desktop_app.core.storage import S3Storage
 
@@ -58,3 +59,36 @@ def test_requests_name_ferry_and_its_libraries_in_the_user_agent() -> None:
     agent = _sent_headers("http://127.0.0.1:1")["User-Agent"]
     assert agent == f"Ferry/{__version__} Boto3/{boto3.__version__} Botocore/{botocore.__version__}"
     assert "ua/2" not in agent  # botocore's structured agent, rebuilt for every request
+
+
+class _Body:
+    """An error document the fake response hands to botocore."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_kwargs: Any) -> Any:
+        yield self.data
+
+
+def test_a_refusal_keeps_the_servers_own_code_and_words() -> None:
+    # Aliyun OSS refuses path-style requests with a 403 that is no missing permission.
+    profile = Profile(name="t", bucket="b", catalog_url="sqlite://", endpoint_url="http://x:1")
+    credentials = S3Credentials("key", "not-a-secret", CredentialSource.ENVIRONMENT)
+    storage = S3Storage.connect(profile, credentials)
+    document = (
+        b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SecondLevelDomainForbidden</Code>"
+        b"<Message>Please use virtual hosted style to access.</Message></Error>"
+    )
+
+    def answer(request: Any, **_kwargs: Any) -> AWSResponse:
+        return AWSResponse(request.url, 403, {"Content-Type": "application/xml"}, _Body(document))
+
+    storage.client.meta.events.register("before-send.s3.PutObject", answer)
+    try:
+        storage.put_object("k", b"x", metadata={}, md5_b64="")
+    except StorageError as exc:
+        assert "SecondLevelDomainForbidden: Please use virtual hosted style" in exc.message
+        assert exc.title == "Access denied"
+    else:
+        raise AssertionError("a 403 was taken for success")
