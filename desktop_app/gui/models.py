@@ -133,6 +133,7 @@ class TransferTableModel(QAbstractTableModel):
         self.throughput = Throughput(clock)
         self._batch: dict[int, None] = {}  # ids of the current batch, in order
         self._batch_open: set[int] = set()  # those of them not settled yet
+        self._highest_seen = 0  # the highest transfer id the list has been shown
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._rows)
@@ -219,7 +220,11 @@ class TransferTableModel(QAbstractTableModel):
         """Insert new transfers in one go and update known ones in place."""
         new: list[TransferSnapshot] = []
         changed: list[int] = []
+        seen = self._highest_seen
         for snapshot in batch.snapshots:
+            if self._left_the_list(snapshot, seen):
+                continue
+            self._highest_seen = max(self._highest_seen, snapshot.id)
             self._follow_batch(snapshot)
             if not shows_speed(snapshot):
                 self.throughput.forget(snapshot.id)
@@ -243,6 +248,16 @@ class TransferTableModel(QAbstractTableModel):
                 self._row_of[snapshot.id] = first + offset
             self.endInsertRows()
         self._prune_finished()
+
+    def _left_the_list(self, snapshot: TransferSnapshot, seen: int) -> bool:
+        """A finished transfer not in the list, older than one the list already
+        had: cleared, removed or pruned (now or before Ferry started). The engine
+        sends such snapshots again (Pause all re-sends every transfer); they stay out.
+
+        Ids grow with each transfer queued, and new ones reach the list oldest
+        first, so a new transfer that is finished when first seen is newer than
+        everything seen before its batch."""
+        return snapshot.state.finished and snapshot.id <= seen and snapshot.id not in self._row_of
 
     def _follow_batch(self, snapshot: TransferSnapshot) -> None:
         # Judged from the snapshots themselves, not the rows: in one upsert, new

@@ -472,3 +472,30 @@ def test_an_expired_aws_sign_in_is_renewed_from_the_window_and_uploads_then_work
         hashlib.sha256(body["Body"].read()).digest()
         == hashlib.sha256(b"signed in " * 1000).digest()
     )
+
+
+def test_pause_all_after_clear_finished_leaves_the_list_empty(
+    weed_profile: Callable[..., None], qtbot: QtBot, window_for: object, tmp_path: Path
+) -> None:
+    """#34 item 4: Pause all re-sends every transfer; the cleared ones stay cleared."""
+    weed_profile()
+    paths = [tmp_path / f"note{n}.txt" for n in range(2)]
+    for n, path in enumerate(paths):
+        path.write_bytes(f"note {n} ".encode() * 500)
+    window = window_for()  # type: ignore[operator]
+    drop(window, paths)
+    qtbot.waitUntil(
+        lambda: [s.state for s in window.model.snapshots()] == [TransferState.DONE] * 2,
+        timeout=60_000,
+    )
+    qtbot.waitUntil(window.clear_button.isEnabled, timeout=5_000)
+    window.clear_button.click()
+    assert window.model.rowCount() == 0
+    window.pause_all_action.trigger()
+    qtbot.waitUntil(
+        lambda: window.statusBar().currentMessage() == "0 transfer(s) paused.", timeout=10_000
+    )
+    qtbot.wait(500)  # the re-sent snapshots reach the list within a tick or two
+    assert window.model.rowCount() == 0
+    qtbot.waitUntil(lambda: window.transfer_stack.currentWidget() is window.empty_state)
+    assert not window.clear_button.isEnabled()

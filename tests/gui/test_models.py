@@ -49,3 +49,17 @@ def test_remove_from_list_removes_only_the_chosen_finished_rows(qtbot: QtBot) ->
     model.upsert(SnapshotBatch((snap(3, TransferState.QUEUED), snap(4, TransferState.CANCELLED))))
     assert model.remove_finished([1, 3, 4]) == [1, 4]  # 3 is not finished: it stays
     assert [s.id for s in model.snapshots()] == [2, 3]
+
+
+def test_finished_transfers_sent_again_after_leaving_the_list_stay_out(qtbot: QtBot) -> None:
+    """#34 item 4: Pause all re-sends every transfer in the journal, cleared ones too."""
+    model = TransferTableModel()
+    history = (snap(3, TransferState.DONE), snap(5, TransferState.QUEUED))  # 1, 2, 4 cleared
+    model.upsert(SnapshotBatch(history))
+    assert model.remove_finished() == [3]
+    everything = tuple(snap(i, TransferState.DONE) for i in range(1, 5))
+    model.upsert(SnapshotBatch((*everything, snap(5, TransferState.QUEUED))))
+    assert [s.id for s in model.snapshots()] == [5]
+    # a new transfer may be finished when first seen (tiny, or already stored)
+    model.upsert(SnapshotBatch((snap(6, TransferState.DUPLICATE), snap(5, TransferState.DONE))))
+    assert [s.id for s in model.snapshots()] == [5, 6]
