@@ -1128,16 +1128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         and all(not w.startswith("-") and Path(w).exists() for w in words)
     ):
         # `ferry FILE...`, as the desktop launcher runs it: the window, with those files.
-        from desktop_app.gui.app import run_gui
-
         _start_logging()
-        return run_gui(_environment(), None, [Path(w) for w in words])
+        return _open_window(None, [Path(w) for w in words])
     args = parser.parse_args(words)
     _start_logging(args.verbose)
     if args.command is None:
-        from desktop_app.gui.app import run_gui
-
-        return run_gui(_environment(), args.profile)
+        return _open_window(args.profile)
     try:
         result: int = args.handler(args)
         return result
@@ -1152,9 +1148,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def main_gui() -> int:
+def _open_window(profile_name: str | None, paths: Sequence[Path] = ()) -> int:
+    """The window; a configuration it cannot start with (a keyring backend that
+    cannot be loaded) is one line on stderr, as for a command, never a traceback."""
     from desktop_app.gui.app import run_gui
 
+    try:
+        env = _environment()
+    except FerryError as exc:
+        _say(f"ferry: {exc.title}: {exc.message}")
+        log.debug("The window could not start", exc_info=True)
+        return EXIT_ERROR
+    return run_gui(env, profile_name, paths)
+
+
+def main_gui() -> int:
     fix_mmap_threshold()
     _start_logging()
-    return run_gui(_environment(), None)
+    return _open_window(None)

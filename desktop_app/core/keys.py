@@ -13,10 +13,12 @@ exception message. botocore's credential errors are translated here.
 
 from __future__ import annotations
 
+import contextlib
 import enum
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import boto3
 import keyring
@@ -33,6 +35,7 @@ from desktop_app.core.config import Profile
 from desktop_app.core.errors import ConfigError, ErrorCause, SecretStoreError, SignInRequiredError
 
 SERVICE = "ferry"
+BACKEND_VARIABLE = "PYTHON_KEYRING_BACKEND"
 # The sandbox server runs with authentication off on loopback, so its
 # credentials are placeholders, not secrets.
 SANDBOX_ACCESS_KEY = "ferry-sandbox"
@@ -80,7 +83,7 @@ class SecretStore:
     """Reads and writes Ferry's secrets in a keyring backend (injected)."""
 
     def __init__(self, backend: KeyringBackend | None = None) -> None:
-        chosen: Any = backend if backend is not None else keyring.get_keyring()
+        chosen: Any = backend if backend is not None else system_keyring()
         self.backend: KeyringBackend = chosen
         self._injected = backend is not None
 
@@ -142,6 +145,50 @@ class SecretStore:
             raise SecretStoreError(
                 f"The keyring refused to delete the secret ({type(exc).__name__})."
             ) from None
+
+
+def system_keyring() -> KeyringBackend:
+    """The keyring `keyring` chooses for this user, PYTHON_KEYRING_BACKEND honoured.
+
+    An empty PYTHON_KEYRING_BACKEND (``PYTHON_KEYRING_BACKEND=``) counts as unset,
+    as an empty variable does for most programs: keyring itself would fail on it
+    ("Empty module name"). A backend that cannot be loaded, named there or in
+    keyring's own configuration file, is a ConfigError that names it.
+    """
+    named = os.environ.get(BACKEND_VARIABLE)
+    try:
+        if named is not None and not named.strip():
+            with _unset(BACKEND_VARIABLE):
+                return cast(KeyringBackend, keyring.get_keyring())
+        return cast(KeyringBackend, keyring.get_keyring())
+    except (ImportError, AttributeError, ValueError, RuntimeError) as exc:
+        if named and named.strip():
+            where = f"{BACKEND_VARIABLE} names the keyring backend {named.strip()!r}"
+            todo = (
+                "Fix the name (e.g. keyring.backends.SecretService.Keyring) "
+                f"or unset {BACKEND_VARIABLE}"
+            )
+        else:
+            where = "keyring's configuration file (keyringrc.cfg) names a keyring backend"
+            todo = (
+                "Fix its default-keyring line or remove it (`keyring diagnose` shows where it is)"
+            )
+        raise ConfigError(
+            f"{where}, which cannot be loaded here ({type(exc).__name__}). {todo}, then try again.",
+            title="Keyring problem",
+            cause=ErrorCause.CREDENTIALS,
+        ) from exc
+
+
+@contextlib.contextmanager
+def _unset(name: str) -> Iterator[None]:
+    """The environment without ``name`` for a moment, as it was afterwards."""
+    value = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if value is not None:
+            os.environ[name] = value
 
 
 def resolve_s3_credentials(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -178,3 +179,42 @@ def test_profile_login_runs_the_device_flow_and_the_upload_then_works(
 
     upload_and_prove(home, "sso", moto_s3, env, tmp_path)
     assert sso_stub.role_requests[-1] == {"role_name": "Uploader", "account_id": "123456789012"}
+
+
+def test_an_empty_keyring_backend_variable_is_unset_and_a_wrong_one_one_clear_line(
+    tmp_path: Path,
+) -> None:
+    """`PYTHON_KEYRING_BACKEND=` (a shell's empty assignment) was a traceback in every command."""
+    home = tmp_path / "home"
+    # In a home of the test's own, with no session bus: no keyring outside it is read.
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "FERRY_", "PYTHON_KEYRING", "DBUS_", "XDG_"))
+    }
+    environ.update(FERRY_HOME=str(home), HOME=str(tmp_path))
+
+    def ferry(backend: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "desktop_app", *args],
+            capture_output=True, text=True, timeout=180,
+            env={**environ, "PYTHON_KEYRING_BACKEND": backend},
+        )  # fmt: skip
+
+    for empty in ("", " "):
+        listed = ferry(empty, "profile", "list")
+        assert (listed.returncode, listed.stderr) == (0, ""), listed.stderr
+        assert "No profiles." in listed.stdout
+        ghost = ferry(empty, "--profile", "ghost", "status")
+        assert ghost.returncode == 2 and "Traceback" not in ghost.stderr, ghost.stderr
+        assert len(ghost.stderr.strip().splitlines()) == 1, ghost.stderr
+
+    wrong = ferry("keyring.backends.NoSuch.Keyring", "profile", "list", "--json")
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr, wrong.stderr
+    assert wrong.stderr == (
+        "ferry: Keyring problem: PYTHON_KEYRING_BACKEND names the keyring backend "
+        "'keyring.backends.NoSuch.Keyring', which cannot be loaded here "
+        "(ModuleNotFoundError). Fix the name (e.g. keyring.backends.SecretService.Keyring) "
+        "or unset PYTHON_KEYRING_BACKEND, then try again.\n"
+    )
+    assert json.loads(wrong.stdout)["error"]["title"] == "Keyring problem"
