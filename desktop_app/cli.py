@@ -159,8 +159,11 @@ def _report_transfers(
     attempts: Mapping[int, Sequence[AttemptRecord]] | None = None,
     extra: Mapping[str, Any] | None = None,
     succeeded: Callable[[TransferRecord], bool] = _succeeded,
+    empty: str | None = "No transfers.",
 ) -> int:
-    """Print the transfers; exit 0 when each ``succeeded`` (JSON: summary.ok says the same)."""
+    """Print the transfers; exit 0 when each ``succeeded`` (JSON: summary.ok says the same).
+
+    With none, ``empty`` is printed (None: the caller says why there are none)."""
     history = attempts or {}
     if as_json:
         _emit(
@@ -184,8 +187,8 @@ def _report_transfers(
                 if record.retry_at is not None and record.error.kind.retries_on_its_own:
                     when = record.retry_at.astimezone().strftime("%H:%M:%S")
                     print(f"       next try at {when} (attempt {record.attempts + 1})")
-        if not records:
-            print("No transfers.")
+        if not records and empty is not None:
+            print(empty)
     return EXIT_OK if all(succeeded(r) for r in records) else EXIT_FAILED
 
 
@@ -402,11 +405,7 @@ def _require_transfers(ids: Sequence[int], done: str) -> None:
     """
     if not ids:
         return
-    journal = Journal(FerryPaths.from_environment(os.environ).journal_file, read_only=True)
-    try:
-        found = {record.id for record in journal.get_many(ids)}
-    finally:
-        journal.close()
+    found = {record.id for record in _journal_records(ids)}
     missing = sorted(set(ids) - found)
     if missing:
         named = ", ".join(str(i) for i in missing)
@@ -417,17 +416,70 @@ def _require_transfers(ids: Sequence[int], done: str) -> None:
         )
 
 
+def _journal_records(ids: Sequence[int]) -> list[TransferRecord]:
+    """The transfers as the journal file holds them (read-only, beside a running Ferry too)."""
+    journal = Journal(FerryPaths.from_environment(os.environ).journal_file, read_only=True)
+    try:
+        return journal.get_many(ids)
+    finally:
+        journal.close()
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
     if not args.ids and not args.failed:
         raise FerryError("Say which transfers to retry: IDs, or --failed for all failed ones.")
     ids = None if args.failed else args.ids
     _require_transfers(ids or (), "retried")
-    handed = _handed_off(args, lambda f: f.call(Ferry.retry, ids), wait=True)
-    if handed is not None:
-        return handed
-    return _with_ferry(
-        args, lambda f: _report_with_history(f, f.wait([r.id for r in f.retry(ids)]), args.json)
-    )
+    running = _running(args)
+    if running is not None:
+        retried = running.call(Ferry.retry, ids)
+        records = running.call(Ferry.wait, [r.id for r in retried], patience=ONE_SHOT_PATIENCE)
+        history = running.call(Ferry.attempts, [r.id for r in records])
+        return _report_retried(args, records, history)
+
+    def work(ferry: Ferry) -> int:
+        records = ferry.wait([r.id for r in ferry.retry(ids)])
+        history = ferry.attempts([r.id for r in records]) if args.json else {}
+        return _report_retried(args, records, history)
+
+    return _with_ferry(args, work)
+
+
+_NOTHING_TO_RETRY = {
+    TransferState.DONE: "is done (uploaded and verified)",
+    TransferState.DUPLICATE: "is done (the file was already stored)",
+    TransferState.CANCELLED: "was cancelled (`ferry upload` sends the file again)",
+    TransferState.FAILED: "is being tried again already",
+}
+
+
+def _report_retried(
+    args: argparse.Namespace,
+    records: Sequence[TransferRecord],
+    history: Mapping[int, Sequence[AttemptRecord]],
+) -> int:
+    """The retried transfers as they ended, and why each other one named was not retried.
+
+    A transfer that has not failed is left as it is and said so, exit 0 as a
+    cancel of a finished transfer: nothing was asked that could be done.
+    """
+    retried = {r.id for r in records}
+    left = _journal_records([i for i in args.ids if i not in retried]) if not args.failed else []
+    notes = []
+    for record in left:
+        state = _NOTHING_TO_RETRY.get(record.state)
+        if state is None:
+            paused = ", paused (`ferry unpause` lets it go on)" if record.paused else ""
+            state = f"has not failed: it is {record.state.value}{paused}"
+        notes.append(f"Transfer {record.id} {state}; there is nothing to retry.")
+    empty = "No failed transfers; there is nothing to retry." if args.failed else None
+    extra = {"not_retried": [{"id": r.id, "state": r.state.value, "message": n}
+                             for r, n in zip(left, notes, strict=True)]}  # fmt: skip
+    code = _report_transfers(records, args.json, history, extra, empty=empty)
+    if not args.json:
+        for note in notes:
+            print(note)
+    return code
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

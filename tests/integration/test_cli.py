@@ -456,3 +456,45 @@ def test_a_command_writes_no_debug_lines_to_the_log_unless_verbose(tmp_path: Pat
     # What -v is for: every detail, in the file.
     assert " DEBUG keyring.backend " in verbose
     assert " DEBUG ferry [MainThread] Command failed" in verbose
+
+
+def test_retry_of_a_transfer_that_has_not_failed_says_its_state_alone_and_handed_over(
+    weed_profile: Callable[..., None],
+    ferry_env: Environment,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Was "No transfers." and exit 0: nothing said of the transfer named."""
+    from desktop_app import cli
+    from desktop_app.core.app import Ferry, RunMode
+
+    weed_profile()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)  # the command's own keyring is empty
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", TEST_SECRET_KEY)
+    (tmp_path / "sent.txt").write_text("uploaded before the retry")
+    assert cli.main(["upload", str(tmp_path / "sent.txt"), "--json"]) == 0
+    [sent] = json.loads(capsys.readouterr().out)["transfers"]
+    said = f"Transfer {sent['id']} is done (uploaded and verified); there is nothing to retry.\n"
+
+    def retry(*args: str) -> tuple[int, str, str]:
+        code = cli.main(["retry", *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    # Exit 0, as `ferry cancel` of a finished transfer: nothing asked could be done.
+    assert retry(str(sent["id"])) == (0, said, "")
+    code, out, _err = retry(str(sent["id"]), "--json")
+    document = json.loads(out)
+    assert code == 0 and document["transfers"] == []
+    assert document["not_retried"] == [{"id": sent["id"], "state": "done", "message": said[:-1]}]
+    assert retry("--failed") == (0, "No failed transfers; there is nothing to retry.\n", "")
+    app = Ferry.open(ferry_env, mode=RunMode.RESIDENT)
+    server = app.listen()
+    try:
+        assert retry(str(sent["id"])) == (0, said, "")
+        [kept] = app.transfers()
+    finally:
+        server.stop()
+        app.close()
+    assert kept.state.value == "done" and kept.attempts == sent["attempts"]
