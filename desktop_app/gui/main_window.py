@@ -150,6 +150,7 @@ class MainWindow(QMainWindow):
         self.tray_state = TrayState.IDLE
         self.notifier = BatchNotifier()
         self.notifications: list[Notification] = []  # what was shown, newest last
+        self._failure_message = ""  # a message about failures in the status bar now
         bridge.transfersChanged.connect(lambda batch: self.notifier.observe(batch.snapshots))
         backend.historyLoaded.connect(self.notifier.history_loaded)
 
@@ -441,6 +442,8 @@ class MainWindow(QMainWindow):
         for note in self.notifier.tick(active, time.monotonic()):
             self.notify(note)
         self._show_batch(totals)
+        if not failed and self._failure_message:
+            self._withdraw_failure_message()
         parts = [f"{active} active"] if active else []
         if totals.paused:
             parts.append(f"{totals.paused} paused")
@@ -457,6 +460,12 @@ class MainWindow(QMainWindow):
         self.totals_label.setText(" · ".join(parts) or "Idle")
         if self.tray is not None:
             self.tray.setToolTip("Ferry: " + (", ".join(parts) or "idle"))
+
+    def _withdraw_failure_message(self) -> None:
+        """No failure remains (retried, removed): a message about failures is stale."""
+        if self.statusBar().currentMessage() == self._failure_message:
+            self.statusBar().clearMessage()
+        self._failure_message = ""
 
     def _show_batch(self, totals: Totals) -> None:
         """The batch bar: files and bytes of what was queued since the list was idle."""
@@ -486,7 +495,9 @@ class MainWindow(QMainWindow):
     def notify(self, note: Notification) -> None:
         """In the status bar always; as a desktop notification when Ferry is not in front."""
         self.notifications = [*self.notifications[-49:], note]
-        self.statusBar().showMessage(f"{note.title}: {note.message}", 15_000)
+        text = f"{note.title}: {note.message}"
+        self.statusBar().showMessage(text, 15_000)
+        self._failure_message = text if note.failed else ""
         if self.tray is not None and not self.isActiveWindow():
             icon = (
                 QSystemTrayIcon.MessageIcon.Warning

@@ -33,6 +33,7 @@ class Notification:
     kind: NotificationKind
     title: str
     message: str
+    failed: int = 0  # failures it speaks of
 
 
 class BatchNotifier:
@@ -43,7 +44,7 @@ class BatchNotifier:
         self._last_failure_notice: float | None = None
         self._sent: dict[int, int] = {}  # id -> size, this batch
         self._already: set[int] = set()  # ids found already stored, nothing sent
-        self._failed: set[int] = set()  # ids failed (and not since sent), this batch
+        self._failed: set[int] = set()  # ids failed this batch and failed still
         self._quiet_since: float | None = None
 
     def history_loaded(self, max_id: int) -> None:
@@ -56,6 +57,8 @@ class BatchNotifier:
             news = previous is not None or (
                 self._history_max_id is not None and snapshot.id > self._history_max_id
             )
+            if snapshot.state is not TransferState.FAILED:
+                self._failed.discard(snapshot.id)  # retried, removed or sent: not a failure now
             if not news or previous is snapshot.state:
                 continue
             if snapshot.state is TransferState.FAILED:
@@ -63,10 +66,8 @@ class BatchNotifier:
                 self._failed.add(snapshot.id)
             elif snapshot.state is TransferState.DONE:
                 self._sent[snapshot.id] = snapshot.size
-                self._failed.discard(snapshot.id)
             elif snapshot.state is TransferState.DUPLICATE:
                 self._already.add(snapshot.id)
-                self._failed.discard(snapshot.id)
 
     def tick(self, active: int, now: float) -> list[Notification]:
         """Called periodically with the number of running transfers."""
@@ -104,7 +105,7 @@ class BatchNotifier:
                 f"{name}{reason}, and {len(self._failures) - 1} more. "
                 "Open Ferry's Failed tab to see why and retry."
             )
-        return Notification(NotificationKind.FAILED, title, message)
+        return Notification(NotificationKind.FAILED, title, message, len(self._failures))
 
     def _finished_notice(self) -> Notification:
         parts = []
@@ -119,4 +120,4 @@ class BatchNotifier:
             parts.append(f"{len(self._failed)} failed: see the Failed tab.")
         message = " ".join(parts)
         title = "Uploads finished" if not self._failed else "Uploads finished with failures"
-        return Notification(NotificationKind.FINISHED, title, message)
+        return Notification(NotificationKind.FINISHED, title, message, len(self._failed))

@@ -15,7 +15,7 @@ from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QDialog, QMessageBox
 from pytestqt.qtbot import QtBot
 
-from desktop_app.core.app import Environment
+from desktop_app.core.app import Environment, Ferry
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.config import Profile
 from desktop_app.core.journal import TransferState
@@ -499,3 +499,39 @@ def test_pause_all_after_clear_finished_leaves_the_list_empty(
     assert window.model.rowCount() == 0
     qtbot.waitUntil(lambda: window.transfer_stack.currentWidget() is window.empty_state)
     assert not window.clear_button.isEnabled()
+
+
+def test_after_a_retry_that_works_the_status_bar_no_longer_speaks_of_failures(
+    proxy_profile: Callable[..., None],
+    proxy: FaultProxy,
+    qtbot: QtBot,
+    window_for: object,
+    tmp_path: Path,
+) -> None:
+    """#34 item 7: what the status bar says after a retry is what remains failed."""
+    denied = Fault(
+        lambda r: r.method == "PUT" and "secret" in r.path,
+        "status",
+        times=10_000,
+        status=403,
+        code="AccessDenied",
+    )
+    proxy.faults = [denied]
+    proxy_profile()
+    path = tmp_path / "secret.pdf"
+    path.write_bytes(b"%PDF-1.4 secret" * 100)
+    window = window_for()  # type: ignore[operator]
+    drop(window, [path])
+    bar = window.statusBar()
+    qtbot.waitUntil(lambda: "finished with failures" in bar.currentMessage(), timeout=60_000)
+    proxy.faults.clear()
+    # retried as `ferry retry --failed` beside the window does: no notice of its own
+    window.backend.call(Ferry.retry, None)
+    qtbot.waitUntil(
+        lambda: [s.state for s in window.model.snapshots()] == [TransferState.DONE],
+        timeout=60_000,
+    )
+    qtbot.wait(700)  # a tick of the status bar, before the batch's own word
+    assert "fail" not in bar.currentMessage().lower(), bar.currentMessage()
+    assert "fail" not in window.totals_label.text()
+    qtbot.waitUntil(lambda: "1 file(s) uploaded" in bar.currentMessage(), timeout=10_000)

@@ -84,3 +84,16 @@ def test_files_already_stored_are_not_said_to_be_uploaded() -> None:
     notifier.observe([snap(i, TransferState.DUPLICATE) for i in (1, 2, 3)])
     notes = notifier.tick(0, 0.0) + notifier.tick(0, QUIET_SECONDS)
     assert [n.message for n in notes] == ["3 already stored, nothing sent for them."]
+
+
+def test_the_finished_batch_counts_only_the_failures_that_remain() -> None:
+    """#34 item 7: a failure retried, or removed from the Failed list, is not counted."""
+    notifier = BatchNotifier()
+    notifier.history_loaded(0)
+    notifier.observe([snap(1, TransferState.FAILED), snap(2, TransferState.FAILED)])
+    assert notifier.tick(0, 0.0)[0].failed == 2
+    notifier.observe([snap(1, TransferState.QUEUED), snap(2, TransferState.CANCELLED)])
+    notifier.observe([snap(1, TransferState.DONE)])
+    notes = notifier.tick(0, FAILURE_PAUSE) + notifier.tick(0, FAILURE_PAUSE + QUIET_SECONDS)
+    assert [(n.title, n.failed) for n in notes] == [("Uploads finished", 0)]
+    assert notes[0].message == "1 file(s) uploaded and verified (2.0 MB)."
