@@ -14,6 +14,7 @@ import dataclasses
 import getpass
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -21,7 +22,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from desktop_app import __version__
 from desktop_app.allocator import fix_mmap_threshold
@@ -65,6 +66,7 @@ from desktop_app.core.watcher import WatchedFolder
 log = logging.getLogger("ferry")
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 SUCCESS_STATES = (TransferState.DONE, TransferState.DUPLICATE)
+_N = TypeVar("_N", int, float)
 
 
 def _environment() -> Environment:
@@ -952,13 +954,19 @@ def cmd_catalog_upgrade(args: argparse.Namespace) -> int:
 
 def _not_negative(what: str) -> Callable[[str], int]:
     """An option's whole number of 0 or more; argparse names the option and exits 2."""
+    return _at_least(0, what, int)
 
-    def parse(text: str) -> int:
+
+def _at_least(least: _N, what: str, kind: Callable[[str], _N]) -> Callable[[str], _N]:
+    """An option's finite number of ``least`` or more (``kind``: int or float), refused
+    with ``what`` it should be; argparse names the option and exits 2."""
+
+    def parse(text: str) -> _N:
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            value = -1
-        if value < 0:
+            value = None
+        if value is None or not math.isfinite(value) or value < least:
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
         return value
 
@@ -1058,7 +1066,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("watch", cmd_watch, "upload what is saved into folders, until interrupted")
     sub.add_argument("dirs", nargs="+", metavar="DIR")
     sub.add_argument("--prefix", help="key prefix (default: the profile's)")
-    sub.add_argument("--settle", type=float, default=3.0, help="seconds a file must stay unchanged")
+    sub.add_argument(
+        "--settle",
+        type=_at_least(0.0, "a number of seconds (0 or more, e.g. 3 or 0.5)", float),
+        default=3.0,
+        help="seconds a file must stay unchanged",
+    )
     sub.add_argument("--polling", action="store_true", help="poll instead of native events")
     sub = add("relay", cmd_relay, "publish the catalog's events to NATS JetStream")
     sub.add_argument(
@@ -1070,7 +1083,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--once", action="store_true", help="publish what waits, then exit")
     sub.add_argument(
-        "--batch", type=int, default=100, metavar="N", help="events per claim (default 100)"
+        "--batch",
+        type=_at_least(1, "a number of events (a whole number, 1 or more)", int),
+        default=100,
+        metavar="N",
+        help="events per claim (default 100)",
     )
     json_flag(sub)
     sub = add("sandbox", cmd_sandbox, "start the local S3 sandbox and write the 'local' profile")

@@ -371,6 +371,27 @@ def test_negative_limits_and_grace_are_refused_before_anything_runs(tmp_path: Pa
         assert refused.stdout == ""
 
 
+def test_a_negative_relay_batch_or_watch_settle_is_refused_as_a_negative_limit(
+    tmp_path: Path,
+) -> None:
+    """Were taken: --batch -5 reached the relay's own check, --settle -1 a watch."""
+    home = tmp_path / "home"
+    watched = tmp_path / "inbox"
+    watched.mkdir()
+    for args, said in (
+        (("relay", "--once", "--batch", "-5"), "argument --batch: '-5' is not a number of events"),
+        (("relay", "--once", "--batch", "0"), "argument --batch: '0' is not a number of events"),
+        (("watch", str(watched), "--settle", "-1"), "argument --settle: '-1' is not a number of"),
+        (("watch", str(watched), "--settle", "nan"), "argument --settle: 'nan' is not a number"),
+    ):
+        refused = run_ferry(home, *args)
+        assert refused.returncode == 2, (args, refused.stderr)
+        assert said in refused.stderr, refused.stderr
+        assert "1 or more" in refused.stderr or "0 or more" in refused.stderr, refused.stderr
+        assert refused.stdout == ""
+    assert not (home / "data").exists(), "nothing was opened"
+
+
 def test_a_transfer_id_not_in_the_journal_is_said_plainly_alone_and_handed_over(
     weed_profile: Callable[..., None],
     ferry_env: Environment,
