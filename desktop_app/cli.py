@@ -874,11 +874,13 @@ def cmd_profile_list(args: argparse.Namespace) -> int:
 def cmd_profile_show(args: argparse.Namespace) -> int:
     env = _environment()
     profile = env.profile(args.name)
+    table = _profile_json(profile)
     if args.json:
-        _emit(_profile_json(profile))
+        _emit(table)
     else:
-        for key, value in _profile_json(profile).items():
-            print(f"{key:<18} {value}")
+        width = max(len(key) for key in table)  # the longest name sets the column (#29)
+        for key, value in table.items():
+            print(f"{key:<{width}}  {value}")
     return EXIT_OK
 
 

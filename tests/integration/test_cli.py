@@ -143,6 +143,27 @@ def test_bad_profiles_are_one_clear_line_and_change_nothing(tmp_path: Path) -> N
     assert bad.returncode == 2 and "not a valid bucket name" in bad.stderr
 
 
+def test_profile_show_puts_every_value_in_one_column(tmp_path: Path) -> None:
+    """#29: relay_subject_prefix, longer than the column was, pushed its value aside."""
+    home = tmp_path / "home"
+    added = run_ferry(
+        home, "profile", "add", "team", "--bucket", "photos", "--endpoint-url",
+        "http://127.0.0.1:9", "--relay-subject-prefix", "acme.files",
+        "--bandwidth-schedule", "08:00-18:00 2MiB/s, 18:00-08:00 off",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    shown = run_ferry(home, "profile", "show", "team")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    valued = [line for line in lines if len(line.split(maxsplit=1)) == 2]  # prefix is ""
+    columns = {len(line) - len(line.split(maxsplit=1)[1]) for line in valued}
+    assert len(columns) == 1, shown.stdout
+    [column] = columns
+    assert "relay_subject_prefix".ljust(column) + "acme.files" in lines
+    assert "bandwidth_schedule".ljust(column) + "08:00-18:00 2MiB/s, 18:00-08:00 off" in lines
+    assert all(line[column - 2 : column] == "  " for line in lines), shown.stdout
+
+
 def test_sandbox_command_runs_until_stopped(tmp_path: Path) -> None:
     home = tmp_path / "home"
     environ = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_")}
