@@ -55,7 +55,7 @@ from PySide6.QtWidgets import (
 from desktop_app.core.app import Ferry
 from desktop_app.core.errors import SignInRequiredError
 from desktop_app.core.events import TransferSnapshot
-from desktop_app.core.journal import TransferState
+from desktop_app.core.journal import TransferRecord, TransferState
 from desktop_app.gui.about import AboutDialog
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.bridge import EngineBridge
@@ -150,7 +150,9 @@ class MainWindow(QMainWindow):
         self.tray_state = TrayState.IDLE
         self.notifier = BatchNotifier()
         self.notifications: list[Notification] = []  # what was shown, newest last
-        self._failure_message = ""  # a message about failures in the status bar now
+        # The status bar's message and when it is stale (a notice of queued files
+        # once they are sent, of failures once none remain), checked each tick.
+        self._stale_when: tuple[str, Callable[[Totals], bool]] | None = None
         bridge.transfersChanged.connect(lambda batch: self.notifier.observe(batch.snapshots))
         backend.historyLoaded.connect(self.notifier.history_loaded)
 
@@ -442,8 +444,7 @@ class MainWindow(QMainWindow):
         for note in self.notifier.tick(active, time.monotonic()):
             self.notify(note)
         self._show_batch(totals)
-        if not failed and self._failure_message:
-            self._withdraw_failure_message()
+        self._withdraw_stale_message(totals)
         parts = [f"{active} active"] if active else []
         if totals.paused:
             parts.append(f"{totals.paused} paused")
@@ -461,11 +462,22 @@ class MainWindow(QMainWindow):
         if self.tray is not None:
             self.tray.setToolTip("Ferry: " + (", ".join(parts) or "idle"))
 
-    def _withdraw_failure_message(self) -> None:
-        """No failure remains (retried, removed): a message about failures is stale."""
-        if self.statusBar().currentMessage() == self._failure_message:
+    def show_message(
+        self, text: str, timeout_ms: int, stale_when: Callable[[Totals], bool] | None = None
+    ) -> None:
+        """A message in the status bar for a while, withdrawn sooner once ``stale_when``."""
+        self.statusBar().showMessage(text, timeout_ms)
+        self._stale_when = None if stale_when is None else (text, stale_when)
+
+    def _withdraw_stale_message(self, totals: Totals) -> None:
+        if self._stale_when is None:
+            return
+        text, stale = self._stale_when
+        if self.statusBar().currentMessage() != text:
+            self._stale_when = None  # another message took its place, or it timed out
+        elif stale(totals):
             self.statusBar().clearMessage()
-        self._failure_message = ""
+            self._stale_when = None
 
     def _show_batch(self, totals: Totals) -> None:
         """The batch bar: files and bytes of what was queued since the list was idle."""
@@ -495,9 +507,11 @@ class MainWindow(QMainWindow):
     def notify(self, note: Notification) -> None:
         """In the status bar always; as a desktop notification when Ferry is not in front."""
         self.notifications = [*self.notifications[-49:], note]
-        text = f"{note.title}: {note.message}"
-        self.statusBar().showMessage(text, 15_000)
-        self._failure_message = text if note.failed else ""
+        self.show_message(
+            f"{note.title}: {note.message}",
+            15_000,
+            (lambda totals: not totals.failed) if note.failed else None,
+        )
         if self.tray is not None and not self.isActiveWindow():
             icon = (
                 QSystemTrayIcon.MessageIcon.Warning
@@ -598,10 +612,16 @@ class MainWindow(QMainWindow):
 
     def queue_paths(self, paths: list[Path]) -> None:
         if paths:
-            self.backend.call(Ferry.queue, paths).then(
-                lambda queued: self.backend.notice.emit(f"Queued {len(queued)} file(s).")
-            )
+            self.backend.call(Ferry.queue, paths).then(self._queued)
             self.statusBar().showMessage(f"Queuing {len(paths)} item(s)…", 4000)
+
+    def _queued(self, records: list[TransferRecord]) -> None:
+        ids = [record.id for record in records]
+        self.show_message(
+            f"Queued {len(ids)} file(s).",
+            8000,
+            (lambda _totals: self.model.settled(ids)) if ids else None,
+        )
 
     def _last_folder(self) -> str:
         folder = self.settings.value("dialogs/last-folder")

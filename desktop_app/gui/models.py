@@ -154,6 +154,13 @@ class TransferTableModel(QAbstractTableModel):
     def snapshots(self) -> list[TransferSnapshot]:
         return list(self._rows)
 
+    def settled(self, ids: Collection[int]) -> bool:
+        """Have these transfers all been seen and ended (sent, failed or cancelled)?"""
+        if any(transfer_id > self._highest_seen for transfer_id in ids):
+            return False  # not in the list yet
+        rows = (self._row_of.get(transfer_id) for transfer_id in ids)  # None: cleared since
+        return not any(self._rows[row].state.in_progress for row in rows if row is not None)
+
     def bytes_done(self, snapshot: TransferSnapshot) -> int:
         if snapshot.state in _SENT:
             return snapshot.size

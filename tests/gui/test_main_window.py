@@ -535,3 +535,23 @@ def test_after_a_retry_that_works_the_status_bar_no_longer_speaks_of_failures(
     assert "fail" not in bar.currentMessage().lower(), bar.currentMessage()
     assert "fail" not in window.totals_label.text()
     qtbot.waitUntil(lambda: "1 file(s) uploaded" in bar.currentMessage(), timeout=10_000)
+
+
+def test_queued_leaves_the_status_bar_once_the_upload_is_done(
+    weed_profile: Callable[..., None], qtbot: QtBot, window_for: object, tmp_path: Path
+) -> None:
+    """#34 item 24: "Queued 1 file(s)." is news while the file waits, not once it is sent."""
+    weed_profile()
+    path = tmp_path / "memo.txt"
+    path.write_bytes(b"memo " * 200)
+    window = window_for()  # type: ignore[operator]
+    bar = window.statusBar()
+    drop(window, [path])
+    qtbot.waitUntil(lambda: bar.currentMessage() == "Queued 1 file(s).", timeout=10_000)
+    qtbot.waitUntil(
+        lambda: [s.state for s in window.model.snapshots()] == [TransferState.DONE],
+        timeout=60_000,
+    )
+    qtbot.wait(700)  # a tick of the status bar
+    assert not bar.currentMessage().startswith("Queu"), bar.currentMessage()
+    qtbot.waitUntil(lambda: "1 file(s) uploaded" in bar.currentMessage(), timeout=10_000)

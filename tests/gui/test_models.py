@@ -63,3 +63,13 @@ def test_finished_transfers_sent_again_after_leaving_the_list_stay_out(qtbot: Qt
     # a new transfer may be finished when first seen (tiny, or already stored)
     model.upsert(SnapshotBatch((snap(6, TransferState.DUPLICATE), snap(5, TransferState.DONE))))
     assert [s.id for s in model.snapshots()] == [5, 6]
+
+
+def test_settled_once_every_transfer_is_seen_and_ended(qtbot: QtBot) -> None:
+    model = TransferTableModel()
+    model.upsert(SnapshotBatch((snap(1, TransferState.QUEUED),)))
+    assert not model.settled([1, 2])  # 2 not seen yet
+    model.upsert(SnapshotBatch((snap(1, TransferState.DONE), snap(2, TransferState.FAILED))))
+    assert model.settled([1, 2])
+    model.remove_finished()
+    assert model.settled([1, 2])
