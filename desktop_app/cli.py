@@ -316,8 +316,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         if not args.all:
             records = [r for r in records if not r.state.finished] or records[-20:]
         events = _events_json(ferry)
-        _report_with_history(ferry, records, args.json, {"events": events})
-        if not args.json and events.get("waiting"):
+        relay = _relay_named(ferry.profile)
+        _report_with_history(ferry, records, args.json, {"events": events, "relay": relay})
+        # A profile with no relay keeps its events for one set up some day: no question (#19).
+        if not args.json and events.get("waiting") and relay is not None:
             oldest = events["oldest_waiting"]
             print(
                 f"{events['waiting']} catalog event(s) wait for `ferry relay` "
@@ -326,6 +328,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return _with_ferry(args, work, read_only=True)
+
+
+def _relay_named(profile: Profile) -> str | None:
+    """Where the profile's relay publishes (FERRY_NATS_URL, else the profile's
+    relay_nats_url), without credentials; None when no relay is set up for it."""
+    url = os.environ.get("FERRY_NATS_URL") or profile.relay_nats_url
+    return describe_nats_url(url) if url else None
 
 
 def _events_json(ferry: Ferry) -> dict[str, Any]:

@@ -540,3 +540,41 @@ def test_retry_of_a_transfer_that_has_not_failed_says_its_state_alone_and_handed
         server.stop()
         app.close()
     assert kept.state.value == "done" and kept.attempts == sent["attempts"]
+
+
+def test_status_asks_after_the_relay_only_when_the_profile_has_one(
+    weed_profile: Callable[..., None],
+    ferry_env: Environment,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """#19: a profile with no relay was asked "is the relay running?" at every status."""
+    from desktop_app import cli
+
+    weed_profile()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)  # the command's own keyring is empty
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", TEST_SECRET_KEY)
+    monkeypatch.delenv("FERRY_NATS_URL", raising=False)
+    (tmp_path / "a.txt").write_text("an event for the outbox")
+    assert cli.main(["upload", str(tmp_path / "a.txt")]) == 0
+    capsys.readouterr()
+
+    assert cli.main(["status"]) == 0
+    out, err = capsys.readouterr()
+    assert "done" in out and "relay" not in out + err, out + err
+    assert cli.main(["status", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["relay"] is None and document["events"]["waiting"] == 1  # still counted
+
+    asked = "1 catalog event(s) wait for `ferry relay`"
+    monkeypatch.setenv("FERRY_NATS_URL", "nats://relay-user:s3cret-token@127.0.0.1:4222")
+    assert cli.main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert asked in out and "is the relay running?" in out and "s3cret" not in out
+    monkeypatch.delenv("FERRY_NATS_URL")
+    weed_profile(relay_nats_url="nats://127.0.0.1:4222")
+    assert cli.main(["status"]) == 0
+    assert asked in capsys.readouterr().out
+    assert cli.main(["status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["relay"] == "nats://127.0.0.1:4222"
