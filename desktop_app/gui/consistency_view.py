@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -46,6 +47,7 @@ from desktop_app.core.app import Ferry
 from desktop_app.core.catalog import DeleteOutcome, FileQuery, FileRecord
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.reconcile import (
+    INFORMATIONAL,
     CheckReport,
     Finding,
     FindingKind,
@@ -237,6 +239,7 @@ class ConsistencyView(QWidget):
         self.schedule = QTimer(self)
         self.schedule.timeout.connect(self._scheduled_check)
         backend.opened.connect(self._start_schedule)
+        backend.opened.connect(self._load_last_report)
         backend.checkProgress.connect(self._on_progress)
 
     def _browse_panel(self) -> QWidget:
@@ -296,6 +299,20 @@ class ConsistencyView(QWidget):
         profile = self.backend.profile
         interval = profile.check_interval if profile and profile.check_interval else DAY
         self.schedule.start(interval * 1000)
+
+    def _load_last_report(self, _text: str) -> None:
+        """The last check's result, kept by Ferry across restarts, until one runs here."""
+        self.backend.call(Ferry.last_report).then(self.show_last_report, self._no_last_report)
+
+    def show_last_report(self, data: dict[str, object] | None) -> None:
+        if self.report is not None or not self.check_button.isEnabled():
+            return  # a check of this session says more (or is running)
+        text = describe_last_report(data)
+        if text is not None:
+            self.summary.setText(text)
+
+    def _no_last_report(self, _title: str, _message: str) -> None:
+        pass  # "Not checked yet" stays: the report could not be read, nothing to act on
 
     def _scheduled_check(self) -> None:
         if self.check_button.isEnabled():  # not while one is running
@@ -540,3 +557,30 @@ def describe_head(head: ObjectInfo | None) -> str:
         f"{head.size:,} bytes, ETag {head.etag}, modified {modified}, "
         f"SHA-256 (metadata) {head.sha256 or 'not recorded'}"
     )
+
+
+def describe_last_report(data: dict[str, object] | None) -> str | None:
+    """When the last check ran (as Ferry saved it) and what it found, in a sentence;
+    None for no report, or one this Ferry cannot read."""
+    if data is None:
+        return None
+    try:
+        started = datetime.fromisoformat(str(data["started_at"])).astimezone()
+        scanned = data["scanned"]
+        counts = data["counts"]
+        if not isinstance(scanned, dict) or not isinstance(counts, dict):
+            return None
+        duration = float(str(data["duration_s"]))
+        found = {FindingKind(kind): int(n) for kind, n in counts.items() if int(n)}
+        objects, rows = int(scanned["objects"]), int(scanned["rows"])
+    except (KeyError, ValueError, TypeError):
+        return None
+    head = (
+        f"Last checked {started:%d %b %Y at %H:%M} ({duration:.1f} s): "
+        f"{objects:,} objects and {rows:,} records."
+    )
+    problems = {kind: n for kind, n in found.items() if kind not in INFORMATIONAL}
+    if not problems:
+        return f"{head} Bucket and catalog agreed. “Check now” checks again."
+    parts = "; ".join(f"{KIND_LABELS[kind]}: {n}" for kind, n in problems.items())
+    return f"{head} Found: {parts}. “Check now” lists them again to repair."
