@@ -1048,7 +1048,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--prefix")
     sub.add_argument("--status", choices=[s.value for s in FileStatus])
     sub.add_argument("--owner")
-    sub.add_argument("--name", help="part of the original file name")
+    sub.add_argument("--name", help="part of the file name or of a folder it is in (any case)")
     sub.add_argument(
         "--limit",
         type=_not_negative("a number of files (a whole number, 0 or more; 0 lists them all)"),

@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
+    ColumnElement,
     Engine,
     Executable,
     Table,
     and_,
     bindparam,
-    func,
     insert,
     or_,
     select,
@@ -1111,11 +1111,7 @@ class CatalogService:
         if query.prefix:
             statement = statement.where(FileRow.key.startswith(query.prefix, autoescape=True))
         if query.name_contains:
-            statement = statement.where(
-                func.lower(FileRow.original_name).contains(
-                    query.name_contains.lower(), autoescape=True
-                )
-            )
+            statement = statement.where(self._name_matches(query.name_contains))
         if query.status is not None:
             statement = statement.where(FileRow.status == query.status.value)
         if query.since is not None:
@@ -1130,6 +1126,21 @@ class CatalogService:
             return [FileRecord.from_row(row) for row in session.scalars(statement)]
 
         return self._run("search the catalog", work)
+
+    def _name_matches(self, fragment: str) -> ColumnElement[bool]:
+        """The file's name or its key (the folders it is under) holds ``fragment`` in any case,
+        ``%`` and ``_`` taken as they are (#20: a folder's name finds the files in it).
+
+        Both sides are lowered by the database (PostgreSQL ILIKE; SQLite lower(),
+        which folds ASCII letters only, so "É" finds "É" but not "é"). On
+        PostgreSQL the key's byte-order collation ("C") would fold ASCII only:
+        it is compared in the database's own collation, as the name is.
+        """
+        key = FileRow.key.collate("default") if self.dialect == "postgresql" else FileRow.key
+        return or_(
+            FileRow.original_name.icontains(fragment, autoescape=True),
+            key.icontains(fragment, autoescape=True),
+        )
 
     def iter_in_key_order(self, bucket: str, prefix: str = "") -> Iterator[FileRecord]:
         """Every row (any status) under the prefix, streamed in key byte order.

@@ -230,6 +230,35 @@ def test_search_pages_in_byte_order(catalog: CatalogService) -> None:
     assert {r.key for r in found} == {"a/B", "a-b", "a_b"}
 
 
+def test_search_by_name_finds_the_files_under_a_folder_of_that_name(
+    catalog: CatalogService,
+) -> None:
+    """#20: the name filter read file names only: a folder's name found nothing under it."""
+    keys = [
+        "Projects/Q3_Report/summary.pdf",
+        "Projects/Q3-Report/notes.txt",  # '_' is no wildcard: not a Q3_Report
+        "archive/q3_report.pdf",
+        "Budget 50%/plan.ods",
+        "ÉTÉ 2026/plage.jpg",
+        "misc/readme.md",
+    ]
+    for n, key in enumerate(keys):
+        row = catalog.reserve(intent(key, sha=f"{n:064x}")).record
+        catalog.activate(row.id, etag="e")
+
+    def found(fragment: str) -> list[str]:
+        return [r.key for r in catalog.search(FileQuery(bucket="files", name_contains=fragment))]
+
+    assert found("q3_report") == ["Projects/Q3_Report/summary.pdf", "archive/q3_report.pdf"]
+    assert found("PROJECTS/") == ["Projects/Q3-Report/notes.txt", "Projects/Q3_Report/summary.pdf"]
+    assert found("%") == found("50%") == ["Budget 50%/plan.ods"]
+    assert found("ÉTÉ") == found("plage") == ["ÉTÉ 2026/plage.jpg"]
+    assert found("readme") == ["misc/readme.md"]  # the file's own name, as before
+    assert found("nowhere") == []
+    if catalog.dialect == "postgresql":  # SQLite's lower() folds ASCII letters only
+        assert found("été") == ["ÉTÉ 2026/plage.jpg"]
+
+
 def test_concurrent_reservations_leave_exactly_one_live_row(catalog_url: str) -> None:
     services = [open_catalog(catalog_url, owner=f"user{n}") for n in range(6)]
     barrier = threading.Barrier(len(services))
