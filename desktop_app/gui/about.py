@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 
 import PySide6
 from PySide6.QtCore import Qt, qVersion
@@ -11,6 +12,17 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QV
 from desktop_app import __version__
 from desktop_app.core.app import Ferry
 from desktop_app.gui.backend import Backend
+
+# A size in a Server header ("SeaweedFS 8000GB 4.48": weed's volume size limit, a
+# build option) names no product and no version: a person reads past it.
+_SIZE = re.compile(r"\d+(?:\.\d+)?\s?[KMGTP]i?B", re.IGNORECASE)
+
+
+def readable_server(header: str) -> str:
+    """What the server calls itself, for a person: its Server header without the
+    words that are sizes. Nothing is added; nothing else is dropped."""
+    words = [word for word in header.split() if not _SIZE.fullmatch(word)]
+    return " ".join(words) or header
 
 
 class AboutDialog(QDialog):
@@ -41,7 +53,11 @@ class AboutDialog(QDialog):
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
         if backend.ready and backend.profile is not None:
-            backend.call(Ferry.server_software).then(self.server_label.setText, self._not_known)
+            backend.call(Ferry.server_software).then(self._known, self._not_known)
+
+    def _known(self, header: str) -> None:
+        self.server_label.setText(readable_server(header))
+        self.server_label.setToolTip(f"The server calls itself “{header}” (its Server header).")
 
     def _not_known(self, title: str, _message: str) -> None:
         self.server_label.setText(f"could not ask ({title})")  # no place for a warning box

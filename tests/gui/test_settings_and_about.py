@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.config import MIB
 from desktop_app.core.journal import TransferState
 from desktop_app.core.keys import SecretKind
-from desktop_app.gui.about import AboutDialog
+from desktop_app.gui.about import AboutDialog, readable_server
 from desktop_app.gui.settings_dialog import NEW_PROFILE, SettingsDialog
 from tests.conftest import TEST_SECRET_KEY, WeedServer
 from tests.gui.conftest import live_row
@@ -119,6 +120,16 @@ def test_about_names_ferry_qt_python_and_the_server(
     qtbot.waitUntil(lambda: "SeaweedFS" in dialog.server_label.text(), timeout=10_000)
     text = " ".join(label.text() for label in dialog.findChildren(type(dialog.server_label)))
     assert __version__ in text and "PySide6" in text and "Python" in text
+    # #34 item 27: a name and a version a person reads, not weed's "SeaweedFS 8000GB 4.48"
+    assert re.fullmatch(r"SeaweedFS \d+\.\d+", dialog.server_label.text())
+    assert dialog.server_label.toolTip().startswith("The server calls itself “SeaweedFS ")
+
+
+def test_a_server_header_is_read_as_a_name_and_a_version() -> None:
+    assert readable_server("SeaweedFS 8000GB 4.48") == "SeaweedFS 4.48"
+    assert readable_server("SeaweedFS 30GB 3.80") == "SeaweedFS 3.80"
+    for said in ("MinIO", "AmazonS3", "Ceph Object Gateway (squid)", "nginx/1.27.1"):
+        assert readable_server(said) == said  # nothing invented, nothing dropped
 
 
 def test_every_action_has_a_shortcut_and_a_menu(
