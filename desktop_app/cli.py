@@ -61,6 +61,7 @@ from desktop_app.core.reconcile import (
     RepairResult,
 )
 from desktop_app.core.relay import describe_nats_url
+from desktop_app.core.sources import printable
 from desktop_app.core.watcher import WatchedFolder
 
 log = logging.getLogger("ferry")
@@ -283,8 +284,35 @@ def _report_with_history(
 # -- commands ---------------------------------------------------------------
 
 
+def _require_paths(paths: Sequence[str]) -> None:
+    """Refuse, before anything is queued, named paths that do not exist at all (#17).
+
+    A typo is the command's bad input, not a transfer for the Failed inbox:
+    the whole command is refused (exit 2) so that it is run again as meant.
+    What is wrong with a file that is there (unreadable, a socket, a link
+    loop; a file in a folder) stays that file's failed transfer, never
+    stopping the others. A dangling symlink exists: its transfer says why.
+    """
+    missing = []
+    for path in paths:
+        try:
+            os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            missing.append(printable(path))
+        except OSError:
+            pass  # there, or not ours to see: its transfer says which
+    if missing:
+        named = ", ".join(missing)
+        raise FerryError(
+            f"{named} {'does' if len(missing) == 1 else 'do'} not exist, so nothing was "
+            "uploaded. Check the path (a typo?) and run the command again.",
+            title="No such file",
+        )
+
+
 def cmd_upload(args: argparse.Namespace) -> int:
     paths = tuple(str(Path(p).expanduser().absolute()) for p in args.paths)
+    _require_paths(paths)
     wait = args.wait if args.wait is not None else not sys.stdin.isatty()
     # Not waited for, a hand-off that queued every file is the success: the running
     # Ferry uploads them (`ferry status` follows them).

@@ -578,3 +578,51 @@ def test_status_asks_after_the_relay_only_when_the_profile_has_one(
     assert asked in capsys.readouterr().out
     assert cli.main(["status", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["relay"] == "nats://127.0.0.1:4222"
+
+
+def test_a_named_path_that_does_not_exist_is_refused_before_any_transfer(
+    weed_profile: Callable[..., None],
+    ferry_env: Environment,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """#17: a typo became a retryable transfer in the Failed inbox. A folder's bad file
+    is still that file's failed transfer, and never stops the others."""
+    from desktop_app import cli
+    from desktop_app.core.app import Ferry, RunMode
+
+    weed_profile()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)  # the command's own keyring is empty
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", TEST_SECRET_KEY)
+    real = tmp_path / "real.txt"
+    real.write_text("a file that is there")
+    typo = tmp_path / "nonexistent" / "path.txt"
+    said = (
+        f"ferry: No such file: {typo} does not exist, so nothing was uploaded. "
+        "Check the path (a typo?) and run the command again.\n"
+    )
+    assert cli.main(["upload", str(typo)]) == 2
+    assert capsys.readouterr() == ("", said)
+    assert cli.main(["upload", str(real), str(typo), "--json"]) == 2  # the others wait for a fix
+    out, err = capsys.readouterr()
+    assert json.loads(out)["error"]["title"] == "No such file" and err == said
+    app = Ferry.open(ferry_env, mode=RunMode.RESIDENT)
+    server = app.listen()
+    try:
+        assert cli.main(["upload", "--no-wait", str(typo)]) == 2
+        assert capsys.readouterr() == ("", said)
+        assert app.transfers() == []  # nothing for the Failed inbox
+    finally:
+        server.stop()
+        app.close()
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "good.txt").write_text("stored")
+    os.mkfifo(folder / "pipe")  # bad input in a folder: a failed transfer of its own
+    assert cli.main(["upload", str(folder), "--json"]) == 1
+    by_key = {t["key"]: t for t in json.loads(capsys.readouterr().out)["transfers"]}
+    assert by_key["folder/good.txt"]["state"] == "done"
+    assert by_key["folder/pipe"]["state"] == "failed"
+    assert by_key["folder/pipe"]["error"]["title"] == "Not a regular file"
