@@ -599,25 +599,32 @@ class S3Storage:
         size: int,
         metadata: Mapping[str, str],
         content_type: str,
+        condition: WriteCondition | None = None,
     ) -> str:
-        """Copy on the server, only from the source object with ``source_etag``; its new ETag.
+        """Copy on the server, only from the source object with ``source_etag`` and
+        (with ``condition``) only while the key holds what it says; the new ETag.
 
         Up to ``copy_limit`` bytes one CopyObject; above, UploadPartCopy in
         parts (each conditional on the same ETag), aborted on any failure.
         """
         source: CopySourceTypeDef = {"Bucket": self.bucket, "Key": source_key}
-        condition = f'"{source_etag}"'
+        source_condition = f'"{source_etag}"'
         if size <= self.copy_limit:
-            with self._translate(f"copy {source_key!r} to", key):
-                response = self.client.copy_object(
+            response = self._conditional(
+                f"copy {source_key!r} to",
+                key,
+                condition,
+                lambda extra: self.client.copy_object(
                     Bucket=self.bucket,
                     Key=key,
                     CopySource=source,
-                    CopySourceIfMatch=condition,
+                    CopySourceIfMatch=source_condition,
                     MetadataDirective="REPLACE",
                     Metadata=dict(metadata),
                     ContentType=content_type,
-                )
+                    **extra,
+                ),
+            )
             return unquoted_etag(response["CopyObjectResult"]["ETag"])
         upload_id = self.create_multipart_upload(key, metadata=metadata, content_type=content_type)
         try:
@@ -632,11 +639,11 @@ class S3Storage:
                         UploadId=upload_id,
                         PartNumber=number,
                         CopySource=source,
-                        CopySourceIfMatch=condition,
+                        CopySourceIfMatch=source_condition,
                         CopySourceRange=f"bytes={offset}-{last}",
                     )
                 parts.append((number, unquoted_etag(part["CopyPartResult"]["ETag"])))
-            return self.complete_multipart_upload(key, upload_id, parts)
+            return self.complete_multipart_upload(key, upload_id, parts, condition=condition)
         except BaseException:
             with contextlib.suppress(StorageError):
                 self.abort_multipart_upload(key, upload_id)

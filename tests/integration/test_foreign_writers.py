@@ -220,3 +220,24 @@ def test_delete_leaves_an_object_another_program_wrote_over_ferrys(
         assert agenda.state is TransferState.DONE
         assert ferry.delete("agenda.txt").object_deleted
         assert ferry.head("agenda.txt") is None
+
+
+def test_a_server_side_copy_does_not_land_over_another_programs_object(
+    ferry_env: Environment,
+    weed_profile: Callable[..., None],
+    weed: WeedServer,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    weed_profile()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_random(tmp_path / "a" / "same.txt", 4000, 8)
+    (tmp_path / "b" / "same.txt").write_bytes((tmp_path / "a" / "same.txt").read_bytes())
+    with Ferry.open(ferry_env) as ferry:
+        [first] = ferry.upload([tmp_path / "a" / "same.txt"], prefix="a")
+        assert first.state is TransferState.DONE
+        foreign_put(weed, bucket, "b/same.txt")
+        # The same content under another key is copied on the server: not over theirs.
+        [copy] = ferry.upload([tmp_path / "b" / "same.txt"], prefix="b")
+        assert_conflict_left_it(ferry, weed, bucket, copy, "b/same.txt", FOREIGN)

@@ -290,14 +290,20 @@ class ObjectSender:
     def _copy(self, record: TransferRecord, control: TransferControl) -> TransferRecord | None:
         assert record.copy_source_key is not None and record.copy_source_etag is not None
         control.check()
+        source_key, source_etag = record.copy_source_key, record.copy_source_etag
         try:
-            etag = self.storage.copy_object(
-                record.copy_source_key,
-                record.key,
-                source_etag=record.copy_source_etag,
-                size=record.size,
-                metadata=self._metadata(record),
-                content_type=record.content_type,
+            written = self._write_under(
+                record,
+                record.write_condition,
+                lambda on: self.storage.copy_object(
+                    source_key,
+                    record.key,
+                    source_etag=source_etag,
+                    size=record.size,
+                    metadata=self._metadata(record),
+                    content_type=record.content_type,
+                    condition=on,
+                ),
             )
         except StorageError as exc:
             if exc.kind not in (StorageErrorKind.PRECONDITION_FAILED, StorageErrorKind.NOT_FOUND):
@@ -311,6 +317,7 @@ class ObjectSender:
                 record.id, TransferFacts(copy_source_key=None, copy_source_etag=None)
             )
             return None
+        etag = written.etag if isinstance(written, ObjectInfo) else written
         self._meter(record.id, record.size, 0).add(record.size, force=True)
         return self._transition(record.id, TransferState.VERIFYING, facts=TransferFacts(etag=etag))
 
@@ -402,7 +409,10 @@ class ObjectSender:
         except StorageError as exc:
             if exc.kind is not StorageErrorKind.PRECONDITION_FAILED:
                 raise
+            refused = exc
         found = self.storage.head_object(record.key)
+        if (found.etag if found is not None else None) == condition.replacing:
+            raise refused  # the key is as expected: another condition failed (a copy's source)
         if found is not None and found.size == record.size:
             if found.sha256 == record.sha256:
                 return found
