@@ -42,6 +42,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.exc import SQLAlchemyError
@@ -1013,9 +1014,24 @@ class Journal:
         return found
 
     def set_paused(self, transfer_ids: Iterable[int] | None, paused: bool) -> int:
+        """Pause or let go unfinished transfers; how many changed.
+
+        A failed transfer that waits for a person (bad input, access denied)
+        is not paused: nothing of it runs until the person acts anyway. One
+        already as asked is not counted.
+        """
+        waits_for_a_person = and_(
+            transfers.c.state == TransferState.FAILED.value,
+            or_(
+                transfers.c.error_kind.is_(None),
+                transfers.c.error_kind.not_in([k.value for k in ErrorKind if k.retries_on_its_own]),
+            ),
+        )
         statement = update(transfers).values(paused=paused, updated_at=self.clock())
         statement = statement.where(
-            transfers.c.state.in_([s.value for s in TransferState if not s.finished])
+            transfers.c.state.in_([s.value for s in TransferState if not s.finished]),
+            transfers.c.paused != paused,
+            ~waits_for_a_person if paused else true(),
         )
         if transfer_ids is not None:
             statement = statement.where(transfers.c.id.in_(list(transfer_ids)))

@@ -182,3 +182,23 @@ def test_cleared_transfers_leave_the_window_and_stay_in_the_history(journal: Jou
     shown = [r.id for r in journal.window_history(finished_kept=2)]
     assert shown == [done[3], done[4], waiting, failed]  # the newest two finished, not cleared
     assert len(journal.all()) == 7, "the history keeps every transfer"
+
+
+def test_pause_counts_what_it_paused_and_leaves_what_waits_for_a_person(
+    journal: Journal,
+) -> None:
+    queued = in_state(journal, TransferState.QUEUED)
+    retrying = in_state(journal, TransferState.FAILED)  # transient: retries by itself
+    bad_input = journal.add(
+        dataclasses.replace(
+            new_transfer(TransferState.FAILED),
+            error=TransferError(ErrorKind.INPUT, "Not a regular file", "A FIFO."),
+        )
+    )
+    in_state(journal, TransferState.DONE)
+    assert journal.set_paused(None, True) == 2  # the queued one and the one retrying
+    assert journal.set_paused(None, True) == 0  # nothing more to pause
+    paused = {r.id: r.paused for r in journal.get_many([queued.id, retrying.id, bad_input.id])}
+    assert paused == {queued.id: True, retrying.id: True, bad_input.id: False}
+    assert journal.set_paused([queued.id], False) == 1
+    assert journal.set_paused([queued.id], False) == 0

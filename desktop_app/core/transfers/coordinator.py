@@ -76,8 +76,14 @@ class TransferCoordinator:
         return [record.id for record in self.journal.all() if not record.state.finished]
 
     def _publish_all(self, ids: list[int] | None) -> None:
-        # All of them when none were named: one queued since the list was read is paused too.
-        for record in self.journal.all() if ids is None else self.journal.get_many(ids):
+        # All unfinished ones when none were named: one queued since the list was
+        # read is paused too. A finished one is untouched (and a window that
+        # cleared it from its list must not see it again).
+        if ids is None:
+            records = [r for r in self.journal.all() if not r.state.finished]
+        else:
+            records = self.journal.get_many(ids)
+        for record in records:
             self.bus.publish(TransferChanged(TransferSnapshot.of(record)))
 
     def _wait_stopped(self, transfer_ids: list[int], patience: float) -> None:
