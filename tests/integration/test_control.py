@@ -358,9 +358,11 @@ def test_ferry_upload_no_wait_beside_a_running_ferry_succeeds_once_handed_over(
     assert transfer["source"] == str(doc) and transfer["error"] is None
     [finished] = running.wait([transfer["id"]])  # the running Ferry uploads it
     assert finished.state is TransferState.DONE and finished.key == "report.txt"
-    # A file refused at once is no success, waited for or not.
-    missing = tmp_path / "missing.txt"
-    process = ferry(ferry_env.paths.home, "upload", "--no-wait", str(missing), "--json")
+    # A file refused at once (a named pipe is no file to send) is no success,
+    # waited for or not. (A path that does not exist is refused before any transfer.)
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    process = ferry(ferry_env.paths.home, "upload", "--no-wait", str(pipe), "--json")
     out, err = process.communicate(timeout=60)
     assert process.returncode == 1, err
     document = json.loads(out)
