@@ -124,7 +124,8 @@ class SecretStore:
         if not self.usable:
             raise SecretStoreError(
                 f"No usable keyring is available ({self.describe()}), so Ferry will not store "
-                "the secret. Set AWS_SECRET_ACCESS_KEY or use ~/.aws/credentials instead, or "
+                "the secret. Set AWS_SECRET_ACCESS_KEY (it goes with the profile's access key "
+                "id) or use ~/.aws/credentials instead, or "
                 "install a keyring backend (e.g. GNOME Keyring, KWallet)."
             )
         try:
@@ -198,7 +199,8 @@ def resolve_s3_credentials(
 
     Order: sandbox placeholders; the profile's AWS configuration profile;
     keyring (with the profile's access key id); AWS_ACCESS_KEY_ID /
-    AWS_SECRET_ACCESS_KEY; the rest of the AWS chain (AWS_PROFILE, files, web
+    AWS_SECRET_ACCESS_KEY (the secret alone: with the profile's access key
+    id); the rest of the AWS chain (AWS_PROFILE, files, web
     identity). Raises SignInRequiredError when an SSO sign-in has expired.
     """
     if profile.sandbox:
@@ -209,7 +211,10 @@ def resolve_s3_credentials(
         secret = secrets.get(profile.name, SecretKind.S3_SECRET_KEY)
         if secret:
             return S3Credentials(profile.access_key_id, secret, CredentialSource.KEYRING)
-    env_key, env_secret = environ.get("AWS_ACCESS_KEY_ID"), environ.get("AWS_SECRET_ACCESS_KEY")
+    env_secret = environ.get("AWS_SECRET_ACCESS_KEY")
+    # The secret alone in the environment (where no keyring can keep it) goes
+    # with the profile's own access key id, unless the environment names one too.
+    env_key = environ.get("AWS_ACCESS_KEY_ID") or (profile.access_key_id if env_secret else None)
     if env_key and env_secret:
         return S3Credentials(
             env_key, env_secret, CredentialSource.ENVIRONMENT, environ.get("AWS_SESSION_TOKEN")
