@@ -74,9 +74,12 @@ from desktop_app.gui.models import (
 from desktop_app.gui.notifier import BatchNotifier, Notification, NotificationKind
 from desktop_app.gui.settings_dialog import SettingsDialog
 from desktop_app.gui.sign_in import SignInDialog
+from desktop_app.gui.status_bar import ElidedLabel, StatusBar
 from desktop_app.gui.units import exact_size, human_duration, human_size
 from desktop_app.gui.widgets import ProgressDelegate, show_in_folder
 from desktop_app.resources import TrayState, tray_icon_svg
+
+HELD_LABEL_MAX_WIDTH = 360  # "Uploads paused: …" leaves the messages their room
 
 
 def _local_paths(urls: list[QUrl]) -> list[Path]:
@@ -156,16 +159,19 @@ class MainWindow(QMainWindow):
         bridge.transfersChanged.connect(lambda batch: self.notifier.observe(batch.snapshots))
         backend.historyLoaded.connect(self.notifier.history_loaded)
 
-        self.connection_label = QLabel("Connecting…")
-        self.held_label = QLabel("")
+        self.status = StatusBar()
+        self.setStatusBar(self.status)
+        self.status.set_lasting("Connecting…")
+        self.held_label = ElidedLabel("")
         self.held_label.setStyleSheet("font-weight: bold")
+        self.held_label.setMaximumWidth(HELD_LABEL_MAX_WIDTH)
         self.held_label.hide()
         self.totals_label = QLabel("")
+        self.totals_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.batch_bar = QProgressBar()
         self.batch_bar.setRange(0, 1000)
         self.batch_bar.setTextVisible(True)
         self.batch_bar.hide()
-        self.statusBar().addWidget(self.connection_label, 1)
         self.statusBar().addPermanentWidget(self.held_label)
         self.statusBar().addPermanentWidget(self.batch_bar)
         self.statusBar().addPermanentWidget(self.totals_label)
@@ -389,7 +395,7 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _on_opened(self, text: str) -> None:
-        self.connection_label.setText(text)
+        self.status.set_lasting(text)
 
     @Slot(str)
     def _on_notice(self, text: str) -> None:
@@ -404,7 +410,7 @@ class MainWindow(QMainWindow):
     @Slot(str, str)
     def _on_failed(self, title: str, message: str) -> None:
         if not self.backend.ready or self.backend.profile is None:
-            self.connection_label.setText(f"Not connected: {title}")
+            self.status.set_lasting(f"Not connected: {title}")
         if title != SignInRequiredError.title:
             QMessageBox.warning(self, title, message)
             return
@@ -458,7 +464,7 @@ class MainWindow(QMainWindow):
             parts.append(going)
         if failed:
             parts.append(f"{failed} failed")
-        self.totals_label.setText(" · ".join(parts) or "Idle")
+        self._set_totals(" · ".join(parts) or "Idle")
         if self.tray is not None:
             self.tray.setToolTip("Ferry: " + (", ".join(parts) or "idle"))
 
@@ -479,6 +485,14 @@ class MainWindow(QMainWindow):
             self.statusBar().clearMessage()
             self._stale_when = None
 
+    def _set_totals(self, text: str) -> None:
+        """The totals keep the widest width they needed while busy (their text changes
+        every tick; the widgets beside them stay put) and let it go when idle."""
+        self.totals_label.setText(text)
+        needed = self.totals_label.fontMetrics().horizontalAdvance(text) + 8
+        if text == "Idle" or needed > self.totals_label.minimumWidth():
+            self.totals_label.setMinimumWidth(needed)
+
     def _show_batch(self, totals: Totals) -> None:
         """The batch bar: files and bytes of what was queued since the list was idle."""
         batch = totals.batch
@@ -491,7 +505,10 @@ class MainWindow(QMainWindow):
             f"{human_size(batch.bytes_done)} of {human_size(batch.bytes_total)}"
         )
         self.batch_bar.setFormat(text)
-        self.batch_bar.setMinimumWidth(self.fontMetrics().horizontalAdvance(text) + 24)
+        # As wide as the longest text of this batch, not this text: the bar stays put.
+        nines = "9" * len(str(batch.files))
+        widest = f"{nines}/{nines} files · 999.9 MB of 999.9 MB"
+        self.batch_bar.setFixedWidth(self.fontMetrics().horizontalAdvance(widest) + 24)
         self.batch_bar.show()
 
     def _on_failed_count(self, count: int) -> None:
@@ -684,7 +701,7 @@ class MainWindow(QMainWindow):
 
     def apply_settings(self) -> None:
         """Restart the engine with the saved profile (in the background)."""
-        self.connection_label.setText("Applying the new settings…")
+        self.status.set_lasting("Applying the new settings…")
         self.backend.restart()
 
     def open_about(self) -> None:

@@ -7,6 +7,7 @@ import hashlib
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,11 @@ from pytestqt.qtbot import QtBot
 from desktop_app.core.app import Environment, Ferry
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.config import Profile
+from desktop_app.core.events import TransferProgress, TransferSnapshot
 from desktop_app.core.journal import TransferState
 from desktop_app.core.keys import SecretKind
 from desktop_app.gui.app import build_window
+from desktop_app.gui.bridge import SnapshotBatch
 from desktop_app.gui.failed_view import FailedColumn
 from desktop_app.gui.first_run import FirstRunDialog
 from desktop_app.gui.main_window import MainWindow
@@ -37,6 +40,15 @@ from tests.integration.test_keys import aws_config
 from tests.sso_stub import SsoStub
 
 MIB = 1024 * 1024
+
+
+def uploading(transfer_id: int, size: int) -> TransferSnapshot:
+    return TransferSnapshot(
+        id=transfer_id, source_path=f"/home/ann/scan{transfer_id}.tif", bucket="b",
+        key=f"scan{transfer_id}.tif", size=size, state=TransferState.UPLOADING, paused=False,
+        attempts=0, sha256=None, duplicate_of=None, error=None, retry_at=None,
+        updated_at=datetime.now(UTC),
+    )  # fmt: skip
 
 
 def drop(window: MainWindow, paths: list[Path]) -> None:
@@ -555,3 +567,36 @@ def test_queued_leaves_the_status_bar_once_the_upload_is_done(
     qtbot.wait(700)  # a tick of the status bar
     assert not bar.currentMessage().startswith("Queu"), bar.currentMessage()
     qtbot.waitUntil(lambda: "1 file(s) uploaded" in bar.currentMessage(), timeout=10_000)
+
+
+def test_the_status_bar_elides_messages_and_keeps_the_batch_bar_in_place(
+    weed_profile: Callable[..., None], qtbot: QtBot, window_for: object
+) -> None:
+    """#34 item 23: a long message ends in "…" with the whole of it in the tooltip (not
+    "… Open Ferry's Failed t"); the batch bar does not move while its numbers change."""
+    weed_profile()
+    window = window_for()  # type: ignore[operator]
+    window.resize(640, 500)
+    long = (
+        "Upload failed: quarterly-report-final-version-2.pdf: Access denied. "
+        "Open Ferry's Failed tab to see why and retry."
+    )
+    window.statusBar().showMessage(long, 15_000)
+    label = window.status.message_label
+    qtbot.waitUntil(lambda: label.shown_text().endswith("…"))
+    shown = label.shown_text()
+    assert long.startswith(shown[:-1]) and label.toolTip() == long
+    assert label.fontMetrics().horizontalAdvance(shown) <= label.contentsRect().width()
+    assert window.statusBar().currentMessage() == long
+
+    ids = (90_001, 90_002)  # two uploads under way, as the engine would report them
+    window.model.upsert(SnapshotBatch(tuple(uploading(i, 20 * MIB) for i in ids)))
+    places = set()
+    for done in (0, 1_500, 700_000, 5 * MIB, 19 * MIB):
+        for transfer_id in ids:
+            window.model.set_progress(TransferProgress(transfer_id, done, 20 * MIB, 0))
+        window._update_totals()
+        qtbot.wait(50)
+        assert window.batch_bar.isVisible()
+        places.add((window.batch_bar.x(), window.batch_bar.width()))
+    assert len(places) == 1, places
