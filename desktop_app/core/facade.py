@@ -48,6 +48,7 @@ FACADE_METHODS: dict[str, Lane] = {
     "head": Lane.LOOKUP,
     "server_software": Lane.LOOKUP,
     "outbox_backlog": Lane.LOOKUP,
+    "last_report": Lane.LOOKUP,  # the saved report, read when the window starts
     # A catalog write and one DELETE: never behind a check, never holding up a Cancel.
     "delete": Lane.LOOKUP,
     "queue": Lane.QUEUE,

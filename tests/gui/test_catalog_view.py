@@ -185,11 +185,6 @@ def checked_and_closed(qtbot: QtBot, window_for: Callable[[], MainWindow]) -> No
     window.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Ferry.last_report is not on core/facade.py's allow-list yet: the engine "
-    "refuses the window's call (a one-line core change; then drop this mark)",
-)
 def test_the_last_check_is_shown_after_a_restart(
     weed_profile: Callable[..., None], qtbot: QtBot, window_for: Callable[[], MainWindow]
 ) -> None:
