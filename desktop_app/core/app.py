@@ -71,6 +71,7 @@ from desktop_app.core.relay import EventPublisher, JetStreamPublisher, Relay
 from desktop_app.core.sandbox import (
     SANDBOX_BUCKET,
     SandboxAccess,
+    SandboxKeeper,
     SandboxServer,
     SandboxState,
     find_weed,
@@ -238,6 +239,7 @@ class Ferry:
         self.on_check_progress: Callable[[int, int], None] | None = None
         self._check_cancel = threading.Event()
         self._folder_watcher: FolderWatcher | None = None
+        self._sandbox_keeper: SandboxKeeper | None = None
         self._folders_lock = threading.Lock()
         self.engine = TransferEngine(
             journal=journal,
@@ -331,6 +333,8 @@ class Ferry:
         self.engine.close()
         self.journal.close()
         self.catalog.close()
+        if self._sandbox_keeper is not None:
+            self._sandbox_keeper.stop()  # before the server is stopped on purpose
         if self._sandbox is not None:
             self._sandbox.stop()
 
@@ -352,6 +356,17 @@ class Ferry:
         self.scheduler.start()
         if self.mode is RunMode.RESIDENT and not self._system_watches:
             self._watch_system()
+        if self.mode is RunMode.RESIDENT and self._sandbox is not None and self._sandbox.owned:
+            with self._folders_lock:
+                if self._sandbox_keeper is None:
+                    self._sandbox_keeper = SandboxKeeper(self._sandbox, self._sandbox_restarted)
+                    self._sandbox_keeper.start()
+
+    def _sandbox_restarted(self, text: str) -> None:
+        self._announce(text)
+        # What failed while the server was away is tried at once, not at its time.
+        self.scheduler.retry_waiting_now()
+        self.scheduler.wake()
 
     def _watch_system(self) -> None:
         bus = system_bus_address(self.env.environ)

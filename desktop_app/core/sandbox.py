@@ -26,10 +26,11 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -374,6 +375,77 @@ class SandboxServer:
         with contextlib.suppress(FileNotFoundError):
             self._state_file.unlink()
         log.info("Sandbox server stopped")
+
+    def exited(self) -> int | None:
+        """The exit status of the server this object owns, if it has stopped by
+        itself (None: running, or not this object's to watch)."""
+        if self._process is not None:
+            return self._process.poll()
+        if self._adopted is not None and not _pid_alive(self._adopted):
+            return -1  # not our child: its status is not ours to read
+        return None
+
+    def restart(self) -> SandboxState:
+        """Start the server again after it stopped by itself: the same ports while
+        they are free, so the endpoint given to other programs stays."""
+        self._process = self._adopted = None
+        return self.start()
+
+
+class SandboxKeeper:
+    """Starts the sandbox server again when it stops by itself, for the Ferry that
+    owns it (a crash, a kill, the OOM killer), and says so.
+
+    The check runs on a thread of its own that lives until :meth:`stop`: the
+    server dies with the thread that started it (its parent-death signal), so
+    a restart must come from a thread that outlives the server. Restarts back
+    off (1 s, 2 s, … 60 s) while the server keeps stopping.
+    """
+
+    def __init__(
+        self,
+        server: SandboxServer,
+        on_restarted: Callable[[str], None],
+        *,
+        interval: float = 1.0,
+    ) -> None:
+        self.server = server
+        self.on_restarted = on_restarted
+        self.interval = interval
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ferry-sandbox", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching (before the server is stopped on purpose)."""
+        self._stopping.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=STOP_PATIENCE + 5)
+
+    def _run(self) -> None:
+        delay = self.interval
+        while not self._stopping.wait(delay):
+            status = self.server.exited()
+            if status is None:
+                delay = self.interval
+                continue
+            log.warning("The sandbox server stopped by itself (exit %s); starting it again", status)
+            try:
+                state = self.server.restart()
+            except SandboxError as exc:
+                delay = min(60.0, max(delay, self.interval) * 2)
+                self.on_restarted(
+                    f"The sandbox server stopped and could not be started again: {exc.message} "
+                    f"Ferry tries again in {delay:.0f} s."
+                )
+                continue
+            delay = self.interval
+            self.on_restarted(
+                f"The sandbox server stopped (exit {status}) and was started again at "
+                f"{state.endpoint_url}; uploads go on."
+            )
 
 
 def _die_with_parent() -> list[str]:

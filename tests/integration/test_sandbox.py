@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core.app import Environment, Ferry, start_sandbox
+from desktop_app.core.app import Environment, Ferry, RunMode, start_sandbox
 from desktop_app.core.errors import SandboxError
 from desktop_app.core.journal import TransferState
 from desktop_app.core.sandbox import SandboxServer, find_weed
@@ -129,3 +130,27 @@ def test_show_gives_lines_that_aws_cli_can_use_as_they_are(
         assert listed.returncode == 0, listed.stderr
     finally:
         server.stop()
+
+
+def test_a_sandbox_server_that_dies_is_started_again_by_the_ferry_that_owns_it(
+    ferry_env: Environment, tmp_path: Path
+) -> None:
+    server, _state, _profile = start_sandbox(ferry_env)  # writes the "local" profile
+    server.stop()
+    notices: list[str] = []
+    with Ferry.open(ferry_env, mode=RunMode.RESIDENT) as ferry:  # starts its own server
+        ferry.on_system_notice = lambda text, _holds: notices.append(text)
+        ferry.start()
+        before = json.loads((ferry_env.paths.sandbox_dir / "server.json").read_text())
+        os.killpg(before["pid"], signal.SIGKILL)  # as the OOM killer would
+        deadline = time.monotonic() + 60
+        while not any("started again" in text for text in notices):
+            assert time.monotonic() < deadline, f"not restarted: {notices}"
+            time.sleep(0.2)
+        after = json.loads((ferry_env.paths.sandbox_dir / "server.json").read_text())
+        assert after["pid"] != before["pid"] and after["ports"] == before["ports"]
+        source = tmp_path / "after.txt"
+        source.write_text("sent to the restarted server")
+        [record] = ferry.upload([source])
+        assert record.state is TransferState.DONE, record.error
+    assert SandboxServer(ferry_env.paths.sandbox_dir, find_weed(os.environ)).running() is None
