@@ -7,12 +7,16 @@ typed into the form is used for the test only; nothing is stored.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFormLayout, QGroupBox, QLineEdit, QPushButton
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from desktop_app.core.app import CheckResult, Environment, diagnose_profile
 from desktop_app.core.config import Profile
@@ -20,17 +24,24 @@ from desktop_app.core.errors import FerryError
 from desktop_app.core.keys import SecretKind, SecretStore
 from desktop_app.gui.widgets import OutputBox, fit_placeholder
 
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
 
 class _TypedSecret:
-    """A keyring that knows only the S3 secret typed into the form."""
+    """A keyring that knows only the S3 secret typed into the form; ``used`` once
+    the checks took it."""
 
     priority = 1
 
     def __init__(self, secret: str) -> None:
         self._secret = secret
+        self.used = False
 
     def get_password(self, _service: str, username: str) -> str | None:
-        return self._secret if username.endswith(SecretKind.S3_SECRET_KEY.value) else None
+        if not username.endswith(SecretKind.S3_SECRET_KEY.value):
+            return None
+        self.used = True
+        return self._secret
 
     def set_password(self, *_args: str) -> None:
         pass
@@ -43,23 +54,85 @@ def describe(results: list[CheckResult]) -> str:
     return "\n".join(f"{'✔' if r.ok else '✘'} {r.name}: {r.detail}" for r in results)
 
 
+def typed_secret_result(store: SecretStore) -> CheckResult:
+    """Where the credentials of a test with a typed secret came from: the form, not a
+    keyring; and whether a keyring can keep that secret when the profile is saved."""
+    if store.usable:
+        return CheckResult(
+            "credentials", True, "the secret key typed here (kept in the keyring when saved)"
+        )
+    return CheckResult(
+        "credentials",
+        False,
+        f"the secret key typed here; no usable keyring can keep it ({store.describe()}), "
+        "so it cannot be saved. Leave it empty and set AWS_SECRET_ACCESS_KEY, or use "
+        "~/.aws/credentials.",
+    )
+
+
+def sqlite_file(catalog_url: str) -> Path | None:
+    """The file of an SQLite catalog URL (None: another database, or no file)."""
+    try:
+        parsed = make_url(catalog_url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(str(parsed.database))
+
+
+def _not_there(file: Path) -> list[Path]:
+    """The file and the folders above it that do not exist yet, the file first."""
+    missing = []
+    for path in (file, *file.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    return missing
+
+
+def remove_created(paths: list[Path]) -> None:
+    """Remove what a test created: files (with SQLite's side files), then empty folders."""
+    for path in paths:
+        for name in (path, *(path.with_name(path.name + s) for s in SQLITE_SIDE_FILES)):
+            if not name.is_dir():
+                name.unlink(missing_ok=True)
+    for path in paths:
+        if path.is_dir():
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only when empty: never what someone else put there
+
+
 class ConnectionTester(QObject):
     finished = Signal(str)  # one line per check, ✔ or ✘
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._thread: threading.Thread | None = None
+        # Files and folders the checks created (an SQLite catalog opened to test
+        # it): the first-run dialog removes them when it is cancelled.
+        self.created: list[Path] = []
 
     def start(self, env: Environment, profile: Profile, typed_secret: str) -> None:
         """Test in the background; an empty typed secret means the stored one."""
+        typed = _TypedSecret(typed_secret)
+        store = env.secrets
         if typed_secret:
-            env = Environment(env.paths, env.environ, SecretStore(_TypedSecret(typed_secret)))
+            env = Environment(env.paths, env.environ, SecretStore(typed))
+        catalog_file = sqlite_file(profile.catalog_url)
 
         def run() -> None:
+            fresh = _not_there(catalog_file) if catalog_file else []
             try:
                 results = diagnose_profile(env, profile)
             except FerryError as exc:
                 results = [CheckResult("profile", False, exc.message)]
+            finally:
+                self.created.extend(p for p in fresh if p.exists() and p not in self.created)
+            if typed.used:
+                results = [
+                    typed_secret_result(store) if r.name == "credentials" else r for r in results
+                ]
             self.finished.emit(describe(results))
 
         self._thread = threading.Thread(target=run, name="ferry-test-connection", daemon=True)
@@ -74,7 +147,9 @@ class DestinationForm(QGroupBox):
     """Name, endpoint, region, bucket, prefix, access key, secret or AWS profile, proxy,
     catalog URL."""
 
-    def __init__(self, env: Environment, title: str, *, secret_kept_hint: bool) -> None:
+    def __init__(
+        self, env: Environment, title: str, *, secret_kept_hint: bool, result_lines: int = 7
+    ) -> None:
         super().__init__(title)
         self.env = env
         self.profile_for_test: Callable[[], Profile] = self.apply_to_template
@@ -118,7 +193,7 @@ class DestinationForm(QGroupBox):
         self.test_button = QPushButton("Test c&onnection")
         self.test_button.clicked.connect(self.test_connection)
         # One line per check, each as long as its reason: wrapped, scrolled, never cut.
-        self.test_result = OutputBox(7, "What “Test connection” finds shows here.")
+        self.test_result = OutputBox(result_lines, "What “Test connection” finds shows here.")
         form.addRow(self.test_button, self.test_result)
         self.tester = ConnectionTester(self)
         self.tester.finished.connect(self._show_test_result)

@@ -2,8 +2,10 @@
 
 "Test connection" runs the same checks as ``ferry profile test`` on a
 background thread and shows each result; the secret goes to the keyring only
-when the profile is saved. Saving happens before the main window exists, so
-the GUI-thread-does-no-I/O rule is not at stake here.
+when the profile is saved. Closing the dialog removes what those checks created
+(the catalog file opened to test it), except the saved profile's own. Saving
+and that cleaning happen before the main window exists, so the
+GUI-thread-does-no-I/O rule is not at stake here.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from desktop_app.core.app import Environment
 from desktop_app.core.config import Profile
 from desktop_app.core.errors import FerryError
 from desktop_app.core.keys import SecretKind
-from desktop_app.gui.destination_form import DestinationForm
+from desktop_app.gui.destination_form import DestinationForm, remove_created, sqlite_file
 from desktop_app.gui.widgets import fit_to_screen
 
 MIN_WIDTH = 560  # every placeholder and a result line of Test connection read whole
+RESULT_LINES = 10  # a check's reason wraps to 2-3 lines: five checks read without scrolling
 
 
 class FirstRunChoice(enum.Enum):
@@ -55,7 +58,9 @@ class FirstRunDialog(QDialog):
         layout.addWidget(self.sandbox_radio)
         layout.addWidget(self.bucket_radio)
 
-        self.bucket_box = DestinationForm(env, "Bucket", secret_kept_hint=False)
+        self.bucket_box = DestinationForm(
+            env, "Bucket", secret_kept_hint=False, result_lines=RESULT_LINES
+        )
         self.bucket_box.name_edit.setText("work")
         layout.addWidget(self.bucket_box)
         self.bucket_box.setEnabled(False)
@@ -97,4 +102,8 @@ class FirstRunDialog(QDialog):
 
     def done(self, result: int) -> None:
         self.bucket_box.tester.wait()
+        # Cancel leaves nothing behind: what "Test connection" created (a catalog
+        # file opened to test it) goes, unless it is the saved profile's own.
+        kept = sqlite_file(self.saved_profile.catalog_url) if self.saved_profile else None
+        remove_created([p for p in self.bucket_box.tester.created if p != kept])
         super().done(result)

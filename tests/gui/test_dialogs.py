@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from PySide6.QtCore import QRect
+from keyring.backends import fail
+from PySide6.QtCore import QRect, Qt
 from PySide6.QtGui import QScreen
 from PySide6.QtWidgets import QDialogButtonBox, QLineEdit, QPlainTextEdit, QWidget
 from pytestqt.qtbot import QtBot
 
 from desktop_app.core.app import Environment
 from desktop_app.core.config import Profile
+from desktop_app.core.keys import SecretStore
 from desktop_app.gui.first_run import FirstRunDialog
 from desktop_app.gui.settings_dialog import SettingsDialog
 
@@ -82,3 +86,52 @@ def test_the_welcome_dialog_is_wide_enough_for_its_placeholders(
     dialog.bucket_radio.setChecked(True)
     assert dialog.width() >= 480
     assert placeholders_cut(dialog) == []
+
+
+def files_under(root: Path) -> set[Path]:
+    return set(root.rglob("*")) if root.exists() else set()
+
+
+@pytest.mark.parametrize("keyring_usable", [False, True])
+def test_the_welcome_test_says_where_the_secret_came_from_and_cancel_leaves_nothing(
+    qtbot: QtBot,
+    ferry_env: Environment,
+    monkeypatch: pytest.MonkeyPatch,
+    keyring_usable: bool,
+) -> None:
+    monkeypatch.setattr(QScreen, "availableGeometry", lambda _screen: LAPTOP_FREE)
+    store = ferry_env.secrets if keyring_usable else SecretStore(fail.Keyring())
+    env = Environment(ferry_env.paths, ferry_env.environ, store)
+    home = ferry_env.paths.data_dir.parent
+    before = files_under(home)
+    dialog = FirstRunDialog(env)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    dialog.bucket_radio.setChecked(True)
+    form = dialog.bucket_box
+    form.endpoint_edit.setText("http://127.0.0.1:1")  # nothing answers there
+    form.bucket_edit.setText("photos")
+    form.access_key_edit.setText("AKIAEXAMPLE")
+    form.secret_edit.setText("typed-secret")
+    qtbot.mouseClick(form.test_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: form.test_button.isEnabled(), timeout=60_000)
+
+    text = form.test_result.toPlainText()
+    assert "found in keyring" not in text
+    if keyring_usable:
+        assert "✔ credentials: the secret key typed here (kept in the keyring when saved)" in text
+    else:
+        assert "✘ credentials: the secret key typed here; no usable keyring can keep it" in text
+        assert "AWS_SECRET_ACCESS_KEY" in text
+    assert "✔ catalog" in text  # the catalog file was opened to test it
+    # Every line of the result in sight at 1366×768, nothing to scroll to.
+    assert form.test_result.verticalScrollBar().maximum() == 0
+    assert dialog.height() + TITLE_BAR <= LAPTOP_FREE.height()
+
+    qtbot.mouseClick(
+        dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Cancel),
+        Qt.MouseButton.LeftButton,
+    )
+    assert not dialog.isVisible()
+    assert files_under(home) == before  # no catalog-work.sqlite3, no data folder
