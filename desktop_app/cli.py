@@ -178,21 +178,35 @@ def _report_transfers(
         )
     else:
         for record in records:
-            line = (
-                f"{record.id:>5}  {record.profile:<10} {record.state.value:<11} "
-                f"{record.key or record.source_path}"
-            )
-            if record.state is TransferState.DUPLICATE:
-                line += f"  (already stored as {record.duplicate_of})"
-            print(line)
-            if record.error is not None:
-                print(f"       {record.error.title}: {record.error.message}")
-                if record.retry_at is not None and record.error.kind.retries_on_its_own:
-                    when = record.retry_at.astimezone().strftime("%H:%M:%S")
-                    print(f"       next try at {when} (attempt {record.attempts + 1})")
+            for line in _transfer_lines(record):
+                print(line)
         if not records and empty is not None:
             print(empty)
     return EXIT_OK if all(succeeded(r) for r in records) else EXIT_FAILED
+
+
+def _transfer_lines(record: TransferRecord) -> list[str]:
+    """A transfer as `ferry status` prints it: a paused one says "paused" where its
+    state stands (the journal's state is kept for scripts: --json's state and paused)."""
+    shown = "paused" if record.paused and not record.state.finished else record.state.value
+    line = f"{record.id:>5}  {record.profile:<10} {shown:<11} {record.key or record.source_path}"
+    if record.state is TransferState.DUPLICATE:
+        line += f"  (already stored as {record.duplicate_of})"
+    lines = [line]
+    if record.error is not None:
+        lines.append(f"       {record.error.title}: {record.error.message}")
+    if shown == "paused":
+        lines.append(
+            f"       paused while {record.state.value}; `ferry unpause {record.id}` lets it go on"
+        )
+    elif (
+        record.error is not None
+        and record.retry_at is not None
+        and record.error.kind.retries_on_its_own
+    ):
+        when = record.retry_at.astimezone().strftime("%H:%M:%S")
+        lines.append(f"       next try at {when} (attempt {record.attempts + 1})")
+    return lines
 
 
 class _ProgressLine:

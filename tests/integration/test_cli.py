@@ -626,3 +626,70 @@ def test_a_named_path_that_does_not_exist_is_refused_before_any_transfer(
     assert by_key["folder/good.txt"]["state"] == "done"
     assert by_key["folder/pipe"]["state"] == "failed"
     assert by_key["folder/pipe"]["error"]["title"] == "Not a regular file"
+
+
+CREDS = {"AWS_ACCESS_KEY_ID": TEST_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": TEST_SECRET_KEY}
+
+
+def _killed_mid_upload(home: Path, proxy: FaultProxy, bucket: str, source: Path) -> int:
+    """A `ferry upload` of 8 parts of 5 MiB, SIGKILLed once 2 parts are confirmed;
+    the transfer's ID (it stays uploading in the journal)."""
+    from tests.faults import Fault, is_part_upload
+
+    added = run_ferry(
+        home, "profile", "add", "big", "--bucket", bucket, "--endpoint-url", proxy.url,
+        "--part-size-mib", "5", "--concurrency", "2",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    source.write_bytes(os.urandom(8 * 5 * 1024 * 1024 - 12345))
+    proxy.faults = [Fault(is_part_upload, "delay", times=10_000, delay=0.4)]
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FERRY_"))}
+    environ.update(FERRY_HOME=str(home), PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    upload = subprocess.Popen(
+        [sys.executable, "-m", "desktop_app", "upload", str(source)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**environ, **CREDS},
+    )  # fmt: skip
+    journal = home / "data" / "journal.sqlite3"
+    deadline = time.monotonic() + 60
+    while _confirmed_parts(journal) < 2:
+        assert time.monotonic() < deadline and upload.poll() is None, "no part was confirmed"
+        time.sleep(0.02)
+    upload.send_signal(signal.SIGKILL)
+    upload.wait()
+    proxy.faults.clear()
+    return 1
+
+
+def _confirmed_parts(journal: Path) -> int:
+    import sqlite3
+
+    if not journal.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=1) as connection:
+            sql = "SELECT count(*) FROM parts WHERE confirmed_at IS NOT NULL"
+            return int(connection.execute(sql).fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_status_says_paused_for_a_paused_transfer_and_json_keeps_its_state(
+    tmp_path: Path, bucket: str, proxy: FaultProxy
+) -> None:
+    """#34 item 14: a paused transfer was listed as "uploading"."""
+    home = tmp_path / "home"
+    transfer_id = _killed_mid_upload(home, proxy, bucket, tmp_path / "big.bin")
+    paused = run_ferry(home, "pause", str(transfer_id), env=CREDS)
+    assert paused.returncode == 0 and "1 transfer(s) paused." in paused.stderr, paused.stderr
+    shown = run_ferry(home, "status", env=CREDS)
+    assert shown.returncode == 0, shown.stderr
+    [line, note] = shown.stdout.splitlines()
+    assert line.split()[:3] == [str(transfer_id), "big", "paused"], line
+    assert "uploading" not in line
+    assert note.strip() == f"paused while uploading; `ferry unpause {transfer_id}` lets it go on"
+    document = json.loads(run_ferry(home, "status", "--json", env=CREDS).stdout)
+    [transfer] = document["transfers"]
+    assert transfer["state"] == "uploading" and transfer["paused"] is True, transfer
+    run_ferry(home, "unpause", str(transfer_id), env=CREDS)
+    [line] = run_ferry(home, "status", env=CREDS).stdout.splitlines()
+    assert line.split()[2] == "uploading", line
