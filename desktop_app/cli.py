@@ -883,24 +883,67 @@ def cmd_profile_add(args: argparse.Namespace) -> int:
     profile = Profile(**values)
     profile.validate()
     secret = None
-    if args.access_key_id and (args.secret_stdin or sys.stdin.isatty()):
+    # A terminal is not asked for a secret no keyring here could keep (#34 item 8).
+    asks = args.secret_stdin or (sys.stdin.isatty() and env.secrets.usable)
+    if args.access_key_id and asks:
         secret = _read_secret("S3 secret access key", args.secret_stdin)
     password = None
     if args.catalog_password_stdin:
         password = _read_secret("catalog password", True)
-    if secret:
-        env.secrets.set(profile.name, SecretKind.S3_SECRET_KEY, secret)
-    if password:
-        env.secrets.set(profile.name, SecretKind.CATALOG_PASSWORD, password)
     store.save(profile, make_default=args.default)
-    if secret:
+    lost = _keep_secrets(env.secrets, profile, secret, password)
+    if secret and SecretKind.S3_SECRET_KEY not in lost:
         where = "the keyring"
     elif profile.aws_profile:
         where = f"AWS profile {profile.aws_profile!r} of the AWS configuration"
     else:
         where = "AWS variables or credential files (none stored)"
     _say(f"Profile {profile.name!r} saved in {store.path}; its secret comes from {where}.")
-    return EXIT_OK
+    for kind, why in lost.items():
+        _say(f"ferry: {_secret_not_kept(profile, kind, why)}")
+    # The profile is there, a secret given is not: a partial success (exit 1), so a
+    # script that goes on to upload stops here rather than at "No credentials".
+    return EXIT_FAILED if lost else EXIT_OK
+
+
+def _keep_secrets(
+    secrets: SecretStore, profile: Profile, secret: str | None, password: str | None
+) -> dict[SecretKind, str]:
+    """Store the secrets given in the keyring; those it could not keep, with why
+    (the keyring's own words, which never hold the secret)."""
+    lost: dict[SecretKind, str] = {}
+    for kind, value in (
+        (SecretKind.S3_SECRET_KEY, secret),
+        (SecretKind.CATALOG_PASSWORD, password),
+    ):
+        if not value:
+            continue
+        if not secrets.usable:
+            lost[kind] = f"no usable keyring is available here ({secrets.describe()})"
+            continue
+        try:
+            secrets.set(profile.name, kind, value)
+        except FerryError as exc:
+            lost[kind] = exc.message[:1].lower() + exc.message[1:].rstrip(".")
+    return lost
+
+
+def _secret_not_kept(profile: Profile, kind: SecretKind, why: str) -> str:
+    """What a person does when the secret they gave could not be kept."""
+    if kind is SecretKind.CATALOG_PASSWORD:
+        return (
+            f"The catalog password was not kept: {why}, and Ferry never writes a secret "
+            "to a file. Set PGPASSWORD in the environment of the ferry commands that use "
+            f"profile {profile.name!r}, or install a keyring backend (e.g. GNOME Keyring, "
+            "KWallet) and run this command again."
+        )
+    return (
+        f"The S3 secret was not kept: {why}, and Ferry never writes a secret to a file. "
+        f"Set AWS_SECRET_ACCESS_KEY in the environment of the ferry commands that use "
+        f"profile {profile.name!r} (it goes with the profile's access key id "
+        f"{profile.access_key_id}), or name an AWS profile (--aws-profile), or install a "
+        "keyring backend (e.g. GNOME Keyring, KWallet) and run this command again."
+    )
 
 
 def _profile_json(profile: Profile) -> dict[str, Any]:

@@ -693,3 +693,39 @@ def test_status_says_paused_for_a_paused_transfer_and_json_keeps_its_state(
     run_ferry(home, "unpause", str(transfer_id), env=CREDS)
     [line] = run_ferry(home, "status", env=CREDS).stdout.splitlines()
     assert line.split()[2] == "uploading", line
+
+
+def test_a_secret_no_keyring_can_keep_still_saves_the_profile_and_says_what_to_do(
+    tmp_path: Path, weed: WeedServer, bucket: str
+) -> None:
+    """#34 item 8: with --secret-stdin and no usable keyring, `profile add` exited 2 and
+    saved nothing, while the same command without the option saved the profile."""
+    home = tmp_path / "home"
+    add = ("profile", "add", "box", "--bucket", bucket, "--endpoint-url", weed.endpoint_url,
+           "--access-key-id", TEST_ACCESS_KEY)  # fmt: skip
+    added = run_ferry(home, *add, "--secret-stdin", stdin=TEST_SECRET_KEY + "\n")
+    assert added.returncode == 1, added.stderr  # saved, the secret not kept: partial
+    assert added.stdout == ""
+    [saved, not_kept] = added.stderr.splitlines()
+    assert saved.startswith("Profile 'box' saved in ")
+    assert not_kept == (
+        "ferry: The S3 secret was not kept: no usable keyring is available here "
+        "(keyring.backends.fail.Keyring), and Ferry never writes a secret to a file. "
+        "Set AWS_SECRET_ACCESS_KEY in the environment of the ferry commands that use "
+        f"profile 'box' (it goes with the profile's access key id {TEST_ACCESS_KEY}), or "
+        "name an AWS profile (--aws-profile), or install a keyring backend (e.g. GNOME "
+        "Keyring, KWallet) and run this command again."
+    )
+    listed = json.loads(run_ferry(home, "profile", "list", "--json").stdout)
+    assert [p["name"] for p in listed["profiles"]] == ["box"]
+    assert TEST_SECRET_KEY not in added.stdout + added.stderr
+    written = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())  # profile, log
+    assert b"[profiles.box]" in written and TEST_SECRET_KEY.encode() not in written
+    # Without --secret-stdin the same command saves alike (nothing asked to keep: exit 0).
+    plain = run_ferry(home, *add)
+    assert plain.returncode == 0 and "AWS variables" in plain.stderr, plain.stderr
+    # The advice works: the secret alone in the environment goes with the key id.
+    tested = run_ferry(
+        home, "profile", "test", "box", "--json", env={"AWS_SECRET_ACCESS_KEY": TEST_SECRET_KEY}
+    )
+    assert tested.returncode == 0 and json.loads(tested.stdout)["ok"] is True, tested.stdout
