@@ -147,9 +147,7 @@ class DestinationForm(QGroupBox):
     """Name, endpoint, region, bucket, prefix, access key, secret or AWS profile, proxy,
     catalog URL."""
 
-    def __init__(
-        self, env: Environment, title: str, *, secret_kept_hint: bool, result_lines: int = 7
-    ) -> None:
+    def __init__(self, env: Environment, title: str, *, result_lines: int = 7) -> None:
         super().__init__(title)
         self.env = env
         self.profile_for_test: Callable[[], Profile] = self.apply_to_template
@@ -163,8 +161,6 @@ class DestinationForm(QGroupBox):
         self.access_key_edit = QLineEdit()
         self.secret_edit = QLineEdit()
         self.secret_edit.setEchoMode(QLineEdit.EchoMode.Password)
-        if secret_kept_hint:
-            self.secret_edit.setPlaceholderText("unchanged (kept in the keyring)")
         self.aws_profile_edit = QLineEdit()
         self.aws_profile_edit.setPlaceholderText("instead of a key: a profile of ~/.aws/config")
         self.aws_profile_edit.setToolTip(
@@ -197,6 +193,12 @@ class DestinationForm(QGroupBox):
         form.addRow(self.test_button, self.test_result)
         self.tester = ConnectionTester(self)
         self.tester.finished.connect(self._show_test_result)
+
+    def say_of_secret(self, placeholder: str, tooltip: str = "") -> None:
+        """What the empty Secret key field stands for (Settings: what is stored)."""
+        self.secret_edit.setPlaceholderText(placeholder)
+        self.secret_edit.setToolTip(tooltip)
+        fit_placeholder(self.secret_edit)
 
     def show_profile(self, profile: Profile) -> None:
         self.name_edit.setText(profile.name)

@@ -58,9 +58,7 @@ class FirstRunDialog(QDialog):
         layout.addWidget(self.sandbox_radio)
         layout.addWidget(self.bucket_radio)
 
-        self.bucket_box = DestinationForm(
-            env, "Bucket", secret_kept_hint=False, result_lines=RESULT_LINES
-        )
+        self.bucket_box = DestinationForm(env, "Bucket", result_lines=RESULT_LINES)
         self.bucket_box.name_edit.setText("work")
         layout.addWidget(self.bucket_box)
         self.bucket_box.setEnabled(False)

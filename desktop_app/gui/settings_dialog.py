@@ -55,9 +55,57 @@ MIN_WIDTH = 640  # the checks' results and the relay's state read as lines, not 
 class _ProfileIO(QObject):
     """Carries results of the worker thread back to the GUI thread."""
 
-    loaded = Signal(list, str)  # list[Profile], default profile name ("" if none)
+    # list[Profile], default profile name ("" if none), what is known of their secrets
+    loaded = Signal(list, str, object)  # ..., SecretsKept
     saved = Signal(str)  # name of the saved profile
     failed = Signal(str)  # plain message
+
+
+@dataclasses.dataclass(frozen=True)
+class SecretsKept:
+    """What the keyring holds, read with the profiles (off the GUI thread)."""
+
+    keyring_usable: bool
+    stored: frozenset[str]  # names of the profiles whose S3 secret key is in the keyring
+    unknown: bool = False  # the keyring could not be read (locked)
+
+
+def read_secrets_kept(env: Environment, profiles: list[Profile]) -> SecretsKept:
+    """Which profiles have a secret key in the keyring (the secrets themselves are dropped)."""
+    if not env.secrets.usable:
+        return SecretsKept(False, frozenset())
+    try:
+        stored = frozenset(
+            p.name
+            for p in profiles
+            if not p.sandbox and env.secrets.get(p.name, SecretKind.S3_SECRET_KEY)
+        )
+    except FerryError:
+        return SecretsKept(True, frozenset(), unknown=True)
+    return SecretsKept(True, stored)
+
+
+def secret_placeholder(profile: Profile, is_new: bool, kept: SecretsKept) -> tuple[str, str]:
+    """What an empty Secret key field means for this profile, and a tooltip that says more."""
+    todo = (
+        "Without a keyring Ferry cannot store a secret: set AWS_SECRET_ACCESS_KEY (it goes "
+        "with the access key ID) or use ~/.aws/credentials."
+    )
+    if profile.sandbox:
+        return "none needed: the sandbox accepts any key", ""
+    if kept.unknown:
+        return "unchanged (if one is in the keyring)", "The keyring could not be read."
+    if profile.name in kept.stored:
+        return "unchanged (kept in the keyring)", "Type a new one to replace it."
+    if not kept.keyring_usable:
+        return "none can be kept: no usable keyring", todo
+    if profile.aws_profile:
+        return "none stored: the AWS sign-in profile signs in", ""
+    if is_new:
+        return "kept in the keyring when saved", ""
+    return "none stored: type one to keep it in the keyring", (
+        "Or leave it empty and set AWS_SECRET_ACCESS_KEY, or use ~/.aws/credentials."
+    )
 
 
 def _in_thread(work: Callable[[], None]) -> threading.Thread:
@@ -144,6 +192,7 @@ class SettingsDialog(QDialog):
         self.active_profile = active_profile
         self.profiles: dict[str, Profile] = {}
         self.default_name = ""
+        self.secrets_kept = SecretsKept(keyring_usable=False, stored=frozenset(), unknown=True)
         self._showing_sandbox = False
         self.saved_name: str | None = None
         self.setWindowTitle("Ferry settings")
@@ -166,10 +215,11 @@ class SettingsDialog(QDialog):
         sections = QVBoxLayout(content)
         sections.setContentsMargins(0, 0, 0, 0)
 
-        self.destination = DestinationForm(env, "Destination", secret_kept_hint=True)
+        self.destination = DestinationForm(env, "Destination")
         self.destination.profile_for_test = self.profile_from_form
         sections.addWidget(self.destination)
-        self.sandbox_access = OutputBox(7)
+        # Lines to copy: all in sight, however they wrap (the last was cut).
+        self.sandbox_access = OutputBox(7, whole=True)
         self.sandbox_access.setToolTip("Copy these to reach the sandbox with aws-cli or rclone")
         self.sandbox_access.hide()
         sections.addWidget(self.sandbox_access)
@@ -314,11 +364,12 @@ class SettingsDialog(QDialog):
         except FerryError as exc:
             self._io.failed.emit(exc.message)
             return
-        self._io.loaded.emit(profiles, default)
+        self._io.loaded.emit(profiles, default, read_secrets_kept(self.env, profiles))
 
-    def _on_loaded(self, profiles: list[Profile], default: str) -> None:
+    def _on_loaded(self, profiles: list[Profile], default: str, kept: SecretsKept) -> None:
         self.profiles = {p.name: p for p in profiles}
         self.default_name = default
+        self.secrets_kept = kept
         self.profile_combo.blockSignals(True)
         self.profile_combo.clear()
         self.profile_combo.addItems([*self.profiles, NEW_PROFILE])
@@ -339,6 +390,7 @@ class SettingsDialog(QDialog):
         is_new = name == NEW_PROFILE
         profile = self.profiles.get(name) or Profile(name="", bucket="", catalog_url="")
         self.destination.show_profile(profile)
+        self.destination.say_of_secret(*secret_placeholder(profile, is_new, self.secrets_kept))
         self.destination.name_edit.setReadOnly(not is_new)
         self.concurrency_spin.setValue(profile.concurrency)
         self.part_size.show(profile.part_size)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize, Qt, QUrl
-from PySide6.QtGui import QDesktopServices, QPainter
+from PySide6.QtGui import QDesktopServices, QPainter, QResizeEvent, QTextLayout
 from PySide6.QtWidgets import (
     QApplication,
     QLineEdit,
@@ -25,15 +25,53 @@ TITLE_BAR = 40  # room left above a window for the window manager's frame
 
 class OutputBox(QPlainTextEdit):
     """Read-only text that wraps and scrolls: every line of a result stays readable,
-    however long, and can be selected and copied."""
+    however long, and can be selected and copied.
 
-    def __init__(self, lines: int, placeholder: str = "") -> None:
+    ``whole``: the box grows and shrinks with its text as wrapped at its width, so
+    every line is in sight without scrolling (a few lines to copy, as the sandbox's).
+    """
+
+    def __init__(self, lines: int, placeholder: str = "", *, whole: bool = False) -> None:
         super().__init__()
         self.lines = lines
+        self.whole = whole
         self.setReadOnly(True)
         self.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
         self.setPlaceholderText(placeholder)
         self.setMinimumHeight(self._height_of(min(lines, 3)))
+        if whole:
+            # Never needed, and one that comes and goes changes the width, so the wrapping.
+            self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+            self.document().documentLayout().documentSizeChanged.connect(self._fit_text)
+
+    def wrapped_lines(self) -> int:
+        """How many lines the text takes at the box's width, once wrapped (laid out
+        here: the box's own layout of a line out of sight may be of another width)."""
+        width = self.viewport().width() - 2 * self.document().documentMargin()
+        option = self.document().defaultTextOption()
+        count = 0
+        for text in self.toPlainText().split("\n"):
+            layout = QTextLayout(text, self.font())
+            layout.setTextOption(option)
+            layout.beginLayout()
+            while (line := layout.createLine()).isValid():
+                line.setLineWidth(width)
+                count += 1
+            layout.endLayout()
+            count += not text  # an empty line is a line
+        return count
+
+    def _fit_text(self) -> None:
+        lines = self.wrapped_lines()
+        if lines != self.lines:
+            self.lines = lines
+            self.setMinimumHeight(self._height_of(lines))
+            self.updateGeometry()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if self.whole:
+            self._fit_text()  # a new width wraps the text anew
 
     def _height_of(self, lines: int) -> int:
         margins = self.contentsMargins()

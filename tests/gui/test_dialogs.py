@@ -13,7 +13,7 @@ from pytestqt.qtbot import QtBot
 
 from desktop_app.core.app import Environment
 from desktop_app.core.config import Profile
-from desktop_app.core.keys import SecretStore
+from desktop_app.core.keys import SecretKind, SecretStore
 from desktop_app.gui.first_run import FirstRunDialog
 from desktop_app.gui.settings_dialog import SettingsDialog
 
@@ -135,3 +135,85 @@ def test_the_welcome_test_says_where_the_secret_came_from_and_cancel_leaves_noth
     )
     assert not dialog.isVisible()
     assert files_under(home) == before  # no catalog-work.sqlite3, no data folder
+
+
+def settings_on(qtbot: QtBot, env: Environment, profile: Profile) -> SettingsDialog:
+    env.profiles.save(profile, make_default=True)
+    dialog = SettingsDialog(env, profile.name)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    qtbot.waitUntil(lambda: dialog.profile_combo.currentText() == profile.name, timeout=10_000)
+    return dialog
+
+
+def sandbox_profile(env: Environment) -> Profile:
+    return Profile(
+        name="local",
+        bucket="ferry",
+        catalog_url=env.paths.default_catalog_url("local"),
+        endpoint_url="http://127.0.0.1:8333",
+        sandbox=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "placeholder"),
+    [
+        ("sandbox", "none needed: the sandbox accepts any key"),
+        ("stored", "unchanged (kept in the keyring)"),
+        ("never stored", "none stored: type one to keep it in the keyring"),
+        ("no keyring", "none can be kept: no usable keyring"),
+    ],
+)
+def test_the_secret_key_field_says_what_is_stored(
+    qtbot: QtBot, ferry_env: Environment, case: str, placeholder: str
+) -> None:
+    env = ferry_env
+    if case == "no keyring":
+        env = Environment(ferry_env.paths, ferry_env.environ, SecretStore(fail.Keyring()))
+    profile = Profile(
+        name="work",
+        bucket="photos",
+        catalog_url=env.paths.default_catalog_url("work"),
+        access_key_id="AKIAEXAMPLE",
+    )
+    if case == "sandbox":
+        profile = sandbox_profile(env)
+    if case == "stored":
+        env.secrets.set("work", SecretKind.S3_SECRET_KEY, "kept-secret")
+    dialog = settings_on(qtbot, env, profile)
+
+    edit = dialog.destination.secret_edit
+    assert edit.text() == ""
+    assert edit.placeholderText() == placeholder
+    assert placeholders_cut(dialog) == []
+
+
+def test_the_sandbox_box_shows_its_last_line(
+    qtbot: QtBot, ferry_env: Environment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(QScreen, "availableGeometry", lambda _screen: LAPTOP_FREE)
+    dialog = settings_on(qtbot, ferry_env, sandbox_profile(ferry_env))
+    box = dialog.sandbox_access
+    dialog.sections.ensureWidgetVisible(box)
+    assert box.isVisible()
+    assert box.toPlainText().splitlines()[-1].startswith("rclone:")
+
+    # Every line, wrapped at the box's width, lies inside the box: none is cut or
+    # hidden below (the rclone line was).
+    last = box.document().lastBlock()
+    bottom = box.blockBoundingGeometry(last).translated(box.contentOffset()).bottom()
+    assert box.contentOffset().y() >= 0  # not scrolled
+    assert bottom <= box.viewport().height()
+    # And when the window is narrower, the box grows with its wrapped lines.
+    dialog.resize(dialog.width() - 100, dialog.height())
+    qtbot.waitUntil(
+        lambda: (
+            box.blockBoundingGeometry(box.document().lastBlock())
+            .translated(box.contentOffset())
+            .bottom()
+            <= box.viewport().height()
+        ),
+        timeout=5_000,
+    )
