@@ -49,6 +49,7 @@ from desktop_app.core.journal import (
     TransferError,
     TransferRecord,
     TransferState,
+    UnrecordedSending,
 )
 from desktop_app.core.keys import SecretKind, SecretStore
 from desktop_app.core.logs import configure_logging
@@ -90,7 +91,55 @@ def _attempt_json(attempt: AttemptRecord) -> dict[str, Any]:
         "ended_at": attempt.ended_at.isoformat(),
         "error": _error_json(attempt.error),
         "bytes_sent": attempt.bytes_sent,
+        "outcome": "failed" if attempt.error is not None else "succeeded",
+        "recorded": True,
+        "note": None,
     }
+
+
+_CUT = (
+    "cut short by a pause or by Ferry stopping (killed, crashed, shut down); no record of "
+    "its own: its bytes are the {parts} part(s) the server confirmed in it, its times those "
+    "of the first and last of them (one such attempt or more)"
+)
+_UNFINISHED = (
+    "no end recorded yet: running now, or cut by a pause or by Ferry stopping "
+    "(`ferry resume` goes on); its bytes are the {parts} part(s) the server confirmed so far"
+)
+
+
+def _unrecorded_json(
+    record: TransferRecord, sending: UnrecordedSending, last: int
+) -> dict[str, Any]:
+    """Sending no recorded attempt covers (#34 item 13): an attempt cut by a pause or a
+    stop, or (the last one of a transfer still on its way) one not ended yet."""
+    open_ended = sending.after == last and record.state.in_progress
+    return {
+        "number": 0,
+        "started_at": sending.first_confirmed_at.isoformat(),
+        "ended_at": sending.last_confirmed_at.isoformat(),
+        "error": None,
+        "bytes_sent": sending.bytes_sent,
+        "outcome": "unfinished" if open_ended else "cut",
+        "recorded": False,
+        "note": (_UNFINISHED if open_ended else _CUT).format(parts=sending.parts),
+    }
+
+
+def _history_json(
+    record: TransferRecord,
+    attempts: Sequence[AttemptRecord],
+    unrecorded: Sequence[UnrecordedSending],
+) -> list[dict[str, Any]]:
+    """Every attempt in the order it was made, numbered so: the recorded ones and
+    those the journal knows only by the parts they sent."""
+    last = max((a.number for a in attempts), default=0)
+    entries = [((a.number, 0), _attempt_json(a)) for a in attempts]
+    entries += [((u.after, 1), _unrecorded_json(record, u, last)) for u in unrecorded]
+    history = [entry for _, entry in sorted(entries, key=lambda e: e[0])]
+    for number, entry in enumerate(history, start=1):
+        entry["number"] = number
+    return history
 
 
 def _error_json(error: TransferError | None) -> dict[str, Any] | None:
@@ -106,7 +155,11 @@ def _error_json(error: TransferError | None) -> dict[str, Any] | None:
     }
 
 
-def transfer_json(record: TransferRecord, attempts: Sequence[AttemptRecord] = ()) -> dict[str, Any]:
+def transfer_json(
+    record: TransferRecord,
+    attempts: Sequence[AttemptRecord] = (),
+    unrecorded: Sequence[UnrecordedSending] = (),
+) -> dict[str, Any]:
     return {
         "id": record.id,
         "profile": record.profile,
@@ -122,7 +175,7 @@ def transfer_json(record: TransferRecord, attempts: Sequence[AttemptRecord] = ()
         "copied_from": record.copy_source_key if record.state is TransferState.DONE else None,
         "error": _error_json(record.error),
         "retry_at": record.retry_at.isoformat() if record.retry_at else None,
-        "history": [_attempt_json(a) for a in attempts],
+        "history": _history_json(record, attempts, unrecorded),
     }
 
 
@@ -169,9 +222,13 @@ def _report_transfers(
     With none, ``empty`` is printed (None: the caller says why there are none)."""
     history = attempts or {}
     if as_json:
+        unrecorded = _unrecorded_sending([r.id for r in records]) if attempts is not None else {}
         _emit(
             {
-                "transfers": [transfer_json(r, history.get(r.id, ())) for r in records],
+                "transfers": [
+                    transfer_json(r, history.get(r.id, ()), unrecorded.get(r.id, ()))
+                    for r in records
+                ],
                 "summary": _summary(records, succeeded),
                 **(extra or {}),
             }
@@ -467,6 +524,18 @@ def _require_transfers(ids: Sequence[int], done: str) -> None:
             "`ferry status --all` lists the transfers there are, with their IDs.",
             title="No such transfer",
         )
+
+
+def _unrecorded_sending(ids: Sequence[int]) -> dict[int, list[UnrecordedSending]]:
+    """What attempts cut by a pause or a stop sent, from the journal file (alone and
+    beside a running Ferry alike: the attempts it answers are only the recorded ones)."""
+    if not ids:
+        return {}
+    journal = Journal(FerryPaths.from_environment(os.environ).journal_file, read_only=True)
+    try:
+        return journal.unrecorded_sending(ids)
+    finally:
+        journal.close()
 
 
 def _journal_records(ids: Sequence[int]) -> list[TransferRecord]:

@@ -161,6 +161,26 @@ class AttemptRecord:
 
 
 @dataclass(frozen=True)
+class UnrecordedSending:
+    """Parts the server confirmed outside every recorded attempt of a transfer.
+
+    An attempt is recorded only when it ends in done, duplicate or failed; one
+    cut by a pause or by Ferry stopping (a kill, a crash, a power cut) leaves
+    no record, only the parts it had confirmed. Those between two recorded
+    attempts (or before the first, or after the last) are one such stretch:
+    one cut attempt or more, as far as the journal can know. Parts sent whole
+    in one request, parts the server had not confirmed, and parts an upload
+    started afresh since (its parts are forgotten) are not known here.
+    """
+
+    after: int  # the number of the recorded attempt it came after; 0: before the first
+    first_confirmed_at: datetime
+    last_confirmed_at: datetime
+    parts: int
+    bytes_sent: int
+
+
+@dataclass(frozen=True)
 class TransferRecord:
     id: int
     source_path: str
@@ -588,6 +608,23 @@ def _attempt(row: Any) -> AttemptRecord:
     return AttemptRecord(row.number, started, ended, _error_of(row), row.bytes_sent)
 
 
+def _unrecorded(
+    confirmed: list[tuple[datetime, int]], recorded: list[AttemptRecord]
+) -> list[UnrecordedSending]:
+    """Group the part confirmations (time order) that fall in no recorded attempt by
+    the recorded attempt they came after."""
+    stretches: dict[int, list[tuple[datetime, int]]] = {}
+    for at, size in confirmed:
+        if any(a.started_at <= at <= a.ended_at for a in recorded):
+            continue
+        after = max((a.number for a in recorded if a.ended_at < at), default=0)
+        stretches.setdefault(after, []).append((at, size))
+    return [
+        UnrecordedSending(after, found[0][0], found[-1][0], len(found), sum(s for _, s in found))
+        for after, found in sorted(stretches.items())
+    ]
+
+
 def _refuse_truncated(path: Path) -> None:
     """A journal that exists but holds nothing was truncated: never start over silently."""
     if path.exists() and path.stat().st_size == 0:
@@ -1012,6 +1049,27 @@ class Journal:
             for row in rows:
                 found[row.transfer_id].append(_attempt(row))
         return found
+
+    def unrecorded_sending(self, transfer_ids: Iterable[int]) -> dict[int, list[UnrecordedSending]]:
+        """Per transfer, the stretches of confirmed parts no recorded attempt covers
+        (attempts cut by a pause or a stop), in time order: see :class:`UnrecordedSending`."""
+        ids = list(transfer_ids)
+        recorded = self.attempts_of(ids)
+        confirmed: dict[int, list[tuple[datetime, int]]] = {i: [] for i in ids}
+        for start in range(0, len(ids), 500):
+            rows = self._read(
+                select(parts.c.transfer_id, parts.c.size, parts.c.confirmed_at)
+                .where(
+                    parts.c.transfer_id.in_(ids[start : start + 500]),
+                    parts.c.confirmed_at.is_not(None),
+                )
+                .order_by(parts.c.transfer_id, parts.c.confirmed_at)
+            )
+            for row in rows:
+                at = _aware(row.confirmed_at)
+                assert at is not None
+                confirmed[row.transfer_id].append((at, int(row.size)))
+        return {i: _unrecorded(confirmed[i], recorded[i]) for i in ids}
 
     def set_paused(self, transfer_ids: Iterable[int] | None, paused: bool) -> int:
         """Pause or let go unfinished transfers; how many changed.

@@ -729,3 +729,54 @@ def test_a_secret_no_keyring_can_keep_still_saves_the_profile_and_says_what_to_d
         home, "profile", "test", "box", "--json", env={"AWS_SECRET_ACCESS_KEY": TEST_SECRET_KEY}
     )
     assert tested.returncode == 0 and json.loads(tested.stdout)["ok"] is True, tested.stdout
+
+
+def test_status_history_lists_the_attempt_a_pause_cut_with_the_bytes_it_sent(
+    proxy_profile: Callable[..., None],
+    ferry_env: Environment,
+    proxy: FaultProxy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """#34 item 13: paused, then let go, a transfer showed one attempt with the bytes
+    sent after the pause only."""
+    from desktop_app import cli
+    from desktop_app.core.app import Ferry, RunMode
+    from tests.faults import Fault, is_part_upload
+
+    mib = 1024 * 1024
+    proxy_profile(part_size=5 * mib, concurrency=2)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)  # the command's own keyring is empty
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", TEST_SECRET_KEY)
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(8 * 5 * mib - 12345))
+    journal = Path(ferry_env.paths.journal_file)
+    proxy.faults = [Fault(is_part_upload, "delay", times=10_000, delay=0.4)]
+    app = Ferry.open(ferry_env, mode=RunMode.RESIDENT)
+    try:
+        app.start()
+        [record] = app.queue([source], prefix="")
+        deadline = time.monotonic() + 60
+        while _confirmed_parts(journal) < 2:
+            assert time.monotonic() < deadline, "no part was confirmed"
+            time.sleep(0.02)
+        assert app.pause([record.id]) == 1
+        while record.id in app.scheduler.held():  # the attempt stops
+            assert time.monotonic() < deadline, "the pause never stopped the attempt"
+            time.sleep(0.02)
+        before = [p for p in app.journal.parts(record.id) if p.done]
+        proxy.faults.clear()
+        app.unpause([record.id])
+        [done] = app.wait([record.id])
+    finally:
+        app.close()
+    assert done.state.value == "done"
+    assert cli.main(["status", "--all", "--json"]) == 0
+    [transfer] = json.loads(capsys.readouterr().out)["transfers"]
+    [cut, resumed] = transfer["history"]
+    assert (cut["number"], cut["outcome"], cut["recorded"]) == (1, "cut", False)
+    assert cut["bytes_sent"] == sum(p.size for p in before) and len(before) >= 2
+    assert f"the {len(before)} part(s) the server confirmed" in cut["note"]
+    assert (resumed["number"], resumed["outcome"], resumed["recorded"]) == (2, "succeeded", True)
+    assert cut["bytes_sent"] + resumed["bytes_sent"] >= source.stat().st_size

@@ -219,3 +219,51 @@ def test_kill_between_creating_the_upload_and_recording_it_leaves_no_orphan(
     time.sleep(2.5)  # the held request reaches the server
     assert len(weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == 1
     kill_and_resume(home, weed, bucket, source, sha, proxy)  # asserts no upload is left
+
+
+def confirmed_bytes(home: Path) -> int:
+    rows = journal_rows(
+        home, "SELECT coalesce(sum(size), 0) FROM parts WHERE confirmed_at IS NOT NULL"
+    )
+    return int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
+
+
+def history(home: Path) -> list[dict[str, object]]:
+    shown = subprocess.run(
+        [sys.executable, "-m", "desktop_app", "status", "--all", "--json"],
+        capture_output=True, text=True, env=ferry_env(home), timeout=180,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    [transfer] = json.loads(shown.stdout)["transfers"]
+    return transfer["history"]  # type: ignore[no-any-return]
+
+
+def test_status_history_lists_the_attempt_a_kill_cut_with_the_bytes_it_sent(
+    tmp_path: Path, weed: WeedServer, bucket: str, proxy: FaultProxy
+) -> None:
+    """#34 item 13: only the attempt after the restart was listed."""
+    home, source = tmp_path / "home", tmp_path / "big.bin"
+    sha = setup(home, _endpoint(proxy), bucket, source)
+    proxy.faults = [Fault(is_part_upload, "delay", times=10_000, delay=0.4)]
+    upload = ferry(home, "upload", str(source), "--json")
+    wait_for(lambda: confirmed_parts(home) >= 3)
+    upload.send_signal(signal.SIGKILL)
+    upload.wait()
+    sent_before, parts_before = confirmed_bytes(home), confirmed_parts(home)
+    [cut] = history(home)  # before the restart: no end recorded, what it sent is known
+    assert (cut["outcome"], cut["recorded"], cut["bytes_sent"]) == (
+        "unfinished",
+        False,
+        sent_before,
+    )
+    assert f"the {parts_before} part(s)" in str(cut["note"])
+
+    kill_and_resume(home, weed, bucket, source, sha, proxy)
+    [cut, resumed] = history(home)
+    assert [cut["number"], resumed["number"]] == [1, 2]
+    assert (cut["outcome"], cut["recorded"], cut["bytes_sent"]) == ("cut", False, sent_before)
+    assert "cut short by a pause or by Ferry stopping" in str(cut["note"])
+    assert (resumed["outcome"], resumed["recorded"], resumed["error"]) == ("succeeded", True, None)
+    assert str(cut["ended_at"]) <= str(resumed["started_at"])
+    # The restart sent what was missing (the parts in flight at the kill at most again).
+    assert 0 < int(resumed["bytes_sent"]) <= source.stat().st_size - sent_before  # type: ignore[call-overload]
