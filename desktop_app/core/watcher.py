@@ -96,6 +96,9 @@ class FolderStatus:
     mode: str = "starting"  # "native events", "polling (...)", "folder missing"
     last_activity: datetime | None = None
     last_error: str | None = None
+    # Files handed over to be uploaded since this watcher started (a new watcher
+    # starts with each change of the folder list): a running total, not what is
+    # left to upload; the window counts that from its transfers.
     queued: int = 0
 
 
@@ -359,12 +362,13 @@ class FolderWatcher:
             folder = next(f for f in self.folders if f.path == folder_path)
             status = self.status[folder_path]
             status.last_activity = datetime.now(UTC)
-            status.queued += len(files)
             try:
                 self.on_ready(folder, sorted(files))
             except Exception as exc:
                 status.last_error = str(exc)
                 log.exception("Queuing files from %s failed", folder_path)
+                continue
+            status.queued += len(files)  # only files actually handed over
 
     @property
     def pending(self) -> int:

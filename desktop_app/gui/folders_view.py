@@ -21,8 +21,12 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.core.app import Ferry
-from desktop_app.core.watcher import WatchedFolder
+from desktop_app.core.journal import TransferState
+from desktop_app.core.watcher import FolderStatus, WatchedFolder
 from desktop_app.gui.backend import Backend
+from desktop_app.gui.models import TransferTableModel
+
+NOT_UPLOADED = 4  # the column of files from the folder not uploaded yet
 
 
 def state_words(mode: str, paused: bool) -> str:
@@ -38,12 +42,36 @@ def state_words(mode: str, paused: bool) -> str:
     return "Starting"
 
 
-class FoldersView(QWidget):
-    HEADERS = ("Folder", "Key prefix", "State", "Last activity", "Files queued", "Problem")
+def not_uploaded_words(waiting: int, failed: int) -> str:
+    """The files of a folder not uploaded yet, as the column says them."""
+    return f"{waiting} ({failed} failed)" if failed else str(waiting)
 
-    def __init__(self, backend: Backend) -> None:
+
+def not_uploaded_tooltip(status: FolderStatus | None) -> str:
+    since = (
+        f" {status.queued} file(s) were queued from it since Ferry began watching it "
+        "(at its start, or when the list of folders last changed)."
+        if status
+        else ""
+    )
+    return (
+        "Files from this folder that Ferry has queued and not uploaded yet: waiting, being "
+        "sent or paused; and, in brackets, those that failed and wait for you in the Failed "
+        "tab. Files uploaded leave the count." + since
+    )
+
+
+class FoldersView(QWidget):
+    """The folders, their state, and how many of their files are not uploaded yet:
+    counted from the window's transfer list (``transfers``), so a file leaves the
+    count once it is uploaded, found already stored, or removed."""
+
+    HEADERS = ("Folder", "Key prefix", "State", "Last activity", "Not yet uploaded", "Problem")
+
+    def __init__(self, backend: Backend, transfers: TransferTableModel) -> None:
         super().__init__()
         self.backend = backend
+        self.transfers = transfers
         self.folders: list[WatchedFolder] = []
         layout = QVBoxLayout(self)
         intro = QLabel(
@@ -105,13 +133,28 @@ class FoldersView(QWidget):
                 folder.prefix or "(none)",
                 state,
                 activity,
-                str(status.queued if status else 0),
+                not_uploaded_words(*self.not_uploaded(folder)),
                 (status.last_error or "") if status else "",
             )
             for column, value in enumerate(values):
-                self.table.setItem(row, column, QTableWidgetItem(value))
+                item = QTableWidgetItem(value)
+                if column == NOT_UPLOADED:
+                    item.setToolTip(not_uploaded_tooltip(status))
+                self.table.setItem(row, column, item)
         self.empty_hint.setVisible(not self.folders)
         self._enable_buttons()
+
+    def not_uploaded(self, folder: WatchedFolder) -> tuple[int, int]:
+        """Transfers of files in this folder that are not uploaded: (waiting, failed)."""
+        waiting = failed = 0
+        for snapshot in self.transfers.snapshots():
+            if snapshot.state.finished or not folder.wants(Path(snapshot.source_path)):
+                continue
+            if snapshot.state is TransferState.FAILED:
+                failed += 1
+            else:
+                waiting += 1
+        return waiting, failed
 
     def _enable_buttons(self) -> None:
         """Remove and Pause act on the chosen folders: nothing chosen, nothing to do."""

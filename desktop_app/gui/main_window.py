@@ -145,7 +145,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.failed_view, "&Failed")
         self.consistency_view = ConsistencyView(backend)
         self.tabs.addTab(self.consistency_view, "&Bucket && catalog")
-        self.folders_view = FoldersView(backend)
+        self.folders_view = FoldersView(backend, self.model)
         self.tabs.addTab(self.folders_view, "&Watched folders")
         self.setCentralWidget(self.tabs)
         self._build_actions()

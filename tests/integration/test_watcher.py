@@ -208,3 +208,30 @@ def test_folder_removed_and_recreated_is_watched_again(
     (inbox / "back.txt").write_text("I am back")
     wait_until(lambda: done_count(ferry) == 1)
     assert "back.txt" in objects(weed, bucket)
+
+
+def test_files_that_could_not_be_queued_are_not_counted_as_queued(tmp_path: Path) -> None:
+    folder = WatchedFolder(tmp_path / "inbox")
+    folder.path.mkdir()
+    (folder.path / "scan.pdf").write_bytes(b"scan")
+    now = [0.0]
+
+    def refuse(_folder: WatchedFolder, _files: list[Path]) -> None:
+        raise OSError("the journal's disk is full")
+
+    watcher = FolderWatcher(
+        [folder],
+        on_ready=refuse,
+        already_sent=lambda _path, _info: False,
+        settle_seconds=SETTLE,
+        clock=lambda: now[0],
+    )
+    try:
+        watcher.sweep()  # attaches the folder and notes what is in it
+        now[0] += 2 * SETTLE
+        watcher.sweep()  # settled: handed over, and refused
+        status = watcher.status[folder.path]
+        assert status.last_error == "the journal's disk is full"
+        assert status.queued == 0
+    finally:
+        watcher.stop()
