@@ -8,7 +8,7 @@ import pytest
 
 from desktop_app.core.bandwidth import BandwidthSchedule, parse_rate
 from desktop_app.core.errors import ConfigError
-from desktop_app.core.transfers.limits import BandwidthLimiter
+from desktop_app.core.transfers.limits import WAIT_SLICE, BandwidthLimiter
 
 MIB = 1024 * 1024
 
@@ -83,3 +83,28 @@ def test_a_slower_rate_applies_to_the_rest_of_a_wait() -> None:
     limiter.consume(2000)  # the burst
     # 4,000 bytes of debt: 2,000 paid in the first second at 2000 B/s, the rest at 500 B/s.
     assert limiter.consume(4000) == pytest.approx(1.0 + 2000 / 500)
+
+
+def test_a_wait_for_bandwidth_ends_when_the_transfer_is_asked_to_stop() -> None:
+    # 16 MiB at 1 MB/s would wait 16 s before the part's cancel is seen.
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = BandwidthLimiter(1_000_000, clock=lambda: now[0], sleep=sleep)
+    limiter.consume(1_000_000)  # the burst is spent
+    asked = [False]
+
+    def interrupted() -> bool:
+        if sum(slept) >= 1.0:
+            asked[0] = True  # a cancel arrives a second into the wait
+        return asked[0]
+
+    waited = limiter.consume(16 * 1024 * 1024, interrupted=interrupted)
+    assert 1.0 <= waited <= 1.0 + WAIT_SLICE
+    # The bytes never sent are not owed: the next part waits for its own bytes only.
+    slept.clear()
+    assert limiter.consume(500_000) <= 0.5 + WAIT_SLICE

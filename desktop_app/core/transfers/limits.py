@@ -38,8 +38,13 @@ class BandwidthLimiter:
         self._available = float(rate)
         self._last = clock()
 
-    def consume(self, amount: int) -> float:
-        """Take amount bytes from the bucket; returns the seconds slept."""
+    def consume(self, amount: int, *, interrupted: Callable[[], bool] | None = None) -> float:
+        """Take amount bytes from the bucket; returns the seconds slept.
+
+        With ``interrupted``, the wait is cut short once it says so (a cancel or
+        a pause of the transfer), and the bytes not yet paid for are given back:
+        they will not be sent.
+        """
         if self._current_rate() <= 0 or amount <= 0:
             return 0.0
         with self._lock:
@@ -57,22 +62,27 @@ class BandwidthLimiter:
                 deficit = min(deficit, float(amount))
         if deficit <= 0:
             return 0.0
-        if self._rate_now is None:
+        if self._rate_now is None and interrupted is None:
             delay = deficit / self.rate
             self._sleep(delay)
             return delay
-        return self._pay_by_the_clock(deficit)
+        return self._pay_in_slices(deficit, interrupted)
 
     def _current_rate(self) -> int:
         if self._rate_now is not None:
             self.rate = self._rate_now()
         return self.rate
 
-    def _pay_by_the_clock(self, deficit: float) -> float:
-        """Wait off a debt of bytes in slices, each at the rate the schedule says then."""
+    def _pay_in_slices(self, deficit: float, interrupted: Callable[[], bool] | None) -> float:
+        """Wait off a debt of bytes in slices, each at the rate the schedule says
+        then, until it is paid or the wait is interrupted."""
         slept = 0.0
         rate = self.rate
         while rate > 0:
+            if interrupted is not None and interrupted():
+                with self._lock:
+                    self._available += deficit  # not sent: not owed
+                return slept
             step = deficit / rate
             if step <= WAIT_SLICE:
                 self._sleep(step)

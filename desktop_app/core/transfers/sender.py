@@ -131,6 +131,10 @@ class TransferControl:
     def reservation_lost(self, error: ReservationLostError) -> None:
         self._reservation_lost = error
 
+    def stop_asked(self) -> bool:
+        """Has a person asked this attempt to stop (cancel or pause)?"""
+        return self.cancel.is_set() or self.pause.is_set()
+
     def check(self) -> None:
         if self.cancel.is_set():
             raise Stopped(cancelled=True)
@@ -357,7 +361,8 @@ class ObjectSender:
                     "retry to upload the new version."
                 )
             control.check()
-            self.limiter.consume(len(body))
+            self.limiter.consume(len(body), interrupted=control.stop_asked)
+            control.check()  # a cancel or pause while it waited for its turn
             control.sent(len(body))
             md5 = hashlib.md5(body)
             expected = md5.hexdigest()
@@ -559,7 +564,7 @@ class ObjectSender:
             if stop.is_set():
                 return
             control.check()
-            self.limiter.consume(part.size)
+            self.limiter.consume(part.size, interrupted=control.stop_asked)
             control.check()
             control.sent(part.size)
             try:
