@@ -93,7 +93,15 @@ def _build_decoder(tp: Any) -> Decoder:
         return _path_decoder
     if tp in (str, bool, int, float, type(None)):
         return _plain_decoder(tp)
+    if tp is object:
+        # Declared as any value (a saved report read back as it was written):
+        # what json.loads gives is already nothing but data.
+        return _as_it_is
     raise TypeError(f"no JSON form for {tp!r}")
+
+
+def _as_it_is(value: Any) -> Any:
+    return value
 
 
 # What a JSON list becomes for each sequence type a field or parameter declares.
