@@ -41,6 +41,11 @@ def test_errors_are_legible_and_remove_says_the_transfers_were_removed(
     # whatever does not fit is in the tooltip, whole
     assert error.data(Qt.ItemDataRole.ToolTipRole) == error.data()
 
+    # The batch's failure notice comes first (as a person would see it), so that
+    # it cannot land on top of what Remove says.
+    qtbot.waitUntil(
+        lambda: "2 uploads failed" in window.statusBar().currentMessage(), timeout=10_000
+    )
     inbox.table.selectAll()
     inbox.remove_button.click()
     qtbot.waitUntil(lambda: inbox.model.rowCount() == 0, timeout=10_000)
