@@ -323,6 +323,8 @@ class Ferry:
         )
 
     def close(self) -> None:
+        if self._sandbox_keeper is not None:
+            self._sandbox_keeper.stop()  # first: nothing may start the server again now
         with self._folders_lock:
             if self._folder_watcher is not None:
                 self._folder_watcher.stop()
@@ -333,8 +335,6 @@ class Ferry:
         self.engine.close()
         self.journal.close()
         self.catalog.close()
-        if self._sandbox_keeper is not None:
-            self._sandbox_keeper.stop()  # before the server is stopped on purpose
         if self._sandbox is not None:
             self._sandbox.stop()
 

@@ -377,13 +377,9 @@ class SandboxServer:
         log.info("Sandbox server stopped")
 
     def exited(self) -> int | None:
-        """The exit status of the server this object owns, if it has stopped by
-        itself (None: running, or not this object's to watch)."""
-        if self._process is not None:
-            return self._process.poll()
-        if self._adopted is not None and not _pid_alive(self._adopted):
-            return -1  # not our child: its status is not ours to read
-        return None
+        """The exit status of the server this object started, once it has stopped
+        (None: running, or not this object's child to watch)."""
+        return self._process.poll() if self._process is not None else None
 
     def restart(self) -> SandboxState:
         """Start the server again after it stopped by itself: the same ports while
@@ -392,9 +388,14 @@ class SandboxServer:
         return self.start()
 
 
+# Exit statuses of a server that was asked to stop (Popen's -N: killed by signal N).
+_ASKED_TO_STOP = frozenset({0, -signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP})
+
+
 class SandboxKeeper:
-    """Starts the sandbox server again when it stops by itself, for the Ferry that
-    owns it (a crash, a kill, the OOM killer), and says so.
+    """Starts the sandbox server again when it dies, for the Ferry that started it
+    (a crash, SIGKILL, the OOM killer), and says so; one asked to stop (exit 0,
+    SIGTERM, SIGINT, SIGHUP) stays stopped.
 
     The check runs on a thread of its own that lives until :meth:`stop`: the
     server dies with the thread that started it (its parent-death signal), so
@@ -428,10 +429,14 @@ class SandboxKeeper:
         delay = self.interval
         while not self._stopping.wait(delay):
             status = self.server.exited()
-            if status is None:
+            if status is None or status in _ASKED_TO_STOP:
+                # Running; or stopped on request (an orderly exit, SIGTERM from the
+                # system or from its parent's death): not ours to undo.
                 delay = self.interval
                 continue
             log.warning("The sandbox server stopped by itself (exit %s); starting it again", status)
+            if self._stopping.is_set():
+                return
             try:
                 state = self.server.restart()
             except SandboxError as exc:
