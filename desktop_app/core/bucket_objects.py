@@ -71,6 +71,10 @@ class WriteCondition:
 
     replacing: str | None = None
 
+    def met_by(self, found: ObjectInfo | None) -> bool:
+        """Does the key, holding ``found`` (None: nothing), hold what this says?"""
+        return (found.etag if found is not None else None) == self.replacing
+
     def describe(self) -> str:
         if self.replacing is None:
             return "no object"

@@ -457,7 +457,7 @@ class S3Storage:
                     Key=key,
                     Body=body,
                     ContentMD5=md5_base64(body),
-                    IfNoneMatch="*",
+                    **_condition_headers(WriteCondition(None)),
                 )
             protection = WriteProtection.CONDITIONS_IGNORED  # written over an existing key
         except StorageError as exc:
@@ -531,8 +531,7 @@ class S3Storage:
             return request(_condition_headers(WriteCondition(None)))
 
     def _require_by_head(self, key: str, condition: WriteCondition, what: str) -> None:
-        found = self.head_object(key)
-        if (found.etag if found is not None else None) != condition.replacing:
+        if not condition.met_by(self.head_object(key)):
             raise StorageError(
                 f"{key!r} in bucket {self.bucket!r} holds another object than "
                 f"{condition.describe()}, so Ferry did not {what} it.",

@@ -97,6 +97,7 @@ from desktop_app.core.transfers.sender import (
     choose_part_size,
     current_identity,
     part_plan,
+    written_by,
 )
 
 log = logging.getLogger(__name__)
@@ -673,7 +674,7 @@ class TransferEngine:
         found = self.storage.head_object(record.key)
         if found is None:
             return
-        if found.size != record.size or found.sha256 != record.sha256:
+        if not written_by(found, record):
             log.warning(
                 "%s: the object at the key is not the one Ferry wrote (another program's?); "
                 "left in place",

@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import BinaryIO, Protocol, TypeVar
+from typing import BinaryIO, Protocol, TypeGuard, TypeVar
 
 from desktop_app.core.errors import (
     ErrorCause,
@@ -173,6 +173,12 @@ class ProgressMeter:
             self._last_publish = now
             event = TransferProgress(self.transfer_id, self.done, self.total, self.at_start)
         self.bus.publish(event)
+
+
+def written_by(found: ObjectInfo | None, record: TransferRecord) -> TypeGuard[ObjectInfo]:
+    """Is ``found`` the object this transfer writes: its size and the SHA-256 metadata
+    Ferry wrote with it? (What another program put there carries neither.)"""
+    return found is not None and found.size == record.size and found.sha256 == record.sha256
 
 
 def _first_error(
@@ -416,17 +422,21 @@ class ObjectSender:
                 raise
             refused = exc
         found = self.storage.head_object(record.key)
-        if (found.etag if found is not None else None) == condition.replacing:
+        if condition.met_by(found):
             raise refused  # the key is as expected: another condition failed (a copy's source)
-        if found is not None and found.size == record.size:
-            if found.sha256 == record.sha256:
-                return found
-            if found.sha256 is None and self._holds_these_bytes(record, found):
-                try:
-                    return write(WriteCondition(found.etag))
-                except StorageError as exc:
-                    if exc.kind is not StorageErrorKind.PRECONDITION_FAILED:
-                        raise
+        if written_by(found, record):
+            return found
+        if (
+            found is not None
+            and found.size == record.size
+            and found.sha256 is None
+            and self._holds_these_bytes(record, found)
+        ):
+            try:
+                return write(WriteCondition(found.etag))
+            except StorageError as exc:
+                if exc.kind is not StorageErrorKind.PRECONDITION_FAILED:
+                    raise
         raise self._written_by_another(record, condition)
 
     def _holds_these_bytes(self, record: TransferRecord, found: ObjectInfo) -> bool:
@@ -701,11 +711,8 @@ class ObjectSender:
             if exc.kind is StorageErrorKind.NO_SUCH_UPLOAD:
                 # Completed before a crash, but the journal did not hear of it?
                 found = self.storage.head_object(record.key)
-                proven = (
-                    found is not None
-                    and found.size == record.size
-                    and found.sha256 == record.sha256
-                    and not self.etags.contradicts(found.etag, expected, found.encryption)
+                proven = written_by(found, record) and not self.etags.contradicts(
+                    found.etag, expected, found.encryption
                 )
                 if not proven:
                     raise
