@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test bench bench-quick bench-team screenshots bundle stress
+.PHONY: run test install install-test bench bench-quick bench-team bench-bandwidth screenshots bundle stress
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,9 @@ bench-quick: install-test
 	$(BIN)/python bench/run.py --quick
 
 # 20 Ferry clients on one bucket and one PostgreSQL catalog, two relays to NATS.
+bench-bandwidth: install-test
+	$(BIN)/python bench/bandwidth.py
+
 bench-team: install-test
 	$(BIN)/python bench/team.py --clients 20 --files 150
 

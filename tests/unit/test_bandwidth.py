@@ -65,7 +65,6 @@ def test_a_waiting_part_speeds_up_as_soon_as_the_schedule_lifts_the_limit() -> N
             rate[0] = 0  # the schedule says "off" from the first second on
 
     limiter = BandwidthLimiter(1000, clock=lambda: now[0], sleep=sleep, rate_now=lambda: rate[0])
-    limiter.consume(1000)  # the burst
     slept = limiter.consume(10_000)  # 10 s at 1000 B/s, but the limit goes after 1 s
     assert slept == pytest.approx(1.0)
     assert limiter.consume(10**9) == 0.0
@@ -80,7 +79,6 @@ def test_a_slower_rate_applies_to_the_rest_of_a_wait() -> None:
     limiter = BandwidthLimiter(
         2000, clock=lambda: now[0], sleep=sleep, rate_now=lambda: 2000 if now[0] < 1.0 else 500
     )
-    limiter.consume(2000)  # the burst
     # 4,000 bytes of debt: 2,000 paid in the first second at 2000 B/s, the rest at 500 B/s.
     assert limiter.consume(4000) == pytest.approx(1.0 + 2000 / 500)
 
@@ -95,7 +93,6 @@ def test_a_wait_for_bandwidth_ends_when_the_transfer_is_asked_to_stop() -> None:
         now[0] += seconds
 
     limiter = BandwidthLimiter(1_000_000, clock=lambda: now[0], sleep=sleep)
-    limiter.consume(1_000_000)  # the burst is spent
     asked = [False]
 
     def interrupted() -> bool:
@@ -108,3 +105,55 @@ def test_a_wait_for_bandwidth_ends_when_the_transfer_is_asked_to_stop() -> None:
     # The bytes never sent are not owed: the next part waits for its own bytes only.
     slept.clear()
     assert limiter.consume(500_000) <= 0.5 + WAIT_SLICE
+
+
+def test_bandwidth_limiter_paces_without_real_sleeping() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = BandwidthLimiter(1000, clock=lambda: now[0], sleep=sleep)
+    for _ in range(5):
+        limiter.consume(500)
+    # 2,500 bytes at 1,000 B/s, no burst: 2.5 s of waiting.
+    assert sum(slept) == pytest.approx(2.5)
+
+
+def test_a_small_request_waits_only_for_its_own_bytes() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    limiter = BandwidthLimiter(1000, clock=lambda: now[0], sleep=sleep, small_request=100)
+    limiter.consume(5000)  # a large part: 5 s of debt
+    assert slept == [5.0]
+    limiter.consume(10)
+    assert slept[-1] == pytest.approx(0.01)  # not the 5 s of debt before it
+    limiter.consume(1000)
+    assert slept[-1] == pytest.approx(6.01)  # the large one after it pays
+
+
+def test_no_stretch_of_time_sends_more_than_the_limit_the_first_second_included() -> None:
+    """30 files of 10 MB at 25 MB/s: the bytes sent by any moment are at most what
+    the limit allows since the start plus the one file just paid for, so the
+    first file waits too, and time nobody sent in is not saved up for a burst."""
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    rate, size = 25_000_000, 10_000_000
+    limiter = BandwidthLimiter(rate, clock=lambda: now[0], sleep=sleep)
+    sent = 0
+    for _ in range(30):
+        limiter.consume(size)
+        sent += size  # goes out the moment it is paid for: the worst case
+        assert sent <= rate * now[0] + 1e-6 * rate
+    assert now[0] == pytest.approx(30 * size / rate)
+    now[0] += 60.0  # a minute with nothing to send
+    assert limiter.consume(size) == pytest.approx(size / rate)

@@ -13,7 +13,7 @@ import pytest
 from desktop_app.core.app import Ferry
 from desktop_app.core.errors import JournalLockedError
 from desktop_app.core.journal import Journal, TransferState
-from desktop_app.core.transfers.limits import BandwidthLimiter, ByteBudget
+from desktop_app.core.transfers.limits import ByteBudget
 
 MIB = 1024 * 1024
 
@@ -39,21 +39,6 @@ def test_small_and_multipart_uploads_match_on_moto(ferry: Ferry, tmp_path: Path)
 def test_a_second_ferry_on_the_same_journal_is_refused(ferry: Ferry) -> None:
     with pytest.raises(JournalLockedError, match="Another Ferry"):
         Journal(ferry.env.paths.journal_file)
-
-
-def test_bandwidth_limiter_paces_without_real_sleeping() -> None:
-    now = [0.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    limiter = BandwidthLimiter(1000, clock=lambda: now[0], sleep=sleep)
-    for _ in range(5):
-        limiter.consume(500)
-    # 2,500 bytes at 1,000 B/s with a one-second burst: 1.5 s of waiting.
-    assert sum(slept) == pytest.approx(1.5)
 
 
 def test_byte_budget_caps_what_is_held() -> None:
@@ -127,22 +112,6 @@ def test_spare_buffers_never_make_anyone_wait_and_end_with_the_send() -> None:
     budget.drop_spares()
     assert budget.spare_bytes == 0
     assert budget.acquire(48) == 48  # all of it free again
-
-
-def test_a_small_request_waits_only_for_its_own_bytes() -> None:
-    now = [0.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-
-    limiter = BandwidthLimiter(1000, clock=lambda: now[0], sleep=sleep, small_request=100)
-    limiter.consume(5000)  # a large part: 4 s of debt
-    assert slept == [4.0]
-    limiter.consume(10)
-    assert slept[-1] == pytest.approx(0.01)  # not the 4 s of debt before it
-    limiter.consume(1000)
-    assert slept[-1] == pytest.approx(5.01)  # the large one after it pays
 
 
 def test_another_programs_object_survives_an_upload_and_a_delete_on_moto(
