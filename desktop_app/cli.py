@@ -39,7 +39,7 @@ from desktop_app.core.app import (
 )
 from desktop_app.core.catalog import DeleteOutcome, FileQuery, FileRecord, OutboxBacklog
 from desktop_app.core.catalog_schema import FileStatus
-from desktop_app.core.config import DEFAULT_PROFILE_NAME, MIB, Profile
+from desktop_app.core.config import DEFAULT_PROFILE_NAME, MIB, Addressing, Encryption, Profile
 from desktop_app.core.control import RunningFerry, endpoint_address
 from desktop_app.core.errors import FerryError
 from desktop_app.core.events import EngineEvent, TransferChanged, TransferProgress
@@ -943,6 +943,9 @@ def cmd_profile_add(args: argparse.Namespace) -> int:
         "aws_profile",
         "proxy_url",
         "bandwidth_schedule",
+        "addressing",
+        "sse",
+        "sse_kms_key_id",
         "relay_nats_url",
         "relay_stream",
         "relay_subject_prefix",
@@ -1295,6 +1298,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="let the computer sleep while uploads run",
     )
+    p_add.add_argument(
+        "--addressing",
+        choices=[style.value for style in Addressing],
+        help="bucket in the path or in the host name (auto: host name on AWS, path elsewhere)",
+    )
+    p_add.add_argument(
+        "--sse",
+        choices=[kind.value for kind in Encryption if kind.value],
+        help="server-side encryption asked for on every write (default: the bucket's own)",
+    )
+    p_add.add_argument("--sse-kms-key-id", metavar="KEY", help="the KMS key for --sse aws:kms")
     p_add.add_argument("--owner", help="owner name on an SQLite catalog")
     p_add.add_argument("--part-size-mib", type=int)
     p_add.add_argument("--concurrency", type=int)

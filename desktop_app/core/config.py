@@ -51,6 +51,25 @@ ENV_OVERRIDES: Mapping[str, str] = {
 ENVIRONMENT_PROFILE_NAME = "environment"
 
 
+class Addressing(enum.Enum):
+    """How the bucket is named in a request: in the path or in the host name."""
+
+    # Virtual-hosted on AWS, path-style on every other server: path-style is
+    # what self-hosted servers (MinIO, Ceph, SeaweedFS) answer without wildcard
+    # DNS; a server that wants the other says so, and the message names this.
+    AUTO = "auto"
+    PATH = "path"  # https://host/bucket/key
+    VIRTUAL = "virtual"  # https://bucket.host/key (Aliyun OSS demands it)
+
+
+class Encryption(enum.Enum):
+    """Server-side encryption Ferry asks for on every object it writes."""
+
+    BUCKET_DEFAULT = ""  # send no header: the bucket's default applies
+    AES256 = "AES256"  # SSE-S3
+    KMS = "aws:kms"  # SSE-KMS, with the profile's key id or the account's default key
+
+
 class DuplicatePolicy(enum.Enum):
     """What to do with content the owner already stored in the bucket under another key."""
 
@@ -92,6 +111,11 @@ class Profile:
     # new key by a server-side copy, "skip" reports it and stores nothing.
     duplicates: str = DuplicatePolicy.COPY.value
     sandbox: bool = False
+    addressing: str = Addressing.AUTO.value
+    # Server-side encryption asked for on each write ("", "AES256", "aws:kms"),
+    # and the KMS key for aws:kms (None: the account's default key for S3).
+    sse: str = Encryption.BUCKET_DEFAULT.value
+    sse_kms_key_id: str | None = None
     # While the window or `ferry watch` runs: hold uploads while the network is
     # metered (NetworkManager says so), and keep the computer awake while
     # uploads run (logind's sleep lock; released when idle).
@@ -106,6 +130,14 @@ class Profile:
     @property
     def duplicate_policy(self) -> DuplicatePolicy:
         return DuplicatePolicy(self.duplicates)
+
+    @property
+    def addressing_style(self) -> Addressing:
+        return Addressing(self.addressing)
+
+    @property
+    def encryption(self) -> Encryption:
+        return Encryption(self.sse)
 
     @property
     def schedule(self) -> BandwidthSchedule:
@@ -181,6 +213,7 @@ class Profile:
             raise ConfigError(f"{where}: watch_key_conflict is 'suffix' or 'overwrite'.")
         if self.duplicates not in {policy.value for policy in DuplicatePolicy}:
             raise ConfigError(f"{where}: duplicates is 'copy' or 'skip'.")
+        self._validate_server_options(where)
         if self.relay_nats_url and urlsplit(self.relay_nats_url).password:
             raise ConfigError(
                 f"{where}: put no password in the relay's NATS URL; give the URL with its "
@@ -193,6 +226,16 @@ class Profile:
         for name in ("bandwidth_limit", "check_interval", "grace_seconds", "retention_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{where}: {name} cannot be negative.")
+
+    def _validate_server_options(self, where: str) -> None:
+        if self.addressing not in {style.value for style in Addressing}:
+            raise ConfigError(f"{where}: addressing is 'auto', 'path' or 'virtual'.")
+        if self.sse not in {kind.value for kind in Encryption}:
+            raise ConfigError(
+                f"{where}: sse is 'AES256' or 'aws:kms' (or empty for the bucket's default)."
+            )
+        if self.sse_kms_key_id and self.encryption is not Encryption.KMS:
+            raise ConfigError(f"{where}: a KMS key id goes with sse = 'aws:kms'.")
 
     def relay_options(
         self,

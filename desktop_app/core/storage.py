@@ -48,7 +48,7 @@ from desktop_app.core.bucket_objects import ObjectInfo as ObjectInfo
 from desktop_app.core.bucket_objects import WriteAnswer as WriteAnswer
 from desktop_app.core.bucket_objects import WriteCondition as WriteCondition
 from desktop_app.core.bucket_objects import WriteProtection as WriteProtection
-from desktop_app.core.config import Profile
+from desktop_app.core.config import Addressing, Encryption, Profile
 from desktop_app.core.errors import ErrorCause, StorageError, StorageErrorKind
 from desktop_app.core.keys import S3Credentials, aws_credential_error
 from desktop_app.core.server_clock import ServerClock, describe_offset
@@ -61,6 +61,9 @@ COPY_LIMIT = 5 * 1024**3
 COPY_PART_SIZE = 512 * 1024**2
 _READ_CHUNK = 8 * 1024**2
 _USER_AGENT = f"Ferry/{__version__} Boto3/{boto3.__version__}"  # boto3 adds Botocore/x
+# Servers that answer a path-style request by asking for the bucket in the host
+# name (Aliyun OSS: 403 SecondLevelDomainForbidden).
+_WANTS_VIRTUAL_HOSTS = frozenset({"SecondLevelDomainForbidden"})
 TRANSIENT_CODES = frozenset(
     {
         "InternalError",
@@ -115,6 +118,35 @@ def endpoint_id(endpoint_url: str | None) -> str:
     assert endpoint_url is not None
     parts = urlsplit(endpoint_url)
     return f"{parts.scheme.lower()}://{(parts.netloc or '').lower()}"
+
+
+def _addressing_style(profile: Profile) -> str | None:
+    """botocore's addressing_style for the profile; None leaves botocore's choice
+    (virtual-hosted where the bucket name allows it), which is AWS's own."""
+    style = profile.addressing_style
+    if style is Addressing.AUTO:
+        return None if is_aws_endpoint(profile.endpoint_url) else "path"
+    return str(style.value)
+
+
+# Every request that creates an object: one hook gives each the profile's
+# encryption, so no write (a repair's copy, the write probe) goes without it.
+_WRITES = ("PutObject", "CreateMultipartUpload", "CopyObject")
+
+
+def _ask_for_encryption(client: S3Client, profile: Profile) -> None:
+    if profile.encryption is Encryption.BUCKET_DEFAULT:
+        return
+    wanted: dict[str, str] = {"ServerSideEncryption": profile.encryption.value}
+    if profile.sse_kms_key_id:
+        wanted["SSEKMSKeyId"] = profile.sse_kms_key_id
+
+    def add_encryption(params: dict[str, Any], **_: Any) -> None:
+        for name, value in wanted.items():
+            params.setdefault(name, value)
+
+    for operation in _WRITES:
+        client.meta.events.register(f"before-parameter-build.s3.{operation}", add_encryption)
 
 
 def _condition_headers(condition: WriteCondition | None) -> dict[str, Any]:
@@ -189,7 +221,9 @@ class S3Storage:
             # S3-compatible servers reject; we send Content-MD5 ourselves.
             options["request_checksum_calculation"] = "when_required"
             options["response_checksum_validation"] = "when_required"
-            options["s3"] = {"addressing_style": "path"}
+        style = _addressing_style(profile)
+        if style is not None:
+            options.setdefault("s3", {})["addressing_style"] = style
         if profile.endpoint_url is not None and profile.endpoint_url.startswith("http:"):
             # botocore signs a body's SHA-256 over plain http: another pass over
             # every byte besides Ferry's own hashes. The body is guarded by
@@ -211,6 +245,7 @@ class S3Storage:
             aws_session_token=credentials.session_token if own_keys else None,
             config=Config(**options),
         )
+        _ask_for_encryption(client, profile)
         return cls(
             client,
             profile.bucket,
@@ -352,19 +387,9 @@ class S3Storage:
                 title="Credentials refused",
                 cause=ErrorCause.CREDENTIALS,
             )
-        if code in ("AccessDenied", "403", "AllAccessDisabled") or status == 403:
-            # The server's own words: a 403 is not always a missing permission
-            # (Aliyun OSS answers SecondLevelDomainForbidden for path-style requests).
-            said = str(error.get("Message", ""))
-            return StorageError(
-                f"Access denied by {self.endpoint_label} to {what} in bucket {self.bucket!r}"
-                + (f" (the server said: {code or status}: {said})" if said else "")
-                + ". Ask for write permission on the bucket or fix the profile.",
-                kind=StorageErrorKind.PERMANENT,
-                code=code or "403",
-                title="Access denied",
-                cause=ErrorCause.CREDENTIALS,
-            )
+        refusal = self._refusal(code, status, str(error.get("Message", "")), what)
+        if refusal is not None:
+            return refusal
         if code in ("BadDigest", "InvalidDigest"):
             return StorageError(
                 f"The server received other bytes than Ferry sent for {key!r} ({code}); "
@@ -392,6 +417,32 @@ class S3Storage:
             kind=StorageErrorKind.PERMANENT,
             code=code,
         )
+
+    def _refusal(self, code: str, status: int, said: str, what: str) -> StorageError | None:
+        """A 403-like refusal in the server's own words: a 403 is not always a
+        missing permission (a KMS key policy, an Object Lock, a bucket policy's
+        condition, a server that wants virtual-hosted addressing)."""
+        if code in _WANTS_VIRTUAL_HOSTS or "virtual host" in said.lower():
+            return StorageError(
+                f"{self.endpoint_label} refused to {what} in bucket {self.bucket!r}: {code}: "
+                f"{said or 'no details'}. This server wants the bucket in the host name: set "
+                "the profile's addressing to 'virtual' (`ferry profile add NAME --addressing "
+                "virtual …`).",
+                kind=StorageErrorKind.PERMANENT,
+                code=code or str(status),
+                title="The server wants another addressing",
+            )
+        if code in ("AccessDenied", "403", "AllAccessDisabled") or status == 403:
+            return StorageError(
+                f"Access denied by {self.endpoint_label} to {what} in bucket {self.bucket!r}"
+                + (f" (the server said: {code or status}: {said})" if said else "")
+                + ". Ask for write permission on the bucket or fix the profile.",
+                kind=StorageErrorKind.PERMANENT,
+                code=code or "403",
+                title="Access denied",
+                cause=ErrorCause.CREDENTIALS,
+            )
+        return None
 
     # -- bucket -------------------------------------------------------------
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-from desktop_app.core.app import Ferry
+from desktop_app.core.app import Environment, Ferry
 from desktop_app.core.errors import JournalLockedError
 from desktop_app.core.journal import Journal, TransferState
 from desktop_app.core.transfers.limits import ByteBudget
+from tests.conftest import open_moto_ferry
 
 MIB = 1024 * 1024
 
@@ -147,3 +148,22 @@ def test_the_profile_test_says_the_server_refuses_writes_over_others_objects(
     checks = {c.name: c for c in diagnose_profile(ferry.env, ferry.profile)}
     assert checks["other tools"].ok
     assert "never overwritten" in checks["other tools"].detail
+
+
+def test_a_profile_asking_for_sse_kms_gets_it_on_every_object_and_uploads_first_time(
+    ferry_env: Environment, tmp_path: Path
+) -> None:
+    small, big = tmp_path / "small.txt", tmp_path / "big.bin"
+    small.write_bytes(b"kept under a KMS key")
+    big.write_bytes(os.urandom(11 * MIB + 5))
+    with open_moto_ferry(ferry_env, tmp_path, sse="aws:kms", sse_kms_key_id="alias/ferry") as app:
+        records = app.upload([small, big])
+        # done, and not one failed attempt
+        assert [(r.state, r.attempts) for r in records] == [(TransferState.DONE, 0)] * 2
+        client = boto3.client("s3", region_name="us-east-1")
+        for path in (small, big):
+            head = client.head_object(Bucket="unit-bucket", Key=path.name)
+            assert head["ServerSideEncryption"] == "aws:kms"
+            assert head["SSEKMSKeyId"].endswith("alias/ferry")
+            body = client.get_object(Bucket="unit-bucket", Key=path.name)["Body"].read()
+            assert hashlib.sha256(body).digest() == hashlib.sha256(path.read_bytes()).digest()

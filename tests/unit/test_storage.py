@@ -12,7 +12,7 @@ from botocore.awsrequest import AWSResponse
 
 from desktop_app import __version__
 from desktop_app.core.config import Profile
-from desktop_app.core.errors import StorageError
+from desktop_app.core.errors import ConfigError, StorageError
 from desktop_app.core.keys import CredentialSource, S3Credentials
 from desktop_app.core.storage import S3Storage
 
@@ -24,8 +24,10 @@ class _Answer:
         yield b""
 
 
-def _sent_headers(endpoint: str) -> dict[str, str]:
-    profile = Profile(name="t", bucket="b", catalog_url="sqlite://", endpoint_url=endpoint)
+def _sent_headers(endpoint: str, **settings: Any) -> dict[str, str]:
+    profile = Profile(
+        name="t", bucket="b", catalog_url="sqlite://", endpoint_url=endpoint, **settings
+    )
     credentials = S3Credentials("key", "not-a-secret", CredentialSource.ENVIRONMENT)
     storage = S3Storage.connect(profile, credentials)
     seen: dict[str, str] = {}
@@ -89,6 +91,89 @@ def test_a_refusal_keeps_the_servers_own_code_and_words() -> None:
         storage.put_object("k", b"x", metadata={}, md5_b64="")
     except StorageError as exc:
         assert "SecondLevelDomainForbidden: Please use virtual hosted style" in exc.message
-        assert exc.title == "Access denied"
+        assert "--addressing virtual" in exc.message  # what to do
+        assert exc.title == "The server wants another addressing"
     else:
         raise AssertionError("a 403 was taken for success")
+
+
+def _sent(profile: Profile, operation: str, send: Any) -> tuple[str, dict[str, str]]:
+    """The URL and headers of the one request ``send(storage)`` makes, not sent."""
+    credentials = S3Credentials("key", "not-a-secret", CredentialSource.ENVIRONMENT)
+    storage = S3Storage.connect(profile, credentials)
+    seen: dict[str, Any] = {}
+
+    def answer(request: Any, **_kwargs: Any) -> AWSResponse:
+        seen["url"] = request.url
+        seen["headers"] = {
+            k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()
+        }
+        document = (
+            b"<?xml version='1.0' encoding='UTF-8'?><InitiateMultipartUploadResult>"
+            b"<Bucket>bucket-1</Bucket><Key>k</Key><UploadId>u-1</UploadId>"
+            b"</InitiateMultipartUploadResult>"
+        )
+        return AWSResponse(request.url, 200, {"ETag": '"x"'}, _Body(document))
+
+    storage.client.meta.events.register(f"before-send.s3.{operation}", answer)
+    send(storage)
+    return seen["url"], seen["headers"]
+
+
+def _put(storage: S3Storage) -> None:
+    storage.put_object("k", b"x", metadata={}, md5_b64=base64.b64encode(b"0" * 16).decode())
+
+
+def _profile(endpoint: str | None, **settings: Any) -> Profile:
+    return Profile(
+        name="t", bucket="bucket-1", catalog_url="sqlite://", endpoint_url=endpoint, **settings
+    )
+
+
+def test_the_bucket_goes_in_the_path_or_the_host_name_as_the_profile_says() -> None:
+    # auto: the host name on AWS (as aws-cli), the path on any other server
+    assert _sent(_profile(None), "PutObject", _put)[0].startswith(
+        "https://bucket-1.s3.amazonaws.com/k"
+    )
+    assert _sent(_profile("https://s3.example.test"), "PutObject", _put)[0] == (
+        "https://s3.example.test/bucket-1/k"
+    )
+    assert _sent(_profile("http://127.0.0.1:9"), "PutObject", _put)[0] == (
+        "http://127.0.0.1:9/bucket-1/k"
+    )
+    virtual = _profile("https://oss-eu-central-1.aliyuncs.com", addressing="virtual")
+    assert (
+        _sent(virtual, "PutObject", _put)[0] == "https://bucket-1.oss-eu-central-1.aliyuncs.com/k"
+    )
+    path_on_aws = _profile(None, addressing="path")
+    assert "/bucket-1/k" in _sent(path_on_aws, "PutObject", _put)[0]
+
+
+def test_every_write_asks_for_the_profiles_encryption() -> None:
+    kms = _profile("https://s3.example.test", sse="aws:kms", sse_kms_key_id="alias/ferry")
+
+    def start(storage: S3Storage) -> None:
+        storage.create_multipart_upload("k", metadata={}, content_type="text/plain")
+
+    for operation, send in (("PutObject", _put), ("CreateMultipartUpload", start)):
+        headers = _sent(kms, operation, send)[1]
+        assert headers["x-amz-server-side-encryption"] == "aws:kms"
+        assert headers["x-amz-server-side-encryption-aws-kms-key-id"] == "alias/ferry"
+    plain = _sent(_profile("https://s3.example.test"), "PutObject", _put)[1]
+    assert "x-amz-server-side-encryption" not in plain  # the bucket's default applies
+    aes = _sent(_profile("https://s3.example.test", sse="AES256"), "PutObject", _put)[1]
+    assert aes["x-amz-server-side-encryption"] == "AES256"
+
+
+def test_a_profile_with_unknown_server_options_is_refused_by_name() -> None:
+    for settings, words in (
+        ({"addressing": "dns"}, "addressing is 'auto', 'path' or 'virtual'"),
+        ({"sse": "aws:kms:dsse"}, "sse is 'AES256' or 'aws:kms'"),
+        ({"sse_kms_key_id": "k"}, "a KMS key id goes with sse = 'aws:kms'"),
+    ):
+        try:
+            _profile("https://s3.example.test", **settings).validate()
+        except ConfigError as exc:
+            assert words in exc.message
+        else:
+            raise AssertionError(f"{settings} was accepted")
