@@ -43,11 +43,11 @@ stress: install-test
 	FERRY_STRESS_ROUNDS=20 QT_QPA_PLATFORM=offscreen $(BIN)/pytest -q tests/gui/test_stress.py
 
 bench: install-test
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --rtt 0,30
 
 # The same table in under three minutes: 256 MiB, 500 small files, 10,000 objects.
 bench-quick: install-test
-	$(BIN)/python bench/run.py --quick
+	$(BIN)/python bench/run.py --quick --rtt 0,30
 
 # 20 Ferry clients on one bucket and one PostgreSQL catalog, two relays to NATS.
 bench-bandwidth: install-test

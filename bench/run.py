@@ -15,7 +15,10 @@ Cases: ``big`` one 1 GiB file, ``small`` 1000 files of 64 KiB, ``huge`` one
 ``ferry-window``, ``bench/engine_process.py``), ``check`` `ferry check` of 100,000 objects against
 ``s5cmd ls`` of the same prefix (``bench/check_scale.py``). ``--cases
 big,small`` picks some; ``--quick`` runs 256 MiB, 500 small files and a check
-of 10,000 objects, in under three minutes.
+of 10,000 objects, in under three minutes. ``--rtt 0,30`` runs the upload
+cases straight to the server and again through a relay (bench/relay.py) that
+adds a 30 ms round trip, as a bucket at work is away; ``make bench`` and
+``make bench-quick`` do both.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from relay import Relay  # noqa: E402
+
 from desktop_app.core.sandbox import SandboxServer, find_weed  # noqa: E402
 
 MIB = 1024 * 1024
@@ -59,6 +64,7 @@ class Run:
     bytes_sent: int
     ok: bool
     note: str = ""
+    rtt_ms: int = 0  # the round trip the relay added (0: straight to the server)
 
     @property
     def mib_per_s(self) -> float:
@@ -246,12 +252,65 @@ def resume_figure(data: Path, endpoint: str, peers: Path, env: dict[str, str]) -
     }
 
 
+def run_cases(
+    cases: list[str],
+    tools: str,
+    data: dict[str, tuple[Path, int]],
+    sizes: Sizes,
+    rtt: int,
+    root: Path,
+    endpoint: str,
+    peers: Path,
+    runs: list[Run],
+    checks: list[Any],
+) -> None:
+    """Every case with every tool against ``endpoint``, ``rtt`` ms away."""
+    env = base_env(endpoint, root)
+    for case in cases:
+        if rtt and case in ("huge", "check"):
+            continue  # memory and listing: measured on loopback
+        if case == "check":
+            from check_scale import measure_check
+
+            checked = measure_check(sizes.check_objects, 200, root, endpoint, peers, env)
+            checks.append(checked)
+            print(checked.line(), flush=True)
+            continue
+        path, total = data[case]
+        for tool in tools.split(","):
+            if tool == WINDOW and case != "huge":
+                continue  # the window's engine process: measured for memory
+            bucket = fresh_bucket(peers, endpoint, env)
+            if tool in ("ferry", WINDOW):
+                ferry_profile(env, endpoint, bucket)
+            if tool == WINDOW:
+                from engine_process import measure_engine_process
+
+                seconds, rss, done = measure_engine_process(path, env)
+                status = 0 if done else 1
+            else:
+                command = tool_commands(tool, path, path.is_dir(), bucket, endpoint, peers, root)
+                seconds, rss, status = measure(command, env)
+            runs.append(Run(case, tool, seconds, rss, total, status == 0, rtt_ms=rtt))
+            print(
+                f"{case:6} {rtt:3} ms {tool:8} {seconds:8.2f} s {rss:8.1f} MiB rc={status}",
+                flush=True,
+            )
+            empty_bucket(peers, endpoint, env, bucket)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="big,small,huge,check")
     parser.add_argument("--tools", default="ferry,ferry-window,s5cmd,rclone,aws-cli")
     parser.add_argument("--quick", action="store_true", help="256 MiB, 500 files, 10,000 objects")
     parser.add_argument("--no-resume", action="store_true")
+    parser.add_argument(
+        "--rtt",
+        default="0",
+        help="round trips to measure at, in ms, comma-separated (e.g. 0,30): above 0 a relay "
+        "delays every byte between tool and server by half of it each way",
+    )
     args = parser.parse_args()
     sizes = QUICK if args.quick else Sizes()
     cases = args.cases.split(",")
@@ -269,36 +328,14 @@ def main() -> int:
         try:
             env = base_env(endpoint, root)
             data = make_data(root / "data", sizes, cases)
-            for case in cases:
-                if case == "check":
-                    from check_scale import measure_check
-
-                    checked = measure_check(sizes.check_objects, 200, root, endpoint, peers, env)
-                    checks.append(checked)
-                    print(checked.line(), flush=True)
-                    continue
-                path, total = data[case]
-                for tool in args.tools.split(","):
-                    if tool == WINDOW and case != "huge":
-                        continue  # the window's engine process: measured for memory
-                    bucket = fresh_bucket(peers, endpoint, env)
-                    if tool in ("ferry", WINDOW):
-                        ferry_profile(env, endpoint, bucket)
-                    if tool == WINDOW:
-                        from engine_process import measure_engine_process
-
-                        seconds, rss, done = measure_engine_process(path, env)
-                        status = 0 if done else 1
-                    else:
-                        command = tool_commands(
-                            tool, path, path.is_dir(), bucket, endpoint, peers, root
-                        )
-                        seconds, rss, status = measure(command, env)
-                    runs.append(Run(case, tool, seconds, rss, total, status == 0))
-                    print(
-                        f"{case:6} {tool:8} {seconds:8.2f} s {rss:8.1f} MiB rc={status}", flush=True
-                    )
-                    empty_bucket(peers, endpoint, env, bucket)
+            for rtt in (int(ms) for ms in args.rtt.split(",")):
+                relay = Relay(state.ports.s3, rtt_ms=rtt) if rtt else None
+                far = relay.endpoint if relay is not None else endpoint
+                try:
+                    run_cases(cases, args.tools, data, sizes, rtt, root, far, peers, runs, checks)
+                finally:
+                    if relay is not None:
+                        relay.close()
             resume = None
             if not args.no_resume and "big" in data:
                 resume = resume_figure(data["big"][0], endpoint, peers, env)
@@ -330,20 +367,22 @@ def render(
     when = datetime.now(UTC).strftime("%Y-%m-%d")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
     lines = [
-        f"Measured {when} on {machine}, against weed mini on loopback ({seconds:.0f} s in all).",
+        f"Measured {when} on {machine}, against weed mini on loopback, straight (RTT 0) or "
+        f"through a relay adding the round trip shown ({seconds:.0f} s in all).",
         "",
-        "| case | tool | wall s | MiB/s | peak RSS MiB | Ferry time / tool time |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| case | RTT ms | tool | wall s | MiB/s | peak RSS MiB | Ferry time / tool time |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
-    for case in dict.fromkeys(r.case for r in runs):
-        ferry = next((r for r in runs if r.case == case and r.tool == "ferry"), None)
-        for run in (r for r in runs if r.case == case):
+    for case, rtt in dict.fromkeys((r.case, r.rtt_ms) for r in runs):
+        alike = [r for r in runs if r.case == case and r.rtt_ms == rtt]
+        ferry = next((r for r in alike if r.tool == "ferry"), None)
+        for run in alike:
             ours = run.tool in ("ferry", WINDOW)
             ratio = f"{ferry.seconds / run.seconds:.2f}x" if ferry and not ours else ""
             status = "" if run.ok else " (failed)"
             lines.append(
-                f"| {case} | {run.tool}{status} | {run.seconds:.2f} | {run.mib_per_s:.1f} | "
-                f"{run.peak_rss_mib:.0f} | {ratio} |"
+                f"| {case} | {rtt} | {run.tool}{status} | {run.seconds:.2f} | "
+                f"{run.mib_per_s:.1f} | {run.peak_rss_mib:.0f} | {ratio} |"
             )
     if checks:
         lines += ["", *HEADER, *(check.line() for check in checks)]
