@@ -83,15 +83,24 @@ class SecretStore:
     """Reads and writes Ferry's secrets in a keyring backend (injected)."""
 
     def __init__(self, backend: KeyringBackend | None = None) -> None:
-        chosen: Any = backend if backend is not None else system_keyring()
-        self.backend: KeyringBackend = chosen
+        self._backend = backend
         self._injected = backend is not None
+
+    @property
+    def backend(self) -> KeyringBackend:
+        """The keyring, looked up at its first use: finding the system's costs
+        80 ms of plugin loading that a command reading no secret (`ferry
+        status`, `ferry ls`) should not pay, and a keyring that cannot be
+        loaded is reported by the command that needs one."""
+        if self._backend is None:
+            self._backend = system_keyring()
+        return self._backend
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # Sent to the window's engine process: the system keyring is looked up
         # again there (its backend may hold unpicklable connections); an
         # injected backend (tests) travels as it is.
-        return (SecretStore, (self.backend,) if self._injected else ())
+        return (SecretStore, (self._backend,) if self._injected else ())
 
     @property
     def usable(self) -> bool:
