@@ -689,11 +689,14 @@ def _delete_keys(args: argparse.Namespace, delete: Callable[[str], DeleteOutcome
                 "deleted": True,
                 "object_deleted": outcome.object_deleted,
                 "error": outcome.error,
+                "note": outcome.note,
             }
         )
         if not args.json:
             if outcome.object_deleted:
                 print(f"deleted {key}")
+                if outcome.note:
+                    print(f"  {outcome.note}")
             else:
                 print(f"{key}: removed from the catalog; its object was not deleted.")
                 print(f"  {outcome.error}")
@@ -795,12 +798,19 @@ def _print_report(report: CheckReport, results: list[RepairResult], *, dry_run: 
         f"({scanned.within_grace} younger than the grace period or in flight, and "
         f"{scanned.others_files} other users' files, left alone)."
     )
+    if scanned.kept_versions:
+        print(
+            f"{scanned.kept_versions} older version(s) of deleted files are kept until the "
+            "profile's retention period has passed."
+        )
     for note in report.notes:
         print(f"Note: {note}")
     if report.consistent:
         print("Bucket and catalog agree.")
     for finding in report.findings:
         print(f"- {finding.kind.value}: {finding.key}\n    {finding.explanation}")
+        if finding.version_id is not None:
+            print(f"    version: {finding.version_id}")
         if dry_run:
             print(f"    would: {finding.repair.value}")
     for result in results:

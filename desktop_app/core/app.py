@@ -16,7 +16,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -76,7 +76,7 @@ from desktop_app.core.sandbox import (
     SandboxState,
     find_weed,
 )
-from desktop_app.core.storage import ObjectInfo, S3Storage
+from desktop_app.core.storage import KEPT_BY_RULES, ObjectInfo, S3Storage
 from desktop_app.core.system_bus import (
     AwakeWhileBusy,
     MeteredWatch,
@@ -130,6 +130,16 @@ class Environment:
 # Failed attempts after which a command that waits reports a transfer as failed
 # (with its next try time); a resident Ferry goes on trying it by itself.
 ONE_SHOT_PATIENCE = 5
+OTHERS_VERSION_KEPT = (
+    "Another program's object, written at this key after Ferry's, was left in place byte for byte."
+)
+
+
+def _days(seconds: int) -> str:
+    days = seconds / 86400
+    if days >= 1:
+        return f"{days:g} day{'s' if days != 1 else ''}"
+    return f"{seconds / 3600:g} hours"
 
 
 class RunMode(enum.Enum):
@@ -490,14 +500,23 @@ class Ferry:
         """Invariant 2: the row is marked deleted (committed) before the object goes.
 
         The object goes only while it is the one Ferry registered (If-Match on
-        the row's ETag): one another program wrote over it since stays.
+        the row's ETag): one another program wrote over it since stays. In a
+        bucket that keeps versions, the version Ferry wrote goes, bytes and all
+        (a plain delete would only hide them behind a delete marker), unless
+        the profile keeps deleted files for a while: then it is hidden by a
+        marker and the check removes it once that time has passed.
         """
         return self.catalog.delete(self.profile.bucket, key, self._delete_registered)
 
-    def _delete_registered(self, row: FileRecord) -> None:
+    def _delete_registered(self, row: FileRecord) -> str | None:
         try:
+            if row.version_id is not None:
+                return self._delete_version(row, row.version_id)
             self.storage.delete_object(row.key, if_match=row.etag)
+            return None
         except StorageError as exc:
+            if exc.title == KEPT_BY_RULES or exc.code == "VersionMismatch":
+                raise  # says what to do already
             if exc.kind is StorageErrorKind.PRECONDITION_FAILED:
                 raise StorageError(
                     f"The object at {row.key!r} is no longer the one Ferry uploaded: another "
@@ -515,6 +534,36 @@ class Ferry:
                 title=exc.title,
                 cause=exc.cause,
             ) from None
+
+    def _delete_version(self, row: FileRecord, version_id: str) -> str | None:
+        """Remove the version Ferry wrote, or hide it while the profile keeps deleted files.
+
+        Another program's version written over Ferry's is never touched: it
+        stays current, byte for byte. The answer is a note on what stayed.
+        """
+        retention = self.profile.retention_seconds
+        if retention > 0:
+            on_top = False
+            try:  # a delete marker, only over Ferry's own version
+                self.storage.delete_object(row.key, if_match=row.etag)
+            except StorageError as exc:
+                if exc.kind is not StorageErrorKind.PRECONDITION_FAILED:
+                    raise
+                on_top = True  # another program's version is current: it stays so
+            until = (row.deleted_at or datetime.now(UTC)) + timedelta(seconds=retention)
+            return (
+                (OTHERS_VERSION_KEPT + " " if on_top else "")
+                + f"Ferry's version stays in the bucket's history (not listed) until "
+                f"{until:%Y-%m-%d %H:%M} UTC: the profile keeps deleted files for "
+                f"{_days(retention)}. `ferry check --repair` removes it after that."
+            )
+        current = self.storage.head_object(row.key)
+        self.storage.delete_version(
+            row.key, version_id, etag=row.etag or "", file=row.original_name
+        )
+        if current is not None and current.version_id != version_id:
+            return OTHERS_VERSION_KEPT + " Only Ferry's version was removed."
+        return None
 
     def outbox_backlog(self) -> OutboxBacklog:
         """Catalog events not yet published by a relay (and those set aside)."""

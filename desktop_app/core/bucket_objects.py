@@ -46,6 +46,11 @@ class ObjectInfo:
     last_modified: datetime
     metadata: Mapping[str, str] = field(default_factory=dict)
     encryption: str | None = None  # as the server names it ("aws:kms", "AES256", "SSE-C")
+    # The version a HEAD found, in a bucket that keeps versions (None: no versions).
+    version_id: str | None = None
+    # Object Lock, as a HEAD shows it: kept until this time, or by a legal hold.
+    locked_until: datetime | None = None
+    legal_hold: bool = False
 
     @property
     def sha256(self) -> str | None:
@@ -62,6 +67,31 @@ class WriteAnswer:
 
     etag: str  # without quotes
     encryption: str | None = None
+    # The version the write made, in a bucket that keeps versions (None: it keeps none).
+    version_id: str | None = None
+
+
+def version_of(value: object) -> str | None:
+    """A version id as Ferry records it: None where the bucket keeps no versions.
+
+    "null" is S3's name for the one version of a key written while versioning
+    was off or suspended; deleting it by that name would delete the object
+    itself, whoever wrote over it, so Ferry treats it as no version at all.
+    """
+    text = str(value) if value else ""
+    return text if text and text != "null" else None
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One version of a key in a bucket that keeps versions (ListObjectVersions)."""
+
+    key: str
+    version_id: str
+    size: int
+    etag: str  # without quotes
+    last_modified: datetime
+    latest: bool  # the key's current version
 
 
 @dataclass(frozen=True)

@@ -784,12 +784,14 @@ class CatalogService:
         etag: str,
         token: str | None = None,
         copied_from: str | None = None,
+        version_id: str | None = None,
     ) -> FileRecord:
         """pending -> active, with its audit entry and file.uploaded event.
 
         Only the transfer holding the row's token may activate a pending row;
         a missing row (a repair sending it again) needs none. ``copied_from``
-        is the key a server-side copy filled this one from (None: bytes sent).
+        is the key a server-side copy filled this one from (None: bytes sent);
+        ``version_id`` the version the write made, where the bucket keeps versions.
         """
 
         def work(connection: Connection) -> FileRecord:
@@ -823,10 +825,13 @@ class CatalogService:
                 status=FileStatus.ACTIVE,
                 etag=etag,
                 copied_from=copied_from,
+                version_id=version_id,
                 uploaded_at=self._now(connection),
                 last_error=None,
             )
             details = {"etag": etag}
+            if version_id is not None:
+                details["version_id"] = version_id
             if copied_from is not None:
                 details["copied_from"] = copied_from
             if replaces is not None:
@@ -1067,23 +1072,24 @@ class CatalogService:
         self._run(f"record an error on row {file_id}", work)
 
     def delete(
-        self, bucket: str, key: str, delete_object: Callable[[FileRecord], None]
+        self, bucket: str, key: str, delete_object: Callable[[FileRecord], str | None]
     ) -> DeleteOutcome:
-        """Mark the row deleted (committed), then delete its object (given the row).
+        """Mark the row deleted (committed), then delete its object (given the row;
+        it may answer a note on what became of the bytes).
 
         A failure of the object delete is logged with key and reason, kept on
         the row and in the audit log, and left to the consistency check.
         """
         record = self.mark_deleted(bucket, key)
         try:
-            delete_object(record)
+            note = delete_object(record)
         except Exception as exc:  # any storage failure: never swallowed, recorded
             reason = str(exc)
             log.error("Deleting object %r failed after its row was deleted: %s", key, reason)
             with contextlib.suppress(CatalogError):
                 self.record_error(record.id, reason, AuditAction.DELETE_OBJECT_FAILED)
             return DeleteOutcome(record, object_deleted=False, error=reason)
-        return DeleteOutcome(record, object_deleted=True)
+        return DeleteOutcome(record, object_deleted=True, note=note)
 
     # -- reading ------------------------------------------------------------
 
@@ -1141,6 +1147,24 @@ class CatalogService:
             FileRow.original_name.icontains(fragment, autoescape=True),
             key.icontains(fragment, autoescape=True),
         )
+
+    def rows_of_versions(
+        self, bucket: str, versions: Sequence[tuple[str, str]]
+    ) -> list[FileRecord]:
+        """The rows (this login may see) that recorded these (key, version id) pairs."""
+        if not versions:
+            return []
+        wanted = set(versions)
+        ids = sorted({version for _key, version in versions})
+
+        def work(session: Session) -> list[FileRecord]:
+            query = select(*(_FILES.c[name] for name in RECORD_COLUMNS)).where(
+                _FILES.c.bucket == bucket, _FILES.c.version_id.in_(ids)
+            )
+            return [FileRecord.from_columns(values) for values in session.execute(query)]
+
+        found = self._run("read the rows of stored versions", work)
+        return [row for row in found if (row.key, row.version_id) in wanted]
 
     def iter_in_key_order(self, bucket: str, prefix: str = "") -> Iterator[FileRecord]:
         """Every row (any status) under the prefix, streamed in key byte order.

@@ -55,6 +55,8 @@ class FileRecord:
     copied_from: str | None = None
     alive_at: datetime | None = None
     endpoint: str | None = None
+    # The version of the object Ferry wrote, where the bucket keeps versions.
+    version_id: str | None = None
 
     @classmethod
     def from_row(cls, row: FileRow | Row[Any]) -> FileRecord:
@@ -70,7 +72,7 @@ class FileRecord:
         (
             id_, bucket, key, owner, original_name, size, sha256, etag, content_type,
             status, created, uploaded, deleted, deleted_by, last_error, copied_from,
-            alive, endpoint,
+            alive, endpoint, version_id,
         ) = values  # fmt: skip
         return cls(
             id_,
@@ -91,6 +93,7 @@ class FileRecord:
             copied_from,
             aware(alive) if alive else None,
             endpoint,
+            version_id,
         )
 
     @property
@@ -162,6 +165,9 @@ class DeleteOutcome:
     record: FileRecord
     object_deleted: bool
     error: str | None = None
+    # What became of the bytes beyond "deleted", said plainly: a version kept
+    # for the retention period (and until when), another program's left in place.
+    note: str | None = None
 
 
 @dataclass(frozen=True)

@@ -56,14 +56,16 @@ class KeyRepair:
     def _row(self, file_id: int) -> FileRow:
         return self._rows[file_id]
 
-    def activate(self, file_id: int, *, etag: str) -> None:
-        """A stale pending row whose object verified becomes active."""
+    def activate(self, file_id: int, *, etag: str, version_id: str | None = None) -> None:
+        """A stale pending row whose object verified becomes active (its version
+        recorded, where the bucket keeps versions)."""
         row = self._row(file_id)
         if row.replaces_id is not None:
             self._catalog._retire_replaced(self._session, row.replaces_id, FileRecord.from_row(row))
             row.replaces_id = None
         row.status = FileStatus.ACTIVE.value
         row.etag = etag
+        row.version_id = version_id
         row.uploaded_at = row.uploaded_at or self._catalog._now(self._session)
         row.last_error = None
         self._catalog._audit(self._session, AuditAction.REPAIR, row, {"repair": "activate"})
@@ -88,13 +90,20 @@ class KeyRepair:
         self._catalog._announce(self._session, OutboxEventType.FILE_REPAIRED, row)
 
     def adopt(
-        self, intent: UploadIntent, *, etag: str, owner: str | None, details: dict[str, Any]
+        self,
+        intent: UploadIntent,
+        *,
+        etag: str,
+        owner: str | None,
+        details: dict[str, Any],
+        version_id: str | None = None,
     ) -> FileRecord:
         """Register the object as an active row, its content proven by reading it."""
         validate_key(intent.key)
         row = self._catalog._new_row(
             self._session, intent, FileStatus.ACTIVE, owner=owner or self._catalog.owner, etag=etag
         )
+        row.version_id = version_id
         self._session.add(row)
         self._catalog._audit(self._session, AuditAction.REPAIR, row, {"repair": "adopt", **details})
         self._catalog._announce(self._session, OutboxEventType.FILE_REPAIRED, row)

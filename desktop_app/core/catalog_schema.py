@@ -106,6 +106,9 @@ class FileRow(Base):
     # That row stepped aside (deleted, unannounced) and comes back if this
     # one is released (revision 0008).
     replaces_id: Mapped[int | None] = mapped_column(BigInteger)
+    # In a bucket that keeps versions: the version Ferry's write made, which a
+    # delete removes exactly (revision 0009). None: the bucket keeps none.
+    version_id: Mapped[str | None] = mapped_column(String(1024))
 
     __table_args__ = (
         Index(
@@ -128,6 +131,7 @@ class FileRow(Base):
         Index("ix_files_bucket_owner_sha256", "bucket", "owner", "sha256"),
         Index("ix_files_bucket_key_all", "bucket", "key"),
         Index("ix_files_owner_status", "owner", "status"),
+        Index("ix_files_bucket_version_id", "bucket", "version_id"),
     )
 
 

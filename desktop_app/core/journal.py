@@ -216,6 +216,10 @@ class TransferRecord:
     # overwrite replaces, or the one a person's repair chose to replace. None:
     # the key must hold no object (Ferry never writes over another's).
     replaces_etag: str | None = None
+    # The version the object's write made, in a bucket that keeps versions
+    # (None: it keeps none). Carried to the catalog row like the ETag: what
+    # `ferry delete` removes is exactly this version.
+    version_id: str | None = None
 
     @property
     def write_condition(self) -> WriteCondition:
@@ -325,6 +329,7 @@ class TransferFacts:
     copy_source_key: str | Unchanged | None = UNCHANGED
     copy_source_etag: str | Unchanged | None = UNCHANGED
     replaces_etag: str | Unchanged | None = UNCHANGED
+    version_id: str | Unchanged | None = UNCHANGED
     upload_intent_at: datetime | Unchanged | None = UNCHANGED
     attempts: int | Unchanged = UNCHANGED
     paused: bool | Unchanged = UNCHANGED
@@ -400,6 +405,7 @@ transfers = Table(
     Column("copy_source_key", Text),
     Column("copy_source_etag", String(80)),
     Column("replaces_etag", String(80)),  # see TransferRecord.replaces_etag
+    Column("version_id", String(1024)),  # see TransferRecord.version_id
     Column("cleared_at", DateTime(timezone=True)),  # hidden from the window, kept here
 )
 parts = Table(
@@ -552,6 +558,7 @@ def _record(row: Any) -> TransferRecord:
         copy_source_key=row.copy_source_key,
         copy_source_etag=row.copy_source_etag,
         replaces_etag=row.replaces_etag,
+        version_id=row.version_id,
     )
 
 
@@ -1179,8 +1186,8 @@ class Journal:
         return PartDigests(rows[0].sha256, rows[0].part_size, md5s)
 
     def forget_upload(self, transfer_id: int) -> None:
-        """Drop the upload, its parts and the object's ETag in one commit: the next
-        attempt sends the bytes afresh (its resume point goes back to sending)."""
+        """Drop the upload, its parts and the object's ETag and version in one commit:
+        the next attempt sends the bytes afresh (its resume point goes back to sending)."""
         now = self.clock()
 
         def op(connection: Connection) -> Any:
@@ -1188,7 +1195,7 @@ class Journal:
             connection.execute(
                 update(transfers)
                 .where(transfers.c.id == transfer_id)
-                .values(upload_id=None, etag=None, updated_at=now)
+                .values(upload_id=None, etag=None, version_id=None, updated_at=now)
             )
 
         self._write(op)

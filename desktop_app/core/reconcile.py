@@ -12,6 +12,13 @@ bucket's size. The catalog side is ours and must come
 in byte order: a violation fails the check loudly instead of inventing
 findings.
 
+In a bucket that keeps versions a second pass lists the versions
+(ListObjectVersions) and looks up, a page at a time, the rows that recorded
+the older (noncurrent) ones: Ferry's version of a deleted file is "deleted,
+still stored" (its repair removes exactly that version, by id), and Ferry's
+version of a live file under a newer one nobody registered is another
+program's version on top, told and never deleted.
+
 Nothing younger than the grace period is reported or touched (it may be in
 flight), nor anything the journal is still uploading. Repairs are planned
 first (a dry run shows the plan); carrying them out is a separate call, each
@@ -21,6 +28,7 @@ step audited in the catalog and announced in its outbox.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import enum
 import hashlib
 import json
@@ -47,7 +55,7 @@ from desktop_app.core.check_streams import (
 )
 from desktop_app.core.errors import ErrorCause, FerryError, StorageError, StorageErrorKind
 from desktop_app.core.journal import Journal
-from desktop_app.core.storage import ObjectInfo, S3Storage
+from desktop_app.core.storage import ObjectInfo, ObjectVersion, S3Storage, Versioning
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +68,9 @@ class FindingKind(enum.Enum):
     DELETED_STILL_STORED = "deleted_still_stored"
     STALE_MULTIPART = "stale_multipart"
     SOMEONE_ELSES = "someone_elses"  # another user's live file: told, never acted on by you
+    # Another program's version written over Ferry's in a bucket that keeps
+    # versions: Ferry's is still stored beneath it. Never deleted by Ferry.
+    FOREIGN_VERSION_ON_TOP = "foreign_version_on_top"
 
 
 # Findings that describe, and ask nothing of, the person checking.
@@ -74,6 +85,7 @@ class RepairAction(enum.Enum):
     ACTIVATE = "activate"
     REMOVE_ROW = "remove_row"
     ABORT_UPLOAD = "abort_upload"
+    DELETE_VERSION = "delete_version"  # one older version of Ferry's, by its id
     NONE = "none"
 
 
@@ -149,6 +161,9 @@ class Finding:
     initiated: str | None = None
     source: str | None = None  # the local copy a re-upload would use
     rows_seen: tuple[RowStamp, ...] = ()  # every row of the key the check could see
+    # In a bucket that keeps versions: the version of Ferry's the finding is about
+    # (for DELETE_VERSION, the one the repair removes, and only that one).
+    version_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -164,6 +179,10 @@ class Scanned:
     multipart_uploads: int
     within_grace: int
     others_files: int = 0  # objects under someone else's live row, left to them
+    older_versions: int = 0  # noncurrent versions listed, in a bucket that keeps versions
+    # Ferry's versions of deleted files kept on purpose: the profile's retention
+    # period has not passed (`ferry delete` hid them behind a marker).
+    kept_versions: int = 0
 
 
 @dataclass(frozen=True)
@@ -329,6 +348,76 @@ def _same_object(found: ObjectInfo | None, seen: ObjectEvidence | None) -> bool:
     return found.size == seen.size and found.etag == seen.etag
 
 
+@dataclass(frozen=True)
+class _VersionsSeen:
+    listed: int
+    young: int
+    notes: tuple[str, ...]
+    kept: int = 0
+
+
+class _Kept(enum.Enum):
+    KEPT = "kept"  # an older version of a deleted file within the retention period
+
+
+_VERSIONING_UNKNOWN = (
+    "The server would not say whether the bucket keeps versions (no permission "
+    "s3:GetBucketVersioning?), so older versions of deleted files were not looked for."
+)
+
+
+def _version_evidence(version: ObjectVersion) -> ObjectEvidence:
+    return ObjectEvidence(version.size, version.etag, version.last_modified.isoformat())
+
+
+def _judge_version(
+    row: FileRecord, version: ObjectVersion, cutoffs: _Cutoffs
+) -> Finding | _Verdict | _Kept | None:
+    """An older version a row recorded: Ferry's bytes of a deleted file still stored?
+
+    Within the retention period it is where `ferry delete` left it on purpose:
+    counted, not reported (every delete would otherwise fail the check for
+    that long).
+    """
+    if row.status is not FileStatus.DELETED:
+        return None  # a live file's version under a newer one: see _foreign_on_top
+    if row.deleted_at is not None and row.deleted_at > cutoffs.rows_before:
+        return _Verdict.YOUNG  # its delete may be under way
+    if row.deleted_at is not None and row.deleted_at > cutoffs.retention_before:
+        return _Kept.KEPT
+    return Finding(
+        FindingKind.DELETED_STILL_STORED,
+        version.key,
+        f"Deleted, still stored: the catalog says this file was deleted, but the version "
+        f"Ferry wrote ({version.version_id}) is still stored in the bucket's history, "
+        "behind a newer version or a delete marker; exactly that version can be deleted "
+        "(nothing else at the key is touched).",
+        RepairAction.DELETE_VERSION,
+        object=_version_evidence(version),
+        row=RowEvidence.of(row),
+        version_id=version.version_id,
+    )
+
+
+def _foreign_on_top(mismatch: Finding, version: ObjectVersion) -> Finding:
+    """A mismatch whose row's version is still stored beneath the current object."""
+    current = mismatch.object
+    return dataclasses.replace(
+        mismatch,
+        kind=FindingKind.FOREIGN_VERSION_ON_TOP,
+        explanation=(
+            "Another program wrote a newer version of this key"
+            + (f" ({current.size} bytes, ETag {current.etag})" if current else "")
+            + f" over Ferry's; Ferry's version ({version.version_id}) is still stored beneath "
+            "it. Ferry never deletes another program's version: remove it with that program "
+            "to make Ferry's current again, or delete the file in Ferry to remove Ferry's."
+        ),
+        repair=RepairAction.NONE,
+        source=None,
+        version_id=version.version_id,
+    )
+
+
 class ConsistencyChecker:
     """Finds and repairs disagreements between one bucket prefix, its catalog and the journal.
 
@@ -417,16 +506,71 @@ class ConsistencyChecker:
         finally:
             listing.close()
             objects.close()
+        versions = self._older_versions(cutoffs, in_flight, findings)
+        young += versions.young
         if options.only is not None:
             findings = [f for f in findings if f.kind in options.only]
         return CheckReport(
             findings=findings,
-            scanned=Scanned(listing.count, rows_seen, uploads, young, others),
+            scanned=Scanned(
+                listing.count, rows_seen, uploads, young, others, versions.listed, versions.kept
+            ),
             started_at=started,
             duration_s=time.monotonic() - clock,
             grace_seconds=options.grace_seconds,
-            notes=unlisted.notes + elsewhere.notes() + self._clock_notes(),
+            notes=unlisted.notes + versions.notes + elsewhere.notes() + self._clock_notes(),
         )
+
+    def _older_versions(
+        self, cutoffs: _Cutoffs, in_flight: set[str], findings: list[Finding]
+    ) -> _VersionsSeen:
+        """In a bucket that keeps versions: Ferry's older versions, a page at a time.
+
+        Only versions a row recorded are Ferry's (by version id, never by
+        content); every other version is left alone, whoever wrote it. A
+        mismatch found by the first pass whose row's version is still stored
+        beneath a newer one becomes "another program's version on top".
+        """
+        versioning = self.storage.versioning()
+        if versioning is Versioning.UNKNOWN:
+            return _VersionsSeen(0, 0, (_VERSIONING_UNKNOWN,))
+        if not versioning.keeps_versions:
+            return _VersionsSeen(0, 0, ())
+        mismatches = {
+            (f.key, f.row.id): n
+            for n, f in enumerate(findings)
+            if f.kind is FindingKind.MISMATCH and f.row is not None
+        }
+        listed = young = kept = 0
+        try:
+            for page in self.storage.iter_object_versions(self.prefix):
+                older = {(v.key, v.version_id): v for v in page if not v.latest}
+                listed += len(older)
+                for row in self.catalog.rows_of_versions(self.storage.bucket, list(older)):
+                    if row.key in in_flight or row.endpoint not in (None, self.storage.endpoint_id):
+                        continue
+                    assert row.version_id is not None
+                    version = older[(row.key, row.version_id)]
+                    mismatch = mismatches.get((row.key, row.id))
+                    if mismatch is not None:
+                        findings[mismatch] = _foreign_on_top(findings[mismatch], version)
+                        continue
+                    verdict = _judge_version(row, version, cutoffs)
+                    if verdict is _Verdict.YOUNG:
+                        young += 1
+                    elif verdict is _Kept.KEPT:
+                        kept += 1
+                    elif isinstance(verdict, Finding):
+                        findings.append(verdict)
+        except StorageError as exc:
+            if not _odd_listing_answer(exc):
+                raise
+            note = (
+                f"This server says the bucket keeps versions but would not list them (it "
+                f"answered {exc.code}); older versions of deleted files were not looked for."
+            )
+            return _VersionsSeen(listed, young, (note,), kept)
+        return _VersionsSeen(listed, young, (), kept)
 
     def _clock_notes(self) -> tuple[str, ...]:
         skew = self.storage.clock.notable_offset()
@@ -640,6 +784,8 @@ class ConsistencyChecker:
                 return "Someone else's file: left to its owner or an admin."
             if finding.kind is FindingKind.STALE_MULTIPART:
                 return "Only a catalog admin (role ferry_admin) may abort others' uploads."
+            if finding.kind is FindingKind.FOREIGN_VERSION_ON_TOP:
+                return "Another program's version: Ferry never deletes it."
             return "Kept: the retention period has not passed."
         row = finding.row
         others_row = (
@@ -665,6 +811,8 @@ class ConsistencyChecker:
             return self._abort_upload(finding)
         if action is RepairAction.REUPLOAD:
             return self._reupload(finding, admin)
+        if action is RepairAction.DELETE_VERSION:
+            return self._delete_version(finding)
         read: tuple[str, int] | None = None
         if action in (RepairAction.ADOPT, RepairAction.ACTIVATE):
             # Read before the key is locked: a large object takes a while.
@@ -716,8 +864,14 @@ class ConsistencyChecker:
             assert finding.object is not None
             if locked.live is not None or locked.others_live:
                 return _changed(finding)  # never an object a live row points at
-            self.storage.delete_object(key, if_match=finding.object.etag)
-            details = {"etag": finding.object.etag, "size": finding.object.size}
+            details: dict[str, Any] = {"etag": finding.object.etag, "size": finding.object.size}
+            if head is not None and head.version_id is not None:
+                # The version the HEAD just showed, bytes and all: a plain delete
+                # would only hide it behind a delete marker.
+                self.storage.delete_version(key, head.version_id, etag=finding.object.etag)
+                details["version_id"] = head.version_id
+            else:
+                self.storage.delete_object(key, if_match=finding.object.etag)
             if finding.kind is FindingKind.ORPHAN_OBJECT:
                 locked.record("deleted an object nobody registered, as chosen", details)
                 return RepairResult(finding, done, "Deleted the object, as you chose.")
@@ -740,6 +894,7 @@ class ConsistencyChecker:
                 etag=finding.object.etag,
                 owner=adopt_owner,
                 details={"read_back": True, "metadata_sha256": hint},
+                version_id=head.version_id if head is not None else None,
             )
             note = f" Its metadata claimed SHA-256 {hint}, not its content's." if wrong_hint else ""
             return RepairResult(
@@ -750,7 +905,8 @@ class ConsistencyChecker:
         if action is RepairAction.ACTIVATE:
             assert finding.object is not None and read is not None
             if read == (row.sha256, row.size):
-                locked.activate(row.id, etag=finding.object.etag)
+                version = head.version_id if head is not None else None
+                locked.activate(row.id, etag=finding.object.etag, version_id=version)
                 return RepairResult(
                     finding, done, "Activated: its bytes have the intended SHA-256."
                 )
@@ -769,6 +925,41 @@ class ConsistencyChecker:
             locked.mark_missing(row.id, reason=f"{finding.kind.value} found by the check")
             return RepairResult(finding, done, "Marked missing.")
         raise AssertionError(action)
+
+    def _delete_version(self, finding: Finding) -> RepairResult:
+        """Remove one older version of Ferry's, and nothing else.
+
+        Re-checked in the key's transaction: the row is still deleted and still
+        names that version, no live row names it, and a HEAD of the version
+        (in :meth:`S3Storage.delete_version`) still shows the ETag the check saw.
+        """
+        assert finding.version_id is not None and finding.row is not None
+        assert finding.object is not None
+        version, seen = finding.version_id, finding.row.id
+        with self.catalog.repairing(self.storage.bucket, finding.key) as locked:
+            row = next((r for r in locked.rows if r.id == seen), None)
+            if row is None or row.live or row.version_id != version:
+                return _changed(finding)
+            if any(r.live and r.version_id == version for r in locked.rows):
+                return _changed(finding)
+            try:
+                removed = self.storage.delete_version(
+                    finding.key, version, etag=finding.object.etag, file=row.original_name
+                )
+            except StorageError as exc:
+                if exc.kind is StorageErrorKind.PRECONDITION_FAILED:
+                    return _changed(finding)
+                raise
+            if not removed:
+                return _changed(finding)
+            details = {"version_id": version, "etag": finding.object.etag}
+            locked.record("deleted Ferry's older version of a deleted file", details, row.id)
+        return RepairResult(
+            finding,
+            RepairOutcome.DONE,
+            f"Deleted Ferry's version {version}: its bytes are gone; nothing else at the key "
+            "was touched.",
+        )
 
     def _abort_upload(self, finding: Finding) -> RepairResult:
         assert finding.upload_id is not None

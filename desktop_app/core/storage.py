@@ -4,19 +4,28 @@ It owns the boto3 client and translates every botocore failure into a
 :class:`~desktop_app.core.errors.StorageError` with a kind (transient,
 permanent, no-such-upload, not-found, bad-digest) and a plain message naming
 the key; nothing above this module catches a botocore error. Paged calls
-(ListObjectsV2, ListParts, ListMultipartUploads) are followed to the end and
-yielded lazily, so a caller can stream a bucket in constant memory.
+(ListObjectsV2, ListObjectVersions, ListParts, ListMultipartUploads) are
+followed to the end and yielded lazily, so a caller can stream a bucket in
+constant memory.
+
+In a bucket that keeps versions every write answers with the version it made
+(:attr:`WriteAnswer.version_id`); :meth:`S3Storage.delete_version` removes
+exactly one version's bytes, and only after a HEAD of that version shows the
+ETag the caller expects: a server that ignores the version id (weed mini on
+an unversioned bucket deletes the current object) never deletes another
+program's object in its place.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import enum
 import hashlib
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
@@ -42,9 +51,11 @@ from desktop_app.core.bucket_objects import (
     ListingPage,
     read_listings_lean,
     unquoted_etag,
+    version_of,
 )
 from desktop_app.core.bucket_objects import SHA256_METADATA as SHA256_METADATA
 from desktop_app.core.bucket_objects import ObjectInfo as ObjectInfo
+from desktop_app.core.bucket_objects import ObjectVersion as ObjectVersion
 from desktop_app.core.bucket_objects import WriteAnswer as WriteAnswer
 from desktop_app.core.bucket_objects import WriteCondition as WriteCondition
 from desktop_app.core.bucket_objects import WriteProtection as WriteProtection
@@ -81,6 +92,25 @@ CREDENTIAL_CODES = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
 )
 SANDBOX_SERVER = "sandbox"
+KEPT_BY_RULES = "Kept by the bucket's rules"  # the title of an Object Lock or MFA refusal
+# What a refusal to delete a version says when the bucket's own rules keep it
+# (AWS: AccessDenied "... object protected by object lock", InvalidRequest for
+# a missing MFA or Content-MD5 under Object Lock), as lower-case fragments.
+_LOCK_WORDS = ("object lock", "objectlock", "retention", "legal hold", "worm")
+_MFA_WORDS = ("mfa",)
+
+
+class Versioning(enum.Enum):
+    """Whether the bucket keeps the versions of its objects (GetBucketVersioning)."""
+
+    NEVER = "never"  # versioning never turned on: one object per key
+    ENABLED = "enabled"
+    SUSPENDED = "suspended"  # turned off again; versions made before are still kept
+    UNKNOWN = "unknown"  # the server would not say (a missing permission)
+
+    @property
+    def keeps_versions(self) -> bool:
+        return self in (Versioning.ENABLED, Versioning.SUSPENDED)
 
 
 @dataclass(frozen=True)
@@ -551,7 +581,11 @@ class S3Storage:
                 **extra,
             ),
         )
-        return WriteAnswer(unquoted_etag(response["ETag"]), _encryption(response))
+        return WriteAnswer(
+            unquoted_etag(response["ETag"]),
+            _encryption(response),
+            version_of(response.get("VersionId")),
+        )
 
     def _conditional(
         self,
@@ -591,10 +625,12 @@ class S3Storage:
                 title="Changed meanwhile",
             )
 
-    def head_object(self, key: str) -> ObjectInfo | None:
+    def head_object(self, key: str, *, version_id: str | None = None) -> ObjectInfo | None:
+        """The key's current object, or with ``version_id`` that version; None if absent."""
+        extra: dict[str, Any] = {"VersionId": version_id} if version_id is not None else {}
         try:
             with self._translate("inspect", key):
-                response = self.client.head_object(Bucket=self.bucket, Key=key)
+                response = self.client.head_object(Bucket=self.bucket, Key=key, **extra)
         except StorageError as exc:
             if exc.kind is StorageErrorKind.NOT_FOUND:
                 return None
@@ -606,6 +642,9 @@ class S3Storage:
             last_modified=response["LastModified"],
             metadata=dict(response.get("Metadata", {})),
             encryption=_encryption(response),
+            version_id=version_of(response.get("VersionId")),
+            locked_until=response.get("ObjectLockRetainUntilDate"),
+            legal_hold=response.get("ObjectLockLegalHoldStatus") == "ON",
         )
 
     def delete_object(self, key: str, *, if_match: str | None = None) -> None:
@@ -624,6 +663,137 @@ class S3Storage:
                 raise
             with self._translate("delete", key):  # a server that refuses the header itself
                 self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def delete_version(self, key: str, version_id: str, *, etag: str, file: str = "") -> bool:
+        """Remove one version of the key, its bytes with it (no delete marker is made).
+
+        Only the version that a HEAD of it shows with ``etag`` (Ferry's own, as
+        its catalog row recorded it) is deleted; False when that version is not
+        there (gone already). A version is immutable, so no If-Match is needed
+        on the delete itself; the HEAD guards against a server that ignores the
+        version id and would delete the key's current object, perhaps another
+        program's. A refusal by the bucket's rules (Object Lock, MFA delete)
+        says so, naming ``file`` (the original file name) and what to do.
+        """
+        found = self.head_object(key, version_id=version_id)
+        if found is None:
+            return False
+        if found.version_id != version_id or found.etag != etag:
+            raise StorageError(
+                f"Version {version_id} of {key!r} in bucket {self.bucket!r} is not the one Ferry "
+                f"wrote (the server showed ETag {found.etag}, version {found.version_id}), so "
+                "Ferry deleted nothing. Look at the key's versions with another tool.",
+                kind=StorageErrorKind.PRECONDITION_FAILED,
+                code="VersionMismatch",
+                title="Not Ferry's version",
+                cause=ErrorCause.CONFLICT,
+            )
+        what = f"delete version {version_id} of"
+        try:
+            with self._translate(what, key):
+                self.client.delete_object(Bucket=self.bucket, Key=key, VersionId=version_id)
+        except StorageError as exc:
+            raise self._kept_by_rules(exc, found, file) or exc from None
+        return True
+
+    def _kept_by_rules(
+        self, exc: StorageError, found: ObjectInfo, file: str
+    ) -> StorageError | None:
+        """The refusal of a version delete by Object Lock or MFA delete, said plainly:
+        what keeps it (the version's HEAD shows a lock and until when), and what to do."""
+        if exc.code not in ("AccessDenied", "InvalidRequest", "403", "400"):
+            return None
+        said = exc.message.lower()
+        then = "then run `ferry check --repair`, which removes it"
+        if found.legal_hold:
+            reason = (
+                "a legal hold of the bucket's Object Lock keeps it. It can go once the hold "
+                f"is lifted (ask the bucket's administrator); {then}"
+            )
+        elif found.locked_until is not None and found.locked_until > self.server_now():
+            reason = (
+                "the bucket's Object Lock keeps it until "
+                f"{found.locked_until.astimezone(UTC):%Y-%m-%d %H:%M} UTC. It can go after "
+                f"that: {then}"
+            )
+        elif any(word in said for word in _MFA_WORDS):
+            reason = (
+                "the bucket has MFA delete turned on: only its owner, with a one-time code, "
+                "may delete a version. Ask the bucket's owner to delete it"
+            )
+        elif any(word in said for word in _LOCK_WORDS) or exc.code == "InvalidRequest":
+            reason = (
+                "the bucket's Object Lock keeps it (a retention period or a legal hold). "
+                f"It can go once the lock expires or the hold is lifted: {then}, or ask the "
+                "bucket's administrator"
+            )
+        else:
+            return None
+        key, version_id = found.key, found.version_id
+        named = file and file != key.rsplit("/", 1)[-1]
+        of_file = f" (file {file})" if named else ""
+        return StorageError(
+            f"{self.endpoint_label} refused to delete version {version_id} of {key!r}{of_file} "
+            f"in bucket {self.bucket!r}: {reason}. Ferry's record of the file is removed; "
+            f"its bytes stay in the bucket until then. (The server answered {exc.code}.)",
+            kind=StorageErrorKind.PERMANENT,
+            code=exc.code,
+            title=KEPT_BY_RULES,
+            cause=ErrorCause.SERVER,
+        )
+
+    def versioning(self) -> Versioning:
+        """Does the bucket keep versions? UNKNOWN where the server would not say."""
+        try:
+            with self._translate("ask whether the bucket keeps versions"):
+                response = self.client.get_bucket_versioning(Bucket=self.bucket)
+        except StorageError as exc:
+            if exc.kind is StorageErrorKind.TRANSIENT or exc.code == "NoSuchBucket":
+                raise
+            if exc.kind is StorageErrorKind.NOT_SUPPORTED:
+                return Versioning.NEVER  # a server without versions (501, 405)
+            return Versioning.UNKNOWN  # a missing permission
+        status = str(response.get("Status") or "")
+        if status == "Enabled":
+            return Versioning.ENABLED
+        if status == "Suspended":
+            return Versioning.SUSPENDED
+        return Versioning.NEVER
+
+    def iter_object_versions(self, prefix: str = "") -> Iterator[list[ObjectVersion]]:
+        """The versions under the prefix (delete markers left out), page by page."""
+        key_marker, version_marker = "", ""
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1000}
+            if key_marker:
+                kwargs["KeyMarker"] = key_marker
+                if version_marker:
+                    kwargs["VersionIdMarker"] = version_marker
+            with self._translate("list the versions in the bucket"):
+                page = self.client.list_object_versions(**kwargs)
+            yield [
+                ObjectVersion(
+                    key=item["Key"],
+                    version_id=str(item.get("VersionId") or "null"),
+                    size=int(item.get("Size", 0)),
+                    etag=unquoted_etag(item.get("ETag", "")),
+                    last_modified=item["LastModified"],
+                    latest=bool(item.get("IsLatest")),
+                )
+                for item in page.get("Versions", [])
+            ]
+            next_key = page.get("NextKeyMarker", "")
+            next_version = page.get("NextVersionIdMarker", "")
+            if not page.get("IsTruncated") or not next_key:
+                return
+            if (next_key, next_version) == (key_marker, version_marker):
+                raise StorageError(
+                    f"{self.endpoint_label} listed the same versions again after "
+                    f"{next_key!r}; the check stopped rather than loop.",
+                    kind=StorageErrorKind.PERMANENT,
+                    code="ListingLoop",
+                )
+            key_marker, version_marker = next_key, next_version
 
     def read_sha256(self, key: str, *, if_match: str) -> tuple[str, int]:
         """SHA-256 and size of the object's bytes, read while it keeps the ETag ``if_match``."""
@@ -650,9 +820,10 @@ class S3Storage:
         metadata: Mapping[str, str],
         content_type: str,
         condition: WriteCondition | None = None,
-    ) -> str:
+    ) -> WriteAnswer:
         """Copy on the server, only from the source object with ``source_etag`` and
-        (with ``condition``) only while the key holds what it says; the new ETag.
+        (with ``condition``) only while the key holds what it says; the new ETag
+        (and version).
 
         Up to ``copy_limit`` bytes one CopyObject; above, UploadPartCopy in
         parts (each conditional on the same ETag), aborted on any failure.
@@ -675,7 +846,11 @@ class S3Storage:
                     **extra,
                 ),
             )
-            return unquoted_etag(response["CopyObjectResult"]["ETag"])
+            return WriteAnswer(
+                unquoted_etag(response["CopyObjectResult"]["ETag"]),
+                _encryption(response),
+                version_of(response.get("VersionId")),
+            )
         upload_id = self.create_multipart_upload(key, metadata=metadata, content_type=content_type)
         try:
             parts = []
@@ -782,7 +957,7 @@ class S3Storage:
         parts: list[tuple[int, str]],
         *,
         condition: WriteCondition | None = None,
-    ) -> str:
+    ) -> WriteAnswer:
         """Join the parts into the object; with ``condition``, only while the key
         holds what it says (refused with PRECONDITION_FAILED otherwise)."""
         response = self._conditional(
@@ -799,7 +974,11 @@ class S3Storage:
                 **extra,
             ),
         )
-        return unquoted_etag(response.get("ETag", ""))
+        return WriteAnswer(
+            unquoted_etag(response.get("ETag", "")),
+            _encryption(response),
+            version_of(response.get("VersionId")),
+        )
 
     def abort_multipart_upload(self, key: str, upload_id: str) -> None:
         try:

@@ -71,6 +71,7 @@ KIND_LABELS = {
     FindingKind.DELETED_STILL_STORED: "Deleted but still stored",
     FindingKind.STALE_MULTIPART: "Abandoned partial upload",
     FindingKind.SOMEONE_ELSES: "Someone else's file",
+    FindingKind.FOREIGN_VERSION_ON_TOP: "Another program's version on top",
 }
 REPAIR_LABELS = {
     RepairAction.DELETE_OBJECT: "Delete the object",
@@ -80,6 +81,7 @@ REPAIR_LABELS = {
     RepairAction.ACTIVATE: "Complete the record if its bytes match",
     RepairAction.REMOVE_ROW: "Remove the record",
     RepairAction.ABORT_UPLOAD: "Abort the partial upload",
+    RepairAction.DELETE_VERSION: "Delete Ferry's old version",
     RepairAction.NONE: "Nothing (not yours to repair, or kept)",
 }
 

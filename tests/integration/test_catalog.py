@@ -33,6 +33,7 @@ from desktop_app.core.errors import (
     KeyConflictError,
     NotInCatalogError,
 )
+from desktop_app.core.migrate import Schema
 from tests.conftest import PgLogins, pg_url_for_schema
 
 SHA_A = "a" * 64
@@ -295,7 +296,7 @@ def test_opening_again_does_not_migrate_twice(catalog_url: str) -> None:
     with service.engine.connect() as connection:
         assert (
             connection.execute(text("SELECT version_num FROM ferry_schema_version")).scalar()
-            == "0008"
+            == Schema.CATALOG.head
         )
     service.close()
 

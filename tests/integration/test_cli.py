@@ -210,7 +210,8 @@ def test_check_json_exit_codes_and_dry_run(tmp_path: Path, weed: WeedServer, buc
     assert document["findings"][0]["key"] == "stray.bin"
     assert document["findings"][0]["repair"] == "adopt"  # never deleted by default
     assert set(document["scanned"]) == {
-        "objects", "rows", "multipart_uploads", "within_grace", "others_files"
+        "objects", "rows", "multipart_uploads", "within_grace", "others_files",
+        "older_versions", "kept_versions",
     }  # fmt: skip
     assert "dry run" in document["repairs"]
     assert weed.client().list_objects_v2(Bucket=bucket)["KeyCount"] == 1  # nothing changed

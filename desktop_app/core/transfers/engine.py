@@ -376,8 +376,10 @@ class TransferEngine:
         if record.state is TransferState.UPLOADING and self.sender.sends_whole(record):
             # The one path of a file sent in one request (a copy that fell back too).
             self._confirm_reservation(record, control)
-            etag = self.sender.put_whole(record, control, record.write_condition)
-            self._register(record, etag, control, started, recorded=False)
+            answer = self.sender.put_whole(record, control, record.write_condition)
+            self._register(
+                record, answer.etag, control, started, recorded=False, version_id=answer.version_id
+            )
             return
         if record.state is TransferState.COMPLETING:
             control.check()
@@ -387,7 +389,9 @@ class TransferEngine:
             record = self.sender.verify(record)
         if record.state is TransferState.REGISTERING:
             assert record.etag is not None
-            self._register(record, record.etag, control, started, recorded=True)
+            self._register(
+                record, record.etag, control, started, recorded=True, version_id=record.version_id
+            )
 
     def _confirm_reservation(
         self, record: TransferRecord, control: TransferControl, *, always: bool = False
@@ -418,8 +422,10 @@ class TransferEngine:
         started: datetime,
         *,
         recorded: bool,
+        version_id: str | None = None,
     ) -> None:
-        """Activate the catalog row of a proven object, then done.
+        """Activate the catalog row of a proven object (and the version its write
+        made, where the bucket keeps versions), then done.
 
         ``recorded`` False: the journal does not know yet that the object was
         written (a single PUT goes from uploading to done in one commit). A
@@ -435,15 +441,18 @@ class TransferEngine:
                 etag=etag,
                 token=record.reservation_token,
                 copied_from=record.copy_source_key,
+                version_id=version_id,
             )
         except BaseException as exc:
             if not recorded:
-                self.move(record.id, TransferState.REGISTERING, facts=TransferFacts(etag=etag))
+                facts = TransferFacts(etag=etag, version_id=version_id)
+                self.move(record.id, TransferState.REGISTERING, facts=facts)
             if isinstance(exc, NotInCatalogError):
                 raise _reservation_lost(record, written=True) from exc
             raise
         succeeded = NewAttempt(started, self.now(), None, control.bytes_sent)
-        self.move(record.id, TransferState.DONE, attempt=succeeded, facts=TransferFacts(etag=etag))
+        facts = TransferFacts(etag=etag, version_id=version_id)
+        self.move(record.id, TransferState.DONE, attempt=succeeded, facts=facts)
 
     def move(
         self,
@@ -670,7 +679,9 @@ class TransferEngine:
     def _delete_own_object(self, record: TransferRecord) -> None:
         """Delete what this transfer wrote at its key and nothing else: the object
         there only if it has this transfer's size and SHA-256, and only while it
-        keeps the ETag just seen (another program may write the key meanwhile)."""
+        keeps the ETag just seen (another program may write the key meanwhile).
+        In a bucket that keeps versions, the version this transfer wrote is
+        removed itself: a plain delete would leave its bytes behind a marker."""
         found = self.storage.head_object(record.key)
         if found is None:
             return
@@ -680,6 +691,9 @@ class TransferEngine:
                 "left in place",
                 record.key,
             )
+            return
+        if record.version_id is not None and found.version_id == record.version_id:
+            self.storage.delete_version(record.key, record.version_id, etag=found.etag)
             return
         self.storage.delete_object(record.key, if_match=found.etag)
 

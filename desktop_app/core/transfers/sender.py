@@ -61,6 +61,7 @@ from desktop_app.core.storage import (
     SHA256_METADATA,
     ObjectInfo,
     S3Storage,
+    WriteAnswer,
     WriteCondition,
     multipart_etag,
 )
@@ -327,9 +328,9 @@ class ObjectSender:
                 record.id, TransferFacts(copy_source_key=None, copy_source_etag=None)
             )
             return None
-        etag = written.etag if isinstance(written, ObjectInfo) else written
         self._meter(record.id, record.size, 0).add(record.size, force=True)
-        return self._transition(record.id, TransferState.VERIFYING, facts=TransferFacts(etag=etag))
+        facts = TransferFacts(etag=written.etag, version_id=written.version_id)
+        return self._transition(record.id, TransferState.VERIFYING, facts=facts)
 
     def sends_whole(self, record: TransferRecord) -> bool:
         """Is this transfer's next step one PUT of the whole file (no copy, no multipart)?"""
@@ -341,8 +342,9 @@ class ObjectSender:
 
     def put_whole(
         self, record: TransferRecord, control: TransferControl, condition: WriteCondition
-    ) -> str:
-        """Send the file in one PUT and prove it stored; the ETag to register. No journal write.
+    ) -> WriteAnswer:
+        """Send the file in one PUT and prove it stored; the ETag (and version) to
+        register. No journal write.
 
         The request carries the bytes, their Content-MD5 and the SHA-256
         metadata together, and the bytes were hashed as sent. A server that
@@ -384,8 +386,8 @@ class ObjectSender:
                     condition=on,
                 ),
             )
-            if isinstance(answer, ObjectInfo):
-                return answer.etag  # this transfer's own earlier PUT, its answer lost
+            if isinstance(answer, ObjectInfo):  # this transfer's own earlier PUT, its answer lost
+                return WriteAnswer(answer.etag, answer.encryption, answer.version_id)
         finally:
             self.budget.release(held)
         self.etags.learn(answer.encryption, answer.etag, expected)
@@ -397,9 +399,10 @@ class ObjectSender:
             )
         self._meter(record.id, record.size, 0).add(record.size, force=True)
         if answer.etag == expected:
-            return answer.etag
+            return answer
         # A crash before the caller records anything puts the same bytes again.
-        return self._check_object(dataclasses.replace(record, etag=expected)).etag
+        found = self._check_object(dataclasses.replace(record, etag=expected))
+        return WriteAnswer(found.etag, found.encryption, answer.version_id or found.version_id)
 
     def _write_under(
         self,
@@ -697,6 +700,7 @@ class ObjectSender:
         parts = self.journal.parts(record.id)
         expected = self._expected_etag(record)
         upload_id = record.upload_id
+        version_id: str | None = None
         try:
             written = self._write_under(
                 record,
@@ -707,6 +711,7 @@ class ObjectSender:
             )
             if isinstance(written, ObjectInfo):  # this transfer's own, from an earlier upload
                 self.storage.abort_multipart_upload(record.key, upload_id)
+            version_id = written.version_id
         except StorageError as exc:
             if exc.kind is StorageErrorKind.NO_SUCH_UPLOAD:
                 # Completed before a crash, but the journal did not hear of it?
@@ -716,16 +721,25 @@ class ObjectSender:
                 )
                 if not proven:
                     raise
+                assert found is not None
+                version_id = found.version_id
             else:
                 raise
         return self._transition(
-            record.id, TransferState.VERIFYING, facts=TransferFacts(etag=expected)
+            record.id,
+            TransferState.VERIFYING,
+            facts=TransferFacts(etag=expected, version_id=version_id),
         )
 
     def verify(self, record: TransferRecord) -> TransferRecord:
         found = self._check_object(record)
+        # The write's own answer named its version; a transfer without one (its
+        # answer lost, or begun before versions were recorded) takes the HEAD's.
+        version = record.version_id if record.version_id is not None else found.version_id
         return self._transition(
-            record.id, TransferState.REGISTERING, facts=TransferFacts(etag=found.etag)
+            record.id,
+            TransferState.REGISTERING,
+            facts=TransferFacts(etag=found.etag, version_id=version),
         )
 
     def _check_object(self, record: TransferRecord) -> ObjectInfo:
