@@ -5,25 +5,39 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test bench bench-quick bench-team bench-bandwidth screenshots bundle stress
+.PHONY: run test install install-test upgrade bench bench-quick bench-team bench-bandwidth screenshots bundle stress
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+# Every install comes from uv.lock (exact versions and hashes, for every
+# platform): `make run`, `make test`, CI and the bundle get what was tested.
+# uv itself, pinned, lives in a venv of its own (.uv); `make upgrade` moves
+# the lock to the newest releases pyproject.toml allows and runs the tests.
+UV_VERSION := 0.13.9
+UV := .uv/bin/uv
+SYNC := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --quiet \
+	--python "$$(command -v $(PYTHON))"
+
+$(UV):
+	$(PYTHON) -m venv .uv
+	.uv/bin/python -m pip install -q "uv==$(UV_VERSION)"
 
 # Editable installs: a change to the code needs no reinstall, only a change to
-# pyproject.toml does (the stamp files remember when it was last installed).
+# pyproject.toml or uv.lock does (the stamp files remember the last install).
 install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(SYNC)
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+$(VENV)/.installed-test: pyproject.toml uv.lock | $(UV)
+	$(SYNC) --group test
 	touch $@ $(VENV)/.installed
+
+upgrade: | $(UV)
+	$(UV) lock --upgrade
+	rm -f $(VENV)/.installed $(VENV)/.installed-test
+	$(MAKE) test
 
 run: install
 	@echo "Ferry is installed in $(CURDIR)/$(BIN); to have 'ferry' in every terminal:"

