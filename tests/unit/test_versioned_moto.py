@@ -14,6 +14,7 @@ import boto3
 import pytest
 
 from desktop_app.core.app import Ferry
+from desktop_app.core.errors import CatalogError
 from desktop_app.core.journal import TransferState
 from desktop_app.core.reconcile import CheckOptions, FindingKind, RepairOutcome
 
@@ -50,6 +51,24 @@ def test_on_moto_delete_removes_ferrys_versions_single_and_multipart(
         assert row is not None and row.version_id == stored["VersionId"]
         assert ferry.delete(path.name).object_deleted
         assert _versions(path.name) == []  # no bytes, no marker
+
+
+def test_an_upload_that_fails_after_writing_leaves_no_version_of_its_bytes(
+    ferry: Ferry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The object is written, then registering it fails for good: compensation
+    # removes the object, and in a bucket that keeps versions its version.
+    def refuse(*_args: Any, **_kwargs: Any) -> None:
+        raise CatalogError("the catalog refused the registration")
+
+    monkeypatch.setattr(ferry.catalog, "activate", refuse)
+    small, big = tmp_path / "small.txt", tmp_path / "big.bin"
+    small.write_bytes(b"never registered")
+    big.write_bytes(os.urandom(6 * MIB))
+    records = ferry.upload([small, big])
+    assert [r.state for r in records] == [TransferState.FAILED] * 2
+    for path in (small, big):
+        assert _versions(path.name) == [], path.name  # no bytes and no marker left
 
 
 def test_a_version_kept_by_object_lock_is_a_clear_error_that_says_until_when(
