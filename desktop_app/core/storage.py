@@ -524,22 +524,26 @@ class S3Storage:
     def probe_write(self, prefix: str) -> WriteProtection:
         """Write a tiny object under the prefix, write it again on the condition that
         the key is empty, then delete it: proves write access, and says how the
-        server keeps Ferry from writing over another program's object."""
+        server keeps Ferry from writing over another program's object. In a
+        bucket that keeps versions each version it made is deleted by its id,
+        so the probe leaves neither bytes nor a delete marker behind."""
         key = f"{prefix.strip('/')}/.ferry-probe-{uuid.uuid4().hex}".lstrip("/")
         body = b"ferry write probe"
         with self._translate("write a test object", key):
-            self.client.put_object(
+            first = self.client.put_object(
                 Bucket=self.bucket, Key=key, Body=body, ContentMD5=md5_base64(body)
             )
+        made = [version_of(first.get("VersionId"))]
         try:
             with self._translate("write a test object again", key):
-                self.client.put_object(
+                again = self.client.put_object(
                     Bucket=self.bucket,
                     Key=key,
                     Body=body,
                     ContentMD5=md5_base64(body),
                     **_condition_headers(WriteCondition(None)),
                 )
+            made.append(version_of(again.get("VersionId")))
             protection = WriteProtection.CONDITIONS_IGNORED  # written over an existing key
         except StorageError as exc:
             if exc.kind is StorageErrorKind.PRECONDITION_FAILED:
@@ -549,9 +553,17 @@ class S3Storage:
             else:
                 raise
         finally:
-            with self._translate("delete the test object", key):
-                self.client.delete_object(Bucket=self.bucket, Key=key)
+            self._delete_probe(key, made)
         return protection
+
+    def _delete_probe(self, key: str, made: list[str | None]) -> None:
+        """The probe's key is its own (a random name): its versions go by id, no guard."""
+        with self._translate("delete the test object", key):
+            if None in made:
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+            for version_id in made:
+                if version_id is not None:
+                    self.client.delete_object(Bucket=self.bucket, Key=key, VersionId=version_id)
 
     # -- objects ------------------------------------------------------------
 

@@ -118,6 +118,8 @@ def test_delete_through_the_command_line_leaves_no_version(
         "--endpoint-url", weed.endpoint_url,
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
+    tested = run_ferry(home, "profile", "test", "team", env=creds)  # its probe object too
+    assert tested.returncode == 0, tested.stdout + tested.stderr
     (tmp_path / "report.pdf").write_bytes(b"quarterly report" * 100)
     uploaded = run_ferry(home, "upload", str(tmp_path / "report.pdf"), env=creds)
     assert uploaded.returncode == 0, uploaded.stderr
@@ -131,6 +133,8 @@ def test_delete_through_the_command_line_leaves_no_version(
     assert deleted.stdout.strip() == "deleted report.pdf"
     assert versions(weed, versioned_bucket, "report.pdf") == []
     assert markers(weed, versioned_bucket, "report.pdf") == []
+    everything = weed.client().list_object_versions(Bucket=versioned_bucket)
+    assert not everything.get("Versions") and not everything.get("DeleteMarkers"), everything
 
 
 def test_delete_leaves_another_programs_newer_version_byte_for_byte(
