@@ -772,11 +772,17 @@ class S3Storage:
             return Versioning.SUSPENDED
         return Versioning.NEVER
 
-    def iter_object_versions(self, prefix: str = "") -> Iterator[list[ObjectVersion]]:
+    def iter_object_versions(
+        self, prefix: str = "", page_size: int = 1000
+    ) -> Iterator[list[ObjectVersion]]:
         """The versions under the prefix (delete markers left out), page by page."""
         key_marker, version_marker = "", ""
         while True:
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1000}
+            kwargs: dict[str, Any] = {
+                "Bucket": self.bucket,
+                "Prefix": prefix,
+                "MaxKeys": page_size,
+            }
             if key_marker:
                 kwargs["KeyMarker"] = key_marker
                 if version_marker:
