@@ -510,8 +510,9 @@ class Ferry:
 
     def _delete_registered(self, row: FileRecord) -> str | None:
         try:
-            if row.version_id is not None:
-                return self._delete_version(row, row.version_id)
+            version = row.version_id or self._unrecorded_version(row)
+            if version is not None:
+                return self._delete_version(row, version)
             self.storage.delete_object(row.key, if_match=row.etag)
             return None
         except StorageError as exc:
@@ -534,6 +535,19 @@ class Ferry:
                 title=exc.title,
                 cause=exc.cause,
             ) from None
+
+    def _unrecorded_version(self, row: FileRecord) -> str | None:
+        """The version of a row that recorded none (uploaded before versions were
+        recorded): the key's current one, while it has the row's ETag and size (the
+        proof the delete by If-Match relied on). None where the bucket keeps no
+        versions: one HEAD more per delete there, the price of not leaving such a
+        file's bytes behind a marker where it does."""
+        found = self.storage.head_object(row.key)
+        if found is None or found.version_id is None:
+            return None
+        if found.etag != row.etag or found.size != row.size:
+            return None
+        return found.version_id
 
     def _delete_version(self, row: FileRecord, version_id: str) -> str | None:
         """Remove the version Ferry wrote, or hide it while the profile keeps deleted files.

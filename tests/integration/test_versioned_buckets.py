@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from desktop_app.core.app import Environment, Ferry
 from desktop_app.core.catalog_schema import FileStatus
@@ -106,6 +107,25 @@ def test_delete_removes_the_version_ferry_wrote_and_leaves_no_version_of_its_byt
             assert versions(weed, versioned_bucket, key) == [], key  # no bytes left
             assert markers(weed, versioned_bucket, key) == [], key  # and no marker either
         assert ferry.check(NOW).consistent
+
+
+def test_a_file_registered_before_versions_were_recorded_is_deleted_bytes_and_all(
+    ferry_env: Environment,
+    versioned_profile: Callable[..., None],
+    weed: WeedServer,
+    versioned_bucket: str,
+    tmp_path: Path,
+) -> None:
+    versioned_profile()
+    write_random(tmp_path / "old.txt", 2000, 8)
+    with Ferry.open(ferry_env) as ferry:
+        [done] = ferry.upload([tmp_path / "old.txt"])
+        assert done.state is TransferState.DONE
+        with ferry.catalog.engine.begin() as connection:  # as catalog revision 0008 left it
+            connection.execute(text("UPDATE files SET version_id = NULL"))
+        assert ferry.delete("old.txt").object_deleted
+        assert versions(weed, versioned_bucket, "old.txt") == []
+        assert markers(weed, versioned_bucket, "old.txt") == []
 
 
 def test_delete_through_the_command_line_leaves_no_version(
