@@ -60,10 +60,15 @@ class Deletion:
     deleted: list[str] = field(default_factory=list)
     left: list[tuple[str, str]] = field(default_factory=list)  # object stayed: key, why
     refused: list[tuple[str, str]] = field(default_factory=list)  # nothing done: key, why
+    # Deleted, with more to say about the bytes: a version kept for the
+    # retention period (until when), another program's version left on top.
+    noted: list[tuple[str, str]] = field(default_factory=list)
 
     def outcome(self, key: str, outcome: DeleteOutcome) -> None:
         if outcome.object_deleted:
             self.deleted.append(key)
+            if outcome.note:
+                self.noted.append((key, outcome.note))
         else:
             self.left.append((key, outcome.error or "no reason given"))
 
@@ -79,6 +84,8 @@ class Deletion:
         parts = []
         if self.deleted:
             parts.append(f"Deleted {_files(len(self.deleted))} from the bucket and the catalog.")
+        if self.noted:
+            parts.append("Of those: " + _reasons(self.noted))
         if self.left:
             parts.append(
                 f"Removed {_files(len(self.left))} from the catalog, but the object stayed in "

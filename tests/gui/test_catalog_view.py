@@ -220,3 +220,27 @@ def test_the_saved_report_reads_as_when_and_what_was_found(
     assert "Found: Object without a record: 2." in view.summary.text()
     view.show_last_report({"started_at": "yesterday"})  # not a report this Ferry reads
     assert "Object without a record: 2" in view.summary.text()
+
+
+def test_a_delete_that_keeps_the_bytes_for_a_while_says_until_when(
+    weed_profile: Callable[..., None],
+    qtbot: QtBot,
+    window_for: Callable[[], MainWindow],
+    weed: WeedServer,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    """A versioned bucket and a retention period: the bytes stay, hidden, until a
+    date; the window says so rather than a bare "Deleted"."""
+    weed.client().put_bucket_versioning(
+        Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
+    )
+    weed_profile(retention_seconds=7 * 24 * 3600)
+    _window, view = uploaded_and_listed(qtbot, window_for, tmp_path)
+    rows = {record.key: row for row, record in enumerate(view.files_model.items)}
+    view.files_table.selectRow(rows[NAMES[0]])
+    answer_question(QMessageBox.StandardButton.Yes, [])
+    choose_from_menu(qtbot, view, "&Delete…", [])
+    qtbot.waitUntil(lambda: "Deleted 1 file" in view.object_label.text(), timeout=30_000)
+    said = view.object_label.text()
+    assert f"Of those: {NAMES[0]} (" in said and "until" in said, said
