@@ -43,6 +43,7 @@ from desktop_app.core.config import DEFAULT_PROFILE_NAME, MIB, Addressing, Encry
 from desktop_app.core.control import RunningFerry, endpoint_address
 from desktop_app.core.errors import FerryError
 from desktop_app.core.events import EngineEvent, TransferChanged, TransferProgress
+from desktop_app.core.failures import ConflictChoice, choice_label, conflict_choices
 from desktop_app.core.journal import (
     AttemptRecord,
     Journal,
@@ -63,6 +64,7 @@ from desktop_app.core.reconcile import (
 )
 from desktop_app.core.relay import describe_nats_url
 from desktop_app.core.sources import printable
+from desktop_app.core.storage import ObjectInfo
 from desktop_app.core.watcher import WatchedFolder
 
 log = logging.getLogger("ferry")
@@ -176,7 +178,13 @@ def transfer_json(
         "error": _error_json(record.error),
         "retry_at": record.retry_at.isoformat() if record.retry_at else None,
         "history": _history_json(record, attempts, unrecorded),
+        # What a person may choose for a conflict (`ferry resolve ID --CHOICE`).
+        "choices": [c.value for c in _choices(record)],
     }
+
+
+def _choices(record: TransferRecord) -> tuple[ConflictChoice, ...]:
+    return conflict_choices(record.error) if record.state is TransferState.FAILED else ()
 
 
 def _succeeded(record: TransferRecord) -> bool:
@@ -252,6 +260,11 @@ def _transfer_lines(record: TransferRecord) -> list[str]:
     lines = [line]
     if record.error is not None:
         lines.append(f"       {record.error.title}: {record.error.message}")
+    for choice in _choices(record):
+        lines.append(
+            f"       {choice_label(choice, record.key)}: "
+            f"`ferry resolve {record.id} --{choice.value}`"
+        )
     if shown == "paused":
         lines.append(
             f"       paused while {record.state.value}; `ferry unpause {record.id}` lets it go on"
@@ -565,6 +578,63 @@ def cmd_retry(args: argparse.Namespace) -> int:
         return _report_retried(args, records, history)
 
     return _with_ferry(args, work)
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    """A person's answer to a conflict; the transfer then runs as a retry does."""
+    choice = ConflictChoice(args.choice)
+    _require_transfers([args.id], "resolved")
+    [record] = _journal_records([args.id])
+    running = _running(args)
+    if running is not None:
+        return _resolve(args, record, choice, lambda method, *a, **k: running.call(method, *a, **k))
+    return _with_ferry(
+        args, lambda ferry: _resolve(args, record, choice, lambda m, *a, **k: m(ferry, *a, **k))
+    )
+
+
+def _resolve(
+    args: argparse.Namespace,
+    record: TransferRecord,
+    choice: ConflictChoice,
+    call: Callable[..., Any],
+) -> int:
+    seen: str | None = None
+    if choice is ConflictChoice.REPLACE:
+        found: ObjectInfo | None = call(Ferry.head, record.key)
+        if found is not None:
+            if not _replace_confirmed(args, record, found):
+                _say("Nothing was changed.")
+                return EXIT_FAILED
+            seen = found.etag  # only this object: one written after it is never replaced
+    resolved: TransferRecord = call(Ferry.resolve, record.id, choice, seen)
+    if choice is ConflictChoice.SKIP:
+        if not args.json:
+            _say(f"Skipped: nothing was uploaded; the object at {record.key!r} was left as it is.")
+        return _report_transfers([resolved], args.json, call(Ferry.attempts, [record.id]),
+                                 succeeded=_ended)  # fmt: skip
+    if not args.json:
+        _say(f"Uploading {record.source_path} as {resolved.key!r}.")
+    records = call(Ferry.wait, [record.id], patience=ONE_SHOT_PATIENCE)
+    return _report_transfers(records, args.json, call(Ferry.attempts, [record.id]))
+
+
+def _replace_confirmed(args: argparse.Namespace, record: TransferRecord, found: ObjectInfo) -> bool:
+    """Say what is lost; ask unless --yes (with no terminal to ask: refused)."""
+    when = found.last_modified.astimezone().strftime("%Y-%m-%d %H:%M")
+    what = (
+        f"The object at {record.key!r} ({found.size} bytes, written {when}, not by Ferry) "
+        f"will be replaced by {record.source_path}; its bytes are lost unless the bucket "
+        "keeps versions."
+    )
+    _say(what)
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise FerryError(
+            f"{what} Add --yes to replace it; nothing was changed.", title="Confirmation needed"
+        )
+    return input("Replace it? [y/N] ").strip().lower() in ("y", "yes")
 
 
 _NOTHING_TO_RETRY = {
@@ -1198,6 +1268,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("retry", cmd_retry, "retry failed transfers")
     sub.add_argument("ids", nargs="*", type=int, metavar="ID")
     sub.add_argument("--failed", action="store_true", help="retry every failed transfer")
+    json_flag(sub)
+    sub = add("resolve", cmd_resolve, "answer a conflict: another name, replace, or skip")
+    sub.add_argument("id", type=int, metavar="ID")
+    chosen = sub.add_mutually_exclusive_group(required=True)
+    for choice, text in (
+        (ConflictChoice.RENAME, "upload under the next free name, 'name (2).ext'"),
+        (ConflictChoice.REPLACE, "replace the other program's object (asks first)"),
+        (ConflictChoice.SKIP, "set the file aside: nothing uploaded, nothing replaced"),
+    ):
+        chosen.add_argument(
+            f"--{choice.value}", dest="choice", action="store_const", const=choice.value, help=text
+        )
+    sub.add_argument("--yes", action="store_true", help="with --replace: do not ask")
     json_flag(sub)
     sub = add("cancel", cmd_cancel, "cancel transfers (aborts their uploads)")
     sub.add_argument("ids", nargs="+", type=int, metavar="ID")

@@ -40,6 +40,7 @@ from desktop_app.core.control import ControlServer, endpoint_address
 from desktop_app.core.errors import ErrorCause, FerryError, StorageError, StorageErrorKind
 from desktop_app.core.events import EventBus
 from desktop_app.core.facade import FacadeCall, invoke
+from desktop_app.core.failures import ConflictChoice
 from desktop_app.core.journal import (
     AttemptRecord,
     Journal,
@@ -85,6 +86,13 @@ from desktop_app.core.system_bus import (
 )
 from desktop_app.core.transfers.coordinator import TransferCoordinator
 from desktop_app.core.transfers.engine import EngineOptions, TransferEngine
+from desktop_app.core.transfers.protection import (
+    PROTECTION_FILE,
+    EndpointGuard,
+    LearntProtection,
+    ProtectionMemory,
+    endpoint_key,
+)
 from desktop_app.core.transfers.retry import RetryPolicy
 from desktop_app.core.transfers.scheduler import HoldReason, Runs, Scheduler, SchedulerOptions
 from desktop_app.core.watcher import FolderStatus, FolderWatcher, WatchedFolder, WatchedFolderStore
@@ -266,6 +274,12 @@ class Ferry:
                 duplicates=profile.duplicate_policy,
             ),
             bus=bus,
+            # What the endpoint does with conditional writes, learnt once per endpoint.
+            guard=EndpointGuard(
+                storage,
+                ProtectionMemory(env.paths.data_dir / PROTECTION_FILE),
+                prefix=profile.prefix,
+            ),
         )
         self.scheduler = Scheduler(
             self.engine,
@@ -483,6 +497,16 @@ class Ferry:
         cancelled = self.coordinator.cancel(transfer_ids)
         self.scheduler.wake()  # waiters look again at once
         return cancelled
+
+    def resolve(
+        self, transfer_id: int, choice: ConflictChoice, seen_etag: str | None = None
+    ) -> TransferRecord:
+        """A person's answer to a conflict (Failed inbox, `ferry resolve`): upload under
+        the next free name, replace the object seen (``seen_etag``; None: the one at
+        the key now), or skip; the transfer as it then is."""
+        resolved = self.coordinator.resolve(transfer_id, choice, seen_etag)
+        self.scheduler.wake()
+        return resolved
 
     def pause(self, transfer_ids: Iterable[int] | None = None) -> int:
         count = self.coordinator.pause(transfer_ids)
@@ -795,6 +819,10 @@ def diagnose_profile(env: Environment, profile: Profile) -> list[CheckResult]:
             storage.check_bucket()
             results.append(CheckResult("bucket", True, f"{profile.bucket} is reachable"))
             protection = storage.probe_write(profile.prefix)
+            # Kept for the uploads to come (and shown by Settings): no probe at their start.
+            ProtectionMemory(env.paths.data_dir / PROTECTION_FILE).put(
+                storage.endpoint_id, protection
+            )
             results.append(CheckResult("write", True, "a test object was written and deleted"))
             # Not a failure where conditions are ignored: Ferry works, with less protection.
             results.append(CheckResult("other tools", True, protection.description))
@@ -824,3 +852,9 @@ def diagnose_profile(env: Environment, profile: Profile) -> list[CheckResult]:
     finally:
         if sandbox is not None:
             sandbox.stop()
+
+
+def known_protection(env: Environment, profile: Profile) -> LearntProtection | None:
+    """What the profile's endpoint was found to do with conditional writes (by its first
+    upload or a connection test); None: not found out yet. Reads a small file."""
+    return ProtectionMemory(env.paths.data_dir / PROTECTION_FILE).get(endpoint_key(profile))

@@ -28,6 +28,9 @@ class ErrorCause(enum.Enum):
     SERVER = "server"  # the storage server or catalog refused or failed
     FILE = "file"  # the local file: gone, unreadable, changed, a name that cannot be a key
     CONFLICT = "conflict"  # another upload or person holds the key or the content
+    # Another program's object is at the key (a write refused, or seen by a HEAD):
+    # a person chooses another name, replacing it, or skipping the file.
+    FOREIGN_OBJECT = "foreign_object"
     VERIFICATION = "verification"  # the bucket holds other bytes than Ferry sent
     OTHER = "other"
 

@@ -40,6 +40,8 @@ FACADE_METHODS: dict[str, Lane] = {
     "pause": Lane.ACTION,
     "unpause": Lane.ACTION,
     "retry": Lane.ACTION,
+    # A person's answer to a conflict: a HEAD or two (the next free name, the object seen).
+    "resolve": Lane.LOOKUP,
     "cancel_check": Lane.ACTION,
     "clear_finished": Lane.ACTION,
     "attempts": Lane.ACTION,

@@ -6,6 +6,12 @@ few groups, each with what a person does about it: fix the credentials, wait
 for the network, look at the server, look at the file, resolve a conflict.
 The title is wording only and groups nothing. Retrying helps unless the error
 is final (a socket, a loop, a name that cannot be a key).
+
+A conflict a person resolves (:func:`conflict_choices`) offers what a person
+would expect: upload under the next free name, replace the other program's
+object (only where another program's object is at the key, never a row of
+Ferry's catalog), or skip the file. Nothing is lost by any of them unless the
+person chose Replace, and then only the object they saw.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import enum
 
 from desktop_app.core.errors import ErrorCause
-from desktop_app.core.journal import TransferError
+from desktop_app.core.journal import ErrorKind, TransferError
 
 
 class FailureCause(enum.Enum):
@@ -58,8 +64,9 @@ _ADVICE = {
         "Retry looks at it afresh."
     ),
     FailureCause.CONFLICT: (
-        "Another upload or person holds the same name; Retry once that is settled, or "
-        "change the conflict setting."
+        "Another upload, person or program holds the same name: upload the file under "
+        "the next free name, replace the other program's object, or skip the file; or "
+        "Retry once that is settled."
     ),
     FailureCause.OTHER: "See the message; Retry tries again.",
 }
@@ -72,6 +79,7 @@ _GROUPS = {
     ErrorCause.SERVER: FailureCause.SERVER,
     ErrorCause.FILE: FailureCause.FILE,
     ErrorCause.CONFLICT: FailureCause.CONFLICT,
+    ErrorCause.FOREIGN_OBJECT: FailureCause.CONFLICT,
     ErrorCause.VERIFICATION: FailureCause.OTHER,
     ErrorCause.OTHER: FailureCause.OTHER,
 }
@@ -82,3 +90,43 @@ def cause_of(error: TransferError | None) -> FailureCause:
     if error is None:
         return FailureCause.OTHER
     return _GROUPS[error.cause]
+
+
+class ConflictChoice(enum.Enum):
+    """What a person chooses for a transfer that failed as a conflict."""
+
+    RENAME = "rename"  # upload as "name (2).ext", the next free name
+    REPLACE = "replace"  # write over the other program's object seen now (If-Match on it)
+    SKIP = "skip"  # set the transfer aside: nothing uploaded, the object at the key untouched
+
+
+def conflict_choices(error: TransferError | None) -> tuple[ConflictChoice, ...]:
+    """The choices a failed transfer offers: none unless it failed for good as a conflict.
+
+    Replace only where another program's object is at the key: a key Ferry's
+    catalog holds for another file is never taken over from here.
+    """
+    if error is None or error.kind is not ErrorKind.PERMANENT:
+        return ()
+    if error.cause is ErrorCause.FOREIGN_OBJECT:
+        return (ConflictChoice.RENAME, ConflictChoice.REPLACE, ConflictChoice.SKIP)
+    if error.cause is ErrorCause.CONFLICT:
+        return (ConflictChoice.RENAME, ConflictChoice.SKIP)
+    return ()
+
+
+def suffixed_name(key: str, number: int = 2) -> str:
+    """'dir/name.ext' -> 'dir/name (2).ext': the naming of the watched folders'
+    'suffix' policy, and of a conflict's Rename."""
+    head, slash, name = key.rpartition("/")
+    stem, dot, extension = name.partition(".") if not name.startswith(".") else (name, "", "")
+    return f"{head}{slash}{stem} ({number}){dot}{extension}"
+
+
+def choice_label(choice: ConflictChoice, key: str) -> str:
+    """A choice in a person's words, as the Failed inbox and `ferry status` say it."""
+    if choice is ConflictChoice.RENAME:
+        return f"Upload as “{suffixed_name(key).rpartition('/')[2]}”"
+    if choice is ConflictChoice.REPLACE:
+        return "Replace the other program's object"
+    return "Skip"

@@ -229,6 +229,9 @@ class S3Storage:
         self.copy_limit = COPY_LIMIT
         self.copy_part_size = COPY_PART_SIZE
         read_listings_lean(client.meta.events)
+        # Told when a write's condition headers are refused (501): what the
+        # endpoint was found to honour is no longer so.
+        self.on_conditions_refused: Callable[[], None] | None = None
         # Bucket times are judged on the server's clock, learnt from every answer.
         self.clock = ServerClock()
         client.meta.events.register("after-call.s3", self.clock.on_answer)
@@ -363,14 +366,9 @@ class S3Storage:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if code == "NoSuchUpload":
-            message = (
-                f"The server no longer knows the multipart upload for {key!r} (expired or "
-                "aborted); Ferry restarts that upload."
-                if key is not None
-                else f"{self.endpoint_label} answered NoSuchUpload when asked to {what}."
-            )
-            return StorageError(message, kind=StorageErrorKind.NO_SUCH_UPLOAD, code=code)
+        restart = self._upload_to_restart(code, what, key)
+        if restart is not None:
+            return restart
         if status == 407:
             return self._proxy_sign_in(what)
         if code == "RequestTimeTooSkewed":
@@ -447,6 +445,29 @@ class S3Storage:
             kind=StorageErrorKind.PERMANENT,
             code=code,
         )
+
+    def _upload_to_restart(self, code: str, what: str, key: str | None) -> StorageError | None:
+        """An answer that means: start this multipart upload again (kind NO_SUCH_UPLOAD)."""
+        if code == "NoSuchUpload":
+            message = (
+                f"The server no longer knows the multipart upload for {key!r} (expired or "
+                "aborted); Ferry restarts that upload."
+                if key is not None
+                else f"{self.endpoint_label} answered NoSuchUpload when asked to {what}."
+            )
+            return StorageError(message, kind=StorageErrorKind.NO_SUCH_UPLOAD, code=code)
+        if code == "ConditionalRequestConflict":
+            # AWS: another conditional write to the key was under way as this
+            # Complete came. The parts cannot be joined now: the upload starts again.
+            return StorageError(
+                f"{self.endpoint_label} could not {what} (409 ConditionalRequestConflict): "
+                "another write to the same key was under way. Ferry starts this upload again "
+                "from the beginning.",
+                kind=StorageErrorKind.NO_SUCH_UPLOAD,
+                code=code,
+                title="Upload started again",
+            )
+        return None
 
     def _refusal(self, code: str, status: int, said: str, what: str) -> StorageError | None:
         """A 403-like refusal in the server's own words: a 403 is not always a
@@ -618,6 +639,8 @@ class S3Storage:
             if condition is None:
                 raise
             if exc.kind is StorageErrorKind.NOT_SUPPORTED:
+                if self.on_conditions_refused is not None:
+                    self.on_conditions_refused()  # what was learnt of this endpoint is stale
                 self._require_by_head(key, condition, what)
                 with self._translate(what, key):
                     return request({})

@@ -9,6 +9,12 @@ on failures that retrying can help; Remove cancels the transfer and takes it
 off the list. The Error column takes the width the others leave, never less
 than ERROR_MIN_WIDTH (a narrow window scrolls sideways instead of cutting each
 error to a word); every cell's tooltip holds the error in full.
+
+A conflict (another program's object at the key, or a key Ferry's catalog
+holds for another file) offers its choices under the details when it is the
+one selected: upload as “name (2).ext”, replace the other program's object
+(after a question that says what is lost, No by default; the write then
+lands only over the object that question described), or skip.
 """
 
 from __future__ import annotations
@@ -31,8 +37,10 @@ from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
+    QLabel,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QPushButton,
     QSplitter,
     QTableView,
@@ -43,8 +51,15 @@ from PySide6.QtWidgets import (
 
 from desktop_app.core.app import Ferry
 from desktop_app.core.events import TransferSnapshot
-from desktop_app.core.failures import FailureCause, cause_of
-from desktop_app.core.journal import AttemptRecord, TransferState
+from desktop_app.core.failures import (
+    ConflictChoice,
+    FailureCause,
+    cause_of,
+    choice_label,
+    conflict_choices,
+)
+from desktop_app.core.journal import AttemptRecord, TransferRecord, TransferState
+from desktop_app.core.storage import ObjectInfo
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.bridge import SnapshotBatch
 from desktop_app.gui.units import exact_size
@@ -88,6 +103,34 @@ def next_try(snapshot: TransferSnapshot) -> str:
     if error is not None and error.kind.retries_on_its_own and snapshot.retry_at is not None:
         return f"by itself at {_clock(snapshot.retry_at)}"
     return "when you click Retry"
+
+
+def ask_to_replace(parent: QWidget, snapshot: TransferSnapshot, found: ObjectInfo) -> bool:
+    """Ask before writing over another program's object, saying what is lost; No is
+    the default, Escape answers No."""
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle("Replace the other program's object")
+    box.setText(f"Replace the object at “{snapshot.key}” with {Path(snapshot.source_path).name}?")
+    box.setInformativeText(
+        f"Another program wrote it ({exact_size(found.size)}, {_clock(found.last_modified)}); "
+        "Ferry did not. Its bytes are lost unless the bucket keeps versions. If anything "
+        "writes that key again before Ferry does, nothing is replaced."
+    )
+    box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+    box.button(QMessageBox.StandardButton.Yes).setText("&Replace")
+    box.setDefaultButton(QMessageBox.StandardButton.No)
+    box.setEscapeButton(QMessageBox.StandardButton.No)
+    return box.exec() == QMessageBox.StandardButton.Yes
+
+
+def _resolved(choice: ConflictChoice, record: TransferRecord) -> str:
+    name = Path(record.source_path).name
+    if choice is ConflictChoice.SKIP:
+        return f"Skipped {name}: nothing was uploaded, the object in the bucket is untouched."
+    if choice is ConflictChoice.RENAME:
+        return f"Uploading {name} as “{record.key}”."
+    return f"Uploading {name} over the other program's object at “{record.key}”."
 
 
 def _clock(moment: datetime) -> str:
@@ -274,9 +317,36 @@ class FailedView(QWidget):
             buttons.addWidget(button)
         buttons.addStretch(1)
 
+        # A conflict's choices, shown only for one selected conflict.
+        self.conflict_choices = QWidget()
+        self.conflict_choices.setAccessibleName("Choices for the conflict")
+        choices = QHBoxLayout(self.conflict_choices)
+        choices.setContentsMargins(0, 0, 0, 0)
+        self.conflict_label = QLabel("The name is taken:")
+        self.rename_button = QPushButton("Upload as…")
+        self.rename_button.setAccessibleName("Upload under the next free name")
+        self.replace_button = QPushButton("Re&place the other program's object…")
+        self.replace_button.setAccessibleName("Replace the other program's object")
+        self.skip_button = QPushButton("S&kip")
+        self.skip_button.setAccessibleName("Skip the file")
+        self.skip_button.setToolTip("Nothing is uploaded; the object in the bucket stays as it is.")
+        self.rename_button.clicked.connect(lambda: self._resolve_selected(ConflictChoice.RENAME))
+        self.replace_button.clicked.connect(self.replace_selected)
+        self.skip_button.clicked.connect(lambda: self._resolve_selected(ConflictChoice.SKIP))
+        choices.addWidget(self.conflict_label)
+        for button in (self.rename_button, self.replace_button, self.skip_button):
+            choices.addWidget(button)
+        choices.addStretch(1)
+        self.conflict_choices.hide()
+        details = QWidget()
+        below = QVBoxLayout(details)
+        below.setContentsMargins(0, 0, 0, 0)
+        below.addWidget(self.details, 1)
+        below.addWidget(self.conflict_choices)
+
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.table)
-        right.addWidget(self.details)
+        right.addWidget(details)
         right.setStretchFactor(0, 3)
         right.setStretchFactor(1, 2)
         body = QSplitter(Qt.Orientation.Horizontal)
@@ -362,6 +432,7 @@ class FailedView(QWidget):
         self.retry_button.setEnabled(any(retry_helps(s) for s in selected))
         self.show_button.setEnabled(bool(selected))
         self.remove_button.setEnabled(bool(selected))
+        self._show_choices(selected[0] if len(selected) == 1 else None)
         if not selected:
             cause = self.chosen_cause()
             self.details.setPlainText(
@@ -377,6 +448,14 @@ class FailedView(QWidget):
                 lambda found: self._on_attempts(ids, found)
             )
         self.details.setPlainText(self.describe(snapshot))
+
+    def _show_choices(self, snapshot: TransferSnapshot | None) -> None:
+        offered = conflict_choices(snapshot.error) if snapshot is not None else ()
+        self.conflict_choices.setVisible(bool(offered))
+        if snapshot is None or not offered:
+            return
+        self.rename_button.setText(choice_label(ConflictChoice.RENAME, snapshot.key))
+        self.replace_button.setVisible(ConflictChoice.REPLACE in offered)
 
     def _on_attempts(self, ids: tuple[int, ...], found: dict[int, list[AttemptRecord]]) -> None:
         self._attempts.update({i: tuple(found.get(i, ())) for i in ids})
@@ -444,6 +523,40 @@ class FailedView(QWidget):
 
     def retry_all(self) -> None:
         self._retry(self.model.snapshots())
+
+    def _conflict(self) -> TransferSnapshot | None:
+        selected = self.selected()
+        return selected[0] if len(selected) == 1 and conflict_choices(selected[0].error) else None
+
+    def _resolve_selected(self, choice: ConflictChoice) -> None:
+        snapshot = self._conflict()
+        if snapshot is not None:
+            self._resolve(snapshot, choice)
+
+    def _resolve(
+        self, snapshot: TransferSnapshot, choice: ConflictChoice, seen_etag: str | None = None
+    ) -> None:
+        self._forget_attempts([snapshot.id])
+        self.backend.call(Ferry.resolve, snapshot.id, choice, seen_etag).then(
+            lambda record: self.backend.notice.emit(_resolved(choice, record))
+        )
+
+    def replace_selected(self) -> None:
+        """Look at the object now, say what replacing it loses, and only then replace
+        exactly that object (If-Match on the ETag shown)."""
+        snapshot = self._conflict()
+        if snapshot is not None:
+            self.backend.call(Ferry.head, snapshot.key).then(
+                lambda found: self._confirm_replace(snapshot, found)
+            )
+
+    def _confirm_replace(self, snapshot: TransferSnapshot, found: ObjectInfo | None) -> None:
+        if found is None:  # gone meanwhile: nothing to lose, the file goes to the empty key
+            self._resolve(snapshot, ConflictChoice.REPLACE)
+        elif ask_to_replace(self, snapshot, found):
+            self._resolve(snapshot, ConflictChoice.REPLACE, found.etag)
+        else:
+            self.backend.notice.emit("Nothing was replaced.")
 
     def show_in_folder(self) -> None:
         selected = self.selected()

@@ -7,6 +7,11 @@ as it was, even when the form shows it rounded (a part size of 7.5 MiB shown
 as 8 stays 7.5). The dialog only saves; the window then offers to apply the
 settings of the profile in use by restarting its engine process.
 
+Under the destination it says what the profile's server does about other
+programs' objects at Ferry's keys (refuses writes over them, or not: Ferry
+then looks before and after each write), as Ferry found out at the first
+upload or a connection test, read from the data dir off the GUI thread.
+
 The sections scroll between the profile chooser and the Save/Cancel row, so the
 dialog fits a 1366×768 laptop screen (at most 740 px tall, less on a smaller
 screen) and its buttons are always in reach.
@@ -37,11 +42,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.core.app import Environment, sandbox_access
+from desktop_app.core.app import Environment, known_protection, sandbox_access
 from desktop_app.core.config import MIB, Profile
 from desktop_app.core.errors import ConfigError, FerryError
 from desktop_app.core.keys import SecretKind
 from desktop_app.core.relay import describe_nats_url
+from desktop_app.core.transfers.protection import LearntProtection
 from desktop_app.gui.destination_form import DestinationForm
 from desktop_app.gui.widgets import OutputBox, fit_placeholder, fit_to_screen
 
@@ -57,6 +63,8 @@ class _ProfileIO(QObject):
 
     # list[Profile], default profile name ("" if none), what is known of their secrets
     loaded = Signal(list, str, object)  # ..., SecretsKept
+    # {profile name: LearntProtection | None}: what each one's server was found to do
+    protections = Signal(object)
     saved = Signal(str)  # name of the saved profile
     failed = Signal(str)  # plain message
 
@@ -106,6 +114,16 @@ def secret_placeholder(profile: Profile, is_new: bool, kept: SecretsKept) -> tup
     return "none stored: type one to keep it in the keyring", (
         "Or leave it empty and set AWS_SECRET_ACCESS_KEY, or use ~/.aws/credentials."
     )
+
+
+def protection_text(learnt: LearntProtection | None) -> str:
+    """What a profile's server does about other programs' objects, in a person's words."""
+    if learnt is None:
+        return (
+            "Other programs' objects: not found out yet. Test connection finds out whether "
+            "this server refuses Ferry's writes over them (the first upload does too)."
+        )
+    return f"Other programs' objects: {learnt.describe()}."
 
 
 def _in_thread(work: Callable[[], None]) -> threading.Thread:
@@ -198,6 +216,8 @@ class SettingsDialog(QDialog):
         self.setWindowTitle("Ferry settings")
         self._io = _ProfileIO(self)
         self._io.loaded.connect(self._on_loaded)
+        self._io.protections.connect(self._on_protections)
+        self._protections: dict[str, LearntProtection | None] = {}
         self._io.saved.connect(self._on_saved)
         self._io.failed.connect(self._on_failed)
         self._threads: list[threading.Thread] = []
@@ -218,6 +238,13 @@ class SettingsDialog(QDialog):
         self.destination = DestinationForm(env, "Destination")
         self.destination.profile_for_test = self.profile_from_form
         sections.addWidget(self.destination)
+        self.protection = QLabel()
+        self.protection.setWordWrap(True)
+        self.protection.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.protection.setAccessibleName("Protection of other programs' objects")
+        sections.addWidget(self.protection)
+        # A connection test finds it out (and keeps it): said here at once.
+        self.destination.tester.finished.connect(self._reload_protection)
         # Lines to copy: all in sight, however they wrap (the last was cut).
         self.sandbox_access = OutputBox(7, whole=True)
         self.sandbox_access.setToolTip("Copy these to reach the sandbox with aws-cli or rclone")
@@ -365,6 +392,25 @@ class SettingsDialog(QDialog):
             self._io.failed.emit(exc.message)
             return
         self._io.loaded.emit(profiles, default, read_secrets_kept(self.env, profiles))
+        self._io.protections.emit({p.name: known_protection(self.env, p) for p in profiles})
+
+    def _on_protections(self, found: dict[str, LearntProtection | None]) -> None:
+        self._protections.update(found)
+        self.protection.setText(
+            protection_text(self._protections.get(self.profile_combo.currentText()))
+        )
+
+    def _reload_protection(self, _results: str) -> None:
+        try:
+            profile = self.profile_from_form()
+        except FerryError:
+            return
+        name = self.profile_combo.currentText()
+
+        def work() -> None:
+            self._io.protections.emit({name: known_protection(self.env, profile)})
+
+        self._threads.append(_in_thread(work))
 
     def _on_loaded(self, profiles: list[Profile], default: str, kept: SecretsKept) -> None:
         self.profiles = {p.name: p for p in profiles}
@@ -408,6 +454,7 @@ class SettingsDialog(QDialog):
         self.stream_edit.setText(profile.relay_stream)
         self.subject_prefix_edit.setText(profile.relay_subject_prefix)
         self.default_check.setChecked(bool(name) and name == self.default_name)
+        self.protection.setText(protection_text(self._protections.get(name)))
         self._showing_sandbox = profile.sandbox
         self._set_editable(self.profile_combo.isEnabled())
         self.sandbox_access.setVisible(profile.sandbox)

@@ -194,7 +194,12 @@ def test_storage_answers_carry_their_cause(code: str, status: int, cause: ErrorC
 @pytest.mark.parametrize("cause", list(ErrorCause))
 def test_every_cause_has_a_group(cause: ErrorCause) -> None:
     error = TransferError(ErrorKind.PERMANENT, "t", "m", cause)
-    expected = FailureCause.OTHER if cause is ErrorCause.VERIFICATION else FailureCause(cause.value)
+    # A failed verification is told in its message; another program's object at
+    # the key is a conflict a person resolves like any other.
+    expected = {
+        ErrorCause.VERIFICATION: FailureCause.OTHER,
+        ErrorCause.FOREIGN_OBJECT: FailureCause.CONFLICT,
+    }.get(cause) or FailureCause(cause.value)
     assert cause_of(error) is expected
 
 

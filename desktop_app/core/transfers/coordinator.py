@@ -9,16 +9,32 @@ any other is changed under the hold, so no worker can start it meanwhile.
 Cancel and pause return once the flagged attempts have stopped (at most
 ``patience`` seconds), so what they return is what happened. When an
 action ends the scheduler is woken (the hold registry's ``on_released``).
+
+A conflict is resolved here too (:meth:`TransferCoordinator.resolve`): a
+transfer that failed because another program's object (or another file's
+catalog row) holds its key goes on under the next free name, or replaces
+exactly the object a person saw (If-Match on its ETag: a third program's
+object written since is still never overwritten), or is set aside; in no
+case is anything at the key deleted.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+from desktop_app.core.errors import FerryError
 from desktop_app.core.events import TransferChanged, TransferSnapshot
-from desktop_app.core.journal import ErrorKind, TransferFacts, TransferRecord, TransferState
+from desktop_app.core.failures import ConflictChoice, choice_label, conflict_choices, suffixed_name
+from desktop_app.core.journal import (
+    UNCHANGED,
+    ErrorKind,
+    TransferFacts,
+    TransferRecord,
+    TransferState,
+)
 from desktop_app.core.sources import SourceProblem, check_file
 from desktop_app.core.transfers.engine import TransferEngine
 from desktop_app.core.transfers.intake import input_error
@@ -162,10 +178,90 @@ class TransferCoordinator:
             return record
         if record.failure_kind is ErrorKind.INPUT and record.sha256 is None:
             return self._reexamine(record)
+        # Back to the start, no reservation is held: an object to replace left from
+        # an earlier run's (see engine._hash_and_reserve) is not a person's choice.
+        start = record.resume_point is TransferState.QUEUED
         return self.engine.move(
             record.id,
             record.resume_point,
-            facts=TransferFacts(attempts=0, paused=False),
+            facts=TransferFacts(
+                attempts=0, paused=False, replaces_etag=None if start else UNCHANGED
+            ),
+        )
+
+    def resolve(
+        self, transfer_id: int, choice: ConflictChoice, seen_etag: str | None = None
+    ) -> TransferRecord:
+        """A person's answer to a conflict, carried out under the transfer's hold.
+
+        RENAME: the transfer goes on at the next free name ("name (2).ext": no
+        object, no live catalog row, no other transfer on its way there).
+        REPLACE: it goes on writing over the object at the key with
+        ``seen_etag`` (the one the person was shown; None: the one there now),
+        and only over that one. SKIP: it is cancelled, nothing uploaded. Its
+        earlier reservation is given back first, so it starts afresh.
+        """
+        with self.holds.for_person([transfer_id]) as turn:
+            if transfer_id in turn.running:
+                raise FerryError(
+                    f"Transfer {transfer_id} is being tried right now; choose again once it "
+                    "has ended.",
+                    title="Transfer busy",
+                )
+            [record] = self._existing([transfer_id])
+            self.engine.require_own(record)
+            offered = conflict_choices(record.error) if record.state is TransferState.FAILED else ()
+            if choice not in offered:
+                raise FerryError(self._not_offered(record, choice, offered), title="Not a choice")
+            if choice is ConflictChoice.SKIP:
+                self.engine.cancel_held(transfer_id)
+                log.info("%s: skipped; the object at %s was left as it is", record.source_path,
+                         record.key)  # fmt: skip
+                return self.journal.get(transfer_id)
+            self.engine.compensate(record)  # whatever of its reservation is left goes
+            record = self.journal.get(transfer_id)
+            if choice is ConflictChoice.RENAME:
+                facts = TransferFacts(key=self._free_key(record), replaces_etag=None)
+            else:
+                if seen_etag is None:
+                    found = self.engine.storage.head_object(record.key)
+                    seen_etag = found.etag if found is not None else None
+                facts = TransferFacts(replaces_etag=seen_etag)
+            moved = self.engine.move(
+                transfer_id,
+                record.resume_point,
+                facts=dataclasses.replace(facts, attempts=0, paused=False),
+            )
+        log.info("%s: %s, as %s", record.source_path, choice.value, moved.key)
+        return moved
+
+    @staticmethod
+    def _not_offered(
+        record: TransferRecord, choice: ConflictChoice, offered: tuple[ConflictChoice, ...]
+    ) -> str:
+        said = f"“{choice_label(choice, record.key)}” is not a choice for transfer {record.id}"
+        if not offered:
+            state = "failed" if record.state is TransferState.FAILED else record.state.value
+            return f"{said}: it is {state}, not a conflict waiting for a person. Nothing changed."
+        named = ", ".join(f"“{choice_label(c, record.key)}”" for c in offered)
+        return f"{said} (the key holds Ferry's own record of another file). Its choices: {named}."
+
+    def _free_key(self, record: TransferRecord) -> str:
+        """The first "name (N).ext" from 2 up where nothing is: no object, no live row,
+        no other transfer of this journal on its way."""
+        taken = self.journal.in_flight_keys(record.bucket)
+        for number in range(2, 1000):
+            key = suffixed_name(record.key, number)
+            if (
+                key not in taken
+                and self.engine.catalog.live(record.bucket, key) is None
+                and self.engine.storage.head_object(key) is None
+            ):
+                return key
+        raise FerryError(
+            f"No free name like {suffixed_name(record.key)!r} was found up to 999; nothing "
+            "changed. Move some of those objects away, or skip the file.",
+            title="No free name",
         )
 
     def _existing(self, transfer_ids: list[int]) -> list[TransferRecord]:

@@ -71,6 +71,7 @@ from desktop_app.core.events import (
     TransferChanged,
     TransferSnapshot,
 )
+from desktop_app.core.failures import suffixed_name
 from desktop_app.core.journal import (
     UNCHANGED,
     ErrorKind,
@@ -88,6 +89,7 @@ from desktop_app.core.transfers.holds import TransferHolds
 from desktop_app.core.transfers.intake import TransferIntake
 from desktop_app.core.transfers.limits import BandwidthLimiter, ByteBudget
 from desktop_app.core.transfers.prepass import PrePass
+from desktop_app.core.transfers.protection import EndpointGuard
 from desktop_app.core.transfers.retry import RetryPolicy
 from desktop_app.core.transfers.sender import (
     ObjectSender,
@@ -148,9 +150,7 @@ def _reservation_lost(record: TransferRecord, *, written: bool = False) -> Reser
 
 def suffixed_key(key: str, number: int) -> str:
     """'dir/name.ext' -> 'dir/name (2).ext': a new version beside the old one."""
-    head, slash, name = key.rpartition("/")
-    stem, dot, extension = name.partition(".") if not name.startswith(".") else (name, "", "")
-    return f"{head}{slash}{stem} ({number}){dot}{extension}"
+    return suffixed_name(key, number)
 
 
 class TransferEngine:
@@ -169,6 +169,7 @@ class TransferEngine:
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         jitter: Callable[[], float] = random.random,
+        guard: EndpointGuard | None = None,
     ) -> None:
         self.journal = journal
         self.storage = storage
@@ -216,6 +217,7 @@ class TransferEngine:
             meter=lambda transfer_id, total, done: ProgressMeter(
                 self.bus, self.clock, transfer_id, total, done
             ),
+            guard=guard,
         )
 
     def interrupt(self) -> None:
@@ -483,7 +485,8 @@ class TransferEngine:
         record = self.journal.get(transfer_id)
         restart = isinstance(error, StorageError) and error.kind is StorageErrorKind.NO_SUCH_UPLOAD
         if restart:
-            # The server forgot the upload (expired, or aborted by someone):
+            # The server forgot the upload (expired, or aborted by someone), or
+            # could not join its parts now (409 ConditionalRequestConflict):
             # start it afresh at once, under the same reservation.
             log.warning("%s: %s", record.key, error.message)
             self.sender.abandon(record)
@@ -494,8 +497,10 @@ class TransferEngine:
         attempts = record.attempts + 1
         retry_at = None
         message = error.message
-        if kind.retries_on_its_own:
-            delay = 0.0 if restart else self.options.retry.delay(attempts, self.jitter())
+        if restart:
+            retry_at = self.now()  # at once: nothing is wrong that waiting would mend
+        elif kind.retries_on_its_own:
+            delay = self.options.retry.delay(attempts, self.jitter())
             retry_at = self.now() + timedelta(seconds=delay)
             message += " Ferry keeps what was sent and tries again by itself."
         elif not kind.retryable:
@@ -544,6 +549,10 @@ class TransferEngine:
                 "program writing it has finished."
             )
         sha256 = hashes.sha256
+        # An object to replace named on a transfer that holds no reservation is a
+        # person's choice (a conflict resolved with Replace: the object they saw);
+        # one a reservation gave is released with it (see compensate).
+        chosen = record.replaces_etag if record.catalog_file_id is None else None
         if record.catalog_file_id is not None and record.sha256 not in (None, sha256):
             # The file changed while Ferry was not running: the old intent goes.
             self.catalog.release(
@@ -591,10 +600,11 @@ class TransferEngine:
                 catalog_file_id=reservation.record.id,
                 copy_source_key=source.key if source is not None else None,
                 copy_source_etag=source.etag if source is not None else None,
-                # Resumed: what the first reservation said stays.
+                # Resumed: what the first reservation said stays. A person's
+                # choice wins over Ferry's own old object the catalog names.
                 replaces_etag=UNCHANGED
                 if reservation.outcome is ReservationOutcome.RESUMED
-                else reservation.replaced_etag,
+                else chosen or reservation.replaced_etag,
             ),
         )
 
@@ -729,7 +739,10 @@ class TransferEngine:
                     token=record.reservation_token,
                     at_key=self._object_at_key(record),
                 )
-                self.journal.update(record.id, TransferFacts(catalog_file_id=None))
+                # What the reservation allowed to be replaced goes with it.
+                self.journal.update(
+                    record.id, TransferFacts(catalog_file_id=None, replaces_etag=None)
+                )
             except CatalogError as exc:
                 leftovers.append(f"catalog intent row {record.catalog_file_id} ({exc.message})")
         if leftovers:

@@ -68,6 +68,7 @@ from desktop_app.core.storage import (
 from desktop_app.core.transfers.etags import EtagMeaning
 from desktop_app.core.transfers.limits import BandwidthLimiter, ByteBudget
 from desktop_app.core.transfers.prepass import PrePass
+from desktop_app.core.transfers.protection import EndpointGuard, ProtectionMemory
 
 _Written = TypeVar("_Written")  # what a write request answers
 log = logging.getLogger(__name__)
@@ -264,6 +265,7 @@ class ObjectSender:
         single_put_threshold: int,
         transition: Transition,
         meter: Callable[[int, int, int], ProgressMeter],
+        guard: EndpointGuard | None = None,
     ) -> None:
         self.journal = journal
         self.storage = storage
@@ -275,6 +277,9 @@ class ObjectSender:
         self._transition = transition
         self._meter = meter  # (transfer id, total bytes, bytes done) -> meter
         self.etags = EtagMeaning()  # what this endpoint's ETags say, learned as it answers
+        # Whether the server refuses writes over an object the condition does not
+        # name; where not, each write is looked at before and after (see _write_under).
+        self.guard = guard or EndpointGuard(storage, ProtectionMemory(None))
 
     def _metadata(self, record: TransferRecord) -> dict[str, str]:
         assert record.sha256 is not None
@@ -417,16 +422,42 @@ class ObjectSender:
         SHA-256 metadata); the write again, over exactly that object, when it
         holds these very bytes without Ferry's metadata (read to prove it:
         nothing is lost); else a conflict, and nothing is written.
+
+        Where the endpoint does not honour the condition (it ignores it, or
+        refuses the headers, or that is not known yet: :mod:`.protection`),
+        the key is looked at just before the write (another's object there:
+        the same as a refusal) and just after it (not the object this
+        transfer wrote: a conflict, and the object there is never deleted).
         """
+        guarded = not self.guard.honoured()
+        if guarded:
+            found = self.storage.head_object(record.key)
+            if not condition.met_by(found):
+                return self._not_as_expected(record, condition, found, write, guarded=True)
         try:
-            return write(condition)
+            written = write(condition)
         except StorageError as exc:
             if exc.kind is not StorageErrorKind.PRECONDITION_FAILED:
                 raise
-            refused = exc
-        found = self.storage.head_object(record.key)
-        if condition.met_by(found):
-            raise refused  # the key is as expected: another condition failed (a copy's source)
+            found = self.storage.head_object(record.key)
+            if condition.met_by(found):
+                raise  # the key is as expected: another condition failed (a copy's source)
+            # Refused: the server honours the condition after all, no look needed.
+            return self._not_as_expected(record, condition, found, write, guarded=False)
+        if guarded:
+            self._look_after(record, condition)
+        return written
+
+    def _not_as_expected(
+        self,
+        record: TransferRecord,
+        condition: WriteCondition,
+        found: ObjectInfo | None,
+        write: Callable[[WriteCondition], _Written],
+        guarded: bool,
+    ) -> _Written | ObjectInfo:
+        """The key holds ``found``, not what ``condition`` says: this transfer's own
+        object, or these very bytes written over on If-Match, or a conflict."""
         if written_by(found, record):
             return found
         if (
@@ -436,11 +467,22 @@ class ObjectSender:
             and self._holds_these_bytes(record, found)
         ):
             try:
-                return write(WriteCondition(found.etag))
+                written = write(WriteCondition(found.etag))
             except StorageError as exc:
                 if exc.kind is not StorageErrorKind.PRECONDITION_FAILED:
                     raise
-        raise self._written_by_another(record, condition)
+            else:
+                if guarded:
+                    self._look_after(record, condition)
+                return written
+        raise self._written_by_another(record, condition, guarded=guarded)
+
+    def _look_after(self, record: TransferRecord, condition: WriteCondition) -> None:
+        """Just after a write the server may have let over another's object: is the
+        object at the key the one this transfer wrote? If not, a conflict (never
+        deleted: it is another program's)."""
+        if not written_by(self.storage.head_object(record.key), record):
+            raise self._written_by_another(record, condition, after=True)
 
     def _holds_these_bytes(self, record: TransferRecord, found: ObjectInfo) -> bool:
         try:
@@ -452,18 +494,36 @@ class ObjectSender:
         return (sha256, size) == (record.sha256, record.size)
 
     def _written_by_another(
-        self, record: TransferRecord, condition: WriteCondition
+        self,
+        record: TransferRecord,
+        condition: WriteCondition,
+        *,
+        after: bool = False,
+        guarded: bool = False,
     ) -> StorageError:
+        # Where the server does not refuse such writes, what protected the object is said.
+        unprotected = (
+            "this server does not refuse writes over other programs' objects, so Ferry "
+            f"looked at the key {'right after' if after else 'just before'} writing"
+        )
+        when, outcome = (
+            (f"just as Ferry wrote it ({unprotected})", "did not register its own")
+            if after
+            else (
+                f"while Ferry was uploading {record.source_path}"
+                + (f" ({unprotected})" if guarded else ""),
+                "wrote nothing over it",
+            )
+        )
         return StorageError(
-            f"Another program wrote {record.key!r} in bucket {self.storage.bucket!r} while "
-            f"Ferry was uploading {record.source_path} (Ferry expected "
-            f"{condition.describe()} there). Ferry left that object as it is and wrote "
-            "nothing over it. Upload the file under another name, or look at what is at "
-            "the key and Retry once it is moved away.",
+            f"Another program wrote {record.key!r} in bucket {self.storage.bucket!r} {when} "
+            f"(Ferry expected {condition.describe()} there). Ferry left that object as it is "
+            f"and {outcome}. Upload the file under the next free name, replace the other "
+            "program's object, or skip the file.",
             kind=StorageErrorKind.PERMANENT,
             code="KeyWrittenMeanwhile",
             title="Written by another program",
-            cause=ErrorCause.CONFLICT,
+            cause=ErrorCause.FOREIGN_OBJECT,
         )
 
     def _upload_parts(self, record: TransferRecord, control: TransferControl) -> TransferRecord:

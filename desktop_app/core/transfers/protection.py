@@ -1,0 +1,193 @@
+"""What an endpoint does with conditional writes: learnt once, remembered, refreshed.
+
+Ferry's writes carry If-None-Match / If-Match (see ``sender``), but some
+servers ignore them silently (rclone serve s3, s3rver) or refuse the headers
+(Swift: 501). Where the server does not honour them, the sender looks at the
+key itself just before the write and just after it (:class:`EndpointGuard`).
+
+Promises:
+
+- an endpoint is probed (:meth:`S3Storage.probe_write`: a tiny object under
+  the profile's prefix, written again on If-None-Match ``*``, then deleted)
+  once, at the first write that needs to know, and what it showed is kept in
+  ``write-protection.json`` in the data dir by endpoint, with when: later
+  runs and other profiles on the same server read it, and probe nothing;
+- until it is known (never probed, or the probe failed) every write is
+  guarded: a probe that failed is tried again after ``RETRY_PROBE_SECONDS``
+  (a transient failure) or not again in this run (a refusal);
+- a write's answer that contradicts it (a 501 to the condition headers of an
+  endpoint that honoured them) forgets it: the next write probes again;
+- ``ferry profile test`` and Settings' Test connection record what they find.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from desktop_app.core.config import Profile
+from desktop_app.core.errors import StorageError, StorageErrorKind
+from desktop_app.core.storage import SANDBOX_SERVER, S3Storage, WriteProtection, endpoint_id
+
+log = logging.getLogger(__name__)
+PROTECTION_FILE = "write-protection.json"
+RETRY_PROBE_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class LearntProtection:
+    protection: WriteProtection
+    learnt_at: datetime
+
+    def describe(self) -> str:
+        return f"{self.protection.description} (found {self.learnt_at.astimezone():%Y-%m-%d %H:%M})"
+
+
+def endpoint_key(profile: Profile) -> str:
+    """The endpoint a profile writes to, as the protection file names it (the storage's
+    ``endpoint_id``: one server, whatever port the sandbox has today)."""
+    return SANDBOX_SERVER if profile.sandbox else endpoint_id(profile.endpoint_url)
+
+
+class ProtectionMemory:
+    """The file of what each endpoint showed; None: kept in memory only (tests, tools)."""
+
+    def __init__(self, file: Path | None) -> None:
+        self.file = file
+        self._lock = threading.Lock()
+        self._memory: dict[str, LearntProtection] = {}
+
+    def _read(self) -> dict[str, LearntProtection]:
+        if self.file is None:
+            return dict(self._memory)
+        try:
+            raw = json.loads(self.file.read_text())
+            return {
+                endpoint: LearntProtection(
+                    WriteProtection(entry["protection"]),
+                    datetime.fromisoformat(entry["learnt_at"]),
+                )
+                for endpoint, entry in raw.get("endpoints", {}).items()
+            }
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            # A file Ferry cannot read is as if nothing had been learnt: probed again.
+            log.warning("%s cannot be read (%s); endpoints are probed again", self.file, exc)
+            return {}
+
+    def _write(self, found: dict[str, LearntProtection]) -> None:
+        if self.file is None:
+            self._memory = dict(found)
+            return
+        document = {
+            "endpoints": {
+                endpoint: {
+                    "protection": learnt.protection.value,
+                    "learnt_at": learnt.learnt_at.isoformat(),
+                }
+                for endpoint, learnt in sorted(found.items())
+            }
+        }
+        temporary = self.file.with_name(f".{self.file.name}.{os.getpid()}.tmp")
+        try:
+            temporary.write_text(json.dumps(document, indent=2))
+            os.replace(temporary, self.file)  # never half a file for another Ferry to read
+        except OSError as exc:
+            log.warning("What %s showed could not be kept in %s: %s", found, self.file, exc)
+
+    def get(self, endpoint: str) -> LearntProtection | None:
+        with self._lock:
+            return self._read().get(endpoint)
+
+    def put(self, endpoint: str, protection: WriteProtection) -> LearntProtection:
+        learnt = LearntProtection(protection, datetime.now(UTC))
+        with self._lock:
+            found = self._read()
+            found[endpoint] = learnt
+            self._write(found)
+        return learnt
+
+    def forget(self, endpoint: str) -> None:
+        with self._lock:
+            found = self._read()
+            if found.pop(endpoint, None) is not None:
+                self._write(found)
+
+
+class EndpointGuard:
+    """Whether one endpoint's writes need a look before and after; thread-safe."""
+
+    def __init__(
+        self,
+        storage: S3Storage,
+        memory: ProtectionMemory,
+        *,
+        prefix: str = "",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.storage = storage
+        self.memory = memory
+        self.prefix = prefix
+        self.endpoint = storage.endpoint_id
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._known: WriteProtection | None = None
+        self._next_probe = -float("inf")
+        storage.on_conditions_refused = self.contradicted
+
+    def honoured(self) -> bool:
+        """Does the server refuse a write over an object the condition does not name?
+        False while unknown: the writes meanwhile are guarded."""
+        return self.protection() is WriteProtection.CONDITIONS_HONOURED
+
+    def protection(self) -> WriteProtection | None:
+        """What the endpoint does, learnt once (None: not known yet; the probe failed)."""
+        with self._lock:
+            if self._known is not None:
+                return self._known
+            learnt = self.memory.get(self.endpoint)
+            if learnt is not None:
+                self._known = learnt.protection
+                return self._known
+            if self._clock() < self._next_probe:
+                return None
+            try:
+                found = self.storage.probe_write(self.prefix)
+            except StorageError as exc:
+                transient = exc.kind is StorageErrorKind.TRANSIENT
+                self._next_probe = (
+                    self._clock() + RETRY_PROBE_SECONDS if transient else float("inf")
+                )
+                log.warning(
+                    "Could not find out whether %s refuses writes over other programs' objects "
+                    "(%s); Ferry looks at each key just before and after writing it meanwhile",
+                    self.storage.endpoint_label,
+                    exc.message,
+                )
+                return None
+            self.memory.put(self.endpoint, found)
+            log.info("%s: %s", self.storage.endpoint_label, found.description)
+            self._known = found
+            return found
+
+    def contradicted(self) -> None:
+        """A write's answer says otherwise than what was learnt: probe again next time."""
+        with self._lock:
+            if self._known is None:
+                return
+            log.warning(
+                "%s no longer answers as it did when Ferry looked (%s); it is probed again",
+                self.storage.endpoint_label,
+                self._known.value,
+            )
+            self._known = None
+            self._next_probe = -float("inf")
+            self.memory.forget(self.endpoint)
