@@ -534,24 +534,21 @@ class Ferry:
 
     def _delete_registered(self, row: FileRecord) -> str | None:
         try:
-            version = row.version_id or self._unrecorded_version(row)
+            found = self.storage.head_object(row.key) if row.version_id is None else None
+            version = row.version_id or self._unrecorded_version(row, found)
             if version is not None:
                 return self._delete_version(row, version)
+            if found is not None and row.etag is not None and found.etag != row.etag:
+                # Looked at first: a server that ignores If-Match on DELETE (rclone
+                # serve s3, Ceph) would delete another program's object.
+                raise self._left_in_place(row, "412", looked=True)
             self.storage.delete_object(row.key, if_match=row.etag)
             return None
         except StorageError as exc:
             if exc.title == KEPT_BY_RULES or exc.code == "VersionMismatch":
                 raise  # says what to do already
             if exc.kind is StorageErrorKind.PRECONDITION_FAILED:
-                raise StorageError(
-                    f"The object at {row.key!r} is no longer the one Ferry uploaded: another "
-                    "program wrote that key since. It was left in place; only Ferry's record "
-                    "of the file was removed.",
-                    kind=StorageErrorKind.PERMANENT,
-                    code=exc.code,
-                    title="Written by another program",
-                    cause=ErrorCause.CONFLICT,
-                ) from None
+                raise self._left_in_place(row, exc.code) from None
             raise StorageError(
                 f"{exc.message} `ferry check` will offer to remove the object.",
                 kind=exc.kind,
@@ -560,13 +557,25 @@ class Ferry:
                 cause=exc.cause,
             ) from None
 
-    def _unrecorded_version(self, row: FileRecord) -> str | None:
+    @staticmethod
+    def _left_in_place(row: FileRecord, code: str, *, looked: bool = False) -> StorageError:
+        how = " (Ferry looked at it just before deleting)" if looked else ""
+        return StorageError(
+            f"The object at {row.key!r} is no longer the one Ferry uploaded: another "
+            f"program wrote that key since{how}. It was left in place; only Ferry's record "
+            "of the file was removed.",
+            kind=StorageErrorKind.PERMANENT,
+            code=code,
+            title="Written by another program",
+            cause=ErrorCause.CONFLICT,
+        )
+
+    def _unrecorded_version(self, row: FileRecord, found: ObjectInfo | None) -> str | None:
         """The version of a row that recorded none (uploaded before versions were
-        recorded): the key's current one, while it has the row's ETag and size (the
-        proof the delete by If-Match relied on). None where the bucket keeps no
-        versions: one HEAD more per delete there, the price of not leaving such a
-        file's bytes behind a marker where it does."""
-        found = self.storage.head_object(row.key)
+        recorded): the key's current one (``found``, HEADed by the caller), while it
+        has the row's ETag and size (the proof the delete by If-Match relied on).
+        None where the bucket keeps no versions. The same HEAD keeps a server that
+        ignores If-Match on DELETE from deleting another program's object."""
         if found is None or found.version_id is None:
             return None
         if found.etag != row.etag or found.size != row.size:

@@ -542,6 +542,16 @@ class S3Storage:
                     if code != "BucketAlreadyOwnedByYou":
                         raise
 
+    def object_lock_enabled(self) -> bool:
+        """Does the bucket lock what is written in it (Object Lock)? False where the
+        server says not, or cannot say."""
+        try:
+            with self._translate("read the Object Lock setting of the bucket"):
+                response = self.client.get_object_lock_configuration(Bucket=self.bucket)
+        except StorageError:
+            return False
+        return response.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+
     def probe_write(self, prefix: str) -> WriteProtection:
         """Write a tiny object under the prefix, write it again on the condition that
         the key is empty, then delete it: proves write access, and says how the

@@ -26,6 +26,7 @@ from desktop_app.core.app import Environment, Ferry, diagnose_profile, known_pro
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.config import Profile
 from desktop_app.core.errors import ErrorCause
+from desktop_app.core.events import TransferProgress
 from desktop_app.core.failures import ConflictChoice, conflict_choices
 from desktop_app.core.journal import TransferRecord, TransferState
 from desktop_app.core.keys import SecretKind
@@ -33,6 +34,7 @@ from desktop_app.core.storage import WriteProtection
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, S3Endpoint, WeedServer
 from tests.faults import Fault, FaultProxy, is_complete
 from tests.integration.test_cli import run_ferry
+from tests.integration.test_foreign_writers import when
 
 MIB = 1024 * 1024
 
@@ -296,3 +298,34 @@ def test_on_a_server_that_ignores_conditions_the_look_before_keeps_the_other_obj
     assert "ignores conditional writes" in checks["other tools"], checks
     learnt = known_protection(ferry_env, ferry_env.profile())
     assert learnt is not None and learnt.protection is WriteProtection.CONDITIONS_IGNORED
+
+
+def test_on_a_server_that_ignores_conditions_a_write_mid_upload_and_before_a_delete_survive(
+    ferry_env: Environment, rclone_s3: S3Endpoint, tmp_path: Path
+) -> None:
+    prefix = unique_prefix(tmp_path)
+    save_profile(ferry_env, rclone_s3, tmp_path, prefix)
+    (tmp_path / "film.mov").write_bytes(os.urandom(12 * MIB))
+    (tmp_path / "minutes.txt").write_bytes(b"Ferry's minutes")
+    theirs = b"written by another program while Ferry sent the parts"
+    with Ferry.open(ferry_env) as ferry:
+        # At the first part the server accepted, the other program writes the key:
+        # rclone would let Ferry's Complete over it; the look just before does not.
+        when(
+            ferry,
+            lambda e: isinstance(e, TransferProgress) and e.bytes_done > 0,
+            lambda: foreign_put(rclone_s3, f"{prefix}/film.mov", theirs),
+        )
+        [film] = ferry.upload([tmp_path / "film.mov"])
+        assert_conflict(film)
+        assert stored(rclone_s3, f"{prefix}/film.mov") == theirs
+
+        [minutes] = ferry.upload([tmp_path / "minutes.txt"])
+        assert minutes.state is TransferState.DONE, minutes.error
+        over = b"another program's minutes, over Ferry's"
+        foreign_put(rclone_s3, f"{prefix}/minutes.txt", over)
+        outcome = ferry.delete(f"{prefix}/minutes.txt")  # rclone ignores If-Match on DELETE
+        assert not outcome.object_deleted
+        assert outcome.error is not None and "looked at it just before deleting" in outcome.error
+        assert ferry.catalog.live(rclone_s3.bucket, f"{prefix}/minutes.txt") is None
+    assert stored(rclone_s3, f"{prefix}/minutes.txt") == over

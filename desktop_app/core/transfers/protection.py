@@ -12,6 +12,8 @@ Promises:
   once, at the first write that needs to know, and what it showed is kept in
   ``write-protection.json`` in the data dir by endpoint, with when: later
   runs and other profiles on the same server read it, and probe nothing;
+- a bucket under Object Lock is not probed (its probe object could not be
+  deleted): its writes are guarded;
 - until it is known (never probed, or the probe failed) every write is
   guarded: a probe that failed is tried again after ``RETRY_PROBE_SECONDS``
   (a transient failure) or not again in this run (a refusal);
@@ -158,6 +160,16 @@ class EndpointGuard:
                 self._known = learnt.protection
                 return self._known
             if self._clock() < self._next_probe:
+                return None
+            if self.storage.object_lock_enabled():
+                # A probe object there could not be deleted for the retention period:
+                # none is written; every write is looked at instead, in this run.
+                log.info(
+                    "%s locks what is written (Object Lock): Ferry looks at each key "
+                    "before and after writing it instead of probing",
+                    self.storage.bucket,
+                )
+                self._next_probe = float("inf")
                 return None
             try:
                 found = self.storage.probe_write(self.prefix)
