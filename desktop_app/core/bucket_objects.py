@@ -128,13 +128,14 @@ class WriteProtection(enum.Enum):
         if self is WriteProtection.LOOK_BEFORE_WRITE:
             return (
                 "the server takes no conditional writes; Ferry looks at the key just before "
-                "each write, so only a write by another program in that same instant could "
-                "be overwritten"
+                "and just after each write, so only a write by another program in that same "
+                "instant could be overwritten"
             )
         return (
-            "the server ignores conditional writes: Ferry cannot keep another program's "
-            "object at the same key from being overwritten; keep other programs off this "
-            "profile's prefix"
+            "the server ignores conditional writes: Ferry looks at the key just before and "
+            "just after each write, so another program's object there is kept, but one "
+            "written in that same instant could be overwritten; keep other programs off "
+            "this profile's prefix to be sure"
         )
 
 
