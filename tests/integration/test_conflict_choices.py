@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core.app import Environment, Ferry, diagnose_profile, known_protection
+from desktop_app.core.app import Environment, Ferry, RunMode, diagnose_profile, known_protection
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.config import Profile
 from desktop_app.core.errors import ErrorCause
@@ -34,6 +34,7 @@ from desktop_app.core.storage import WriteProtection
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, S3Endpoint, WeedServer
 from tests.faults import Fault, FaultProxy, is_complete
 from tests.integration.test_cli import run_ferry
+from tests.integration.test_crash import ferry
 from tests.integration.test_foreign_writers import when
 
 MIB = 1024 * 1024
@@ -329,3 +330,30 @@ def test_on_a_server_that_ignores_conditions_a_write_mid_upload_and_before_a_del
         assert outcome.error is not None and "looked at it just before deleting" in outcome.error
         assert ferry.catalog.live(rclone_s3.bucket, f"{prefix}/minutes.txt") is None
     assert stored(rclone_s3, f"{prefix}/minutes.txt") == over
+
+
+def test_ferry_resolve_is_handed_to_a_running_ferry(
+    ferry_env: Environment, weed: WeedServer, bucket: str, tmp_path: Path
+) -> None:
+    endpoint = S3Endpoint("weed", weed.endpoint_url, bucket, TEST_ACCESS_KEY, TEST_SECRET_KEY)
+    save_profile(ferry_env, endpoint, tmp_path, "")
+    foreign_put(endpoint, "memo.txt", b"their memo")
+    (tmp_path / "memo.txt").write_bytes(b"Ferry's memo")
+    app = Ferry.open(ferry_env, mode=RunMode.RESIDENT)
+    server = app.listen()
+    try:
+        [record] = app.wait([r.id for r in app.queue([tmp_path / "memo.txt"])])
+        assert_conflict(record)
+        assert ferry_env.paths.home is not None
+        process = ferry(ferry_env.paths.home, "resolve", str(record.id), "--rename", "--json")
+        out, err = process.communicate(timeout=120)
+        # Handed over: alone, the command could not have taken the running Ferry's journal.
+        assert process.returncode == 0, err
+        [done] = json.loads(out)["transfers"]
+        assert done["state"] == "done" and done["key"] == "memo (2).txt"
+        assert app.journal.get(record.id).state is TransferState.DONE
+    finally:
+        server.stop()
+        app.close()
+    assert stored(endpoint, "memo.txt") == b"their memo"
+    assert stored(endpoint, "memo (2).txt") == b"Ferry's memo"
