@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test upgrade bench bench-quick bench-team bench-bandwidth screenshots bundle stress
+.PHONY: run test compat install install-test upgrade bench bench-quick bench-team bench-bandwidth screenshots bundle stress
 
 # Every install comes from uv.lock (exact versions and hashes, for every
 # platform): `make run`, `make test`, CI and the bundle get what was tested.
@@ -50,6 +50,20 @@ test: install-test
 	$(BIN)/mypy desktop_app
 	tools/ensure-system-packages
 	QT_QPA_PLATFORM=offscreen $(BIN)/pytest
+
+# The compatibility table: every case of tests/compat on SeaweedFS, moto,
+# rclone serve s3, Ceph RGW, Swift + s3api and s3rver (about 20 min), written
+# to docs/COMPATIBILITY.md with the date and versions, even when a case fails.
+S3RVER_VERSION := 3.7.1
+compat: install-test
+	tools/ensure-system-packages compat
+	test -x $(VENV)/node/node_modules/.bin/s3rver || \
+		npm install --silent --no-audit --no-fund --prefix $(VENV)/node s3rver@$(S3RVER_VERSION)
+	started=$$(date +%s); \
+	FERRY_COMPAT_SERVERS=all FERRY_COMPAT_REPORT=$(VENV)/compat-report.json \
+		$(BIN)/pytest -q -p no:cacheprovider tests/compat; status=$$?; \
+	$(BIN)/python -m tests.compat.table $(VENV)/compat-report.json docs/COMPATIBILITY.md \
+		--seconds $$(( $$(date +%s) - started )) && exit $$status
 
 # The window under Xvfb: 20 rounds of folder -> upload -> clear -> quit (about 10 min).
 stress: install-test

@@ -769,3 +769,282 @@ def weed_profile(
     """Saves the usual test profile: the session's weed mini, a fresh bucket,
     an SQLite catalog in the test's directory; keyword arguments change it."""
     return _profile_saver(ferry_env, weed.endpoint_url, bucket, tmp_path)
+
+
+# -- The servers of the compatibility table (tests/compat, `make compat`) ------
+#
+# Ceph RGW and OpenStack Swift come from Debian's packages
+# (tools/ensure-system-packages), s3rver from npm (`make compat` installs it
+# into .venv/node). Each is started once per session on free loopback ports
+# under a temporary directory, stopped afterwards, and a server that cannot
+# start fails its tests with what it said (never a skip).
+
+COMPAT_BUCKET = "ferry-compat"
+
+
+def _start_logged(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM in reverse start order, SIGKILL to what has not gone within 10 s."""
+    for process in reversed(processes):
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + 10
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _run_setup(argv: list[str], what: str, log: Path | None = None) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        pytest.fail(
+            f"{what}: {argv[0]} is not installed (tools/ensure-system-packages installs it)",
+            pytrace=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{what}: {' '.join(argv[:3])} did not finish in 120 s", pytrace=False)
+    if done.returncode != 0:
+        tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+        pytest.fail(
+            f"{what}: {' '.join(argv[:4])} exited {done.returncode}: {done.stderr[-2000:]}{tail}",
+            pytrace=False,
+        )
+    return done.stdout
+
+
+def _wait_port(port: int, processes: list[subprocess.Popen[bytes]], what: str, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for process in processes:
+            if process.poll() is not None:
+                tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+                pytest.fail(
+                    f"{what} exited at start ({process.returncode}):\n{tail}", pytrace=False
+                )
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    pytest.fail(f"{what} did not listen on port {port} within 120 s (log: {log})", pytrace=False)
+
+
+def _create_compat_bucket(endpoint: S3Endpoint, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            endpoint.client().create_bucket(Bucket=endpoint.bucket)
+            return
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"{what}: creating the bucket failed: {exc}", pytrace=False)
+        except Exception as exc:  # the gateway may answer before its backend is ready
+            if time.monotonic() > deadline:
+                pytest.fail(f"{what}: creating the bucket failed: {exc}", pytrace=False)
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def ceph_rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """Ceph RGW on a one-node cluster: one monitor (no cephx, messenger v1),
+    one OSD on memstore (in memory: nothing to format), no manager, and
+    radosgw's beast frontend; about 15 s from nothing to a bucket."""
+    root = tmp_path_factory.mktemp("ceph")
+    for sub in ("run", "log", "osd.0"):
+        (root / sub).mkdir()
+    mon_port, rgw_port = _free_port(), _free_port()
+    fsid = str(uuid.uuid4())
+    conf = root / "ceph.conf"
+    conf.write_text(
+        f"""[global]
+fsid = {fsid}
+mon host = v1:127.0.0.1:{mon_port}
+public addr = 127.0.0.1
+ms bind msgr2 = false
+auth cluster required = none
+auth service required = none
+auth client required = none
+osd pool default size = 1
+osd pool default min size = 1
+osd pool default pg num = 8
+osd pool default pgp num = 8
+osd pool default pg autoscale mode = off
+mon allow pool size one = true
+mon warn on pool no redundancy = false
+osd crush chooseleaf type = 0
+osd objectstore = memstore
+memstore device bytes = 4294967296
+mon data = {root}/$name
+osd data = {root}/$name
+run dir = {root}/run
+admin socket = {root}/run/$name.asok
+log file = {root}/log/$name.log
+pid file = {root}/run/$name.pid
+keyring = {root}/keyring
+[client.rgw]
+rgw frontends = beast endpoint=127.0.0.1:{rgw_port}
+"""
+    )
+    what = "Ceph RGW"
+    log = root / "daemons.log"
+    base = ["-c", str(conf)]
+    _run_setup(["ceph-authtool", "--create-keyring", str(root / "keyring"), "--gen-key",
+                "-n", "mon.", "--cap", "mon", "allow *"], what)  # fmt: skip
+    _run_setup(["monmaptool", "--create", "--addv", "a", f"[v1:127.0.0.1:{mon_port}]",
+                "--fsid", fsid, str(root / "monmap")], what)  # fmt: skip
+    _run_setup(["ceph-mon", *base, "--mkfs", "-i", "a", "--monmap", str(root / "monmap")], what)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        processes.append(_start_logged(["ceph-mon", *base, "-f", "-i", "a"], log))
+        osd_uuid = str(uuid.uuid4())
+        osd_id = _run_setup(
+            ["ceph", *base, "--connect-timeout", "30", "osd", "new", osd_uuid], what, log
+        ).strip()
+        _run_setup(["ceph-osd", *base, "-i", osd_id, "--mkfs", "--osd-uuid", osd_uuid], what, log)
+        processes.append(_start_logged(["ceph-osd", *base, "-f", "-i", osd_id], log))
+        processes.append(_start_logged(["radosgw", *base, "-f", "-n", "client.rgw"], log))
+        _wait_port(rgw_port, processes, what, log)
+        access, secret = "ferrycephaccess", "ferry-ceph-secret-value"
+        _run_setup(["radosgw-admin", *base, "user", "create", "--uid", "ferry",
+                    "--display-name", "Ferry compat", "--access-key", access,
+                    "--secret-key", secret], what, log)  # fmt: skip
+        endpoint = S3Endpoint("ceph", f"http://127.0.0.1:{rgw_port}", COMPAT_BUCKET, access, secret)
+        _create_compat_bucket(endpoint, what)
+        yield endpoint
+    finally:
+        _stop_all(processes)
+
+
+_SWIFT_PROXY_PIPELINE = (
+    "catch_errors gatekeeper proxy-logging cache listing_formats s3api tempauth copy "
+    "slo dlo versioned_writes symlink proxy-logging proxy-server"
+)
+
+
+@pytest.fixture(scope="session")
+def swift_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """OpenStack Swift with its s3api middleware, as a one-node SAIO: rings of
+    one device, account, container and object servers and a proxy (tempauth,
+    object versioning on) under a temporary directory."""
+    root = tmp_path_factory.mktemp("swift")
+    etc, devices = root / "etc", root / "srv"
+    etc.mkdir()
+    (devices / "d1").mkdir(parents=True)
+    ports = {kind: _free_port() for kind in ("account", "container", "object", "proxy")}
+    (etc / "swift.conf").write_text(
+        "[swift-hash]\nswift_hash_path_suffix = ferry-compat\nswift_hash_path_prefix = ferry\n"
+        "[storage-policy:0]\nname = Policy-0\ndefault = yes\n"
+    )
+    what = "OpenStack Swift"
+    common = (
+        f"[DEFAULT]\nbind_ip = 127.0.0.1\nswift_dir = {etc}\ndevices = {devices}\n"
+        "mount_check = false\nworkers = 0\nlog_level = WARNING\n"
+    )
+    for kind in ("account", "container", "object"):
+        (etc / f"{kind}-server.conf").write_text(
+            f"{common}bind_port = {ports[kind]}\n[pipeline:main]\npipeline = {kind}-server\n"
+            f"[app:{kind}-server]\nuse = egg:swift#{kind}\n"
+        )
+        builder = str(etc / f"{kind}.builder")
+        _run_setup(["swift-ring-builder", builder, "create", "0", "1", "0"], what)
+        _run_setup(["swift-ring-builder", builder, "add",
+                    f"r1z1-127.0.0.1:{ports[kind]}/d1", "1"], what)  # fmt: skip
+        _run_setup(["swift-ring-builder", builder, "rebalance"], what)
+    access, secret = "ferry:compat", "ferry-swift-secret-value"
+    filters = {
+        "catch_errors": "",
+        "gatekeeper": "",
+        "proxy-logging": "use = egg:swift#proxy_logging\n",
+        "cache": "use = egg:swift#memcache\n",
+        "listing_formats": "",
+        "s3api": "location = us-east-1\n",
+        "tempauth": f"user_ferry_compat = {secret} .admin\n",
+        "copy": "",
+        "slo": "",
+        "dlo": "",
+        "versioned_writes": "allow_object_versioning = true\n",
+        "symlink": "",
+    }
+    sections = ""
+    for name, extra in filters.items():
+        use = "" if extra.startswith("use =") else f"use = egg:swift#{name}\n"
+        sections += f"[filter:{name}]\n{use}{extra}"
+    (etc / "proxy-server.conf").write_text(
+        f"[DEFAULT]\nbind_ip = 127.0.0.1\nbind_port = {ports['proxy']}\nswift_dir = {etc}\n"
+        f"workers = 0\nlog_level = WARNING\n[pipeline:main]\npipeline = {_SWIFT_PROXY_PIPELINE}\n"
+        "[app:proxy-server]\nuse = egg:swift#proxy\naccount_autocreate = true\n"
+        f"allow_account_management = true\n{sections}"
+    )
+    log = root / "servers.log"
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for kind in ("account", "container", "object", "proxy"):
+            try:
+                processes.append(
+                    _start_logged([f"swift-{kind}-server", str(etc / f"{kind}-server.conf")], log)
+                )
+            except FileNotFoundError:
+                pytest.fail(
+                    f"{what}: swift-{kind}-server is not installed "
+                    "(tools/ensure-system-packages installs it)",
+                    pytrace=False,
+                )
+        for port in ports.values():
+            _wait_port(port, processes, what, log)
+        endpoint = S3Endpoint("swift", f"http://127.0.0.1:{ports['proxy']}", COMPAT_BUCKET,
+                              access, secret)  # fmt: skip
+        _create_compat_bucket(endpoint, what)
+        yield endpoint
+    finally:
+        _stop_all(processes)
+
+
+def find_s3rver() -> Path:
+    """s3rver from npm, where `make compat` installs it (.venv/node), or FERRY_S3RVER."""
+    named = os.environ.get("FERRY_S3RVER")
+    if named:
+        return Path(named)
+    return (
+        Path(__file__).resolve().parent.parent
+        / ".venv"
+        / "node"
+        / "node_modules"
+        / ".bin"
+        / "s3rver"
+    )
+
+
+@pytest.fixture(scope="session")
+def s3rver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """s3rver (npm), a Node.js S3 stand-in that keeps objects in a directory."""
+    binary = find_s3rver()
+    if not binary.exists():
+        pytest.fail(
+            f"s3rver is not installed at {binary}: `make compat` installs it "
+            "(npm install --prefix .venv/node s3rver)",
+            pytrace=False,
+        )
+    root = tmp_path_factory.mktemp("s3rver")
+    (root / "data").mkdir()
+    port = _free_port()
+    log = root / "s3rver.log"
+    processes = [
+        _start_logged([str(binary), "--directory", str(root / "data"), "--address", "127.0.0.1",
+                       "--port", str(port), "--configure-bucket", COMPAT_BUCKET], log)
+    ]  # fmt: skip
+    try:
+        _wait_port(port, processes, "s3rver", log)
+        # s3rver takes any key pair signed with its fixed secret: S3RVER / S3RVER.
+        yield S3Endpoint("s3rver", f"http://127.0.0.1:{port}", COMPAT_BUCKET, "S3RVER", "S3RVER")
+    finally:
+        _stop_all(processes)
