@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,8 @@ from desktop_app.core.events import TransferProgress
 from desktop_app.core.failures import ConflictChoice, conflict_choices
 from desktop_app.core.journal import TransferRecord, TransferState
 from desktop_app.core.keys import SecretKind
-from desktop_app.core.storage import WriteProtection
+from desktop_app.core.storage import WriteProtection, endpoint_id
+from desktop_app.core.transfers.protection import PROTECTION_FILE, ProtectionMemory
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, S3Endpoint, WeedServer
 from tests.faults import Fault, FaultProxy, is_complete
 from tests.integration.test_cli import run_ferry
@@ -357,3 +358,42 @@ def test_ferry_resolve_is_handed_to_a_running_ferry(
         app.close()
     assert stored(endpoint, "memo.txt") == b"their memo"
     assert stored(endpoint, "memo (2).txt") == b"Ferry's memo"
+
+
+def test_a_refusal_where_conditions_were_said_ignored_has_the_endpoint_probed_again(
+    proxy_profile: Callable[..., None],
+    proxy: FaultProxy,
+    ferry_env: Environment,
+    weed: WeedServer,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    proxy_profile()
+    ferry_env.paths.ensure()
+    memory = ProtectionMemory(ferry_env.paths.data_dir / PROTECTION_FILE)
+    endpoint = endpoint_id(proxy.url)
+    memory.put(endpoint, WriteProtection.CONDITIONS_IGNORED)  # what weed mini does not do
+    weed.client().put_object(Bucket=bucket, Key="taken.txt", Body=b"theirs")
+    # Ferry's look just before misses the object (its HEAD is answered 404): only the
+    # server's refusal keeps it, and that refusal says the server honours conditions.
+    proxy.faults = [
+        Fault(
+            lambda r: r.method == "HEAD" and r.path.endswith("/taken.txt"),
+            "status",
+            status=404,
+            code="NoSuchKey",
+        )
+    ]
+    (tmp_path / "taken.txt").write_bytes(b"Ferry's")
+    (tmp_path / "free.txt").write_bytes(b"nobody's")
+    with Ferry.open(ferry_env) as ferry:
+        [taken] = ferry.upload([tmp_path / "taken.txt"])
+        assert_conflict(taken)
+        assert memory.get(endpoint) is None  # forgotten: the next write probes again
+        [free] = ferry.upload([tmp_path / "free.txt"])
+        assert free.state is TransferState.DONE, free.error
+    learnt = memory.get(endpoint)
+    assert learnt is not None and learnt.protection is WriteProtection.CONDITIONS_HONOURED
+    assert bytes(weed.client().get_object(Bucket=bucket, Key="taken.txt")["Body"].read()) == (
+        b"theirs"
+    )

@@ -63,6 +63,7 @@ from desktop_app.core.storage import (
     S3Storage,
     WriteAnswer,
     WriteCondition,
+    WriteProtection,
     multipart_etag,
 )
 from desktop_app.core.transfers.etags import EtagMeaning
@@ -442,7 +443,11 @@ class ObjectSender:
             found = self.storage.head_object(record.key)
             if condition.met_by(found):
                 raise  # the key is as expected: another condition failed (a copy's source)
-            # Refused: the server honours the condition after all, no look needed.
+            # Refused: the server honours the condition after all, no look needed;
+            # learnt otherwise, that is forgotten (a 412 of Ferry's own look, where the
+            # headers are refused, says nothing of the server).
+            if self.guard.protection() is WriteProtection.CONDITIONS_IGNORED:
+                self.guard.contradicted()
             return self._not_as_expected(record, condition, found, write, guarded=False)
         if guarded:
             self._look_after(record, condition)
