@@ -1,7 +1,9 @@
 """A fault-injecting HTTP proxy between Ferry and a real S3 server.
 
 Rules decide, per request, to pass it on, answer with an HTTP error (500,
-503, SlowDown...), reset the connection, or delay it. ``go_down`` makes the
+503, SlowDown...), reset the connection, delay it (its answer held while the
+server has its bytes), or stall it (its body no longer taken after a few
+bytes, as from a server stopped with SIGSTOP). ``go_down`` makes the
 whole endpoint vanish (open connections cut, new ones refused at the TCP
 level, as when the network drops) until ``come_up``. Requests are counted so
 tests can assert what Ferry sent. Bounded: it serves only loopback and stops
@@ -53,12 +55,15 @@ class Fault:
     match: Callable[[Request], bool]
     # "status" | "reset" | "delay" | "opaque_etag" (answer with a non-MD5 ETag) |
     # "corrupt" (one byte of the body flipped on the way, as a bad link would) |
-    # "truncate" (the answer's body cut in half, its length saying so: a page cut short)
+    # "truncate" (the answer's body cut in half, its length saying so: a page cut short) |
+    # "stall" (the body's first ``after`` bytes taken, then nothing for ``delay``
+    # seconds: the sender's writes block once the socket buffers are full)
     action: str
     times: int = 1
     status: int = 503
     code: str = "ServiceUnavailable"
     delay: float = 0.0
+    after: int = 64 * 1024
 
 
 @dataclass
@@ -97,7 +102,13 @@ class FaultProxy:
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length", 0) or 0)
-                body = self.rfile.read(length) if length else b""
+                stall = proxy._take_stall(Request(self.command, *_split(self.path), length))
+                if stall is None:
+                    body = self.rfile.read(length) if length else b""
+                else:
+                    body = self.rfile.read(min(stall.after, length))
+                    time.sleep(stall.delay)
+                    body += self.rfile.read(length - len(body))
                 if len(body) != length or proxy.down:
                     self.close_connection = True
                     return
@@ -244,7 +255,16 @@ class FaultProxy:
             if handler is not None:
                 self.in_flight[id(handler)] = request
             for fault in self.faults:
-                if fault.times > 0 and fault.match(request):
+                if fault.action != "stall" and fault.times > 0 and fault.match(request):
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def _take_stall(self, request: Request) -> Fault | None:
+        """A stall for this request, decided before its body is read (not counted as seen)."""
+        with self.lock:
+            for fault in self.faults:
+                if fault.action == "stall" and fault.times > 0 and fault.match(request):
                     fault.times -= 1
                     return fault
         return None
@@ -258,6 +278,11 @@ class FaultProxy:
         """Body bytes of every PUT (whole objects and parts) that reached the proxy."""
         with self.lock:
             return sum(r.length for r in self.seen if r.method == "PUT")
+
+
+def _split(target: str) -> tuple[str, str]:
+    path, _, query = target.partition("?")
+    return path, query
 
 
 def is_put(request: Request) -> bool:

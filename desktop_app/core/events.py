@@ -69,16 +69,23 @@ class TransferChanged:
 
 @dataclass(frozen=True)
 class TransferProgress:
-    """Bytes the server has accepted for a transfer (whole parts or files).
+    """How far a transfer's bytes have gone: the parts the server answered for,
+    and the bytes of the requests still out that the connection has taken.
 
-    Speed is not measured here: a view derives it from these running totals
-    (:mod:`desktop_app.core.throughput`), one source for rows and totals.
+    One count for a row, the batch and the totals. A request that fails takes
+    its bytes back (``bytes_done`` may fall); a resumed upload starts at the
+    parts stored before. Speed and silence are not measured here: a view
+    derives them from these events (:mod:`desktop_app.core.throughput`).
     """
 
     transfer_id: int
     bytes_done: int
     bytes_total: int
     bytes_at_start: int  # already stored when this run began (a resumed upload)
+    sending: bool = False  # a request is out: its body going, or its answer awaited
+    # While sending: seconds since the upload last moved (a byte it had not sent
+    # before went out, or the server answered for a part), as of this event.
+    quiet_seconds: float = 0.0
 
 
 EngineEvent = TransferQueued | TransferChanged | TransferProgress

@@ -22,6 +22,7 @@ import base64
 import contextlib
 import enum
 import hashlib
+import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -195,6 +196,54 @@ def _encryption(response: Mapping[str, Any]) -> str | None:
     return str(value) if value else None
 
 
+class _SendingBody:
+    """A request body that tells how much of it the connection has taken.
+
+    botocore reads a readable body in blocks as it sends it (urllib3: 16 KiB,
+    each handed to the socket before the next read), so when a read begins,
+    every byte before it has been taken by the connection, and the empty read
+    that ends the body says all of it was. ``sent`` gets that count at each
+    read; a rewind (botocore sending the request again) counts from 0 again.
+    Nothing is copied ahead: the caller keeps the bytes unchanged until the
+    request returns.
+    """
+
+    def __init__(self, data: bytes | bytearray, sent: Callable[[int], None]) -> None:
+        self._data = memoryview(data)
+        self._position = 0
+        self._sent = sent
+
+    def read(self, size: int | None = -1) -> bytes:
+        start = self._position
+        self._sent(start)
+        length = len(self._data)
+        end = length if size is None or size < 0 else min(start + size, length)
+        self._position = end
+        return self._data[start:end].tobytes()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: len(self._data)}
+        self._position = min(max(0, base[whence] + offset), len(self._data))
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+
+def _body(data: bytes | bytearray, sent: Callable[[int], None] | None) -> bytes:
+    """The bytes as botocore is to send them: counted as they go when ``sent`` is given."""
+    # botocore takes a bytearray or any readable as a blob; its stubs say bytes.
+    return cast(bytes, data if sent is None else _SendingBody(data, sent))
+
+
+def _part_without_expect(model: Any, params: dict[str, Any], **_kwargs: Any) -> None:
+    """A part goes without "Expect: 100-continue", which botocore adds to any readable
+    body: parts were always sent so (a bytearray body), without a round trip more
+    each, or a second's wait where a server or proxy does not answer it."""
+    if model.name == "UploadPart":
+        params["headers"].pop("Expect", None)
+
+
 def _listed(item: Mapping[str, Any]) -> ObjectInfo:
     return ObjectInfo(
         key=item["Key"],
@@ -235,6 +284,8 @@ class S3Storage:
         # Bucket times are judged on the server's clock, learnt from every answer.
         self.clock = ServerClock()
         client.meta.events.register("after-call.s3", self.clock.on_answer)
+        # After botocore's own handler that adds the header (same event, registered later).
+        client.meta.events.register_last("before-call.s3", _part_without_expect)
 
     @classmethod
     def connect(
@@ -607,9 +658,11 @@ class S3Storage:
         md5_b64: str,
         content_type: str = "application/octet-stream",
         condition: WriteCondition | None = None,
+        sent: Callable[[int], None] | None = None,
     ) -> WriteAnswer:
         """Store the bytes; with ``condition``, only while the key holds what it says
-        (refused with PRECONDITION_FAILED otherwise)."""
+        (refused with PRECONDITION_FAILED otherwise). ``sent`` is told, as the
+        request goes, how many of the bytes the connection has taken."""
         response = self._conditional(
             "upload",
             key,
@@ -617,7 +670,7 @@ class S3Storage:
             lambda extra: self.client.put_object(
                 Bucket=self.bucket,
                 Key=key,
-                Body=body,
+                Body=_body(body, sent),  # each request from the first byte
                 ContentMD5=md5_b64,  # the caller hashed these bytes as it read them
                 Metadata=dict(metadata),
                 ContentType=content_type,
@@ -964,18 +1017,25 @@ class S3Storage:
         return response["UploadId"]
 
     def upload_part(
-        self, key: str, upload_id: str, number: int, body: bytes | bytearray, md5_b64: str
+        self,
+        key: str,
+        upload_id: str,
+        number: int,
+        body: bytes | bytearray,
+        md5_b64: str,
+        *,
+        sent: Callable[[int], None] | None = None,
     ) -> WriteAnswer:
         """Send one part. A bytearray goes as it is, not copied: the caller keeps it
-        unchanged until this returns."""
+        unchanged until this returns. ``sent`` is told, as the part goes, how many
+        of its bytes the connection has taken."""
         with self._translate(f"upload part {number} of", key):
             response = self.client.upload_part(
                 Bucket=self.bucket,
                 Key=key,
                 UploadId=upload_id,
                 PartNumber=number,
-                # botocore's validator takes a bytearray as a blob; its stubs say bytes only.
-                Body=cast(bytes, body),
+                Body=_body(body, sent),
                 ContentMD5=md5_b64,
             )
         return WriteAnswer(unquoted_etag(response["ETag"]), _encryption(response))

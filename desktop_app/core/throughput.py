@@ -1,14 +1,20 @@
-"""Speed and time left, measured from the bytes the server accepted.
+"""Speed, time left and silence, measured from the progress events.
 
-Ferry learns that bytes are stored only when the server answers for them: a
-whole small file, or one part of a large one. So progress arrives in lumps (a
-part of 8 MiB at a time), and a speed taken from the last lump alone swings
-between zero and several times the real rate. A :class:`RateWindow` averages
-over the last ``WINDOW_SECONDS``: the bytes accepted after the oldest lump in
+A transfer's progress counts the bytes its requests' connections have taken
+(see :class:`~desktop_app.core.events.TransferProgress`). The events reach a
+view in lumps: at most one per transfer each time the view takes what
+gathered (every 0.1 s in the window), and one per burst where a bandwidth
+limit lets a part go at once. A speed taken from the last lump alone swings
+between zero and several times the real rate, so a :class:`RateWindow`
+averages over the last ``WINDOW_SECONDS``: the bytes after the oldest lump in
 the window, divided by the time from that lump to the last one (stretched
-when the next lump is later than usual). That never runs ahead of the server
-(a lump counts only once accepted), gives the true rate under a steady limit,
-and falls while nothing arrives.
+when the next lump is later than usual). That gives the true rate under a
+steady flow or a steady limit, and falls while nothing arrives.
+
+Silence is said apart from speed: while a request is out and the upload has
+not moved for ``STALL_SECONDS`` (no byte it had not sent before went out, no
+answer came), :meth:`Throughput.silent_for` says for how long, counting on
+between events from the silence the last event reported.
 
 :class:`Throughput` keeps one window per transfer and one for everything, fed
 from the same progress events, so that a row and the status bar never
@@ -19,6 +25,7 @@ use the same object.
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,14 +35,16 @@ from desktop_app.core.events import TransferProgress
 WINDOW_SECONDS = 10.0
 MIN_SPAN_SECONDS = 1.0  # no speed is shown before this much was measured
 STALE_SECONDS = 60.0  # lumps older than this say nothing about the speed now
+STALL_SECONDS = 15.0  # this long without moving while a request is out: the server is silent
+IDLE_SECONDS = 3.0  # nothing sent this long: the speed of all together says nothing now
 
 
 class RateWindow:
-    """Bytes per second over a sliding window of accepted-byte lumps."""
+    """Bytes per second over a sliding window of lumps of bytes sent."""
 
     def __init__(self, window: float = WINDOW_SECONDS) -> None:
         self.window = window
-        self._lumps: deque[tuple[float, int]] = deque()  # (time, bytes accepted then)
+        self._lumps: deque[tuple[float, int]] = deque()  # (time, bytes sent since the lump before)
 
     def add(self, now: float, amount: int) -> None:
         self._lumps.append((now, amount))
@@ -80,9 +89,11 @@ class Rate:
 
     @classmethod
     def of(cls, speed: float | None, remaining: int) -> Rate:
-        if speed is None or speed <= 0:
+        """Whole seconds left, rounded up: never "0 s" while a byte remains; none
+        when nothing remains to send (the answers are awaited, not the bytes)."""
+        if speed is None or speed <= 0 or remaining <= 0:
             return cls(speed, None)
-        return cls(speed, remaining / speed)
+        return cls(speed, float(math.ceil(remaining / speed)))
 
 
 class Throughput:
@@ -94,11 +105,17 @@ class Throughput:
         self._done: dict[int, int] = {}
         self._per_transfer: dict[int, RateWindow] = {}
         self._overall = RateWindow(window)
+        self._silent_since: dict[int, float] = {}  # on this clock, while a request is out
+        self._last_gain = -math.inf
 
     def observe(self, progress: TransferProgress) -> None:
-        """A transfer's running total of accepted bytes, as a progress event carries it."""
+        """A transfer's progress event: its running total, and whether it is silent."""
         now = self._clock()
         transfer_id = progress.transfer_id
+        if progress.sending:
+            self._silent_since[transfer_id] = now - progress.quiet_seconds
+        else:
+            self._silent_since.pop(transfer_id, None)
         previous = self._done.get(transfer_id)
         if previous is None:
             # Bytes stored in an earlier run (a resumed upload) were not sent now.
@@ -107,20 +124,41 @@ class Throughput:
         self._done[transfer_id] = progress.bytes_done
         gained = progress.bytes_done - previous
         if gained < 0:
-            # Parts discarded (the file changed, a part was refused): measure afresh.
+            # Bytes taken back (a request not answered, parts discarded): measure afresh.
             self._per_transfer[transfer_id] = RateWindow(self._window)
         elif gained:
             self._per_transfer[transfer_id].add(now, gained)
             self._overall.add(now, gained)
+            self._last_gain = now
 
     def forget(self, transfer_id: int) -> None:
         """The transfer stopped running (finished, failed, paused): no row speed."""
         self._done.pop(transfer_id, None)
         self._per_transfer.pop(transfer_id, None)
+        self._silent_since.pop(transfer_id, None)
+
+    def running(self) -> set[int]:
+        """The transfers measured now: a speed, or a request out."""
+        return set(self._per_transfer) | set(self._silent_since)
+
+    def silent_for(self, transfer_id: int) -> float | None:
+        """Seconds the server has been silent to this transfer, from ``STALL_SECONDS``
+        on (a request out, the upload not moving); None otherwise."""
+        since = self._silent_since.get(transfer_id)
+        if since is None:
+            return None
+        silent = self._clock() - since
+        return silent if silent >= STALL_SECONDS else None
 
     def of_transfer(self, transfer_id: int, remaining: int) -> Rate:
         window = self._per_transfer.get(transfer_id)
         return Rate.of(None if window is None else window.rate(self._clock()), remaining)
 
     def overall(self, remaining: int) -> Rate:
-        return Rate.of(self._overall.rate(self._clock()), remaining)
+        """All transfers together; nothing once nothing was sent for ``IDLE_SECONDS``
+        (small files sent, a large one still being read for its checksums: their
+        speed would make its time left hours)."""
+        now = self._clock()
+        if now - self._last_gain >= IDLE_SECONDS:
+            return Rate(None, None)
+        return Rate.of(self._overall.rate(now), remaining)

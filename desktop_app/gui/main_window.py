@@ -64,12 +64,15 @@ from desktop_app.gui.failed_view import FailedView, retry_helps
 from desktop_app.gui.folders_view import FoldersView
 from desktop_app.gui.models import (
     STATE_LABELS,
+    WAITING_LABEL,
     Column,
     SearchFilterModel,
     SnapshotRole,
     Totals,
     TransferTableModel,
+    no_answer,
     state_label,
+    waiting_text,
 )
 from desktop_app.gui.notifier import BatchNotifier, Notification, NotificationKind
 from desktop_app.gui.settings_dialog import SettingsDialog
@@ -105,9 +108,13 @@ class TransferTable(QTableView):
             self.setColumnWidth(column, width)
         # Wide enough for the longest state, measured once (not per row: a
         # resize-to-contents would read every row of a 10,000-row list).
-        longest = max((f"{label} (paused)" for label in STATE_LABELS.values()), key=len)
+        labels = [f"{label} (paused)" for label in STATE_LABELS.values()]
+        longest = max([*labels, WAITING_LABEL], key=len)
         padding = 4 * self.style().pixelMetric(QStyle.PixelMetric.PM_LayoutHorizontalSpacing)
         self.setColumnWidth(Column.STATE, self.fontMetrics().horizontalAdvance(longest) + padding)
+        # A silent server's "no answer for 999 s" in place of a speed, whole.
+        silent = self.fontMetrics().horizontalAdvance(no_answer(999)) + padding
+        self.setColumnWidth(Column.SPEED, max(self.columnWidth(Column.SPEED), silent))
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
 
     def selected_snapshots(self) -> list[TransferSnapshot]:
@@ -129,6 +136,7 @@ class MainWindow(QMainWindow):
         self.model = TransferTableModel()
         bridge.transfersChanged.connect(self.model.upsert)
         bridge.progressChanged.connect(self.model.set_progress)
+        backend.historyLoaded.connect(self.model.history_loaded)
         backend.opened.connect(self._on_opened)
         backend.notice.connect(self._on_notice)
         backend.heldBack.connect(self._on_held_back)
@@ -450,6 +458,7 @@ class MainWindow(QMainWindow):
         for note in self.notifier.tick(active, time.monotonic()):
             self.notify(note)
         self._show_batch(totals)
+        self.model.refresh_running()
         self._withdraw_stale_message(totals)
         parts = [f"{active} active"] if active else []
         if totals.paused:
@@ -462,6 +471,8 @@ class MainWindow(QMainWindow):
             if left is not None:
                 going += f", about {human_duration(left)} left"
             parts.append(going)
+        if totals.silent is not None:
+            parts.append(waiting_text(totals.silent))
         if failed:
             parts.append(f"{failed} failed")
         self._set_totals(" · ".join(parts) or "Idle")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import math
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from desktop_app.core.events import TransferProgress, TransferSnapshot
 from desktop_app.core.journal import TransferState
 from desktop_app.core.throughput import Rate, Throughput
 from desktop_app.gui.bridge import SnapshotBatch
+from desktop_app.gui.notifier import QUIET_SECONDS
 from desktop_app.gui.units import human_duration, human_size
 
 Index = QModelIndex | QPersistentModelIndex
@@ -64,11 +66,24 @@ STATE_LABELS = {
 }
 
 
+# Said in a row's state, and with the silence in the status bar, instead of a speed.
+WAITING_LABEL = "Waiting for the server"
+
+
 def state_label(snapshot: TransferSnapshot) -> str:
     label = STATE_LABELS[snapshot.state]
     if snapshot.paused and not snapshot.state.finished:
         return f"{label} (paused)"
     return label
+
+
+def no_answer(seconds: float) -> str:
+    return f"no answer for {int(seconds)} s"
+
+
+def waiting_text(seconds: float) -> str:
+    """'Waiting for the server (no answer for 20 s)'."""
+    return f"{WAITING_LABEL} ({no_answer(seconds)})"
 
 
 @dataclass(frozen=True)
@@ -77,7 +92,7 @@ class BatchProgress:
 
     files_settled: int  # done, already stored, failed or cancelled
     files: int
-    bytes_done: int  # accepted by the server
+    bytes_done: int  # as a row counts them: taken by the connection (see TransferProgress)
     bytes_total: int
 
     @property
@@ -97,6 +112,7 @@ class Totals:
     remaining_bytes: int  # of the active ones
     rate: Rate  # all active together, from the same measurements as the rows
     batch: BatchProgress
+    silent: float | None = None  # seconds, when every sending transfer waits for the server
 
 
 FINISHED_KEPT = 1000  # finished rows kept in the list; older ones leave it (not the journal)
@@ -123,6 +139,12 @@ class TransferTableModel(QAbstractTableModel):
     Speeds come from one :class:`Throughput` fed by the progress events, so a
     row and the status bar always agree. At most ``FINISHED_KEPT`` finished
     rows stay; older ones leave the list (the journal keeps them).
+
+    The batch is what was queued until nothing had been in progress for
+    ``QUIET_SECONDS`` (the batch the finished notification speaks of): every
+    transfer queued this session joins it when first seen, even one already
+    finished then (a small file sent between two updates of the list); of the
+    transfers loaded at start (:meth:`history_loaded`), only unfinished ones.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -131,8 +153,11 @@ class TransferTableModel(QAbstractTableModel):
         self._row_of: dict[int, int] = {}
         self._progress: dict[int, TransferProgress] = {}
         self.throughput = Throughput(clock)
+        self._clock = clock
         self._batch: dict[int, None] = {}  # ids of the current batch, in order
         self._batch_open: set[int] = set()  # those of them not settled yet
+        self._batch_busy_at = -math.inf  # when it last had one open or gained one
+        self._history_max_id: int | None = None  # None: the history is not loaded yet
         self._highest_seen = 0  # the highest transfer id the list has been shown
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
@@ -173,10 +198,14 @@ class TransferTableModel(QAbstractTableModel):
         return self.bytes_done(snapshot) / snapshot.size if snapshot.size else 0.0
 
     def rate(self, snapshot: TransferSnapshot) -> Rate:
-        if not shows_speed(snapshot):
+        if not shows_speed(snapshot) or self.silent_for(snapshot) is not None:
             return Rate(None, None)
         remaining = snapshot.size - self.bytes_done(snapshot)
         return self.throughput.of_transfer(snapshot.id, remaining)
+
+    def silent_for(self, snapshot: TransferSnapshot) -> float | None:
+        """Seconds the server has not answered this sending transfer (from 15 s on)."""
+        return self.throughput.silent_for(snapshot.id) if shows_speed(snapshot) else None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
@@ -203,6 +232,13 @@ class TransferTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             if snapshot.error is not None:
                 return f"{snapshot.error.title}: {snapshot.error.message}"
+            silent = self.silent_for(snapshot)
+            if silent is not None:
+                return (
+                    f"{waiting_text(silent)}: the server has taken no byte of this upload "
+                    "and answered none of its requests. Ferry waits for it, and tries "
+                    "again by itself if it stays silent."
+                )
             return snapshot.source_path
         if role != Qt.ItemDataRole.DisplayRole:
             return None
@@ -216,12 +252,15 @@ class TransferTableModel(QAbstractTableModel):
             return human_size(snapshot.size)
         if column is Column.PROGRESS:
             return f"{self.fraction_done(snapshot) * 100:.0f} %"
+        silent = self.silent_for(snapshot)
         if column is Column.SPEED:
+            if silent is not None:
+                return no_answer(silent)
             speed = self.rate(snapshot).bytes_per_second
             return f"{human_size(speed)}/s" if speed else ""
         if column is Column.ETA:
             return human_duration(self.rate(snapshot).seconds_left)
-        return state_label(snapshot)
+        return WAITING_LABEL if silent is not None else state_label(snapshot)
 
     def upsert(self, batch: SnapshotBatch) -> None:
         """Insert new transfers in one go and update known ones in place."""
@@ -232,7 +271,7 @@ class TransferTableModel(QAbstractTableModel):
             if self._left_the_list(snapshot, seen):
                 continue
             self._highest_seen = max(self._highest_seen, snapshot.id)
-            self._follow_batch(snapshot)
+            self._follow_batch(snapshot, first_sight=snapshot.id not in self._row_of)
             if not shows_speed(snapshot):
                 self.throughput.forget(snapshot.id)
             row = self._row_of.get(snapshot.id)
@@ -266,28 +305,50 @@ class TransferTableModel(QAbstractTableModel):
         everything seen before its batch."""
         return snapshot.state.finished and snapshot.id <= seen and snapshot.id not in self._row_of
 
-    def _follow_batch(self, snapshot: TransferSnapshot) -> None:
+    def history_loaded(self, max_id: int) -> None:
+        """Transfers up to this id were in the journal at start: not queued now."""
+        self._history_max_id = max_id
+
+    def _follow_batch(self, snapshot: TransferSnapshot, *, first_sight: bool) -> None:
         # Judged from the snapshots themselves, not the rows: in one upsert, new
         # transfers are seen here before they are rows.
+        now = self._clock()
+        if self._batch_open:
+            self._batch_busy_at = now
         if snapshot.id in self._batch:
             if snapshot.state.in_progress:
                 self._batch_open.add(snapshot.id)  # retried
             else:
                 self._batch_open.discard(snapshot.id)
             return
-        if not snapshot.state.in_progress:
+        queued_now = (
+            first_sight and self._history_max_id is not None and snapshot.id > self._history_max_id
+        )
+        if not (snapshot.state.in_progress or queued_now):
             return
-        if not self._batch_open:
+        if not self._batch_open and now - self._batch_busy_at >= QUIET_SECONDS:
             self._batch.clear()  # the last batch is over: this starts a new one
         self._batch[snapshot.id] = None
-        self._batch_open.add(snapshot.id)
+        self._batch_busy_at = now
+        if snapshot.state.in_progress:
+            self._batch_open.add(snapshot.id)
 
     def set_progress(self, progress: TransferProgress) -> None:
         self._progress[progress.transfer_id] = progress
         self.throughput.observe(progress)
         row = self._row_of.get(progress.transfer_id)
         if row is not None:
-            self.dataChanged.emit(self.index(row, Column.PROGRESS), self.index(row, Column.ETA))
+            self.dataChanged.emit(self.index(row, Column.PROGRESS), self.index(row, Column.STATE))
+
+    def refresh_running(self) -> None:
+        """Repaint the speed, time left and state of the rows being sent: they change
+        with time alone (a speed falls while nothing arrives, a silence grows), and
+        no event comes while a server is silent. Called by the window every tick."""
+        rows = sorted(
+            row for row in map(self._row_of.get, self.throughput.running()) if row is not None
+        )
+        for first, last in _runs(rows):
+            self.dataChanged.emit(self.index(first, Column.SPEED), self.index(last, Column.STATE))
 
     def remove_finished(self, ids: Collection[int] | None = None) -> list[int]:
         """Clear finished: remove done, already-stored and cancelled rows (of these
@@ -324,6 +385,7 @@ class TransferTableModel(QAbstractTableModel):
         """Counts for the status bar and the tray, in one pass over the rows."""
         active = failed = paused = finished = remaining = 0
         row_speeds: list[float | None] = []
+        silences: list[float | None] = []
         failed_state = TransferState.FAILED
         for snapshot in self._rows:
             if snapshot.state is failed_state:
@@ -336,16 +398,25 @@ class TransferTableModel(QAbstractTableModel):
                 active += 1
                 remaining += max(0, snapshot.size - self.bytes_done(snapshot))
                 if shows_speed(snapshot):
-                    row_speeds.append(self.rate(snapshot).bytes_per_second)
+                    silences.append(silence := self.silent_for(snapshot))
+                    if silence is None:
+                        row_speeds.append(self.rate(snapshot).bytes_per_second)
         rate = Rate(None, None)
-        if active and row_speeds and all(speed is not None for speed in row_speeds):
+        silent = None
+        if silences and None not in silences:
+            # Every sending transfer waits: the server is silent since the last of
+            # them moved.
+            silent = min(s for s in silences if s is not None)
+        elif active and row_speeds and all(speed is not None for speed in row_speeds):
             # Every sending row has its speed: the total is their sum, so the
             # status bar never disagrees with the rows it sums up.
             rate = Rate.of(sum(speed or 0.0 for speed in row_speeds), remaining)
         elif active:
             rate = self.throughput.overall(remaining)  # many small files: no row has a speed
         batch = self._batch_progress()
-        return Totals(len(self._rows), active, paused, failed, finished, remaining, rate, batch)
+        return Totals(
+            len(self._rows), active, paused, failed, finished, remaining, rate, batch, silent
+        )
 
     def _batch_progress(self) -> BatchProgress:
         settled = done = total = 0

@@ -10,6 +10,8 @@ from desktop_app.core.events import TransferSnapshot
 from desktop_app.core.journal import TransferState
 from desktop_app.gui.bridge import SnapshotBatch
 from desktop_app.gui.models import FINISHED_KEPT, TransferTableModel
+from desktop_app.gui.notifier import QUIET_SECONDS
+from tests.unit.test_throughput import Clock
 
 
 def snap(transfer_id: int, state: TransferState) -> TransferSnapshot:
@@ -22,7 +24,8 @@ def snap(transfer_id: int, state: TransferState) -> TransferSnapshot:
 
 
 def test_finished_rows_are_capped_and_cleared_while_unfinished_ones_stay(qtbot: QtBot) -> None:
-    model = TransferTableModel()
+    clock = Clock()
+    model = TransferTableModel(clock)
     model.upsert(SnapshotBatch(tuple(snap(i, TransferState.QUEUED) for i in range(1, 11))))
     finished = tuple(snap(i, TransferState.DONE) for i in range(11, 11 + FINISHED_KEPT + 200))
     model.upsert(SnapshotBatch(finished))
@@ -38,6 +41,7 @@ def test_finished_rows_are_capped_and_cleared_while_unfinished_ones_stay(qtbot: 
     assert len(cleared) == FINISHED_KEPT + 5 and model.rowCount() == 5
     assert model.totals().finished == 0
     model.upsert(SnapshotBatch(tuple(snap(i, TransferState.DONE) for i in range(6, 11))))
+    clock.now += QUIET_SECONDS  # nothing in progress this long: the batch is over
     model.upsert(SnapshotBatch((snap(5000, TransferState.QUEUED),)))
     batch = model.totals().batch
     assert (batch.files_settled, batch.files) == (0, 1), "a new batch after the last settled"

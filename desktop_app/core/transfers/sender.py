@@ -30,6 +30,7 @@ import base64
 import concurrent.futures
 import dataclasses
 import hashlib
+import itertools
 import logging
 import math
 import os
@@ -76,6 +77,8 @@ log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 MAX_PARTS = 10_000
 MAX_PART_SIZE = 5 * 1024 * MIB
+PUBLISH_SECONDS = 0.1  # a transfer's progress is published at most this often...
+PUBLISH_BYTES = MIB  # ...unless this much more was sent
 # The title of a failed verification (wording only: the attempt history
 # recognises one by its cause, ErrorCause.VERIFICATION).
 VERIFICATION_FAILED = "Verification failed"
@@ -148,7 +151,17 @@ class TransferControl:
 
 
 class ProgressMeter:
-    """Bytes accepted for one transfer, published at most every 0.1 s."""
+    """How far one transfer's bytes have gone, published every 0.1 s or MiB at most.
+
+    Counted as botocore reads each request's body (``sent``, see
+    :meth:`S3Storage.upload_part`), so a row moves with the bytes the
+    connection takes, not by whole parts; the bytes of a request the server
+    did not answer are taken back, and a body sent again (botocore's retry)
+    counts once. Each event also says whether a request is out and how long
+    the upload has not moved: no byte it had not sent before went out, and no
+    answer came. Waiting for bandwidth is not being out: a request is out from
+    the first read of its body until it ends.
+    """
 
     def __init__(
         self,
@@ -162,20 +175,109 @@ class ProgressMeter:
         self.clock = clock
         self.transfer_id = transfer_id
         self.total = total
-        self.done = done
+        self.done = done  # stored: what the server has answered for
         self.at_start = done
+        self._out: dict[int, SentBytes] = {}  # requests whose body is being read or sent
+        self._requests = itertools.count()
+        self.moved_at = clock()  # a byte not sent before went out, or an answer came
         self._lock = threading.Lock()
-        self._last_publish = 0.0
+        self.last_publish = -math.inf
 
-    def add(self, amount: int, *, force: bool = False) -> None:
+    def request(self, size: int) -> SentBytes:
+        """One request of ``size`` bytes: its ``sent`` goes to the storage call, and
+        its ``end()`` always follows; the bytes count once ``keep()`` says the
+        server answered for them, otherwise they are taken back."""
+        return SentBytes(self, next(self._requests), size)
+
+    def _out_now(self, request: SentBytes) -> None:
+        """Its body's first read, or a MiB or 0.1 s since the last event."""
+        with self._lock:
+            if not self._out:
+                self.moved_at = request.last_read  # silence is counted from here
+            self._out[request.number] = request
+            event = self._event(request.last_read)
+        self.bus.publish(event)
+
+    def _ended(self, request: SentBytes) -> None:
+        with self._lock:
+            was_out = self._out.pop(request.number, None) is not None
+            if request.kept:
+                self.done += request.size
+                self.moved_at = self.clock()  # the server answered
+        if was_out or request.kept:
+            self.publish()
+
+    def add(self, amount: int) -> None:
+        """Bytes stored without being sent (a copy on the server)."""
         with self._lock:
             self.done += amount
-            now = self.clock()
-            if not force and now - self._last_publish < 0.1:
-                return
-            self._last_publish = now
-            event = TransferProgress(self.transfer_id, self.done, self.total, self.at_start)
+        self.publish()
+
+    def publish(self) -> None:
+        with self._lock:
+            event = self._event(self.clock())
         self.bus.publish(event)
+
+    def _event(self, now: float) -> TransferProgress:
+        self.last_publish = now
+        counted = self.done
+        for request in self._out.values():
+            counted += request.position
+            request.published = request.position
+        quiet = max(0.0, now - self.moved_at) if self._out else 0.0
+        return TransferProgress(
+            self.transfer_id, counted, self.total, self.at_start, bool(self._out), quiet
+        )
+
+
+class SentBytes:
+    """One request's share of a :class:`ProgressMeter`.
+
+    ``sent`` runs at every read of the body (16 KiB): it only notes the
+    position, and goes to the meter's lock for the first read, then every MiB
+    or 0.1 s.
+    """
+
+    def __init__(self, meter: ProgressMeter, number: int, size: int) -> None:
+        self._meter = meter
+        self.number = number
+        self.size = size
+        self.kept = False
+        self.position = 0  # of the body, taken by the connection
+        self.published = 0  # the position the meter's last event counted
+        self.last_read = meter.clock()
+        self._furthest = 0
+        self._out = False
+        self._ended = False
+
+    def sent(self, position: int) -> None:
+        """The connection has taken the body's first ``position`` bytes."""
+        meter = self._meter
+        now = self.last_read = meter.clock()
+        self.position = position
+        if position > self._furthest:  # sent again after a rewind: not moving
+            self._furthest = position
+            meter.moved_at = now
+        if (
+            not self._out
+            or now - meter.last_publish >= PUBLISH_SECONDS
+            # Socket buffers fill in a blink: a server that then stops taking
+            # bytes would otherwise leave that blink's bytes unsaid.
+            or abs(position - self.published) >= PUBLISH_BYTES
+        ):
+            self._out = True
+            meter._out_now(self)
+
+    def keep(self) -> None:
+        """The server answered the request: its bytes count (what it stored is
+        judged by the caller; a failure there is the attempt's, not the count's)."""
+        self.kept = True
+
+    def end(self) -> None:
+        """The request is over; again is nothing."""
+        if not self._ended:
+            self._ended = True
+            self._meter._ended(self)
 
 
 def written_by(found: ObjectInfo | None, record: TransferRecord) -> TypeGuard[ObjectInfo]:
@@ -334,7 +436,7 @@ class ObjectSender:
                 record.id, TransferFacts(copy_source_key=None, copy_source_etag=None)
             )
             return None
-        self._meter(record.id, record.size, 0).add(record.size, force=True)
+        self._meter(record.id, record.size, 0).add(record.size)
         facts = TransferFacts(etag=written.etag, version_id=written.version_id)
         return self._transition(record.id, TransferState.VERIFYING, facts=facts)
 
@@ -363,6 +465,7 @@ class ObjectSender:
         says; if not, the object there is taken for Ferry's only when proven
         so, else nothing is written and the transfer fails as a conflict.
         """
+        request = self._meter(record.id, record.size, 0).request(record.size)
         held = self.budget.acquire(max(record.size, 1))
         try:
             check_source(record)
@@ -390,11 +493,14 @@ class ObjectSender:
                     content_type=record.content_type,
                     md5_b64=base64.b64encode(md5.digest()).decode("ascii"),
                     condition=on,
+                    sent=request.sent,
                 ),
             )
+            request.keep()
             if isinstance(answer, ObjectInfo):  # this transfer's own earlier PUT, its answer lost
                 return WriteAnswer(answer.etag, answer.encryption, answer.version_id)
         finally:
+            request.end()
             self.budget.release(held)
         self.etags.learn(answer.encryption, answer.etag, expected)
         if self.etags.contradicts(answer.etag, expected, answer.encryption):
@@ -403,7 +509,6 @@ class ObjectSender:
                 kind=StorageErrorKind.BAD_DIGEST,
                 code="ETagMismatch",
             )
-        self._meter(record.id, record.size, 0).add(record.size, force=True)
         if answer.etag == expected:
             return answer
         # A crash before the caller records anything puts the same bytes again.
@@ -554,7 +659,7 @@ class ObjectSender:
         parts = self.journal.parts(record.id)
         progress = self._meter(record.id, record.size, sum(p.size for p in parts if p.done))
         self._send_parts(record, parts, md5s, control, progress)
-        progress.add(0, force=True)
+        progress.publish()  # every part stored already (a resume) publishes nothing else
         return self._transition(record.id, TransferState.COMPLETING)
 
     def _planned_md5s(self, record: TransferRecord) -> tuple[bytes, ...]:
@@ -638,6 +743,7 @@ class ObjectSender:
     ) -> None:
         assert record.upload_id is not None
         md5_hex = md5.hex()
+        request = progress.request(part.size)
         try:
             if stop.is_set():
                 return
@@ -652,7 +758,9 @@ class ObjectSender:
                     part.number,
                     body,
                     md5_b64=base64.b64encode(md5).decode("ascii"),
+                    sent=request.sent,
                 )
+                request.keep()
             except StorageError as exc:
                 if exc.kind is StorageErrorKind.BAD_DIGEST:
                     self._check_part_unchanged(record, part, body, md5)
@@ -671,10 +779,10 @@ class ObjectSender:
             stop.set()
             raise
         finally:
+            request.end()
             self.budget.give_back(body)
         # Confirmed only now that the server has answered for it.
         self.journal.confirm_part(record.id, part.number, md5_hex, etag)
-        progress.add(part.size)
 
     @staticmethod
     def _check_part_unchanged(
