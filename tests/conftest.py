@@ -907,9 +907,16 @@ rgw frontends = beast endpoint=127.0.0.1:{rgw_port}
     try:
         processes.append(_start_logged(["ceph-mon", *base, "-f", "-i", "a"], log))
         osd_uuid = str(uuid.uuid4())
-        osd_id = _run_setup(
-            ["ceph", *base, "--connect-timeout", "30", "osd", "new", osd_uuid], what, log
-        ).strip()
+        # A monitor just started may still refuse commands (EPERM) for a moment;
+        # `osd new` with the same uuid is idempotent, so ask again.
+        osd_command = ["ceph", *base, "--connect-timeout", "30", "osd", "new", osd_uuid]
+        deadline = time.monotonic() + 60
+        while True:
+            asked = subprocess.run(osd_command, capture_output=True, text=True, timeout=60)
+            if asked.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        osd_id = _run_setup(osd_command, what, log).strip()
         _run_setup(["ceph-osd", *base, "-i", osd_id, "--mkfs", "--osd-uuid", osd_uuid], what, log)
         processes.append(_start_logged(["ceph-osd", *base, "-f", "-i", osd_id], log))
         processes.append(_start_logged(["radosgw", *base, "-f", "-n", "client.rgw"], log))
