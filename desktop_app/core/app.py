@@ -346,7 +346,15 @@ class Ferry:
             scheduler_options=scheduler_options,
         )
 
-    def close(self) -> None:
+    def close(self, patience: float | None = None) -> bool:
+        """Stop watching and uploading, close the journal and the catalog.
+
+        ``patience``: the seconds running uploads get to stop at their next
+        check (without it, as long as they take). An upload still on the wire
+        then is left to the end of the process, the journal and the catalog
+        with it, and False is returned: end the process now. Nothing is lost:
+        its parts not yet confirmed are sent again at the next start.
+        """
         if self._sandbox_keeper is not None:
             self._sandbox_keeper.stop()  # first: nothing may start the server again now
         with self._folders_lock:
@@ -355,12 +363,14 @@ class Ferry:
                 self._folder_watcher = None
         for watch in self._system_watches:
             watch.stop()
-        self.scheduler.stop()
-        self.engine.close()
-        self.journal.close()
-        self.catalog.close()
+        stopped = self.scheduler.stop(patience)
+        if stopped:
+            self.engine.close()
+            self.journal.close()
+            self.catalog.close()
         if self._sandbox is not None:
             self._sandbox.stop()
+        return stopped
 
     def __enter__(self) -> Ferry:
         return self

@@ -27,7 +27,10 @@ any process of the user may reach, speaks JSON only (:mod:`desktop_app.core.cont
 
 Promises: every call is answered (its result, or its error's title and message);
 :class:`Stop` interrupts transfers (they resume at the next start), stops the
-watcher, runner and sandbox, sends :class:`HostStopped` and ends the process.
+watcher, runner and sandbox, sends :class:`HostStopped` and ends the process,
+within ``QUIT_PATIENCE`` seconds plus the sandbox server's own stop: a call or
+an upload still under way then (a part on the wire) is cut off with the
+process, as a crash would cut it, which the journal makes safe.
 If the pipe closes or the parent process changes (the window died, however),
 the host stops the same way and exits hard after ``ORPHAN_PATIENCE`` seconds
 whatever is still running: an engine never outlives its window for long.
@@ -40,7 +43,9 @@ import logging
 import os
 import queue
 import signal
+import sys
 import threading
+import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
@@ -58,6 +63,9 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL = 0.05  # seconds between engine updates sent to the window
 FOLDER_STATUS_INTERVAL = 1.0
 ORPHAN_PATIENCE = 3.0  # seconds an engine whose window died may take to stop
+# Seconds calls and uploads under way get to end at their next check when the
+# window quits (a person waits for the window to go; measured in DECISIONS.md).
+QUIT_PATIENCE = 0.2
 FINISHED_KEPT = 1000  # finished transfers a window shows; the journal keeps them all
 
 
@@ -259,26 +267,28 @@ class EngineHost:
                     break
                 self._lanes[command.call.lane].put(command)
         finally:
-            self._stop_lanes(opener, lanes)
-            self._shut_down()
+            deadline = time.monotonic() + QUIT_PATIENCE
+            self._stop_lanes(opener, lanes, deadline)
+            self._shut_down(deadline)
             self._stopping.set()
             flusher.join(timeout=5)
             self._flush()
             self.send(HostStopped())
 
-    def _stop_lanes(self, opener: threading.Thread, lanes: list[threading.Thread]) -> None:
-        """Drop calls not begun (nobody waits for them), stop a running check, let the
-        calls under way end."""
+    def _stop_lanes(
+        self, opener: threading.Thread, lanes: list[threading.Thread], deadline: float
+    ) -> None:
+        """Drop calls not begun (nobody waits for them), stop a running check, give
+        the calls under way until ``deadline`` to end."""
         for jobs in self._lanes.values():
             with contextlib.suppress(queue.Empty):
                 while True:
                     jobs.get_nowait()
             jobs.put(None)
-        opener.join(timeout=120)
         if self.ferry is not None:
             self.ferry.cancel_check()  # a running check must not delay quitting
-        for lane in lanes:
-            lane.join(timeout=120)
+        for thread in (opener, *lanes):
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _open(self) -> Ferry:
         if self.create_sandbox:
@@ -354,11 +364,12 @@ class EngineHost:
             log.exception("A call from the window failed: %s", job.call.method)
             return CallFailed(job.call_id, "Unexpected error", f"{type(exc).__name__}: {exc}")
 
-    def _shut_down(self) -> None:
+    def _shut_down(self, deadline: float) -> None:
         if self._control is not None:
             self._control.stop()
         if self.ferry is not None:
-            self.ferry.close()
+            if not self.ferry.close(patience=max(0.0, deadline - time.monotonic())):
+                log.info("Uploads still under way were cut off by quitting; they resume next time")
             self.ferry = None
         if self._sandbox is not None:
             self._sandbox.stop()
@@ -398,3 +409,10 @@ def host_main(
     with contextlib.suppress(OSError):  # the window reports log trouble; uploads go on
         configure_logging(env.paths.log_file, stderr_level=None)
     EngineHost(commands, messages, env, profile_name, sandbox).run()
+    # Ends here, not in the interpreter's teardown: that joins every pool thread
+    # (an upload cut off above would hold it) and took 0.4-0.5 s even when all
+    # had ended. Everything that must be closed was closed by run().
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

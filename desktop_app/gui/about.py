@@ -50,6 +50,7 @@ class AboutDialog(QDialog):
             form.addRow(label, widget)
         layout.addLayout(form)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.button(QDialogButtonBox.StandardButton.Close).setToolTip("Close About Ferry")
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
         if backend.ready and backend.profile is not None:

@@ -58,6 +58,7 @@ from desktop_app.core.storage import ObjectInfo
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.file_deletion import Deletion, ask_to_delete, deletable_keys
 from desktop_app.gui.units import human_size
+from desktop_app.gui.widgets import accessible
 
 Index = QModelIndex | QPersistentModelIndex
 DAY = 24 * 3600
@@ -163,6 +164,7 @@ def _table(model: QAbstractTableModel) -> QTableView:
     table.setAlternatingRowColors(True)
     table.verticalHeader().setVisible(False)
     table.setWordWrap(False)
+    table.setTabKeyNavigation(False)  # Tab leaves the table; arrows move in it
     header = table.horizontalHeader()
     header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
     header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
@@ -205,6 +207,11 @@ class ConsistencyView(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)
         self.progress.setVisible(False)
+        self.check_button.setToolTip("Compare the bucket with the catalog now (F5)")
+        self.cancel_button.setToolTip("Stop the running check")
+        self.repair_button.setToolTip("Show what would repair the selected findings, then ask")
+        self.export_button.setToolTip("Save the findings of the last check to a file")
+        accessible(self.progress, "Check progress", "Objects and records compared so far")
         for widget in (
             self.check_button,
             self.no_grace_button,
@@ -236,6 +243,11 @@ class ConsistencyView(QWidget):
         splitter.addWidget(top)
         splitter.addWidget(self._browse_panel())
         layout.addWidget(splitter, 1)
+        accessible(
+            self.findings_table,
+            "Findings",
+            "Where bucket and catalog disagree, after the last check; select to see evidence",
+        )
 
         # Checked daily in the window, or at the profile's check_interval.
         self.schedule = QTimer(self)
@@ -265,6 +277,12 @@ class ConsistencyView(QWidget):
         self.search_button.clicked.connect(self.search)
         self.inspect_button = QPushButton("Show &object")
         self.inspect_button.clicked.connect(self.inspect_selected)
+        accessible(self.search_edit, "Search the catalog", "Part of a file name; Enter searches")
+        accessible(self.prefix_edit, "Key prefix", "Only keys that begin with this")
+        accessible(self.owner_edit, "Owner", "Only files of this owner")
+        accessible(self.status_combo, "Status", "Only files of this status")
+        self.search_button.setToolTip("List the catalog's files that match")
+        self.inspect_button.setToolTip("Show the bucket's object of the selected file")
         for edit in (self.search_edit, self.prefix_edit, self.owner_edit):
             bar.addWidget(edit, 1)
         for widget in (self.status_combo, self.search_button, self.inspect_button):
@@ -288,6 +306,11 @@ class ConsistencyView(QWidget):
         self.files_table.addAction(self.delete_files_action)  # the Delete key, in the table
         self.files_table.selectionModel().selectionChanged.connect(self._files_selected)
         self.files_model.modelReset.connect(self._files_selected)
+        accessible(
+            self.files_table,
+            "Files in the catalog",
+            "Key, size, owner, status and dates; the Delete key deletes the selected files",
+        )
         layout.addWidget(self.files_table, 1)
         self.object_label = QLabel("")
         self.object_label.setWordWrap(True)

@@ -22,7 +22,7 @@ from desktop_app.core.app import CheckResult, Environment, diagnose_profile
 from desktop_app.core.config import Profile
 from desktop_app.core.errors import FerryError
 from desktop_app.core.keys import SecretKind, SecretStore
-from desktop_app.gui.widgets import OutputBox, fit_placeholder
+from desktop_app.gui.widgets import OutputBox, accessible, fit_placeholder
 
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
@@ -172,6 +172,19 @@ class DestinationForm(QGroupBox):
         self.proxy_edit.setPlaceholderText("empty: HTTPS_PROXY from the environment, if any")
         self.catalog_edit = QLineEdit()
         self.catalog_edit.setPlaceholderText("empty: a catalog file on this computer")
+        for widget, description in (
+            (self.name_edit, "The name this destination is saved under, e.g. work"),
+            (self.endpoint_edit, "The S3 server's address; empty for AWS S3"),
+            (self.region_edit, "The bucket's region, e.g. eu-central-1"),
+            (self.bucket_edit, "The bucket files are uploaded to"),
+            (self.prefix_edit, "Put before every key, e.g. scans/; may be empty"),
+            (self.access_key_edit, "The S3 access key ID; empty with an AWS sign-in profile"),
+            (self.secret_edit, "The S3 secret access key, kept in the keyring"),
+            (self.aws_profile_edit, "Instead of a key: a profile of the AWS configuration"),
+            (self.proxy_edit, "An HTTP(S) proxy; empty: HTTPS_PROXY from the environment"),
+            (self.catalog_edit, "A database URL for the catalog; empty: a file here"),
+        ):
+            widget.setAccessibleDescription(description)
         for label, widget in (
             ("Profile &name", self.name_edit),
             ("&Endpoint", self.endpoint_edit),
@@ -190,6 +203,8 @@ class DestinationForm(QGroupBox):
         self.test_button.clicked.connect(self.test_connection)
         # One line per check, each as long as its reason: wrapped, scrolled, never cut.
         self.test_result = OutputBox(result_lines, "What “Test connection” finds shows here.")
+        self.test_button.setToolTip("Check credentials, bucket, write access and catalog")
+        accessible(self.test_result, "Test results", "What Test connection found, a line a check")
         form.addRow(self.test_button, self.test_result)
         self.tester = ConnectionTester(self)
         self.tester.finished.connect(self._show_test_result)
@@ -198,6 +213,7 @@ class DestinationForm(QGroupBox):
         """What the empty Secret key field stands for (Settings: what is stored)."""
         self.secret_edit.setPlaceholderText(placeholder)
         self.secret_edit.setToolTip(tooltip)
+        self.secret_edit.setAccessibleDescription(f"The S3 secret access key: {placeholder}")
         fit_placeholder(self.secret_edit)
 
     def show_profile(self, profile: Profile) -> None:

@@ -63,7 +63,7 @@ from desktop_app.core.storage import ObjectInfo
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.bridge import SnapshotBatch
 from desktop_app.gui.units import exact_size
-from desktop_app.gui.widgets import show_in_folder
+from desktop_app.gui.widgets import accessible, show_in_folder
 
 Index = QModelIndex | QPersistentModelIndex
 ERROR_MIN_WIDTH = 320  # an error's title and the start of its message
@@ -279,6 +279,7 @@ class FailedView(QWidget):
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
         self.table.setWordWrap(False)
+        self.table.setTabKeyNavigation(False)  # Tab leaves the table; arrows move in it
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setAlternatingRowColors(True)
@@ -306,6 +307,29 @@ class FailedView(QWidget):
         self.retry_all_button.clicked.connect(self.retry_all)
         self.show_button.clicked.connect(self.show_in_folder)
         self.remove_button.clicked.connect(self.remove_selected)
+        accessible(
+            self.groups,
+            "Failure groups",
+            "Failures by cause, with what to do about each; the one chosen filters the list",
+        )
+        accessible(
+            self.table,
+            "Failed transfers",
+            "Name, key, error, tries, next try and last try of each failed transfer",
+        )
+        accessible(
+            self.details,
+            "Details of the selected failure",
+            "The whole error of the selected file and every attempt made",
+        )
+        for button, tip in (
+            (self.retry_button, "Try the selected failures again, where retrying can help"),
+            (self.retry_group_button, "Try every failure of the chosen group again"),
+            (self.retry_all_button, "Try every failure again, where retrying can help"),
+            (self.show_button, "Open the folder of the selected file"),
+            (self.remove_button, "Cancel the selected failed transfers: not tried again"),
+        ):
+            button.setToolTip(tip)
         buttons = QHBoxLayout()
         for button in (
             self.retry_button,
@@ -329,6 +353,12 @@ class FailedView(QWidget):
         self.replace_button.setAccessibleName("Replace the other program's object")
         self.skip_button = QPushButton("S&kip")
         self.skip_button.setAccessibleName("Skip the file")
+        self.rename_button.setAccessibleDescription(
+            "The file goes up under the name the button shows; the object stays"
+        )
+        self.replace_button.setAccessibleDescription(
+            "The other program's object is replaced by this file, after a question"
+        )
         self.skip_button.setToolTip("Nothing is uploaded; the object in the bucket stays as it is.")
         self.rename_button.clicked.connect(lambda: self._resolve_selected(ConflictChoice.RENAME))
         self.replace_button.clicked.connect(self.replace_selected)

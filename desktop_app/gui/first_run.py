@@ -54,6 +54,10 @@ class FirstRunDialog(QDialog):
         layout.addWidget(intro)
         self.sandbox_radio = QRadioButton("Try it out: a &local sandbox on this computer")
         self.bucket_radio = QRadioButton("Use a &bucket (AWS S3, MinIO, SeaweedFS, …)")
+        self.sandbox_radio.setToolTip(
+            "A real S3 server on this computer, for trying Ferry; nothing leaves it"
+        )
+        self.bucket_radio.setToolTip("Your organisation's bucket, filled in below")
         self.sandbox_radio.setChecked(True)
         layout.addWidget(self.sandbox_radio)
         layout.addWidget(self.bucket_radio)
@@ -68,6 +72,12 @@ class FirstRunDialog(QDialog):
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
         buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Start &Ferry")
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setToolTip(
+            "Save the choice and open Ferry's window"
+        )
+        buttons.button(QDialogButtonBox.StandardButton.Cancel).setToolTip(
+            "Close without setting anything up"
+        )
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)

@@ -25,6 +25,7 @@ from desktop_app.core.journal import TransferState
 from desktop_app.core.watcher import FolderStatus, WatchedFolder
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.models import TransferTableModel
+from desktop_app.gui.widgets import accessible
 
 NOT_UPLOADED = 4  # the column of files from the folder not uploaded yet
 
@@ -86,6 +87,7 @@ class FoldersView(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.setWordWrap(False)
+        self.table.setTabKeyNavigation(False)  # Tab leaves the table; arrows move in it
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.horizontalHeader().setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
@@ -102,6 +104,16 @@ class FoldersView(QWidget):
         self.remove_button.clicked.connect(self.remove_selected)
         self.pause_button = QPushButton("&Pause")
         self.pause_button.clicked.connect(self.toggle_pause)
+        accessible(
+            self.table,
+            "Watched folders",
+            "Each folder: key prefix, state, last activity, files not yet uploaded, problem",
+        )
+        self.add_button.setToolTip("Choose a folder whose new files are uploaded")
+        self.remove_button.setToolTip(
+            "Stop watching the selected folder (nothing in the bucket is deleted)"
+        )
+        self.pause_button.setToolTip("Pause or resume watching the selected folder")
         for button in (self.add_button, self.remove_button, self.pause_button):
             buttons.addWidget(button)
         buttons.addStretch(1)

@@ -18,6 +18,7 @@ from PySide6.QtCore import (
     Qt,
     QTimer,
     QUrl,
+    Signal,
     Slot,
 )
 from PySide6.QtGui import (
@@ -31,6 +32,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QDialog,
     QFileDialog,
     QHBoxLayout,
@@ -79,10 +81,16 @@ from desktop_app.gui.settings_dialog import SettingsDialog
 from desktop_app.gui.sign_in import SignInDialog
 from desktop_app.gui.status_bar import ElidedLabel, StatusBar
 from desktop_app.gui.units import exact_size, human_duration, human_size
-from desktop_app.gui.widgets import ProgressDelegate, show_in_folder
+from desktop_app.gui.widgets import ProgressDelegate, accessible, show_in_folder
 from desktop_app.resources import TrayState, tray_icon_svg
 
 HELD_LABEL_MAX_WIDTH = 360  # "Uploads paused: …" leaves the messages their room
+EXPLAIN_TRAY_KEY = "close/explain-tray"  # window.ini: False once "Don't show this again"
+
+
+def system_tray_available() -> bool:
+    """Whether the desktop shows tray icons now (a panel may come or go)."""
+    return QSystemTrayIcon.isSystemTrayAvailable()
 
 
 def _local_paths(urls: list[QUrl]) -> list[Path]:
@@ -96,6 +104,7 @@ class TransferTable(QTableView):
         self.setSortingEnabled(True)
         self.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # queue order until a header is clicked
         self.setWordWrap(False)
+        self.setTabKeyNavigation(False)  # Tab leaves the table; arrows move in it
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setAlternatingRowColors(True)
@@ -123,12 +132,20 @@ class TransferTable(QTableView):
 
 
 class MainWindow(QMainWindow):
+    # Quitting ended: the window and the tray icon are gone, the engine stopped.
+    # The application ends here (a window hidden in the tray never "closes" in
+    # Qt's sense, so quitting on the last window closed would leave it running).
+    quitted = Signal()
+
     def __init__(self, backend: Backend, bridge: EngineBridge, settings: QSettings) -> None:
         super().__init__()
         self.backend = backend
         self.bridge = bridge
         self.settings = settings
-        self.really_quit = False
+        self.really_quit = False  # closing now quits (no tray, no question)
+        self._tray_explained = False  # this session, closing to the tray was said
+        self.quit_question: QMessageBox | None = None
+        self.tray_notice: QMessageBox | None = None
         self.setWindowTitle("Ferry")
         self.setAcceptDrops(True)
         self.resize(1000, 600)
@@ -188,6 +205,7 @@ class MainWindow(QMainWindow):
         self.totals_timer.timeout.connect(self._update_totals)
         self.totals_timer.start()
         self.tray = self._build_tray()
+        self._describe_for_assistive_technology()
         self._restore_layout()
 
     # -- building -------------------------------------------------------------
@@ -292,7 +310,12 @@ class MainWindow(QMainWindow):
         )
         self.settings_action = action("&Settings…", "Ctrl+,", self.open_settings)
         self.sign_in_action = action("Sign &in to AWS…", "Ctrl+Shift+I", self.sign_in)
+        self.close_action = action("&Close window", QKeySequence.StandardKey.Close, self.close)
+        self.close_action.setToolTip(
+            "Close this window; Ferry goes on in the tray while uploads or watched folders run"
+        )
         self.quit_action = action("&Quit", "Ctrl+Q", self.quit)
+        self.quit_action.setToolTip("Quit Ferry: uploads stop and resume at the next start")
         self.pause_all_action = action(
             "&Pause all", "Ctrl+P", lambda: self.pause(None), pixmap.SP_MediaPause
         )
@@ -312,7 +335,7 @@ class MainWindow(QMainWindow):
         for index in range(self.tabs.count()):
             view = QAction(self.tabs.tabText(index), self)  # the tab's own words
             view.setShortcut(QKeySequence(f"Alt+{index + 1}"))
-            view.triggered.connect(lambda _checked=False, i=index: self.tabs.setCurrentIndex(i))
+            view.triggered.connect(lambda _checked=False, i=index: self.show_view(i))
             self.addAction(view)
             views.append(view)
 
@@ -328,6 +351,7 @@ class MainWindow(QMainWindow):
                     self.settings_action,
                     self.sign_in_action,
                     None,
+                    self.close_action,
                     self.quit_action,
                 ],
             ),
@@ -368,12 +392,64 @@ class MainWindow(QMainWindow):
                 toolbar.addAction(item)
         self.addToolBar(toolbar)
 
+    def show_view(self, index: int) -> None:
+        """Alt+1..4: the view, the keyboard focus on its first control that takes it
+        (the control that had it was hidden with its page: keys went nowhere)."""
+        self.tabs.setCurrentIndex(index)
+        page = self.tabs.currentWidget()
+        widget = page.nextInFocusChain()
+        while widget is not None and widget is not page:  # the chain is a ring
+            if (
+                page.isAncestorOf(widget)
+                and widget.isVisible()
+                and widget.isEnabled()
+                and widget.focusPolicy() & Qt.FocusPolicy.TabFocus
+            ):
+                widget.setFocus(Qt.FocusReason.ShortcutFocusReason)
+                return
+            widget = widget.nextInFocusChain()
+
+    def _describe_for_assistive_technology(self) -> None:
+        """Names and descriptions for screen readers where a control shows no words of
+        its own; progress and state are text: the table's cells, the status bar's labels
+        and the batch bar's value."""
+        accessible(self.tabs, "Views", "Transfers, Failed, Bucket & catalog, Watched folders")
+        accessible(
+            self.filter_edit,
+            "Filter transfers",
+            "Shows only the transfers whose name or key holds this text (Ctrl+F)",
+        )
+        self.newest_button.setAccessibleName("Show the new transfers")
+        accessible(
+            self.transfer_table,
+            "Transfers",
+            "Name, key, size, progress, speed, time left and state of each file; "
+            "the context menu (Menu key) acts on the selected rows",
+        )
+        accessible(
+            self.batch_bar,
+            "Batch progress",
+            "Files settled and bytes stored since the list was last idle",
+        )
+        self.totals_label.setAccessibleDescription("Uploads running, paused and failed, in words")
+        self.held_label.setAccessibleDescription("Why uploads wait for the system")
+        # A progress bar's value reaches a screen reader as a number (per mille
+        # here); its words ("3/4 files · 1.1 GB of 1.3 GB") go in its description,
+        # after each tick has set them.
+        self.totals_timer.timeout.connect(self._say_batch)
+
+    def _say_batch(self) -> None:
+        words = self.batch_bar.text() if self.batch_bar.isVisible() else ""
+        description = words or "Files settled and bytes stored since the list was last idle"
+        if self.batch_bar.accessibleDescription() != description:
+            self.batch_bar.setAccessibleDescription(description)
+
     def _build_tray(self) -> QSystemTrayIcon | None:
-        if not QSystemTrayIcon.isSystemTrayAvailable():
+        if not system_tray_available():
             return None
         tray = QSystemTrayIcon(self.tray_icons[TrayState.IDLE], self)
         menu = QMenu(self)
-        menu.addAction("Show Ferry", self.bring_to_front)
+        menu.addAction("&Show Ferry", self.bring_to_front)
         menu.addAction(self.pause_all_action)
         menu.addAction(self.resume_all_action)
         menu.addSeparator()
@@ -417,6 +493,8 @@ class MainWindow(QMainWindow):
 
     @Slot(str, str)
     def _on_failed(self, title: str, message: str) -> None:
+        if self.really_quit:
+            return  # quitting: no one is there to read it
         if not self.backend.ready or self.backend.profile is None:
             self.status.set_lasting(f"Not connected: {title}")
         if title != SignInRequiredError.title:
@@ -726,32 +804,119 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentIndex(0)
         self.filter_edit.setFocus()
 
+    # -- closing and quitting -------------------------------------------------------
+    #
+    # As the desktop clients staff know: closing the window leaves Ferry in the
+    # tray while uploads or watched folders run (said once per session, until
+    # "Don't show this again"); Quit asks only while uploads run, with buttons
+    # that say what they do; without a tray, closing quits as Quit does.
+
     def quit(self) -> None:
+        """A person's Quit (Ctrl+Q, the menus, the tray): asks first while uploads run."""
+        if self._quit_confirmed():
+            self.quit_now()
+
+    def quit_now(self) -> None:
+        """Quit without asking (the system's TERM or Ctrl-C, which waits for no one)."""
         self.really_quit = True
         self.close()
 
-    def closeEvent(self, event: QCloseEvent) -> None:
+    def _quit_confirmed(self) -> bool:
         active = self.model.totals().active
-        if active and not self.really_quit and self.tray is not None:
-            answer = QMessageBox.question(
-                self,
-                "Uploads are running",
-                f"{active} upload(s) are still running. Keep uploading in the tray, or stop "
-                "now (they resume the next time Ferry starts)?",
-                QMessageBox.StandardButton.Yes
-                | QMessageBox.StandardButton.No
-                | QMessageBox.StandardButton.Cancel,
+        if not active:
+            return True
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Quit Ferry?",
+            f"{active} upload(s) are running.",
+            parent=self,
+        )
+        box.setInformativeText(
+            "Quitting stops them now; each resumes where it stopped the next time Ferry "
+            "starts, without sending again what the server already has."
+        )
+        quit_button = box.addButton("&Quit and resume later", QMessageBox.ButtonRole.AcceptRole)
+        keep = box.addButton("&Keep uploading", QMessageBox.ButtonRole.RejectRole)
+        quit_button.setAccessibleDescription("Ferry quits; the uploads go on at its next start")
+        keep.setAccessibleDescription("Ferry stays open and the uploads go on")
+        box.setDefaultButton(quit_button)  # Ctrl+Q, Enter: what was asked
+        box.setEscapeButton(keep)  # Escape: nothing changes
+        self.quit_question = box  # reachable by tests while it runs
+        box.exec()
+        self.quit_question = None
+        return box.clickedButton() is quit_button
+
+    def _runs_in_background(self) -> str:
+        """What goes on without the window, in words ("" when nothing does)."""
+        active = self.model.totals().active
+        folders = len(self.backend.folder_statuses())
+        running = []
+        if active:
+            running.append(f"{active} upload(s) go on")
+        if folders:
+            running.append(f"{folders} watched folder(s) are still watched")
+        return " and ".join(running)
+
+    def _tray_in_use(self) -> bool:
+        return self.tray is not None and system_tray_available()
+
+    def _go_to_tray(self, running: str) -> None:
+        """Hide in the tray; the first time in a session, say so (unless told not to)."""
+        assert self.tray is not None
+        if not self._tray_explained and self.settings.value(EXPLAIN_TRAY_KEY, True, type=bool):
+            box = QMessageBox(
+                QMessageBox.Icon.Information,
+                "Ferry keeps running in the tray",
+                f"Ferry keeps running in the tray: {running}.",
+                parent=self,
             )
-            if answer == QMessageBox.StandardButton.Cancel:
+            box.setInformativeText(
+                "Click its icon by the clock to open this window again. To stop Ferry, "
+                "choose Quit (Ctrl+Q) in the File menu or in the icon's menu."
+            )
+            keep = box.addButton("&Keep running in the tray", QMessageBox.ButtonRole.AcceptRole)
+            quit_button = box.addButton("&Quit Ferry", QMessageBox.ButtonRole.DestructiveRole)
+            box.setDefaultButton(keep)
+            box.setEscapeButton(keep)
+            silence = QCheckBox("&Don't show this again")
+            silence.setAccessibleDescription(
+                "Closing the window then goes to the tray without this message"
+            )
+            box.setCheckBox(silence)
+            self.tray_notice = box  # reachable by tests while it runs
+            box.exec()
+            self.tray_notice = None
+            if silence.isChecked():
+                self.settings.setValue(EXPLAIN_TRAY_KEY, False)
+                self.settings.sync()
+            if box.clickedButton() is quit_button:
+                self.quit()
+                return
+            self._tray_explained = True
+        self.hide()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self.really_quit:
+            running = self._runs_in_background()
+            if running and self._tray_in_use():
+                event.ignore()
+                self._go_to_tray(running)
+                return
+            # Nothing to go on with, or no tray to go on in: closing is quitting.
+            if not self._quit_confirmed():
                 event.ignore()
                 return
-            if answer == QMessageBox.StandardButton.Yes:
-                self.hide()
-                event.ignore()
-                return
+        self._shut_down()
+        event.accept()
+
+    def _shut_down(self) -> None:
+        """The window and the tray icon go at once; the engine stops behind them
+        (uploads interrupted, resumed at the next start)."""
+        self.really_quit = True
         self._save_layout()
         self.totals_timer.stop()
-        self.backend.stop()
+        self.hide()
         if self.tray is not None:
             self.tray.hide()
-        event.accept()
+        self.backend.stop()
+        self.quitted.emit()

@@ -49,7 +49,7 @@ from desktop_app.core.keys import SecretKind
 from desktop_app.core.relay import describe_nats_url
 from desktop_app.core.transfers.protection import LearntProtection
 from desktop_app.gui.destination_form import DestinationForm
-from desktop_app.gui.widgets import OutputBox, fit_placeholder, fit_to_screen
+from desktop_app.gui.widgets import OutputBox, accessible, fit_placeholder, fit_to_screen
 
 HOUR = 3600
 DAY = 24 * HOUR
@@ -190,6 +190,7 @@ class _Sections(QScrollArea):
         self.setWidgetResizable(True)
         self.setFrameShape(QScrollArea.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        accessible(self, "Settings of the profile", "Every setting of the chosen profile")
 
     def sizeHint(self) -> QSize:
         content = self.content.sizeHint()
@@ -228,6 +229,9 @@ class SettingsDialog(QDialog):
         self.profile_combo.currentTextChanged.connect(self._show_profile)
         profile_label = QLabel("&Profile")
         profile_label.setBuddy(self.profile_combo)
+        accessible(
+            self.profile_combo, "Profile", "Whose settings are shown; the last item adds one"
+        )
         chooser.addWidget(profile_label)
         chooser.addWidget(self.profile_combo, 1)
         layout.addLayout(chooser)
@@ -248,6 +252,7 @@ class SettingsDialog(QDialog):
         # Lines to copy: all in sight, however they wrap (the last was cut).
         self.sandbox_access = OutputBox(7, whole=True)
         self.sandbox_access.setToolTip("Copy these to reach the sandbox with aws-cli or rclone")
+        self.sandbox_access.setAccessibleName("How to reach the sandbox")
         self.sandbox_access.hide()
         sections.addWidget(self.sandbox_access)
 
@@ -289,6 +294,11 @@ class SettingsDialog(QDialog):
         self.conflict_combo = QComboBox()
         self.conflict_combo.addItem("Upload it as a new version, “name (2).ext”", "suffix")
         self.conflict_combo.addItem("Replace the object in the bucket", "overwrite")
+        accessible(
+            self.conflict_combo,
+            "A watched file is rewritten",
+            "What a file saved again in a watched folder after its upload becomes",
+        )
         form.addRow("&Files at once", self.concurrency_spin)
         form.addRow("Part si&ze", self.part_size.spin)
         form.addRow("&Bandwidth limit", self.bandwidth.spin)
@@ -339,6 +349,8 @@ class SettingsDialog(QDialog):
         self.relay_state = QLabel()
         self.relay_state.setWordWrap(True)
         self.relay_state.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.stream_edit.setAccessibleDescription("The JetStream stream events go to")
+        self.subject_prefix_edit.setAccessibleDescription("Subjects are PREFIX.BUCKET.EVENT")
         form.addRow("&NATS server", self.nats_edit)
         form.addRow("S&tream", self.stream_edit)
         form.addRow("Subject pre&fix", self.subject_prefix_edit)
@@ -353,6 +365,7 @@ class SettingsDialog(QDialog):
         sections.addWidget(events)
 
         self.default_check = QCheckBox("Start with this profi&le")
+        self.default_check.setToolTip("Ferry opens this profile when it starts")
         sections.addWidget(self.default_check)
         sections.addStretch(1)
         self.sections = _Sections(content)
@@ -362,6 +375,12 @@ class SettingsDialog(QDialog):
         layout.addWidget(self.status)
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
+        )
+        self.buttons.button(QDialogButtonBox.StandardButton.Save).setToolTip(
+            "Save this profile's settings"
+        )
+        self.buttons.button(QDialogButtonBox.StandardButton.Cancel).setToolTip(
+            "Close without saving"
         )
         self.buttons.accepted.connect(self.save)
         self.buttons.rejected.connect(self.reject)

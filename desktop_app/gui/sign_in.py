@@ -44,6 +44,8 @@ class SignInDialog(QDialog):
         self.open_button.setEnabled(False)
         self.open_button.clicked.connect(self.open_page)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.open_button.setToolTip("Open the page to confirm the code in the browser")
+        self.buttons.button(QDialogButtonBox.StandardButton.Cancel).setToolTip("Stop signing in")
         self.buttons.rejected.connect(self.reject)
         for widget in (self.status, self.code_label, self.open_button, self.buttons):
             layout.addWidget(widget)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize, Qt, QUrl
 from PySide6.QtGui import QDesktopServices, QPainter, QResizeEvent, QTextLayout
@@ -19,8 +20,17 @@ from PySide6.QtWidgets import (
 
 from desktop_app.gui.models import ProgressRole
 
+W = TypeVar("W", bound=QWidget)
 MAX_DIALOG_HEIGHT = 740  # a 1366×768 screen, less a panel and a title bar
 TITLE_BAR = 40  # room left above a window for the window manager's frame
+
+
+def accessible(widget: W, name: str, description: str) -> W:
+    """What assistive technology says of a control: its name (for a control with no
+    words of its own, as a table or a field) and what it is for."""
+    widget.setAccessibleName(name)
+    widget.setAccessibleDescription(description)
+    return widget
 
 
 class OutputBox(QPlainTextEdit):

@@ -23,7 +23,9 @@ def window_for(qtbot: QtBot, ferry_env: Environment) -> Iterator[object]:
 
     def make() -> MainWindow:
         window = build_window(ferry_env, None)
-        qtbot.addWidget(window)
+        # pytest-qt closes it first at the end: as the test's end, not a person
+        # (who would be asked whether to stop running uploads).
+        qtbot.addWidget(window, before_close_func=lambda w: setattr(w, "really_quit", True))
         window.show()
         windows.append(window)
         qtbot.waitUntil(lambda: window.backend.profile is not None, timeout=30_000)

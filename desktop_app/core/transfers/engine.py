@@ -354,8 +354,12 @@ class TransferEngine:
         except FerryError as exc:
             if exc.halts:
                 raise  # nothing can be recorded (disk full): the scheduler halts, no undoing
+            if self._cut_short_by_quitting(transfer_id, exc):
+                return
             self._fail(transfer_id, exc, started, control)
         except Exception as exc:
+            if self._cut_short_by_quitting(transfer_id, exc):
+                return
             log.exception("Unexpected error in transfer %s", transfer_id)
             interrupted = FerryError(
                 f"Unexpected error while uploading: {type(exc).__name__}: {exc}. "
@@ -363,6 +367,15 @@ class TransferEngine:
                 title="Unexpected error",
             )
             self._fail(transfer_id, interrupted, started, control, kind=ErrorKind.INTERRUPTED)
+
+    def _cut_short_by_quitting(self, transfer_id: int, error: Exception) -> bool:
+        """An attempt that fails after :meth:`interrupt` is not a failure of the transfer:
+        quitting cut it short (its server may be stopping too). The journal keeps it as
+        it stands, and it resumes at the next start."""
+        if not self._interrupted.is_set():
+            return False
+        log.info("Transfer %s stopped by quitting: %s", transfer_id, error)
+        return True
 
     def _run_steps(
         self, record: TransferRecord, control: TransferControl, started: datetime

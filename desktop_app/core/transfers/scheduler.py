@@ -159,14 +159,33 @@ class Scheduler:
         self._wake.set()
         self._handles.tell_everyone_to_read()
 
-    def stop(self) -> None:
+    def stop(self, patience: float | None = None) -> bool:
+        """Interrupt the running transfers (they resume at the next start) and stop.
+
+        Without ``patience``, waits for every worker to end. With it, waits at
+        most that many seconds: a worker still in a step then (a part on the
+        wire, a request to a slow server) is left running, and False says so:
+        the process should end now; the journal resumes that transfer from its
+        last confirmed step.
+        """
         self._stopping.set()
         self._wake.set()
         self.engine.interrupt()
+        deadline = None if patience is None else time.monotonic() + patience
         if self._thread.is_alive():
-            self._thread.join(timeout=120)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+            self._thread.join(timeout=120 if deadline is None else patience)
+        if deadline is None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            stopped = True
+        else:
+            # Not cancelled: a transfer handed over but not begun ends at once
+            # (interrupted) and gives its hold back, so the wait below sees it.
+            self._pool.shutdown(wait=False)
+            working = self.owners.worker_controls()
+            left = max(0.0, deadline - time.monotonic())
+            stopped = self.owners.wait_released(working, left) and not self._thread.is_alive()
         self._handles.tell_everyone_to_read()
+        return stopped
 
     def hold_back(self, reason: HoldReason, holding: bool) -> bool:
         """Hold every upload back for a reason (running ones stop at their next check
