@@ -49,7 +49,13 @@ test: install-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy desktop_app
 	tools/ensure-system-packages
-	QT_QPA_PLATFORM=offscreen $(BIN)/pytest
+	QT_QPA_PLATFORM=offscreen $(BIN)/pytest --durations=20
+
+# The inner loop: lint, types and the unit tests (moto, no servers to start), about a minute.
+test-fast: install-test
+	$(BIN)/ruff check .
+	$(BIN)/mypy desktop_app
+	QT_QPA_PLATFORM=offscreen $(BIN)/pytest -q tests/unit
 
 # The compatibility table: every case of tests/compat on SeaweedFS, moto,
 # rclone serve s3, Ceph RGW, Swift + s3api and s3rver (about 20 min), written
