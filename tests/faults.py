@@ -275,9 +275,12 @@ class FaultProxy:
             self.server.server_close()
 
     def bytes_put(self) -> int:
-        """Body bytes of every PUT (whole objects and parts) that reached the proxy."""
+        """Body bytes of every PUT (whole objects and parts) that reached the proxy,
+        the write probe's own small object (once per endpoint) left out."""
         with self.lock:
-            return sum(r.length for r in self.seen if r.method == "PUT")
+            return sum(
+                r.length for r in self.seen if r.method == "PUT" and ".ferry-probe-" not in r.path
+            )
 
 
 def _split(target: str) -> tuple[str, str]:
