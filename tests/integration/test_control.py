@@ -326,7 +326,15 @@ def test_ferry_delete_beside_a_running_ferry_watch_deletes_the_row_then_the_obje
         # Handed over: alone, the command could not have taken the running Ferry's journal.
         assert code == 0, err
         assert json.loads(out) == {
-            "deleted": [{"key": "doc.txt", "deleted": True, "object_deleted": True, "error": None}]
+            "deleted": [
+                {
+                    "key": "doc.txt",
+                    "deleted": True,
+                    "object_deleted": True,
+                    "error": None,
+                    "note": None,
+                }
+            ]
         }
         sha256 = hashlib.sha256(doc.read_bytes()).hexdigest()
         assert catalog_rows(home, "w") == [("doc.txt", "deleted", sha256)]
