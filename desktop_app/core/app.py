@@ -552,7 +552,8 @@ class Ferry:
                 # Looked at first: a server that ignores If-Match on DELETE (rclone
                 # serve s3, Ceph) would delete another program's object.
                 raise self._left_in_place(row, "412", looked=True)
-            self.storage.delete_object(row.key, if_match=row.etag)
+            # Size and SHA-256 let a refusal be looked at (Swift's multipart objects).
+            self.storage.delete_object(row.key, if_match=row.etag, size=row.size, sha256=row.sha256)
             return None
         except StorageError as exc:
             if exc.title == KEPT_BY_RULES or exc.code == "VersionMismatch":
@@ -602,7 +603,9 @@ class Ferry:
         if retention > 0:
             on_top = False
             try:  # a delete marker, only over Ferry's own version
-                self.storage.delete_object(row.key, if_match=row.etag)
+                self.storage.delete_object(
+                    row.key, if_match=row.etag, size=row.size, sha256=row.sha256
+                )
             except StorageError as exc:
                 if exc.kind is not StorageErrorKind.PRECONDITION_FAILED:
                     raise

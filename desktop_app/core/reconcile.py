@@ -870,6 +870,10 @@ class ConsistencyChecker:
                 # would only hide it behind a delete marker.
                 self.storage.delete_version(key, head.version_id, etag=finding.object.etag)
                 details["version_id"] = head.version_id
+            elif head is not None:  # a refusal is looked at: Swift's multipart objects
+                self.storage.delete_object(
+                    key, if_match=finding.object.etag, size=head.size, sha256=head.sha256
+                )
             else:
                 self.storage.delete_object(key, if_match=finding.object.etag)
             if finding.kind is FindingKind.ORPHAN_OBJECT:

@@ -59,10 +59,6 @@ EXPECTED: dict[tuple[str, str], str] = {
     # object written during it, although the profile test (a PUT) reported
     # "conditions honoured": a Ferry gap, see docs/COMPATIBILITY.md.
     ("ceph", "foreign_during_multipart"): "overwritten",
-    # Swift's s3api compares a DELETE's If-Match with Swift's own ETag of a
-    # multipart (SLO) object, not the S3 ETag it answers on HEAD: Ferry's
-    # conditional delete is refused (412) and the object stays.
-    ("swift", "delete"): "parts.bin left in place",
     # Servers without object versions.
     ("rclone", "versioned_delete"): "no versioning",
     ("s3rver", "versioned_delete"): "no versioning",

@@ -718,7 +718,9 @@ class TransferEngine:
         if record.version_id is not None and found.version_id == record.version_id:
             self.storage.delete_version(record.key, record.version_id, etag=found.etag)
             return
-        self.storage.delete_object(record.key, if_match=found.etag)
+        self.storage.delete_object(
+            record.key, if_match=found.etag, size=found.size, sha256=found.sha256
+        )
 
     def compensate(self, record: TransferRecord) -> None:
         """Undo a transfer that will not finish, last step first; log what could not be."""
