@@ -292,9 +292,16 @@ def is_put(request: Request) -> bool:
     return request.method == "PUT"
 
 
+def is_probe(request: Request) -> bool:
+    """A request of the write probe (once per endpoint), on its own tiny object."""
+    return ".ferry-probe-" in request.path
+
+
 def is_part_upload(request: Request) -> bool:
-    return request.method == "PUT" and "partNumber=" in request.query
+    """A part of one of Ferry's uploads (the write probe's one part left out)."""
+    return request.method == "PUT" and "partNumber=" in request.query and not is_probe(request)
 
 
 def is_complete(request: Request) -> bool:
-    return request.method == "POST" and "uploadId=" in request.query
+    """A Complete of one of Ferry's uploads (the write probe's left out)."""
+    return request.method == "POST" and "uploadId=" in request.query and not is_probe(request)

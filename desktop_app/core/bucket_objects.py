@@ -115,8 +115,18 @@ class WriteProtection(enum.Enum):
     """How far an endpoint lets Ferry keep from writing over another program's object."""
 
     CONDITIONS_HONOURED = "conditions_honoured"
+    # Honoured on PUT, ignored (or refused) on CompleteMultipartUpload, as Ceph
+    # RGW 16.2 does: a HEAD before and after each Complete.
+    COMPLETE_UNGUARDED = "complete_unguarded"
     LOOK_BEFORE_WRITE = "look_before_write"  # condition headers refused (501): a HEAD first
     CONDITIONS_IGNORED = "conditions_ignored"
+
+    def honoured(self, *, multipart: bool = False) -> bool:
+        """Does the server itself refuse such a write (a multipart upload's Complete
+        with ``multipart``) over an object the condition does not name?"""
+        if self is WriteProtection.COMPLETE_UNGUARDED:
+            return not multipart
+        return self is WriteProtection.CONDITIONS_HONOURED
 
     @property
     def description(self) -> str:
@@ -124,6 +134,13 @@ class WriteProtection(enum.Enum):
             return (
                 "the server refuses a write over an object Ferry did not expect (conditional "
                 "writes): another program's object is never overwritten"
+            )
+        if self is WriteProtection.COMPLETE_UNGUARDED:
+            return (
+                "the server refuses a single upload over an object Ferry did not expect, but "
+                "not the completion of a multipart upload (large files): Ferry looks at the "
+                "key just before and just after completing one, so only a write by another "
+                "program in that same instant could be overwritten"
             )
         if self is WriteProtection.LOOK_BEFORE_WRITE:
             return (

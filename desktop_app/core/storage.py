@@ -608,9 +608,12 @@ class S3Storage:
     def probe_write(self, prefix: str) -> WriteProtection:
         """Write a tiny object under the prefix, write it again on the condition that
         the key is empty, then delete it: proves write access, and says how the
-        server keeps Ferry from writing over another program's object. In a
-        bucket that keeps versions each version it made is deleted by its id,
-        so the probe leaves neither bytes nor a delete marker behind."""
+        server keeps Ferry from writing over another program's object. Where the
+        PUT's condition is honoured, a one-part multipart upload of the same tiny
+        object is completed on that condition too (Ceph RGW 16.2 honours it on
+        PUT and ignores it on Complete). In a bucket that keeps versions each
+        version it made is deleted by its id, so the probe leaves neither bytes
+        nor a delete marker behind."""
         key = f"{prefix.strip('/')}/.ferry-probe-{uuid.uuid4().hex}".lstrip("/")
         body = b"ferry write probe"
         with self._translate("write a test object", key):
@@ -631,7 +634,7 @@ class S3Storage:
             protection = WriteProtection.CONDITIONS_IGNORED  # written over an existing key
         except StorageError as exc:
             if exc.kind is StorageErrorKind.PRECONDITION_FAILED:
-                protection = WriteProtection.CONDITIONS_HONOURED
+                protection = self._probe_complete(key, body, made)
             elif exc.kind is StorageErrorKind.NOT_SUPPORTED:
                 protection = WriteProtection.LOOK_BEFORE_WRITE
             else:
@@ -639,6 +642,49 @@ class S3Storage:
         finally:
             self._delete_probe(key, made)
         return protection
+
+    def _probe_complete(self, key: str, body: bytes, made: list[str | None]) -> WriteProtection:
+        """A one-part multipart upload over the probe's existing object, completed on
+        If-None-Match ``*``: refused (412), the condition holds on Complete too;
+        completed, or the header refused there (501), each Complete is looked at.
+        A version it made joins ``made``; an upload left open is aborted."""
+        with self._translate("start a test upload", key):
+            upload_id: str | None = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=key
+            )["UploadId"]
+        assert upload_id is not None
+        try:
+            with self._translate("upload a test part", key):
+                part = self.client.upload_part(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=1,
+                    Body=body,
+                    ContentMD5=md5_base64(body),
+                )
+            try:
+                with self._translate("finish a test upload", key):
+                    done = self.client.complete_multipart_upload(
+                        Bucket=self.bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+                        **_condition_headers(WriteCondition(None)),
+                    )
+            except StorageError as exc:
+                if exc.kind is StorageErrorKind.PRECONDITION_FAILED:
+                    return WriteProtection.CONDITIONS_HONOURED
+                if exc.kind is StorageErrorKind.NOT_SUPPORTED:
+                    return WriteProtection.COMPLETE_UNGUARDED
+                raise
+            upload_id = None  # completed over the existing object: the condition was ignored
+            made.append(version_of(done.get("VersionId")))
+            return WriteProtection.COMPLETE_UNGUARDED
+        finally:
+            if upload_id is not None:
+                with contextlib.suppress(StorageError):
+                    self.abort_multipart_upload(key, upload_id)
 
     def _delete_probe(self, key: str, made: list[str | None]) -> None:
         """The probe's key is its own (a random name): its versions go by id, no guard."""

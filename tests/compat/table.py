@@ -53,18 +53,21 @@ NOTES = """## Notes
 - **LocalStack** needs Docker, which the machine that runs `make compat` does
   not have; `localstack-core` from PyPI in host mode did not start either
   (docs/DECISIONS.md, "Issue #33: the compatibility table").
-- **✘ Ceph RGW, a write during Ferry's multipart upload:** RGW 16.2 refuses
+- **Ceph RGW, a write during Ferry's multipart upload:** RGW 16.2 refuses
   If-None-Match and If-Match on PutObject but ignores both on
-  CompleteMultipartUpload. `ferry profile test` probes a PUT and reports
-  "never overwritten", yet an object another program writes during a
-  multipart upload is written over (Ferry: exit 0, done). Keep other programs
-  off the profile's prefix on Ceph until this is fixed.
-- **✘ Swift, `ferry delete` of a multipart file:** s3api compares a DELETE's
+  CompleteMultipartUpload. Ferry's write probe completes a one-part multipart
+  upload over its own probe object on If-None-Match `*` too, finds it lands,
+  and Ferry then looks at the key just before and just after each Complete
+  on that server (`ferry profile test` says so): another program's object
+  written during the upload stays, the upload fails as a conflict. Only a
+  write in the instant between that look and the Complete could be lost.
+- **Swift, `ferry delete` of a multipart file:** s3api compares a DELETE's
   If-Match with Swift's own ETag of the multipart (SLO) object, not the S3
-  ETag it answers on HEAD, so it refuses Ferry's conditional delete: the
-  catalog row is marked deleted, the object stays, Ferry says another program
-  wrote the key (exit 1), and `ferry check` reports it as deleted but still
-  stored. Delete it with `ferry check --repair` or by hand.
+  ETag it answers on HEAD, so it refuses Ferry's conditional delete (412).
+  Ferry then HEADs the key: exactly the ETag, size and SHA-256 metadata it
+  recorded prove the object Ferry's, and it is deleted right after without
+  the condition (only a write by another program in that instant could be
+  lost); another object there stays.
 - **No versioning** on rclone `serve s3` (NotImplemented) and s3rver (it takes
   `PUT ?versioning` for a bucket creation): `ferry delete` removes the object
   as on any unversioned bucket.

@@ -11,18 +11,25 @@ it answer as the odd server does, and nothing of Ferry's is replaced:
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.handlers
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from desktop_app.core.app import Ferry
+from desktop_app.core.app import Environment, Ferry, diagnose_profile
+from desktop_app.core.errors import ErrorCause
 from desktop_app.core.journal import TransferState
 from desktop_app.core.reconcile import CheckOptions, FindingKind, RepairOutcome
+from desktop_app.core.storage import WriteProtection
+from desktop_app.core.transfers.protection import PROTECTION_FILE, ProtectionMemory
+from tests.conftest import open_moto_ferry
 
 MIB = 1024 * 1024
 BUCKET = "unit-bucket"
@@ -155,3 +162,121 @@ def test_the_checks_repair_deletes_a_multipart_file_left_behind_on_such_a_server
     assert result.outcome is RepairOutcome.DONE, result
     assert refused == ["parts.bin"]
     assert _stored("parts.bin") is None
+
+
+# -- Ceph RGW 16.2: a Complete that ignores its condition ------------------------
+
+
+def _ignore_conditions(params: dict[str, Any], **_: Any) -> None:
+    """Ceph RGW 16.2 on CompleteMultipartUpload: If-None-Match / If-Match are
+    not heeded (here: not sent), so the Complete lands whatever the key holds."""
+    for name in ("If-None-Match", "If-Match"):
+        params["headers"].pop(name, None)
+
+
+@pytest.fixture
+def ceph_ferry(
+    ferry_env: Environment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Ferry]:
+    """A Ferry on moto whose every client (Ferry's, its profile test's) meets a
+    Complete that ignores its condition; PUT's condition is honoured."""
+    monkeypatch.setattr(
+        botocore.handlers,
+        "BUILTIN_HANDLERS",
+        [
+            *botocore.handlers.BUILTIN_HANDLERS,
+            ("before-call.s3.CompleteMultipartUpload", _ignore_conditions),
+        ],
+    )
+    with open_moto_ferry(ferry_env, tmp_path) as app:
+        yield app
+
+
+def test_the_profile_test_finds_a_complete_that_ignores_its_condition(
+    ceph_ferry: Ferry,
+) -> None:
+    checks = {c.name: c for c in diagnose_profile(ceph_ferry.env, ceph_ferry.profile)}
+    detail = checks["other tools"].detail
+    assert "not the completion of a multipart upload" in detail, detail
+    assert "just before and just after completing one" in detail
+    assert "never overwritten" not in detail
+    client = _other_program()
+    assert client.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0  # cleaned up
+    assert not client.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
+    learnt = ProtectionMemory(ceph_ferry.env.paths.data_dir / PROTECTION_FILE).get(
+        ceph_ferry.storage.endpoint_id
+    )
+    assert learnt is not None and learnt.protection is WriteProtection.COMPLETE_UNGUARDED
+
+
+def test_on_moto_itself_the_probe_of_complete_finds_the_condition_honoured(ferry: Ferry) -> None:
+    assert ferry.storage.probe_write("probe") is WriteProtection.CONDITIONS_HONOURED
+    client = _other_program()
+    assert client.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
+    assert not client.list_multipart_uploads(Bucket=BUCKET).get("Uploads")  # aborted
+
+
+def test_another_programs_object_written_during_a_multipart_upload_survives_its_complete(
+    ceph_ferry: Ferry, tmp_path: Path
+) -> None:
+    # What an older Ferry found with a PUT alone: honoured. Not trusted any more.
+    (ceph_ferry.env.paths.data_dir / PROTECTION_FILE).write_text(
+        json.dumps(
+            {
+                "endpoints": {
+                    ceph_ferry.storage.endpoint_id: {
+                        "protection": "conditions_honoured",
+                        "learnt_at": "2026-12-01T00:00:00+00:00",
+                    }
+                }
+            }
+        )
+    )
+    written = threading.Event()
+
+    def other_program_writes(**_: Any) -> None:
+        if not written.is_set():  # after Ferry's first part
+            written.set()
+            _other_program().put_object(Bucket=BUCKET, Key="shared.bin", Body=FOREIGN)
+
+    ceph_ferry.storage.client.meta.events.register("after-call.s3.UploadPart", other_program_writes)
+    (tmp_path / "shared.bin").write_bytes(os.urandom(11 * MIB))
+    [record] = ceph_ferry.upload([tmp_path / "shared.bin"])
+    assert written.is_set()
+    assert record.state is TransferState.FAILED, record
+    assert record.error is not None and record.error.cause is ErrorCause.FOREIGN_OBJECT
+    assert "looked at the key just before" in record.error.message
+    assert _stored("shared.bin") == FOREIGN  # byte for byte
+    assert ceph_ferry.catalog.live(BUCKET, "shared.bin") is None
+    assert not _other_program().list_multipart_uploads(Bucket=BUCKET).get("Uploads")
+
+    # A small file goes in one PUT, whose condition the server honours: no look.
+    heads: list[str] = []
+    ceph_ferry.storage.client.meta.events.register(
+        "before-call.s3.HeadObject", lambda **_: heads.append("HEAD")
+    )
+    (tmp_path / "small.txt").write_bytes(b"one PUT")
+    [small] = ceph_ferry.upload([tmp_path / "small.txt"])
+    assert small.state is TransferState.DONE and heads == []
+
+
+def test_a_protection_file_of_an_older_ferry_is_read_as_nothing_learnt(tmp_path: Path) -> None:
+    file = tmp_path / PROTECTION_FILE
+    file.write_text(
+        json.dumps(
+            {
+                "endpoints": {
+                    "ceph.example:7480": {
+                        "protection": "conditions_honoured",
+                        "learnt_at": "2026-12-01T00:00:00+00:00",
+                    }
+                }
+            }
+        )
+    )
+    memory = ProtectionMemory(file)
+    assert memory.get("ceph.example:7480") is None  # probed again
+    memory.put("ceph.example:7480", WriteProtection.COMPLETE_UNGUARDED)
+    learnt = ProtectionMemory(file).get("ceph.example:7480")
+    assert learnt is not None and learnt.protection is WriteProtection.COMPLETE_UNGUARDED
+    assert json.loads(file.read_text())["format"] == 2

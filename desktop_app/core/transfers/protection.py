@@ -1,17 +1,22 @@
 """What an endpoint does with conditional writes: learnt once, remembered, refreshed.
 
 Ferry's writes carry If-None-Match / If-Match (see ``sender``), but some
-servers ignore them silently (rclone serve s3, s3rver) or refuse the headers
-(Swift: 501). Where the server does not honour them, the sender looks at the
-key itself just before the write and just after it (:class:`EndpointGuard`).
+servers ignore them silently (rclone serve s3, s3rver), refuse the headers
+(Swift: 501), or honour them on PUT and ignore them on a multipart upload's
+Complete (Ceph RGW 16.2). Where the server does not honour them on a write,
+the sender looks at the key itself just before that write and just after it
+(:class:`EndpointGuard`).
 
 Promises:
 
 - an endpoint is probed (:meth:`S3Storage.probe_write`: a tiny object under
-  the profile's prefix, written again on If-None-Match ``*``, then deleted)
-  once, at the first write that needs to know, and what it showed is kept in
-  ``write-protection.json`` in the data dir by endpoint, with when: later
-  runs and other profiles on the same server read it, and probe nothing;
+  the profile's prefix, written again on If-None-Match ``*``, where that is
+  refused completed again as a one-part multipart upload on the same
+  condition, then deleted) once, at the first write that needs to know, and
+  what it showed is kept in ``write-protection.json`` in the data dir by
+  endpoint, with when: later runs and other profiles on the same server read
+  it, and probe nothing; a file written by a Ferry whose probe asked less
+  (``FORMAT``) is read as nothing learnt, so every endpoint is probed again;
 - a bucket under Object Lock is not probed (its probe object could not be
   deleted): its writes are guarded;
 - until it is known (never probed, or the probe failed) every write is
@@ -41,6 +46,9 @@ from desktop_app.core.storage import SANDBOX_SERVER, S3Storage, WriteProtection,
 log = logging.getLogger(__name__)
 PROTECTION_FILE = "write-protection.json"
 RETRY_PROBE_SECONDS = 60.0
+# 2: the probe tries a multipart Complete too. A file without it (format 1)
+# said "honoured" of Ceph, whose Complete ignores the condition: not trusted.
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,9 @@ class ProtectionMemory:
             return dict(self._memory)
         try:
             raw = json.loads(self.file.read_text())
+            if raw.get("format") != FORMAT:
+                log.info("%s was written by an older Ferry; endpoints are probed again", self.file)
+                return {}
             return {
                 endpoint: LearntProtection(
                     WriteProtection(entry["protection"]),
@@ -90,13 +101,14 @@ class ProtectionMemory:
             self._memory = dict(found)
             return
         document = {
+            "format": FORMAT,
             "endpoints": {
                 endpoint: {
                     "protection": learnt.protection.value,
                     "learnt_at": learnt.learnt_at.isoformat(),
                 }
                 for endpoint, learnt in sorted(found.items())
-            }
+            },
         }
         temporary = self.file.with_name(f".{self.file.name}.{os.getpid()}.tmp")
         try:
@@ -145,10 +157,12 @@ class EndpointGuard:
         self._next_probe = -float("inf")
         storage.on_conditions_refused = self.contradicted
 
-    def honoured(self) -> bool:
-        """Does the server refuse a write over an object the condition does not name?
-        False while unknown: the writes meanwhile are guarded."""
-        return self.protection() is WriteProtection.CONDITIONS_HONOURED
+    def honoured(self, *, multipart: bool = False) -> bool:
+        """Does the server refuse a write (a multipart upload's Complete with
+        ``multipart``) over an object the condition does not name? False while
+        unknown: the writes meanwhile are guarded."""
+        found = self.protection()
+        return found is not None and found.honoured(multipart=multipart)
 
     def protection(self) -> WriteProtection | None:
         """What the endpoint does, learnt once (None: not known yet; the probe failed)."""

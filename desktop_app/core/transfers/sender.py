@@ -423,6 +423,7 @@ class ObjectSender:
                     content_type=record.content_type,
                     condition=on,
                 ),
+                multipart=record.size > self.storage.copy_limit,  # part copies, then Complete
             )
         except StorageError as exc:
             if exc.kind not in (StorageErrorKind.PRECONDITION_FAILED, StorageErrorKind.NOT_FOUND):
@@ -520,6 +521,8 @@ class ObjectSender:
         record: TransferRecord,
         condition: WriteCondition,
         write: Callable[[WriteCondition], _Written],
+        *,
+        multipart: bool = False,
     ) -> _Written | ObjectInfo:
         """Write the object only while the key holds what ``condition`` says.
 
@@ -530,12 +533,14 @@ class ObjectSender:
         nothing is lost); else a conflict, and nothing is written.
 
         Where the endpoint does not honour the condition (it ignores it, or
-        refuses the headers, or that is not known yet: :mod:`.protection`),
-        the key is looked at just before the write (another's object there:
-        the same as a refusal) and just after it (not the object this
-        transfer wrote: a conflict, and the object there is never deleted).
+        refuses the headers, or that is not known yet: :mod:`.protection`; on
+        a multipart upload's Complete, ``multipart``, Ceph ignores it though
+        it honours it on PUT), the key is looked at just before the write
+        (another's object there: the same as a refusal) and just after it
+        (not the object this transfer wrote: a conflict, and the object there
+        is never deleted).
         """
-        guarded = not self.guard.honoured()
+        guarded = not self.guard.honoured(multipart=multipart)
         if guarded:
             found = self.storage.head_object(record.key)
             if not condition.met_by(found):
@@ -881,6 +886,7 @@ class ObjectSender:
                 lambda on: self.storage.complete_multipart_upload(
                     record.key, upload_id, [(p.number, p.etag or "") for p in parts], condition=on
                 ),
+                multipart=True,
             )
             if isinstance(written, ObjectInfo):  # this transfer's own, from an earlier upload
                 self.storage.abort_multipart_upload(record.key, upload_id)
