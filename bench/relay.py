@@ -37,6 +37,19 @@ class WireLog:
             self.times.clear()
             self.totals.clear()
 
+    def per_step(self, step: float) -> list[int]:
+        """Bytes passed in each ``step`` seconds from the first byte."""
+        with self.lock:
+            times, totals = list(self.times), list(self.totals)
+        steps: list[int] = []
+        previous = 0
+        for at, total in zip(times, totals, strict=True):
+            index = int((at - times[0]) / step)
+            steps.extend([0] * (index + 1 - len(steps)))
+            steps[index] += total - previous
+            previous = total
+        return steps
+
     def rates(self, window: float) -> tuple[float, float, int]:
         """Average bytes/s first to last byte, the highest over any ``window`` s, bytes."""
         import bisect

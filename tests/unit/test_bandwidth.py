@@ -2,15 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import pytest
 
 from desktop_app.core.bandwidth import BandwidthSchedule, parse_rate
 from desktop_app.core.errors import ConfigError
-from desktop_app.core.transfers.limits import WAIT_SLICE, BandwidthLimiter
+from desktop_app.core.transfers.limits import (
+    CREDIT_SECONDS,
+    WAIT_SLICE,
+    BandwidthLimiter,
+    PacedRequest,
+    StoppedWhilePacing,
+)
 
 MIB = 1024 * 1024
+
+
+class FakeTime:
+    """A clock that moves only when the limiter sleeps (or, frozen, not at all: every
+    request asks at the same instant), and the sleeps it was asked for."""
+
+    def __init__(self, *, frozen: bool = False) -> None:
+        self.now = 0.0
+        self.frozen = frozen
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        if not self.frozen:
+            self.now += seconds
+
+    def limiter(
+        self, rate: int, *, small_request: int = 0, rate_now: Callable[[], int] | None = None
+    ) -> BandwidthLimiter:
+        return BandwidthLimiter(
+            rate, clock=self.clock, sleep=self.sleep, small_request=small_request, rate_now=rate_now
+        )
 
 
 def at(hour: int, minute: int = 0) -> datetime:
@@ -56,104 +88,130 @@ def test_a_bad_schedule_is_refused_with_what_is_wrong(text: str, says: str) -> N
 
 
 def test_a_waiting_part_speeds_up_as_soon_as_the_schedule_lifts_the_limit() -> None:
-    now = [0.0]
-    rate = [1000]
-
-    def sleep(seconds: float) -> None:
-        now[0] += seconds
-        if now[0] >= 1.0:
-            rate[0] = 0  # the schedule says "off" from the first second on
-
-    limiter = BandwidthLimiter(1000, clock=lambda: now[0], sleep=sleep, rate_now=lambda: rate[0])
+    time = FakeTime()
+    # The schedule says "off" from the first second on.
+    limiter = time.limiter(1000, rate_now=lambda: 1000 if time.now < 1.0 else 0)
     slept = limiter.consume(10_000)  # 10 s at 1000 B/s, but the limit goes after 1 s
     assert slept == pytest.approx(1.0)
     assert limiter.consume(10**9) == 0.0
 
 
 def test_a_slower_rate_applies_to_the_rest_of_a_wait() -> None:
-    now = [0.0]
-
-    def sleep(seconds: float) -> None:
-        now[0] += seconds
-
-    limiter = BandwidthLimiter(
-        2000, clock=lambda: now[0], sleep=sleep, rate_now=lambda: 2000 if now[0] < 1.0 else 500
-    )
+    time = FakeTime()
+    limiter = time.limiter(2000, rate_now=lambda: 2000 if time.now < 1.0 else 500)
     # 4,000 bytes of debt: 2,000 paid in the first second at 2000 B/s, the rest at 500 B/s.
     assert limiter.consume(4000) == pytest.approx(1.0 + 2000 / 500)
 
 
 def test_a_wait_for_bandwidth_ends_when_the_transfer_is_asked_to_stop() -> None:
     # 16 MiB at 1 MB/s would wait 16 s before the part's cancel is seen.
-    now = [0.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    limiter = BandwidthLimiter(1_000_000, clock=lambda: now[0], sleep=sleep)
-    asked = [False]
+    time = FakeTime()
+    limiter = time.limiter(1_000_000)
 
     def interrupted() -> bool:
-        if sum(slept) >= 1.0:
-            asked[0] = True  # a cancel arrives a second into the wait
-        return asked[0]
+        return time.now >= 1.0  # a cancel arrives a second into the wait
 
     waited = limiter.consume(16 * 1024 * 1024, interrupted=interrupted)
     assert 1.0 <= waited <= 1.0 + WAIT_SLICE
     # The bytes never sent are not owed: the next part waits for its own bytes only.
-    slept.clear()
     assert limiter.consume(500_000) <= 0.5 + WAIT_SLICE
 
 
 def test_bandwidth_limiter_paces_without_real_sleeping() -> None:
-    now = [0.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    limiter = BandwidthLimiter(1000, clock=lambda: now[0], sleep=sleep)
+    time = FakeTime()
+    limiter = time.limiter(1000)
     for _ in range(5):
         limiter.consume(500)
     # 2,500 bytes at 1,000 B/s, no burst: 2.5 s of waiting.
-    assert sum(slept) == pytest.approx(2.5)
+    assert sum(time.slept) == pytest.approx(2.5)
 
 
 def test_a_small_request_waits_only_for_its_own_bytes() -> None:
-    now = [0.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-
-    limiter = BandwidthLimiter(1000, clock=lambda: now[0], sleep=sleep, small_request=100)
+    time = FakeTime(frozen=True)
+    limiter = time.limiter(1000, small_request=100)
     limiter.consume(5000)  # a large part: 5 s of debt
-    assert slept == [5.0]
+    assert time.slept == [5.0]
     limiter.consume(10)
-    assert slept[-1] == pytest.approx(0.01)  # not the 5 s of debt before it
+    assert time.slept[-1] == pytest.approx(0.01)  # not the 5 s of debt before it
     limiter.consume(1000)
-    assert slept[-1] == pytest.approx(6.01)  # the large one after it pays
+    assert time.slept[-1] == pytest.approx(6.01)  # the large one after it pays
+    # A share of a large request is not a small request.
+    limiter.consume(10, request_size=5000)
+    assert time.slept[-1] == pytest.approx(6.02)
 
 
 def test_no_stretch_of_time_sends_more_than_the_limit_the_first_second_included() -> None:
     """30 files of 10 MB at 25 MB/s: the bytes sent by any moment are at most what
     the limit allows since the start plus the one file just paid for, so the
     first file waits too, and time nobody sent in is not saved up for a burst."""
-    now = [0.0]
-
-    def sleep(seconds: float) -> None:
-        now[0] += seconds
-
+    time = FakeTime()
     rate, size = 25_000_000, 10_000_000
-    limiter = BandwidthLimiter(rate, clock=lambda: now[0], sleep=sleep)
+    limiter = time.limiter(rate)
+    time.now = 30.0  # made long before the first request: it still starts empty
     sent = 0
     for _ in range(30):
         limiter.consume(size)
         sent += size  # goes out the moment it is paid for: the worst case
-        assert sent <= rate * now[0] + 1e-6 * rate
-    assert now[0] == pytest.approx(30 * size / rate)
-    now[0] += 60.0  # a minute with nothing to send
-    assert limiter.consume(size) == pytest.approx(size / rate)
+        assert sent <= rate * (time.now - 30.0) + 1e-6 * rate
+    assert time.now - 30.0 == pytest.approx(30 * size / rate)
+    time.now += 60.0  # a minute with nothing to send: 50 ms of it kept, no more
+    assert limiter.consume(size) == pytest.approx(size / rate - CREDIT_SECONDS)
+
+
+BLOCK = 16 * 1024
+
+
+def send_body(
+    paced: PacedRequest, size: int, wire: list[tuple[float, int]], time: FakeTime
+) -> None:
+    """Read a body as urllib3 does: ``sent`` at each block's read, then the block goes."""
+    for position in range(0, size, BLOCK):
+        paced.sent(position)
+        wire.append((time.now, min(BLOCK, size - position)))
+    paced.sent(size)  # the empty read that ends the body
+
+
+def test_a_body_is_paid_for_block_by_block_as_the_connection_takes_it() -> None:
+    """The wire never runs ahead of the limit by more than one block: the first byte
+    of a 10 MB file goes at once, not after the whole file's 0.4 s."""
+    time = FakeTime()
+    rate, size = 25_000_000, 10_000_000
+    limiter = time.limiter(rate)
+    positions: list[int] = []
+    wire: list[tuple[float, int]] = []
+    for _ in range(3):
+        paced = PacedRequest(limiter, size, lambda: False, positions.append)
+        send_body(paced, size, wire, time)
+    assert wire[0][0] == 0.0
+    sent = 0
+    for at, block in wire:
+        sent += block
+        assert sent <= rate * at + BLOCK + 1e-6 * rate
+    assert time.now == pytest.approx(3 * size / rate)
+    assert positions[-1] == size  # the progress callback still sees every read
+
+
+def test_a_body_read_twice_is_paid_once() -> None:
+    # A pass that reads without sending (or botocore's rewind to send again)
+    # must not halve the rate.
+    time = FakeTime()
+    limiter = time.limiter(1_000_000)
+    paced = PacedRequest(limiter, 100 * BLOCK, lambda: False, lambda _position: None)
+    wire: list[tuple[float, int]] = []
+    send_body(paced, 100 * BLOCK, wire, time)
+    send_body(paced, 100 * BLOCK, wire, time)
+    assert time.now == pytest.approx(100 * BLOCK / 1_000_000)
+
+
+def test_a_pause_while_a_body_waits_for_bandwidth_stops_the_request() -> None:
+    time = FakeTime()
+    limiter = time.limiter(1_000_000)
+    paced = PacedRequest(limiter, 16 * MIB, lambda: time.now >= 1.0, lambda _position: None)
+    wire: list[tuple[float, int]] = []
+    with pytest.raises(StoppedWhilePacing):
+        send_body(paced, 16 * MIB, wire, time)
+    assert time.now <= 1.0 + WAIT_SLICE
+    assert sum(block for _at, block in wire) <= 1_000_000 + 2 * BLOCK
+    # Without a limit, a pause lets the request finish as before.
+    unlimited = PacedRequest(time.limiter(0), MIB, lambda: True, lambda _position: None)
+    send_body(unlimited, MIB, wire, time)

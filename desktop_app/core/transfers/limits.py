@@ -1,9 +1,11 @@
 """Shared limits for all transfers: a bandwidth bucket and a memory budget.
 
 The bandwidth limiter is a leaky bucket refilled at ``rate`` bytes per second
-that starts empty and holds no credit (no burst): every byte is paid for at
-the rate before it goes, so no stretch of time, the first second included,
-sends more than the limit plus the one request being paid for; a caller
+that starts empty and keeps at most ``CREDIT_SECONDS`` of unused time (no
+burst): every byte is paid for at the rate, so no stretch of time, the first
+second included, sends more than the limit plus 50 ms of it plus what is paid
+for at once (the sender pays each block of a
+body as the connection takes it, 16 KiB, see :class:`PacedRequest`); a caller
 sleeps for the deficit; with ``rate_now`` (a schedule by the clock) it sleeps in slices
 and asks for the rate again after each, so a new rate takes effect within a
 slice even for a part already waiting. The memory budget bounds the bytes
@@ -13,12 +15,15 @@ its part fits. Clock and sleep are injected so that tests need not wait.
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 import time
 from collections.abc import Callable
 
 # The longest a waiting caller sleeps before it looks at the rate again.
 WAIT_SLICE = 0.25
+# The most unused time the bucket keeps: any 10 s sends at most 0.5 % above the rate.
+CREDIT_SECONDS = 0.05
 
 
 class BandwidthLimiter:
@@ -37,27 +42,40 @@ class BandwidthLimiter:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        # Never above zero: time nobody sends in is not saved up for a burst
-        # (a person's 25 MB/s measured 27.2 over 300 MB with a one-second burst).
+        # Starts at zero and never above CREDIT_SECONDS' worth: time nobody sends
+        # in is not saved up for a burst (a person's 25 MB/s measured 27.2 over
+        # 300 MB with a one-second burst), yet the instants between one block
+        # and the next are not lost either (with no credit at all, 25 MB/s paid
+        # block by block measured 23.75).
         self._available = 0.0
-        self._last = clock()
+        self._last: float | None = None  # the first request starts the clock: empty then
 
-    def consume(self, amount: int, *, interrupted: Callable[[], bool] | None = None) -> float:
+    def consume(
+        self,
+        amount: int,
+        *,
+        interrupted: Callable[[], bool] | None = None,
+        request_size: int | None = None,
+    ) -> float:
         """Take amount bytes from the bucket; returns the seconds slept.
 
         With ``interrupted``, the wait is cut short once it says so (a cancel or
         a pause of the transfer), and the bytes not yet paid for are given back:
-        they will not be sent.
+        they will not be sent. ``request_size`` is the size of the request these
+        bytes are a share of, when it is paid in shares as its body goes; a
+        small request is judged by it, not by the share.
         """
         if self._current_rate() <= 0 or amount <= 0:
             return 0.0
         with self._lock:
             now = self._clock()
-            self._available = min(0.0, self._available + (now - self._last) * self.rate)
+            credit = CREDIT_SECONDS * self.rate
+            unused = 0.0 if self._last is None else (now - self._last) * self.rate
+            self._available = min(credit, self._available + unused)
             self._last = now
             self._available -= amount
             deficit = -self._available
-            if amount <= self.small_request:
+            if (amount if request_size is None else request_size) <= self.small_request:
                 # A small request waits for its own bytes only; the debt it adds
                 # is paid by the large requests after it, so the average holds
                 # and a small file never queues behind a large one's parts.
@@ -69,6 +87,11 @@ class BandwidthLimiter:
             self._sleep(delay)
             return delay
         return self._pay_in_slices(deficit, interrupted)
+
+    @property
+    def limiting(self) -> bool:
+        """Is a limit in force now (the schedule's rate as last asked)?"""
+        return self.rate > 0
 
     def _current_rate(self) -> int:
         if self._rate_now is not None:
@@ -83,7 +106,8 @@ class BandwidthLimiter:
         while rate > 0:
             if interrupted is not None and interrupted():
                 with self._lock:
-                    self._available = min(0.0, self._available + deficit)  # not sent: not owed
+                    # Not sent: not owed.
+                    self._available = min(CREDIT_SECONDS * self.rate, self._available + deficit)
                 return slept
             step = deficit / rate
             if step <= WAIT_SLICE:
@@ -94,6 +118,51 @@ class BandwidthLimiter:
             deficit -= WAIT_SLICE * rate
             rate = self._current_rate()
         return slept
+
+
+class StoppedWhilePacing(concurrent.futures.CancelledError):
+    """A pause or cancel cut a request's wait for bandwidth: the rest of its body
+    will not be sent.
+
+    A CancelledError because botocore lets one through as it is, neither
+    wrapped nor retried (as for s3transfer's cancels); the connection it was
+    sending on is closed by urllib3, and the sender turns this into its own
+    stop.
+    """
+
+
+class PacedRequest:
+    """Pays the limiter for one request's body as the connection takes it.
+
+    ``sent`` is called at each read of the body with how much of it the
+    connection has taken (see :func:`.storage.S3Storage.upload_part`): the
+    bytes taken since the last read are paid for before the next block goes,
+    so the wire never runs ahead of the limit by more than one block. Bytes
+    sent again (a rewind for botocore's retry) are not paid twice: a pass
+    that reads the body without sending it must not halve the rate.
+    """
+
+    def __init__(
+        self,
+        limiter: BandwidthLimiter,
+        size: int,
+        stop_asked: Callable[[], bool],
+        then: Callable[[int], None],
+    ) -> None:
+        self._limiter = limiter
+        self._size = size
+        self._stop_asked = stop_asked
+        self._then = then
+        self._paid = 0
+
+    def sent(self, position: int) -> None:
+        self._then(position)
+        if position <= self._paid:
+            return
+        owed, self._paid = position - self._paid, position
+        self._limiter.consume(owed, interrupted=self._stop_asked, request_size=self._size)
+        if self._limiter.limiting and self._stop_asked():
+            raise StoppedWhilePacing
 
 
 class ByteBudget:

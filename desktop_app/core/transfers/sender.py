@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -36,7 +37,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import BinaryIO, Protocol, TypeGuard, TypeVar
 
@@ -68,7 +69,12 @@ from desktop_app.core.storage import (
     multipart_etag,
 )
 from desktop_app.core.transfers.etags import EtagMeaning
-from desktop_app.core.transfers.limits import BandwidthLimiter, ByteBudget
+from desktop_app.core.transfers.limits import (
+    BandwidthLimiter,
+    ByteBudget,
+    PacedRequest,
+    StoppedWhilePacing,
+)
 from desktop_app.core.transfers.prepass import PrePass
 from desktop_app.core.transfers.protection import EndpointGuard, ProtectionMemory
 
@@ -286,6 +292,15 @@ def written_by(found: ObjectInfo | None, record: TransferRecord) -> TypeGuard[Ob
     return found is not None and found.size == record.size and found.sha256 == record.sha256
 
 
+@contextlib.contextmanager
+def _stopped_while_pacing(control: TransferControl) -> Iterator[None]:
+    """A request cut while it waited for bandwidth is the transfer's stop."""
+    try:
+        yield
+    except StoppedWhilePacing:
+        raise Stopped(cancelled=control.cancel.is_set()) from None
+
+
 def _first_error(
     futures: list[concurrent.futures.Future[None]], stop: threading.Event
 ) -> BaseException | None:
@@ -479,24 +494,24 @@ class ObjectSender:
                     "retry to upload the new version."
                 )
             control.check()
-            self.limiter.consume(len(body), interrupted=control.stop_asked)
-            control.check()  # a cancel or pause while it waited for its turn
             control.sent(len(body))
             md5 = hashlib.md5(body)
             expected = md5.hexdigest()
-            answer = self._write_under(
-                record,
-                condition,
-                lambda on: self.storage.put_object(
-                    record.key,
-                    body,
-                    metadata=self._metadata(record),
-                    content_type=record.content_type,
-                    md5_b64=base64.b64encode(md5.digest()).decode("ascii"),
-                    condition=on,
-                    sent=request.sent,
-                ),
-            )
+            paced = self._paced(request, control)
+            with _stopped_while_pacing(control):
+                answer = self._write_under(
+                    record,
+                    condition,
+                    lambda on: self.storage.put_object(
+                        record.key,
+                        body,
+                        metadata=self._metadata(record),
+                        content_type=record.content_type,
+                        md5_b64=base64.b64encode(md5.digest()).decode("ascii"),
+                        condition=on,
+                        sent=paced.sent,
+                    ),
+                )
             request.keep()
             if isinstance(answer, ObjectInfo):  # this transfer's own earlier PUT, its answer lost
                 return WriteAnswer(answer.etag, answer.encryption, answer.version_id)
@@ -515,6 +530,10 @@ class ObjectSender:
         # A crash before the caller records anything puts the same bytes again.
         found = self._check_object(dataclasses.replace(record, etag=expected))
         return WriteAnswer(found.etag, found.encryption, answer.version_id or found.version_id)
+
+    def _paced(self, request: SentBytes, control: TransferControl) -> PacedRequest:
+        """The request's ``sent``, paying the limiter as the body goes."""
+        return PacedRequest(self.limiter, request.size, control.stop_asked, request.sent)
 
     def _write_under(
         self,
@@ -753,18 +772,17 @@ class ObjectSender:
             if stop.is_set():
                 return
             control.check()
-            self.limiter.consume(part.size, interrupted=control.stop_asked)
-            control.check()
             control.sent(part.size)
             try:
-                answer = self.storage.upload_part(
-                    record.key,
-                    record.upload_id,
-                    part.number,
-                    body,
-                    md5_b64=base64.b64encode(md5).decode("ascii"),
-                    sent=request.sent,
-                )
+                with _stopped_while_pacing(control):
+                    answer = self.storage.upload_part(
+                        record.key,
+                        record.upload_id,
+                        part.number,
+                        body,
+                        md5_b64=base64.b64encode(md5).decode("ascii"),
+                        sent=self._paced(request, control).sent,
+                    )
                 request.keep()
             except StorageError as exc:
                 if exc.kind is StorageErrorKind.BAD_DIGEST:
