@@ -238,11 +238,13 @@ def _body(data: bytes | bytearray, sent: Callable[[int], None] | None) -> bytes:
     return cast(bytes, data if sent is None else _SendingBody(data, sent))
 
 
-def _part_without_expect(model: Any, params: dict[str, Any], **_kwargs: Any) -> None:
-    """A part goes without "Expect: 100-continue", which botocore adds to any readable
-    body: parts were always sent so (a bytearray body), without a round trip more
-    each, or a second's wait where a server or proxy does not answer it."""
-    if model.name == "UploadPart":
+def _without_expect(model: Any, params: dict[str, Any], **_kwargs: Any) -> None:
+    """A part or a whole file goes without "Expect: 100-continue", which botocore adds
+    to any readable body (Ferry's bodies are readable so that progress and the
+    bandwidth limit follow the bytes): they were always sent so (bytes bodies),
+    without a round trip more each (30 ms a small file at work), or a second's
+    wait where a server or proxy does not answer it."""
+    if model.name in ("UploadPart", "PutObject"):
         params["headers"].pop("Expect", None)
 
 
@@ -287,7 +289,7 @@ class S3Storage:
         self.clock = ServerClock()
         client.meta.events.register("after-call.s3", self.clock.on_answer)
         # After botocore's own handler that adds the header (same event, registered later).
-        client.meta.events.register_last("before-call.s3", _part_without_expect)
+        client.meta.events.register_last("before-call.s3", _without_expect)
 
     @classmethod
     def connect(

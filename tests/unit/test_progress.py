@@ -161,7 +161,7 @@ def test_time_left_is_never_0_s_while_bytes_remain() -> None:
     assert Rate.of(1e6, 0) == Rate(1e6, None), "all sent: the answers are awaited"
 
 
-def test_botocore_reads_a_part_as_it_sends_it_and_the_part_goes_without_expect() -> None:
+def test_botocore_reads_a_body_as_it_sends_it_and_it_goes_without_expect() -> None:
     """The storage adapter's side: positions as the body is read, a rewind from 0."""
     profile = Profile(
         name="p", bucket="b", catalog_url="sqlite://", endpoint_url="http://127.0.0.1:1"
@@ -186,6 +186,14 @@ def test_botocore_reads_a_part_as_it_sends_it_and_the_part_goes_without_expect()
     md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
     storage.upload_part("k", "upload-1", 1, body, md5, sent=seen.append)
     assert seen == [0, 16384, 32768, 40000, 0, 16384, 32768, 40000]
+    assert "Expect" not in headers and headers["Content-Length"] == "40000"
+
+    # A whole small file too: "Expect: 100-continue" would cost it a round trip more.
+    headers.clear()
+    seen.clear()
+    storage.client.meta.events.register("before-send.s3.PutObject", send)
+    storage.put_object("k", bytes(body), metadata={}, md5_b64=md5, sent=seen.append)
+    assert seen[:4] == [0, 16384, 32768, 40000]
     assert "Expect" not in headers and headers["Content-Length"] == "40000"
 
 
