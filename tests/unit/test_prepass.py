@@ -1,4 +1,5 @@
-"""The pre-pass: one read gives the SHA-256 and the MD5 of every planned part."""
+"""The pre-pass: one read gives the SHA-256, the MD5 and CRC64NVME of every planned
+part and the CRC64NVME of the whole file."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import random
 from pathlib import Path
 
 import pytest
+from awscrt import checksums
 
 from desktop_app.core.errors import SourceError
 from desktop_app.core.transfers.limits import ByteBudget
-from desktop_app.core.transfers.prepass import PrePass
+from desktop_app.core.transfers.prepass import PrePass, crc64nvme, crc64nvme_base64
 from desktop_app.core.transfers.sender import part_plan
 
 MIB = 1024 * 1024
@@ -44,6 +46,11 @@ def test_the_hashes_are_those_of_the_bytes_of_each_planned_part(
     assert hashes.sha256 == whole.sha256 == hashlib.sha256(data).hexdigest()
     assert list(hashes.part_md5s) == expected
     assert whole.part_md5s == ()
+    plan = part_plan(size, part_size)
+    assert hashes.crc64nvme == checksums.crc64nvme(data)
+    assert list(hashes.part_crc64nvmes) == [
+        checksums.crc64nvme(data[o : o + s]) for _n, o, s in plan
+    ]
     assert budget.peak <= 4 * 8 * MIB, "the ring of buffers, not the file, bounds memory"
 
 
@@ -70,3 +77,10 @@ def test_an_unreadable_file_is_named_in_the_error(tmp_path: Path) -> None:
             prepass.hash_file(str(tmp_path / "gone.bin"), 5 * MIB)
     finally:
         prepass.close()
+
+
+def test_crc64nvme_is_the_one_s3_computes() -> None:
+    # The check value of CRC-64/NVME (the CRC catalogue) and its S3 header form.
+    assert crc64nvme(b"123456789") == 0xAE8B14860A799888
+    assert crc64nvme(b"6789", crc64nvme(b"12345")) == 0xAE8B14860A799888
+    assert crc64nvme_base64(0xAE8B14860A799888) == "rosUhgp5mIg="
