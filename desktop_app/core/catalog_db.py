@@ -86,20 +86,63 @@ def describe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+class DatabaseFault(enum.Enum):
+    """What a database error means for the person, read from its code, not its text."""
+
+    REFUSED = "refused"  # no right to do it (privileges, row-level security, read-only)
+    DISK_FULL = "disk_full"
+    UNREACHABLE = "unreachable"  # connection lost or refused, server shutting down, busy
+    OTHER = "other"
+
+
+# PostgreSQL SQLSTATEs (Appendix A). 42501 covers "permission denied", "must be
+# owner" and a row refused by row-level security; 25006 a read-only transaction.
+_PG_REFUSED = frozenset({"42501", "25006"})
+_PG_DISK_FULL = frozenset({"53100"})
+# Classes 08 (connection), 57P (operator intervention), 53300 (too many connections).
+_PG_UNREACHABLE_PREFIXES = ("08", "57P")
+_PG_UNREACHABLE = frozenset({"53300"})
+# SQLite primary result codes (the low byte of an extended code).
+_SQLITE_PERM, _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY = 3, 5, 6, 8
+_SQLITE_IOERR, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_AUTH = 10, 13, 14, 23
+
+
+def classify_db_error(original: object) -> DatabaseFault:
+    """The driver's own code for an error: psycopg's ``sqlstate``, sqlite3's
+    ``sqlite_errorcode``. English text changes with the server's language; codes
+    do not."""
+    sqlstate = getattr(original, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        if sqlstate in _PG_REFUSED:
+            return DatabaseFault.REFUSED
+        if sqlstate in _PG_DISK_FULL:
+            return DatabaseFault.DISK_FULL
+        if sqlstate in _PG_UNREACHABLE or sqlstate.startswith(_PG_UNREACHABLE_PREFIXES):
+            return DatabaseFault.UNREACHABLE
+        return DatabaseFault.OTHER
+    code = getattr(original, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        primary = code & 0xFF
+        if primary in (_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_AUTH):
+            return DatabaseFault.REFUSED
+        if primary == _SQLITE_FULL:
+            return DatabaseFault.DISK_FULL
+        if primary in (_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CANTOPEN, _SQLITE_IOERR):
+            return DatabaseFault.UNREACHABLE
+    return DatabaseFault.OTHER
+
+
 def translate_db_error(exc: SQLAlchemyError, action: str) -> CatalogError:
     """Turn a SQLAlchemy error into a CatalogError a person can act on."""
     original = getattr(exc, "orig", None)
     detail = str(original or exc).strip().splitlines()[0][:300] if (original or exc) else ""
-    lowered = detail.lower()
-    if any(
-        m in lowered
-        for m in ("permission denied", "row-level security", "readonly", "must be owner")
-    ):
+    fault = classify_db_error(original)
+    if fault is DatabaseFault.REFUSED:
         return CatalogAccessError(
             f"The catalog refused to {action}: {detail}. Ask the catalog's administrator "
             "for the needed rights."
         )
-    if "disk is full" in lowered or "no space left" in lowered:
+    if fault is DatabaseFault.DISK_FULL:
         return CatalogError(
             f"The catalog could not {action}: its disk is full. Free some space there; "
             "nothing is lost, and `ferry resume` goes on once space is free.",
@@ -107,8 +150,10 @@ def translate_db_error(exc: SQLAlchemyError, action: str) -> CatalogError:
             cause=ErrorCause.OTHER,
             halts=True,
         )
-    if isinstance(exc, OperationalError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if (
+        fault is DatabaseFault.UNREACHABLE
+        or isinstance(exc, OperationalError)
+        or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
     ):
         return CatalogError(
             f"The catalog could not {action}: {detail}. Check that the database is reachable "
