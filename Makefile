@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test compat install install-test upgrade bench bench-quick bench-team bench-bandwidth screenshots bundle stress
+.PHONY: run test compat install install-test upgrade bench bench-quick bench-team bench-bandwidth bench-startup screenshots bundle stress
 
 # Every install comes from uv.lock (exact versions and hashes, for every
 # platform): `make run`, `make test`, CI and the bundle get what was tested.
@@ -89,6 +89,11 @@ bench-bandwidth: install-test
 
 bench-team: install-test
 	$(BIN)/python bench/team.py --clients 20 --files 150
+
+# How fast the reading commands answer (`ferry status` within 0.3 s): a home of
+# 50 transfers, each command 5 times after a warm-up (about a minute).
+bench-startup: install-test
+	$(BIN)/python bench/startup.py
 
 screenshots: install-test
 	QT_QPA_PLATFORM=offscreen $(BIN)/python tools/screenshots.py

@@ -22,55 +22,59 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from desktop_app import __version__
 from desktop_app.allocator import fix_mmap_threshold
-from desktop_app.core.app import (
-    ONE_SHOT_PATIENCE,
-    Environment,
-    Ferry,
-    RunMode,
-    diagnose_profile,
-    open_relay,
-    sandbox_access,
-    sandbox_running,
-    start_sandbox,
-)
-from desktop_app.core.catalog import DeleteOutcome, FileQuery, FileRecord, OutboxBacklog
-from desktop_app.core.catalog_schema import FileStatus
+from desktop_app.core.catalog_peek import OutboxBacklog
 from desktop_app.core.config import DEFAULT_PROFILE_NAME, MIB, Addressing, Encryption, Profile
-from desktop_app.core.control import RunningFerry, endpoint_address
+from desktop_app.core.environment import Environment
 from desktop_app.core.errors import FerryError
 from desktop_app.core.events import EngineEvent, TransferChanged, TransferProgress
 from desktop_app.core.failures import ConflictChoice, choice_label, conflict_choices
-from desktop_app.core.journal import (
+from desktop_app.core.journal_records import (
     AttemptRecord,
-    Journal,
+    JournalReader,
     TransferError,
     TransferRecord,
-    TransferState,
     UnrecordedSending,
 )
 from desktop_app.core.keys import SecretKind, SecretStore
 from desktop_app.core.logs import configure_logging
 from desktop_app.core.paths import FerryPaths
-from desktop_app.core.reconcile import (
-    INFORMATIONAL,
-    CheckOptions,
-    CheckReport,
-    FindingKind,
-    RepairResult,
-)
-from desktop_app.core.relay import describe_nats_url
+from desktop_app.core.relay_options import describe_nats_url
 from desktop_app.core.sources import printable
-from desktop_app.core.storage import ObjectInfo
-from desktop_app.core.watcher import WatchedFolder
+from desktop_app.core.states import TransferState
+from desktop_app.core.status import StatusReader
+
+# What only the commands that upload, delete, list, check or watch need (boto3,
+# SQLAlchemy, Alembic, the engine) is imported inside them: `ferry status`
+# loads none of it (tests/unit/test_cli_entry.py).
+if TYPE_CHECKING:
+    from desktop_app.core.app import Ferry, RunMode
+    from desktop_app.core.catalog import DeleteOutcome, FileRecord
+    from desktop_app.core.control import RunningFerry
+    from desktop_app.core.reconcile import CheckReport, RepairResult
+    from desktop_app.core.storage import ObjectInfo
 
 log = logging.getLogger("ferry")
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 SUCCESS_STATES = (TransferState.DONE, TransferState.DUPLICATE)
 _N = TypeVar("_N", int, float)
+# The values of catalog_schema.FileStatus and reconcile.FindingKind, for the
+# parser: importing those enums loads SQLAlchemy and boto3 for every command.
+# tests/unit/test_cli_entry.py keeps them equal.
+FILE_STATUSES = ("pending", "active", "deleted", "missing")
+FINDING_KINDS = (
+    "orphan_object",
+    "missing_object",
+    "mismatch",
+    "stale_pending",
+    "deleted_still_stored",
+    "stale_multipart",
+    "someone_elses",
+    "foreign_version_on_top",
+)
 
 
 def _environment() -> Environment:
@@ -306,12 +310,14 @@ class _ProgressLine:
 def _with_ferry(
     args: argparse.Namespace,
     work: Callable[[Ferry], int],
-    mode: RunMode = RunMode.ONE_SHOT,
+    mode: RunMode | None = None,
     *,
     read_only: bool = False,
 ) -> int:
+    from desktop_app.core.app import Ferry, RunMode
+
     env = _environment()
-    ferry = Ferry.open(env, args.profile, mode=mode, read_only=read_only)
+    ferry = Ferry.open(env, args.profile, mode=mode or RunMode.ONE_SHOT, read_only=read_only)
     source = env.describe_profile_source(ferry.profile)
     if source is not None:
         _say(f"{source} S3 credentials from {ferry.credential_source.value}.")
@@ -328,6 +334,8 @@ def _with_ferry(
 def _running(args: argparse.Namespace) -> RunningFerry | None:
     """The running Ferry (the window's, or `ferry watch`) to hand this command to;
     None when none runs and the command runs on its own."""
+    from desktop_app.core.control import RunningFerry, endpoint_address
+
     address = endpoint_address(FerryPaths.from_environment(os.environ).data_dir)
     running = RunningFerry.find(address, args.profile)
     if running is not None:
@@ -344,6 +352,8 @@ def _handed_off(
 ) -> int | None:
     """Do ``act`` in a running Ferry (waiting, if asked, as a command alone would) and
     print the transfers it touched, judged by ``succeeded``; None when none runs."""
+    from desktop_app.core.app import ONE_SHOT_PATIENCE, Ferry
+
     running = _running(args)
     if running is None:
         return None
@@ -395,6 +405,8 @@ def _require_paths(paths: Sequence[str]) -> None:
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
+    from desktop_app.core.app import Ferry
+
     paths = tuple(str(Path(p).expanduser().absolute()) for p in args.paths)
     _require_paths(paths)
     wait = args.wait if args.wait is not None else not sys.stdin.isatty()
@@ -414,6 +426,8 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from desktop_app.core.app import ONE_SHOT_PATIENCE, Ferry
+
     handed = _handed_off(
         args, lambda f: f.call(Ferry.resume, patience=ONE_SHOT_PATIENCE), wait=False
     )
@@ -423,13 +437,20 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    def work(ferry: Ferry) -> int:
-        records = ferry.transfers()
+    """The journal's transfers and the outbox's backlog, read only (beside a running
+    Ferry too), with nothing loaded that only sending needs: see core/status.py."""
+    env = _environment()
+    with StatusReader.open(env, args.profile) as status:
+        source = env.describe_profile_source(status.profile)
+        if source is not None:
+            _say(f"{source} S3 credentials from {status.credential_source.value}.")
+        records = status.transfers()
         if not args.all:
             records = [r for r in records if not r.state.finished] or records[-20:]
-        events = _events_json(ferry)
-        relay = _relay_named(ferry.profile)
-        _report_with_history(ferry, records, args.json, {"events": events, "relay": relay})
+        events = _events_json(status)
+        relay = _relay_named(status.profile)
+        history = status.attempts([r.id for r in records]) if args.json else None
+        _report_transfers(records, args.json, history, {"events": events, "relay": relay})
         # A profile with no relay keeps its events for one set up some day: no question (#19).
         if not args.json and events.get("waiting") and relay is not None:
             oldest = events["oldest_waiting"]
@@ -439,8 +460,6 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
         return EXIT_OK
 
-    return _with_ferry(args, work, read_only=True)
-
 
 def _relay_named(profile: Profile) -> str | None:
     """Where the profile's relay publishes (FERRY_NATS_URL, else the profile's
@@ -449,10 +468,10 @@ def _relay_named(profile: Profile) -> str | None:
     return describe_nats_url(url) if url else None
 
 
-def _events_json(ferry: Ferry) -> dict[str, Any]:
+def _events_json(status: StatusReader) -> dict[str, Any]:
     """The outbox's backlog, so an admin sees a relay that has stopped."""
     try:
-        backlog = ferry.outbox_backlog()
+        backlog = status.outbox_backlog()
     except FerryError as exc:
         return {"error": {"title": exc.title, "message": exc.message}}
     return _backlog_json(backlog)
@@ -467,6 +486,8 @@ def _backlog_json(backlog: OutboxBacklog) -> dict[str, Any]:
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
+    from desktop_app.core.app import open_relay
+
     relay = open_relay(
         _environment(),
         args.profile,
@@ -544,15 +565,14 @@ def _unrecorded_sending(ids: Sequence[int]) -> dict[int, list[UnrecordedSending]
     beside a running Ferry alike: the attempts it answers are only the recorded ones)."""
     if not ids:
         return {}
-    journal = Journal(FerryPaths.from_environment(os.environ).journal_file, read_only=True)
-    try:
+    with JournalReader(FerryPaths.from_environment(os.environ).journal_file) as journal:
         return journal.unrecorded_sending(ids)
-    finally:
-        journal.close()
 
 
 def _journal_records(ids: Sequence[int]) -> list[TransferRecord]:
     """The transfers as the journal file holds them (read-only, beside a running Ferry too)."""
+    from desktop_app.core.journal import Journal
+
     journal = Journal(FerryPaths.from_environment(os.environ).journal_file, read_only=True)
     try:
         return journal.get_many(ids)
@@ -561,6 +581,8 @@ def _journal_records(ids: Sequence[int]) -> list[TransferRecord]:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
+    from desktop_app.core.app import ONE_SHOT_PATIENCE, Ferry
+
     if not args.ids and not args.failed:
         raise FerryError("Say which transfers to retry: IDs, or --failed for all failed ones.")
     ids = None if args.failed else args.ids
@@ -599,6 +621,8 @@ def _resolve(
     choice: ConflictChoice,
     call: Callable[..., Any],
 ) -> int:
+    from desktop_app.core.app import ONE_SHOT_PATIENCE, Ferry
+
     seen: str | None = None
     if choice is ConflictChoice.REPLACE:
         found: ObjectInfo | None = call(Ferry.head, record.key)
@@ -675,6 +699,8 @@ def _report_retried(
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    from desktop_app.core.app import Ferry
+
     _require_transfers(args.ids, "cancelled")
     # Judged alike alone and beside a running Ferry: before, a cancel handed over
     # exited 1 (a cancelled transfer is not an upload that succeeded).
@@ -689,6 +715,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
+    from desktop_app.core.app import Ferry
+
     pausing = args.command == "pause"
     method = Ferry.pause if pausing else Ferry.unpause
 
@@ -705,6 +733,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 def cmd_clear(args: argparse.Namespace) -> int:
     """Remove finished transfers from the window's list; the history keeps them."""
+    from desktop_app.core.app import Ferry
 
     def say(count: int) -> int:
         if args.json:
@@ -733,6 +762,8 @@ def _file_json(record: FileRecord) -> dict[str, Any]:
 
 def cmd_delete(args: argparse.Namespace) -> int:
     # Beside a running Ferry the journal is its own: the deletes are its to carry out.
+    from desktop_app.core.app import Ferry
+
     running = _running(args)
     if running is not None:
         return _delete_keys(args, lambda key: running.call(Ferry.delete, key))
@@ -780,6 +811,8 @@ LS_PAGE = 1000
 
 def cmd_ls(args: argparse.Namespace) -> int:
     """Every matching file, a page at a time in key order; --limit stops early and says so."""
+    from desktop_app.core.catalog import FileQuery
+    from desktop_app.core.catalog_schema import FileStatus
 
     def work(ferry: Ferry) -> int:
         query = FileQuery(
@@ -826,6 +859,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from desktop_app.core.reconcile import INFORMATIONAL, CheckOptions, FindingKind
+
     def work(ferry: Ferry) -> int:
         options = CheckOptions(
             grace_seconds=ferry.profile.grace_seconds if args.grace is None else args.grace,
@@ -889,6 +924,9 @@ def _print_report(report: CheckReport, results: list[RepairResult], *, dry_run: 
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    from desktop_app.core.app import RunMode
+    from desktop_app.core.watcher import WatchedFolder
+
     def work(ferry: Ferry) -> int:
         folders = [
             WatchedFolder(
@@ -944,6 +982,8 @@ def _print_outcome(event: EngineEvent) -> None:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
+    from desktop_app.core.app import sandbox_access, start_sandbox
+
     env = _environment()
     if args.show:
         return _show_sandbox(env)
@@ -977,6 +1017,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 def _show_sandbox(env: Environment) -> int:
     """Where the sandbox is and how aws-cli or rclone reach it; starts nothing."""
+    from desktop_app.core.app import sandbox_access, sandbox_running
+
     try:
         profile = env.profiles.get(DEFAULT_PROFILE_NAME)
     except FerryError:
@@ -1140,6 +1182,8 @@ def cmd_profile_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_profile_test(args: argparse.Namespace) -> int:
+    from desktop_app.core.app import diagnose_profile
+
     env = _environment()
     profile = env.profile(args.name)
     source = env.describe_profile_source(profile)
@@ -1296,7 +1340,7 @@ def build_parser() -> argparse.ArgumentParser:
     json_flag(sub)
     sub = add("ls", cmd_ls, "list files from the catalog")
     sub.add_argument("--prefix")
-    sub.add_argument("--status", choices=[s.value for s in FileStatus])
+    sub.add_argument("--status", choices=FILE_STATUSES)
     sub.add_argument("--owner")
     sub.add_argument("--name", help="part of the file name or of a folder it is in (any case)")
     sub.add_argument(
@@ -1316,7 +1360,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--repair", action="store_true", help="plan repairs (dry run)")
     sub.add_argument("--yes", action="store_true", help="with --repair: carry them out")
-    sub.add_argument("--only", nargs="+", choices=[k.value for k in FindingKind], metavar="KIND")
+    sub.add_argument("--only", nargs="+", choices=FINDING_KINDS, metavar="KIND")
     sub.add_argument(
         "--delete-orphans",
         action="store_true",

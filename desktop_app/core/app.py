@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,14 +29,11 @@ from desktop_app.core.catalog import (
     OutboxBacklog,
     open_catalog,
 )
-from desktop_app.core.config import (
-    DEFAULT_PROFILE_NAME,
-    ENVIRONMENT_PROFILE_NAME,
-    Profile,
-    ProfileStore,
-    profile_from_environment,
-)
+from desktop_app.core.config import DEFAULT_PROFILE_NAME, Profile
 from desktop_app.core.control import ControlServer, endpoint_address
+
+# Light, and re-exported here: the CLI's reading commands start from it alone.
+from desktop_app.core.environment import Environment as Environment
 from desktop_app.core.errors import ErrorCause, FerryError, StorageError, StorageErrorKind
 from desktop_app.core.events import EventBus
 from desktop_app.core.facade import FacadeCall, invoke
@@ -53,13 +50,11 @@ from desktop_app.core.keys import (
     SANDBOX_ACCESS_KEY,
     SANDBOX_SECRET_KEY,
     CredentialSource,
-    SecretStore,
     catalog_password,
     require_s3_credentials,
     resolve_s3_credentials,
 )
 from desktop_app.core.logs import REDACTOR
-from desktop_app.core.paths import FerryPaths
 from desktop_app.core.reconcile import (
     CheckOptions,
     CheckReport,
@@ -98,41 +93,6 @@ from desktop_app.core.transfers.scheduler import HoldReason, Runs, Scheduler, Sc
 from desktop_app.core.watcher import FolderStatus, FolderWatcher, WatchedFolder, WatchedFolderStore
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Environment:
-    """What Ferry reads from the outside world, gathered in one place and passed in."""
-
-    paths: FerryPaths
-    environ: Mapping[str, str]
-    secrets: SecretStore
-
-    @property
-    def profiles(self) -> ProfileStore:
-        # Profiles name the endpoint a file is sent to: never read from, or
-        # written to, a folder another user can change.
-        self.paths.ensure()
-        return ProfileStore(self.paths.profiles_file)
-
-    def profile(self, name: str | None = None) -> Profile:
-        """The profile to use: the one named, else the stored default, else the
-        unnamed one that FERRY_* variables alone make; FERRY_* overrides on top."""
-        store = self.profiles
-        if name == ENVIRONMENT_PROFILE_NAME or (name is None and store.default_name() is None):
-            made = profile_from_environment(
-                self.environ, self.paths.default_catalog_url(ENVIRONMENT_PROFILE_NAME)
-            )
-            if made is not None:
-                return made
-        return store.get(name).with_env_overrides(self.environ)
-
-    def describe_profile_source(self, profile: Profile) -> str | None:
-        """One line saying where a profile came from, when not only from the profile file."""
-        names = ", ".join(profile.overridden_by(self.environ))
-        if profile.name == ENVIRONMENT_PROFILE_NAME and not self.profiles.has(profile.name):
-            return f"Profile from environment variables alone ({names}); none is stored."
-        return f"Profile {profile.name!r}, changed by {names}." if names else None
 
 
 # Failed attempts after which a command that waits reports a transfer as failed

@@ -23,6 +23,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from desktop_app.core import migrate
+from desktop_app.core.catalog_peek import MARKER_FORMAT as MARKER_FORMAT
+from desktop_app.core.catalog_peek import MARKER_TABLE as MARKER_TABLE
 from desktop_app.core.errors import CatalogAccessError, CatalogError, ErrorCause
 from desktop_app.core.locks import on_read_only_file_system
 from desktop_app.core.migrate import Schema
@@ -167,8 +169,6 @@ def translate_db_error(exc: SQLAlchemyError, action: str) -> CatalogError:
 
 # -- whose database is this --------------------------------------------------
 
-MARKER_TABLE = "ferry_catalog"
-MARKER_FORMAT = "ferry-catalog"
 # Ferry's catalogs kept their version in Alembic's default table until the
 # marker (revision 0007); one is known by a version row among these ids and
 # Ferry's three tables with their columns. Another application's

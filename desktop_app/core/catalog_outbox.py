@@ -37,6 +37,9 @@ from sqlalchemy import Connection, Engine, bindparam, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from desktop_app.core.catalog_db import describe_url, translate_db_error
+from desktop_app.core.catalog_peek import PENDING as _PENDING
+from desktop_app.core.catalog_peek import SQLITE_BACKLOG, backlog_of
+from desktop_app.core.catalog_peek import OutboxBacklog as OutboxBacklog
 from desktop_app.core.catalog_records import OutboxEvent, aware, utcnow
 from desktop_app.core.errors import RelayLockTaken
 from desktop_app.core.locks import LockHeld, PidLock
@@ -47,17 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "ferry_outbox"
-_PENDING = "published_at IS NULL AND skipped_reason IS NULL"
 _COLUMNS = "id, event_uid, event_type, payload, created_at"
-
-
-@dataclass(frozen=True)
-class OutboxBacklog:
-    """How the outbox stands: events waiting for a relay, events set aside."""
-
-    waiting: int
-    skipped: int
-    oldest_waiting: datetime | None
 
 
 def _file_of(event: OutboxEvent) -> tuple[str, str]:
@@ -224,18 +217,8 @@ class EventOutbox:
         if self.postgres:
             row = self._read("SELECT * FROM ferry_outbox_backlog()", {})[0]
         else:
-            row = self._read(
-                f"SELECT count(*) FILTER (WHERE {_PENDING}) AS waiting, "
-                "count(*) FILTER (WHERE skipped_reason IS NOT NULL) AS skipped, "
-                f"min(created_at) FILTER (WHERE {_PENDING}) AS oldest FROM outbox",
-                {},
-            )[0]
-        oldest = row.oldest
-        if isinstance(oldest, str):
-            oldest = datetime.fromisoformat(oldest)
-        return OutboxBacklog(
-            int(row.waiting or 0), int(row.skipped or 0), aware(oldest) if oldest else None
-        )
+            row = self._read(SQLITE_BACKLOG, {})[0]
+        return backlog_of(row.waiting, row.skipped, row.oldest)
 
     def skipped_events(self) -> list[tuple[OutboxEvent, str]]:
         rows = self._read(

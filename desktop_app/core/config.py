@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import getpass
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -24,13 +25,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import tomli_w
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from desktop_app.core.bandwidth import BandwidthSchedule
 from desktop_app.core.errors import ConfigError, ProfileNotFoundError
 from desktop_app.core.paths import write_atomically
-from desktop_app.core.relay import DEFAULT_NATS_URL, RelayOptions
+from desktop_app.core.relay_options import DEFAULT_NATS_URL, RelayOptions
 
 MIB = 1024 * 1024
 DEFAULT_PART_SIZE = 16 * MIB
@@ -49,6 +48,19 @@ ENV_OVERRIDES: Mapping[str, str] = {
 }
 # The name of the profile made from environment variables alone.
 ENVIRONMENT_PROFILE_NAME = "environment"
+
+
+def plain_sqlite_file(url: str) -> str | None:
+    """The file of a catalog URL ``sqlite:///PATH`` with nothing to decode (no query,
+    no %-escape), as SQLAlchemy would open it (an absolute path); None for any other URL.
+
+    Such a URL is valid as it stands: it is read without loading SQLAlchemy.
+    """
+    prefix = "sqlite:///"
+    path = url[len(prefix) :] if url.startswith(prefix) else ""
+    if not path or path == ":memory:" or "?" in path or "%" in path:
+        return None
+    return os.path.abspath(path)
 
 
 class Addressing(enum.Enum):
@@ -189,20 +201,7 @@ class Profile:
             raise ConfigError(f"{where}: {exc.message}") from None
         if self.prefix.startswith("/") or ".." in self.prefix.split("/"):
             raise ConfigError(f"{where}: the key prefix may not start with '/' or contain '..'.")
-        try:
-            url = make_url(self.catalog_url)
-        except ArgumentError:
-            raise ConfigError(
-                f"{where}: catalog URL is not a database URL "
-                "(sqlite:///path or postgresql+psycopg://user@host/db)."
-            ) from None
-        if url.password:
-            raise ConfigError(
-                f"{where}: the catalog URL contains a password. Remove it from the URL and "
-                "store it with `ferry profile add --catalog-password` (kept in the keyring)."
-            )
-        if url.get_backend_name() not in ("sqlite", "postgresql"):
-            raise ConfigError(f"{where}: catalogs are SQLite or PostgreSQL databases.")
+        self._validate_catalog_url(where)
         if not MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE:
             raise ConfigError(f"{where}: part size must be between 5 MiB and 5 GiB.")
         if not 1 <= self.concurrency <= 64:
@@ -226,6 +225,29 @@ class Profile:
         for name in ("bandwidth_limit", "check_interval", "grace_seconds", "retention_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{where}: {name} cannot be negative.")
+
+    def _validate_catalog_url(self, where: str) -> None:
+        if plain_sqlite_file(self.catalog_url) is not None:
+            return  # an SQLite file: no password, and a backend Ferry knows
+        # Any other URL as SQLAlchemy reads it (imported here: a profile with an
+        # SQLite catalog, the default, is read without loading SQLAlchemy).
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(self.catalog_url)
+        except ArgumentError:
+            raise ConfigError(
+                f"{where}: catalog URL is not a database URL "
+                "(sqlite:///path or postgresql+psycopg://user@host/db)."
+            ) from None
+        if url.password:
+            raise ConfigError(
+                f"{where}: the catalog URL contains a password. Remove it from the URL and "
+                "store it with `ferry profile add --catalog-password` (kept in the keyring)."
+            )
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ConfigError(f"{where}: catalogs are SQLite or PostgreSQL databases.")
 
     def _validate_server_options(self, where: str) -> None:
         if self.addressing not in {style.value for style in Addressing}:

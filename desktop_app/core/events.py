@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from desktop_app.core.journal import TransferError, TransferRecord, TransferState
+from desktop_app.core.journal_records import TransferError, TransferRecord
+from desktop_app.core.states import TransferState
 
 log = logging.getLogger(__name__)
 

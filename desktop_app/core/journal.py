@@ -48,14 +48,31 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from desktop_app.core import migrate
-from desktop_app.core.bucket_objects import WriteCondition
 from desktop_app.core.errors import (
-    ErrorCause,
     IllegalMoveError,
     JournalError,
     JournalLockedError,
 )
 from desktop_app.core.group_commit import GroupCommitter, WriterConnection
+from desktop_app.core.journal_records import (
+    ATTEMPT_COLUMNS,
+    SELECT_TRANSFERS,
+    TIME_COLUMNS,
+    TRANSFER_COLUMNS,
+    AttemptRecord,
+    KeyConflictPolicy,
+    SourceIdentity,
+    TransferError,
+    TransferRecord,
+    TransferRow,
+    UnrecordedSending,
+    aware,
+    read_attempts,
+    read_transfers,
+    read_unrecorded_sending,
+    record_of,
+    refuse_truncated,
+)
 from desktop_app.core.locks import LockHeld, PidLock, unwritable
 from desktop_app.core.migrate import Schema
 from desktop_app.core.states import (
@@ -66,77 +83,19 @@ from desktop_app.core.states import (
     move_allowed,
 )
 
-__all__ = ["FINISHED_STATES", "ErrorKind", "TransferState"]
+__all__ = [
+    "FINISHED_STATES",
+    "AttemptRecord",
+    "ErrorKind",
+    "KeyConflictPolicy",
+    "SourceIdentity",
+    "TransferError",
+    "TransferRecord",
+    "TransferState",
+    "UnrecordedSending",
+]
 
 T = TypeVar("T")
-
-
-class KeyConflictPolicy(enum.Enum):
-    """When the key is taken by other content: fail, upload as "name (2).ext", or replace."""
-
-    FAIL = "fail"
-    SUFFIX = "suffix"
-    OVERWRITE = "overwrite"
-
-
-@dataclass(frozen=True)
-class SourceIdentity:
-    """What a file was when Ferry looked at it; any change means other bytes.
-
-    ctime is in it because no program can set it back: a rewrite that keeps
-    size and mtime (``touch -d``, a copy with ``-p``) still moves ctime. A
-    ctime of 0 means "not recorded" (transfers queued before it was) and is
-    then left out of the comparison.
-    """
-
-    size: int
-    mtime_ns: int
-    device: int
-    inode: int
-    ctime_ns: int = 0
-
-    @classmethod
-    def of(cls, stat: os.stat_result) -> SourceIdentity:
-        return cls(stat.st_size, stat.st_mtime_ns, stat.st_dev, stat.st_ino, stat.st_ctime_ns)
-
-    def matches(self, now: SourceIdentity) -> bool:
-        """Is the file still what it was (``now`` is a fresh stat)?"""
-        if self.ctime_ns == 0:
-            now = dataclasses.replace(now, ctime_ns=0)
-        return self == now
-
-    def columns(self) -> dict[str, Any]:
-        """The journal's columns for this identity."""
-        return {
-            "source_size": self.size,
-            "source_mtime_ns": self.mtime_ns,
-            "source_device": self.device,
-            "source_inode": self.inode,
-            "source_ctime_ns": self.ctime_ns,
-        }
-
-
-@dataclass(frozen=True, init=False)
-class TransferError:
-    """A failed transfer's error: who acts next, the words a person reads, and why.
-
-    ``cause`` is the code set where the error was raised; code acts on it (the
-    Failed inbox's groups, a repeated verification failure), never on the
-    title. Left out, it is the kind's (:meth:`ErrorCause.of_kind`).
-    """
-
-    kind: ErrorKind
-    title: str
-    message: str
-    cause: ErrorCause
-
-    def __init__(
-        self, kind: ErrorKind, title: str, message: str, cause: ErrorCause | None = None
-    ) -> None:
-        object.__setattr__(self, "kind", kind)
-        object.__setattr__(self, "title", title)
-        object.__setattr__(self, "message", message)
-        object.__setattr__(self, "cause", cause or ErrorCause.of_kind(kind))
 
 
 @dataclass(frozen=True)
@@ -147,114 +106,6 @@ class NewAttempt:
     ended_at: datetime
     error: TransferError | None
     bytes_sent: int
-
-
-@dataclass(frozen=True)
-class AttemptRecord:
-    """One try at a transfer: when, how it ended, and the bytes it sent."""
-
-    number: int
-    started_at: datetime
-    ended_at: datetime
-    error: TransferError | None  # None: the attempt succeeded (or was stopped)
-    bytes_sent: int
-
-
-@dataclass(frozen=True)
-class UnrecordedSending:
-    """Parts the server confirmed outside every recorded attempt of a transfer.
-
-    An attempt is recorded only when it ends in done, duplicate or failed; one
-    cut by a pause or by Ferry stopping (a kill, a crash, a power cut) leaves
-    no record, only the parts it had confirmed. Those between two recorded
-    attempts (or before the first, or after the last) are one such stretch:
-    one cut attempt or more, as far as the journal can know. Parts sent whole
-    in one request, parts the server had not confirmed, and parts an upload
-    started afresh since (its parts are forgotten) are not known here.
-    """
-
-    after: int  # the number of the recorded attempt it came after; 0: before the first
-    first_confirmed_at: datetime
-    last_confirmed_at: datetime
-    parts: int
-    bytes_sent: int
-
-
-@dataclass(frozen=True)
-class TransferRecord:
-    id: int
-    source_path: str
-    identity: SourceIdentity
-    profile: str
-    bucket: str
-    key: str
-    content_type: str
-    sha256: str | None
-    part_size: int
-    part_count: int
-    upload_id: str | None
-    catalog_file_id: int | None
-    etag: str | None
-    duplicate_of: str | None
-    state: TransferState
-    paused: bool
-    attempts: int
-    error: TransferError | None
-    retry_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    on_conflict: KeyConflictPolicy = KeyConflictPolicy.FAIL
-    reservation_token: str | None = None  # owns this transfer's catalog reservation
-    # Set just before CreateMultipartUpload, cleared when its id is committed:
-    # a crash in between left an upload on the server that only a listing finds.
-    upload_intent_at: datetime | None = None
-    # Content already stored in the bucket under another key: this key is
-    # filled by a server-side copy of that object, conditional on its ETag.
-    copy_source_key: str | None = None
-    copy_source_etag: str | None = None
-    # The object at the key this transfer may write over: Ferry's own that an
-    # overwrite replaces, or the one a person's repair chose to replace. None:
-    # the key must hold no object (Ferry never writes over another's).
-    replaces_etag: str | None = None
-    # The version the object's write made, in a bucket that keeps versions
-    # (None: it keeps none). Carried to the catalog row like the ETag: what
-    # `ferry delete` removes is exactly this version.
-    version_id: str | None = None
-
-    @property
-    def write_condition(self) -> WriteCondition:
-        """What the key must hold for this transfer's PUT or Complete to land."""
-        return WriteCondition(self.replaces_etag)
-
-    @property
-    def size(self) -> int:
-        return self.identity.size
-
-    @property
-    def failure_kind(self) -> ErrorKind:
-        """Why it failed (rows without a recorded kind count as permanent)."""
-        return self.error.kind if self.error else ErrorKind.PERMANENT
-
-    @property
-    def multipart(self) -> bool:
-        return self.part_count > 1 or self.upload_id is not None
-
-    @property
-    def resume_point(self) -> TransferState:
-        """The step a failed or interrupted transfer goes on from.
-
-        Read from the facts the later steps need, and from nothing else: an
-        ETag and a catalog row (the object was written: verify it), a row and
-        a SHA-256 (reserved: send, the parts the server has are kept), else
-        from the start. A second record of the point could disagree with the
-        facts after a crash between two writes; these cannot. The one step
-        back, to sending afresh, is :meth:`Journal.forget_upload`.
-        """
-        if self.etag is not None and self.catalog_file_id is not None:
-            return TransferState.VERIFYING
-        if self.catalog_file_id is not None and self.sha256 is not None:
-            return TransferState.UPLOADING
-        return TransferState.QUEUED
 
 
 @dataclass(frozen=True)
@@ -447,13 +298,18 @@ attempts = Table(
 
 # The hot statements (a transfer's moves and reads, thousands per minute for
 # small files) go to sqlite3 directly: SQLAlchemy's statement building and
-# result processing cost more than SQLite's own work there. The SQL is built
-# from the table above, so both stay one schema; times are stored as
-# SQLAlchemy stores them (UTC, "YYYY-MM-DD HH:MM:SS.ffffff").
-_TRANSFER_COLUMNS = tuple(column.name for column in transfers.c)
-_TIME_COLUMNS = frozenset(c.name for c in transfers.c if isinstance(c.type, DateTime))
-_SELECT_TRANSFERS = f"SELECT {', '.join(_TRANSFER_COLUMNS)} FROM transfers"
-_RETURNING = f" RETURNING {', '.join(_TRANSFER_COLUMNS)}"
+# result processing cost more than SQLite's own work there. Times are stored
+# as SQLAlchemy stores them (UTC, "YYYY-MM-DD HH:MM:SS.ffffff"). The columns
+# the SQL names are journal_records' (which loads no SQLAlchemy, for `ferry
+# status`): checked against the tables above at import, so both stay one schema.
+_TABLE_TIME_COLUMNS = {c.name for c in transfers.c if isinstance(c.type, DateTime)}
+if (
+    tuple(c.name for c in transfers.c) != TRANSFER_COLUMNS
+    or _TABLE_TIME_COLUMNS != TIME_COLUMNS
+    or tuple(c.name for c in attempts.c) != ATTEMPT_COLUMNS
+):
+    raise RuntimeError("journal_records' columns no longer match the journal's tables")
+_RETURNING = f" RETURNING {', '.join(TRANSFER_COLUMNS)}"
 _INSERT_ATTEMPT = (
     "INSERT INTO attempts (transfer_id, number, started_at, ended_at, error_kind, "
     "error_title, error_message, error_cause, bytes_sent) VALUES (?, (SELECT "
@@ -483,16 +339,6 @@ def _sql_value(value: Any) -> Any:
     return value
 
 
-class _TransferRow:
-    """A transfers row read through sqlite3: columns as attributes, times parsed."""
-
-    def __init__(self, values: tuple[Any, ...]) -> None:
-        for name, value in zip(_TRANSFER_COLUMNS, values, strict=True):
-            if name in _TIME_COLUMNS and value is not None:
-                value = datetime.fromisoformat(value)
-            setattr(self, name, value)
-
-
 def _cursor(connection: Connection) -> Any:
     """A sqlite3 cursor inside the SQLAlchemy connection's transaction."""
     return connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -501,7 +347,7 @@ def _cursor(connection: Connection) -> Any:
 @functools.cache
 def _update_sql(columns: tuple[str, ...], guarded_states: int) -> str:
     for column in columns:
-        if column not in _TRANSFER_COLUMNS:
+        if column not in TRANSFER_COLUMNS:
             raise ValueError(f"the journal has no column {column!r}")
     assignments = ", ".join(f"{column} = ?" for column in columns)
     guard = f" AND state IN ({', '.join('?' * guarded_states)})" if guarded_states else ""
@@ -513,53 +359,6 @@ def _insert_sql(columns: tuple[str, ...]) -> str:
     names = ", ".join(columns)
     marks = ", ".join("?" * len(columns))
     return f"INSERT INTO transfers ({names}) VALUES ({marks}){_RETURNING}"
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _record(row: Any) -> TransferRecord:
-    created, updated = _aware(row.created_at), _aware(row.updated_at)
-    assert created is not None and updated is not None
-    return TransferRecord(
-        id=row.id,
-        source_path=row.source_path,
-        identity=SourceIdentity(
-            row.source_size,
-            row.source_mtime_ns,
-            row.source_device,
-            row.source_inode,
-            row.source_ctime_ns,
-        ),
-        profile=row.profile,
-        bucket=row.bucket,
-        key=row.key,
-        content_type=row.content_type,
-        sha256=row.sha256,
-        part_size=row.part_size,
-        part_count=row.part_count,
-        upload_id=row.upload_id,
-        catalog_file_id=row.catalog_file_id,
-        etag=row.etag,
-        duplicate_of=row.duplicate_of,
-        state=TransferState(row.state),
-        paused=bool(row.paused),
-        attempts=row.attempts,
-        error=_error_of(row),
-        retry_at=_aware(row.retry_at),
-        created_at=created,
-        updated_at=updated,
-        on_conflict=KeyConflictPolicy(row.on_conflict),
-        reservation_token=row.reservation_token,
-        upload_intent_at=_aware(row.upload_intent_at),
-        copy_source_key=row.copy_source_key,
-        copy_source_etag=row.copy_source_etag,
-        replaces_etag=row.replaces_etag,
-        version_id=row.version_id,
-    )
 
 
 def _waiting_retry(profiles: Iterable[str]) -> Any:
@@ -580,17 +379,6 @@ def _error_columns(error: TransferError | None) -> dict[str, str | None]:
     }
 
 
-def _error_of(row: Any) -> TransferError | None:
-    if not row.error_message:
-        return None
-    return TransferError(
-        ErrorKind.parse(row.error_kind),
-        row.error_title or "",
-        row.error_message,
-        ErrorCause.parse(row.error_cause),
-    )
-
-
 def _insert_attempt(cursor: Any, transfer_id: int, attempt: NewAttempt) -> None:
     error = _error_columns(attempt.error)
     cursor.execute(
@@ -609,45 +397,12 @@ def _insert_attempt(cursor: Any, transfer_id: int, attempt: NewAttempt) -> None:
     )
 
 
-def _attempt(row: Any) -> AttemptRecord:
-    started, ended = _aware(row.started_at), _aware(row.ended_at)
-    assert started is not None and ended is not None
-    return AttemptRecord(row.number, started, ended, _error_of(row), row.bytes_sent)
-
-
-def _unrecorded(
-    confirmed: list[tuple[datetime, int]], recorded: list[AttemptRecord]
-) -> list[UnrecordedSending]:
-    """Group the part confirmations (time order) that fall in no recorded attempt by
-    the recorded attempt they came after."""
-    stretches: dict[int, list[tuple[datetime, int]]] = {}
-    for at, size in confirmed:
-        if any(a.started_at <= at <= a.ended_at for a in recorded):
-            continue
-        after = max((a.number for a in recorded if a.ended_at < at), default=0)
-        stretches.setdefault(after, []).append((at, size))
-    return [
-        UnrecordedSending(after, found[0][0], found[-1][0], len(found), sum(s for _, s in found))
-        for after, found in sorted(stretches.items())
-    ]
-
-
-def _refuse_truncated(path: Path) -> None:
-    """A journal that exists but holds nothing was truncated: never start over silently."""
-    if path.exists() and path.stat().st_size == 0:
-        raise JournalError(
-            f"The journal {path} is empty (0 bytes): it was truncated or damaged, and the "
-            "transfers it held cannot be read. Ferry will not start over silently. If you "
-            f"accept that, move it aside (`mv {path} {path}.broken`) and start Ferry again."
-        )
-
-
 def _create_if_missing(path: Path) -> None:
     """A new journal appears whole: an empty SQLite database in WAL mode, linked in at once.
 
     The lock is taken on the journal file, so it must exist first; made in
     place it would be 0 bytes until the first commit, and a crash then would
-    leave what :func:`_refuse_truncated` rightly takes for a truncated journal.
+    leave what :func:`refuse_truncated` rightly takes for a truncated journal.
     """
     if path.exists():
         return
@@ -707,7 +462,7 @@ class Journal:
             self._open_read_only()
             return
         try:
-            _refuse_truncated(path)
+            refuse_truncated(path)
             _create_if_missing(path)
             self._lock.acquire()
         except LockHeld as held:
@@ -739,7 +494,7 @@ class Journal:
             raise
 
     def _open_read_only(self) -> None:
-        _refuse_truncated(self.path)
+        refuse_truncated(self.path)
         if not self.path.exists():
             # Nothing was ever queued here: an empty journal in memory says so.
             self.engine = create_engine("sqlite://")
@@ -852,7 +607,7 @@ class Journal:
 
         def op(connection: Connection) -> list[TransferRecord]:
             cursor = _cursor(connection)
-            return [_record(_TransferRow(cursor.execute(sql, row).fetchone())) for row in rows]
+            return [record_of(TransferRow(cursor.execute(sql, row).fetchone())) for row in rows]
 
         return self._write(op)
 
@@ -868,17 +623,14 @@ class Journal:
         found: dict[int, TransferRecord] = {}
         for start in range(0, len(ids), 500):  # SQLite's limit on bound values
             chunk = ids[start : start + 500]
-            sql = f"{_SELECT_TRANSFERS} WHERE id IN ({', '.join('?' * len(chunk))})"
+            sql = f"{SELECT_TRANSFERS} WHERE id IN ({', '.join('?' * len(chunk))})"
             for values in self._read_raw(sql, chunk):
-                record = _record(_TransferRow(values))
+                record = record_of(TransferRow(values))
                 found[record.id] = record
         return [found[i] for i in ids if i in found]
 
     def all(self, states: Iterable[TransferState] | None = None) -> list[TransferRecord]:
-        statement = select(transfers).order_by(transfers.c.id)
-        if states is not None:
-            statement = statement.where(transfers.c.state.in_([s.value for s in states]))
-        return [_record(row) for row in self._read(statement)]
+        return read_transfers(self._read_raw, states)
 
     def window_history(self, finished_kept: int) -> list[TransferRecord]:
         """What a window shows at start: every unfinished transfer and the newest
@@ -893,7 +645,7 @@ class Journal:
         )
         kept = select(transfers).where(transfers.c.id.in_(recent))
         rows = [*self._read(unfinished), *self._read(kept)]
-        return sorted((_record(row) for row in rows), key=lambda record: record.id)
+        return sorted((record_of(row) for row in rows), key=lambda record: record.id)
 
     def clear_finished(self, transfer_ids: Iterable[int]) -> int:
         """Hide these finished transfers from the window; the history keeps them."""
@@ -925,7 +677,7 @@ class Journal:
         are never returned: only that profile's client and catalog may run them.
         """
         statement = select(transfers).where(self._runnable(profiles, now)).order_by(transfers.c.id)
-        return [_record(row) for row in self._read(statement)]
+        return [record_of(row) for row in self._read(statement)]
 
     def runnable_sizes(self, profiles: Iterable[str], now: datetime) -> list[tuple[int, int]]:
         """(id, size) of what :meth:`runnable` returns: all a dispatcher needs, cheaply."""
@@ -963,7 +715,7 @@ class Journal:
             .order_by(transfers.c.retry_at)
             .limit(1)
         )
-        return _aware(rows[0].retry_at) if rows else None
+        return aware(rows[0].retry_at) if rows else None
 
     def retry_now(self, profiles: Iterable[str], now: datetime) -> int:
         """Bring every waiting automatic retry forward to now (the server is back)."""
@@ -981,7 +733,7 @@ class Journal:
             .order_by(transfers.c.id.desc())
             .limit(1)
         )
-        return _record(rows[0]) if rows else None
+        return record_of(rows[0]) if rows else None
 
     def update(self, transfer_id: int, facts: TransferFacts) -> TransferRecord:
         """Set facts of one transfer (never its state: that is :meth:`move`)."""
@@ -1040,43 +792,17 @@ class Journal:
                 raise IllegalMoveError(transfer_id, TransferState(found[0]), move[0])
             if move is not None and move[1] is not None:
                 _insert_attempt(cursor, transfer_id, move[1])
-            return _record(_TransferRow(row))
+            return record_of(TransferRow(row))
 
         return self._write(op)
 
     def attempts_of(self, transfer_ids: Iterable[int]) -> dict[int, list[AttemptRecord]]:
-        ids = list(transfer_ids)
-        found: dict[int, list[AttemptRecord]] = {i: [] for i in ids}
-        for start in range(0, len(ids), 500):
-            rows = self._read(
-                select(attempts)
-                .where(attempts.c.transfer_id.in_(ids[start : start + 500]))
-                .order_by(attempts.c.transfer_id, attempts.c.number)
-            )
-            for row in rows:
-                found[row.transfer_id].append(_attempt(row))
-        return found
+        return read_attempts(self._read_raw, transfer_ids)
 
     def unrecorded_sending(self, transfer_ids: Iterable[int]) -> dict[int, list[UnrecordedSending]]:
         """Per transfer, the stretches of confirmed parts no recorded attempt covers
         (attempts cut by a pause or a stop), in time order: see :class:`UnrecordedSending`."""
-        ids = list(transfer_ids)
-        recorded = self.attempts_of(ids)
-        confirmed: dict[int, list[tuple[datetime, int]]] = {i: [] for i in ids}
-        for start in range(0, len(ids), 500):
-            rows = self._read(
-                select(parts.c.transfer_id, parts.c.size, parts.c.confirmed_at)
-                .where(
-                    parts.c.transfer_id.in_(ids[start : start + 500]),
-                    parts.c.confirmed_at.is_not(None),
-                )
-                .order_by(parts.c.transfer_id, parts.c.confirmed_at)
-            )
-            for row in rows:
-                at = _aware(row.confirmed_at)
-                assert at is not None
-                confirmed[row.transfer_id].append((at, int(row.size)))
-        return {i: _unrecorded(confirmed[i], recorded[i]) for i in ids}
+        return read_unrecorded_sending(self._read_raw, transfer_ids)
 
     def set_paused(self, transfer_ids: Iterable[int] | None, paused: bool) -> int:
         """Pause or let go unfinished transfers; how many changed.
@@ -1138,7 +864,7 @@ class Journal:
             select(parts).where(parts.c.transfer_id == transfer_id).order_by(parts.c.number)
         )
         return [
-            PartRecord(r.number, r.offset, r.size, r.md5, r.etag, _aware(r.confirmed_at))
+            PartRecord(r.number, r.offset, r.size, r.md5, r.etag, aware(r.confirmed_at))
             for r in rows
         ]
 
@@ -1212,7 +938,7 @@ class Journal:
             .order_by(transfers.c.id.desc())
             .limit(1)
         )
-        return _record(rows[0]) if rows else None
+        return record_of(rows[0]) if rows else None
 
     def in_flight_keys(self, bucket: str) -> set[str]:
         rows = self._read(

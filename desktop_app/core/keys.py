@@ -18,21 +18,16 @@ import enum
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
-
-import boto3
-import keyring
-import keyring.errors
-from botocore.exceptions import (
-    BotoCoreError,
-    CredentialRetrievalError,
-    ProfileNotFound,
-    SSOError,
-    TokenRetrievalError,
-)
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from desktop_app.core.config import Profile
 from desktop_app.core.errors import ConfigError, ErrorCause, SecretStoreError, SignInRequiredError
+
+# boto3 and keyring are imported where they are used: a command that reads no
+# secret from them (`ferry status` with keys in the environment) loads neither.
+if TYPE_CHECKING:
+    import boto3
+    from botocore.exceptions import BotoCoreError
 
 SERVICE = "ferry"
 BACKEND_VARIABLE = "PYTHON_KEYRING_BACKEND"
@@ -122,6 +117,8 @@ class SecretStore:
     def get(self, profile_name: str, kind: SecretKind) -> str | None:
         if not self.usable:
             return None
+        import keyring.errors
+
         try:
             return self.backend.get_password(SERVICE, self._username(profile_name, kind))
         except keyring.errors.KeyringError as exc:
@@ -137,6 +134,8 @@ class SecretStore:
                 "id) or use ~/.aws/credentials instead, or "
                 "install a keyring backend (e.g. GNOME Keyring, KWallet)."
             )
+        import keyring.errors
+
         try:
             self.backend.set_password(SERVICE, self._username(profile_name, kind), value)
         except keyring.errors.KeyringError as exc:
@@ -147,6 +146,8 @@ class SecretStore:
     def delete(self, profile_name: str, kind: SecretKind) -> None:
         if not self.usable:
             return
+        import keyring.errors
+
         try:
             self.backend.delete_password(SERVICE, self._username(profile_name, kind))
         except keyring.errors.PasswordDeleteError:
@@ -165,6 +166,8 @@ def system_keyring() -> KeyringBackend:
     ("Empty module name"). A backend that cannot be loaded, named there or in
     keyring's own configuration file, is a ConfigError that names it.
     """
+    import keyring
+
     named = os.environ.get(BACKEND_VARIABLE)
     try:
         if named is not None and not named.strip():
@@ -235,6 +238,9 @@ def _from_aws_config(
     profile: Profile, aws_profile: str | None, source: CredentialSource
 ) -> S3Credentials:
     """Credentials through boto3's own chain for an AWS profile (None: its default)."""
+    import boto3.session
+    from botocore.exceptions import BotoCoreError, ProfileNotFound
+
     try:
         session = boto3.session.Session(profile_name=aws_profile)
         if session.region_name is None:
@@ -267,6 +273,8 @@ def aws_credential_error(
     exc: BotoCoreError, profile_name: str, aws_profile: str | None
 ) -> ConfigError:
     """A botocore credential failure said plainly: sign in again, or fix the AWS profile."""
+    from botocore.exceptions import CredentialRetrievalError, SSOError, TokenRetrievalError
+
     which = f"AWS profile {aws_profile!r}" if aws_profile else "the default AWS profile"
     if isinstance(exc, SSOError | TokenRetrievalError):
         return SignInRequiredError(

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, event, inspect, text
-
+# SQLAlchemy is imported where it is used: the schemas' names and heads below
+# are read by code that loads no SQLAlchemy (catalog_peek, `ferry status`).
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy import Connection, Engine
 
 
 class Schema(enum.Enum):
@@ -67,6 +68,8 @@ def _config(schema: Schema, connection: Connection | None = None) -> Config:
 
 
 def revisions(connection: Connection, schema: Schema) -> Revisions:
+    from sqlalchemy import inspect, text
+
     if not inspect(connection).has_table(schema.version_table):
         return Revisions(None, schema.head)
     current = connection.execute(
@@ -96,6 +99,8 @@ def hold_upgrade_lock(connection: Connection) -> None:
     second. SQLite reads one snapshot per transaction and needs no lock.
     """
     if connection.dialect.name == "postgresql":
+        from sqlalchemy import text
+
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
 
 
@@ -134,5 +139,7 @@ def _durable_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def make_sqlite_durable(engine: Engine) -> Engine:
     """Open every connection of this SQLite engine in WAL mode with synchronous=FULL."""
+    from sqlalchemy import event
+
     event.listen(engine, "connect", _durable_pragmas)
     return engine

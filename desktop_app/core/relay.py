@@ -31,7 +31,6 @@ import enum
 import json
 import logging
 import random
-import re
 import threading
 import time
 import uuid
@@ -41,18 +40,16 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from desktop_app.core.catalog_outbox import EventOutbox, OutboxBacklog
 from desktop_app.core.catalog_records import OutboxEvent
-from desktop_app.core.errors import ConfigError, EventStreamError, FerryError
+from desktop_app.core.errors import EventStreamError, FerryError
+from desktop_app.core.relay_options import RelayOptions as RelayOptions
+from desktop_app.core.relay_options import describe_nats_url as describe_nats_url
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
-DEFAULT_STREAM = "FERRY"
-DEFAULT_SUBJECT_PREFIX = "ferry"
 # JetStream drops a message whose Nats-Msg-Id it saw within this window; a
 # relay restarted after a crash re-publishes well inside it.
 DUPLICATE_WINDOW_SECONDS = 120.0
@@ -67,56 +64,8 @@ LOOKUP_MARGIN_SECONDS = 30.0
 # and this covers the round trips in between.
 _LOOKUP_SLACK = timedelta(seconds=60)
 _LOOKUP_FETCH = 1000
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 # JetStream's error code for a message over the stream's max message size.
 _MESSAGE_TOO_LARGE = 10054
-
-
-@dataclass(frozen=True)
-class RelayOptions:
-    """Where and how to publish; each has a default a team can leave alone."""
-
-    nats_url: str = DEFAULT_NATS_URL
-    stream: str = DEFAULT_STREAM
-    subject_prefix: str = DEFAULT_SUBJECT_PREFIX
-    batch_size: int = 100
-    # The slow poll beside LISTEN/NOTIFY (notifications are lost while nobody listens).
-    poll_seconds: float = 5.0
-    publish_timeout: float = 10.0
-    # With --once: how many times a failed round is tried before giving up.
-    once_attempts: int = 3
-    max_backoff: float = 30.0
-
-    def validate(self) -> None:
-        parts = urlsplit(self.nats_url)
-        if parts.scheme not in ("nats", "tls", "ws", "wss") or not parts.hostname:
-            raise ConfigError(
-                f"The NATS address {describe_nats_url(self.nats_url)!r} should look like "
-                "nats://host:4222 (or tls://, ws://, wss://)."
-            )
-        if not _TOKEN.match(self.stream):
-            raise ConfigError(
-                f"The stream name {self.stream!r} may use letters, digits, '-' and '_' only."
-            )
-        if not all(_TOKEN.match(token) for token in self.subject_prefix.split(".")):
-            raise ConfigError(
-                f"The subject prefix {self.subject_prefix!r} should be dot-separated words of "
-                "letters, digits, '-' and '_' (no spaces, '*' or '>'), e.g. 'ferry' or "
-                "'acme.files'."
-            )
-        if self.batch_size < 1 or self.poll_seconds <= 0 or self.publish_timeout <= 0:
-            raise ConfigError("Relay batch size, poll interval and timeout must be positive.")
-
-
-def describe_nats_url(url: str) -> str:
-    """The NATS URL without user, password or token, for messages."""
-    parts = urlsplit(url)
-    if not (parts.username or parts.password):
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
 def subject_for(prefix: str, event: OutboxEvent) -> str:

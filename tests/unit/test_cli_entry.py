@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from desktop_app import __version__
 
@@ -32,3 +37,89 @@ def test_every_other_invocation_reaches_the_commands() -> None:
     )  # fmt: skip
     assert answer.returncode == 0, answer.stderr
     assert "upload" in answer.stdout and "--version" in answer.stdout
+
+
+def _home_with_transfers(home: Path) -> dict[str, str]:
+    """A profile (SQLite catalog, a relay named) and a journal with transfers; the
+    environment a command runs in there, with keys in the environment."""
+    from desktop_app.core.catalog import open_catalog
+    from desktop_app.core.config import Profile, ProfileStore
+    from desktop_app.core.journal import Journal, NewTransfer, SourceIdentity
+    from desktop_app.core.paths import FerryPaths
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FERRY_"))}
+    environ.update(
+        FERRY_HOME=str(home),
+        PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
+        AWS_ACCESS_KEY_ID="key",
+        AWS_SECRET_ACCESS_KEY="not-a-secret",
+    )
+    paths = FerryPaths.from_environment(environ)
+    paths.ensure()
+    profile = Profile(
+        name="p",
+        bucket="bucket",
+        catalog_url=paths.default_catalog_url("p"),
+        endpoint_url="http://127.0.0.1:9",  # nothing listens: nothing may ask it
+        relay_nats_url="nats://127.0.0.1:4222",
+    )
+    ProfileStore(paths.profiles_file).save(profile, make_default=True)
+    open_catalog(profile.catalog_url, owner="me").close()
+    journal = Journal(paths.journal_file)
+    try:
+        journal.add_many(
+            [
+                NewTransfer(
+                    f"/data/{n}.txt",
+                    SourceIdentity(n + 1, n, 1, n),
+                    "p",
+                    "bucket",
+                    f"{n}.txt",
+                    "text/plain",
+                    16 * 1024 * 1024,
+                    1,
+                )
+                for n in range(5)
+            ]
+        )
+    finally:
+        journal.close()
+    return environ
+
+
+HEAVY = ("boto3", "botocore", "sqlalchemy", "alembic", "PySide6", "desktop_app.core.app")
+
+
+@pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["status", "--all"]])
+def test_status_loads_neither_boto3_sqlalchemy_alembic_nor_qt(
+    tmp_path: Path, args: list[str]
+) -> None:
+    # What `ferry status` reads (journal, outbox backlog) needs sqlite3 alone; the
+    # time it takes is bench/startup.py's business, what it loads is checked here.
+    environ = _home_with_transfers(tmp_path / "home")
+    probe = (
+        "import sys\n"
+        "from desktop_app.cli import main\n"
+        f"code = main({args!r})\n"
+        f"heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
+        "print(code, heavy, file=sys.stderr)\n"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=environ, timeout=60
+    )
+    assert answer.stderr.splitlines()[-1] == "0 []", answer.stderr
+    if "--json" in args:
+        document = json.loads(answer.stdout)
+        assert len(document["transfers"]) == 5 and document["relay"] == "nats://127.0.0.1:4222"
+        assert document["events"] == {"waiting": 0, "skipped": 0, "oldest_waiting": None}
+    else:
+        assert len(answer.stdout.splitlines()) == 5 and "queued" in answer.stdout
+
+
+def test_the_parsers_choices_are_the_enums_values() -> None:
+    from desktop_app.cli.commands import FILE_STATUSES, FINDING_KINDS
+    from desktop_app.core.catalog_schema import FileStatus
+    from desktop_app.core.reconcile import FindingKind
+
+    assert tuple(s.value for s in FileStatus) == FILE_STATUSES
+    assert tuple(k.value for k in FindingKind) == FINDING_KINDS

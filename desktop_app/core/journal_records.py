@@ -1,0 +1,493 @@
+"""The journal's records, and the journal file read through sqlite3 alone.
+
+What a transfer, its attempts and the sending no attempt recorded look like
+when read (:class:`TransferRecord`, :class:`AttemptRecord`,
+:class:`UnrecordedSending`), and the reads that make them from rows. The
+:class:`~desktop_app.core.journal.Journal` (SQLAlchemy, Alembic, the one
+writer) reads through the same functions; :class:`JournalReader` reads the
+file with nothing else loaded, for the commands that only look (`ferry
+status`): it writes nothing, takes no lock, and works beside a running Ferry.
+
+Times are stored as SQLAlchemy stores them (UTC, "YYYY-MM-DD HH:MM:SS.ffffff")
+and read back as aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from desktop_app.core.errors import ErrorCause, JournalError
+from desktop_app.core.states import ErrorKind, TransferState
+
+if TYPE_CHECKING:
+    from desktop_app.core.bucket_objects import WriteCondition
+
+
+class KeyConflictPolicy(enum.Enum):
+    """When the key is taken by other content: fail, upload as "name (2).ext", or replace."""
+
+    FAIL = "fail"
+    SUFFIX = "suffix"
+    OVERWRITE = "overwrite"
+
+
+@dataclass(frozen=True)
+class SourceIdentity:
+    """What a file was when Ferry looked at it; any change means other bytes.
+
+    ctime is in it because no program can set it back: a rewrite that keeps
+    size and mtime (``touch -d``, a copy with ``-p``) still moves ctime. A
+    ctime of 0 means "not recorded" (transfers queued before it was) and is
+    then left out of the comparison.
+    """
+
+    size: int
+    mtime_ns: int
+    device: int
+    inode: int
+    ctime_ns: int = 0
+
+    @classmethod
+    def of(cls, stat: os.stat_result) -> SourceIdentity:
+        return cls(stat.st_size, stat.st_mtime_ns, stat.st_dev, stat.st_ino, stat.st_ctime_ns)
+
+    def matches(self, now: SourceIdentity) -> bool:
+        """Is the file still what it was (``now`` is a fresh stat)?"""
+        if self.ctime_ns == 0:
+            now = dataclasses.replace(now, ctime_ns=0)
+        return self == now
+
+    def columns(self) -> dict[str, Any]:
+        """The journal's columns for this identity."""
+        return {
+            "source_size": self.size,
+            "source_mtime_ns": self.mtime_ns,
+            "source_device": self.device,
+            "source_inode": self.inode,
+            "source_ctime_ns": self.ctime_ns,
+        }
+
+
+@dataclass(frozen=True, init=False)
+class TransferError:
+    """A failed transfer's error: who acts next, the words a person reads, and why.
+
+    ``cause`` is the code set where the error was raised; code acts on it (the
+    Failed inbox's groups, a repeated verification failure), never on the
+    title. Left out, it is the kind's (:meth:`ErrorCause.of_kind`).
+    """
+
+    kind: ErrorKind
+    title: str
+    message: str
+    cause: ErrorCause
+
+    def __init__(
+        self, kind: ErrorKind, title: str, message: str, cause: ErrorCause | None = None
+    ) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "title", title)
+        object.__setattr__(self, "message", message)
+        object.__setattr__(self, "cause", cause or ErrorCause.of_kind(kind))
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One try at a transfer: when, how it ended, and the bytes it sent."""
+
+    number: int
+    started_at: datetime
+    ended_at: datetime
+    error: TransferError | None  # None: the attempt succeeded (or was stopped)
+    bytes_sent: int
+
+
+@dataclass(frozen=True)
+class UnrecordedSending:
+    """Parts the server confirmed outside every recorded attempt of a transfer.
+
+    An attempt is recorded only when it ends in done, duplicate or failed; one
+    cut by a pause or by Ferry stopping (a kill, a crash, a power cut) leaves
+    no record, only the parts it had confirmed. Those between two recorded
+    attempts (or before the first, or after the last) are one such stretch:
+    one cut attempt or more, as far as the journal can know. Parts sent whole
+    in one request, parts the server had not confirmed, and parts an upload
+    started afresh since (its parts are forgotten) are not known here.
+    """
+
+    after: int  # the number of the recorded attempt it came after; 0: before the first
+    first_confirmed_at: datetime
+    last_confirmed_at: datetime
+    parts: int
+    bytes_sent: int
+
+
+@dataclass(frozen=True)
+class TransferRecord:
+    id: int
+    source_path: str
+    identity: SourceIdentity
+    profile: str
+    bucket: str
+    key: str
+    content_type: str
+    sha256: str | None
+    part_size: int
+    part_count: int
+    upload_id: str | None
+    catalog_file_id: int | None
+    etag: str | None
+    duplicate_of: str | None
+    state: TransferState
+    paused: bool
+    attempts: int
+    error: TransferError | None
+    retry_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    on_conflict: KeyConflictPolicy = KeyConflictPolicy.FAIL
+    reservation_token: str | None = None  # owns this transfer's catalog reservation
+    # Set just before CreateMultipartUpload, cleared when its id is committed:
+    # a crash in between left an upload on the server that only a listing finds.
+    upload_intent_at: datetime | None = None
+    # Content already stored in the bucket under another key: this key is
+    # filled by a server-side copy of that object, conditional on its ETag.
+    copy_source_key: str | None = None
+    copy_source_etag: str | None = None
+    # The object at the key this transfer may write over: Ferry's own that an
+    # overwrite replaces, or the one a person's repair chose to replace. None:
+    # the key must hold no object (Ferry never writes over another's).
+    replaces_etag: str | None = None
+    # The version the object's write made, in a bucket that keeps versions
+    # (None: it keeps none). Carried to the catalog row like the ETag: what
+    # `ferry delete` removes is exactly this version.
+    version_id: str | None = None
+
+    @property
+    def write_condition(self) -> WriteCondition:
+        """What the key must hold for this transfer's PUT or Complete to land."""
+        from desktop_app.core.bucket_objects import WriteCondition  # botocore: not for reading
+
+        return WriteCondition(self.replaces_etag)
+
+    @property
+    def size(self) -> int:
+        return self.identity.size
+
+    @property
+    def failure_kind(self) -> ErrorKind:
+        """Why it failed (rows without a recorded kind count as permanent)."""
+        return self.error.kind if self.error else ErrorKind.PERMANENT
+
+    @property
+    def multipart(self) -> bool:
+        return self.part_count > 1 or self.upload_id is not None
+
+    @property
+    def resume_point(self) -> TransferState:
+        """The step a failed or interrupted transfer goes on from.
+
+        Read from the facts the later steps need, and from nothing else: an
+        ETag and a catalog row (the object was written: verify it), a row and
+        a SHA-256 (reserved: send, the parts the server has are kept), else
+        from the start. A second record of the point could disagree with the
+        facts after a crash between two writes; these cannot. The one step
+        back, to sending afresh, is :meth:`Journal.forget_upload`.
+        """
+        if self.etag is not None and self.catalog_file_id is not None:
+            return TransferState.VERIFYING
+        if self.catalog_file_id is not None and self.sha256 is not None:
+            return TransferState.UPLOADING
+        return TransferState.QUEUED
+
+
+# The columns of the transfers table, in its order (journal.py checks them
+# against its Table at import, so the two stay one schema).
+TRANSFER_COLUMNS = (
+    "id",
+    "source_path",
+    "source_size",
+    "source_mtime_ns",
+    "source_device",
+    "source_inode",
+    "source_ctime_ns",
+    "profile",
+    "bucket",
+    "key",
+    "content_type",
+    "sha256",
+    "part_size",
+    "part_count",
+    "upload_id",
+    "catalog_file_id",
+    "etag",
+    "duplicate_of",
+    "state",
+    "paused",
+    "attempts",
+    "error_kind",
+    "error_title",
+    "error_message",
+    "error_cause",
+    "retry_at",
+    "created_at",
+    "updated_at",
+    "on_conflict",
+    "reservation_token",
+    "upload_intent_at",
+    "copy_source_key",
+    "copy_source_etag",
+    "replaces_etag",
+    "version_id",
+    "cleared_at",
+)
+TIME_COLUMNS = frozenset({"retry_at", "created_at", "updated_at", "upload_intent_at", "cleared_at"})
+SELECT_TRANSFERS = f"SELECT {', '.join(TRANSFER_COLUMNS)} FROM transfers"
+ATTEMPT_COLUMNS = (
+    "transfer_id",
+    "number",
+    "started_at",
+    "ended_at",
+    "error_kind",
+    "error_title",
+    "error_message",
+    "error_cause",
+    "bytes_sent",
+)
+_SELECT_ATTEMPTS = f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM attempts"
+# SQLite's limit on bound values, kept well below.
+_CHUNK = 500
+
+
+class TransferRow:
+    """A transfers row read through sqlite3: columns as attributes, times parsed."""
+
+    def __init__(self, values: tuple[Any, ...]) -> None:
+        for name, value in zip(TRANSFER_COLUMNS, values, strict=True):
+            if name in TIME_COLUMNS and value is not None:
+                value = datetime.fromisoformat(value)
+            setattr(self, name, value)
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def record_of(row: Any) -> TransferRecord:
+    created, updated = aware(row.created_at), aware(row.updated_at)
+    assert created is not None and updated is not None
+    return TransferRecord(
+        id=row.id,
+        source_path=row.source_path,
+        identity=SourceIdentity(
+            row.source_size,
+            row.source_mtime_ns,
+            row.source_device,
+            row.source_inode,
+            row.source_ctime_ns,
+        ),
+        profile=row.profile,
+        bucket=row.bucket,
+        key=row.key,
+        content_type=row.content_type,
+        sha256=row.sha256,
+        part_size=row.part_size,
+        part_count=row.part_count,
+        upload_id=row.upload_id,
+        catalog_file_id=row.catalog_file_id,
+        etag=row.etag,
+        duplicate_of=row.duplicate_of,
+        state=TransferState(row.state),
+        paused=bool(row.paused),
+        attempts=row.attempts,
+        error=error_of(row),
+        retry_at=aware(row.retry_at),
+        created_at=created,
+        updated_at=updated,
+        on_conflict=KeyConflictPolicy(row.on_conflict),
+        reservation_token=row.reservation_token,
+        upload_intent_at=aware(row.upload_intent_at),
+        copy_source_key=row.copy_source_key,
+        copy_source_etag=row.copy_source_etag,
+        replaces_etag=row.replaces_etag,
+        version_id=row.version_id,
+    )
+
+
+def error_of(row: Any) -> TransferError | None:
+    if not row.error_message:
+        return None
+    return TransferError(
+        ErrorKind.parse(row.error_kind),
+        row.error_title or "",
+        row.error_message,
+        ErrorCause.parse(row.error_cause),
+    )
+
+
+def attempt_of(row: Any) -> AttemptRecord:
+    started, ended = aware(row.started_at), aware(row.ended_at)
+    assert started is not None and ended is not None
+    return AttemptRecord(row.number, started, ended, error_of(row), row.bytes_sent)
+
+
+def _unrecorded(
+    confirmed: list[tuple[datetime, int]], recorded: list[AttemptRecord]
+) -> list[UnrecordedSending]:
+    """Group the part confirmations (time order) that fall in no recorded attempt by
+    the recorded attempt they came after."""
+    stretches: dict[int, list[tuple[datetime, int]]] = {}
+    for at, size in confirmed:
+        if any(a.started_at <= at <= a.ended_at for a in recorded):
+            continue
+        after = max((a.number for a in recorded if a.ended_at < at), default=0)
+        stretches.setdefault(after, []).append((at, size))
+    return [
+        UnrecordedSending(after, found[0][0], found[-1][0], len(found), sum(s for _, s in found))
+        for after, found in sorted(stretches.items())
+    ]
+
+
+def refuse_truncated(path: Path) -> None:
+    """A journal that exists but holds nothing was truncated: never start over silently."""
+    if path.exists() and path.stat().st_size == 0:
+        raise JournalError(
+            f"The journal {path} is empty (0 bytes): it was truncated or damaged, and the "
+            "transfers it held cannot be read. Ferry will not start over silently. If you "
+            f"accept that, move it aside (`mv {path} {path}.broken`) and start Ferry again."
+        )
+
+
+class _AttemptRow:
+    """An attempts row read through sqlite3: columns as attributes, times parsed."""
+
+    transfer_id: int
+
+    def __init__(self, values: tuple[Any, ...]) -> None:
+        for name, value in zip(ATTEMPT_COLUMNS, values, strict=True):
+            if name in ("started_at", "ended_at"):
+                value = datetime.fromisoformat(value)
+            setattr(self, name, value)
+
+
+# How a journal is read: SQL and its parameters in, rows out (errors already
+# Ferry's JournalError). The Journal passes its engine's, the reader its own.
+Read = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+
+
+def read_transfers(
+    read: Read, states: Iterable[TransferState] | None = None
+) -> list[TransferRecord]:
+    """Every transfer (or those in ``states``), oldest first."""
+    if states is None:
+        rows = read(f"{SELECT_TRANSFERS} ORDER BY id", ())
+    else:
+        values = [s.value for s in states]
+        marks = ", ".join("?" * len(values))
+        rows = read(f"{SELECT_TRANSFERS} WHERE state IN ({marks}) ORDER BY id", values)
+    return [record_of(TransferRow(values)) for values in rows]
+
+
+def read_attempts(read: Read, transfer_ids: Iterable[int]) -> dict[int, list[AttemptRecord]]:
+    """The recorded attempts of each transfer, in the order they were made."""
+    ids = list(transfer_ids)
+    found: dict[int, list[AttemptRecord]] = {i: [] for i in ids}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        rows = read(
+            f"{_SELECT_ATTEMPTS} WHERE transfer_id IN ({', '.join('?' * len(chunk))}) "
+            "ORDER BY transfer_id, number",
+            chunk,
+        )
+        for values in rows:
+            row = _AttemptRow(values)
+            found[row.transfer_id].append(attempt_of(row))
+    return found
+
+
+def read_unrecorded_sending(
+    read: Read, transfer_ids: Iterable[int]
+) -> dict[int, list[UnrecordedSending]]:
+    """Per transfer, the stretches of confirmed parts no recorded attempt covers
+    (attempts cut by a pause or a stop), in time order: see :class:`UnrecordedSending`."""
+    ids = list(transfer_ids)
+    recorded = read_attempts(read, ids)
+    confirmed: dict[int, list[tuple[datetime, int]]] = {i: [] for i in ids}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        rows = read(
+            "SELECT transfer_id, size, confirmed_at FROM parts "
+            f"WHERE transfer_id IN ({', '.join('?' * len(chunk))}) AND confirmed_at IS NOT NULL "
+            "ORDER BY transfer_id, confirmed_at",
+            chunk,
+        )
+        for transfer_id, size, confirmed_at in rows:
+            at = aware(datetime.fromisoformat(confirmed_at))
+            assert at is not None
+            confirmed[transfer_id].append((at, int(size)))
+    return {i: _unrecorded(confirmed[i], recorded[i]) for i in ids}
+
+
+def read_failure(exc: Exception) -> JournalError:
+    return JournalError(f"Reading the journal failed ({type(exc).__name__}).")
+
+
+class JournalReader:
+    """The journal file, read only, through sqlite3 and nothing heavier.
+
+    What a read-only :class:`~desktop_app.core.journal.Journal` answers, the
+    same way: no lock, nothing written, no migration (a journal is upgraded by
+    the Ferry that writes it); a journal that does not exist yet holds no
+    transfers; an empty (truncated) file is refused. The file is opened at the
+    first read, so an unreadable one says so as a read that failed.
+    """
+
+    def __init__(self, path: Path) -> None:
+        refuse_truncated(path)
+        self.path = path
+        self._connection: sqlite3.Connection | None = None
+
+    def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        if self._connection is None:
+            if not self.path.exists():
+                return []  # nothing was ever queued here
+            try:
+                self._connection = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, timeout=30
+                )
+            except sqlite3.Error as exc:
+                raise read_failure(exc) from None
+        try:
+            return list(self._connection.execute(sql, list(params)))
+        except sqlite3.Error as exc:
+            raise read_failure(exc) from None
+
+    def all(self, states: Iterable[TransferState] | None = None) -> list[TransferRecord]:
+        return read_transfers(self._read, states)
+
+    def attempts_of(self, transfer_ids: Iterable[int]) -> dict[int, list[AttemptRecord]]:
+        return read_attempts(self._read, transfer_ids)
+
+    def unrecorded_sending(self, transfer_ids: Iterable[int]) -> dict[int, list[UnrecordedSending]]:
+        return read_unrecorded_sending(self._read, transfer_ids)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def __enter__(self) -> JournalReader:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
