@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -27,7 +28,6 @@ from desktop_app.core.catalog import FileQuery
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.journal import TransferState
 from desktop_app.core.reconcile import CheckOptions, FindingKind, RepairAction, RepairOutcome
-from desktop_app.core.storage import ObjectInfo
 from tests.conftest import (
     TEST_ACCESS_KEY,
     TEST_SECRET_KEY,
@@ -346,23 +346,22 @@ def test_an_orphan_registered_after_the_check_is_not_deleted(
 
 
 def test_a_row_registered_during_the_check_is_not_called_missing(
-    open_ferry: OpenFerry,
-    catalog_url: str,
-    weed: WeedServer,
-    bucket: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    open_ferry: OpenFerry, catalog_url: str, weed: WeedServer, bucket: str, tmp_path: Path
 ) -> None:
     first = open_ferry("first", catalog_url)
     second = open_ferry("second", catalog_url)
-    listing = first.storage.iter_object_pages
+    uploaded: list[bool] = []
 
-    def list_then_let_the_other_upload(prefix: str = "") -> Iterator[list[ObjectInfo]]:
-        yield from listing(prefix)
-        put_file(second, tmp_path / "late.txt", b"registered after the listing")
+    def let_the_other_upload(**_: Any) -> None:
+        """As the server's answer to the check's listing comes back: the bucket has been
+        listed (without late.txt) when the other Ferry uploads and registers it."""
+        if not uploaded:
+            uploaded.append(True)
+            put_file(second, tmp_path / "late.txt", b"registered after the listing")
 
-    monkeypatch.setattr(first.storage, "iter_object_pages", list_then_let_the_other_upload)
+    first.storage.client.meta.events.register("after-call.s3.ListObjectsV2", let_the_other_upload)
     report = first.check(NOW)
+    assert uploaded, "the check listed nothing"
     assert report.consistent, [(f.kind, f.key) for f in report.findings]
     row = second.catalog.live(bucket, "late.txt")
     assert row is not None and row.status is FileStatus.ACTIVE

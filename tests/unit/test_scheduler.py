@@ -9,11 +9,13 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
 
 from desktop_app.core.app import Ferry
-from desktop_app.core.errors import StorageError, StorageErrorKind
 from desktop_app.core.journal import ErrorKind, TransferState
 from desktop_app.core.transfers.engine import TransferHeldError
 from desktop_app.core.transfers.retry import RetryPolicy
@@ -51,20 +53,31 @@ def ferry(moto_ferry: Ferry) -> Ferry:
     return moto_ferry
 
 
-def failing_puts(ferry: Ferry, failures: int) -> list[int]:
-    """The next `failures` PUTs fail as a dropped network would; returns a call count."""
-    calls = [0]
-    real_put = ferry.storage.put_object
+def on_call(ferry: Ferry, operation: str, hook: Callable[..., Any]) -> None:
+    """``hook(params=...)`` runs before each ``operation`` (PutObject, UploadPart...)
+    of Ferry's own S3 client, below its storage adapter, the write probe's requests
+    left out. Returning an (HTTP response, parsed answer) pair answers the request
+    unsent; raising is what botocore raises; None lets the request go to the server."""
 
-    def put(*args: object, **kwargs: object) -> str:
+    def hook_but_the_probe(params: dict[str, Any], **kwargs: Any) -> Any:
+        if ".ferry-probe-" in params["url_path"]:
+            return None
+        return hook(params=params, **kwargs)
+
+    ferry.storage.client.meta.events.register(f"before-call.s3.{operation}", hook_but_the_probe)
+
+
+def failing_puts(ferry: Ferry, failures: int) -> list[int]:
+    """The next `failures` PUTs fail as a dropped network does (botocore's own
+    EndpointConnectionError, once its retries are spent); returns a call count."""
+    calls = [0]
+
+    def cut(params: dict[str, Any], **_: Any) -> None:
         calls[0] += 1
         if calls[0] <= failures:
-            raise StorageError(
-                "Cannot reach the server.", kind=StorageErrorKind.TRANSIENT, code="Injected"
-            )
-        return real_put(*args, **kwargs)  # type: ignore[arg-type]
+            raise EndpointConnectionError(endpoint_url=params["url"])
 
-    ferry.storage.put_object = put  # type: ignore[method-assign]
+    on_call(ferry, "PutObject", cut)
     return calls
 
 
@@ -169,10 +182,13 @@ def test_permanent_failures_never_retry_on_their_own(ferry: Ferry, tmp_path: Pat
     clocks = Clocks()
     with_clocks(ferry, clocks, RetryPolicy(base=1, cap=1))
 
-    def denied(*_args: object, **_kwargs: object) -> str:
-        raise StorageError("Access denied.", kind=StorageErrorKind.PERMANENT, code="AccessDenied")
+    def denied(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        return AWSResponse(params["url"], 403, {}, None), {
+            "Error": {"Code": "AccessDenied", "Message": "Access Denied"},
+            "ResponseMetadata": {"HTTPStatusCode": 403},
+        }
 
-    ferry.storage.put_object = denied  # type: ignore[method-assign]
+    on_call(ferry, "PutObject", denied)
     (tmp_path / "a.txt").write_text("hello")
     [record] = ferry.queue([tmp_path / "a.txt"])
     failed = ferry.engine.process(record.id)
@@ -184,14 +200,12 @@ def test_permanent_failures_never_retry_on_their_own(ferry: Ferry, tmp_path: Pat
 
 def test_a_held_transfer_is_refused_to_a_second_worker(ferry: Ferry, tmp_path: Path) -> None:
     entered, release = threading.Event(), threading.Event()
-    real_put = ferry.storage.put_object
 
-    def slow_put(*args: object, **kwargs: object) -> str:
+    def slow_put(**_: Any) -> None:  # the PUT waits, then goes to the server
         entered.set()
         release.wait(10)
-        return real_put(*args, **kwargs)  # type: ignore[arg-type]
 
-    ferry.storage.put_object = slow_put  # type: ignore[method-assign]
+    on_call(ferry, "PutObject", slow_put)
     (tmp_path / "a.txt").write_text("hello")
     [record] = ferry.queue([tmp_path / "a.txt"])
     first = threading.Thread(target=ferry.engine.process, args=(record.id,))
@@ -224,16 +238,14 @@ def test_a_file_deleted_before_a_resume_is_a_clear_input_error(
     path = tmp_path / "big.bin"
     path.write_bytes(os.urandom(11 * MIB))
     [record] = ferry.queue([path])
-    real_upload_part = ferry.storage.upload_part
     calls = [0]
 
-    def second_part_fails(*args: object, **kwargs: object) -> str:
+    def second_part_fails(params: dict[str, Any], **_: Any) -> None:
         calls[0] += 1
-        if calls[0] == 2:
-            raise StorageError("Connection reset.", kind=StorageErrorKind.TRANSIENT, code="x")
-        return real_upload_part(*args, **kwargs)  # type: ignore[arg-type]
+        if calls[0] == 2:  # the connection reset under the part
+            raise ConnectionClosedError(endpoint_url=params["url"])
 
-    ferry.storage.upload_part = second_part_fails  # type: ignore[method-assign]
+    on_call(ferry, "UploadPart", second_part_fails)
     interrupted = ferry.engine.process(record.id)
     assert interrupted.state is TransferState.FAILED and interrupted.upload_id is not None
     path.unlink()
