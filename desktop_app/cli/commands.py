@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from desktop_app import __version__
-from desktop_app.allocator import fix_mmap_threshold
+from desktop_app.core.allocator import fix_mmap_threshold
 from desktop_app.core.catalog_peek import OutboxBacklog
 from desktop_app.core.config import DEFAULT_PROFILE_NAME, MIB, Addressing, Encryption, Profile
 from desktop_app.core.environment import Environment

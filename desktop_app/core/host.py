@@ -397,7 +397,7 @@ def host_main(
     sandbox: bool = False,
 ) -> None:
     """Entry point of the child process (a module-level function, as spawn needs)."""
-    from desktop_app.allocator import fix_mmap_threshold
+    from desktop_app.core.allocator import fix_mmap_threshold
     from desktop_app.core.logs import configure_logging
 
     # This process holds the part buffers: the same allocator setting as the CLI.
