@@ -79,6 +79,7 @@ from desktop_app.core.system_bus import (
     SleepInhibitor,
     system_bus_address,
 )
+from desktop_app.core.transfers.checksums import CHECKSUM_FILE, ChecksumMemory, integrity
 from desktop_app.core.transfers.coordinator import TransferCoordinator
 from desktop_app.core.transfers.engine import EngineOptions, TransferEngine
 from desktop_app.core.transfers.protection import (
@@ -808,6 +809,10 @@ def diagnose_profile(env: Environment, profile: Profile) -> list[CheckResult]:
             results.append(CheckResult("write", True, "a test object was written and deleted"))
             # Not a failure where conditions are ignored: Ferry works, with less protection.
             results.append(CheckResult("other tools", True, protection.description))
+            # The integrity its uploads reach: the server verifies CRC64NVMEs, or MD5s.
+            verified = storage.probe_checksums(profile.prefix)
+            ChecksumMemory(env.paths.data_dir / CHECKSUM_FILE).put(storage.endpoint_id, verified)
+            results.append(CheckResult("integrity", True, integrity(verified)))
         except StorageError as exc:
             results.append(CheckResult("bucket", False, exc.message))
         skew = storage.clock.notable_offset()

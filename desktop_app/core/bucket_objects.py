@@ -51,6 +51,9 @@ class ObjectInfo:
     # Object Lock, as a HEAD shows it: kept until this time, or by a legal hold.
     locked_until: datetime | None = None
     legal_hold: bool = False
+    # The server's full-object CRC64NVME (base64, as S3 writes it), where a HEAD
+    # asked for checksums and the object has one.
+    crc64nvme: str | None = None
 
     @property
     def sha256(self) -> str | None:
@@ -69,6 +72,8 @@ class WriteAnswer:
     encryption: str | None = None
     # The version the write made, in a bucket that keeps versions (None: it keeps none).
     version_id: str | None = None
+    # The CRC64NVME the server answered for what it stored (base64), where one was sent.
+    crc64nvme: str | None = None
 
 
 def version_of(value: object) -> str | None:

@@ -785,13 +785,17 @@ class CatalogService:
         token: str | None = None,
         copied_from: str | None = None,
         version_id: str | None = None,
+        checksum: str | None = None,
+        checksum_type: str | None = None,
     ) -> FileRecord:
         """pending -> active, with its audit entry and file.uploaded event.
 
         Only the transfer holding the row's token may activate a pending row;
         a missing row (a repair sending it again) needs none. ``copied_from``
         is the key a server-side copy filled this one from (None: bytes sent);
-        ``version_id`` the version the write made, where the bucket keeps versions.
+        ``version_id`` the version the write made, where the bucket keeps versions;
+        ``checksum`` the full-object checksum of ``checksum_type`` the server
+        verified and Ferry read back equal to its own.
         """
 
         def work(connection: Connection) -> FileRecord:
@@ -826,12 +830,16 @@ class CatalogService:
                 etag=etag,
                 copied_from=copied_from,
                 version_id=version_id,
+                checksum=checksum,
+                checksum_type=checksum_type if checksum is not None else None,
                 uploaded_at=self._now(connection),
                 last_error=None,
             )
             details = {"etag": etag}
             if version_id is not None:
                 details["version_id"] = version_id
+            if checksum is not None and checksum_type is not None:
+                details[checksum_type.lower()] = checksum
             if copied_from is not None:
                 details["copied_from"] = copied_from
             if replaces is not None:

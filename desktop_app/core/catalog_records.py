@@ -57,6 +57,10 @@ class FileRecord:
     endpoint: str | None = None
     # The version of the object Ferry wrote, where the bucket keeps versions.
     version_id: str | None = None
+    # The full-object checksum the server verified and Ferry read back equal to
+    # its own (base64), and its type ("CRC64NVME"); None on the MD5 path.
+    checksum: str | None = None
+    checksum_type: str | None = None
 
     @classmethod
     def from_row(cls, row: FileRow | Row[Any]) -> FileRecord:
@@ -72,7 +76,7 @@ class FileRecord:
         (
             id_, bucket, key, owner, original_name, size, sha256, etag, content_type,
             status, created, uploaded, deleted, deleted_by, last_error, copied_from,
-            alive, endpoint, version_id,
+            alive, endpoint, version_id, checksum, checksum_type,
         ) = values  # fmt: skip
         return cls(
             id_,
@@ -94,6 +98,8 @@ class FileRecord:
             aware(alive) if alive else None,
             endpoint,
             version_id,
+            checksum,
+            checksum_type,
         )
 
     @property

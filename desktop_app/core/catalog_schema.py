@@ -109,6 +109,10 @@ class FileRow(Base):
     # In a bucket that keeps versions: the version Ferry's write made, which a
     # delete removes exactly (revision 0009). None: the bucket keeps none.
     version_id: Mapped[str | None] = mapped_column(String(1024))
+    # The full-object checksum the server verified (base64) and its type
+    # ("CRC64NVME"), where the endpoint keeps checksums (revision 0010).
+    checksum: Mapped[str | None] = mapped_column(String(128))
+    checksum_type: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         Index(

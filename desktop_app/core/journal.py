@@ -124,11 +124,16 @@ class PartRecord:
 
 @dataclass(frozen=True)
 class PartDigests:
-    """What the pre-pass read: the file's SHA-256 and the MD5 of each planned part."""
+    """What the pre-pass read: the file's SHA-256 and the MD5 of each planned part;
+    its CRC64NVME (base64) and each part's (None, (): read before they were kept),
+    and the upload created to carry them (``crc64nvme_upload_id``)."""
 
     sha256: str
     part_size: int
     md5s: tuple[bytes, ...]
+    crc64nvme: str | None = None
+    part_crc64nvmes: tuple[int, ...] = ()
+    crc64nvme_upload_id: str | None = None
 
     def fits(self, record: TransferRecord) -> bool:
         """Computed for this transfer's content and part plan (not an older one's)?"""
@@ -280,6 +285,10 @@ part_digests = Table(
     Column("sha256", String(64), nullable=False),
     Column("part_size", BigInteger, nullable=False),
     Column("md5s", LargeBinary, nullable=False),
+    # j0011: the CRC64NVMEs of the same read, and the upload that carries them.
+    Column("crc64nvme", String(16)),
+    Column("part_crc64nvmes", LargeBinary),
+    Column("crc64nvme_upload_id", String(1024)),
 )
 attempts = Table(
     "attempts",
@@ -894,6 +903,11 @@ class Journal:
             "sha256": digests.sha256,
             "part_size": digests.part_size,
             "md5s": b"".join(digests.md5s),
+            "crc64nvme": digests.crc64nvme,
+            "part_crc64nvmes": b"".join(c.to_bytes(8, "big") for c in digests.part_crc64nvmes)
+            if digests.crc64nvme is not None
+            else None,
+            "crc64nvme_upload_id": digests.crc64nvme_upload_id,
         }
 
         def op(connection: Connection) -> Any:
@@ -907,9 +921,14 @@ class Journal:
         rows = self._read(select(part_digests).where(part_digests.c.transfer_id == transfer_id))
         if not rows:
             return None
-        blob = bytes(rows[0].md5s)
+        row = rows[0]
+        blob = bytes(row.md5s)
         md5s = tuple(blob[i : i + 16] for i in range(0, len(blob), 16))
-        return PartDigests(rows[0].sha256, rows[0].part_size, md5s)
+        crcs = bytes(row.part_crc64nvmes or b"")
+        part_crcs = tuple(int.from_bytes(crcs[i : i + 8], "big") for i in range(0, len(crcs), 8))
+        return PartDigests(
+            row.sha256, row.part_size, md5s, row.crc64nvme, part_crcs, row.crc64nvme_upload_id
+        )
 
     def forget_upload(self, transfer_id: int) -> None:
         """Drop the upload, its parts and the object's ETag and version in one commit:

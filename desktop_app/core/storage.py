@@ -28,10 +28,11 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import urlsplit
 
 import boto3
+import botocore.auth
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -62,6 +63,7 @@ from desktop_app.core.bucket_objects import WriteAnswer as WriteAnswer
 from desktop_app.core.bucket_objects import WriteCondition as WriteCondition
 from desktop_app.core.bucket_objects import WriteProtection as WriteProtection
 from desktop_app.core.config import Addressing, Encryption, Profile
+from desktop_app.core.crc64 import crc64nvme, crc64nvme_base64
 from desktop_app.core.errors import ErrorCause, StorageError, StorageErrorKind
 from desktop_app.core.keys import S3Credentials, aws_credential_error
 from desktop_app.core.server_clock import ServerClock, describe_offset
@@ -71,6 +73,24 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CopySourceTypeDef
 
 log = logging.getLogger(__name__)
+
+
+def _keep_botocores_own_signers() -> None:
+    """awscrt, installed for its CRC64NVME, also makes botocore sign every request
+    with its CRT signers (other header casing, another canonicalisation of
+    paths): Ferry keeps botocore's pure-Python SigV4 signers, the ones it was
+    proven with on eight servers and the ones botocore uses without awscrt."""
+    botocore.auth.AUTH_TYPE_MAPS.update(
+        {
+            "v4": botocore.auth.SigV4Auth,
+            "v4-query": botocore.auth.SigV4QueryAuth,
+            "s3v4": botocore.auth.S3SigV4Auth,
+            "s3v4-query": botocore.auth.S3SigV4QueryAuth,
+        }
+    )
+
+
+_keep_botocores_own_signers()
 COPY_LIMIT = 5 * 1024**3
 COPY_PART_SIZE = 512 * 1024**2
 _READ_CHUNK = 8 * 1024**2
@@ -121,6 +141,26 @@ class PartInfo:
     number: int
     size: int
     etag: str
+    crc64nvme: str | None = None  # the part's CRC64NVME, where the server lists it
+
+
+# The full-object checksum Ferry asks the server to verify where the endpoint has
+# shown it does (transfers/checksums.py). Sent as plain headers it chose, never
+# as botocore's aws-chunked trailer (see the DESIGN's facts).
+CRC64NVME: Final = "CRC64NVME"
+
+
+def _crc_headers(crc64nvme: str | None) -> dict[str, Any]:
+    """A write's CRC64NVME, sent by Ferry itself: with the header present botocore
+    computes none and frames nothing (no aws-chunked body)."""
+    if crc64nvme is None:
+        return {}
+    return {"ChecksumAlgorithm": CRC64NVME, "ChecksumCRC64NVME": crc64nvme}
+
+
+def _answered_crc(response: Mapping[str, Any]) -> str | None:
+    value = response.get("ChecksumCRC64NVME")
+    return str(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -697,6 +737,79 @@ class S3Storage:
                 if version_id is not None:
                     self.client.delete_object(Bucket=self.bucket, Key=key, VersionId=version_id)
 
+    def probe_checksums(self, prefix: str) -> bool:
+        """Does the server keep and answer CRC64NVME full-object checksums? A tiny
+        object is PUT with its CRC64NVME, then sent again as a one-part upload
+        created for CRC64NVME (FULL_OBJECT) and completed with the object's
+        checksum; each must be read back (HEAD with checksum mode) with exactly
+        that checksum. A refusal (400, 501) or an answer without it: False. The
+        probe's object (each version) is deleted; an upload left open aborted."""
+        key = f"{prefix.strip('/')}/.ferry-probe-checksums-{uuid.uuid4().hex}".lstrip("/")
+        body = b"ferry checksum probe"
+        crc = crc64nvme_base64(crc64nvme(body))
+        made: list[str | None] = []
+        upload_id: str | None = None
+        try:
+            with self._translate("write a test object with a checksum", key):
+                put = self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=body,
+                    ContentMD5=md5_base64(body),
+                    **_crc_headers(crc),
+                )
+            made.append(version_of(put.get("VersionId")))
+            found = self.head_object(key, checksums=True)
+            if found is None or found.crc64nvme != crc:
+                return False
+            with self._translate("start a test upload with a checksum", key):
+                upload_id = self.client.create_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=key,
+                    ChecksumAlgorithm=CRC64NVME,
+                    ChecksumType="FULL_OBJECT",
+                )["UploadId"]
+            with self._translate("upload a test part with a checksum", key):
+                part = self.client.upload_part(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=1,
+                    Body=body,
+                    ContentMD5=md5_base64(body),
+                    **_crc_headers(crc),
+                )
+            with self._translate("finish a test upload with a checksum", key):
+                done = self.client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={
+                        "Parts": [{"PartNumber": 1, "ETag": part["ETag"], "ChecksumCRC64NVME": crc}]
+                    },
+                    ChecksumCRC64NVME=crc,
+                    ChecksumType="FULL_OBJECT",
+                )
+            upload_id = None
+            made.append(version_of(done.get("VersionId")))
+            found = self.head_object(key, checksums=True)
+            return found is not None and found.crc64nvme == crc
+        except StorageError as exc:
+            if exc.kind in (StorageErrorKind.TRANSIENT, StorageErrorKind.BAD_DIGEST):
+                # A body hurt on the way (its Content-MD5 refused) says nothing of
+                # checksums: found out at the next probe, not remembered as "no".
+                raise StorageError(
+                    exc.message, kind=StorageErrorKind.TRANSIENT, code=exc.code
+                ) from None
+            log.info("%s does not keep CRC64NVME checksums: %s", self.endpoint_label, exc.code)
+            return False
+        finally:
+            if upload_id is not None:
+                with contextlib.suppress(StorageError):
+                    self.abort_multipart_upload(key, upload_id)
+            if made:
+                self._delete_probe(key, made)
+
     # -- objects ------------------------------------------------------------
 
     def put_object(
@@ -709,10 +822,13 @@ class S3Storage:
         content_type: str = "application/octet-stream",
         condition: WriteCondition | None = None,
         sent: Callable[[int], None] | None = None,
+        crc64nvme: str | None = None,
     ) -> WriteAnswer:
         """Store the bytes; with ``condition``, only while the key holds what it says
         (refused with PRECONDITION_FAILED otherwise). ``sent`` is told, as the
-        request goes, how many of the bytes the connection has taken."""
+        request goes, how many of the bytes the connection has taken. With
+        ``crc64nvme`` (base64) the server is asked to verify and keep that
+        checksum; the answer says the one it kept."""
         response = self._conditional(
             "upload",
             key,
@@ -724,6 +840,7 @@ class S3Storage:
                 ContentMD5=md5_b64,  # the caller hashed these bytes as it read them
                 Metadata=dict(metadata),
                 ContentType=content_type,
+                **_crc_headers(crc64nvme),
                 **extra,
             ),
         )
@@ -731,6 +848,7 @@ class S3Storage:
             unquoted_etag(response["ETag"]),
             _encryption(response),
             version_of(response.get("VersionId")),
+            _answered_crc(response),
         )
 
     def _conditional(
@@ -773,9 +891,15 @@ class S3Storage:
                 title="Changed meanwhile",
             )
 
-    def head_object(self, key: str, *, version_id: str | None = None) -> ObjectInfo | None:
-        """The key's current object, or with ``version_id`` that version; None if absent."""
+    def head_object(
+        self, key: str, *, version_id: str | None = None, checksums: bool = False
+    ) -> ObjectInfo | None:
+        """The key's current object, or with ``version_id`` that version; None if absent.
+        With ``checksums`` the server is asked for the object's checksum too
+        (``x-amz-checksum-mode: ENABLED``: only where the endpoint keeps them)."""
         extra: dict[str, Any] = {"VersionId": version_id} if version_id is not None else {}
+        if checksums:
+            extra["ChecksumMode"] = "ENABLED"
         try:
             with self._translate("inspect", key):
                 response = self.client.head_object(Bucket=self.bucket, Key=key, **extra)
@@ -793,6 +917,7 @@ class S3Storage:
             version_id=version_of(response.get("VersionId")),
             locked_until=response.get("ObjectLockRetainUntilDate"),
             legal_hold=response.get("ObjectLockLegalHoldStatus") == "ON",
+            crc64nvme=_answered_crc(response),
         )
 
     def delete_object(
@@ -1092,11 +1217,20 @@ class S3Storage:
     # -- multipart ----------------------------------------------------------
 
     def create_multipart_upload(
-        self, key: str, *, metadata: Mapping[str, str], content_type: str
+        self, key: str, *, metadata: Mapping[str, str], content_type: str, crc64nvme: bool = False
     ) -> str:
+        """Start an upload; with ``crc64nvme`` one whose parts carry CRC64NVMEs and whose
+        Complete the server verifies against a full-object CRC64NVME."""
+        extra: dict[str, Any] = (
+            {"ChecksumAlgorithm": CRC64NVME, "ChecksumType": "FULL_OBJECT"} if crc64nvme else {}
+        )
         with self._translate("start the upload of", key):
             response = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, Metadata=dict(metadata), ContentType=content_type
+                Bucket=self.bucket,
+                Key=key,
+                Metadata=dict(metadata),
+                ContentType=content_type,
+                **extra,
             )
         return response["UploadId"]
 
@@ -1109,10 +1243,12 @@ class S3Storage:
         md5_b64: str,
         *,
         sent: Callable[[int], None] | None = None,
+        crc64nvme: str | None = None,
     ) -> WriteAnswer:
         """Send one part. A bytearray goes as it is, not copied: the caller keeps it
         unchanged until this returns. ``sent`` is told, as the part goes, how many
-        of its bytes the connection has taken."""
+        of its bytes the connection has taken; ``crc64nvme`` (base64) is the part's
+        checksum for the server to verify (an upload created with ``crc64nvme``)."""
         with self._translate(f"upload part {number} of", key):
             response = self.client.upload_part(
                 Bucket=self.bucket,
@@ -1121,8 +1257,13 @@ class S3Storage:
                 PartNumber=number,
                 Body=_body(body, sent),
                 ContentMD5=md5_b64,
+                **_crc_headers(crc64nvme),
             )
-        return WriteAnswer(unquoted_etag(response["ETag"]), _encryption(response))
+        return WriteAnswer(
+            unquoted_etag(response["ETag"]),
+            _encryption(response),
+            crc64nvme=_answered_crc(response),
+        )
 
     def list_parts(self, key: str, upload_id: str) -> Iterator[PartInfo]:
         marker = 0
@@ -1138,7 +1279,10 @@ class S3Storage:
             parts = page.get("Parts", [])
             for item in parts:
                 yield PartInfo(
-                    int(item["PartNumber"]), int(item["Size"]), unquoted_etag(item["ETag"])
+                    int(item["PartNumber"]),
+                    int(item["Size"]),
+                    unquoted_etag(item["ETag"]),
+                    _answered_crc(item),
                 )
             next_marker = int(page.get("NextPartNumberMarker", 0) or 0)
             if not page.get("IsTruncated") or not parts or next_marker <= marker:
@@ -1152,9 +1296,22 @@ class S3Storage:
         parts: list[tuple[int, str]],
         *,
         condition: WriteCondition | None = None,
+        crc64nvme: str | None = None,
+        part_crc64nvmes: Mapping[int, str] | None = None,
     ) -> WriteAnswer:
         """Join the parts into the object; with ``condition``, only while the key
-        holds what it says (refused with PRECONDITION_FAILED otherwise)."""
+        holds what it says (refused with PRECONDITION_FAILED otherwise). With
+        ``crc64nvme`` (an upload created with it) the server is to verify the
+        object's full-object CRC64NVME; ``part_crc64nvmes`` name each part's."""
+        crcs = part_crc64nvmes or {}
+        listed: list[Any] = [
+            {"PartNumber": n, "ETag": f'"{etag}"'}
+            | ({"ChecksumCRC64NVME": crcs[n]} if n in crcs else {})
+            for n, etag in parts
+        ]
+        whole: dict[str, Any] = (
+            {"ChecksumCRC64NVME": crc64nvme, "ChecksumType": "FULL_OBJECT"} if crc64nvme else {}
+        )
         response = self._conditional(
             "finish the upload of",
             key,
@@ -1163,9 +1320,8 @@ class S3Storage:
                 Bucket=self.bucket,
                 Key=key,
                 UploadId=upload_id,
-                MultipartUpload={
-                    "Parts": [{"PartNumber": n, "ETag": f'"{etag}"'} for n, etag in parts]
-                },
+                MultipartUpload={"Parts": listed},
+                **whole,
                 **extra,
             ),
         )
@@ -1173,6 +1329,7 @@ class S3Storage:
             unquoted_etag(response.get("ETag", "")),
             _encryption(response),
             version_of(response.get("VersionId")),
+            _answered_crc(response),
         )
 
     def abort_multipart_upload(self, key: str, upload_id: str) -> None:

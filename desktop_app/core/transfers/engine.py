@@ -78,13 +78,12 @@ from desktop_app.core.journal import (
     Journal,
     KeyConflictPolicy,
     NewAttempt,
-    PartDigests,
     TransferError,
     TransferFacts,
     TransferRecord,
     TransferState,
 )
-from desktop_app.core.storage import S3Storage
+from desktop_app.core.storage import CRC64NVME, S3Storage
 from desktop_app.core.transfers.holds import TransferHolds
 from desktop_app.core.transfers.intake import TransferIntake
 from desktop_app.core.transfers.limits import BandwidthLimiter, ByteBudget
@@ -98,6 +97,7 @@ from desktop_app.core.transfers.sender import (
     TransferControl,
     choose_part_size,
     current_identity,
+    digests_of,
     part_plan,
     written_by,
 )
@@ -393,7 +393,13 @@ class TransferEngine:
             self._confirm_reservation(record, control)
             answer = self.sender.put_whole(record, control, record.write_condition)
             self._register(
-                record, answer.etag, control, started, recorded=False, version_id=answer.version_id
+                record,
+                answer.etag,
+                control,
+                started,
+                recorded=False,
+                version_id=answer.version_id,
+                checksum=answer.crc64nvme,
             )
             return
         if record.state is TransferState.COMPLETING:
@@ -405,7 +411,13 @@ class TransferEngine:
         if record.state is TransferState.REGISTERING:
             assert record.etag is not None
             self._register(
-                record, record.etag, control, started, recorded=True, version_id=record.version_id
+                record,
+                record.etag,
+                control,
+                started,
+                recorded=True,
+                version_id=record.version_id,
+                checksum=self.sender.proven_checksum(record.id),
             )
 
     def _confirm_reservation(
@@ -438,9 +450,11 @@ class TransferEngine:
         *,
         recorded: bool,
         version_id: str | None = None,
+        checksum: str | None = None,
     ) -> None:
         """Activate the catalog row of a proven object (and the version its write
-        made, where the bucket keeps versions), then done.
+        made, where the bucket keeps versions, and the CRC64NVME the server verified
+        and the verification read back, where it did), then done.
 
         ``recorded`` False: the journal does not know yet that the object was
         written (a single PUT goes from uploading to done in one commit). A
@@ -457,6 +471,8 @@ class TransferEngine:
                 token=record.reservation_token,
                 copied_from=record.copy_source_key,
                 version_id=version_id,
+                checksum=checksum,
+                checksum_type=CRC64NVME if checksum is not None else None,
             )
         except BaseException as exc:
             if not recorded:
@@ -576,9 +592,7 @@ class TransferEngine:
             )
         count = len(part_plan(after.size, part_size))
         if multipart:
-            self.journal.save_part_digests(
-                record.id, PartDigests(sha256, part_size, hashes.part_md5s)
-            )
+            self.journal.save_part_digests(record.id, digests_of(hashes, part_size))
         hashed = TransferFacts(sha256=sha256, identity=after, part_size=part_size, part_count=count)
         if not record.identity.matches(after) and record.upload_id is not None:
             self.sender.abandon(record)

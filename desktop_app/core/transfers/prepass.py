@@ -20,31 +20,20 @@ bytes that also went into the SHA-256, from the same buffer.
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from awscrt import checksums
-
+from desktop_app.core.crc64 import crc64nvme as crc64nvme
+from desktop_app.core.crc64 import crc64nvme_base64 as crc64nvme_base64
 from desktop_app.core.errors import SourceError
 from desktop_app.core.transfers.limits import ByteBudget
 
 MIB = 1024 * 1024
 _CHUNK = 8 * MIB
 _BUFFERS = 4
-
-
-def crc64nvme(data: bytes | bytearray | memoryview, previous: int = 0) -> int:
-    """The CRC64NVME of ``data`` (continuing ``previous``), as S3 computes it."""
-    return int(checksums.crc64nvme(data, previous))
-
-
-def crc64nvme_base64(value: int) -> str:
-    """A CRC64NVME as S3 writes it in ``x-amz-checksum-crc64nvme``: 8 bytes, big-endian."""
-    return base64.b64encode(value.to_bytes(8, "big")).decode("ascii")
 
 
 @dataclass(frozen=True)

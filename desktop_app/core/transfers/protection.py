@@ -42,6 +42,7 @@ from pathlib import Path
 from desktop_app.core.config import Profile
 from desktop_app.core.errors import StorageError, StorageErrorKind
 from desktop_app.core.storage import SANDBOX_SERVER, S3Storage, WriteProtection, endpoint_id
+from desktop_app.core.transfers.checksums import CHECKSUM_FILE, ChecksumMemory, EndpointChecksums
 
 log = logging.getLogger(__name__)
 PROTECTION_FILE = "write-protection.json"
@@ -156,6 +157,11 @@ class EndpointGuard:
         self._known: WriteProtection | None = None
         self._next_probe = -float("inf")
         storage.on_conditions_refused = self.contradicted
+        # Whether the endpoint verifies CRC64NVMEs, kept beside what it does with conditions.
+        checksum_file = None if memory.file is None else memory.file.with_name(CHECKSUM_FILE)
+        self.checksums = EndpointChecksums(
+            storage, ChecksumMemory(checksum_file), prefix=prefix, clock=clock
+        )
 
     def honoured(self, *, multipart: bool = False) -> bool:
         """Does the server refuse a write (a multipart upload's Complete with

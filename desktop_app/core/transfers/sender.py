@@ -18,7 +18,15 @@ multipart protocol, each step in the journal before the next depends on it:
   whose bytes on disk differ now is a changed source, not a network fault);
 - the object is verified with HEAD (size, ETag in the server's convention,
   SHA-256 metadata read case-insensitively) before the transfer may register
-  it in the catalog; a second verification failure stops resending.
+  it in the catalog; a second verification failure stops resending;
+- where the endpoint verifies checksums (:mod:`.checksums`), each part also
+  carries the pre-pass CRC64NVME of its range, the upload is created for a
+  CRC64NVME full-object checksum and its Complete carries the whole file's
+  (the server refuses it unless the bytes it joined have it); the verifying
+  HEAD reads the server's back and it must be the pre-pass one, taken in the
+  read that gave the SHA-256. A single PUT carries its CRC64NVME likewise and
+  the one the server answers must be it. On resume a listed part counts only
+  with the CRC64NVME planned for it, where the server lists one.
 
 The engine (``engine.py``) decides when to send, retry or give up; this module
 only sends, and raises Ferry's errors for the engine to judge.
@@ -39,8 +47,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from typing import BinaryIO, Protocol, TypeGuard, TypeVar
+from typing import BinaryIO, NoReturn, Protocol, TypeGuard, TypeVar
 
+from desktop_app.core.crc64 import crc64nvme, crc64nvme_base64
 from desktop_app.core.errors import (
     ErrorCause,
     ReservationLostError,
@@ -60,6 +69,7 @@ from desktop_app.core.journal import (
     TransferState,
 )
 from desktop_app.core.storage import (
+    CRC64NVME,
     SHA256_METADATA,
     ObjectInfo,
     S3Storage,
@@ -75,7 +85,7 @@ from desktop_app.core.transfers.limits import (
     PacedRequest,
     StoppedWhilePacing,
 )
-from desktop_app.core.transfers.prepass import PrePass
+from desktop_app.core.transfers.prepass import FileHashes, PrePass
 from desktop_app.core.transfers.protection import EndpointGuard, ProtectionMemory
 
 _Written = TypeVar("_Written")  # what a write request answers
@@ -88,6 +98,17 @@ PUBLISH_BYTES = MIB  # ...unless this much more was sent
 # The title of a failed verification (wording only: the attempt history
 # recognises one by its cause, ErrorCause.VERIFICATION).
 VERIFICATION_FAILED = "Verification failed"
+
+
+def digests_of(hashes: FileHashes, part_size: int) -> PartDigests:
+    """What the journal keeps of a pre-pass over a file sent in parts."""
+    return PartDigests(
+        hashes.sha256,
+        part_size,
+        hashes.part_md5s,
+        crc64nvme_base64(hashes.crc64nvme),
+        hashes.part_crc64nvmes,
+    )
 
 
 def choose_part_size(size: int, preferred: int) -> int:
@@ -398,6 +419,10 @@ class ObjectSender:
         # Whether the server refuses writes over an object the condition does not
         # name; where not, each write is looked at before and after (see _write_under).
         self.guard = guard or EndpointGuard(storage, ProtectionMemory(None))
+        # The full-object CRC64NVME each verified transfer's server answered, for
+        # its registration (transfer id -> base64); see proven_checksum.
+        self._proven: dict[int, str] = {}
+        self._proven_lock = threading.Lock()
 
     def _metadata(self, record: TransferRecord) -> dict[str, str]:
         assert record.sha256 is not None
@@ -497,6 +522,8 @@ class ObjectSender:
             control.sent(len(body))
             md5 = hashlib.md5(body)
             expected = md5.hexdigest()
+            # Where the server verifies checksums, the CRC64NVME of these very bytes.
+            crc = crc64nvme_base64(crc64nvme(body)) if self.guard.checksums.verified() else None
             paced = self._paced(request, control)
             with _stopped_while_pacing(control):
                 answer = self._write_under(
@@ -510,10 +537,13 @@ class ObjectSender:
                         md5_b64=base64.b64encode(md5.digest()).decode("ascii"),
                         condition=on,
                         sent=paced.sent,
+                        crc64nvme=crc,
                     ),
                 )
             request.keep()
             if isinstance(answer, ObjectInfo):  # this transfer's own earlier PUT, its answer lost
+                if crc is not None:  # its checksum read back, as for any write that carried one
+                    return self._crc_proven(record, WriteAnswer(answer.etag), crc)
                 return WriteAnswer(answer.etag, answer.encryption, answer.version_id)
         finally:
             request.end()
@@ -525,11 +555,38 @@ class ObjectSender:
                 kind=StorageErrorKind.BAD_DIGEST,
                 code="ETagMismatch",
             )
+        if crc is not None:
+            return self._crc_proven(dataclasses.replace(record, etag=expected), answer, crc)
         if answer.etag == expected:
             return answer
         # A crash before the caller records anything puts the same bytes again.
         found = self._check_object(dataclasses.replace(record, etag=expected))
         return WriteAnswer(found.etag, found.encryption, answer.version_id or found.version_id)
+
+    def _crc_proven(self, record: TransferRecord, answer: WriteAnswer, crc: str) -> WriteAnswer:
+        """A PUT that carried the CRC64NVME of its bytes: the server verified it (or
+        refused the PUT); the checksum it answers must be that one, or the object
+        is sent again. Where the answer has none, or its ETag is not the MD5 of
+        the bytes (``record.etag``), a HEAD checks size, SHA-256 and checksum, as
+        on the MD5 path."""
+        if answer.crc64nvme is None or answer.etag != record.etag:
+            found = self._check_object(record, crc=crc)
+            return WriteAnswer(
+                found.etag, found.encryption, answer.version_id or found.version_id, crc
+            )
+        if answer.crc64nvme != crc:
+            self._verification_failed(
+                record,
+                f"has CRC64NVME {answer.crc64nvme} in the bucket, Ferry computed {crc} from "
+                "the bytes it sent",
+            )
+        return answer
+
+    def proven_checksum(self, transfer_id: int) -> str | None:
+        """The CRC64NVME (base64) the verification of this transfer's object read back
+        equal to Ferry's, once; None where none was (the MD5 path)."""
+        with self._proven_lock:
+            return self._proven.pop(transfer_id, None)
 
     def _paced(self, request: SentBytes, control: TransferControl) -> PacedRequest:
         """The request's ``sent``, paying the limiter as the body goes."""
@@ -661,8 +718,9 @@ class ObjectSender:
         )
 
     def _upload_parts(self, record: TransferRecord, control: TransferControl) -> TransferRecord:
-        md5s = self._planned_md5s(record)
-        if record.upload_id is not None and not self._reconcile_parts(record, md5s):
+        digests = self._planned_digests(record)
+        md5s = digests.md5s
+        if record.upload_id is not None and not self._reconcile_parts(record, digests):
             record = self.journal.get(record.id)  # the server could not say: start afresh
         if record.upload_id is None:
             control.check()  # hashing may have been long: a pause or cancel since starts nothing
@@ -672,9 +730,16 @@ class ObjectSender:
             # Noted before the upload exists: a crash between its creation and
             # the commit of its id is then found again at the next attempt.
             self.journal.update(record.id, TransferFacts(upload_intent_at=self.journal.clock()))
+            checksummed = digests.crc64nvme is not None and self.guard.checksums.verified()
             upload_id = self.storage.create_multipart_upload(
-                record.key, metadata=self._metadata(record), content_type=record.content_type
+                record.key,
+                metadata=self._metadata(record),
+                content_type=record.content_type,
+                crc64nvme=checksummed,
             )
+            if checksummed:  # its parts and Complete carry the CRC64NVMEs
+                digests = dataclasses.replace(digests, crc64nvme_upload_id=upload_id)
+                self.journal.save_part_digests(record.id, digests)
             # Committed before the first part is sent: a crash from here on
             # finds the upload again instead of orphaning it.
             self.journal.plan_parts(record.id, upload_id, part_plan(record.size, record.part_size))
@@ -682,12 +747,22 @@ class ObjectSender:
         assert record.upload_id is not None
         parts = self.journal.parts(record.id)
         progress = self._meter(record.id, record.size, sum(p.size for p in parts if p.done))
-        self._send_parts(record, parts, md5s, control, progress)
+        crcs = self._part_crcs(record, digests)
+        self._send_parts(record, parts, md5s, crcs, control, progress)
         progress.publish()  # every part stored already (a resume) publishes nothing else
         return self._transition(record.id, TransferState.COMPLETING)
 
-    def _planned_md5s(self, record: TransferRecord) -> tuple[bytes, ...]:
-        """Each part's MD5 from the pre-pass that gave the transfer its SHA-256.
+    @staticmethod
+    def _part_crcs(record: TransferRecord, digests: PartDigests) -> tuple[str, ...] | None:
+        """Each part's CRC64NVME (base64) where this transfer's upload was created to
+        carry them; None: the MD5 path (an upload created without, or before)."""
+        if record.upload_id is None or digests.crc64nvme_upload_id != record.upload_id:
+            return None
+        return tuple(crc64nvme_base64(c) for c in digests.part_crc64nvmes)
+
+    def _planned_digests(self, record: TransferRecord) -> PartDigests:
+        """Each part's MD5 (and CRC64NVME) from the pre-pass that gave the transfer its
+        SHA-256.
 
         A journal written before the pre-pass kept them (or a plan that
         changed since) has none that fit: the file is read once more, and
@@ -695,23 +770,23 @@ class ObjectSender:
         """
         digests = self.journal.part_digests(record.id)
         if digests is not None and digests.fits(record):
-            return digests.md5s
+            return digests
         assert record.sha256 is not None
         check_source(record)
         hashes = self.prepass.hash_file(record.source_path, record.part_size)
         check_source(record)
         if hashes.sha256 != record.sha256:
             raise _source_changed(record, "its SHA-256 is another now")
-        self.journal.save_part_digests(
-            record.id, PartDigests(record.sha256, record.part_size, hashes.part_md5s)
-        )
-        return hashes.part_md5s
+        digests = digests_of(hashes, record.part_size)
+        self.journal.save_part_digests(record.id, digests)
+        return digests
 
     def _send_parts(
         self,
         record: TransferRecord,
         parts: list[PartRecord],
         md5s: tuple[bytes, ...],
+        crcs: tuple[str, ...] | None,
         control: TransferControl,
         progress: ProgressMeter,
     ) -> None:
@@ -744,9 +819,17 @@ class ObjectSender:
                     except BaseException:
                         self.budget.give_back(buffer)
                         raise
+                    crc = None if crcs is None else crcs[part.number - 1]
                     futures.append(
                         self._part_pool.submit(
-                            self._send_part, record, part, buffer, md5, control, progress, stop
+                            self._send_part,
+                            record,
+                            part,
+                            buffer,
+                            (md5, crc),
+                            control,
+                            progress,
+                            stop,
                         )
                     )
         finally:
@@ -760,12 +843,15 @@ class ObjectSender:
         record: TransferRecord,
         part: PartRecord,
         body: bytearray,
-        md5: bytes,
+        digests: tuple[bytes, str | None],
         control: TransferControl,
         progress: ProgressMeter,
         stop: threading.Event,
     ) -> None:
+        """Send one part with its MD5 as Content-MD5 and (``digests``' second) its
+        CRC64NVME for the server to verify."""
         assert record.upload_id is not None
+        md5, crc = digests
         md5_hex = md5.hex()
         request = progress.request(part.size)
         try:
@@ -782,6 +868,7 @@ class ObjectSender:
                         body,
                         md5_b64=base64.b64encode(md5).decode("ascii"),
                         sent=self._paced(request, control).sent,
+                        crc64nvme=crc,
                     )
                 request.keep()
             except StorageError as exc:
@@ -790,7 +877,8 @@ class ObjectSender:
                 raise
             etag = answer.etag
             self.etags.learn(answer.encryption, etag, md5_hex)
-            if self.etags.contradicts(etag, md5_hex, answer.encryption):
+            crc_differs = crc is not None and answer.crc64nvme not in (None, crc)
+            if crc_differs or self.etags.contradicts(etag, md5_hex, answer.encryption):
                 self._check_part_unchanged(record, part, body, md5)
                 raise StorageError(
                     f"The server stored other bytes than Ferry sent for part {part.number} of "
@@ -835,11 +923,13 @@ class ObjectSender:
                 exc.message,
             )
 
-    def _reconcile_parts(self, record: TransferRecord, md5s: tuple[bytes, ...]) -> bool:
+    def _reconcile_parts(self, record: TransferRecord, digests: PartDigests) -> bool:
         """Make the journal's parts agree with what the server really holds.
 
         A part the server holds and the journal lacks (a crash after the
-        server answered) counts only with the ETag of its pre-pass MD5. False
+        server answered) counts only with the ETag of its pre-pass MD5; any
+        listed part of an upload created for CRC64NVMEs counts only with the
+        CRC64NVME planned for it, where the server lists one. False
         when the server cannot list parts (ListParts refused): then what it
         holds is unknown, the upload is given up (aborted where the server
         allows) and the caller starts a new one.
@@ -858,13 +948,20 @@ class ObjectSender:
             )
             self.abandon(record)
             return False
+        crcs = self._part_crcs(record, digests)
         for part in self.journal.parts(record.id):
             held = server.get(part.number)
-            md5_hex = md5s[part.number - 1].hex()
-            if part.done and (held is None or held.etag != part.etag):
+            md5_hex = digests.md5s[part.number - 1].hex()
+            other_crc = (
+                held is not None
+                and crcs is not None
+                and held.crc64nvme is not None
+                and held.crc64nvme != crcs[part.number - 1]
+            )
+            if part.done and (held is None or held.etag != part.etag or other_crc):
                 self.journal.unconfirm_part(record.id, part.number)
             elif not part.done and held is not None and held.size == part.size:
-                if held.etag != md5_hex:
+                if held.etag != md5_hex or other_crc:
                     continue  # not what the pre-pass read there: sent again
                 self.journal.confirm_part(record.id, part.number, md5_hex, held.etag)
         parts = self.journal.parts(record.id)
@@ -897,12 +994,18 @@ class ObjectSender:
         expected = self._expected_etag(record)
         upload_id = record.upload_id
         version_id: str | None = None
+        full_crc, part_crcs = self._upload_crcs(record)
         try:
             written = self._write_under(
                 record,
                 condition,
                 lambda on: self.storage.complete_multipart_upload(
-                    record.key, upload_id, [(p.number, p.etag or "") for p in parts], condition=on
+                    record.key,
+                    upload_id,
+                    [(p.number, p.etag or "") for p in parts],
+                    condition=on,
+                    crc64nvme=full_crc,
+                    part_crc64nvmes=part_crcs,
                 ),
                 multipart=True,
             )
@@ -928,8 +1031,23 @@ class ObjectSender:
             facts=TransferFacts(etag=expected, version_id=version_id),
         )
 
+    def _upload_crcs(self, record: TransferRecord) -> tuple[str | None, dict[int, str] | None]:
+        """The full-object CRC64NVME and each part's, where this transfer's upload was
+        created to carry them; (None, None) otherwise."""
+        digests = self.journal.part_digests(record.id)
+        if digests is None or not digests.fits(record):
+            return None, None
+        crcs = self._part_crcs(record, digests)
+        if crcs is None:
+            return None, None
+        return digests.crc64nvme, dict(enumerate(crcs, start=1))
+
     def verify(self, record: TransferRecord) -> TransferRecord:
-        found = self._check_object(record)
+        crc, _parts = self._upload_crcs(record)
+        found = self._check_object(record, crc=crc)
+        if crc is not None:
+            with self._proven_lock:
+                self._proven[record.id] = crc
         # The write's own answer named its version; a transfer without one (its
         # answer lost, or begun before versions were recorded) takes the HEAD's.
         version = record.version_id if record.version_id is not None else found.version_id
@@ -939,9 +1057,10 @@ class ObjectSender:
             facts=TransferFacts(etag=found.etag, version_id=version),
         )
 
-    def _check_object(self, record: TransferRecord) -> ObjectInfo:
-        """HEAD the object: the size, SHA-256 and ETag Ferry sent, or a StorageError."""
-        found = self.storage.head_object(record.key)
+    def _check_object(self, record: TransferRecord, *, crc: str | None = None) -> ObjectInfo:
+        """HEAD the object: the size, SHA-256 and ETag Ferry sent (and with ``crc`` the
+        server's full-object CRC64NVME, read back), or a StorageError."""
+        found = self.storage.head_object(record.key, checksums=crc is not None)
         problem = None
         if found is None:
             problem = "is not in the bucket after the upload"
@@ -955,27 +1074,38 @@ class ObjectSender:
             found.etag, record.etag, found.encryption
         ):
             problem = f"has ETag {found.etag} in the bucket, Ferry computed {record.etag}"
+        elif crc is not None and found.crc64nvme != crc:
+            problem = (
+                f"has {CRC64NVME} {found.crc64nvme} in the bucket, Ferry computed {crc} "
+                "from the bytes it read"
+                if found.crc64nvme is not None
+                else f"has no {CRC64NVME} in the bucket, though the server verified Ferry's"
+            )
         if problem is not None:
-            self.abandon(record)
-            if self.verification_failed_before(record.id):
-                # Sent whole twice and still not what was sent: a person must look.
-                raise StorageError(
-                    f"{record.key!r} {problem}, for the second time; Ferry stops sending it. "
-                    "Another program may be writing the same key: check the bucket, then Retry.",
-                    kind=StorageErrorKind.PERMANENT,
-                    code="VerificationFailed",
-                    title=VERIFICATION_FAILED,
-                    cause=ErrorCause.VERIFICATION,
-                )
+            self._verification_failed(record, problem)
+        assert found is not None
+        return found
+
+    def _verification_failed(self, record: TransferRecord, problem: str) -> NoReturn:
+        """The object is not what Ferry sent: sent again once, then a person looks."""
+        self.abandon(record)
+        if self.verification_failed_before(record.id):
+            # Sent whole twice and still not what was sent: a person must look.
             raise StorageError(
-                f"{record.key!r} {problem}; it is uploaded again.",
-                kind=StorageErrorKind.TRANSIENT,
+                f"{record.key!r} {problem}, for the second time; Ferry stops sending it. "
+                "Another program may be writing the same key: check the bucket, then Retry.",
+                kind=StorageErrorKind.PERMANENT,
                 code="VerificationFailed",
                 title=VERIFICATION_FAILED,
                 cause=ErrorCause.VERIFICATION,
             )
-        assert found is not None
-        return found
+        raise StorageError(
+            f"{record.key!r} {problem}; it is uploaded again.",
+            kind=StorageErrorKind.TRANSIENT,
+            code="VerificationFailed",
+            title=VERIFICATION_FAILED,
+            cause=ErrorCause.VERIFICATION,
+        )
 
     def verification_failed_before(self, transfer_id: int) -> bool:
         history = self.journal.attempts_of([transfer_id])[transfer_id]
