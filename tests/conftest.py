@@ -40,6 +40,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from desktop_app.core.app import Environment, Ferry
+from desktop_app.core.journal import TransferRecord, TransferState
 from desktop_app.core.keys import SecretStore
 from desktop_app.core.paths import FerryPaths
 from desktop_app.core.sandbox import SandboxServer, find_weed
@@ -694,6 +695,13 @@ def save_test_profile(
     env.secrets.set(name, SecretKind.S3_SECRET_KEY, secret_key)
 
 
+def upload_done(ferry: Ferry, path: Path, prefix: str | None = None) -> TransferRecord:
+    """Upload one file, which must end done; its transfer as it ended."""
+    [record] = ferry.upload([path], prefix)
+    assert record.state is TransferState.DONE, (record.state, record.error)
+    return record
+
+
 def _profile_saver(
     env: Environment, endpoint_url: str, bucket: str, tmp_path: Path
 ) -> Callable[..., None]:
@@ -769,6 +777,14 @@ def weed_profile(
     """Saves the usual test profile: the session's weed mini, a fresh bucket,
     an SQLite catalog in the test's directory; keyword arguments change it."""
     return _profile_saver(ferry_env, weed.endpoint_url, bucket, tmp_path)
+
+
+@pytest.fixture
+def weed_ferry(weed_profile: Callable[..., None], ferry_env: Environment) -> Iterator[Ferry]:
+    """A Ferry on the usual test profile (weed_profile's, unchanged)."""
+    weed_profile()
+    with Ferry.open(ferry_env) as app:
+        yield app
 
 
 # -- The servers of the compatibility table (tests/compat, `make compat`) ------

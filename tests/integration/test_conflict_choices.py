@@ -32,7 +32,7 @@ from desktop_app.core.journal import TransferRecord, TransferState
 from desktop_app.core.keys import SecretKind
 from desktop_app.core.storage import WriteProtection, endpoint_id
 from desktop_app.core.transfers.protection import PROTECTION_FILE, ProtectionMemory
-from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, S3Endpoint, WeedServer
+from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, S3Endpoint, WeedServer, upload_done
 from tests.faults import Fault, FaultProxy, is_complete, is_probe
 from tests.integration.test_cli import run_ferry
 from tests.integration.test_crash import ferry
@@ -326,8 +326,7 @@ def test_on_a_server_that_ignores_conditions_a_write_mid_upload_and_before_a_del
         assert_conflict(film)
         assert stored(rclone_s3, f"{prefix}/film.mov") == theirs
 
-        [minutes] = ferry.upload([tmp_path / "minutes.txt"])
-        assert minutes.state is TransferState.DONE, minutes.error
+        upload_done(ferry, tmp_path / "minutes.txt")
         over = b"another program's minutes, over Ferry's"
         foreign_put(rclone_s3, f"{prefix}/minutes.txt", over)
         outcome = ferry.delete(f"{prefix}/minutes.txt")  # rclone ignores If-Match on DELETE
@@ -394,8 +393,7 @@ def test_a_refusal_where_conditions_were_said_ignored_has_the_endpoint_probed_ag
         [taken] = ferry.upload([tmp_path / "taken.txt"])
         assert_conflict(taken)
         assert memory.get(endpoint) is None  # forgotten: the next write probes again
-        [free] = ferry.upload([tmp_path / "free.txt"])
-        assert free.state is TransferState.DONE, free.error
+        upload_done(ferry, tmp_path / "free.txt")
     learnt = memory.get(endpoint)
     assert learnt is not None and learnt.protection is WriteProtection.CONDITIONS_HONOURED
     assert bytes(weed.client().get_object(Bucket=bucket, Key="taken.txt")["Body"].read()) == (

@@ -19,7 +19,7 @@ from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.errors import ErrorCause
 from desktop_app.core.events import EngineEvent, TransferChanged, TransferProgress
 from desktop_app.core.journal import TransferRecord, TransferState
-from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, WeedServer
+from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, WeedServer, upload_done
 from tests.faults import Fault, FaultProxy, is_complete, is_part_upload
 from tests.integration.test_engine import object_sha256, write_random
 
@@ -202,48 +202,34 @@ def test_a_lost_complete_and_a_same_size_foreign_file_are_not_taken_for_ferrys(
 
 
 def test_delete_leaves_an_object_another_program_wrote_over_ferrys(
-    ferry_env: Environment,
-    weed_profile: Callable[..., None],
-    weed: WeedServer,
-    bucket: str,
-    tmp_path: Path,
+    weed_ferry: Ferry, weed: WeedServer, bucket: str, tmp_path: Path
 ) -> None:
-    weed_profile()
+    ferry = weed_ferry
     write_random(tmp_path / "minutes.txt", 3000, 6)
-    with Ferry.open(ferry_env) as ferry:
-        [done] = ferry.upload([tmp_path / "minutes.txt"])
-        assert done.state is TransferState.DONE
-        foreign_put(weed, bucket, "minutes.txt")
-        outcome = ferry.delete("minutes.txt")
-        assert not outcome.object_deleted
-        assert outcome.error is not None and "another program wrote" in outcome.error
-        assert stored(weed, bucket, "minutes.txt") == FOREIGN
-        assert ferry.catalog.live(bucket, "minutes.txt") is None  # Ferry's record is gone
+    upload_done(ferry, tmp_path / "minutes.txt")
+    foreign_put(weed, bucket, "minutes.txt")
+    outcome = ferry.delete("minutes.txt")
+    assert not outcome.object_deleted
+    assert outcome.error is not None and "another program wrote" in outcome.error
+    assert stored(weed, bucket, "minutes.txt") == FOREIGN
+    assert ferry.catalog.live(bucket, "minutes.txt") is None  # Ferry's record is gone
 
-        # Ferry's own object, untouched, is deleted as before.
-        write_random(tmp_path / "agenda.txt", 2000, 7)
-        [agenda] = ferry.upload([tmp_path / "agenda.txt"])
-        assert agenda.state is TransferState.DONE
-        assert ferry.delete("agenda.txt").object_deleted
-        assert ferry.head("agenda.txt") is None
+    # Ferry's own object, untouched, is deleted as before.
+    write_random(tmp_path / "agenda.txt", 2000, 7)
+    upload_done(ferry, tmp_path / "agenda.txt")
+    assert ferry.delete("agenda.txt").object_deleted
+    assert ferry.head("agenda.txt") is None
 
 
 def test_a_server_side_copy_does_not_land_over_another_programs_object(
-    ferry_env: Environment,
-    weed_profile: Callable[..., None],
-    weed: WeedServer,
-    bucket: str,
-    tmp_path: Path,
+    weed_ferry: Ferry, weed: WeedServer, bucket: str, tmp_path: Path
 ) -> None:
-    weed_profile()
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     write_random(tmp_path / "a" / "same.txt", 4000, 8)
     (tmp_path / "b" / "same.txt").write_bytes((tmp_path / "a" / "same.txt").read_bytes())
-    with Ferry.open(ferry_env) as ferry:
-        [first] = ferry.upload([tmp_path / "a" / "same.txt"], prefix="a")
-        assert first.state is TransferState.DONE
-        foreign_put(weed, bucket, "b/same.txt")
-        # The same content under another key is copied on the server: not over theirs.
-        [copy] = ferry.upload([tmp_path / "b" / "same.txt"], prefix="b")
-        assert_conflict_left_it(ferry, weed, bucket, copy, "b/same.txt", FOREIGN)
+    upload_done(weed_ferry, tmp_path / "a" / "same.txt", prefix="a")
+    foreign_put(weed, bucket, "b/same.txt")
+    # The same content under another key is copied on the server: not over theirs.
+    [copy] = weed_ferry.upload([tmp_path / "b" / "same.txt"], prefix="b")
+    assert_conflict_left_it(weed_ferry, weed, bucket, copy, "b/same.txt", FOREIGN)

@@ -21,7 +21,13 @@ from desktop_app.core.app import Environment, Ferry
 from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.journal import TransferState
 from desktop_app.core.reconcile import CheckOptions, FindingKind, RepairAction, RepairOutcome
-from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, WeedServer, save_test_profile
+from tests.conftest import (
+    TEST_ACCESS_KEY,
+    TEST_SECRET_KEY,
+    WeedServer,
+    save_test_profile,
+    upload_done,
+)
 from tests.integration.test_cli import run_ferry
 from tests.integration.test_engine import write_random
 
@@ -78,6 +84,14 @@ def versioned_profile(
     return save
 
 
+@pytest.fixture
+def ferry(versioned_profile: Callable[..., None], ferry_env: Environment) -> Iterator[Ferry]:
+    """A Ferry on the versioned bucket with the usual test profile (an SQLite catalog)."""
+    versioned_profile()
+    with Ferry.open(ferry_env) as app:
+        yield app
+
+
 def test_delete_removes_the_version_ferry_wrote_and_leaves_no_version_of_its_bytes(
     ferry_env: Environment,
     versioned_profile: Callable[..., None],
@@ -110,22 +124,15 @@ def test_delete_removes_the_version_ferry_wrote_and_leaves_no_version_of_its_byt
 
 
 def test_a_file_registered_before_versions_were_recorded_is_deleted_bytes_and_all(
-    ferry_env: Environment,
-    versioned_profile: Callable[..., None],
-    weed: WeedServer,
-    versioned_bucket: str,
-    tmp_path: Path,
+    ferry: Ferry, weed: WeedServer, versioned_bucket: str, tmp_path: Path
 ) -> None:
-    versioned_profile()
     write_random(tmp_path / "old.txt", 2000, 8)
-    with Ferry.open(ferry_env) as ferry:
-        [done] = ferry.upload([tmp_path / "old.txt"])
-        assert done.state is TransferState.DONE
-        with ferry.catalog.engine.begin() as connection:  # as catalog revision 0008 left it
-            connection.execute(text("UPDATE files SET version_id = NULL"))
-        assert ferry.delete("old.txt").object_deleted
-        assert versions(weed, versioned_bucket, "old.txt") == []
-        assert markers(weed, versioned_bucket, "old.txt") == []
+    upload_done(ferry, tmp_path / "old.txt")
+    with ferry.catalog.engine.begin() as connection:  # as catalog revision 0008 left it
+        connection.execute(text("UPDATE files SET version_id = NULL"))
+    assert ferry.delete("old.txt").object_deleted
+    assert versions(weed, versioned_bucket, "old.txt") == []
+    assert markers(weed, versioned_bucket, "old.txt") == []
 
 
 def test_delete_through_the_command_line_leaves_no_version(
@@ -158,139 +165,107 @@ def test_delete_through_the_command_line_leaves_no_version(
 
 
 def test_delete_leaves_another_programs_newer_version_byte_for_byte(
-    ferry_env: Environment,
-    versioned_profile: Callable[..., None],
-    weed: WeedServer,
-    versioned_bucket: str,
-    tmp_path: Path,
+    ferry: Ferry, weed: WeedServer, versioned_bucket: str, tmp_path: Path
 ) -> None:
-    versioned_profile()
     write_random(tmp_path / "minutes.txt", 3000, 6)
-    with Ferry.open(ferry_env) as ferry:
-        [done] = ferry.upload([tmp_path / "minutes.txt"])
-        assert done.state is TransferState.DONE
-        ours = done.version_id
-        assert ours is not None
-        weed.client().put_object(Bucket=versioned_bucket, Key="minutes.txt", Body=FOREIGN)
-        [theirs] = [
-            v["VersionId"] for v in versions(weed, versioned_bucket, "minutes.txt") if v["IsLatest"]
-        ]
+    assert upload_done(ferry, tmp_path / "minutes.txt").version_id is not None
+    weed.client().put_object(Bucket=versioned_bucket, Key="minutes.txt", Body=FOREIGN)
+    [theirs] = [
+        v["VersionId"] for v in versions(weed, versioned_bucket, "minutes.txt") if v["IsLatest"]
+    ]
 
-        outcome = ferry.delete("minutes.txt")
-        assert outcome.object_deleted, outcome
-        assert outcome.note is not None and "Another program's object" in outcome.note
-        [left] = versions(weed, versioned_bucket, "minutes.txt")
-        assert left["VersionId"] == theirs and left["IsLatest"]  # only Ferry's went
-        assert read_version(weed, versioned_bucket, "minutes.txt", theirs) == FOREIGN
-        assert markers(weed, versioned_bucket, "minutes.txt") == []
-        assert ferry.catalog.live(versioned_bucket, "minutes.txt") is None
+    outcome = ferry.delete("minutes.txt")
+    assert outcome.object_deleted, outcome
+    assert outcome.note is not None and "Another program's object" in outcome.note
+    [left] = versions(weed, versioned_bucket, "minutes.txt")
+    assert left["VersionId"] == theirs and left["IsLatest"]  # only Ferry's went
+    assert read_version(weed, versioned_bucket, "minutes.txt", theirs) == FOREIGN
+    assert markers(weed, versioned_bucket, "minutes.txt") == []
+    assert ferry.catalog.live(versioned_bucket, "minutes.txt") is None
 
 
 def test_a_planted_older_ferry_version_is_deleted_still_stored_and_its_repair_removes_only_it(
-    ferry_env: Environment,
-    versioned_profile: Callable[..., None],
-    weed: WeedServer,
-    versioned_bucket: str,
-    tmp_path: Path,
+    ferry: Ferry, weed: WeedServer, versioned_bucket: str, tmp_path: Path
 ) -> None:
-    versioned_profile()
     s3 = weed.client()
     write_random(tmp_path / "plan.txt", 5000, 3)
     # Another program's own older version elsewhere: no row recorded it, never Ferry's.
     s3.put_object(Bucket=versioned_bucket, Key="notes.txt", Body=FOREIGN)
     s3.delete_object(Bucket=versioned_bucket, Key="notes.txt")
-    with Ferry.open(ferry_env) as ferry:
-        [done] = ferry.upload([tmp_path / "plan.txt"])
-        assert done.state is TransferState.DONE and done.version_id is not None
-        # As a Ferry before versions were recorded deleted it: the row marked
-        # deleted, then a plain delete that only put a marker on top.
-        ferry.catalog.mark_deleted(versioned_bucket, "plan.txt")
-        s3.delete_object(Bucket=versioned_bucket, Key="plan.txt")
-        assert s3.list_objects_v2(Bucket=versioned_bucket).get("KeyCount", 0) == 0
+    done = upload_done(ferry, tmp_path / "plan.txt")
+    assert done.version_id is not None
+    # As a Ferry before versions were recorded deleted it: the row marked
+    # deleted, then a plain delete that only put a marker on top.
+    ferry.catalog.mark_deleted(versioned_bucket, "plan.txt")
+    s3.delete_object(Bucket=versioned_bucket, Key="plan.txt")
+    assert s3.list_objects_v2(Bucket=versioned_bucket).get("KeyCount", 0) == 0
 
-        report = ferry.check(NOW)
-        [finding] = report.findings
-        assert finding.kind is FindingKind.DELETED_STILL_STORED
-        assert finding.key == "plan.txt" and finding.version_id == done.version_id
-        assert finding.repair is RepairAction.DELETE_VERSION
-        assert "Deleted, still stored" in finding.explanation
-        assert report.scanned.older_versions == 2
+    report = ferry.check(NOW)
+    [finding] = report.findings
+    assert finding.kind is FindingKind.DELETED_STILL_STORED
+    assert finding.key == "plan.txt" and finding.version_id == done.version_id
+    assert finding.repair is RepairAction.DELETE_VERSION
+    assert "Deleted, still stored" in finding.explanation
+    assert report.scanned.older_versions == 2
 
-        [result] = ferry.repair(report.findings)
-        assert result.outcome is RepairOutcome.DONE, result.message
-        assert versions(weed, versioned_bucket, "plan.txt") == []  # Ferry's bytes are gone
-        [theirs] = versions(weed, versioned_bucket, "notes.txt")  # the other's stays
-        assert read_version(weed, versioned_bucket, "notes.txt", theirs["VersionId"]) == FOREIGN
-        assert ferry.check(NOW).findings == []
-        audit = [e.details for e in ferry.catalog.audit_entries() if e.key == "plan.txt"]
-        assert any(d.get("version_id") == done.version_id for d in audit), audit
+    [result] = ferry.repair(report.findings)
+    assert result.outcome is RepairOutcome.DONE, result.message
+    assert versions(weed, versioned_bucket, "plan.txt") == []  # Ferry's bytes are gone
+    [theirs] = versions(weed, versioned_bucket, "notes.txt")  # the other's stays
+    assert read_version(weed, versioned_bucket, "notes.txt", theirs["VersionId"]) == FOREIGN
+    assert ferry.check(NOW).findings == []
+    audit = [e.details for e in ferry.catalog.audit_entries() if e.key == "plan.txt"]
+    assert any(d.get("version_id") == done.version_id for d in audit), audit
 
 
 def test_another_programs_version_over_a_live_file_is_its_own_finding_and_never_deleted(
-    ferry_env: Environment,
-    versioned_profile: Callable[..., None],
-    weed: WeedServer,
-    versioned_bucket: str,
-    tmp_path: Path,
+    ferry: Ferry, weed: WeedServer, versioned_bucket: str, tmp_path: Path
 ) -> None:
-    versioned_profile()
     write_random(tmp_path / "budget.xlsx", 4000, 4)
-    with Ferry.open(ferry_env) as ferry:
-        [done] = ferry.upload([tmp_path / "budget.xlsx"])
-        assert done.state is TransferState.DONE
-        weed.client().put_object(Bucket=versioned_bucket, Key="budget.xlsx", Body=FOREIGN)
+    done = upload_done(ferry, tmp_path / "budget.xlsx")
+    weed.client().put_object(Bucket=versioned_bucket, Key="budget.xlsx", Body=FOREIGN)
 
-        report = ferry.check(NOW)
-        [finding] = report.findings
-        assert finding.kind is FindingKind.FOREIGN_VERSION_ON_TOP
-        assert finding.version_id == done.version_id
-        assert finding.repair is RepairAction.NONE
-        assert not report.consistent
-        [result] = ferry.repair(report.findings)
-        assert result.outcome is RepairOutcome.REFUSED
-        stored = versions(weed, versioned_bucket, "budget.xlsx")
-        assert len(stored) == 2  # both versions, untouched
-        assert ferry.head("budget.xlsx").size == len(FOREIGN)  # type: ignore[union-attr]
-        row = ferry.catalog.live(versioned_bucket, "budget.xlsx")
-        assert row is not None and row.status is FileStatus.ACTIVE
+    report = ferry.check(NOW)
+    [finding] = report.findings
+    assert finding.kind is FindingKind.FOREIGN_VERSION_ON_TOP
+    assert finding.version_id == done.version_id
+    assert finding.repair is RepairAction.NONE
+    assert not report.consistent
+    [result] = ferry.repair(report.findings)
+    assert result.outcome is RepairOutcome.REFUSED
+    stored = versions(weed, versioned_bucket, "budget.xlsx")
+    assert len(stored) == 2  # both versions, untouched
+    assert ferry.head("budget.xlsx").size == len(FOREIGN)  # type: ignore[union-attr]
+    row = ferry.catalog.live(versioned_bucket, "budget.xlsx")
+    assert row is not None and row.status is FileStatus.ACTIVE
 
 
 def test_deleting_an_orphan_by_choice_removes_its_bytes_not_only_hides_them(
-    ferry_env: Environment,
-    versioned_profile: Callable[..., None],
-    weed: WeedServer,
-    versioned_bucket: str,
+    ferry: Ferry, weed: WeedServer, versioned_bucket: str
 ) -> None:
-    versioned_profile()
     weed.client().put_object(Bucket=versioned_bucket, Key="stray.bin", Body=FOREIGN)
-    with Ferry.open(ferry_env) as ferry:
-        report = ferry.check(CheckOptions(grace_seconds=0, delete_orphans=True))
-        [finding] = report.findings
-        assert finding.kind is FindingKind.ORPHAN_OBJECT
-        assert finding.repair is RepairAction.DELETE_OBJECT
-        [result] = ferry.repair(report.findings)
-        assert result.done, result.message
-        assert versions(weed, versioned_bucket, "stray.bin") == []
-        assert markers(weed, versioned_bucket, "stray.bin") == []
+    report = ferry.check(CheckOptions(grace_seconds=0, delete_orphans=True))
+    [finding] = report.findings
+    assert finding.kind is FindingKind.ORPHAN_OBJECT
+    assert finding.repair is RepairAction.DELETE_OBJECT
+    [result] = ferry.repair(report.findings)
+    assert result.done, result.message
+    assert versions(weed, versioned_bucket, "stray.bin") == []
+    assert markers(weed, versioned_bucket, "stray.bin") == []
 
 
 def test_an_adopted_object_records_its_version_and_a_delete_then_leaves_none(
-    ferry_env: Environment,
-    versioned_profile: Callable[..., None],
-    weed: WeedServer,
-    versioned_bucket: str,
+    ferry: Ferry, weed: WeedServer, versioned_bucket: str
 ) -> None:
-    versioned_profile()
     weed.client().put_object(Bucket=versioned_bucket, Key="scan.tif", Body=FOREIGN)
     [stored] = versions(weed, versioned_bucket, "scan.tif")
-    with Ferry.open(ferry_env) as ferry:
-        report = ferry.check(NOW)
-        [result] = ferry.repair(report.findings)
-        assert result.done, result.message
-        row = ferry.catalog.live(versioned_bucket, "scan.tif")
-        assert row is not None and row.version_id == stored["VersionId"]
-        assert ferry.delete("scan.tif").object_deleted
-        assert versions(weed, versioned_bucket, "scan.tif") == []
+    report = ferry.check(NOW)
+    [result] = ferry.repair(report.findings)
+    assert result.done, result.message
+    row = ferry.catalog.live(versioned_bucket, "scan.tif")
+    assert row is not None and row.version_id == stored["VersionId"]
+    assert ferry.delete("scan.tif").object_deleted
+    assert versions(weed, versioned_bucket, "scan.tif") == []
 
 
 def test_retention_keeps_the_version_hidden_says_until_when_and_the_check_removes_it_after(
@@ -303,7 +278,7 @@ def test_retention_keeps_the_version_hidden_says_until_when_and_the_check_remove
     versioned_profile(retention_seconds=7 * 86400)
     write_random(tmp_path / "draft.doc", 2500, 5)
     with Ferry.open(ferry_env) as ferry:
-        [done] = ferry.upload([tmp_path / "draft.doc"])
+        done = upload_done(ferry, tmp_path / "draft.doc")
         outcome = ferry.delete("draft.doc")
         assert outcome.object_deleted
         assert outcome.note is not None and "until" in outcome.note and "7 days" in outcome.note
@@ -324,12 +299,8 @@ def test_retention_keeps_the_version_hidden_says_until_when_and_the_check_remove
 
 
 def test_versions_are_listed_page_by_page_to_the_end(
-    ferry_env: Environment,
-    versioned_profile: Callable[..., None],
-    weed: WeedServer,
-    versioned_bucket: str,
+    ferry: Ferry, weed: WeedServer, versioned_bucket: str
 ) -> None:
-    versioned_profile()
     s3 = weed.client()
     written = set()
     # Not "b/c" beside "b-d": weed mini 4.48's pages skip "b-d" after a marker
@@ -339,30 +310,23 @@ def test_versions_are_listed_page_by_page_to_the_end(
             answer = s3.put_object(Bucket=versioned_bucket, Key=key, Body=f"{key}{n}".encode())
             written.add((key, answer["VersionId"]))
     s3.delete_object(Bucket=versioned_bucket, Key="a")  # a marker, left out
-    with Ferry.open(ferry_env) as ferry:
-        pages = list(ferry.storage.iter_object_versions(page_size=2))
-        listed = {(v.key, v.version_id) for page in pages for v in page}
-        assert listed == written and len(pages) >= 5
-        current = {v.key for page in pages for v in page if v.latest}
-        assert current == {"b", "c/d"}  # "a" has a delete marker on top
+    pages = list(ferry.storage.iter_object_versions(page_size=2))
+    listed = {(v.key, v.version_id) for page in pages for v in page}
+    assert listed == written and len(pages) >= 5
+    current = {v.key for page in pages for v in page if v.latest}
+    assert current == {"b", "c/d"}  # "a" has a delete marker on top
 
 
 def test_an_unversioned_bucket_behaves_as_before(
-    ferry_env: Environment,
-    weed_profile: Callable[..., None],
-    weed: WeedServer,
-    bucket: str,
-    tmp_path: Path,
+    weed_ferry: Ferry, weed: WeedServer, bucket: str, tmp_path: Path
 ) -> None:
-    weed_profile()
+    ferry = weed_ferry
     write_random(tmp_path / "plain.txt", 3000, 7)
-    with Ferry.open(ferry_env) as ferry:
-        [done] = ferry.upload([tmp_path / "plain.txt"])
-        assert done.state is TransferState.DONE and done.version_id is None
-        row = ferry.catalog.live(bucket, "plain.txt")
-        assert row is not None and row.version_id is None
-        report = ferry.check(NOW)
-        assert report.consistent and report.scanned.older_versions == 0
-        assert ferry.delete("plain.txt").object_deleted
-        assert ferry.head("plain.txt") is None
-        assert weed.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    assert upload_done(ferry, tmp_path / "plain.txt").version_id is None
+    row = ferry.catalog.live(bucket, "plain.txt")
+    assert row is not None and row.version_id is None
+    report = ferry.check(NOW)
+    assert report.consistent and report.scanned.older_versions == 0
+    assert ferry.delete("plain.txt").object_deleted
+    assert ferry.head("plain.txt") is None
+    assert weed.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
