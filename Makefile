@@ -44,16 +44,20 @@ run: install
 	@echo "  export PATH=\"$(CURDIR)/$(BIN):\$$PATH\"   (add it to ~/.profile)"
 	$(BIN)/ferry sandbox --open
 
+# lint-imports: the layering rule of docs/ARCHITECTURE.md ([tool.importlinter]
+# in pyproject.toml); a broken contract fails the run.
 test: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy desktop_app
 	tools/ensure-system-packages
 	QT_QPA_PLATFORM=offscreen $(BIN)/pytest --durations=20
 
-# The inner loop: lint, types and the unit tests (moto, no servers to start), about a minute.
+# The inner loop: lint, layers, types and the unit tests (moto, no servers to start), about a minute.
 test-fast: install-test
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy desktop_app
 	QT_QPA_PLATFORM=offscreen $(BIN)/pytest -q tests/unit
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 from desktop_app.core.bucket_objects import ObjectInfo
-from desktop_app.core.catalog import FileRecord
+from desktop_app.core.catalog_records import FileRecord
 
 T = TypeVar("T")
 

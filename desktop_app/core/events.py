@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from desktop_app.core.journal_records import TransferError, TransferRecord
 from desktop_app.core.states import TransferState
+from desktop_app.core.transfer_records import TransferError, TransferRecord
 
 log = logging.getLogger(__name__)
 

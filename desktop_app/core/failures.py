@@ -19,8 +19,8 @@ from __future__ import annotations
 import enum
 
 from desktop_app.core.errors import ErrorCause
-from desktop_app.core.journal_records import TransferError
 from desktop_app.core.states import ErrorKind
+from desktop_app.core.transfer_records import TransferError
 
 
 class FailureCause(enum.Enum):

@@ -58,8 +58,9 @@ from desktop_app.core.failures import (
     choice_label,
     conflict_choices,
 )
-from desktop_app.core.journal import AttemptRecord, TransferRecord, TransferState
+from desktop_app.core.states import TransferState
 from desktop_app.core.storage import ObjectInfo
+from desktop_app.core.transfer_records import AttemptRecord, TransferRecord
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.bridge import SnapshotBatch
 from desktop_app.gui.units import exact_size

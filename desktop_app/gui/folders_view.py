@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.core.app import Ferry
-from desktop_app.core.journal import TransferState
+from desktop_app.core.states import TransferState
 from desktop_app.core.watcher import FolderStatus, WatchedFolder
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.models import TransferTableModel

@@ -57,7 +57,8 @@ from PySide6.QtWidgets import (
 from desktop_app.core.app import Ferry
 from desktop_app.core.errors import SignInRequiredError
 from desktop_app.core.events import TransferSnapshot
-from desktop_app.core.journal import TransferRecord, TransferState
+from desktop_app.core.states import TransferState
+from desktop_app.core.transfer_records import TransferRecord
 from desktop_app.gui.about import AboutDialog
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.bridge import EngineBridge

@@ -20,7 +20,7 @@ from PySide6.QtCore import (
 )
 
 from desktop_app.core.events import TransferProgress, TransferSnapshot
-from desktop_app.core.journal import TransferState
+from desktop_app.core.states import TransferState
 from desktop_app.core.throughput import Rate, Throughput
 from desktop_app.gui.bridge import SnapshotBatch
 from desktop_app.gui.notifier import QUIET_SECONDS

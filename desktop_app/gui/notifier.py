@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 
 from desktop_app.core.events import TransferSnapshot
-from desktop_app.core.journal import TransferState
+from desktop_app.core.states import TransferState
 from desktop_app.gui.units import human_size
 
 FAILURE_PAUSE = 10.0
