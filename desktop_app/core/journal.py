@@ -126,7 +126,8 @@ class PartRecord:
 class PartDigests:
     """What the pre-pass read: the file's SHA-256 and the MD5 of each planned part;
     its CRC64NVME (base64) and each part's (None, (): read before they were kept),
-    and the upload created to carry them (``crc64nvme_upload_id``)."""
+    the upload created to carry them (``crc64nvme_upload_id``), and whether the
+    server's checksum of that upload's object was read back equal to it."""
 
     sha256: str
     part_size: int
@@ -134,6 +135,7 @@ class PartDigests:
     crc64nvme: str | None = None
     part_crc64nvmes: tuple[int, ...] = ()
     crc64nvme_upload_id: str | None = None
+    crc64nvme_verified: bool = False
 
     def fits(self, record: TransferRecord) -> bool:
         """Computed for this transfer's content and part plan (not an older one's)?"""
@@ -289,6 +291,7 @@ part_digests = Table(
     Column("crc64nvme", String(16)),
     Column("part_crc64nvmes", LargeBinary),
     Column("crc64nvme_upload_id", String(1024)),
+    Column("crc64nvme_verified", Boolean),  # j0012
 )
 attempts = Table(
     "attempts",
@@ -908,6 +911,7 @@ class Journal:
             if digests.crc64nvme is not None
             else None,
             "crc64nvme_upload_id": digests.crc64nvme_upload_id,
+            "crc64nvme_verified": digests.crc64nvme_verified,
         }
 
         def op(connection: Connection) -> Any:
@@ -927,7 +931,13 @@ class Journal:
         crcs = bytes(row.part_crc64nvmes or b"")
         part_crcs = tuple(int.from_bytes(crcs[i : i + 8], "big") for i in range(0, len(crcs), 8))
         return PartDigests(
-            row.sha256, row.part_size, md5s, row.crc64nvme, part_crcs, row.crc64nvme_upload_id
+            row.sha256,
+            row.part_size,
+            md5s,
+            row.crc64nvme,
+            part_crcs,
+            row.crc64nvme_upload_id,
+            bool(row.crc64nvme_verified),
         )
 
     def forget_upload(self, transfer_id: int) -> None:

@@ -31,7 +31,7 @@ class Schema(enum.Enum):
     # The catalog's version table is named as Ferry's own: an application
     # database's ``alembic_version`` is never read or written as the catalog's.
     CATALOG = ("catalog", "ferry_schema_version", "0010")
-    JOURNAL = ("journal", "journal_version", "j0011")
+    JOURNAL = ("journal", "journal_version", "j0012")
 
     @property
     def folder(self) -> str:

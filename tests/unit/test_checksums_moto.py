@@ -102,6 +102,10 @@ def test_a_multipart_upload_records_the_crc64nvme_the_server_verified(
     assert completes[-1]["x-amz-checksum-crc64nvme"] == _crc(data)
     heads = [h for op, h in sent if op == "HeadObject"]
     assert heads[-1].get("x-amz-checksum-mode") == "ENABLED"
+    # Kept in the journal, not in memory: a registration resumed after a crash has it.
+    digests = ferry.journal.part_digests(done.id)
+    assert digests is not None and digests.crc64nvme_verified
+    assert ferry.engine.sender.proven_checksum(ferry.journal.get(done.id)) == _crc(data)
 
 
 def test_a_single_put_records_the_crc64nvme_the_server_answered(

@@ -417,7 +417,7 @@ class TransferEngine:
                 started,
                 recorded=True,
                 version_id=record.version_id,
-                checksum=self.sender.proven_checksum(record.id),
+                checksum=self.sender.proven_checksum(record),
             )
 
     def _confirm_reservation(

@@ -419,10 +419,6 @@ class ObjectSender:
         # Whether the server refuses writes over an object the condition does not
         # name; where not, each write is looked at before and after (see _write_under).
         self.guard = guard or EndpointGuard(storage, ProtectionMemory(None))
-        # The full-object CRC64NVME each verified transfer's server answered, for
-        # its registration (transfer id -> base64); see proven_checksum.
-        self._proven: dict[int, str] = {}
-        self._proven_lock = threading.Lock()
 
     def _metadata(self, record: TransferRecord) -> dict[str, str]:
         assert record.sha256 is not None
@@ -582,11 +578,16 @@ class ObjectSender:
             )
         return answer
 
-    def proven_checksum(self, transfer_id: int) -> str | None:
-        """The CRC64NVME (base64) the verification of this transfer's object read back
-        equal to Ferry's, once; None where none was (the MD5 path)."""
-        with self._proven_lock:
-            return self._proven.pop(transfer_id, None)
+    def proven_checksum(self, record: TransferRecord) -> str | None:
+        """The CRC64NVME (base64) the verification of this transfer's multipart object
+        read back equal to Ferry's (kept in the journal, so a registration resumed
+        after a crash has it too); None where none was (the MD5 path)."""
+        digests = self.journal.part_digests(record.id)
+        if digests is None or not digests.crc64nvme_verified or not digests.fits(record):
+            return None
+        if record.upload_id is None or digests.crc64nvme_upload_id != record.upload_id:
+            return None
+        return digests.crc64nvme
 
     def _paced(self, request: SentBytes, control: TransferControl) -> PacedRequest:
         """The request's ``sent``, paying the limiter as the body goes."""
@@ -738,7 +739,9 @@ class ObjectSender:
                 crc64nvme=checksummed,
             )
             if checksummed:  # its parts and Complete carry the CRC64NVMEs
-                digests = dataclasses.replace(digests, crc64nvme_upload_id=upload_id)
+                digests = dataclasses.replace(
+                    digests, crc64nvme_upload_id=upload_id, crc64nvme_verified=False
+                )
                 self.journal.save_part_digests(record.id, digests)
             # Committed before the first part is sent: a crash from here on
             # finds the upload again instead of orphaning it.
@@ -1045,9 +1048,11 @@ class ObjectSender:
     def verify(self, record: TransferRecord) -> TransferRecord:
         crc, _parts = self._upload_crcs(record)
         found = self._check_object(record, crc=crc)
-        if crc is not None:
-            with self._proven_lock:
-                self._proven[record.id] = crc
+        digests = self.journal.part_digests(record.id)
+        if crc is not None and digests is not None:  # for the registration, crash or not
+            self.journal.save_part_digests(
+                record.id, dataclasses.replace(digests, crc64nvme_verified=True)
+            )
         # The write's own answer named its version; a transfer without one (its
         # answer lost, or begun before versions were recorded) takes the HEAD's.
         version = record.version_id if record.version_id is not None else found.version_id
