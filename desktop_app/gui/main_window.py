@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import (
     QByteArray,
+    QEvent,
     QPoint,
     QSettings,
     QSortFilterProxyModel,
@@ -82,10 +83,11 @@ from desktop_app.gui.settings_dialog import SettingsDialog
 from desktop_app.gui.sign_in import SignInDialog
 from desktop_app.gui.status_bar import ElidedLabel, StatusBar
 from desktop_app.gui.units import exact_size, human_duration, human_size
-from desktop_app.gui.widgets import ProgressDelegate, accessible, show_in_folder
+from desktop_app.gui.widgets import ProgressDelegate, accessible, show_in_folder, tinted
 from desktop_app.resources import TrayState, tray_icon_svg
 
 HELD_LABEL_MAX_WIDTH = 360  # "Uploads paused: …" leaves the messages their room
+GLYPHS = (QStyle.StandardPixmap.SP_MediaPause, QStyle.StandardPixmap.SP_MediaPlay)
 EXPLAIN_TRAY_KEY = "close/explain-tray"  # window.ini: False once "Don't show this again"
 
 
@@ -145,6 +147,7 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self.really_quit = False  # closing now quits (no tray, no question)
         self._tray_explained = False  # this session, closing to the tray was said
+        self._glyphs: list[tuple[QAction, QStyle.StandardPixmap]] = []  # see _tint_glyphs
         self.quit_question: QMessageBox | None = None
         self.tray_notice: QMessageBox | None = None
         self.setWindowTitle("Ferry")
@@ -284,6 +287,20 @@ class MainWindow(QMainWindow):
         if ids:
             self.backend.call(Ferry.clear_finished, ids)
 
+    def _tint_glyphs(self) -> None:
+        """Pause and play are one-colour glyphs, black in Qt's own style: on a dark
+        palette they are drawn in its text colour (they could not be seen)."""
+        palette = self.palette()
+        dark = palette.window().color().lightness() < 128
+        for made, which in self._glyphs:
+            icon = self.style().standardIcon(which)
+            made.setIcon(tinted(icon, palette.buttonText().color()) if dark else icon)
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:
+            self._tint_glyphs()
+
     def _build_actions(self) -> None:
         style = self.style()
         pixmap = QStyle.StandardPixmap
@@ -297,6 +314,8 @@ class MainWindow(QMainWindow):
             made = QAction(text, self)
             if icon is not None:
                 made.setIcon(style.standardIcon(icon))
+                if icon in GLYPHS:
+                    self._glyphs.append((made, icon))
             made.setShortcut(QKeySequence(shortcut))
             made.triggered.connect(slot)
             self.addAction(made)  # shortcuts work even when the menu bar is hidden
@@ -332,6 +351,7 @@ class MainWindow(QMainWindow):
         )
         self.clear_action = action("C&lear finished", "Ctrl+Shift+L", self.clear_finished)
         self.about_action = action("&About Ferry", "F1", self.open_about)
+        self._tint_glyphs()
         views = []
         for index in range(self.tabs.count()):
             view = QAction(self.tabs.tabText(index), self)  # the tab's own words

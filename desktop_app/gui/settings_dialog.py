@@ -24,7 +24,6 @@ import threading
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QSize, Qt, Signal
-from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -396,10 +395,12 @@ class SettingsDialog(QDialog):
         self._set_editable(False)
         self._threads.append(_in_thread(self._load))
 
-    def showEvent(self, event: QShowEvent) -> None:
-        if not event.spontaneous():
+    def setVisible(self, visible: bool) -> None:
+        # Sized and placed before the window system has the window: moved once it
+        # had, under icewm the dialog's title bar stayed above the screen's top.
+        if visible and not self.isVisible():
             fit_to_screen(self, min_width=MIN_WIDTH)  # the sections scroll in what is left
-        super().showEvent(event)
+        super().setVisible(visible)
 
     # -- loading ------------------------------------------------------------------
 

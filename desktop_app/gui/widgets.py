@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TypeVar
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize, Qt, QUrl
-from PySide6.QtGui import QDesktopServices, QPainter, QResizeEvent, QTextLayout
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPoint, QRect, QSize, Qt, QUrl
+from PySide6.QtGui import QColor, QDesktopServices, QIcon, QPainter, QResizeEvent, QTextLayout
 from PySide6.QtWidgets import (
     QApplication,
     QLineEdit,
@@ -104,6 +104,37 @@ def fit_to_screen(window: QWidget, *, min_width: int) -> None:
     if wanted <= 0:
         wanted = window.sizeHint().height()
     window.resize(width, min(wanted, MAX_DIALOG_HEIGHT, free.height() - TITLE_BAR))
+    parent = window.parentWidget()
+    if parent is not None and not window.testAttribute(Qt.WidgetAttribute.WA_Moved):
+        # Qt's own placement (QDialog.adjustPosition) under icewm at 1366×768 put
+        # the title bar of a dialog as tall as its parent above the screen's top,
+        # where it could be neither read nor dragged: placed here instead, before
+        # the window is shown (a move after that is taken as the inside's place).
+        window.move(dialog_position(parent.window().frameGeometry(), window.size(), free))
+
+
+def dialog_position(parent: QRect, size: QSize, free: QRect) -> QPoint:
+    """Where a dialog of SIZE goes (its frame's top left): centred on its PARENT
+    window, inside the screen's FREE area with TITLE_BAR of room above it."""
+    height = size.height() + TITLE_BAR
+    x = parent.center().x() - size.width() // 2
+    y = parent.center().y() - height // 2
+    x = max(free.left(), min(x, free.right() + 1 - size.width()))
+    y = max(free.top(), min(y, free.bottom() + 1 - height))
+    return QPoint(x, y)
+
+
+def tinted(icon: QIcon, color: QColor) -> QIcon:
+    """A one-colour icon drawn in COLOR (its shape kept, every pixel's colour replaced)."""
+    made = QIcon()
+    for size in icon.availableSizes() or [QSize(16, 16), QSize(32, 32)]:
+        pixmap = icon.pixmap(size)
+        painter = QPainter(pixmap)
+        painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceIn)
+        painter.fillRect(pixmap.rect(), color)
+        painter.end()
+        made.addPixmap(pixmap)
+    return made
 
 
 def fit_placeholder(edit: QLineEdit) -> None:

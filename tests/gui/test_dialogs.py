@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from keyring.backends import fail
-from PySide6.QtCore import QRect, Qt
+from PySide6.QtCore import QPoint, QRect, QSize, Qt
 from PySide6.QtGui import QScreen
 from PySide6.QtWidgets import QDialogButtonBox, QLineEdit, QPlainTextEdit, QWidget
 from pytestqt.qtbot import QtBot
@@ -16,6 +16,7 @@ from desktop_app.core.config import Profile
 from desktop_app.core.keys import SecretKind, SecretStore
 from desktop_app.gui.first_run import FirstRunDialog
 from desktop_app.gui.settings_dialog import SettingsDialog
+from desktop_app.gui.widgets import dialog_position
 
 LAPTOP_FREE = QRect(0, 0, 1366, 768 - 40)  # a 1366×768 screen less a 40 px panel
 TITLE_BAR = 30
@@ -217,3 +218,37 @@ def test_the_sandbox_box_shows_its_last_line(
         ),
         timeout=5_000,
     )
+
+
+def test_settings_over_a_window_at_the_top_of_a_laptop_screen_keep_their_title_bar_on_it(
+    qtbot: QtBot, ferry_env: Environment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As icewm opens Ferry at 1366×768: the window (1000×600) in the top left
+    # corner. Qt's own placement put the Settings dialog's title bar above the
+    # screen there; the frame goes where the window manager's title bar fits.
+    monkeypatch.setattr(QScreen, "availableGeometry", lambda _screen: LAPTOP_FREE)
+    window = QWidget()
+    qtbot.addWidget(window)
+    window.setGeometry(5, 24, 1000, 600)
+    window.show()
+    qtbot.waitExposed(window)
+    dialog = SettingsDialog(ferry_env, None, window)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+
+    frame = window.frameGeometry()
+    assert dialog.pos() == dialog_position(frame, dialog.size(), LAPTOP_FREE)
+    assert LAPTOP_FREE.top() <= dialog.pos().y()
+    assert dialog.pos().y() + 40 + dialog.height() <= LAPTOP_FREE.bottom() + 1
+    assert abs(dialog.pos().x() + dialog.width() // 2 - frame.center().x()) <= 1
+    dialog.close()
+
+
+def test_a_dialog_is_centred_on_its_window_and_kept_inside_the_free_area() -> None:
+    free = QRect(0, 0, 1920, 1040)
+    middle = dialog_position(QRect(460, 240, 1000, 600), QSize(400, 200), free)
+    assert middle == QPoint(959 - 200, 539 - (200 + 40) // 2)  # centred, title bar counted
+    tall = dialog_position(QRect(0, 0, 1010, 629), QSize(640, 702), QRect(0, 0, 1366, 742))
+    assert tall == QPoint(184, 0)  # the title bar on the screen, the bottom above the panel
+    corner = dialog_position(QRect(1500, 800, 400, 200), QSize(640, 500), free)
+    assert corner == QPoint(1920 - 640, 1040 - 540)

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from PySide6.QtCore import QModelIndex, QRect, QSize, Qt, QTimer
-from PySide6.QtGui import QImage, QPainter, QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import QStyleOptionViewItem, QTableView
+from PySide6.QtGui import (
+    QAction,
+    QColor,
+    QImage,
+    QPainter,
+    QPalette,
+    QStandardItem,
+    QStandardItemModel,
+)
+from PySide6.QtWidgets import QApplication, QStyleOptionViewItem, QTableView
 from pytestqt.qtbot import QtBot
 
+from desktop_app.gui.main_window import MainWindow
 from desktop_app.gui.models import ProgressRole
 from desktop_app.gui.widgets import ProgressDelegate
 
@@ -68,3 +78,43 @@ def test_the_qt_binding_keeps_its_references_across_signals(qtbot: QtBot) -> Non
     after = sys.getrefcount(None), sys.getrefcount(True), sys.getrefcount(False)
     # Counts may grow (objects made meanwhile hold None); they must never fall.
     assert all(a >= b - 10 for a, b in zip(after, before, strict=True)), (before, after)
+
+
+def glyph_lightness(action: QAction) -> float:
+    """How light the drawn pixels of an action's 16 px icon are, 0 to 255."""
+    image = action.icon().pixmap(16, 16).toImage()
+    seen = [
+        image.pixelColor(x, y)
+        for x in range(image.width())
+        for y in range(image.height())
+        if image.pixelColor(x, y).alpha() > 128
+    ]
+    assert seen, action.text()
+    return sum(color.lightness() for color in seen) / len(seen)
+
+
+def test_pause_and_resume_glyphs_can_be_seen_on_a_dark_palette(
+    weed_profile: Callable[[], None], qtbot: QtBot, window_for: Callable[[], MainWindow]
+) -> None:
+    # The README's dark screenshot under icewm: Pause all and Resume all were
+    # black glyphs on the dark toolbar.
+    weed_profile()
+    window = window_for()
+    glyphs = (window.pause_all_action, window.resume_all_action)
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    light = app.palette()
+    dark = QPalette(light)
+    for role, color in (
+        (QPalette.ColorRole.Window, "#2b2b2b"),
+        (QPalette.ColorRole.Button, "#353535"),
+        (QPalette.ColorRole.ButtonText, "#e6e6e6"),
+        (QPalette.ColorRole.WindowText, "#e6e6e6"),
+    ):
+        dark.setColor(role, QColor(color))
+    try:
+        app.setPalette(dark)
+        qtbot.waitUntil(lambda: all(glyph_lightness(a) > 160 for a in glyphs), timeout=5_000)
+    finally:
+        app.setPalette(light)
+    qtbot.waitUntil(lambda: all(glyph_lightness(a) < 100 for a in glyphs), timeout=5_000)
