@@ -12,7 +12,6 @@ the rows and others' keys per key, holding one key's rows at a time.
 
 from __future__ import annotations
 
-import heapq
 import os
 import queue
 import sqlite3
@@ -21,8 +20,6 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import groupby
-from operator import itemgetter
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
@@ -50,13 +47,13 @@ class OutOfOrder(Exception):
 def in_byte_order(items: Iterable[K], disorder: Callable[[str, str], Exception]) -> Iterator[K]:
     """The items as they come, raising ``disorder(before, after)`` at the first key
     smaller (in UTF-8 bytes) than the one before it: the merge relies on that order."""
+    # Compared as str: code point order is UTF-8 byte order, without encoding each key.
     previous: str | None = None
-    previous_key = b""
     for item in items:
-        key = item.key.encode("utf-8")
-        if previous is not None and key < previous_key:
-            raise disorder(previous, item.key)
-        previous, previous_key = item.key, key
+        key = item.key
+        if previous is not None and key < previous:
+            raise disorder(previous, key)
+        previous = key
         yield item
 
 
@@ -192,24 +189,38 @@ class KeySeen:
 def merge_by_key(
     objects: Iterable[ObjectInfo], rows: Iterable[FileRecord], others: Iterable[str]
 ) -> Iterator[KeySeen]:
-    """The three streams joined per key, in key byte order, one key in memory at a time."""
-    # Without a key function (it costs a call per item): (key bytes, stream
-    # number) is never equal across the streams, so the items themselves are
-    # never compared, and within a stream the heap keeps the stream's order.
-    tagged: Iterator[tuple[bytes, int, ObjectInfo | FileRecord | str]] = heapq.merge(
-        ((o.key.encode("utf-8"), 0, o) for o in objects),
-        ((r.key.encode("utf-8"), 1, r) for r in rows),
-        ((k.encode("utf-8"), 2, k) for k in others),
-    )
-    for encoded, items in groupby(tagged, key=itemgetter(0)):
-        found_object: ObjectInfo | None = None
+    """The three streams joined per key, in key byte order, one key in memory at a time.
+
+    Each stream must come in key byte order (the listing and the rows are
+    verified to, see :func:`in_byte_order`). Keys are compared as ``str``:
+    code point order is UTF-8 byte order, so nothing is encoded per key.
+    """
+    object_items, row_items, other_items = iter(objects), iter(rows), iter(others)
+    obj = next(object_items, None)
+    row = next(row_items, None)
+    other = next(other_items, None)
+    while True:
+        key = _smallest(obj, row, other)
+        if key is None:
+            return
+        found: ObjectInfo | None = None
+        while obj is not None and obj.key == key:  # a key listed twice: the last one
+            found, obj = obj, next(object_items, None)
         key_rows: list[FileRecord] = []
+        while row is not None and row.key == key:
+            key_rows.append(row)
+            row = next(row_items, None)
         others_hold = False
-        for _key, _tag, item in items:
-            if isinstance(item, ObjectInfo):
-                found_object = item
-            elif isinstance(item, FileRecord):
-                key_rows.append(item)
-            else:
-                others_hold = True
-        yield KeySeen(encoded.decode("utf-8"), found_object, key_rows, others_hold)
+        while other is not None and other == key:
+            others_hold, other = True, next(other_items, None)
+        yield KeySeen(key, found, key_rows, others_hold)
+
+
+def _smallest(obj: ObjectInfo | None, row: FileRecord | None, other: str | None) -> str | None:
+    """The smallest key at the head of the three streams; None when all have ended."""
+    key = obj.key if obj is not None else None
+    if row is not None and (key is None or row.key < key):
+        key = row.key
+    if other is not None and (key is None or other < key):
+        key = other
+    return key
