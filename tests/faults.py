@@ -6,8 +6,9 @@ server has its bytes), or stall it (its body no longer taken after a few
 bytes, as from a server stopped with SIGSTOP). ``go_down`` makes the
 whole endpoint vanish (open connections cut, new ones refused at the TCP
 level, as when the network drops) until ``come_up``. Requests are counted so
-tests can assert what Ferry sent. Bounded: it serves only loopback and stops
-with the test.
+tests can assert what Ferry sent, and those the server answered are kept, so
+a test can wait until a held request has reached the server. Bounded: it
+serves only loopback and stops with the test.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ class FaultProxy:
     upstream: str
     faults: list[Fault] = field(default_factory=list)
     seen: list[Request] = field(default_factory=list)
+    # Those the server answered (forwarded, its answer read), whether or not
+    # the client was still there to take the answer.
+    answered: list[Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     down: bool = False
     in_flight: dict[int, Request] = field(default_factory=dict)
@@ -145,6 +149,8 @@ class FaultProxy:
                 connection.request(self.command, self.path, body=body, headers=headers)
                 response = connection.getresponse()
                 data = response.read()
+                with proxy.lock:
+                    proxy.answered.append(request)
                 xml = "xml" in (response.getheader("Content-Type") or "")
                 if proxy.mask_etags_for is not None and xml:
                     data = _XML_ETAG.sub(
@@ -273,6 +279,16 @@ class FaultProxy:
         if not self.down:
             self.server.shutdown()
             self.server.server_close()
+
+    def has_seen(self, match: Callable[[Request], bool]) -> bool:
+        """Whether a request for which ``match`` is true has come (its body read)."""
+        with self.lock:
+            return any(match(request) for request in self.seen)
+
+    def has_answered(self, match: Callable[[Request], bool]) -> bool:
+        """Whether the server has answered a request for which ``match`` is true."""
+        with self.lock:
+            return any(match(request) for request in self.answered)
 
     def bytes_put(self) -> int:
         """Body bytes of every PUT (whole objects and parts) that reached the proxy,

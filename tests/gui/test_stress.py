@@ -64,12 +64,17 @@ def xvfb() -> Iterator[str]:
 
 
 def _wait(condition: Callable[[], bool], timeout: float, every: Callable[[], None]) -> bool:
+    """Wait for ``condition`` (looked at ten times a second), doing ``every`` once a
+    second meanwhile (a screenshot, a key pressed again)."""
     deadline = time.monotonic() + timeout
+    next_time = time.monotonic()
     while time.monotonic() < deadline:
         if condition():
             return True
-        every()
-        time.sleep(1.0)
+        if time.monotonic() >= next_time:
+            every()
+            next_time = time.monotonic() + 1.0
+        time.sleep(0.1)
     return condition()
 
 

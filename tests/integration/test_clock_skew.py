@@ -134,7 +134,7 @@ def test_a_slow_laptops_upload_survives_an_admins_check_without_grace(
             lambda: bool(pending_rows(postgres_admin_url, pg_schema, "report.bin")),
             "Alice's upload never reserved its row",
         )
-        time.sleep(1.0)
+        wait_for(lambda: proxy.has_seen(is_part_upload), "no part of Alice's was on its way")
         admin_env = environment_at(tmp_path / "admin", memory_keyring)
         save_test_profile(
             admin_env, endpoint_url=proxy.url, bucket=bucket, catalog_url=team_catalog
@@ -227,7 +227,13 @@ def test_a_fast_checker_spares_another_tools_fresh_object_and_upload(
     s3 = weed.client()
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key="scans/big.tif")["UploadId"]
     s3.put_object(Bucket=bucket, Key="scans/page1.tif", Body=b"written by a scanner script")
-    time.sleep(2)
+    wait_for(
+        lambda: (
+            s3.list_objects_v2(Bucket=bucket, Prefix="scans/").get("KeyCount") == 1
+            and len(s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == 1
+        ),
+        "the bucket's listings never showed the scanner's object and upload",
+    )
     checker = ferry_at(
         home, "+10m", "check", "--grace", "300", "--repair", "--yes", "--delete-orphans", "--json"
     )

@@ -162,7 +162,7 @@ def test_kill_during_completion_finishes_registration(
     wait_for(lambda: state(home) == "completing" and any(is_complete(r) for r in proxy.seen))
     upload.send_signal(signal.SIGKILL)
     upload.wait()
-    time.sleep(2.5)  # the held request reaches the server
+    wait_for(lambda: proxy.has_answered(is_complete))  # the held request reaches the server
     result = kill_and_resume(home, weed, bucket, source, sha, proxy)
     assert result["resent"] == 0
 
@@ -216,7 +216,7 @@ def test_kill_between_creating_the_upload_and_recording_it_leaves_no_orphan(
     wait_for(lambda: any(is_create(r) for r in proxy.seen))
     upload.send_signal(signal.SIGKILL)
     upload.wait()
-    time.sleep(2.5)  # the held request reaches the server
+    wait_for(lambda: proxy.has_answered(is_create))  # the held request reaches the server
     assert len(weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == 1
     kill_and_resume(home, weed, bucket, source, sha, proxy)  # asserts no upload is left
 

@@ -8,6 +8,7 @@ the stream, their ids and order, and what the outbox says afterwards.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -395,6 +396,9 @@ def test_a_relay_restarted_after_the_duplicate_window_adds_no_duplicate(
     kill_relay_after_ack(pg_roles, nats_stream, 20)
     assert alice.outbox_backlog().waiting == 20
     # JetStream forgets ids on a timer of the window's length: three windows.
+    # A fixed wait on purpose: the time passing is the scenario, and nothing a
+    # client can read says the ids were forgotten (a publish to find out would
+    # add to the stream).
     time.sleep(3.5)
     make_events(alice, ["late/new.txt"])  # written after the crash, never sent
     admin = open_catalog(pg_roles.url(pg_roles.admin), owner="x")
@@ -446,6 +450,7 @@ def test_the_example_consumer_in_the_docs_prints_each_event(
 def test_a_running_relay_waits_out_a_nats_outage_and_loses_nothing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="desktop_app.core.relay")  # each try is logged
     server = start_nats_server(tmp_path)
     catalog = open_catalog(f"sqlite:///{tmp_path / 'catalog.sqlite3'}", owner="alice")
     options = RelayOptions(
@@ -467,7 +472,12 @@ def test_a_running_relay_waits_out_a_nats_outage_and_loses_nothing(
         wait_for(lambda: catalog.outbox_backlog().waiting == 0)
         stop_nats_server(server)
         make_events(catalog, ["during-1.txt", "during-2.txt"])
-        time.sleep(3)  # several tries, all refused
+
+        def tries() -> int:  # the first is a warning, the others "still failing"
+            said = [r.getMessage() for r in caplog.records]
+            return sum("retrying with backoff" in m or "still failing" in m for m in said)
+
+        wait_for(lambda: tries() >= 3)  # several tries, all refused
         assert catalog.outbox_backlog().waiting == 2  # nothing marked without an ack
         trouble = [r for r in caplog.records if r.levelname == "WARNING"]
         assert len(trouble) == 1 and "none lost" in trouble[0].getMessage()

@@ -230,6 +230,9 @@ def test_after_90_seconds_without_the_server_everything_finishes_by_itself(
         ids = [r.id for r in records]
         wait_for(lambda: sum(app.journal.get(i).state is TransferState.DONE for i in ids) >= 20)
         cut = proxy.go_down()
+        # The outage itself, kept whole: in it Ferry's own timers run for real (retry
+        # delays from 5 s doubling to 40-80 s, the 15 s probe, the 30 s keep-alive,
+        # botocore's timeouts), and no state short of 90 s stands in for it.
         time.sleep(90)
         proxy.faults.clear()
         proxy.come_up()

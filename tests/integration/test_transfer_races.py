@@ -221,23 +221,28 @@ def test_a_cancel_of_an_attempt_that_then_fails_transiently_still_cancels(
     path = tmp_path / "victim.bin"
     path.write_bytes(os.urandom(2000))
     arrived = threading.Event()
+    app = open_resident(ferry_env, retry=RetryPolicy(base=0.5, cap=0.5))
+
+    def cancel_asked() -> bool:
+        return any(c.cancel.is_set() for c in app.engine.holds.worker_controls().values())
 
     def slow_put(request: Request) -> bool:
         if request.method == "PUT" and request.path.endswith(path.name) and not arrived.is_set():
             arrived.set()
-            time.sleep(1.0)  # on its way while the person cancels
+            wait_for(cancel_asked, 30)  # on its way until the person has cancelled
             return True
         return False
 
     proxy.faults = [Fault(slow_put, "status", status=409, code="OperationAborted")]
-    app = open_resident(ferry_env, retry=RetryPolicy(base=0.5, cap=0.5))
     try:
         [record] = app.queue([path], prefix="")
         assert arrived.wait(30)
         [after] = app.cancel([record.id])
         mark = len(proxy.seen)
         assert after.state is TransferState.CANCELLED, after
-        time.sleep(1.5)  # past the retry time the failure would have had
+        # Past the retry time the failure would have had (at most 0.5 s): a fixed
+        # span on purpose, as what is checked is that no retry comes in it.
+        time.sleep(1.5)
         assert app.journal.get(record.id).state is TransferState.CANCELLED
         assert sends(requests_for(proxy, record.key, mark)) == []
         assert app.storage.head_object(record.key) is None
@@ -259,11 +264,13 @@ def test_pause_all_during_retry_all_stays_paused(
         app.journal.add_many(news)
         retrying = threading.Thread(target=app.retry, args=(None,))
         retrying.start()
-        time.sleep(0.3)  # Retry all holds the transfers and moves them one by one
+        # Retry all holds the transfers and moves them one by one: pause once it has begun.
+        wait_for(lambda: len(app.journal.all([TransferState.FAILED])) < len(news))
         app.pause(None)
         mark = len(proxy.seen)
         retrying.join(120)
-        time.sleep(2)
+        # Every attempt that ran when the pause came has stopped (what it sent is in seen).
+        wait_for(lambda: not app.scheduler.held())
         records = app.journal.all()
         assert [r.id for r in records if not r.paused and not r.state.finished] == []
         with proxy.lock:

@@ -51,11 +51,28 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def command_line(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def handles_sigterm(pid: int) -> bool:
+    """Whether the process has a handler of its own for SIGTERM (its SigCgt mask)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
@@ -128,11 +145,14 @@ def test_sigkill_of_the_window_leaves_no_engine_and_no_sandbox_after_5_s(
     assert not alive(engine) and not alive(weed)
 
 
-def test_quitting_stops_the_sandbox_within_3_s(
-    window_process: StartWindow,
-) -> None:
+def test_quitting_stops_the_sandbox_within_3_s(window_process: StartWindow, tmp_path: Path) -> None:
     window, _engine, weed = window_process()
-    time.sleep(2)  # the window has opened and the engine is connected
+    log = tmp_path / "home" / "logs" / "ferry.log"
+    # The window has opened (its TERM handler, set after it shows, is the quit)
+    # and the engine is connected (the host's log line).
+    assert wait_for(
+        lambda: handles_sigterm(window.pid) and "Connected: profile" in read_text(log), 60
+    ), read_text(log)
     asked = time.monotonic()
     window.send_signal(signal.SIGTERM)  # what Ctrl+Q does: window.quit()
     assert wait_for(lambda: not alive(weed), 3), "the sandbox server still runs 3 s after quit"
