@@ -97,13 +97,17 @@ def retry_helps(snapshot: TransferSnapshot) -> bool:
     return snapshot.error is None or snapshot.error.kind.retryable
 
 
-def next_try(snapshot: TransferSnapshot) -> str:
+NEXT_TRY_LONGEST = "when you click Retry"
+
+
+def next_try(snapshot: TransferSnapshot, *, short: bool = False) -> str:
+    """When the transfer is tried again; ``short`` for the list's column."""
     error = snapshot.error
     if error is not None and not error.kind.retryable:
-        return "never: it cannot succeed"
+        return "never" if short else "never: it cannot succeed"
     if error is not None and error.kind.retries_on_its_own and snapshot.retry_at is not None:
         return f"by itself at {_clock(snapshot.retry_at)}"
-    return "when you click Retry"
+    return NEXT_TRY_LONGEST
 
 
 def ask_to_replace(parent: QWidget, snapshot: TransferSnapshot, found: ObjectInfo) -> bool:
@@ -189,7 +193,7 @@ class FailedTableModel(QAbstractTableModel):
             FailedColumn.KEY: snapshot.key,
             FailedColumn.ERROR: f"{error.title}: {error.message}" if error else "",
             FailedColumn.ATTEMPTS: str(snapshot.attempts),
-            FailedColumn.NEXT_TRY: next_try(snapshot),
+            FailedColumn.NEXT_TRY: next_try(snapshot, short=True),
             FailedColumn.LAST_TRY: _clock(snapshot.updated_at),
         }[column]
 
@@ -289,7 +293,11 @@ class FailedView(QWidget):
             (FailedColumn.NAME, 140),
             (FailedColumn.KEY, 140),
             (FailedColumn.ATTEMPTS, 70),
-            (FailedColumn.NEXT_TRY, 170),
+            # Its longest short text, whole (it was 170 px, and the list scrolled sideways).
+            (
+                FailedColumn.NEXT_TRY,
+                self.table.fontMetrics().horizontalAdvance(NEXT_TRY_LONGEST) + 16,
+            ),
             (FailedColumn.LAST_TRY, 90),
         ):
             self.table.setColumnWidth(column, width)

@@ -83,7 +83,13 @@ from desktop_app.gui.settings_dialog import SettingsDialog
 from desktop_app.gui.sign_in import SignInDialog
 from desktop_app.gui.status_bar import ElidedLabel, StatusBar
 from desktop_app.gui.units import exact_size, human_duration, human_size
-from desktop_app.gui.widgets import ProgressDelegate, accessible, show_in_folder, tinted
+from desktop_app.gui.widgets import (
+    ProgressDelegate,
+    accessible,
+    first_window_geometry,
+    show_in_folder,
+    tinted,
+)
 from desktop_app.resources import TrayState, tray_icon_svg
 
 HELD_LABEL_MAX_WIDTH = 360  # "Uploads paused: …" leaves the messages their room
@@ -485,6 +491,8 @@ class MainWindow(QMainWindow):
         geometry = self.settings.value("window/geometry")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
+        else:
+            self.setGeometry(first_window_geometry(self.screen().availableGeometry()))
         header = self.settings.value("window/transfer-columns")
         if isinstance(header, QByteArray):
             self.transfer_table.horizontalHeader().restoreState(header)

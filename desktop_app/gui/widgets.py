@@ -113,6 +113,27 @@ def fit_to_screen(window: QWidget, *, min_width: int) -> None:
         window.move(dialog_position(parent.window().frameGeometry(), window.size(), free))
 
 
+FIRST_WINDOW_SHARE = 0.75  # of the screen's free area, for a window with no saved size
+FIRST_WINDOW_MIN = QSize(1200, 600)
+
+
+def first_window_geometry(free: QRect) -> QRect:
+    """Where the main window goes the first time: three quarters of the screen's free
+    area, never below 1200×600 unless the screen is smaller, centred. (A fixed
+    1000×600 sat small in a corner of a 1920×1080 screen, and at 1366×768 the Failed
+    list scrolled sideways.)"""
+    width = min(
+        free.width(), max(FIRST_WINDOW_MIN.width(), round(free.width() * FIRST_WINDOW_SHARE))
+    )
+    height = min(
+        free.height() - TITLE_BAR,
+        max(FIRST_WINDOW_MIN.height(), round(free.height() * FIRST_WINDOW_SHARE)),
+    )
+    left = free.left() + (free.width() - width) // 2
+    top = free.top() + TITLE_BAR + (free.height() - TITLE_BAR - height) // 2
+    return QRect(left, top, width, height)
+
+
 def dialog_position(parent: QRect, size: QSize, free: QRect) -> QPoint:
     """Where a dialog of SIZE goes (its frame's top left): centred on its PARENT
     window, inside the screen's FREE area with TITLE_BAR of room above it."""

@@ -6,11 +6,15 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QRect, Qt
 from pytestqt.qtbot import QtBot
 
 from desktop_app.gui.failed_view import FailedColumn
 from desktop_app.gui.main_window import MainWindow
+from desktop_app.gui.widgets import first_window_geometry
+
+# The free area of a 1366×768 screen under icewm (its taskbar takes 28 px).
+LAPTOP_FREE = QRect(0, 0, 1366, 740)
 
 
 def test_errors_are_legible_and_remove_says_the_transfers_were_removed(
@@ -21,7 +25,7 @@ def test_errors_are_legible_and_remove_says_the_transfers_were_removed(
 ) -> None:
     weed_profile()
     window = window_for()
-    window.resize(1000, 600)  # the window's first size
+    window.setGeometry(first_window_geometry(LAPTOP_FREE))  # its first size on a laptop
     fifos = [tmp_path / f"Payroll-{n}.xlsx" for n in range(2)]
     for fifo in fifos:
         os.mkfifo(fifo)  # not a regular file: fails at once, for good
@@ -36,6 +40,13 @@ def test_errors_are_legible_and_remove_says_the_transfers_were_removed(
     assert error.data().startswith(title)
     needed = inbox.table.fontMetrics().horizontalAdvance(f"{title} /tmp/pytest-of-someone/")
     assert inbox.table.columnWidth(FailedColumn.ERROR) >= needed  # not "Not a r…"
+    # Every column in view, none cut ("never:"), no scrolling sideways.
+    assert not inbox.table.horizontalScrollBar().isVisible()
+    next_try = inbox.proxy.index(0, FailedColumn.NEXT_TRY)
+    assert next_try.data() == "never"
+    assert inbox.table.columnWidth(
+        FailedColumn.NEXT_TRY
+    ) >= inbox.table.fontMetrics().horizontalAdvance("never")
     window.resize(1600, 600)  # wider: the Error column takes the room
     qtbot.waitUntil(lambda: inbox.table.columnWidth(FailedColumn.ERROR) > 700, timeout=5_000)
     # whatever does not fit is in the tooltip, whole
@@ -55,3 +66,14 @@ def test_errors_are_legible_and_remove_says_the_transfers_were_removed(
         ),
         timeout=10_000,
     )
+
+
+def test_the_first_window_takes_three_quarters_of_the_screen_within_its_free_area() -> None:
+    laptop = first_window_geometry(LAPTOP_FREE)
+    assert (laptop.width(), laptop.height()) == (1200, 600)  # its minimum on a laptop
+    assert LAPTOP_FREE.contains(laptop) and laptop.top() >= 40  # room for the title bar
+    desktop = first_window_geometry(QRect(0, 0, 1920, 1052))
+    assert (desktop.width(), desktop.height()) == (1440, 789)
+    assert desktop.center().x() == 960 - 1  # centred, not in a corner
+    small = first_window_geometry(QRect(0, 0, 1024, 600))
+    assert small.width() == 1024 and small.bottom() < 600
