@@ -42,6 +42,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 from desktop_app.core.catalog import CatalogService, FileRecord
 from desktop_app.core.check_findings import (
@@ -84,7 +85,7 @@ from desktop_app.core.check_streams import (
 )
 from desktop_app.core.errors import ErrorCause, StorageError, StorageErrorKind
 from desktop_app.core.journal import Journal
-from desktop_app.core.storage import ObjectVersion, S3Storage, Versioning
+from desktop_app.core.storage import ObjectInfo, ObjectVersion, S3Storage, Versioning
 
 __all__ = [
     "INFORMATIONAL",
@@ -106,6 +107,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Threads that confirm findings beside the walk (fresh HEADs, local copies'
 # hashes): at most this many, and never more than the S3 client's connections.
@@ -166,53 +169,82 @@ _VERSIONING_UNKNOWN = (
 )
 
 
-class _Confirmations:
-    """Disagreements confirmed on a few threads while the walk goes on.
+@dataclass(frozen=True)
+class _Unconfirmed:
+    """A disagreement met by the walk, its fresh HEAD (if it needs one) under way."""
 
-    The journal is asked for a disagreement's local copy on the walking
-    thread (a read-only journal may live in that thread's memory alone); the
-    fresh HEAD and the copy's hash are done on the pool. Each finding takes
-    its place in the walk's order; :meth:`resolve` waits for them all and
-    drops those the confirmation cleared (a fresh HEAD showing the registered
-    object). An error of one is raised there.
+    disagreement: Disagreement
+    fresh: Future[ObjectInfo | None] | None
+
+
+class _Confirmations:
+    """Disagreements confirmed on a few threads, beside the walk and after it.
+
+    During the walk a disagreement without a listed object gets its fresh
+    HEAD on the pool. :meth:`resolve` then, on the walking thread and in the
+    walk's order, drops each one its HEAD cleared (the registered object is
+    there after all), asks the journal for the others' local copies (the
+    journal is read on this thread only: a read-only one may live in its
+    memory alone), has the copies hashed on the pool, and writes each finding
+    in its place. An error of a HEAD or a read is raised there.
     """
 
     def __init__(
         self,
-        confirm_one: Callable[[Disagreement, Path | None], Finding | None],
+        head: Callable[[str], ObjectInfo | None],
         local_copy: Callable[[str], Path | None],
+        unchanged: Callable[[Path, FileRecord], Path | None],
         threads: int,
     ) -> None:
-        self._confirm = confirm_one
+        self._head = head
         self._local_copy = local_copy
+        self._unchanged = unchanged
         self._threads = threads
         self._pool: ThreadPoolExecutor | None = None  # started by the first disagreement
 
-    def submit(self, disagreement: Disagreement) -> Future[Finding | None]:
-        copy = self._local_copy(disagreement.key)
+    def _submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="ferry-confirm")
-        return self._pool.submit(self._confirm, disagreement, copy)
+        return self._pool.submit(fn, *args)
 
-    @staticmethod
-    def resolve(walked: Iterable[Finding | Future[Finding | None]]) -> list[Finding]:
-        findings = []
+    def submit(self, disagreement: Disagreement) -> _Unconfirmed:
+        needs_head = disagreement.needs_head
+        fresh = self._submit(self._head, disagreement.key) if needs_head else None
+        return _Unconfirmed(disagreement, fresh)
+
+    def resolve(self, walked: Iterable[Finding | _Unconfirmed]) -> list[Finding]:
+        staged: list[Finding | tuple[Disagreement, ObjectInfo | None, Future[Path | None]]] = []
         for item in walked:
-            finding = item.result() if isinstance(item, Future) else item
-            if finding is not None:
-                findings.append(finding)
-        return findings
+            if isinstance(item, Finding):
+                staged.append(item)
+                continue
+            disagreement, obj = item.disagreement, item.disagreement.object
+            if item.fresh is not None:
+                obj = item.fresh.result()
+                if still_registered(obj, disagreement.row):
+                    continue
+            copy = self._local_copy(disagreement.key)
+            source = self._submit(self._unchanged, copy, disagreement.row) if copy else _NO_COPY
+            staged.append((disagreement, obj, source))
+        return [
+            item if isinstance(item, Finding) else confirm(item[0], item[1], item[2].result())
+            for item in staged
+        ]
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+_NO_COPY: Future[Path | None] = Future()
+_NO_COPY.set_result(None)
+
+
 @dataclass
 class _Walked:
     """What the walk over the merged streams found, findings in key order."""
 
-    findings: list[Finding | Future[Finding | None]] = field(default_factory=list)
+    findings: list[Finding | _Unconfirmed] = field(default_factory=list)
     young: int = 0
     others: int = 0
     rows: int = 0
@@ -329,7 +361,9 @@ class ConsistencyChecker:
     ) -> _FirstPass:
         """The listing joined with the rows, then the unfinished uploads; the findings
         in that order, each disagreement's confirmed in its place."""
-        confirmations = _Confirmations(self._confirm, self._last_source, self._confirming_threads())
+        confirmations = _Confirmations(
+            self.storage.head_object, self._last_source, _unchanged, self._confirming_threads()
+        )
         try:
             elsewhere = _OtherServersRows(self.storage.endpoint_id)
             rows = elsewhere.drop(
@@ -388,19 +422,8 @@ class ConsistencyChecker:
         connections = getattr(self.storage.client.meta.config, "max_pool_connections", None)
         return max(1, min(CONFIRMING_THREADS, connections or CONFIRMING_THREADS))
 
-    def _confirm(self, disagreement: Disagreement, copy: Path | None) -> Finding | None:
-        """A disagreement's finding, confirmed by I/O; None if the fresh HEAD clears it.
-        ``copy``: where the key's last finished upload read its file, if anywhere."""
-        obj = disagreement.object
-        if disagreement.needs_head:
-            # Listed before this row was registered? Only a fresh look may say "absent".
-            obj = self.storage.head_object(disagreement.key)
-            if still_registered(obj, disagreement.row):
-                return None
-        source = _unchanged(copy, disagreement.row) if copy is not None else None
-        return confirm(disagreement, obj, source)
-
     def _last_source(self, key: str) -> Path | None:
+        """Where the key's last finished upload read its file, if the journal knows."""
         transfer = self.journal.latest_done_for_key(self.storage.bucket, key)
         return Path(transfer.source_path) if transfer is not None else None
 

@@ -36,6 +36,7 @@ from desktop_app.core.reconcile import (
     RepairAction,
     RowStamp,
     _Confirmations,
+    _Unconfirmed,
 )
 from desktop_app.core.storage import MultipartUploadInfo, ObjectInfo, ObjectVersion
 
@@ -249,51 +250,70 @@ def test_a_mismatch_over_ferrys_version_becomes_another_programs_version_on_top(
     )
 
 
-def test_confirmations_keep_the_walks_order_and_drop_what_was_cleared() -> None:
-    threads: set[str] = set()
+def test_confirmations_keep_the_walks_order_and_drop_what_a_fresh_head_cleared() -> None:
+    walking = threading.current_thread().name
+    headed_on: set[str] = set()
+    hashed_on: set[str] = set()
+    looked_up: list[str] = []
     lock = threading.Lock()
 
-    walking = threading.current_thread().name
-    looked_up_on: set[str] = set()
+    def head(key: str) -> ObjectInfo | None:
+        with lock:
+            headed_on.add(threading.current_thread().name)
+        time.sleep(random.uniform(0, 0.01))
+        return obj() if key.endswith("cleared") else None  # obj(): the registered one
 
     def local_copy(key: str) -> Path | None:
-        looked_up_on.add(threading.current_thread().name)
+        assert threading.current_thread().name == walking  # the journal: this thread only
+        looked_up.append(key)
         return Path(f"/data/{key}") if key.startswith("k1") else None
 
-    def confirm_one(d: Disagreement, copy: Path | None) -> Finding | None:
+    def unchanged(path: Path, _row: FileRecord) -> Path | None:
         with lock:
-            threads.add(threading.current_thread().name)
-        time.sleep(random.uniform(0, 0.01))
-        if d.key.endswith("cleared"):
-            return None
-        return confirm(d, d.object, copy)
+            hashed_on.add(threading.current_thread().name)
+        return path if not path.name.endswith("3") else None  # k13: changed since
 
-    confirmations = _Confirmations(confirm_one, local_copy, threads=4)
-    walked: list[object] = []
+    confirmations = _Confirmations(head, local_copy, unchanged, threads=4)
+    walked: list[Finding | _Unconfirmed] = []
     try:
         for n in range(40):
             key = f"k{n:02d}" + ("-cleared" if n % 3 == 0 else "")
-            walked.append(confirmations.submit(Disagreement(key, row(), obj(size=11), ())))
-            walked.append(judge(seen(obj(), key=f"k{n:02d}-orphan")))
-        findings = confirmations.resolve(walked)  # type: ignore[arg-type]
+            listed = obj(size=11) if n % 2 else None  # listed and different, or not listed
+            disagreement = Disagreement(key, row(), listed, ())
+            walked.append(confirmations.submit(disagreement))
+            orphan = judge(seen(obj(), key=f"k{n:02d}-orphan"))
+            assert isinstance(orphan, Finding)
+            walked.append(orphan)
+        findings = confirmations.resolve(walked)
     finally:
         confirmations.close()
+    # A listed object needs no HEAD: only unlisted ones can be cleared.
+    kept = [n for n in range(40) if n % 2 or n % 3]
+    assert [f.key for f in findings if "orphan" not in f.key] == [
+        f"k{n:02d}" + ("-cleared" if n % 3 == 0 else "") for n in kept
+    ]
     expected = [
-        k for n in range(40) for k in ((f"k{n:02d}",) if n % 3 else ()) + (f"k{n:02d}-orphan",)
+        k
+        for n in range(40)
+        for k in ((f"k{n:02d}" + ("-cleared" if n % 3 == 0 else ""),) if n in kept else ())
+        + (f"k{n:02d}-orphan",)
     ]
-    assert [f.key for f in findings] == expected
-    assert [f.source for f in findings if f.key.startswith("k1") and "orphan" not in f.key] == [
-        f"/data/k{n}" for n in range(10, 20) if n % 3
-    ]
-    assert 1 < len(threads) <= 4 and walking not in threads
-    assert looked_up_on == {walking}  # the journal is read on the walking thread only
+    assert [f.key for f in findings] == expected  # each in the walk's place
+    assert looked_up == [f.key for f in findings if "orphan" not in f.key]  # after the HEAD
+    by_key = {f.key: f for f in findings}
+    assert by_key["k11"].source == "/data/k11" and by_key["k11"].repair is RepairAction.REUPLOAD
+    assert by_key["k13"].source is None and by_key["k13"].repair is RepairAction.MARK_MISSING
+    assert by_key["k13"].kind is FindingKind.MISMATCH
+    assert by_key["k14"].kind is FindingKind.MISSING_OBJECT
+    assert 1 < len(headed_on) <= 4 and walking not in headed_on
+    assert hashed_on and walking not in hashed_on
 
 
-def test_an_error_of_a_confirmation_is_raised_where_the_findings_are_resolved() -> None:
-    def failing(_d: Disagreement, _copy: Path | None) -> Finding | None:
+def test_an_error_of_a_fresh_head_is_raised_where_the_findings_are_resolved() -> None:
+    def failing(_key: str) -> ObjectInfo | None:
         raise OSError("HEAD failed")
 
-    confirmations = _Confirmations(failing, lambda _key: None, threads=2)
+    confirmations = _Confirmations(failing, lambda _key: None, lambda p, _r: p, threads=2)
     try:
         walked = [confirmations.submit(Disagreement(KEY, row(), None, ()))]
         with pytest.raises(OSError, match="HEAD failed"):
