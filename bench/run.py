@@ -136,7 +136,7 @@ def make_data(root: Path, sizes: Sizes, cases: list[str]) -> dict[str, tuple[Pat
 
 
 def tool_commands(
-    tool: str, source: Path, is_dir: bool, bucket: str, endpoint: str, peers: Path, home: Path
+    tool: str, source: Path, is_dir: bool, bucket: str, endpoint: str, peers: Path
 ) -> list[str]:
     target = f"s3://{bucket}/bench/"
     if tool == "ferry":
@@ -211,7 +211,7 @@ def resume_figure(data: Path, endpoint: str, peers: Path, env: dict[str, str]) -
     ferry_profile(env, endpoint, bucket)
     journal = Path(env["FERRY_HOME"]) / "data" / "journal.sqlite3"
     process = subprocess.Popen(
-        tool_commands("ferry", data, False, bucket, endpoint, peers, Path()),
+        tool_commands("ferry", data, False, bucket, endpoint, peers),
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -289,7 +289,7 @@ def run_cases(
                 seconds, rss, done = measure_engine_process(path, env)
                 status = 0 if done else 1
             else:
-                command = tool_commands(tool, path, path.is_dir(), bucket, endpoint, peers, root)
+                command = tool_commands(tool, path, path.is_dir(), bucket, endpoint, peers)
                 seconds, rss, status = measure(command, env)
             runs.append(Run(case, tool, seconds, rss, total, status == 0, rtt_ms=rtt))
             print(

@@ -864,7 +864,7 @@ def _create_compat_bucket(endpoint: S3Endpoint, what: str) -> None:
                 return
             if time.monotonic() > deadline:
                 pytest.fail(f"{what}: creating the bucket failed: {exc}", pytrace=False)
-        except Exception as exc:  # the gateway may answer before its backend is ready
+        except Exception as exc:  # noqa: BLE001 - the gateway may answer before its backend is ready
             if time.monotonic() > deadline:
                 pytest.fail(f"{what}: creating the bucket failed: {exc}", pytrace=False)
         time.sleep(0.5)

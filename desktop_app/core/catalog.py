@@ -1091,7 +1091,7 @@ class CatalogService:
         record = self.mark_deleted(bucket, key)
         try:
             note = delete_object(record)
-        except Exception as exc:  # any storage failure: never swallowed, recorded
+        except Exception as exc:  # noqa: BLE001 - any failure after the row went: recorded, never lost
             reason = str(exc)
             log.error("Deleting object %r failed after its row was deleted: %s", key, reason)
             with contextlib.suppress(CatalogError):

@@ -207,7 +207,8 @@ class CheckRepairs:
         read: tuple[str, int] | None,
         adopt_owner: str | None,
     ) -> RepairResult:
-        assert finding.object is not None and read is not None
+        assert finding.object is not None
+        assert read is not None
         key = finding.key
         sha256, size = read
         hint = head.sha256 if head is not None else None  # metadata: only a hint
@@ -240,7 +241,8 @@ class CheckRepairs:
         names that version, no live row names it, and a HEAD of the version
         (in :meth:`S3Storage.delete_version`) still shows the ETag the check saw.
         """
-        assert finding.version_id is not None and finding.row is not None
+        assert finding.version_id is not None
+        assert finding.row is not None
         assert finding.object is not None
         version, seen = finding.version_id, finding.row.id
         with self.catalog.repairing(self.storage.bucket, finding.key) as locked:
@@ -278,7 +280,8 @@ class CheckRepairs:
         return RepairResult(finding, RepairOutcome.DONE, "Aborted the unfinished upload.")
 
     def _reupload(self, finding: Finding, admin: bool) -> RepairResult:
-        assert finding.source is not None and finding.row is not None
+        assert finding.source is not None
+        assert finding.row is not None
         row = finding.row
         with self.catalog.repairing(self.storage.bucket, finding.key) as locked:
             if not self._recheck(finding, locked, admin)[0]:
@@ -308,7 +311,9 @@ def _activate(
 ) -> RepairResult:
     """A stale intent whose object has the expected size: live if its bytes are the content."""
     row = finding.row
-    assert row is not None and finding.object is not None and read is not None
+    assert row is not None
+    assert finding.object is not None
+    assert read is not None
     if read == (row.sha256, row.size):
         version = head.version_id if head is not None else None
         locked.activate(row.id, etag=finding.object.etag, version_id=version)

@@ -85,7 +85,7 @@ class PagesAhead(Generic[T]):
             for page in self._pages:
                 if not self._hand_over(page):
                     return
-        except BaseException as exc:  # handed to the reader, raised there
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised there
             self._hand_over(_Failed(exc))
             return
         self._hand_over(_END)

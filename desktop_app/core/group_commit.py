@@ -110,7 +110,7 @@ class GroupCommitter(Generic[Tx]):
             try:
                 with self._begin() as transaction:
                     results = [request.work(transaction) for request in group]
-            except Exception:
+            except Exception:  # noqa: BLE001 - one of them failed: each is run alone below
                 pass
             else:
                 for request, result in zip(group, results, strict=True):
@@ -119,7 +119,7 @@ class GroupCommitter(Generic[Tx]):
         for request in group:
             try:
                 request.future.set_result(self._run_alone(request.label, request.work))
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
                 request.future.set_exception(exc)
 
 

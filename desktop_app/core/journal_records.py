@@ -108,7 +108,8 @@ def aware(moment: datetime | None) -> datetime | None:
 
 def record_of(row: Any) -> TransferRecord:
     created, updated = aware(row.created_at), aware(row.updated_at)
-    assert created is not None and updated is not None
+    assert created is not None
+    assert updated is not None
     return TransferRecord(
         id=row.id,
         source_path=row.source_path,
@@ -160,7 +161,8 @@ def error_of(row: Any) -> TransferError | None:
 
 def attempt_of(row: Any) -> AttemptRecord:
     started, ended = aware(row.started_at), aware(row.ended_at)
-    assert started is not None and ended is not None
+    assert started is not None
+    assert ended is not None
     return AttemptRecord(row.number, started, ended, error_of(row), row.bytes_sent)
 
 

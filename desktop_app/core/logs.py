@@ -69,7 +69,7 @@ class _LogFile(logging.handlers.RotatingFileHandler):
 
     _complained = False
 
-    def handleError(self, record: logging.LogRecord) -> None:
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: ARG002 - logging's signature
         if not self._complained:
             self._complained = True
             error = sys.exc_info()[1]

@@ -106,7 +106,7 @@ def server(server_name: str, request: pytest.FixtureRequest) -> S3Endpoint:
 
 
 @pytest.fixture
-def note(request: pytest.FixtureRequest) -> Iterator[Callable[[str, Any], None]]:
+def note(request: pytest.FixtureRequest) -> Callable[[str, Any], None]:
     """Record what the server did for the table: ``note("etag", "MD5")``."""
     notes: dict[str, Any] = {}
     _REPORT.setdefault(request.node.nodeid, {})["notes"] = notes
@@ -114,7 +114,7 @@ def note(request: pytest.FixtureRequest) -> Iterator[Callable[[str, Any], None]]
     def add(name: str, value: Any) -> None:
         notes[name] = value
 
-    yield add
+    return add
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -295,7 +295,8 @@ def _foreign_outcome(user: User, key: str, uploaded: dict[str, Any], note: Note)
         return "ok"
     # Overwritten: only where Ferry's profile test said it could not prevent it.
     assert transfer["state"] == "done", transfer
-    assert row is not None and row["sha256"] == sha256(body), row
+    assert row is not None, row
+    assert row["sha256"] == sha256(body), row
     return "overwritten"
 
 

@@ -182,7 +182,8 @@ def test_progress_and_state_reach_assistive_technology_as_words(
 
     qtbot.waitUntil(uploading_words, timeout=30_000)
     row = cells()
-    assert row[Column.NAME] == "scan.bin" and row[Column.PROGRESS].endswith(" %")
+    assert row[Column.NAME] == "scan.bin"
+    assert row[Column.PROGRESS].endswith(" %")
     qtbot.waitUntil(lambda: "files" in said(window.batch_bar, QAccessible.Text.Description))
     assert said(window.batch_bar, QAccessible.Text.Description).startswith("0/1 files · ")
     assert said(window.totals_label, QAccessible.Text.Name).startswith("1 active · ")

@@ -75,7 +75,8 @@ def test_the_failed_inbox_offers_the_choices_and_each_lands_as_it_says(
     select(inbox, "report.pdf")
     assert inbox.conflict_choices.isVisible()
     assert inbox.rename_button.text() == "Upload as “report (2).pdf”"
-    assert inbox.replace_button.isVisible() and inbox.skip_button.isVisible()
+    assert inbox.replace_button.isVisible()
+    assert inbox.skip_button.isVisible()
     assert "Another program wrote 'report.pdf'" in inbox.details.toPlainText()
     inbox.table.selectAll()  # several selected: no choices (each is the person's, one by one)
     assert not inbox.conflict_choices.isVisible()
@@ -87,11 +88,9 @@ def test_the_failed_inbox_offers_the_choices_and_each_lands_as_it_says(
         lambda: live_row(ferry_env, bucket, "report (2).pdf") is not None, timeout=30_000
     )
     row = live_row(ferry_env, bucket, "report (2).pdf")
-    assert (
-        row is not None
-        and row.status is FileStatus.ACTIVE
-        and row.sha256 == sha(ours["report.pdf"])
-    )
+    assert row is not None
+    assert row.status is FileStatus.ACTIVE
+    assert row.sha256 == sha(ours["report.pdf"])
     assert sha(stored(endpoint, "report (2).pdf")) == sha(ours["report.pdf"])
     assert stored(endpoint, "report.pdf") == theirs["report.pdf"]
 
@@ -102,7 +101,8 @@ def test_the_failed_inbox_offers_the_choices_and_each_lands_as_it_says(
     inbox.replace_button.click()
     qtbot.waitUntil(lambda: bool(seen), timeout=30_000)
     assert seen[0]["default"] == QMessageBox.StandardButton.No
-    assert "Another program wrote it" in seen[0]["more"] and "lost" in seen[0]["more"]
+    assert "Another program wrote it" in seen[0]["more"]
+    assert "lost" in seen[0]["more"]
     qtbot.waitUntil(
         lambda: window.statusBar().currentMessage() == "Nothing was replaced.", timeout=10_000
     )

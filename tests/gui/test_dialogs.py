@@ -52,7 +52,8 @@ def test_settings_fit_a_1366x768_screen_with_save_and_cancel_in_sight(
     for which in (QDialogButtonBox.StandardButton.Save, QDialogButtonBox.StandardButton.Cancel):
         button = dialog.buttons.button(which)
         where = QRect(button.mapTo(dialog, button.rect().topLeft()), button.size())
-        assert button.isVisible() and dialog.rect().contains(where), (button.text(), where)
+        assert button.isVisible(), (button.text(), where)
+        assert dialog.rect().contains(where), (button.text(), where)
     # What does not fit scrolls, down to the last section.
     dialog.sections.ensureWidgetVisible(dialog.default_check)
     assert not dialog.default_check.visibleRegion().isEmpty()
@@ -69,7 +70,8 @@ def test_test_connection_results_are_shown_in_full(qtbot: QtBot, ferry_env: Envi
     dialog.destination.tester.finished.emit(text)  # what the checks' thread sends
 
     box = dialog.destination.test_result
-    assert isinstance(box, QPlainTextEdit) and box.isReadOnly()
+    assert isinstance(box, QPlainTextEdit)
+    assert box.isReadOnly()
     assert box.toPlainText() == text  # every line, whole
     assert box.lineWrapMode() is QPlainTextEdit.LineWrapMode.WidgetWidth
     assert box.horizontalScrollBar().maximum() == 0  # long lines wrap, none runs off

@@ -114,7 +114,8 @@ def test_an_upload_a_retry_and_a_check_with_the_keyboard_alone(
     press(Key.Key_2, Mod.AltModifier)  # View → Failed, the focus in it
     assert window.tabs.currentWidget() is window.failed_view
     focused = QApplication.focusWidget()
-    assert focused is not None and window.failed_view.isAncestorOf(focused)
+    assert focused is not None
+    assert window.failed_view.isAncestorOf(focused)
     press(Key.Key_A, Mod.AltModifier)  # Retry &all
     qtbot.waitUntil(
         lambda: [s.state for s in window.model.snapshots()] == [TransferState.DONE],
@@ -137,7 +138,8 @@ def test_an_upload_a_retry_and_a_check_with_the_keyboard_alone(
     press(Key.Key_Q, Mod.ControlModifier)
     assert asked == ["Quit Ferry?"]
     focus_back(qtbot, window)
-    assert window.isVisible() and window.backend._link is not None
+    assert window.isVisible()
+    assert window.backend._link is not None
     qtbot.waitUntil(
         lambda: [s.state for s in window.model.snapshots()] == [TransferState.DONE] * 2,
         timeout=30_000,

@@ -62,7 +62,8 @@ def drop(window: MainWindow, paths: list[Path]) -> None:
         Qt.MouseButton.LeftButton,
         Qt.KeyboardModifier.NoModifier,
     )
-    assert QApplication.sendEvent(window, enter) and enter.isAccepted()
+    assert QApplication.sendEvent(window, enter)
+    assert enter.isAccepted()
     event = QDropEvent(
         QPoint(10, 10).toPointF(),
         Qt.DropAction.CopyAction,
@@ -70,7 +71,8 @@ def drop(window: MainWindow, paths: list[Path]) -> None:
         Qt.MouseButton.LeftButton,
         Qt.KeyboardModifier.NoModifier,
     )
-    assert QApplication.sendEvent(window, event) and event.isAccepted()
+    assert QApplication.sendEvent(window, event)
+    assert event.isAccepted()
 
 
 def test_dropped_files_end_as_active_catalog_rows(
@@ -102,7 +104,8 @@ def test_dropped_files_end_as_active_catalog_rows(
     )
     for path in files:
         row = live_row(ferry_env, bucket, path.name)
-        assert row is not None and row.status is FileStatus.ACTIVE
+        assert row is not None
+        assert row.status is FileStatus.ACTIVE
         body = weed.client().get_object(Bucket=bucket, Key=path.name)["Body"].read()
         assert hashlib.sha256(body).hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
     qtbot.waitUntil(lambda: window.totals_label.text() == "Idle", timeout=5_000)
@@ -161,7 +164,8 @@ def test_failed_inbox_groups_causes_with_next_try_and_history_and_retries_a_grou
     inbox.table.selectRow(0)
     qtbot.waitUntil(lambda: "  2. " in inbox.details.toPlainText(), timeout=10_000)
     details = inbox.details.toPlainText()
-    assert "  1. " in details and "temporary failure" in details
+    assert "  1. " in details
+    assert "temporary failure" in details
     assert "Next try: by itself at" in details
 
     inbox.groups.setCurrentRow(1)  # Credentials: a person must act first
@@ -185,7 +189,8 @@ def test_failed_inbox_groups_causes_with_next_try_and_history_and_retries_a_grou
         body = weed.client().get_object(Bucket=bucket, Key=path.name)["Body"].read()
         assert body == path.read_bytes()
         row = live_row(ferry_env, bucket, path.name)
-        assert row is not None and row.status is FileStatus.ACTIVE
+        assert row is not None
+        assert row.status is FileStatus.ACTIVE
 
 
 def test_planted_orphan_shows_and_its_repair_removes_it(
@@ -211,7 +216,8 @@ def test_planted_orphan_shows_and_its_repair_removes_it(
     assert "Object without a record: 1" in view.summary.text()
 
     assert view.findings_model.index(0, 4).data() == "Read it and add it to the catalog"
-    assert view.delete_button.isEnabled() and not view.delete_button.autoDefault()
+    assert view.delete_button.isEnabled()
+    assert not view.delete_button.autoDefault()
 
     asked: list[tuple[str, object]] = []
 
@@ -229,7 +235,8 @@ def test_planted_orphan_shows_and_its_repair_removes_it(
     assert view.findings_model.rowCount() == 0
     assert weed.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 1  # adopted
     row = live_row(ferry_env, bucket, "forgotten/export.csv")
-    assert row is not None and row.sha256 == hashlib.sha256(b"a,b,c").hexdigest()
+    assert row is not None
+    assert row.sha256 == hashlib.sha256(b"a,b,c").hexdigest()
 
     # Deletion is there, as a choice of its own.
     weed.client().put_object(Bucket=bucket, Key="junk/left.tmp", Body=b"junk")
@@ -238,7 +245,8 @@ def test_planted_orphan_shows_and_its_repair_removes_it(
     view.findings_table.selectRow(0)
     view.delete_button.click()
     text, default = asked[1]
-    assert "junk/left.tmp: Delete the object" in text and "cannot be undone" in text
+    assert "junk/left.tmp: Delete the object" in text
+    assert "cannot be undone" in text
     assert default == QMessageBox.StandardButton.No
     qtbot.waitUntil(lambda: "agree" in view.summary.text(), timeout=30_000)
     keys = [o["Key"] for o in weed.client().list_objects_v2(Bucket=bucket)["Contents"]]
@@ -293,7 +301,8 @@ def test_first_run_dialog_writes_a_working_profile(
     dialog.accept()
     assert dialog.result() == QDialog.DialogCode.Accepted
     profile = ferry_env.profiles.get()
-    assert profile.name == "office" and profile.bucket == bucket
+    assert profile.name == "office"
+    assert profile.bucket == bucket
     assert TEST_SECRET_KEY not in ferry_env.paths.profiles_file.read_text()
     assert ferry_env.secrets.get("office", SecretKind.S3_SECRET_KEY) == TEST_SECRET_KEY
     from desktop_app.core.app import diagnose_profile
@@ -376,7 +385,8 @@ def test_speed_shown_matches_the_bandwidth_limit_and_is_one_figure_for_row_and_t
     assert index.data().endswith("MB/s")
     window.pause(None)
     qtbot.waitUntil(lambda: window.model.snapshots()[0].paused, timeout=10_000)
-    assert window.all_proxy.index(0, 4).data() == "" and window.all_proxy.index(0, 5).data() == ""
+    assert window.all_proxy.index(0, 4).data() == ""
+    assert window.all_proxy.index(0, 5).data() == ""
     qtbot.waitUntil(lambda: window.totals_label.text() == "1 paused", timeout=5_000)
 
 
@@ -465,7 +475,8 @@ def test_an_expired_aws_sign_in_is_renewed_from_the_window_and_uploads_then_work
     window.show()
     try:
         qtbot.waitUntil(lambda: window.backend.profile is not None, timeout=60_000)
-        assert seen and "ferry profile login work" in seen[0]
+        assert seen
+        assert "ferry profile login work" in seen[0]
         assert opened == [f"{sso_stub.url}/approve?user_code={sso_stub.user_code}"]
         assert window.sign_in_dialog.code_label.text() == sso_stub.user_code
         data = tmp_path / "after-sign-in.txt"
@@ -585,7 +596,8 @@ def test_the_status_bar_elides_messages_and_keeps_the_batch_bar_in_place(
     label = window.status.message_label
     qtbot.waitUntil(lambda: label.shown_text().endswith("…"))
     shown = label.shown_text()
-    assert long.startswith(shown[:-1]) and label.toolTip() == long
+    assert long.startswith(shown[:-1])
+    assert label.toolTip() == long
     assert label.fontMetrics().horizontalAdvance(shown) <= label.contentsRect().width()
     assert window.statusBar().currentMessage() == long
 

@@ -30,7 +30,8 @@ def test_finished_rows_are_capped_and_cleared_while_unfinished_ones_stay(qtbot: 
     finished = tuple(snap(i, TransferState.DONE) for i in range(11, 11 + FINISHED_KEPT + 200))
     model.upsert(SnapshotBatch(finished))
     kept = [s for s in model.snapshots() if s.state.finished]
-    assert len(kept) == FINISHED_KEPT and kept[0].id == 11 + 200, "the oldest finished leave"
+    assert len(kept) == FINISHED_KEPT, "the oldest finished leave"
+    assert kept[0].id == 11 + 200, "the oldest finished leave"
     assert sum(1 for s in model.snapshots() if not s.state.finished) == 10
     batch = model.totals().batch
     assert (batch.files_settled, batch.files) == (0, 10)  # the queued ten are the batch
@@ -38,7 +39,8 @@ def test_finished_rows_are_capped_and_cleared_while_unfinished_ones_stay(qtbot: 
     batch = model.totals().batch
     assert (batch.files_settled, batch.files, batch.bytes_done) == (5, 10, 5000)
     cleared = model.remove_finished()
-    assert len(cleared) == FINISHED_KEPT + 5 and model.rowCount() == 5
+    assert len(cleared) == FINISHED_KEPT + 5
+    assert model.rowCount() == 5
     assert model.totals().finished == 0
     model.upsert(SnapshotBatch(tuple(snap(i, TransferState.DONE) for i in range(6, 11))))
     clock.now += QUIET_SECONDS  # nothing in progress this long: the batch is over

@@ -42,7 +42,8 @@ def test_nothing_before_history_is_known() -> None:
     notifier = BatchNotifier()
     notifier.observe([snap(1, TransferState.FAILED)])  # the start-up load, drained early
     notifier.history_loaded(1)
-    assert notifier.tick(0, 0.0) == [] and notifier.tick(0, 10.0) == []
+    assert notifier.tick(0, 0.0) == []
+    assert notifier.tick(0, 10.0) == []
 
 
 def test_a_batch_finishes_once_after_a_quiet_moment() -> None:
@@ -64,7 +65,8 @@ def test_failures_are_summed_and_spaced() -> None:
     notifier.observe([snap(1, TransferState.FAILED, "report.pdf")])
     first = notifier.tick(1, 0.0)
     assert [n.title for n in first] == ["Upload failed: report.pdf"]
-    assert "Server busy" in first[0].message and "Failed tab" in first[0].message
+    assert "Server busy" in first[0].message
+    assert "Failed tab" in first[0].message
     notifier.observe([snap(2, TransferState.FAILED), snap(3, TransferState.FAILED)])
     assert notifier.tick(1, 1.0) == []  # too soon after the first
     later = notifier.tick(1, FAILURE_PAUSE)

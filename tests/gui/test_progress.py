@@ -68,7 +68,8 @@ def test_a_row_the_batch_and_the_totals_count_the_same_bytes(qtbot: QtBot) -> No
     assert model.fraction_done(row) == totals.batch.fraction == 48 / 100
     assert totals.remaining_bytes == 52 * MIB
     assert model.index(0, Column.PROGRESS).data() == "48 %"
-    assert totals.rate == model.rate(row) and totals.rate.seconds_left == 13.0
+    assert totals.rate == model.rate(row)
+    assert totals.rate.seconds_left == 13.0
 
 
 def test_a_silent_server_is_said_in_the_row_and_the_totals_instead_of_a_speed(
@@ -98,7 +99,8 @@ def test_a_silent_server_is_said_in_the_row_and_the_totals_instead_of_a_speed(
         "",
         "Waiting for the server",
     ]
-    assert model.totals().silent == 15.0 and model.totals().rate.bytes_per_second is None
+    assert model.totals().silent == 15.0
+    assert model.totals().rate.bytes_per_second is None
     clock.now += 5.5
     model.refresh_running()
     assert model.index(0, Column.SPEED).data() == "no answer for 20 s"
@@ -132,7 +134,8 @@ def test_the_window_says_waiting_for_the_server_when_every_answer_is_held(
     print(f"'Waiting for the server' {waited:.1f} s after the drop")
     assert 15.0 <= waited <= 20.0, waited
     speed = window.all_proxy.index(0, Column.SPEED).data()
-    assert speed.startswith("no answer for 1") and speed.endswith(" s"), speed
+    assert speed.startswith("no answer for 1"), speed
+    assert speed.endswith(" s"), speed
     qtbot.waitUntil(
         lambda: "Waiting for the server (no answer for" in window.totals_label.text(),
         timeout=2_000,

@@ -118,7 +118,8 @@ def test_quit_mid_upload_ends_within_2_s_and_the_upload_resumes_where_it_stopped
     started = time.monotonic()
     window.quit()
     took = time.monotonic() - started
-    assert asked and "1 upload(s) are running" in asked[0]
+    assert asked
+    assert "1 upload(s) are running" in asked[0]
     assert stopped(window)
     # Before: 60 s, the wait for the parts on the wire (then killed at 90 s).
     assert took < 2.0, f"quitting took {took:.1f} s"
@@ -160,8 +161,10 @@ def test_without_a_tray_closing_mid_upload_asks_as_quit_does(
 
     asked = answer_when_shown(lambda: window.quit_question, KEEP_UPLOADING)
     window.close()
-    assert asked and asked[0].startswith("Quit Ferry?: 1 upload(s) are running.")
-    assert window.isVisible() and window.backend._link is not None  # nothing changed
+    assert asked
+    assert asked[0].startswith("Quit Ferry?: 1 upload(s) are running.")
+    assert window.isVisible()
+    assert window.backend._link is not None
 
     answer_when_shown(lambda: window.quit_question, QUIT_AND_RESUME)
     window.close()
@@ -188,13 +191,17 @@ def test_closing_goes_to_the_tray_while_uploading_says_so_once_and_quit_from_the
 
     said = answer_when_shown(lambda: window.tray_notice, KEEP_IN_TRAY)
     window.close()
-    assert said and "1 upload(s) go on" in said[0] and "Quit (Ctrl+Q)" in said[0]
-    assert not window.isVisible() and window.backend._link is not None
+    assert said
+    assert "1 upload(s) go on" in said[0]
+    assert "Quit (Ctrl+Q)" in said[0]
+    assert not window.isVisible()
+    assert window.backend._link is not None
 
     window.bring_to_front()  # a click on the tray icon
     assert window.isVisible()
     window.close()  # said once a session: the second time, straight to the tray
-    assert not window.isVisible() and window.tray_notice is None
+    assert not window.isVisible()
+    assert window.tray_notice is None
 
     # Quit in the tray's menu while the upload runs: asked, and "Keep uploading" keeps it.
     [quit_item] = [a for a in window.tray.contextMenu().actions() if a is window.quit_action]
@@ -225,7 +232,9 @@ def test_closing_while_idle_quits_but_watched_folders_keep_ferry_in_the_tray(
     weed_profile()
     idle = window_for()
     idle.close()  # nothing runs: closing is quitting, and nothing is asked
-    assert stopped(idle) and idle.tray_notice is None and idle.quit_question is None
+    assert stopped(idle)
+    assert idle.tray_notice is None
+    assert idle.quit_question is None
 
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -234,8 +243,10 @@ def test_closing_while_idle_quits_but_watched_folders_keep_ferry_in_the_tray(
     qtbot.waitUntil(lambda: bool(watching.backend.folder_statuses()), timeout=10_000)
     said = answer_when_shown(lambda: watching.tray_notice, KEEP_IN_TRAY, silence=True)
     watching.close()
-    assert said and "1 watched folder(s) are still watched" in said[0]
-    assert not watching.isVisible() and watching.backend._link is not None
+    assert said
+    assert "1 watched folder(s) are still watched" in said[0]
+    assert not watching.isVisible()
+    assert watching.backend._link is not None
     assert watching.settings.value(EXPLAIN_TRAY_KEY, type=bool) is False
     (inbox / "saved.txt").write_text("dropped into a watched folder while in the tray")
     qtbot.waitUntil(
@@ -250,7 +261,8 @@ def test_closing_while_idle_quits_but_watched_folders_keep_ferry_in_the_tray(
     later = window_for()
     qtbot.waitUntil(lambda: bool(later.backend.folder_statuses()), timeout=10_000)
     later.close()
-    assert not later.isVisible() and later.tray_notice is None
+    assert not later.isVisible()
+    assert later.tray_notice is None
     assert later.backend._link is not None
 
 
@@ -268,4 +280,5 @@ def test_the_system_asking_ferry_to_stop_mid_upload_is_not_asked_back(
     window.queue_paths([big])
     qtbot.waitUntil(lambda: uploading(window), timeout=30_000)
     window.quit_now()
-    assert stopped(window) and window.quit_question is None
+    assert stopped(window)
+    assert window.quit_question is None

@@ -61,9 +61,8 @@ def test_settings_refuse_bad_input_and_create_a_new_profile(
     weed_profile()
     dialog = open_settings(qtbot, ferry_env, "test")
     dialog.profile_combo.setCurrentText(NEW_PROFILE)
-    assert (
-        dialog.destination.name_edit.text() == "" and not dialog.destination.name_edit.isReadOnly()
-    )
+    assert dialog.destination.name_edit.text() == ""
+    assert not dialog.destination.name_edit.isReadOnly()
     dialog.destination.name_edit.setText("archive")
     dialog.destination.bucket_edit.setText("Not A Bucket")
     save = dialog.buttons.button(QDialogButtonBox.StandardButton.Save)
@@ -77,7 +76,8 @@ def test_settings_refuse_bad_input_and_create_a_new_profile(
     save.click()
     qtbot.waitUntil(lambda: dialog.result() == QDialog.DialogCode.Accepted, timeout=10_000)
     archive = ferry_env.profiles.get("archive")
-    assert archive.bucket == bucket and archive.access_key_id == "AKIA-ARCHIVE"
+    assert archive.bucket == bucket
+    assert archive.access_key_id == "AKIA-ARCHIVE"
     assert ferry_env.secrets.get("archive", SecretKind.S3_SECRET_KEY) == "typed-secret"
     assert "typed-secret" not in ferry_env.paths.profiles_file.read_text()
     assert ferry_env.profiles.default_name() == "test"  # the box was not ticked
@@ -102,7 +102,8 @@ def test_settings_keep_company_sign_in_proxy_and_schedule_and_refuse_a_bad_sched
     save.click()
     qtbot.waitUntil(lambda: dialog.result() == QDialog.DialogCode.Accepted, timeout=10_000)
     saved = ferry_env.profiles.get("test")
-    assert saved.aws_profile == "work" and saved.access_key_id is None
+    assert saved.aws_profile == "work"
+    assert saved.access_key_id is None
     assert saved.proxy_url == "http://proxy.example.org:3128"
     assert saved.bandwidth_schedule == "08:00-18:00 2MiB/s, 18:00-08:00 off"
     reopened = open_settings(qtbot, ferry_env, "test")
@@ -119,7 +120,9 @@ def test_about_names_ferry_qt_python_and_the_server(
     qtbot.addWidget(dialog)
     qtbot.waitUntil(lambda: "SeaweedFS" in dialog.server_label.text(), timeout=10_000)
     text = " ".join(label.text() for label in dialog.findChildren(type(dialog.server_label)))
-    assert __version__ in text and "PySide6" in text and "Python" in text
+    assert __version__ in text
+    assert "PySide6" in text
+    assert "Python" in text
     # #34 item 27: a name and a version a person reads, not weed's "SeaweedFS 8000GB 4.48"
     assert re.fullmatch(r"SeaweedFS \d+\.\d+", dialog.server_label.text())
     assert dialog.server_label.toolTip().startswith("The server calls itself “SeaweedFS ")
@@ -180,7 +183,8 @@ def test_applying_settings_restarts_the_engine_with_them(
     window.queue_paths([second])
     qtbot.waitUntil(lambda: _state_of(window, "after.txt") is TransferState.DONE, timeout=30_000)
     row = live_row(ferry_env, bucket, "after.txt")
-    assert row is not None and row.status is FileStatus.ACTIVE
+    assert row is not None
+    assert row.status is FileStatus.ACTIVE
     assert window.model.rowCount() == 2  # the history is not shown twice
 
 

@@ -54,7 +54,8 @@ def test_a_half_done_bar_fills_the_left_half_at_full_height(qtbot: QtBot) -> Non
     row = 8  # above the centred "50 %" text
     filled = [x for x in range(image.width()) if is_fill(image, x, row)]
     assert filled, "no fill colour painted"
-    assert max(filled) < 110 and min(filled) < 20, (min(filled), max(filled))
+    assert max(filled) < 110, (min(filled), max(filled))
+    assert min(filled) < 20, (min(filled), max(filled))
     column = 40  # in the filled part, away from the text
     rows = [y for y in range(image.height()) if is_fill(image, column, y)]
     assert len(rows) >= 15, f"the fill is {len(rows)} px high: a bar filling bottom-up"

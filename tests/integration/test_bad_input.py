@@ -115,9 +115,11 @@ def test_a_truncated_journal_is_refused_not_silently_replaced(
         leftover.unlink()
     journal.write_bytes(b"")
     code, out, err = run(home, "status", "--json")
-    assert code == 2 and "move it aside" in err
+    assert code == 2
+    assert "move it aside" in err
     code, out, err = run(home, "upload", str(tmp_path / "a.txt"), "--json")
-    assert code == 2 and "empty (0 bytes)" in json.loads(out)["error"]["message"]
+    assert code == 2
+    assert "empty (0 bytes)" in json.loads(out)["error"]["message"]
     assert journal.stat().st_size == 0, "the damaged journal is left for a person to look at"
 
 
@@ -248,7 +250,8 @@ def test_a_backslash_in_a_posix_name_is_refused_never_stored_over_another_files_
     }
     refused = transfers["names/\\x.txt"]["error"]
     assert refused["title"] == "Name cannot be a key"  # type: ignore[index]
-    assert "backslash" in refused["message"] and "'names/x.txt'" in refused["message"]  # type: ignore[index]
+    assert "backslash" in refused["message"]
+    assert "'names/x.txt'" in refused["message"]
     client = weed.client()
     listed = client.list_objects_v2(Bucket=bucket)["Contents"]
     assert sorted(o["Key"] for o in listed) == ["names/a/b.txt", "names/x.txt"]
@@ -292,7 +295,8 @@ def test_a_data_folder_on_a_read_only_file_system_is_named_as_such(
             home, "upload", str(tmp_path / "second.txt"), extra_env=catalog_elsewhere
         )
         assert code != 0
-        assert "Data folder is read-only" in err and f"{data} is on a read-only" in err, err
+        assert "Data folder is read-only" in err, err
+        assert f"{data} is on a read-only" in err, err
         assert "unable to open database file" not in out + err
     listed = weed.client().list_objects_v2(Bucket=bucket)["Contents"]
     assert [o["Key"] for o in listed] == ["first.txt"]

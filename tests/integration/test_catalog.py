@@ -58,7 +58,8 @@ def test_upload_lifecycle_writes_audit_and_outbox(catalog: CatalogService) -> No
     assert reserved.outcome is ReservationOutcome.RESERVED
     assert reserved.record.status is FileStatus.PENDING
     active = catalog.activate(reserved.record.id, etag="0123")
-    assert active.status is FileStatus.ACTIVE and active.etag == "0123"
+    assert active.status is FileStatus.ACTIVE
+    assert active.etag == "0123"
     assert active.uploaded_at is not None
     actions = [e.action for e in catalog.audit_entries(active.id)]
     assert actions == [AuditAction.RESERVE, AuditAction.ACTIVATE]
@@ -74,16 +75,20 @@ def test_same_content_under_another_key_becomes_a_copy_or_is_skipped(
     first = catalog.reserve(intent("a.txt"))
     catalog.activate(first.record.id, etag="e")
     skipped = catalog.reserve(intent("copy-of-a.txt"), DuplicatePolicy.SKIP)
-    assert skipped.outcome is ReservationOutcome.DUPLICATE and skipped.record.key == "a.txt"
+    assert skipped.outcome is ReservationOutcome.DUPLICATE
+    assert skipped.record.key == "a.txt"
     copy = catalog.reserve(intent("copy-of-a.txt"))
     assert copy.outcome is ReservationOutcome.COPY
-    assert copy.source is not None and copy.source.key == "a.txt"
-    assert copy.record.key == "copy-of-a.txt" and copy.record.status is FileStatus.PENDING
+    assert copy.source is not None
+    assert copy.source.key == "a.txt"
+    assert copy.record.key == "copy-of-a.txt"
+    assert copy.record.status is FileStatus.PENDING
     done = catalog.activate(copy.record.id, etag="e", copied_from="a.txt")
     assert done.copied_from == "a.txt"
     assert catalog.audit_entries(done.id)[-1].details["copied_from"] == "a.txt"
     again = catalog.reserve(intent("a.txt"))
-    assert again.outcome is ReservationOutcome.DUPLICATE and again.record.id == first.record.id
+    assert again.outcome is ReservationOutcome.DUPLICATE
+    assert again.record.id == first.record.id
 
 
 def test_the_duplicate_rule_holds_per_bucket_and_per_owner(catalog: CatalogService) -> None:
@@ -126,7 +131,8 @@ def test_a_reservation_belongs_to_its_token(catalog: CatalogService) -> None:
     with pytest.raises(CatalogError, match="reserved by another transfer"):
         catalog.activate(row.id, etag="e", token="t-theirs")
     catalog.release(row.id, reason="not theirs to release", token="t-theirs")
-    assert catalog.holds(row.id, "t-mine") and not catalog.holds(row.id, "t-theirs")
+    assert catalog.holds(row.id, "t-mine")
+    assert not catalog.holds(row.id, "t-theirs")
     catalog.activate(row.id, etag="e", token="t-mine")
     assert catalog.reserve(theirs).outcome is ReservationOutcome.DUPLICATE  # stored already
     assert not catalog.holds(row.id, "t-mine"), "an active row is nobody's to compensate"
@@ -145,10 +151,10 @@ def test_reupload_after_delete_works_for_same_key_and_same_content(
     catalog.activate(row.id, etag="e")
     deleted_keys: list[str] = []
     outcome = catalog.delete("files", "a.txt", lambda row: deleted_keys.append(row.key))
-    assert outcome.object_deleted and deleted_keys == ["a.txt"]
-    assert (
-        outcome.record.status is FileStatus.DELETED and outcome.record.deleted_by == catalog.owner
-    )
+    assert outcome.object_deleted
+    assert deleted_keys == ["a.txt"]
+    assert outcome.record.status is FileStatus.DELETED
+    assert outcome.record.deleted_by == catalog.owner
     again = catalog.reserve(intent("a.txt"))
     assert again.outcome is ReservationOutcome.RESERVED
     assert again.record.id != row.id
@@ -173,7 +179,8 @@ def test_delete_marks_the_row_before_the_object_and_keeps_storage_failures(
     assert not outcome.object_deleted
     assert outcome.error == "connection reset by peer"
     record = catalog.get(outcome.record.id)
-    assert record is not None and record.last_error == "connection reset by peer"
+    assert record is not None
+    assert record.last_error == "connection reset by peer"
     actions = [e.action for e in catalog.audit_entries(outcome.record.id)]
     assert AuditAction.DELETE_OBJECT_FAILED in actions
 
@@ -211,7 +218,8 @@ def test_failure_before_commit_leaves_neither_change_nor_audit(catalog: CatalogS
     finally:
         event.remove(catalog.engine, "commit", explode)
     after = catalog.get(row.id)
-    assert after is not None and after.status is FileStatus.PENDING
+    assert after is not None
+    assert after.status is FileStatus.PENDING
     assert len(catalog.audit_entries()) == audit_before
     assert catalog.unpublished_events() == []
 
@@ -386,7 +394,9 @@ def test_only_the_reserving_upload_keeps_its_row_alive(catalog: CatalogService) 
     assert (catalog.get(row.id) or row).alive_at == row.alive_at
     assert catalog.touch([(row.id, "mine")]) == []
     touched = (catalog.get(row.id) or row).alive_at
-    assert touched is not None and row.alive_at is not None and touched > row.alive_at
+    assert touched is not None
+    assert row.alive_at is not None
+    assert touched > row.alive_at
     # A removed reservation is reported lost to the upload that touches it.
     catalog.release(row.id, reason="removed by a check", token="mine")
     assert catalog.touch([(row.id, "mine")]) == [row.id]
@@ -404,10 +414,12 @@ def test_a_teams_rows_take_their_times_from_the_database_clock(
         row = laptop.reserve(dataclasses.replace(intent("a.txt"), token="mine")).record
         server_now = opened.database_now()
         for moment in (row.created_at, row.alive_at):
-            assert moment is not None and abs(moment - server_now) < timedelta(seconds=5)
+            assert moment is not None
+            assert abs(moment - server_now) < timedelta(seconds=5)
         laptop.touch([(row.id, "mine")])
         stored = laptop.get(row.id)
-        assert stored is not None and stored.alive_at is not None
+        assert stored is not None
+        assert stored.alive_at is not None
         assert abs(stored.alive_at - opened.database_now()) < timedelta(seconds=5)
         active = laptop.activate(row.id, etag="e", token="mine")
         assert active.uploaded_at is not None
@@ -425,18 +437,23 @@ def test_what_reserve_and_activate_return_is_what_the_catalog_holds(
     assert reserved.record == catalog.get(reserved.record.id)
     active = catalog.activate(reserved.record.id, etag="etag-1", token="t1")
     assert active == catalog.get(active.id)
-    assert active.status is FileStatus.ACTIVE and active.etag == "etag-1"
+    assert active.status is FileStatus.ACTIVE
+    assert active.etag == "etag-1"
     [event] = catalog.unpublished_events()
-    assert event.payload["status"] == "active" and event.payload["etag"] == "etag-1"
-    assert event.payload["file_id"] == active.id and event.payload["owner"] == active.owner
+    assert event.payload["status"] == "active"
+    assert event.payload["etag"] == "etag-1"
+    assert event.payload["file_id"] == active.id
+    assert event.payload["owner"] == active.owner
 
     with catalog.repairing("files", "r.txt") as repair:
         assert repair.live is not None
         repair.mark_missing(repair.live.id, reason="object gone")
     again = catalog.reserve(dataclasses.replace(intent("r.txt"), token="t2", endpoint="e1"))
-    assert again.outcome is ReservationOutcome.RESERVED and again.record.id == active.id
+    assert again.outcome is ReservationOutcome.RESERVED
+    assert again.record.id == active.id
     assert again.record == catalog.get(active.id)
-    assert again.record.status is FileStatus.PENDING and again.record.copied_from is None
+    assert again.record.status is FileStatus.PENDING
+    assert again.record.copied_from is None
     resent = catalog.activate(active.id, etag="etag-2", token="t2")
     assert resent == catalog.get(active.id)
     assert [e.action for e in catalog.audit_entries(active.id)] == [
@@ -474,10 +491,12 @@ def test_activation_judges_the_row_as_it_is_once_it_may_write(tmp_path: Path) ->
     worker = threading.Thread(target=activate)
     worker.start()
     worker.join(0.5)  # waiting for the lock (busy timeout 10 s), not done
-    assert worker.is_alive() and not outcome
+    assert worker.is_alive()
+    assert not outcome
     other.execute("COMMIT")
     worker.join(15)
-    assert len(outcome) == 1 and isinstance(outcome[0], CatalogError), outcome
+    assert len(outcome) == 1, outcome
+    assert isinstance(outcome[0], CatalogError), outcome
     assert "reserved by another transfer" in outcome[0].message
     status, token = other.execute(
         "SELECT status, token FROM files WHERE id = ?", (reserved.record.id,)
@@ -516,8 +535,11 @@ def test_an_overwrite_gives_the_key_back_unless_the_old_bytes_are_proven_gone(
         assert (catalog.get(v1.id) or v1).status is FileStatus.DELETED
         catalog.release(v2.record.id, reason="cancelled", token="v2", at_key=at_key)
         back = catalog.live("files", "k.txt")
-        assert back is not None and back.id == v1.id and back.status is FileStatus.ACTIVE
-        assert back.deleted_at is None and len(catalog.unpublished_events()) == before
+        assert back is not None
+        assert back.id == v1.id
+        assert back.status is FileStatus.ACTIVE
+        assert back.deleted_at is None
+        assert len(catalog.unpublished_events()) == before
     # Released after its bytes replaced v1's: v1's deletion stands, and is announced.
     v2 = _overwrite(catalog, "k.txt", SHA_B)
     catalog.release(
@@ -525,7 +547,8 @@ def test_an_overwrite_gives_the_key_back_unless_the_old_bytes_are_proven_gone(
     )
     assert catalog.live("files", "k.txt") is None
     [event] = catalog.unpublished_events()[-1:]
-    assert event.event_type is OutboxEventType.FILE_DELETED and event.payload["file_id"] == v1.id
+    assert event.event_type is OutboxEventType.FILE_DELETED
+    assert event.payload["file_id"] == v1.id
 
 
 def test_an_overwrite_that_turns_out_a_duplicate_leaves_the_old_version_alone(
@@ -537,10 +560,13 @@ def test_an_overwrite_that_turns_out_a_duplicate_leaves_the_old_version_alone(
     assert skipped.outcome is ReservationOutcome.DUPLICATE
     assert skipped.record.key == "elsewhere.txt"
     still = catalog.live("files", "k.txt")
-    assert still is not None and still.id == v1.id and still.status is FileStatus.ACTIVE
+    assert still is not None
+    assert still.id == v1.id
+    assert still.status is FileStatus.ACTIVE
     # With copies allowed, the new content is copied from its stored twin, not from v1.
     copied = _overwrite(catalog, "k.txt", SHA_B)
-    assert copied.outcome is ReservationOutcome.COPY and copied.source is not None
+    assert copied.outcome is ReservationOutcome.COPY
+    assert copied.source is not None
     assert copied.source.key == "elsewhere.txt"
 
 
@@ -552,7 +578,8 @@ def test_a_missing_row_overwritten_is_deleted_at_once_and_never_given_back(
         repair.mark_missing(v1.id, reason="object gone")
     v2 = _overwrite(catalog, "k.txt", SHA_B)
     [event] = catalog.unpublished_events()[-1:]
-    assert event.event_type is OutboxEventType.FILE_DELETED and event.payload["file_id"] == v1.id
+    assert event.event_type is OutboxEventType.FILE_DELETED
+    assert event.payload["file_id"] == v1.id
     catalog.release(v2.record.id, reason="cancelled", token="v2", at_key=NOT_LOOKED)
     assert catalog.live("files", "k.txt") is None  # no active row without its bytes
 
@@ -562,7 +589,8 @@ def test_a_file_being_uploaded_is_cancelled_not_deleted(catalog: CatalogService)
     with pytest.raises(CatalogError, match="being uploaded right now"):
         catalog.mark_deleted("files", "up.txt")
     row = catalog.live("files", "up.txt")
-    assert row is not None and row.status is FileStatus.PENDING
+    assert row is not None
+    assert row.status is FileStatus.PENDING
 
 
 def test_a_registration_the_journal_missed_still_counts_as_its_uploads_own(

@@ -101,8 +101,10 @@ def test_an_application_database_is_refused_and_left_as_it_was(
         assert result.returncode != 0, command
         message = result.stderr
         assert "Not a Ferry catalog" in message, message
-        assert "files" in message and "alembic_version is at 0005" in message, message
-        assert "FERRY_CATALOG_URL" in message and "empty database" in message, message
+        assert "files" in message, message
+        assert "alembic_version is at 0005" in message, message
+        assert "FERRY_CATALOG_URL" in message, message
+        assert "empty database" in message, message
         assert SECRET not in message + result.stdout
         assert "Traceback" not in message
         # Their table keeps its columns and row, their version stays 0005, and
@@ -118,7 +120,8 @@ def test_an_empty_database_becomes_a_marked_catalog(catalog_url: str, tmp_path: 
     assert "alembic_version" not in tables
     assert tables["ferry_schema_version"][1] == [(Schema.CATALOG.head,)]
     [(one, kind, catalog_id, _created)] = tables["ferry_catalog"][1]
-    assert (one, kind) == (1, "ferry-catalog") and len(catalog_id) == 32
+    assert (one, kind) == (1, "ferry-catalog")
+    assert len(catalog_id) == 32
 
 
 def test_a_read_only_command_leaves_an_older_catalog_as_it_was_and_says_to_upgrade(
@@ -155,7 +158,8 @@ def test_the_journal_is_refused_as_a_catalog_and_left_as_it_was(tmp_path: Path) 
     journal = FerryPaths.from_environment({"FERRY_HOME": str(home)}).journal_file
     # Before the journal exists: it would be created holding the catalog's tables.
     fresh = run_ferry(home, "ls", env=env_for(f"sqlite:///{journal}"))
-    assert fresh.returncode != 0 and "The journal is not a catalog" in fresh.stderr, fresh.stderr
+    assert fresh.returncode != 0, fresh.stderr
+    assert "The journal is not a catalog" in fresh.stderr, fresh.stderr
     assert not journal.exists() or "files" not in snapshot(f"sqlite:///{journal}")
 
     Journal(journal).close()  # as the first Ferry to run makes it
@@ -210,7 +214,8 @@ def test_a_ferry_opening_while_another_makes_the_catalog_waits_and_uses_it(
         maker_engine.dispose()
     try:
         assert committed, "the maker's commit never landed between the two looks"
-        assert catalog.get(1) is None and catalog.key_is_live("files", "a.txt") is False
+        assert catalog.get(1) is None
+        assert catalog.key_is_live("files", "a.txt") is False
     finally:
         catalog.close()
     assert snapshot(url)["ferry_schema_version"][1] == [(Schema.CATALOG.head,)]

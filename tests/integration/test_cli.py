@@ -77,7 +77,8 @@ def test_upload_json_against_a_real_server_with_env_credentials(
     assert sent["state"] == copied["state"] == "done"
     assert sent["key"] == f"inbox/{Path(sent['source']).name}"
     assert sent["sha256"] == copied["sha256"] == hashlib.sha256(b"alpha").hexdigest()
-    assert copied["copied_from"] == sent["key"] and copied["key"] != sent["key"]
+    assert copied["copied_from"] == sent["key"]
+    assert copied["key"] != sent["key"]
     assert document["summary"]["ok"] is True
     assert TEST_SECRET_KEY not in result.stdout + result.stderr
     log_text = "".join(p.read_text() for p in (home / "logs").glob("ferry.log*"))
@@ -95,7 +96,8 @@ def test_upload_json_against_a_real_server_with_env_credentials(
     assert all(d["object_deleted"] for d in json.loads(deleted.stdout)["deleted"])
     assert weed.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
     gone = run_ferry(home, "delete", sent["key"], env=creds)
-    assert gone.returncode == 1 and "not a live file" in gone.stderr
+    assert gone.returncode == 1
+    assert "not a live file" in gone.stderr
 
 
 def test_profile_test_says_precisely_what_is_wrong(
@@ -116,15 +118,18 @@ def test_profile_test_says_precisely_what_is_wrong(
     assert "nope-wrong" not in wrong.stdout + wrong.stderr
 
     missing = run_ferry(home, "profile", "test", env={**good, "FERRY_BUCKET": "no-such-bucket-x"})
-    assert missing.returncode == 1 and "does not exist" in missing.stdout
+    assert missing.returncode == 1
+    assert "does not exist" in missing.stdout
 
     unreachable = run_ferry(
         home, "profile", "test", env={**good, "FERRY_ENDPOINT_URL": "http://127.0.0.1:9"}
     )
-    assert unreachable.returncode == 1 and "Cannot reach" in unreachable.stdout
+    assert unreachable.returncode == 1
+    assert "Cannot reach" in unreachable.stdout
 
     nocreds = run_ferry(home, "profile", "test")
-    assert nocreds.returncode == 1 and "No S3 credentials" in nocreds.stdout
+    assert nocreds.returncode == 1
+    assert "No S3 credentials" in nocreds.stdout
 
 
 def test_bad_profiles_are_one_clear_line_and_change_nothing(tmp_path: Path) -> None:
@@ -137,10 +142,12 @@ def test_bad_profiles_are_one_clear_line_and_change_nothing(tmp_path: Path) -> N
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text("[profiles.x\n")
     broken = run_ferry(home, "profile", "list")
-    assert broken.returncode == 2 and "not a valid profiles file" in broken.stderr
+    assert broken.returncode == 2
+    assert "not a valid profiles file" in broken.stderr
     assert config.read_text() == "[profiles.x\n"
     bad = run_ferry(home, "profile", "add", "y", "--bucket", "Bad_Bucket")
-    assert bad.returncode == 2 and "not a valid bucket name" in bad.stderr
+    assert bad.returncode == 2
+    assert "not a valid bucket name" in bad.stderr
 
 
 def test_profile_show_puts_every_value_in_one_column(tmp_path: Path) -> None:
@@ -260,7 +267,8 @@ def test_ls_pages_through_everything_and_a_limit_says_where_to_go_on(
     ]
     assert cli.main(["ls", "--limit", "5", "-v"]) == 0
     out, err = capsys.readouterr()
-    assert len(out.splitlines()) == 5 and "--after 'f4.txt'" in err
+    assert len(out.splitlines()) == 5
+    assert "--after 'f4.txt'" in err
     assert cli.main(["ls", "--after", "f4.txt", "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert [f["key"] for f in document["files"]] == ["f5.txt", "f6.txt"]
@@ -288,7 +296,8 @@ def test_environment_variables_alone_are_a_profile_as_in_a_container(
     uploaded = run_ferry(home, "upload", str(data), "--json", env=container)
     assert uploaded.returncode == 0, uploaded.stderr
     [transfer] = json.loads(uploaded.stdout)["transfers"]
-    assert transfer["state"] == "done" and transfer["key"] == "ci/data.bin"
+    assert transfer["state"] == "done"
+    assert transfer["key"] == "ci/data.bin"
     stored = weed.client().get_object(Bucket=bucket, Key="ci/data.bin")["Body"].read()
     assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(data.read_bytes()).hexdigest()
     assert "Profile from environment variables alone" in uploaded.stderr
@@ -299,13 +308,15 @@ def test_environment_variables_alone_are_a_profile_as_in_a_container(
     checked = run_ferry(home, "check", "--json", "--grace", "0", env=container)
     assert checked.returncode == 0, checked.stderr
     report = json.loads(checked.stdout)
-    assert report["findings"] == [] and report["scanned"]["rows"] == 1, report
+    assert report["findings"] == [], report
+    assert report["scanned"]["rows"] == 1, report
     listing = json.loads(run_ferry(home, "ls", "--json", env=container).stdout)
     assert [f["key"] for f in listing["files"]] == ["ci/data.bin"]
     # Without FERRY_BUCKET there is still no profile, and the error says what to do.
     del container["FERRY_BUCKET"]
     none = run_ferry(home, "upload", str(data), env=container)
-    assert none.returncode == 2 and "No profile is configured" in none.stderr
+    assert none.returncode == 2
+    assert "No profile is configured" in none.stderr
 
 
 def test_without_a_keyring_profile_test_does_not_suggest_storing_a_secret(
@@ -319,7 +330,8 @@ def test_without_a_keyring_profile_test_does_not_suggest_storing_a_secret(
     tested = run_ferry(home, "profile", "test", "box", env={"AWS_CONFIG_FILE": "/nonexistent"})
     assert tested.returncode == 1
     assert "Without a keyring Ferry cannot store a secret" in tested.stdout
-    assert "AWS_ACCESS_KEY_ID" in tested.stdout and "--aws-profile" in tested.stdout
+    assert "AWS_ACCESS_KEY_ID" in tested.stdout
+    assert "--aws-profile" in tested.stdout
     assert "to store a secret" not in tested.stdout
 
 
@@ -357,7 +369,8 @@ def test_a_known_file_is_no_duplicate_when_its_server_is_down_or_its_object_gone
     )
     assert elsewhere.returncode == 1, elsewhere.stderr
     [transfer] = json.loads(elsewhere.stdout)["transfers"]
-    assert transfer["state"] == "failed" and "another server" in transfer["error"]["message"]
+    assert transfer["state"] == "failed"
+    assert "another server" in transfer["error"]["message"]
     # Checked from that server, the row is not "missing": it is another server's, and said so.
     direct = {**creds, "FERRY_ENDPOINT_URL": weed.endpoint_url}
     checked = run_ferry(home, "check", "--json", "--grace", "0", env=direct)
@@ -374,7 +387,8 @@ def test_a_known_file_is_no_duplicate_when_its_server_is_down_or_its_object_gone
     body = weed.client().get_object(Bucket=bucket, Key="scan.pdf")["Body"].read()
     assert hashlib.sha256(body).hexdigest() == hashlib.sha256(data.read_bytes()).hexdigest()
     [row] = json.loads(run_ferry(home, "ls", "--json", env=creds).stdout)["files"]
-    assert row["status"] == "active" and row["etag"] is not None
+    assert row["status"] == "active"
+    assert row["etag"] is not None
     # And now, with the object really there, it is a duplicate.
     twice = run_ferry(home, "upload", str(data), "--json", env=creds)
     assert json.loads(twice.stdout)["transfers"][0]["state"] == "duplicate"
@@ -389,7 +403,8 @@ def test_negative_limits_and_grace_are_refused_before_anything_runs(tmp_path: Pa
     ):
         refused = run_ferry(home, *args, "--json")
         assert refused.returncode == 2, (args, refused.stderr)
-        assert said in refused.stderr and "0 or more" in refused.stderr, refused.stderr
+        assert said in refused.stderr, refused.stderr
+        assert "0 or more" in refused.stderr, refused.stderr
         assert refused.stdout == ""
 
 
@@ -467,7 +482,8 @@ def test_a_transfer_id_not_in_the_journal_is_said_plainly_alone_and_handed_over(
     assert code == 2
     assert document["error"]["title"] == "No such transfer"
     assert document["error"]["message"].startswith("There is no transfer 99998, 99999 in the")
-    assert kept.state.value == "done" and not kept.paused
+    assert kept.state.value == "done"
+    assert not kept.paused
 
 
 def test_a_command_writes_no_debug_lines_to_the_log_unless_verbose(tmp_path: Path) -> None:
@@ -530,7 +546,8 @@ def test_retry_of_a_transfer_that_has_not_failed_says_its_state_alone_and_handed
     assert retry(str(sent["id"])) == (0, said, "")
     code, out, _err = retry(str(sent["id"]), "--json")
     document = json.loads(out)
-    assert code == 0 and document["transfers"] == []
+    assert code == 0
+    assert document["transfers"] == []
     assert document["not_retried"] == [{"id": sent["id"], "state": "done", "message": said[:-1]}]
     assert retry("--failed") == (0, "No failed transfers; there is nothing to retry.\n", "")
     app = Ferry.open(ferry_env, mode=RunMode.RESIDENT)
@@ -541,7 +558,8 @@ def test_retry_of_a_transfer_that_has_not_failed_says_its_state_alone_and_handed
     finally:
         server.stop()
         app.close()
-    assert kept.state.value == "done" and kept.attempts == sent["attempts"]
+    assert kept.state.value == "done"
+    assert kept.attempts == sent["attempts"]
 
 
 def test_status_asks_after_the_relay_only_when_the_profile_has_one(
@@ -564,16 +582,20 @@ def test_status_asks_after_the_relay_only_when_the_profile_has_one(
 
     assert cli.main(["status"]) == 0
     out, err = capsys.readouterr()
-    assert "done" in out and "relay" not in out + err, out + err
+    assert "done" in out, out + err
+    assert "relay" not in out + err, out + err
     assert cli.main(["status", "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert document["relay"] is None and document["events"]["waiting"] == 1  # still counted
+    assert document["relay"] is None
+    assert document["events"]["waiting"] == 1
 
     asked = "1 catalog event(s) wait for `ferry relay`"
     monkeypatch.setenv("FERRY_NATS_URL", "nats://relay-user:s3cret-token@127.0.0.1:4222")
     assert cli.main(["status"]) == 0
     out = capsys.readouterr().out
-    assert asked in out and "is the relay running?" in out and "s3cret" not in out
+    assert asked in out
+    assert "is the relay running?" in out
+    assert "s3cret" not in out
     monkeypatch.delenv("FERRY_NATS_URL")
     weed_profile(relay_nats_url="nats://127.0.0.1:4222")
     assert cli.main(["status"]) == 0
@@ -608,7 +630,8 @@ def test_a_named_path_that_does_not_exist_is_refused_before_any_transfer(
     assert capsys.readouterr() == ("", said)
     assert cli.main(["upload", str(real), str(typo), "--json"]) == 2  # the others wait for a fix
     out, err = capsys.readouterr()
-    assert json.loads(out)["error"]["title"] == "No such file" and err == said
+    assert json.loads(out)["error"]["title"] == "No such file"
+    assert err == said
     app = Ferry.open(ferry_env, mode=RunMode.RESIDENT)
     server = app.listen()
     try:
@@ -654,7 +677,8 @@ def _killed_mid_upload(home: Path, proxy: FaultProxy, bucket: str, source: Path)
     journal = home / "data" / "journal.sqlite3"
     deadline = time.monotonic() + 60
     while _confirmed_parts(journal) < 2:
-        assert time.monotonic() < deadline and upload.poll() is None, "no part was confirmed"
+        assert time.monotonic() < deadline, "no part was confirmed"
+        assert upload.poll() is None, "no part was confirmed"
         time.sleep(0.02)
     upload.send_signal(signal.SIGKILL)
     upload.wait()
@@ -682,7 +706,8 @@ def test_status_says_paused_for_a_paused_transfer_and_json_keeps_its_state(
     home = tmp_path / "home"
     transfer_id = _killed_mid_upload(home, proxy, bucket, tmp_path / "big.bin")
     paused = run_ferry(home, "pause", str(transfer_id), env=CREDS)
-    assert paused.returncode == 0 and "1 transfer(s) paused." in paused.stderr, paused.stderr
+    assert paused.returncode == 0, paused.stderr
+    assert "1 transfer(s) paused." in paused.stderr, paused.stderr
     shown = run_ferry(home, "status", env=CREDS)
     assert shown.returncode == 0, shown.stderr
     [line, note] = shown.stdout.splitlines()
@@ -691,7 +716,8 @@ def test_status_says_paused_for_a_paused_transfer_and_json_keeps_its_state(
     assert note.strip() == f"paused while uploading; `ferry unpause {transfer_id}` lets it go on"
     document = json.loads(run_ferry(home, "status", "--json", env=CREDS).stdout)
     [transfer] = document["transfers"]
-    assert transfer["state"] == "uploading" and transfer["paused"] is True, transfer
+    assert transfer["state"] == "uploading", transfer
+    assert transfer["paused"] is True, transfer
     run_ferry(home, "unpause", str(transfer_id), env=CREDS)
     [line] = run_ferry(home, "status", env=CREDS).stdout.splitlines()
     assert line.split()[2] == "uploading", line
@@ -722,15 +748,18 @@ def test_a_secret_no_keyring_can_keep_still_saves_the_profile_and_says_what_to_d
     assert [p["name"] for p in listed["profiles"]] == ["box"]
     assert TEST_SECRET_KEY not in added.stdout + added.stderr
     written = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())  # profile, log
-    assert b"[profiles.box]" in written and TEST_SECRET_KEY.encode() not in written
+    assert b"[profiles.box]" in written
+    assert TEST_SECRET_KEY.encode() not in written
     # Without --secret-stdin the same command saves alike (nothing asked to keep: exit 0).
     plain = run_ferry(home, *add)
-    assert plain.returncode == 0 and "AWS variables" in plain.stderr, plain.stderr
+    assert plain.returncode == 0, plain.stderr
+    assert "AWS variables" in plain.stderr, plain.stderr
     # The advice works: the secret alone in the environment goes with the key id.
     tested = run_ferry(
         home, "profile", "test", "box", "--json", env={"AWS_SECRET_ACCESS_KEY": TEST_SECRET_KEY}
     )
-    assert tested.returncode == 0 and json.loads(tested.stdout)["ok"] is True, tested.stdout
+    assert tested.returncode == 0, tested.stdout
+    assert json.loads(tested.stdout)["ok"] is True, tested.stdout
 
 
 def test_status_history_lists_the_attempt_a_pause_cut_with_the_bytes_it_sent(
@@ -778,7 +807,8 @@ def test_status_history_lists_the_attempt_a_pause_cut_with_the_bytes_it_sent(
     [transfer] = json.loads(capsys.readouterr().out)["transfers"]
     [cut, resumed] = transfer["history"]
     assert (cut["number"], cut["outcome"], cut["recorded"]) == (1, "cut", False)
-    assert cut["bytes_sent"] == sum(p.size for p in before) and len(before) >= 2
+    assert cut["bytes_sent"] == sum(p.size for p in before)
+    assert len(before) >= 2
     assert f"the {len(before)} part(s) the server confirmed" in cut["note"]
     assert (resumed["number"], resumed["outcome"], resumed["recorded"]) == (2, "succeeded", True)
     assert cut["bytes_sent"] + resumed["bytes_sent"] >= source.stat().st_size

@@ -155,7 +155,8 @@ def test_a_slow_laptops_upload_survives_an_admins_check_without_grace(
     assert sha(stored(weed, bucket, "report.bin") or b"") == sha(data)
     with Ferry.open(admin_env) as admin:
         [row] = [r for r in admin.catalog.iter_in_key_order(bucket) if r.key == "report.bin"]
-    assert row.status is FileStatus.ACTIVE and row.sha256 == sha(data)
+    assert row.status is FileStatus.ACTIVE
+    assert row.sha256 == sha(data)
 
 
 def test_an_upload_whose_reservation_is_removed_never_lands_over_the_next_holder(
@@ -209,7 +210,8 @@ def test_an_upload_whose_reservation_is_removed_never_lands_over_the_next_holder
         assert alice_record.state is TransferState.FAILED  # type: ignore[attr-defined]
         error = alice_record.error  # type: ignore[attr-defined]
         assert error.title == "Reservation removed", error
-        assert "plan.bin" in error.message and "Retry" in error.message
+        assert "plan.bin" in error.message
+        assert "Retry" in error.message
         assert stored(weed, bucket, "plan.bin") == bobs
         uploads = weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])
         assert [u["Key"] for u in uploads] == [], "Alice's multipart upload was left behind"
@@ -257,5 +259,6 @@ def test_a_clock_beyond_s3s_limit_is_named_not_called_access_denied(
     said = out + err
     assert tested.returncode != 0
     assert "clock is 20 min ahead of" in said, said
-    assert "Access denied" not in said and "write permission" not in said, said
+    assert "Access denied" not in said, said
+    assert "write permission" not in said, said
     assert "Traceback" not in said, said

@@ -101,7 +101,8 @@ def opened(
 
 def assert_conflict(record: TransferRecord) -> None:
     assert record.state is TransferState.FAILED, (record.state, record.error)
-    assert record.error is not None and record.error.cause is ErrorCause.FOREIGN_OBJECT
+    assert record.error is not None
+    assert record.error.cause is ErrorCause.FOREIGN_OBJECT
     assert conflict_choices(record.error) == tuple(ConflictChoice)
 
 
@@ -131,11 +132,9 @@ def test_each_choice_does_what_it_says_and_loses_nothing_else(
     assert sha(stored(server, f"{prefix}/report (2).pdf")) == sha(ours["report.pdf"])
     assert stored(server, f"{prefix}/report.pdf") == theirs["report.pdf"]
     row = ferry.catalog.live(server.bucket, f"{prefix}/report (2).pdf")
-    assert (
-        row is not None
-        and row.status is FileStatus.ACTIVE
-        and row.sha256 == sha(ours["report.pdf"])
-    )
+    assert row is not None
+    assert row.status is FileStatus.ACTIVE
+    assert row.sha256 == sha(ours["report.pdf"])
     assert ferry.catalog.live(server.bucket, f"{prefix}/report.pdf") is None
 
     # Replace the object seen (a multipart upload: its Complete carries If-Match).
@@ -147,9 +146,9 @@ def test_each_choice_does_what_it_says_and_loses_nothing_else(
     assert film.state is TransferState.DONE, film.error
     assert sha(stored(server, f"{prefix}/film.mov")) == sha(ours["film.mov"])
     row = ferry.catalog.live(server.bucket, f"{prefix}/film.mov")
-    assert (
-        row is not None and row.status is FileStatus.ACTIVE and row.sha256 == sha(ours["film.mov"])
-    )
+    assert row is not None
+    assert row.status is FileStatus.ACTIVE
+    assert row.sha256 == sha(ours["film.mov"])
 
     # Replace what was seen, but a third program wrote the key since: it survives.
     seen = ferry.head(f"{prefix}/notes.txt")
@@ -175,7 +174,8 @@ def test_each_choice_does_what_it_says_and_loses_nothing_else(
     assert keys == {f"{prefix}/{n}" for n in names} | {f"{prefix}/report (2).pdf"}
     # The endpoint was probed once and is remembered: it refuses such writes.
     learnt = known_protection(ferry.env, ferry.profile)
-    assert learnt is not None and learnt.protection is WriteProtection.CONDITIONS_HONOURED
+    assert learnt is not None
+    assert learnt.protection is WriteProtection.CONDITIONS_HONOURED
 
 
 def test_a_name_taken_by_the_next_free_name_too_goes_to_the_one_after(
@@ -188,7 +188,8 @@ def test_a_name_taken_by_the_next_free_name_too_goes_to_the_one_after(
     [record] = ferry.upload([tmp_path / "scan.png"])
     assert_conflict(record)
     [record] = ferry.wait([ferry.resolve(record.id, ConflictChoice.RENAME).id])
-    assert record.state is TransferState.DONE and record.key == f"{prefix}/scan (3).png"
+    assert record.state is TransferState.DONE
+    assert record.key == f"{prefix}/scan (3).png"
     assert stored(server, f"{prefix}/scan (2).png") == b"theirs too"
 
 
@@ -207,11 +208,10 @@ def test_a_409_on_complete_starts_the_upload_again(
             [record] = ferry.upload([tmp_path / "big.bin"])
             assert record.state is TransferState.DONE, record.error
             [first, second] = ferry.attempts([record.id])[record.id]
-        assert first.error is not None and "ConditionalRequestConflict" in first.error.message
-        assert (
-            first.error.kind.retries_on_its_own
-            and "starts this upload again" in first.error.message
-        )
+        assert first.error is not None
+        assert "ConditionalRequestConflict" in first.error.message
+        assert first.error.kind.retries_on_its_own
+        assert "starts this upload again" in first.error.message
         assert second.error is None
         assert sha(stored(server, f"{prefix}/big.bin")) == sha(data)
         assert sum(1 for r in proxy.seen if is_complete(r)) == 2
@@ -252,14 +252,17 @@ def test_the_command_offers_the_choices_and_carries_them_out(
     renamed = run_ferry(home, "resolve", str(a), "--rename", "--json", env=keys)
     assert renamed.returncode == 0, renamed.stderr
     [done] = json.loads(renamed.stdout)["transfers"]
-    assert done["state"] == "done" and done["key"] == f"{prefix}/a (2).txt"
+    assert done["state"] == "done"
+    assert done["key"] == f"{prefix}/a (2).txt"
     assert stored(server, f"{prefix}/a (2).txt") == b"Ferry's a.txt"
     assert stored(server, f"{prefix}/a.txt") == b"their a.txt"
 
     # No terminal to ask, no --yes: refused, saying what would be lost; nothing changed.
     asked = run_ferry(home, "resolve", str(b), "--replace", env=keys)
-    assert asked.returncode == 2 and "Add --yes" in asked.stderr, asked.stderr
-    assert "will be replaced" in asked.stderr and "not by Ferry" in asked.stderr
+    assert asked.returncode == 2, asked.stderr
+    assert "Add --yes" in asked.stderr, asked.stderr
+    assert "will be replaced" in asked.stderr
+    assert "not by Ferry" in asked.stderr
     assert stored(server, f"{prefix}/b.txt") == b"their b.txt"
     replaced = run_ferry(home, "resolve", str(b), "--replace", "--yes", "--json", env=keys)
     assert replaced.returncode == 0, replaced.stderr
@@ -271,7 +274,8 @@ def test_the_command_offers_the_choices_and_carries_them_out(
     assert json.loads(skipped.stdout)["transfers"][0]["state"] == "cancelled"
     assert stored(server, f"{prefix}/c.txt") == b"their c.txt"
     again = run_ferry(home, "resolve", str(c), "--rename", env=keys)
-    assert again.returncode == 2 and "not a conflict waiting for a person" in again.stderr
+    assert again.returncode == 2
+    assert "not a conflict waiting for a person" in again.stderr
     listing = json.loads(run_ferry(home, "ls", "--json", env=keys).stdout)
     assert sorted(f["key"] for f in listing["files"]) == [f"{prefix}/a (2).txt", f"{prefix}/b.txt"]
 
@@ -295,7 +299,8 @@ def test_on_a_server_that_ignores_conditions_the_look_before_keeps_the_other_obj
         )
         assert free.state is TransferState.DONE, free.error
         learnt = known_protection(ferry.env, ferry.profile)
-        assert learnt is not None and learnt.protection is WriteProtection.CONDITIONS_IGNORED
+        assert learnt is not None
+        assert learnt.protection is WriteProtection.CONDITIONS_IGNORED
     assert stored(rclone_s3, f"{prefix}/report.pdf") == theirs
     assert stored(rclone_s3, f"{prefix}/free.txt") == b"nobody else's"
     # `ferry profile test` says the same, and keeps what it found.
@@ -303,7 +308,8 @@ def test_on_a_server_that_ignores_conditions_the_look_before_keeps_the_other_obj
     checks = {c.name: c.detail for c in diagnose_profile(ferry_env, ferry_env.profile())}
     assert "ignores conditional writes" in checks["other tools"], checks
     learnt = known_protection(ferry_env, ferry_env.profile())
-    assert learnt is not None and learnt.protection is WriteProtection.CONDITIONS_IGNORED
+    assert learnt is not None
+    assert learnt.protection is WriteProtection.CONDITIONS_IGNORED
 
 
 def test_on_a_server_that_ignores_conditions_a_write_mid_upload_and_before_a_delete_survive(
@@ -331,7 +337,8 @@ def test_on_a_server_that_ignores_conditions_a_write_mid_upload_and_before_a_del
         foreign_put(rclone_s3, f"{prefix}/minutes.txt", over)
         outcome = ferry.delete(f"{prefix}/minutes.txt")  # rclone ignores If-Match on DELETE
         assert not outcome.object_deleted
-        assert outcome.error is not None and "looked at it just before deleting" in outcome.error
+        assert outcome.error is not None
+        assert "looked at it just before deleting" in outcome.error
         assert ferry.catalog.live(rclone_s3.bucket, f"{prefix}/minutes.txt") is None
     assert stored(rclone_s3, f"{prefix}/minutes.txt") == over
 
@@ -354,7 +361,8 @@ def test_ferry_resolve_is_handed_to_a_running_ferry(
         # Handed over: alone, the command could not have taken the running Ferry's journal.
         assert process.returncode == 0, err
         [done] = json.loads(out)["transfers"]
-        assert done["state"] == "done" and done["key"] == "memo (2).txt"
+        assert done["state"] == "done"
+        assert done["key"] == "memo (2).txt"
         assert app.journal.get(record.id).state is TransferState.DONE
     finally:
         server.stop()
@@ -395,7 +403,8 @@ def test_a_refusal_where_conditions_were_said_ignored_has_the_endpoint_probed_ag
         assert memory.get(endpoint) is None  # forgotten: the next write probes again
         upload_done(ferry, tmp_path / "free.txt")
     learnt = memory.get(endpoint)
-    assert learnt is not None and learnt.protection is WriteProtection.CONDITIONS_HONOURED
+    assert learnt is not None
+    assert learnt.protection is WriteProtection.CONDITIONS_HONOURED
     assert bytes(weed.client().get_object(Bucket=bucket, Key="taken.txt")["Body"].read()) == (
         b"theirs"
     )

@@ -104,7 +104,8 @@ def evil_listener(shared_dir: Path) -> Iterator[Callable[[Path], subprocess.Pope
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         started.append(process)
-        assert process.stdout is not None and process.stdout.readline() == "listening\n"
+        assert process.stdout is not None
+        assert process.stdout.readline() == "listening\n"
         return process
 
     yield start
@@ -262,7 +263,8 @@ def test_garbage_oversized_headers_and_pickles_are_refused_and_the_ferry_goes_on
     assert running.transfers() == []
     # Its own user is still answered.
     running_ferry = RunningFerry.find(address, None)
-    assert running_ferry is not None and running_ferry.call(Ferry.pause, None) == 0
+    assert running_ferry is not None
+    assert running_ferry.call(Ferry.pause, None) == 0
 
 
 def test_an_unknown_or_private_method_is_refused_with_a_clear_error_and_nothing_runs(
@@ -341,7 +343,9 @@ def test_ferry_delete_beside_a_running_ferry_watch_deletes_the_row_then_the_obje
         assert weed.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
         # A key with no live file: said for that key, as the command alone says it.
         code, out, err = run_cli(home, "delete", "doc.txt")
-        assert code == 1 and "doc.txt: " in err and "not a live file" in err, err
+        assert code == 1, err
+        assert "doc.txt: " in err, err
+        assert "not a live file" in err, err
         assert watch.poll() is None  # the watch goes on
     finally:
         watch.terminate()
@@ -363,9 +367,11 @@ def test_ferry_upload_no_wait_beside_a_running_ferry_succeeds_once_handed_over(
     document = json.loads(out)
     assert document["summary"]["ok"] is True
     [transfer] = document["transfers"]
-    assert transfer["source"] == str(doc) and transfer["error"] is None
+    assert transfer["source"] == str(doc)
+    assert transfer["error"] is None
     [finished] = running.wait([transfer["id"]])  # the running Ferry uploads it
-    assert finished.state is TransferState.DONE and finished.key == "report.txt"
+    assert finished.state is TransferState.DONE
+    assert finished.key == "report.txt"
     # A file refused at once (a named pipe is no file to send) is no success,
     # waited for or not. (A path that does not exist is refused before any transfer.)
     pipe = tmp_path / "pipe"

@@ -70,7 +70,9 @@ def test_small_and_multipart_files_arrive_verified_and_registered(
         key = f"in/src/{name}"
         assert object_sha256(weed, bucket, key) == sha
         row = ferry.catalog.live(bucket, key)
-        assert row is not None and row.status is FileStatus.ACTIVE and row.sha256 == sha
+        assert row is not None
+        assert row.status is FileStatus.ACTIVE
+        assert row.sha256 == sha
     head = weed.client().head_object(Bucket=bucket, Key="in/src/big.bin")
     assert head["ETag"].strip('"').endswith("-3")
     assert head["Metadata"]["sha256"] == hashes["big.bin"]
@@ -87,12 +89,17 @@ def test_same_content_under_another_name_is_copied_on_the_server(
     [first] = ferry.upload([tmp_path / "a.txt"])
     [copied] = ferry.upload([tmp_path / "b.txt"])
     [again] = ferry.upload([tmp_path / "a.txt"])
-    assert first.state is TransferState.DONE and first.copy_source_key is None
-    assert copied.state is TransferState.DONE and copied.copy_source_key == "a.txt"
-    assert again.state is TransferState.DUPLICATE and again.duplicate_of == "a.txt"
+    assert first.state is TransferState.DONE
+    assert first.copy_source_key is None
+    assert copied.state is TransferState.DONE
+    assert copied.copy_source_key == "a.txt"
+    assert again.state is TransferState.DUPLICATE
+    assert again.duplicate_of == "a.txt"
     assert object_sha256(weed, bucket, "b.txt") == first.sha256
     row = ferry.catalog.live(bucket, "b.txt")
-    assert row is not None and row.copied_from == "a.txt" and row.sha256 == first.sha256
+    assert row is not None
+    assert row.copied_from == "a.txt"
+    assert row.sha256 == first.sha256
     keys = [o["Key"] for o in weed.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert keys == ["a.txt", "b.txt"]
 
@@ -107,7 +114,8 @@ def test_a_copy_whose_source_changed_sends_the_bytes_instead(
     # copying it now would store other bytes under b.txt.
     weed.client().put_object(Bucket=bucket, Key="a.txt", Body=b"overwritten elsewhere")
     [second] = ferry.upload([tmp_path / "b.txt"])
-    assert second.state is TransferState.DONE and second.copy_source_key is None
+    assert second.state is TransferState.DONE
+    assert second.copy_source_key is None
     assert object_sha256(weed, bucket, "b.txt") == first.sha256
 
 
@@ -156,7 +164,8 @@ def test_source_changed_mid_upload_leaves_no_object_and_no_multipart(
     ferry.bus.subscribe(change_after_first_part)
     [record] = ferry.upload([path])
     assert record.state is TransferState.FAILED
-    assert record.error is not None and "changed while uploading" in record.error.message
+    assert record.error is not None
+    assert "changed while uploading" in record.error.message
     assert weed.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
     assert weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert ferry.catalog.search(FileQuery(bucket=bucket)) == []
@@ -251,8 +260,10 @@ def test_a_copy_above_the_single_copy_limit_goes_in_conditional_parts(
     (tmp_path / "big-copy.bin").write_bytes(data)
     [first] = ferry.upload([tmp_path / "big.bin"])
     [copied] = ferry.upload([tmp_path / "big-copy.bin"])
-    assert first.state is TransferState.DONE and first.copy_source_key is None
-    assert copied.state is TransferState.DONE and copied.copy_source_key == "big.bin"
+    assert first.state is TransferState.DONE
+    assert first.copy_source_key is None
+    assert copied.state is TransferState.DONE
+    assert copied.copy_source_key == "big.bin"
     assert object_sha256(weed, bucket, "big-copy.bin") == hashlib.sha256(data).hexdigest()
     assert not weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads")
     with pytest.raises(StorageError) as refused:
@@ -290,7 +301,9 @@ def test_a_single_put_is_proven_by_its_etag_and_an_opaque_etag_is_checked_with_h
         for name, sha in (("plain.txt", plain), ("opaque.txt", opaque)):
             assert object_sha256(weed, bucket, name) == sha
             row = app.catalog.live(bucket, name)
-            assert row is not None and row.status is FileStatus.ACTIVE and row.sha256 == sha
+            assert row is not None
+            assert row.status is FileStatus.ACTIVE
+            assert row.sha256 == sha
         # Queued -> uploading -> done: the steps a single PUT proves at once are skipped.
         history = {r.key: r.state for r in app.journal.all()}
         assert history == {"plain.txt": TransferState.DONE, "opaque.txt": TransferState.DONE}
@@ -317,12 +330,15 @@ def test_a_part_hurt_on_the_way_is_refused_by_its_content_md5_and_sent_again(
         # The server checked the pre-pass MD5 against what it received: refused,
         # and the file's bytes being unchanged, the part was sent again.
         [refused, succeeded] = app.journal.attempts_of([record.id])[record.id]
-        assert refused.error is not None and "other bytes" in refused.error.message
+        assert refused.error is not None
+        assert "other bytes" in refused.error.message
         assert refused.error.kind is ErrorKind.TRANSIENT
         assert succeeded.error is None
         assert object_sha256(weed, bucket, "hurt.bin") == sha
         row = app.catalog.live(bucket, "hurt.bin")
-        assert row is not None and row.status is FileStatus.ACTIVE and row.sha256 == sha
+        assert row is not None
+        assert row.status is FileStatus.ACTIVE
+        assert row.sha256 == sha
     finally:
         app.close()
 
@@ -419,9 +435,12 @@ def test_a_cancelled_overwrite_leaves_the_stored_version_as_it_was(
         assert cancelled.state is TransferState.CANCELLED
 
         restored = ferry.catalog.live(bucket, "minutes.docx")
-        assert restored is not None and restored.id == row.id
-        assert restored.status is FileStatus.ACTIVE and restored.sha256 == v1
-        assert restored.deleted_at is None and restored.deleted_by is None
+        assert restored is not None
+        assert restored.id == row.id
+        assert restored.status is FileStatus.ACTIVE
+        assert restored.sha256 == v1
+        assert restored.deleted_at is None
+        assert restored.deleted_by is None
         assert object_sha256(weed, bucket, "minutes.docx") == v1
         assert len(ferry.catalog.unpublished_events()) == events_before  # no file.deleted
         report = ferry.check(CheckOptions(grace_seconds=0))
@@ -436,9 +455,12 @@ def test_a_cancelled_overwrite_leaves_the_stored_version_as_it_was(
         assert done.state is TransferState.DONE, done.error
         assert object_sha256(weed, bucket, "minutes.docx") == v2
         replaced = ferry.catalog.get(row.id)
-        assert replaced is not None and replaced.status is FileStatus.DELETED
+        assert replaced is not None
+        assert replaced.status is FileStatus.DELETED
         live = ferry.catalog.live(bucket, "minutes.docx")
-        assert live is not None and live.sha256 == v2 and live.status is FileStatus.ACTIVE
+        assert live is not None
+        assert live.sha256 == v2
+        assert live.status is FileStatus.ACTIVE
         events = ferry.catalog.unpublished_events()[events_before:]
         assert [(e.event_type.value, e.payload["file_id"]) for e in events] == [
             ("file.deleted", row.id),

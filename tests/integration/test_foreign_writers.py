@@ -90,7 +90,9 @@ def test_files_upload_on_the_first_attempt_where_every_etag_is_opaque(
         for name, sha in files.items():
             assert object_sha256(weed, bucket, name) == sha
             row = ferry.catalog.live(bucket, name)
-            assert row is not None and row.status is FileStatus.ACTIVE and row.sha256 == sha
+            assert row is not None
+            assert row.status is FileStatus.ACTIVE
+            assert row.sha256 == sha
     parts = [(r.path, r.query) for r in proxy.seen if is_part_upload(r)]
     assert len(parts) == len(set(parts)), "no part was sent twice"
     # The write probe (once per endpoint) writes its own object twice, by design.
@@ -210,7 +212,8 @@ def test_delete_leaves_an_object_another_program_wrote_over_ferrys(
     foreign_put(weed, bucket, "minutes.txt")
     outcome = ferry.delete("minutes.txt")
     assert not outcome.object_deleted
-    assert outcome.error is not None and "another program wrote" in outcome.error
+    assert outcome.error is not None
+    assert "another program wrote" in outcome.error
     assert stored(weed, bucket, "minutes.txt") == FOREIGN
     assert ferry.catalog.live(bucket, "minutes.txt") is None  # Ferry's record is gone
 

@@ -107,7 +107,8 @@ def test_host_uploads_what_it_is_told_and_stops_when_asked(
     running_host: HostProcess, weed: WeedServer, bucket: str, tmp_path: Path
 ) -> None:
     opened = running_host.wait_for(lambda m: isinstance(m, host.HostOpened))
-    assert isinstance(opened, host.HostOpened) and opened.profile.bucket == bucket
+    assert isinstance(opened, host.HostOpened)
+    assert opened.profile.bucket == bucket
     files = []
     for n in range(3):
         path = tmp_path / f"minutes-{n}.txt"
@@ -132,7 +133,8 @@ def test_a_call_of_what_the_facade_does_not_offer_is_answered_with_a_failure(
     for name in ("_resumable", "close", "journal"):
         running_host.send(host.HostCall(7, FacadeCall(name)))
         failed = running_host.wait_for(lambda m: isinstance(m, host.CallFailed | host.CallReturned))
-        assert isinstance(failed, host.CallFailed) and failed.title == "Not a Ferry request"
+        assert isinstance(failed, host.CallFailed)
+        assert failed.title == "Not a Ferry request"
         running_host.received.clear()
     assert running_host.answer(running_host.call(Ferry.pause, None)) == 0  # still answering
 

@@ -161,13 +161,15 @@ def test_profile_login_runs_the_device_flow_and_the_upload_then_works(
     data = tmp_path / "a.txt"
     data.write_text("alpha")
     before = run_ferry(home, "upload", str(data), "--profile", "sso", env=env)
-    assert before.returncode == 2 and "Sign-in needed" in before.stderr
+    assert before.returncode == 2
+    assert "Sign-in needed" in before.stderr
 
     login = run_ferry(home, "profile", "login", "sso", env=env)
     assert login.returncode == 0, login.stderr
     assert f"confirm the code {sso_stub.user_code}" in login.stderr
     assert "Signed in" in login.stderr
-    assert sso_stub.approved.is_set() and sso_stub.token_polls >= 1
+    assert sso_stub.approved.is_set()
+    assert sso_stub.token_polls >= 1
     # The token went where aws-cli and botocore read it, readable by the user only.
     start_url = "https://example.awsapps.com/start"
     cache_name = f"{hashlib.sha1(start_url.encode()).hexdigest()}.json"
@@ -206,7 +208,8 @@ def test_an_empty_keyring_backend_variable_is_unset_and_a_wrong_one_one_clear_li
         assert (listed.returncode, listed.stderr) == (0, ""), listed.stderr
         assert "No profiles." in listed.stdout
         ghost = ferry(empty, "--profile", "ghost", "status")
-        assert ghost.returncode == 2 and "Traceback" not in ghost.stderr, ghost.stderr
+        assert ghost.returncode == 2, ghost.stderr
+        assert "Traceback" not in ghost.stderr, ghost.stderr
         assert len(ghost.stderr.strip().splitlines()) == 1, ghost.stderr
 
     broken = "keyring.backends.NoSuch.Keyring"
@@ -218,7 +221,8 @@ def test_an_empty_keyring_backend_variable_is_unset_and_a_wrong_one_one_clear_li
         broken, "profile", "add", "work", "--bucket", "team-files", "--access-key-id", "AKID",
         "--secret-stdin", stdin="not-a-real-secret\n",
     )  # fmt: skip
-    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr, wrong.stderr
+    assert wrong.returncode == 2, wrong.stderr
+    assert "Traceback" not in wrong.stderr, wrong.stderr
     assert wrong.stderr == (
         "ferry: Keyring problem: PYTHON_KEYRING_BACKEND names the keyring backend "
         "'keyring.backends.NoSuch.Keyring', which cannot be loaded here "

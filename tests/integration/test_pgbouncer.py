@@ -35,7 +35,9 @@ def test_uploads_copies_and_a_check_work_through_pgbouncer(
         for record in records:
             row = ferry.catalog.live(bucket, record.key)
             data = Path(record.source_path).read_bytes()
-            assert row is not None and row.status is FileStatus.ACTIVE
+            assert row is not None
+            assert row.status is FileStatus.ACTIVE
             assert row.sha256 == hashlib.sha256(data).hexdigest()
         report = ferry.check(CheckOptions(grace_seconds=0))
-        assert report.consistent and report.scanned.rows == 40
+        assert report.consistent
+        assert report.scanned.rows == 40

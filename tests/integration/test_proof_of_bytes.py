@@ -116,7 +116,8 @@ def test_a_rewrite_while_ferry_is_stopped_is_never_registered_under_the_old_sha2
             assert transfer["error"]["kind"] == "source_changed", transfer
             assert resumed.returncode == 1
         else:
-            assert transfer["state"] == "done" and transfer["sha256"] == new_sha, transfer
+            assert transfer["state"] == "done", transfer
+            assert transfer["sha256"] == new_sha, transfer
     with sqlite3.connect(home / "data" / "catalog-p.sqlite3") as connection:
         rows = list(connection.execute("SELECT key, sha256 FROM files WHERE status = 'active'"))
     for key, sha in rows:

@@ -120,8 +120,10 @@ def test_every_kind_is_found_repaired_and_young_things_are_left_alone(
     stale = next(f for f in report.findings if f.kind is FindingKind.STALE_MULTIPART)
     assert stale.upload_id == stale_upload
     mismatch = next(f for f in report.findings if f.kind is FindingKind.MISMATCH)
-    assert mismatch.object is not None and mismatch.object.size == len(b"the wrong bytes!!")
-    assert mismatch.row is not None and mismatch.row.size == len(b"the right bytes")
+    assert mismatch.object is not None
+    assert mismatch.object.size == len(b"the wrong bytes!!")
+    assert mismatch.row is not None
+    assert mismatch.row.size == len(b"the right bytes")
     assert ferry.last_report() is not None
 
     results = ferry.repair(report.findings)
@@ -134,7 +136,8 @@ def test_every_kind_is_found_repaired_and_young_things_are_left_alone(
         return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
-    assert "a/B" in keys and "d/deleted.txt" not in keys  # an orphan is adopted, not deleted
+    assert "a/B" in keys
+    assert "d/deleted.txt" not in keys
     assert body("src/a") == b"alpha content"
     assert body("a_b") == b"the right bytes"
     assert "y/young-orphan" in keys  # left alone
@@ -142,12 +145,15 @@ def test_every_kind_is_found_repaired_and_young_things_are_left_alone(
     assert [u["Key"] for u in uploads] == ["y/young-mp"]
     catalog = ferry.catalog
     adopted = catalog.live(bucket, "a-b")
-    assert adopted is not None and adopted.status is FileStatus.ACTIVE
+    assert adopted is not None
+    assert adopted.status is FileStatus.ACTIVE
     assert adopted.sha256 == sha(adoptable)
     stray = catalog.live(bucket, "a/B")
-    assert stray is not None and stray.sha256 == sha(b"stray bytes")
+    assert stray is not None
+    assert stray.sha256 == sha(b"stray bytes")
     missing = catalog.live(bucket, "lost/é.txt")
-    assert missing is not None and missing.status is FileStatus.MISSING
+    assert missing is not None
+    assert missing.status is FileStatus.MISSING
     assert catalog.get(ok_row.id).status is FileStatus.ACTIVE  # type: ignore[union-attr]
     assert catalog.get(gone_row.id) is None
     assert catalog.live(bucket, "y/young-pending") is not None

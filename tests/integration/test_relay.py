@@ -100,7 +100,8 @@ def test_relay_once_publishes_every_event_once_in_order_per_file(
     catalog.close()
     types = [e.event_type for e in outbox]
     assert types.count(OutboxEventType.FILE_UPLOADED) == 4
-    assert OutboxEventType.FILE_DELETED in types and OutboxEventType.FILE_REPAIRED in types
+    assert OutboxEventType.FILE_DELETED in types
+    assert OutboxEventType.FILE_REPAIRED in types
 
     status = run_ferry(home, "status", "--json", env=CREDS)
     assert json.loads(status.stdout)["events"]["waiting"] == len(outbox)
@@ -108,7 +109,8 @@ def test_relay_once_publishes_every_event_once_in_order_per_file(
     result = run_ferry(home, *relay_args(nats_stream, "--once", "--json"))
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["published"] == len(outbox) and summary["ok"] is True
+    assert summary["published"] == len(outbox)
+    assert summary["ok"] is True
     assert summary["outbox"]["waiting"] == 0
 
     messages = nats_stream.messages()
@@ -153,7 +155,8 @@ def test_unreachable_nats_keeps_events_waiting_and_says_so_in_one_line(
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
-    assert "NATS unreachable" in lines[0] and dead in lines[0]
+    assert "NATS unreachable" in lines[0]
+    assert dead in lines[0]
     assert catalog.outbox_backlog().waiting == 2  # nothing marked published without an ack
 
     as_json = run_ferry(home, "relay", "--once", "--json", "--nats", dead)
@@ -174,7 +177,8 @@ def test_an_event_too_large_for_the_server_is_set_aside_and_blocks_nothing(
         relay = Relay(catalog.outbox(), JetStreamPublisher(options), options)
         report = relay.publish_waiting()
         [skipped] = report.skipped
-        assert report.published == 2 and report.ok
+        assert report.published == 2
+        assert report.ok
         assert "max payload of 1024 bytes" in skipped.reason
         backlog = catalog.outbox_backlog()
         assert (backlog.waiting, backlog.skipped) == (0, 1)
@@ -184,7 +188,8 @@ def test_an_event_too_large_for_the_server_is_set_aside_and_blocks_nothing(
         # Not tried again: it stays aside, with its reason, for a person to look at.
         assert relay.publish_waiting().published == 0
         [(event, reason)] = catalog.outbox().skipped_events()
-        assert event.payload["key"] == long_key and "max payload" in reason
+        assert event.payload["key"] == long_key
+        assert "max payload" in reason
         relay.close()
     finally:
         catalog.close()
@@ -313,7 +318,8 @@ def test_two_relays_one_killed_twice_put_every_event_in_the_stream_once(
         unpublished = connection.execute(
             "SELECT count(*) FROM outbox WHERE published_at IS NULL"
         ).fetchone()
-    assert uids == {m.msg_id for m in messages} and unpublished == (0,)
+    assert uids == {m.msg_id for m in messages}
+    assert unpublished == (0,)
     order: dict[str, list[str]] = defaultdict(list)
     for message in messages:
         order[message.body["file"]["key"]].append(message.body["type"])  # type: ignore[index]
@@ -379,9 +385,11 @@ def test_a_relay_killed_between_ack_and_mark_is_followed_by_no_duplicate_in_the_
 
     result = run_ferry(relay_home(tmp_path, pg_roles), *relay_args(nats_stream, "--once", "--json"))
     summary = json.loads(result.stdout)
-    assert result.returncode == 0 and summary["published"] == 50, result.stderr
+    assert result.returncode == 0, result.stderr
+    assert summary["published"] == 50, result.stderr
     assert summary["duplicates"] == 50  # the stream dropped every re-publish by its id
-    assert nats_stream.count() == 50 and alice.outbox_backlog().waiting == 0
+    assert nats_stream.count() == 50
+    assert alice.outbox_backlog().waiting == 0
     alice.close()
 
 
@@ -407,10 +415,13 @@ def test_a_relay_restarted_after_the_duplicate_window_adds_no_duplicate(
 
     result = run_ferry(relay_home(tmp_path, pg_roles), *relay_args(nats_stream, "--once", "--json"))
     summary = json.loads(result.stdout)
-    assert result.returncode == 0 and summary["ok"], result.stderr
+    assert result.returncode == 0, result.stderr
+    assert summary["ok"], result.stderr
     # Every waiting event is marked; the 20 the stream held are not sent again.
-    assert summary["published"] == 21 and summary["outbox"]["waiting"] == 0
-    assert summary["duplicates"] == 20 and summary["found_in_stream"] == 20
+    assert summary["published"] == 21
+    assert summary["outbox"]["waiting"] == 0
+    assert summary["duplicates"] == 20
+    assert summary["found_in_stream"] == 20
     messages = nats_stream.messages()
     assert [m.msg_id for m in messages] == [e.event_uid for e in outbox]
     alice.close()
@@ -480,7 +491,8 @@ def test_a_running_relay_waits_out_a_nats_outage_and_loses_nothing(
         wait_for(lambda: tries() >= 3)  # several tries, all refused
         assert catalog.outbox_backlog().waiting == 2  # nothing marked without an ack
         trouble = [r for r in caplog.records if r.levelname == "WARNING"]
-        assert len(trouble) == 1 and "none lost" in trouble[0].getMessage()
+        assert len(trouble) == 1
+        assert "none lost" in trouble[0].getMessage()
         server = start_nats_server(tmp_path, port=int(server.url.rsplit(":", 1)[1]))
         wait_for(lambda: catalog.outbox_backlog().waiting == 0)
         stream = NatsStream(server.url, "OUT", "out")

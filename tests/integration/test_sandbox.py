@@ -25,7 +25,8 @@ def test_sandbox_start_reuse_stop_and_restart_keeps_data(
     server, state, profile = start_sandbox(ferry_env)
     try:
         assert server.owned
-        assert profile.name == "local" and profile.sandbox
+        assert profile.name == "local"
+        assert profile.sandbox
         assert profile.endpoint_url == state.endpoint_url
         assert ferry_env.profiles.default_name() == "local"
         source = tmp_path / "hello.txt"
@@ -35,7 +36,8 @@ def test_sandbox_start_reuse_stop_and_restart_keeps_data(
             assert record.state is TransferState.DONE
         assert server.running() is not None, "a reusing Ferry must not stop the server"
         second = SandboxServer(ferry_env.paths.sandbox_dir, find_weed(os.environ))
-        assert second.start().pid == state.pid and not second.owned
+        assert second.start().pid == state.pid
+        assert not second.owned
     finally:
         server.stop()
     assert server.running() is None
@@ -46,7 +48,8 @@ def test_sandbox_start_reuse_stop_and_restart_keeps_data(
         assert state2.endpoint_url == state.endpoint_url, "aws-cli or rclone set up for it broke"
         with Ferry.open(ferry_env) as ferry:
             head = ferry.storage.head_object("hello.txt")
-            assert head is not None and head.size == len("hello sandbox")
+            assert head is not None
+            assert head.size == len("hello sandbox")
     finally:
         server2.stop()
 
@@ -99,11 +102,13 @@ def test_a_server_whose_ferry_died_is_taken_over_and_stopped(tmp_path: Path) -> 
         raw = json.loads(state_file.read_text())
         state_file.write_text(json.dumps({**raw, "owner": gone.pid}))  # its Ferry was killed
         second = SandboxServer(tmp_path / "sandbox", find_weed(os.environ))
-        assert second.start().pid == state.pid and second.owned
+        assert second.start().pid == state.pid
+        assert second.owned
         started = time.monotonic()
         second.stop()
         assert time.monotonic() - started < 3
-        assert second.running() is None and first._process is not None
+        assert second.running() is None
+        assert first._process is not None
         assert first._process.wait(timeout=1) is not None
     finally:
         first.stop()
@@ -119,7 +124,8 @@ def test_show_gives_lines_that_aws_cli_can_use_as_they_are(
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert shown.returncode == 0, shown.stderr
-        assert "(running)" in shown.stdout and state.endpoint_url in shown.stdout
+        assert "(running)" in shown.stdout
+        assert state.endpoint_url in shown.stdout
         [aws_line] = [ln for ln in shown.stdout.splitlines() if ln.startswith("aws-cli:")]
         key_id, secret, _aws, *arguments = aws_line.removeprefix("aws-cli:").split()
         credentials = dict(word.split("=", 1) for word in (key_id, secret))
@@ -148,7 +154,8 @@ def test_a_sandbox_server_that_dies_is_started_again_by_the_ferry_that_owns_it(
             assert time.monotonic() < deadline, f"not restarted: {notices}"
             time.sleep(0.2)
         after = json.loads((ferry_env.paths.sandbox_dir / "server.json").read_text())
-        assert after["pid"] != before["pid"] and after["ports"] == before["ports"]
+        assert after["pid"] != before["pid"]
+        assert after["ports"] == before["ports"]
         source = tmp_path / "after.txt"
         source.write_text("sent to the restarted server")
         [record] = ferry.upload([source])

@@ -92,12 +92,14 @@ def test_a_resume_under_one_profile_never_runs_another_profiles_transfer(
 
     code, out, err = run_cli(home, "--profile", "A", "status", "--json")
     [pending] = [t for t in json.loads(out)["transfers"] if t["profile"] == "A"]
-    assert pending["state"] == "uploading" and pending["bucket"] == alpha
+    assert pending["state"] == "uploading"
+    assert pending["bucket"] == alpha
 
     code, out, err = run_cli(home, "--profile", "A", "resume", "--json")
     assert code == 0, err
     [resumed] = json.loads(out)["transfers"]
-    assert resumed["state"] == "done" and resumed["profile"] == "A"
+    assert resumed["state"] == "done"
+    assert resumed["profile"] == "A"
     a_sha = hashlib.sha256(a_bytes).hexdigest()
     assert object_sha256(weed, alpha, "doc.txt") == a_sha
     assert catalog_rows(home, "A") == [("doc.txt", "active", a_sha)]
@@ -153,7 +155,8 @@ def test_retry_while_the_scheduler_runs_sends_only_the_missing_part_and_never_tw
         [record] = app.queue([path])
         wait_for(lambda: app.journal.get(record.id).state is TransferState.FAILED)
         failed = app.journal.get(record.id)
-        assert failed.error is not None and failed.error.kind is ErrorKind.TRANSIENT
+        assert failed.error is not None
+        assert failed.error.kind is ErrorKind.TRANSIENT
         # A person clicks Retry, several times, while the scheduler is running.
         for _ in range(5):
             app.retry([record.id])
@@ -272,7 +275,8 @@ def test_retrying_bad_input_keeps_the_same_rows_and_their_errors(
         with Ferry.open(ferry_env) as app:
             first = app.upload([folder, gone])
             errors = {r.id: r.error for r in first}
-            assert len(first) == 5 and all(r.state is TransferState.FAILED for r in first)
+            assert len(first) == 5
+            assert all(r.state is TransferState.FAILED for r in first)
             final = [r for r in first if r.error and r.error.kind is ErrorKind.FINAL]
             assert len(final) == 4
             assert all("Retrying cannot help" in r.error.message for r in final if r.error)
@@ -287,7 +291,8 @@ def test_retrying_bad_input_keeps_the_same_rows_and_their_errors(
             # looks at it again in the same row and uploads it.
             gone.write_text("here now")
             [retried] = app.wait([r.id for r in app.retry([first[-1].id])])
-            assert retried.id == first[-1].id and retried.state is TransferState.DONE
+            assert retried.id == first[-1].id
+            assert retried.state is TransferState.DONE
             assert len(app.transfers()) == 5
     finally:
         sock.close()

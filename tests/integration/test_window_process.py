@@ -119,7 +119,8 @@ def window_process(tmp_path: Path) -> Iterator[StartWindow]:
         ).read_text()
         engine = find("spawn_main")
         weed = json.loads(state_file.read_text())["pid"]
-        assert engine is not None and alive(weed)
+        assert engine is not None
+        assert alive(weed)
         return window, engine, weed
 
     yield start
@@ -142,7 +143,8 @@ def test_sigkill_of_the_window_leaves_no_engine_and_no_sandbox_after_5_s(
     assert wait_for(lambda: not any(alive(p) for p in everything), 5), [
         command_line(p)[:120] for p in everything if alive(p)
     ]
-    assert not alive(engine) and not alive(weed)
+    assert not alive(engine)
+    assert not alive(weed)
 
 
 def test_quitting_stops_the_sandbox_within_3_s(window_process: StartWindow, tmp_path: Path) -> None:

@@ -53,9 +53,11 @@ def test_desktop_entry_validates() -> None:
     result = subprocess.run(
         [_tool("desktop-file-validate"), str(DESKTOP_FILE)], capture_output=True, text=True
     )
-    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not result.stdout.strip(), result.stdout + result.stderr
     text = DESKTOP_FILE.read_text()
-    assert "Exec=ferry %F" in text and f"Icon={DESKTOP_ID}" in text
+    assert "Exec=ferry %F" in text
+    assert f"Icon={DESKTOP_ID}" in text
 
 
 def test_metainfo_validates() -> None:

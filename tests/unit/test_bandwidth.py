@@ -46,7 +46,7 @@ class FakeTime:
 
 
 def at(hour: int, minute: int = 0) -> datetime:
-    return datetime(2026, 11, 24, hour, minute)  # naive: read as local wall-clock time
+    return datetime(2026, 11, 24, hour, minute)  # noqa: DTZ001 - naive: local wall-clock time
 
 
 def test_a_schedule_gives_each_hour_its_rate_and_wraps_past_midnight() -> None:
@@ -60,8 +60,8 @@ def test_a_schedule_gives_each_hour_its_rate_and_wraps_past_midnight() -> None:
 def test_gaps_take_the_plain_limit_and_seconds_may_be_given() -> None:
     schedule = BandwidthSchedule.parse("12:00-13:00:30 512k", fallback=5 * MIB)
     assert schedule.rate_at(at(12, 30)) == 512 * 1024
-    assert schedule.rate_at(datetime(2026, 11, 24, 13, 0, 29)) == 512 * 1024
-    assert schedule.rate_at(datetime(2026, 11, 24, 13, 0, 30)) == 5 * MIB
+    assert schedule.rate_at(at(13, 0).replace(second=29)) == 512 * 1024
+    assert schedule.rate_at(at(13, 0).replace(second=30)) == 5 * MIB
     assert BandwidthSchedule.parse("").rate_at(at(9)) == 0
 
 

@@ -24,8 +24,7 @@ def test_pages_read_ahead_come_in_order_and_the_source_s_error_comes_where_it_ha
 
     got: list[int] = []
     with pytest.raises(StorageError, match="the listing broke"):
-        for item in PagesAhead(pages(), depth=1):
-            got.append(item)
+        got.extend(PagesAhead(pages(), depth=1))
     assert got == [1, 2, 3]
 
 
@@ -56,10 +55,16 @@ def test_the_join_holds_each_key_s_object_rows_and_others_together_in_byte_order
     seen = list(merge_by_key(objects, rows, ["a-b", "z"]))
     assert [s.key for s in seen] == ["a", "a-b", "a/B", "z", "é"]  # bytes: '-' < '/' < 'z' < 'é'
     first = seen[0]
-    assert first.object is not None and [r.id for r in first.rows] == [1, 2]
-    assert seen[1].others_hold and not seen[1].rows and seen[1].object is not None
-    assert seen[3].object is None and seen[3].others_hold and [r.id for r in seen[3].rows] == [4]
-    assert seen[4].rows == [] and not seen[4].others_hold
+    assert first.object is not None
+    assert [r.id for r in first.rows] == [1, 2]
+    assert seen[1].others_hold
+    assert not seen[1].rows
+    assert seen[1].object is not None
+    assert seen[3].object is None
+    assert seen[3].others_hold
+    assert [r.id for r in seen[3].rows] == [4]
+    assert seen[4].rows == []
+    assert not seen[4].others_hold
 
 
 def _object(key: str) -> ObjectInfo:
@@ -73,7 +78,7 @@ def test_byte_order_is_checked_key_by_key_and_the_first_break_is_named() -> None
     assert list(in_byte_order(ordered, OutOfOrder)) == ordered
 
     seen: list[str] = []
+    walk = in_byte_order([_object(k) for k in ["a", "a/B", "a-b", "b"]], OutOfOrder)
     with pytest.raises(OutOfOrder, match="'a/B' listed before 'a-b'"):
-        for item in in_byte_order([_object(k) for k in ["a", "a/B", "a-b", "b"]], OutOfOrder):
-            seen.append(item.key)
+        seen.extend(item.key for item in walk)
     assert seen == ["a", "a/B"]  # what came before the break, and nothing after it

@@ -84,7 +84,8 @@ def test_a_multipart_upload_records_the_crc64nvme_the_server_verified(
     [done] = ferry.upload([tmp_path / "big.bin"])
     assert done.state is TransferState.DONE, done.error
     row = ferry.catalog.live(BUCKET, "big.bin")
-    assert row is not None and row.status is FileStatus.ACTIVE
+    assert row is not None
+    assert row.status is FileStatus.ACTIVE
     assert row.checksum == _crc(data)
     assert row.checksum_type == "CRC64NVME"
     parts = [h for op, h in sent if op == "UploadPart"]
@@ -104,7 +105,8 @@ def test_a_multipart_upload_records_the_crc64nvme_the_server_verified(
     assert heads[-1].get("x-amz-checksum-mode") == "ENABLED"
     # Kept in the journal, not in memory: a registration resumed after a crash has it.
     digests = ferry.journal.part_digests(done.id)
-    assert digests is not None and digests.crc64nvme_verified
+    assert digests is not None
+    assert digests.crc64nvme_verified
     assert ferry.engine.sender.proven_checksum(ferry.journal.get(done.id)) == _crc(data)
 
 
@@ -117,7 +119,9 @@ def test_a_single_put_records_the_crc64nvme_the_server_answered(
     [done] = ferry.upload([tmp_path / "small.bin"])
     assert done.state is TransferState.DONE, done.error
     row = ferry.catalog.live(BUCKET, "small.bin")
-    assert row is not None and row.checksum == _crc(data) and row.checksum_type == "CRC64NVME"
+    assert row is not None
+    assert row.checksum == _crc(data)
+    assert row.checksum_type == "CRC64NVME"
     [put] = [h for op, h in sent if op == "PutObject"]
     assert put["x-amz-checksum-crc64nvme"] == _crc(data)
     assert "aws-chunked" not in put.get("content-encoding", "")
@@ -131,7 +135,8 @@ def test_an_altered_crc64nvme_fails_the_verification_of_a_multipart_upload(
     altered = _alter_answered_crc(ferry, ("HeadObject",))
     [failed] = ferry.upload([tmp_path / "big.bin"])
     assert failed.state is TransferState.FAILED
-    assert failed.error is not None and failed.error.cause is ErrorCause.VERIFICATION
+    assert failed.error is not None
+    assert failed.error.cause is ErrorCause.VERIFICATION
     assert "CRC64NVME" in failed.error.message
     assert altered
     live = ferry.catalog.live(BUCKET, "big.bin")
@@ -146,7 +151,8 @@ def test_an_altered_crc64nvme_fails_the_verification_of_a_single_put(
     altered = _alter_answered_crc(ferry, ("PutObject", "HeadObject"))
     [failed] = ferry.upload([tmp_path / "small.bin"])
     assert failed.state is TransferState.FAILED
-    assert failed.error is not None and failed.error.cause is ErrorCause.VERIFICATION
+    assert failed.error is not None
+    assert failed.error.cause is ErrorCause.VERIFICATION
     assert "PutObject" in altered
     live = ferry.catalog.live(BUCKET, "small.bin")
     assert live is None or live.status is not FileStatus.ACTIVE
@@ -206,7 +212,8 @@ def test_on_resume_a_listed_part_counts_only_with_its_planned_crc64nvme(
         parts_sent = [h for op, h in sent if op == "UploadPart"]
         assert len(parts_sent) == (2 if listed_right else 3)
         row = ferry.catalog.live(BUCKET, "film.mov")
-        assert row is not None and row.checksum == _crc(data)
+        assert row is not None
+        assert row.checksum == _crc(data)
 
 
 def _refuse_checksums(ferry_or_client: Any) -> None:
@@ -236,8 +243,11 @@ def test_where_the_server_keeps_no_checksums_the_md5_path_is_unchanged(
     assert not ferry.engine.sender.guard.checksums.verified()
     for name in ("big.bin", "small.bin"):
         row = ferry.catalog.live(BUCKET, name)
-        assert row is not None and row.checksum is None and row.checksum_type is None
+        assert row is not None
+        assert row.checksum is None
+        assert row.checksum_type is None
     # (botocore's own CRC32 on an AWS endpoint, as before: moto's profile is "aws")
-    assert sent and not any("x-amz-checksum-crc64nvme" in h for _op, h in sent)
+    assert sent
+    assert not any("x-amz-checksum-crc64nvme" in h for _op, h in sent)
     assert not any(h.get("x-amz-checksum-algorithm") == "CRC64NVME" for _op, h in sent)
     assert all("content-md5" in h for op, h in sent if op in ("UploadPart", "PutObject"))

@@ -36,7 +36,8 @@ def test_every_other_invocation_reaches_the_commands() -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert answer.returncode == 0, answer.stderr
-    assert "upload" in answer.stdout and "--version" in answer.stdout
+    assert "upload" in answer.stdout
+    assert "--version" in answer.stdout
 
 
 def _home_with_transfers(home: Path) -> dict[str, str]:
@@ -110,10 +111,12 @@ def test_status_loads_neither_boto3_sqlalchemy_alembic_nor_qt(
     assert answer.stderr.splitlines()[-1] == "0 []", answer.stderr
     if "--json" in args:
         document = json.loads(answer.stdout)
-        assert len(document["transfers"]) == 5 and document["relay"] == "nats://127.0.0.1:4222"
+        assert len(document["transfers"]) == 5
+        assert document["relay"] == "nats://127.0.0.1:4222"
         assert document["events"] == {"waiting": 0, "skipped": 0, "oldest_waiting": None}
     else:
-        assert len(answer.stdout.splitlines()) == 5 and "queued" in answer.stdout
+        assert len(answer.stdout.splitlines()) == 5
+        assert "queued" in answer.stdout
 
 
 def test_the_parsers_choices_are_the_enums_values() -> None:

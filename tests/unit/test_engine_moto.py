@@ -79,7 +79,8 @@ def test_a_part_buffer_given_back_is_lent_again_for_the_next_part_of_its_size() 
     budget.give_back(again)
     assert budget.peak == 16  # one buffer, counted once
     last = budget.take_buffer(5)  # the last, shorter part gets a buffer of its own size
-    assert len(last) == 5 and last is not first
+    assert len(last) == 5
+    assert last is not first
     budget.give_back(last)
 
 
@@ -124,7 +125,8 @@ def test_another_programs_object_survives_an_upload_and_a_delete_on_moto(
     (tmp_path / "taken.txt").write_bytes(b"Ferry's file")
     [refused] = ferry.upload([tmp_path / "taken.txt"])
     assert refused.state is TransferState.FAILED
-    assert refused.error is not None and refused.error.title == "Written by another program"
+    assert refused.error is not None
+    assert refused.error.title == "Written by another program"
     assert client.get_object(Bucket="unit-bucket", Key="taken.txt")["Body"].read() == foreign
 
     (tmp_path / "mine.txt").write_bytes(b"Ferry's own")

@@ -103,7 +103,8 @@ def _migration() -> ModuleType:
         / "0008_error_cause.py"
     )
     spec = importlib.util.spec_from_file_location("journal_0008_error_cause", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -360,9 +361,11 @@ def test_old_rows_get_their_cause_from_their_title_once(tmp_path: Path) -> None:
             record = journal.get(number)
             [attempt] = history[number]
             if cause is None:
-                assert record.error is None and attempt.error is None
+                assert record.error is None
+                assert attempt.error is None
                 continue
-            assert record.error is not None and attempt.error is not None
+            assert record.error is not None
+            assert attempt.error is not None
             assert record.error.cause.value == cause, OLD_ROWS[number - 1]
             assert attempt.error.cause.value == cause, OLD_ROWS[number - 1]
         # A transfer whose verification failed once before the upgrade stops at the second.

@@ -20,7 +20,7 @@ from desktop_app.core.journal import Journal, _sqlite_time
         datetime(2026, 11, 24, 8, 0, 0, tzinfo=UTC),  # no microseconds: still written out
         datetime(2026, 11, 24, 8, 0, 0, 999_999, tzinfo=UTC),
         datetime(2026, 11, 24, 1, 30, 0, 5, tzinfo=timezone(timedelta(hours=-7))),
-        datetime(2026, 11, 24, 8, 0, 0, 123_456),  # naive: taken as UTC already
+        datetime(2026, 11, 24, 8, 0, 0, 123_456),  # noqa: DTZ001 - naive: taken as UTC already
     ],
 )
 def test_times_are_the_text_sqlalchemy_writes_so_they_compare_in_sql(moment: datetime) -> None:

@@ -47,7 +47,8 @@ def test_bytes_count_as_the_connection_takes_them_and_an_unanswered_request_give
     first, second = meter.request(8 * MIB), meter.request(8 * MIB)
     assert events == [], "waiting for bandwidth is not sending"
     first.sent(0)
-    assert events[-1].sending and events[-1].bytes_done == 0
+    assert events[-1].sending
+    assert events[-1].bytes_done == 0
     for position in range(0, 8 * MIB + 1, MIB):
         clock.now += 0.01
         first.sent(position)
@@ -94,7 +95,8 @@ def test_silence_counts_from_the_last_new_byte_through_a_body_sent_again() -> No
     assert events[-1].quiet_seconds == pytest.approx(61.0)
     clock.now += 1.0
     request.sent(5 * MIB)  # beyond: the server takes bytes again
-    assert events[-1].quiet_seconds == 0.0 and events[-1].sending
+    assert events[-1].quiet_seconds == 0.0
+    assert events[-1].sending
 
 
 def test_an_answer_ends_a_silence_and_nothing_out_is_no_silence() -> None:
@@ -112,7 +114,8 @@ def test_an_answer_ends_a_silence_and_nothing_out_is_no_silence() -> None:
     assert events[-1].quiet_seconds == 0.0
     other.keep()
     other.end()
-    assert not events[-1].sending and events[-1].quiet_seconds == 0.0
+    assert not events[-1].sending
+    assert events[-1].quiet_seconds == 0.0
 
 
 def progress(done: int, *, sending: bool = True, quiet: float = 0.0) -> TransferProgress:
@@ -139,7 +142,8 @@ def test_a_view_says_a_server_is_silent_from_15_s_and_counts_on_between_events()
     throughput.observe(progress(5 * MIB, quiet=16.0))
     assert throughput.silent_for(7) == pytest.approx(16.0)
     throughput.forget(7)
-    assert throughput.silent_for(7) is None and throughput.running() == set()
+    assert throughput.silent_for(7) is None
+    assert throughput.running() == set()
 
 
 def test_the_speed_of_all_together_says_nothing_once_nothing_is_sent() -> None:
@@ -186,7 +190,8 @@ def test_botocore_reads_a_body_as_it_sends_it_and_it_goes_without_expect() -> No
     md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
     storage.upload_part("k", "upload-1", 1, body, md5, sent=seen.append)
     assert seen == [0, 16384, 32768, 40000, 0, 16384, 32768, 40000]
-    assert "Expect" not in headers and headers["Content-Length"] == "40000"
+    assert "Expect" not in headers
+    assert headers["Content-Length"] == "40000"
 
     # A whole small file too: "Expect: 100-continue" would cost it a round trip more.
     headers.clear()
@@ -194,7 +199,8 @@ def test_botocore_reads_a_body_as_it_sends_it_and_it_goes_without_expect() -> No
     storage.client.meta.events.register("before-send.s3.PutObject", send)
     storage.put_object("k", bytes(body), metadata={}, md5_b64=md5, sent=seen.append)
     assert seen[:4] == [0, 16384, 32768, 40000]
-    assert "Expect" not in headers and headers["Content-Length"] == "40000"
+    assert "Expect" not in headers
+    assert headers["Content-Length"] == "40000"
 
 
 class _Answer:

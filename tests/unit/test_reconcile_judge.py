@@ -107,12 +107,15 @@ def test_a_key_with_neither_object_nor_live_row_is_nothing() -> None:
 def test_an_object_nobody_registered_is_an_orphan_to_adopt_or_delete_as_chosen() -> None:
     found = judge(seen(obj()))
     assert isinstance(found, Finding)
-    assert found.kind is FindingKind.ORPHAN_OBJECT and found.repair is RepairAction.ADOPT
+    assert found.kind is FindingKind.ORPHAN_OBJECT
+    assert found.repair is RepairAction.ADOPT
     assert found.explanation == (
         "An object no catalog row points at (written by another program, or left behind); "
         "it can be adopted into the catalog once its bytes are read back."
     )
-    assert found.row is None and found.object is not None and found.object.size == 10
+    assert found.row is None
+    assert found.object is not None
+    assert found.object.size == 10
     chosen = judge(seen(obj()), delete_orphans=True)
     assert isinstance(chosen, Finding)
     assert chosen.repair is RepairAction.DELETE_OBJECT
@@ -122,8 +125,10 @@ def test_an_object_nobody_registered_is_an_orphan_to_adopt_or_delete_as_chosen()
 def test_an_orphan_keeps_the_last_row_of_the_key_as_evidence() -> None:
     other = row(FileStatus.DELETED, etag="other", deleted_at=OLD)
     found = judge(seen(obj(), other))
-    assert isinstance(found, Finding) and found.kind is FindingKind.ORPHAN_OBJECT
-    assert found.row is not None and found.row.id == other.id
+    assert isinstance(found, Finding)
+    assert found.kind is FindingKind.ORPHAN_OBJECT
+    assert found.row is not None
+    assert found.row.id == other.id
     assert found.rows_seen == (RowStamp.of(other),)
 
 
@@ -141,14 +146,16 @@ def test_a_deleted_file_whose_object_stays_is_deleted_still_stored() -> None:
         "The catalog says this file was deleted, but its object is still stored."
     )
     kept = judge(seen(obj(), row(FileStatus.DELETED, deleted_at=RECENT)))
-    assert isinstance(kept, Finding) and kept.repair is RepairAction.NONE  # within retention
+    assert isinstance(kept, Finding)
+    assert kept.repair is RepairAction.NONE
 
 
 def test_someone_elses_key_is_told_with_my_history_or_counted_without() -> None:
     mine = row(FileStatus.DELETED, deleted_at=OLD)
     found = judge(seen(obj(), mine, others_hold=True))
     assert isinstance(found, Finding)
-    assert found.kind is FindingKind.SOMEONE_ELSES and found.repair is RepairAction.NONE
+    assert found.kind is FindingKind.SOMEONE_ELSES
+    assert found.repair is RepairAction.NONE
     assert found.explanation.startswith("Someone else's file: another user's live row")
     assert judge(seen(obj(), others_hold=True)) is Verdict.OTHERS
     assert judge(seen(None, others_hold=True)) is None
@@ -158,12 +165,15 @@ def test_a_stale_intent_is_activated_if_its_object_has_the_size_else_removed() -
     pending = row(FileStatus.PENDING, etag=None)
     found = judge(seen(obj(), pending))
     assert isinstance(found, Finding)
-    assert found.kind is FindingKind.STALE_PENDING and found.repair is RepairAction.ACTIVATE
+    assert found.kind is FindingKind.STALE_PENDING
+    assert found.repair is RepairAction.ACTIVATE
     assert "its object has the expected size" in found.explanation
     gone = judge(seen(None, pending))
-    assert isinstance(gone, Finding) and gone.repair is RepairAction.REMOVE_ROW
+    assert isinstance(gone, Finding)
+    assert gone.repair is RepairAction.REMOVE_ROW
     other_size = judge(seen(obj(size=11), pending))
-    assert isinstance(other_size, Finding) and other_size.repair is RepairAction.REMOVE_ROW
+    assert isinstance(other_size, Finding)
+    assert other_size.repair is RepairAction.REMOVE_ROW
 
 
 def test_a_young_or_alive_intent_is_left_alone() -> None:
@@ -180,20 +190,25 @@ def test_a_row_marked_missing_is_already_known() -> None:
 def test_an_active_row_its_object_disagrees_with_waits_for_confirmation() -> None:
     active = row()
     absent = judge(seen(None, active))
-    assert isinstance(absent, Disagreement) and absent.needs_head
+    assert isinstance(absent, Disagreement)
+    assert absent.needs_head
     differs = judge(seen(obj(size=11), active))
-    assert isinstance(differs, Disagreement) and not differs.needs_head
+    assert isinstance(differs, Disagreement)
+    assert not differs.needs_head
     assert differs.rows_seen == (RowStamp.of(active),)
 
 
 def test_a_confirmed_absence_is_a_missing_object_reuploaded_from_an_unchanged_copy() -> None:
     absent = Disagreement(KEY, row(), None, (RowStamp.of(row()),))
     found = confirm(absent, None, Path("/data/report.pdf"))
-    assert found.kind is FindingKind.MISSING_OBJECT and found.repair is RepairAction.REUPLOAD
-    assert found.source == "/data/report.pdf" and found.object is None
+    assert found.kind is FindingKind.MISSING_OBJECT
+    assert found.repair is RepairAction.REUPLOAD
+    assert found.source == "/data/report.pdf"
+    assert found.object is None
     assert found.explanation.endswith("an unchanged local copy can be uploaded again.")
     lost = confirm(absent, None, None)
-    assert lost.repair is RepairAction.MARK_MISSING and lost.source is None
+    assert lost.repair is RepairAction.MARK_MISSING
+    assert lost.source is None
     assert lost.explanation.endswith(
         "no unchanged local copy is known, so the row can be marked missing."
     )
@@ -202,11 +217,13 @@ def test_a_confirmed_absence_is_a_missing_object_reuploaded_from_an_unchanged_co
 def test_a_confirmed_difference_is_a_mismatch_with_both_sides_told() -> None:
     differs = Disagreement(KEY, row(), obj(size=11, etag="e2"), ())
     found = confirm(differs, differs.object, None)
-    assert found.kind is FindingKind.MISMATCH and found.repair is RepairAction.MARK_MISSING
+    assert found.kind is FindingKind.MISMATCH
+    assert found.repair is RepairAction.MARK_MISSING
     assert found.explanation == (
         "The object (11 bytes, ETag e2) differs from the catalog row (10 bytes, ETag e1)."
     )
-    assert found.object is not None and found.object.etag == "e2"
+    assert found.object is not None
+    assert found.object.etag == "e2"
 
 
 def test_a_fresh_head_showing_the_registered_object_clears_the_finding() -> None:
@@ -220,7 +237,8 @@ def test_an_unowned_old_upload_is_a_stale_multipart_only_an_admin_aborts() -> No
     upload = MultipartUploadInfo(KEY, "u-1", OLD)
     as_admin = stale_multipart(upload, admin=True)
     assert as_admin.kind is FindingKind.STALE_MULTIPART
-    assert as_admin.repair is RepairAction.ABORT_UPLOAD and as_admin.upload_id == "u-1"
+    assert as_admin.repair is RepairAction.ABORT_UPLOAD
+    assert as_admin.upload_id == "u-1"
     assert stale_multipart(upload, admin=False).repair is RepairAction.NONE
 
 
@@ -229,7 +247,8 @@ def test_an_older_version_of_a_deleted_file_is_deleted_still_stored_by_its_id() 
     found = judge_version(row(FileStatus.DELETED, deleted_at=OLD), version, CUTOFFS)
     assert isinstance(found, Finding)
     assert found.kind is FindingKind.DELETED_STILL_STORED
-    assert found.repair is RepairAction.DELETE_VERSION and found.version_id == "v-1"
+    assert found.repair is RepairAction.DELETE_VERSION
+    assert found.version_id == "v-1"
     kept = judge_version(
         row(FileStatus.DELETED, deleted_at=NOW - timedelta(hours=12)), version, CUTOFFS
     )
@@ -243,7 +262,8 @@ def test_a_mismatch_over_ferrys_version_becomes_another_programs_version_on_top(
     mismatch = confirm(Disagreement(KEY, row(), obj(size=11, etag="e2"), ()), obj(11, "e2"), None)
     on_top = foreign_on_top(mismatch, ObjectVersion(KEY, "v-1", 10, "e1", OLD, latest=False))
     assert on_top.kind is FindingKind.FOREIGN_VERSION_ON_TOP
-    assert on_top.repair is RepairAction.NONE and on_top.version_id == "v-1"
+    assert on_top.repair is RepairAction.NONE
+    assert on_top.version_id == "v-1"
     assert on_top.explanation.startswith(
         "Another program wrote a newer version of this key (11 bytes, ETag e2) over Ferry's; "
         "Ferry's version (v-1) is still stored beneath it."
@@ -301,12 +321,16 @@ def test_confirmations_keep_the_walks_order_and_drop_what_a_fresh_head_cleared()
     assert [f.key for f in findings] == expected  # each in the walk's place
     assert looked_up == [f.key for f in findings if "orphan" not in f.key]  # after the HEAD
     by_key = {f.key: f for f in findings}
-    assert by_key["k11"].source == "/data/k11" and by_key["k11"].repair is RepairAction.REUPLOAD
-    assert by_key["k13"].source is None and by_key["k13"].repair is RepairAction.MARK_MISSING
+    assert by_key["k11"].source == "/data/k11"
+    assert by_key["k11"].repair is RepairAction.REUPLOAD
+    assert by_key["k13"].source is None
+    assert by_key["k13"].repair is RepairAction.MARK_MISSING
     assert by_key["k13"].kind is FindingKind.MISMATCH
     assert by_key["k14"].kind is FindingKind.MISSING_OBJECT
-    assert 1 < len(headed_on) <= 4 and walking not in headed_on
-    assert hashed_on and walking not in hashed_on
+    assert 1 < len(headed_on) <= 4
+    assert walking not in headed_on
+    assert hashed_on
+    assert walking not in hashed_on
 
 
 def test_an_error_of_a_fresh_head_is_raised_where_the_findings_are_resolved() -> None:
@@ -358,7 +382,8 @@ def test_the_merge_joins_per_key_in_utf8_byte_order(seed: int) -> None:
 
 def test_a_findings_json_is_what_asdict_gives_with_kind_and_repair_by_value() -> None:
     disagreement = judge(seen(obj(), row(FileStatus.DELETED, deleted_at=OLD), row(id=2, etag="x")))
-    assert isinstance(disagreement, Disagreement) and len(disagreement.rows_seen) == 2
+    assert isinstance(disagreement, Disagreement)
+    assert len(disagreement.rows_seen) == 2
     rich = confirm(disagreement, disagreement.object, Path("/data/report.pdf"))
     plain = stale_multipart(MultipartUploadInfo(KEY, "u-1", OLD), admin=True)
     for finding in (rich, dataclasses.replace(rich, version_id="v-1", source="/s"), plain):

@@ -99,7 +99,8 @@ def test_transient_failures_wait_growing_delays_and_keep_every_attempt(
     for _ in range(4):
         failed = ferry.engine.process(record.id)
         assert failed.state is TransferState.FAILED
-        assert failed.error is not None and failed.error.kind is ErrorKind.TRANSIENT
+        assert failed.error is not None
+        assert failed.error.kind is ErrorKind.TRANSIENT
         assert "tries again by itself" in failed.error.message
         assert failed.retry_at is not None
         delays.append((failed.retry_at - clocks.now()).total_seconds())
@@ -192,7 +193,8 @@ def test_permanent_failures_never_retry_on_their_own(ferry: Ferry, tmp_path: Pat
     (tmp_path / "a.txt").write_text("hello")
     [record] = ferry.queue([tmp_path / "a.txt"])
     failed = ferry.engine.process(record.id)
-    assert failed.error is not None and failed.error.kind is ErrorKind.PERMANENT
+    assert failed.error is not None
+    assert failed.error.kind is ErrorKind.PERMANENT
     assert failed.retry_at is None
     clocks.advance(10_000)
     assert ferry.journal.runnable(["aws"], clocks.now() + timedelta(days=1)) == []
@@ -247,8 +249,10 @@ def test_a_file_deleted_before_a_resume_is_a_clear_input_error(
 
     on_call(ferry, "UploadPart", second_part_fails)
     interrupted = ferry.engine.process(record.id)
-    assert interrupted.state is TransferState.FAILED and interrupted.upload_id is not None
+    assert interrupted.state is TransferState.FAILED
+    assert interrupted.upload_id is not None
     path.unlink()
     failed = ferry.engine.process(record.id)
-    assert failed.error is not None and failed.error.kind is ErrorKind.INPUT, failed.error
+    assert failed.error is not None, failed.error
+    assert failed.error.kind is ErrorKind.INPUT, failed.error
     assert failed.error.title == "File gone"

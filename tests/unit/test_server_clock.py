@@ -25,15 +25,18 @@ def test_a_server_ten_minutes_behind_is_the_time_bucket_ages_are_judged_by() -> 
 
 def test_a_date_within_its_one_second_resolution_is_no_offset() -> None:
     clock = clock_seeing(LOCAL)  # the header drops the 0.6 s
-    assert clock.offset is not None and clock.offset < timedelta(0)
-    assert clock.now() == LOCAL and clock.notable_offset() is None
+    assert clock.offset is not None
+    assert clock.offset < timedelta(0)
+    assert clock.now() == LOCAL
+    assert clock.notable_offset() is None
 
 
 def test_an_answer_without_a_date_teaches_nothing() -> None:
     clock = ServerClock(local=lambda: LOCAL)
     clock.observe({})
     clock.observe({"Date": "not a date"})
-    assert clock.offset is None and clock.now() == LOCAL
+    assert clock.offset is None
+    assert clock.now() == LOCAL
     assert clock_seeing(LOCAL + timedelta(seconds=40)).notable_offset() is None
     behind = clock_seeing(LOCAL + timedelta(minutes=3)).notable_offset() or ""
     assert "3 min behind" in behind

@@ -112,7 +112,8 @@ def test_another_programs_object_written_as_the_delete_is_refused_stays(
     refuse_conditional_deletes(ferry, before=write)
     outcome = ferry.delete("parts.bin")
     assert not outcome.object_deleted
-    assert outcome.error is not None and "another program wrote that key" in outcome.error
+    assert outcome.error is not None
+    assert "another program wrote that key" in outcome.error
     assert _stored("parts.bin") == FOREIGN
 
 
@@ -133,7 +134,8 @@ def test_the_same_bytes_without_ferrys_metadata_are_not_taken_for_ferrys_object(
     outcome = ferry.delete("same.txt")
     assert not outcome.object_deleted
     head = _other_program().head_object(Bucket=BUCKET, Key="same.txt")
-    assert head["ETag"].strip('"') == done.etag and "sha256" not in head["Metadata"]
+    assert head["ETag"].strip('"') == done.etag
+    assert "sha256" not in head["Metadata"]
 
 
 def test_the_checks_repair_deletes_a_multipart_file_left_behind_on_such_a_server(
@@ -206,7 +208,8 @@ def test_the_profile_test_finds_a_complete_that_ignores_its_condition(
     learnt = ProtectionMemory(ceph_ferry.env.paths.data_dir / PROTECTION_FILE).get(
         ceph_ferry.storage.endpoint_id
     )
-    assert learnt is not None and learnt.protection is WriteProtection.COMPLETE_UNGUARDED
+    assert learnt is not None
+    assert learnt.protection is WriteProtection.COMPLETE_UNGUARDED
 
 
 def test_on_moto_itself_the_probe_of_complete_finds_the_condition_honoured(ferry: Ferry) -> None:
@@ -244,7 +247,8 @@ def test_another_programs_object_written_during_a_multipart_upload_survives_its_
     [record] = ceph_ferry.upload([tmp_path / "shared.bin"])
     assert written.is_set()
     assert record.state is TransferState.FAILED, record
-    assert record.error is not None and record.error.cause is ErrorCause.FOREIGN_OBJECT
+    assert record.error is not None
+    assert record.error.cause is ErrorCause.FOREIGN_OBJECT
     assert "looked at the key just before" in record.error.message
     assert _stored("shared.bin") == FOREIGN  # byte for byte
     assert ceph_ferry.catalog.live(BUCKET, "shared.bin") is None
@@ -257,7 +261,8 @@ def test_another_programs_object_written_during_a_multipart_upload_survives_its_
     )
     (tmp_path / "small.txt").write_bytes(b"one PUT")
     [small] = ceph_ferry.upload([tmp_path / "small.txt"])
-    assert small.state is TransferState.DONE and heads == []
+    assert small.state is TransferState.DONE
+    assert heads == []
 
 
 def test_a_protection_file_of_an_older_ferry_is_read_as_nothing_learnt(tmp_path: Path) -> None:
@@ -278,5 +283,6 @@ def test_a_protection_file_of_an_older_ferry_is_read_as_nothing_learnt(tmp_path:
     assert memory.get("ceph.example:7480") is None  # probed again
     memory.put("ceph.example:7480", WriteProtection.COMPLETE_UNGUARDED)
     learnt = ProtectionMemory(file).get("ceph.example:7480")
-    assert learnt is not None and learnt.protection is WriteProtection.COMPLETE_UNGUARDED
+    assert learnt is not None
+    assert learnt.protection is WriteProtection.COMPLETE_UNGUARDED
     assert json.loads(file.read_text())["format"] == 2

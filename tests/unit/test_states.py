@@ -168,9 +168,12 @@ def test_a_failed_move_keeps_its_attempt_in_the_history(journal: Journal) -> Non
 
 
 def test_error_kinds_say_who_acts_next() -> None:
-    assert ErrorKind.TRANSIENT.retries_on_its_own and ErrorKind.TRANSIENT.retryable
-    assert not ErrorKind.PERMANENT.retries_on_its_own and ErrorKind.PERMANENT.retryable
-    assert not ErrorKind.FINAL.retryable and not ErrorKind.FINAL.retries_on_its_own
+    assert ErrorKind.TRANSIENT.retries_on_its_own
+    assert ErrorKind.TRANSIENT.retryable
+    assert not ErrorKind.PERMANENT.retries_on_its_own
+    assert ErrorKind.PERMANENT.retryable
+    assert not ErrorKind.FINAL.retryable
+    assert not ErrorKind.FINAL.retries_on_its_own
     assert ErrorKind.parse("something old") is ErrorKind.PERMANENT
 
 

@@ -91,7 +91,8 @@ def test_the_reader_reads_what_the_journal_wrote(tmp_path: Path) -> None:
             ] == [(a.started_at, a.ended_at, a.error, a.bytes_sent) for a in expected]
         unrecorded = reader.unrecorded_sending(ids)
         assert [len(unrecorded[i]) for i in ids] == [1, 1, 1, 0, 0, 0]
-        assert unrecorded[ids[0]][0].parts == 1 and unrecorded[ids[0]][0].bytes_sent == 5 * MIB
+        assert unrecorded[ids[0]][0].parts == 1
+        assert unrecorded[ids[0]][0].bytes_sent == 5 * MIB
     # Beside a running Ferry: the read-only journal answers the same.
     alongside = Journal(path, read_only=True)
     try:
@@ -106,7 +107,8 @@ def test_the_reader_reads_what_the_journal_wrote(tmp_path: Path) -> None:
 def test_no_journal_yet_holds_no_transfers_and_a_truncated_one_is_refused(tmp_path: Path) -> None:
     missing = tmp_path / "journal.sqlite3"
     with JournalReader(missing) as reader:
-        assert reader.all() == [] and reader.attempts_of([1]) == {1: []}
+        assert reader.all() == []
+        assert reader.attempts_of([1]) == {1: []}
     assert not missing.exists()  # reading made nothing
     missing.write_bytes(b"")
     with pytest.raises(JournalError, match="0 bytes"):
@@ -182,8 +184,10 @@ def test_a_plain_sqlite_url_is_the_file_sqlalchemy_would_open(url: str) -> None:
     if found is None:
         return  # read by SQLAlchemy, as before
     parsed = make_url(url)
-    assert parsed.get_backend_name() == "sqlite" and parsed.password is None
-    assert parsed.database is not None and found == str(Path(parsed.database).absolute())
+    assert parsed.get_backend_name() == "sqlite"
+    assert parsed.password is None
+    assert parsed.database is not None
+    assert found == str(Path(parsed.database).absolute())
 
 
 def _catalog(tmp_path: Path) -> str:
@@ -265,7 +269,8 @@ def test_status_on_an_older_catalog_says_to_upgrade_and_changes_nothing(tmp_path
         make_default=True,
     )
     with StatusReader.open(env) as status:
-        assert status.transfers() == [] and status.outbox_backlog() == OutboxBacklog(0, 0, None)
+        assert status.transfers() == []
+        assert status.outbox_backlog() == OutboxBacklog(0, 0, None)
     catalog_file = plain_sqlite_file(url)
     assert catalog_file is not None
     with sqlite3.connect(catalog_file) as db:
@@ -282,11 +287,12 @@ class _NoKeyring:
 
     priority = 0  # not usable: Ferry reads no secret from it
 
-    def get_password(self, service: str, username: str) -> str | None:
+    # keyring's own signatures, arguments unread.
+    def get_password(self, service: str, username: str) -> str | None:  # noqa: ARG002
         return None
 
-    def set_password(self, service: str, username: str, password: str) -> None:
+    def set_password(self, service: str, username: str, password: str) -> None:  # noqa: ARG002
         raise AssertionError("nothing is stored by a status")
 
-    def delete_password(self, service: str, username: str) -> None:
+    def delete_password(self, service: str, username: str) -> None:  # noqa: ARG002
         raise AssertionError("nothing is deleted by a status")

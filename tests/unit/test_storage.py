@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import botocore
+import pytest
 from botocore.awsrequest import AWSResponse
 
 from desktop_app import __version__
@@ -87,14 +88,11 @@ def test_a_refusal_keeps_the_servers_own_code_and_words() -> None:
         return AWSResponse(request.url, 403, {"Content-Type": "application/xml"}, _Body(document))
 
     storage.client.meta.events.register("before-send.s3.PutObject", answer)
-    try:
+    with pytest.raises(StorageError) as refused:  # not taken for success
         storage.put_object("k", b"x", metadata={}, md5_b64="")
-    except StorageError as exc:
-        assert "SecondLevelDomainForbidden: Please use virtual hosted style" in exc.message
-        assert "--addressing virtual" in exc.message  # what to do
-        assert exc.title == "The server wants another addressing"
-    else:
-        raise AssertionError("a 403 was taken for success")
+    assert "SecondLevelDomainForbidden: Please use virtual hosted style" in refused.value.message
+    assert "--addressing virtual" in refused.value.message  # what to do
+    assert refused.value.title == "The server wants another addressing"
 
 
 def _sent(profile: Profile, operation: str, send: Any) -> tuple[str, dict[str, str]]:
@@ -171,9 +169,6 @@ def test_a_profile_with_unknown_server_options_is_refused_by_name() -> None:
         ({"sse": "aws:kms:dsse"}, "sse is 'AES256' or 'aws:kms'"),
         ({"sse_kms_key_id": "k"}, "a KMS key id goes with sse = 'aws:kms'"),
     ):
-        try:
+        with pytest.raises(ConfigError) as refused:  # not accepted
             _profile("https://s3.example.test", **settings).validate()
-        except ConfigError as exc:
-            assert words in exc.message
-        else:
-            raise AssertionError(f"{settings} was accepted")
+        assert words in refused.value.message

@@ -66,7 +66,8 @@ def test_row_and_total_agree_for_one_transfer_and_add_up_for_two() -> None:
     one = throughput.of_transfer(1, 0).bytes_per_second
     two = throughput.of_transfer(2, 0).bytes_per_second
     overall = throughput.overall(0).bytes_per_second
-    assert one == pytest.approx(MIB) and two == pytest.approx(2 * MIB)
+    assert one == pytest.approx(MIB)
+    assert two == pytest.approx(2 * MIB)
     assert overall == pytest.approx(one + two, rel=0.25)
     throughput.forget(1)
     assert throughput.of_transfer(1, 0) == Rate(None, None)

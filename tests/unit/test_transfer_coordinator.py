@@ -113,7 +113,8 @@ def test_a_pause_during_an_attempt_keeps_what_was_sent_and_resumes_from_it(
 
     paused = ferry.engine.run_held(record.id, control)
     ferry.engine.holds.release(record.id)
-    assert paused.paused and paused.state is TransferState.UPLOADING
+    assert paused.paused
+    assert paused.state is TransferState.UPLOADING
     assert [p.done for p in ferry.journal.parts(record.id)] == [True, False, False]
     assert control.bytes_sent == 5 * MIB  # no part was sent after the pause
     assert stored("film.mov") == ["film.mov"]  # the multipart upload waits
@@ -139,7 +140,8 @@ def test_a_retry_leaves_a_transfer_a_worker_is_retrying_to_it(ferry: Ferry, tmp_
 
     (tmp_path / "gone.txt").write_text("back")
     [retried] = ferry.coordinator.retry([record.id])
-    assert retried.state is TransferState.QUEUED and retried.attempts == 0
+    assert retried.state is TransferState.QUEUED
+    assert retried.attempts == 0
 
 
 def test_a_one_shot_ferry_runs_only_what_it_waits_for(ferry: Ferry, tmp_path: Path) -> None:

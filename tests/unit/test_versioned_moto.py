@@ -48,7 +48,8 @@ def test_on_moto_delete_removes_ferrys_versions_single_and_multipart(
     for path in (small, big):
         row = ferry.catalog.live(BUCKET, path.name)
         [stored] = _versions(path.name)
-        assert row is not None and row.version_id == stored["VersionId"]
+        assert row is not None
+        assert row.version_id == stored["VersionId"]
         assert ferry.delete(path.name).object_deleted
         assert _versions(path.name) == []  # no bytes, no marker
 
@@ -88,7 +89,8 @@ def test_a_version_kept_by_object_lock_is_a_clear_error_that_says_until_when(
     assert not outcome.object_deleted
     assert outcome.error is not None
     assert "Object Lock keeps it until" in outcome.error
-    assert "contract.pdf" in outcome.error and "ferry check --repair" in outcome.error
+    assert "contract.pdf" in outcome.error
+    assert "ferry check --repair" in outcome.error
     assert ferry.catalog.live(BUCKET, "contract.pdf") is None  # the record is gone
     assert [v["VersionId"] for v in _versions("contract.pdf")] == [done.version_id]
 
@@ -97,7 +99,8 @@ def test_a_version_kept_by_object_lock_is_a_clear_error_that_says_until_when(
     [finding] = report.findings
     assert finding.kind is FindingKind.DELETED_STILL_STORED
     [result] = ferry.repair(report.findings)
-    assert result.outcome is RepairOutcome.FAILED and "Object Lock" in result.message
+    assert result.outcome is RepairOutcome.FAILED
+    assert "Object Lock" in result.message
 
 
 def test_a_version_under_a_legal_hold_says_so(ferry: Ferry, tmp_path: Path) -> None:
@@ -111,5 +114,6 @@ def test_a_version_under_a_legal_hold_says_so(ferry: Ferry, tmp_path: Path) -> N
     )
     outcome = ferry.delete("evidence.txt")
     assert not outcome.object_deleted
-    assert outcome.error is not None and "legal hold" in outcome.error
+    assert outcome.error is not None
+    assert "legal hold" in outcome.error
     assert len(_versions("evidence.txt")) == 1

@@ -443,7 +443,8 @@ class ObjectSender:
         return self._upload_parts(record, control)
 
     def _copy(self, record: TransferRecord, control: TransferControl) -> TransferRecord | None:
-        assert record.copy_source_key is not None and record.copy_source_etag is not None
+        assert record.copy_source_key is not None
+        assert record.copy_source_etag is not None
         control.check()
         source_key, source_etag = record.copy_source_key, record.copy_source_etag
         try:
