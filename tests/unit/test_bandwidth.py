@@ -215,3 +215,16 @@ def test_a_pause_while_a_body_waits_for_bandwidth_stops_the_request() -> None:
     # Without a limit, a pause lets the request finish as before.
     unlimited = PacedRequest(time.limiter(0), MIB, lambda: True, lambda _position: None)
     send_body(unlimited, MIB, wire, time)
+
+
+def test_a_stopped_wait_gives_back_its_own_bytes_not_the_debt_of_those_before_it() -> None:
+    # Every request asks at the same instant: 5,000 bytes of another part are owed
+    # when a 1,000-byte block stops waiting (its transfer paused).
+    time = FakeTime(frozen=True)
+    limiter = time.limiter(1000)
+    limiter.consume(5000)
+    limiter.consume(1000, interrupted=lambda: True)
+    # The next block still waits behind the 5,000 bytes owed (5 s + its own 1 s);
+    # forgetting them would let it, and every block after, go over the limit.
+    limiter.consume(1000)
+    assert time.slept[-1] == pytest.approx(6.0)

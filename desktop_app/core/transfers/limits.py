@@ -86,7 +86,7 @@ class BandwidthLimiter:
             delay = deficit / self.rate
             self._sleep(delay)
             return delay
-        return self._pay_in_slices(deficit, interrupted)
+        return self._pay_in_slices(deficit, interrupted, own=amount)
 
     @property
     def limiting(self) -> bool:
@@ -98,16 +98,21 @@ class BandwidthLimiter:
             self.rate = self._rate_now()
         return self.rate
 
-    def _pay_in_slices(self, deficit: float, interrupted: Callable[[], bool] | None) -> float:
+    def _pay_in_slices(
+        self, deficit: float, interrupted: Callable[[], bool] | None, *, own: int
+    ) -> float:
         """Wait off a debt of bytes in slices, each at the rate the schedule says
-        then, until it is paid or the wait is interrupted."""
+        then, until it is paid or the wait is interrupted. Interrupted, only the
+        caller's ``own`` bytes not yet waited for are given back: the rest of the
+        debt is what others before it sent, still owed."""
         slept = 0.0
         rate = self.rate
         while rate > 0:
             if interrupted is not None and interrupted():
                 with self._lock:
-                    # Not sent: not owed.
-                    self._available = min(CREDIT_SECONDS * self.rate, self._available + deficit)
+                    # Not sent: not owed (the caller's own bytes, never others' debt).
+                    unpaid = min(deficit, float(own))
+                    self._available = min(CREDIT_SECONDS * self.rate, self._available + unpaid)
                 return slept
             step = deficit / rate
             if step <= WAIT_SLICE:
