@@ -9,6 +9,7 @@ check failed, 2 on a usage or configuration error.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import dataclasses
 import getpass
@@ -39,7 +40,7 @@ from desktop_app.core.journal_records import (
     TransferRecord,
     UnrecordedSending,
 )
-from desktop_app.core.keys import SecretKind, SecretStore
+from desktop_app.core.keys import SecretKind, SecretStore, parse_customer_key
 from desktop_app.core.logs import configure_logging
 from desktop_app.core.paths import FerryPaths
 from desktop_app.core.relay_options import describe_nats_url
@@ -1084,6 +1085,9 @@ def cmd_profile_add(args: argparse.Namespace) -> int:
     password = None
     if args.catalog_password_stdin:
         password = _read_secret("catalog password", True)
+    # Kept before the profile is saved: a profile that encrypts with a key the
+    # keyring does not hold could write nothing.
+    _keep_customer_key(env.secrets, profile, args.sse_customer_key_stdin)
     store.save(profile, make_default=args.default)
     lost = _keep_secrets(env.secrets, profile, secret, password)
     if secret and SecretKind.S3_SECRET_KEY not in lost:
@@ -1098,6 +1102,37 @@ def cmd_profile_add(args: argparse.Namespace) -> int:
     # The profile is there, a secret given is not: a partial success (exit 1), so a
     # script that goes on to upload stops here rather than at "No credentials".
     return EXIT_FAILED if lost else EXIT_OK
+
+
+def _keep_customer_key(secrets: SecretStore, profile: Profile, from_stdin: bool) -> None:
+    """The SSE-C key, read from stdin (the last line read there), into the keyring
+    only: never echoed, never printed, never written to a file."""
+    sse_c = profile.encryption is Encryption.SSE_C
+    if from_stdin and not sse_c:
+        raise FerryError("--sse-customer-key-stdin goes with --sse SSE-C. Nothing was saved.")
+    if not sse_c:
+        return
+    if not from_stdin:
+        if secrets.usable and secrets.get(profile.name, SecretKind.SSE_CUSTOMER_KEY):
+            return  # the profile's key stays as it is
+        raise FerryError(
+            "--sse SSE-C needs the customer key: pass the base64 of 32 random bytes on stdin "
+            "with --sse-customer-key-stdin (e.g. `openssl rand -base64 32 > key`, kept safe, "
+            "then `< key`). Nothing was saved."
+        )
+    key = parse_customer_key(_read_secret("SSE-C customer key", True))
+    if not secrets.usable:
+        raise FerryError(
+            f"No usable keyring is available here ({secrets.describe()}), and Ferry keeps an "
+            "SSE-C customer key nowhere else. Install a keyring backend (e.g. GNOME Keyring, "
+            "KWallet) and run this command again. Nothing was saved."
+        )
+    secrets.set(profile.name, SecretKind.SSE_CUSTOMER_KEY, base64.b64encode(key).decode("ascii"))
+    _say(
+        f"ferry: the SSE-C customer key of profile {profile.name!r} is in the keyring (service "
+        f"'ferry', entry '{profile.name}/{SecretKind.SSE_CUSTOMER_KEY.value}'). Keep a copy of "
+        "it somewhere safe: objects written with it cannot be read by anyone without it."
+    )
 
 
 def _keep_secrets(
@@ -1163,6 +1198,9 @@ def cmd_profile_show(args: argparse.Namespace) -> int:
     env = _environment()
     profile = env.profile(args.name)
     table = _profile_json(profile)
+    if profile.encryption is Encryption.SSE_C:
+        held = env.secrets.get(profile.name, SecretKind.SSE_CUSTOMER_KEY)
+        table["customer key"] = "in the keyring" if held else "missing"
     if args.json:
         _emit(table)
     else:
@@ -1176,8 +1214,16 @@ def cmd_profile_remove(args: argparse.Namespace) -> int:
     env = _environment()
     env.profiles.remove(args.name)
     for kind in SecretKind:
-        env.secrets.delete(args.name, kind)
+        if kind is not SecretKind.SSE_CUSTOMER_KEY:
+            env.secrets.delete(args.name, kind)
     _say(f"Profile {args.name!r} removed (its secrets too).")
+    if env.secrets.get(args.name, SecretKind.SSE_CUSTOMER_KEY):
+        # Deleting it would make every object written with it unreadable.
+        _say(
+            f"ferry: its SSE-C customer key stays in the keyring (entry '{args.name}/"
+            f"{SecretKind.SSE_CUSTOMER_KEY.value}'): objects written with it cannot be read "
+            "without it. A profile added again under this name uses it."
+        )
     return EXIT_OK
 
 
@@ -1446,6 +1492,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="server-side encryption asked for on every write (default: the bucket's own)",
     )
     p_add.add_argument("--sse-kms-key-id", metavar="KEY", help="the KMS key for --sse aws:kms")
+    p_add.add_argument(
+        "--sse-customer-key-stdin",
+        action="store_true",
+        help="read the SSE-C key (base64 of 32 bytes) from stdin, after --secret-stdin's line",
+    )
     p_add.add_argument("--owner", help="owner name on an SQLite catalog")
     p_add.add_argument("--part-size-mib", type=int)
     p_add.add_argument("--concurrency", type=int)

@@ -29,7 +29,7 @@ from desktop_app.core.catalog import (
     OutboxBacklog,
     open_catalog,
 )
-from desktop_app.core.config import DEFAULT_PROFILE_NAME, Profile
+from desktop_app.core.config import DEFAULT_PROFILE_NAME, Encryption, Profile
 from desktop_app.core.control import ControlServer, endpoint_address
 
 # Light, and re-exported here: the CLI's reading commands start from it alone.
@@ -51,6 +51,8 @@ from desktop_app.core.keys import (
     SANDBOX_SECRET_KEY,
     CredentialSource,
     catalog_password,
+    describe_encryption,
+    missing_customer_key,
     require_s3_credentials,
     resolve_s3_credentials,
 )
@@ -175,7 +177,9 @@ def start_sandbox(env: Environment) -> tuple[SandboxServer, SandboxState, Profil
                 title="Profile name taken",
             )
         store.save(profile, make_default=existing is None)
-    storage = S3Storage.connect(profile, resolve_s3_credentials(profile, env.secrets, env.environ))
+    credentials = resolve_s3_credentials(profile, env.secrets, env.environ)
+    REDACTOR.add_binary_secret(credentials.sse_customer_key)
+    storage = S3Storage.connect(profile, credentials)
     try:
         storage.create_bucket_if_missing()
     except StorageError:
@@ -272,6 +276,7 @@ class Ferry:
         try:
             credentials = require_s3_credentials(profile, env.secrets, env.environ)
             REDACTOR.add_secret(credentials.secret_access_key)
+            REDACTOR.add_binary_secret(credentials.sse_customer_key)
             log.info("Profile %s: S3 credentials from %s", profile.name, credentials.source.value)
             storage = S3Storage.connect(
                 profile, credentials, max_connections=profile.concurrency + 4
@@ -793,9 +798,17 @@ def diagnose_profile(env: Environment, profile: Profile) -> list[CheckResult]:
         try:
             credentials = require_s3_credentials(profile, env.secrets, env.environ)
             REDACTOR.add_secret(credentials.secret_access_key)
+            REDACTOR.add_binary_secret(credentials.sse_customer_key)
             results.append(CheckResult("credentials", True, f"found in {credentials.source.value}"))
         except FerryError as exc:
             results.append(CheckResult("credentials", False, exc.message))
+            return results
+        held = profile.encryption is not Encryption.SSE_C or credentials.sse_customer_key
+        results.append(
+            CheckResult("encryption", bool(held), describe_encryption(profile, credentials))
+        )
+        if not held:
+            results.append(CheckResult("customer key", False, missing_customer_key(profile)))
             return results
         storage = S3Storage.connect(profile, credentials)
         try:

@@ -80,6 +80,9 @@ class Encryption(enum.Enum):
     BUCKET_DEFAULT = ""  # send no header: the bucket's default applies
     AES256 = "AES256"  # SSE-S3
     KMS = "aws:kms"  # SSE-KMS, with the profile's key id or the account's default key
+    # SSE-C: AES256 under the profile's own 256-bit key, kept in the keyring
+    # (never here) and sent on every read and write of the object.
+    SSE_C = "SSE-C"
 
 
 class DuplicatePolicy(enum.Enum):
@@ -124,8 +127,9 @@ class Profile:
     duplicates: str = DuplicatePolicy.COPY.value
     sandbox: bool = False
     addressing: str = Addressing.AUTO.value
-    # Server-side encryption asked for on each write ("", "AES256", "aws:kms"),
-    # and the KMS key for aws:kms (None: the account's default key for S3).
+    # Server-side encryption asked for on each write ("", "AES256", "aws:kms",
+    # "SSE-C": its key in the keyring), and the KMS key for aws:kms (None: the
+    # account's default key for S3).
     sse: str = Encryption.BUCKET_DEFAULT.value
     sse_kms_key_id: str | None = None
     # While the window or `ferry watch` runs: hold uploads while the network is
@@ -254,7 +258,8 @@ class Profile:
             raise ConfigError(f"{where}: addressing is 'auto', 'path' or 'virtual'.")
         if self.sse not in {kind.value for kind in Encryption}:
             raise ConfigError(
-                f"{where}: sse is 'AES256' or 'aws:kms' (or empty for the bucket's default)."
+                f"{where}: sse is 'AES256', 'aws:kms' or 'SSE-C' "
+                "(or empty for the bucket's default)."
             )
         if self.sse_kms_key_id and self.encryption is not Encryption.KMS:
             raise ConfigError(f"{where}: a KMS key id goes with sse = 'aws:kms'.")

@@ -1,4 +1,4 @@
-"""Secrets: the S3 secret key and the catalog password.
+"""Secrets: the S3 secret key, the catalog password and an SSE-C customer key.
 
 Secrets live in the OS keyring (service ``ferry``). Where no usable keyring is
 reachable (a backend of priority below 1, or keyring's ``fail`` backend, as on
@@ -13,14 +13,17 @@ exception message. botocore's credential errors are translated here.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import dataclasses
 import enum
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from desktop_app.core.config import Profile
+from desktop_app.core.config import Encryption, Profile
 from desktop_app.core.errors import ConfigError, ErrorCause, SecretStoreError, SignInRequiredError
 
 # boto3 and keyring are imported where they are used: a command that reads no
@@ -40,6 +43,8 @@ SANDBOX_SECRET_KEY = "ferry-sandbox-not-a-secret"
 class SecretKind(enum.Enum):
     S3_SECRET_KEY = "s3-secret-key"
     CATALOG_PASSWORD = "catalog-password"
+    # The 256-bit key of a profile with sse = "SSE-C", as base64 (44 characters).
+    SSE_CUSTOMER_KEY = "sse-customer-key"
 
 
 class CredentialSource(enum.Enum):
@@ -72,6 +77,50 @@ class S3Credentials:
     # Credentials that expire (SSO, assume-role, credential_process) are
     # refreshed by this session's provider; the client must be made from it.
     session: boto3.session.Session | None = field(default=None, repr=False, compare=False)
+    # The SSE-C key (32 raw bytes) of a profile with sse = "SSE-C", from the keyring.
+    sse_customer_key: bytes | None = field(default=None, repr=False, compare=False)
+
+
+CUSTOMER_KEY_BYTES = 32
+
+
+def parse_customer_key(text: str) -> bytes:
+    """The 32 bytes of an SSE-C key given as base64; ConfigError for anything else.
+
+    The message never repeats what was given: it may be the key, mistyped.
+    """
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != CUSTOMER_KEY_BYTES:
+        raise ConfigError(
+            "The SSE-C customer key must be the base64 of exactly 32 random bytes (44 "
+            "characters, e.g. from `openssl rand -base64 32`); what was given is not. "
+            "Nothing was saved.",
+            title="Not a customer key",
+            cause=ErrorCause.CREDENTIALS,
+        )
+    return key
+
+
+def customer_key(profile: Profile, secrets: SecretStore) -> bytes | None:
+    """The profile's SSE-C key from the keyring (None: none stored, or not SSE-C)."""
+    if profile.encryption is not Encryption.SSE_C:
+        return None
+    stored = secrets.get(profile.name, SecretKind.SSE_CUSTOMER_KEY)
+    if not stored:
+        return None
+    try:
+        return parse_customer_key(stored)
+    except ConfigError:
+        raise ConfigError(
+            f"The SSE-C customer key kept in the keyring for profile {profile.name!r} is not "
+            "the base64 of 32 bytes. Store the right key again with `ferry profile add "
+            f"{profile.name} … --sse SSE-C --sse-customer-key-stdin`.",
+            title="Customer key unusable",
+            cause=ErrorCause.CREDENTIALS,
+        ) from None
 
 
 class SecretStore:
@@ -207,6 +256,14 @@ def _unset(name: str) -> Iterator[None]:
 def resolve_s3_credentials(
     profile: Profile, secrets: SecretStore, environ: Mapping[str, str]
 ) -> S3Credentials:
+    """Find the S3 credentials for a profile (with its SSE-C key, where it has
+    one in the keyring), and say where they came from (see :func:`_resolve`)."""
+    found = _resolve(profile, secrets, environ)
+    key = customer_key(profile, secrets)
+    return dataclasses.replace(found, sse_customer_key=key) if key else found
+
+
+def _resolve(profile: Profile, secrets: SecretStore, environ: Mapping[str, str]) -> S3Credentials:
     """Find the S3 credentials for a profile, and say where they came from.
 
     Order: sandbox placeholders; the profile's AWS configuration profile;
@@ -325,6 +382,28 @@ def require_s3_credentials(
             cause=ErrorCause.CREDENTIALS,
         )
     return credentials
+
+
+def describe_encryption(profile: Profile, credentials: S3Credentials) -> str:
+    """The encryption line of `ferry profile test` (never the key itself)."""
+    kind = profile.encryption
+    if kind is Encryption.SSE_C:
+        held = "in the keyring" if credentials.sse_customer_key else "missing"
+        return f"SSE-C (AES256 with the profile's customer key: {held})"
+    if kind is Encryption.KMS:
+        return f"aws:kms (key {profile.sse_kms_key_id or 'the account default for S3'})"
+    if kind is Encryption.AES256:
+        return "AES256 (SSE-S3, keys kept by the server)"
+    return "the bucket's default (Ferry asks for none)"
+
+
+def missing_customer_key(profile: Profile) -> str:
+    return (
+        f"Profile {profile.name!r} encrypts with SSE-C, and the keyring holds no customer key "
+        "for it, so Ferry can neither write nor read its objects. Store the key with `ferry "
+        f"profile add {profile.name} … --sse SSE-C --sse-customer-key-stdin` (the base64 of "
+        "32 bytes on stdin); objects written with a key that is lost cannot be read again."
+    )
 
 
 def catalog_password(

@@ -8,6 +8,7 @@ even by accident.
 
 from __future__ import annotations
 
+import base64
 import logging
 import logging.handlers
 import re
@@ -36,6 +37,14 @@ class RedactingFilter(logging.Filter):
         if secret and len(secret) >= 4:
             with self._lock:
                 self._secrets.add(secret)
+
+    def add_binary_secret(self, secret: bytes | None) -> None:
+        """A secret of raw bytes (an SSE-C key): each form in which it could reach a
+        line of text (base64 as sent in its header, hex, the repr of the bytes)."""
+        if secret:
+            self.add_secret(base64.b64encode(secret).decode("ascii"))
+            self.add_secret(secret.hex())
+            self.add_secret(repr(secret)[2:-1])
 
     def redact(self, text: str) -> str:
         with self._lock:

@@ -64,8 +64,12 @@ from desktop_app.core.bucket_objects import WriteCondition as WriteCondition
 from desktop_app.core.bucket_objects import WriteProtection as WriteProtection
 from desktop_app.core.config import Addressing, Encryption, Profile
 from desktop_app.core.crc64 import crc64nvme, crc64nvme_base64
-from desktop_app.core.errors import ErrorCause, StorageError, StorageErrorKind
-from desktop_app.core.keys import S3Credentials, aws_credential_error
+from desktop_app.core.errors import ConfigError, ErrorCause, StorageError, StorageErrorKind
+from desktop_app.core.keys import (
+    S3Credentials,
+    aws_credential_error,
+    missing_customer_key,
+)
 from desktop_app.core.server_clock import ServerClock, describe_offset
 
 if TYPE_CHECKING:
@@ -205,9 +209,38 @@ def _addressing_style(profile: Profile) -> str | None:
 # Every request that creates an object: one hook gives each the profile's
 # encryption, so no write (a repair's copy, the write probe) goes without it.
 _WRITES = ("PutObject", "CreateMultipartUpload", "CopyObject")
+# SSE-C: every request that writes or reads an object's bytes or metadata
+# carries the key (AWS and SeaweedFS refuse a HEAD or GET without it); a copy
+# carries it for its source too.
+_SSE_C_REQUESTS = (
+    "PutObject",
+    "CreateMultipartUpload",
+    "UploadPart",
+    "CompleteMultipartUpload",
+    "HeadObject",
+    "GetObject",
+    "CopyObject",
+    "UploadPartCopy",
+)
+_SSE_C_SOURCES = ("CopyObject", "UploadPartCopy")
+# Requests that read an object with the key: a 400 or 403 is the key's doing.
+_READS = frozenset({"HeadObject", "GetObject", "CopyObject", "UploadPartCopy"})
 
 
-def _ask_for_encryption(client: S3Client, profile: Profile) -> None:
+def _customer_key_headers(key: bytes, prefix: str) -> dict[str, str]:
+    """The SSE-C parameters as botocore sends them: the key and its MD5 in base64,
+    so botocore's own handler (which would encode a raw key) leaves them as they are."""
+    return {
+        f"{prefix}Algorithm": "AES256",
+        f"{prefix}Key": base64.b64encode(key).decode("ascii"),
+        f"{prefix}KeyMD5": md5_base64(key),
+    }
+
+
+def _ask_for_encryption(client: S3Client, profile: Profile, customer_key: bytes | None) -> None:
+    if profile.encryption is Encryption.SSE_C:
+        _send_customer_key(client, profile, customer_key)
+        return
     if profile.encryption is Encryption.BUCKET_DEFAULT:
         return
     wanted: dict[str, str] = {"ServerSideEncryption": profile.encryption.value}
@@ -220,6 +253,28 @@ def _ask_for_encryption(client: S3Client, profile: Profile) -> None:
 
     for operation in _WRITES:
         client.meta.events.register(f"before-parameter-build.s3.{operation}", add_encryption)
+
+
+def _send_customer_key(client: S3Client, profile: Profile, key: bytes | None) -> None:
+    if key is None:
+        raise ConfigError(
+            missing_customer_key(profile), title="No customer key", cause=ErrorCause.CREDENTIALS
+        )
+    own = _customer_key_headers(key, "SSECustomer")
+    source = _customer_key_headers(key, "CopySourceSSECustomer")
+
+    def add_key(params: dict[str, Any], **_: Any) -> None:
+        for name, value in own.items():
+            params.setdefault(name, value)
+
+    def add_source_key(params: dict[str, Any], **_: Any) -> None:
+        for name, value in source.items():
+            params.setdefault(name, value)
+
+    for operation in _SSE_C_REQUESTS:
+        client.meta.events.register(f"before-parameter-build.s3.{operation}", add_key)
+    for operation in _SSE_C_SOURCES:
+        client.meta.events.register(f"before-parameter-build.s3.{operation}", add_source_key)
 
 
 def _condition_headers(condition: WriteCondition | None) -> dict[str, Any]:
@@ -321,6 +376,8 @@ class S3Storage:
         # S3's limit for one CopyObject, and the part size of larger copies.
         self.copy_limit = COPY_LIMIT
         self.copy_part_size = COPY_PART_SIZE
+        # Objects are encrypted with the profile's SSE-C key (sent on every request).
+        self.customer_key_sent = False
         read_listings_lean(client.meta.events)
         # Told when a write's condition headers are refused (501): what the
         # endpoint was found to honour is no longer so.
@@ -373,8 +430,8 @@ class S3Storage:
             aws_session_token=credentials.session_token if own_keys else None,
             config=Config(**options),
         )
-        _ask_for_encryption(client, profile)
-        return cls(
+        _ask_for_encryption(client, profile, credentials.sse_customer_key)
+        storage = cls(
             client,
             profile.bucket,
             profile.endpoint_url or "AWS S3",
@@ -383,6 +440,8 @@ class S3Storage:
             # The sandbox moves to other ports when its own are taken: still one server.
             server=SANDBOX_SERVER if profile.sandbox else None,
         )
+        storage.customer_key_sent = profile.encryption is Encryption.SSE_C
+        return storage
 
     @contextlib.contextmanager
     def _translate(self, action: str, key: str | None = None) -> Iterator[None]:
@@ -461,7 +520,9 @@ class S3Storage:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        restart = self._upload_to_restart(code, what, key)
+        restart = self._upload_to_restart(code, what, key) or self._customer_key_refused(
+            exc.operation_name, code or str(status), status, what, key
+        )
         if restart is not None:
             return restart
         if status == 407:
@@ -539,6 +600,27 @@ class S3Storage:
             f"{self.endpoint_label} refused to {what}: {code} ({message}).",
             kind=StorageErrorKind.PERMANENT,
             code=code,
+        )
+
+    def _customer_key_refused(
+        self, operation: str, code: str, status: int, what: str, key: str | None
+    ) -> StorageError | None:
+        """A read refused under SSE-C (400 without the right key, 403 with another:
+        AWS, SeaweedFS): said as what it almost always is."""
+        if not self.customer_key_sent or status not in (400, 403) or operation not in _READS:
+            return None
+        if code in CREDENTIAL_CODES or code == "RequestTimeTooSkewed":
+            return None
+        return StorageError(
+            f"{self.endpoint_label} refused to {what} ({code}): the object {key!r} is "
+            "encrypted with a customer key this profile does not have (SSE-C), or not with "
+            "a customer key at all. Check that the key in the keyring is the one the object "
+            f"was written with (`ferry profile show {self.profile_name}`); an object whose "
+            "key is lost cannot be read by anyone.",
+            kind=StorageErrorKind.PERMANENT,
+            code=code,
+            title="Wrong customer key",
+            cause=ErrorCause.CREDENTIALS,
         )
 
     def _upload_to_restart(self, code: str, what: str, key: str | None) -> StorageError | None:

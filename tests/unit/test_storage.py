@@ -166,7 +166,7 @@ def test_every_write_asks_for_the_profiles_encryption() -> None:
 def test_a_profile_with_unknown_server_options_is_refused_by_name() -> None:
     for settings, words in (
         ({"addressing": "dns"}, "addressing is 'auto', 'path' or 'virtual'"),
-        ({"sse": "aws:kms:dsse"}, "sse is 'AES256' or 'aws:kms'"),
+        ({"sse": "aws:kms:dsse"}, "sse is 'AES256', 'aws:kms' or 'SSE-C'"),
         ({"sse_kms_key_id": "k"}, "a KMS key id goes with sse = 'aws:kms'"),
     ):
         with pytest.raises(ConfigError) as refused:  # not accepted
