@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from sqlalchemy import (
     BigInteger,
@@ -45,6 +46,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
 from desktop_app.core import migrate
@@ -486,7 +488,10 @@ class Journal:
         except (OSError, sqlite3.Error) as exc:  # sqlite3: making a new journal
             raise _cannot_open(path, exc) from exc
         try:
-            self.engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+            # The path as it is: in a URL string a "?" or "#" in a folder name would cut it.
+            self.engine = create_engine(
+                URL.create("sqlite", database=str(path)), connect_args={"timeout": 30}
+            )
             migrate.make_sqlite_durable(self.engine)
             with self.engine.connect() as connection:
                 if not migrate.revisions(connection, Schema.JOURNAL).up_to_date:
@@ -512,8 +517,13 @@ class Journal:
             self.engine = create_engine("sqlite://")
             _metadata.create_all(self.engine)
             return
+        # SQLite reads the file name as a URI: quoted, and not parsed as a URL first.
         self.engine = create_engine(
-            f"sqlite:///file:{self.path}?mode=ro&uri=true",
+            URL.create(
+                "sqlite",
+                database=f"file:{quote(str(self.path))}",
+                query={"mode": "ro", "uri": "true"},
+            ),
             connect_args={"timeout": 30, "uri": True},
         )
 

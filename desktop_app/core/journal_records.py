@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from desktop_app.core.errors import ErrorCause, JournalError
 from desktop_app.core.states import ErrorKind, TransferState
@@ -288,7 +289,7 @@ class JournalReader:
                 return []  # nothing was ever queued here
             try:
                 self._connection = sqlite3.connect(
-                    f"file:{self.path}?mode=ro", uri=True, timeout=30
+                    f"file:{quote(str(self.path))}?mode=ro", uri=True, timeout=30
                 )
             except sqlite3.Error as exc:
                 raise read_failure(exc) from None

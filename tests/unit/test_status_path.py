@@ -296,3 +296,22 @@ class _NoKeyring:
 
     def delete_password(self, service: str, username: str) -> None:  # noqa: ARG002
         raise AssertionError("nothing is deleted by a status")
+
+
+@pytest.mark.parametrize("folder", ["with#hash", "with%23escape", "with?mark"])
+def test_a_journal_in_a_folder_whose_name_means_something_in_a_uri_is_read(
+    tmp_path: Path, folder: str
+) -> None:
+    path = tmp_path / folder / "journal.sqlite3"
+    path.parent.mkdir()
+    journal = Journal(path)
+    try:
+        added = journal.add(_new(1))
+    finally:
+        journal.close()
+    for reader in (JournalReader(path), Journal(path, read_only=True)):
+        try:
+            assert reader.all() == [added]
+        finally:
+            reader.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder]  # nothing made beside it
