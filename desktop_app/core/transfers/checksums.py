@@ -25,9 +25,7 @@ Promises:
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +33,7 @@ from pathlib import Path
 
 from desktop_app.core.errors import StorageError, StorageErrorKind
 from desktop_app.core.storage import S3Storage
+from desktop_app.core.transfers.endpoint_memory import EndpointMemory
 
 log = logging.getLogger(__name__)
 CHECKSUM_FILE = "checksums.json"
@@ -54,44 +53,18 @@ class ChecksumMemory:
 
     def __init__(self, file: Path | None) -> None:
         self.file = file
-        self._lock = threading.Lock()
-        self._memory: dict[str, bool] = {}
-
-    def _read(self) -> dict[str, bool]:
-        if self.file is None:
-            return dict(self._memory)
-        try:
-            raw = json.loads(self.file.read_text())
-            if raw.get("format") != FORMAT:
-                return {}
-            return {str(k): bool(v["crc64nvme"]) for k, v in raw["endpoints"].items()}
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.warning("%s cannot be read (%s); endpoints are probed again", self.file, exc)
-            return {}
+        self._facts = EndpointMemory[bool](
+            file,
+            format=FORMAT,
+            encode=lambda verified: {"crc64nvme": verified},
+            decode=lambda entry: bool(entry["crc64nvme"]),
+        )
 
     def get(self, endpoint: str) -> bool | None:
-        with self._lock:
-            return self._read().get(endpoint)
+        return self._facts.get(endpoint)
 
     def put(self, endpoint: str, verified: bool) -> None:
-        with self._lock:
-            found = self._read()
-            found[endpoint] = verified
-            if self.file is None:
-                self._memory = found
-                return
-            document = {
-                "format": FORMAT,
-                "endpoints": {k: {"crc64nvme": v} for k, v in sorted(found.items())},
-            }
-            temporary = self.file.with_name(f".{self.file.name}.{os.getpid()}.tmp")
-            try:
-                temporary.write_text(json.dumps(document, indent=2))
-                os.replace(temporary, self.file)
-            except OSError as exc:
-                log.warning("What %s showed could not be kept in %s: %s", endpoint, self.file, exc)
+        self._facts.put(endpoint, verified)
 
 
 class EndpointChecksums:

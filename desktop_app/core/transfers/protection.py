@@ -29,20 +29,20 @@ Promises:
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from desktop_app.core.config import Profile
 from desktop_app.core.errors import StorageError, StorageErrorKind
 from desktop_app.core.storage import SANDBOX_SERVER, S3Storage, WriteProtection, endpoint_id
 from desktop_app.core.transfers.checksums import CHECKSUM_FILE, ChecksumMemory, EndpointChecksums
+from desktop_app.core.transfers.endpoint_memory import EndpointMemory
 
 log = logging.getLogger(__name__)
 PROTECTION_FILE = "write-protection.json"
@@ -72,69 +72,30 @@ class ProtectionMemory:
 
     def __init__(self, file: Path | None) -> None:
         self.file = file
-        self._lock = threading.Lock()
-        self._memory: dict[str, LearntProtection] = {}
-
-    def _read(self) -> dict[str, LearntProtection]:
-        if self.file is None:
-            return dict(self._memory)
-        try:
-            raw = json.loads(self.file.read_text())
-            if raw.get("format") != FORMAT:
-                log.info("%s was written by an older Ferry; endpoints are probed again", self.file)
-                return {}
-            return {
-                endpoint: LearntProtection(
-                    WriteProtection(entry["protection"]),
-                    datetime.fromisoformat(entry["learnt_at"]),
-                )
-                for endpoint, entry in raw.get("endpoints", {}).items()
-            }
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            # A file Ferry cannot read is as if nothing had been learnt: probed again.
-            log.warning("%s cannot be read (%s); endpoints are probed again", self.file, exc)
-            return {}
-
-    def _write(self, found: dict[str, LearntProtection]) -> None:
-        if self.file is None:
-            self._memory = dict(found)
-            return
-        document = {
-            "format": FORMAT,
-            "endpoints": {
-                endpoint: {
-                    "protection": learnt.protection.value,
-                    "learnt_at": learnt.learnt_at.isoformat(),
-                }
-                for endpoint, learnt in sorted(found.items())
-            },
-        }
-        temporary = self.file.with_name(f".{self.file.name}.{os.getpid()}.tmp")
-        try:
-            temporary.write_text(json.dumps(document, indent=2))
-            os.replace(temporary, self.file)  # never half a file for another Ferry to read
-        except OSError as exc:
-            log.warning("What %s showed could not be kept in %s: %s", found, self.file, exc)
+        self._facts = EndpointMemory[LearntProtection](
+            file, format=FORMAT, encode=_entry, decode=_learnt
+        )
 
     def get(self, endpoint: str) -> LearntProtection | None:
-        with self._lock:
-            return self._read().get(endpoint)
+        return self._facts.get(endpoint)
 
     def put(self, endpoint: str, protection: WriteProtection) -> LearntProtection:
         learnt = LearntProtection(protection, datetime.now(UTC))
-        with self._lock:
-            found = self._read()
-            found[endpoint] = learnt
-            self._write(found)
+        self._facts.put(endpoint, learnt)
         return learnt
 
     def forget(self, endpoint: str) -> None:
-        with self._lock:
-            found = self._read()
-            if found.pop(endpoint, None) is not None:
-                self._write(found)
+        self._facts.forget(endpoint)
+
+
+def _entry(learnt: LearntProtection) -> dict[str, str]:
+    return {"protection": learnt.protection.value, "learnt_at": learnt.learnt_at.isoformat()}
+
+
+def _learnt(entry: dict[str, Any]) -> LearntProtection:
+    return LearntProtection(
+        WriteProtection(entry["protection"]), datetime.fromisoformat(entry["learnt_at"])
+    )
 
 
 class EndpointGuard:
