@@ -251,3 +251,23 @@ def test_where_the_server_keeps_no_checksums_the_md5_path_is_unchanged(
     assert not any("x-amz-checksum-crc64nvme" in h for _op, h in sent)
     assert not any(h.get("x-amz-checksum-algorithm") == "CRC64NVME" for _op, h in sent)
     assert all("content-md5" in h for op, h in sent if op in ("UploadPart", "PutObject"))
+
+
+def test_on_the_md5_path_a_checksum_the_server_answers_unasked_is_not_recorded(
+    ferry: Ferry, tmp_path: Path
+) -> None:
+    # A server that keeps no checksums Ferry can ask for, yet answers one on a PUT
+    # (as AWS answers its default CRC64NVME): Ferry computed none, proved none.
+    _refuse_checksums(ferry.storage.client)
+
+    def answer_one(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["ChecksumCRC64NVME"] = _crc(b"whatever the server says")
+
+    ferry.storage.client.meta.events.register("after-call.s3.PutObject", answer_one)
+    (tmp_path / "small.bin").write_bytes(b"one PUT")
+    [done] = ferry.upload([tmp_path / "small.bin"])
+    assert done.state is TransferState.DONE, done.error
+    row = ferry.catalog.live(BUCKET, "small.bin")
+    assert row is not None
+    assert row.checksum is None
+    assert row.checksum_type is None
