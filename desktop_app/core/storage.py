@@ -333,6 +333,13 @@ def _body(data: bytes | bytearray, sent: Callable[[int], None] | None) -> bytes:
     return cast(bytes, data if sent is None else _SendingBody(data, sent))
 
 
+# What a server answers to checksum headers it does not take: its "no", an answer
+# to remember (any other refusal says nothing of checksums).
+_CHECKSUM_REFUSALS = frozenset(
+    {"InvalidRequest", "InvalidArgument", "NotImplemented", "BadRequest", "400", "501"}
+)
+
+
 def _without_expect(model: Any, params: dict[str, Any], **_kwargs: Any) -> None:
     """A part or a whole file goes without "Expect: 100-continue", which botocore adds
     to any readable body (Ferry's bodies are readable so that progress and the
@@ -883,8 +890,12 @@ class S3Storage:
                 raise StorageError(
                     exc.message, kind=StorageErrorKind.TRANSIENT, code=exc.code
                 ) from None
-            log.info("%s does not keep CRC64NVME checksums: %s", self.endpoint_label, exc.code)
-            return False
+            if exc.kind is StorageErrorKind.NOT_SUPPORTED or exc.code in _CHECKSUM_REFUSALS:
+                log.info("%s does not keep CRC64NVME checksums: %s", self.endpoint_label, exc.code)
+                return False
+            # Denied, no such bucket, a wrong key: nothing learnt of checksums, so
+            # nothing remembered (the caller probes again in a later run).
+            raise
         finally:
             if upload_id is not None:
                 with contextlib.suppress(StorageError):
@@ -1020,7 +1031,8 @@ class S3Storage:
         carries, None for none), a refusal is looked at: Swift's s3api compares
         If-Match with Swift's own ETag of a multipart (SLO) object, not the S3
         ETag it answers on HEAD, so it refuses every conditional delete of one.
-        A HEAD that shows exactly that ETag, size and metadata proves the object
+        For a multipart ETag only, a HEAD that shows exactly that ETag, size and
+        metadata proves the object
         the one meant, and it is deleted right after that HEAD without the
         condition (another program's write in between would be lost: a narrow
         window, docs/DECISIONS.md #33; in a bucket that keeps versions it is only
@@ -1034,7 +1046,13 @@ class S3Storage:
             if not extra:
                 raise
             if exc.kind is StorageErrorKind.PRECONDITION_FAILED:
-                if size is None or not self._still_holds(key, if_match, size, sha256):
+                # Only a multipart ETag ("<md5>-N") is what Swift mis-compares; a
+                # refusal of any other is believed (a replica that lags could
+                # show the old object to the HEAD while another program's is new).
+                multipart = if_match is not None and "-" in if_match
+                if not multipart or size is None:
+                    raise
+                if not self._still_holds(key, if_match, size, sha256):
                     raise
                 log.info(
                     "%s refused to delete %r on If-Match %s, though a HEAD shows that very "

@@ -22,9 +22,15 @@ from botocore.awsrequest import AWSResponse
 
 from desktop_app.core.app import Environment, Ferry, diagnose_profile
 from desktop_app.core.catalog_records import FileStatus
-from desktop_app.core.errors import ErrorCause
+from desktop_app.core.errors import ErrorCause, StorageError
 from desktop_app.core.journal import TransferState
-from desktop_app.core.transfers.checksums import MD5_ONLY, SERVER_VERIFIED
+from desktop_app.core.transfers.checksums import (
+    CHECKSUM_FILE,
+    MD5_ONLY,
+    SERVER_VERIFIED,
+    ChecksumMemory,
+    EndpointChecksums,
+)
 from desktop_app.core.transfers.prepass import crc64nvme_base64
 from tests.conftest import open_moto_ferry
 
@@ -271,3 +277,30 @@ def test_on_the_md5_path_a_checksum_the_server_answers_unasked_is_not_recorded(
     assert row is not None
     assert row.checksum is None
     assert row.checksum_type is None
+
+
+def test_a_refusal_that_says_nothing_of_checksums_is_not_remembered_as_no(
+    ferry: Ferry,
+) -> None:
+    """A probe denied (a wrong key, a bucket not there yet) learns nothing: the
+    endpoint is not written down as keeping no checksums, for ever."""
+
+    def deny(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        return AWSResponse(params["url"], 403, {}, None), {
+            "Error": {"Code": "AccessDenied", "Message": "Access Denied"},
+            "ResponseMetadata": {"HTTPStatusCode": 403},
+        }
+
+    storage = ferry.storage
+    storage.client.meta.events.register("before-call.s3.PutObject", deny)
+    with pytest.raises(StorageError):
+        storage.probe_checksums("")
+    memory = ChecksumMemory(ferry.env.paths.data_dir / CHECKSUM_FILE)
+    assert not EndpointChecksums(storage, memory).verified()  # not known: the MD5 path
+    assert memory.get(storage.endpoint_id) is None  # and nothing written down
+
+    # The server's own "no" to the checksum headers is an answer, kept.
+    storage.client.meta.events.unregister("before-call.s3.PutObject", deny)
+    _refuse_checksums(storage.client)
+    assert not EndpointChecksums(storage, memory).verified()
+    assert memory.get(storage.endpoint_id) is False

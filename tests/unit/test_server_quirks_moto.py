@@ -89,14 +89,17 @@ def test_a_multipart_file_is_deleted_though_the_server_refuses_its_if_match(
         TransferState.DONE
     ] * 2
     refused = refuse_conditional_deletes(ferry)
-    for name in ("parts.bin", "small.bin"):
-        outcome = ferry.delete(name)
-        assert outcome.object_deleted, outcome
-        assert outcome.error is None
-        assert _stored(name) is None
-        assert ferry.catalog.live(BUCKET, name) is None
+    outcome = ferry.delete("parts.bin")
+    assert outcome.object_deleted, outcome
+    assert outcome.error is None
+    assert _stored("parts.bin") is None
+    assert ferry.catalog.live(BUCKET, "parts.bin") is None
+    # A refusal of a plain (one-PUT) ETag is believed, as Swift compares those
+    # rightly: a lagging replica's HEAD must not overrule the server's 412.
+    kept = ferry.delete("small.bin")
+    assert not kept.object_deleted
+    assert _stored("small.bin") is not None
     assert refused == ["parts.bin", "small.bin"]  # the conditional delete went first
-    assert ferry.check(CheckOptions(grace_seconds=0)).findings == []
 
 
 def test_another_programs_object_written_as_the_delete_is_refused_stays(
