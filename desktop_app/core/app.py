@@ -525,14 +525,14 @@ class Ferry:
             if exc.title == KEPT_BY_RULES or exc.code == "VersionMismatch":
                 raise  # says what to do already
             if exc.kind is StorageErrorKind.PRECONDITION_FAILED:
-                raise self._left_in_place(row, exc.code) from None
+                raise self._left_in_place(row, exc.code) from exc
             raise StorageError(
                 f"{exc.message} `ferry check` will offer to remove the object.",
                 kind=exc.kind,
                 code=exc.code,
                 title=exc.title,
                 cause=exc.cause,
-            ) from None
+            ) from exc
 
     @staticmethod
     def _left_in_place(row: FileRecord, code: str, *, looked: bool = False) -> StorageError:

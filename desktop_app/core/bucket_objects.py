@@ -187,7 +187,7 @@ def _object(item: ElementTree.Element, ns: str, url_encoded: bool) -> ObjectInfo
             last_modified=_timestamp(fields["LastModified"]),
         )
     except KeyError as exc:
-        raise ValueError(f"a listed object without {exc.args[0]}") from None
+        raise ValueError(f"a listed object without {exc.args[0]}") from exc
 
 
 class NotAListing(ValueError):
@@ -208,7 +208,7 @@ def _read_page_tree(body: bytes) -> ListingPage:
     try:
         root = ElementTree.fromstring(body)
     except ElementTree.ParseError as exc:
-        raise NotAListing(f"the listing is not well-formed XML ({exc})") from None
+        raise NotAListing(f"the listing is not well-formed XML ({exc})") from exc
     ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
     if root.tag != f"{ns}ListBucketResult":
         raise NotAListing(f"the answer is {root.tag!r}, not a listing")

@@ -214,7 +214,7 @@ def open_catalog(
         raise
     except SQLAlchemyError as exc:
         engine.dispose()
-        raise translate_db_error(exc, f"be opened at {where}") from None
+        raise translate_db_error(exc, f"be opened at {where}") from exc
     return CatalogService(engine, owner=owner)
 
 
@@ -293,7 +293,7 @@ class CatalogService:
             except SQLAlchemyError as exc:
                 error = translate_db_error(exc, action)
                 if not error.transient or attempt == _RETRIES:
-                    raise error from None
+                    raise error from exc
                 # Logged, not shown: the last failure is what a person sees.
                 log.info("Catalog: %s failed (attempt %s), retrying: %s", action, attempt, error)
                 time.sleep(0.2 * 2**attempt)
@@ -966,7 +966,7 @@ class CatalogService:
                 f"{key!r} cannot be registered: a live row holds that key now."
             ) from None
         except SQLAlchemyError as exc:
-            raise translate_db_error(exc, f"repair {key!r}") from None
+            raise translate_db_error(exc, f"repair {key!r}") from exc
 
     def key_is_live(self, bucket: str, key: str) -> bool:
         """Does any live row, whoever's, hold this key? (Nothing else about it.)"""
@@ -1030,7 +1030,7 @@ class CatalogService:
                 result = connection.execution_options(stream_results=True, yield_per=2000)
                 yield from result.execute(statement, params)
         except SQLAlchemyError as exc:
-            raise translate_db_error(exc, action) from None
+            raise translate_db_error(exc, action) from exc
 
     def is_admin(self) -> bool:
         """May this login see and repair every owner's rows?"""

@@ -52,7 +52,7 @@ def create_catalog_engine(url: str, password: str | None = None) -> Engine:
                     "profile (or FERRY_CATALOG_URL).",
                     title="Catalog path impossible",
                     cause=ErrorCause.OTHER,
-                ) from None
+                ) from exc
             if on_read_only_file_system(folder):
                 # SQLite in WAL mode writes beside the file even to read: say why now,
                 # not "unable to open database file" later.

@@ -119,7 +119,7 @@ class EventOutbox:
                 f"Another relay (pid {held.holder or 'unknown'}) already publishes the SQLite "
                 f"catalog {database}. One relay is enough for an SQLite catalog; stop the other "
                 "one first (several relays at once need a PostgreSQL catalog).",
-            ) from None
+            ) from held
         self._lock = lock
 
     # -- claiming ---------------------------------------------------------------
@@ -141,14 +141,14 @@ class EventOutbox:
         try:
             connection = self.engine.connect()
         except SQLAlchemyError as exc:
-            raise translate_db_error(exc, "claim events from the outbox") from None
+            raise translate_db_error(exc, "claim events from the outbox") from exc
         try:
             with connection.begin():
                 events, read_at = self._claim_rows(connection, limit)
                 kept = self._keep_file_order(connection, events)
                 yield OutboxClaim(kept, len(events) - len(kept), connection, self, read_at)
         except SQLAlchemyError as exc:
-            raise translate_db_error(exc, "settle events in the outbox") from None
+            raise translate_db_error(exc, "settle events in the outbox") from exc
         finally:
             connection.close()
 
@@ -201,14 +201,14 @@ class EventOutbox:
             with self.engine.begin() as own:
                 own.execute(query, values)
         except SQLAlchemyError as exc:
-            raise translate_db_error(exc, "mark events in the outbox") from None
+            raise translate_db_error(exc, "mark events in the outbox") from exc
 
     def _read(self, statement: str, values: dict[str, Any]) -> list[Any]:
         try:
             with self.engine.connect() as connection:
                 return list(connection.execute(text(statement), values))
         except SQLAlchemyError as exc:
-            raise translate_db_error(exc, "read the outbox") from None
+            raise translate_db_error(exc, "read the outbox") from exc
 
     # -- status -------------------------------------------------------------------
 

@@ -202,7 +202,7 @@ class Profile:
         try:
             BandwidthSchedule.parse(self.bandwidth_schedule)
         except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc.message}") from None
+            raise ConfigError(f"{where}: {exc.message}") from exc
         if self.prefix.startswith("/") or ".." in self.prefix.split("/"):
             raise ConfigError(f"{where}: the key prefix may not start with '/' or contain '..'.")
         self._validate_catalog_url(where)
@@ -225,7 +225,7 @@ class Profile:
         try:
             self.relay_options().validate()
         except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc.message}") from None
+            raise ConfigError(f"{where}: {exc.message}") from exc
         for name in ("bandwidth_limit", "check_interval", "grace_seconds", "retention_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{where}: {name} cannot be negative.")
@@ -374,9 +374,9 @@ class ProfileStore:
             raise ConfigError(
                 f"{self.path} is not a valid profiles file ({what}). Fix the file or move it "
                 "away (Ferry then starts without profiles); nothing was changed."
-            ) from None
+            ) from exc
         except OSError as exc:
-            raise ConfigError(f"Cannot read {self.path}: {exc.strerror}.") from None
+            raise ConfigError(f"Cannot read {self.path}: {exc.strerror}.") from exc
         if not isinstance(data.get("profiles", {}), dict):
             raise ConfigError(
                 f"{self.path}: 'profiles' must be a table of profiles ([profiles.NAME]); fix "

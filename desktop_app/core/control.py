@@ -127,7 +127,7 @@ def decode_request(payload: bytes, facade: type[Any]) -> tuple[str | None, Facad
         profile: str | None = decoder(str | None)(document.get("profile"))
         args, kwargs = _decode_arguments(function, document.get("args"), document.get("kwargs"))
     except Mismatch as exc:
-        raise _garbled("request", f"{method}{exc.where} {exc.problem}") from None
+        raise _garbled("request", f"{method}{exc.where} {exc.problem}") from exc
     return profile, FacadeCall(method, args, kwargs)
 
 
@@ -160,7 +160,7 @@ def _argument(hints: dict[str, Any], name: str, value: Any) -> Any:
     try:
         return decoder(hints[name])(value)
     except Mismatch as exc:
-        raise exc.at(f"({name})") from None
+        raise exc.at(f"({name})") from exc
     except TypeError:  # a parameter with no JSON form: not for other commands
         raise Mismatch("cannot be asked for over the local endpoint") from None
 
@@ -190,7 +190,7 @@ def decode_reply(payload: bytes) -> ControlReply:
     try:
         failed: ControlFailed = decoder(ControlFailed)(document.get("failed"))
     except Mismatch as exc:
-        raise _garbled("answer", f"failed{exc.where} {exc.problem}") from None
+        raise _garbled("answer", f"failed{exc.where} {exc.problem}") from exc
     return failed
 
 
@@ -199,7 +199,7 @@ def decode_result(function: Callable[..., Any], value: Any) -> Any:
     try:
         return decoder(_hints(function)["return"])(value)
     except Mismatch as exc:
-        raise _garbled("answer", f"{function.__name__}{exc.where} {exc.problem}") from None
+        raise _garbled("answer", f"{function.__name__}{exc.where} {exc.problem}") from exc
 
 
 def _dump(document: dict[str, Any]) -> bytes:

@@ -484,7 +484,7 @@ class Journal:
                 f"Another Ferry (pid {held.holder or 'unknown'}) is using the journal "
                 f"{path.parent}. Let it finish, or hand it your files; only one Ferry runs "
                 "at a time."
-            ) from None
+            ) from held
         except (OSError, sqlite3.Error) as exc:  # sqlite3: making a new journal
             raise _cannot_open(path, exc) from exc
         try:
@@ -550,7 +550,7 @@ class Journal:
             with writer.begin() as connection:
                 return op(connection)
         except (SQLAlchemyError, sqlite3.Error) as exc:
-            raise self._write_error(exc) from None
+            raise self._write_error(exc) from exc
 
     def _write_error(self, exc: Exception) -> JournalError:
         try:
@@ -578,14 +578,14 @@ class Journal:
             finally:
                 connection.close()
         except (SQLAlchemyError, sqlite3.Error) as exc:
-            raise JournalError(f"Reading the journal failed ({type(exc).__name__}).") from None
+            raise JournalError(f"Reading the journal failed ({type(exc).__name__}).") from exc
 
     def _read(self, statement: Any) -> list[Any]:
         try:
             with self.engine.connect() as connection:
                 return list(connection.execute(statement))
         except SQLAlchemyError as exc:
-            raise JournalError(f"Reading the journal failed ({type(exc).__name__}).") from None
+            raise JournalError(f"Reading the journal failed ({type(exc).__name__}).") from exc
 
     # -- transfers ----------------------------------------------------------
 

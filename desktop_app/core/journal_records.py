@@ -292,11 +292,11 @@ class JournalReader:
                     f"file:{quote(str(self.path))}?mode=ro", uri=True, timeout=30
                 )
             except sqlite3.Error as exc:
-                raise read_failure(exc) from None
+                raise read_failure(exc) from exc
         try:
             return list(self._connection.execute(sql, list(params)))
         except sqlite3.Error as exc:
-            raise read_failure(exc) from None
+            raise read_failure(exc) from exc
 
     def all(self, states: Iterable[TransferState] | None = None) -> list[TransferRecord]:
         return read_transfers(self._read, states)

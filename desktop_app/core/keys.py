@@ -173,7 +173,7 @@ class SecretStore:
         except keyring.errors.KeyringError as exc:
             raise SecretStoreError(
                 f"The keyring could not be read ({type(exc).__name__}). Unlock it and retry."
-            ) from None
+            ) from exc
 
     def set(self, profile_name: str, kind: SecretKind, value: str) -> None:
         if not self.usable:
@@ -190,7 +190,7 @@ class SecretStore:
         except keyring.errors.KeyringError as exc:
             raise SecretStoreError(
                 f"The keyring refused to store the secret ({type(exc).__name__})."
-            ) from None
+            ) from exc
 
     def delete(self, profile_name: str, kind: SecretKind) -> None:
         if not self.usable:
@@ -204,7 +204,7 @@ class SecretStore:
         except keyring.errors.KeyringError as exc:
             raise SecretStoreError(
                 f"The keyring refused to delete the secret ({type(exc).__name__})."
-            ) from None
+            ) from exc
 
 
 def system_keyring() -> KeyringBackend:
@@ -318,7 +318,7 @@ def _from_aws_config(
             cause=ErrorCause.CREDENTIALS,
         ) from None
     except BotoCoreError as exc:
-        raise aws_credential_error(exc, profile.name, aws_profile) from None
+        raise aws_credential_error(exc, profile.name, aws_profile) from exc
     if frozen is None or not frozen.access_key:
         return S3Credentials(None, None, CredentialSource.NONE)
     return S3Credentials(

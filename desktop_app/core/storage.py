@@ -456,10 +456,10 @@ class S3Storage:
         try:
             yield
         except ClientError as exc:
-            raise self._from_client_error(exc, what, key) from None
+            raise self._from_client_error(exc, what, key) from exc
         except ProxyConnectionError as exc:
             if "407" in str(exc.kwargs.get("error", "")):
-                raise self._proxy_sign_in(what) from None
+                raise self._proxy_sign_in(what) from exc
             raise StorageError(
                 f"The proxy {exc.kwargs.get('proxy_url', '')} did not let Ferry through to "
                 f"{self.endpoint_label} to {what}. Check the proxy setting (profile or "
@@ -468,7 +468,7 @@ class S3Storage:
                 code="ProxyConnectionError",
                 title="Storage unreachable",
                 cause=ErrorCause.NETWORK,
-            ) from None
+            ) from exc
         except (EndpointConnectionError, ConnectTimeoutError) as exc:
             raise StorageError(
                 f"Cannot reach {self.endpoint_label} to {what}: {type(exc).__name__}. "
@@ -477,13 +477,13 @@ class S3Storage:
                 code=type(exc).__name__,
                 title="Storage unreachable",
                 cause=ErrorCause.NETWORK,
-            ) from None
+            ) from exc
         except (ConnectionClosedError, ReadTimeoutError) as exc:
             raise StorageError(
                 f"The connection to {self.endpoint_label} broke during {what}.",
                 kind=StorageErrorKind.TRANSIENT,
                 code=type(exc).__name__,
-            ) from None
+            ) from exc
         except NoCredentialsError:
             raise StorageError(
                 f"No S3 credentials were found to {what}. Store a secret with "
@@ -502,14 +502,14 @@ class S3Storage:
                 code=type(exc).__name__,
                 title=problem.title,
                 cause=problem.cause,
-            ) from None
+            ) from exc
         except BotoCoreError as exc:
             # Connection resets surface as various BotoCoreError subclasses.
             raise StorageError(
                 f"Talking to {self.endpoint_label} failed during {what}: {type(exc).__name__}.",
                 kind=StorageErrorKind.TRANSIENT,
                 code=type(exc).__name__,
-            ) from None
+            ) from exc
 
     def _proxy_sign_in(self, what: str) -> StorageError:
         return StorageError(
@@ -889,7 +889,7 @@ class S3Storage:
                 # checksums: found out at the next probe, not remembered as "no".
                 raise StorageError(
                     exc.message, kind=StorageErrorKind.TRANSIENT, code=exc.code
-                ) from None
+                ) from exc
             if exc.kind is StorageErrorKind.NOT_SUPPORTED or exc.code in _CHECKSUM_REFUSALS:
                 log.info("%s does not keep CRC64NVME checksums: %s", self.endpoint_label, exc.code)
                 return False
@@ -1100,7 +1100,7 @@ class S3Storage:
             with self._translate(what, key):
                 self.client.delete_object(Bucket=self.bucket, Key=key, VersionId=version_id)
         except StorageError as exc:
-            raise self._kept_by_rules(exc, found, file) or exc from None
+            raise self._kept_by_rules(exc, found, file) or exc from exc
         return True
 
     def _kept_by_rules(

@@ -142,7 +142,7 @@ def _sequence_decoder(item: Decoder, kind: type[Any]) -> Decoder:
             try:
                 items.append(item(element))
             except Mismatch as exc:
-                raise exc.at(f"[{index}]") from None
+                raise exc.at(f"[{index}]") from exc
         return items if kind is list else kind(items)
 
     return decode
@@ -159,7 +159,7 @@ def _mapping_decoder(key_type: type[Any], item: Decoder) -> Decoder:
             try:
                 decoded[key_type(key)] = item(element)
             except Mismatch as exc:
-                raise exc.at(f"[{key}]") from None
+                raise exc.at(f"[{key}]") from exc
         return decoded
 
     return decode
@@ -179,7 +179,7 @@ def _dataclass_decoder(cls: type[Any]) -> Decoder:
             try:
                 known[name] = fields[name](element)
             except Mismatch as exc:
-                raise exc.at(f".{name}") from None
+                raise exc.at(f".{name}") from exc
         try:
             return cls(**known)
         except (TypeError, ValueError):  # a field without a default is missing

@@ -122,7 +122,7 @@ class WatchedFolderStore:
         try:
             data = tomllib.loads(self.path.read_text())
         except (tomllib.TOMLDecodeError, OSError) as exc:
-            raise ConfigError(f"{self.path} cannot be read ({exc}); fix or remove it.") from None
+            raise ConfigError(f"{self.path} cannot be read ({exc}); fix or remove it.") from exc
         folders = []
         for entry in data.get("folders", []):
             try:
@@ -137,7 +137,7 @@ class WatchedFolderStore:
                     )
                 )
             except (KeyError, TypeError) as exc:
-                raise ConfigError(f"{self.path}: a folder entry is incomplete ({exc}).") from None
+                raise ConfigError(f"{self.path}: a folder entry is incomplete ({exc}).") from exc
         return folders
 
     def save(self, folders: Sequence[WatchedFolder]) -> None:

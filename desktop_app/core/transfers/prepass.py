@@ -73,7 +73,7 @@ class PrePass:
                     return FileHashes(hashlib.file_digest(handle, "sha256").hexdigest(), ())
                 return self._hash_parts(handle.readinto, part_size)
         except OSError as exc:
-            raise SourceError(f"{path} cannot be read: {exc.strerror}.") from None
+            raise SourceError(f"{path} cannot be read: {exc.strerror}.") from exc
 
     def _hash_parts(self, readinto: Callable[[Any], int | None], part_size: int) -> FileHashes:
         chunk = min(_CHUNK, part_size)

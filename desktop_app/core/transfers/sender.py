@@ -351,7 +351,7 @@ def _open_source(record: TransferRecord) -> BinaryIO:
     try:
         return open(record.source_path, "rb")
     except OSError as exc:
-        raise SourceError(f"{record.source_path} cannot be read: {exc.strerror}.") from None
+        raise SourceError(f"{record.source_path} cannot be read: {exc.strerror}.") from exc
 
 
 def current_identity(record: TransferRecord) -> SourceIdentity:
@@ -364,7 +364,7 @@ def current_identity(record: TransferRecord) -> SourceIdentity:
             title="File gone",
         ) from None
     except OSError as exc:
-        raise SourceError(f"{record.source_path} cannot be read: {exc.strerror}.") from None
+        raise SourceError(f"{record.source_path} cannot be read: {exc.strerror}.") from exc
 
 
 def _source_changed(record: TransferRecord, detail: str | None = None) -> SourceChangedError:
