@@ -50,7 +50,7 @@ test: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/mypy desktop_app
+	$(BIN)/mypy desktop_app tests
 	tools/ensure-system-packages
 	QT_QPA_PLATFORM=offscreen $(BIN)/pytest --durations=20
 
@@ -58,7 +58,7 @@ test: install-test
 test-fast: install-test
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/mypy desktop_app
+	$(BIN)/mypy desktop_app tests
 	QT_QPA_PLATFORM=offscreen $(BIN)/pytest -q tests/unit
 
 # The compatibility table: every case of tests/compat on SeaweedFS, moto,

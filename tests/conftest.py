@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 import keyring.backend
@@ -41,12 +41,15 @@ from botocore.exceptions import ClientError
 
 from desktop_app.core.app import Environment, Ferry
 from desktop_app.core.journal import TransferRecord, TransferState
-from desktop_app.core.keys import SecretStore
+from desktop_app.core.keys import KeyringBackend, SecretStore
 from desktop_app.core.paths import FerryPaths
 from desktop_app.core.sandbox import SandboxServer, find_weed
 from tests.dbus_stub import SystemServicesStub
 from tests.faults import FaultProxy
 from tests.sso_stub import SsoStub
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 TEST_ACCESS_KEY = "ferry-test-access"
 TEST_SECRET_KEY = "ferry-test-secret-value-7c1d"
@@ -59,10 +62,10 @@ PG_ADMIN_URL = os.environ.get("FERRY_TEST_PG", "postgresql://postgres@127.0.0.1:
 class MemoryKeyring(keyring.backend.KeyringBackend):
     """A real keyring backend that keeps secrets in memory, for tests."""
 
-    priority = 1  # type: ignore[assignment]
+    priority = 1
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # keyring leaves __init__ unannotated
         self.store: dict[tuple[str, str], str] = {}
 
     def get_password(self, service: str, username: str) -> str | None:
@@ -75,12 +78,22 @@ class MemoryKeyring(keyring.backend.KeyringBackend):
         self.store.pop((service, username), None)
 
 
+def failing_keyring() -> KeyringBackend:
+    """keyring's own backend that always fails: a machine without a usable keyring."""
+    from keyring.backends import fail
+
+    # keyring leaves fail.Keyring unannotated and types its priority as a read-only property.
+    return fail.Keyring()  # type: ignore[no-untyped-call, return-value]
+
+
 @dataclass(frozen=True)
 class WeedServer:
     endpoint_url: str
     server: SandboxServer
 
-    def client(self, access_key: str = TEST_ACCESS_KEY, secret_key: str = TEST_SECRET_KEY):
+    def client(
+        self, access_key: str = TEST_ACCESS_KEY, secret_key: str = TEST_SECRET_KEY
+    ) -> S3Client:
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint_url,
@@ -132,7 +145,7 @@ class S3Endpoint:
     access_key: str
     secret_key: str
 
-    def client(self):  # type: ignore[no-untyped-def]
+    def client(self) -> S3Client:
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint_url,
@@ -461,7 +474,7 @@ def moto_s3() -> Iterator[S3Endpoint]:
         server.stop()
 
 
-def _remove_bucket(client, name: str) -> None:  # type: ignore[no-untyped-def]
+def _remove_bucket(client: S3Client, name: str) -> None:
     """Empty and delete a test's bucket: weed mini gives each bucket its own
     volumes and has only (free disk / 128 MB) of them, so a suite that kept
     its buckets ran out after about 80 ("No writable volumes")."""
@@ -470,8 +483,8 @@ def _remove_bucket(client, name: str) -> None:  # type: ignore[no-untyped-def]
             client.abort_multipart_upload(
                 Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"]
             )
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
-        for item in page.get("Contents", []):
+    for listing in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+        for item in listing.get("Contents", []):
             client.delete_object(Bucket=name, Key=item["Key"])
     client.delete_bucket(Bucket=name)
 
@@ -567,18 +580,18 @@ def pg_roles(postgres_admin_url: str, pg_schema: str) -> Iterator[PgLogins]:
     script = resources.files("desktop_app.core").joinpath("sql/postgres_roles.sql").read_text()
     with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
         # psql variables are not understood by psycopg: substitute the schema.
-        connection.execute(script.replace(':"schema"', f'"{pg_schema}"'))  # type: ignore[arg-type]
+        connection.execute(script.replace(':"schema"', f'"{pg_schema}"'))
         for name in (alice, bob, admin):
-            connection.execute(f'CREATE ROLE "{name}" LOGIN IN ROLE ferry_user')  # type: ignore[arg-type]
-        connection.execute(f'GRANT ferry_admin TO "{admin}"')  # type: ignore[arg-type]
-        connection.execute(f'CREATE ROLE "{relay}" LOGIN IN ROLE ferry_relay')  # type: ignore[arg-type]
+            connection.execute(f'CREATE ROLE "{name}" LOGIN IN ROLE ferry_user')
+        connection.execute(f'GRANT ferry_admin TO "{admin}"')
+        connection.execute(f'CREATE ROLE "{relay}" LOGIN IN ROLE ferry_relay')
     try:
         yield PgLogins(postgres_admin_url, pg_schema, alice, bob, admin, relay)
     finally:
         with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
             for name in (alice, bob, admin, relay):
-                connection.execute(f'DROP OWNED BY "{name}"')  # type: ignore[arg-type]
-                connection.execute(f'DROP ROLE "{name}"')  # type: ignore[arg-type]
+                connection.execute(f'DROP OWNED BY "{name}"')
+                connection.execute(f'DROP ROLE "{name}"')
 
 
 @pytest.fixture
@@ -589,7 +602,7 @@ def pgbouncer(postgres_admin_url: str) -> Iterator[str]:
         pytest.fail("pgbouncer is not installed: tools/ensure-system-packages installs it")
     database = f"ferry_bouncer_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{database}"')  # type: ignore[arg-type]
+        connection.execute(f'CREATE DATABASE "{database}"')
     folder = Path(tempfile.mkdtemp(prefix="ferry-pgbouncer-"))
     folder.chmod(0o777)  # PgBouncer refuses to run as root: it runs as postgres
     port = _free_port()
@@ -617,7 +630,7 @@ def pgbouncer(postgres_admin_url: str) -> Iterator[str]:
         process.wait(10)
         shutil.rmtree(folder, ignore_errors=True)
         with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE "{database}" WITH (FORCE)')  # type: ignore[arg-type]
+            connection.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
 
 
 def environment_at(home: Path, keyring: MemoryKeyring) -> Environment:

@@ -142,6 +142,7 @@ class FaultProxy:
                 if fault is not None and fault.action == "corrupt" and body:
                     middle = len(body) // 2
                     body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1 :]
+                assert target.hostname is not None
                 connection = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
                 if proxy.mask_etags_for is not None:

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, S3Endpoint, WeedServer
+
+if TYPE_CHECKING:
+    from pluggy import Result
 
 ALL_SERVERS = ("weed", "moto", "rclone", "ceph", "swift", "s3rver")
 QUICK_SERVERS = ("weed", "moto", "rclone")
@@ -74,7 +77,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Cases not asked for are left out (deselected, not skipped)."""
     cases = chosen_cases()
-    kept, left = [], []
+    kept: list[pytest.Item] = []
+    left: list[pytest.Item] = []
     for item in items:
         case = item.name.split("[")[0].removeprefix("test_")
         spec = getattr(item, "callspec", None)
@@ -118,7 +122,9 @@ def note(request: pytest.FixtureRequest) -> Callable[[str, Any], None]:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Result[pytest.TestReport], None]:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
     spec = getattr(item, "callspec", None)

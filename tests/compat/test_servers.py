@@ -357,10 +357,12 @@ def versioned_bucket(server: S3Endpoint) -> Iterator[str]:
     finally:
         with contextlib.suppress(ClientError):  # a server without versions
             for page in client.get_paginator("list_object_versions").paginate(Bucket=name):
-                for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
-                    client.delete_object(Bucket=name, Key=item["Key"], VersionId=item["VersionId"])
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
-            for item in page.get("Contents", []):
+                for entry in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                    client.delete_object(
+                        Bucket=name, Key=entry["Key"], VersionId=entry["VersionId"]
+                    )
+        for listing in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+            for item in listing.get("Contents", []):
                 client.delete_object(Bucket=name, Key=item["Key"])
         with contextlib.suppress(ClientError):
             client.delete_bucket(Bucket=name)
@@ -370,6 +372,7 @@ def test_versioned_delete(
     server: S3Endpoint, versioned_bucket: str, tmp_path: Path, note: Note
 ) -> None:
     client = server.client()
+    status: str | None
     try:
         client.put_bucket_versioning(
             Bucket=versioned_bucket, VersioningConfiguration={"Status": "Enabled"}

@@ -82,7 +82,9 @@ def choose_from_menu(qtbot: QtBot, view: ConsistencyView, text: str, seen: list[
         actions = [a for a in menu.actions() if not a.isSeparator()]
         seen.extend(a.text() for a in actions if a.isEnabled())
         [chosen] = [a for a in actions if a.text() == text]
-        qtbot.mouseClick(menu, Qt.MouseButton.LeftButton, pos=menu.actionGeometry(chosen).center())
+        qtbot.mouseClick(  # type: ignore[no-untyped-call]  # pytest-qt leaves it unannotated
+            menu, Qt.MouseButton.LeftButton, pos=menu.actionGeometry(chosen).center()
+        )
 
     when_shown(QApplication.activePopupWidget, QMenu, click)
     row = view.files_table.visualRect(view.files_model.index(0, 0)).center()
@@ -117,7 +119,7 @@ def test_delete_asks_first_with_no_as_default_and_no_deletes_nothing(
     seen: list[dict[str, Any]] = []
     answer_question(QMessageBox.StandardButton.No, seen)
     view.files_table.setFocus()
-    qtbot.keyClick(view.files_table, Qt.Key.Key_Delete)  # the Delete key
+    qtbot.keyClick(view.files_table, Qt.Key.Key_Delete)  # type: ignore[no-untyped-call]  # pytest-qt leaves it unannotated
     [question] = seen
     assert question["text"] == "Delete 3 files from the bucket?"
     assert "removes them from the catalog and deletes their objects" in question["more"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from keyring.backends import fail
 from PySide6.QtCore import QPoint, QRect, QSize, Qt
 from PySide6.QtGui import QScreen
 from PySide6.QtWidgets import QDialogButtonBox, QLineEdit, QPlainTextEdit, QWidget
@@ -17,6 +16,7 @@ from desktop_app.core.keys import SecretKind, SecretStore
 from desktop_app.gui.first_run import FirstRunDialog
 from desktop_app.gui.settings_dialog import SettingsDialog
 from desktop_app.gui.widgets import dialog_position
+from tests.conftest import failing_keyring
 
 LAPTOP_FREE = QRect(0, 0, 1366, 768 - 40)  # a 1366×768 screen less a 40 px panel
 TITLE_BAR = 30
@@ -103,7 +103,7 @@ def test_the_welcome_test_says_where_the_secret_came_from_and_cancel_leaves_noth
     keyring_usable: bool,
 ) -> None:
     monkeypatch.setattr(QScreen, "availableGeometry", lambda _screen: LAPTOP_FREE)
-    store = ferry_env.secrets if keyring_usable else SecretStore(fail.Keyring())
+    store = ferry_env.secrets if keyring_usable else SecretStore(failing_keyring())
     env = Environment(ferry_env.paths, ferry_env.environ, store)
     home = ferry_env.paths.data_dir.parent
     before = files_under(home)
@@ -117,7 +117,7 @@ def test_the_welcome_test_says_where_the_secret_came_from_and_cancel_leaves_noth
     form.bucket_edit.setText("photos")
     form.access_key_edit.setText("AKIAEXAMPLE")
     form.secret_edit.setText("typed-secret")
-    qtbot.mouseClick(form.test_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(form.test_button, Qt.MouseButton.LeftButton)  # type: ignore[no-untyped-call]  # pytest-qt leaves it unannotated
     qtbot.waitUntil(lambda: form.test_button.isEnabled(), timeout=60_000)
 
     text = form.test_result.toPlainText()
@@ -132,8 +132,10 @@ def test_the_welcome_test_says_where_the_secret_came_from_and_cancel_leaves_noth
     assert form.test_result.verticalScrollBar().maximum() == 0
     assert dialog.height() + TITLE_BAR <= LAPTOP_FREE.height()
 
-    qtbot.mouseClick(
-        dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Cancel),
+    box = dialog.findChild(QDialogButtonBox)
+    assert box is not None
+    qtbot.mouseClick(  # type: ignore[no-untyped-call]  # pytest-qt leaves it unannotated
+        box.button(QDialogButtonBox.StandardButton.Cancel),
         Qt.MouseButton.LeftButton,
     )
     assert not dialog.isVisible()
@@ -174,7 +176,7 @@ def test_the_secret_key_field_says_what_is_stored(
 ) -> None:
     env = ferry_env
     if case == "no keyring":
-        env = Environment(ferry_env.paths, ferry_env.environ, SecretStore(fail.Keyring()))
+        env = Environment(ferry_env.paths, ferry_env.environ, SecretStore(failing_keyring()))
     profile = Profile(
         name="work",
         bucket="photos",

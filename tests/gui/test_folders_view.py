@@ -56,8 +56,12 @@ def test_files_queued_counts_what_is_not_uploaded_yet(
     def cell() -> str:
         view.refresh()  # as its one-second timer does
         column = view.HEADERS.index("Not yet uploaded")
-        assert view.table.horizontalHeaderItem(column).text() == "Not yet uploaded"
-        return view.table.item(0, column).text()
+        header = view.table.horizontalHeaderItem(column)
+        assert header is not None
+        assert header.text() == "Not yet uploaded"
+        item = view.table.item(0, column)
+        assert item is not None
+        return item.text()
 
     assert cell() == "2 (1 failed)"
     # The two are sent (one found already stored): they leave the count.
@@ -74,7 +78,9 @@ def test_files_queued_counts_what_is_not_uploaded_yet(
     transfers.upsert(SnapshotBatch((transfer(3, inbox / "c.pdf", TransferState.DONE),)))
     assert cell() == "0"
     column = view.HEADERS.index("Not yet uploaded")
-    assert "4 file(s) were queued from it" in view.table.item(0, column).toolTip()
+    item = view.table.item(0, column)
+    assert item is not None
+    assert "4 file(s) were queued from it" in item.toolTip()
 
 
 def test_a_watched_folders_files_leave_the_count_once_uploaded(

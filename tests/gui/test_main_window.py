@@ -451,7 +451,9 @@ def test_an_expired_aws_sign_in_is_renewed_from_the_window_and_uploads_then_work
 
     def browser(url: QUrl) -> bool:
         opened.append(url.toString())
-        QApplication.activeModalWidget().grab().save(str(tmp_path / "sign-in-dialog.png"))
+        modal = QApplication.activeModalWidget()
+        assert modal is not None
+        modal.grab().save(str(tmp_path / "sign-in-dialog.png"))
         urllib.request.urlopen(url.toString(), timeout=10).read()
         return True
 

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtWidgets import QDialog, QDialogButtonBox
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QDoubleSpinBox
 from pytestqt.qtbot import QtBot
 
 from desktop_app import __version__
@@ -38,7 +38,9 @@ def test_settings_change_tuning_and_keep_what_was_not_touched(
     assert dialog.profile_combo.currentText() == "test"
     assert dialog.destination.bucket_edit.text() == ferry_env.profiles.get("test").bucket
     dialog.concurrency_spin.setValue(3)
-    dialog.bandwidth.spin.setValue(2.5)  # MB/s
+    bandwidth = dialog.bandwidth.spin
+    assert isinstance(bandwidth, QDoubleSpinBox)
+    bandwidth.setValue(2.5)  # MB/s
     dialog.retention.spin.setValue(7)  # days
     dialog.buttons.button(QDialogButtonBox.StandardButton.Save).click()
     qtbot.waitUntil(lambda: dialog.result() == QDialog.DialogCode.Accepted, timeout=10_000)

@@ -116,7 +116,11 @@ def test_folder_upload_clear_and_quit_under_xvfb(
 
     def done() -> int:
         rows = journal_rows(home, "SELECT count(*) FROM transfers WHERE state = 'done'")
-        return int(rows[0][0]) if rows else 0
+        if not rows:
+            return 0
+        count = rows[0][0]
+        assert isinstance(count, int)
+        return count
 
     try:
         assert _wait(lambda: done() == FILES or window.poll() is not None, 240, take_screenshot), (

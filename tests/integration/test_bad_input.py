@@ -249,7 +249,7 @@ def test_a_backslash_in_a_posix_name_is_refused_never_stored_over_another_files_
         "names/a\\b.txt": "failed",
     }
     refused = transfers["names/\\x.txt"]["error"]
-    assert refused["title"] == "Name cannot be a key"  # type: ignore[index]
+    assert refused["title"] == "Name cannot be a key"
     assert "backslash" in refused["message"]
     assert "'names/x.txt'" in refused["message"]
     client = weed.client()

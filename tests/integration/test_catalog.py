@@ -6,6 +6,7 @@ import dataclasses
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def intent(key: str, sha: str = SHA_A, bucket: str = "files") -> UploadIntent:
 
 
 @pytest.fixture
-def catalog(catalog_url: str):
+def catalog(catalog_url: str) -> Iterator[CatalogService]:
     service = open_catalog(catalog_url, owner="alice")
     yield service
     service.close()

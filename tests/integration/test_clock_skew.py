@@ -88,7 +88,7 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> N
 def stored(weed: WeedServer, bucket: str, key: str) -> bytes | None:
     s3 = weed.client()
     try:
-        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[no-any-return]
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except s3.exceptions.NoSuchKey:
         return None
 

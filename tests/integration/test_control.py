@@ -188,7 +188,13 @@ def test_a_running_ferry_drops_another_users_connection_unread(
     os.chmod(door, 0o666)
     secret = tmp_path / "secret.txt"
     secret.write_text("root's")
-    request = {"v": 2, "profile": None, "call": "queue", "args": [[str(secret)]], "kwargs": {}}
+    request: dict[str, object] = {
+        "v": 2,
+        "profile": None,
+        "call": "queue",
+        "args": [[str(secret)]],
+        "kwargs": {},
+    }
     message = frame(json.dumps(request).encode()).hex()
 
     theirs = subprocess.run(

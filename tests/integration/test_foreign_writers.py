@@ -35,7 +35,7 @@ def stored(weed: WeedServer, bucket: str, key: str) -> bytes:
     return bytes(weed.client().get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
-def when(ferry: Ferry, happened: Callable[[EngineEvent], bool], act: Callable[[], None]) -> None:
+def when(ferry: Ferry, happened: Callable[[EngineEvent], bool], act: Callable[[], object]) -> None:
     """Do ``act`` once, on the engine's thread, at the first event for which ``happened``."""
     done: list[bool] = []
 

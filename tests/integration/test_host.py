@@ -175,7 +175,9 @@ def test_a_cancel_from_the_window_is_carried_out_while_a_check_runs(
     big = tmp_path / "scan.bin"
     big.write_bytes(b"\x5a" * (30 << 20))
 
-    [record] = engine.answer(engine.call(Ferry.queue, [big]))  # type: ignore[misc]
+    queued = engine.answer(engine.call(Ferry.queue, [big]))
+    assert isinstance(queued, list)
+    [record] = queued
     engine.wait_for(lambda _m: _states(engine.received).get("scan.bin") is TransferState.UPLOADING)
     engine.answer(engine.call(Ferry.cancel, [record.id]), timeout=20)
     # A running attempt is flagged: it stops, compensates, and the transfer ends cancelled.

@@ -105,7 +105,11 @@ def test_a_rewrite_while_ferry_is_stopped_is_never_registered_under_the_old_sha2
         path.write_bytes(rng.randbytes(4 * 5 * MIB - 3))
         target = confirmed_parts(home) + 1 + round_number % 3
         upload = ferry(home, "upload", str(path))
-        wait_for(lambda target=target: confirmed_parts(home) >= target)
+
+        def reached(target: int = target) -> bool:
+            return confirmed_parts(home) >= target
+
+        wait_for(reached)
         upload.kill()
         upload.wait()
         new_sha = rewrite_keeping_size_and_mtime(path, rng)

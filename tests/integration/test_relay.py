@@ -40,6 +40,22 @@ from tests.conftest import (
 )
 from tests.integration.test_cli import run_ferry
 
+
+def file_key(body: dict[str, object]) -> str:
+    """The key of the file an event message is about."""
+    file = body["file"]
+    assert isinstance(file, dict)
+    key = file["key"]
+    assert isinstance(key, str)
+    return key
+
+
+def event_type(body: dict[str, object]) -> str:
+    kind = body["type"]
+    assert isinstance(kind, str)
+    return kind
+
+
 CREDS = {"AWS_ACCESS_KEY_ID": TEST_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": TEST_SECRET_KEY}
 
 
@@ -121,9 +137,9 @@ def test_relay_once_publishes_every_event_once_in_order_per_file(
         assert message.subject == f"{nats_stream.prefix}.{bucket}.{event.event_type.value}"
         assert message.body["type"] == event.event_type.value
         assert message.body["file"] == event.payload
-    per_file = defaultdict(list)
+    per_file: dict[str, list[str]] = defaultdict(list)
     for message in messages:
-        per_file[message.body["file"]["key"]].append(message.body["type"])  # type: ignore[index]
+        per_file[file_key(message.body)].append(event_type(message.body))
     assert per_file["docs/b.txt"] == ["file.uploaded", "file.deleted", "file.uploaded"]
     assert per_file["orphan.bin"] == ["file.repaired"]
 
@@ -227,7 +243,7 @@ def test_the_relay_role_reads_and_marks_events_and_nothing_else(pg_roles: PgLogi
                 "SELECT count(*) FROM files",
             ):
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                    connection.execute(forbidden)  # type: ignore[arg-type]
+                    connection.execute(forbidden)
         # And a user may not read the outbox or mark events (only the relay).
         with (
             psycopg.connect(pg_roles.dsn(pg_roles.alice), autocommit=True) as connection,
@@ -322,7 +338,7 @@ def test_two_relays_one_killed_twice_put_every_event_in_the_stream_once(
     assert unpublished == (0,)
     order: dict[str, list[str]] = defaultdict(list)
     for message in messages:
-        order[message.body["file"]["key"]].append(message.body["type"])  # type: ignore[index]
+        order[file_key(message.body)].append(event_type(message.body))
     assert all(order[key] == ["file.uploaded", "file.deleted"] for key in keys)
 
 

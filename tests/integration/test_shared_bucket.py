@@ -56,7 +56,7 @@ def open_ferry(
     """Opens a Ferry of its own (home, journal) on the test bucket and a given catalog."""
     opened: list[Ferry] = []
 
-    def open_one(name: str, catalog_url: str, **profile: object) -> Ferry:
+    def open_one(name: str, catalog_url: str, **profile: Any) -> Ferry:
         env = environment_at(tmp_path / name, memory_keyring)
         endpoint = profile.pop("endpoint_url", weed.endpoint_url)
         save_test_profile(
@@ -93,7 +93,7 @@ def put_file(ferry: Ferry, path: Path, data: bytes, prefix: str = "") -> None:
 def stored(weed: WeedServer, bucket: str, key: str) -> bytes | None:
     s3 = weed.client()
     try:
-        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[no-any-return]
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except s3.exceptions.NoSuchKey:
         return None
 
@@ -231,7 +231,7 @@ def test_a_user_can_neither_read_others_events_nor_write_events(
             psycopg.connect(login) as connection,
             pytest.raises(psycopg.errors.InsufficientPrivilege),
         ):
-            connection.execute(statement)  # type: ignore[arg-type]
+            connection.execute(statement)
     with psycopg.connect(login) as connection:
         own = connection.execute("SELECT owner, payload->>'key' FROM ferry_own_events(0, 100)")
         assert {row[1] for row in own} == {"mine.txt"}
@@ -239,7 +239,7 @@ def test_a_user_can_neither_read_others_events_nor_write_events(
         mine = alice.catalog.live(alice.profile.bucket, "mine.txt")
         assert mine is not None
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            connection.execute(f"SELECT ferry_announce({mine.id}, 'file.deleted')")  # type: ignore[arg-type]
+            connection.execute(f"SELECT ferry_announce({mine.id}, 'file.deleted')")
     admin = open_ferry("admin", pg_roles.url(pg_roles.admin))
     keys = {e.payload["key"] for e in admin.catalog.unpublished_events()}
     assert {"secret-plan.pdf", "mine.txt"} <= keys

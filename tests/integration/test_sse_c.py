@@ -14,6 +14,7 @@ import random
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -134,7 +135,7 @@ def test_an_sse_c_profile_uploads_and_only_its_key_reads_the_objects_back(
         assert row.status is FileStatus.ACTIVE
 
     client = weed.client()
-    sse_c = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": customer_key}
+    sse_c: dict[str, Any] = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": customer_key}
     for path in (small, large):
         with pytest.raises(ClientError) as without_key:
             client.head_object(Bucket=bucket, Key=path.name)

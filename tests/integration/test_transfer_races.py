@@ -111,19 +111,17 @@ class Rounds:
         path.write_bytes(data)
         if kind == 3:
             # Fails once (a refusal Ferry counts as transient): retried by itself.
+            def aborted(r: Request, n: str = name) -> bool:
+                return r.method in ("PUT", "POST") and r.path.endswith(n)
+
             with proxy.lock:
-                proxy.faults.append(
-                    Fault(
-                        lambda r, n=name: r.method in ("PUT", "POST") and r.path.endswith(n),
-                        "status", status=409, code="OperationAborted",
-                    )
-                )  # fmt: skip
+                proxy.faults.append(Fault(aborted, "status", status=409, code="OperationAborted"))
         [record] = app.queue([path], prefix="")
         key = record.key
         cancelled = False
         if kind in (0, 3):
             if kind == 3:
-                wait_for(lambda i=record.id: tried(app, i), timeout=60)
+                wait_for(lambda: tried(app, record.id), timeout=60)
                 due = app.journal.get(record.id).retry_at
                 if due is not None:  # a few ms either side of when its retry comes
                     wait = (due - datetime.now(UTC)).total_seconds()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import text
@@ -31,18 +31,21 @@ from tests.conftest import (
 from tests.integration.test_cli import run_ferry
 from tests.integration.test_engine import write_random
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import DeleteMarkerEntryTypeDef, ObjectVersionTypeDef
+
 MIB = 1024 * 1024
 FOREIGN = b"a newer version, written by another program"
 NOW = CheckOptions(grace_seconds=0)
 
 
-def versions(weed: WeedServer, bucket: str, key: str) -> list[dict[str, Any]]:
+def versions(weed: WeedServer, bucket: str, key: str) -> list[ObjectVersionTypeDef]:
     """Every version of the key (not its delete markers), newest first."""
     page = weed.client().list_object_versions(Bucket=bucket, Prefix=key)
     return [v for v in page.get("Versions", []) if v["Key"] == key]
 
 
-def markers(weed: WeedServer, bucket: str, key: str) -> list[dict[str, Any]]:
+def markers(weed: WeedServer, bucket: str, key: str) -> list[DeleteMarkerEntryTypeDef]:
     page = weed.client().list_object_versions(Bucket=bucket, Prefix=key)
     return [m for m in page.get("DeleteMarkers", []) if m["Key"] == key]
 

@@ -52,7 +52,7 @@ def test_postgresql_errors_are_read_by_their_sqlstate(postgres_admin_url: str) -
         with psycopg.connect(postgres_admin_url) as connection:
             try:
                 for statement in statements:
-                    connection.execute(statement)  # type: ignore[arg-type]
+                    connection.execute(statement)
             except psycopg.Error as exc:
                 return exc
         raise AssertionError(f"{statements} did not fail")

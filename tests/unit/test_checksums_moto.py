@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 from awscrt import checksums
 from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 
 from desktop_app.core.app import Environment, Ferry, diagnose_profile
-from desktop_app.core.catalog_records import FileStatus
+from desktop_app.core.catalog_schema import FileStatus
 from desktop_app.core.errors import ErrorCause, StorageError
 from desktop_app.core.journal import TransferState
 from desktop_app.core.transfers.checksums import (
@@ -229,7 +230,7 @@ def _refuse_checksums(ferry_or_client: Any) -> None:
         headers = {k.lower() for k in params["headers"]}
         if not headers & {"x-amz-checksum-crc64nvme", "x-amz-checksum-algorithm"}:
             return None
-        return AWSResponse(params["url"], 400, {}, None), {
+        return AWSResponse(params["url"], 400, HTTPHeaders(), None), {
             "Error": {"Code": "NotImplemented", "Message": "checksums are not supported"},
             "ResponseMetadata": {"HTTPStatusCode": 400},
         }
@@ -286,13 +287,13 @@ def test_a_refusal_that_says_nothing_of_checksums_is_not_remembered_as_no(
     endpoint is not written down as keeping no checksums, for ever."""
 
     def deny(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
-        return AWSResponse(params["url"], 403, {}, None), {
+        return AWSResponse(params["url"], 403, HTTPHeaders(), None), {
             "Error": {"Code": "AccessDenied", "Message": "Access Denied"},
             "ResponseMetadata": {"HTTPStatusCode": 403},
         }
 
     storage = ferry.storage
-    storage.client.meta.events.register("before-call.s3.PutObject", deny)
+    storage.client.meta.events.register("before-call.s3.PutObject", deny)  # type: ignore[arg-type]  # stubs: handlers return None
     with pytest.raises(StorageError):
         storage.probe_checksums("")
     memory = ChecksumMemory(ferry.env.paths.data_dir / CHECKSUM_FILE)
@@ -300,7 +301,7 @@ def test_a_refusal_that_says_nothing_of_checksums_is_not_remembered_as_no(
     assert memory.get(storage.endpoint_id) is None  # and nothing written down
 
     # The server's own "no" to the checksum headers is an answer, kept.
-    storage.client.meta.events.unregister("before-call.s3.PutObject", deny)
+    storage.client.meta.events.unregister("before-call.s3.PutObject", deny)  # type: ignore[arg-type]  # stubs: handlers return None
     _refuse_checksums(storage.client)
     assert not EndpointChecksums(storage, memory).verified()
     assert memory.get(storage.endpoint_id) is False

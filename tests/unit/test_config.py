@@ -11,7 +11,7 @@ from desktop_app.core.keys import (
     resolve_s3_credentials,
 )
 from desktop_app.core.paths import FerryPaths
-from tests.conftest import MemoryKeyring
+from tests.conftest import MemoryKeyring, failing_keyring
 
 
 def _profile(**changes: object) -> Profile:
@@ -123,9 +123,7 @@ def test_ferry_home_moves_everything(tmp_path: Path) -> None:
 
 
 def test_without_usable_keyring_env_credentials_are_used_and_named() -> None:
-    import keyring.backends.fail
-
-    secrets = SecretStore(keyring.backends.fail.Keyring())
+    secrets = SecretStore(failing_keyring())
     assert not secrets.usable
     creds = resolve_s3_credentials(
         _profile(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,7 @@ def run_alone(_label: str, work: object, engine: Engine) -> object:
         return work(connection)  # type: ignore[operator]
 
 
-def insert(key: str, *, then_fail: bool = False, pause: float = 0.0) -> object:
+def insert(key: str, *, then_fail: bool = False, pause: float = 0.0) -> Callable[[Connection], str]:
     def work(connection: Connection) -> str:
         time.sleep(pause)
         connection.execute(text("INSERT INTO t (k) VALUES (:k)"), {"k": key})
@@ -43,13 +43,15 @@ def keys(engine: Engine) -> set[str]:
         return {row[0] for row in connection.execute(text("SELECT k FROM t"))}
 
 
-def submit_while_busy(committer: GroupCommitter[Connection], works: list[object]) -> list[object]:
+def submit_while_busy(
+    committer: GroupCommitter[Connection], works: Sequence[Callable[[Connection], object]]
+) -> list[object]:
     """One slow request holds the writer while the others queue up behind it."""
     outcomes: list[object] = [None] * len(works)
 
     def call(index: int) -> None:
         try:
-            outcomes[index] = committer.run(works[index])  # type: ignore[arg-type]
+            outcomes[index] = committer.run(works[index])
         except Exception as exc:  # noqa: BLE001 - the outcome is what the test reads
             outcomes[index] = exc
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 
 from desktop_app.core.config import Profile
 from desktop_app.core.events import EngineEvent, EventBus, TransferProgress
@@ -182,10 +183,10 @@ def test_botocore_reads_a_body_as_it_sends_it_and_it_goes_without_expect() -> No
             body.seek(0)
             while body.read(16 * 1024):  # as urllib3 sends a readable body
                 pass
-        return AWSResponse(request.url, 200, {"ETag": '"x"'}, _Answer())
+        return AWSResponse(request.url, 200, HTTPHeaders.from_dict({"ETag": '"x"'}), _Answer())
 
     seen: list[int] = []
-    storage.client.meta.events.register("before-send.s3.UploadPart", send)
+    storage.client.meta.events.register("before-send.s3.UploadPart", send)  # type: ignore[arg-type]  # stubs: handlers return None
     body = bytearray(b"p" * 40_000)
     md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
     storage.upload_part("k", "upload-1", 1, body, md5, sent=seen.append)
@@ -196,7 +197,7 @@ def test_botocore_reads_a_body_as_it_sends_it_and_it_goes_without_expect() -> No
     # A whole small file too: "Expect: 100-continue" would cost it a round trip more.
     headers.clear()
     seen.clear()
-    storage.client.meta.events.register("before-send.s3.PutObject", send)
+    storage.client.meta.events.register("before-send.s3.PutObject", send)  # type: ignore[arg-type]  # stubs: handlers return None
     storage.put_object("k", bytes(body), metadata={}, md5_b64=md5, sent=seen.append)
     assert seen[:4] == [0, 16384, 32768, 40000]
     assert "Expect" not in headers

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
 
 from desktop_app.core.app import Ferry
@@ -184,7 +185,7 @@ def test_permanent_failures_never_retry_on_their_own(ferry: Ferry, tmp_path: Pat
     with_clocks(ferry, clocks, RetryPolicy(base=1, cap=1))
 
     def denied(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
-        return AWSResponse(params["url"], 403, {}, None), {
+        return AWSResponse(params["url"], 403, HTTPHeaders(), None), {
             "Error": {"Code": "AccessDenied", "Message": "Access Denied"},
             "ResponseMetadata": {"HTTPStatusCode": 403},
         }

@@ -22,6 +22,7 @@ import boto3
 import botocore.handlers
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 
 from desktop_app.core.app import Environment, Ferry, diagnose_profile
 from desktop_app.core.errors import ErrorCause
@@ -62,13 +63,13 @@ def refuse_conditional_deletes(
         key = params["url_path"].rsplit("/", 1)[-1]
         refused.append(key)
         before(key)
-        return AWSResponse(params["url"], 412, {}, None), {
+        return AWSResponse(params["url"], 412, HTTPHeaders(), None), {
             "Error": {"Code": "PreconditionFailed", "Message": "At least one of the "
                       "pre-conditions you specified did not hold"},
             "ResponseMetadata": {"HTTPStatusCode": 412},
         }  # fmt: skip
 
-    ferry.storage.client.meta.events.register("before-call.s3.DeleteObject", answer)
+    ferry.storage.client.meta.events.register("before-call.s3.DeleteObject", answer)  # type: ignore[arg-type]  # stubs: handlers return None
     return refused
 
 
@@ -149,15 +150,15 @@ def test_the_checks_repair_deletes_a_multipart_file_left_behind_on_such_a_server
     assert done.state is TransferState.DONE
 
     def unavailable(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
-        return AWSResponse(params["url"], 403, {}, None), {
+        return AWSResponse(params["url"], 403, HTTPHeaders(), None), {
             "Error": {"Code": "AccessDenied", "Message": "no DELETE today"},
             "ResponseMetadata": {"HTTPStatusCode": 403},
         }
 
     events = ferry.storage.client.meta.events
-    events.register("before-call.s3.DeleteObject", unavailable)
+    events.register("before-call.s3.DeleteObject", unavailable)  # type: ignore[arg-type]  # stubs: handlers return None
     assert not ferry.delete("parts.bin").object_deleted  # the row goes, the object stays
-    events.unregister("before-call.s3.DeleteObject", unavailable)
+    events.unregister("before-call.s3.DeleteObject", unavailable)  # type: ignore[arg-type]  # stubs: handlers return None
 
     refused = refuse_conditional_deletes(ferry)
     report = ferry.check(CheckOptions(grace_seconds=0))

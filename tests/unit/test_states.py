@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,9 +60,9 @@ def new_transfer(state: TransferState) -> NewTransfer:
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Journal:
+def journal(tmp_path: Path) -> Iterator[Journal]:
     opened = Journal(tmp_path / "journal.sqlite3")
-    yield opened  # type: ignore[misc]
+    yield opened
     opened.close()
 
 

@@ -10,6 +10,7 @@ import boto3
 import botocore
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 
 from desktop_app import __version__
 from desktop_app.core.config import Profile
@@ -37,9 +38,9 @@ def _sent_headers(endpoint: str, **settings: Any) -> dict[str, str]:
         seen.update(
             {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
         )
-        return AWSResponse(request.url, 200, {"ETag": '"x"'}, _Answer())
+        return AWSResponse(request.url, 200, HTTPHeaders.from_dict({"ETag": '"x"'}), _Answer())
 
-    storage.client.meta.events.register("before-send.s3.UploadPart", answer)
+    storage.client.meta.events.register("before-send.s3.UploadPart", answer)  # type: ignore[arg-type]  # stubs: handlers return None
     body = b"p" * 1024
     md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
     storage.upload_part("k", "upload-1", 1, body, md5_b64=md5)
@@ -85,9 +86,14 @@ def test_a_refusal_keeps_the_servers_own_code_and_words() -> None:
     )
 
     def answer(request: Any, **_kwargs: Any) -> AWSResponse:
-        return AWSResponse(request.url, 403, {"Content-Type": "application/xml"}, _Body(document))
+        return AWSResponse(
+            request.url,
+            403,
+            HTTPHeaders.from_dict({"Content-Type": "application/xml"}),
+            _Body(document),
+        )
 
-    storage.client.meta.events.register("before-send.s3.PutObject", answer)
+    storage.client.meta.events.register("before-send.s3.PutObject", answer)  # type: ignore[arg-type]  # stubs: handlers return None
     with pytest.raises(StorageError) as refused:  # not taken for success
         storage.put_object("k", b"x", metadata={}, md5_b64="")
     assert "SecondLevelDomainForbidden: Please use virtual hosted style" in refused.value.message
@@ -111,9 +117,11 @@ def _sent(profile: Profile, operation: str, send: Any) -> tuple[str, dict[str, s
             b"<Bucket>bucket-1</Bucket><Key>k</Key><UploadId>u-1</UploadId>"
             b"</InitiateMultipartUploadResult>"
         )
-        return AWSResponse(request.url, 200, {"ETag": '"x"'}, _Body(document))
+        return AWSResponse(
+            request.url, 200, HTTPHeaders.from_dict({"ETag": '"x"'}), _Body(document)
+        )
 
-    storage.client.meta.events.register(f"before-send.s3.{operation}", answer)
+    storage.client.meta.events.register(f"before-send.s3.{operation}", answer)  # type: ignore[arg-type]  # stubs: handlers return None
     send(storage)
     return seen["url"], seen["headers"]
 

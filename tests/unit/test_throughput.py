@@ -33,7 +33,9 @@ def test_a_stall_makes_the_speed_fall_and_then_vanish() -> None:
     for n in range(5):
         window.add(float(n), 1_000_000)
     assert window.rate(4.5) == pytest.approx(1_000_000)
-    assert window.rate(10.0) < 500_000  # nothing for six usual gaps
+    rate = window.rate(10.0)
+    assert rate is not None
+    assert rate < 500_000  # nothing for six usual gaps
     assert window.rate(100.0) is None  # all of it is stale
 
 
@@ -66,6 +68,9 @@ def test_row_and_total_agree_for_one_transfer_and_add_up_for_two() -> None:
     one = throughput.of_transfer(1, 0).bytes_per_second
     two = throughput.of_transfer(2, 0).bytes_per_second
     overall = throughput.overall(0).bytes_per_second
+    assert one is not None
+    assert two is not None
+    assert overall is not None
     assert one == pytest.approx(MIB)
     assert two == pytest.approx(2 * MIB)
     assert overall == pytest.approx(one + two, rel=0.25)
