@@ -94,6 +94,10 @@ from desktop_app.resources import TrayState, tray_icon_svg
 
 HELD_LABEL_MAX_WIDTH = 360  # "Uploads paused: …" leaves the messages their room
 GLYPHS = (QStyle.StandardPixmap.SP_MediaPause, QStyle.StandardPixmap.SP_MediaPlay)
+# A person's answer (what Skip, Replace, Retry did) stays this long before a
+# batch's notice may take its place: both came within a second, and the
+# answer was gone before anyone could read it.
+ANSWER_HOLD_MS = 5000
 EXPLAIN_TRAY_KEY = "close/explain-tray"  # window.ini: False once "Don't show this again"
 
 
@@ -191,6 +195,7 @@ class MainWindow(QMainWindow):
         # The status bar's message and when it is stale (a notice of queued files
         # once they are sent, of failures once none remain), checked each tick.
         self._stale_when: tuple[str, Callable[[Totals], bool]] | None = None
+        self._answer_until = 0.0  # monotonic: a person's answer holds the status bar till then
         bridge.transfersChanged.connect(lambda batch: self.notifier.observe(batch.snapshots))
         backend.historyLoaded.connect(self.notifier.history_loaded)
 
@@ -513,6 +518,7 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_notice(self, text: str) -> None:
         self.statusBar().showMessage(text, 8000)
+        self._answer_until = time.monotonic() + ANSWER_HOLD_MS / 1000
 
     @Slot(str)
     def _on_held_back(self, why: str) -> None:
@@ -642,11 +648,7 @@ class MainWindow(QMainWindow):
     def notify(self, note: Notification) -> None:
         """In the status bar always; as a desktop notification when Ferry is not in front."""
         self.notifications = [*self.notifications[-49:], note]
-        self.show_message(
-            f"{note.title}: {note.message}",
-            15_000,
-            (lambda totals: not totals.failed) if note.failed else None,
-        )
+        self._show_note(note)
         if self.tray is not None and not self.isActiveWindow():
             icon = (
                 QSystemTrayIcon.MessageIcon.Warning
@@ -654,6 +656,18 @@ class MainWindow(QMainWindow):
                 else QSystemTrayIcon.MessageIcon.Information
             )
             self.tray.showMessage(note.title, note.message, icon, 10_000)
+
+    def _show_note(self, note: Notification) -> None:
+        """The notice in the status bar, once no person's answer holds it."""
+        wait = self._answer_until - time.monotonic()
+        if wait > 0:
+            QTimer.singleShot(int(wait * 1000) + 1, self, lambda: self._show_note(note))
+            return
+        self.show_message(
+            f"{note.title}: {note.message}",
+            15_000,
+            (lambda totals: not totals.failed) if note.failed else None,
+        )
 
     def _tray_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
         if reason is QSystemTrayIcon.ActivationReason.Trigger:

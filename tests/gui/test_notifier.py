@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+
+from pytestqt.qtbot import QtBot
 
 from desktop_app.core.events import TransferSnapshot
 from desktop_app.core.journal import ErrorKind, TransferError, TransferState
-from desktop_app.gui.notifier import FAILURE_PAUSE, QUIET_SECONDS, BatchNotifier, NotificationKind
+from desktop_app.gui.main_window import ANSWER_HOLD_MS, MainWindow
+from desktop_app.gui.notifier import (
+    FAILURE_PAUSE,
+    QUIET_SECONDS,
+    BatchNotifier,
+    Notification,
+    NotificationKind,
+)
 
 
 def snap(transfer_id: int, state: TransferState, name: str = "a.txt") -> TransferSnapshot:
@@ -99,3 +110,20 @@ def test_the_finished_batch_counts_only_the_failures_that_remain() -> None:
     notes = notifier.tick(0, FAILURE_PAUSE) + notifier.tick(0, FAILURE_PAUSE + QUIET_SECONDS)
     assert [(n.title, n.failed) for n in notes] == [("Uploads finished", 0)]
     assert notes[0].message == "1 file(s) uploaded and verified (2.0 MB)."
+
+
+def test_a_batch_notice_waits_until_a_persons_answer_has_been_read(
+    weed_profile: Callable[..., None], qtbot: QtBot, window_for: Callable[[], MainWindow]
+) -> None:
+    """Skip's answer and the batch's notice came within a second: the answer was
+    replaced before anyone could read it. Now it holds the status bar first."""
+    weed_profile()
+    window = window_for()
+    window.backend.notice.emit("Skipped draft.doc.")
+    window.notify(Notification(NotificationKind.FINISHED, "Uploads finished", "1 file(s)"))
+    started = time.monotonic()
+    bar = window.statusBar()
+    assert bar.currentMessage() == "Skipped draft.doc."
+    qtbot.waitUntil(lambda: bar.currentMessage().startswith("Uploads finished"), timeout=10_000)
+    assert time.monotonic() - started >= ANSWER_HOLD_MS / 1000 - 0.2
+    assert window.notifications[-1].title == "Uploads finished"  # kept at once all the same
