@@ -4,11 +4,11 @@ The bandwidth limiter is a leaky bucket refilled at ``rate`` bytes per second
 that starts empty and keeps at most ``CREDIT_SECONDS`` of unused time (no
 burst): every byte is paid for at the rate, so no stretch of time, the first
 second included, sends more than the limit plus 50 ms of it plus what is paid
-for at once (the sender pays each block of a
-body as the connection takes it, 16 KiB, see :class:`PacedRequest`); a caller
-sleeps for the deficit; with ``rate_now`` (a schedule by the clock) it sleeps in slices
-and asks for the rate again after each, so a new rate takes effect within a
-slice even for a part already waiting. The memory budget bounds the bytes
+for at once (the sender pays each 16 KiB block of a body as the connection
+takes it, see :class:`PacedRequest`). A caller sleeps for the deficit; with
+``rate_now`` (a schedule by the clock) it sleeps in slices and asks for the
+rate again after each, so a new rate takes effect within a slice even for a
+part already waiting. The memory budget bounds the bytes
 held in part buffers at once, whatever the file sizes: a reader blocks until
 its part fits. Clock and sleep are injected so that tests need not wait.
 """
