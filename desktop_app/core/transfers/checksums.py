@@ -26,14 +26,13 @@ Promises:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from desktop_app.core.errors import StorageError, StorageErrorKind
+from desktop_app.core.errors import StorageError
 from desktop_app.core.storage import S3Storage
-from desktop_app.core.transfers.endpoint_memory import EndpointMemory
+from desktop_app.core.transfers.endpoint_memory import EndpointMemory, LearntOnce
 
 log = logging.getLogger(__name__)
 CHECKSUM_FILE = "checksums.json"
@@ -82,39 +81,27 @@ class EndpointChecksums:
         self.memory = memory
         self.prefix = prefix
         self.endpoint = storage.endpoint_id
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._known: bool | None = None
-        self._next_probe = -float("inf")
+        self._learnt = LearntOnce[bool](
+            recall=lambda: memory.get(self.endpoint),
+            probe=lambda: storage.probe_checksums(prefix),
+            keep=self._keep,
+            may_probe=lambda: not storage.object_lock_enabled(),
+            failed=self._failed,
+            retry_after=RETRY_PROBE_SECONDS,
+            clock=clock,
+        )
 
     def verified(self) -> bool:
         """Does the server verify and keep CRC64NVME checksums? False while unknown."""
-        with self._lock:
-            if self._known is not None:
-                return self._known
-            learnt = self.memory.get(self.endpoint)
-            if learnt is not None:
-                self._known = learnt
-                return learnt
-            if self._clock() < self._next_probe:
-                return False
-            if self.storage.object_lock_enabled():
-                self._next_probe = float("inf")
-                return False
-            try:
-                found = self.storage.probe_checksums(self.prefix)
-            except StorageError as exc:
-                transient = exc.kind is StorageErrorKind.TRANSIENT
-                self._next_probe = (
-                    self._clock() + RETRY_PROBE_SECONDS if transient else float("inf")
-                )
-                log.warning(
-                    "Could not find out whether %s verifies checksums (%s); MD5s meanwhile",
-                    self.storage.endpoint_label,
-                    exc.message,
-                )
-                return False
-            self.memory.put(self.endpoint, found)
-            log.info("%s: %s", self.storage.endpoint_label, integrity(found))
-            self._known = found
-            return found
+        return self._learnt.get() is True
+
+    def _keep(self, verified: bool) -> None:
+        self.memory.put(self.endpoint, verified)
+        log.info("%s: %s", self.storage.endpoint_label, integrity(verified))
+
+    def _failed(self, exc: StorageError) -> None:
+        log.warning(
+            "Could not find out whether %s verifies checksums (%s); MD5s meanwhile",
+            self.storage.endpoint_label,
+            exc.message,
+        )

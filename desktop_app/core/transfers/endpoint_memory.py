@@ -21,9 +21,12 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+
+from desktop_app.core.errors import StorageError, StorageErrorKind
 
 log = logging.getLogger(__name__)
 Fact = TypeVar("Fact")
@@ -92,3 +95,65 @@ class EndpointMemory(Generic[Fact]):
             found = self._read()
             if found.pop(endpoint, None) is not None:
                 self._write(found)
+
+
+class LearntOnce(Generic[Fact]):
+    """One fact about an endpoint, found out by a probe at most once; thread-safe.
+
+    Promises: what this run or the memory already knows is answered without a
+    probe; a probe that failed on a transient error is tried again after
+    ``retry_after`` seconds, after any other failure not again in this run (and
+    neither failure is remembered); where ``may_probe`` says no (a bucket under
+    Object Lock, whose probe object could not be deleted), nothing is probed in
+    this run. None means "not known": the caller takes the cautious path.
+    """
+
+    def __init__(
+        self,
+        *,
+        recall: Callable[[], Fact | None],
+        probe: Callable[[], Fact],
+        keep: Callable[[Fact], None],
+        may_probe: Callable[[], bool],
+        failed: Callable[[StorageError], None],
+        retry_after: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._recall = recall
+        self._probe = probe
+        self._keep = keep
+        self._may_probe = may_probe
+        self._failed = failed
+        self._retry_after = retry_after
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._known: Fact | None = None
+        self._next_probe = -float("inf")
+
+    def get(self) -> Fact | None:
+        with self._lock:
+            if self._known is not None:
+                return self._known
+            self._known = self._recall()
+            if self._known is not None or self._clock() < self._next_probe:
+                return self._known
+            if not self._may_probe():
+                self._next_probe = float("inf")
+                return None
+            try:
+                found = self._probe()
+            except StorageError as exc:
+                transient = exc.kind is StorageErrorKind.TRANSIENT
+                self._next_probe = self._clock() + self._retry_after if transient else float("inf")
+                self._failed(exc)
+                return None
+            self._keep(found)
+            self._known = found
+            return found
+
+    def forget(self) -> Fact | None:
+        """Know nothing again (the next :meth:`get` probes); what was known."""
+        with self._lock:
+            known, self._known = self._known, None
+            self._next_probe = -float("inf")
+            return known

@@ -30,7 +30,6 @@ Promises:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,10 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from desktop_app.core.config import Profile
-from desktop_app.core.errors import StorageError, StorageErrorKind
+from desktop_app.core.errors import StorageError
 from desktop_app.core.storage import SANDBOX_SERVER, S3Storage, WriteProtection, endpoint_id
 from desktop_app.core.transfers.checksums import CHECKSUM_FILE, ChecksumMemory, EndpointChecksums
-from desktop_app.core.transfers.endpoint_memory import EndpointMemory
+from desktop_app.core.transfers.endpoint_memory import EndpointMemory, LearntOnce
 
 log = logging.getLogger(__name__)
 PROTECTION_FILE = "write-protection.json"
@@ -113,10 +112,15 @@ class EndpointGuard:
         self.memory = memory
         self.prefix = prefix
         self.endpoint = storage.endpoint_id
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._known: WriteProtection | None = None
-        self._next_probe = -float("inf")
+        self._learnt = LearntOnce[WriteProtection](
+            recall=self._recall,
+            probe=lambda: storage.probe_write(prefix),
+            keep=self._keep,
+            may_probe=self._may_probe,
+            failed=self._failed,
+            retry_after=RETRY_PROBE_SECONDS,
+            clock=clock,
+        )
         storage.on_conditions_refused = self.contradicted
         # Whether the endpoint verifies CRC64NVMEs, kept beside what it does with conditions.
         checksum_file = None if memory.file is None else memory.file.with_name(CHECKSUM_FILE)
@@ -133,54 +137,44 @@ class EndpointGuard:
 
     def protection(self) -> WriteProtection | None:
         """What the endpoint does, learnt once (None: not known yet; the probe failed)."""
-        with self._lock:
-            if self._known is not None:
-                return self._known
-            learnt = self.memory.get(self.endpoint)
-            if learnt is not None:
-                self._known = learnt.protection
-                return self._known
-            if self._clock() < self._next_probe:
-                return None
-            if self.storage.object_lock_enabled():
-                # A probe object there could not be deleted for the retention period:
-                # none is written; every write is looked at instead, in this run.
-                log.info(
-                    "%s locks what is written (Object Lock): Ferry looks at each key "
-                    "before and after writing it instead of probing",
-                    self.storage.bucket,
-                )
-                self._next_probe = float("inf")
-                return None
-            try:
-                found = self.storage.probe_write(self.prefix)
-            except StorageError as exc:
-                transient = exc.kind is StorageErrorKind.TRANSIENT
-                self._next_probe = (
-                    self._clock() + RETRY_PROBE_SECONDS if transient else float("inf")
-                )
-                log.warning(
-                    "Could not find out whether %s refuses writes over other programs' objects "
-                    "(%s); Ferry looks at each key just before and after writing it meanwhile",
-                    self.storage.endpoint_label,
-                    exc.message,
-                )
-                return None
-            self.memory.put(self.endpoint, found)
-            log.info("%s: %s", self.storage.endpoint_label, found.description)
-            self._known = found
-            return found
+        return self._learnt.get()
 
     def contradicted(self) -> None:
         """A write's answer says otherwise than what was learnt: probe again next time."""
-        with self._lock:
-            if self._known is None:
-                return
-            log.warning(
-                "%s no longer answers as it did when Ferry looked (%s); it is probed again",
-                self.storage.endpoint_label,
-                self._known.value,
-            )
-            self._known = None
-            self._next_probe = -float("inf")
-            self.memory.forget(self.endpoint)
+        known = self._learnt.forget()
+        if known is None:
+            return
+        log.warning(
+            "%s no longer answers as it did when Ferry looked (%s); it is probed again",
+            self.storage.endpoint_label,
+            known.value,
+        )
+        self.memory.forget(self.endpoint)
+
+    def _recall(self) -> WriteProtection | None:
+        learnt = self.memory.get(self.endpoint)
+        return None if learnt is None else learnt.protection
+
+    def _keep(self, found: WriteProtection) -> None:
+        self.memory.put(self.endpoint, found)
+        log.info("%s: %s", self.storage.endpoint_label, found.description)
+
+    def _may_probe(self) -> bool:
+        if not self.storage.object_lock_enabled():
+            return True
+        # A probe object there could not be deleted for the retention period:
+        # none is written; every write is looked at instead, in this run.
+        log.info(
+            "%s locks what is written (Object Lock): Ferry looks at each key "
+            "before and after writing it instead of probing",
+            self.storage.bucket,
+        )
+        return False
+
+    def _failed(self, exc: StorageError) -> None:
+        log.warning(
+            "Could not find out whether %s refuses writes over other programs' objects "
+            "(%s); Ferry looks at each key just before and after writing it meanwhile",
+            self.storage.endpoint_label,
+            exc.message,
+        )
