@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from relay import Relay, WireLog  # noqa: E402
 from run import base_env, ensure_peers, fresh_bucket  # noqa: E402
 
-from desktop_app.core.sandbox import SandboxServer, find_weed  # noqa: E402
+from desktop_app.core.runtime.sandbox import SandboxServer, find_weed  # noqa: E402
 
 LIMIT = 25_000_000
 FILES, FILE_SIZE = 30, 10_000_000

@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from run import base_env, ensure_peers, measure  # noqa: E402
 
-from desktop_app.core.catalog import open_catalog  # noqa: E402
-from desktop_app.core.sandbox import SandboxServer, find_weed  # noqa: E402
+from desktop_app.core.catalog.service import open_catalog  # noqa: E402
+from desktop_app.core.runtime.sandbox import SandboxServer, find_weed  # noqa: E402
 
 FERRY = str(ROOT / ".venv" / "bin" / "ferry")
 

@@ -1,6 +1,6 @@
 """Peak memory of the window's engine process, fed one file.
 
-The window spawns :func:`desktop_app.core.host.host_main` and talks to it over
+The window spawns :func:`desktop_app.core.runtime.host.host_main` and talks to it over
 two pipes; this does the same without Qt (the process, its allocator setting
 and its engine are the window's own), adds one file, waits until its transfer
 has finished and reads the process's peak RSS (``VmHWM``) before stopping it.
@@ -13,12 +13,12 @@ import os
 import time
 from pathlib import Path
 
-from desktop_app.core import host
-from desktop_app.core.app import Environment, Ferry
-from desktop_app.core.facade import FacadeCall
-from desktop_app.core.journal import TransferState
-from desktop_app.core.keys import SecretStore
-from desktop_app.core.paths import FerryPaths
+from desktop_app.core.journal.store import TransferState
+from desktop_app.core.runtime import host
+from desktop_app.core.runtime.facade import FacadeCall
+from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.settings.paths import FerryPaths
+from desktop_app.core.settings.secrets import SecretStore
 
 
 def _peak_rss_mib(pid: int) -> float:

@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from relay import Relay  # noqa: E402
 
-from desktop_app.core.sandbox import SandboxServer, find_weed  # noqa: E402
+from desktop_app.core.runtime.sandbox import SandboxServer, find_weed  # noqa: E402
 
 MIB = 1024 * 1024
 PEERS = ROOT / "bench" / ".peers"

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from run import base_env  # noqa: E402
 
-from desktop_app.core.sandbox import SandboxServer, find_weed  # noqa: E402
+from desktop_app.core.runtime.sandbox import SandboxServer, find_weed  # noqa: E402
 
 FERRY = str(ROOT / ".venv" / "bin" / "ferry")
 RUNS = 5
@@ -97,9 +97,9 @@ def queue_only(env: dict[str, str], folder: Path) -> None:
     code = (
         "import os, sys\n"
         "from pathlib import Path\n"
-        "from desktop_app.core.app import Environment, Ferry\n"
-        "from desktop_app.core.keys import SecretStore\n"
-        "from desktop_app.core.paths import FerryPaths\n"
+        "from desktop_app.core.runtime.ferry import Environment, Ferry\n"
+        "from desktop_app.core.settings.secrets import SecretStore\n"
+        "from desktop_app.core.settings.paths import FerryPaths\n"
         "env = Environment(FerryPaths.from_environment(os.environ), os.environ, SecretStore())\n"
         "ferry = Ferry.open(env)\n"
         "try:\n"

@@ -49,8 +49,8 @@ from botocore.config import Config
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from desktop_app.core.catalog import open_catalog  # noqa: E402
-from desktop_app.core.sandbox import SandboxServer, find_weed  # noqa: E402
+from desktop_app.core.catalog.service import open_catalog  # noqa: E402
+from desktop_app.core.runtime.sandbox import SandboxServer, find_weed  # noqa: E402
 
 BIN = Path(sys.executable).parent
 KEY, SECRET = "bench", "bench-not-a-secret"

@@ -39,11 +39,11 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from desktop_app.core.app import Environment, Ferry
-from desktop_app.core.journal import TransferRecord, TransferState
-from desktop_app.core.keys import KeyringBackend, SecretStore
-from desktop_app.core.paths import FerryPaths
-from desktop_app.core.sandbox import SandboxServer, find_weed
+from desktop_app.core.journal.store import TransferRecord, TransferState
+from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.sandbox import SandboxServer, find_weed
+from desktop_app.core.settings.paths import FerryPaths
+from desktop_app.core.settings.secrets import KeyringBackend, SecretStore
 from tests.dbus_stub import SystemServicesStub
 from tests.faults import FaultProxy
 from tests.sso_stub import SsoStub
@@ -571,7 +571,7 @@ class PgLogins:
 @pytest.fixture
 def pg_roles(postgres_admin_url: str, pg_schema: str) -> Iterator[PgLogins]:
     """The README's team set-up: schema migrated, roles made, two users and an admin."""
-    from desktop_app.core.catalog import open_catalog
+    from desktop_app.core.catalog.service import open_catalog
 
     suffix = uuid.uuid4().hex[:8]
     alice, bob, admin = f"ferry_alice_{suffix}", f"ferry_bob_{suffix}", f"ferry_adm_{suffix}"
@@ -692,8 +692,8 @@ def save_test_profile(
     **changes: object,
 ) -> None:
     """A profile for the test server, its secret in the (memory) keyring."""
-    from desktop_app.core.config import Profile
-    from desktop_app.core.keys import SecretKind
+    from desktop_app.core.settings.profiles import Profile
+    from desktop_app.core.settings.secrets import SecretKind
 
     profile = Profile(
         name=name,
@@ -762,8 +762,8 @@ def open_moto_ferry(ferry_env: Environment, tmp_path: Path, **profile: Any) -> I
     """A Ferry on moto's S3 and an SQLite catalog; keyword arguments change its profile."""
     from moto import mock_aws
 
-    from desktop_app.core.config import Profile
-    from desktop_app.core.keys import SecretKind
+    from desktop_app.core.settings.profiles import Profile
+    from desktop_app.core.settings.secrets import SecretKind
 
     with mock_aws():
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="unit-bucket")

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from PySide6.QtGui import QPalette
     from PySide6.QtWidgets import QWidget
 
-    from desktop_app.core.app import Environment
+    from desktop_app.core.runtime.ferry import Environment
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "screenshots"
@@ -207,7 +207,7 @@ class Shooter:
         self.save("bucket-catalog")
 
     def folders(self) -> None:
-        from desktop_app.core.watcher import WatchedFolder
+        from desktop_app.core.runtime.watcher import WatchedFolder
 
         inbox = self.inbox
         inbox.mkdir()
@@ -264,11 +264,11 @@ def shoot(mode: str) -> None:
     sys.path.insert(0, str(ROOT))
     from PySide6.QtWidgets import QApplication
 
-    from desktop_app.core.app import Environment
-    from desktop_app.core.config import Profile
-    from desktop_app.core.keys import SecretStore
-    from desktop_app.core.paths import FerryPaths
-    from desktop_app.core.sandbox import SandboxServer, find_weed
+    from desktop_app.core.runtime.ferry import Environment
+    from desktop_app.core.runtime.sandbox import SandboxServer, find_weed
+    from desktop_app.core.settings.paths import FerryPaths
+    from desktop_app.core.settings.profiles import Profile
+    from desktop_app.core.settings.secrets import SecretStore
 
     app = QApplication(sys.argv)
     app.setApplicationName("Ferry")

@@ -1,4 +1,4 @@
-"""The ``ferry`` command: thin over :class:`desktop_app.core.app.Ferry`.
+"""The ``ferry`` command: thin over :class:`desktop_app.core.runtime.ferry.Ferry`.
 
 ``--json`` prints exactly one JSON document on stdout and nothing else there;
 progress and logs go to stderr. Exit status: 0 when everything asked for
@@ -26,37 +26,43 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from desktop_app import __version__
-from desktop_app.core.allocator import fix_mmap_threshold
-from desktop_app.core.catalog_peek import OutboxBacklog
-from desktop_app.core.config import DEFAULT_PROFILE_NAME, MIB, Addressing, Encryption, Profile
-from desktop_app.core.environment import Environment
-from desktop_app.core.errors import FerryError
-from desktop_app.core.events import EngineEvent, TransferChanged, TransferProgress
-from desktop_app.core.failures import ConflictChoice, choice_label, conflict_choices
-from desktop_app.core.journal_records import (
+from desktop_app.core.catalog.peek import OutboxBacklog
+from desktop_app.core.journal.records import (
     AttemptRecord,
     JournalReader,
     TransferError,
     TransferRecord,
     UnrecordedSending,
 )
-from desktop_app.core.keys import SecretKind, SecretStore, parse_customer_key
-from desktop_app.core.logs import configure_logging
-from desktop_app.core.paths import FerryPaths
-from desktop_app.core.relay_options import describe_nats_url
-from desktop_app.core.sources import printable
-from desktop_app.core.states import TransferState
-from desktop_app.core.status import StatusReader
+from desktop_app.core.model.errors import FerryError
+from desktop_app.core.model.events import EngineEvent, TransferChanged, TransferProgress
+from desktop_app.core.model.failures import ConflictChoice, choice_label, conflict_choices
+from desktop_app.core.model.states import TransferState
+from desktop_app.core.runtime.allocator import fix_mmap_threshold
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.logs import configure_logging
+from desktop_app.core.runtime.status import StatusReader
+from desktop_app.core.settings.paths import FerryPaths
+from desktop_app.core.settings.profiles import (
+    DEFAULT_PROFILE_NAME,
+    MIB,
+    Addressing,
+    Encryption,
+    Profile,
+)
+from desktop_app.core.settings.relay_options import describe_nats_url
+from desktop_app.core.settings.secrets import SecretKind, SecretStore, parse_customer_key
+from desktop_app.core.transfers.sources import printable
 
 # What only the commands that upload, delete, list, check or watch need (boto3,
 # SQLAlchemy, Alembic, the engine) is imported inside them: `ferry status`
 # loads none of it (tests/unit/test_cli_entry.py).
 if TYPE_CHECKING:
-    from desktop_app.core.app import Ferry, RunMode
-    from desktop_app.core.catalog import DeleteOutcome, FileRecord
-    from desktop_app.core.control import RunningFerry
-    from desktop_app.core.reconcile import CheckReport, RepairResult
-    from desktop_app.core.storage import ObjectInfo
+    from desktop_app.core.catalog.service import DeleteOutcome, FileRecord
+    from desktop_app.core.check.checker import CheckReport, RepairResult
+    from desktop_app.core.runtime.control import RunningFerry
+    from desktop_app.core.runtime.ferry import Ferry, RunMode
+    from desktop_app.core.storage.s3 import ObjectInfo
 
 log = logging.getLogger("ferry")
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
@@ -315,7 +321,7 @@ def _with_ferry(
     *,
     read_only: bool = False,
 ) -> int:
-    from desktop_app.core.app import Ferry, RunMode
+    from desktop_app.core.runtime.ferry import Ferry, RunMode
 
     env = _environment()
     ferry = Ferry.open(env, args.profile, mode=mode or RunMode.ONE_SHOT, read_only=read_only)
@@ -335,7 +341,7 @@ def _with_ferry(
 def _running(args: argparse.Namespace) -> RunningFerry | None:
     """The running Ferry (the window's, or `ferry watch`) to hand this command to;
     None when none runs and the command runs on its own."""
-    from desktop_app.core.control import RunningFerry, endpoint_address
+    from desktop_app.core.runtime.control import RunningFerry, endpoint_address
 
     address = endpoint_address(FerryPaths.from_environment(os.environ).data_dir)
     running = RunningFerry.find(address, args.profile)
@@ -353,7 +359,7 @@ def _handed_off(
 ) -> int | None:
     """Do ``act`` in a running Ferry (waiting, if asked, as a command alone would) and
     print the transfers it touched, judged by ``succeeded``; None when none runs."""
-    from desktop_app.core.app import ONE_SHOT_PATIENCE, Ferry
+    from desktop_app.core.runtime.ferry import ONE_SHOT_PATIENCE, Ferry
 
     running = _running(args)
     if running is None:
@@ -406,7 +412,7 @@ def _require_paths(paths: Sequence[str]) -> None:
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
-    from desktop_app.core.app import Ferry
+    from desktop_app.core.runtime.ferry import Ferry
 
     paths = tuple(str(Path(p).expanduser().absolute()) for p in args.paths)
     _require_paths(paths)
@@ -427,7 +433,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from desktop_app.core.app import ONE_SHOT_PATIENCE, Ferry
+    from desktop_app.core.runtime.ferry import ONE_SHOT_PATIENCE, Ferry
 
     handed = _handed_off(
         args, lambda f: f.call(Ferry.resume, patience=ONE_SHOT_PATIENCE), wait=False
@@ -439,7 +445,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """The journal's transfers and the outbox's backlog, read only (beside a running
-    Ferry too), with nothing loaded that only sending needs: see core/status.py."""
+    Ferry too), with nothing loaded that only sending needs: see core/runtime/status.py."""
     env = _environment()
     with StatusReader.open(env, args.profile) as status:
         source = env.describe_profile_source(status.profile)
@@ -487,7 +493,7 @@ def _backlog_json(backlog: OutboxBacklog) -> dict[str, Any]:
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
-    from desktop_app.core.app import open_relay
+    from desktop_app.core.runtime.ferry import open_relay
 
     relay = open_relay(
         _environment(),
@@ -572,7 +578,7 @@ def _unrecorded_sending(ids: Sequence[int]) -> dict[int, list[UnrecordedSending]
 
 def _journal_records(ids: Sequence[int]) -> list[TransferRecord]:
     """The transfers as the journal file holds them (read-only, beside a running Ferry too)."""
-    from desktop_app.core.journal import Journal
+    from desktop_app.core.journal.store import Journal
 
     journal = Journal(FerryPaths.from_environment(os.environ).journal_file, read_only=True)
     try:
@@ -582,7 +588,7 @@ def _journal_records(ids: Sequence[int]) -> list[TransferRecord]:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from desktop_app.core.app import ONE_SHOT_PATIENCE, Ferry
+    from desktop_app.core.runtime.ferry import ONE_SHOT_PATIENCE, Ferry
 
     if not args.ids and not args.failed:
         raise FerryError("Say which transfers to retry: IDs, or --failed for all failed ones.")
@@ -622,7 +628,7 @@ def _resolve(
     choice: ConflictChoice,
     call: Callable[..., Any],
 ) -> int:
-    from desktop_app.core.app import ONE_SHOT_PATIENCE, Ferry
+    from desktop_app.core.runtime.ferry import ONE_SHOT_PATIENCE, Ferry
 
     seen: str | None = None
     if choice is ConflictChoice.REPLACE:
@@ -700,7 +706,7 @@ def _report_retried(
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from desktop_app.core.app import Ferry
+    from desktop_app.core.runtime.ferry import Ferry
 
     _require_transfers(args.ids, "cancelled")
     # Judged alike alone and beside a running Ferry: before, a cancel handed over
@@ -716,7 +722,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    from desktop_app.core.app import Ferry
+    from desktop_app.core.runtime.ferry import Ferry
 
     pausing = args.command == "pause"
     method = Ferry.pause if pausing else Ferry.unpause
@@ -734,7 +740,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 def cmd_clear(args: argparse.Namespace) -> int:
     """Remove finished transfers from the window's list; the history keeps them."""
-    from desktop_app.core.app import Ferry
+    from desktop_app.core.runtime.ferry import Ferry
 
     def say(count: int) -> int:
         if args.json:
@@ -763,7 +769,7 @@ def _file_json(record: FileRecord) -> dict[str, Any]:
 
 def cmd_delete(args: argparse.Namespace) -> int:
     # Beside a running Ferry the journal is its own: the deletes are its to carry out.
-    from desktop_app.core.app import Ferry
+    from desktop_app.core.runtime.ferry import Ferry
 
     running = _running(args)
     if running is not None:
@@ -812,8 +818,8 @@ LS_PAGE = 1000
 
 def cmd_ls(args: argparse.Namespace) -> int:
     """Every matching file, a page at a time in key order; --limit stops early and says so."""
-    from desktop_app.core.catalog import FileQuery
-    from desktop_app.core.catalog_schema import FileStatus
+    from desktop_app.core.catalog.schema import FileStatus
+    from desktop_app.core.catalog.service import FileQuery
 
     def work(ferry: Ferry) -> int:
         query = FileQuery(
@@ -860,7 +866,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from desktop_app.core.reconcile import INFORMATIONAL, CheckOptions, FindingKind
+    from desktop_app.core.check.checker import INFORMATIONAL, CheckOptions, FindingKind
 
     def work(ferry: Ferry) -> int:
         options = CheckOptions(
@@ -925,8 +931,8 @@ def _print_report(report: CheckReport, results: list[RepairResult], *, dry_run: 
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from desktop_app.core.app import RunMode
-    from desktop_app.core.watcher import WatchedFolder
+    from desktop_app.core.runtime.ferry import RunMode
+    from desktop_app.core.runtime.watcher import WatchedFolder
 
     def work(ferry: Ferry) -> int:
         folders = [
@@ -983,7 +989,7 @@ def _print_outcome(event: EngineEvent) -> None:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from desktop_app.core.app import sandbox_access, start_sandbox
+    from desktop_app.core.runtime.ferry import sandbox_access, start_sandbox
 
     env = _environment()
     if args.show:
@@ -1018,7 +1024,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 def _show_sandbox(env: Environment) -> int:
     """Where the sandbox is and how aws-cli or rclone reach it; starts nothing."""
-    from desktop_app.core.app import sandbox_access, sandbox_running
+    from desktop_app.core.runtime.ferry import sandbox_access, sandbox_running
 
     try:
         profile = env.profiles.get(DEFAULT_PROFILE_NAME)
@@ -1228,7 +1234,7 @@ def cmd_profile_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_profile_test(args: argparse.Namespace) -> int:
-    from desktop_app.core.app import diagnose_profile
+    from desktop_app.core.runtime.ferry import diagnose_profile
 
     env = _environment()
     profile = env.profile(args.name)
@@ -1251,7 +1257,7 @@ def cmd_profile_login(args: argparse.Namespace) -> int:
     """Sign in to IAM Identity Center for the profile's AWS profile (device authorization)."""
     import webbrowser
 
-    from desktop_app.core.sso import SsoSignIn, sign_in_target
+    from desktop_app.core.settings.sso import SsoSignIn, sign_in_target
 
     env = _environment()
     target = sign_in_target(env.profile(args.name), env.environ)
@@ -1274,8 +1280,8 @@ def cmd_profile_login(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog_upgrade(args: argparse.Namespace) -> int:
-    from desktop_app.core.catalog import open_catalog
-    from desktop_app.core.keys import catalog_password
+    from desktop_app.core.catalog.service import open_catalog
+    from desktop_app.core.settings.secrets import catalog_password
 
     env = _environment()
     profile = env.profile(args.profile)

@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt, qVersion
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QVBoxLayout, QWidget
 
 from desktop_app import __version__
-from desktop_app.core.app import Ferry
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.gui.backend import Backend
 
 # A size in a Server header ("SeaweedFS 8000GB 4.48": weed's volume size limit, a

@@ -1,9 +1,9 @@
 """The window's handle on Ferry's engine, which runs in a child process.
 
-``start()`` spawns :func:`desktop_app.core.host.host_main` (multiprocessing,
+``start()`` spawns :func:`desktop_app.core.runtime.host.host_main` (multiprocessing,
 ``spawn``) with two one-way pipes. A view asks the engine for anything through
 one door, :meth:`Backend.call` with a method of the
-:class:`~desktop_app.core.app.Ferry` facade and its arguments; the answer
+:class:`~desktop_app.core.runtime.ferry.Ferry` facade and its arguments; the answer
 (that method's typed result) comes back to the callback it chose, on the GUI
 thread, and a failure to its failure callback or to the ``failed`` signal.
 A sender thread writes the calls; a reader thread receives the host's
@@ -28,11 +28,11 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 import shiboken6
 from PySide6.QtCore import QObject, Signal
 
-from desktop_app.core import host
-from desktop_app.core.app import Environment, Ferry
-from desktop_app.core.config import Profile
-from desktop_app.core.facade import FacadeCall
-from desktop_app.core.watcher import FolderStatus
+from desktop_app.core.runtime import host
+from desktop_app.core.runtime.facade import FacadeCall
+from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.watcher import FolderStatus
+from desktop_app.core.settings.profiles import Profile
 from desktop_app.gui.bridge import EngineBridge
 
 log = logging.getLogger(__name__)

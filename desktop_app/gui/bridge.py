@@ -1,7 +1,7 @@
 """The one place where engine updates become Qt signals.
 
 The Backend's reader thread merges what the engine process sent into a
-:class:`~desktop_app.core.events.LatestPerTransfer` buffer. A QTimer on the GUI
+:class:`~desktop_app.core.model.events.LatestPerTransfer` buffer. A QTimer on the GUI
 thread takes from it about ten times a second and emits typed signals: the
 latest snapshot per changed transfer (at most 1,000 a tick) and the latest
 progress per transfer, never one signal per chunk.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from desktop_app.core.events import LatestPerTransfer, TransferProgress, TransferSnapshot
+from desktop_app.core.model.events import LatestPerTransfer, TransferProgress, TransferSnapshot
 
 DRAIN_INTERVAL_MS = 100
 MAX_SNAPSHOTS_PER_TICK = 1000  # spreads a drop of 10,000 files over ten ticks

@@ -43,10 +43,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.core.app import Ferry
-from desktop_app.core.catalog import DeleteOutcome, FileQuery, FileRecord
-from desktop_app.core.catalog_schema import FileStatus
-from desktop_app.core.reconcile import (
+from desktop_app.core.catalog.schema import FileStatus
+from desktop_app.core.catalog.service import DeleteOutcome, FileQuery, FileRecord
+from desktop_app.core.check.checker import (
     INFORMATIONAL,
     CheckReport,
     Finding,
@@ -54,7 +53,8 @@ from desktop_app.core.reconcile import (
     RepairAction,
     RepairResult,
 )
-from desktop_app.core.storage import ObjectInfo
+from desktop_app.core.runtime.ferry import Ferry
+from desktop_app.core.storage.s3 import ObjectInfo
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.file_deletion import Deletion, ask_to_delete, deletable_keys
 from desktop_app.gui.units import human_size

@@ -18,10 +18,10 @@ from PySide6.QtWidgets import QFormLayout, QGroupBox, QLineEdit, QPushButton
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from desktop_app.core.app import CheckResult, Environment, diagnose_profile
-from desktop_app.core.config import Profile
-from desktop_app.core.errors import FerryError
-from desktop_app.core.keys import SecretKind, SecretStore
+from desktop_app.core.model.errors import FerryError
+from desktop_app.core.runtime.ferry import CheckResult, Environment, diagnose_profile
+from desktop_app.core.settings.profiles import Profile
+from desktop_app.core.settings.secrets import SecretKind, SecretStore
 from desktop_app.gui.widgets import OutputBox, accessible, fit_placeholder
 
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")

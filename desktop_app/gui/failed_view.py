@@ -49,18 +49,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.core.app import Ferry
-from desktop_app.core.events import TransferSnapshot
-from desktop_app.core.failures import (
+from desktop_app.core.model.events import TransferSnapshot
+from desktop_app.core.model.failures import (
     ConflictChoice,
     FailureCause,
     cause_of,
     choice_label,
     conflict_choices,
 )
-from desktop_app.core.states import TransferState
-from desktop_app.core.storage import ObjectInfo
-from desktop_app.core.transfer_records import AttemptRecord, TransferRecord
+from desktop_app.core.model.states import TransferState
+from desktop_app.core.model.transfer_records import AttemptRecord, TransferRecord
+from desktop_app.core.runtime.ferry import Ferry
+from desktop_app.core.storage.s3 import ObjectInfo
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.bridge import SnapshotBatch
 from desktop_app.gui.units import exact_size

@@ -22,10 +22,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.core.app import Environment
-from desktop_app.core.config import Profile
-from desktop_app.core.errors import FerryError
-from desktop_app.core.keys import SecretKind
+from desktop_app.core.model.errors import FerryError
+from desktop_app.core.runtime.ferry import Environment
+from desktop_app.core.settings.profiles import Profile
+from desktop_app.core.settings.secrets import SecretKind
 from desktop_app.gui.destination_form import DestinationForm, remove_created, sqlite_file
 from desktop_app.gui.widgets import fit_to_screen
 

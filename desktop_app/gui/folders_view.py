@@ -20,9 +20,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.core.app import Ferry
-from desktop_app.core.states import TransferState
-from desktop_app.core.watcher import FolderStatus, WatchedFolder
+from desktop_app.core.model.states import TransferState
+from desktop_app.core.runtime.ferry import Ferry
+from desktop_app.core.runtime.watcher import FolderStatus, WatchedFolder
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.models import TransferTableModel
 from desktop_app.gui.widgets import accessible

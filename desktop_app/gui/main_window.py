@@ -55,11 +55,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.core.app import Ferry
-from desktop_app.core.errors import SignInRequiredError
-from desktop_app.core.events import TransferSnapshot
-from desktop_app.core.states import TransferState
-from desktop_app.core.transfer_records import TransferRecord
+from desktop_app.core.model.errors import SignInRequiredError
+from desktop_app.core.model.events import TransferSnapshot
+from desktop_app.core.model.states import TransferState
+from desktop_app.core.model.transfer_records import TransferRecord
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.gui.about import AboutDialog
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.bridge import EngineBridge

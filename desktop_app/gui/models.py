@@ -19,9 +19,9 @@ from PySide6.QtCore import (
     Qt,
 )
 
-from desktop_app.core.events import TransferProgress, TransferSnapshot
-from desktop_app.core.states import TransferState
-from desktop_app.core.throughput import Rate, Throughput
+from desktop_app.core.model.events import TransferProgress, TransferSnapshot
+from desktop_app.core.model.states import TransferState
+from desktop_app.core.runtime.throughput import Rate, Throughput
 from desktop_app.gui.bridge import SnapshotBatch
 from desktop_app.gui.notifier import QUIET_SECONDS
 from desktop_app.gui.units import human_duration, human_size

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from desktop_app.core.events import TransferSnapshot
-from desktop_app.core.states import TransferState
+from desktop_app.core.model.events import TransferSnapshot
+from desktop_app.core.model.states import TransferState
 from desktop_app.gui.units import human_size
 
 FAILURE_PAUSE = 10.0

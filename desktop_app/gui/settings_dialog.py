@@ -41,11 +41,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.core.app import Environment, known_protection, sandbox_access
-from desktop_app.core.config import MIB, Profile
-from desktop_app.core.errors import ConfigError, FerryError
-from desktop_app.core.keys import SecretKind
-from desktop_app.core.relay import describe_nats_url
+from desktop_app.core.model.errors import ConfigError, FerryError
+from desktop_app.core.relay.publisher import describe_nats_url
+from desktop_app.core.runtime.ferry import Environment, known_protection, sandbox_access
+from desktop_app.core.settings.profiles import MIB, Profile
+from desktop_app.core.settings.secrets import SecretKind
 from desktop_app.core.transfers.protection import LearntProtection
 from desktop_app.gui.destination_form import DestinationForm
 from desktop_app.gui.widgets import OutputBox, accessible, fit_placeholder, fit_to_screen

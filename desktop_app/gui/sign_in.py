@@ -1,6 +1,6 @@
 """Sign in to AWS IAM Identity Center from the window, without aws-cli.
 
-The dialog runs :class:`desktop_app.core.sso.SsoSignIn` on a worker thread
+The dialog runs :class:`desktop_app.core.settings.sso.SsoSignIn` on a worker thread
 (the GUI thread does no I/O): it shows the code to confirm, opens the
 verification page in the browser, and closes with Accepted once the person
 approved there and the token is in aws-cli's cache. Cancel stops the polling.
@@ -14,9 +14,9 @@ from PySide6.QtCore import QObject, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPushButton, QVBoxLayout
 
-from desktop_app.core.app import Environment
-from desktop_app.core.errors import FerryError
-from desktop_app.core.sso import DeviceCode, SsoSignIn, sign_in_target
+from desktop_app.core.model.errors import FerryError
+from desktop_app.core.runtime.ferry import Environment
+from desktop_app.core.settings.sso import DeviceCode, SsoSignIn, sign_in_target
 
 
 class _SignInWork(QObject):

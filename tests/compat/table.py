@@ -89,7 +89,7 @@ def _first_line(argv: list[str]) -> str:
 
 
 def versions() -> dict[str, str]:
-    from desktop_app.core.sandbox import find_weed
+    from desktop_app.core.runtime.sandbox import find_weed
     from tests.conftest import find_s3rver
 
     found: dict[str, str] = {}

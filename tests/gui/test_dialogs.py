@@ -10,9 +10,9 @@ from PySide6.QtGui import QScreen
 from PySide6.QtWidgets import QDialogButtonBox, QLineEdit, QPlainTextEdit, QWidget
 from pytestqt.qtbot import QtBot
 
-from desktop_app.core.app import Environment
-from desktop_app.core.config import Profile
-from desktop_app.core.keys import SecretKind, SecretStore
+from desktop_app.core.runtime.ferry import Environment
+from desktop_app.core.settings.profiles import Profile
+from desktop_app.core.settings.secrets import SecretKind, SecretStore
 from desktop_app.gui.first_run import FirstRunDialog
 from desktop_app.gui.settings_dialog import SettingsDialog
 from desktop_app.gui.widgets import dialog_position

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from pytestqt.qtbot import QtBot
 
-from desktop_app.core.app import Environment, Ferry
-from desktop_app.core.events import TransferSnapshot
-from desktop_app.core.journal import TransferState
-from desktop_app.core.watcher import FolderStatus, WatchedFolder
+from desktop_app.core.journal.store import TransferState
+from desktop_app.core.model.events import TransferSnapshot
+from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.watcher import FolderStatus, WatchedFolder
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.bridge import EngineBridge, SnapshotBatch
 from desktop_app.gui.folders_view import FoldersView

@@ -21,9 +21,9 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
 
-from desktop_app.core.app import Environment, Ferry
-from desktop_app.core.journal import TransferState
-from desktop_app.core.watcher import WatchedFolder
+from desktop_app.core.journal.store import TransferState
+from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.watcher import WatchedFolder
 from desktop_app.gui import main_window
 from desktop_app.gui.main_window import EXPLAIN_TRAY_KEY, MainWindow
 from tests.conftest import WeedServer

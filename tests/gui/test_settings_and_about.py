@@ -11,11 +11,11 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QDoubleSpinBox
 from pytestqt.qtbot import QtBot
 
 from desktop_app import __version__
-from desktop_app.core.app import Environment
-from desktop_app.core.catalog_schema import FileStatus
-from desktop_app.core.config import MIB
-from desktop_app.core.journal import TransferState
-from desktop_app.core.keys import SecretKind
+from desktop_app.core.catalog.schema import FileStatus
+from desktop_app.core.journal.store import TransferState
+from desktop_app.core.runtime.ferry import Environment
+from desktop_app.core.settings.profiles import MIB
+from desktop_app.core.settings.secrets import SecretKind
 from desktop_app.gui.about import AboutDialog, readable_server
 from desktop_app.gui.settings_dialog import NEW_PROFILE, SettingsDialog
 from tests.conftest import TEST_SECRET_KEY, WeedServer

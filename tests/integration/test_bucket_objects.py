@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from desktop_app.core.config import Profile
-from desktop_app.core.keys import CredentialSource, S3Credentials
-from desktop_app.core.storage import S3Storage
+from desktop_app.core.settings.profiles import Profile
+from desktop_app.core.settings.secrets import CredentialSource, S3Credentials
+from desktop_app.core.storage.s3 import S3Storage
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, WeedServer
 from tests.faults import Fault, FaultProxy, Request
 

@@ -14,7 +14,9 @@ import psycopg
 import pytest
 from sqlalchemy import event, text
 
-from desktop_app.core.catalog import (
+from desktop_app.core.catalog.records import NOT_LOOKED
+from desktop_app.core.catalog.schema import AuditAction, FileStatus, OutboxEventType
+from desktop_app.core.catalog.service import (
     CatalogService,
     FileQuery,
     FileRecord,
@@ -24,17 +26,15 @@ from desktop_app.core.catalog import (
     UploadIntent,
     open_catalog,
 )
-from desktop_app.core.catalog_records import NOT_LOOKED
-from desktop_app.core.catalog_schema import AuditAction, FileStatus, OutboxEventType
-from desktop_app.core.config import DuplicatePolicy
-from desktop_app.core.errors import (
+from desktop_app.core.db.migrate import Schema
+from desktop_app.core.model.errors import (
     CatalogAccessError,
     CatalogError,
     InvalidKeyError,
     KeyConflictError,
     NotInCatalogError,
 )
-from desktop_app.core.migrate import Schema
+from desktop_app.core.settings.profiles import DuplicatePolicy
 from tests.conftest import PgLogins, pg_url_for_schema
 
 SHA_A = "a" * 64
@@ -314,9 +314,9 @@ def test_events_written_before_the_relay_get_ids_of_their_own(catalog_url: str) 
     """A catalog at 0004 with waiting events: 0005 gives each a distinct event_uid."""
     from alembic import command
 
-    from desktop_app.core import migrate
-    from desktop_app.core.catalog_db import create_catalog_engine
-    from desktop_app.core.migrate import Schema
+    from desktop_app.core.catalog.database import create_catalog_engine
+    from desktop_app.core.db import migrate
+    from desktop_app.core.db.migrate import Schema
 
     engine = create_catalog_engine(catalog_url)
     with engine.connect() as connection:

@@ -14,11 +14,11 @@ from typing import Any
 
 from sqlalchemy import create_engine, inspect, text
 
-from desktop_app.core import migrate
-from desktop_app.core.catalog import open_catalog
-from desktop_app.core.journal import Journal
-from desktop_app.core.migrate import Schema
-from desktop_app.core.paths import FerryPaths
+from desktop_app.core.catalog.service import open_catalog
+from desktop_app.core.db import migrate
+from desktop_app.core.db.migrate import Schema
+from desktop_app.core.journal.store import Journal
+from desktop_app.core.settings.paths import FerryPaths
 from tests.conftest import pg_url_for_schema
 from tests.integration.test_cli import run_ferry
 

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import psycopg
 
-from desktop_app.core.app import Ferry
-from desktop_app.core.catalog import open_catalog
-from desktop_app.core.catalog_schema import FileStatus
-from desktop_app.core.journal import TransferState
-from desktop_app.core.reconcile import CheckOptions
+from desktop_app.core.catalog.schema import FileStatus
+from desktop_app.core.catalog.service import open_catalog
+from desktop_app.core.check.checker import CheckOptions
+from desktop_app.core.journal.store import TransferState
+from desktop_app.core.runtime.ferry import Ferry
 from tests.conftest import (
     TEST_ACCESS_KEY,
     TEST_SECRET_KEY,

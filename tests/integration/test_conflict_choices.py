@@ -22,15 +22,21 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core.app import Environment, Ferry, RunMode, diagnose_profile, known_protection
-from desktop_app.core.catalog_schema import FileStatus
-from desktop_app.core.config import Profile
-from desktop_app.core.errors import ErrorCause
-from desktop_app.core.events import TransferProgress
-from desktop_app.core.failures import ConflictChoice, conflict_choices
-from desktop_app.core.journal import TransferRecord, TransferState
-from desktop_app.core.keys import SecretKind
-from desktop_app.core.storage import WriteProtection, endpoint_id
+from desktop_app.core.catalog.schema import FileStatus
+from desktop_app.core.journal.store import TransferRecord, TransferState
+from desktop_app.core.model.errors import ErrorCause
+from desktop_app.core.model.events import TransferProgress
+from desktop_app.core.model.failures import ConflictChoice, conflict_choices
+from desktop_app.core.runtime.ferry import (
+    Environment,
+    Ferry,
+    RunMode,
+    diagnose_profile,
+    known_protection,
+)
+from desktop_app.core.settings.profiles import Profile
+from desktop_app.core.settings.secrets import SecretKind
+from desktop_app.core.storage.s3 import WriteProtection, endpoint_id
 from desktop_app.core.transfers.protection import PROTECTION_FILE, ProtectionMemory
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, S3Endpoint, WeedServer, upload_done
 from tests.faults import Fault, FaultProxy, is_complete, is_probe

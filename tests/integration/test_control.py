@@ -26,8 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core.app import Environment, Ferry, RunMode
-from desktop_app.core.control import (
+from desktop_app.core.journal.store import TransferState
+from desktop_app.core.model.errors import ControlChannelError, FerryError
+from desktop_app.core.runtime.control import (
     ControlFailed,
     ControlReturned,
     RunningFerry,
@@ -35,9 +36,8 @@ from desktop_app.core.control import (
     decode_reply,
     endpoint_address,
 )
-from desktop_app.core.errors import ControlChannelError, FerryError
-from desktop_app.core.facade import FacadeCall
-from desktop_app.core.journal import TransferState
+from desktop_app.core.runtime.facade import FacadeCall
+from desktop_app.core.runtime.ferry import Environment, Ferry, RunMode
 from desktop_app.core.transfers.scheduler import HoldReason
 from tests.conftest import AS_NOBODY, WeedServer
 from tests.integration.test_crash import ferry, wait_for

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core.app import Environment, Ferry
-from desktop_app.core.catalog import FileQuery
-from desktop_app.core.catalog_schema import FileStatus
-from desktop_app.core.errors import StorageError, StorageErrorKind
-from desktop_app.core.events import TransferProgress
-from desktop_app.core.journal import ErrorKind, KeyConflictPolicy, TransferState
-from desktop_app.core.reconcile import CheckOptions
+from desktop_app.core.catalog.schema import FileStatus
+from desktop_app.core.catalog.service import FileQuery
+from desktop_app.core.check.checker import CheckOptions
+from desktop_app.core.journal.store import ErrorKind, KeyConflictPolicy, TransferState
+from desktop_app.core.model.errors import StorageError, StorageErrorKind
+from desktop_app.core.model.events import TransferProgress
+from desktop_app.core.runtime.ferry import Environment, Ferry
 from tests.conftest import (
     READER_ACCESS_KEY,
     READER_SECRET_KEY,

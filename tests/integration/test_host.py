@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from desktop_app.core import host
-from desktop_app.core.app import Environment, Ferry
-from desktop_app.core.facade import FacadeCall
-from desktop_app.core.journal import TransferState
-from desktop_app.core.reconcile import CheckReport
+from desktop_app.core.check.checker import CheckReport
+from desktop_app.core.journal.store import TransferState
+from desktop_app.core.runtime import host
+from desktop_app.core.runtime.facade import FacadeCall
+from desktop_app.core.runtime.ferry import Environment, Ferry
 from tests.conftest import WeedServer
 
 
@@ -147,7 +147,7 @@ def _host_with_a_long_check(
 ) -> None:
     """The host, with a check that lasts until a file appears (as a check of a
     bucket of millions would): every other call must still be answered meanwhile."""
-    from desktop_app.core import reconcile
+    from desktop_app.core.check import checker as reconcile
 
     check = reconcile.ConsistencyChecker.check
     release = env.paths.data_dir / RELEASE_CHECK

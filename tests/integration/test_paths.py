@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core.errors import UnsafeFolderError
-from desktop_app.core.paths import FerryPaths
+from desktop_app.core.model.errors import UnsafeFolderError
+from desktop_app.core.settings.paths import FerryPaths
 from tests.conftest import AS_NOBODY
 
 NOGROUP = 65534

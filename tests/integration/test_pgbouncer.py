@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from desktop_app.core.app import Ferry
-from desktop_app.core.catalog_schema import FileStatus
-from desktop_app.core.journal import TransferState
-from desktop_app.core.reconcile import CheckOptions
+from desktop_app.core.catalog.schema import FileStatus
+from desktop_app.core.check.checker import CheckOptions
+from desktop_app.core.journal.store import TransferState
+from desktop_app.core.runtime.ferry import Ferry
 from tests.conftest import MemoryKeyring, WeedServer, environment_at, save_test_profile
 
 

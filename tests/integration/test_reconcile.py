@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from desktop_app.core.app import Environment, Ferry
-from desktop_app.core.catalog import CatalogService, FileRecord, UploadIntent
-from desktop_app.core.catalog_schema import AuditAction, FileRow, FileStatus, OutboxEventType
-from desktop_app.core.journal import TransferState
-from desktop_app.core.reconcile import CheckOptions, FindingKind, RepairAction
+from desktop_app.core.catalog.schema import AuditAction, FileRow, FileStatus, OutboxEventType
+from desktop_app.core.catalog.service import CatalogService, FileRecord, UploadIntent
+from desktop_app.core.check.checker import CheckOptions, FindingKind, RepairAction
+from desktop_app.core.journal.store import TransferState
+from desktop_app.core.runtime.ferry import Environment, Ferry
 from tests.conftest import WeedServer, save_test_profile
 
 GRACE = 8
@@ -169,7 +169,7 @@ def test_a_listing_in_byte_order_is_merged_as_it_comes_and_one_out_of_order_is_s
     s3 = weed.client()
     for key in ("b1", "b2/x", "b3"):
         s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
-    caplog.set_level("INFO", logger="desktop_app.core.reconcile")
+    caplog.set_level("INFO", logger="desktop_app.core.check.checker")
     ordered = ferry.check(CheckOptions(grace_seconds=0))
     assert {f.key for f in ordered.findings} == {"b1", "b2/x", "b3"}
     assert "does not list in byte order" not in caplog.text

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core.app import Environment, Ferry, RunMode, start_sandbox
-from desktop_app.core.errors import SandboxError
-from desktop_app.core.journal import TransferState
-from desktop_app.core.sandbox import SandboxServer, find_weed
+from desktop_app.core.journal.store import TransferState
+from desktop_app.core.model.errors import SandboxError
+from desktop_app.core.runtime.ferry import Environment, Ferry, RunMode, start_sandbox
+from desktop_app.core.runtime.sandbox import SandboxServer, find_weed
 
 
 def test_sandbox_start_reuse_stop_and_restart_keeps_data(

@@ -23,11 +23,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from desktop_app.core.app import Ferry
-from desktop_app.core.catalog import FileQuery
-from desktop_app.core.catalog_schema import FileStatus
-from desktop_app.core.journal import TransferState
-from desktop_app.core.reconcile import CheckOptions, FindingKind, RepairAction, RepairOutcome
+from desktop_app.core.catalog.schema import FileStatus
+from desktop_app.core.catalog.service import FileQuery
+from desktop_app.core.check.checker import CheckOptions, FindingKind, RepairAction, RepairOutcome
+from desktop_app.core.journal.store import TransferState
+from desktop_app.core.runtime.ferry import Ferry
 from tests.conftest import (
     TEST_ACCESS_KEY,
     TEST_SECRET_KEY,

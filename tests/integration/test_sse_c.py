@@ -21,12 +21,12 @@ from botocore.exceptions import ClientError
 
 from desktop_app import cli
 from desktop_app.cli import commands
-from desktop_app.core.app import Environment, Ferry
-from desktop_app.core.catalog_schema import FileStatus
-from desktop_app.core.errors import ConfigError, StorageError
-from desktop_app.core.journal import TransferState
-from desktop_app.core.keys import SecretKind, SecretStore
-from desktop_app.core.logs import configure_logging
+from desktop_app.core.catalog.schema import FileStatus
+from desktop_app.core.journal.store import TransferState
+from desktop_app.core.model.errors import ConfigError, StorageError
+from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.logs import configure_logging
+from desktop_app.core.settings.secrets import SecretKind, SecretStore
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, MemoryKeyring, WeedServer
 
 MIB = 1024 * 1024

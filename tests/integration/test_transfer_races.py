@@ -29,14 +29,14 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core.app import Environment, Ferry
-from desktop_app.core.journal import (
+from desktop_app.core.journal.store import (
     ErrorKind,
     NewTransfer,
     SourceIdentity,
     TransferError,
     TransferState,
 )
+from desktop_app.core.runtime.ferry import Environment, Ferry
 from desktop_app.core.transfers.retry import RetryPolicy
 from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, Request

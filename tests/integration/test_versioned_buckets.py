@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import text
 
-from desktop_app.core.app import Environment, Ferry
-from desktop_app.core.catalog_schema import FileStatus
-from desktop_app.core.journal import TransferState
-from desktop_app.core.reconcile import CheckOptions, FindingKind, RepairAction, RepairOutcome
+from desktop_app.core.catalog.schema import FileStatus
+from desktop_app.core.check.checker import CheckOptions, FindingKind, RepairAction, RepairOutcome
+from desktop_app.core.journal.store import TransferState
+from desktop_app.core.runtime.ferry import Environment, Ferry
 from tests.conftest import (
     TEST_ACCESS_KEY,
     TEST_SECRET_KEY,

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core.app import Environment, Ferry, RunMode
-from desktop_app.core.catalog import FileQuery
-from desktop_app.core.catalog_schema import FileStatus
-from desktop_app.core.journal import TransferState
-from desktop_app.core.watcher import FolderWatcher, WatchedFolder
+from desktop_app.core.catalog.schema import FileStatus
+from desktop_app.core.catalog.service import FileQuery
+from desktop_app.core.journal.store import TransferState
+from desktop_app.core.runtime.ferry import Environment, Ferry, RunMode
+from desktop_app.core.runtime.watcher import FolderWatcher, WatchedFolder
 from tests.conftest import WeedServer
 
 SETTLE = 1.0

@@ -7,8 +7,8 @@ from datetime import datetime
 
 import pytest
 
-from desktop_app.core.bandwidth import BandwidthSchedule, parse_rate
-from desktop_app.core.errors import ConfigError
+from desktop_app.core.model.errors import ConfigError
+from desktop_app.core.settings.bandwidth import BandwidthSchedule, parse_rate
 from desktop_app.core.transfers.limits import (
     CREDIT_SECONDS,
     WAIT_SLICE,

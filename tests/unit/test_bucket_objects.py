@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from desktop_app.core.bucket_objects import (
+from desktop_app.core.model.bucket_objects import (
     ListingPage,
     NotAListing,
     _read_page_tree,

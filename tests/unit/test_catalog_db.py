@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from desktop_app.core.catalog_db import DatabaseFault, classify_db_error, translate_db_error
-from desktop_app.core.errors import CatalogAccessError
+from desktop_app.core.catalog.database import DatabaseFault, classify_db_error, translate_db_error
+from desktop_app.core.model.errors import CatalogAccessError
 
 
 def sqlite_error(path: Path, statement: str, *, uri: str | None = None) -> sqlite3.Error:

@@ -43,10 +43,10 @@ def test_every_other_invocation_reaches_the_commands() -> None:
 def _home_with_transfers(home: Path) -> dict[str, str]:
     """A profile (SQLite catalog, a relay named) and a journal with transfers; the
     environment a command runs in there, with keys in the environment."""
-    from desktop_app.core.catalog import open_catalog
-    from desktop_app.core.config import Profile, ProfileStore
-    from desktop_app.core.journal import Journal, NewTransfer, SourceIdentity
-    from desktop_app.core.paths import FerryPaths
+    from desktop_app.core.catalog.service import open_catalog
+    from desktop_app.core.journal.store import Journal, NewTransfer, SourceIdentity
+    from desktop_app.core.settings.paths import FerryPaths
+    from desktop_app.core.settings.profiles import Profile, ProfileStore
 
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FERRY_"))}
     environ.update(
@@ -88,7 +88,7 @@ def _home_with_transfers(home: Path) -> dict[str, str]:
     return environ
 
 
-HEAVY = ("boto3", "botocore", "sqlalchemy", "alembic", "PySide6", "desktop_app.core.app")
+HEAVY = ("boto3", "botocore", "sqlalchemy", "alembic", "PySide6", "desktop_app.core.runtime.ferry")
 
 
 @pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["status", "--all"]])
@@ -121,8 +121,8 @@ def test_status_loads_neither_boto3_sqlalchemy_alembic_nor_qt(
 
 def test_the_parsers_choices_are_the_enums_values() -> None:
     from desktop_app.cli.commands import FILE_STATUSES, FINDING_KINDS
-    from desktop_app.core.catalog_schema import FileStatus
-    from desktop_app.core.reconcile import FindingKind
+    from desktop_app.core.catalog.schema import FileStatus
+    from desktop_app.core.check.checker import FindingKind
 
     assert tuple(s.value for s in FileStatus) == FILE_STATUSES
     assert tuple(k.value for k in FindingKind) == FINDING_KINDS

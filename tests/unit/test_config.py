@@ -2,15 +2,15 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core.config import Profile, ProfileStore
-from desktop_app.core.errors import ConfigError, ProfileNotFoundError
-from desktop_app.core.keys import (
+from desktop_app.core.model.errors import ConfigError, ProfileNotFoundError
+from desktop_app.core.settings.paths import FerryPaths
+from desktop_app.core.settings.profiles import Profile, ProfileStore
+from desktop_app.core.settings.secrets import (
     CredentialSource,
     SecretKind,
     SecretStore,
     resolve_s3_credentials,
 )
-from desktop_app.core.paths import FerryPaths
 from tests.conftest import MemoryKeyring, failing_keyring
 
 

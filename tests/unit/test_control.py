@@ -20,29 +20,7 @@ from typing import Any
 
 import pytest
 
-from desktop_app.core import typed_json
-from desktop_app.core.app import Ferry
-from desktop_app.core.control import (
-    MAX_REPLY,
-    ControlFailed,
-    ControlReturned,
-    ask_running,
-    decode_reply,
-    decode_request,
-    decode_result,
-    encode_reply,
-    encode_request,
-)
-from desktop_app.core.errors import ControlChannelError
-from desktop_app.core.facade import FACADE_METHODS, FacadeCall, FacadeRefused
-from desktop_app.core.journal import (
-    AttemptRecord,
-    KeyConflictPolicy,
-    SourceIdentity,
-    TransferError,
-    TransferRecord,
-)
-from desktop_app.core.reconcile import (
+from desktop_app.core.check.checker import (
     CheckReport,
     Finding,
     FindingKind,
@@ -53,7 +31,29 @@ from desktop_app.core.reconcile import (
     RowStamp,
     Scanned,
 )
-from desktop_app.core.states import ErrorKind, TransferState
+from desktop_app.core.journal.store import (
+    AttemptRecord,
+    KeyConflictPolicy,
+    SourceIdentity,
+    TransferError,
+    TransferRecord,
+)
+from desktop_app.core.model import typed_json
+from desktop_app.core.model.errors import ControlChannelError
+from desktop_app.core.model.states import ErrorKind, TransferState
+from desktop_app.core.runtime.control import (
+    MAX_REPLY,
+    ControlFailed,
+    ControlReturned,
+    ask_running,
+    decode_reply,
+    decode_request,
+    decode_result,
+    encode_reply,
+    encode_request,
+)
+from desktop_app.core.runtime.facade import FACADE_METHODS, FacadeCall, FacadeRefused
+from desktop_app.core.runtime.ferry import Ferry
 
 NOW = datetime(2026, 12, 2, 10, 30, 1, 123456, tzinfo=UTC)
 FAILURE = TransferError(ErrorKind.SOURCE_CHANGED, "Source changed", "it changed")

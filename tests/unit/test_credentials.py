@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from desktop_app.core.config import Profile
-from desktop_app.core.keys import CredentialSource, SecretStore, resolve_s3_credentials
+from desktop_app.core.settings.profiles import Profile
+from desktop_app.core.settings.secrets import CredentialSource, SecretStore, resolve_s3_credentials
 from tests.conftest import MemoryKeyring
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core.errors import StorageError, StorageErrorKind
+from desktop_app.core.model.errors import StorageError, StorageErrorKind
 from desktop_app.core.transfers.endpoint_memory import EndpointMemory, LearntOnce
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from desktop_app.core.app import Environment, Ferry
-from desktop_app.core.errors import JournalLockedError
-from desktop_app.core.journal import Journal, TransferState
+from desktop_app.core.journal.store import Journal, TransferState
+from desktop_app.core.model.errors import JournalLockedError
+from desktop_app.core.runtime.ferry import Environment, Ferry
 from desktop_app.core.transfers.limits import ByteBudget
 from tests.conftest import open_moto_ferry
 
@@ -141,8 +141,8 @@ def test_another_programs_object_survives_an_upload_and_a_delete_on_moto(
 def test_the_profile_test_says_the_server_refuses_writes_over_others_objects(
     ferry: Ferry,
 ) -> None:
-    from desktop_app.core.app import diagnose_profile
-    from desktop_app.core.storage import WriteProtection
+    from desktop_app.core.runtime.ferry import diagnose_profile
+    from desktop_app.core.storage.s3 import WriteProtection
 
     assert ferry.storage.probe_write("probe") is WriteProtection.CONDITIONS_HONOURED
     client = boto3.client("s3", region_name="us-east-1")

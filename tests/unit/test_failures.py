@@ -18,18 +18,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from desktop_app.core import errors, migrate
-from desktop_app.core.config import Profile
-from desktop_app.core.errors import (
-    CatalogError,
-    ErrorCause,
-    FerryError,
-    StorageError,
-    StorageErrorKind,
-)
-from desktop_app.core.facade import FacadeRefused
-from desktop_app.core.failures import FailureCause, cause_of
-from desktop_app.core.journal import (
+from desktop_app.core.check.checker import ConsistencyError
+from desktop_app.core.db import migrate
+from desktop_app.core.journal.store import (
     ErrorKind,
     Journal,
     NewAttempt,
@@ -38,12 +29,22 @@ from desktop_app.core.journal import (
     TransferRecord,
     TransferState,
 )
-from desktop_app.core.keys import CredentialSource, S3Credentials
-from desktop_app.core.reconcile import ConsistencyError
-from desktop_app.core.sources import SourceProblem
-from desktop_app.core.sso import SignInFailedError
-from desktop_app.core.storage import S3Storage
+from desktop_app.core.model import errors
+from desktop_app.core.model.errors import (
+    CatalogError,
+    ErrorCause,
+    FerryError,
+    StorageError,
+    StorageErrorKind,
+)
+from desktop_app.core.model.failures import FailureCause, cause_of
+from desktop_app.core.runtime.facade import FacadeRefused
+from desktop_app.core.settings.profiles import Profile
+from desktop_app.core.settings.secrets import CredentialSource, S3Credentials
+from desktop_app.core.settings.sso import SignInFailedError
+from desktop_app.core.storage.s3 import S3Storage
 from desktop_app.core.transfers.sender import VERIFICATION_FAILED, ObjectSender
+from desktop_app.core.transfers.sources import SourceProblem
 from tests.unit.test_states import new_transfer
 
 STORAGE_CAUSES = {
@@ -96,7 +97,7 @@ def _subclasses(cls: type[FerryError]) -> set[type[FerryError]]:
 
 def _migration() -> ModuleType:
     path = (
-        Path(migrate.__file__).parent
+        Path(migrate.__file__).parent.parent
         / "migrations"
         / "journal"
         / "versions"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, event, text
 
-from desktop_app.core.group_commit import GroupCommitter, WriterConnection
+from desktop_app.core.db.group_commit import GroupCommitter, WriterConnection
 
 
 @pytest.fixture

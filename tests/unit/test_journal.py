@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import DateTime
 from sqlalchemy.dialects import sqlite
 
-from desktop_app.core.errors import JournalLockedError
-from desktop_app.core.journal import Journal, _sqlite_time
+from desktop_app.core.journal.store import Journal, _sqlite_time
+from desktop_app.core.model.errors import JournalLockedError
 
 
 @pytest.mark.parametrize(

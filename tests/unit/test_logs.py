@@ -1,7 +1,7 @@
 import logging
 from pathlib import Path
 
-from desktop_app.core.logs import REDACTOR, configure_logging
+from desktop_app.core.runtime.logs import REDACTOR, configure_logging
 
 
 def test_no_secret_reaches_the_log_file(tmp_path: Path) -> None:
@@ -30,7 +30,7 @@ def test_file_system_events_do_not_flood_the_log(tmp_path: Path) -> None:
     configure_logging(log_file, stderr_level=None)
     for n in range(1000):
         logging.getLogger("watchdog.observers.inotify_buffer").debug("in-event %s", n)
-    logging.getLogger("desktop_app.core.watcher").info("Watching /home/ann/Inbox")
+    logging.getLogger("desktop_app.core.runtime.watcher").info("Watching /home/ann/Inbox")
     for handler in logging.getLogger().handlers:
         handler.flush()
     text = log_file.read_text()

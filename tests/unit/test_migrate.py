@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from desktop_app.core.migrate import Schema, alembic_head
+from desktop_app.core.db.migrate import Schema, alembic_head
 
 
 @pytest.mark.parametrize("schema", list(Schema))

@@ -2,8 +2,8 @@ import os
 
 import pytest
 
-from desktop_app.core.errors import InvalidKeyError
-from desktop_app.core.object_keys import PathFlavour, is_ambiguous, join_key, validate_key
+from desktop_app.core.model.errors import InvalidKeyError
+from desktop_app.core.model.object_keys import PathFlavour, is_ambiguous, join_key, validate_key
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from awscrt import checksums
 
-from desktop_app.core.errors import SourceError
+from desktop_app.core.model.errors import SourceError
 from desktop_app.core.transfers.limits import ByteBudget
 from desktop_app.core.transfers.prepass import PrePass, crc64nvme, crc64nvme_base64
 from desktop_app.core.transfers.sender import part_plan

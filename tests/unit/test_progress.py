@@ -15,11 +15,11 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 
-from desktop_app.core.config import Profile
-from desktop_app.core.events import EngineEvent, EventBus, TransferProgress
-from desktop_app.core.keys import CredentialSource, S3Credentials
-from desktop_app.core.storage import S3Storage
-from desktop_app.core.throughput import IDLE_SECONDS, STALL_SECONDS, Rate, Throughput
+from desktop_app.core.model.events import EngineEvent, EventBus, TransferProgress
+from desktop_app.core.runtime.throughput import IDLE_SECONDS, STALL_SECONDS, Rate, Throughput
+from desktop_app.core.settings.profiles import Profile
+from desktop_app.core.settings.secrets import CredentialSource, S3Credentials
+from desktop_app.core.storage.s3 import S3Storage
 from desktop_app.core.transfers.sender import ProgressMeter
 from tests.unit.test_throughput import Clock
 

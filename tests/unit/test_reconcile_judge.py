@@ -15,9 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core.catalog import FileRecord
-from desktop_app.core.catalog_schema import FileStatus
-from desktop_app.core.check_judge import (
+from desktop_app.core.catalog.schema import FileStatus
+from desktop_app.core.catalog.service import FileRecord
+from desktop_app.core.check.checker import (
+    CheckOptions,
+    Finding,
+    FindingKind,
+    RepairAction,
+    RowStamp,
+    _Confirmations,
+    _Unconfirmed,
+)
+from desktop_app.core.check.judge import (
     Cutoffs,
     Disagreement,
     Verdict,
@@ -28,17 +37,8 @@ from desktop_app.core.check_judge import (
     stale_multipart,
     still_registered,
 )
-from desktop_app.core.check_streams import KeySeen
-from desktop_app.core.reconcile import (
-    CheckOptions,
-    Finding,
-    FindingKind,
-    RepairAction,
-    RowStamp,
-    _Confirmations,
-    _Unconfirmed,
-)
-from desktop_app.core.storage import MultipartUploadInfo, ObjectInfo, ObjectVersion
+from desktop_app.core.check.streams import KeySeen
+from desktop_app.core.storage.s3 import MultipartUploadInfo, ObjectInfo, ObjectVersion
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 OLD = NOW - timedelta(days=3)
@@ -357,7 +357,7 @@ def _merged_by_reference(
 
 @pytest.mark.parametrize("seed", range(20))
 def test_the_merge_joins_per_key_in_utf8_byte_order(seed: int) -> None:
-    from desktop_app.core.check_streams import merge_by_key
+    from desktop_app.core.check.streams import merge_by_key
 
     pick = random.Random(seed)
     alphabet = ["a", "B", "-", "/", "é", "\uffff", "\U00010000", "z"]

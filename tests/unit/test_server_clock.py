@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
-from desktop_app.core.server_clock import ServerClock
+from desktop_app.core.storage.server_clock import ServerClock
 
 LOCAL = datetime(2026, 12, 2, 12, 0, 0, 600_000, tzinfo=UTC)
 

@@ -24,11 +24,11 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 
-from desktop_app.core.app import Environment, Ferry, diagnose_profile
-from desktop_app.core.errors import ErrorCause
-from desktop_app.core.journal import TransferState
-from desktop_app.core.reconcile import CheckOptions, FindingKind, RepairOutcome
-from desktop_app.core.storage import WriteProtection
+from desktop_app.core.check.checker import CheckOptions, FindingKind, RepairOutcome
+from desktop_app.core.journal.store import TransferState
+from desktop_app.core.model.errors import ErrorCause
+from desktop_app.core.runtime.ferry import Environment, Ferry, diagnose_profile
+from desktop_app.core.storage.s3 import WriteProtection
 from desktop_app.core.transfers.protection import PROTECTION_FILE, ProtectionMemory
 from tests.conftest import open_moto_ferry
 

@@ -15,11 +15,12 @@ from typing import Any
 import boto3
 import pytest
 
-from desktop_app.core.app import Environment
-from desktop_app.core.config import Encryption, Profile
-from desktop_app.core.errors import ConfigError
-from desktop_app.core.journal import TransferState
-from desktop_app.core.keys import (
+from desktop_app.core.journal.store import TransferState
+from desktop_app.core.model.errors import ConfigError
+from desktop_app.core.runtime.ferry import Environment
+from desktop_app.core.runtime.logs import REDACTED, REDACTOR, configure_logging
+from desktop_app.core.settings.profiles import Encryption, Profile
+from desktop_app.core.settings.secrets import (
     CredentialSource,
     S3Credentials,
     SecretKind,
@@ -27,8 +28,7 @@ from desktop_app.core.keys import (
     parse_customer_key,
     resolve_s3_credentials,
 )
-from desktop_app.core.logs import REDACTED, REDACTOR, configure_logging
-from desktop_app.core.storage import S3Storage
+from desktop_app.core.storage.s3 import S3Storage
 from desktop_app.core.transfers.etags import EtagMeaning
 from tests.conftest import MemoryKeyring, open_moto_ferry
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core.errors import IllegalMoveError
-from desktop_app.core.journal import (
+from desktop_app.core.journal.store import (
     ErrorKind,
     Journal,
     NewAttempt,
@@ -22,7 +21,8 @@ from desktop_app.core.journal import (
     TransferRecord,
     TransferState,
 )
-from desktop_app.core.states import ALLOWED_MOVES, FINISHED_STATES, INITIAL_STATES
+from desktop_app.core.model.errors import IllegalMoveError
+from desktop_app.core.model.states import ALLOWED_MOVES, FINISHED_STATES, INITIAL_STATES
 
 FAILURE = TransferError(ErrorKind.TRANSIENT, "Server busy", "The server said 503.")
 

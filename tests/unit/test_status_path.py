@@ -16,13 +16,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from desktop_app.core import migrate
-from desktop_app.core.catalog import CatalogMode, open_catalog
-from desktop_app.core.catalog_peek import OutboxBacklog, sqlite_outbox_backlog
-from desktop_app.core.config import Profile, ProfileStore, plain_sqlite_file
-from desktop_app.core.environment import Environment
-from desktop_app.core.errors import CatalogError, ErrorCause, JournalError
-from desktop_app.core.journal import (
+from desktop_app.core.catalog.peek import OutboxBacklog, sqlite_outbox_backlog
+from desktop_app.core.catalog.service import CatalogMode, open_catalog
+from desktop_app.core.db import migrate
+from desktop_app.core.db.migrate import Schema
+from desktop_app.core.journal.records import JournalReader
+from desktop_app.core.journal.store import (
     Journal,
     NewAttempt,
     NewTransfer,
@@ -30,12 +29,13 @@ from desktop_app.core.journal import (
     TransferError,
     TransferRecord,
 )
-from desktop_app.core.journal_records import JournalReader
-from desktop_app.core.keys import SecretStore
-from desktop_app.core.migrate import Schema
-from desktop_app.core.paths import FerryPaths
-from desktop_app.core.states import ErrorKind, TransferState
-from desktop_app.core.status import StatusReader
+from desktop_app.core.model.errors import CatalogError, ErrorCause, JournalError
+from desktop_app.core.model.states import ErrorKind, TransferState
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.status import StatusReader
+from desktop_app.core.settings.paths import FerryPaths
+from desktop_app.core.settings.profiles import Profile, ProfileStore, plain_sqlite_file
+from desktop_app.core.settings.secrets import SecretStore
 
 MIB = 1024 * 1024
 
@@ -155,7 +155,7 @@ def test_a_journal_at_the_head_is_opened_without_loading_alembic(tmp_path: Path)
     probe = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from desktop_app.core.journal import Journal\n"
+        "from desktop_app.core.journal.store import Journal\n"
         f"Journal(Path({str(path)!r})).close()\n"
         "print('alembic' in sys.modules)\n"
     )

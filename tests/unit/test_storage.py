@@ -13,10 +13,10 @@ from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 
 from desktop_app import __version__
-from desktop_app.core.config import Profile
-from desktop_app.core.errors import ConfigError, StorageError
-from desktop_app.core.keys import CredentialSource, S3Credentials
-from desktop_app.core.storage import S3Storage
+from desktop_app.core.model.errors import ConfigError, StorageError
+from desktop_app.core.settings.profiles import Profile
+from desktop_app.core.settings.secrets import CredentialSource, S3Credentials
+from desktop_app.core.storage.s3 import S3Storage
 
 
 class _Answer:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from desktop_app.core.events import TransferProgress
-from desktop_app.core.throughput import Rate, RateWindow, Throughput
+from desktop_app.core.model.events import TransferProgress
+from desktop_app.core.runtime.throughput import Rate, RateWindow, Throughput
 
 MIB = 1024 * 1024
 

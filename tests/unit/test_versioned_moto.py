@@ -13,10 +13,10 @@ from typing import Any
 import boto3
 import pytest
 
-from desktop_app.core.app import Ferry
-from desktop_app.core.errors import CatalogError
-from desktop_app.core.journal import TransferState
-from desktop_app.core.reconcile import CheckOptions, FindingKind, RepairOutcome
+from desktop_app.core.check.checker import CheckOptions, FindingKind, RepairOutcome
+from desktop_app.core.journal.store import TransferState
+from desktop_app.core.model.errors import CatalogError
+from desktop_app.core.runtime.ferry import Ferry
 
 MIB = 1024 * 1024
 BUCKET = "unit-bucket"

@@ -30,8 +30,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from desktop_app.core.errors import StorageError
-from desktop_app.core.storage import S3Storage
+from desktop_app.core.model.errors import StorageError
+from desktop_app.core.storage.s3 import S3Storage
 from desktop_app.core.transfers.endpoint_memory import EndpointMemory, LearntOnce
 
 log = logging.getLogger(__name__)

@@ -25,19 +25,24 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-from desktop_app.core.errors import FerryError
-from desktop_app.core.events import TransferChanged, TransferSnapshot
-from desktop_app.core.failures import ConflictChoice, choice_label, conflict_choices, suffixed_name
-from desktop_app.core.journal import (
+from desktop_app.core.journal.store import (
     UNCHANGED,
     ErrorKind,
     TransferFacts,
     TransferRecord,
     TransferState,
 )
-from desktop_app.core.sources import SourceProblem, check_file
+from desktop_app.core.model.errors import FerryError
+from desktop_app.core.model.events import TransferChanged, TransferSnapshot
+from desktop_app.core.model.failures import (
+    ConflictChoice,
+    choice_label,
+    conflict_choices,
+    suffixed_name,
+)
 from desktop_app.core.transfers.engine import TransferEngine
 from desktop_app.core.transfers.intake import input_error
+from desktop_app.core.transfers.sources import SourceProblem, check_file
 
 log = logging.getLogger(__name__)
 # Seconds a person's cancel or pause waits for a running attempt to stop.

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from desktop_app.core.errors import StorageError, StorageErrorKind
+from desktop_app.core.model.errors import StorageError, StorageErrorKind
 
 log = logging.getLogger(__name__)
 Fact = TypeVar("Fact")

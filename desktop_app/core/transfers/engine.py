@@ -44,17 +44,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from desktop_app.core.bandwidth import BandwidthSchedule
-from desktop_app.core.catalog import (
+from desktop_app.core.catalog.records import ALIVE_SECONDS, NOT_LOOKED, ObjectAtKey
+from desktop_app.core.catalog.service import (
     CatalogService,
     FileRecord,
     Reservation,
     ReservationOutcome,
     UploadIntent,
 )
-from desktop_app.core.catalog_records import ALIVE_SECONDS, NOT_LOOKED, ObjectAtKey
-from desktop_app.core.config import DuplicatePolicy
-from desktop_app.core.errors import (
+from desktop_app.core.journal.store import (
+    UNCHANGED,
+    ErrorKind,
+    Journal,
+    KeyConflictPolicy,
+    NewAttempt,
+    TransferError,
+    TransferFacts,
+    TransferRecord,
+    TransferState,
+)
+from desktop_app.core.model.errors import (
     CatalogError,
     ErrorCause,
     FerryError,
@@ -66,24 +75,15 @@ from desktop_app.core.errors import (
     StorageError,
     StorageErrorKind,
 )
-from desktop_app.core.events import (
+from desktop_app.core.model.events import (
     EventBus,
     TransferChanged,
     TransferSnapshot,
 )
-from desktop_app.core.failures import suffixed_name
-from desktop_app.core.journal import (
-    UNCHANGED,
-    ErrorKind,
-    Journal,
-    KeyConflictPolicy,
-    NewAttempt,
-    TransferError,
-    TransferFacts,
-    TransferRecord,
-    TransferState,
-)
-from desktop_app.core.storage import CRC64NVME, S3Storage
+from desktop_app.core.model.failures import suffixed_name
+from desktop_app.core.settings.bandwidth import BandwidthSchedule
+from desktop_app.core.settings.profiles import DuplicatePolicy
+from desktop_app.core.storage.s3 import CRC64NVME, S3Storage
 from desktop_app.core.transfers.holds import TransferHolds
 from desktop_app.core.transfers.intake import TransferIntake
 from desktop_app.core.transfers.limits import BandwidthLimiter, ByteBudget

@@ -23,8 +23,8 @@ import enum
 import threading
 from collections.abc import Callable, Iterable
 
-from desktop_app.core.errors import FerryError
-from desktop_app.core.journal import TransferRecord
+from desktop_app.core.journal.store import TransferRecord
+from desktop_app.core.model.errors import FerryError
 
 
 class ReadAgain(enum.Enum):

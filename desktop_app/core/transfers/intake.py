@@ -15,9 +15,7 @@ import mimetypes
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from desktop_app.core.errors import SourceError
-from desktop_app.core.events import EventBus, TransferQueued, TransferSnapshot
-from desktop_app.core.journal import (
+from desktop_app.core.journal.store import (
     ErrorKind,
     Journal,
     KeyConflictPolicy,
@@ -27,8 +25,16 @@ from desktop_app.core.journal import (
     TransferRecord,
     TransferState,
 )
-from desktop_app.core.sources import SourceFile, SourceProblem, check_file, expand, printable
+from desktop_app.core.model.errors import SourceError
+from desktop_app.core.model.events import EventBus, TransferQueued, TransferSnapshot
 from desktop_app.core.transfers.sender import choose_part_size, part_plan
+from desktop_app.core.transfers.sources import (
+    SourceFile,
+    SourceProblem,
+    check_file,
+    expand,
+    printable,
+)
 
 log = logging.getLogger(__name__)
 

@@ -37,9 +37,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from desktop_app.core.config import Profile
-from desktop_app.core.errors import StorageError
-from desktop_app.core.storage import SANDBOX_SERVER, S3Storage, WriteProtection, endpoint_id
+from desktop_app.core.model.errors import StorageError
+from desktop_app.core.settings.profiles import Profile
+from desktop_app.core.storage.s3 import SANDBOX_SERVER, S3Storage, WriteProtection, endpoint_id
 from desktop_app.core.transfers.checksums import CHECKSUM_FILE, ChecksumMemory, EndpointChecksums
 from desktop_app.core.transfers.endpoint_memory import EndpointMemory, LearntOnce
 

@@ -49,17 +49,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import BinaryIO, NoReturn, Protocol, TypeGuard, TypeVar
 
-from desktop_app.core.crc64 import crc64nvme, crc64nvme_base64
-from desktop_app.core.errors import (
-    ErrorCause,
-    ReservationLostError,
-    SourceChangedError,
-    SourceError,
-    StorageError,
-    StorageErrorKind,
-)
-from desktop_app.core.events import EventBus, TransferProgress
-from desktop_app.core.journal import (
+from desktop_app.core.journal.store import (
     Journal,
     PartDigests,
     PartRecord,
@@ -68,7 +58,17 @@ from desktop_app.core.journal import (
     TransferRecord,
     TransferState,
 )
-from desktop_app.core.storage import (
+from desktop_app.core.model.errors import (
+    ErrorCause,
+    ReservationLostError,
+    SourceChangedError,
+    SourceError,
+    StorageError,
+    StorageErrorKind,
+)
+from desktop_app.core.model.events import EventBus, TransferProgress
+from desktop_app.core.storage.crc64 import crc64nvme, crc64nvme_base64
+from desktop_app.core.storage.s3 import (
     CRC64NVME,
     SHA256_METADATA,
     ObjectInfo,

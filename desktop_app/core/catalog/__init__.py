@@ -1,0 +1,1 @@
+"""The catalog: the shared record of every file Ferry put into a bucket (SQLite or PostgreSQL)."""

@@ -1,0 +1,1 @@
+"""The journal: Ferry's local, crash-safe memory of every transfer (SQLite)."""

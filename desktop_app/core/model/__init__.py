@@ -1,0 +1,1 @@
+"""Values, states and the events that carry them: what every layer above speaks."""

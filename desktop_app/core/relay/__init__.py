@@ -1,0 +1,1 @@
+"""The relay: the catalog's outbox published to NATS JetStream."""
