@@ -44,6 +44,8 @@ run: install
 	@echo "  export PATH=\"$(CURDIR)/$(BIN):\$$PATH\"   (add it to ~/.profile)"
 	$(BIN)/ferry sandbox --open
 
+# --cov: the share of desktop_app/core's lines the tests ran, printed at the end
+# and held above [tool.coverage.report] fail_under.
 # lint-imports: the layering rule of docs/ARCHITECTURE.md ([tool.importlinter]
 # in pyproject.toml); a broken contract fails the run.
 test: install-test
@@ -52,7 +54,7 @@ test: install-test
 	$(BIN)/lint-imports
 	$(BIN)/mypy desktop_app tests
 	tools/ensure-system-packages
-	QT_QPA_PLATFORM=offscreen $(BIN)/pytest --durations=20
+	QT_QPA_PLATFORM=offscreen $(BIN)/pytest --durations=20 --cov
 
 # The inner loop: lint, layers, types and the unit tests (moto, no servers to start), about a minute.
 test-fast: install-test

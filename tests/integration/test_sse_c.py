@@ -27,7 +27,13 @@ from desktop_app.core.model.errors import ConfigError, StorageError
 from desktop_app.core.runtime.ferry import Environment, Ferry
 from desktop_app.core.runtime.logs import configure_logging
 from desktop_app.core.settings.secrets import SecretKind, SecretStore
-from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, MemoryKeyring, WeedServer
+from tests.conftest import (
+    TEST_ACCESS_KEY,
+    TEST_SECRET_KEY,
+    MemoryKeyring,
+    WeedServer,
+    upload_done,
+)
 
 MIB = 1024 * 1024
 PROFILE = "vault"
@@ -89,6 +95,22 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@pytest.fixture
+def vault_added(
+    ferry_cli: Callable[..., tuple[int, str]],
+    weed: WeedServer,
+    bucket: str,
+    customer_key: bytes,
+    tmp_path: Path,
+) -> str:
+    """The SSE-C profile added with the test's customer key; what `profile add` said."""
+    code, said = _add_profile(
+        ferry_cli, weed, bucket, tmp_path, base64.b64encode(customer_key).decode()
+    )
+    assert code == 0, said
+    return said
+
+
 def test_an_sse_c_profile_uploads_and_only_its_key_reads_the_objects_back(
     ferry_cli: Callable[..., tuple[int, str]],
     ferry_env: Environment,
@@ -96,12 +118,9 @@ def test_an_sse_c_profile_uploads_and_only_its_key_reads_the_objects_back(
     bucket: str,
     customer_key: bytes,
     tmp_path: Path,
+    vault_added: str,
 ) -> None:
-    code, said = _add_profile(
-        ferry_cli, weed, bucket, tmp_path, base64.b64encode(customer_key).decode()
-    )
-    assert code == 0, said
-    assert "in the keyring" in said
+    assert "in the keyring" in vault_added
     code, shown = ferry_cli("profile", "show", PROFILE)
     assert code == 0, shown
     assert re.search(r"customer key +in the keyring\n", shown)
@@ -158,26 +177,20 @@ def test_an_sse_c_profile_uploads_and_only_its_key_reads_the_objects_back(
     for trace in _traces(customer_key):
         assert trace not in log_text
         assert trace not in profiles_text
-        assert trace not in said + shown + tested
+        assert trace not in vault_added + shown + tested
 
 
 def test_a_wrong_key_in_the_keyring_is_said_in_plain_words(
     ferry_cli: Callable[..., tuple[int, str]],
     ferry_env: Environment,
-    weed: WeedServer,
-    bucket: str,
     customer_key: bytes,
     tmp_path: Path,
+    vault_added: str,
 ) -> None:
-    code, said = _add_profile(
-        ferry_cli, weed, bucket, tmp_path, base64.b64encode(customer_key).decode()
-    )
-    assert code == 0, said
     note = tmp_path / "note.txt"
     note.write_bytes(b"kept under the first key")
     with Ferry.open(ferry_env, PROFILE) as app:
-        [record] = app.upload([note])
-    assert record.state is TransferState.DONE, record.error
+        upload_done(app, note)
     wrong = os.urandom(32)
     ferry_env.secrets.set(PROFILE, SecretKind.SSE_CUSTOMER_KEY, base64.b64encode(wrong).decode())
     with Ferry.open(ferry_env, PROFILE) as app, pytest.raises(StorageError) as refused:
@@ -191,15 +204,10 @@ def test_a_wrong_key_in_the_keyring_is_said_in_plain_words(
 def test_a_missing_key_is_said_and_stops_before_any_request(
     ferry_cli: Callable[..., tuple[int, str]],
     ferry_env: Environment,
-    weed: WeedServer,
-    bucket: str,
     customer_key: bytes,
     tmp_path: Path,
+    vault_added: str,
 ) -> None:
-    code, said = _add_profile(
-        ferry_cli, weed, bucket, tmp_path, base64.b64encode(customer_key).decode()
-    )
-    assert code == 0, said
     ferry_env.secrets.delete(PROFILE, SecretKind.SSE_CUSTOMER_KEY)
     code, shown = ferry_cli("profile", "show", PROFILE)
     assert re.search(r"customer key +missing\n", shown)
@@ -234,15 +242,10 @@ def test_anything_but_the_base64_of_32_bytes_is_refused_and_nothing_saved(
 def test_removing_the_profile_keeps_its_customer_key(
     ferry_cli: Callable[..., tuple[int, str]],
     ferry_env: Environment,
-    weed: WeedServer,
-    bucket: str,
     customer_key: bytes,
     tmp_path: Path,
+    vault_added: str,
 ) -> None:
-    code, said = _add_profile(
-        ferry_cli, weed, bucket, tmp_path, base64.b64encode(customer_key).decode()
-    )
-    assert code == 0, said
     code, removed = ferry_cli("profile", "remove", PROFILE)
     assert code == 0, removed
     assert "customer key stays in the keyring" in removed
