@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from desktop_app.core.journal.store import TransferState
+from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime import host
 from desktop_app.core.runtime.facade import FacadeCall
 from desktop_app.core.runtime.ferry import Environment, Ferry

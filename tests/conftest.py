@@ -39,7 +39,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from desktop_app.core.journal.store import TransferRecord, TransferState
+from desktop_app.core.journal.records import TransferRecord
+from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry
 from desktop_app.core.runtime.sandbox import SandboxServer, find_weed
 from desktop_app.core.settings.paths import FerryPaths

@@ -58,7 +58,7 @@ from desktop_app.core.transfers.sources import printable
 # SQLAlchemy, Alembic, the engine) is imported inside them: `ferry status`
 # loads none of it (tests/unit/test_cli_entry.py).
 if TYPE_CHECKING:
-    from desktop_app.core.catalog.service import DeleteOutcome, FileRecord
+    from desktop_app.core.catalog.records import DeleteOutcome, FileRecord
     from desktop_app.core.check.checker import CheckReport, RepairResult
     from desktop_app.core.runtime.control import RunningFerry
     from desktop_app.core.runtime.ferry import Ferry, RunMode
@@ -818,8 +818,8 @@ LS_PAGE = 1000
 
 def cmd_ls(args: argparse.Namespace) -> int:
     """Every matching file, a page at a time in key order; --limit stops early and says so."""
+    from desktop_app.core.catalog.records import FileQuery
     from desktop_app.core.catalog.schema import FileStatus
-    from desktop_app.core.catalog.service import FileQuery
 
     def work(ferry: Ferry) -> int:
         query = FileQuery(

@@ -43,8 +43,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.core.catalog.records import DeleteOutcome, FileQuery, FileRecord
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.catalog.service import DeleteOutcome, FileQuery, FileRecord
 from desktop_app.core.check.checker import (
     INFORMATIONAL,
     CheckReport,

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from desktop_app.core.catalog.records import DeleteOutcome, FileRecord
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.catalog.service import DeleteOutcome, FileRecord
 
 # A pending row is an upload in flight (cancel it instead); a deleted one is gone.
 DELETABLE = frozenset({FileStatus.ACTIVE, FileStatus.MISSING})

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QApplication, QMenu, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.journal.store import TransferState
+from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment
 from desktop_app.gui.consistency_view import ConsistencyView
 from desktop_app.gui.main_window import MainWindow

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
 
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.journal.store import TransferState
+from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry
 from desktop_app.gui.failed_view import FailedColumn, FailedView
 from desktop_app.gui.main_window import MainWindow

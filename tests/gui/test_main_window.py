@@ -17,8 +17,8 @@ from PySide6.QtWidgets import QApplication, QDialog, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.journal.store import TransferState
 from desktop_app.core.model.events import TransferProgress, TransferSnapshot
+from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry
 from desktop_app.core.settings.profiles import Profile
 from desktop_app.core.settings.secrets import SecretKind

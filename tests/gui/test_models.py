@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from pytestqt.qtbot import QtBot
 
-from desktop_app.core.journal.store import TransferState
 from desktop_app.core.model.events import TransferSnapshot
+from desktop_app.core.model.states import TransferState
 from desktop_app.gui.bridge import SnapshotBatch
 from desktop_app.gui.models import FINISHED_KEPT, TransferTableModel
 from desktop_app.gui.notifier import QUIET_SECONDS

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 
 from pytestqt.qtbot import QtBot
 
-from desktop_app.core.journal.store import ErrorKind, TransferError, TransferState
+from desktop_app.core.journal.records import TransferError
 from desktop_app.core.model.events import TransferSnapshot
+from desktop_app.core.model.states import ErrorKind, TransferState
 from desktop_app.gui.main_window import ANSWER_HOLD_MS, MainWindow
 from desktop_app.gui.notifier import (
     FAILURE_PAUSE,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from pytestqt.qtbot import QtBot
 
-from desktop_app.core.journal.store import TransferState
 from desktop_app.core.model.events import TransferProgress, TransferSnapshot
+from desktop_app.core.model.states import TransferState
 from desktop_app.gui.bridge import SnapshotBatch
 from desktop_app.gui.models import Column, TransferTableModel
 from tests.faults import Fault, FaultProxy, is_part_upload

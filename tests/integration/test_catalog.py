@@ -14,18 +14,17 @@ import psycopg
 import pytest
 from sqlalchemy import event, text
 
-from desktop_app.core.catalog.records import NOT_LOOKED
-from desktop_app.core.catalog.schema import AuditAction, FileStatus, OutboxEventType
-from desktop_app.core.catalog.service import (
-    CatalogService,
+from desktop_app.core.catalog.records import (
+    NOT_LOOKED,
     FileQuery,
     FileRecord,
     ObjectAtKey,
     Reservation,
     ReservationOutcome,
     UploadIntent,
-    open_catalog,
 )
+from desktop_app.core.catalog.schema import AuditAction, FileStatus, OutboxEventType
+from desktop_app.core.catalog.service import CatalogService, open_catalog
 from desktop_app.core.db.migrate import Schema
 from desktop_app.core.model.errors import (
     CatalogAccessError,

@@ -23,10 +23,11 @@ from pathlib import Path
 import pytest
 
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.journal.store import TransferRecord, TransferState
+from desktop_app.core.journal.records import TransferRecord
 from desktop_app.core.model.errors import ErrorCause
 from desktop_app.core.model.events import TransferProgress
 from desktop_app.core.model.failures import ConflictChoice, conflict_choices
+from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import (
     Environment,
     Ferry,

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core.journal.store import TransferState
 from desktop_app.core.model.errors import ControlChannelError, FerryError
+from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.control import (
     ControlFailed,
     ControlReturned,

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from desktop_app.core.catalog.records import FileQuery
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.catalog.service import FileQuery
 from desktop_app.core.check.checker import CheckOptions
-from desktop_app.core.journal.store import ErrorKind, KeyConflictPolicy, TransferState
+from desktop_app.core.journal.records import KeyConflictPolicy
 from desktop_app.core.model.errors import StorageError, StorageErrorKind
 from desktop_app.core.model.events import TransferProgress
+from desktop_app.core.model.states import ErrorKind, TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry
 from tests.conftest import (
     READER_ACCESS_KEY,

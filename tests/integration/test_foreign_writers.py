@@ -15,9 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.journal.store import TransferRecord, TransferState
+from desktop_app.core.journal.records import TransferRecord
 from desktop_app.core.model.errors import ErrorCause
 from desktop_app.core.model.events import EngineEvent, TransferChanged, TransferProgress
+from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, WeedServer, upload_done
 from tests.faults import Fault, FaultProxy, is_complete, is_part_upload

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from desktop_app.core.check.checker import CheckReport
-from desktop_app.core.journal.store import TransferState
+from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime import host
 from desktop_app.core.runtime.facade import FacadeCall
 from desktop_app.core.runtime.ferry import Environment, Ferry

@@ -16,10 +16,10 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from desktop_app.core.catalog.records import FileQuery
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.catalog.service import FileQuery
-from desktop_app.core.journal.store import ErrorKind, TransferState
 from desktop_app.core.model.events import TransferProgress
+from desktop_app.core.model.states import ErrorKind, TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry
 from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, is_part_upload

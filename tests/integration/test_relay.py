@@ -23,8 +23,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from desktop_app.core.catalog.records import UploadIntent
 from desktop_app.core.catalog.schema import OutboxEventType
-from desktop_app.core.catalog.service import CatalogService, UploadIntent, open_catalog
+from desktop_app.core.catalog.service import CatalogService, open_catalog
 from desktop_app.core.model.errors import RelayLockTaken
 from desktop_app.core.relay.publisher import JetStreamPublisher, Relay, RelayOptions
 from desktop_app.core.settings.paths import FerryPaths

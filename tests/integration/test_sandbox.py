@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core.journal.store import TransferState
 from desktop_app.core.model.errors import SandboxError
+from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry, RunMode, start_sandbox
 from desktop_app.core.runtime.sandbox import SandboxServer, find_weed
 

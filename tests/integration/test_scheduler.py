@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from desktop_app.core.journal.store import ErrorKind, TransferState
 from desktop_app.core.model.events import TransferProgress
+from desktop_app.core.model.states import ErrorKind, TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry, RunMode
 from desktop_app.core.transfers.retry import RetryPolicy
 from desktop_app.core.transfers.sender import TransferControl

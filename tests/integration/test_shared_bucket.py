@@ -23,10 +23,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from desktop_app.core.catalog.records import FileQuery
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.catalog.service import FileQuery
 from desktop_app.core.check.checker import CheckOptions, FindingKind, RepairAction, RepairOutcome
-from desktop_app.core.journal.store import TransferState
+from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Ferry
 from tests.conftest import (
     TEST_ACCESS_KEY,

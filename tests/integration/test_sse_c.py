@@ -22,8 +22,8 @@ from botocore.exceptions import ClientError
 from desktop_app import cli
 from desktop_app.cli import commands
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.journal.store import TransferState
 from desktop_app.core.model.errors import ConfigError, StorageError
+from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry
 from desktop_app.core.runtime.logs import configure_logging
 from desktop_app.core.settings.secrets import SecretKind, SecretStore

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from desktop_app.core.journal.store import TransferState
 from desktop_app.core.model.events import TransferProgress
+from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry, RunMode
 from desktop_app.core.transfers.scheduler import HoldReason
 from tests.conftest import SystemBus, WeedServer

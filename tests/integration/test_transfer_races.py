@@ -29,13 +29,9 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core.journal.store import (
-    ErrorKind,
-    NewTransfer,
-    SourceIdentity,
-    TransferError,
-    TransferState,
-)
+from desktop_app.core.journal.facts import NewTransfer
+from desktop_app.core.journal.records import SourceIdentity, TransferError
+from desktop_app.core.model.states import ErrorKind, TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry
 from desktop_app.core.transfers.retry import RetryPolicy
 from tests.conftest import WeedServer

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from desktop_app.core.catalog.records import FileQuery
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.catalog.service import FileQuery
-from desktop_app.core.journal.store import TransferState
+from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry, RunMode
 from desktop_app.core.runtime.watcher import FolderWatcher, WatchedFolder
 from tests.conftest import WeedServer

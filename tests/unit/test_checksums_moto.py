@@ -22,8 +22,8 @@ from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.journal.store import TransferState
 from desktop_app.core.model.errors import ErrorCause, StorageError
+from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry, diagnose_profile
 from desktop_app.core.transfers.checksums import (
     CHECKSUM_FILE,

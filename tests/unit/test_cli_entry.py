@@ -44,7 +44,9 @@ def _home_with_transfers(home: Path) -> dict[str, str]:
     """A profile (SQLite catalog, a relay named) and a journal with transfers; the
     environment a command runs in there, with keys in the environment."""
     from desktop_app.core.catalog.service import open_catalog
-    from desktop_app.core.journal.store import Journal, NewTransfer, SourceIdentity
+    from desktop_app.core.journal.facts import NewTransfer
+    from desktop_app.core.journal.records import SourceIdentity
+    from desktop_app.core.journal.store import Journal
     from desktop_app.core.settings.paths import FerryPaths
     from desktop_app.core.settings.profiles import Profile, ProfileStore
 

@@ -31,7 +31,7 @@ from desktop_app.core.check.checker import (
     RowStamp,
     Scanned,
 )
-from desktop_app.core.journal.store import (
+from desktop_app.core.journal.records import (
     AttemptRecord,
     KeyConflictPolicy,
     SourceIdentity,

@@ -10,8 +10,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from desktop_app.core.journal.store import Journal, TransferState
+from desktop_app.core.journal.store import Journal
 from desktop_app.core.model.errors import JournalLockedError
+from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry
 from desktop_app.core.transfers.limits import ByteBudget
 from tests.conftest import open_moto_ferry

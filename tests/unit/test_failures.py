@@ -20,15 +20,9 @@ from botocore.exceptions import ClientError
 
 from desktop_app.core.check.checker import ConsistencyError
 from desktop_app.core.db import migrate
-from desktop_app.core.journal.store import (
-    ErrorKind,
-    Journal,
-    NewAttempt,
-    NewTransfer,
-    TransferError,
-    TransferRecord,
-    TransferState,
-)
+from desktop_app.core.journal.facts import NewAttempt, NewTransfer
+from desktop_app.core.journal.records import TransferError, TransferRecord
+from desktop_app.core.journal.store import Journal
 from desktop_app.core.model import errors
 from desktop_app.core.model.errors import (
     CatalogError,
@@ -38,6 +32,7 @@ from desktop_app.core.model.errors import (
     StorageErrorKind,
 )
 from desktop_app.core.model.failures import FailureCause, cause_of
+from desktop_app.core.model.states import ErrorKind, TransferState
 from desktop_app.core.runtime.facade import FacadeRefused
 from desktop_app.core.settings.profiles import Profile
 from desktop_app.core.settings.secrets import CredentialSource, S3Credentials

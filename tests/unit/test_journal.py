@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import DateTime
 from sqlalchemy.dialects import sqlite
 
-from desktop_app.core.journal.store import Journal, _sqlite_time
+from desktop_app.core.journal.hot_path import sqlite_time
+from desktop_app.core.journal.store import Journal
 from desktop_app.core.model.errors import JournalLockedError
 
 
@@ -29,7 +30,7 @@ def test_times_are_the_text_sqlalchemy_writes_so_they_compare_in_sql(moment: dat
     write = DateTime().dialect_impl(dialect).bind_processor(dialect)
     assert write is not None
     utc = moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
-    assert _sqlite_time(moment) == write(utc)
+    assert sqlite_time(moment) == write(utc)
 
 
 def test_the_lock_is_the_journal_files_own_so_deleting_journal_lock_changes_nothing(

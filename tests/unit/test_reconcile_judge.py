@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from desktop_app.core.catalog.records import FileRecord
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.catalog.service import FileRecord
 from desktop_app.core.check.checker import (
     CheckOptions,
     Finding,

@@ -16,7 +16,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
 
-from desktop_app.core.journal.store import ErrorKind, TransferState
+from desktop_app.core.model.states import ErrorKind, TransferState
 from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.transfers.engine import TransferHeldError
 from desktop_app.core.transfers.retry import RetryPolicy

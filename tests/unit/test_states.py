@@ -10,19 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core.journal.store import (
+from desktop_app.core.journal.facts import NewAttempt, NewTransfer, TransferFacts
+from desktop_app.core.journal.records import SourceIdentity, TransferError, TransferRecord
+from desktop_app.core.journal.store import Journal
+from desktop_app.core.model.errors import IllegalMoveError
+from desktop_app.core.model.states import (
+    ALLOWED_MOVES,
+    FINISHED_STATES,
+    INITIAL_STATES,
     ErrorKind,
-    Journal,
-    NewAttempt,
-    NewTransfer,
-    SourceIdentity,
-    TransferError,
-    TransferFacts,
-    TransferRecord,
     TransferState,
 )
-from desktop_app.core.model.errors import IllegalMoveError
-from desktop_app.core.model.states import ALLOWED_MOVES, FINISHED_STATES, INITIAL_STATES
 
 FAILURE = TransferError(ErrorKind.TRANSIENT, "Server busy", "The server said 503.")
 

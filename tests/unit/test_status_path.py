@@ -16,19 +16,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from desktop_app.core.catalog.database import CatalogMode
 from desktop_app.core.catalog.peek import OutboxBacklog, sqlite_outbox_backlog
-from desktop_app.core.catalog.service import CatalogMode, open_catalog
+from desktop_app.core.catalog.service import open_catalog
 from desktop_app.core.db import migrate
 from desktop_app.core.db.migrate import Schema
-from desktop_app.core.journal.records import JournalReader
-from desktop_app.core.journal.store import (
-    Journal,
-    NewAttempt,
-    NewTransfer,
+from desktop_app.core.journal.facts import NewAttempt, NewTransfer
+from desktop_app.core.journal.records import (
+    JournalReader,
     SourceIdentity,
     TransferError,
     TransferRecord,
 )
+from desktop_app.core.journal.store import Journal
 from desktop_app.core.model.errors import CatalogError, ErrorCause, JournalError
 from desktop_app.core.model.states import ErrorKind, TransferState
 from desktop_app.core.runtime.environment import Environment

@@ -18,8 +18,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from desktop_app.core.journal.store import TransferRecord, TransferState
+from desktop_app.core.journal.records import TransferRecord
 from desktop_app.core.model.events import EngineEvent, TransferProgress
+from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry
 from desktop_app.core.transfers.sender import TransferControl
 from tests.conftest import open_moto_ferry

@@ -14,8 +14,8 @@ import boto3
 import pytest
 
 from desktop_app.core.check.checker import CheckOptions, FindingKind, RepairOutcome
-from desktop_app.core.journal.store import TransferState
 from desktop_app.core.model.errors import CatalogError
+from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Ferry
 
 MIB = 1024 * 1024

@@ -44,7 +44,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from desktop_app.core.catalog.service import CatalogService, FileRecord
+from desktop_app.core.catalog.records import FileRecord
+from desktop_app.core.catalog.service import CatalogService
 from desktop_app.core.check.findings import (
     INFORMATIONAL,
     REPORT_COLUMNS,

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from desktop_app.core.catalog.records import ObjectAtKey
+from desktop_app.core.catalog.records import ObjectAtKey, UploadIntent
+from desktop_app.core.catalog.repair import KeyRepair
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.catalog.service import CatalogService, KeyRepair, UploadIntent
+from desktop_app.core.catalog.service import CatalogService
 from desktop_app.core.check.findings import (
     ConsistencyError,
     Finding,

@@ -20,15 +20,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from desktop_app.core.catalog.service import (
-    CatalogMode,
-    CatalogService,
-    DeleteOutcome,
-    FileQuery,
-    FileRecord,
-    OutboxBacklog,
-    open_catalog,
-)
+from desktop_app.core.catalog.database import CatalogMode
+from desktop_app.core.catalog.peek import OutboxBacklog
+from desktop_app.core.catalog.records import DeleteOutcome, FileQuery, FileRecord
+from desktop_app.core.catalog.service import CatalogService, open_catalog
 from desktop_app.core.check.checker import (
     CheckOptions,
     CheckReport,
@@ -37,17 +32,17 @@ from desktop_app.core.check.checker import (
     RepairResult,
     write_report,
 )
-from desktop_app.core.journal.store import (
+from desktop_app.core.journal.records import (
     AttemptRecord,
-    Journal,
     KeyConflictPolicy,
     SourceIdentity,
     TransferRecord,
-    TransferState,
 )
+from desktop_app.core.journal.store import Journal
 from desktop_app.core.model.errors import ErrorCause, FerryError, StorageError, StorageErrorKind
 from desktop_app.core.model.events import EventBus
 from desktop_app.core.model.failures import ConflictChoice
+from desktop_app.core.model.states import TransferState
 from desktop_app.core.relay.publisher import EventPublisher, JetStreamPublisher, Relay
 from desktop_app.core.runtime.control import ControlServer, endpoint_address
 

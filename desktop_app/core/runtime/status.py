@@ -115,7 +115,8 @@ class StatusReader:
 
 def _open_catalog(env: Environment, profile: Profile, password: str | None) -> CatalogService:
     """The catalog opened as a read-only Ferry opens it (PostgreSQL, a new or older file)."""
-    from desktop_app.core.catalog.service import CatalogMode, open_catalog
+    from desktop_app.core.catalog.database import CatalogMode
+    from desktop_app.core.catalog.service import open_catalog
 
     return open_catalog(
         profile.catalog_url,

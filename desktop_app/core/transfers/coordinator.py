@@ -25,13 +25,8 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-from desktop_app.core.journal.store import (
-    UNCHANGED,
-    ErrorKind,
-    TransferFacts,
-    TransferRecord,
-    TransferState,
-)
+from desktop_app.core.journal.facts import UNCHANGED, TransferFacts
+from desktop_app.core.journal.records import TransferRecord
 from desktop_app.core.model.errors import FerryError
 from desktop_app.core.model.events import TransferChanged, TransferSnapshot
 from desktop_app.core.model.failures import (
@@ -40,6 +35,7 @@ from desktop_app.core.model.failures import (
     conflict_choices,
     suffixed_name,
 )
+from desktop_app.core.model.states import ErrorKind, TransferState
 from desktop_app.core.transfers.engine import TransferEngine
 from desktop_app.core.transfers.intake import input_error
 from desktop_app.core.transfers.sources import SourceProblem, check_file

@@ -44,25 +44,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from desktop_app.core.catalog.records import ALIVE_SECONDS, NOT_LOOKED, ObjectAtKey
-from desktop_app.core.catalog.service import (
-    CatalogService,
+from desktop_app.core.catalog.records import (
+    ALIVE_SECONDS,
+    NOT_LOOKED,
     FileRecord,
+    ObjectAtKey,
     Reservation,
     ReservationOutcome,
     UploadIntent,
 )
-from desktop_app.core.journal.store import (
-    UNCHANGED,
-    ErrorKind,
-    Journal,
-    KeyConflictPolicy,
-    NewAttempt,
-    TransferError,
-    TransferFacts,
-    TransferRecord,
-    TransferState,
-)
+from desktop_app.core.catalog.service import CatalogService
+from desktop_app.core.journal.facts import UNCHANGED, NewAttempt, TransferFacts
+from desktop_app.core.journal.records import KeyConflictPolicy, TransferError, TransferRecord
+from desktop_app.core.journal.store import Journal
 from desktop_app.core.model.errors import (
     CatalogError,
     ErrorCause,
@@ -81,6 +75,7 @@ from desktop_app.core.model.events import (
     TransferSnapshot,
 )
 from desktop_app.core.model.failures import suffixed_name
+from desktop_app.core.model.states import ErrorKind, TransferState
 from desktop_app.core.settings.bandwidth import BandwidthSchedule
 from desktop_app.core.settings.profiles import DuplicatePolicy
 from desktop_app.core.storage.s3 import CRC64NVME, S3Storage

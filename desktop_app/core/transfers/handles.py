@@ -23,7 +23,7 @@ import enum
 import threading
 from collections.abc import Callable, Iterable
 
-from desktop_app.core.journal.store import TransferRecord
+from desktop_app.core.journal.records import TransferRecord
 from desktop_app.core.model.errors import FerryError
 
 

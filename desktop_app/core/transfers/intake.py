@@ -15,18 +15,17 @@ import mimetypes
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from desktop_app.core.journal.store import (
-    ErrorKind,
-    Journal,
+from desktop_app.core.journal.facts import NewTransfer
+from desktop_app.core.journal.records import (
     KeyConflictPolicy,
-    NewTransfer,
     SourceIdentity,
     TransferError,
     TransferRecord,
-    TransferState,
 )
+from desktop_app.core.journal.store import Journal
 from desktop_app.core.model.errors import SourceError
 from desktop_app.core.model.events import EventBus, TransferQueued, TransferSnapshot
+from desktop_app.core.model.states import ErrorKind, TransferState
 from desktop_app.core.transfers.sender import choose_part_size, part_plan
 from desktop_app.core.transfers.sources import (
     SourceFile,

@@ -41,8 +41,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from desktop_app.core.journal.store import TransferRecord, TransferState
+from desktop_app.core.journal.records import TransferRecord
 from desktop_app.core.model.errors import FerryError
+from desktop_app.core.model.states import TransferState
 from desktop_app.core.transfers.engine import TransferEngine
 from desktop_app.core.transfers.handles import HandleRegistry, ReadAgain, TransferHandle
 from desktop_app.core.transfers.sender import TransferControl

@@ -49,15 +49,10 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import BinaryIO, NoReturn, Protocol, TypeGuard, TypeVar
 
-from desktop_app.core.journal.store import (
-    Journal,
-    PartDigests,
-    PartRecord,
-    SourceIdentity,
-    TransferFacts,
-    TransferRecord,
-    TransferState,
-)
+from desktop_app.core.journal.facts import TransferFacts
+from desktop_app.core.journal.parts import PartDigests, PartRecord
+from desktop_app.core.journal.records import SourceIdentity, TransferRecord
+from desktop_app.core.journal.store import Journal
 from desktop_app.core.model.errors import (
     ErrorCause,
     ReservationLostError,
@@ -67,6 +62,7 @@ from desktop_app.core.model.errors import (
     StorageErrorKind,
 )
 from desktop_app.core.model.events import EventBus, TransferProgress
+from desktop_app.core.model.states import TransferState
 from desktop_app.core.storage.crc64 import crc64nvme, crc64nvme_base64
 from desktop_app.core.storage.s3 import (
     CRC64NVME,
