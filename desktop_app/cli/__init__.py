@@ -2,7 +2,7 @@
 
 ``ferry --version`` answers from here before anything else is imported (the
 commands pull in SQLAlchemy, boto3 and the catalog: about half a second);
-every other invocation goes on to :mod:`desktop_app.cli.commands`.
+every other invocation goes on to :mod:`desktop_app.cli.dispatch`.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"ferry {__version__}")
         return 0
-    from desktop_app.cli.commands import main as run_command
+    from desktop_app.cli.dispatch import main as run_command
 
     return run_command(words)
 
 
 def main_gui() -> int:
-    from desktop_app.cli.commands import main_gui as open_window
+    from desktop_app.cli.dispatch import main_gui as open_window
 
     return open_window()

@@ -248,7 +248,8 @@ def test_ls_pages_through_everything_and_a_limit_says_where_to_go_on(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from desktop_app.cli import commands as cli
+    from desktop_app import cli
+    from desktop_app.cli import files
 
     weed_profile()
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)  # the command's own keyring is empty
@@ -260,7 +261,7 @@ def test_ls_pages_through_everything_and_a_limit_says_where_to_go_on(
         paths.append(str(path))
     assert cli.main(["upload", "--profile", "test", *paths]) == 0  # options after the command
     capsys.readouterr()
-    monkeypatch.setattr(cli, "LS_PAGE", 3)  # 7 files are three pages
+    monkeypatch.setattr(files, "LS_PAGE", 3)  # 7 files are three pages
     assert cli.main(["ls"]) == 0
     assert [line.split()[-1] for line in capsys.readouterr().out.splitlines()] == [
         f"f{n}.txt" for n in range(7)

@@ -20,7 +20,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from desktop_app import cli
-from desktop_app.cli import commands
+from desktop_app.cli import session
 from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.model.errors import ConfigError, StorageError
 from desktop_app.core.model.states import TransferState
@@ -57,7 +57,7 @@ def ferry_cli(
     capsys: pytest.CaptureFixture[str],
 ) -> Iterator[Callable[..., tuple[int, str]]]:
     """Runs `ferry ARGS` in this process with the test's keyring; (exit code, all output)."""
-    monkeypatch.setattr(commands, "SecretStore", lambda: SecretStore(memory_keyring))
+    monkeypatch.setattr(session, "SecretStore", lambda: SecretStore(memory_keyring))
 
     def run(*args: str, stdin: str = "") -> tuple[int, str]:
         monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
