@@ -60,9 +60,9 @@ from desktop_app.core.transfers.sources import printable
 if TYPE_CHECKING:
     from desktop_app.core.catalog.service import DeleteOutcome, FileRecord
     from desktop_app.core.check.checker import CheckReport, RepairResult
+    from desktop_app.core.model.bucket_objects import ObjectInfo
     from desktop_app.core.runtime.control import RunningFerry
     from desktop_app.core.runtime.ferry import Ferry, RunMode
-    from desktop_app.core.storage.s3 import ObjectInfo
 
 log = logging.getLogger("ferry")
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2

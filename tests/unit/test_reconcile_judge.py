@@ -38,7 +38,8 @@ from desktop_app.core.check.judge import (
     still_registered,
 )
 from desktop_app.core.check.streams import KeySeen
-from desktop_app.core.storage.s3 import MultipartUploadInfo, ObjectInfo, ObjectVersion
+from desktop_app.core.model.bucket_objects import ObjectInfo, ObjectVersion
+from desktop_app.core.storage.listing import MultipartUploadInfo
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 OLD = NOW - timedelta(days=3)

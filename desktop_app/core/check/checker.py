@@ -84,8 +84,11 @@ from desktop_app.core.check.streams import (
     merge_by_key,
 )
 from desktop_app.core.journal.store import Journal
+from desktop_app.core.model.bucket_objects import ObjectInfo, ObjectVersion
 from desktop_app.core.model.errors import ErrorCause, StorageError, StorageErrorKind
-from desktop_app.core.storage.s3 import ObjectInfo, ObjectVersion, S3Storage, Versioning
+from desktop_app.core.storage.listing import iter_multipart_uploads, iter_object_pages
+from desktop_app.core.storage.s3 import S3Storage
+from desktop_app.core.storage.versions import Versioning, iter_object_versions, versioning
 
 __all__ = [
     "INFORMATIONAL",
@@ -317,7 +320,7 @@ class ConsistencyChecker:
     def _check(self, options: CheckOptions, *, spool: bool) -> CheckReport:
         started, clock = self.now(), time.monotonic()
         # Its first pages come while the catalog and the journal are asked.
-        objects = PagesAhead(self.storage.iter_object_pages(self.prefix), name="ferry-listing")
+        objects = PagesAhead(iter_object_pages(self.storage, self.prefix), name="ferry-listing")
         try:
             cutoffs = Cutoffs.of(self.catalog.database_now(), self.storage.server_now(), options)
             in_flight = self.journal.in_flight_keys(self.storage.bucket)
@@ -437,10 +440,10 @@ class ConsistencyChecker:
         mismatch found by the first pass whose row's version is still stored
         beneath a newer one becomes "another program's version on top".
         """
-        versioning = self.storage.versioning()
-        if versioning is Versioning.UNKNOWN:
+        bucket = versioning(self.storage)
+        if bucket is Versioning.UNKNOWN:
             return _VersionsSeen(0, 0, (_VERSIONING_UNKNOWN,))
-        if not versioning.keeps_versions:
+        if not bucket.keeps_versions:
             return _VersionsSeen(0, 0, ())
         mismatches = {
             (f.key, f.row.id): n
@@ -449,7 +452,7 @@ class ConsistencyChecker:
         }
         listed = young = kept = 0
         try:
-            for page in self.storage.iter_object_versions(self.prefix):
+            for page in iter_object_versions(self.storage, self.prefix):
                 older = {(v.key, v.version_id): v for v in page if not v.latest}
                 listed += len(older)
                 for judged in self._older_page(older, in_flight, cutoffs, mismatches, findings):
@@ -508,7 +511,7 @@ class ConsistencyChecker:
         uploads = young = 0
         owned = self.journal.upload_ids()
         try:
-            for upload in self.storage.iter_multipart_uploads(self.prefix):
+            for upload in iter_multipart_uploads(self.storage, self.prefix):
                 uploads += 1
                 if upload.upload_id in owned:
                     continue

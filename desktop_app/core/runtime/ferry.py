@@ -45,6 +45,7 @@ from desktop_app.core.journal.store import (
     TransferRecord,
     TransferState,
 )
+from desktop_app.core.model.bucket_objects import ObjectInfo
 from desktop_app.core.model.errors import ErrorCause, FerryError, StorageError, StorageErrorKind
 from desktop_app.core.model.events import EventBus
 from desktop_app.core.model.failures import ConflictChoice
@@ -86,7 +87,10 @@ from desktop_app.core.settings.secrets import (
     require_s3_credentials,
     resolve_s3_credentials,
 )
-from desktop_app.core.storage.s3 import KEPT_BY_RULES, ObjectInfo, S3Storage
+from desktop_app.core.storage.errors import KEPT_BY_RULES
+from desktop_app.core.storage.probes import probe_checksums, probe_write
+from desktop_app.core.storage.s3 import S3Storage
+from desktop_app.core.storage.versions import delete_version
 from desktop_app.core.transfers.checksums import CHECKSUM_FILE, ChecksumMemory, integrity
 from desktop_app.core.transfers.coordinator import TransferCoordinator
 from desktop_app.core.transfers.engine import EngineOptions, TransferEngine
@@ -589,8 +593,8 @@ class Ferry:
                 f"{_days(retention)}. `ferry check --repair` removes it after that."
             )
         current = self.storage.head_object(row.key)
-        self.storage.delete_version(
-            row.key, version_id, etag=row.etag or "", file=row.original_name
+        delete_version(
+            self.storage, row.key, version_id, etag=row.etag or "", file=row.original_name
         )
         if current is not None and current.version_id != version_id:
             return OTHERS_VERSION_KEPT + " Only Ferry's version was removed."
@@ -819,7 +823,7 @@ def diagnose_profile(env: Environment, profile: Profile) -> list[CheckResult]:
         try:
             storage.check_bucket()
             results.append(CheckResult("bucket", True, f"{profile.bucket} is reachable"))
-            protection = storage.probe_write(profile.prefix)
+            protection = probe_write(storage, profile.prefix)
             # Kept for the uploads to come (and shown by Settings): no probe at their start.
             ProtectionMemory(env.paths.data_dir / PROTECTION_FILE).put(
                 storage.endpoint_id, protection
@@ -828,7 +832,7 @@ def diagnose_profile(env: Environment, profile: Profile) -> list[CheckResult]:
             # Not a failure where conditions are ignored: Ferry works, with less protection.
             results.append(CheckResult("other tools", True, protection.description))
             # The integrity its uploads reach: the server verifies CRC64NVMEs, or MD5s.
-            verified = storage.probe_checksums(profile.prefix)
+            verified = probe_checksums(storage, profile.prefix)
             ChecksumMemory(env.paths.data_dir / CHECKSUM_FILE).put(storage.endpoint_id, verified)
             results.append(CheckResult("integrity", True, integrity(verified)))
         except StorageError as exc:
