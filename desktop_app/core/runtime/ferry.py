@@ -49,7 +49,9 @@ from desktop_app.core.model.bucket_objects import ObjectInfo
 from desktop_app.core.model.errors import ErrorCause, FerryError, StorageError, StorageErrorKind
 from desktop_app.core.model.events import EventBus
 from desktop_app.core.model.failures import ConflictChoice
-from desktop_app.core.relay.publisher import EventPublisher, JetStreamPublisher, Relay
+from desktop_app.core.relay.loop import Relay
+from desktop_app.core.relay.messages import EventPublisher
+from desktop_app.core.relay.publisher import JetStreamPublisher
 from desktop_app.core.runtime.control import ControlServer, endpoint_address
 
 # Light, and re-exported here: the CLI's reading commands start from it alone.
