@@ -59,7 +59,7 @@ from desktop_app.core.transfers.sources import printable
 # loads none of it (tests/unit/test_cli_entry.py).
 if TYPE_CHECKING:
     from desktop_app.core.catalog.service import DeleteOutcome, FileRecord
-    from desktop_app.core.check.checker import CheckReport, RepairResult
+    from desktop_app.core.check.findings import CheckReport, RepairResult
     from desktop_app.core.model.bucket_objects import ObjectInfo
     from desktop_app.core.runtime.control import RunningFerry
     from desktop_app.core.runtime.ferry import Ferry, RunMode
@@ -866,7 +866,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from desktop_app.core.check.checker import INFORMATIONAL, CheckOptions, FindingKind
+    from desktop_app.core.check.findings import INFORMATIONAL, CheckOptions, FindingKind
 
     def work(ferry: Ferry) -> int:
         options = CheckOptions(

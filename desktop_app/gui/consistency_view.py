@@ -45,7 +45,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.catalog.service import DeleteOutcome, FileQuery, FileRecord
-from desktop_app.core.check.checker import (
+from desktop_app.core.check.findings import (
     INFORMATIONAL,
     CheckReport,
     Finding,

@@ -15,7 +15,7 @@ import pytest
 
 from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.catalog.service import FileQuery
-from desktop_app.core.check.checker import CheckOptions
+from desktop_app.core.check.findings import CheckOptions
 from desktop_app.core.journal.store import ErrorKind, KeyConflictPolicy, TransferState
 from desktop_app.core.model.errors import StorageError, StorageErrorKind
 from desktop_app.core.model.events import TransferProgress

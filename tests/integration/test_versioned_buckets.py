@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import text
 
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.check.checker import CheckOptions, FindingKind, RepairAction, RepairOutcome
+from desktop_app.core.check.findings import CheckOptions, FindingKind, RepairAction, RepairOutcome
 from desktop_app.core.journal.store import TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry
 from desktop_app.core.storage.versions import iter_object_versions

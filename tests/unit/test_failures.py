@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from desktop_app.core.check.checker import ConsistencyError
+from desktop_app.core.check.findings import ConsistencyError
 from desktop_app.core.db import migrate
 from desktop_app.core.journal.store import (
     ErrorKind,

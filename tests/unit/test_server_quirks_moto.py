@@ -24,7 +24,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 
-from desktop_app.core.check.checker import CheckOptions, FindingKind, RepairOutcome
+from desktop_app.core.check.findings import CheckOptions, FindingKind, RepairOutcome
 from desktop_app.core.journal.store import TransferState
 from desktop_app.core.model.bucket_objects import WriteProtection
 from desktop_app.core.model.errors import ErrorCause

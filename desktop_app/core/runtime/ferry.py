@@ -29,10 +29,10 @@ from desktop_app.core.catalog.service import (
     OutboxBacklog,
     open_catalog,
 )
-from desktop_app.core.check.checker import (
+from desktop_app.core.check.checker import ConsistencyChecker
+from desktop_app.core.check.findings import (
     CheckOptions,
     CheckReport,
-    ConsistencyChecker,
     Finding,
     RepairResult,
     write_report,
