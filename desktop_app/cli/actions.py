@@ -22,8 +22,8 @@ from desktop_app.core.model.states import TransferState
 
 # The engine is imported inside the handlers, for start-up (see session.py).
 if TYPE_CHECKING:
+    from desktop_app.core.model.bucket_objects import ObjectInfo
     from desktop_app.core.runtime.ferry import Ferry
-    from desktop_app.core.storage.s3 import ObjectInfo
 
 
 def cmd_retry(args: argparse.Namespace) -> int:

@@ -15,12 +15,12 @@ from desktop_app.cli.session import with_ferry
 
 # The engine is imported inside the handlers, for start-up (see session.py).
 if TYPE_CHECKING:
-    from desktop_app.core.check.checker import CheckReport, RepairResult
+    from desktop_app.core.check.findings import CheckReport, RepairResult
     from desktop_app.core.runtime.ferry import Ferry
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from desktop_app.core.check.checker import INFORMATIONAL, CheckOptions, FindingKind
+    from desktop_app.core.check.findings import INFORMATIONAL, CheckOptions, FindingKind
 
     def work(ferry: Ferry) -> int:
         options = CheckOptions(

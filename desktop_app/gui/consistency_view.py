@@ -45,7 +45,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.core.catalog.records import DeleteOutcome, FileQuery, FileRecord
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.check.checker import (
+from desktop_app.core.check.findings import (
     INFORMATIONAL,
     CheckReport,
     Finding,
@@ -53,8 +53,8 @@ from desktop_app.core.check.checker import (
     RepairAction,
     RepairResult,
 )
+from desktop_app.core.model.bucket_objects import ObjectInfo
 from desktop_app.core.runtime.ferry import Ferry
-from desktop_app.core.storage.s3 import ObjectInfo
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.file_deletion import Deletion, ask_to_delete, deletable_keys
 from desktop_app.gui.units import human_size

@@ -49,6 +49,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.core.model.bucket_objects import ObjectInfo
 from desktop_app.core.model.events import TransferSnapshot
 from desktop_app.core.model.failures import (
     ConflictChoice,
@@ -60,7 +61,6 @@ from desktop_app.core.model.failures import (
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.model.transfer_records import AttemptRecord, TransferRecord
 from desktop_app.core.runtime.ferry import Ferry
-from desktop_app.core.storage.s3 import ObjectInfo
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.bridge import SnapshotBatch
 from desktop_app.gui.units import exact_size

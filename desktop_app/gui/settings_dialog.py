@@ -42,9 +42,9 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.core.model.errors import ConfigError, FerryError
-from desktop_app.core.relay.publisher import describe_nats_url
 from desktop_app.core.runtime.ferry import Environment, known_protection, sandbox_access
 from desktop_app.core.settings.profiles import MIB, Profile
+from desktop_app.core.settings.relay_options import describe_nats_url
 from desktop_app.core.settings.secrets import SecretKind
 from desktop_app.core.transfers.protection import LearntProtection
 from desktop_app.gui.destination_form import DestinationForm

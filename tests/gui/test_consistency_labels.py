@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from desktop_app.core.check.checker import Finding, FindingKind, ObjectEvidence, RepairAction
+from desktop_app.core.check.findings import Finding, FindingKind, ObjectEvidence, RepairAction
 from desktop_app.gui.consistency_view import KIND_LABELS, REPAIR_LABELS, FindingsModel
 
 

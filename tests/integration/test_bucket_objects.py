@@ -6,6 +6,7 @@ from datetime import datetime
 
 from desktop_app.core.settings.profiles import Profile
 from desktop_app.core.settings.secrets import CredentialSource, S3Credentials
+from desktop_app.core.storage.listing import iter_object_pages, iter_objects
 from desktop_app.core.storage.s3 import S3Storage
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, WeedServer
 from tests.faults import Fault, FaultProxy, Request
@@ -41,7 +42,7 @@ def fill(weed: WeedServer, bucket: str, count: int) -> list[tuple[str, int, str,
 def test_a_page_read_by_ferry_says_what_botocore_reads_in_it(weed: WeedServer, bucket: str) -> None:
     expected = fill(weed, bucket, 130)
     storage = connect(weed.endpoint_url, bucket)
-    pages = list(storage.iter_object_pages(PREFIX, page_size=50))
+    pages = list(iter_object_pages(storage, PREFIX, page_size=50))
     assert len(pages) == 3
     got = [(o.key, o.size, o.etag, o.last_modified) for page in pages for o in page]
     assert got == expected  # same keys (decoded), sizes, ETags, times, in the same order
@@ -61,6 +62,6 @@ def test_an_error_inside_a_200_and_a_page_cut_short_are_asked_for_again(
         Fault(is_listing, "status", status=200, code="InternalError"),
         Fault(is_listing, "truncate"),
     ]
-    got = [(o.key, o.size, o.etag, o.last_modified) for o in storage.iter_objects(PREFIX)]
+    got = [(o.key, o.size, o.etag, o.last_modified) for o in iter_objects(storage, PREFIX)]
     assert got == expected
     assert sum(1 for r in proxy.seen if is_listing(r)) == 1 + 2  # one page, asked three times

@@ -27,7 +27,7 @@ import psycopg
 
 from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.catalog.service import open_catalog
-from desktop_app.core.check.checker import CheckOptions
+from desktop_app.core.check.findings import CheckOptions
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Ferry
 from tests.conftest import (

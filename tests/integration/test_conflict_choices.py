@@ -24,6 +24,7 @@ import pytest
 
 from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.journal.records import TransferRecord
+from desktop_app.core.model.bucket_objects import WriteProtection
 from desktop_app.core.model.errors import ErrorCause
 from desktop_app.core.model.events import TransferProgress
 from desktop_app.core.model.failures import ConflictChoice, conflict_choices
@@ -37,7 +38,7 @@ from desktop_app.core.runtime.ferry import (
 )
 from desktop_app.core.settings.profiles import Profile
 from desktop_app.core.settings.secrets import SecretKind
-from desktop_app.core.storage.s3 import WriteProtection, endpoint_id
+from desktop_app.core.storage.client import endpoint_id
 from desktop_app.core.transfers.protection import PROTECTION_FILE, ProtectionMemory
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, S3Endpoint, WeedServer, upload_done
 from tests.faults import Fault, FaultProxy, is_complete, is_probe

@@ -15,12 +15,13 @@ import pytest
 
 from desktop_app.core.catalog.records import FileQuery
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.check.checker import CheckOptions
+from desktop_app.core.check.findings import CheckOptions
 from desktop_app.core.journal.records import KeyConflictPolicy
 from desktop_app.core.model.errors import StorageError, StorageErrorKind
 from desktop_app.core.model.events import TransferProgress
 from desktop_app.core.model.states import ErrorKind, TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.storage.copies import copy_object
 from tests.conftest import (
     READER_ACCESS_KEY,
     READER_SECRET_KEY,
@@ -274,7 +275,8 @@ def test_a_copy_above_the_single_copy_limit_goes_in_conditional_parts(
     assert object_sha256(weed, bucket, "big-copy.bin") == hashlib.sha256(data).hexdigest()
     assert not weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads")
     with pytest.raises(StorageError) as refused:
-        ferry.storage.copy_object(
+        copy_object(
+            ferry.storage,
             "big.bin", "never.bin", source_etag="0" * 32, size=len(data),
             metadata={}, content_type="application/octet-stream",
         )  # fmt: skip

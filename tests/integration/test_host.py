@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from desktop_app.core.check.checker import CheckReport
+from desktop_app.core.check.findings import CheckReport
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime import host
 from desktop_app.core.runtime.facade import FacadeCall

@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.check.checker import CheckOptions
+from desktop_app.core.check.findings import CheckOptions
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Ferry
 from tests.conftest import MemoryKeyring, WeedServer, environment_at, save_test_profile

@@ -21,7 +21,7 @@ from sqlalchemy import update
 from desktop_app.core.catalog.records import FileRecord, UploadIntent
 from desktop_app.core.catalog.schema import AuditAction, FileRow, FileStatus, OutboxEventType
 from desktop_app.core.catalog.service import CatalogService
-from desktop_app.core.check.checker import CheckOptions, FindingKind, RepairAction
+from desktop_app.core.check.findings import CheckOptions, FindingKind, RepairAction
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry
 from tests.conftest import WeedServer, save_test_profile

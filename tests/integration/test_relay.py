@@ -27,8 +27,10 @@ from desktop_app.core.catalog.records import UploadIntent
 from desktop_app.core.catalog.schema import OutboxEventType
 from desktop_app.core.catalog.service import CatalogService, open_catalog
 from desktop_app.core.model.errors import RelayLockTaken
-from desktop_app.core.relay.publisher import JetStreamPublisher, Relay, RelayOptions
+from desktop_app.core.relay.loop import Relay
+from desktop_app.core.relay.publisher import JetStreamPublisher
 from desktop_app.core.settings.paths import FerryPaths
+from desktop_app.core.settings.relay_options import RelayOptions
 from tests.conftest import (
     TEST_ACCESS_KEY,
     TEST_SECRET_KEY,
@@ -346,7 +348,9 @@ def test_two_relays_one_killed_twice_put_every_event_in_the_stream_once(
 CRASH_AFTER_ACK = """
 import os, signal, sys
 from desktop_app.core.catalog.service import open_catalog
-from desktop_app.core.relay.publisher import JetStreamPublisher, Relay, RelayOptions
+from desktop_app.core.relay.loop import Relay
+from desktop_app.core.relay.publisher import JetStreamPublisher
+from desktop_app.core.settings.relay_options import RelayOptions
 
 class AckThenDie(JetStreamPublisher):
     def publish(self, messages):
@@ -478,7 +482,7 @@ def test_the_example_consumer_in_the_docs_prints_each_event(
 def test_a_running_relay_waits_out_a_nats_outage_and_loses_nothing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="desktop_app.core.relay.publisher")  # each try is logged
+    caplog.set_level(logging.INFO, logger="desktop_app.core.relay.loop")  # each try is logged
     server = start_nats_server(tmp_path)
     catalog = open_catalog(f"sqlite:///{tmp_path / 'catalog.sqlite3'}", owner="alice")
     options = RelayOptions(

@@ -13,7 +13,7 @@ import psycopg
 from desktop_app.core.catalog.records import FileQuery, UploadIntent
 from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.catalog.service import open_catalog
-from desktop_app.core.check.checker import CheckOptions
+from desktop_app.core.check.findings import CheckOptions
 from desktop_app.core.model.errors import CatalogError, KeyConflictError
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry

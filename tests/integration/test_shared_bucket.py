@@ -25,7 +25,7 @@ import pytest
 
 from desktop_app.core.catalog.records import FileQuery
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.check.checker import CheckOptions, FindingKind, RepairAction, RepairOutcome
+from desktop_app.core.check.findings import CheckOptions, FindingKind, RepairAction, RepairOutcome
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Ferry
 from tests.conftest import (

@@ -18,9 +18,10 @@ import pytest
 from sqlalchemy import text
 
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.check.checker import CheckOptions, FindingKind, RepairAction, RepairOutcome
+from desktop_app.core.check.findings import CheckOptions, FindingKind, RepairAction, RepairOutcome
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.storage.versions import iter_object_versions
 from tests.conftest import (
     TEST_ACCESS_KEY,
     TEST_SECRET_KEY,
@@ -324,7 +325,7 @@ def test_versions_are_listed_page_by_page_to_the_end(
             answer = s3.put_object(Bucket=versioned_bucket, Key=key, Body=f"{key}{n}".encode())
             written.add((key, answer["VersionId"]))
     s3.delete_object(Bucket=versioned_bucket, Key="a")  # a marker, left out
-    pages = list(ferry.storage.iter_object_versions(page_size=2))
+    pages = list(iter_object_versions(ferry.storage, page_size=2))
     listed = {(v.key, v.version_id) for page in pages for v in page}
     assert listed == written
     assert len(pages) >= 5

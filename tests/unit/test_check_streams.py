@@ -10,8 +10,8 @@ import pytest
 from desktop_app.core.catalog.records import FileRecord
 from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.check.streams import OutOfOrder, PagesAhead, in_byte_order, merge_by_key
+from desktop_app.core.model.bucket_objects import ObjectInfo
 from desktop_app.core.model.errors import StorageError, StorageErrorKind
-from desktop_app.core.storage.s3 import ObjectInfo
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 

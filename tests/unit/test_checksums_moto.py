@@ -25,6 +25,7 @@ from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.model.errors import ErrorCause, StorageError
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry, diagnose_profile
+from desktop_app.core.storage.probes import probe_checksums
 from desktop_app.core.transfers.checksums import (
     CHECKSUM_FILE,
     MD5_ONLY,
@@ -295,7 +296,7 @@ def test_a_refusal_that_says_nothing_of_checksums_is_not_remembered_as_no(
     storage = ferry.storage
     storage.client.meta.events.register("before-call.s3.PutObject", deny)  # type: ignore[arg-type]  # stubs: handlers return None
     with pytest.raises(StorageError):
-        storage.probe_checksums("")
+        probe_checksums(storage, "")
     memory = ChecksumMemory(ferry.env.paths.data_dir / CHECKSUM_FILE)
     assert not EndpointChecksums(storage, memory).verified()  # not known: the MD5 path
     assert memory.get(storage.endpoint_id) is None  # and nothing written down

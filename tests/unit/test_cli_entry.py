@@ -125,7 +125,7 @@ def test_status_loads_neither_boto3_sqlalchemy_alembic_nor_qt(
 def test_the_parsers_choices_are_the_enums_values() -> None:
     from desktop_app.cli.parser import FILE_STATUSES, FINDING_KINDS
     from desktop_app.core.catalog.schema import FileStatus
-    from desktop_app.core.check.checker import FindingKind
+    from desktop_app.core.check.findings import FindingKind
 
     assert tuple(s.value for s in FileStatus) == FILE_STATUSES
     assert tuple(k.value for k in FindingKind) == FINDING_KINDS

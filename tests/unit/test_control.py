@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from desktop_app.core.check.checker import (
+from desktop_app.core.check.findings import (
     CheckReport,
     Finding,
     FindingKind,

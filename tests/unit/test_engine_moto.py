@@ -142,10 +142,11 @@ def test_another_programs_object_survives_an_upload_and_a_delete_on_moto(
 def test_the_profile_test_says_the_server_refuses_writes_over_others_objects(
     ferry: Ferry,
 ) -> None:
+    from desktop_app.core.model.bucket_objects import WriteProtection
     from desktop_app.core.runtime.ferry import diagnose_profile
-    from desktop_app.core.storage.s3 import WriteProtection
+    from desktop_app.core.storage.probes import probe_write
 
-    assert ferry.storage.probe_write("probe") is WriteProtection.CONDITIONS_HONOURED
+    assert probe_write(ferry.storage, "probe") is WriteProtection.CONDITIONS_HONOURED
     client = boto3.client("s3", region_name="us-east-1")
     assert client.list_objects_v2(Bucket="unit-bucket").get("KeyCount", 0) == 0  # cleaned up
     checks = {c.name: c for c in diagnose_profile(ferry.env, ferry.profile)}

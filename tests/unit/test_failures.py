@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from desktop_app.core.check.checker import ConsistencyError
+from desktop_app.core.check.findings import ConsistencyError
 from desktop_app.core.db import migrate
 from desktop_app.core.journal.facts import NewAttempt, NewTransfer
 from desktop_app.core.journal.records import TransferError, TransferRecord
@@ -179,7 +179,7 @@ def test_storage_answers_carry_their_cause(code: str, status: int, cause: ErrorC
     )
     credentials = S3Credentials("key", "not-a-secret", CredentialSource.ENVIRONMENT)
     storage = S3Storage.connect(profile, credentials)
-    error = storage._from_client_error(_client_error(code, status), "upload", "k")
+    error = storage.errors.from_client_error(_client_error(code, status), "upload", "k")
     assert error.cause is cause
     # Rows written before the code group as new ones do.
     assert _old_cause(error.error_kind, error.title) == cause.value

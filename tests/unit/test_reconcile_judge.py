@@ -17,14 +17,13 @@ import pytest
 
 from desktop_app.core.catalog.records import FileRecord
 from desktop_app.core.catalog.schema import FileStatus
-from desktop_app.core.check.checker import (
+from desktop_app.core.check.confirmations import Confirmations, Unconfirmed
+from desktop_app.core.check.findings import (
     CheckOptions,
     Finding,
     FindingKind,
     RepairAction,
     RowStamp,
-    _Confirmations,
-    _Unconfirmed,
 )
 from desktop_app.core.check.judge import (
     Cutoffs,
@@ -38,7 +37,8 @@ from desktop_app.core.check.judge import (
     still_registered,
 )
 from desktop_app.core.check.streams import KeySeen
-from desktop_app.core.storage.s3 import MultipartUploadInfo, ObjectInfo, ObjectVersion
+from desktop_app.core.model.bucket_objects import ObjectInfo, ObjectVersion
+from desktop_app.core.storage.listing import MultipartUploadInfo
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 OLD = NOW - timedelta(days=3)
@@ -293,8 +293,8 @@ def test_confirmations_keep_the_walks_order_and_drop_what_a_fresh_head_cleared()
             hashed_on.add(threading.current_thread().name)
         return path if not path.name.endswith("3") else None  # k13: changed since
 
-    confirmations = _Confirmations(head, local_copy, unchanged, threads=4)
-    walked: list[Finding | _Unconfirmed] = []
+    confirmations = Confirmations(head, local_copy, unchanged, threads=4)
+    walked: list[Finding | Unconfirmed] = []
     try:
         for n in range(40):
             key = f"k{n:02d}" + ("-cleared" if n % 3 == 0 else "")
@@ -337,7 +337,7 @@ def test_an_error_of_a_fresh_head_is_raised_where_the_findings_are_resolved() ->
     def failing(_key: str) -> ObjectInfo | None:
         raise OSError("HEAD failed")
 
-    confirmations = _Confirmations(failing, lambda _key: None, lambda p, _r: p, threads=2)
+    confirmations = Confirmations(failing, lambda _key: None, lambda p, _r: p, threads=2)
     try:
         walked = [confirmations.submit(Disagreement(KEY, row(), None, ()))]
         with pytest.raises(OSError, match="HEAD failed"):

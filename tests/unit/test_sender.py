@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from desktop_app.core.storage.s3 import ObjectInfo
+from desktop_app.core.model.bucket_objects import ObjectInfo
 from desktop_app.core.transfers.etags import EtagMeaning
 
 MULTIPART = "0123456789abcdef0123456789abcdef-3"

@@ -24,11 +24,12 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 
-from desktop_app.core.check.checker import CheckOptions, FindingKind, RepairOutcome
+from desktop_app.core.check.findings import CheckOptions, FindingKind, RepairOutcome
+from desktop_app.core.model.bucket_objects import WriteProtection
 from desktop_app.core.model.errors import ErrorCause
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry, diagnose_profile
-from desktop_app.core.storage.s3 import WriteProtection
+from desktop_app.core.storage.probes import probe_write
 from desktop_app.core.transfers.protection import PROTECTION_FILE, ProtectionMemory
 from tests.conftest import open_moto_ferry
 
@@ -217,7 +218,7 @@ def test_the_profile_test_finds_a_complete_that_ignores_its_condition(
 
 
 def test_on_moto_itself_the_probe_of_complete_finds_the_condition_honoured(ferry: Ferry) -> None:
-    assert ferry.storage.probe_write("probe") is WriteProtection.CONDITIONS_HONOURED
+    assert probe_write(ferry.storage, "probe") is WriteProtection.CONDITIONS_HONOURED
     client = _other_program()
     assert client.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
     assert not client.list_multipart_uploads(Bucket=BUCKET).get("Uploads")  # aborted

@@ -28,6 +28,7 @@ from desktop_app.core.settings.secrets import (
     parse_customer_key,
     resolve_s3_credentials,
 )
+from desktop_app.core.storage.copies import copy_object
 from desktop_app.core.storage.s3 import S3Storage
 from desktop_app.core.transfers.etags import EtagMeaning
 from tests.conftest import MemoryKeyring, open_moto_ferry
@@ -113,7 +114,8 @@ def test_every_request_that_reads_or_writes_an_object_carries_the_key(
         head = app.storage.head_object("small.bin")
         assert head is not None
         app.storage.read_sha256("small.bin", if_match=head.etag)
-        app.storage.copy_object(
+        copy_object(
+            app.storage,
             "small.bin",
             "copy.bin",
             source_etag=head.etag,

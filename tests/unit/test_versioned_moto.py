@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from desktop_app.core.check.checker import CheckOptions, FindingKind, RepairOutcome
+from desktop_app.core.check.findings import CheckOptions, FindingKind, RepairOutcome
 from desktop_app.core.model.errors import CatalogError
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Ferry

@@ -12,12 +12,9 @@ bucket's size. The catalog side is ours and must come
 in byte order: a violation fails the check loudly instead of inventing
 findings.
 
-In a bucket that keeps versions a second pass lists the versions
-(ListObjectVersions) and looks up, a page at a time, the rows that recorded
-the older (noncurrent) ones: Ferry's version of a deleted file is "deleted,
-still stored" (its repair removes exactly that version, by id), and Ferry's
-version of a live file under a newer one nobody registered is another
-program's version on top, told and never deleted.
+In a bucket that keeps versions a second pass lists the versions and
+judges Ferry's older ones; the unfinished multipart uploads are listed too
+(:mod:`desktop_app.core.check.other_listings`).
 
 Nothing younger than the grace period is reported or touched (it may be in
 flight), nor anything the journal is still uploading. Repairs are planned
@@ -26,42 +23,33 @@ step audited in the catalog and announced in its outbox.
 
 The parts: what a check reports (:mod:`desktop_app.core.check.findings`),
 the streams it joins (:mod:`desktop_app.core.check.streams`), the pure judge
-of one key (:mod:`desktop_app.core.check.judge`) and the repairs
-(:mod:`desktop_app.core.check.repairs`). This module walks the streams,
-does the I/O that confirms a finding (a fresh HEAD, a local copy's hash) on
-a few threads beside the walk, and keeps the order of the findings.
+of one key (:mod:`desktop_app.core.check.judge`), the I/O that confirms a
+finding (a fresh HEAD, a local copy's hash) on a few threads beside the walk
+(:mod:`desktop_app.core.check.confirmations`), the other listings
+(:mod:`desktop_app.core.check.other_listings`) and the repairs
+(:mod:`desktop_app.core.check.repairs`). This module walks the streams and
+keeps the order of the findings.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
 
 from desktop_app.core.catalog.records import FileRecord
 from desktop_app.core.catalog.service import CatalogService
+from desktop_app.core.check.confirmations import Confirmations, Unconfirmed, unchanged
 from desktop_app.core.check.findings import (
-    INFORMATIONAL,
-    REPORT_COLUMNS,
     CheckOptions,
     CheckReport,
     ConsistencyError,
     Finding,
-    FindingKind,
-    ObjectEvidence,
-    RepairAction,
-    RepairOutcome,
     RepairResult,
-    RowEvidence,
-    RowStamp,
     Scanned,
-    write_report,
 )
 from desktop_app.core.check.judge import (
     Cutoffs,
@@ -69,12 +57,8 @@ from desktop_app.core.check.judge import (
     Judged,
     Verdict,
     classify,
-    confirm,
-    foreign_on_top,
-    judge_version,
-    stale_multipart,
-    still_registered,
 )
+from desktop_app.core.check.other_listings import OtherListings, UploadsSeen
 from desktop_app.core.check.repairs import CheckRepairs
 from desktop_app.core.check.streams import (
     OutOfOrder,
@@ -85,31 +69,10 @@ from desktop_app.core.check.streams import (
     merge_by_key,
 )
 from desktop_app.core.journal.store import Journal
-from desktop_app.core.model.errors import ErrorCause, StorageError, StorageErrorKind
-from desktop_app.core.storage.s3 import ObjectInfo, ObjectVersion, S3Storage, Versioning
-
-__all__ = [
-    "INFORMATIONAL",
-    "REPORT_COLUMNS",
-    "CheckOptions",
-    "CheckReport",
-    "ConsistencyChecker",
-    "ConsistencyError",
-    "Finding",
-    "FindingKind",
-    "ObjectEvidence",
-    "RepairAction",
-    "RepairOutcome",
-    "RepairResult",
-    "RowEvidence",
-    "RowStamp",
-    "Scanned",
-    "write_report",
-]
+from desktop_app.core.storage.listing import iter_object_pages
+from desktop_app.core.storage.s3 import S3Storage
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # Threads that confirm findings beside the walk (fresh HEADs, local copies'
 # hashes): at most this many, and never more than the S3 client's connections.
@@ -150,107 +113,16 @@ class _OtherServersRows:
         )
 
 
-@dataclass(frozen=True)
-class _UploadsSeen:
-    young: int
-    notes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class _VersionsSeen:
-    listed: int
-    young: int
-    notes: tuple[str, ...]
-    kept: int = 0
-
-
-_VERSIONING_UNKNOWN = (
-    "The server would not say whether the bucket keeps versions (no permission "
-    "s3:GetBucketVersioning?), so older versions of deleted files were not looked for."
-)
-
-
-@dataclass(frozen=True)
-class _Unconfirmed:
-    """A disagreement met by the walk, its fresh HEAD (if it needs one) under way."""
-
-    disagreement: Disagreement
-    fresh: Future[ObjectInfo | None] | None
-
-
-class _Confirmations:
-    """Disagreements confirmed on a few threads, beside the walk and after it.
-
-    During the walk a disagreement without a listed object gets its fresh
-    HEAD on the pool. :meth:`resolve` then, on the walking thread and in the
-    walk's order, drops each one its HEAD cleared (the registered object is
-    there after all), asks the journal for the others' local copies (the
-    journal is read on this thread only: a read-only one may live in its
-    memory alone), has the copies hashed on the pool, and writes each finding
-    in its place. An error of a HEAD or a read is raised there.
-    """
-
-    def __init__(
-        self,
-        head: Callable[[str], ObjectInfo | None],
-        local_copy: Callable[[str], Path | None],
-        unchanged: Callable[[Path, FileRecord], Path | None],
-        threads: int,
-    ) -> None:
-        self._head = head
-        self._local_copy = local_copy
-        self._unchanged = unchanged
-        self._threads = threads
-        self._pool: ThreadPoolExecutor | None = None  # started by the first disagreement
-
-    def _submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="ferry-confirm")
-        return self._pool.submit(fn, *args)
-
-    def submit(self, disagreement: Disagreement) -> _Unconfirmed:
-        needs_head = disagreement.needs_head
-        fresh = self._submit(self._head, disagreement.key) if needs_head else None
-        return _Unconfirmed(disagreement, fresh)
-
-    def resolve(self, walked: Iterable[Finding | _Unconfirmed]) -> list[Finding]:
-        staged: list[Finding | tuple[Disagreement, ObjectInfo | None, Future[Path | None]]] = []
-        for item in walked:
-            if isinstance(item, Finding):
-                staged.append(item)
-                continue
-            disagreement, obj = item.disagreement, item.disagreement.object
-            if item.fresh is not None:
-                obj = item.fresh.result()
-                if still_registered(obj, disagreement.row):
-                    continue
-            copy = self._local_copy(disagreement.key)
-            source = self._submit(self._unchanged, copy, disagreement.row) if copy else _NO_COPY
-            staged.append((disagreement, obj, source))
-        return [
-            item if isinstance(item, Finding) else confirm(item[0], item[1], item[2].result())
-            for item in staged
-        ]
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-_NO_COPY: Future[Path | None] = Future()
-_NO_COPY.set_result(None)
-
-
 @dataclass
 class _Walked:
     """What the walk over the merged streams found, findings in key order."""
 
-    findings: list[Finding | _Unconfirmed] = field(default_factory=list)
+    findings: list[Finding | Unconfirmed] = field(default_factory=list)
     young: int = 0
     others: int = 0
     rows: int = 0
 
-    def add(self, judged: Judged, confirmations: _Confirmations) -> None:
+    def add(self, judged: Judged, confirmations: Confirmations) -> None:
         if isinstance(judged, Finding):
             self.findings.append(judged)
         elif isinstance(judged, Disagreement):
@@ -266,7 +138,7 @@ class _FirstPass:
     findings: list[Finding]
     walked: _Walked
     uploads: int
-    unlisted: _UploadsSeen
+    unlisted: UploadsSeen
     elsewhere: tuple[str, ...]  # notes on rows of other servers, left out
 
 
@@ -300,6 +172,8 @@ class ConsistencyChecker:
         self.reupload = reupload
         self.now = now
         self.spool_dir = spool_dir
+        # The versions and the unfinished uploads, read beside the objects.
+        self._other = OtherListings(storage, catalog, self.prefix)
 
     # -- the check --------------------------------------------------------------
 
@@ -318,7 +192,7 @@ class ConsistencyChecker:
     def _check(self, options: CheckOptions, *, spool: bool) -> CheckReport:
         started, clock = self.now(), time.monotonic()
         # Its first pages come while the catalog and the journal are asked.
-        objects = PagesAhead(self.storage.iter_object_pages(self.prefix), name="ferry-listing")
+        objects = PagesAhead(iter_object_pages(self.storage, self.prefix), name="ferry-listing")
         try:
             cutoffs = Cutoffs.of(self.catalog.database_now(), self.storage.server_now(), options)
             in_flight = self.journal.in_flight_keys(self.storage.bucket)
@@ -331,7 +205,7 @@ class ConsistencyChecker:
         finally:
             objects.close()
         findings = first.findings
-        versions = self._older_versions(cutoffs, in_flight, findings)
+        versions = self._other.older_versions(cutoffs, in_flight, findings)
         if options.only is not None:
             findings = [f for f in findings if f.kind in options.only]
         walked = first.walked
@@ -362,8 +236,8 @@ class ConsistencyChecker:
     ) -> _FirstPass:
         """The listing joined with the rows, then the unfinished uploads; the findings
         in that order, each disagreement's confirmed in its place."""
-        confirmations = _Confirmations(
-            self.storage.head_object, self._last_source, _unchanged, self._confirming_threads()
+        confirmations = Confirmations(
+            self.storage.head_object, self._last_source, unchanged, self._confirming_threads()
         )
         try:
             elsewhere = _OtherServersRows(self.storage.endpoint_id)
@@ -384,7 +258,10 @@ class ConsistencyChecker:
             )
             # Listed while the last disagreements are being confirmed.
             uploads_found: list[Finding] = []
-            uploads, unlisted = self._stale_uploads(cutoffs.objects_before, admin, uploads_found)
+            owned = self.journal.upload_ids()
+            uploads, unlisted = self._other.stale_uploads(
+                cutoffs.objects_before, admin, owned, uploads_found
+            )
             findings = confirmations.resolve(walked.findings) + uploads_found
         finally:
             confirmations.close()
@@ -398,7 +275,7 @@ class ConsistencyChecker:
         in_flight: set[str],
         cutoffs: Cutoffs,
         options: CheckOptions,
-        confirmations: _Confirmations,
+        confirmations: Confirmations,
     ) -> _Walked:
         """Each key of the merged streams judged (:func:`classify`); what needs I/O to
         confirm it goes to ``confirmations`` and keeps its place."""
@@ -428,106 +305,11 @@ class ConsistencyChecker:
         transfer = self.journal.latest_done_for_key(self.storage.bucket, key)
         return Path(transfer.source_path) if transfer is not None else None
 
-    def _older_versions(
-        self, cutoffs: Cutoffs, in_flight: set[str], findings: list[Finding]
-    ) -> _VersionsSeen:
-        """In a bucket that keeps versions: Ferry's older versions, a page at a time.
-
-        Only versions a row recorded are Ferry's (by version id, never by
-        content); every other version is left alone, whoever wrote it. A
-        mismatch found by the first pass whose row's version is still stored
-        beneath a newer one becomes "another program's version on top".
-        """
-        versioning = self.storage.versioning()
-        if versioning is Versioning.UNKNOWN:
-            return _VersionsSeen(0, 0, (_VERSIONING_UNKNOWN,))
-        if not versioning.keeps_versions:
-            return _VersionsSeen(0, 0, ())
-        mismatches = {
-            (f.key, f.row.id): n
-            for n, f in enumerate(findings)
-            if f.kind is FindingKind.MISMATCH and f.row is not None
-        }
-        listed = young = kept = 0
-        try:
-            for page in self.storage.iter_object_versions(self.prefix):
-                older = {(v.key, v.version_id): v for v in page if not v.latest}
-                listed += len(older)
-                for judged in self._older_page(older, in_flight, cutoffs, mismatches, findings):
-                    young += judged is Verdict.YOUNG
-                    kept += judged is Verdict.KEPT
-        except StorageError as exc:
-            if not _odd_listing_answer(exc):
-                raise
-            note = (
-                f"This server says the bucket keeps versions but would not list them (it "
-                f"answered {exc.code}); older versions of deleted files were not looked for."
-            )
-            return _VersionsSeen(listed, young, (note,), kept)
-        return _VersionsSeen(listed, young, (), kept)
-
-    def _older_page(
-        self,
-        older: dict[tuple[str, str], ObjectVersion],
-        in_flight: set[str],
-        cutoffs: Cutoffs,
-        mismatches: dict[tuple[str, int], int],
-        findings: list[Finding],
-    ) -> Iterator[Verdict]:
-        """One page of older versions judged against the rows that recorded them:
-        findings added (or a mismatch turned "another program's version on top")
-        in ``findings``, the verdicts yielded to be counted."""
-        for row in self.catalog.rows_of_versions(self.storage.bucket, list(older)):
-            if row.key in in_flight or row.endpoint not in (None, self.storage.endpoint_id):
-                continue
-            assert row.version_id is not None
-            version = older[(row.key, row.version_id)]
-            mismatch = mismatches.get((row.key, row.id))
-            if mismatch is not None:
-                findings[mismatch] = foreign_on_top(findings[mismatch], version)
-                continue
-            judged = judge_version(row, version, cutoffs)
-            if isinstance(judged, Finding):
-                findings.append(judged)
-            elif judged is not None:
-                yield judged
-
     def _clock_notes(self) -> tuple[str, ...]:
         skew = self.storage.clock.notable_offset()
         if skew is None:
             return ()
         return (f"{skew} Object and upload ages were judged on the server's clock.",)
-
-    def _stale_uploads(
-        self, cutoff: datetime, admin: bool, findings: list[Finding]
-    ) -> tuple[int, _UploadsSeen]:
-        """Unfinished multipart uploads nobody owns; a server that cannot list them says so.
-
-        An upload on a key with a live row is someone's upload in progress
-        (another Ferry's journal knows it): left alone.
-        """
-        uploads = young = 0
-        owned = self.journal.upload_ids()
-        try:
-            for upload in self.storage.iter_multipart_uploads(self.prefix):
-                uploads += 1
-                if upload.upload_id in owned:
-                    continue
-                if upload.initiated > cutoff or self.catalog.key_is_live(
-                    self.storage.bucket, upload.key
-                ):
-                    young += 1
-                    continue
-                findings.append(stale_multipart(upload, admin))
-        except StorageError as exc:
-            if not _odd_listing_answer(exc):
-                raise
-            note = (
-                f"This server cannot list unfinished multipart uploads (it answered "
-                f"{exc.code}); objects and rows were checked, partial uploads could not be."
-            )
-            return uploads, _UploadsSeen(young, (note,))
-        return uploads, _UploadsSeen(young, ())
 
     # -- repairs --------------------------------------------------------------------
 
@@ -541,30 +323,3 @@ class ConsistencyChecker:
         """
         repairs = CheckRepairs(storage=self.storage, catalog=self.catalog, reupload=self.reupload)
         return repairs.repair(findings, adopt_owner=adopt_owner)
-
-
-def _unchanged(path: Path, row: FileRecord) -> Path | None:
-    """The local file, if its bytes still have the row's SHA-256."""
-    try:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            while chunk := handle.read(8 * 1024 * 1024):
-                digest.update(chunk)
-    except OSError:
-        return None
-    return path if digest.hexdigest() == row.sha256 else None
-
-
-def _odd_listing_answer(error: StorageError) -> bool:
-    """An answer to a listing of uploads that says the server does not keep such a
-    list (rclone's serve s3 answers NoSuchUpload, others 501 or 405, or a body
-    botocore cannot parse), rather than that it could not be reached or refused
-    the credentials: a note in the report, not a failed check."""
-    if error.cause in (ErrorCause.CREDENTIALS, ErrorCause.NETWORK):
-        return False
-    odd = (
-        StorageErrorKind.NOT_SUPPORTED,
-        StorageErrorKind.NO_SUCH_UPLOAD,
-        StorageErrorKind.NOT_FOUND,
-    )
-    return error.kind in odd or error.code == "ResponseParserError"

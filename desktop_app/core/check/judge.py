@@ -35,7 +35,8 @@ from desktop_app.core.check.findings import (
 if TYPE_CHECKING:
     from desktop_app.core.catalog.records import FileRecord
     from desktop_app.core.check.streams import KeySeen
-    from desktop_app.core.storage.s3 import MultipartUploadInfo, ObjectInfo, ObjectVersion
+    from desktop_app.core.model.bucket_objects import ObjectInfo, ObjectVersion
+    from desktop_app.core.storage.listing import MultipartUploadInfo
 
 
 @dataclass(frozen=True)

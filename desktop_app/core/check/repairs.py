@@ -29,8 +29,10 @@ from desktop_app.core.check.findings import (
     RepairResult,
     RowStamp,
 )
+from desktop_app.core.model.bucket_objects import ObjectInfo
 from desktop_app.core.model.errors import ErrorCause, FerryError, StorageError, StorageErrorKind
-from desktop_app.core.storage.s3 import ObjectInfo, S3Storage
+from desktop_app.core.storage.s3 import S3Storage
+from desktop_app.core.storage.versions import delete_version
 
 
 def _same_object(found: ObjectInfo | None, seen: ObjectEvidence | None) -> bool:
@@ -186,7 +188,7 @@ class CheckRepairs:
         if head is not None and head.version_id is not None:
             # The version the HEAD just showed, bytes and all: a plain delete
             # would only hide it behind a delete marker.
-            self.storage.delete_version(key, head.version_id, etag=finding.object.etag)
+            delete_version(self.storage, key, head.version_id, etag=finding.object.etag)
             details["version_id"] = head.version_id
         elif head is not None:  # a refusal is looked at: Swift's multipart objects
             self.storage.delete_object(
@@ -239,8 +241,9 @@ class CheckRepairs:
         """Remove one older version of Ferry's, and nothing else.
 
         Re-checked in the key's transaction: the row is still deleted and still
-        names that version, no live row names it, and a HEAD of the version
-        (in :meth:`S3Storage.delete_version`) still shows the ETag the check saw.
+        names that version, no live row names it, and a HEAD of the version (in
+        :func:`~desktop_app.core.storage.versions.delete_version`) still shows
+        the ETag the check saw.
         """
         assert finding.version_id is not None
         assert finding.row is not None
@@ -253,8 +256,12 @@ class CheckRepairs:
             if any(r.live and r.version_id == version for r in locked.rows):
                 return _changed(finding)
             try:
-                removed = self.storage.delete_version(
-                    finding.key, version, etag=finding.object.etag, file=row.original_name
+                removed = delete_version(
+                    self.storage,
+                    finding.key,
+                    version,
+                    etag=finding.object.etag,
+                    file=row.original_name,
                 )
             except StorageError as exc:
                 if exc.kind is StorageErrorKind.PRECONDITION_FAILED:

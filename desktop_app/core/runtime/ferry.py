@@ -24,10 +24,10 @@ from desktop_app.core.catalog.database import CatalogMode
 from desktop_app.core.catalog.peek import OutboxBacklog
 from desktop_app.core.catalog.records import DeleteOutcome, FileQuery, FileRecord
 from desktop_app.core.catalog.service import CatalogService, open_catalog
-from desktop_app.core.check.checker import (
+from desktop_app.core.check.checker import ConsistencyChecker
+from desktop_app.core.check.findings import (
     CheckOptions,
     CheckReport,
-    ConsistencyChecker,
     Finding,
     RepairResult,
     write_report,
@@ -39,11 +39,14 @@ from desktop_app.core.journal.records import (
     TransferRecord,
 )
 from desktop_app.core.journal.store import Journal
+from desktop_app.core.model.bucket_objects import ObjectInfo
 from desktop_app.core.model.errors import ErrorCause, FerryError, StorageError, StorageErrorKind
 from desktop_app.core.model.events import EventBus
 from desktop_app.core.model.failures import ConflictChoice
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.relay.publisher import EventPublisher, JetStreamPublisher, Relay
+from desktop_app.core.relay.loop import Relay
+from desktop_app.core.relay.messages import EventPublisher
+from desktop_app.core.relay.publisher import JetStreamPublisher
 from desktop_app.core.runtime.control import ControlServer, endpoint_address
 
 # Light, and re-exported here: the CLI's reading commands start from it alone.
@@ -81,7 +84,10 @@ from desktop_app.core.settings.secrets import (
     require_s3_credentials,
     resolve_s3_credentials,
 )
-from desktop_app.core.storage.s3 import KEPT_BY_RULES, ObjectInfo, S3Storage
+from desktop_app.core.storage.errors import KEPT_BY_RULES
+from desktop_app.core.storage.probes import probe_checksums, probe_write
+from desktop_app.core.storage.s3 import S3Storage
+from desktop_app.core.storage.versions import delete_version
 from desktop_app.core.transfers.checksums import CHECKSUM_FILE, ChecksumMemory, integrity
 from desktop_app.core.transfers.coordinator import TransferCoordinator
 from desktop_app.core.transfers.engine import EngineOptions, TransferEngine
@@ -584,8 +590,8 @@ class Ferry:
                 f"{_days(retention)}. `ferry check --repair` removes it after that."
             )
         current = self.storage.head_object(row.key)
-        self.storage.delete_version(
-            row.key, version_id, etag=row.etag or "", file=row.original_name
+        delete_version(
+            self.storage, row.key, version_id, etag=row.etag or "", file=row.original_name
         )
         if current is not None and current.version_id != version_id:
             return OTHERS_VERSION_KEPT + " Only Ferry's version was removed."
@@ -814,7 +820,7 @@ def diagnose_profile(env: Environment, profile: Profile) -> list[CheckResult]:
         try:
             storage.check_bucket()
             results.append(CheckResult("bucket", True, f"{profile.bucket} is reachable"))
-            protection = storage.probe_write(profile.prefix)
+            protection = probe_write(storage, profile.prefix)
             # Kept for the uploads to come (and shown by Settings): no probe at their start.
             ProtectionMemory(env.paths.data_dir / PROTECTION_FILE).put(
                 storage.endpoint_id, protection
@@ -823,7 +829,7 @@ def diagnose_profile(env: Environment, profile: Profile) -> list[CheckResult]:
             # Not a failure where conditions are ignored: Ferry works, with less protection.
             results.append(CheckResult("other tools", True, protection.description))
             # The integrity its uploads reach: the server verifies CRC64NVMEs, or MD5s.
-            verified = storage.probe_checksums(profile.prefix)
+            verified = probe_checksums(storage, profile.prefix)
             ChecksumMemory(env.paths.data_dir / CHECKSUM_FILE).put(storage.endpoint_id, verified)
             results.append(CheckResult("integrity", True, integrity(verified)))
         except StorageError as exc:

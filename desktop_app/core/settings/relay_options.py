@@ -1,6 +1,6 @@
 """Where and how `ferry relay` publishes: the options a profile names, checked.
 
-Kept apart from :mod:`desktop_app.core.relay.publisher` (NATS, asyncio, the catalog's
+Kept apart from :mod:`desktop_app.core.relay` (NATS, asyncio, the catalog's
 outbox) so that reading a profile, which checks these, loads none of that.
 """
 

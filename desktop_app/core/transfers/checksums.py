@@ -12,7 +12,7 @@ SHA-256 of bytes sent").
 
 Promises:
 
-- an endpoint is probed (:meth:`S3Storage.probe_checksums`: a tiny object PUT
+- an endpoint is probed (:func:`~desktop_app.core.storage.probes.probe_checksums`: a tiny object PUT
   with its checksum, then completed as a one-part CRC64NVME upload, each read
   back; deleted after) once, at the first write that needs to know, or by
   ``ferry profile test``; what it showed is kept in ``checksums.json`` in the
@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from desktop_app.core.model.errors import StorageError
+from desktop_app.core.storage.probes import probe_checksums
 from desktop_app.core.storage.s3 import S3Storage
 from desktop_app.core.transfers.endpoint_memory import EndpointMemory, LearntOnce
 
@@ -83,7 +84,7 @@ class EndpointChecksums:
         self.endpoint = storage.endpoint_id
         self._learnt = LearntOnce[bool](
             recall=lambda: memory.get(self.endpoint),
-            probe=lambda: storage.probe_checksums(prefix),
+            probe=lambda: probe_checksums(storage, prefix),
             keep=self._keep,
             may_probe=lambda: not storage.object_lock_enabled(),
             failed=self._failed,

@@ -78,7 +78,9 @@ from desktop_app.core.model.failures import suffixed_name
 from desktop_app.core.model.states import ErrorKind, TransferState
 from desktop_app.core.settings.bandwidth import BandwidthSchedule
 from desktop_app.core.settings.profiles import DuplicatePolicy
-from desktop_app.core.storage.s3 import CRC64NVME, S3Storage
+from desktop_app.core.storage.s3 import S3Storage
+from desktop_app.core.storage.versions import delete_version
+from desktop_app.core.storage.wire import CRC64NVME
 from desktop_app.core.transfers.holds import TransferHolds
 from desktop_app.core.transfers.intake import TransferIntake
 from desktop_app.core.transfers.limits import BandwidthLimiter, ByteBudget
@@ -725,7 +727,7 @@ class TransferEngine:
             )
             return
         if record.version_id is not None and found.version_id == record.version_id:
-            self.storage.delete_version(record.key, record.version_id, etag=found.etag)
+            delete_version(self.storage, record.key, record.version_id, etag=found.etag)
             return
         self.storage.delete_object(
             record.key, if_match=found.etag, size=found.size, sha256=found.sha256

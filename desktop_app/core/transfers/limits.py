@@ -140,7 +140,7 @@ class PacedRequest:
     """Pays the limiter for one request's body as the connection takes it.
 
     ``sent`` is called at each read of the body with how much of it the
-    connection has taken (see :func:`.storage.S3Storage.upload_part`): the
+    connection has taken (see :meth:`~desktop_app.core.storage.s3.S3Storage.upload_part`): the
     bytes taken since the last read are paid for before the next block goes,
     so the wire never runs ahead of the limit by more than one block. Bytes
     sent again (a rewind for botocore's retry) are not paid twice: a pass

@@ -9,7 +9,7 @@ the sender looks at the key itself just before that write and just after it
 
 Promises:
 
-- an endpoint is probed (:meth:`S3Storage.probe_write`: a tiny object under
+- an endpoint is probed (:func:`~desktop_app.core.storage.probes.probe_write`: a tiny object under
   the profile's prefix, written again on If-None-Match ``*``, where that is
   refused completed again as a one-part multipart upload on the same
   condition, then deleted) once, at the first write that needs to know, and
@@ -37,9 +37,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from desktop_app.core.model.bucket_objects import WriteProtection
 from desktop_app.core.model.errors import StorageError
 from desktop_app.core.settings.profiles import Profile
-from desktop_app.core.storage.s3 import SANDBOX_SERVER, S3Storage, WriteProtection, endpoint_id
+from desktop_app.core.storage.client import SANDBOX_SERVER, endpoint_id
+from desktop_app.core.storage.probes import probe_write
+from desktop_app.core.storage.s3 import S3Storage
 from desktop_app.core.transfers.checksums import CHECKSUM_FILE, ChecksumMemory, EndpointChecksums
 from desktop_app.core.transfers.endpoint_memory import EndpointMemory, LearntOnce
 
@@ -114,7 +117,7 @@ class EndpointGuard:
         self.endpoint = storage.endpoint_id
         self._learnt = LearntOnce[WriteProtection](
             recall=self._recall,
-            probe=lambda: storage.probe_write(prefix),
+            probe=lambda: probe_write(storage, prefix),
             keep=self._keep,
             may_probe=self._may_probe,
             failed=self._failed,

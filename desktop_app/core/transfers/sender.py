@@ -53,6 +53,13 @@ from desktop_app.core.journal.facts import TransferFacts
 from desktop_app.core.journal.parts import PartDigests, PartRecord
 from desktop_app.core.journal.records import SourceIdentity, TransferRecord
 from desktop_app.core.journal.store import Journal
+from desktop_app.core.model.bucket_objects import (
+    SHA256_METADATA,
+    ObjectInfo,
+    WriteAnswer,
+    WriteCondition,
+    WriteProtection,
+)
 from desktop_app.core.model.errors import (
     ErrorCause,
     ReservationLostError,
@@ -63,17 +70,11 @@ from desktop_app.core.model.errors import (
 )
 from desktop_app.core.model.events import EventBus, TransferProgress
 from desktop_app.core.model.states import TransferState
+from desktop_app.core.storage.copies import copy_object
 from desktop_app.core.storage.crc64 import crc64nvme, crc64nvme_base64
-from desktop_app.core.storage.s3 import (
-    CRC64NVME,
-    SHA256_METADATA,
-    ObjectInfo,
-    S3Storage,
-    WriteAnswer,
-    WriteCondition,
-    WriteProtection,
-    multipart_etag,
-)
+from desktop_app.core.storage.listing import iter_multipart_uploads, list_parts
+from desktop_app.core.storage.s3 import S3Storage
+from desktop_app.core.storage.wire import CRC64NVME, multipart_etag
 from desktop_app.core.transfers.etags import EtagMeaning
 from desktop_app.core.transfers.limits import (
     BandwidthLimiter,
@@ -447,7 +448,8 @@ class ObjectSender:
             written = self._write_under(
                 record,
                 record.write_condition,
-                lambda on: self.storage.copy_object(
+                lambda on: copy_object(
+                    self.storage,
                     source_key,
                     record.key,
                     source_etag=source_etag,
@@ -913,7 +915,7 @@ class ObjectSender:
         """
         earliest = since - timedelta(minutes=5)
         try:
-            for upload in self.storage.iter_multipart_uploads(record.key):
+            for upload in iter_multipart_uploads(self.storage, record.key):
                 if upload.key == record.key and upload.initiated >= earliest:
                     log.info("Aborting upload %s of %s, lost in a crash", upload.upload_id,
                              record.key)  # fmt: skip
@@ -939,7 +941,7 @@ class ObjectSender:
         """
         assert record.upload_id is not None
         try:
-            server = {p.number: p for p in self.storage.list_parts(record.key, record.upload_id)}
+            server = {p.number: p for p in list_parts(self.storage, record.key, record.upload_id)}
         except StorageError as exc:
             if exc.kind is not StorageErrorKind.NOT_SUPPORTED:
                 raise
