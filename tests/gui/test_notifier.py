@@ -11,7 +11,7 @@ from pytestqt.qtbot import QtBot
 
 from desktop_app.core.journal.store import ErrorKind, TransferError, TransferState
 from desktop_app.core.model.events import TransferSnapshot
-from desktop_app.gui.main_window import ANSWER_HOLD_MS, MainWindow
+from desktop_app.gui.main_window import MainWindow
 from desktop_app.gui.notifier import (
     FAILURE_PAUSE,
     QUIET_SECONDS,
@@ -19,6 +19,7 @@ from desktop_app.gui.notifier import (
     Notification,
     NotificationKind,
 )
+from desktop_app.gui.status_panel import ANSWER_HOLD_MS
 
 
 def snap(transfer_id: int, state: TransferState, name: str = "a.txt") -> TransferSnapshot:
