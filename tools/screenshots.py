@@ -171,7 +171,7 @@ class Shooter:
         self.settle(1.5)
         if not self.desktop:
             self.save("transfers-empty")
-        window.queue_paths([docs])
+        window.commands.queue_paths([docs])
         self.wait(lambda: window.model.rowCount() == 5)
 
         self.wait(lambda: self.mid_transfer(2), 20)  # two bars at 30-70 %, or at least one
@@ -201,8 +201,8 @@ class Shooter:
             window.consistency_view.run_check()
         self.wait(lambda: window.consistency_view.report is not None)
         window.consistency_view.findings_table.selectRow(0)
-        window.consistency_view.search()
-        self.wait(lambda: window.consistency_view.files_model.rowCount() > 0)
+        window.consistency_view.browser.search()
+        self.wait(lambda: window.consistency_view.browser.files_model.rowCount() > 0)
         self.settle(0.5)
         self.save("bucket-catalog")
 
@@ -221,8 +221,8 @@ class Shooter:
         self.save("watched-folders")
 
     def dialogs(self) -> None:
-        from desktop_app.gui.about import AboutDialog
-        from desktop_app.gui.settings_dialog import SettingsDialog
+        from desktop_app.gui.dialogs.about import AboutDialog
+        from desktop_app.gui.dialogs.settings_dialog import SettingsDialog
 
         def settings_ready(dialog: QWidget) -> bool:
             return isinstance(dialog, SettingsDialog) and dialog.profile_combo.count() > 0

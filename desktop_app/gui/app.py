@@ -18,7 +18,7 @@ from desktop_app.core.model.errors import FerryError
 from desktop_app.core.runtime.ferry import Environment
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.bridge import EngineBridge
-from desktop_app.gui.first_run import FirstRunChoice, FirstRunDialog
+from desktop_app.gui.dialogs.first_run import FirstRunChoice, FirstRunDialog
 from desktop_app.gui.main_window import MainWindow
 from desktop_app.resources import DESKTOP_ID, ICON_SIZES, app_icon_png, app_icon_svg
 
@@ -77,7 +77,8 @@ def run_gui(env: Environment, profile_name: str | None, initial_paths: Sequence[
     window.quitted.connect(app.quit)
     window.show()
     log.info("Window open")
-    window.queue_paths(list(initial_paths))  # files dropped on the launcher (Exec=ferry %F)
+    # Files dropped on the launcher (Exec=ferry %F).
+    window.commands.queue_paths(list(initial_paths))
     # Ctrl-C or a TERM from the terminal closes the window the normal way, so
     # transfers are interrupted cleanly and the sandbox server is stopped. Qt's
     # loop gives Python a moment every 200 ms to run the handler.

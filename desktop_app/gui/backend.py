@@ -38,6 +38,7 @@ from desktop_app.gui.bridge import EngineBridge
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
+M = TypeVar("M")  # a kind of message the host sends
 STOP_TIMEOUT = 90.0  # seconds the host may take to interrupt transfers and close
 
 
@@ -102,6 +103,17 @@ class Backend(QObject):
         self._waiting: dict[int, Pending[Any]] = {}  # by call id, until answered
         self._waiting_lock = threading.Lock()
         self._answered.connect(self._deliver)
+        # What the reader thread does with each kind of message the host sends.
+        self._handlers: dict[type, Callable[[Any], None]] = {}
+        self._handle(host.CallReturned, self._on_answer)
+        self._handle(host.CallFailed, self._on_answer)
+        self._handle(host.EngineUpdate, self._on_update)
+        self._handle(host.HostOpened, self._on_opened)
+        self._handle(host.HostFailed, self._on_host_failed)
+        self._handle(host.HostNotice, self._on_notice)
+        self._handle(host.UploadsHeld, self._on_uploads_held)
+        self._handle(host.CheckProgressed, self._on_check_progressed)
+        self._handle(host.FoldersUpdate, self._on_folders)
 
     def start(self) -> None:
         """Spawn the engine process and the threads that talk to it."""
@@ -190,36 +202,52 @@ class Backend(QObject):
             self._dispatch(message)
 
     def _dispatch(self, message: host.HostMessage) -> None:
-        if isinstance(message, host.CallReturned | host.CallFailed):
-            with self._waiting_lock:
-                pending = self._waiting.pop(message.call_id, None)
-            if pending is not None:
-                self._answered.emit(_Answer(pending, message))
-        elif isinstance(message, host.EngineUpdate):
-            self.bridge.accept(message.snapshots, message.progress)
-        elif isinstance(message, host.HostOpened):
-            self.profile = message.profile
-            self.profile_name = message.profile.name
-            self.bridge.accept(message.history)
-            self.historyLoaded.emit(max((s.id for s in message.history), default=0))
+        handler = self._handlers.get(type(message))
+        if handler is not None:
+            handler(message)
+
+    def _handle(self, kind: type[M], handler: Callable[[M], None]) -> None:
+        """Have ``handler`` take the host's messages of this type (typed: a handler
+        receives only its own kind)."""
+        self._handlers[kind] = handler
+
+    def _on_answer(self, message: host.CallReturned | host.CallFailed) -> None:
+        with self._waiting_lock:
+            pending = self._waiting.pop(message.call_id, None)
+        if pending is not None:
+            self._answered.emit(_Answer(pending, message))
+
+    def _on_update(self, message: host.EngineUpdate) -> None:
+        self.bridge.accept(message.snapshots, message.progress)
+
+    def _on_opened(self, message: host.HostOpened) -> None:
+        self.profile = message.profile
+        self.profile_name = message.profile.name
+        self.bridge.accept(message.history)
+        self.historyLoaded.emit(max((s.id for s in message.history), default=0))
+        self._ready.set()
+        self.opened.emit(message.description)
+
+    def _on_host_failed(self, message: host.HostFailed) -> None:
+        if message.fatal:
             self._ready.set()
-            self.opened.emit(message.description)
-        elif isinstance(message, host.HostFailed):
-            if message.fatal:
-                self._ready.set()
-            self.failed.emit(message.title, message.message)
-        elif isinstance(message, host.HostNotice):
+        self.failed.emit(message.title, message.message)
+
+    def _on_notice(self, message: host.HostNotice) -> None:
+        self.notice.emit(message.text)
+
+    def _on_uploads_held(self, message: host.UploadsHeld) -> None:
+        if not message.reasons:  # while held, the lasting label says it (not twice)
             self.notice.emit(message.text)
-        elif isinstance(message, host.UploadsHeld):
-            if not message.reasons:  # while held, the lasting label says it (not twice)
-                self.notice.emit(message.text)
-            self.heldBack.emit("; ".join(reason.description for reason in message.reasons))
-        elif isinstance(message, host.CheckProgressed):
-            self.checkProgress.emit(message.objects, message.rows)
-        elif isinstance(message, host.FoldersUpdate):
-            self._folder_statuses = message.statuses
-            if message.changed:
-                self.foldersChanged.emit()
+        self.heldBack.emit("; ".join(reason.description for reason in message.reasons))
+
+    def _on_check_progressed(self, message: host.CheckProgressed) -> None:
+        self.checkProgress.emit(message.objects, message.rows)
+
+    def _on_folders(self, message: host.FoldersUpdate) -> None:
+        self._folder_statuses = message.statuses
+        if message.changed:
+            self.foldersChanged.emit()
 
     def stop(self) -> None:
         """Interrupt transfers (they resume next start), stop the host, join everything."""

@@ -159,6 +159,24 @@ class TransferTableModel(QAbstractTableModel):
         self._batch_busy_at = -math.inf  # when it last had one open or gained one
         self._history_max_id: int | None = None  # None: the history is not loaded yet
         self._highest_seen = 0  # the highest transfer id the list has been shown
+        # What data() answers, by role (the progress fraction aside: two roles share
+        # it) and, for the text shown, by column.
+        self._by_role: dict[int, Callable[[TransferSnapshot, Column], Any]] = {
+            int(SnapshotRole): lambda snapshot, _column: snapshot,
+            int(SearchRole): self._search_text,
+            int(Qt.ItemDataRole.UserRole): self._sort_key,  # sort keys
+            int(Qt.ItemDataRole.ToolTipRole): self._tooltip,
+            int(Qt.ItemDataRole.DisplayRole): self._display,
+        }
+        self._display_of: dict[Column, Callable[[TransferSnapshot], str]] = {
+            Column.NAME: lambda snapshot: Path(snapshot.source_path).name,
+            Column.KEY: self._key_text,
+            Column.SIZE: lambda snapshot: human_size(snapshot.size),
+            Column.PROGRESS: self._progress_text,
+            Column.SPEED: self._speed_text,
+            Column.ETA: self._eta_text,
+            Column.STATE: self._state_text,
+        }
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._rows)
@@ -212,55 +230,62 @@ class TransferTableModel(QAbstractTableModel):
             return None
         snapshot = self._rows[index.row()]
         column = Column(index.column())
-        if role == SnapshotRole:
-            return snapshot
-        if role == SearchRole:
-            return f"{Path(snapshot.source_path).name} {snapshot.key}"
         if role == ProgressRole or (role == Qt.ItemDataRole.UserRole and column is Column.PROGRESS):
             return self.fraction_done(snapshot)
-        if role == Qt.ItemDataRole.UserRole:  # sort keys
-            if column in (Column.SPEED, Column.ETA):
-                rate = self.rate(snapshot)
-                value = rate.bytes_per_second if column is Column.SPEED else rate.seconds_left
-                return value or 0.0
-            return {
-                Column.NAME: Path(snapshot.source_path).name.lower(),
-                Column.KEY: snapshot.key,
-                Column.SIZE: snapshot.size,
-                Column.STATE: snapshot.state.value,
-            }.get(column, "")
-        if role == Qt.ItemDataRole.ToolTipRole:
-            if snapshot.error is not None:
-                return f"{snapshot.error.title}: {snapshot.error.message}"
-            silent = self.silent_for(snapshot)
-            if silent is not None:
-                return (
-                    f"{waiting_text(silent)}: the server has taken no byte of this upload "
-                    "and answered none of its requests. Ferry waits for it, and tries "
-                    "again by itself if it stays silent."
-                )
-            return snapshot.source_path
-        if role != Qt.ItemDataRole.DisplayRole:
-            return None
-        if column is Column.NAME:
-            return Path(snapshot.source_path).name
-        if column is Column.KEY:
-            if snapshot.state is TransferState.DUPLICATE:
-                return f"{snapshot.duplicate_of} (existing)"
-            return snapshot.key
-        if column is Column.SIZE:
-            return human_size(snapshot.size)
-        if column is Column.PROGRESS:
-            return f"{self.fraction_done(snapshot) * 100:.0f} %"
+        by_role = self._by_role.get(int(role))
+        return None if by_role is None else by_role(snapshot, column)
+
+    def _search_text(self, snapshot: TransferSnapshot, _column: Column) -> str:
+        return f"{Path(snapshot.source_path).name} {snapshot.key}"
+
+    def _sort_key(self, snapshot: TransferSnapshot, column: Column) -> str | int | float:
+        if column in (Column.SPEED, Column.ETA):
+            rate = self.rate(snapshot)
+            value = rate.bytes_per_second if column is Column.SPEED else rate.seconds_left
+            return value or 0.0
+        keys: dict[Column, str | int] = {
+            Column.NAME: Path(snapshot.source_path).name.lower(),
+            Column.KEY: snapshot.key,
+            Column.SIZE: snapshot.size,
+            Column.STATE: snapshot.state.value,
+        }
+        return keys.get(column, "")
+
+    def _tooltip(self, snapshot: TransferSnapshot, _column: Column) -> str:
+        if snapshot.error is not None:
+            return f"{snapshot.error.title}: {snapshot.error.message}"
         silent = self.silent_for(snapshot)
-        if column is Column.SPEED:
-            if silent is not None:
-                return no_answer(silent)
-            speed = self.rate(snapshot).bytes_per_second
-            return f"{human_size(speed)}/s" if speed else ""
-        if column is Column.ETA:
-            return human_duration(self.rate(snapshot).seconds_left)
-        return WAITING_LABEL if silent is not None else state_label(snapshot)
+        if silent is not None:
+            return (
+                f"{waiting_text(silent)}: the server has taken no byte of this upload "
+                "and answered none of its requests. Ferry waits for it, and tries "
+                "again by itself if it stays silent."
+            )
+        return snapshot.source_path
+
+    def _display(self, snapshot: TransferSnapshot, column: Column) -> str:
+        return self._display_of[column](snapshot)
+
+    def _key_text(self, snapshot: TransferSnapshot) -> str:
+        if snapshot.state is TransferState.DUPLICATE:
+            return f"{snapshot.duplicate_of} (existing)"
+        return snapshot.key
+
+    def _progress_text(self, snapshot: TransferSnapshot) -> str:
+        return f"{self.fraction_done(snapshot) * 100:.0f} %"
+
+    def _speed_text(self, snapshot: TransferSnapshot) -> str:
+        silent = self.silent_for(snapshot)
+        if silent is not None:
+            return no_answer(silent)
+        speed = self.rate(snapshot).bytes_per_second
+        return f"{human_size(speed)}/s" if speed else ""
+
+    def _eta_text(self, snapshot: TransferSnapshot) -> str:
+        return human_duration(self.rate(snapshot).seconds_left)
+
+    def _state_text(self, snapshot: TransferSnapshot) -> str:
+        return WAITING_LABEL if self.silent_for(snapshot) is not None else state_label(snapshot)
 
     def upsert(self, batch: SnapshotBatch) -> None:
         """Insert new transfers in one go and update known ones in place."""

@@ -1,6 +1,8 @@
-"""Sizes and durations as people read them (no Qt: shared by views and notifications)."""
+"""Sizes, durations and times as people read them (no Qt: shared by views and notifications)."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 def human_size(size: float) -> str:
@@ -32,3 +34,11 @@ def human_duration(seconds: float | None) -> str:
     if seconds < 3600:
         return f"{seconds // 60} min {seconds % 60:02d} s"
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def clock_time(moment: datetime) -> str:
+    """A moment in local time: the time of day today, else the date too."""
+    local = moment.astimezone()
+    if local.date() == datetime.now().astimezone().date():
+        return f"{local:%H:%M:%S}"
+    return f"{local:%Y-%m-%d %H:%M}"

@@ -30,12 +30,12 @@ from pytestqt.qtbot import QtBot
 
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment
-from desktop_app.gui.about import AboutDialog
-from desktop_app.gui.first_run import FirstRunDialog
+from desktop_app.gui.dialogs.about import AboutDialog
+from desktop_app.gui.dialogs.first_run import FirstRunDialog
+from desktop_app.gui.dialogs.settings_dialog import SettingsDialog
+from desktop_app.gui.dialogs.sign_in import SignInDialog
 from desktop_app.gui.main_window import MainWindow
 from desktop_app.gui.models import Column
-from desktop_app.gui.settings_dialog import SettingsDialog
-from desktop_app.gui.sign_in import SignInDialog
 
 MIB = 1024 * 1024
 MakeWindow = Callable[[], MainWindow]
@@ -86,7 +86,7 @@ def test_every_control_of_every_view_and_dialog_has_a_name_and_a_description(
     window = window_for()
     note = tmp_path / "note.txt"
     note.write_text("a row in the list")
-    window.queue_paths([note])
+    window.commands.queue_paths([note])
     qtbot.waitUntil(lambda: window.model.rowCount() == 1, timeout=30_000)
     missing = unnamed(window)  # every tab's page, shown or not
     assert len(controls(window)) > 30  # every view's buttons, fields and lists
@@ -125,14 +125,14 @@ def test_tab_visits_each_view_in_the_order_it_is_laid_out(
     window.activateWindow()
     note = tmp_path / "note.txt"
     note.write_text("done soon")
-    window.queue_paths([note])
+    window.commands.queue_paths([note])
     qtbot.waitUntil(
         lambda: [s.state for s in window.model.snapshots()] == [TransferState.DONE],
         timeout=30_000,
     )
-    qtbot.waitUntil(window.clear_button.isEnabled, timeout=5_000)
+    qtbot.waitUntil(window.transfers_view.clear_button.isEnabled, timeout=5_000)
     # Top to bottom, left to right; from the last control back to the tabs.
-    assert tab_through(qtbot, window.filter_edit, 3) == [
+    assert tab_through(qtbot, window.transfers_view.filter_edit, 3) == [
         "Filter transfers",
         "Clear finished",
         "Transfers",
@@ -165,8 +165,8 @@ def test_progress_and_state_reach_assistive_technology_as_words(
     big = tmp_path / "scan.bin"
     big.write_bytes(b"\x11" * (20 * MIB))
     window = window_for()
-    window.queue_paths([big])
-    table = QAccessible.queryAccessibleInterface(window.transfer_table)
+    window.commands.queue_paths([big])
+    table = QAccessible.queryAccessibleInterface(window.transfers_view.table)
 
     def cells() -> list[str]:
         assert table is not None
@@ -184,9 +184,13 @@ def test_progress_and_state_reach_assistive_technology_as_words(
     row = cells()
     assert row[Column.NAME] == "scan.bin"
     assert row[Column.PROGRESS].endswith(" %")
-    qtbot.waitUntil(lambda: "files" in said(window.batch_bar, QAccessible.Text.Description))
-    assert said(window.batch_bar, QAccessible.Text.Description).startswith("0/1 files · ")
-    assert said(window.totals_label, QAccessible.Text.Name).startswith("1 active · ")
+    qtbot.waitUntil(
+        lambda: "files" in said(window.status_panel.batch_bar, QAccessible.Text.Description)
+    )
+    assert said(window.status_panel.batch_bar, QAccessible.Text.Description).startswith(
+        "0/1 files · "
+    )
+    assert said(window.status_panel.totals_label, QAccessible.Text.Name).startswith("1 active · ")
     qtbot.waitUntil(lambda: cells()[Column.STATE] == "Done", timeout=60_000)
     assert cells()[Column.PROGRESS] == "100 %"
-    qtbot.waitUntil(lambda: said(window.totals_label, QAccessible.Text.Name) == "Idle")
+    qtbot.waitUntil(lambda: said(window.status_panel.totals_label, QAccessible.Text.Name) == "Idle")

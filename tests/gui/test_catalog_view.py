@@ -16,8 +16,8 @@ from pytestqt.qtbot import QtBot
 from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment
-from desktop_app.gui.consistency_view import ConsistencyView
 from desktop_app.gui.main_window import MainWindow
+from desktop_app.gui.views.consistency_view import ConsistencyView
 from tests.conftest import WeedServer
 from tests.gui.conftest import live_row
 
@@ -33,15 +33,15 @@ def uploaded_and_listed(
         path = tmp_path / name
         path.write_bytes(f"the bytes of {name}".encode() * 50)
         paths.append(path)
-    window.queue_paths(paths)
+    window.commands.queue_paths(paths)
     qtbot.waitUntil(
         lambda: [s.state for s in window.model.snapshots()] == [TransferState.DONE] * 3,
         timeout=30_000,
     )
     view = window.consistency_view
     window.tabs.setCurrentWidget(view)
-    view.search()
-    qtbot.waitUntil(lambda: view.files_model.rowCount() == 3, timeout=10_000)
+    view.browser.search()
+    qtbot.waitUntil(lambda: view.browser.files_model.rowCount() == 3, timeout=10_000)
     return window, view
 
 
@@ -87,12 +87,12 @@ def choose_from_menu(qtbot: QtBot, view: ConsistencyView, text: str, seen: list[
         )
 
     when_shown(QApplication.activePopupWidget, QMenu, click)
-    row = view.files_table.visualRect(view.files_model.index(0, 0)).center()
-    view.files_table.customContextMenuRequested.emit(row)
+    row = view.browser.files_table.visualRect(view.browser.files_model.index(0, 0)).center()
+    view.browser.files_table.customContextMenuRequested.emit(row)
 
 
 def statuses(view: ConsistencyView) -> dict[str, FileStatus]:
-    return {record.key: record.status for record in view.files_model.items}
+    return {record.key: record.status for record in view.browser.files_model.items}
 
 
 def test_delete_asks_first_with_no_as_default_and_no_deletes_nothing(
@@ -115,11 +115,11 @@ def test_delete_asks_first_with_no_as_default_and_no_deletes_nothing(
         return call(method, *args, **kwargs)
 
     monkeypatch.setattr(window.backend, "call", noting)
-    view.files_table.selectAll()
+    view.browser.files_table.selectAll()
     seen: list[dict[str, Any]] = []
     answer_question(QMessageBox.StandardButton.No, seen)
-    view.files_table.setFocus()
-    qtbot.keyClick(view.files_table, Qt.Key.Key_Delete)  # type: ignore[no-untyped-call]  # pytest-qt leaves it unannotated
+    view.browser.files_table.setFocus()
+    qtbot.keyClick(view.browser.files_table, Qt.Key.Key_Delete)  # type: ignore[no-untyped-call]  # pytest-qt leaves it unannotated
     [question] = seen
     assert question["text"] == "Delete 3 files from the bucket?"
     assert "removes them from the catalog and deletes their objects" in question["more"]
@@ -154,19 +154,19 @@ def test_deleted_files_leave_bucket_and_catalog_and_the_person_reads_what_happen
     _window, view = uploaded_and_listed(qtbot, window_for, tmp_path)
     # Another program writes over the third file's object: Ferry must leave that one.
     weed.client().put_object(Bucket=bucket, Key=NAMES[2], Body=b"someone else's bytes")
-    rows = {record.key: row for row, record in enumerate(view.files_model.items)}
+    rows = {record.key: row for row, record in enumerate(view.browser.files_model.items)}
     for name in NAMES:
-        view.files_table.selectionModel().select(
-            view.files_model.index(rows[name], 0),
-            view.files_table.selectionModel().SelectionFlag.Select
-            | view.files_table.selectionModel().SelectionFlag.Rows,
+        view.browser.files_table.selectionModel().select(
+            view.browser.files_model.index(rows[name], 0),
+            view.browser.files_table.selectionModel().SelectionFlag.Select
+            | view.browser.files_table.selectionModel().SelectionFlag.Rows,
         )
     seen: list[dict[str, Any]] = []
     answer_question(QMessageBox.StandardButton.Yes, seen)
     choose_from_menu(qtbot, view, "&Delete…", [])
     assert seen[0]["text"] == "Delete 3 files from the bucket?"
-    qtbot.waitUntil(lambda: "Deleted 2 files" in view.object_label.text(), timeout=30_000)
-    said = view.object_label.text()
+    qtbot.waitUntil(lambda: "Deleted 2 files" in view.browser.object_label.text(), timeout=30_000)
+    said = view.browser.object_label.text()
     assert "Removed 1 file from the catalog, but the object stayed in the bucket" in said
     assert NAMES[2] in said
     assert "another program wrote that key" in said
@@ -177,7 +177,7 @@ def test_deleted_files_leave_bucket_and_catalog_and_the_person_reads_what_happen
     assert all(live_row(ferry_env, bucket, name) is None for name in NAMES)
     listed = weed.client().list_objects_v2(Bucket=bucket).get("Contents", [])
     assert [o["Key"] for o in listed] == [NAMES[2]]
-    assert not view.delete_files_action.isEnabled()  # nothing deletable is selected
+    assert not view.browser.delete_files_action.isEnabled()  # nothing deletable is selected
 
 
 def checked_and_closed(qtbot: QtBot, window_for: Callable[[], MainWindow]) -> None:
@@ -243,11 +243,11 @@ def test_a_delete_that_keeps_the_bytes_for_a_while_says_until_when(
     )
     weed_profile(retention_seconds=7 * 24 * 3600)
     _window, view = uploaded_and_listed(qtbot, window_for, tmp_path)
-    rows = {record.key: row for row, record in enumerate(view.files_model.items)}
-    view.files_table.selectRow(rows[NAMES[0]])
+    rows = {record.key: row for row, record in enumerate(view.browser.files_model.items)}
+    view.browser.files_table.selectRow(rows[NAMES[0]])
     answer_question(QMessageBox.StandardButton.Yes, [])
     choose_from_menu(qtbot, view, "&Delete…", [])
-    qtbot.waitUntil(lambda: "Deleted 1 file" in view.object_label.text(), timeout=30_000)
-    said = view.object_label.text()
+    qtbot.waitUntil(lambda: "Deleted 1 file" in view.browser.object_label.text(), timeout=30_000)
+    said = view.browser.object_label.text()
     assert f"Of those: {NAMES[0]} (" in said, said
     assert "until" in said, said

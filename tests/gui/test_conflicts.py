@@ -22,9 +22,10 @@ from pytestqt.qtbot import QtBot
 from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry
-from desktop_app.gui.failed_view import FailedColumn, FailedView
+from desktop_app.gui.dialogs.settings_dialog import SettingsDialog
 from desktop_app.gui.main_window import MainWindow
-from desktop_app.gui.settings_dialog import SettingsDialog
+from desktop_app.gui.views.failed_model import FailedColumn
+from desktop_app.gui.views.failed_view import FailedView
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, S3Endpoint, WeedServer
 from tests.gui.conftest import live_row
 from tests.gui.test_catalog_view import answer_question
@@ -66,7 +67,7 @@ def test_the_failed_inbox_offers_the_choices_and_each_lands_as_it_says(
         client.put_object(Bucket=bucket, Key=name, Body=theirs[name])
         (tmp_path / name).write_bytes(ours[name])
     window = window_for()
-    window.queue_paths([tmp_path / n for n in theirs])
+    window.commands.queue_paths([tmp_path / n for n in theirs])
     inbox = window.failed_view
     qtbot.waitUntil(lambda: inbox.model.rowCount() == 3, timeout=30_000)
     window.tabs.setCurrentWidget(inbox)
@@ -74,15 +75,15 @@ def test_the_failed_inbox_offers_the_choices_and_each_lands_as_it_says(
 
     select(inbox, "report.pdf")
     assert inbox.conflict_choices.isVisible()
-    assert inbox.rename_button.text() == "Upload as “report (2).pdf”"
-    assert inbox.replace_button.isVisible()
-    assert inbox.skip_button.isVisible()
+    assert inbox.conflict_choices.rename_button.text() == "Upload as “report (2).pdf”"
+    assert inbox.conflict_choices.replace_button.isVisible()
+    assert inbox.conflict_choices.skip_button.isVisible()
     assert "Another program wrote 'report.pdf'" in inbox.details.toPlainText()
     inbox.table.selectAll()  # several selected: no choices (each is the person's, one by one)
     assert not inbox.conflict_choices.isVisible()
 
     select(inbox, "report.pdf")
-    inbox.rename_button.click()
+    inbox.conflict_choices.rename_button.click()
     qtbot.waitUntil(lambda: "report.pdf" not in failed_names(inbox), timeout=30_000)
     qtbot.waitUntil(
         lambda: live_row(ferry_env, bucket, "report (2).pdf") is not None, timeout=30_000
@@ -98,7 +99,7 @@ def test_the_failed_inbox_offers_the_choices_and_each_lands_as_it_says(
     seen: list[dict[str, Any]] = []
     answer_question(QMessageBox.StandardButton.No, seen)
     select(inbox, "film.txt")
-    inbox.replace_button.click()
+    inbox.conflict_choices.replace_button.click()
     qtbot.waitUntil(lambda: bool(seen), timeout=30_000)
     assert seen[0]["default"] == QMessageBox.StandardButton.No
     assert "Another program wrote it" in seen[0]["more"]
@@ -109,13 +110,13 @@ def test_the_failed_inbox_offers_the_choices_and_each_lands_as_it_says(
     assert "film.txt" in failed_names(inbox)
     assert stored(endpoint, "film.txt") == theirs["film.txt"]
     answer_question(QMessageBox.StandardButton.Yes, seen)
-    inbox.replace_button.click()
+    inbox.conflict_choices.replace_button.click()
     qtbot.waitUntil(lambda: live_row(ferry_env, bucket, "film.txt") is not None, timeout=30_000)
     assert sha(stored(endpoint, "film.txt")) == sha(ours["film.txt"])
     qtbot.waitUntil(lambda: "film.txt" not in failed_names(inbox), timeout=10_000)
 
     select(inbox, "draft.doc")
-    inbox.skip_button.click()
+    inbox.conflict_choices.skip_button.click()
     qtbot.waitUntil(lambda: inbox.model.rowCount() == 0, timeout=30_000)
     qtbot.waitUntil(
         lambda: "Skipped draft.doc" in window.statusBar().currentMessage(), timeout=10_000

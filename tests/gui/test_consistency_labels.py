@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from desktop_app.core.check.findings import Finding, FindingKind, ObjectEvidence, RepairAction
-from desktop_app.gui.consistency_view import KIND_LABELS, REPAIR_LABELS, FindingsModel
+from desktop_app.gui.views.check_report import KIND_LABELS, REPAIR_LABELS, FindingsModel
 
 
 def test_every_finding_kind_and_repair_has_a_plain_label() -> None:

@@ -13,8 +13,8 @@ from pytestqt.qtbot import QtBot
 from desktop_app.core.runtime.ferry import Environment
 from desktop_app.core.settings.profiles import Profile
 from desktop_app.core.settings.secrets import SecretKind, SecretStore
-from desktop_app.gui.first_run import FirstRunDialog
-from desktop_app.gui.settings_dialog import SettingsDialog
+from desktop_app.gui.dialogs.first_run import FirstRunDialog
+from desktop_app.gui.dialogs.settings_dialog import SettingsDialog
 from desktop_app.gui.widgets import dialog_position
 from tests.conftest import failing_keyring
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from PySide6.QtCore import QRect, Qt
 from pytestqt.qtbot import QtBot
 
-from desktop_app.gui.failed_view import FailedColumn
 from desktop_app.gui.main_window import MainWindow
+from desktop_app.gui.views.failed_model import FailedColumn
 from desktop_app.gui.widgets import first_window_geometry
 
 # The free area of a 1366×768 screen under icewm (its taskbar takes 28 px).
@@ -29,7 +29,7 @@ def test_errors_are_legible_and_remove_says_the_transfers_were_removed(
     fifos = [tmp_path / f"Payroll-{n}.xlsx" for n in range(2)]
     for fifo in fifos:
         os.mkfifo(fifo)  # not a regular file: fails at once, for good
-    window.queue_paths(fifos)
+    window.commands.queue_paths(fifos)
     inbox = window.failed_view
     qtbot.waitUntil(lambda: inbox.model.rowCount() == 2, timeout=30_000)
     window.tabs.setCurrentWidget(inbox)

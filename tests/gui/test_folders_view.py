@@ -14,9 +14,9 @@ from desktop_app.core.runtime.ferry import Environment, Ferry
 from desktop_app.core.runtime.watcher import FolderStatus, WatchedFolder
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.bridge import EngineBridge, SnapshotBatch
-from desktop_app.gui.folders_view import FoldersView
 from desktop_app.gui.main_window import MainWindow
 from desktop_app.gui.models import TransferTableModel
+from desktop_app.gui.views.folders_view import FoldersView
 from tests.gui.conftest import live_row
 
 

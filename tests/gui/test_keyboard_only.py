@@ -134,7 +134,7 @@ def test_an_upload_a_retry_and_a_check_with_the_keyboard_alone(
         asked.append(focused.window().windowTitle())
         QTest.keyClick(focused, Key.Key_K, Mod.AltModifier)  # &Keep uploading
 
-    when_focused(lambda: window.quit_question, keep_uploading)
+    when_focused(lambda: window.close_questions.quit_question, keep_uploading)
     press(Key.Key_Q, Mod.ControlModifier)
     assert asked == ["Quit Ferry?"]
     focus_back(qtbot, window)

@@ -24,9 +24,9 @@ from desktop_app.core.settings.profiles import Profile
 from desktop_app.core.settings.secrets import SecretKind
 from desktop_app.gui.app import build_window
 from desktop_app.gui.bridge import SnapshotBatch
-from desktop_app.gui.failed_view import FailedColumn
-from desktop_app.gui.first_run import FirstRunDialog
+from desktop_app.gui.dialogs.first_run import FirstRunDialog
 from desktop_app.gui.main_window import MainWindow
+from desktop_app.gui.views.failed_model import FailedColumn
 from tests.conftest import (
     TEST_ACCESS_KEY,
     TEST_SECRET_KEY,
@@ -108,16 +108,18 @@ def test_dropped_files_end_as_active_catalog_rows(
         assert row.status is FileStatus.ACTIVE
         body = weed.client().get_object(Bucket=bucket, Key=path.name)["Body"].read()
         assert hashlib.sha256(body).hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
-    qtbot.waitUntil(lambda: window.totals_label.text() == "Idle", timeout=5_000)
+    qtbot.waitUntil(lambda: window.status_panel.totals_label.text() == "Idle", timeout=5_000)
     # one notification for the finished batch, shown in the status bar
     qtbot.waitUntil(lambda: bool(window.notifications), timeout=10_000)
     assert [n.title for n in window.notifications] == ["Uploads finished"]
     assert "4 file(s) uploaded and verified" in window.statusBar().currentMessage()
-    proxy_index = window.all_proxy.index(0, 6)
+    proxy_index = window.transfers_view.proxy.index(0, 6)
     assert proxy_index.data() == "Done"
     # the catalog browse shows the same four rows, found by the engine process
-    window.consistency_view.search()
-    qtbot.waitUntil(lambda: window.consistency_view.files_model.rowCount() == 4, timeout=10_000)
+    window.consistency_view.browser.search()
+    qtbot.waitUntil(
+        lambda: window.consistency_view.browser.files_model.rowCount() == 4, timeout=10_000
+    )
 
 
 def test_failed_inbox_groups_causes_with_next_try_and_history_and_retries_a_group(
@@ -341,7 +343,7 @@ def test_a_drop_of_10000_files_keeps_the_window_responsive(
     qtbot.waitUntil(lambda: window.model.rowCount() == 10_000, timeout=120_000)
     qtbot.wait(3_000)  # uploads running while the queue is shown
     timer.stop()
-    window.pause(None)
+    window.commands.pause(None)
     longest = max(stalls)
     print(
         f"longest event-loop stall with 10,000 files queued and uploading: {longest * 1000:.0f} ms"
@@ -381,13 +383,13 @@ def test_speed_shown_matches_the_bandwidth_limit_and_is_one_figure_for_row_and_t
     for row, total in samples:
         assert abs(row - limit) / limit < 0.05, (row, samples)  # #34: within 5 %
         assert row == pytest.approx(total, rel=0.01), "row and status bar disagree"
-    index = window.all_proxy.index(0, 4)
+    index = window.transfers_view.proxy.index(0, 4)
     assert index.data().endswith("MB/s")
-    window.pause(None)
+    window.commands.pause(None)
     qtbot.waitUntil(lambda: window.model.snapshots()[0].paused, timeout=10_000)
-    assert window.all_proxy.index(0, 4).data() == ""
-    assert window.all_proxy.index(0, 5).data() == ""
-    qtbot.waitUntil(lambda: window.totals_label.text() == "1 paused", timeout=5_000)
+    assert window.transfers_view.proxy.index(0, 4).data() == ""
+    assert window.transfers_view.proxy.index(0, 5).data() == ""
+    qtbot.waitUntil(lambda: window.status_panel.totals_label.text() == "1 paused", timeout=5_000)
 
 
 def test_the_window_says_uploads_wait_for_a_metered_connection(
@@ -406,15 +408,15 @@ def test_the_window_says_uploads_wait_for_a_metered_connection(
     window.show()
     try:
         qtbot.waitUntil(lambda: window.backend.profile is not None, timeout=30_000)
-        assert not window.held_label.isVisible()
+        assert not window.status_panel.held_label.isVisible()
         system_bus.services.set_metered(True)
-        qtbot.waitUntil(window.held_label.isVisible, timeout=10_000)
-        assert window.held_label.text() == (
+        qtbot.waitUntil(window.status_panel.held_label.isVisible, timeout=10_000)
+        assert window.status_panel.held_label.text() == (
             "Uploads paused: this computer is on a metered connection"
         )
         window.grab().save(str(tmp_path / "metered.png"))
         system_bus.services.set_metered(False)
-        qtbot.waitUntil(lambda: not window.held_label.isVisible(), timeout=10_000)
+        qtbot.waitUntil(lambda: not window.status_panel.held_label.isVisible(), timeout=10_000)
     finally:
         window.really_quit = True
         window.close()
@@ -513,17 +515,19 @@ def test_pause_all_after_clear_finished_leaves_the_list_empty(
         lambda: [s.state for s in window.model.snapshots()] == [TransferState.DONE] * 2,
         timeout=60_000,
     )
-    qtbot.waitUntil(window.clear_button.isEnabled, timeout=5_000)
-    window.clear_button.click()
+    qtbot.waitUntil(window.transfers_view.clear_button.isEnabled, timeout=5_000)
+    window.transfers_view.clear_button.click()
     assert window.model.rowCount() == 0
-    window.pause_all_action.trigger()
+    window.window_actions.pause_all.trigger()
     qtbot.waitUntil(
         lambda: window.statusBar().currentMessage() == "0 transfer(s) paused.", timeout=10_000
     )
     qtbot.wait(500)  # the re-sent snapshots reach the list within a tick or two
     assert window.model.rowCount() == 0
-    qtbot.waitUntil(lambda: window.transfer_stack.currentWidget() is window.empty_state)
-    assert not window.clear_button.isEnabled()
+    qtbot.waitUntil(
+        lambda: window.transfers_view.stack.currentWidget() is window.transfers_view.empty_state
+    )
+    assert not window.transfers_view.clear_button.isEnabled()
 
 
 def test_after_a_retry_that_works_the_status_bar_no_longer_speaks_of_failures(
@@ -558,7 +562,7 @@ def test_after_a_retry_that_works_the_status_bar_no_longer_speaks_of_failures(
     )
     qtbot.wait(700)  # a tick of the status bar, before the batch's own word
     assert "fail" not in bar.currentMessage().lower(), bar.currentMessage()
-    assert "fail" not in window.totals_label.text()
+    assert "fail" not in window.status_panel.totals_label.text()
     qtbot.waitUntil(lambda: "1 file(s) uploaded" in bar.currentMessage(), timeout=10_000)
 
 
@@ -595,7 +599,7 @@ def test_the_status_bar_elides_messages_and_keeps_the_batch_bar_in_place(
         "Open Ferry's Failed tab to see why and retry."
     )
     window.statusBar().showMessage(long, 15_000)
-    label = window.status.message_label
+    label = window.status_panel.bar.message_label
     qtbot.waitUntil(lambda: label.shown_text().endswith("…"))
     shown = label.shown_text()
     assert long.startswith(shown[:-1])
@@ -611,6 +615,6 @@ def test_the_status_bar_elides_messages_and_keeps_the_batch_bar_in_place(
             window.model.set_progress(TransferProgress(transfer_id, done, 20 * MIB, 0))
         window._update_totals()
         qtbot.wait(50)
-        assert window.batch_bar.isVisible()
-        places.add((window.batch_bar.x(), window.batch_bar.width()))
+        assert window.status_panel.batch_bar.isVisible()
+        places.add((window.status_panel.batch_bar.x(), window.status_panel.batch_bar.width()))
     assert len(places) == 1, places

@@ -12,7 +12,7 @@ from pytestqt.qtbot import QtBot
 from desktop_app.core.journal.records import TransferError
 from desktop_app.core.model.events import TransferSnapshot
 from desktop_app.core.model.states import ErrorKind, TransferState
-from desktop_app.gui.main_window import ANSWER_HOLD_MS, MainWindow
+from desktop_app.gui.main_window import MainWindow
 from desktop_app.gui.notifier import (
     FAILURE_PAUSE,
     QUIET_SECONDS,
@@ -20,6 +20,7 @@ from desktop_app.gui.notifier import (
     Notification,
     NotificationKind,
 )
+from desktop_app.gui.status_panel import ANSWER_HOLD_MS
 
 
 def snap(transfer_id: int, state: TransferState, name: str = "a.txt") -> TransferSnapshot:

@@ -128,16 +128,16 @@ def test_the_window_says_waiting_for_the_server_when_every_answer_is_held(
     drop(window, [big])
     dropped = time.monotonic()
     qtbot.waitUntil(lambda: window.model.rowCount() == 1, timeout=10_000)
-    state = window.all_proxy.index(0, Column.STATE)
+    state = window.transfers_view.proxy.index(0, Column.STATE)
     qtbot.waitUntil(lambda: state.data() == "Waiting for the server", timeout=20_000)
     waited = time.monotonic() - dropped
     print(f"'Waiting for the server' {waited:.1f} s after the drop")
     assert 15.0 <= waited <= 20.0, waited
-    speed = window.all_proxy.index(0, Column.SPEED).data()
+    speed = window.transfers_view.proxy.index(0, Column.SPEED).data()
     assert speed.startswith("no answer for 1"), speed
     assert speed.endswith(" s"), speed
     qtbot.waitUntil(
-        lambda: "Waiting for the server (no answer for" in window.totals_label.text(),
+        lambda: "Waiting for the server (no answer for" in window.status_panel.totals_label.text(),
         timeout=2_000,
     )
     window.grab().save(str(tmp_path / "waiting.png"))

@@ -24,8 +24,9 @@ from pytestqt.qtbot import QtBot
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment, Ferry
 from desktop_app.core.runtime.watcher import WatchedFolder
-from desktop_app.gui import main_window
-from desktop_app.gui.main_window import EXPLAIN_TRAY_KEY, MainWindow
+from desktop_app.gui import tray
+from desktop_app.gui.main_window import MainWindow
+from desktop_app.gui.quitting import EXPLAIN_TRAY_KEY
 from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, Request, is_part_upload
 from tests.integration.test_crash import journal_rows
@@ -66,7 +67,7 @@ def answer_when_shown(
 
 def with_tray(monkeypatch: pytest.MonkeyPatch) -> None:
     """A desktop with a tray (the offscreen platform has none)."""
-    monkeypatch.setattr(main_window, "system_tray_available", lambda: True)
+    monkeypatch.setattr(tray, "system_tray_available", lambda: True)
 
 
 def uploading(window: MainWindow) -> bool:
@@ -109,12 +110,12 @@ def test_quit_mid_upload_ends_within_2_s_and_the_upload_resumes_where_it_stopped
     big.write_bytes(bytes(range(256)) * (4 * 20 * 1024))  # 20 MiB: four parts
     proxy.faults.append(slow_parts(3, 60))  # parts 1 and 2 arrive; 3 and 4 hang
     window = window_for()
-    window.queue_paths([big])
+    window.commands.queue_paths([big])
     confirmed = "SELECT count(*) FROM parts WHERE confirmed_at IS NOT NULL"
     qtbot.waitUntil(lambda: journal(ferry_env, confirmed) == [(2,)], timeout=60_000)
     qtbot.waitUntil(lambda: uploading(window), timeout=10_000)
 
-    asked = answer_when_shown(lambda: window.quit_question, QUIT_AND_RESUME)
+    asked = answer_when_shown(lambda: window.close_questions.quit_question, QUIT_AND_RESUME)
     started = time.monotonic()
     window.quit()
     took = time.monotonic() - started
@@ -155,18 +156,18 @@ def test_without_a_tray_closing_mid_upload_asks_as_quit_does(
     big = tmp_path / "scan.bin"
     big.write_bytes(b"\x5a" * (20 * MIB))
     window = window_for()
-    assert window.tray is None  # offscreen: no tray
-    window.queue_paths([big])
+    assert window.tray.icon is None  # offscreen: no tray
+    window.commands.queue_paths([big])
     qtbot.waitUntil(lambda: uploading(window), timeout=30_000)
 
-    asked = answer_when_shown(lambda: window.quit_question, KEEP_UPLOADING)
+    asked = answer_when_shown(lambda: window.close_questions.quit_question, KEEP_UPLOADING)
     window.close()
     assert asked
     assert asked[0].startswith("Quit Ferry?: 1 upload(s) are running.")
     assert window.isVisible()
     assert window.backend._link is not None
 
-    answer_when_shown(lambda: window.quit_question, QUIT_AND_RESUME)
+    answer_when_shown(lambda: window.close_questions.quit_question, QUIT_AND_RESUME)
     window.close()
     assert stopped(window)
 
@@ -185,11 +186,11 @@ def test_closing_goes_to_the_tray_while_uploading_says_so_once_and_quit_from_the
     big = tmp_path / "scan.bin"
     big.write_bytes(b"\xa5" * (20 * MIB))
     window = window_for()
-    assert window.tray is not None
-    window.queue_paths([big])
+    assert window.tray.icon is not None
+    window.commands.queue_paths([big])
     qtbot.waitUntil(lambda: uploading(window), timeout=30_000)
 
-    said = answer_when_shown(lambda: window.tray_notice, KEEP_IN_TRAY)
+    said = answer_when_shown(lambda: window.close_questions.tray_notice, KEEP_IN_TRAY)
     window.close()
     assert said
     assert "1 upload(s) go on" in said[0]
@@ -201,11 +202,13 @@ def test_closing_goes_to_the_tray_while_uploading_says_so_once_and_quit_from_the
     assert window.isVisible()
     window.close()  # said once a session: the second time, straight to the tray
     assert not window.isVisible()
-    assert window.tray_notice is None
+    assert window.close_questions.tray_notice is None
 
     # Quit in the tray's menu while the upload runs: asked, and "Keep uploading" keeps it.
-    [quit_item] = [a for a in window.tray.contextMenu().actions() if a is window.quit_action]
-    answer_when_shown(lambda: window.quit_question, KEEP_UPLOADING)
+    [quit_item] = [
+        a for a in window.tray.icon.contextMenu().actions() if a is window.window_actions.quit
+    ]
+    answer_when_shown(lambda: window.close_questions.quit_question, KEEP_UPLOADING)
     quit_item.trigger()
     assert window.backend._link is not None
     qtbot.waitUntil(
@@ -233,15 +236,17 @@ def test_closing_while_idle_quits_but_watched_folders_keep_ferry_in_the_tray(
     idle = window_for()
     idle.close()  # nothing runs: closing is quitting, and nothing is asked
     assert stopped(idle)
-    assert idle.tray_notice is None
-    assert idle.quit_question is None
+    assert idle.close_questions.tray_notice is None
+    assert idle.close_questions.quit_question is None
 
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     watching = window_for()
     watching.backend.call(Ferry.set_watched_folders, [WatchedFolder(inbox)])
     qtbot.waitUntil(lambda: bool(watching.backend.folder_statuses()), timeout=10_000)
-    said = answer_when_shown(lambda: watching.tray_notice, KEEP_IN_TRAY, silence=True)
+    said = answer_when_shown(
+        lambda: watching.close_questions.tray_notice, KEEP_IN_TRAY, silence=True
+    )
     watching.close()
     assert said
     assert "1 watched folder(s) are still watched" in said[0]
@@ -262,7 +267,7 @@ def test_closing_while_idle_quits_but_watched_folders_keep_ferry_in_the_tray(
     qtbot.waitUntil(lambda: bool(later.backend.folder_statuses()), timeout=10_000)
     later.close()
     assert not later.isVisible()
-    assert later.tray_notice is None
+    assert later.close_questions.tray_notice is None
     assert later.backend._link is not None
 
 
@@ -277,8 +282,8 @@ def test_the_system_asking_ferry_to_stop_mid_upload_is_not_asked_back(
     big = tmp_path / "scan.bin"
     big.write_bytes(b"\x33" * (20 * MIB))
     window = window_for()
-    window.queue_paths([big])
+    window.commands.queue_paths([big])
     qtbot.waitUntil(lambda: uploading(window), timeout=30_000)
     window.quit_now()
     assert stopped(window)
-    assert window.quit_question is None
+    assert window.close_questions.quit_question is None

@@ -16,8 +16,8 @@ from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.ferry import Environment
 from desktop_app.core.settings.profiles import MIB
 from desktop_app.core.settings.secrets import SecretKind
-from desktop_app.gui.about import AboutDialog, readable_server
-from desktop_app.gui.settings_dialog import NEW_PROFILE, SettingsDialog
+from desktop_app.gui.dialogs.about import AboutDialog, readable_server
+from desktop_app.gui.dialogs.settings_dialog import NEW_PROFILE, SettingsDialog
 from tests.conftest import TEST_SECRET_KEY, WeedServer
 from tests.gui.conftest import live_row
 
@@ -167,7 +167,7 @@ def test_applying_settings_restarts_the_engine_with_them(
     window = window_for()  # type: ignore[operator]
     first = tmp_path / "before.txt"
     first.write_text("sent with the old settings")
-    window.queue_paths([first])
+    window.commands.queue_paths([first])
     qtbot.waitUntil(lambda: _state_of(window, "before.txt") is TransferState.DONE, timeout=30_000)
     old = window.backend.profile
     ferry_env.profiles.save(dataclasses.replace(old, bandwidth_limit=3_000_000, concurrency=2))
@@ -182,7 +182,7 @@ def test_applying_settings_restarts_the_engine_with_them(
     assert window.backend.profile.concurrency == 2
     second = tmp_path / "after.txt"
     second.write_text("sent with the new settings")
-    window.queue_paths([second])
+    window.commands.queue_paths([second])
     qtbot.waitUntil(lambda: _state_of(window, "after.txt") is TransferState.DONE, timeout=30_000)
     row = live_row(ferry_env, bucket, "after.txt")
     assert row is not None

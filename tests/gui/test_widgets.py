@@ -101,7 +101,7 @@ def test_pause_and_resume_glyphs_can_be_seen_on_a_dark_palette(
     # black glyphs on the dark toolbar.
     weed_profile()
     window = window_for()
-    glyphs = (window.pause_all_action, window.resume_all_action)
+    glyphs = (window.window_actions.pause_all, window.window_actions.resume_all)
     app = QApplication.instance()
     assert isinstance(app, QApplication)
     light = app.palette()

@@ -163,6 +163,25 @@ class Profile:
     def validate(self) -> None:
         """Raise ConfigError naming the first field that is wrong."""
         where = f"profile {self.name!r}"
+        self._validate_names(where)
+        self._validate_endpoint(where)
+        self._validate_credentials(where)
+        self._validate_proxy(where)
+        try:
+            BandwidthSchedule.parse(self.bandwidth_schedule)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc.message}") from exc
+        if self.prefix.startswith("/") or ".." in self.prefix.split("/"):
+            raise ConfigError(f"{where}: the key prefix may not start with '/' or contain '..'.")
+        self._validate_catalog_url(where)
+        self._validate_tuning(where)
+        self._validate_server_options(where)
+        self._validate_relay(where)
+        for name in ("bandwidth_limit", "check_interval", "grace_seconds", "retention_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{where}: {name} cannot be negative.")
+
+    def _validate_names(self, where: str) -> None:
         if not _PROFILE_NAME.match(self.name):
             raise ConfigError(
                 f"{where}: a profile name uses letters, digits, '.', '_' or '-' (at most 64)."
@@ -172,40 +191,41 @@ class Profile:
                 f"{where}: {self.bucket!r} is not a valid bucket name "
                 "(3-63 lowercase letters, digits, '.' or '-')."
             )
-        if self.endpoint_url is not None:
-            parts = urlsplit(self.endpoint_url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConfigError(
-                    f"{where}: endpoint {self.endpoint_url!r} must look like https://host[:port]."
-                )
-            if parts.username or parts.password:
-                raise ConfigError(
-                    f"{where}: put no credentials in the endpoint URL; "
-                    "use `ferry profile add --access-key-id` and the keyring."
-                )
+
+    def _validate_endpoint(self, where: str) -> None:
+        if self.endpoint_url is None:
+            return
+        parts = urlsplit(self.endpoint_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"{where}: endpoint {self.endpoint_url!r} must look like https://host[:port]."
+            )
+        if parts.username or parts.password:
+            raise ConfigError(
+                f"{where}: put no credentials in the endpoint URL; "
+                "use `ferry profile add --access-key-id` and the keyring."
+            )
+
+    def _validate_credentials(self, where: str) -> None:
         if self.aws_profile is not None and self.access_key_id is not None:
             raise ConfigError(
                 f"{where}: give either an access key id (secret in the keyring) or an AWS "
                 "profile (credentials from the AWS configuration), not both."
             )
-        if self.proxy_url is not None:
-            proxy = urlsplit(self.proxy_url)
-            if proxy.scheme not in ("http", "https") or not proxy.hostname:
-                raise ConfigError(
-                    f"{where}: proxy {self.proxy_url!r} must look like http://host:port."
-                )
-            if proxy.username or proxy.password:
-                raise ConfigError(
-                    f"{where}: Ferry keeps no proxy password in a profile; give a proxy that "
-                    "needs no sign-in, or set HTTPS_PROXY with its credentials in the environment."
-                )
-        try:
-            BandwidthSchedule.parse(self.bandwidth_schedule)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc.message}") from exc
-        if self.prefix.startswith("/") or ".." in self.prefix.split("/"):
-            raise ConfigError(f"{where}: the key prefix may not start with '/' or contain '..'.")
-        self._validate_catalog_url(where)
+
+    def _validate_proxy(self, where: str) -> None:
+        if self.proxy_url is None:
+            return
+        proxy = urlsplit(self.proxy_url)
+        if proxy.scheme not in ("http", "https") or not proxy.hostname:
+            raise ConfigError(f"{where}: proxy {self.proxy_url!r} must look like http://host:port.")
+        if proxy.username or proxy.password:
+            raise ConfigError(
+                f"{where}: Ferry keeps no proxy password in a profile; give a proxy that "
+                "needs no sign-in, or set HTTPS_PROXY with its credentials in the environment."
+            )
+
+    def _validate_tuning(self, where: str) -> None:
         if not MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE:
             raise ConfigError(f"{where}: part size must be between 5 MiB and 5 GiB.")
         if not 1 <= self.concurrency <= 64:
@@ -216,7 +236,8 @@ class Profile:
             raise ConfigError(f"{where}: watch_key_conflict is 'suffix' or 'overwrite'.")
         if self.duplicates not in {policy.value for policy in DuplicatePolicy}:
             raise ConfigError(f"{where}: duplicates is 'copy' or 'skip'.")
-        self._validate_server_options(where)
+
+    def _validate_relay(self, where: str) -> None:
         if self.relay_nats_url and urlsplit(self.relay_nats_url).password:
             raise ConfigError(
                 f"{where}: put no password in the relay's NATS URL; give the URL with its "
@@ -226,9 +247,6 @@ class Profile:
             self.relay_options().validate()
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc.message}") from exc
-        for name in ("bandwidth_limit", "check_interval", "grace_seconds", "retention_seconds"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{where}: {name} cannot be negative.")
 
     def _validate_catalog_url(self, where: str) -> None:
         if plain_sqlite_file(self.catalog_url) is not None:

@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -47,7 +46,14 @@ from desktop_app.core.settings.profiles import MIB, Profile
 from desktop_app.core.settings.relay_options import describe_nats_url
 from desktop_app.core.settings.secrets import SecretKind
 from desktop_app.core.transfers.protection import LearntProtection
-from desktop_app.gui.destination_form import DestinationForm
+from desktop_app.gui.dialogs.destination_form import DestinationForm
+from desktop_app.gui.dialogs.profile_facts import (
+    SecretsKept,
+    protection_text,
+    read_secrets_kept,
+    secret_placeholder,
+)
+from desktop_app.gui.dialogs.scaled_spin import scaled_spin
 from desktop_app.gui.widgets import OutputBox, accessible, fit_placeholder, fit_to_screen
 
 HOUR = 3600
@@ -68,115 +74,10 @@ class _ProfileIO(QObject):
     failed = Signal(str)  # plain message
 
 
-@dataclasses.dataclass(frozen=True)
-class SecretsKept:
-    """What the keyring holds, read with the profiles (off the GUI thread)."""
-
-    keyring_usable: bool
-    stored: frozenset[str]  # names of the profiles whose S3 secret key is in the keyring
-    unknown: bool = False  # the keyring could not be read (locked)
-
-
-def read_secrets_kept(env: Environment, profiles: list[Profile]) -> SecretsKept:
-    """Which profiles have a secret key in the keyring (the secrets themselves are dropped)."""
-    if not env.secrets.usable:
-        return SecretsKept(False, frozenset())
-    try:
-        stored = frozenset(
-            p.name
-            for p in profiles
-            if not p.sandbox and env.secrets.get(p.name, SecretKind.S3_SECRET_KEY)
-        )
-    except FerryError:
-        return SecretsKept(True, frozenset(), unknown=True)
-    return SecretsKept(True, stored)
-
-
-def secret_placeholder(profile: Profile, is_new: bool, kept: SecretsKept) -> tuple[str, str]:
-    """What an empty Secret key field means for this profile, and a tooltip that says more."""
-    todo = (
-        "Without a keyring Ferry cannot store a secret: set AWS_SECRET_ACCESS_KEY (it goes "
-        "with the access key ID) or use ~/.aws/credentials."
-    )
-    if profile.sandbox:
-        return "none needed: the sandbox accepts any key", ""
-    if kept.unknown:
-        return "unchanged (if one is in the keyring)", "The keyring could not be read."
-    if profile.name in kept.stored:
-        return "unchanged (kept in the keyring)", "Type a new one to replace it."
-    if not kept.keyring_usable:
-        return "none can be kept: no usable keyring", todo
-    if profile.aws_profile:
-        return "none stored: the AWS sign-in profile signs in", ""
-    if is_new:
-        return "kept in the keyring when saved", ""
-    return "none stored: type one to keep it in the keyring", (
-        "Or leave it empty and set AWS_SECRET_ACCESS_KEY, or use ~/.aws/credentials."
-    )
-
-
-def protection_text(learnt: LearntProtection | None) -> str:
-    """What a profile's server does about other programs' objects, in a person's words."""
-    if learnt is None:
-        return (
-            "Other programs' objects: not found out yet. Test connection finds out whether "
-            "this server refuses Ferry's writes over them (the first upload does too)."
-        )
-    return f"Other programs' objects: {learnt.describe()}."
-
-
 def _in_thread(work: Callable[[], None]) -> threading.Thread:
     thread = threading.Thread(target=work, name="ferry-settings-io", daemon=True)
     thread.start()
     return thread
-
-
-class _ScaledSpin:
-    """A spin box showing a stored value in bigger units (MiB, hours, days)."""
-
-    def __init__(self, spin: QSpinBox | QDoubleSpinBox, unit: int) -> None:
-        self.spin = spin
-        self.unit = unit
-        self._stored = 0
-        self._shown = 0.0
-
-    def show(self, stored: int) -> None:
-        self._stored = stored
-        shown = stored / self.unit
-        if isinstance(self.spin, QSpinBox):
-            self.spin.setValue(round(shown))
-        else:
-            self.spin.setValue(shown)
-        self._shown = self.spin.value()  # rounded to what the box can show
-
-    def value(self) -> int:
-        # Untouched: give back the stored value, not its rounded display.
-        if self.spin.value() == self._shown:
-            return self._stored
-        return round(self.spin.value() * self.unit)
-
-
-def _scaled_spin(
-    unit: int,
-    minimum: int,
-    maximum: int,
-    suffix: str,
-    tooltip: str,
-    *,
-    special: str = "",
-    decimals: int | None = None,
-) -> _ScaledSpin:
-    spin: QSpinBox | QDoubleSpinBox
-    if decimals is None:
-        spin = QSpinBox()
-    else:
-        spin = QDoubleSpinBox()
-        spin.setDecimals(decimals)
-    spin.setRange(minimum, maximum)
-    spin.setSuffix(suffix)
-    spin.setToolTip(tooltip)
-    spin.setSpecialValueText(special)  # shown at the minimum; empty: the number
-    return _ScaledSpin(spin, unit)
 
 
 class _Sections(QScrollArea):
@@ -260,14 +161,14 @@ class SettingsDialog(QDialog):
         self.concurrency_spin = QSpinBox()
         self.concurrency_spin.setRange(1, 64)
         self.concurrency_spin.setToolTip("How many files are sent at the same time.")
-        self.part_size = _scaled_spin(
+        self.part_size = scaled_spin(
             MIB,
             5,
             5 * 1024,
             " MiB",
             "Big files are sent in parts of this size (doubled when needed).",
         )
-        self.bandwidth = _scaled_spin(
+        self.bandwidth = scaled_spin(
             MB,
             0,
             100_000,
@@ -309,7 +210,7 @@ class SettingsDialog(QDialog):
 
         checking = QGroupBox("Checking bucket and catalog")
         form = QFormLayout(checking)
-        self.check_interval = _scaled_spin(
+        self.check_interval = scaled_spin(
             HOUR,
             0,
             24 * 30,
@@ -317,10 +218,10 @@ class SettingsDialog(QDialog):
             "How often the window compares bucket and catalog.",
             special="Daily while the window is open",
         )
-        self.grace = _scaled_spin(
+        self.grace = scaled_spin(
             HOUR, 0, 24 * 365, " h", "Differences younger than this may be uploads in progress."
         )
-        self.retention = _scaled_spin(
+        self.retention = scaled_spin(
             DAY,
             0,
             3650,

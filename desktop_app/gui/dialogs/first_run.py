@@ -26,7 +26,7 @@ from desktop_app.core.model.errors import FerryError
 from desktop_app.core.runtime.ferry import Environment
 from desktop_app.core.settings.profiles import Profile
 from desktop_app.core.settings.secrets import SecretKind
-from desktop_app.gui.destination_form import DestinationForm, remove_created, sqlite_file
+from desktop_app.gui.dialogs.destination_form import DestinationForm, remove_created, sqlite_file
 from desktop_app.gui.widgets import fit_to_screen
 
 MIN_WIDTH = 560  # every placeholder and a result line of Test connection read whole

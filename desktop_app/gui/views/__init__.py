@@ -1,0 +1,1 @@
+"""The window's tabs: transfers, failures, bucket and catalog, watched folders."""
