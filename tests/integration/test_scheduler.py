@@ -25,8 +25,8 @@ from pathlib import Path
 from desktop_app.core.journal.store import ErrorKind, TransferState
 from desktop_app.core.model.events import TransferProgress
 from desktop_app.core.runtime.ferry import Environment, Ferry, RunMode
+from desktop_app.core.transfers.control import TransferControl
 from desktop_app.core.transfers.retry import RetryPolicy
-from desktop_app.core.transfers.sender import TransferControl
 from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, is_part_upload, is_put
 from tests.integration.test_crash import confirmed_parts, ferry, wait_for

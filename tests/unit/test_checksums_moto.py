@@ -114,7 +114,7 @@ def test_a_multipart_upload_records_the_crc64nvme_the_server_verified(
     digests = ferry.journal.part_digests(done.id)
     assert digests is not None
     assert digests.crc64nvme_verified
-    assert ferry.engine.sender.proven_checksum(ferry.journal.get(done.id)) == _crc(data)
+    assert ferry.engine.sender.verifier.proven_checksum(ferry.journal.get(done.id)) == _crc(data)
 
 
 def test_a_single_put_records_the_crc64nvme_the_server_answered(

@@ -89,7 +89,8 @@ from desktop_app.core.settings.secrets import (
 from desktop_app.core.storage.s3 import KEPT_BY_RULES, ObjectInfo, S3Storage
 from desktop_app.core.transfers.checksums import CHECKSUM_FILE, ChecksumMemory, integrity
 from desktop_app.core.transfers.coordinator import TransferCoordinator
-from desktop_app.core.transfers.engine import EngineOptions, TransferEngine
+from desktop_app.core.transfers.engine import TransferEngine
+from desktop_app.core.transfers.options import EngineOptions
 from desktop_app.core.transfers.protection import (
     PROTECTION_FILE,
     EndpointGuard,
