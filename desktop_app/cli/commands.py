@@ -61,7 +61,8 @@ if TYPE_CHECKING:
     from desktop_app.core.catalog.service import DeleteOutcome, FileRecord
     from desktop_app.core.check.checker import CheckReport, RepairResult
     from desktop_app.core.runtime.control import RunningFerry
-    from desktop_app.core.runtime.ferry import Ferry, RunMode
+    from desktop_app.core.runtime.ferry import Ferry
+    from desktop_app.core.runtime.run_mode import RunMode
     from desktop_app.core.storage.s3 import ObjectInfo
 
 log = logging.getLogger("ferry")
@@ -321,7 +322,8 @@ def _with_ferry(
     *,
     read_only: bool = False,
 ) -> int:
-    from desktop_app.core.runtime.ferry import Ferry, RunMode
+    from desktop_app.core.runtime.ferry import Ferry
+    from desktop_app.core.runtime.run_mode import RunMode
 
     env = _environment()
     ferry = Ferry.open(env, args.profile, mode=mode or RunMode.ONE_SHOT, read_only=read_only)
@@ -359,7 +361,8 @@ def _handed_off(
 ) -> int | None:
     """Do ``act`` in a running Ferry (waiting, if asked, as a command alone would) and
     print the transfers it touched, judged by ``succeeded``; None when none runs."""
-    from desktop_app.core.runtime.ferry import ONE_SHOT_PATIENCE, Ferry
+    from desktop_app.core.runtime.ferry import Ferry
+    from desktop_app.core.runtime.run_mode import ONE_SHOT_PATIENCE
 
     running = _running(args)
     if running is None:
@@ -433,7 +436,8 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from desktop_app.core.runtime.ferry import ONE_SHOT_PATIENCE, Ferry
+    from desktop_app.core.runtime.ferry import Ferry
+    from desktop_app.core.runtime.run_mode import ONE_SHOT_PATIENCE
 
     handed = _handed_off(
         args, lambda f: f.call(Ferry.resume, patience=ONE_SHOT_PATIENCE), wait=False
@@ -493,7 +497,7 @@ def _backlog_json(backlog: OutboxBacklog) -> dict[str, Any]:
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
-    from desktop_app.core.runtime.ferry import open_relay
+    from desktop_app.core.runtime.relay_wiring import open_relay
 
     relay = open_relay(
         _environment(),
@@ -588,7 +592,8 @@ def _journal_records(ids: Sequence[int]) -> list[TransferRecord]:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from desktop_app.core.runtime.ferry import ONE_SHOT_PATIENCE, Ferry
+    from desktop_app.core.runtime.ferry import Ferry
+    from desktop_app.core.runtime.run_mode import ONE_SHOT_PATIENCE
 
     if not args.ids and not args.failed:
         raise FerryError("Say which transfers to retry: IDs, or --failed for all failed ones.")
@@ -628,7 +633,8 @@ def _resolve(
     choice: ConflictChoice,
     call: Callable[..., Any],
 ) -> int:
-    from desktop_app.core.runtime.ferry import ONE_SHOT_PATIENCE, Ferry
+    from desktop_app.core.runtime.ferry import Ferry
+    from desktop_app.core.runtime.run_mode import ONE_SHOT_PATIENCE
 
     seen: str | None = None
     if choice is ConflictChoice.REPLACE:
@@ -931,7 +937,7 @@ def _print_report(report: CheckReport, results: list[RepairResult], *, dry_run: 
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from desktop_app.core.runtime.ferry import RunMode
+    from desktop_app.core.runtime.run_mode import RunMode
     from desktop_app.core.runtime.watcher import WatchedFolder
 
     def work(ferry: Ferry) -> int:
@@ -989,7 +995,7 @@ def _print_outcome(event: EngineEvent) -> None:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from desktop_app.core.runtime.ferry import sandbox_access, start_sandbox
+    from desktop_app.core.runtime.sandbox_profile import sandbox_access, start_sandbox
 
     env = _environment()
     if args.show:
@@ -1024,7 +1030,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 def _show_sandbox(env: Environment) -> int:
     """Where the sandbox is and how aws-cli or rclone reach it; starts nothing."""
-    from desktop_app.core.runtime.ferry import sandbox_access, sandbox_running
+    from desktop_app.core.runtime.sandbox_profile import sandbox_access, sandbox_running
 
     try:
         profile = env.profiles.get(DEFAULT_PROFILE_NAME)
@@ -1234,7 +1240,7 @@ def cmd_profile_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_profile_test(args: argparse.Namespace) -> int:
-    from desktop_app.core.runtime.ferry import diagnose_profile
+    from desktop_app.core.runtime.diagnosis import diagnose_profile
 
     env = _environment()
     profile = env.profile(args.name)

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 from pytestqt.qtbot import QtBot
 
 from desktop_app.core.journal.store import TransferState
-from desktop_app.core.runtime.ferry import Environment
+from desktop_app.core.runtime.environment import Environment
 from desktop_app.gui.about import AboutDialog
 from desktop_app.gui.first_run import FirstRunDialog
 from desktop_app.gui.main_window import MainWindow

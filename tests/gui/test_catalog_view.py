@@ -15,7 +15,7 @@ from pytestqt.qtbot import QtBot
 
 from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.journal.store import TransferState
-from desktop_app.core.runtime.ferry import Environment
+from desktop_app.core.runtime.environment import Environment
 from desktop_app.gui.consistency_view import ConsistencyView
 from desktop_app.gui.main_window import MainWindow
 from tests.conftest import WeedServer

@@ -19,7 +19,8 @@ from desktop_app.core.check.checker import CheckOptions
 from desktop_app.core.journal.store import ErrorKind, KeyConflictPolicy, TransferState
 from desktop_app.core.model.errors import StorageError, StorageErrorKind
 from desktop_app.core.model.events import TransferProgress
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from tests.conftest import (
     READER_ACCESS_KEY,
     READER_SECRET_KEY,

@@ -15,7 +15,8 @@ from desktop_app.core.catalog.service import FileQuery, UploadIntent, open_catal
 from desktop_app.core.check.checker import CheckOptions
 from desktop_app.core.journal.store import TransferState
 from desktop_app.core.model.errors import CatalogError, KeyConflictError
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from tests.conftest import (
     MemoryKeyring,
     WeedServer,

@@ -24,7 +24,9 @@ from pathlib import Path
 
 from desktop_app.core.journal.store import ErrorKind, TransferState
 from desktop_app.core.model.events import TransferProgress
-from desktop_app.core.runtime.ferry import Environment, Ferry, RunMode
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
+from desktop_app.core.runtime.run_mode import RunMode
 from desktop_app.core.transfers.control import TransferControl
 from desktop_app.core.transfers.retry import RetryPolicy
 from tests.conftest import WeedServer

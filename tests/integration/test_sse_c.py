@@ -24,7 +24,8 @@ from desktop_app.cli import commands
 from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.journal.store import TransferState
 from desktop_app.core.model.errors import ConfigError, StorageError
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.runtime.logs import configure_logging
 from desktop_app.core.settings.secrets import SecretKind, SecretStore
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, MemoryKeyring, WeedServer

@@ -36,7 +36,8 @@ from desktop_app.core.journal.store import (
     TransferError,
     TransferState,
 )
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.transfers.retry import RetryPolicy
 from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, Request

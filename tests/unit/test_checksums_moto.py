@@ -24,7 +24,9 @@ from botocore.compat import HTTPHeaders
 from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.journal.store import TransferState
 from desktop_app.core.model.errors import ErrorCause, StorageError
-from desktop_app.core.runtime.ferry import Environment, Ferry, diagnose_profile
+from desktop_app.core.runtime.diagnosis import diagnose_profile
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.transfers.checksums import (
     CHECKSUM_FILE,
     MD5_ONLY,

@@ -12,7 +12,8 @@ import pytest
 
 from desktop_app.core.journal.store import Journal, TransferState
 from desktop_app.core.model.errors import JournalLockedError
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.transfers.limits import ByteBudget
 from tests.conftest import open_moto_ferry
 
@@ -141,7 +142,7 @@ def test_another_programs_object_survives_an_upload_and_a_delete_on_moto(
 def test_the_profile_test_says_the_server_refuses_writes_over_others_objects(
     ferry: Ferry,
 ) -> None:
-    from desktop_app.core.runtime.ferry import diagnose_profile
+    from desktop_app.core.runtime.diagnosis import diagnose_profile
     from desktop_app.core.storage.s3 import WriteProtection
 
     assert ferry.storage.probe_write("probe") is WriteProtection.CONDITIONS_HONOURED

@@ -27,7 +27,9 @@ from botocore.compat import HTTPHeaders
 from desktop_app.core.check.checker import CheckOptions, FindingKind, RepairOutcome
 from desktop_app.core.journal.store import TransferState
 from desktop_app.core.model.errors import ErrorCause
-from desktop_app.core.runtime.ferry import Environment, Ferry, diagnose_profile
+from desktop_app.core.runtime.diagnosis import diagnose_profile
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.storage.s3 import WriteProtection
 from desktop_app.core.transfers.protection import PROTECTION_FILE, ProtectionMemory
 from tests.conftest import open_moto_ferry

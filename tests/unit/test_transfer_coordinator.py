@@ -20,7 +20,8 @@ import pytest
 
 from desktop_app.core.journal.store import TransferRecord, TransferState
 from desktop_app.core.model.events import EngineEvent, TransferProgress
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.transfers.control import TransferControl
 from tests.conftest import open_moto_ferry
 
