@@ -20,8 +20,10 @@ command then runs on its own. Requests carry absolute paths: the client
 resolves them in its own working directory.
 
 The channel is the user's alone: a message is a 4-byte length and a JSON
-document with a version ``v`` (:data:`PROTOCOL_VERSION`), at most
-:data:`MAX_REQUEST` / :data:`MAX_REPLY` bytes. A call's arguments are decoded
+document with a version ``v`` (:data:`.control_messages.PROTOCOL_VERSION`), at
+most :data:`.control_messages.MAX_REQUEST` / :data:`.control_messages.MAX_REPLY`
+bytes (the messages are :mod:`.control_messages`', the framing and the checks
+of who is at the other end :mod:`.control_socket`'s). A call's arguments are decoded
 by the types its facade method declares and its result by the type the method
 returns, field by field through one small codec (dataclasses, enums, times,
 paths, sequences, mappings of plain values; anything else is refused), so
