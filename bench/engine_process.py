@@ -15,8 +15,9 @@ from pathlib import Path
 
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime import host
+from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.runtime.facade import FacadeCall
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.settings.paths import FerryPaths
 from desktop_app.core.settings.secrets import SecretStore
 

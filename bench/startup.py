@@ -97,7 +97,8 @@ def queue_only(env: dict[str, str], folder: Path) -> None:
     code = (
         "import os, sys\n"
         "from pathlib import Path\n"
-        "from desktop_app.core.runtime.ferry import Environment, Ferry\n"
+        "from desktop_app.core.runtime.environment import Environment\n"
+        "from desktop_app.core.runtime.ferry import Ferry\n"
         "from desktop_app.core.settings.secrets import SecretStore\n"
         "from desktop_app.core.settings.paths import FerryPaths\n"
         "env = Environment(FerryPaths.from_environment(os.environ), os.environ, SecretStore())\n"

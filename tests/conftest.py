@@ -41,7 +41,8 @@ from botocore.exceptions import ClientError
 
 from desktop_app.core.journal.records import TransferRecord
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.runtime.sandbox import SandboxServer, find_weed
 from desktop_app.core.settings.paths import FerryPaths
 from desktop_app.core.settings.secrets import KeyringBackend, SecretStore

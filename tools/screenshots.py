@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from PySide6.QtGui import QPalette
     from PySide6.QtWidgets import QWidget
 
-    from desktop_app.core.runtime.ferry import Environment
+    from desktop_app.core.runtime.environment import Environment
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "screenshots"
@@ -264,7 +264,7 @@ def shoot(mode: str) -> None:
     sys.path.insert(0, str(ROOT))
     from PySide6.QtWidgets import QApplication
 
-    from desktop_app.core.runtime.ferry import Environment
+    from desktop_app.core.runtime.environment import Environment
     from desktop_app.core.runtime.sandbox import SandboxServer, find_weed
     from desktop_app.core.settings.paths import FerryPaths
     from desktop_app.core.settings.profiles import Profile

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from desktop_app.core.runtime.ferry import ONE_SHOT_PATIENCE, Ferry
+    from desktop_app.core.runtime.ferry import Ferry
+    from desktop_app.core.runtime.run_mode import ONE_SHOT_PATIENCE
 
     if not args.ids and not args.failed:
         raise FerryError("Say which transfers to retry: IDs, or --failed for all failed ones.")
@@ -67,7 +68,8 @@ def _resolve(
     choice: ConflictChoice,
     call: Callable[..., Any],
 ) -> int:
-    from desktop_app.core.runtime.ferry import ONE_SHOT_PATIENCE, Ferry
+    from desktop_app.core.runtime.ferry import Ferry
+    from desktop_app.core.runtime.run_mode import ONE_SHOT_PATIENCE
 
     seen: str | None = None
     if choice is ConflictChoice.REPLACE:

@@ -217,7 +217,7 @@ def cmd_profile_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_profile_test(args: argparse.Namespace) -> int:
-    from desktop_app.core.runtime.ferry import diagnose_profile
+    from desktop_app.core.runtime.diagnosis import diagnose_profile
 
     env = environment()
     profile = env.profile(args.name)

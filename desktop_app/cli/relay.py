@@ -17,7 +17,7 @@ from desktop_app.core.settings.relay_options import describe_nats_url
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
-    from desktop_app.core.runtime.ferry import open_relay
+    from desktop_app.core.runtime.relay_wiring import open_relay
 
     relay = open_relay(
         environment(),

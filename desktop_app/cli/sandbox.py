@@ -19,7 +19,7 @@ from desktop_app.core.settings.profiles import DEFAULT_PROFILE_NAME
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from desktop_app.core.runtime.ferry import sandbox_access, start_sandbox
+    from desktop_app.core.runtime.sandbox_profile import sandbox_access, start_sandbox
 
     env = environment()
     if args.show:
@@ -54,7 +54,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 def _show_sandbox(env: Environment) -> int:
     """Where the sandbox is and how aws-cli or rclone reach it; starts nothing."""
-    from desktop_app.core.runtime.ferry import sandbox_access, sandbox_running
+    from desktop_app.core.runtime.sandbox_profile import sandbox_access, sandbox_running
 
     try:
         profile = env.profiles.get(DEFAULT_PROFILE_NAME)

@@ -31,7 +31,8 @@ from desktop_app.core.settings.secrets import SecretStore
 # loads none of it (tests/unit/test_cli_entry.py).
 if TYPE_CHECKING:
     from desktop_app.core.runtime.control import RunningFerry
-    from desktop_app.core.runtime.ferry import Ferry, RunMode
+    from desktop_app.core.runtime.ferry import Ferry
+    from desktop_app.core.runtime.run_mode import RunMode
 
 
 log = logging.getLogger("ferry")
@@ -73,7 +74,8 @@ def with_ferry(
     *,
     read_only: bool = False,
 ) -> int:
-    from desktop_app.core.runtime.ferry import Ferry, RunMode
+    from desktop_app.core.runtime.ferry import Ferry
+    from desktop_app.core.runtime.run_mode import RunMode
 
     env = environment()
     ferry = Ferry.open(env, args.profile, mode=mode or RunMode.ONE_SHOT, read_only=read_only)
@@ -111,7 +113,8 @@ def handed_off(
 ) -> int | None:
     """Do ``act`` in a running Ferry (waiting, if asked, as a command alone would) and
     print the transfers it touched, judged by ``succeeded``; None when none runs."""
-    from desktop_app.core.runtime.ferry import ONE_SHOT_PATIENCE, Ferry
+    from desktop_app.core.runtime.ferry import Ferry
+    from desktop_app.core.runtime.run_mode import ONE_SHOT_PATIENCE
 
     running = find_running(args)
     if running is None:

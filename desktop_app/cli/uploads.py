@@ -79,7 +79,8 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from desktop_app.core.runtime.ferry import ONE_SHOT_PATIENCE, Ferry
+    from desktop_app.core.runtime.ferry import Ferry
+    from desktop_app.core.runtime.run_mode import ONE_SHOT_PATIENCE
 
     handed = handed_off(
         args, lambda f: f.call(Ferry.resume, patience=ONE_SHOT_PATIENCE), wait=False

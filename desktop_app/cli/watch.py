@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from desktop_app.core.runtime.ferry import RunMode
+    from desktop_app.core.runtime.run_mode import RunMode
     from desktop_app.core.runtime.watcher import WatchedFolder
 
     def work(ferry: Ferry) -> int:

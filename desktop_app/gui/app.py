@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QApplication, QDialog, QMessageBox
 
 from desktop_app import __version__
 from desktop_app.core.model.errors import FerryError
-from desktop_app.core.runtime.ferry import Environment
+from desktop_app.core.runtime.environment import Environment
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.bridge import EngineBridge
 from desktop_app.gui.dialogs.first_run import FirstRunChoice, FirstRunDialog

@@ -29,8 +29,9 @@ import shiboken6
 from PySide6.QtCore import QObject, Signal
 
 from desktop_app.core.runtime import host
+from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.runtime.facade import FacadeCall
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.runtime.watcher import FolderStatus
 from desktop_app.core.settings.profiles import Profile
 from desktop_app.gui.bridge import EngineBridge

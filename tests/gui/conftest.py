@@ -13,7 +13,7 @@ from pytestqt.qtbot import QtBot
 
 from desktop_app.core.catalog.records import FileRecord
 from desktop_app.core.catalog.service import open_catalog
-from desktop_app.core.runtime.ferry import Environment
+from desktop_app.core.runtime.environment import Environment
 from desktop_app.gui.app import build_window
 from desktop_app.gui.main_window import MainWindow
 

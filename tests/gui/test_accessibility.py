@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 from pytestqt.qtbot import QtBot
 
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import Environment
+from desktop_app.core.runtime.environment import Environment
 from desktop_app.gui.dialogs.about import AboutDialog
 from desktop_app.gui.dialogs.first_run import FirstRunDialog
 from desktop_app.gui.dialogs.settings_dialog import SettingsDialog

@@ -15,7 +15,7 @@ from pytestqt.qtbot import QtBot
 
 from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import Environment
+from desktop_app.core.runtime.environment import Environment
 from desktop_app.gui.main_window import MainWindow
 from desktop_app.gui.views.consistency_view import ConsistencyView
 from tests.conftest import WeedServer

@@ -21,7 +21,8 @@ from pytestqt.qtbot import QtBot
 
 from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.gui.dialogs.settings_dialog import SettingsDialog
 from desktop_app.gui.main_window import MainWindow
 from desktop_app.gui.views.failed_model import FailedColumn

@@ -10,7 +10,7 @@ from PySide6.QtGui import QScreen
 from PySide6.QtWidgets import QDialogButtonBox, QLineEdit, QPlainTextEdit, QWidget
 from pytestqt.qtbot import QtBot
 
-from desktop_app.core.runtime.ferry import Environment
+from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.settings.profiles import Profile
 from desktop_app.core.settings.secrets import SecretKind, SecretStore
 from desktop_app.gui.dialogs.first_run import FirstRunDialog

@@ -10,7 +10,8 @@ from pytestqt.qtbot import QtBot
 
 from desktop_app.core.model.events import TransferSnapshot
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.runtime.watcher import FolderStatus, WatchedFolder
 from desktop_app.gui.backend import Backend
 from desktop_app.gui.bridge import EngineBridge, SnapshotBatch

@@ -19,7 +19,8 @@ from pytestqt.qtbot import QtBot
 from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.model.events import TransferProgress, TransferSnapshot
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.settings.profiles import Profile
 from desktop_app.core.settings.secrets import SecretKind
 from desktop_app.gui.app import build_window
@@ -307,7 +308,7 @@ def test_first_run_dialog_writes_a_working_profile(
     assert profile.bucket == bucket
     assert TEST_SECRET_KEY not in ferry_env.paths.profiles_file.read_text()
     assert ferry_env.secrets.get("office", SecretKind.S3_SECRET_KEY) == TEST_SECRET_KEY
-    from desktop_app.core.runtime.ferry import diagnose_profile
+    from desktop_app.core.runtime.diagnosis import diagnose_profile
 
     assert all(check.ok for check in diagnose_profile(ferry_env, profile))
 

@@ -22,7 +22,8 @@ from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
 
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.runtime.watcher import WatchedFolder
 from desktop_app.gui import tray
 from desktop_app.gui.main_window import MainWindow

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core.runtime.ferry import Environment
+from desktop_app.core.runtime.environment import Environment
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, WeedServer
 from tests.faults import FaultProxy
 
@@ -438,7 +438,8 @@ def test_a_transfer_id_not_in_the_journal_is_said_plainly_alone_and_handed_over(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from desktop_app import cli
-    from desktop_app.core.runtime.ferry import Ferry, RunMode
+    from desktop_app.core.runtime.ferry import Ferry
+    from desktop_app.core.runtime.run_mode import RunMode
 
     weed_profile()
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)  # the command's own keyring is empty
@@ -528,7 +529,8 @@ def test_retry_of_a_transfer_that_has_not_failed_says_its_state_alone_and_handed
 ) -> None:
     """Was "No transfers." and exit 0: nothing said of the transfer named."""
     from desktop_app import cli
-    from desktop_app.core.runtime.ferry import Ferry, RunMode
+    from desktop_app.core.runtime.ferry import Ferry
+    from desktop_app.core.runtime.run_mode import RunMode
 
     weed_profile()
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)  # the command's own keyring is empty
@@ -615,7 +617,8 @@ def test_a_named_path_that_does_not_exist_is_refused_before_any_transfer(
     """#17: a typo became a retryable transfer in the Failed inbox. A folder's bad file
     is still that file's failed transfer, and never stops the others."""
     from desktop_app import cli
-    from desktop_app.core.runtime.ferry import Ferry, RunMode
+    from desktop_app.core.runtime.ferry import Ferry
+    from desktop_app.core.runtime.run_mode import RunMode
 
     weed_profile()
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)  # the command's own keyring is empty
@@ -774,7 +777,8 @@ def test_status_history_lists_the_attempt_a_pause_cut_with_the_bytes_it_sent(
     """#34 item 13: paused, then let go, a transfer showed one attempt with the bytes
     sent after the pause only."""
     from desktop_app import cli
-    from desktop_app.core.runtime.ferry import Ferry, RunMode
+    from desktop_app.core.runtime.ferry import Ferry
+    from desktop_app.core.runtime.run_mode import RunMode
     from tests.faults import Fault, is_part_upload
 
     mib = 1024 * 1024

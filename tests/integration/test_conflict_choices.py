@@ -29,13 +29,10 @@ from desktop_app.core.model.errors import ErrorCause
 from desktop_app.core.model.events import TransferProgress
 from desktop_app.core.model.failures import ConflictChoice, conflict_choices
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import (
-    Environment,
-    Ferry,
-    RunMode,
-    diagnose_profile,
-    known_protection,
-)
+from desktop_app.core.runtime.diagnosis import diagnose_profile, known_protection
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
+from desktop_app.core.runtime.run_mode import RunMode
 from desktop_app.core.settings.profiles import Profile
 from desktop_app.core.settings.secrets import SecretKind
 from desktop_app.core.storage.client import endpoint_id

@@ -28,16 +28,12 @@ import pytest
 
 from desktop_app.core.model.errors import ControlChannelError, FerryError
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.control import (
-    ControlFailed,
-    ControlReturned,
-    RunningFerry,
-    ask_running,
-    decode_reply,
-    endpoint_address,
-)
+from desktop_app.core.runtime.control import RunningFerry, ask_running, endpoint_address
+from desktop_app.core.runtime.control_messages import ControlFailed, ControlReturned, decode_reply
+from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.runtime.facade import FacadeCall
-from desktop_app.core.runtime.ferry import Environment, Ferry, RunMode
+from desktop_app.core.runtime.ferry import Ferry
+from desktop_app.core.runtime.run_mode import RunMode
 from desktop_app.core.transfers.scheduler import HoldReason
 from tests.conftest import AS_NOBODY, WeedServer
 from tests.integration.test_crash import ferry, wait_for

@@ -20,7 +20,8 @@ from desktop_app.core.journal.records import KeyConflictPolicy
 from desktop_app.core.model.errors import StorageError, StorageErrorKind
 from desktop_app.core.model.events import TransferProgress
 from desktop_app.core.model.states import ErrorKind, TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.storage.copies import copy_object
 from tests.conftest import (
     READER_ACCESS_KEY,

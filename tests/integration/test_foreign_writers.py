@@ -19,7 +19,8 @@ from desktop_app.core.journal.records import TransferRecord
 from desktop_app.core.model.errors import ErrorCause
 from desktop_app.core.model.events import EngineEvent, TransferChanged, TransferProgress
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, WeedServer, upload_done
 from tests.faults import Fault, FaultProxy, is_complete, is_part_upload
 from tests.integration.test_engine import object_sha256, write_random

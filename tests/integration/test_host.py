@@ -15,8 +15,9 @@ import pytest
 from desktop_app.core.check.findings import CheckReport
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime import host
+from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.runtime.facade import FacadeCall
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.ferry import Ferry
 from tests.conftest import WeedServer
 
 

@@ -18,7 +18,8 @@ import pytest
 
 from desktop_app.core.model.events import TransferProgress
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from tests.faults import Fault, FaultProxy, is_part_upload, is_put
 from tests.integration.test_engine import write_random
 

@@ -20,7 +20,8 @@ from desktop_app.core.catalog.records import FileQuery
 from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.model.events import TransferProgress
 from desktop_app.core.model.states import ErrorKind, TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, is_part_upload
 from tests.integration.test_crash import confirmed_parts, ferry, wait_for

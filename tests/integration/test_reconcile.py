@@ -23,7 +23,8 @@ from desktop_app.core.catalog.schema import AuditAction, FileRow, FileStatus, Ou
 from desktop_app.core.catalog.service import CatalogService
 from desktop_app.core.check.findings import CheckOptions, FindingKind, RepairAction
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from tests.conftest import WeedServer, save_test_profile
 
 GRACE = 8

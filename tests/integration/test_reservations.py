@@ -16,7 +16,8 @@ from desktop_app.core.catalog.service import open_catalog
 from desktop_app.core.check.findings import CheckOptions
 from desktop_app.core.model.errors import CatalogError, KeyConflictError
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from tests.conftest import (
     MemoryKeyring,
     WeedServer,

@@ -15,8 +15,11 @@ import pytest
 
 from desktop_app.core.model.errors import SandboxError
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry, RunMode, start_sandbox
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
+from desktop_app.core.runtime.run_mode import RunMode
 from desktop_app.core.runtime.sandbox import SandboxServer, find_weed
+from desktop_app.core.runtime.sandbox_profile import start_sandbox
 
 
 def test_sandbox_start_reuse_stop_and_restart_keeps_data(

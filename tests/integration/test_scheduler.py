@@ -24,9 +24,11 @@ from pathlib import Path
 
 from desktop_app.core.model.events import TransferProgress
 from desktop_app.core.model.states import ErrorKind, TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry, RunMode
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
+from desktop_app.core.runtime.run_mode import RunMode
+from desktop_app.core.transfers.control import TransferControl
 from desktop_app.core.transfers.retry import RetryPolicy
-from desktop_app.core.transfers.sender import TransferControl
 from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, is_part_upload, is_put
 from tests.integration.test_crash import confirmed_parts, ferry, wait_for

@@ -24,7 +24,8 @@ from desktop_app.cli import session
 from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.model.errors import ConfigError, StorageError
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.runtime.logs import configure_logging
 from desktop_app.core.settings.secrets import SecretKind, SecretStore
 from tests.conftest import (

@@ -16,7 +16,9 @@ from pathlib import Path
 
 from desktop_app.core.model.events import TransferProgress
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry, RunMode
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
+from desktop_app.core.runtime.run_mode import RunMode
 from desktop_app.core.transfers.scheduler import HoldReason
 from tests.conftest import SystemBus, WeedServer
 from tests.faults import FaultProxy

@@ -32,7 +32,8 @@ import pytest
 from desktop_app.core.journal.facts import NewTransfer
 from desktop_app.core.journal.records import SourceIdentity, TransferError
 from desktop_app.core.model.states import ErrorKind, TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.transfers.retry import RetryPolicy
 from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, Request

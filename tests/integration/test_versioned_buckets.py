@@ -20,7 +20,8 @@ from sqlalchemy import text
 from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.check.findings import CheckOptions, FindingKind, RepairAction, RepairOutcome
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.storage.versions import iter_object_versions
 from tests.conftest import (
     TEST_ACCESS_KEY,

@@ -13,7 +13,9 @@ import pytest
 from desktop_app.core.catalog.records import FileQuery
 from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry, RunMode
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
+from desktop_app.core.runtime.run_mode import RunMode
 from desktop_app.core.runtime.watcher import FolderWatcher, WatchedFolder
 from tests.conftest import WeedServer
 

@@ -24,7 +24,9 @@ from botocore.compat import HTTPHeaders
 from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.model.errors import ErrorCause, StorageError
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry, diagnose_profile
+from desktop_app.core.runtime.diagnosis import diagnose_profile
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.storage.probes import probe_checksums
 from desktop_app.core.transfers.checksums import (
     CHECKSUM_FILE,
@@ -115,7 +117,7 @@ def test_a_multipart_upload_records_the_crc64nvme_the_server_verified(
     digests = ferry.journal.part_digests(done.id)
     assert digests is not None
     assert digests.crc64nvme_verified
-    assert ferry.engine.sender.proven_checksum(ferry.journal.get(done.id)) == _crc(data)
+    assert ferry.engine.sender.verifier.proven_checksum(ferry.journal.get(done.id)) == _crc(data)
 
 
 def test_a_single_put_records_the_crc64nvme_the_server_answered(

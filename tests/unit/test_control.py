@@ -41,11 +41,11 @@ from desktop_app.core.journal.records import (
 from desktop_app.core.model import typed_json
 from desktop_app.core.model.errors import ControlChannelError
 from desktop_app.core.model.states import ErrorKind, TransferState
-from desktop_app.core.runtime.control import (
+from desktop_app.core.runtime.control import ask_running
+from desktop_app.core.runtime.control_messages import (
     MAX_REPLY,
     ControlFailed,
     ControlReturned,
-    ask_running,
     decode_reply,
     decode_request,
     decode_result,

@@ -13,7 +13,8 @@ import pytest
 from desktop_app.core.journal.store import Journal
 from desktop_app.core.model.errors import JournalLockedError
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.transfers.limits import ByteBudget
 from tests.conftest import open_moto_ferry
 
@@ -143,7 +144,7 @@ def test_the_profile_test_says_the_server_refuses_writes_over_others_objects(
     ferry: Ferry,
 ) -> None:
     from desktop_app.core.model.bucket_objects import WriteProtection
-    from desktop_app.core.runtime.ferry import diagnose_profile
+    from desktop_app.core.runtime.diagnosis import diagnose_profile
     from desktop_app.core.storage.probes import probe_write
 
     assert probe_write(ferry.storage, "probe") is WriteProtection.CONDITIONS_HONOURED

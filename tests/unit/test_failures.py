@@ -12,7 +12,7 @@ import dataclasses
 import importlib.util
 import sqlite3
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -38,8 +38,11 @@ from desktop_app.core.settings.profiles import Profile
 from desktop_app.core.settings.secrets import CredentialSource, S3Credentials
 from desktop_app.core.settings.sso import SignInFailedError
 from desktop_app.core.storage.s3 import S3Storage
-from desktop_app.core.transfers.sender import VERIFICATION_FAILED, ObjectSender
 from desktop_app.core.transfers.sources import SourceProblem
+from desktop_app.core.transfers.verification import (
+    VERIFICATION_FAILED,
+    verification_failed_before,
+)
 from tests.unit.test_states import new_transfer
 
 STORAGE_CAUSES = {
@@ -275,10 +278,6 @@ def test_the_journal_keeps_the_cause_of_a_failure_and_of_each_attempt(journal: J
     assert journal.get(added.id).error == failure
 
 
-def _sender_of(journal: Journal) -> Any:
-    return SimpleNamespace(journal=journal)
-
-
 def _fail_attempt(journal: Journal, transfer_id: int, title: str, cause: ErrorCause) -> None:
     error = TransferError(ErrorKind.TRANSIENT, title, "m", cause)
     now = journal.get(transfer_id).created_at
@@ -291,11 +290,11 @@ def _fail_attempt(journal: Journal, transfer_id: int, title: str, cause: ErrorCa
 def test_a_verification_failure_is_recognised_by_its_code_not_its_title(journal: Journal) -> None:
     reworded = _uploading(journal)
     _fail_attempt(journal, reworded.id, "The bucket holds other bytes", ErrorCause.VERIFICATION)
-    assert ObjectSender.verification_failed_before(_sender_of(journal), reworded.id)
+    assert verification_failed_before(journal, reworded.id)
 
     titled = _uploading(journal)
     _fail_attempt(journal, titled.id, VERIFICATION_FAILED, ErrorCause.SERVER)
-    assert not ObjectSender.verification_failed_before(_sender_of(journal), titled.id)
+    assert not verification_failed_before(journal, titled.id)
 
 
 # -- old rows get their cause once, in the migration ----------------------------
@@ -366,7 +365,7 @@ def test_old_rows_get_their_cause_from_their_title_once(tmp_path: Path) -> None:
             assert attempt.error.cause.value == cause, OLD_ROWS[number - 1]
         # A transfer whose verification failed once before the upgrade stops at the second.
         verified = OLD_ROWS.index(("transient", "Verification failed", "m", "verification")) + 1
-        assert ObjectSender.verification_failed_before(_sender_of(journal), verified)
+        assert verification_failed_before(journal, verified)
     finally:
         journal.close()
     with sqlite3.connect(path) as db:

@@ -12,8 +12,8 @@ from awscrt import checksums
 
 from desktop_app.core.model.errors import SourceError
 from desktop_app.core.transfers.limits import ByteBudget
+from desktop_app.core.transfers.part_plan import part_plan
 from desktop_app.core.transfers.prepass import PrePass, crc64nvme, crc64nvme_base64
-from desktop_app.core.transfers.sender import part_plan
 
 MIB = 1024 * 1024
 

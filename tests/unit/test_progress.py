@@ -1,6 +1,6 @@
 """Progress as the connection takes the bytes, and a silent server, on an injected clock.
 
-The meter (``sender.ProgressMeter``) counts each request's body as botocore
+The meter (``progress.ProgressMeter``) counts each request's body as botocore
 reads it; ``throughput.Throughput`` turns its events into a speed, a time
 left and a silence. No sleeps: the clock is a number the tests move.
 """
@@ -20,7 +20,7 @@ from desktop_app.core.runtime.throughput import IDLE_SECONDS, STALL_SECONDS, Rat
 from desktop_app.core.settings.profiles import Profile
 from desktop_app.core.settings.secrets import CredentialSource, S3Credentials
 from desktop_app.core.storage.s3 import S3Storage
-from desktop_app.core.transfers.sender import ProgressMeter
+from desktop_app.core.transfers.progress import ProgressMeter
 from tests.unit.test_throughput import Clock
 
 MIB = 1024 * 1024

@@ -28,7 +28,9 @@ from desktop_app.core.check.findings import CheckOptions, FindingKind, RepairOut
 from desktop_app.core.model.bucket_objects import WriteProtection
 from desktop_app.core.model.errors import ErrorCause
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry, diagnose_profile
+from desktop_app.core.runtime.diagnosis import diagnose_profile
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.storage.probes import probe_write
 from desktop_app.core.transfers.protection import PROTECTION_FILE, ProtectionMemory
 from tests.conftest import open_moto_ferry

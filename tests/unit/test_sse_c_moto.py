@@ -17,7 +17,7 @@ import pytest
 
 from desktop_app.core.model.errors import ConfigError
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import Environment
+from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.runtime.logs import REDACTED, REDACTOR, configure_logging
 from desktop_app.core.settings.profiles import Encryption, Profile
 from desktop_app.core.settings.secrets import (

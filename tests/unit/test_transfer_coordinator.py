@@ -21,8 +21,9 @@ import pytest
 from desktop_app.core.journal.records import TransferRecord
 from desktop_app.core.model.events import EngineEvent, TransferProgress
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.runtime.ferry import Environment, Ferry
-from desktop_app.core.transfers.sender import TransferControl
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
+from desktop_app.core.transfers.control import TransferControl
 from tests.conftest import open_moto_ferry
 
 MIB = 1024 * 1024

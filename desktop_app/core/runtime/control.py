@@ -20,8 +20,10 @@ command then runs on its own. Requests carry absolute paths: the client
 resolves them in its own working directory.
 
 The channel is the user's alone: a message is a 4-byte length and a JSON
-document with a version ``v`` (:data:`PROTOCOL_VERSION`), at most
-:data:`MAX_REQUEST` / :data:`MAX_REPLY` bytes. A call's arguments are decoded
+document with a version ``v`` (:data:`.control_messages.PROTOCOL_VERSION`), at
+most :data:`.control_messages.MAX_REQUEST` / :data:`.control_messages.MAX_REPLY`
+bytes (the messages are :mod:`.control_messages`', the framing and the checks
+of who is at the other end :mod:`.control_socket`'s). A call's arguments are decoded
 by the types its facade method declares and its result by the type the method
 returns, field by field through one small codec (dataclasses, enums, times,
 paths, sequences, mappings of plain values; anything else is refused), so
@@ -40,63 +42,48 @@ import contextlib
 import functools
 import getpass
 import hashlib
-import inspect
-import json
 import logging
 import os
 import socket
-import stat
-import struct
 import sys
 import threading
 import typing
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import Any, Concatenate
 
 from desktop_app.core.model.errors import ControlChannelError, FerryError
-from desktop_app.core.model.typed_json import Mismatch, decoder, to_json
-from desktop_app.core.runtime.facade import FacadeCall, facade_method
-from desktop_app.core.settings.paths import describe_user, refuse_unsafe_dir
+from desktop_app.core.runtime.control_messages import (
+    MAX_REPLY,
+    MAX_REQUEST,
+    ControlFailed,
+    ControlReply,
+    ControlReturned,
+    decode_reply,
+    decode_request,
+    decode_result,
+    encode_reply,
+    encode_request,
+)
+from desktop_app.core.runtime.control_socket import (
+    peer_uid,
+    receive_frame,
+    refuse_foreign_peer,
+    refuse_foreign_socket,
+    send_frame,
+)
+from desktop_app.core.runtime.facade import FacadeCall
+from desktop_app.core.settings.paths import describe_user
 
 log = logging.getLogger(__name__)
 T = typing.TypeVar("T")
 R = typing.TypeVar("R")
 P = typing.ParamSpec("P")
 _FAMILY = "AF_PIPE" if sys.platform == "win32" else "AF_UNIX"
-
-PROTOCOL_VERSION = 2  # 2: one generic call of a facade method (#37)
-# A request is a command line's worth of paths (argv itself is at most a few
-# MiB); a reply lists every transfer a request touched with its attempts
-# (about 1 KiB each), so a folder of 100,000 files still fits.
-MAX_REQUEST = 16 * 1024 * 1024
-MAX_REPLY = 256 * 1024 * 1024
 # A client has this long to send its request: a silent connection holds
 # one thread of the running Ferry no longer than this.
 REQUEST_PATIENCE = 30.0
-_HEADER = struct.Struct(">I")
-_CHUNK = 1024 * 1024
-
-
-# -- replies: running Ferry -> command -----------------------------------------------
-
-
-@dataclass(frozen=True)
-class ControlReturned:
-    """A call's result as JSON; :meth:`RunningFerry.call` decodes it by the method's type."""
-
-    value: Any
-
-
-@dataclass(frozen=True)
-class ControlFailed:
-    title: str
-    message: str
-
-
-ControlReply = ControlReturned | ControlFailed
 
 
 def endpoint_address(data_dir: Path) -> str:
@@ -105,210 +92,6 @@ def endpoint_address(data_dir: Path) -> str:
         digest = hashlib.sha256(str(data_dir).encode("utf-8", "surrogateescape")).hexdigest()
         return rf"\\.\pipe\ferry-{getpass.getuser()}-{digest[:16]}"
     return str(data_dir / "ferry.sock")
-
-
-# -- the format: versioned JSON, decoded into the dataclasses field by field --------
-
-
-def encode_request(profile: str | None, call: FacadeCall) -> bytes:
-    document = {"v": PROTOCOL_VERSION, "profile": profile, "call": call.method}
-    return _dump({**document, "args": to_json(call.args), "kwargs": to_json(call.kwargs)})
-
-
-def decode_request(payload: bytes, facade: type[Any]) -> tuple[str | None, FacadeCall]:
-    """The profile and call in a message, each argument decoded by the type the facade
-    method declares; :class:`ControlChannelError` or :class:`FacadeRefused` if it is none."""
-    document = _load(payload, "request")
-    method = document.get("call")
-    if type(method) is not str:
-        raise _garbled("request", "no method named")
-    function = facade_method(facade, method)
-    try:
-        profile: str | None = decoder(str | None)(document.get("profile"))
-        args, kwargs = _decode_arguments(function, document.get("args"), document.get("kwargs"))
-    except Mismatch as exc:
-        raise _garbled("request", f"{method}{exc.where} {exc.problem}") from exc
-    return profile, FacadeCall(method, args, kwargs)
-
-
-def _decode_arguments(
-    function: Callable[..., Any], args: Any, kwargs: Any
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    if type(args) is not list or type(kwargs) is not dict:
-        raise Mismatch("has no argument list")
-    hints = _hints(function)
-    parameters = list(inspect.signature(function).parameters.values())[1:]  # self
-    positional = [p for p in parameters if p.kind in _POSITIONAL]
-    if len(args) > len(positional):
-        raise Mismatch(f"takes {len(positional)} positional argument(s), not {len(args)}")
-    decoded = []
-    for parameter, value in zip(positional, args, strict=False):
-        decoded.append(_argument(hints, parameter.name, value))
-    by_name = {p.name for p in parameters if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
-    named = {}
-    for name, value in kwargs.items():
-        if name not in by_name:
-            raise Mismatch(f"takes no argument {name[:40]!r}")
-        named[name] = _argument(hints, name, value)
-    return tuple(decoded), named
-
-
-_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-
-
-def _argument(hints: dict[str, Any], name: str, value: Any) -> Any:
-    try:
-        return decoder(hints[name])(value)
-    except Mismatch as exc:
-        raise exc.at(f"({name})") from exc
-    except TypeError:  # a parameter with no JSON form: not for other commands
-        raise Mismatch("cannot be asked for over the local endpoint") from None
-
-
-def _hints(function: Callable[..., Any]) -> dict[str, Any]:
-    if function not in _HINTS:
-        _HINTS[function] = typing.get_type_hints(function)
-    return _HINTS[function]
-
-
-_HINTS: dict[Callable[..., Any], dict[str, Any]] = {}
-
-
-def encode_reply(reply: ControlReply) -> bytes:
-    if isinstance(reply, ControlFailed):
-        body = {"failed": {"title": reply.title, "message": reply.message}}
-    else:
-        body = {"result": to_json(reply.value)}
-    return _dump({"v": PROTOCOL_VERSION, **body})
-
-
-def decode_reply(payload: bytes) -> ControlReply:
-    """The reply in a message (a result still as JSON); :class:`ControlChannelError` if none."""
-    document = _load(payload, "answer")
-    if "result" in document:
-        return ControlReturned(document["result"])
-    try:
-        failed: ControlFailed = decoder(ControlFailed)(document.get("failed"))
-    except Mismatch as exc:
-        raise _garbled("answer", f"failed{exc.where} {exc.problem}") from exc
-    return failed
-
-
-def decode_result(function: Callable[..., Any], value: Any) -> Any:
-    """A returned value as the type ``function`` declares it returns."""
-    try:
-        return decoder(_hints(function)["return"])(value)
-    except Mismatch as exc:
-        raise _garbled("answer", f"{function.__name__}{exc.where} {exc.problem}") from exc
-
-
-def _dump(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, ensure_ascii=False, allow_nan=False).encode(
-        "utf-8",
-        "surrogateescape",  # a path may hold bytes that are not UTF-8
-    )
-
-
-def _load(payload: bytes, what: str) -> dict[str, Any]:
-    try:
-        document = json.loads(payload.decode("utf-8", "surrogateescape"))
-    except ValueError as exc:
-        raise _garbled(what, "not a JSON document") from exc
-    if not isinstance(document, dict):
-        raise _garbled(what, "not a JSON object")
-    if document.get("v") != PROTOCOL_VERSION:
-        raise ControlChannelError(
-            f"The running Ferry speaks version {document.get('v')!r} of the local protocol, "
-            f"this command version {PROTOCOL_VERSION}: one of them is another Ferry release. "
-            "Stop the running Ferry (close the window or end `ferry watch`) and start it again.",
-            title="Another Ferry version is running",
-        )
-    return document
-
-
-def _garbled(what: str, detail: str) -> ControlChannelError:
-    outcome = (
-        "nothing was carried out. Run the command again"
-        if what == "request"
-        else "the running Ferry may have carried the request out (`ferry status` shows)"
-    )
-    return ControlChannelError(
-        f"The {what} on Ferry's local endpoint could not be read ({detail}); {outcome}. "
-        "If this repeats, stop the running Ferry and start it again.",
-        title=f"Unreadable {what}",
-    )
-
-
-# -- framing and who is at the other end ---------------------------------------------
-
-
-def _send_frame(connection: socket.socket, payload: bytes) -> None:
-    connection.sendall(_HEADER.pack(len(payload)) + payload)
-
-
-def _receive_frame(connection: socket.socket, limit: int, what: str) -> bytes:
-    """One message; EOFError when the other end closed first, before or within it."""
-    (length,) = _HEADER.unpack(_receive_exactly(connection, _HEADER.size))
-    if length > limit:
-        raise ControlChannelError(
-            f"The {what} on Ferry's local endpoint says it is {length:,} bytes long, more "
-            f"than the {limit:,} allowed; it was not read and nothing was carried out.",
-            title=f"{what.capitalize()} too large",
-        )
-    return _receive_exactly(connection, length)
-
-
-def _receive_exactly(connection: socket.socket, size: int) -> bytes:
-    received = bytearray()
-    while len(received) < size:
-        chunk = connection.recv(min(_CHUNK, size - len(received)))
-        if not chunk:
-            raise EOFError
-        received += chunk
-    return bytes(received)
-
-
-def _peer_uid(connection: socket.socket) -> int | None:
-    """The user id of the process at the other end; None where the system cannot say."""
-    if hasattr(socket, "SO_PEERCRED"):  # Linux: struct ucred {pid, uid, gid}
-        ucred = struct.Struct("=iII")
-        raw = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, ucred.size)
-        return int(ucred.unpack(raw)[1])
-    local_peercred = getattr(socket, "LOCAL_PEERCRED", None)
-    if local_peercred is not None:  # macOS, FreeBSD: struct xucred {version, uid, ...}
-        raw = connection.getsockopt(0, local_peercred, 76)  # SOL_LOCAL, sizeof(xucred)
-        return int(struct.unpack_from("=II", raw)[1])
-    return None
-
-
-def _refuse_foreign_socket(address: str) -> None:
-    """Refuse a socket file, or a folder it is in, that another user made or can change.
-
-    FileNotFoundError when there is none (no Ferry runs)."""
-    path = Path(address)
-    found = os.lstat(path)
-    me = os.geteuid()
-    if not stat.S_ISSOCK(found.st_mode) or found.st_uid != me or found.st_mode & 0o077:
-        raise ControlChannelError(
-            f"{path} is not your running Ferry's endpoint: it belongs to "
-            f"{describe_user(found.st_uid)}, mode {stat.S_IMODE(found.st_mode):04o}"
-            f"{'' if stat.S_ISSOCK(found.st_mode) else ', not a socket'}. Ferry sent it "
-            f"nothing. Remove it (`rm {path}`), and make sure the folder is yours and no one "
-            "else's, or set FERRY_HOME to a folder of your own.",
-            title="Someone else's endpoint",
-        )
-    refuse_unsafe_dir(path.parent, "data folder")
-
-
-def _refuse_foreign_peer(connection: socket.socket, address: str) -> None:
-    peer = _peer_uid(connection)
-    if peer is not None and peer != os.geteuid():
-        raise ControlChannelError(
-            f"The program listening at {address} runs as {describe_user(peer)}, not as you; "
-            f"Ferry sent it nothing. Remove {address}, and make sure its folder is yours "
-            "and no one else's, or set FERRY_HOME to a folder of your own.",
-            title="Someone else's endpoint",
-        )
 
 
 # -- the two ends ------------------------------------------------------------------------
@@ -369,7 +152,7 @@ class ControlServer:
     def _serve_socket(self, connection: socket.socket) -> None:
         with connection:
             try:
-                peer = _peer_uid(connection)
+                peer = peer_uid(connection)
             except OSError:
                 return  # gone already
             if peer is not None and peer != os.geteuid():
@@ -377,7 +160,7 @@ class ControlServer:
                 return
             connection.settimeout(REQUEST_PATIENCE)
             try:
-                payload = _receive_frame(connection, MAX_REQUEST, "request")
+                payload = receive_frame(connection, MAX_REQUEST, "request")
             except ControlChannelError as exc:
                 reply: ControlReply = ControlFailed(exc.title, exc.message)
             except (EOFError, OSError):
@@ -386,7 +169,7 @@ class ControlServer:
                 connection.settimeout(None)  # carrying it out may take hours (Ferry.wait)
                 reply = self._answer(payload)
             with contextlib.suppress(OSError):
-                _send_frame(connection, self._encoded(reply))
+                send_frame(connection, self._encoded(reply))
 
     def _serve_pipe(self, pipe: Connection) -> None:
         with pipe:
@@ -486,8 +269,8 @@ def ask_running(address: str, profile: str | None, call: FacadeCall) -> ControlR
         if connection is None:
             return None
         try:
-            _send_frame(connection, encode_request(profile, call))
-            payload = _receive_frame(connection, MAX_REPLY, "answer")
+            send_frame(connection, encode_request(profile, call))
+            payload = receive_frame(connection, MAX_REPLY, "answer")
         except (EOFError, OSError):
             return _stopped()
     return decode_reply(payload)
@@ -501,7 +284,7 @@ def _own_connection(address: str) -> Iterator[socket.socket | None]:
     the caller may send a byte (ControlChannelError or UnsafeFolderError).
     """
     try:
-        _refuse_foreign_socket(address)
+        refuse_foreign_socket(address)
     except FileNotFoundError:
         yield None
         return
@@ -511,7 +294,7 @@ def _own_connection(address: str) -> Iterator[socket.socket | None]:
         except OSError:
             yield None  # a socket left by a Ferry that died
             return
-        _refuse_foreign_peer(connection, address)
+        refuse_foreign_peer(connection, address)
         yield connection
 
 

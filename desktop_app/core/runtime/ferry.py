@@ -4,21 +4,20 @@ The CLI and the window are thin over :class:`Ferry`; they never touch the
 modules behind it directly. Everything it needs (paths, environment, keyring)
 is passed in. A profile marked ``sandbox`` gets its local server started (or
 reused) when Ferry opens and stopped when Ferry closes, if this Ferry started it.
+What is not the facade lives beside it: :mod:`.environment`, :mod:`.run_mode`,
+:mod:`.sandbox_profile`, :mod:`.relay_wiring`, :mod:`.diagnosis`, and the
+facade's own helpers :mod:`.deletion`, :mod:`.system_follow`,
+:mod:`.folder_following` and :mod:`.profile_checks`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import enum
-import json
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from desktop_app.core.catalog.database import CatalogMode
 from desktop_app.core.catalog.peek import OutboxBacklog
@@ -32,166 +31,47 @@ from desktop_app.core.check.findings import (
     RepairResult,
     write_report,
 )
-from desktop_app.core.journal.records import (
-    AttemptRecord,
-    KeyConflictPolicy,
-    SourceIdentity,
-    TransferRecord,
-)
 from desktop_app.core.journal.store import Journal
 from desktop_app.core.model.bucket_objects import ObjectInfo
-from desktop_app.core.model.errors import ErrorCause, FerryError, StorageError, StorageErrorKind
+from desktop_app.core.model.errors import FerryError
 from desktop_app.core.model.events import EventBus
 from desktop_app.core.model.failures import ConflictChoice
 from desktop_app.core.model.states import TransferState
-from desktop_app.core.relay.loop import Relay
-from desktop_app.core.relay.messages import EventPublisher
-from desktop_app.core.relay.publisher import JetStreamPublisher
+from desktop_app.core.model.transfer_records import AttemptRecord, TransferRecord
 from desktop_app.core.runtime.control import ControlServer, endpoint_address
-
-# Light, and re-exported here: the CLI's reading commands start from it alone.
-from desktop_app.core.runtime.environment import Environment as Environment
+from desktop_app.core.runtime.deletion import RegisteredObjectDeleter
+from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.runtime.facade import FacadeCall, invoke
+from desktop_app.core.runtime.folder_following import FolderFollowing
 from desktop_app.core.runtime.logs import REDACTOR
-from desktop_app.core.runtime.sandbox import (
-    SANDBOX_BUCKET,
-    SandboxAccess,
-    SandboxKeeper,
-    SandboxServer,
-    SandboxState,
-    find_weed,
-)
-from desktop_app.core.runtime.system_bus import (
-    AwakeWhileBusy,
-    MeteredWatch,
-    SleepInhibitor,
-    system_bus_address,
-)
+from desktop_app.core.runtime.profile_checks import ProfileChecks
+from desktop_app.core.runtime.run_mode import RunMode
+from desktop_app.core.runtime.sandbox import SandboxServer
+from desktop_app.core.runtime.sandbox_profile import start_sandbox
+from desktop_app.core.runtime.system_follow import SystemFollower
 from desktop_app.core.runtime.watcher import (
     FolderStatus,
     FolderWatcher,
     WatchedFolder,
-    WatchedFolderStore,
 )
-from desktop_app.core.settings.profiles import DEFAULT_PROFILE_NAME, Encryption, Profile
+from desktop_app.core.settings.profiles import Profile
 from desktop_app.core.settings.secrets import (
-    SANDBOX_ACCESS_KEY,
-    SANDBOX_SECRET_KEY,
     CredentialSource,
     catalog_password,
-    describe_encryption,
-    missing_customer_key,
     require_s3_credentials,
-    resolve_s3_credentials,
 )
-from desktop_app.core.storage.errors import KEPT_BY_RULES
-from desktop_app.core.storage.probes import probe_checksums, probe_write
 from desktop_app.core.storage.s3 import S3Storage
-from desktop_app.core.storage.versions import delete_version
-from desktop_app.core.transfers.checksums import CHECKSUM_FILE, ChecksumMemory, integrity
 from desktop_app.core.transfers.coordinator import TransferCoordinator
-from desktop_app.core.transfers.engine import EngineOptions, TransferEngine
+from desktop_app.core.transfers.engine import TransferEngine
+from desktop_app.core.transfers.options import EngineOptions
 from desktop_app.core.transfers.protection import (
     PROTECTION_FILE,
     EndpointGuard,
-    LearntProtection,
     ProtectionMemory,
-    endpoint_key,
 )
-from desktop_app.core.transfers.retry import RetryPolicy
-from desktop_app.core.transfers.scheduler import HoldReason, Runs, Scheduler, SchedulerOptions
+from desktop_app.core.transfers.scheduler import HoldReason, Scheduler, SchedulerOptions
 
 log = logging.getLogger(__name__)
-
-
-# Failed attempts after which a command that waits reports a transfer as failed
-# (with its next try time); a resident Ferry goes on trying it by itself.
-ONE_SHOT_PATIENCE = 5
-OTHERS_VERSION_KEPT = (
-    "Another program's object, written at this key after Ferry's, was left in place byte for byte."
-)
-
-
-def _days(seconds: int) -> str:
-    days = seconds / 86400
-    if days >= 1:
-        return f"{days:g} day{'s' if days != 1 else ''}"
-    return f"{seconds / 3600:g} hours"
-
-
-class RunMode(enum.Enum):
-    """How long this Ferry runs, which decides how long it keeps retrying by itself."""
-
-    ONE_SHOT = "one_shot"  # a command that ends: a few quick retries, then report
-    RESIDENT = "resident"  # the window or `ferry watch`: retry for as long as it runs
-
-    @property
-    def retry(self) -> RetryPolicy:
-        if self is RunMode.ONE_SHOT:
-            return RetryPolicy(base=0.5, cap=30.0, give_up_after=ONE_SHOT_PATIENCE)
-        return RetryPolicy(base=5.0, cap=3600.0)
-
-    def scheduler_options(self, workers: int) -> SchedulerOptions:
-        if self is RunMode.ONE_SHOT:
-            return SchedulerOptions(workers=workers, probe_interval=5.0, runs=Runs.AWAITED)
-        return SchedulerOptions(workers=workers, probe_interval=15.0)
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    ok: bool
-    detail: str
-
-
-def sandbox_access(profile: Profile) -> SandboxAccess:
-    """The sandbox's address and placeholder keys, for other programs."""
-    return SandboxAccess(
-        profile.endpoint_url or "", profile.bucket, SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
-    )
-
-
-def sandbox_running(env: Environment) -> bool:
-    return SandboxServer(env.paths.sandbox_dir, Path("weed")).running() is not None
-
-
-def start_sandbox(env: Environment) -> tuple[SandboxServer, SandboxState, Profile]:
-    """Start (or reuse) the sandbox server and write the "local" profile for it."""
-    env.paths.ensure()
-    server = SandboxServer(env.paths.sandbox_dir, find_weed(env.environ))
-    state = server.start()
-    store = env.profiles
-    try:
-        existing = store.get(DEFAULT_PROFILE_NAME)
-    except FerryError:
-        existing = None
-    profile = Profile(
-        name=DEFAULT_PROFILE_NAME,
-        bucket=SANDBOX_BUCKET,
-        catalog_url=env.paths.default_catalog_url(DEFAULT_PROFILE_NAME),
-        endpoint_url=state.endpoint_url,
-        sandbox=True,
-    )
-    if existing is not None and existing.sandbox:
-        profile = dataclasses.replace(existing, endpoint_url=state.endpoint_url)
-    if existing is None or existing != profile:
-        if existing is not None and not existing.sandbox:
-            server.stop()
-            raise FerryError(
-                f"A profile named {DEFAULT_PROFILE_NAME!r} exists and is not the sandbox; "
-                "remove or rename it first (`ferry profile remove local`).",
-                title="Profile name taken",
-            )
-        store.save(profile, make_default=existing is None)
-    credentials = resolve_s3_credentials(profile, env.secrets, env.environ)
-    REDACTOR.add_binary_secret(credentials.sse_customer_key)
-    storage = S3Storage.connect(profile, credentials)
-    try:
-        storage.create_bucket_if_missing()
-    except StorageError:
-        server.stop()
-        raise
-    return server, state, profile
 
 
 class Ferry:
@@ -223,13 +103,8 @@ class Ferry:
         # Told when the system holds uploads back or lets them go (the window
         # shows it): the text, and every reason holding them now.
         self.on_system_notice: Callable[[str, frozenset[HoldReason]], None] | None = None
-        self._system_watches: list[MeteredWatch | AwakeWhileBusy] = []
         # Told how far a check started with run_check has got: objects, rows.
         self.on_check_progress: Callable[[int, int], None] | None = None
-        self._check_cancel = threading.Event()
-        self._folder_watcher: FolderWatcher | None = None
-        self._sandbox_keeper: SandboxKeeper | None = None
-        self._folders_lock = threading.Lock()
         self.engine = TransferEngine(
             journal=journal,
             storage=storage,
@@ -259,6 +134,31 @@ class Ferry:
         )
         # A person's cancel, pause and retry: the one way they reach transfers.
         self.coordinator = TransferCoordinator(self.engine)
+        # What a resident Ferry follows of the system (see start).
+        self._system = SystemFollower(
+            profile=profile,
+            environ=env.environ,
+            scheduler=self.scheduler,
+            sandbox=sandbox,
+            announce=self._announce,
+        )
+        self._deleter = RegisteredObjectDeleter(storage, profile.retention_seconds)
+        self._folders = FolderFollowing(
+            journal=journal,
+            profile=profile,
+            intake=self.engine.intake,
+            scheduler=self.scheduler,
+            folders_file=env.paths.watched_folders_file,
+            start=self.start,
+        )
+        self._checks = ProfileChecks(
+            storage=storage,
+            catalog=catalog,
+            journal=journal,
+            profile=profile,
+            data_dir=env.paths.data_dir,
+            reupload=self._reupload,
+        )
 
     @classmethod
     def open(
@@ -327,14 +227,8 @@ class Ferry:
         with it, and False is returned: end the process now. Nothing is lost:
         its parts not yet confirmed are sent again at the next start.
         """
-        if self._sandbox_keeper is not None:
-            self._sandbox_keeper.stop()  # first: nothing may start the server again now
-        with self._folders_lock:
-            if self._folder_watcher is not None:
-                self._folder_watcher.stop()
-                self._folder_watcher = None
-        for watch in self._system_watches:
-            watch.stop()
+        self._system.stop()  # first: nothing may start the sandbox server again now
+        self._folders.stop()
         stopped = self.scheduler.stop(patience)
         if stopped:
             self.engine.close()
@@ -360,45 +254,8 @@ class Ferry:
         the computer kept awake while they run (unless the profile says not).
         """
         self.scheduler.start()
-        if self.mode is RunMode.RESIDENT and not self._system_watches:
-            self._watch_system()
-        if self.mode is RunMode.RESIDENT and self._sandbox is not None and self._sandbox.owned:
-            with self._folders_lock:
-                if self._sandbox_keeper is None:
-                    self._sandbox_keeper = SandboxKeeper(self._sandbox, self._sandbox_restarted)
-                    self._sandbox_keeper.start()
-
-    def _sandbox_restarted(self, text: str) -> None:
-        self._announce(text)
-        # What failed while the server was away is tried at once, not at its time.
-        self.scheduler.retry_waiting_now()
-        self.scheduler.wake()
-
-    def _watch_system(self) -> None:
-        bus = system_bus_address(self.env.environ)
-        if self.profile.pause_on_metered:
-            metered = MeteredWatch(self._metered_changed, bus_address=bus)
-            metered.start()
-            self._system_watches.append(metered)
-            if metered.unavailable is not None:
-                self._announce(f"Pause on a metered connection is off: {metered.unavailable}.")
-        if self.profile.keep_awake:
-            awake = AwakeWhileBusy(
-                SleepInhibitor(bus_address=bus), lambda: bool(self.scheduler.held())
-            )
-            awake.start()
-            self._system_watches.append(awake)
-
-    def _metered_changed(self, metered: bool) -> None:
-        if not self.scheduler.hold_back(HoldReason.METERED, metered):
-            return
-        if metered:
-            self._announce(
-                f"Uploads paused: {HoldReason.METERED.description}. They go on by themselves "
-                "when it is not (Settings: pause on a metered connection)."
-            )
-        else:
-            self._announce("The connection is no longer metered: uploads go on.")
+        if self.mode is RunMode.RESIDENT:
+            self._system.start()
 
     def _announce(self, text: str) -> None:
         log.info("%s", text)
@@ -512,90 +369,7 @@ class Ferry:
         the profile keeps deleted files for a while: then it is hidden by a
         marker and the check removes it once that time has passed.
         """
-        return self.catalog.delete(self.profile.bucket, key, self._delete_registered)
-
-    def _delete_registered(self, row: FileRecord) -> str | None:
-        try:
-            found = self.storage.head_object(row.key) if row.version_id is None else None
-            version = row.version_id or self._unrecorded_version(row, found)
-            if version is not None:
-                return self._delete_version(row, version)
-            if found is not None and row.etag is not None and found.etag != row.etag:
-                # Looked at first: a server that ignores If-Match on DELETE (rclone
-                # serve s3, Ceph) would delete another program's object.
-                raise self._left_in_place(row, "412", looked=True)
-            # Size and SHA-256 let a refusal be looked at (Swift's multipart objects).
-            self.storage.delete_object(row.key, if_match=row.etag, size=row.size, sha256=row.sha256)
-            return None
-        except StorageError as exc:
-            if exc.title == KEPT_BY_RULES or exc.code == "VersionMismatch":
-                raise  # says what to do already
-            if exc.kind is StorageErrorKind.PRECONDITION_FAILED:
-                raise self._left_in_place(row, exc.code) from exc
-            raise StorageError(
-                f"{exc.message} `ferry check` will offer to remove the object.",
-                kind=exc.kind,
-                code=exc.code,
-                title=exc.title,
-                cause=exc.cause,
-            ) from exc
-
-    @staticmethod
-    def _left_in_place(row: FileRecord, code: str, *, looked: bool = False) -> StorageError:
-        how = " (Ferry looked at it just before deleting)" if looked else ""
-        return StorageError(
-            f"The object at {row.key!r} is no longer the one Ferry uploaded: another "
-            f"program wrote that key since{how}. It was left in place; only Ferry's record "
-            "of the file was removed.",
-            kind=StorageErrorKind.PERMANENT,
-            code=code,
-            title="Written by another program",
-            cause=ErrorCause.CONFLICT,
-        )
-
-    def _unrecorded_version(self, row: FileRecord, found: ObjectInfo | None) -> str | None:
-        """The version of a row that recorded none (uploaded before versions were
-        recorded): the key's current one (``found``, HEADed by the caller), while it
-        has the row's ETag and size (the proof the delete by If-Match relied on).
-        None where the bucket keeps no versions. The same HEAD keeps a server that
-        ignores If-Match on DELETE from deleting another program's object."""
-        if found is None or found.version_id is None:
-            return None
-        if found.etag != row.etag or found.size != row.size:
-            return None
-        return found.version_id
-
-    def _delete_version(self, row: FileRecord, version_id: str) -> str | None:
-        """Remove the version Ferry wrote, or hide it while the profile keeps deleted files.
-
-        Another program's version written over Ferry's is never touched: it
-        stays current, byte for byte. The answer is a note on what stayed.
-        """
-        retention = self.profile.retention_seconds
-        if retention > 0:
-            on_top = False
-            try:  # a delete marker, only over Ferry's own version
-                self.storage.delete_object(
-                    row.key, if_match=row.etag, size=row.size, sha256=row.sha256
-                )
-            except StorageError as exc:
-                if exc.kind is not StorageErrorKind.PRECONDITION_FAILED:
-                    raise
-                on_top = True  # another program's version is current: it stays so
-            until = (row.deleted_at or datetime.now(UTC)) + timedelta(seconds=retention)
-            return (
-                (OTHERS_VERSION_KEPT + " " if on_top else "")
-                + f"Ferry's version stays in the bucket's history (not listed) until "
-                f"{until:%Y-%m-%d %H:%M} UTC: the profile keeps deleted files for "
-                f"{_days(retention)}. `ferry check --repair` removes it after that."
-            )
-        current = self.storage.head_object(row.key)
-        delete_version(
-            self.storage, row.key, version_id, etag=row.etag or "", file=row.original_name
-        )
-        if current is not None and current.version_id != version_id:
-            return OTHERS_VERSION_KEPT + " Only Ferry's version was removed."
-        return None
+        return self.catalog.delete(self.profile.bucket, key, self._deleter.delete)
 
     def outbox_backlog(self) -> OutboxBacklog:
         """Catalog events not yet published by a relay (and those set aside)."""
@@ -612,35 +386,17 @@ class Ferry:
 
     # -- watched folders ------------------------------------------------------------
 
-    def already_sent(self, path: Path, info: os.stat_result) -> bool:
-        """Has this exact file (path and identity) been uploaded or queued already?"""
-        latest = self.journal.latest_for_source(str(path), self.profile.name)
-        if latest is None or latest.state in (TransferState.FAILED, TransferState.CANCELLED):
-            return False
-        return latest.identity == SourceIdentity.of(info)
-
     def watch_saved_folders(self) -> None:
         """Watch the folders kept in the config dir (a resident Ferry, at its start)."""
-        self._follow(WatchedFolderStore(self.env.paths.watched_folders_file).load())
+        self._folders.watch_saved()
 
     def set_watched_folders(self, folders: list[WatchedFolder]) -> None:
         """Keep these as the watched folders and watch them from now on."""
-        WatchedFolderStore(self.env.paths.watched_folders_file).save(folders)
-        self._follow(folders)
+        self._folders.set_folders(folders)
 
     def folder_statuses(self) -> list[FolderStatus]:
         """How each watched folder fares (copies: the watcher updates its own in place)."""
-        with self._folders_lock:
-            watcher = self._folder_watcher
-            return [dataclasses.replace(s) for s in watcher.status.values()] if watcher else []
-
-    def _follow(self, folders: list[WatchedFolder]) -> None:
-        with self._folders_lock:
-            if self._folder_watcher is not None:
-                self._folder_watcher.stop()
-                self._folder_watcher = None
-            if folders:
-                self._folder_watcher = self.watch(folders)
+        return self._folders.statuses()
 
     def watch(
         self,
@@ -653,76 +409,37 @@ class Ferry:
 
         Only a resident Ferry watches: a one-shot one runs only what it waits for.
         """
-        if self.scheduler.options.runs is not Runs.EVERY_RUNNABLE:
-            raise ValueError("Folders are watched by a Ferry that runs every runnable transfer")
-        policy = KeyConflictPolicy(self.profile.watch_key_conflict)
-        self.start()
-
-        def on_ready(folder: WatchedFolder, files: list[Path]) -> None:
-            queued = self.engine.intake.queue_files(
-                [(f, folder.key_name(f)) for f in files], policy
-            )
-            if queued:
-                self.scheduler.wake()
-
-        watcher = FolderWatcher(
-            folders,
-            on_ready=on_ready,
-            already_sent=self.already_sent,
-            settle_seconds=settle_seconds,
-            force_polling=force_polling,
+        return self._folders.watch(
+            folders, settle_seconds=settle_seconds, force_polling=force_polling
         )
-        watcher.start()
-        return watcher
 
     # -- consistency --------------------------------------------------------------
 
     def checker(self) -> ConsistencyChecker:
-        def reupload(
-            source: Path, key: str, file_id: int, sha256: str, replaces_etag: str | None
-        ) -> bool:
-            record = self.engine.intake.queue_reupload(
-                source, key, file_id, sha256, replaces_etag=replaces_etag
-            )
-            [finished] = self.wait([record.id])
-            return finished.state is TransferState.DONE
+        return self._checks.checker()
 
-        return ConsistencyChecker(
-            storage=self.storage,
-            catalog=self.catalog,
-            journal=self.journal,
-            prefix=self.profile.prefix,
-            reupload=reupload,
-            spool_dir=self.env.paths.data_dir,
+    def _reupload(
+        self, source: Path, key: str, file_id: int, sha256: str, replaces_etag: str | None
+    ) -> bool:
+        """A repair's re-upload, sent like any transfer of this profile; whether it is done."""
+        record = self.engine.intake.queue_reupload(
+            source, key, file_id, sha256, replaces_etag=replaces_etag
         )
+        [finished] = self.wait([record.id])
+        return finished.state is TransferState.DONE
 
     def check(self, options: CheckOptions | None = None) -> CheckReport:
         """Run the consistency check and keep its report as the last one."""
-        if options is None:
-            options = CheckOptions(
-                grace_seconds=self.profile.grace_seconds,
-                retention_seconds=self.profile.retention_seconds,
-            )
-        report = self.checker().check(options)
-        self._last_report_file.write_text(json.dumps(report.to_json(), indent=2))
-        return report
+        return self._checks.check(options)
 
     def run_check(self, *, without_grace: bool = False) -> CheckReport:
         """The profile's check, which :meth:`cancel_check` stops and ``on_check_progress``
         follows; ``without_grace`` judges objects and rows of any age."""
-        self._check_cancel = threading.Event()
-        return self.check(
-            CheckOptions(
-                grace_seconds=0 if without_grace else self.profile.grace_seconds,
-                retention_seconds=self.profile.retention_seconds,
-                cancel=self._check_cancel,
-                progress=self.on_check_progress,
-            )
-        )
+        return self._checks.run(without_grace=without_grace, progress=self.on_check_progress)
 
     def cancel_check(self) -> None:
         """Stop the check that :meth:`run_check` runs (a check not yet started is not stopped)."""
-        self._check_cancel.set()
+        self._checks.cancel()
 
     def repair(
         self, findings: list[Finding], *, adopt_owner: str | None = None
@@ -733,134 +450,6 @@ class Ferry:
         """Save a check's report as JSON (.json) or CSV (anything else)."""
         write_report(report, path)
 
-    @property
-    def _last_report_file(self) -> Path:
-        return self.env.paths.data_dir / f"last-check-{self.profile.name}.json"
-
     def last_report(self) -> dict[str, object] | None:
         """The last check's report as saved (JSON), with when it ran and how long it took."""
-        try:
-            loaded: dict[str, object] = json.loads(self._last_report_file.read_text())
-        except (OSError, ValueError):
-            return None
-        return loaded
-
-
-def open_relay(
-    env: Environment,
-    profile_name: str | None = None,
-    *,
-    nats_url: str | None = None,
-    stream: str | None = None,
-    subject_prefix: str | None = None,
-    batch_size: int | None = None,
-    publisher: EventPublisher | None = None,
-) -> Relay:
-    """A relay over a profile's catalog: only the catalog is opened (no S3 keys needed).
-
-    The NATS address comes from ``nats_url``, else ``FERRY_NATS_URL``, else the
-    profile's ``relay_nats_url``, else NATS's default on this machine.
-    """
-    profile = env.profile(profile_name)
-    options = profile.relay_options(
-        nats_url=nats_url or env.environ.get("FERRY_NATS_URL"),
-        stream=stream,
-        subject_prefix=subject_prefix,
-    )
-    if batch_size is not None:
-        options = dataclasses.replace(options, batch_size=batch_size)
-    options.validate()
-    nats_parts = urlsplit(options.nats_url)
-    # nats://TOKEN@host carries a token as its user name.
-    REDACTOR.add_secret(nats_parts.password or nats_parts.username)
-    password = catalog_password(profile, env.secrets, env.environ)
-    REDACTOR.add_secret(password)
-    catalog = open_catalog(
-        profile.catalog_url,
-        owner=profile.owner,
-        password=password,
-        journal_file=env.paths.journal_file,
-    )
-    return Relay(
-        catalog.outbox(),
-        publisher or JetStreamPublisher(options),
-        options,
-        on_close=catalog.close,
-    )
-
-
-def diagnose_profile(env: Environment, profile: Profile) -> list[CheckResult]:
-    """Check, one by one, what a profile needs; each result says what is wrong."""
-    results: list[CheckResult] = []
-    sandbox: SandboxServer | None = None
-    try:
-        if profile.sandbox:
-            try:
-                sandbox, _state, profile = start_sandbox(env)
-                results.append(CheckResult("sandbox", True, f"running at {profile.endpoint_url}"))
-            except FerryError as exc:
-                results.append(CheckResult("sandbox", False, exc.message))
-                return results
-        try:
-            credentials = require_s3_credentials(profile, env.secrets, env.environ)
-            REDACTOR.add_secret(credentials.secret_access_key)
-            REDACTOR.add_binary_secret(credentials.sse_customer_key)
-            results.append(CheckResult("credentials", True, f"found in {credentials.source.value}"))
-        except FerryError as exc:
-            results.append(CheckResult("credentials", False, exc.message))
-            return results
-        held = profile.encryption is not Encryption.SSE_C or credentials.sse_customer_key
-        results.append(
-            CheckResult("encryption", bool(held), describe_encryption(profile, credentials))
-        )
-        if not held:
-            results.append(CheckResult("customer key", False, missing_customer_key(profile)))
-            return results
-        storage = S3Storage.connect(profile, credentials)
-        try:
-            storage.check_bucket()
-            results.append(CheckResult("bucket", True, f"{profile.bucket} is reachable"))
-            protection = probe_write(storage, profile.prefix)
-            # Kept for the uploads to come (and shown by Settings): no probe at their start.
-            ProtectionMemory(env.paths.data_dir / PROTECTION_FILE).put(
-                storage.endpoint_id, protection
-            )
-            results.append(CheckResult("write", True, "a test object was written and deleted"))
-            # Not a failure where conditions are ignored: Ferry works, with less protection.
-            results.append(CheckResult("other tools", True, protection.description))
-            # The integrity its uploads reach: the server verifies CRC64NVMEs, or MD5s.
-            verified = probe_checksums(storage, profile.prefix)
-            ChecksumMemory(env.paths.data_dir / CHECKSUM_FILE).put(storage.endpoint_id, verified)
-            results.append(CheckResult("integrity", True, integrity(verified)))
-        except StorageError as exc:
-            results.append(CheckResult("bucket", False, exc.message))
-        skew = storage.clock.notable_offset()
-        if skew is not None:
-            results.append(CheckResult("clock", False, skew))
-        try:
-            password = catalog_password(profile, env.secrets, env.environ)
-            REDACTOR.add_secret(password)
-            catalog = open_catalog(
-                profile.catalog_url,
-                owner=profile.owner,
-                password=password,
-                mode=CatalogMode.READ_ONLY,  # a test that changes nothing
-                journal_file=env.paths.journal_file,
-            )
-            try:
-                catalog.ping()
-            finally:
-                catalog.close()
-            results.append(CheckResult("catalog", True, "reachable and up to date"))
-        except FerryError as exc:
-            results.append(CheckResult("catalog", False, exc.message))
-        return results
-    finally:
-        if sandbox is not None:
-            sandbox.stop()
-
-
-def known_protection(env: Environment, profile: Profile) -> LearntProtection | None:
-    """What the profile's endpoint was found to do with conditional writes (by its first
-    upload or a connection test); None: not found out yet. Reads a small file."""
-    return ProtectionMemory(env.paths.data_dir / PROTECTION_FILE).get(endpoint_key(profile))
+        return self._checks.last_report()

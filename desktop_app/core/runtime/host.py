@@ -52,9 +52,12 @@ from multiprocessing.connection import Connection
 from desktop_app.core.model.errors import FerryError
 from desktop_app.core.model.events import LatestPerTransfer, TransferProgress, TransferSnapshot
 from desktop_app.core.runtime.control import ControlServer
+from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.runtime.facade import FacadeCall, Lane, invoke
-from desktop_app.core.runtime.ferry import Environment, Ferry, RunMode, start_sandbox
+from desktop_app.core.runtime.ferry import Ferry
+from desktop_app.core.runtime.run_mode import RunMode
 from desktop_app.core.runtime.sandbox import SandboxServer
+from desktop_app.core.runtime.sandbox_profile import start_sandbox
 from desktop_app.core.runtime.watcher import FolderStatus
 from desktop_app.core.settings.profiles import Profile
 from desktop_app.core.transfers.scheduler import HoldReason

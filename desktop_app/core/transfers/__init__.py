@@ -7,8 +7,13 @@
 - :mod:`.holds`: who acts on a transfer now (a worker or a person, never both);
 - :mod:`.scheduler`: the pool of workers fed from the journal;
 - :mod:`.engine`: one attempt (hash, reserve, send, verify, register,
-  compensate);
-- :mod:`.sender`: the bytes (one PUT, server-side copy, multipart) and their proof;
+  compensate), its steps in :mod:`.reserve_step`, :mod:`.registration` and
+  :mod:`.compensation`, its settings in :mod:`.options`;
+- :mod:`.sender`: the bytes (server-side copy here, :mod:`.single_put`,
+  :mod:`.multipart` resumed by :mod:`.resume`) written under
+  :mod:`.guarded_write` and proven by :mod:`.verification`; what a step is
+  handed (:mod:`.control`), its progress (:mod:`.progress`), its reads
+  (:mod:`.source_reads`) and the part plan (:mod:`.part_plan`);
 - :mod:`.prepass`: hashing ahead of sending;
 - :mod:`.limits`: the memory budget and the bandwidth limiter.
 """

@@ -180,7 +180,7 @@ class TransferCoordinator:
         if record.failure_kind is ErrorKind.INPUT and record.sha256 is None:
             return self._reexamine(record)
         # Back to the start, no reservation is held: an object to replace left from
-        # an earlier run's (see engine._hash_and_reserve) is not a person's choice.
+        # an earlier run's (see reserve_step.HashAndReserve.run) is not a person's choice.
         start = record.resume_point is TransferState.QUEUED
         return self.engine.move(
             record.id,
@@ -219,7 +219,7 @@ class TransferCoordinator:
                 log.info("%s: skipped; the object at %s was left as it is", record.source_path,
                          record.key)  # fmt: skip
                 return self.journal.get(transfer_id)
-            self.engine.compensate(record)  # whatever of its reservation is left goes
+            self.engine.compensation.compensate(record)  # whatever of its reservation is left goes
             record = self.journal.get(transfer_id)
             if choice is ConflictChoice.RENAME:
                 facts = TransferFacts(key=self._free_key(record), replaces_etag=None)

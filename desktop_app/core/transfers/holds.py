@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from desktop_app.core.transfers.sender import TransferControl
+from desktop_app.core.transfers.control import TransferControl
 
 
 class Holder(enum.Enum):

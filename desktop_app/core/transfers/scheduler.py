@@ -44,9 +44,9 @@ from datetime import UTC, datetime
 from desktop_app.core.journal.records import TransferRecord
 from desktop_app.core.model.errors import FerryError
 from desktop_app.core.model.states import TransferState
+from desktop_app.core.transfers.control import TransferControl
 from desktop_app.core.transfers.engine import TransferEngine
 from desktop_app.core.transfers.handles import HandleRegistry, ReadAgain, TransferHandle
-from desktop_app.core.transfers.sender import TransferControl
 
 log = logging.getLogger(__name__)
 _FULL_READ_INTERVAL = 2.0  # seconds between a waiter's reads of every unsettled transfer

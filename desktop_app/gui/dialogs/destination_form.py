@@ -19,7 +19,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from desktop_app.core.model.errors import FerryError
-from desktop_app.core.runtime.ferry import CheckResult, Environment, diagnose_profile
+from desktop_app.core.runtime.diagnosis import CheckResult, diagnose_profile
+from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.settings.profiles import Profile
 from desktop_app.core.settings.secrets import SecretKind, SecretStore
 from desktop_app.gui.widgets import OutputBox, accessible, fit_placeholder

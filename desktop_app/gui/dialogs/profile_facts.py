@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 from desktop_app.core.model.errors import FerryError
-from desktop_app.core.runtime.ferry import Environment
+from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.settings.profiles import Profile
 from desktop_app.core.settings.secrets import SecretKind
 from desktop_app.core.transfers.protection import LearntProtection
