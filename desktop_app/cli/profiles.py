@@ -19,7 +19,8 @@ from typing import Any
 from desktop_app.cli.rendering import EXIT_FAILED, EXIT_OK, emit, say
 from desktop_app.cli.session import environment
 from desktop_app.core.model.errors import FerryError
-from desktop_app.core.settings.profiles import MIB, Encryption, Profile
+from desktop_app.core.model.sizes import MIB
+from desktop_app.core.settings.profiles import Encryption, Profile
 from desktop_app.core.settings.secrets import SecretKind, SecretStore, parse_customer_key
 
 

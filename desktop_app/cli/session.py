@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from desktop_app.cli.rendering import is_success, report_transfers, say
 from desktop_app.core.journal.records import TransferRecord
 from desktop_app.core.model.events import EngineEvent, TransferProgress
+from desktop_app.core.model.sizes import MIB
 from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.settings.paths import FerryPaths
-from desktop_app.core.settings.profiles import MIB
 from desktop_app.core.settings.secrets import SecretStore
 
 # What only the commands that upload, delete, list, check or watch need (boto3,

@@ -21,6 +21,7 @@ from PySide6.QtCore import (
 
 from desktop_app.core.model.events import TransferProgress, TransferSnapshot
 from desktop_app.core.model.states import TransferState
+from desktop_app.core.runtime.host import FINISHED_KEPT
 from desktop_app.core.runtime.throughput import Rate, Throughput
 from desktop_app.gui.bridge import SnapshotBatch
 from desktop_app.gui.notifier import QUIET_SECONDS
@@ -115,7 +116,6 @@ class Totals:
     silent: float | None = None  # seconds, when every sending transfer waits for the server
 
 
-FINISHED_KEPT = 1000  # finished rows kept in the list; older ones leave it (not the journal)
 _PRUNE_SLACK = 100  # prune in steps, not one row at a time
 _SENT = frozenset({TransferState.DONE, TransferState.DUPLICATE})
 

@@ -8,8 +8,9 @@ from pytestqt.qtbot import QtBot
 
 from desktop_app.core.model.events import TransferSnapshot
 from desktop_app.core.model.states import TransferState
+from desktop_app.core.runtime.host import FINISHED_KEPT
 from desktop_app.gui.bridge import SnapshotBatch
-from desktop_app.gui.models import FINISHED_KEPT, TransferTableModel
+from desktop_app.gui.models import TransferTableModel
 from desktop_app.gui.notifier import QUIET_SECONDS
 from tests.unit.test_throughput import Clock
 

@@ -12,9 +12,9 @@ from pytestqt.qtbot import QtBot
 
 from desktop_app import __version__
 from desktop_app.core.catalog.schema import FileStatus
+from desktop_app.core.model.sizes import MIB
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.environment import Environment
-from desktop_app.core.settings.profiles import MIB
 from desktop_app.core.settings.secrets import SecretKind
 from desktop_app.gui.dialogs.about import AboutDialog, readable_server
 from desktop_app.gui.dialogs.settings_dialog import NEW_PROFILE, SettingsDialog

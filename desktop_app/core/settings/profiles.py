@@ -27,14 +27,12 @@ from urllib.parse import urlsplit
 import tomli_w
 
 from desktop_app.core.model.errors import ConfigError, ProfileNotFoundError
+from desktop_app.core.model.sizes import MAX_PART_SIZE, MIB, MIN_PART_SIZE
 from desktop_app.core.settings.bandwidth import BandwidthSchedule
 from desktop_app.core.settings.paths import write_atomically
 from desktop_app.core.settings.relay_options import DEFAULT_NATS_URL, RelayOptions
 
-MIB = 1024 * 1024
 DEFAULT_PART_SIZE = 16 * MIB
-MIN_PART_SIZE = 5 * MIB
-MAX_PART_SIZE = 5 * 1024 * MIB
 DEFAULT_PROFILE_NAME = "local"
 _PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")

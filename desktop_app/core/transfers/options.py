@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from desktop_app.core.model.sizes import MIB
 from desktop_app.core.settings.bandwidth import BandwidthSchedule
 from desktop_app.core.settings.profiles import DuplicatePolicy
 from desktop_app.core.transfers.retry import RetryPolicy
-
-MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,10 @@ from __future__ import annotations
 import math
 
 from desktop_app.core.journal.parts import PartDigests
+from desktop_app.core.model.sizes import MAX_PART_SIZE, MAX_PARTS
 from desktop_app.core.model.transfer_records import TransferRecord
 from desktop_app.core.storage.crc64 import crc64nvme_base64
 from desktop_app.core.transfers.prepass import FileHashes
-
-MIB = 1024 * 1024
-MAX_PARTS = 10_000
-MAX_PART_SIZE = 5 * 1024 * MIB
 
 
 def digests_of(hashes: FileHashes, part_size: int) -> PartDigests:

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from desktop_app.core.model.errors import SourceError
+from desktop_app.core.model.sizes import MIB
 from desktop_app.core.storage.crc64 import crc64nvme as crc64nvme
 from desktop_app.core.storage.crc64 import crc64nvme_base64 as crc64nvme_base64
 from desktop_app.core.transfers.limits import ByteBudget
 
-MIB = 1024 * 1024
 _CHUNK = 8 * MIB
 _BUFFERS = 4
 

@@ -16,10 +16,10 @@ import threading
 from collections.abc import Callable
 
 from desktop_app.core.model.events import EventBus, TransferProgress
+from desktop_app.core.model.sizes import MIB
 from desktop_app.core.transfers.control import TransferControl
 from desktop_app.core.transfers.limits import BandwidthLimiter, PacedRequest
 
-MIB = 1024 * 1024
 PUBLISH_SECONDS = 0.1  # a transfer's progress is published at most this often...
 PUBLISH_BYTES = MIB  # ...unless this much more was sent
 

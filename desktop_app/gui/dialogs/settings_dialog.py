@@ -41,10 +41,11 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.core.model.errors import ConfigError, FerryError
+from desktop_app.core.model.sizes import MIB
 from desktop_app.core.runtime.diagnosis import known_protection
 from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.runtime.sandbox_profile import sandbox_access
-from desktop_app.core.settings.profiles import MIB, Profile
+from desktop_app.core.settings.profiles import Profile
 from desktop_app.core.settings.relay_options import describe_nats_url
 from desktop_app.core.settings.secrets import SecretKind
 from desktop_app.core.transfers.protection import LearntProtection
