@@ -22,27 +22,29 @@ from desktop_app.core.model.errors import FerryError
 from desktop_app.core.runtime.diagnosis import CheckResult, diagnose_profile
 from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.settings.profiles import Profile
-from desktop_app.core.settings.secrets import SecretKind, SecretStore
+from desktop_app.core.settings.secrets import KeyringBackend, SecretKind, SecretStore
 from desktop_app.gui.widgets import OutputBox, accessible, fit_placeholder
 
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
-class _TypedSecret:
-    """A keyring that knows only the S3 secret typed into the form; ``used`` once
-    the checks took it."""
+class _TypedSecrets:
+    """A keyring that answers with the secrets typed into the form and asks the real one
+    (``kept``: None, none) for the rest; ``used`` names the typed ones the checks took."""
 
     priority = 1
 
-    def __init__(self, secret: str) -> None:
-        self._secret = secret
-        self.used = False
+    def __init__(self, typed: dict[SecretKind, str], kept: KeyringBackend | None) -> None:
+        self._typed = {kind: value for kind, value in typed.items() if value}
+        self._kept = kept
+        self.used: set[SecretKind] = set()
 
-    def get_password(self, _service: str, username: str) -> str | None:
-        if not username.endswith(SecretKind.S3_SECRET_KEY.value):
-            return None
-        self.used = True
-        return self._secret
+    def get_password(self, service: str, username: str) -> str | None:
+        for kind, value in self._typed.items():
+            if username.endswith(kind.value):
+                self.used.add(kind)
+                return value
+        return None if self._kept is None else self._kept.get_password(service, username)
 
     def set_password(self, *_args: str) -> None:
         pass
@@ -114,23 +116,35 @@ class ConnectionTester(QObject):
         # it): the first-run dialog removes them when it is cancelled.
         self.created: list[Path] = []
 
-    def start(self, env: Environment, profile: Profile, typed_secret: str) -> None:
-        """Test in the background; an empty typed secret means the stored one."""
-        typed = _TypedSecret(typed_secret)
+    def start(
+        self, env: Environment, profile: Profile, typed_secret: str, typed_customer_key: str = ""
+    ) -> None:
+        """Test in the background; an empty typed secret or key means the stored one.
+
+        A typed S3 secret stands alone (the keyring is not asked for it or anything
+        else, as before it is saved); a typed customer key only replaces the kept one.
+        """
         store = env.secrets
-        if typed_secret:
-            env = Environment(env.paths, env.environ, SecretStore(typed))
+        typed_secrets = {
+            SecretKind.S3_SECRET_KEY: typed_secret,
+            SecretKind.SSE_CUSTOMER_KEY: typed_customer_key,
+        }
         catalog_file = sqlite_file(profile.catalog_url)
 
         def run() -> None:
+            # Here, not on the GUI thread: finding the system keyring may ask D-Bus.
+            typed = _TypedSecrets(typed_secrets, None if typed_secret else store.backend)
+            tested = env
+            if typed_secret or typed_customer_key:
+                tested = Environment(env.paths, env.environ, SecretStore(typed))
             fresh = _not_there(catalog_file) if catalog_file else []
             try:
-                results = diagnose_profile(env, profile)
+                results = diagnose_profile(tested, profile)
             except FerryError as exc:
                 results = [CheckResult("profile", False, exc.message)]
             finally:
                 self.created.extend(p for p in fresh if p.exists() and p not in self.created)
-            if typed.used:
+            if SecretKind.S3_SECRET_KEY in typed.used:
                 results = [
                     typed_secret_result(store) if r.name == "credentials" else r for r in results
                 ]
@@ -152,6 +166,8 @@ class DestinationForm(QGroupBox):
         super().__init__(title)
         self.env = env
         self.profile_for_test: Callable[[], Profile] = self.apply_to_template
+        # The SSE-C key typed beside this form (Settings' Encryption), for a test.
+        self.typed_customer_key: Callable[[], str] = lambda: ""
         form = QFormLayout(self)
         self.name_edit = QLineEdit()
         self.endpoint_edit = QLineEdit()
@@ -252,12 +268,13 @@ class DestinationForm(QGroupBox):
         try:
             profile = self.profile_for_test()
             profile.validate()
+            customer_key = self.typed_customer_key()
         except FerryError as exc:
             self.test_result.setPlainText(exc.message)
             return
         self.test_button.setEnabled(False)
         self.test_result.setPlainText("Testing…")
-        self.tester.start(self.env, profile, self.secret_edit.text())
+        self.tester.start(self.env, profile, self.secret_edit.text(), customer_key)
 
     def _show_test_result(self, text: str) -> None:
         self.test_button.setEnabled(True)

@@ -14,7 +14,7 @@ import dataclasses
 
 from desktop_app.core.model.errors import FerryError
 from desktop_app.core.runtime.environment import Environment
-from desktop_app.core.settings.profiles import Profile
+from desktop_app.core.settings.profiles import Encryption, Profile
 from desktop_app.core.settings.secrets import SecretKind
 from desktop_app.core.transfers.protection import LearntProtection
 
@@ -26,6 +26,8 @@ class SecretsKept:
     keyring_usable: bool
     stored: frozenset[str]  # names of the profiles whose S3 secret key is in the keyring
     unknown: bool = False  # the keyring could not be read (locked)
+    # names of the SSE-C profiles whose customer key is in the keyring
+    customer_keys: frozenset[str] = frozenset()
 
 
 def read_secrets_kept(env: Environment, profiles: list[Profile]) -> SecretsKept:
@@ -38,9 +40,15 @@ def read_secrets_kept(env: Environment, profiles: list[Profile]) -> SecretsKept:
             for p in profiles
             if not p.sandbox and env.secrets.get(p.name, SecretKind.S3_SECRET_KEY)
         )
+        customer_keys = frozenset(
+            p.name
+            for p in profiles
+            if p.encryption is Encryption.SSE_C
+            and env.secrets.get(p.name, SecretKind.SSE_CUSTOMER_KEY)
+        )
     except FerryError:
         return SecretsKept(True, frozenset(), unknown=True)
-    return SecretsKept(True, stored)
+    return SecretsKept(True, stored, customer_keys=customer_keys)
 
 
 def secret_placeholder(profile: Profile, is_new: bool, kept: SecretsKept) -> tuple[str, str]:

@@ -50,6 +50,7 @@ from desktop_app.core.settings.relay_options import describe_nats_url
 from desktop_app.core.settings.secrets import SecretKind
 from desktop_app.core.transfers.protection import LearntProtection
 from desktop_app.gui.dialogs.destination_form import DestinationForm
+from desktop_app.gui.dialogs.encryption_form import EncryptionForm
 from desktop_app.gui.dialogs.profile_facts import (
     SecretsKept,
     protection_text,
@@ -158,6 +159,9 @@ class SettingsDialog(QDialog):
         self.sandbox_access.setAccessibleName("How to reach the sandbox")
         self.sandbox_access.hide()
         sections.addWidget(self.sandbox_access)
+        self.encryption = EncryptionForm()
+        self.destination.typed_customer_key = self.encryption.typed_customer_key
+        sections.addWidget(self.encryption)
 
         sending = QGroupBox("Sending")
         form = QFormLayout(sending)
@@ -355,12 +359,16 @@ class SettingsDialog(QDialog):
             widget.setEnabled(editable)
         # The sandbox's address is chosen at each start; only its tuning is editable.
         self.destination.setEnabled(editable and not self._showing_sandbox)
+        self.encryption.setEnabled(editable and not self._showing_sandbox)
 
     def _show_profile(self, name: str) -> None:
         is_new = name == NEW_PROFILE
         profile = self.profiles.get(name) or Profile(name="", bucket="", catalog_url="")
         self.destination.show_profile(profile)
         self.destination.say_of_secret(*secret_placeholder(profile, is_new, self.secrets_kept))
+        self.encryption.show_profile(
+            profile, key_stored=profile.name in self.secrets_kept.customer_keys
+        )
         self.destination.name_edit.setReadOnly(not is_new)
         self.concurrency_spin.setValue(profile.concurrency)
         self.part_size.show(profile.part_size)
@@ -416,7 +424,7 @@ class SettingsDialog(QDialog):
         if base is None and name in self.profiles:
             raise ConfigError(f"A profile named {name!r} exists already; choose another name.")
         profile = dataclasses.replace(
-            self.destination.apply_to_template(base),
+            self.encryption.apply(self.destination.apply_to_template(base)),
             concurrency=self.concurrency_spin.value(),
             part_size=self.part_size.value(),
             bandwidth_limit=self.bandwidth.value(),
@@ -440,6 +448,7 @@ class SettingsDialog(QDialog):
     def save(self) -> None:
         try:
             profile = self.profile_from_form()
+            customer_key = self.encryption.typed_customer_key()
         except FerryError as exc:
             self.status.setText(exc.message)
             return
@@ -452,6 +461,8 @@ class SettingsDialog(QDialog):
             try:
                 if secret:
                     self.env.secrets.set(profile.name, SecretKind.S3_SECRET_KEY, secret)
+                if customer_key:
+                    self.env.secrets.set(profile.name, SecretKind.SSE_CUSTOMER_KEY, customer_key)
                 self.env.profiles.save(profile, make_default=make_default)
             except FerryError as exc:
                 self._io.failed.emit(exc.message)
