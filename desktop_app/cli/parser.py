@@ -38,7 +38,7 @@ _N = TypeVar("_N", int, float)
 
 # The values of catalog_schema.FileStatus and reconcile.FindingKind, for the
 # parser: importing those enums loads SQLAlchemy and boto3 for every command.
-# tests/unit/test_cli_entry.py keeps them equal.
+# tests/unit/cli/test_cli_entry.py keeps them equal.
 FILE_STATUSES = ("pending", "active", "deleted", "missing")
 
 

@@ -28,7 +28,7 @@ from desktop_app.core.settings.secrets import SecretStore
 
 # What only the commands that upload, delete, list, check or watch need (boto3,
 # SQLAlchemy, Alembic, the engine) is imported inside them: `ferry status`
-# loads none of it (tests/unit/test_cli_entry.py).
+# loads none of it (tests/unit/cli/test_cli_entry.py).
 if TYPE_CHECKING:
     from desktop_app.core.runtime.control import RunningFerry
     from desktop_app.core.runtime.ferry import Ferry

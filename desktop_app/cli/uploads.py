@@ -3,7 +3,7 @@
 Upload and resume hand their work to a running Ferry when there is one, else
 run it in one of their own. Status only reads (the journal and the outbox's
 backlog), beside a running Ferry too, and loads nothing that only sending
-needs: no boto3, SQLAlchemy or Alembic (tests/unit/test_cli_entry.py).
+needs: no boto3, SQLAlchemy or Alembic (tests/unit/cli/test_cli_entry.py).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ ALL_CASES = (
     "opaque_etags",
 )
 # In `make test` (about 35 s): on weed, moto and rclone the uploads, check,
-# delete and kill + resume already run in tests/integration/test_compatibility.py,
+# delete and kill + resume already run in tests/integration/storage/test_compatibility.py,
 # the foreign writes during a multipart upload and the versioned delete on weed
 # in test_foreign_writers.py and test_versioned_buckets.py.
 QUICK_CASES = ("protection", "foreign_before_put", "opaque_etags")

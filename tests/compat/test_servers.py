@@ -26,8 +26,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import S3Endpoint
-from tests.integration.test_compatibility import _confirmed
-from tests.integration.test_crash import ferry, wait_for
+from tests.integration.storage.test_compatibility import _confirmed
+from tests.integration.transfers.test_crash import ferry, wait_for
 
 MIB = 1024 * 1024
 FOREIGN = b"written by another program with boto3, not by Ferry\n"

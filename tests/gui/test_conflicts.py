@@ -30,7 +30,7 @@ from desktop_app.gui.views.failed_view import FailedView
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, S3Endpoint, WeedServer
 from tests.gui.conftest import live_row
 from tests.gui.test_catalog_view import answer_question
-from tests.integration.test_conflict_choices import foreign_put, save_profile, stored
+from tests.integration.transfers.test_conflict_choices import foreign_put, save_profile, stored
 
 
 def sha(data: bytes) -> str:

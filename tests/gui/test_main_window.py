@@ -37,7 +37,7 @@ from tests.conftest import (
 )
 from tests.faults import Fault, FaultProxy
 from tests.gui.conftest import live_row
-from tests.integration.test_keys import aws_config
+from tests.integration.settings.test_keys import aws_config
 from tests.sso_stub import SsoStub
 
 MIB = 1024 * 1024

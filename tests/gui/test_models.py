@@ -12,7 +12,7 @@ from desktop_app.core.runtime.host import FINISHED_KEPT
 from desktop_app.gui.bridge import SnapshotBatch
 from desktop_app.gui.models import TransferTableModel
 from desktop_app.gui.notifier import QUIET_SECONDS
-from tests.unit.test_throughput import Clock
+from tests.unit.runtime.test_throughput import Clock
 
 
 def snap(transfer_id: int, state: TransferState) -> TransferSnapshot:

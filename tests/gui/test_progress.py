@@ -20,7 +20,7 @@ from desktop_app.gui.bridge import SnapshotBatch
 from desktop_app.gui.models import Column, TransferTableModel
 from tests.faults import Fault, FaultProxy, is_part_upload
 from tests.gui.test_main_window import drop
-from tests.unit.test_throughput import Clock
+from tests.unit.runtime.test_throughput import Clock
 
 MIB = 1024 * 1024
 

@@ -30,7 +30,7 @@ from desktop_app.gui.main_window import MainWindow
 from desktop_app.gui.quitting import EXPLAIN_TRAY_KEY
 from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, Request, is_part_upload
-from tests.integration.test_crash import journal_rows
+from tests.integration.transfers.test_crash import journal_rows
 
 MIB = 1024 * 1024
 QUIT_AND_RESUME = "Quit and resume later"

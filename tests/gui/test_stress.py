@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import WeedServer
-from tests.integration.test_crash import ferry_env, journal_rows
+from tests.integration.transfers.test_crash import ferry_env, journal_rows
 
 ROUNDS = int(os.environ.get("FERRY_STRESS_ROUNDS", "2"))
 FILES = 1000

@@ -41,7 +41,7 @@ from tests.conftest import (
     start_nats_server,
     stop_nats_server,
 )
-from tests.integration.test_cli import run_ferry
+from tests.integration.cli.test_cli import run_ferry
 
 
 def file_key(body: dict[str, object]) -> str:
@@ -459,7 +459,7 @@ def test_the_example_consumer_in_the_docs_prints_each_event(
     relay = Relay(catalog.outbox(), JetStreamPublisher(options), options)
     assert relay.publish_waiting().published == 3
     relay.close()
-    example = Path(__file__).parents[2] / "docs" / "examples" / "print_events.py"
+    example = Path(__file__).parents[3] / "docs" / "examples" / "print_events.py"
     consumer = subprocess.Popen(
         [sys.executable, str(example), nats_stream.url, f"{nats_stream.prefix}.>"],
         stdout=subprocess.PIPE,

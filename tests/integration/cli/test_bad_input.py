@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import WeedServer
-from tests.integration.test_crash import ferry_env
+from tests.integration.transfers.test_crash import ferry_env
 
 MIB = 1024 * 1024
 
@@ -180,7 +180,7 @@ def test_a_server_without_list_parts_or_list_uploads_still_lands_uploads_and_che
 ) -> None:
     """s3rver and others answer 501/405 to ListParts and ListMultipartUploads."""
     from tests.faults import Fault, FaultProxy, is_part_upload
-    from tests.integration.test_crash import confirmed_parts, ferry, wait_for
+    from tests.integration.transfers.test_crash import confirmed_parts, ferry, wait_for
 
     def lists_parts(r: object) -> bool:
         return r.method == "GET" and "uploadId=" in r.query  # type: ignore[attr-defined]

@@ -37,9 +37,9 @@ from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.transfers.retry import RetryPolicy
 from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, Request
-from tests.integration.test_crash import wait_for
-from tests.integration.test_engine import object_sha256
-from tests.integration.test_scheduler import open_resident
+from tests.integration.transfers.test_crash import wait_for
+from tests.integration.transfers.test_engine import object_sha256
+from tests.integration.transfers.test_scheduler import open_resident
 
 MIB = 1024 * 1024
 ROUNDS = int(os.environ.get("FERRY_RACE_ROUNDS", "1000"))

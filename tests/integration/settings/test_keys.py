@@ -20,7 +20,7 @@ from typing import Any
 from moto.sts.models import sts_backends
 
 from tests.conftest import S3Endpoint
-from tests.integration.test_cli import run_ferry
+from tests.integration.cli.test_cli import run_ferry
 from tests.sso_stub import SsoStub
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/ferry-uploader"

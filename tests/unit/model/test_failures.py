@@ -43,7 +43,7 @@ from desktop_app.core.transfers.verification import (
     VERIFICATION_FAILED,
     verification_failed_before,
 )
-from tests.unit.test_states import new_transfer
+from tests.unit.model.test_states import new_transfer
 
 STORAGE_CAUSES = {
     StorageErrorKind.TRANSIENT: ErrorCause.SERVER,

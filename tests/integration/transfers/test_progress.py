@@ -21,7 +21,7 @@ from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.runtime.ferry import Ferry
 from tests.faults import Fault, FaultProxy, is_part_upload, is_put
-from tests.integration.test_engine import write_random
+from tests.integration.transfers.test_engine import write_random
 
 MIB = 1024 * 1024
 

@@ -23,7 +23,7 @@ from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.runtime.ferry import Ferry
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, WeedServer, upload_done
 from tests.faults import Fault, FaultProxy, is_complete, is_part_upload
-from tests.integration.test_engine import object_sha256, write_random
+from tests.integration.transfers.test_engine import object_sha256, write_random
 
 MIB = 1024 * 1024
 FOREIGN = b"written by another program, not by Ferry"

@@ -1,5 +1,5 @@
 """SSE-C (#33) on moto, which takes the headers but checks no key (the key
-itself is checked on weed mini: tests/integration/test_sse_c.py): which
+itself is checked on weed mini: tests/integration/storage/test_sse_c.py): which
 request carries the key, in which form, and what stays out of files and logs."""
 
 from __future__ import annotations

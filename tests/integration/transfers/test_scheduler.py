@@ -31,8 +31,8 @@ from desktop_app.core.transfers.control import TransferControl
 from desktop_app.core.transfers.retry import RetryPolicy
 from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, is_part_upload, is_put
-from tests.integration.test_crash import confirmed_parts, ferry, wait_for
-from tests.integration.test_engine import object_sha256
+from tests.integration.transfers.test_crash import confirmed_parts, ferry, wait_for
+from tests.integration.transfers.test_engine import object_sha256
 
 MIB = 1024 * 1024
 

@@ -36,8 +36,8 @@ from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.runtime.run_mode import RunMode
 from desktop_app.core.transfers.scheduler import HoldReason
 from tests.conftest import AS_NOBODY, WeedServer
-from tests.integration.test_crash import ferry, wait_for
-from tests.integration.test_scheduler import catalog_rows, home_with_profile_w, run_cli
+from tests.integration.transfers.test_crash import ferry, wait_for
+from tests.integration.transfers.test_scheduler import catalog_rows, home_with_profile_w, run_cli
 
 # Run as nobody: listens at argv[1], writes every byte it receives to argv[2]
 # and answers each connection the way multiprocessing.connection frames a

@@ -24,8 +24,8 @@ from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.runtime.ferry import Ferry
 from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, is_part_upload
-from tests.integration.test_crash import confirmed_parts, ferry, wait_for
-from tests.integration.test_engine import object_sha256
+from tests.integration.transfers.test_crash import confirmed_parts, ferry, wait_for
+from tests.integration.transfers.test_engine import object_sha256
 
 MIB = 1024 * 1024
 ROUNDS = 10

@@ -39,9 +39,9 @@ from desktop_app.core.storage.client import endpoint_id
 from desktop_app.core.transfers.protection import PROTECTION_FILE, ProtectionMemory
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, S3Endpoint, WeedServer, upload_done
 from tests.faults import Fault, FaultProxy, is_complete, is_probe
-from tests.integration.test_cli import run_ferry
-from tests.integration.test_crash import ferry
-from tests.integration.test_foreign_writers import when
+from tests.integration.cli.test_cli import run_ferry
+from tests.integration.transfers.test_crash import ferry
+from tests.integration.transfers.test_foreign_writers import when
 
 MIB = 1024 * 1024
 

@@ -30,8 +30,8 @@ from tests.conftest import (
     save_test_profile,
     upload_done,
 )
-from tests.integration.test_cli import run_ferry
-from tests.integration.test_engine import write_random
+from tests.integration.cli.test_cli import run_ferry
+from tests.integration.transfers.test_engine import write_random
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import DeleteMarkerEntryTypeDef, ObjectVersionTypeDef

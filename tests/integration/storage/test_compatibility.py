@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import S3Endpoint, WeedServer
-from tests.integration.test_crash import ferry, wait_for
+from tests.integration.transfers.test_crash import ferry, wait_for
 
 MIB = 1024 * 1024
 

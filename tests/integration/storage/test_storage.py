@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, HttpProxy, WeedServer
-from tests.integration.test_cli import run_ferry
+from tests.integration.cli.test_cli import run_ferry
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": TEST_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": TEST_SECRET_KEY}
 

@@ -21,7 +21,7 @@ from desktop_app.core.settings.profiles import Profile
 from desktop_app.core.settings.secrets import CredentialSource, S3Credentials
 from desktop_app.core.storage.s3 import S3Storage
 from desktop_app.core.transfers.progress import ProgressMeter
-from tests.unit.test_throughput import Clock
+from tests.unit.runtime.test_throughput import Clock
 
 MIB = 1024 * 1024
 

@@ -20,7 +20,7 @@ from desktop_app.core.db.migrate import Schema
 from desktop_app.core.journal.store import Journal
 from desktop_app.core.settings.paths import FerryPaths
 from tests.conftest import pg_url_for_schema
-from tests.integration.test_cli import run_ferry
+from tests.integration.cli.test_cli import run_ferry
 
 SECRET = "not-this-password"
 
