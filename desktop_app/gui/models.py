@@ -147,13 +147,13 @@ class TransferTableModel(QAbstractTableModel):
     transfers loaded at start (:meth:`history_loaded`), only unfinished ones.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self._rows: list[TransferSnapshot] = []
         self._row_of: dict[int, int] = {}
         self._progress: dict[int, TransferProgress] = {}
-        self.throughput = Throughput(clock)
-        self._clock = clock
+        self.throughput = Throughput(monotonic)
+        self._monotonic = monotonic
         self._batch: dict[int, None] = {}  # ids of the current batch, in order
         self._batch_open: set[int] = set()  # those of them not settled yet
         self._batch_busy_at = -math.inf  # when it last had one open or gained one
@@ -337,7 +337,7 @@ class TransferTableModel(QAbstractTableModel):
     def _follow_batch(self, snapshot: TransferSnapshot, *, first_sight: bool) -> None:
         # Judged from the snapshots themselves, not the rows: in one upsert, new
         # transfers are seen here before they are rows.
-        now = self._clock()
+        now = self._monotonic()
         if self._batch_open:
             self._batch_busy_at = now
         if snapshot.id in self._batch:

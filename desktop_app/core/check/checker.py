@@ -306,7 +306,7 @@ class ConsistencyChecker:
         return Path(transfer.source_path) if transfer is not None else None
 
     def _clock_notes(self) -> tuple[str, ...]:
-        skew = self.storage.clock.notable_offset()
+        skew = self.storage.server_clock.notable_offset()
         if skew is None:
             return ()
         return (f"{skew} Object and upload ages were judged on the server's clock.",)

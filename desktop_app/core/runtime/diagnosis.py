@@ -89,7 +89,7 @@ def diagnose_profile(env: Environment, profile: Profile) -> list[CheckResult]:
             results.append(CheckResult("integrity", True, integrity(verified)))
         except StorageError as exc:
             results.append(CheckResult("bucket", False, exc.message))
-        skew = storage.clock.notable_offset()
+        skew = storage.server_clock.notable_offset()
         if skew is not None:
             results.append(CheckResult("clock", False, skew))
         try:

@@ -18,7 +18,7 @@ between events from the silence the last event reported.
 
 :class:`Throughput` keeps one window per transfer and one for everything, fed
 from the same progress events, so that a row and the status bar never
-disagree. Pure Python with an injected clock: the window, the CLI and tests
+disagree. Pure Python with an injected monotonic clock: the window, the CLI and tests
 use the same object.
 """
 
@@ -99,8 +99,8 @@ class Rate:
 class Throughput:
     """One window per transfer and one for all, fed by running byte totals."""
 
-    def __init__(self, clock: Callable[[], float], window: float = WINDOW_SECONDS) -> None:
-        self._clock = clock
+    def __init__(self, monotonic: Callable[[], float], window: float = WINDOW_SECONDS) -> None:
+        self._monotonic = monotonic
         self._window = window
         self._done: dict[int, int] = {}
         self._per_transfer: dict[int, RateWindow] = {}
@@ -110,7 +110,7 @@ class Throughput:
 
     def observe(self, progress: TransferProgress) -> None:
         """A transfer's progress event: its running total, and whether it is silent."""
-        now = self._clock()
+        now = self._monotonic()
         transfer_id = progress.transfer_id
         if progress.sending:
             self._silent_since[transfer_id] = now - progress.quiet_seconds
@@ -147,18 +147,18 @@ class Throughput:
         since = self._silent_since.get(transfer_id)
         if since is None:
             return None
-        silent = self._clock() - since
+        silent = self._monotonic() - since
         return silent if silent >= STALL_SECONDS else None
 
     def of_transfer(self, transfer_id: int, remaining: int) -> Rate:
         window = self._per_transfer.get(transfer_id)
-        return Rate.of(None if window is None else window.rate(self._clock()), remaining)
+        return Rate.of(None if window is None else window.rate(self._monotonic()), remaining)
 
     def overall(self, remaining: int) -> Rate:
         """All transfers together; nothing once nothing was sent for ``IDLE_SECONDS``
         (small files sent, a large one still being read for its checksums: their
         speed would make its time left hours)."""
-        now = self._clock()
+        now = self._monotonic()
         if now - self._last_gain >= IDLE_SECONDS:
             return Rate(None, None)
         return Rate.of(self._overall.rate(now), remaining)

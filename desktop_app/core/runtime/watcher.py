@@ -199,7 +199,7 @@ class FolderWatcher:
         settle_seconds: float = 3.0,
         sweep_seconds: float = 0.5,
         force_polling: bool = False,
-        clock: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.folders = list(folders)
         self.on_ready = on_ready
@@ -207,7 +207,7 @@ class FolderWatcher:
         self.settle_seconds = settle_seconds
         self.sweep_seconds = sweep_seconds
         self.force_polling = force_polling
-        self.clock = clock
+        self.monotonic = monotonic
         self.status: dict[Path, FolderStatus] = {f.path: FolderStatus(f) for f in self.folders}
         self._candidates: dict[Path, _Candidate] = {}
         self._lock = threading.Lock()
@@ -292,7 +292,7 @@ class FolderWatcher:
                 info.st_mtime_ns,
             ):
                 self._candidates[path] = _Candidate(
-                    folder, info.st_size, info.st_mtime_ns, self.clock()
+                    folder, info.st_size, info.st_mtime_ns, self.monotonic()
                 )
 
     def note_tree(self, folder: WatchedFolder, root: Path) -> None:
@@ -334,7 +334,7 @@ class FolderWatcher:
                 log.warning(status.last_error)
             elif present and not attached:
                 self._attach(folder)
-        now = self.clock()
+        now = self.monotonic()
         ready: dict[Path, list[Path]] = {}
         with self._lock:
             candidates = list(self._candidates.items())

@@ -76,7 +76,7 @@ class ErrorTranslator:
     endpoint_label: str
     bucket: str
     # Bucket times and a refused clock are told on the server's clock.
-    clock: ServerClock
+    server_clock: ServerClock
     # Named in a "sign in again" message when refreshed credentials expire.
     profile_name: str = ""
     aws_profile: str | None = None
@@ -171,7 +171,8 @@ class ErrorTranslator:
             return self._proxy_sign_in(what)
         if code == "RequestTimeTooSkewed":
             # A 403, but no permission is missing: this computer's clock is off.
-            off = describe_offset(self.clock.offset) if self.clock.offset else "too far from"
+            offset = self.server_clock.offset
+            off = describe_offset(offset) if offset else "too far from"
             return StorageError(
                 f"This computer's clock is {off} the clock of {self.endpoint_label}, more "
                 f"than S3 allows (15 minutes), so the server refused to {what}. Set this "

@@ -87,15 +87,15 @@ class S3Storage:
         # endpoint was found to honour is no longer so.
         self.on_conditions_refused: Callable[[], None] | None = None
         # Bucket times are judged on the server's clock, learnt from every answer.
-        self.clock = ServerClock()
-        client.meta.events.register("after-call.s3", self.clock.on_answer)
+        self.server_clock = ServerClock()
+        client.meta.events.register("after-call.s3", self.server_clock.on_answer)
         # After botocore's own handler that adds the header (same event, registered later).
         client.meta.events.register_last("before-call.s3", without_expect)
         # Every request goes through it: no botocore error leaves this storage.
         self.errors = ErrorTranslator(
             endpoint_label,
             bucket,
-            self.clock,
+            self.server_clock,
             profile_name=profile_name,
             aws_profile=aws_profile,
             customer_key_sent=customer_key_sent,
@@ -127,9 +127,9 @@ class S3Storage:
 
     def server_now(self) -> datetime:
         """The server's time now (asked with a cheap request if no answer came yet)."""
-        if self.clock.offset is None:
+        if self.server_clock.offset is None:
             self.answers()
-        return self.clock.now()
+        return self.server_clock.now()
 
     def answers(self) -> bool:
         """A cheap probe: does the endpoint answer at all (any HTTP status counts)?"""

@@ -76,7 +76,7 @@ class EndpointChecksums:
         memory: ChecksumMemory,
         *,
         prefix: str = "",
-        clock: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.storage = storage
         self.memory = memory
@@ -89,7 +89,7 @@ class EndpointChecksums:
             may_probe=lambda: not storage.object_lock_enabled(),
             failed=self._failed,
             retry_after=RETRY_PROBE_SECONDS,
-            clock=clock,
+            monotonic=monotonic,
         )
 
     def verified(self) -> bool:

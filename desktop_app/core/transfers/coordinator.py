@@ -124,16 +124,16 @@ class TransferCoordinator:
             if not record.state.finished:
                 self.engine.require_own(record)
         running = self._cancel_or_flag(ids)
-        deadline = self.engine.clock() + patience
+        deadline = self.engine.monotonic() + patience
         for _round in range(10):  # a few rounds at most, whatever the clock does
             if not running:
                 break
-            self._wait_stopped(running, max(0.0, deadline - self.engine.clock()))
+            self._wait_stopped(running, max(0.0, deadline - self.engine.monotonic()))
             # An attempt that had made its last check when the flag was raised
             # ended without seeing it (failed and due to retry, say), and may
             # have been picked again since: cancelled under the hold, again.
             missed = [r.id for r in self.journal.get_many(running) if not r.state.finished]
-            if not missed or self.engine.clock() >= deadline:
+            if not missed or self.engine.monotonic() >= deadline:
                 break
             running = self._cancel_or_flag(missed)
         return self.journal.get_many(ids)

@@ -117,7 +117,7 @@ class LearntOnce(Generic[Fact]):
         may_probe: Callable[[], bool],
         failed: Callable[[StorageError], None],
         retry_after: float,
-        clock: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._recall = recall
         self._probe = probe
@@ -125,7 +125,7 @@ class LearntOnce(Generic[Fact]):
         self._may_probe = may_probe
         self._failed = failed
         self._retry_after = retry_after
-        self._clock = clock
+        self._monotonic = monotonic
         self._lock = threading.Lock()
         self._known: Fact | None = None
         self._next_probe = -float("inf")
@@ -135,7 +135,7 @@ class LearntOnce(Generic[Fact]):
             if self._known is not None:
                 return self._known
             self._known = self._recall()
-            if self._known is not None or self._clock() < self._next_probe:
+            if self._known is not None or self._monotonic() < self._next_probe:
                 return self._known
             if not self._may_probe():
                 self._next_probe = float("inf")
@@ -144,7 +144,9 @@ class LearntOnce(Generic[Fact]):
                 found = self._probe()
             except StorageError as exc:
                 transient = exc.kind is StorageErrorKind.TRANSIENT
-                self._next_probe = self._clock() + self._retry_after if transient else float("inf")
+                self._next_probe = (
+                    self._monotonic() + self._retry_after if transient else float("inf")
+                )
                 self._failed(exc)
                 return None
             self._keep(found)

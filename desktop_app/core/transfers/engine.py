@@ -96,7 +96,7 @@ class TransferEngine:
         profile_name: str,
         options: EngineOptions,
         bus: EventBus | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         jitter: Callable[[], float] = random.random,
@@ -108,13 +108,13 @@ class TransferEngine:
         self.profile_name = profile_name
         self.options = options
         self.bus = bus or EventBus()
-        self.clock = clock
+        self.monotonic = monotonic
         self.now = now
         self.jitter = jitter
         schedule = options.bandwidth_schedule
         self.limiter = BandwidthLimiter(
             options.bandwidth_limit,
-            clock=clock,
+            monotonic=monotonic,
             sleep=sleep,
             small_request=_SMALL_REQUEST,
             rate_now=(lambda: schedule.rate_at(self.now())) if schedule is not None else None,
@@ -146,7 +146,7 @@ class TransferEngine:
             single_put_threshold=options.single_put_threshold,
             transition=self.move,
             meter=lambda transfer_id, total, done: ProgressMeter(
-                self.bus, self.clock, transfer_id, total, done
+                self.bus, self.monotonic, transfer_id, total, done
             ),
             guard=guard,
         )

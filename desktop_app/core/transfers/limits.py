@@ -6,7 +6,7 @@ burst): every byte is paid for at the rate, so no stretch of time, the first
 second included, sends more than the limit plus 50 ms of it plus what is paid
 for at once (the sender pays each 16 KiB block of a body as the connection
 takes it, see :class:`PacedRequest`). A caller sleeps for the deficit; with
-``rate_now`` (a schedule by the clock) it sleeps in slices and asks for the
+``rate_now`` (a schedule by the monotonic) it sleeps in slices and asks for the
 rate again after each, so a new rate takes effect within a slice even for a
 part already waiting. The memory budget bounds the bytes
 held in part buffers at once, whatever the file sizes: a reader blocks until
@@ -31,7 +31,7 @@ class BandwidthLimiter:
         self,
         rate: int,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         small_request: int = 0,
         rate_now: Callable[[], int] | None = None,
@@ -39,7 +39,7 @@ class BandwidthLimiter:
         self.rate = rate
         self.small_request = small_request
         self._rate_now = rate_now
-        self._clock = clock
+        self._monotonic = monotonic
         self._sleep = sleep
         self._lock = threading.Lock()
         # Starts at zero and never above CREDIT_SECONDS' worth: time nobody sends
@@ -68,7 +68,7 @@ class BandwidthLimiter:
         if self._current_rate() <= 0 or amount <= 0:
             return 0.0
         with self._lock:
-            now = self._clock()
+            now = self._monotonic()
             credit = CREDIT_SECONDS * self.rate
             unused = 0.0 if self._last is None else (now - self._last) * self.rate
             self._available = min(credit, self._available + unused)

@@ -40,20 +40,20 @@ class ProgressMeter:
     def __init__(
         self,
         bus: EventBus,
-        clock: Callable[[], float],
+        monotonic: Callable[[], float],
         transfer_id: int,
         total: int,
         done: int,
     ) -> None:
         self.bus = bus
-        self.clock = clock
+        self.monotonic = monotonic
         self.transfer_id = transfer_id
         self.total = total
         self.done = done  # stored: what the server has answered for
         self.at_start = done
         self._out: dict[int, SentBytes] = {}  # requests whose body is being read or sent
         self._requests = itertools.count()
-        self.moved_at = clock()  # a byte not sent before went out, or an answer came
+        self.moved_at = monotonic()  # a byte not sent before went out, or an answer came
         self._lock = threading.Lock()
         self.last_publish = -math.inf
 
@@ -77,7 +77,7 @@ class ProgressMeter:
             was_out = self._out.pop(request.number, None) is not None
             if request.kept:
                 self.done += request.size
-                self.moved_at = self.clock()  # the server answered
+                self.moved_at = self.monotonic()  # the server answered
         if was_out or request.kept:
             self.publish()
 
@@ -89,7 +89,7 @@ class ProgressMeter:
 
     def publish(self) -> None:
         with self._lock:
-            event = self._event(self.clock())
+            event = self._event(self.monotonic())
         self.bus.publish(event)
 
     def _event(self, now: float) -> TransferProgress:
@@ -119,7 +119,7 @@ class SentBytes:
         self.kept = False
         self.position = 0  # of the body, taken by the connection
         self.published = 0  # the position the meter's last event counted
-        self.last_read = meter.clock()
+        self.last_read = meter.monotonic()
         self._furthest = 0
         self._out = False
         self._ended = False
@@ -127,7 +127,7 @@ class SentBytes:
     def sent(self, position: int) -> None:
         """The connection has taken the body's first ``position`` bytes."""
         meter = self._meter
-        now = self.last_read = meter.clock()
+        now = self.last_read = meter.monotonic()
         self.position = position
         if position > self._furthest:  # sent again after a rewind: not moving
             self._furthest = position

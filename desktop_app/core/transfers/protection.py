@@ -109,7 +109,7 @@ class EndpointGuard:
         memory: ProtectionMemory,
         *,
         prefix: str = "",
-        clock: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.storage = storage
         self.memory = memory
@@ -122,13 +122,13 @@ class EndpointGuard:
             may_probe=self._may_probe,
             failed=self._failed,
             retry_after=RETRY_PROBE_SECONDS,
-            clock=clock,
+            monotonic=monotonic,
         )
         storage.on_conditions_refused = self.contradicted
         # Whether the endpoint verifies CRC64NVMEs, kept beside what it does with conditions.
         checksum_file = None if memory.file is None else memory.file.with_name(CHECKSUM_FILE)
         self.checksums = EndpointChecksums(
-            storage, ChecksumMemory(checksum_file), prefix=prefix, clock=clock
+            storage, ChecksumMemory(checksum_file), prefix=prefix, monotonic=monotonic
         )
 
     def honoured(self, *, multipart: bool = False) -> bool:

@@ -226,7 +226,7 @@ def test_files_that_could_not_be_queued_are_not_counted_as_queued(tmp_path: Path
         on_ready=refuse,
         already_sent=lambda _path, _info: False,
         settle_seconds=SETTLE,
-        clock=lambda: now[0],
+        monotonic=lambda: now[0],
     )
     try:
         watcher.sweep()  # attaches the folder and notes what is in it

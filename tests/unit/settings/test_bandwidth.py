@@ -41,7 +41,11 @@ class FakeTime:
         self, rate: int, *, small_request: int = 0, rate_now: Callable[[], int] | None = None
     ) -> BandwidthLimiter:
         return BandwidthLimiter(
-            rate, clock=self.clock, sleep=self.sleep, small_request=small_request, rate_now=rate_now
+            rate,
+            monotonic=self.clock,
+            sleep=self.sleep,
+            small_request=small_request,
+            rate_now=rate_now,
         )
 
 

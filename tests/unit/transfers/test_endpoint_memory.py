@@ -55,7 +55,7 @@ def learnt(probe: Probe, memory: EndpointMemory[bool], now: list[float]) -> Lear
         may_probe=lambda: True,
         failed=failures.append,
         retry_after=60.0,
-        clock=lambda: now[0],
+        monotonic=lambda: now[0],
     )
 
 
