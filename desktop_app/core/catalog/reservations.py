@@ -346,7 +346,7 @@ class Reservations:
         # Activations go first in a group (ordered ahead of every key).
         return self._transactions.run_grouped(work, label=f"activate row {file_id}")
 
-    def holds(self, file_id: int, token: str | None) -> bool:
+    def reservation_stands(self, file_id: int, token: str | None) -> bool:
         """Is the row still this transfer's pending reservation (nobody else's, not live)?"""
 
         def work(session: Session) -> bool:

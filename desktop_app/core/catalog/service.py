@@ -99,7 +99,7 @@ class CatalogService:
         reservations = Reservations(transactions, steps)
         self.reserve = reservations.reserve
         self.activate = reservations.activate
-        self.holds = reservations.holds
+        self.reservation_stands = reservations.reservation_stands
         self.release = reservations.release
         self.touch = reservations.touch
         # A person's delete, row first (deletes.py).

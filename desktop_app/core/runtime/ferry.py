@@ -69,7 +69,7 @@ from desktop_app.core.transfers.protection import (
     EndpointGuard,
     ProtectionMemory,
 )
-from desktop_app.core.transfers.scheduler import HoldReason, Scheduler, SchedulerOptions
+from desktop_app.core.transfers.scheduler import HoldBackReason, Scheduler, SchedulerOptions
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class Ferry:
         self.mode = mode
         # Told when the system holds uploads back or lets them go (the window
         # shows it): the text, and every reason holding them now.
-        self.on_system_notice: Callable[[str, frozenset[HoldReason]], None] | None = None
+        self.on_system_notice: Callable[[str, frozenset[HoldBackReason]], None] | None = None
         # Told how far a check started with run_check has got: objects, rows.
         self.on_check_progress: Callable[[int, int], None] | None = None
         self.engine = TransferEngine(
@@ -260,7 +260,7 @@ class Ferry:
     def _announce(self, text: str) -> None:
         log.info("%s", text)
         if self.on_system_notice is not None:
-            self.on_system_notice(text, self.scheduler.holds)
+            self.on_system_notice(text, self.scheduler.held_back_for)
 
     def queue(self, paths: Iterable[Path | str], prefix: str | None = None) -> list[TransferRecord]:
         """Write the paths into the journal as transfers and wake the scheduler."""

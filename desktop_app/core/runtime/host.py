@@ -60,7 +60,7 @@ from desktop_app.core.runtime.sandbox import SandboxServer
 from desktop_app.core.runtime.sandbox_profile import start_sandbox
 from desktop_app.core.runtime.watcher import FolderStatus
 from desktop_app.core.settings.profiles import Profile
-from desktop_app.core.transfers.scheduler import HoldReason
+from desktop_app.core.transfers.scheduler import HoldBackReason
 
 log = logging.getLogger(__name__)
 FLUSH_INTERVAL = 0.05  # seconds between engine updates sent to the window
@@ -149,7 +149,7 @@ class UploadsHeld:
     """The system holds uploads back (a metered connection), or let them go."""
 
     text: str  # what happened, in words
-    reasons: tuple[HoldReason, ...]  # every reason holding them now; empty: they run
+    reasons: tuple[HoldBackReason, ...]  # every reason holding them now; empty: they run
 
 
 @dataclass(frozen=True)

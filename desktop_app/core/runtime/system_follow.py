@@ -21,7 +21,7 @@ from desktop_app.core.runtime.system_bus import (
     system_bus_address,
 )
 from desktop_app.core.settings.profiles import Profile
-from desktop_app.core.transfers.scheduler import HoldReason, Scheduler
+from desktop_app.core.transfers.scheduler import HoldBackReason, Scheduler
 
 
 class SystemFollower:
@@ -83,11 +83,11 @@ class SystemFollower:
             self._watches.append(awake)
 
     def _metered_changed(self, metered: bool) -> None:
-        if not self._scheduler.hold_back(HoldReason.METERED, metered):
+        if not self._scheduler.hold_back(HoldBackReason.METERED, metered):
             return
         if metered:
             self._announce(
-                f"Uploads paused: {HoldReason.METERED.description}. They go on by themselves "
+                f"Uploads paused: {HoldBackReason.METERED.description}. They go on by themselves "
                 "when it is not (Settings: pause on a metered connection)."
             )
         else:

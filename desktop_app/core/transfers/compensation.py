@@ -73,7 +73,7 @@ class Compensation:
         # Only while the row is still our own pending reservation: then no
         # live row (ours or anyone's) can point at this key's object.
         try:
-            if self.catalog.holds(record.catalog_file_id, record.reservation_token):
+            if self.catalog.reservation_stands(record.catalog_file_id, record.reservation_token):
                 self._delete_own_object(record)
             else:
                 log.warning(

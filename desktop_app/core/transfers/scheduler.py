@@ -53,7 +53,7 @@ _FULL_READ_INTERVAL = 2.0  # seconds between a waiter's reads of every unsettled
 _RETRY_LOOK_INTERVAL = 1.0  # seconds between the probe's looks for transfers waiting to retry
 
 
-class HoldReason(enum.Enum):
+class HoldBackReason(enum.Enum):
     """Why no upload may run for now, whatever the journal holds."""
 
     METERED = "metered"
@@ -121,7 +121,7 @@ class Scheduler:
         )
         self._thread = threading.Thread(target=self._loop, name="ferry-scheduler", daemon=True)
         self.halted: FerryError | None = None  # nothing can be recorded (disk full): stop
-        self._holds: set[HoldReason] = set()
+        self._held_back_for: set[HoldBackReason] = set()
         self._last_probe = -float("inf")
         self._last_retry_look = -float("inf")
         self._last_keep_alive = monotonic()
@@ -188,24 +188,24 @@ class Scheduler:
         self._handles.tell_everyone_to_read()
         return stopped
 
-    def hold_back(self, reason: HoldReason, holding: bool) -> bool:
+    def hold_back(self, reason: HoldBackReason, holding: bool) -> bool:
         """Hold every upload back for a reason (running ones stop at their next check
         and keep what they sent), or let them go again. True when this changed."""
         with self._lock:
-            changed = (reason in self._holds) != holding
+            changed = (reason in self._held_back_for) != holding
             if holding:
-                self._holds.add(reason)
+                self._held_back_for.add(reason)
             else:
-                self._holds.discard(reason)
+                self._held_back_for.discard(reason)
         if holding:
             self.engine.pause_running()
         self.wake()
         return changed
 
     @property
-    def holds(self) -> frozenset[HoldReason]:
+    def held_back_for(self) -> frozenset[HoldBackReason]:
         with self._lock:
-            return frozenset(self._holds)
+            return frozenset(self._held_back_for)
 
     def held(self) -> set[int]:
         """The transfers a worker or a person's action holds now."""
@@ -367,7 +367,7 @@ class Scheduler:
             self.engine.keep_alive()
 
     def _dispatch(self) -> None:
-        if self.halted is not None or self.holds:
+        if self.halted is not None or self.held_back_for:
             return
         if self._fresh.is_set() or not self._candidates:
             # A worker that finished only frees a place: the candidates read

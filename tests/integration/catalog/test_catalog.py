@@ -131,11 +131,13 @@ def test_a_reservation_belongs_to_its_token(catalog: CatalogService) -> None:
     with pytest.raises(CatalogError, match="reserved by another transfer"):
         catalog.activate(row.id, etag="e", token="t-theirs")
     catalog.release(row.id, reason="not theirs to release", token="t-theirs")
-    assert catalog.holds(row.id, "t-mine")
-    assert not catalog.holds(row.id, "t-theirs")
+    assert catalog.reservation_stands(row.id, "t-mine")
+    assert not catalog.reservation_stands(row.id, "t-theirs")
     catalog.activate(row.id, etag="e", token="t-mine")
     assert catalog.reserve(theirs).outcome is ReservationOutcome.DUPLICATE  # stored already
-    assert not catalog.holds(row.id, "t-mine"), "an active row is nobody's to compensate"
+    assert not catalog.reservation_stands(row.id, "t-mine"), (
+        "an active row is nobody's to compensate"
+    )
 
 
 def test_key_taken_by_other_content_is_a_conflict(catalog: CatalogService) -> None:

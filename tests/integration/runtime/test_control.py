@@ -34,7 +34,7 @@ from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.runtime.facade import FacadeCall
 from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.runtime.run_mode import RunMode
-from desktop_app.core.transfers.scheduler import HoldReason
+from desktop_app.core.transfers.scheduler import HoldBackReason
 from tests.conftest import AS_NOBODY, WeedServer
 from tests.integration.transfers.test_crash import ferry, wait_for
 from tests.integration.transfers.test_scheduler import catalog_rows, home_with_profile_w, run_cli
@@ -392,7 +392,7 @@ def test_ferry_cancel_beside_a_running_ferry_exits_0_as_it_does_alone(
     doc = tmp_path / "draft.txt"
     doc.write_text("queued, paused, then cancelled")
     # Uploads held back (as on a metered network): it stays queued until the cancel comes.
-    running.scheduler.hold_back(HoldReason.METERED, True)
+    running.scheduler.hold_back(HoldBackReason.METERED, True)
     [queued] = running.queue([doc])
     assert ferry_env.paths.home is not None
 

@@ -19,7 +19,7 @@ from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.runtime.run_mode import RunMode
-from desktop_app.core.transfers.scheduler import HoldReason
+from desktop_app.core.transfers.scheduler import HoldBackReason
 from tests.conftest import SystemBus, WeedServer
 from tests.faults import FaultProxy
 
@@ -51,7 +51,7 @@ def test_uploads_pause_while_metered_and_go_on_by_themselves_with_the_computer_k
     proxy_profile(part_size=5 * MIB, concurrency=2, bandwidth_limit=4 * MIB, pause_on_metered=True)
     data = os.urandom(30 * MIB)
     (tmp_path / "video.bin").write_bytes(data)
-    notices: list[tuple[str, frozenset[HoldReason]]] = []
+    notices: list[tuple[str, frozenset[HoldBackReason]]] = []
     done_bytes = [0]
     app = Ferry.open(on_bus(ferry_env, system_bus.address), mode=RunMode.RESIDENT)
     app.on_system_notice = lambda text, holds: notices.append((text, holds))
@@ -68,7 +68,9 @@ def test_uploads_pause_while_metered_and_go_on_by_themselves_with_the_computer_k
         assert system_bus.services.inhibit_calls[0][0] == "sleep"
 
         system_bus.services.set_metered(True)
-        wait_for(lambda: HoldReason.METERED in app.scheduler.holds, 5, "the metered pause")
+        wait_for(
+            lambda: HoldBackReason.METERED in app.scheduler.held_back_for, 5, "the metered pause"
+        )
         wait_for(lambda: not app.scheduler.held(), 10, "the running parts to stop")
         paused_at = done_bytes[0]
         # A fixed span on purpose: what is checked is that nothing happens in it
