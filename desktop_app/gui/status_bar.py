@@ -81,9 +81,6 @@ class StatusBar(QStatusBar):
         self._lasting = text
         self._show()
 
-    def lasting(self) -> str:
-        return self._lasting
-
     def showMessage(self, text: str, timeout: int | None = 0) -> None:
         self._message = text
         if timeout:

@@ -185,10 +185,6 @@ class TransferRecord:
         return self.error.kind if self.error else ErrorKind.PERMANENT
 
     @property
-    def multipart(self) -> bool:
-        return self.part_count > 1 or self.upload_id is not None
-
-    @property
     def resume_point(self) -> TransferState:
         """The step a failed or interrupted transfer goes on from.
 

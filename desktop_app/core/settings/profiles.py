@@ -308,11 +308,6 @@ class Profile:
         """The FERRY_* variables that change this profile (names only)."""
         return [var for var in ENV_OVERRIDES if environ.get(var)]
 
-    def key_for(self, relative_name: str) -> str:
-        """The object key for a name relative to the profile's prefix."""
-        prefix = self.prefix.strip("/")
-        return f"{prefix}/{relative_name}" if prefix else relative_name
-
     def to_toml_table(self) -> dict[str, Any]:
         table = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
         del table["name"]
