@@ -43,7 +43,20 @@ _PORT_NAMES = ("s3", "master", "volume", "filer", "admin")
 _GRPC_OFFSET = 10_000
 DEFAULT_S3_PORT = 18333  # the sandbox's endpoint unless taken: http://127.0.0.1:18333
 _FALLBACK_S3_PORTS = range(20_000, 45_000, 5)
+_PORT_RACE_ATTEMPTS = 3
+PORT_TAKEN = (
+    "One of its ports is taken by another program; stop that program or "
+    "delete ports.json in the sandbox folder so that Ferry picks new ports."
+)
 STOP_PATIENCE = 2.5  # seconds the server has to stop after SIGTERM before it is killed
+
+
+class _PortTaken(Exception):
+    """A port was free when chosen and taken before the server bound it."""
+
+    def __init__(self, error: SandboxError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -228,16 +241,17 @@ class SandboxServer:
         found = self._running_with_owner()
         return found[0] if found is not None else None
 
-    def _choose_ports(self) -> SandboxPorts:
+    def _choose_ports(self, avoid: frozenset[int] = frozenset()) -> SandboxPorts:
         """The ports used last time while free, else Ferry's default block, else
-        another block: so the endpoint a person gave aws-cli or rclone stays."""
+        another block: so the endpoint a person gave aws-cli or rclone stays.
+        ``avoid``: S3 ports of blocks another program took while the server started."""
         with contextlib.suppress(OSError, ValueError, TypeError):
             previous = SandboxPorts(**json.loads(self._ports_file.read_text()))
-            if _block_free(previous):
+            if previous.s3 not in avoid and _block_free(previous):
                 return previous
         for s3 in (DEFAULT_S3_PORT, *self._random.sample(_FALLBACK_S3_PORTS, 40)):
             ports = _block(s3)
-            if _block_free(ports):
+            if s3 not in avoid and _block_free(ports):
                 return ports
         raise SandboxError(
             "No free ports for the sandbox server were found between "
@@ -260,7 +274,21 @@ class SandboxServer:
             return existing
         data_dir = self.directory / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
-        ports = self._choose_ports()
+        taken: set[int] = set()
+        for _attempt in range(_PORT_RACE_ATTEMPTS):
+            ports = self._choose_ports(frozenset(taken))
+            try:
+                return self._launch(data_dir, ports, timeout)
+            except _PortTaken as exc:
+                # Free when looked at, taken by another program before weed bound
+                # it (a race no look can close): another block, a few times.
+                log.info("A sandbox port was taken while the server started; another block")
+                taken.add(ports.s3)
+                last = exc.error
+        raise last  # every block tried was taken in the race
+
+    def _launch(self, data_dir: Path, ports: SandboxPorts, timeout: float) -> SandboxState:
+        """Start weed mini on ``ports``; _PortTaken when one was taken meanwhile."""
         command = [
             *_die_with_parent(),
             str(self.weed),
@@ -287,6 +315,7 @@ class SandboxServer:
             *self.extra_args,
         ]
         log_handle = self.log_file.open("ab")
+        log_start = log_handle.tell()
         try:
             process = subprocess.Popen(
                 command,
@@ -304,10 +333,14 @@ class SandboxServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise SandboxError(
+                diagnosis = self._diagnose(log_start)
+                error = SandboxError(
                     f"The sandbox server stopped at start (exit {process.returncode}). "
-                    f"{self._diagnose()} Its log is {self.log_file}."
+                    f"{diagnosis} Its log is {self.log_file}."
                 )
+                if diagnosis == PORT_TAKEN:
+                    raise _PortTaken(error)
+                raise error
             if _answers(ports.s3):
                 break
             time.sleep(0.2)
@@ -315,7 +348,7 @@ class SandboxServer:
             self._terminate(process)
             raise SandboxError(
                 f"The sandbox server did not answer within {timeout:.0f} s. "
-                f"{self._diagnose()} Its log is {self.log_file}."
+                f"{self._diagnose(log_start)} Its log is {self.log_file}."
             )
         self._process = process
         state = SandboxState(process.pid, ports)
@@ -324,16 +357,17 @@ class SandboxServer:
         log.info("Sandbox server started (pid %s) at %s", process.pid, state.endpoint_url)
         return state
 
-    def _diagnose(self) -> str:
+    def _diagnose(self, since: int) -> str:
+        """What the log says of this start (its bytes from ``since`` on)."""
         try:
-            tail = self.log_file.read_text(errors="replace")[-4000:]
+            with self.log_file.open("rb") as log_handle:
+                log_handle.seek(since)
+                tail = log_handle.read().decode(errors="replace")[-4000:]
         except OSError:
             return ""
-        if "address already in use" in tail:
-            return (
-                "One of its ports is taken by another program; stop that program or "
-                "delete ports.json in the sandbox folder so that Ferry picks new ports."
-            )
+        # weed's own look at its ports, or a bind that lost the race after it.
+        if "address already in use" in tail or "Port allocation failed" in tail:
+            return PORT_TAKEN
         lines = [line for line in tail.splitlines() if line.strip()]
         return f"Last words: {lines[-1][:300]!r}." if lines else ""
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.runtime.run_mode import RunMode
-from desktop_app.core.runtime.sandbox import SandboxServer, find_weed
+from desktop_app.core.runtime.sandbox import SandboxPorts, SandboxServer, find_weed
 from desktop_app.core.runtime.sandbox_profile import start_sandbox
 
 
@@ -93,6 +94,41 @@ def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
     server = SandboxServer(tmp_path / "sandbox", fake)
     with pytest.raises(SandboxError, match="ports is taken"):
         server.start(timeout=10)
+
+
+def test_a_port_taken_while_the_server_starts_moves_it_to_another_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another program binds one of the chosen ports after Ferry looked and before
+    weed did (seen in CI: exit 255, "address already in use"; weed's own look says
+    "Port allocation failed"): the server starts on another block instead of failing."""
+    server = SandboxServer(tmp_path / "sandbox", find_weed(os.environ))
+    choose = server._choose_ports
+    squatters: list[socket.socket] = []
+
+    def chosen_then_taken(avoid: frozenset[int] = frozenset()) -> SandboxPorts:
+        ports = choose(avoid)
+        if not squatters:  # the other program wins the first race only
+            squatter = socket.socket()
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            squatter.bind(("127.0.0.1", ports.s3))
+            squatter.listen()
+            squatters.append(squatter)
+        return ports
+
+    monkeypatch.setattr(server, "_choose_ports", chosen_then_taken)
+    try:
+        state = server.start()
+        try:
+            taken = squatters[0].getsockname()[1]
+            assert taken not in asdict(state.ports).values()
+            assert "Port allocation failed" in server.log_file.read_text()
+            assert server.running() == state  # it answers S3 on the new block
+        finally:
+            server.stop()
+    finally:
+        for squatter in squatters:
+            squatter.close()
 
 
 def test_a_server_whose_ferry_died_is_taken_over_and_stopped(tmp_path: Path) -> None:
