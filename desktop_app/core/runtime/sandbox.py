@@ -275,17 +275,17 @@ class SandboxServer:
         data_dir = self.directory / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
         taken: set[int] = set()
-        for _attempt in range(_PORT_RACE_ATTEMPTS):
+        while True:
             ports = self._choose_ports(frozenset(taken))
             try:
                 return self._launch(data_dir, ports, timeout)
             except _PortTaken as exc:
                 # Free when looked at, taken by another program before weed bound
                 # it (a race no look can close): another block, a few times.
-                log.info("A sandbox port was taken while the server started; another block")
                 taken.add(ports.s3)
-                last = exc.error
-        raise last  # every block tried was taken in the race
+                if len(taken) == _PORT_RACE_ATTEMPTS:
+                    raise exc.error from None
+                log.info("A sandbox port was taken while the server started; another block")
 
     def _launch(self, data_dir: Path, ports: SandboxPorts, timeout: float) -> SandboxState:
         """Start weed mini on ``ports``; _PortTaken when one was taken meanwhile."""
