@@ -78,6 +78,7 @@ class FaultProxy:
     lock: threading.Lock = field(default_factory=threading.Lock)
     down: bool = False
     in_flight: dict[int, Request] = field(default_factory=dict)
+    most_in_flight: int = 0  # the most requests it held at once
     connections: set[socket.socket] = field(default_factory=set)
     port: int = 0
     # Set (access key, secret key): every ETag the server answers, in headers and
@@ -261,6 +262,7 @@ class FaultProxy:
             self.seen.append(request)
             if handler is not None:
                 self.in_flight[id(handler)] = request
+                self.most_in_flight = max(self.most_in_flight, len(self.in_flight))
             for fault in self.faults:
                 if fault.action != "stall" and fault.times > 0 and fault.match(request):
                     fault.times -= 1

@@ -63,6 +63,7 @@ from desktop_app.core.settings.secrets import (
 from desktop_app.core.storage.s3 import S3Storage
 from desktop_app.core.transfers.coordinator import TransferCoordinator
 from desktop_app.core.transfers.engine import TransferEngine
+from desktop_app.core.transfers.in_flight import SMALL_FILES_CEILING
 from desktop_app.core.transfers.options import EngineOptions
 from desktop_app.core.transfers.protection import (
     PROTECTION_FILE,
@@ -184,8 +185,12 @@ class Ferry:
             REDACTOR.add_secret(credentials.secret_access_key)
             REDACTOR.add_binary_secret(credentials.sse_customer_key)
             log.info("Profile %s: S3 credentials from %s", profile.name, credentials.source.value)
+            # Parts of large files, single-request files up to their window, and a few
+            # for probes and listings: none waits for a connection.
             storage = S3Storage.connect(
-                profile, credentials, max_connections=profile.concurrency + 4
+                profile,
+                credentials,
+                max_connections=profile.concurrency + SMALL_FILES_CEILING + 4,
             )
             password = catalog_password(profile, env.secrets, env.environ)
             REDACTOR.add_secret(password)

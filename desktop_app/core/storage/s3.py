@@ -40,6 +40,7 @@ from desktop_app.core.settings.secrets import S3Credentials
 from desktop_app.core.storage.client import SANDBOX_SERVER, endpoint_id, make_client
 from desktop_app.core.storage.errors import ErrorTranslator
 from desktop_app.core.storage.server_clock import ServerClock
+from desktop_app.core.storage.throttling import ThrottleCount
 from desktop_app.core.storage.wire import (
     CRC64NVME,
     answered_crc,
@@ -89,6 +90,9 @@ class S3Storage:
         # Bucket times are judged on the server's clock, learnt from every answer.
         self.server_clock = ServerClock()
         client.meta.events.register("after-call.s3", self.server_clock.on_answer)
+        # Every attempt's answer, botocore's own retries included: how often it said slow down.
+        self.throttled = ThrottleCount()
+        client.meta.events.register("needs-retry.s3", self.throttled.on_attempt)
         # After botocore's own handler that adds the header (same event, registered later).
         client.meta.events.register_last("before-call.s3", without_expect)
         # Every request goes through it: no botocore error leaves this storage.

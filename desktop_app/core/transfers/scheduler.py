@@ -16,6 +16,11 @@ nothing else runs a transfer. Promises:
   ``runnable`` query filters by profile, the engine refuses the others);
 - small files never wait behind large ones: a share of the workers is kept
   for files sent in one request, and large files may not take them;
+- how many files sent in one request are in flight follows the network
+  (:mod:`desktop_app.core.transfers.in_flight`): never fewer than ``workers``
+  unless the server asks to slow down, up to
+  :data:`~desktop_app.core.transfers.in_flight.SMALL_FILES_CEILING`; large
+  files keep their ``workers`` share;
 - a transfer that failed transiently is tried again by itself when its next
   try time comes, at once when a cheap probe sees the endpoint come back
   after it was unreachable, and at once after the machine wakes from sleep
@@ -47,6 +52,13 @@ from desktop_app.core.model.states import TransferState
 from desktop_app.core.transfers.control import TransferControl
 from desktop_app.core.transfers.engine import TransferEngine
 from desktop_app.core.transfers.handles import HandleRegistry, ReadAgain, TransferHandle
+from desktop_app.core.transfers.in_flight import (
+    SmallFileWindow,
+    WindowChange,
+    WindowOptions,
+    WindowStep,
+)
+from desktop_app.core.transfers.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 _FULL_READ_INTERVAL = 2.0  # seconds between a waiter's reads of every unsettled transfer
@@ -79,6 +91,8 @@ class SchedulerOptions:
     runs: Runs = Runs.EVERY_RUNNABLE
     sleep_jump: float = 30.0  # wall clock ahead of monotonic by this much: the machine slept
     keep_alive_interval: float = 30.0  # seconds between touches of running uploads' rows
+    # Files sent in one request in flight at once; its floor is ``workers``.
+    small_files: WindowOptions | None = None
 
 
 class Scheduler:
@@ -104,6 +118,15 @@ class Scheduler:
         self._wall = wall
         self._small_slots = max(1, round(options.workers * options.small_share))
         self._large_slots = max(1, options.workers - self._small_slots)
+        window_options = options.small_files or WindowOptions()
+        window_options = dataclasses.replace(
+            window_options,
+            floor=options.workers,
+            ceiling=max(options.workers, window_options.ceiling),
+        )
+        self.small_files = SmallFileWindow(
+            window_options, monotonic=monotonic, throttled=lambda: engine.storage.throttled.count
+        )
         self._lock = threading.Lock()
         self.owners = engine.holds
         # A person's action skipped by dispatch meanwhile may be runnable now.
@@ -116,8 +139,10 @@ class Scheduler:
         self._fresh = threading.Event()  # the journal may hold new work: read it again
         self._candidates: list[tuple[int, int]] = []  # (id, size) from the last reading
         self._stopping = threading.Event()
+        # Threads are started as work comes: the ceiling costs nothing until used.
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self._small_slots + self._large_slots, thread_name_prefix="ferry-file"
+            max_workers=max(options.workers, window_options.ceiling),
+            thread_name_prefix="ferry-file",
         )
         self._thread = threading.Thread(target=self._loop, name="ferry-scheduler", daemon=True)
         self.halted: FerryError | None = None  # nothing can be recorded (disk full): stop
@@ -376,38 +401,52 @@ class Scheduler:
             self._candidates = self.journal.runnable_sizes(self.profiles, _now(self._wall))
         runnable, self._candidates = self._candidates, []
         policy = self.engine.options.retry
+        window = self.small_files.size
         with self._lock:
             running, large_running = self.owners.working()
+            small_running = running - large_running
             for position, (transfer_id, size) in enumerate(runnable):
-                if running >= self._small_slots + self._large_slots:
-                    # Every worker busy: the rest wait as they are (looking at
+                small_full = small_running >= window
+                large_full = large_running >= self._large_slots
+                if running >= max(window, self._small_slots + self._large_slots) or (
+                    small_full and large_full
+                ):
+                    # Every place taken: the rest wait as they are (looking at
                     # each of 10,000 candidates at every finished file was
                     # quadratic in the queue's length).
                     self._candidates.extend(runnable[position:])
+                    self.small_files.full()
                     break
-                if transfer_id in self._refused:
-                    continue
-                if self.options.runs is Runs.AWAITED and not self._handles.awaited(transfer_id):
-                    continue
-                if policy.gave_up(self._failures[transfer_id]):
+                if not self._may_run(transfer_id, policy):
                     continue
                 small = self.engine.is_small(size)
-                # Small files may use any free worker; large ones only theirs.
-                if not small and large_running >= self._large_slots:
+                # Small files take places up to the window; large ones only theirs.
+                if (small and small_full) or (not small and large_full):
                     self._candidates.append((transfer_id, size))
+                    if small:
+                        self.small_files.full()
                     continue
                 control = self.owners.take_for_worker(transfer_id, small=small)
                 if control is None:
                     continue  # running already, or a person acts on it: woken after
                 running += 1
                 large_running += not small
+                small_running += small
                 try:
-                    self._pool.submit(self._work, transfer_id, control)
+                    self._pool.submit(self._work, transfer_id, control, small)
                 except RuntimeError:  # the pool is shut down: stopping
                     self.owners.release(transfer_id)
                     return
 
-    def _work(self, transfer_id: int, control: TransferControl) -> None:
+    def _may_run(self, transfer_id: int, policy: RetryPolicy) -> bool:
+        """Not refused, awaited if this Ferry ends, and not given up on in this run."""
+        if transfer_id in self._refused:
+            return False
+        if self.options.runs is Runs.AWAITED and not self._handles.awaited(transfer_id):
+            return False
+        return not policy.gave_up(self._failures[transfer_id])
+
+    def _work(self, transfer_id: int, control: TransferControl, small: bool) -> None:
         outcome: TransferRecord | None = None
         try:
             outcome = self.engine.run_held(transfer_id, control)
@@ -440,7 +479,19 @@ class Scheduler:
                     self._failures[transfer_id] += 1
             self.owners.release(transfer_id)
             self._handles.tell(transfer_id, ReadAgain.JOURNAL if outcome is None else outcome)
+            if small:
+                self._note_window(self.small_files.finished())
             self._wake.set()  # a worker is free: look again
+
+    @staticmethod
+    def _note_window(change: WindowChange | None) -> None:
+        if change is not None and change.step is not WindowStep.KEPT:
+            log.info(
+                "Files sent in one request in flight: %d (%s at %.0f files/s)",
+                change.size,
+                change.step.value.replace("_", " "),
+                change.files_per_second,
+            )
 
 
 def _now(wall: Callable[[], float]) -> datetime:

@@ -5,7 +5,9 @@
   beyond one part;
 - a 1-byte file is not kept waiting by a throttled 1 GiB upload;
 - the endpoint gone for 90 s: 200 files finish by themselves afterwards;
-- bad input retried: the same rows, their own errors.
+- bad input retried: the same rows, their own errors;
+- small files on a slow link: many more in flight than the profile's workers;
+  the server saying slow down: fewer, and every file still arrives.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from desktop_app.core.runtime.run_mode import RunMode
 from desktop_app.core.transfers.control import TransferControl
 from desktop_app.core.transfers.retry import RetryPolicy
 from tests.conftest import WeedServer
-from tests.faults import Fault, FaultProxy, is_part_upload, is_put
+from tests.faults import Fault, FaultProxy, Request, is_part_upload, is_probe, is_put
 from tests.integration.transfers.test_crash import confirmed_parts, ferry, wait_for
 from tests.integration.transfers.test_engine import object_sha256
 
@@ -389,3 +391,65 @@ def test_commands_beside_a_running_ferry_watch_print_what_they_print_alone(
     code, out, err = run_cli(home, "upload", str(third), "--json")
     assert code == 0, err
     assert json.loads(out)["transfers"][0]["state"] == "done"
+
+
+def small_files(folder: Path, count: int) -> dict[str, str]:
+    """``count`` files of 1 KiB; name -> SHA-256."""
+    folder.mkdir()
+    sums = {}
+    for n in range(count):
+        data = os.urandom(1024)
+        (folder / f"s{n:03d}.bin").write_bytes(data)
+        sums[f"s{n:03d}.bin"] = hashlib.sha256(data).hexdigest()
+    return sums
+
+
+def is_file_put(request: Request) -> bool:
+    return is_put(request) and not is_probe(request)
+
+
+def test_on_a_slow_link_many_more_small_files_are_in_flight_than_the_profiles_workers(
+    proxy_profile: Callable[..., None],
+    ferry_env: Environment,
+    proxy: FaultProxy,
+    weed: WeedServer,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    proxy_profile(concurrency=4)
+    sums = small_files(tmp_path / "many", 150)
+    # Every file's PUT answered 0.3 s late, as from a bucket far away.
+    proxy.faults = [Fault(is_file_put, "delay", times=10_000, delay=0.3)]
+    with Ferry.open(ferry_env) as app:
+        records = app.upload(sorted((tmp_path / "many").iterdir()))
+        window = app.scheduler.small_files.size
+    assert [r.state for r in records] == [TransferState.DONE] * 150
+    print(f"\nmost requests in flight: {proxy.most_in_flight}; window at the end: {window}")
+    assert proxy.most_in_flight >= 32  # the profile says 4: 4 were in flight before
+    for name in ("s000.bin", "s075.bin", "s149.bin"):
+        assert object_sha256(weed, bucket, name) == sums[name]
+
+
+def test_a_server_saying_slow_down_gets_fewer_small_files_at_once_and_all_arrive(
+    proxy_profile: Callable[..., None],
+    ferry_env: Environment,
+    proxy: FaultProxy,
+    weed: WeedServer,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    proxy_profile()
+    sums = small_files(tmp_path / "many", 80)
+    proxy.faults = [Fault(is_file_put, "status", times=6, status=503, code="SlowDown")]
+    with Ferry.open(ferry_env) as app:
+        start = app.scheduler.small_files.size
+        records = app.upload(sorted((tmp_path / "many").iterdir()))
+        window = app.scheduler.small_files.size
+        throttled = app.storage.throttled.count
+    assert [r.state for r in records] == [TransferState.DONE] * 80
+    assert throttled == 6
+    assert window <= start // 2, (start, window)
+    listed = weed.client().list_objects_v2(Bucket=bucket)["Contents"]
+    assert len(listed) == 80
+    for name in ("s000.bin", "s040.bin", "s079.bin"):
+        assert object_sha256(weed, bucket, name) == sums[name]
