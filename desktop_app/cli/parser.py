@@ -263,7 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_add.add_argument("--owner", help="owner name on an SQLite catalog")
     p_add.add_argument("--part-size-mib", type=int)
-    p_add.add_argument("--concurrency", type=int)
+    p_add.add_argument(
+        "--concurrency",
+        type=int,
+        help="large files and their parts sent at once (8); small files go at least this "
+        "many at once, up to 64 while it pays",
+    )
     p_add.add_argument(
         "--nats-url", dest="relay_nats_url", metavar="URL", help="where `ferry relay` publishes"
     )

@@ -167,7 +167,11 @@ class SettingsDialog(QDialog):
         form = QFormLayout(sending)
         self.concurrency_spin = QSpinBox()
         self.concurrency_spin.setRange(1, 64)
-        self.concurrency_spin.setToolTip("How many files are sent at the same time.")
+        self.concurrency_spin.setToolTip(
+            "How many large files are sent at the same time, and how many parts of them. "
+            "Small files (under one part) go at least this many at once, up to 64 while "
+            "that is faster, fewer if the server asks Ferry to slow down."
+        )
         self.part_size = scaled_spin(
             MIB,
             5,
