@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from rss import wait_with_peak_rss  # noqa: E402
 from run import base_env, ensure_peers, measure  # noqa: E402
 
 from desktop_app.core.catalog.service import open_catalog  # noqa: E402
@@ -131,7 +132,7 @@ def measure_check(
     with out.open("w") as handle:
         command = [FERRY, "check", "--json", "--grace", "0"]
         process = subprocess.Popen(command, env=ferry_env, stdout=handle)
-        _pid, _status, usage = os.wait4(process.pid, 0)
+        _status, peak_mib = wait_with_peak_rss(process.pid)
     check_s = time.perf_counter() - start
     counts = json.loads(out.read_text())["counts"]
     expected = {k: v for k, v in planted.items() if k != "bucket_size"}
@@ -141,7 +142,7 @@ def measure_check(
     ls_s, _rss, _rc = measure(
         [str(peers / "s5cmd"), "--endpoint-url", endpoint, "ls", f"s3://{bucket}/scale/*"], env
     )
-    return CheckRun(size, planted_per_kind, check_s, usage.ru_maxrss / 1024, ls_s, exact, counts)
+    return CheckRun(size, planted_per_kind, check_s, peak_mib, ls_s, exact, counts)
 
 
 HEADER = [

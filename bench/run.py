@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from relay import Relay  # noqa: E402
+from rss import wait_with_peak_rss  # noqa: E402
 
 from desktop_app.core.runtime.sandbox import SandboxServer, find_weed  # noqa: E402
 
@@ -84,15 +85,15 @@ def ensure_peers() -> Path:
 
 
 def measure(command: list[str], env: dict[str, str]) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS (MiB) and exit status of one command."""
+    """Wall seconds, the command's own peak RSS (MiB, bench/rss.py) and exit status."""
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _pid, status, usage = os.wait4(process.pid, 0)
+    status, peak_mib = wait_with_peak_rss(process.pid)
     seconds = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0 and process.stderr is not None:
         sys.stderr.write(process.stderr.read().decode(errors="replace")[-2000:])
-    return seconds, usage.ru_maxrss / 1024, process.returncode
+    return seconds, peak_mib, process.returncode
 
 
 @dataclass(frozen=True)
