@@ -22,7 +22,8 @@ Promises:
 
 - the window is between 1 and ``ceiling``; it starts at ``start`` (or at
   ``floor``, the profile's concurrency, if that is more);
-- it grows only while the window was full: files waited for a place;
+- it grows only while the window was full: files waited for a place, and
+  files per second are measured from the moment they began to wait;
 - it drops below ``floor`` only after the server throttled: then it halves, at
   most once a second however many answers were throttled;
 - memory stays bounded by the engine's byte budget, which every single-request
@@ -108,6 +109,10 @@ class SmallFileWindow:
     def full(self) -> None:
         """Files were waiting for a place while the window was full."""
         with self._lock:
+            if not self._was_full and self._started is not None:
+                # Files per second are measured from here: an idle hour before
+                # (the window's engine waits for files) says nothing of the window.
+                self._started, self._done = self._monotonic(), 0
             self._was_full = True
 
     def finished(self) -> WindowChange | None:

@@ -134,3 +134,19 @@ def test_the_time_before_the_first_file_ends_is_not_counted() -> None:
     subject.finished()
     [grew] = sample(world, subject, 100)
     assert abs(grew.files_per_second - 100.0) < 1.0
+
+
+def test_an_idle_hour_between_files_is_not_counted_as_a_slow_window() -> None:
+    world = World()
+    subject = window(world)
+    subject.finished()
+    sample(world, subject, 100)  # 8 -> 16, best 100 files/s
+    for _ in range(2):
+        # A few files, then nobody drops anything for an hour, then a folder.
+        for _ in range(5):
+            world.now += 0.01
+            subject.finished()
+        world.now += 3600.0
+        [change] = sample(world, subject, 100)
+        assert change.step is WindowStep.GREW
+    assert subject.size == 64
