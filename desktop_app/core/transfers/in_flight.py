@@ -23,9 +23,13 @@ Promises:
 - the window is between 1 and ``ceiling``; it starts at ``start`` (or at
   ``floor``, the profile's concurrency, if that is more);
 - it grows only while the window was full: files waited for a place, and
-  files per second are measured from the moment they began to wait;
+  files per second are measured from the moment they began to wait, over
+  files sent (not failed), and never across a spell of 5 s in which no file
+  ended;
 - it drops below ``floor`` only after the server throttled: then it halves, at
-  most once a second however many answers were throttled;
+  most once a second however many answers were throttled (any request's: a
+  server that says slow down gets fewer files at once; one that said so before
+  a quiet spell is not held against the next files);
 - memory stays bounded by the engine's byte budget, which every single-request
   file takes its size from before it reads a byte;
 - nothing here does I/O or starts a thread; the clock and the count of the
@@ -35,11 +39,13 @@ Promises:
 from __future__ import annotations
 
 import enum
+import logging
 import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+log = logging.getLogger(__name__)
 # The most single-request files in flight. The storage client's connection
 # pool and the scheduler's thread pool are sized from it.
 SMALL_FILES_CEILING = 64
@@ -67,6 +73,7 @@ class WindowOptions:
     settle: float = 5.0  # seconds after a step back before probing above again
     calm: float = 10.0  # seconds without throttling before growing again
     halving_gap: float = 1.0  # a burst of throttled answers halves the window once
+    idle_gap: float = 5.0  # seconds without a file ending: a new sample begins
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,7 @@ class SmallFileWindow:
         self._started: float | None = None
         self._done = 0
         self._was_full = False
+        self._last_end: float | None = None
 
     @property
     def size(self) -> int:
@@ -115,19 +123,30 @@ class SmallFileWindow:
                 self._started, self._done = self._monotonic(), 0
             self._was_full = True
 
-    def finished(self) -> WindowChange | None:
-        """A single-request file ended (whatever its outcome); a change when one was made."""
+    def finished(self, *, sent: bool) -> WindowChange | None:
+        """A single-request file ended; ``sent``: it was sent or found a duplicate
+        (a failure says nothing of the speed: an outage fails files fast). A
+        change when one was made."""
         with self._lock:
             now = self._monotonic()
+            first = self._last_end is None
+            quiet = self._last_end is not None and now - self._last_end > self.options.idle_gap
+            self._last_end = now
             throttled = self._throttled()
-            if throttled > self._seen_throttled:
+            if quiet:
+                # A slow-down answered during a quiet spell (to a large file's
+                # part, hours ago) is not held against the files that come after.
+                self._seen_throttled = throttled
+            elif throttled > self._seen_throttled:
                 self._seen_throttled = throttled
                 if now - self._halved_at >= self.options.halving_gap:
                     return self._halve(now)
-            if self._started is None:
-                # The first file to end starts the clock: the time before it is
-                # the command's start, not the window's doing.
-                self._started = now
+            if first or quiet:
+                # The first file after a start or a quiet spell starts the clock:
+                # the time before it is not the window's doing.
+                self._begin_sample(now)
+                return None
+            if not sent or self._started is None:
                 return None
             self._done += 1
             if self._done < max(self.options.least_sample, self._size) or (
@@ -179,3 +198,14 @@ class SmallFileWindow:
         self._started = now
         self._done = 0
         self._was_full = False
+
+
+def log_change(change: WindowChange | None) -> None:
+    """Log a step the window took (a kept size is not news)."""
+    if change is not None and change.step is not WindowStep.KEPT:
+        log.info(
+            "Files sent in one request in flight: %d (%s at %.0f files/s)",
+            change.size,
+            change.step.value.replace("_", " "),
+            change.files_per_second,
+        )

@@ -20,7 +20,8 @@ nothing else runs a transfer. Promises:
   (:mod:`desktop_app.core.transfers.in_flight`): never fewer than ``workers``
   unless the server asks to slow down, up to
   :data:`~desktop_app.core.transfers.in_flight.SMALL_FILES_CEILING`; large
-  files keep their ``workers`` share;
+  files take at most their share of ``workers``, as before, and all files
+  together at most the larger of the window and ``workers``;
 - a transfer that failed transiently is tried again by itself when its next
   try time comes, at once when a cheap probe sees the endpoint come back
   after it was unreachable, and at once after the machine wakes from sleep
@@ -52,17 +53,15 @@ from desktop_app.core.model.states import TransferState
 from desktop_app.core.transfers.control import TransferControl
 from desktop_app.core.transfers.engine import TransferEngine
 from desktop_app.core.transfers.handles import HandleRegistry, ReadAgain, TransferHandle
-from desktop_app.core.transfers.in_flight import (
-    SmallFileWindow,
-    WindowChange,
-    WindowOptions,
-    WindowStep,
-)
+from desktop_app.core.transfers.in_flight import SmallFileWindow, WindowOptions, log_change
 from desktop_app.core.transfers.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 _FULL_READ_INTERVAL = 2.0  # seconds between a waiter's reads of every unsettled transfer
 _RETRY_LOOK_INTERVAL = 1.0  # seconds between the probe's looks for transfers waiting to retry
+_SENT = frozenset({TransferState.DONE, TransferState.DUPLICATE})
+# Candidates passed over (their kind's places taken) before a dispatch stops looking.
+_LOOKAHEAD = 64
 
 
 class HoldBackReason(enum.Enum):
@@ -402,20 +401,25 @@ class Scheduler:
         runnable, self._candidates = self._candidates, []
         policy = self.engine.options.retry
         window = self.small_files.size
+        small_waiting = False
         with self._lock:
             running, large_running = self.owners.working()
             small_running = running - large_running
+            passed_over = 0  # candidates left because their kind's places are taken
             for position, (transfer_id, size) in enumerate(runnable):
                 small_full = small_running >= window
                 large_full = large_running >= self._large_slots
-                if running >= max(window, self._small_slots + self._large_slots) or (
-                    small_full and large_full
-                ):
-                    # Every place taken: the rest wait as they are (looking at
-                    # each of 10,000 candidates at every finished file was
-                    # quadratic in the queue's length).
-                    self._candidates.extend(runnable[position:])
-                    self.small_files.full()
+                every_place_taken = running >= max(window, self._small_slots + self._large_slots)
+                if every_place_taken or (small_full and large_full) or passed_over > _LOOKAHEAD:
+                    # The rest wait as they are: looking at each of 10,000
+                    # candidates at every finished file was quadratic in the
+                    # queue's length, so one kind's places being taken bounds
+                    # how far the other kind is looked for.
+                    rest = runnable[position:]
+                    self._candidates.extend(rest)
+                    small_waiting = small_waiting or any(
+                        self.engine.is_small(waiting) for _id, waiting in rest[:_LOOKAHEAD]
+                    )
                     break
                 if not self._may_run(transfer_id, policy):
                     continue
@@ -423,8 +427,8 @@ class Scheduler:
                 # Small files take places up to the window; large ones only theirs.
                 if (small and small_full) or (not small and large_full):
                     self._candidates.append((transfer_id, size))
-                    if small:
-                        self.small_files.full()
+                    passed_over += 1
+                    small_waiting = small_waiting or small
                     continue
                 control = self.owners.take_for_worker(transfer_id, small=small)
                 if control is None:
@@ -437,6 +441,8 @@ class Scheduler:
                 except RuntimeError:  # the pool is shut down: stopping
                     self.owners.release(transfer_id)
                     return
+        if small_waiting:
+            self.small_files.full()
 
     def _may_run(self, transfer_id: int, policy: RetryPolicy) -> bool:
         """Not refused, awaited if this Ferry ends, and not given up on in this run."""
@@ -480,18 +486,9 @@ class Scheduler:
             self.owners.release(transfer_id)
             self._handles.tell(transfer_id, ReadAgain.JOURNAL if outcome is None else outcome)
             if small:
-                self._note_window(self.small_files.finished())
+                sent = outcome is not None and outcome.state in _SENT
+                log_change(self.small_files.finished(sent=sent))
             self._wake.set()  # a worker is free: look again
-
-    @staticmethod
-    def _note_window(change: WindowChange | None) -> None:
-        if change is not None and change.step is not WindowStep.KEPT:
-            log.info(
-                "Files sent in one request in flight: %d (%s at %.0f files/s)",
-                change.size,
-                change.step.value.replace("_", " "),
-                change.files_per_second,
-            )
 
 
 def _now(wall: Callable[[], float]) -> datetime:

@@ -30,6 +30,7 @@ from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.runtime.run_mode import RunMode
 from desktop_app.core.transfers.control import TransferControl
+from desktop_app.core.transfers.in_flight import WindowOptions
 from desktop_app.core.transfers.retry import RetryPolicy
 from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, Request, is_part_upload, is_probe, is_put
@@ -425,7 +426,9 @@ def test_on_a_slow_link_many_more_small_files_are_in_flight_than_the_profiles_wo
         window = app.scheduler.small_files.size
     assert [r.state for r in records] == [TransferState.DONE] * 150
     print(f"\nmost requests in flight: {proxy.most_in_flight}; window at the end: {window}")
-    assert proxy.most_in_flight >= 32  # the profile says 4: 4 were in flight before
+    # It started at 32 and climbed (the profile says 4: 4 were in flight before).
+    assert window > 32
+    assert proxy.most_in_flight > 32
     for name in ("s000.bin", "s075.bin", "s149.bin"):
         assert object_sha256(weed, bucket, name) == sums[name]
 
@@ -441,7 +444,11 @@ def test_a_server_saying_slow_down_gets_fewer_small_files_at_once_and_all_arrive
     proxy_profile()
     sums = small_files(tmp_path / "many", 80)
     proxy.faults = [Fault(is_file_put, "status", times=6, status=503, code="SlowDown")]
-    with Ferry.open(ferry_env) as app:
+    # No growth back within the test, however slow this machine is today.
+    options = dataclasses.replace(
+        RunMode.ONE_SHOT.scheduler_options(8), small_files=WindowOptions(calm=600.0)
+    )
+    with Ferry.open(ferry_env, scheduler_options=options) as app:
         start = app.scheduler.small_files.size
         records = app.upload(sorted((tmp_path / "many").iterdir()))
         window = app.scheduler.small_files.size
