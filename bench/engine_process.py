@@ -13,6 +13,8 @@ import os
 import time
 from pathlib import Path
 
+from rss import high_water_mib
+
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.runtime import host
 from desktop_app.core.runtime.environment import Environment
@@ -20,13 +22,6 @@ from desktop_app.core.runtime.facade import FacadeCall
 from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.settings.paths import FerryPaths
 from desktop_app.core.settings.secrets import SecretStore
-
-
-def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def measure_engine_process(path: Path, env: dict[str, str]) -> tuple[float, float, bool]:
@@ -64,7 +59,7 @@ def measure_engine_process(path: Path, env: dict[str, str]) -> tuple[float, floa
                     done = all(s.state is TransferState.DONE for s in ended)
                     break
         seconds = time.perf_counter() - started
-        peak = _peak_rss_mib(process.pid or 0)
+        peak = high_water_mib(process.pid or 0) or 0.0
     finally:
         commands.send(host.Stop())
         process.join(60)

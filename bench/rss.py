@@ -16,7 +16,8 @@ import threading
 import time
 
 
-def _high_water_mib(pid: int) -> float | None:
+def high_water_mib(pid: int) -> float | None:
+    """The process's peak RSS so far (MiB); None once it has ended."""
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
@@ -35,7 +36,7 @@ def wait_with_peak_rss(pid: int, interval: float = 0.005) -> tuple[int, float]:
     def watch() -> None:
         nonlocal peak
         while not ended.is_set():
-            found = _high_water_mib(pid)
+            found = high_water_mib(pid)
             if found is not None:
                 peak = max(peak, found)
             time.sleep(interval)

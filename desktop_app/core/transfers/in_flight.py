@@ -104,7 +104,7 @@ class SmallFileWindow:
         self._seen_throttled = throttled()
         self._quiet_until = -math.inf  # no growth before this: throttled, or settled
         self._halved_at = -math.inf
-        self._started: float | None = None
+        self._started = 0.0  # set again by the first file to end (see finished)
         self._done = 0
         self._was_full = False
         self._last_end: float | None = None
@@ -117,7 +117,7 @@ class SmallFileWindow:
     def full(self) -> None:
         """Files were waiting for a place while the window was full."""
         with self._lock:
-            if not self._was_full and self._started is not None:
+            if not self._was_full:
                 # Files per second are measured from here: an idle hour before
                 # (the window's engine waits for files) says nothing of the window.
                 self._started, self._done = self._monotonic(), 0
@@ -146,7 +146,7 @@ class SmallFileWindow:
                 # the time before it is not the window's doing.
                 self._begin_sample(now)
                 return None
-            if not sent or self._started is None:
+            if not sent:
                 return None
             self._done += 1
             if self._done < max(self.options.least_sample, self._size) or (
