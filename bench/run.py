@@ -19,6 +19,11 @@ of 10,000 objects, in under three minutes. ``--rtt 0,30`` runs the upload
 cases straight to the server and again through a relay (bench/relay.py) that
 adds a 30 ms round trip, as a bucket at work is away; ``make bench`` and
 ``make bench-quick`` do both.
+
+Every tool writes into a bucket that already holds one object, and Ferry
+(tool ``ferry``) runs from a home where it ran once before, as every peer
+does at its second run; ``ferry-first`` is Ferry's first run on a machine
+(its two databases made, the endpoint's two probes sent).
 """
 
 from __future__ import annotations
@@ -54,6 +59,10 @@ MIB = 1024 * 1024
 PEERS = ROOT / "bench" / ".peers"
 KEY, SECRET = "bench", "bench-not-a-secret"
 WINDOW = "ferry-window"  # the window's engine process (bench/engine_process.py)
+# Ferry on a machine where it ran before (the peers' steady state too), and its
+# first run on a new machine: its databases made, the endpoint probed once.
+FIRST_RUN = "ferry-first"
+FERRY_TOOLS = ("ferry", FIRST_RUN)
 
 
 @dataclass
@@ -140,7 +149,7 @@ def tool_commands(
     tool: str, source: Path, is_dir: bool, bucket: str, endpoint: str, peers: Path
 ) -> list[str]:
     target = f"s3://{bucket}/bench/"
-    if tool == "ferry":
+    if tool in FERRY_TOOLS:
         return [str(ROOT / ".venv" / "bin" / "ferry"), "upload", str(source), "--json"]
     if tool == "aws-cli":
         base = [str(peers / "aws"), "--endpoint-url", endpoint, "s3", "cp", str(source)]
@@ -182,11 +191,17 @@ def base_env(endpoint: str, home: Path) -> dict[str, str]:
 
 
 def fresh_bucket(peers: Path, endpoint: str, env: dict[str, str]) -> str:
+    """A new bucket with one object in it, as a bucket in use has: weed mini grows a
+    new bucket's volumes at its first writes and holds concurrent first writes about
+    a second meanwhile, which no tool meets in a bucket at work."""
     name = f"bench-{uuid.uuid4().hex[:10]}"
-    subprocess.run(
-        [str(peers / "s5cmd"), "--endpoint-url", endpoint, "mb", f"s3://{name}"],
-        env=env, check=True, capture_output=True,
-    )  # fmt: skip
+    s5cmd = [str(peers / "s5cmd"), "--endpoint-url", endpoint]
+    subprocess.run([*s5cmd, "mb", f"s3://{name}"], env=env, check=True, capture_output=True)
+    with tempfile.NamedTemporaryFile(prefix="in-use-") as first:
+        subprocess.run(
+            [*s5cmd, "cp", first.name, f"s3://{name}/in-use/first"],
+            env=env, check=True, capture_output=True,
+        )  # fmt: skip
     return name
 
 
@@ -197,13 +212,21 @@ def empty_bucket(peers: Path, endpoint: str, env: dict[str, str], bucket: str) -
     )  # fmt: skip
 
 
-def ferry_profile(env: dict[str, str], endpoint: str, bucket: str) -> None:
+def ferry_profile(env: dict[str, str], endpoint: str, bucket: str, *, used: bool = True) -> None:
+    """A new Ferry home with the bench's profile. ``used``: as on a machine where Ferry
+    has run before (its databases made, the endpoint's probes answered), by one
+    upload of a small file first; otherwise Ferry's first run on this machine."""
     shutil.rmtree(env["FERRY_HOME"], ignore_errors=True)
+    ferry = str(ROOT / ".venv" / "bin" / "ferry")
     subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "ferry"), "profile", "add", "bench", "--bucket", bucket,
+        [ferry, "profile", "add", "bench", "--bucket", bucket,
          "--endpoint-url", endpoint, "--prefix", "bench", "--default"],
         env=env, check=True, capture_output=True,
     )  # fmt: skip
+    if used:
+        warm_up = Path(env["FERRY_HOME"]) / "used-before.txt"
+        warm_up.write_text("Ferry ran here before.\n")
+        subprocess.run([ferry, "upload", str(warm_up)], env=env, check=True, capture_output=True)
 
 
 def resume_figure(data: Path, endpoint: str, peers: Path, env: dict[str, str]) -> dict[str, object]:
@@ -282,8 +305,8 @@ def run_cases(
             if tool == WINDOW and case != "huge":
                 continue  # the window's engine process: measured for memory
             bucket = fresh_bucket(peers, endpoint, env)
-            if tool in ("ferry", WINDOW):
-                ferry_profile(env, endpoint, bucket)
+            if tool in (*FERRY_TOOLS, WINDOW):
+                ferry_profile(env, endpoint, bucket, used=tool != FIRST_RUN)
             if tool == WINDOW:
                 from engine_process import measure_engine_process
 
@@ -303,7 +326,7 @@ def run_cases(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="big,small,huge,check")
-    parser.add_argument("--tools", default="ferry,ferry-window,s5cmd,rclone,aws-cli")
+    parser.add_argument("--tools", default=f"ferry,{FIRST_RUN},{WINDOW},s5cmd,rclone,aws-cli")
     parser.add_argument("--quick", action="store_true", help="256 MiB, 500 files, 10,000 objects")
     parser.add_argument("--no-resume", action="store_true")
     parser.add_argument(
@@ -378,7 +401,7 @@ def render(
         alike = [r for r in runs if r.case == case and r.rtt_ms == rtt]
         ferry = next((r for r in alike if r.tool == "ferry"), None)
         for run in alike:
-            ours = run.tool in ("ferry", WINDOW)
+            ours = run.tool in (*FERRY_TOOLS, WINDOW)
             ratio = f"{ferry.seconds / run.seconds:.2f}x" if ferry and not ours else ""
             status = "" if run.ok else " (failed)"
             lines.append(

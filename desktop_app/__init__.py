@@ -1,8 +1,16 @@
 """Ferry: put files into an S3-compatible bucket and trust that they arrived."""
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("ferry")
-except PackageNotFoundError:  # a source checkout that was never installed
-    __version__ = "0.0.0+unknown"
+
+def __getattr__(name: str) -> str:
+    # Read when asked (`ferry --version`, the window's About), not at every
+    # start: importlib.metadata costs some 30 ms of every command's start-up.
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ferry")
+    except PackageNotFoundError:  # a source checkout that was never installed
+        return "0.0.0+unknown"

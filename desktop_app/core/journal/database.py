@@ -80,6 +80,15 @@ def _cannot_open(path: Path, exc: BaseException) -> JournalError:
 _ROOM_NEEDED = 8 * 1024 * 1024
 
 
+# Every file worker reads the journal (up to 64 small files in flight, the
+# transfers' window, plus the large files' workers). SQLAlchemy's default
+# pool keeps 5 connections and closes any beyond it on return, so 500 small
+# files opened (and set up) some 170 SQLite connections; kept, about 30.
+# A reader's page cache grows only with the pages it reads: point lookups.
+_READERS_KEPT = 72
+_READERS_MORE = 16
+
+
 class JournalDatabase:
     """The journal's SQLite file, its lock and its one writer."""
 
@@ -115,7 +124,10 @@ class JournalDatabase:
         try:
             # The path as it is: in a URL string a "?" or "#" in a folder name would cut it.
             self.engine = create_engine(
-                URL.create("sqlite", database=str(path)), connect_args={"timeout": 30}
+                URL.create("sqlite", database=str(path)),
+                connect_args={"timeout": 30},
+                pool_size=_READERS_KEPT,
+                max_overflow=_READERS_MORE,
             )
             migrate.make_sqlite_durable(self.engine)
             with self.engine.connect() as connection:

@@ -39,6 +39,7 @@ from desktop_app.core.settings.profiles import Encryption, Profile
 from desktop_app.core.settings.secrets import S3Credentials
 from desktop_app.core.storage.client import SANDBOX_SERVER, endpoint_id, make_client
 from desktop_app.core.storage.errors import ErrorTranslator
+from desktop_app.core.storage.quick_put import QuickPut
 from desktop_app.core.storage.server_clock import ServerClock
 from desktop_app.core.storage.throttling import ThrottleCount
 from desktop_app.core.storage.wire import (
@@ -93,6 +94,10 @@ class S3Storage:
         # Every attempt's answer, botocore's own retries included: how often it said slow down.
         self.throttled = ThrottleCount()
         client.meta.events.register("needs-retry.s3", self.throttled.on_attempt)
+        # A small file's PUT, once botocore has sent one, without botocore's pipeline.
+        self.quick_put = QuickPut(
+            client, on_answer=self.server_clock.on_answer, on_attempt=self.throttled.on_attempt
+        )
         # After botocore's own handler that adds the header (same event, registered later).
         client.meta.events.register_last("before-call.s3", without_expect)
         # Every request goes through it: no botocore error leaves this storage.
@@ -197,21 +202,30 @@ class S3Storage:
         request goes, how many of the bytes the connection has taken. With
         ``crc64nvme`` (base64) the server is asked to verify and keep that
         checksum; the answer says the one it kept."""
-        response = self.write_on_condition(
-            "upload",
-            key,
-            condition,
-            lambda extra: self.client.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=request_body(body, sent),  # each request from the first byte
-                ContentMD5=md5_b64,  # the caller hashed these bytes as it read them
-                Metadata=dict(metadata),
-                ContentType=content_type,
+
+        def send(condition_params: dict[str, Any]) -> Any:
+            params = {
+                "ContentMD5": md5_b64,  # the caller hashed these bytes as it read them
+                "ContentType": content_type,
                 **crc_headers(crc64nvme),
-                **extra,
-            ),
-        )
+                **condition_params,
+            }
+            # Each request reads the body from its first byte.
+            quick = self.quick_put.put(key, request_body(body, sent), len(body), params, metadata)
+            if quick is not None:
+                return quick
+            return self.quick_put.through_botocore(
+                key,
+                lambda: self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=request_body(body, sent),
+                    Metadata=dict(metadata),
+                    **params,
+                ),
+            )
+
+        response = self.write_on_condition("upload", key, condition, send)
         return WriteAnswer(
             unquoted_etag(response["ETag"]),
             answered_encryption(response),

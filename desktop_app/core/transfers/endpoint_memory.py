@@ -131,6 +131,11 @@ class LearntOnce(Generic[Fact]):
         self._next_probe = -float("inf")
 
     def get(self) -> Fact | None:
+        known = self._known
+        if known is not None:
+            # Every file asks; once known, 64 workers need not queue on the lock
+            # (one of them losing the GIL while holding it stalled the rest).
+            return known
         with self._lock:
             if self._known is not None:
                 return self._known
