@@ -37,13 +37,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import create_parser
 from botocore.utils import percent_encode
 from urllib3.exceptions import HTTPError
 
@@ -86,6 +88,12 @@ _KEPT: Final = frozenset(
         "x-amz-storage-class",
     }
 )
+# Answers that judge the write itself (its condition refused, or not understood as
+# Swift's s3api does): given back as botocore gives them, the body not sent again.
+_VERDICTS: Final = frozenset({409, 412, 501})
+_THROTTLED: Final = frozenset({429, 503})
+_QUIET_SECONDS: Final = 5.0  # after a slow-down, PUTs go through botocore's backoff
+_FORGET_AT_MOST: Final = 3  # patterns dropped in a run before botocore sends all
 # What a 200 says, under the names botocore's parser gives them.
 _ANSWERED: Final = {
     "ETag": "etag",
@@ -167,9 +175,9 @@ class _UnsignedPayload(S3SigV4Auth):
 
 
 class QuickPut:
-    """Learns the pattern from botocore's first PutObject; then sends PUTs by it.
+    """Learns the pattern from botocore's PutObjects; then sends PUTs by it.
 
-    Thread-safe: the pattern is set once; each PUT is its own request.
+    Thread-safe: a pattern is replaced whole; each PUT is its own request.
     """
 
     def __init__(
@@ -178,14 +186,31 @@ class QuickPut:
         *,
         on_answer: Callable[..., None],
         on_attempt: Callable[..., None],
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """``on_answer`` is told every answer (botocore's ``after-call`` shape),
         ``on_attempt`` every answer that is not a 200 (``needs-retry``'s)."""
         self._client = client
         self._on_answer = on_answer
         self._on_attempt = on_attempt
+        self._monotonic = monotonic
         self._pattern: PutPattern | None = None
-        self._learning = threading.local()  # the key botocore is sending, in its thread
+        self._forgotten = 0
+        self._quiet_until = -float("inf")
+        self._learning = threading.local()  # what botocore sends in this thread
+        # botocore's own parts this path uses (not its public API): without them,
+        # every PUT stays with botocore.
+        self._usable = all(
+            hasattr(target, name)
+            for target, name in (
+                (client, "_request_signer"),
+                (client, "_endpoint"),
+                (getattr(client, "_request_signer", None), "_credentials"),
+                (getattr(client, "_endpoint", None), "http_session"),
+            )
+        )
+        self._parser = create_parser("rest-xml")
+        self._output_shape = client.meta.service_model.operation_model("PutObject").output_shape
         client.meta.events.register("before-send.s3.PutObject", self._learn)
 
     @property
@@ -193,21 +218,27 @@ class QuickPut:
         return self._pattern
 
     def through_botocore(self, key: str, send: Callable[[], Any]) -> Any:
-        """Run ``send`` (botocore's PutObject of ``key``), learning its pattern."""
-        if self._pattern is not None:
+        """Run ``send`` (botocore's PutObject of ``key``); learn the pattern from the
+        attempt that succeeded (an earlier one may have gone to the wrong region)."""
+        if self._pattern is not None or not self._usable or self._forgotten > _FORGET_AT_MOST:
             return send()
         self._learning.key = key
+        self._learning.seen = None
         try:
-            return send()
+            answer = send()
+            seen: PutPattern | None = self._learning.seen
         finally:
             self._learning.key = None
+        if seen is not None and self._pattern is None:
+            self._pattern = seen
+            log.debug("Small files' PUTs follow botocore's PUT of %r from now on", key)
+        return answer
 
     def _learn(self, request: Any = None, **_: Any) -> None:
         key = getattr(self._learning, "key", None)
-        if key is None or self._pattern is not None or request is None:
-            return  # returns None: botocore sends the request itself
-        self._learning.key = None  # botocore's retries of it teach nothing more
-        self._pattern = read_pattern(request.url, request.headers, key)
+        if key is not None and request is not None:
+            self._learning.seen = read_pattern(request.url, request.headers, key)
+        # Returns None: botocore sends the request itself.
 
     def put(
         self,
@@ -219,23 +250,13 @@ class QuickPut:
     ) -> dict[str, Any] | None:
         """Send ``body`` (``length`` bytes) to ``key`` with the file's own ``params``
         (botocore's names: ContentMD5, ContentType, the CRC's, the condition's) and
-        ``metadata``; the answer's fields if the server said 200, else None (then
-        send it through botocore)."""
+        ``metadata``. The answer's fields if the server stored it (a 200 with an
+        ETag); the server's refusal of the condition raised as botocore raises it;
+        None for anything else (then send it through botocore)."""
         pattern = self._pattern
-        if pattern is None or pattern.with_crc != ("ChecksumCRC64NVME" in params):
+        request = self._request(pattern, key, body, params, metadata)
+        if pattern is None or request is None:
             return None
-        if any(name not in _HEADER_OF for name in params):
-            return None
-        if not all(_plain(text) for text in (*metadata.keys(), *metadata.values())):
-            return None  # botocore refuses it, in its own words
-        request = AWSRequest(method="PUT", url=pattern.url_before_key + encoded_key(key), data=body)
-        for name, value in pattern.kept_headers:
-            request.headers[name] = value
-        for name, value in params.items():
-            request.headers[_HEADER_OF[name]] = value
-        for name, value in metadata.items():
-            request.headers[_METADATA + name] = value
-        request.headers["Content-Length"] = str(length)
         try:
             credentials = self._client._request_signer._credentials
             if credentials is None:
@@ -243,27 +264,73 @@ class QuickPut:
             _UnsignedPayload(
                 credentials.get_frozen_credentials(), pattern.service, pattern.region
             ).add_auth(request)
+            # After signing, as botocore adds it: a proxy may send the body otherwise.
+            request.headers["Content-Length"] = str(length)
             response = self._send(request.prepare())
-            _ = response.content  # the whole answer read: its connection goes back to the pool
+            content = response.content  # read whole: its connection goes back to the pool
         except (BotoCoreError, HTTPError, OSError) as exc:
             log.debug("PUT of %r without botocore failed (%s); botocore sends it", key, exc)
             return None
         self._on_answer(http_response=response)
-        if response.status_code != 200:
-            self._on_attempt(response=(response, {}))
-            return None
         answered = response.headers
-        return {name: answered[header] for name, header in _ANSWERED.items() if header in answered}
+        if response.status_code == 200 and "etag" in answered and b"<Error" not in content[:512]:
+            return {name: answered[h] for name, h in _ANSWERED.items() if h in answered}
+        self._judge(pattern, response, content)
+        return None
+
+    def _request(
+        self,
+        pattern: PutPattern | None,
+        key: str,
+        body: Any,
+        params: Mapping[str, str],
+        metadata: Mapping[str, str],
+    ) -> AWSRequest | None:
+        """The PUT by the pattern, unsigned; None where it must go through botocore."""
+        if pattern is None or pattern.with_crc != ("ChecksumCRC64NVME" in params):
+            return None
+        if self._monotonic() < self._quiet_until:
+            return None  # the server asked to slow down: botocore's backoff paces it
+        if any(name not in _HEADER_OF for name in params):
+            return None
+        texts = (*params.values(), *metadata.keys(), *metadata.values())
+        if not all(text.isascii() and text.isprintable() for text in texts):
+            return None  # botocore encodes it, or refuses it in its own words
+        request = AWSRequest(method="PUT", url=pattern.url_before_key + encoded_key(key), data=body)
+        for name, value in pattern.kept_headers:
+            request.headers[name] = value
+        for name, value in params.items():
+            request.headers[_HEADER_OF[name]] = value
+        for name, value in metadata.items():
+            request.headers[_METADATA + name] = value
+        return request
+
+    def _judge(self, pattern: PutPattern, response: Any, content: bytes) -> None:
+        """An answer that did not store the object: raised if it judges the write,
+        else noted (slow down, or the pattern dropped) for botocore to send it."""
+        parsed = self._parser.parse(
+            {"status_code": response.status_code, "headers": response.headers, "body": content},
+            self._output_shape,
+        )
+        self._on_attempt(response=(response, parsed))
+        if response.status_code in _VERDICTS:
+            # The server's word on this write, not on the pattern: as botocore gives it.
+            raise ClientError(parsed, "PutObject")
+        if response.status_code in _THROTTLED:
+            self._quiet_until = self._monotonic() + _QUIET_SECONDS
+        elif self._pattern is pattern:
+            # Refused for its form, perhaps (another region, a proxy): learnt anew
+            # from botocore's next PUT, a few times in a run at most.
+            self._pattern = None
+            self._forgotten += 1
+            code = parsed.get("Error", {}).get("Code", "")
+            log.debug("Small files' PUT pattern dropped after %s %s", response.status_code, code)
 
     def _send(self, prepared: Any) -> Any:
         # As botocore's endpoint does: a before-send handler may answer (a stub).
-        for _handler, answer in self._client.meta.events.emit(
+        _handler, answer = self._client.meta.events.emit_until_response(
             "before-send.s3.PutObject", request=prepared
-        ):
-            if answer is not None:
-                return answer
+        )
+        if answer is not None:
+            return answer
         return self._client._endpoint.http_session.send(prepared)
-
-
-def _plain(text: str) -> bool:
-    return text.isascii() and text.isprintable()

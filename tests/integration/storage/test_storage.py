@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, HttpProxy, WeedServer
 from tests.integration.cli.test_cli import run_ferry
@@ -65,23 +66,26 @@ def test_a_profile_s_own_proxy_carries_its_uploads(
 def test_small_files_after_the_first_go_through_the_profile_s_proxy_too(
     tmp_path: Path, weed: WeedServer, bucket: str, http_proxy: HttpProxy
 ) -> None:
-    # The first small file's PUT is botocore's; the next ones are cut from it
-    # (storage/quick_put.py) and must take the same way out.
+    # The first small files' PUTs are botocore's; the next ones are cut from them
+    # (storage/quick_put.py) and must take the same way out, once each.
     home = tmp_path / "home"
     add_profile(home, weed, bucket, "--proxy-url", http_proxy.url)
     folder = tmp_path / "notes"
     folder.mkdir()
-    for n in range(4):
-        (folder / f"note-{n}.txt").write_bytes(os.urandom(1000 + n))
-    result = run_ferry(home, "upload", str(folder), "--json", env=CREDENTIALS)
+    for n in range(40):
+        (folder / f"note {n}+ü.txt").write_bytes(os.urandom(1000 + n))
+    result = run_ferry(home, "-v", "upload", str(folder), "--json", env=CREDENTIALS)
     assert result.returncode == 0, result.stderr
+    log = (home / "logs" / "ferry.log").read_text()
+    assert "Small files' PUTs follow botocore's PUT" in log
     transfers = json.loads(result.stdout)["transfers"]
-    assert len(transfers) == 4
+    assert len(transfers) == 40
     puts = http_proxy.forwarded("PUT")
     for transfer in transfers:
         body = weed.client().get_object(Bucket=bucket, Key=transfer["key"])["Body"].read()
         assert hashlib.sha256(body).hexdigest() == transfer["sha256"]
-        assert any(f"/{bucket}/{transfer['key']}" in line for line in puts), puts
+        path = "/" + bucket + "/" + quote(transfer["key"], safe="/~")
+        assert sum(f"{path} " in line for line in puts) == 1, (path, puts)
 
 
 def test_a_proxy_asking_for_a_sign_in_gets_a_clear_error(

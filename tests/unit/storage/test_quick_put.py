@@ -5,11 +5,14 @@ files it sends arrive as botocore would have sent them."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 
 from desktop_app.core.model.bucket_objects import WriteCondition
 from desktop_app.core.model.errors import StorageError, StorageErrorKind
@@ -142,27 +145,106 @@ def test_after_botocore_s_first_put_small_files_go_by_the_pattern_and_arrive_who
             assert headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
 
 
-def test_an_answer_other_than_200_is_botocore_s_to_give_and_translate(
-    moto_ferry: Ferry,
-) -> None:
-    storage = moto_ferry.storage
-    botocore_puts = _count_botocore_puts(storage.client)
+class _Raw:
+    """An answer's body, as urllib3 gives it to botocore."""
 
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, *_: Any, **__: Any) -> Iterator[bytes]:
+        yield self._body
+
+
+def _answer_quick_puts(
+    ferry: Ferry, status: int, body: bytes = b"", headers: dict[str, str] | None = None
+) -> list[str]:
+    """The next PUT sent by the pattern (it carries no botocore invocation id) gets
+    this answer instead of moto's; the URLs so answered."""
+    answered: list[str] = []
+
+    def answer(request: Any, **_: Any) -> AWSResponse | None:
+        if "amz-sdk-invocation-id" in request.headers or answered:
+            return None
+        answered.append(request.url)
+        answer_headers = HTTPHeaders()
+        for name, value in (headers or {}).items():
+            answer_headers[name] = value
+        return AWSResponse(request.url, status, answer_headers, _Raw(body))
+
+    events = ferry.storage.client.meta.events
+    events.register_first("before-send.s3.PutObject", answer)  # type: ignore[arg-type]  # stubs: handlers return None
+    return answered
+
+
+def _putter(ferry: Ferry) -> Callable[[str, bytes], None]:
     def put(key: str, body: bytes) -> None:
         # With the CRC64NVME Ferry sends where the server verifies it: on AWS's
         # endpoint botocore would add a CRC32 of its own otherwise.
-        storage.put_object(
+        ferry.storage.put_object(
             key, body, metadata={"sha256": hashlib.sha256(body).hexdigest()},
             md5_b64=md5_base64(body), condition=WriteCondition(None),
             crc64nvme=crc64nvme_base64(crc64nvme(body)),
         )  # fmt: skip
 
+    return put
+
+
+def test_a_refused_condition_is_the_server_s_verdict_and_the_body_is_not_sent_again(
+    moto_ferry: Ferry,
+) -> None:
+    botocore_puts = _count_botocore_puts(moto_ferry.storage.client)
+    sent = _headers_sent(moto_ferry.storage.client)
+    put = _putter(moto_ferry)
     put("first", b"taught the pattern")
     put("second", b"by the pattern")
     assert botocore_puts == ["/first"]
     with pytest.raises(StorageError) as refused:
         put("second", b"someone else's bytes over it")  # If-None-Match: * refused (412)
     assert refused.value.kind is StorageErrorKind.PRECONDITION_FAILED
-    # The refusal came back through botocore, as every answer but a 200 does.
-    assert len(botocore_puts) == 2
+    assert botocore_puts == ["/first"]  # the refusal read as botocore reads it, once
+    assert len(sent) == 3
     assert _stored("second")[0] == b"by the pattern"
+
+
+SLOW_DOWN = b"<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>"
+
+
+def test_a_slow_down_leaves_the_next_puts_to_botocore_s_backoff_and_is_counted(
+    moto_ferry: Ferry,
+) -> None:
+    botocore_puts = _count_botocore_puts(moto_ferry.storage.client)
+    put = _putter(moto_ferry)
+    put("first", b"taught the pattern")
+    answered = _answer_quick_puts(moto_ferry, 503, SLOW_DOWN)
+    put("second", b"slowed down")
+    put("third", b"in the quiet that follows")
+    assert answered[0].endswith("/second")
+    assert botocore_puts == ["/first", "/second", "/third"]
+    assert moto_ferry.storage.throttled.count == 1
+    assert _stored("second")[0] == b"slowed down"
+    assert moto_ferry.storage.quick_put.pattern is not None  # a slow-down is no fault of it
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers"),
+    [
+        # Signed for another region (the bucket is elsewhere): botocore finds the way.
+        (400, b"<Error><Code>AuthorizationHeaderMalformed</Code></Error>", {}),
+        # A 200 that stored nothing: no ETag (a portal or proxy answering), or an error body.
+        (200, b"<html>Sign in to the network</html>", {}),
+        (200, b"<Error><Code>InternalError</Code></Error>", {"ETag": '"0"'}),
+    ],
+)
+def test_an_answer_that_did_not_store_the_file_sends_it_through_botocore_and_learns_again(
+    moto_ferry: Ferry, status: int, body: bytes, headers: dict[str, str]
+) -> None:
+    botocore_puts = _count_botocore_puts(moto_ferry.storage.client)
+    put = _putter(moto_ferry)
+    put("first", b"taught the pattern")
+    answered = _answer_quick_puts(moto_ferry, status, body, headers)
+    put("second", b"stored by botocore")
+    put("third", b"by the pattern learnt again")
+    assert len(answered) == 1
+    assert botocore_puts == ["/first", "/second"]
+    assert _stored("second")[0] == b"stored by botocore"
+    assert _stored("third")[0] == b"by the pattern learnt again"
