@@ -39,7 +39,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from botocore.auth import S3SigV4Auth
@@ -124,7 +124,8 @@ class PutPattern:
     """What botocore's PutObject showed: where a key goes, and the headers kept."""
 
     url_before_key: str
-    kept_headers: tuple[tuple[str, str], ...]
+    # An SSE-C key among them: never in a repr, so never in a log line.
+    kept_headers: tuple[tuple[str, str], ...] = field(repr=False)
     region: str
     service: str
     with_crc: bool

@@ -140,15 +140,24 @@ def test_an_sse_c_profile_uploads_and_only_its_key_reads_the_objects_back(
     small.write_bytes(rng.randbytes(1000))
     large.write_bytes(rng.randbytes(12 * MIB + 5))
     try:
+        more = [tmp_path / "second.txt", tmp_path / "third.txt"]
+        for path in more:
+            path.write_bytes(rng.randbytes(2000))
         with Ferry.open(ferry_env, PROFILE) as app:
             records = app.upload([small, large])
+            # Sent by the pattern of botocore's first PUT (storage/quick_put.py): the key too.
+            records += app.upload(more)
+            assert app.storage.quick_put.pattern is not None
+            pattern = repr(app.storage.quick_put.pattern)
+            assert base64.b64encode(customer_key).decode() not in pattern
+            assert customer_key.hex() not in pattern
             attempts = app.attempts([r.id for r in records])
             rows = {r.key: app.catalog.live(bucket, r.key) for r in records}
     finally:
         logging.getLogger("botocore").setLevel(logging.WARNING)
         for handler in logging.getLogger().handlers:
             handler.flush()
-    assert [r.state for r in records] == [TransferState.DONE, TransferState.DONE]
+    assert [r.state for r in records] == [TransferState.DONE] * 4
     assert all(len(tries) == 1 for tries in attempts.values()), "no failed attempt"
     for key, row in rows.items():
         assert row is not None, key
@@ -156,7 +165,7 @@ def test_an_sse_c_profile_uploads_and_only_its_key_reads_the_objects_back(
 
     client = weed.client()
     sse_c: dict[str, Any] = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": customer_key}
-    for path in (small, large):
+    for path in (small, large, *more):
         with pytest.raises(ClientError) as without_key:
             client.head_object(Bucket=bucket, Key=path.name)
         assert without_key.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
