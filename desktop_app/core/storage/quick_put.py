@@ -14,21 +14,25 @@ and its own connection pool (proxies, TLS, timeouts).
 
 Promises:
 
-- nothing is sent this way before botocore sent a PutObject to this bucket in
-  this run whose every header this module knows, whose URL is the bucket's
-  followed by the key as botocore encodes it, and whose body went unsigned
-  (``UNSIGNED-PAYLOAD``: the body is guarded by its Content-MD5); a header it
-  does not know keeps every PUT of the run with botocore;
+- nothing is sent this way before botocore sent (and the server stored) a
+  PutObject to this bucket in this run whose every header this module knows,
+  whose URL is the bucket's followed by the key as botocore encodes it, and
+  whose body went unsigned (``UNSIGNED-PAYLOAD``: the body is guarded by its
+  Content-MD5); a header it does not know keeps that PUT's pattern unlearnt;
 - a PUT is sent this way only with the same kinds of headers the pattern had
   (a CRC64NVME where it had one, none where it had none), so botocore would
   have added nothing else;
-- only a 200 is taken from here. Any other answer, or no answer, gives None:
-  the caller sends the write through botocore, which retries, counts
-  slow-downs and translates errors as always. The object is never judged
-  here; an answer lost after the bytes landed is what botocore's own retries
-  meet too, and the writer proves such an object its own (its SHA-256);
-- every answer's Date feeds the server clock, and every answer but a 200 the
-  throttle count, as botocore's events would;
+- a file is stored only by a 200 with an ETag and no error body. A 412, 409 or
+  501 judges the write itself (its condition): raised as botocore raises it,
+  the body not sent again. Anything else gives None and the caller sends the
+  write through botocore, which retries and translates errors as always: a
+  503 or 429 leaves every PUT of the next 5 s to botocore's backoff; any
+  other answer drops the pattern, learnt again from the attempt of botocore's
+  next PUT that succeeded, at most three times in a run. An answer lost after
+  the bytes landed is what botocore's own retries meet too, and the writer
+  proves such an object its own (its size and SHA-256);
+- every answer's Date feeds the server clock, and every answer but a stored
+  one the throttle count, as botocore's events would;
 - the answer is read into the fields botocore's parser names (ETag,
   VersionId, encryption, CRC64NVME).
 """
