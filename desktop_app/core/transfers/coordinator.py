@@ -7,7 +7,8 @@ worker runs has its attempt flagged and carries the action out itself (a
 pause within one part, keeping what was sent; a cancel compensating);
 any other is changed under the hold, so no worker can start it meanwhile.
 Cancel and pause return once the flagged attempts have stopped (at most
-``patience`` seconds), so what they return is what happened. When an
+``patience`` seconds), so what they return is what happened; so does a
+Retry of a transfer whose failed attempt has not let go of it yet. When an
 action ends the scheduler is woken (the hold registry's ``on_released``).
 
 A conflict is resolved here too (:meth:`TransferCoordinator.resolve`): a
@@ -43,6 +44,8 @@ from desktop_app.core.transfers.sources import SourceProblem, check_file
 log = logging.getLogger(__name__)
 # Seconds a person's cancel or pause waits for a running attempt to stop.
 ACTION_PATIENCE = 10.0
+# Seconds between a Retry's looks at a failed transfer whose worker is still ending.
+_RETRY_LOOK = 0.1
 
 
 class TransferCoordinator:
@@ -147,14 +150,19 @@ class TransferCoordinator:
                 self.engine.cancel_held(transfer_id)
         return list(turn.running)
 
-    def retry(self, transfer_ids: Iterable[int] | None = None) -> list[TransferRecord]:
+    def retry(
+        self, transfer_ids: Iterable[int] | None = None, *, patience: float = ACTION_PATIENCE
+    ) -> list[TransferRecord]:
         """A person's Retry: failed transfers go back to the step they can resume from.
 
         Bad input is looked at again in the same row (the person may have
         fixed it); a failure that retrying cannot cure is left as it is. With
         no ids, every retryable failed transfer of this profile. Each is
-        judged as it is under its hold: one that a worker is retrying by
-        itself, or that has finished meanwhile, is left to that.
+        judged as it is under its hold. A worker may hold one the journal
+        shows failed: it is ending that failed attempt (the person saw it
+        fail a moment before its hold went), and the Retry is carried out
+        once the hold goes (waiting at most ``patience`` seconds); or it is
+        starting the next try by itself, and the transfer is left to that.
         """
         if transfer_ids is None:
             ids = [
@@ -166,13 +174,29 @@ class TransferCoordinator:
         else:
             ids = list(transfer_ids)
         records: dict[int, TransferRecord] = {}
-        with self.holds.for_person(ids) as turn:
+        running = self._retry_or_pass(ids, records)
+        deadline = self.engine.monotonic() + patience
+        while running and self.engine.monotonic() < deadline:
+            # A try that started moves the transfer on from failed at once.
+            running = [
+                r.id for r in self.journal.get_many(running) if r.state is TransferState.FAILED
+            ]
+            if running:
+                self.holds.wait_released(running, _RETRY_LOOK)
+                running = self._retry_or_pass(running, records)
+        return [records[i] for i in ids if i in records]
+
+    def _retry_or_pass(
+        self, transfer_ids: list[int], records: dict[int, TransferRecord]
+    ) -> list[int]:
+        """Retry each failed transfer under its hold, into ``records``; those a worker holds."""
+        with self.holds.for_person(transfer_ids) as turn:
             for record in self._existing(turn.mine):
                 if record.state is not TransferState.FAILED:
                     continue
                 self.engine.require_own(record)
                 records[record.id] = self._retried(record)
-        return [records[i] for i in ids if i in records]
+        return list(turn.running)
 
     def _retried(self, record: TransferRecord) -> TransferRecord:
         if not record.failure_kind.retryable:

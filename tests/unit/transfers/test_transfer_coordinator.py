@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -131,19 +133,37 @@ def test_a_pause_during_an_attempt_keeps_what_was_sent_and_resumes_from_it(
     )
 
 
-def test_a_retry_leaves_a_transfer_a_worker_is_retrying_to_it(ferry: Ferry, tmp_path: Path) -> None:
+def test_a_retry_clicked_while_the_failed_attempt_lets_go_is_carried_out(
+    ferry: Ferry, tmp_path: Path
+) -> None:
     record = queued(ferry, tmp_path / "gone.txt", 10)
     (tmp_path / "gone.txt").unlink()
     control = take_as_worker(ferry, record.id)
     failed = ferry.engine.run_held(record.id, control)
+    # The window shows it failed; the worker has not let go of it yet.
     assert failed.state is TransferState.FAILED
-    assert ferry.coordinator.retry([record.id]) == []  # the worker still holds it
-    ferry.engine.holds.release(record.id)
-
     (tmp_path / "gone.txt").write_text("back")
-    [retried] = ferry.coordinator.retry([record.id])
+    assert ferry.coordinator.retry([record.id], patience=0) == []  # no patience: left
+
+    letting_go = threading.Timer(0.3, ferry.engine.holds.release, args=[record.id])
+    letting_go.start()
+    [retried] = ferry.coordinator.retry([record.id], patience=30)
+    letting_go.join()
     assert retried.state is TransferState.QUEUED
     assert retried.attempts == 0
+    assert ferry.journal.get(record.id).state is TransferState.QUEUED
+
+
+def test_a_retry_leaves_a_transfer_a_worker_is_trying_again_to_it(
+    ferry: Ferry, tmp_path: Path
+) -> None:
+    record = queued(ferry, tmp_path / "notes.txt", 10)
+    take_as_worker(ferry, record.id)  # a try under way: the journal no longer says failed
+    started = time.monotonic()
+    assert ferry.coordinator.retry([record.id], patience=30) == []
+    assert time.monotonic() - started < 5  # the person is not kept waiting for that try
+    ferry.engine.holds.release(record.id)
+    assert ferry.journal.get(record.id).state is TransferState.QUEUED
 
 
 def test_a_one_shot_ferry_runs_only_what_it_waits_for(ferry: Ferry, tmp_path: Path) -> None:
