@@ -17,12 +17,16 @@ is installed.
 from __future__ import annotations
 
 import base64
+import gzip
+import json
+import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import boto3
 import botocore.auth
 from botocore.config import Config
+from botocore.loaders import JSONFileLoader
 
 from desktop_app import __version__
 from desktop_app.core.model.errors import ConfigError, ErrorCause
@@ -50,6 +54,41 @@ def _keep_botocores_own_signers() -> None:
 
 
 _keep_botocores_own_signers()
+
+
+class PlainJSONFiles(JSONFileLoader):
+    """botocore's model files, decoded into plain dicts.
+
+    botocore decodes them into OrderedDicts for their order, which every
+    dict keeps; building those cost 24 ms of CPU (57 ms against 34 for the
+    five files an S3 client reads) at every start of every command that
+    talks to S3, of some 100 ms the client takes to make. The same files are
+    read from the same search path (``.json``, then ``.json.gz``); only the
+    mapping type differs, and botocore's model makes its own ordered maps.
+    """
+
+    _OPENERS: tuple[tuple[str, Any], ...] = ((".json", open), (".json.gz", gzip.open))
+
+    def load_file(self, file_path: str) -> Any:
+        for extension, opener in self._OPENERS:
+            full_path = file_path + extension
+            if os.path.isfile(full_path):
+                with opener(full_path, "rb") as handle:
+                    return json.loads(handle.read().decode("utf-8"))
+        return None
+
+
+def _read_models_plainly(session: boto3.session.Session) -> None:
+    """The session's loader reads model files as :class:`PlainJSONFiles` (a session
+    without botocore's loader where expected keeps its own)."""
+    loader = getattr(getattr(session, "_session", None), "get_component", None)
+    data_loader = loader("data_loader") if loader is not None else None
+    if data_loader is not None and isinstance(
+        getattr(data_loader, "file_loader", None), JSONFileLoader
+    ):
+        data_loader.file_loader = PlainJSONFiles()
+
+
 _USER_AGENT = f"Ferry/{__version__} Boto3/{boto3.__version__}"  # boto3 adds Botocore/x
 SANDBOX_SERVER = "sandbox"
 
@@ -132,7 +171,9 @@ def make_client(
     session = credentials.session
     # A session of the AWS configuration finds (and refreshes) its own keys.
     own_keys = session is None
-    client = (session or boto3.session.Session()).client(
+    session = session or boto3.session.Session()
+    _read_models_plainly(session)
+    client = session.client(
         "s3",
         endpoint_url=profile.endpoint_url,
         region_name=profile.region,

@@ -161,8 +161,12 @@ class TransferCoordinator:
         judged as it is under its hold. A worker may hold one the journal
         shows failed: it is ending that failed attempt (the person saw it
         fail a moment before its hold went), and the Retry is carried out
-        once the hold goes (waiting at most ``patience`` seconds); or it is
-        starting the next try by itself, and the transfer is left to that.
+        once the hold goes (waiting about ``patience`` seconds at most); or
+        it is starting the next try by itself, and once that try has moved
+        the transfer on from failed it is left to it. A try that fails
+        again within the wait is retried as the person asked (its attempt
+        count and next try time start again); a pause asked for during the
+        wait stands.
         """
         if transfer_ids is None:
             ids = [
@@ -175,24 +179,36 @@ class TransferCoordinator:
             ids = list(transfer_ids)
         records: dict[int, TransferRecord] = {}
         running = self._retry_or_pass(ids, records)
+        paused_before = {r.id for r in self.journal.get_many(running) if r.paused}
         deadline = self.engine.monotonic() + patience
-        while running and self.engine.monotonic() < deadline:
-            # A try that started moves the transfer on from failed at once.
+        for _round in range(int(patience / _RETRY_LOOK) + 1):  # a bound whatever the clock does
+            if not running or self.engine.monotonic() >= deadline:
+                break
+            # Still failed: the worker is letting go (or a try it took is not under way yet).
             running = [
                 r.id for r in self.journal.get_many(running) if r.state is TransferState.FAILED
             ]
             if running:
                 self.holds.wait_released(running, _RETRY_LOOK)
-                running = self._retry_or_pass(running, records)
+                running = self._retry_or_pass(running, records, paused_before)
         return [records[i] for i in ids if i in records]
 
     def _retry_or_pass(
-        self, transfer_ids: list[int], records: dict[int, TransferRecord]
+        self,
+        transfer_ids: list[int],
+        records: dict[int, TransferRecord],
+        paused_before: set[int] | None = None,
     ) -> list[int]:
-        """Retry each failed transfer under its hold, into ``records``; those a worker holds."""
+        """Retry each failed transfer under its hold, into ``records``; those a worker holds.
+
+        With ``paused_before`` (the Retry waited for a worker): one paused since,
+        not among those, stays paused, the later word.
+        """
         with self.holds.for_person(transfer_ids) as turn:
             for record in self._existing(turn.mine):
                 if record.state is not TransferState.FAILED:
+                    continue
+                if paused_before is not None and record.paused and record.id not in paused_before:
                     continue
                 self.engine.require_own(record)
                 records[record.id] = self._retried(record)

@@ -419,11 +419,12 @@ def test_on_a_slow_link_many_more_small_files_are_in_flight_than_the_profiles_wo
 ) -> None:
     proxy_profile(concurrency=4)
     sums = small_files(tmp_path / "many", 150)
-    # Every file's PUT answered 2 s late, as from a bucket far away (or a slow one):
-    # then the wire, not this machine's CPU, is what 32 files at once wait for,
-    # even on a loaded machine that makes 20 files a second (at 0.3 s, a CI run
-    # on a machine that slow could not fill the window, and rightly never grew it).
-    proxy.faults = [Fault(is_file_put, "delay", times=10_000, delay=2.0)]
+    # Every file's PUT answered 3 s late, as from a bucket far away (or a slow one):
+    # then more than 32 in flight needs only 11 files a second, and the wire, not
+    # this machine's CPU, is what they wait for even while it is loaded (at 0.3 s
+    # it needed 107 a second: a CI run on a loaded machine could not fill the
+    # window, and rightly never grew it).
+    proxy.faults = [Fault(is_file_put, "delay", times=10_000, delay=3.0)]
     with Ferry.open(ferry_env) as app:
         records = app.upload(sorted((tmp_path / "many").iterdir()))
         window = app.scheduler.small_files.size

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -11,11 +13,13 @@ import botocore
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
+from botocore.loaders import JSONFileLoader
 
 from desktop_app import __version__
 from desktop_app.core.model.errors import ConfigError, StorageError
 from desktop_app.core.settings.profiles import Profile
 from desktop_app.core.settings.secrets import CredentialSource, S3Credentials
+from desktop_app.core.storage.client import PlainJSONFiles, make_client
 from desktop_app.core.storage.s3 import S3Storage
 
 
@@ -180,3 +184,20 @@ def test_a_profile_with_unknown_server_options_is_refused_by_name() -> None:
         with pytest.raises(ConfigError) as refused:  # not accepted
             _profile("https://s3.example.test", **settings).validate()
         assert words in refused.value.message
+
+
+def test_the_clients_models_are_botocores_own_files_read_as_plain_dicts() -> None:
+    profile = Profile(
+        name="t", bucket="b", catalog_url="sqlite://", endpoint_url="http://127.0.0.1:1"
+    )
+    credentials = S3Credentials("key", "not-a-secret", CredentialSource.ENVIRONMENT)
+    client = make_client(profile, credentials)
+    assert isinstance(client._loader.file_loader, PlainJSONFiles)  # type: ignore[attr-defined]
+    # The same content, in the same order, as botocore's own reading of each file.
+    for name in ("s3/2006-03-01/service-2", "s3/2006-03-01/endpoint-rule-set-1", "endpoints"):
+        path = str(Path(botocore.__file__).parent / "data" / name)
+        plain, botocores = PlainJSONFiles().load_file(path), JSONFileLoader().load_file(path)
+        assert type(plain) is dict
+        assert plain == botocores
+        assert json.dumps(plain) == json.dumps(botocores)  # order too, all the way down
+    assert PlainJSONFiles().load_file("/nonexistent/model") is None

@@ -21,8 +21,10 @@ import boto3
 import pytest
 
 from desktop_app.core.journal.records import TransferRecord
+from desktop_app.core.model.errors import ErrorCause
 from desktop_app.core.model.events import EngineEvent, TransferProgress
-from desktop_app.core.model.states import TransferState
+from desktop_app.core.model.states import ErrorKind, TransferState
+from desktop_app.core.model.transfer_records import TransferError
 from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.transfers.control import TransferControl
@@ -133,15 +135,19 @@ def test_a_pause_during_an_attempt_keeps_what_was_sent_and_resumes_from_it(
     )
 
 
+def failed_and_held(ferry: Ferry, tmp_path: Path) -> TransferRecord:
+    """A transfer whose attempt has just failed (bad input), its worker not yet let go."""
+    record = queued(ferry, tmp_path / "gone.txt", 10)
+    (tmp_path / "gone.txt").unlink()
+    failed = ferry.engine.run_held(record.id, take_as_worker(ferry, record.id))
+    assert failed.state is TransferState.FAILED
+    return failed
+
+
 def test_a_retry_clicked_while_the_failed_attempt_lets_go_is_carried_out(
     ferry: Ferry, tmp_path: Path
 ) -> None:
-    record = queued(ferry, tmp_path / "gone.txt", 10)
-    (tmp_path / "gone.txt").unlink()
-    control = take_as_worker(ferry, record.id)
-    failed = ferry.engine.run_held(record.id, control)
-    # The window shows it failed; the worker has not let go of it yet.
-    assert failed.state is TransferState.FAILED
+    record = failed_and_held(ferry, tmp_path)  # the window shows it failed
     (tmp_path / "gone.txt").write_text("back")
     assert ferry.coordinator.retry([record.id], patience=0) == []  # no patience: left
 
@@ -154,16 +160,46 @@ def test_a_retry_clicked_while_the_failed_attempt_lets_go_is_carried_out(
     assert ferry.journal.get(record.id).state is TransferState.QUEUED
 
 
-def test_a_retry_leaves_a_transfer_a_worker_is_trying_again_to_it(
+def test_a_retry_leaves_a_transfer_to_the_try_its_worker_has_begun(
     ferry: Ferry, tmp_path: Path
 ) -> None:
-    record = queued(ferry, tmp_path / "notes.txt", 10)
-    take_as_worker(ferry, record.id)  # a try under way: the journal no longer says failed
+    failed = failed_and_held(ferry, tmp_path)
+    # The worker's next try moves it on from failed, as an attempt does first.
+    beginning = threading.Timer(0.3, ferry.engine.move, args=[failed.id, failed.resume_point])
+    beginning.start()
     started = time.monotonic()
-    assert ferry.coordinator.retry([record.id], patience=30) == []
-    assert time.monotonic() - started < 5  # the person is not kept waiting for that try
+    assert ferry.coordinator.retry([failed.id], patience=30) == []
+    beginning.join()
+    assert time.monotonic() - started < 10  # not kept waiting for that try
+    ferry.engine.holds.release(failed.id)
+    now = ferry.journal.get(failed.id)
+    assert now.state is failed.resume_point
+    assert now.attempts == failed.attempts  # the try's own count, not a person's reset
+
+
+def test_a_pause_asked_while_a_retry_waits_for_the_worker_stands(
+    ferry: Ferry, tmp_path: Path
+) -> None:
+    # A failure that retries by itself (only those can be paused), worker not let go.
+    record = queued(ferry, tmp_path / "notes.txt", 10)
+    take_as_worker(ferry, record.id)
+    unreachable = TransferError(
+        ErrorKind.TRANSIENT, "No answer", "The server did not answer.", ErrorCause.NETWORK
+    )
+    ferry.engine.move(record.id, TransferState.FAILED, error=unreachable)
+    answers: list[list[TransferRecord]] = []
+    retrying = threading.Thread(
+        target=lambda: answers.append(ferry.coordinator.retry([record.id], patience=30))
+    )
+    retrying.start()
+    time.sleep(0.3)  # the Retry waits for the worker's hold
+    assert ferry.coordinator.pause([record.id], patience=0) == 1
     ferry.engine.holds.release(record.id)
-    assert ferry.journal.get(record.id).state is TransferState.QUEUED
+    retrying.join(30)
+    assert answers == [[]]
+    now = ferry.journal.get(record.id)
+    assert now.paused
+    assert now.state is TransferState.FAILED
 
 
 def test_a_one_shot_ferry_runs_only_what_it_waits_for(ferry: Ferry, tmp_path: Path) -> None:
