@@ -60,32 +60,30 @@ class PlainJSONFiles(JSONFileLoader):
     """botocore's model files, decoded into plain dicts.
 
     botocore decodes them into OrderedDicts for their order, which every
-    dict keeps; building those cost 24 ms of CPU (57 ms against 34 for the
+    dict keeps; building those cost 23 ms of CPU (57 ms against 34 for the
     five files an S3 client reads) at every start of every command that
     talks to S3, of some 100 ms the client takes to make. The same files are
     read from the same search path (``.json``, then ``.json.gz``); only the
     mapping type differs, and botocore's model makes its own ordered maps.
     """
 
-    _OPENERS: tuple[tuple[str, Any], ...] = ((".json", open), (".json.gz", gzip.open))
-
     def load_file(self, file_path: str) -> Any:
-        for extension, opener in self._OPENERS:
-            full_path = file_path + extension
-            if os.path.isfile(full_path):
-                with opener(full_path, "rb") as handle:
-                    return json.loads(handle.read().decode("utf-8"))
+        """The decoded JSON (a model: any JSON value) of ``file_path`` + ``.json``
+        or ``.json.gz``, the first that exists; None when neither does."""
+        if os.path.isfile(file_path + ".json"):
+            with open(file_path + ".json", "rb") as plain:
+                return json.loads(plain.read().decode("utf-8"))
+        if os.path.isfile(file_path + ".json.gz"):
+            with gzip.open(file_path + ".json.gz", "rb") as packed:
+                return json.loads(packed.read().decode("utf-8"))
         return None
 
 
 def _read_models_plainly(session: boto3.session.Session) -> None:
-    """The session's loader reads model files as :class:`PlainJSONFiles` (a session
-    without botocore's loader where expected keeps its own)."""
-    loader = getattr(getattr(session, "_session", None), "get_component", None)
-    data_loader = loader("data_loader") if loader is not None else None
-    if data_loader is not None and isinstance(
-        getattr(data_loader, "file_loader", None), JSONFileLoader
-    ):
+    """The session's loader reads model files as :class:`PlainJSONFiles`; a loader
+    given another file reader (not botocore's own) keeps it."""
+    data_loader = session._session.get_component("data_loader")
+    if type(getattr(data_loader, "file_loader", None)) is JSONFileLoader:
         data_loader.file_loader = PlainJSONFiles()
 
 

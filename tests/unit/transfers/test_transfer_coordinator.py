@@ -14,7 +14,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import boto3
@@ -187,12 +187,21 @@ def test_a_pause_asked_while_a_retry_waits_for_the_worker_stands(
         ErrorKind.TRANSIENT, "No answer", "The server did not answer.", ErrorCause.NETWORK
     )
     ferry.engine.move(record.id, TransferState.FAILED, error=unreachable)
+    waiting = threading.Event()
+    holds = ferry.engine.holds
+    real_wait = holds.wait_released
+
+    def wait_released(transfer_ids: Iterable[int], timeout: float) -> bool:
+        waiting.set()
+        return real_wait(transfer_ids, timeout)
+
+    holds.wait_released = wait_released  # type: ignore[method-assign]
     answers: list[list[TransferRecord]] = []
     retrying = threading.Thread(
         target=lambda: answers.append(ferry.coordinator.retry([record.id], patience=30))
     )
     retrying.start()
-    time.sleep(0.3)  # the Retry waits for the worker's hold
+    assert waiting.wait(30)  # the Retry waits for the worker's hold
     assert ferry.coordinator.pause([record.id], patience=0) == 1
     ferry.engine.holds.release(record.id)
     retrying.join(30)
