@@ -13,7 +13,6 @@ import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from desktop_app import __version__
 from desktop_app.cli.actions import cmd_cancel, cmd_clear, cmd_pause, cmd_resolve, cmd_retry
 from desktop_app.cli.checking import cmd_check
 from desktop_app.cli.files import cmd_catalog_upgrade, cmd_delete, cmd_ls
@@ -75,11 +74,27 @@ def _at_least(least: _N, what: str, kind: Callable[[str], _N]) -> Callable[[str]
     return parse
 
 
+class _VersionAction(argparse.Action):
+    """``--version`` anywhere argparse sees it; the version is read only then.
+
+    argparse's own "version" action takes the text when the parser is built:
+    that read (importlib.metadata, some 20 ms) would then be paid by every command.
+    """
+
+    def __call__(self, parser: argparse.ArgumentParser, *_given: Any) -> None:
+        from desktop_app import __version__
+
+        print(f"ferry {__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ferry", description="Put files into an S3-compatible bucket, verified."
     )
-    parser.add_argument("--version", action="version", version=f"ferry {__version__}")
+    parser.add_argument(
+        "--version", action=_VersionAction, nargs=0, help="print Ferry's version and exit"
+    )
     parser.add_argument("--profile", help="profile to use (default: the default profile)")
     parser.add_argument(
         "-v",

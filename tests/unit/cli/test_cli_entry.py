@@ -31,6 +31,25 @@ def test_version_is_answered_without_importing_the_commands() -> None:
     assert answer.stdout.splitlines() == [f"ferry {__version__}", "0 []"]
 
 
+def test_a_command_reads_no_version_and_version_after_options_still_answers() -> None:
+    # The version is read (importlib.metadata, some 20 ms) only when asked for.
+    probe = (
+        "import sys\n"
+        "from desktop_app.cli.parser import build_parser\n"
+        "build_parser().parse_args(['status'])\n"
+        "print('importlib.metadata' in sys.modules)\n"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert answer.stdout.splitlines() == ["False"]
+    late = subprocess.run(
+        [sys.executable, "-m", "desktop_app", "--profile", "p", "--version"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (late.returncode, late.stdout) == (0, f"ferry {__version__}\n")
+
+
 def test_every_other_invocation_reaches_the_commands() -> None:
     answer = subprocess.run(
         [sys.executable, "-m", "desktop_app", "--help"],
