@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from desktop_app.core.runtime.control import RunningFerry
     from desktop_app.core.runtime.ferry import Ferry
     from desktop_app.core.runtime.run_mode import RunMode
+    from desktop_app.core.transfers.prepass import HashesAhead
 
 
 log = logging.getLogger("ferry")
@@ -73,12 +74,19 @@ def with_ferry(
     mode: RunMode | None = None,
     *,
     read_only: bool = False,
+    hashes_ahead: HashesAhead | None = None,
 ) -> int:
     from desktop_app.core.runtime.ferry import Ferry
     from desktop_app.core.runtime.run_mode import RunMode
 
     env = environment()
-    ferry = Ferry.open(env, args.profile, mode=mode or RunMode.ONE_SHOT, read_only=read_only)
+    ferry = Ferry.open(
+        env,
+        args.profile,
+        mode=mode or RunMode.ONE_SHOT,
+        read_only=read_only,
+        hashes_ahead=hashes_ahead,
+    )
     source = env.describe_profile_source(ferry.profile)
     if source is not None:
         say(f"{source} S3 credentials from {ferry.credential_source.value}.")
@@ -113,12 +121,24 @@ def handed_off(
 ) -> int | None:
     """Do ``act`` in a running Ferry (waiting, if asked, as a command alone would) and
     print the transfers it touched, judged by ``succeeded``; None when none runs."""
-    from desktop_app.core.runtime.ferry import Ferry
-    from desktop_app.core.runtime.run_mode import ONE_SHOT_PATIENCE
-
     running = find_running(args)
     if running is None:
         return None
+    return hand_to(running, args, act, wait=wait, succeeded=succeeded)
+
+
+def hand_to(
+    running: RunningFerry,
+    args: argparse.Namespace,
+    act: Callable[[RunningFerry], list[TransferRecord]],
+    *,
+    wait: bool,
+    succeeded: Callable[[TransferRecord], bool] = is_success,
+) -> int:
+    """:func:`handed_off` to a running Ferry already found."""
+    from desktop_app.core.runtime.ferry import Ferry
+    from desktop_app.core.runtime.run_mode import ONE_SHOT_PATIENCE
+
     records = act(running)
     ids = [r.id for r in records]
     if wait:

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from desktop_app.cli.rendering import (
     EXIT_OK,
@@ -23,12 +23,22 @@ from desktop_app.cli.rendering import (
     report_transfers,
     say,
 )
-from desktop_app.cli.session import environment, handed_off, report_with_history, with_ferry
+from desktop_app.cli.session import (
+    environment,
+    find_running,
+    hand_to,
+    handed_off,
+    report_with_history,
+    with_ferry,
+)
 from desktop_app.core.model.errors import FerryError
 from desktop_app.core.runtime.status import StatusReader
 from desktop_app.core.settings.profiles import Profile
 from desktop_app.core.settings.relay_options import describe_nats_url
 from desktop_app.core.transfers.sources import printable
+
+if TYPE_CHECKING:
+    from desktop_app.core.transfers.prepass import HashesAhead
 
 
 def _require_paths(paths: Sequence[str]) -> None:
@@ -58,24 +68,42 @@ def _require_paths(paths: Sequence[str]) -> None:
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
-    from desktop_app.core.runtime.ferry import Ferry
-
     paths = tuple(str(Path(p).expanduser().absolute()) for p in args.paths)
     _require_paths(paths)
     wait = args.wait if args.wait is not None else not sys.stdin.isatty()
-    # Not waited for, a hand-off that queued every file is the success: the running
-    # Ferry uploads them (`ferry status` follows them).
-    handed = handed_off(
-        args,
-        lambda f: f.call(Ferry.queue, paths, args.prefix),
-        wait=wait,
-        succeeded=is_success if wait else is_handed_over,
-    )
-    if handed is not None:
-        return handed
-    return with_ferry(
-        args, lambda f: report_with_history(f, f.upload(list(paths), args.prefix), args.json)
-    )
+    running = find_running(args)
+    if running is not None:
+        from desktop_app.core.runtime.ferry import Ferry
+
+        # Not waited for, a hand-off that queued every file is the success: the
+        # running Ferry uploads them (`ferry status` follows them).
+        return hand_to(
+            running,
+            args,
+            lambda f: f.call(Ferry.queue, paths, args.prefix),
+            wait=wait,
+            succeeded=is_success if wait else is_handed_over,
+        )
+    # This command sends the files itself: the large ones are read for their
+    # pre-pass while the rest of Ferry (boto3, SQLAlchemy, the profile) loads.
+    ahead = _hash_ahead(paths, args.profile)
+    try:
+        return with_ferry(
+            args,
+            lambda f: report_with_history(f, f.upload(list(paths), args.prefix), args.json),
+            hashes_ahead=ahead,
+        )
+    finally:
+        ahead.close()
+
+
+def _hash_ahead(paths: Sequence[str], profile_name: str | None) -> HashesAhead:
+    from desktop_app.core.transfers.options import EngineOptions
+    from desktop_app.core.transfers.prepass import HashesAhead
+
+    profile = environment().profile(profile_name)
+    threshold = EngineOptions(part_size=profile.part_size).single_put_threshold
+    return HashesAhead.of_paths(paths, part_size=profile.part_size, threshold=threshold)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

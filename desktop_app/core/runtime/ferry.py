@@ -65,6 +65,7 @@ from desktop_app.core.transfers.coordinator import TransferCoordinator
 from desktop_app.core.transfers.engine import TransferEngine
 from desktop_app.core.transfers.in_flight import SMALL_FILES_CEILING
 from desktop_app.core.transfers.options import EngineOptions
+from desktop_app.core.transfers.prepass import HashesAhead
 from desktop_app.core.transfers.protection import (
     PROTECTION_FILE,
     EndpointGuard,
@@ -91,6 +92,7 @@ class Ferry:
         sandbox: SandboxServer | None = None,
         mode: RunMode = RunMode.ONE_SHOT,
         scheduler_options: SchedulerOptions | None = None,
+        hashes_ahead: HashesAhead | None = None,
     ) -> None:
         self.profile = profile
         self.env = env
@@ -121,6 +123,7 @@ class Ferry:
                 duplicates=profile.duplicate_policy,
             ),
             bus=bus,
+            hashes_ahead=hashes_ahead,
             # What the endpoint does with conditional writes, learnt once per endpoint.
             guard=EndpointGuard(
                 storage,
@@ -170,9 +173,12 @@ class Ferry:
         mode: RunMode = RunMode.ONE_SHOT,
         scheduler_options: SchedulerOptions | None = None,
         read_only: bool = False,
+        hashes_ahead: HashesAhead | None = None,
     ) -> Ferry:
         """Open a profile. ``read_only`` reads the journal beside a running Ferry
-        (``status``, ``ls``, ``check`` without repairs); it can queue nothing."""
+        (``status``, ``ls``, ``check`` without repairs); it can queue nothing.
+        ``hashes_ahead``: the pre-pass a command started before opening it, for
+        the engine to take (the caller closes it)."""
         profile = env.profile(profile_name)
         env.paths.ensure()
         sandbox: SandboxServer | None = None
@@ -221,6 +227,7 @@ class Ferry:
             sandbox=sandbox,
             mode=mode,
             scheduler_options=scheduler_options,
+            hashes_ahead=hashes_ahead,
         )
 
     def close(self, patience: float | None = None) -> bool:

@@ -66,7 +66,7 @@ from desktop_app.core.transfers.holds import TransferHolds
 from desktop_app.core.transfers.intake import TransferIntake
 from desktop_app.core.transfers.limits import BandwidthLimiter, ByteBudget
 from desktop_app.core.transfers.options import EngineOptions
-from desktop_app.core.transfers.prepass import PrePass
+from desktop_app.core.transfers.prepass import HashesAhead, PrePass
 from desktop_app.core.transfers.progress import ProgressMeter
 from desktop_app.core.transfers.protection import EndpointGuard
 from desktop_app.core.transfers.registration import Registration, reservation_lost
@@ -101,7 +101,9 @@ class TransferEngine:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         jitter: Callable[[], float] = random.random,
         guard: EndpointGuard | None = None,
+        hashes_ahead: HashesAhead | None = None,
     ) -> None:
+        """``hashes_ahead``: what a command's start-up already hashed (see :class:`HashesAhead`)."""
         self.journal = journal
         self.storage = storage
         self.catalog = catalog
@@ -132,7 +134,7 @@ class TransferEngine:
         # action): the one registry, shared with the scheduler.
         self.holds = TransferHolds()
         self._interrupted = threading.Event()
-        self.prepass = PrePass(self.budget)
+        self.prepass = PrePass(self.budget, ahead=hashes_ahead)
         self._part_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=options.concurrency, thread_name_prefix="ferry-part"
         )

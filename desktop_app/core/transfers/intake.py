@@ -25,8 +25,9 @@ from desktop_app.core.journal.records import (
 from desktop_app.core.journal.store import Journal
 from desktop_app.core.model.errors import SourceError
 from desktop_app.core.model.events import EventBus, TransferQueued, TransferSnapshot
+from desktop_app.core.model.sizes import choose_part_size
 from desktop_app.core.model.states import ErrorKind, TransferState
-from desktop_app.core.transfers.part_plan import choose_part_size, part_plan
+from desktop_app.core.transfers.part_plan import part_plan
 from desktop_app.core.transfers.sources import (
     SourceFile,
     SourceProblem,

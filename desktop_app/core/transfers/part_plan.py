@@ -1,8 +1,9 @@
 """A file sent in parts: how it is cut, and the digests the pre-pass gave each part.
 
-Promises: at most :data:`MAX_PARTS` parts of at most :data:`MAX_PART_SIZE`
-bytes each; the parts' CRC64NVMEs count only for the upload that was
-created to carry them (the journal names it), else the MD5 path is taken.
+Promises: at most ``MAX_PARTS`` parts of at most ``MAX_PART_SIZE`` bytes
+each (the part size from ``model.sizes.choose_part_size``); the parts'
+CRC64NVMEs count only for the upload that was created to carry them (the
+journal names it), else the MD5 path is taken.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import math
 
 from desktop_app.core.journal.parts import PartDigests
-from desktop_app.core.model.sizes import MAX_PART_SIZE, MAX_PARTS
 from desktop_app.core.model.transfer_records import TransferRecord
 from desktop_app.core.storage.crc64 import crc64nvme_base64
 from desktop_app.core.transfers.prepass import FileHashes
@@ -25,14 +25,6 @@ def digests_of(hashes: FileHashes, part_size: int) -> PartDigests:
         crc64nvme_base64(hashes.crc64nvme),
         hashes.part_crc64nvmes,
     )
-
-
-def choose_part_size(size: int, preferred: int) -> int:
-    """The preferred part size, doubled until the file needs at most 10,000 parts."""
-    part_size = preferred
-    while math.ceil(size / part_size) > MAX_PARTS:
-        part_size *= 2
-    return min(part_size, MAX_PART_SIZE)
 
 
 def part_plan(size: int, part_size: int) -> list[tuple[int, int, int]]:

@@ -16,24 +16,39 @@ Promises: the chunk buffers are a fixed ring, reused (no buffer per part),
 held from the byte budget for the duration of one file, so the memory of a
 pre-pass is bounded whatever the file's size; every MD5 and CRC is of the
 bytes that also went into the SHA-256, from the same buffer.
+
+:class:`HashesAhead` runs the pre-pass of a command's large files while
+Ferry itself is still starting (see its promises).
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import hashlib
-from collections.abc import Callable
+import logging
+import os
+import stat
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from desktop_app.core.model.errors import SourceError
-from desktop_app.core.model.sizes import MIB
+from desktop_app.core.model.sizes import MIB, choose_part_size
+from desktop_app.core.model.transfer_records import SourceIdentity
 from desktop_app.core.storage.crc64 import crc64nvme as crc64nvme
 from desktop_app.core.storage.crc64 import crc64nvme_base64 as crc64nvme_base64
 from desktop_app.core.transfers.limits import ByteBudget
 
 _CHUNK = 8 * MIB
 _BUFFERS = 4
+
+log = logging.getLogger(__name__)
+
+
+class ReadStopped(Exception):
+    """A read given up because its ``stop`` was set: no hashes, nothing wrong."""
 
 
 @dataclass(frozen=True)
@@ -50,8 +65,11 @@ class FileHashes:
 class PrePass:
     """Hashes files for the engine; thread-safe (each call has its own buffers)."""
 
-    def __init__(self, budget: ByteBudget, *, lanes: int = 2) -> None:
+    def __init__(
+        self, budget: ByteBudget, *, lanes: int = 2, ahead: HashesAhead | None = None
+    ) -> None:
         self.budget = budget
+        self._ahead = ahead
         self._lanes = [
             concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"ferry-md5-{n}")
             for n in range(max(1, lanes))
@@ -61,21 +79,39 @@ class PrePass:
         for lane in self._lanes:
             lane.shutdown(wait=True, cancel_futures=True)
 
-    def hash_file(self, path: str, part_size: int | None) -> FileHashes:
+    def hash_file(
+        self, path: str, part_size: int | None, *, stop: threading.Event | None = None
+    ) -> FileHashes:
         """The SHA-256 and (``part_size`` given) the MD5 of every ``part_size`` range.
 
         A file shorter at the end than its size said is read as it is: the
-        caller compares the source identity before and after.
+        caller compares the source identity before and after. A file read in
+        parts is given up between two chunks once ``stop`` is set.
         """
         try:
             with open(path, "rb") as handle:
                 if part_size is None:
                     return FileHashes(hashlib.file_digest(handle, "sha256").hexdigest(), ())
-                return self._hash_parts(handle.readinto, part_size)
+                return self._hash_parts(handle.readinto, part_size, stop)
         except OSError as exc:
             raise SourceError(f"{path} cannot be read: {exc.strerror}.") from exc
 
-    def _hash_parts(self, readinto: Callable[[Any], int | None], part_size: int) -> FileHashes:
+    def hash_seen(self, path: str, part_size: int | None, seen: SourceIdentity) -> FileHashes:
+        """:meth:`hash_file`, unless the hashes ahead read this very file: the same
+        path and part size, its identity ``seen`` (a stat taken just now) before and
+        after that read."""
+        if self._ahead is not None:
+            found = self._ahead.take(path, part_size, seen)
+            if found is not None:
+                return found
+        return self.hash_file(path, part_size)
+
+    def _hash_parts(
+        self,
+        readinto: Callable[[Any], int | None],
+        part_size: int,
+        stop: threading.Event | None,
+    ) -> FileHashes:
         chunk = min(_CHUNK, part_size)
         held = self.budget.acquire(chunk * _BUFFERS)
         slots = max(1, held // chunk)  # a small budget grants fewer buffers
@@ -97,6 +133,8 @@ class PrePass:
                     turn += 1
                     if (previous := busy[slot]) is not None:
                         previous.result()  # this buffer's last MD5 is done with it
+                    if stop is not None and stop.is_set():
+                        raise ReadStopped
                     read = readinto(ring[slot][: min(chunk, left)]) or 0
                     if not read:
                         break
@@ -118,3 +156,123 @@ class PrePass:
                     future.result()
             self.budget.release(held)
         return FileHashes(sha256.hexdigest(), tuple(m.digest() for m in md5s), whole, tuple(crcs))
+
+
+@dataclass(frozen=True)
+class _Read:
+    """What the pass ahead found: the file's identity before and after, equal."""
+
+    identity: SourceIdentity
+    part_size: int
+    hashes: FileHashes
+
+
+class HashesAhead:
+    """The pre-pass of a command's large files, run while Ferry starts.
+
+    ``ferry upload BIG`` spends its first second importing and opening the
+    profile, one core's work; the pre-pass of a large file (hashlib and the
+    reads release the GIL) runs beside it on the other, in a thread of its
+    own, and the engine's :meth:`PrePass.hash_seen` takes what it found.
+
+    Promises:
+    - hashes are handed over once, for the same path and part size, and only
+      if the file's identity (size, mtime, ctime, device, inode: a rewrite
+      moves ctime) was the same before and after this read and equals the
+      one the engine saw just before asking: the bytes hashed are the bytes
+      the engine would have read. Every part still goes with these MD5s as
+      its Content-MD5, so bytes changed since are refused by the server just
+      as after the engine's own pre-pass;
+    - asked for a file it is reading, the engine waits for that read;
+    - it only fills start-up: once the engine asks for its first hash, no
+      further file is begun, so its buffers (one pre-pass ring, 32 MiB at
+      most) are never held while the engine sends;
+    - a file it cannot read, or that changed while read, is left to the
+      engine, which reads it again and reports what is wrong;
+    - :meth:`close` gives up a read in progress between two chunks.
+    """
+
+    def __init__(self, files: Iterable[tuple[str, int]], *, prepass: PrePass | None = None) -> None:
+        """``files``: (path, part size) pairs, read in this order."""
+        self._waiting = collections.deque(files)
+        self._prepass = prepass or PrePass(ByteBudget(_CHUNK * _BUFFERS))
+        self._changed = threading.Condition()
+        self._reading: str | None = None
+        self._found: dict[str, _Read] = {}
+        self._no_more = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ferry-hash-ahead", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def of_paths(
+        cls,
+        paths: Iterable[str],
+        *,
+        part_size: int,
+        threshold: int,
+        prepass: PrePass | None = None,
+    ) -> HashesAhead:
+        """For the regular files among ``paths`` sent in parts (``threshold`` bytes
+        or more), each with the part size the engine will choose for it."""
+        files = []
+        for path in paths:
+            try:
+                found = os.stat(path)
+            except OSError:
+                continue  # the engine says what is wrong with it
+            if stat.S_ISREG(found.st_mode) and found.st_size >= threshold:
+                files.append((path, choose_part_size(found.st_size, part_size)))
+        return cls(files, prepass=prepass)
+
+    def take(self, path: str, part_size: int | None, seen: SourceIdentity) -> FileHashes | None:
+        """The hashes of ``path`` read ahead, if they are of the file as ``seen`` now."""
+        with self._changed:
+            self._no_more = True
+            while self._reading == path:
+                self._changed.wait()
+            read = self._found.pop(path, None)
+        if read is None or read.part_size != part_size or read.identity != seen:
+            return None
+        log.info("%s was hashed while Ferry started", path)
+        return read.hashes
+
+    def close(self) -> None:
+        """Give up what is being read; end the thread."""
+        with self._changed:
+            self._no_more = True
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            while (job := self._next()) is not None:
+                path, part_size = job
+                read = None
+                try:
+                    read = self._read(path, part_size)
+                finally:
+                    with self._changed:
+                        if read is not None:
+                            self._found[path] = read
+                        self._reading = None
+                        self._changed.notify_all()
+        finally:
+            self._prepass.close()
+
+    def _next(self) -> tuple[str, int] | None:
+        with self._changed:
+            if self._no_more or not self._waiting:
+                return None
+            path, part_size = self._waiting.popleft()
+            self._reading = path
+            return path, part_size
+
+    def _read(self, path: str, part_size: int) -> _Read | None:
+        try:
+            before = SourceIdentity.of(os.stat(path))
+            hashes = self._prepass.hash_file(path, part_size, stop=self._stop)
+            after = SourceIdentity.of(os.stat(path))
+        except (OSError, SourceError, ReadStopped):
+            return None
+        return _Read(before, part_size, hashes) if before == after else None

@@ -31,6 +31,7 @@ from desktop_app.core.journal.facts import UNCHANGED, NewAttempt, TransferFacts
 from desktop_app.core.journal.store import Journal
 from desktop_app.core.model.errors import KeyConflictError, SourceChangedError
 from desktop_app.core.model.failures import suffixed_name
+from desktop_app.core.model.sizes import choose_part_size
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.model.transfer_records import (
     KeyConflictPolicy,
@@ -41,7 +42,7 @@ from desktop_app.core.storage.s3 import S3Storage
 from desktop_app.core.transfers.compensation import object_at_key
 from desktop_app.core.transfers.control import TransferControl, Transition
 from desktop_app.core.transfers.options import EngineOptions
-from desktop_app.core.transfers.part_plan import choose_part_size, digests_of, part_plan
+from desktop_app.core.transfers.part_plan import digests_of, part_plan
 from desktop_app.core.transfers.prepass import PrePass
 from desktop_app.core.transfers.resume import abandon_upload
 from desktop_app.core.transfers.source_reads import current_identity
@@ -125,7 +126,9 @@ class HashAndReserve:
         # A file sent in parts gets its part MD5s in the same read: the sending
         # pass sends them as Content-MD5 instead of hashing again.
         multipart = before.size >= threshold
-        hashes = self.prepass.hash_file(record.source_path, part_size if multipart else None)
+        hashes = self.prepass.hash_seen(
+            record.source_path, part_size if multipart else None, before
+        )
         after = current_identity(record)
         if before != after:
             raise SourceChangedError(

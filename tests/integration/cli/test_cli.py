@@ -817,3 +817,25 @@ def test_status_history_lists_the_attempt_a_pause_cut_with_the_bytes_it_sent(
     assert f"the {len(before)} part(s) the server confirmed" in cut["note"]
     assert (resumed["number"], resumed["outcome"], resumed["recorded"]) == (2, "succeeded", True)
     assert cut["bytes_sent"] + resumed["bytes_sent"] >= source.stat().st_size
+
+
+def test_upload_reads_a_large_file_while_it_starts_and_stores_its_bytes(
+    tmp_path: Path, weed: WeedServer, bucket: str
+) -> None:
+    """The pre-pass of a file sent in parts runs beside start-up (#35): the engine
+    takes its hashes, and what is stored is the file, byte for byte."""
+    home = tmp_path / "home"
+    where = ("--bucket", bucket, "--endpoint-url", weed.endpoint_url)
+    added = run_ferry(home, "profile", "add", "p", *where, "--part-size-mib", "5", "--default")
+    assert added.returncode == 0, added.stderr
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(11 * 1024 * 1024 + 3))
+    result = run_ferry(home, "-v", "upload", str(big), "--json", env=CREDS)
+    assert result.returncode == 0, result.stderr
+    [transfer] = json.loads(result.stdout)["transfers"]
+    sha = hashlib.sha256(big.read_bytes()).hexdigest()
+    assert (transfer["state"], transfer["sha256"]) == ("done", sha)
+    body = weed.client().get_object(Bucket=bucket, Key="big.bin")["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == sha
+    log_text = "".join(p.read_text() for p in (home / "logs").glob("ferry.log*"))
+    assert f"{big} was hashed while Ferry started" in log_text

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
 import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from desktop_app.core.catalog.records import FileQuery
 from desktop_app.core.catalog.schema import FileStatus
@@ -22,6 +27,8 @@ from desktop_app.core.model.events import TransferProgress
 from desktop_app.core.model.states import ErrorKind, TransferState
 from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.runtime.ferry import Ferry
+from desktop_app.core.transfers.limits import ByteBudget
+from desktop_app.core.transfers.prepass import FileHashes, HashesAhead, PrePass
 from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, is_part_upload
 from tests.integration.transfers.test_crash import confirmed_parts, ferry, wait_for
@@ -128,3 +135,63 @@ def test_a_rewrite_while_ferry_is_stopped_is_never_registered_under_the_old_sha2
     for key, sha in rows:
         assert object_sha256(weed, bucket, key) == sha, key
     assert weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+class _ReadsCounted(PrePass):
+    """The read ahead's pre-pass, telling how many files it has finished."""
+
+    def __init__(self) -> None:
+        super().__init__(ByteBudget(64 * MIB))
+        self.finished = threading.Semaphore(0)
+
+    def hash_file(
+        self, path: str, part_size: int | None, *, stop: threading.Event | None = None
+    ) -> FileHashes:
+        try:
+            return super().hash_file(path, part_size, stop=stop)
+        finally:
+            self.finished.release()
+
+
+def test_a_rewrite_after_the_read_ahead_is_sent_and_registered_with_its_new_bytes(
+    weed_profile: Callable[..., None],
+    ferry_env: Environment,
+    weed: WeedServer,
+    bucket: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`ferry upload` reads large files while Ferry starts; a program rewriting one
+    between that read and the engine's (size and mtime kept) must not leave the
+    catalog naming the old SHA-256, nor the bucket holding the old bytes."""
+    weed_profile(part_size=5 * MIB)
+    rng = random.Random(10)
+    kept, changed = tmp_path / "kept.bin", tmp_path / "changed.bin"
+    for path in (kept, changed):
+        path.write_bytes(rng.randbytes(2 * 5 * MIB + 11))
+    old_sha = hashlib.sha256(changed.read_bytes()).hexdigest()
+    reads = _ReadsCounted()
+    ahead = HashesAhead([(str(kept), 5 * MIB), (str(changed), 5 * MIB)], prepass=reads)
+    try:
+        for _ in range(2):
+            assert reads.finished.acquire(timeout=30)
+        time.sleep(0.02)  # ctime's clock ticks coarsely
+        new_sha = rewrite_keeping_size_and_mtime(changed, rng)
+        caplog.set_level(logging.INFO, logger="desktop_app.core.transfers.prepass")
+        with Ferry.open(ferry_env, hashes_ahead=ahead) as app:
+            records = app.upload([kept, changed])
+            rows = [r for r in app.catalog.search(FileQuery(bucket=bucket))]
+    finally:
+        ahead.close()
+    assert [r.state for r in records] == [TransferState.DONE, TransferState.DONE]
+    assert [r.sha256 for r in records] == [
+        hashlib.sha256(kept.read_bytes()).hexdigest(),
+        new_sha,
+    ]
+    assert new_sha != old_sha
+    active = {r.key: r.sha256 for r in rows if r.status is FileStatus.ACTIVE}
+    assert active == {"kept.bin": records[0].sha256, "changed.bin": new_sha}
+    for key, sha in active.items():
+        assert object_sha256(weed, bucket, key) == sha, key
+    used = [r.getMessage() for r in caplog.records if "while Ferry started" in r.getMessage()]
+    assert used == [f"{kept} was hashed while Ferry started"]

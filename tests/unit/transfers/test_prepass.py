@@ -4,16 +4,27 @@ part and the CRC64NVME of the whole file."""
 from __future__ import annotations
 
 import hashlib
+import os
 import random
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from awscrt import checksums
 
 from desktop_app.core.model.errors import SourceError
+from desktop_app.core.model.transfer_records import SourceIdentity
 from desktop_app.core.transfers.limits import ByteBudget
 from desktop_app.core.transfers.part_plan import part_plan
-from desktop_app.core.transfers.prepass import PrePass, crc64nvme, crc64nvme_base64
+from desktop_app.core.transfers.prepass import (
+    FileHashes,
+    HashesAhead,
+    PrePass,
+    ReadStopped,
+    crc64nvme,
+    crc64nvme_base64,
+)
 
 MIB = 1024 * 1024
 
@@ -84,3 +95,156 @@ def test_crc64nvme_is_the_one_s3_computes() -> None:
     assert crc64nvme(b"123456789") == 0xAE8B14860A799888
     assert crc64nvme(b"6789", crc64nvme(b"12345")) == 0xAE8B14860A799888
     assert crc64nvme_base64(0xAE8B14860A799888) == "rosUhgp5mIg="
+
+
+class _HeldPrePass(PrePass):
+    """A pre-pass that holds each read until let go (or stopped), saying which it began."""
+
+    def __init__(self) -> None:
+        super().__init__(ByteBudget(64 * MIB))
+        self.begun: list[str] = []
+        self.reading = threading.Event()
+        self.let_go = threading.Event()
+
+    def hash_file(
+        self, path: str, part_size: int | None, *, stop: threading.Event | None = None
+    ) -> FileHashes:
+        self.begun.append(Path(path).name)
+        self.reading.set()
+        while not self.let_go.wait(0.01):
+            if stop is not None and stop.is_set():
+                raise SourceError("stopped")  # as a real read gives up: nothing found
+        return super().hash_file(path, part_size, stop=stop)
+
+
+def _seen(path: Path) -> SourceIdentity:
+    return SourceIdentity.of(os.stat(path))
+
+
+def _write_keeping_size_and_mtime(path: Path, data: bytes) -> None:
+    """Another program rewrites the file and sets its mtime back: only ctime moves."""
+    before = os.stat(path)
+    time.sleep(0.02)  # ctime's clock ticks coarsely
+    path.write_bytes(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (os.stat(path).st_size, os.stat(path).st_mtime_ns) == (
+        before.st_size,
+        before.st_mtime_ns,
+    )
+
+
+def test_hashes_read_ahead_are_the_pre_pass_of_the_file_and_handed_over_once(
+    tmp_path: Path,
+) -> None:
+    data = random.Random(7).randbytes(11 * MIB)
+    big, small = tmp_path / "big.bin", tmp_path / "small.txt"
+    big.write_bytes(data)
+    small.write_bytes(b"one request")
+    (tmp_path / "folder").mkdir()
+    named = [str(p) for p in (small, tmp_path / "folder", tmp_path / "gone.bin", big)]
+    held = _HeldPrePass()
+    held.let_go.set()
+    ahead = HashesAhead.of_paths(named, part_size=5 * MIB, threshold=5 * MIB, prepass=held)
+    prepass = PrePass(ByteBudget(64 * MIB), ahead=ahead)
+    try:
+        assert held.reading.wait(10)
+        found = prepass.hash_seen(str(big), 5 * MIB, _seen(big))
+        again = ahead.take(str(big), 5 * MIB, _seen(big))
+        own = prepass.hash_file(str(big), 5 * MIB)
+    finally:
+        ahead.close()
+        prepass.close()
+    # Only the file sent in parts is read ahead: a small one, a folder or a
+    # missing path is left to the engine, which reports what is wrong.
+    assert held.begun == ["big.bin"]
+    assert found == own
+    assert found.sha256 == hashlib.sha256(data).hexdigest()
+    assert len(found.part_md5s) == 3
+    assert again is None, "handed over once"
+
+
+def test_a_file_rewritten_after_it_was_read_ahead_is_read_again(tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(random.Random(1).randbytes(6 * MIB))
+    held = _HeldPrePass()
+    held.let_go.set()
+    ahead = HashesAhead([(str(big), 5 * MIB)], prepass=held)
+    prepass = PrePass(ByteBudget(64 * MIB), ahead=ahead)
+    try:
+        assert held.reading.wait(10)
+        ahead.take("/elsewhere", None, _seen(big))  # waits for nothing; begins no other
+        new = random.Random(2).randbytes(6 * MIB)
+        _write_keeping_size_and_mtime(big, new)
+        found = prepass.hash_seen(str(big), 5 * MIB, _seen(big))
+    finally:
+        ahead.close()
+        prepass.close()
+    assert found.sha256 == hashlib.sha256(new).hexdigest()
+    assert found.part_md5s[0] == hashlib.md5(new[: 5 * MIB]).digest()
+
+
+def test_hashes_of_another_part_size_are_not_taken(tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(random.Random(1).randbytes(6 * MIB))
+    held = _HeldPrePass()
+    held.let_go.set()
+    ahead = HashesAhead([(str(big), 5 * MIB)], prepass=held)
+    try:
+        assert held.reading.wait(10)
+        assert ahead.take(str(big), 6 * MIB, _seen(big)) is None
+    finally:
+        ahead.close()
+
+
+def test_the_engine_waits_for_a_file_being_read_ahead_and_no_other_is_begun(
+    tmp_path: Path,
+) -> None:
+    first, second = tmp_path / "first.bin", tmp_path / "second.bin"
+    for path in (first, second):
+        path.write_bytes(random.Random(path.name).randbytes(6 * MIB))
+    held = _HeldPrePass()
+    ahead = HashesAhead([(str(first), 5 * MIB), (str(second), 5 * MIB)], prepass=held)
+    taken: list[FileHashes | None] = []
+    engine = threading.Thread(
+        target=lambda: taken.append(ahead.take(str(first), 5 * MIB, _seen(first)))
+    )
+    try:
+        assert held.reading.wait(10)
+        engine.start()
+        engine.join(0.3)
+        assert engine.is_alive(), "the engine waits for the read in progress"
+        held.let_go.set()
+        engine.join(10)
+        ahead.close()
+    finally:
+        held.let_go.set()
+        ahead.close()
+    assert taken[0] is not None
+    assert taken[0].sha256 == hashlib.sha256(first.read_bytes()).hexdigest()
+    assert held.begun == ["first.bin"], "once the engine asks, nothing more is read ahead"
+
+
+def test_closing_gives_up_a_read_in_progress(tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(random.Random(1).randbytes(6 * MIB))
+    held = _HeldPrePass()  # never let go: only the stop ends its read
+    ahead = HashesAhead([(str(big), 5 * MIB)], prepass=held)
+    assert held.reading.wait(10)
+    closing = threading.Thread(target=ahead.close)
+    closing.start()
+    closing.join(10)
+    assert not closing.is_alive()
+    assert ahead.take(str(big), 5 * MIB, _seen(big)) is None
+
+
+def test_a_read_stops_between_two_chunks_once_asked(tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(random.Random(1).randbytes(6 * MIB))
+    stop = threading.Event()
+    stop.set()
+    prepass = PrePass(ByteBudget(64 * MIB))
+    try:
+        with pytest.raises(ReadStopped):
+            prepass.hash_file(str(big), 5 * MIB, stop=stop)
+    finally:
+        prepass.close()
