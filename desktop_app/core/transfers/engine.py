@@ -134,7 +134,8 @@ class TransferEngine:
         # action): the one registry, shared with the scheduler.
         self.holds = TransferHolds()
         self._interrupted = threading.Event()
-        self.prepass = PrePass(self.budget, ahead=hashes_ahead)
+        self.prepass = PrePass(self.budget)
+        self._ahead = hashes_ahead
         self._part_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=options.concurrency, thread_name_prefix="ferry-part"
         )
@@ -159,6 +160,7 @@ class TransferEngine:
             storage=storage,
             catalog=catalog,
             prepass=self.prepass,
+            ahead=hashes_ahead,
             move=self.move,
             now=lambda: self.now(),
             options=lambda: self.options,
@@ -174,6 +176,8 @@ class TransferEngine:
         and it is final for this engine object.
         """
         self._interrupted.set()
+        if self._ahead is not None:
+            self._ahead.stop()  # a worker waiting on a file read ahead goes on at once
         self.pause_running()
 
     def pause_running(self) -> None:

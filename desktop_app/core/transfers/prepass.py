@@ -65,11 +65,8 @@ class FileHashes:
 class PrePass:
     """Hashes files for the engine; thread-safe (each call has its own buffers)."""
 
-    def __init__(
-        self, budget: ByteBudget, *, lanes: int = 2, ahead: HashesAhead | None = None
-    ) -> None:
+    def __init__(self, budget: ByteBudget, *, lanes: int = 2) -> None:
         self.budget = budget
-        self._ahead = ahead
         self._lanes = [
             concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"ferry-md5-{n}")
             for n in range(max(1, lanes))
@@ -95,16 +92,6 @@ class PrePass:
                 return self._hash_parts(handle.readinto, part_size, stop)
         except OSError as exc:
             raise SourceError(f"{path} cannot be read: {exc.strerror}.") from exc
-
-    def hash_seen(self, path: str, part_size: int | None, seen: SourceIdentity) -> FileHashes:
-        """:meth:`hash_file`, unless the hashes ahead read this very file: the same
-        path and part size, its identity ``seen`` (a stat taken just now) before and
-        after that read."""
-        if self._ahead is not None:
-            found = self._ahead.take(path, part_size, seen)
-            if found is not None:
-                return found
-        return self.hash_file(path, part_size)
 
     def _hash_parts(
         self,
@@ -173,23 +160,26 @@ class HashesAhead:
     ``ferry upload BIG`` spends its first second importing and opening the
     profile, one core's work; the pre-pass of a large file (hashlib and the
     reads release the GIL) runs beside it on the other, in a thread of its
-    own, and the engine's :meth:`PrePass.hash_seen` takes what it found.
+    own, and the engine's first step takes what it found (:meth:`take`).
 
     Promises:
     - hashes are handed over once, for the same path and part size, and only
       if the file's identity (size, mtime, ctime, device, inode: a rewrite
       moves ctime) was the same before and after this read and equals the
       one the engine saw just before asking: the bytes hashed are the bytes
-      the engine would have read. Every part still goes with these MD5s as
-      its Content-MD5, so bytes changed since are refused by the server just
-      as after the engine's own pre-pass;
+      the engine would have read. Every part still goes with these digests
+      (Content-MD5, and the CRC64NVME where the server verifies it), so
+      bytes changed since are refused by the server just as after the
+      engine's own pre-pass;
     - asked for a file it is reading, the engine waits for that read;
-    - it only fills start-up: once the engine asks for its first hash, no
-      further file is begun, so its buffers (one pre-pass ring, 32 MiB at
-      most) are never held while the engine sends;
+    - it only fills start-up: once the engine asks for any hash no further
+      file is begun. Its memory is one pre-pass ring (32 MiB at most), held
+      until the file in hand is read, beside the engine's byte budget;
     - a file it cannot read, or that changed while read, is left to the
-      engine, which reads it again and reports what is wrong;
-    - :meth:`close` gives up a read in progress between two chunks.
+      engine, which reads it again and reports what is wrong; nothing it
+      meets is raised or printed;
+    - :meth:`stop` (an interrupted engine, a command ending) gives up a read
+      in progress between two chunks.
     """
 
     def __init__(self, files: Iterable[tuple[str, int]], *, prepass: PrePass | None = None) -> None:
@@ -215,15 +205,15 @@ class HashesAhead:
     ) -> HashesAhead:
         """For the regular files among ``paths`` sent in parts (``threshold`` bytes
         or more), each with the part size the engine will choose for it."""
-        files = []
+        files: dict[str, int] = {}  # a path named twice is read once
         for path in paths:
             try:
                 found = os.stat(path)
             except OSError:
                 continue  # the engine says what is wrong with it
             if stat.S_ISREG(found.st_mode) and found.st_size >= threshold:
-                files.append((path, choose_part_size(found.st_size, part_size)))
-        return cls(files, prepass=prepass)
+                files[path] = choose_part_size(found.st_size, part_size)
+        return cls(files.items(), prepass=prepass)
 
     def take(self, path: str, part_size: int | None, seen: SourceIdentity) -> FileHashes | None:
         """The hashes of ``path`` read ahead, if they are of the file as ``seen`` now."""
@@ -237,11 +227,15 @@ class HashesAhead:
         log.info("%s was hashed while Ferry started", path)
         return read.hashes
 
-    def close(self) -> None:
-        """Give up what is being read; end the thread."""
+    def stop(self) -> None:
+        """Give up what is being read and begin nothing more; returns at once."""
         with self._changed:
             self._no_more = True
         self._stop.set()
+
+    def close(self) -> None:
+        """:meth:`stop`, and wait for the thread to end."""
+        self.stop()
         self._thread.join()
 
     def _run(self) -> None:
@@ -251,6 +245,8 @@ class HashesAhead:
                 read = None
                 try:
                     read = self._read(path, part_size)
+                except Exception:  # whatever it is, the engine reads the file itself
+                    log.debug("%s could not be read ahead", path, exc_info=True)
                 finally:
                     with self._changed:
                         if read is not None:

@@ -43,7 +43,7 @@ from desktop_app.core.transfers.compensation import object_at_key
 from desktop_app.core.transfers.control import TransferControl, Transition
 from desktop_app.core.transfers.options import EngineOptions
 from desktop_app.core.transfers.part_plan import digests_of, part_plan
-from desktop_app.core.transfers.prepass import PrePass
+from desktop_app.core.transfers.prepass import HashesAhead, PrePass
 from desktop_app.core.transfers.resume import abandon_upload
 from desktop_app.core.transfers.source_reads import current_identity
 
@@ -63,6 +63,7 @@ class HashAndReserve:
     storage: S3Storage
     catalog: CatalogService
     prepass: PrePass
+    ahead: HashesAhead | None  # what a command's start-up hashed already
     move: Transition
     now: Callable[[], datetime]
     options: Callable[[], EngineOptions]  # read at each step: a test may change them
@@ -75,7 +76,7 @@ class HashAndReserve:
             record = self.journal.update(
                 record.id, TransferFacts(reservation_token=uuid.uuid4().hex)
             )
-        after, sha256, hashed = self._hash(record)
+        after, sha256, hashed = self._hash(record, control)
         size = after.size
         # An object to replace named on a transfer that holds no reservation is a
         # person's choice (a conflict resolved with Replace: the object they saw);
@@ -113,7 +114,9 @@ class HashAndReserve:
             control.reservation_confirmed()  # a row written just now, alive on its clock
         return self._uploading(record, reservation, hashed, chosen)
 
-    def _hash(self, record: TransferRecord) -> tuple[SourceIdentity, str, TransferFacts]:
+    def _hash(
+        self, record: TransferRecord, control: TransferControl
+    ) -> tuple[SourceIdentity, str, TransferFacts]:
         """Read the file once for its SHA-256 (and, sent in parts, each part's digests,
         saved in the journal): the file's identity, its SHA-256 and the facts to record."""
         threshold = self.options().single_put_threshold
@@ -126,9 +129,11 @@ class HashAndReserve:
         # A file sent in parts gets its part MD5s in the same read: the sending
         # pass sends them as Content-MD5 instead of hashing again.
         multipart = before.size >= threshold
-        hashes = self.prepass.hash_seen(
-            record.source_path, part_size if multipart else None, before
-        )
+        planned = part_size if multipart else None
+        hashes = self.ahead.take(record.source_path, planned, before) if self.ahead else None
+        if hashes is None:
+            control.check()  # an interrupt that gave up the read ahead stops here
+            hashes = self.prepass.hash_file(record.source_path, planned)
         after = current_identity(record)
         if before != after:
             raise SourceChangedError(

@@ -27,12 +27,12 @@ from desktop_app.core.model.events import TransferProgress
 from desktop_app.core.model.states import ErrorKind, TransferState
 from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.runtime.ferry import Ferry
-from desktop_app.core.transfers.limits import ByteBudget
-from desktop_app.core.transfers.prepass import FileHashes, HashesAhead, PrePass
+from desktop_app.core.transfers.prepass import HashesAhead
 from tests.conftest import WeedServer
 from tests.faults import Fault, FaultProxy, is_part_upload
 from tests.integration.transfers.test_crash import confirmed_parts, ferry, wait_for
 from tests.integration.transfers.test_engine import object_sha256
+from tests.unit.transfers.test_prepass import _HeldPrePass, _read_ahead, _until
 
 MIB = 1024 * 1024
 ROUNDS = 10
@@ -137,22 +137,6 @@ def test_a_rewrite_while_ferry_is_stopped_is_never_registered_under_the_old_sha2
     assert weed.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
-class _ReadsCounted(PrePass):
-    """The read ahead's pre-pass, telling how many files it has finished."""
-
-    def __init__(self) -> None:
-        super().__init__(ByteBudget(64 * MIB))
-        self.finished = threading.Semaphore(0)
-
-    def hash_file(
-        self, path: str, part_size: int | None, *, stop: threading.Event | None = None
-    ) -> FileHashes:
-        try:
-            return super().hash_file(path, part_size, stop=stop)
-        finally:
-            self.finished.release()
-
-
 def test_a_rewrite_after_the_read_ahead_is_sent_and_registered_with_its_new_bytes(
     weed_profile: Callable[..., None],
     ferry_env: Environment,
@@ -170,11 +154,10 @@ def test_a_rewrite_after_the_read_ahead_is_sent_and_registered_with_its_new_byte
     for path in (kept, changed):
         path.write_bytes(rng.randbytes(2 * 5 * MIB + 11))
     old_sha = hashlib.sha256(changed.read_bytes()).hexdigest()
-    reads = _ReadsCounted()
-    ahead = HashesAhead([(str(kept), 5 * MIB), (str(changed), 5 * MIB)], prepass=reads)
+    ahead = HashesAhead([(str(kept), 5 * MIB), (str(changed), 5 * MIB)])
     try:
-        for _ in range(2):
-            assert reads.finished.acquire(timeout=30)
+        for path in (kept, changed):  # read, and stat after, before the rewrite
+            _read_ahead(ahead, path)
         time.sleep(0.02)  # ctime's clock ticks coarsely
         new_sha = rewrite_keeping_size_and_mtime(changed, rng)
         caplog.set_level(logging.INFO, logger="desktop_app.core.transfers.prepass")
@@ -195,3 +178,42 @@ def test_a_rewrite_after_the_read_ahead_is_sent_and_registered_with_its_new_byte
         assert object_sha256(weed, bucket, key) == sha, key
     used = [r.getMessage() for r in caplog.records if "while Ferry started" in r.getMessage()]
     assert used == [f"{kept} was hashed while Ferry started"]
+
+
+def test_closing_while_a_large_file_is_read_ahead_ends_at_once_and_resumes_later(
+    weed_profile: Callable[..., None],
+    ferry_env: Environment,
+    weed: WeedServer,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C (Ferry closed) while the engine waits for a file read ahead: the
+    command ends without waiting for that read, and the transfer is sent whole
+    at the next start."""
+    weed_profile(part_size=5 * MIB)
+    big = tmp_path / "big.bin"
+    big.write_bytes(random.Random(11).randbytes(2 * 5 * MIB + 1))
+    held = _HeldPrePass()  # a read that ends only when stopped: a slow disk
+    ahead = HashesAhead([(str(big), 5 * MIB)], prepass=held)
+    app = Ferry.open(ferry_env, hashes_ahead=ahead)
+    closing = threading.Thread(target=app.close)
+    try:
+        assert held.reading.wait(10)
+        # `ferry upload` waits on its transfers when Ctrl-C closes Ferry.
+        threading.Thread(target=app.upload, args=([big],), daemon=True).start()
+        _until(lambda: ahead._no_more, "the engine never asked for the hashes")
+        closing.start()
+        closing.join(20)
+        assert not closing.is_alive(), "closing waited for the read ahead"
+    finally:
+        held.let_go.set()
+        if closing.ident is None:
+            closing.start()
+        closing.join(60)
+        ahead.close()
+    with Ferry.open(ferry_env) as again:
+        [resumed] = again.resume()
+    assert resumed.source_path == str(big)
+    assert resumed.state is TransferState.DONE
+    assert resumed.sha256 == hashlib.sha256(big.read_bytes()).hexdigest()
+    assert object_sha256(weed, bucket, "big.bin") == resumed.sha256
