@@ -3,12 +3,13 @@ part and the CRC64NVME of the whole file."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -180,7 +181,9 @@ def test_hashes_read_ahead_are_the_pre_pass_of_the_file_and_handed_over_once(
     assert again is None, "handed over once"
 
 
-def test_a_file_rewritten_after_it_was_read_ahead_is_not_handed_over(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _one_file_read_ahead(tmp_path: Path) -> Iterator[tuple[Path, HashesAhead]]:
+    """A 6 MiB file read ahead in 5 MiB parts, the read ended."""
     big = tmp_path / "big.bin"
     big.write_bytes(random.Random(1).randbytes(6 * MIB))
     held = _HeldPrePass()
@@ -188,24 +191,22 @@ def test_a_file_rewritten_after_it_was_read_ahead_is_not_handed_over(tmp_path: P
     ahead = HashesAhead([(str(big), 5 * MIB)], prepass=held)
     try:
         _read_ahead(ahead, big)
-        _write_keeping_size_and_mtime(big, random.Random(2).randbytes(6 * MIB))
-        found = ahead.take(str(big), 5 * MIB, _seen(big))
+        yield big, ahead
     finally:
         ahead.close()
+
+
+def test_a_file_rewritten_after_it_was_read_ahead_is_not_handed_over(tmp_path: Path) -> None:
+    with _one_file_read_ahead(tmp_path) as (big, ahead):
+        _write_keeping_size_and_mtime(big, random.Random(2).randbytes(6 * MIB))
+        found = ahead.take(str(big), 5 * MIB, _seen(big))
     assert found is None, "the engine reads the new bytes itself"
 
 
 def test_hashes_of_another_part_size_are_not_taken(tmp_path: Path) -> None:
-    big = tmp_path / "big.bin"
-    big.write_bytes(random.Random(1).randbytes(6 * MIB))
-    held = _HeldPrePass()
-    held.let_go.set()
-    ahead = HashesAhead([(str(big), 5 * MIB)], prepass=held)
-    try:
-        _read_ahead(ahead, big)
+    with _one_file_read_ahead(tmp_path) as (big, ahead):
         assert ahead.take(str(big), 6 * MIB, _seen(big)) is None
-    finally:
-        ahead.close()
+        assert ahead.take(str(big), 5 * MIB, _seen(big)) is None, "asked once, gone"
 
 
 def test_the_engine_waits_for_a_file_being_read_ahead_and_no_other_is_begun(
