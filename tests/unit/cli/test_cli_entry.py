@@ -13,6 +13,14 @@ import pytest
 from desktop_app import __version__
 
 
+def _lines_printed_by(probe: str) -> list[str]:
+    """What a fresh interpreter running ``probe`` prints: nothing imported before."""
+    answer = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    return answer.stdout.splitlines()
+
+
 def test_version_is_answered_without_importing_the_commands() -> None:
     # Imports are what a command's start-up costs (SQLAlchemy, boto3, the
     # catalog: about half a second); time itself is measured in bench/, not here.
@@ -25,10 +33,7 @@ def test_version_is_answered_without_importing_the_commands() -> None:
         " or m.startswith('desktop_app.cli.'))\n"
         "print(code, heavy)\n"
     )
-    answer = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert answer.stdout.splitlines() == [f"ferry {__version__}", "0 []"]
+    assert _lines_printed_by(probe) == [f"ferry {__version__}", "0 []"]
 
 
 def test_a_command_reads_no_version_and_version_after_options_still_answers() -> None:
@@ -39,10 +44,7 @@ def test_a_command_reads_no_version_and_version_after_options_still_answers() ->
         "build_parser().parse_args(['status'])\n"
         "print('importlib.metadata' in sys.modules)\n"
     )
-    answer = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert answer.stdout.splitlines() == ["False"]
+    assert _lines_printed_by(probe) == ["False"]
     late = subprocess.run(
         [sys.executable, "-m", "desktop_app", "--profile", "p", "--version"],
         capture_output=True, text=True, timeout=60,
