@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from desktop_app.core.catalog.database import translate_db_error
+from desktop_app.core.catalog.steps import ChangeBatch
 from desktop_app.core.db.group_commit import GroupCommitter, WriterConnection
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,14 @@ class CatalogTransactions:
 
     @contextlib.contextmanager
     def _connect(self, writer: WriterConnection | None = None) -> Iterator[Connection]:
-        """A transaction without an ORM session: the upload path's, once or twice per file."""
+        """A transaction without an ORM session: the upload path's, once or twice per file,
+        its entries written together at its end (:class:`ChangeBatch`)."""
         begin = writer.begin() if writer is not None else self.engine.begin()
-        with self._write_lock or contextlib.nullcontext(), begin as connection:
+        with (
+            self._write_lock or contextlib.nullcontext(),
+            begin as connection,
+            ChangeBatch.kept(connection),
+        ):
             yield connection
 
     def close(self) -> None:

@@ -237,7 +237,7 @@ class ConsistencyChecker:
         """The listing joined with the rows, then the unfinished uploads; the findings
         in that order, each disagreement's confirmed in its place."""
         confirmations = Confirmations(
-            self.storage.head_object, self._last_source, unchanged, self._confirming_threads()
+            self.storage.head_object, self._last_sources, unchanged, self._confirming_threads()
         )
         try:
             elsewhere = _OtherServersRows(self.storage.endpoint_id)
@@ -300,10 +300,10 @@ class ConsistencyChecker:
         connections = getattr(self.storage.client.meta.config, "max_pool_connections", None)
         return max(1, min(CONFIRMING_THREADS, connections or CONFIRMING_THREADS))
 
-    def _last_source(self, key: str) -> Path | None:
-        """Where the key's last finished upload read its file, if the journal knows."""
-        transfer = self.journal.latest_done_for_key(self.storage.bucket, key)
-        return Path(transfer.source_path) if transfer is not None else None
+    def _last_sources(self, keys: list[str]) -> dict[str, Path]:
+        """Where each key's last finished upload read its file, where the journal knows."""
+        found = self.journal.sources_of_done(self.storage.bucket, keys)
+        return {key: Path(source) for key, source in found.items()}
 
     def _clock_notes(self) -> tuple[str, ...]:
         skew = self.storage.server_clock.notable_offset()

@@ -9,7 +9,8 @@ while the walk goes on, and :meth:`Confirmations.resolve` turns each into
 its :class:`~desktop_app.core.check.findings.Finding`.
 
 Promises: the findings come back in the walk's order; the journal (the
-``local_copy`` look-up) is read on the walking thread only; an error of a
+``local_copies`` look-up, once for every disagreement left after its HEAD)
+is read on the walking thread only; an error of a
 HEAD or a read is raised from :meth:`Confirmations.resolve`; no thread is
 started for a check without disagreements.
 """
@@ -45,7 +46,7 @@ class Confirmations:
     During the walk a disagreement without a listed object gets its fresh
     HEAD on the pool. :meth:`resolve` then, on the walking thread and in the
     walk's order, drops each one its HEAD cleared (the registered object is
-    there after all), asks the journal for the others' local copies (the
+    there after all), asks the journal once for the others' local copies (the
     journal is read on this thread only: a read-only one may live in its
     memory alone), has the copies hashed on the pool, and writes each finding
     in its place. An error of a HEAD or a read is raised there.
@@ -54,12 +55,12 @@ class Confirmations:
     def __init__(
         self,
         head: Callable[[str], ObjectInfo | None],
-        local_copy: Callable[[str], Path | None],
+        local_copies: Callable[[list[str]], dict[str, Path]],
         unchanged: Callable[[Path, FileRecord], Path | None],
         threads: int,
     ) -> None:
         self._head = head
-        self._local_copy = local_copy
+        self._local_copies = local_copies
         self._unchanged = unchanged
         self._threads = threads
         self._pool: ThreadPoolExecutor | None = None  # started by the first disagreement
@@ -75,7 +76,7 @@ class Confirmations:
         return Unconfirmed(disagreement, fresh)
 
     def resolve(self, walked: Iterable[Finding | Unconfirmed]) -> list[Finding]:
-        staged: list[Finding | tuple[Disagreement, ObjectInfo | None, Future[Path | None]]] = []
+        staged: list[Finding | tuple[Disagreement, ObjectInfo | None]] = []
         for item in walked:
             if isinstance(item, Finding):
                 staged.append(item)
@@ -85,13 +86,24 @@ class Confirmations:
                 obj = item.fresh.result()
                 if still_registered(obj, disagreement.row):
                     continue
-            copy = self._local_copy(disagreement.key)
-            source = self._submit(self._unchanged, copy, disagreement.row) if copy else _NO_COPY
-            staged.append((disagreement, obj, source))
-        return [
-            item if isinstance(item, Finding) else confirm(item[0], item[1], item[2].result())
+            staged.append((disagreement, obj))
+        unsure = [item[0].key for item in staged if not isinstance(item, Finding)]
+        copies = self._local_copies(unsure) if unsure else {}
+        hashed = [
+            item if isinstance(item, Finding) else (*item, self._copy_checked(item[0], copies))
             for item in staged
         ]
+        return [
+            item if isinstance(item, Finding) else confirm(item[0], item[1], item[2].result())
+            for item in hashed
+        ]
+
+    def _copy_checked(
+        self, disagreement: Disagreement, copies: dict[str, Path]
+    ) -> Future[Path | None]:
+        """The local copy, once hashed on the pool, if its bytes still have the row's SHA-256."""
+        copy = copies.get(disagreement.key)
+        return self._submit(self._unchanged, copy, disagreement.row) if copy else _NO_COPY
 
     def close(self) -> None:
         if self._pool is not None:

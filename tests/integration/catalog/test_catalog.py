@@ -226,6 +226,103 @@ def test_failure_before_commit_leaves_neither_change_nor_audit(catalog: CatalogS
     assert catalog.unpublished_events() == []
 
 
+def _upload_at_once(catalog: CatalogService, keys: list[str]) -> dict[str, object]:
+    """Reserve and activate each key from a thread of its own, all at the same moment
+    (as an upload's workers do, so the catalog's writes share transactions); each
+    key's row, or the error its upload met."""
+    barrier = threading.Barrier(len(keys))
+    outcome: dict[str, object] = {}
+
+    def upload(n: int, key: str) -> None:
+        barrier.wait()
+        try:
+            row = catalog.reserve(intent(key, sha=f"{n:064x}")).record
+            outcome[key] = catalog.activate(row.id, etag=f"e{n}")
+        except Exception as exc:  # noqa: BLE001 - the test reads each key's error
+            outcome[key] = exc
+
+    threads = [threading.Thread(target=upload, args=(n, k)) for n, k in enumerate(keys)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcome
+
+
+def test_uploads_sharing_transactions_write_their_entries_in_one_statement_each(
+    catalog: CatalogService,
+) -> None:
+    """#35: the audit entries and outbox events of a transaction go in one statement
+    a kind (one round trip on PostgreSQL), and its database clock is read once;
+    every upload still has its own entries, with its own values."""
+    counts = {"commits": 0, "audit": 0, "outbox": 0, "now": 0}
+
+    def count(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        for kind, marker in (("audit", "audit"), ("outbox", "outbox"), ("now", "now()")):
+            if marker in statement and not statement.startswith("SELECT audit_log"):
+                counts[kind] += 1
+
+    def committed(_conn: object) -> None:
+        counts["commits"] += 1
+
+    keys = [f"group/{n:02d}.txt" for n in range(24)]
+    event.listen(catalog.engine, "before_cursor_execute", count)
+    event.listen(catalog.engine, "commit", committed)
+    try:
+        outcome = _upload_at_once(catalog, keys)
+    finally:
+        event.remove(catalog.engine, "before_cursor_execute", count)
+        event.remove(catalog.engine, "commit", committed)
+    rows = [outcome[k] for k in keys]
+    assert all(isinstance(r, FileRecord) and r.status is FileStatus.ACTIVE for r in rows), rows
+    # 24 reservations and 24 activations: 48 audit entries and 24 events, but no
+    # more statements of each kind than transactions committed.
+    assert counts["audit"] <= counts["commits"] < 48, counts
+    assert counts["outbox"] <= counts["commits"], counts
+    assert counts["now"] <= counts["commits"], counts
+    events = {e.payload["key"]: e for e in catalog.unpublished_events()}
+    for n, row in enumerate(rows):
+        assert isinstance(row, FileRecord)
+        entries = catalog.audit_entries(row.id)
+        assert [e.action for e in entries] == [AuditAction.RESERVE, AuditAction.ACTIVATE]
+        assert entries[1].details["etag"] == f"e{n}"
+        assert entries[0].key == row.key
+        assert events[row.key].payload["sha256"] == f"{n:064x}"
+        assert events[row.key].payload["status"] == FileStatus.ACTIVE.value
+
+
+def test_an_entry_that_cannot_be_written_fails_its_own_upload_only(
+    catalog: CatalogService,
+) -> None:
+    """The entries written at a transaction's end still commit or roll back with it:
+    the audit entry of one upload cannot be written, so that upload fails and leaves
+    no row; the others sharing its transaction are stored, each with its entries."""
+
+    def refuse(
+        _conn: object, _cursor: object, statement: str, parameters: object, *_: object
+    ) -> None:
+        if "audit" in statement and "bad.txt" in repr(parameters):
+            raise RuntimeError("the audit log cannot be written")
+
+    keys = [f"ok-{n}.txt" for n in range(11)] + ["bad.txt"]
+    event.listen(catalog.engine, "before_cursor_execute", refuse)
+    try:
+        outcome = _upload_at_once(catalog, keys)
+    finally:
+        event.remove(catalog.engine, "before_cursor_execute", refuse)
+    assert isinstance(outcome["bad.txt"], Exception)
+    assert "audit log" in str(outcome["bad.txt"])
+    assert catalog.search(FileQuery(bucket="files", prefix="bad")) == []
+    stored = [outcome[k] for k in keys[:-1]]
+    assert all(isinstance(r, FileRecord) and r.status is FileStatus.ACTIVE for r in stored)
+    for row in stored:
+        assert isinstance(row, FileRecord)
+        actions = [e.action for e in catalog.audit_entries(row.id)]
+        assert actions == [AuditAction.RESERVE, AuditAction.ACTIVATE]
+    assert len(catalog.unpublished_events()) == len(stored)
+    assert not any(e.key == "bad.txt" for e in catalog.audit_entries())
+
+
 def test_search_pages_in_byte_order(catalog: CatalogService) -> None:
     keys = ["a/B", "a/a", "a-b", "a_b", "é", "Z", "a"]
     for n, key in enumerate(keys):

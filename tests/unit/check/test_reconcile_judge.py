@@ -274,7 +274,7 @@ def test_confirmations_keep_the_walks_order_and_drop_what_a_fresh_head_cleared()
     walking = threading.current_thread().name
     headed_on: set[str] = set()
     hashed_on: set[str] = set()
-    looked_up: list[str] = []
+    looked_up: list[list[str]] = []
     lock = threading.Lock()
 
     def head(key: str) -> ObjectInfo | None:
@@ -283,17 +283,17 @@ def test_confirmations_keep_the_walks_order_and_drop_what_a_fresh_head_cleared()
         time.sleep(random.uniform(0, 0.01))
         return obj() if key.endswith("cleared") else None  # obj(): the registered one
 
-    def local_copy(key: str) -> Path | None:
+    def local_copies(keys: list[str]) -> dict[str, Path]:
         assert threading.current_thread().name == walking  # the journal: this thread only
-        looked_up.append(key)
-        return Path(f"/data/{key}") if key.startswith("k1") else None
+        looked_up.append(keys)
+        return {key: Path(f"/data/{key}") for key in keys if key.startswith("k1")}
 
     def unchanged(path: Path, _row: FileRecord) -> Path | None:
         with lock:
             hashed_on.add(threading.current_thread().name)
         return path if not path.name.endswith("3") else None  # k13: changed since
 
-    confirmations = Confirmations(head, local_copy, unchanged, threads=4)
+    confirmations = Confirmations(head, local_copies, unchanged, threads=4)
     walked: list[Finding | Unconfirmed] = []
     try:
         for n in range(40):
@@ -319,7 +319,8 @@ def test_confirmations_keep_the_walks_order_and_drop_what_a_fresh_head_cleared()
         + (f"k{n:02d}-orphan",)
     ]
     assert [f.key for f in findings] == expected  # each in the walk's place
-    assert looked_up == [f.key for f in findings if "orphan" not in f.key]  # after the HEAD
+    # Once, for those left after their HEAD.
+    assert looked_up == [[f.key for f in findings if "orphan" not in f.key]]
     by_key = {f.key: f for f in findings}
     assert by_key["k11"].source == "/data/k11"
     assert by_key["k11"].repair is RepairAction.REUPLOAD
@@ -337,7 +338,7 @@ def test_an_error_of_a_fresh_head_is_raised_where_the_findings_are_resolved() ->
     def failing(_key: str) -> ObjectInfo | None:
         raise OSError("HEAD failed")
 
-    confirmations = Confirmations(failing, lambda _key: None, lambda p, _r: p, threads=2)
+    confirmations = Confirmations(failing, lambda _keys: {}, lambda p, _r: p, threads=2)
     try:
         walked = [confirmations.submit(Disagreement(KEY, row(), None, ()))]
         with pytest.raises(OSError, match="HEAD failed"):

@@ -10,9 +10,12 @@ import pytest
 from sqlalchemy import DateTime
 from sqlalchemy.dialects import sqlite
 
+from desktop_app.core.journal.facts import NewTransfer
 from desktop_app.core.journal.hot_path import sqlite_time
+from desktop_app.core.journal.records import SourceIdentity
 from desktop_app.core.journal.store import Journal
 from desktop_app.core.model.errors import JournalLockedError
+from desktop_app.core.model.states import ALLOWED_MOVES, TransferState
 
 
 @pytest.mark.parametrize(
@@ -49,3 +52,52 @@ def test_the_lock_is_the_journal_files_own_so_deleting_journal_lock_changes_noth
     finally:
         running.close()
     Journal(path).close()  # released with its holder
+
+
+def _transfer(journal: Journal, bucket: str, key: str, source: str, state: TransferState) -> None:
+    """A transfer of ``source`` to ``key`` brought to ``state`` by allowed moves."""
+    paths = {TransferState.QUEUED: [TransferState.QUEUED]}
+    frontier = [TransferState.QUEUED]
+    while state not in paths:
+        current = frontier.pop(0)
+        for target in sorted(ALLOWED_MOVES[current], key=lambda s: s.value):
+            if target not in paths and target is not TransferState.FAILED:
+                paths[target] = [*paths[current], target]
+                frontier.append(target)
+    new = NewTransfer(
+        source_path=source,
+        identity=SourceIdentity(1, 2, 3, 4),
+        profile="p",
+        bucket=bucket,
+        key=key,
+        content_type="text/plain",
+        part_size=5 * 1024 * 1024,
+        part_count=1,
+    )
+    record = journal.add(new)
+    for step in paths[state][1:]:
+        record = journal.move(record.id, step)
+
+
+def test_the_sources_of_many_keys_come_from_their_last_finished_upload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#35: a check asks once for the local copies of all its disagreements; each key's
+    is where its last finished upload in this bucket read the file, and nothing else."""
+    monkeypatch.setattr("desktop_app.core.journal.store._KEYS_PER_QUERY", 3)  # several queries
+    journal = Journal(tmp_path / "journal.sqlite3")
+    try:
+        for n in range(7):
+            _transfer(journal, "b", f"k{n}", f"/src/k{n}-first", TransferState.DONE)
+        _transfer(journal, "b", "k0", "/src/k0-second", TransferState.DONE)
+        _transfer(journal, "b", "k7", "/src/k7-sending", TransferState.UPLOADING)
+        _transfer(journal, "other", "k8", "/src/k8-elsewhere", TransferState.DONE)
+        _transfer(journal, "b", "k1", "/src/k1-unfinished", TransferState.UPLOADING)
+        asked = [f"k{n}" for n in range(10)] + ["k0", "k3"]
+        assert journal.sources_of_done("b", asked) == {
+            "k0": "/src/k0-second",
+            **{f"k{n}": f"/src/k{n}-first" for n in range(1, 7)},
+        }
+        assert journal.sources_of_done("b", []) == {}
+    finally:
+        journal.close()
