@@ -15,17 +15,17 @@ profile's user name.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Executable, select, text
+from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from desktop_app.core.catalog.batch import ChangeBatch, write_entry
 from desktop_app.core.catalog.records import FileRecord, UploadIntent, aware
 from desktop_app.core.catalog.schema import AuditAction, FileRow, FileStatus, OutboxEventType
 from desktop_app.core.catalog.statements import (
@@ -39,57 +39,6 @@ from desktop_app.core.catalog.statements import (
     UPDATE_ROW,
     no_row,
 )
-
-_BATCH = "ferry_change_batch"
-
-
-class ChangeBatch:
-    """What one upload-path transaction keeps until its end: entries and a clock reading.
-
-    The audit entries and outbox events its changes add are written together
-    just before the commit, in the order they were added (one
-    ``executemany`` a kind, one round trip on PostgreSQL, rather than a
-    statement a file), so they still commit or roll back with the changes
-    they describe. Nothing in such a transaction reads the audit log or the
-    outbox. On PostgreSQL ``ferry_audit`` and ``ferry_announce`` read the row
-    then, not when the change was made: its bucket, key and owner are the
-    same (no transaction of the upload path deletes a row or changes them),
-    and ``now()`` is the transaction's start either way; an event the row's
-    final state no longer allows fails the transaction, and a group commit
-    then runs each request alone. The database clock is read once there
-    too, for the same reason.
-    """
-
-    def __init__(self) -> None:
-        self.entries: dict[Executable, list[dict[str, Any]]] = {}
-        self.now: datetime | None = None
-
-    @classmethod
-    @contextlib.contextmanager
-    def kept(cls, connection: Connection) -> Iterator[None]:
-        """Keep a batch for the transaction of this block; written when the block ends
-        without error, dropped with it otherwise."""
-        batch = connection.info[_BATCH] = cls()
-        try:
-            yield
-            for statement, rows in batch.entries.items():
-                connection.execute(statement, rows)
-        finally:
-            connection.info.pop(_BATCH, None)
-
-    @staticmethod
-    def of(connection: Connection) -> ChangeBatch | None:
-        batch: ChangeBatch | None = connection.info.get(_BATCH)
-        return batch
-
-
-def _write(connection: Connection, statement: Executable, row: dict[str, Any]) -> None:
-    """An entry row, at once or with its transaction's batch."""
-    batch = ChangeBatch.of(connection)
-    if batch is None:
-        connection.execute(statement, row)
-    else:
-        batch.entries.setdefault(statement, []).append(row)
 
 
 def _connection_of(transaction: Session | Connection, row: object) -> Connection:
@@ -129,7 +78,7 @@ class ChangeSteps:
             bucket, key = row.bucket, row.key
         file_id = row.id if row is not None else None
         if self.dialect == "postgresql":
-            _write(
+            write_entry(
                 connection,
                 AUDIT_CALL,
                 {
@@ -141,7 +90,7 @@ class ChangeSteps:
                 },
             )
             return
-        _write(
+        write_entry(
             connection,
             INSERT_AUDIT,
             {
@@ -170,7 +119,7 @@ class ChangeSteps:
         if isinstance(row, FileRow):
             row = FileRecord.from_row(row)
         if self.dialect == "postgresql":
-            _write(connection, ANNOUNCE_CALL, {"file_id": row.id, "event": event_type.value})
+            write_entry(connection, ANNOUNCE_CALL, {"file_id": row.id, "event": event_type.value})
             return
         payload = {
             "file_id": row.id,
@@ -183,7 +132,7 @@ class ChangeSteps:
             "status": row.status.value,
             "copied_from": row.copied_from,
         }
-        _write(
+        write_entry(
             connection,
             INSERT_OUTBOX,
             {

@@ -24,8 +24,8 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from desktop_app.core.catalog.batch import ChangeBatch
 from desktop_app.core.catalog.database import translate_db_error
-from desktop_app.core.catalog.steps import ChangeBatch
 from desktop_app.core.db.group_commit import GroupCommitter, WriterConnection
 
 log = logging.getLogger(__name__)
