@@ -44,13 +44,16 @@ class ChangeBatch:
     def kept(cls, connection: Connection) -> Iterator[None]:
         """Keep a batch for the transaction of this block; written when the block ends
         without error, dropped with it otherwise."""
-        batch = connection.info[_BATCH] = cls()
+        # The dict itself: a connection lost in the transaction can no longer be
+        # asked for it, and asking would hide the error that is retried.
+        info = connection.info
+        batch = info[_BATCH] = cls()
         try:
             yield
             for statement, rows in batch.entries.items():
                 connection.execute(statement, rows)
         finally:
-            connection.info.pop(_BATCH, None)
+            info.pop(_BATCH, None)
 
     @staticmethod
     def of(connection: Connection) -> ChangeBatch | None:
