@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -10,12 +11,11 @@ import pytest
 from sqlalchemy import DateTime
 from sqlalchemy.dialects import sqlite
 
-from desktop_app.core.journal.facts import NewTransfer
 from desktop_app.core.journal.hot_path import sqlite_time
-from desktop_app.core.journal.records import SourceIdentity
 from desktop_app.core.journal.store import Journal
 from desktop_app.core.model.errors import JournalLockedError
-from desktop_app.core.model.states import ALLOWED_MOVES, TransferState
+from desktop_app.core.model.states import TransferState
+from tests.unit.model.test_states import in_state, new_transfer
 
 
 @pytest.mark.parametrize(
@@ -56,27 +56,8 @@ def test_the_lock_is_the_journal_files_own_so_deleting_journal_lock_changes_noth
 
 def _transfer(journal: Journal, bucket: str, key: str, source: str, state: TransferState) -> None:
     """A transfer of ``source`` to ``key`` brought to ``state`` by allowed moves."""
-    paths = {TransferState.QUEUED: [TransferState.QUEUED]}
-    frontier = [TransferState.QUEUED]
-    while state not in paths:
-        current = frontier.pop(0)
-        for target in sorted(ALLOWED_MOVES[current], key=lambda s: s.value):
-            if target not in paths and target is not TransferState.FAILED:
-                paths[target] = [*paths[current], target]
-                frontier.append(target)
-    new = NewTransfer(
-        source_path=source,
-        identity=SourceIdentity(1, 2, 3, 4),
-        profile="p",
-        bucket=bucket,
-        key=key,
-        content_type="text/plain",
-        part_size=5 * 1024 * 1024,
-        part_count=1,
-    )
-    record = journal.add(new)
-    for step in paths[state][1:]:
-        record = journal.move(record.id, step)
+    plain = new_transfer(TransferState.QUEUED)
+    in_state(journal, state, dataclasses.replace(plain, bucket=bucket, key=key, source_path=source))
 
 
 def test_the_sources_of_many_keys_come_from_their_last_finished_upload(

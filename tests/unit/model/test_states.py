@@ -25,8 +25,11 @@ from desktop_app.core.model.states import (
 FAILURE = TransferError(ErrorKind.TRANSIENT, "Server busy", "The server said 503.")
 
 
-def in_state(journal: Journal, state: TransferState) -> TransferRecord:
-    """A transfer brought to ``state`` the only way there is: born queued, then allowed moves."""
+def in_state(
+    journal: Journal, state: TransferState, new: NewTransfer | None = None
+) -> TransferRecord:
+    """A transfer (``new``, or a plain one) brought to ``state`` the only way there is:
+    born queued, then allowed moves."""
     paths = {TransferState.QUEUED: [TransferState.QUEUED]}
     frontier = [TransferState.QUEUED]
     while state not in paths:
@@ -35,7 +38,7 @@ def in_state(journal: Journal, state: TransferState) -> TransferRecord:
             if target not in paths:
                 paths[target] = [*paths[current], target]
                 frontier.append(target)
-    record = journal.add(new_transfer(TransferState.QUEUED))
+    record = journal.add(new or new_transfer(TransferState.QUEUED))
     for step in paths[state][1:]:
         error = FAILURE if step is TransferState.FAILED else None
         record = journal.move(record.id, step, error=error)
