@@ -403,6 +403,11 @@ class Scheduler:
         window = self.small_files.size
         small_waiting = False
         with self._lock:
+            if self._held_back_for:
+                # Held back while the journal was read: hold_back changes the
+                # reasons under this lock, so nothing is taken after it returns.
+                self._candidates = runnable
+                return
             running, large_running = self.owners.working()
             small_running = running - large_running
             passed_over = 0  # candidates left because their kind's places are taken

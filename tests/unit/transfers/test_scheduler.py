@@ -20,7 +20,7 @@ from desktop_app.core.model.states import ErrorKind, TransferState
 from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.transfers.engine import TransferHeldError
 from desktop_app.core.transfers.retry import RetryPolicy
-from desktop_app.core.transfers.scheduler import Scheduler, SchedulerOptions
+from desktop_app.core.transfers.scheduler import HoldBackReason, Scheduler, SchedulerOptions
 
 MIB = 1024 * 1024
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -257,3 +257,35 @@ def test_a_file_deleted_before_a_resume_is_a_clear_input_error(
     assert failed.error is not None, failed.error
     assert failed.error.kind is ErrorKind.INPUT, failed.error
     assert failed.error.title == "File gone"
+
+
+def test_a_hold_back_arriving_while_the_journal_is_read_starts_nothing(
+    ferry: Ferry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A metered network reported between the scheduler's look at its reasons
+    and its read of the journal: the transfer read stays queued until let go."""
+    (tmp_path / "a.txt").write_text("hello")
+    [record] = ferry.queue([tmp_path / "a.txt"])
+    clocks = Clocks()
+    scheduler = Scheduler(
+        ferry.engine,
+        SchedulerOptions(workers=2, probe_interval=0.0, idle_poll=0.05),
+        monotonic=clocks.monotonic,
+        wall=clocks.wall,
+    )
+    read_runnable = ferry.journal.runnable_sizes
+
+    def held_back_while_reading(*args: Any) -> Any:
+        scheduler.hold_back(HoldBackReason.METERED, True)
+        return read_runnable(*args)
+
+    monkeypatch.setattr(ferry.journal, "runnable_sizes", held_back_while_reading)
+    scheduler.start()
+    try:
+        time.sleep(0.5)
+        assert ferry.journal.get(record.id).state is TransferState.QUEUED
+        monkeypatch.setattr(ferry.journal, "runnable_sizes", read_runnable)
+        scheduler.hold_back(HoldBackReason.METERED, False)
+        wait_for_state(ferry, record.id, TransferState.DONE)
+    finally:
+        scheduler.stop()
