@@ -33,7 +33,7 @@ from desktop_app.core.catalog.records import (
 )
 from desktop_app.core.catalog.schema import AuditAction, FileRow, FileStatus, OutboxEventType
 from desktop_app.core.catalog.statements import (
-    INSERT_ROW,
+    INSERT_PENDING,
     RESERVATION_LOOKUP,
     ROW_FOR_UPDATE,
     UPDATE_ROW,
@@ -42,7 +42,8 @@ from desktop_app.core.catalog.statements import (
 )
 from desktop_app.core.catalog.steps import ChangeSteps
 from desktop_app.core.catalog.transactions import CatalogTransactions
-from desktop_app.core.model.errors import CatalogError, ErrorCause, KeyConflictError
+from desktop_app.core.db.group_commit import Refusal
+from desktop_app.core.model.errors import CatalogError, ErrorCause, FerryError, KeyConflictError
 from desktop_app.core.model.object_keys import validate_key
 from desktop_app.core.settings.profiles import DuplicatePolicy
 
@@ -76,6 +77,10 @@ def _by_content(
             f"creates {intent.key!r} as a copy of it, without sending the bytes again."
         )
     return None
+
+
+class _LostRace(Exception):
+    """A unique index refused a reservation's row: decided again after the transaction."""
 
 
 class Reservations:
@@ -122,7 +127,7 @@ class Reservations:
                 label=f"reserve {intent.key!r}",
                 order=f"{intent.bucket}/{intent.key}",
             )
-        except IntegrityError:
+        except (IntegrityError, _LostRace):
             # Another client won the race between our look-up and our insert.
             return self._after_lost_race(intent, duplicates, overwrite)
 
@@ -162,7 +167,12 @@ class Reservations:
         connection: Connection,
     ) -> Reservation:
         self._steps.lock_key(connection, intent.bucket, intent.key)
-        found = self._check(intent, duplicates, overwrite, connection)
+        try:
+            found = self._check(intent, duplicates, overwrite, connection)
+        except FerryError as verdict:
+            # Decided by the look-up, before this request wrote anything: the
+            # uploads sharing its transaction go on without it.
+            raise Refusal(verdict) from verdict
         if isinstance(found, Reservation):
             return found
         # Only now, with the new row certain: the old one steps aside.
@@ -198,9 +208,12 @@ class Reservations:
             copied_from=source.key if source is not None else None,
             replaces_id=replaced.id if replaced is not None else None,
         )
-        inserted = connection.execute(INSERT_ROW, values)
-        (file_id,) = inserted.inserted_primary_key or (None,)
-        assert file_id is not None
+        file_id = connection.execute(INSERT_PENDING[self._steps.dialect], values).scalar()
+        if file_id is None:
+            # Another client's row won since the look-up, or one we may not see.
+            # A row stepped aside for ours is a write: then the whole transaction goes.
+            lost = _LostRace(intent.key)
+            raise lost if replaced is not None else Refusal(lost)
         values["id"] = file_id
         return FileRecord.from_columns([values.get(name) for name in RECORD_COLUMNS])
 
@@ -280,6 +293,7 @@ class Reservations:
         version_id: str | None = None,
         checksum: str | None = None,
         checksum_type: str | None = None,
+        key: tuple[str, str] | None = None,
     ) -> FileRecord:
         """pending -> active, with its audit entry and file.uploaded event.
 
@@ -288,7 +302,9 @@ class Reservations:
         is the key a server-side copy filled this one from (None: bytes sent);
         ``version_id`` the version the write made, where the bucket keeps versions;
         ``checksum`` the full-object checksum of ``checksum_type`` the server
-        verified and Ferry read back equal to its own.
+        verified and Ferry read back equal to its own. ``key``: the row's
+        (bucket, key), where the caller knows it, to lock it in its group's key
+        order (see :class:`GroupCommitter`).
         """
         steps = self._steps
 
@@ -343,8 +359,12 @@ class Reservations:
             steps.announce(connection, OutboxEventType.FILE_UPLOADED, row)
             return row
 
-        # Activations go first in a group (ordered ahead of every key).
-        return self._transactions.run_grouped(work, label=f"activate row {file_id}")
+        # In key order with the reservations: two clients' groups then take the
+        # keys' locks in one order. Ahead of them all, an activation holding a
+        # key another client's group had reserved below it deadlocked both
+        # (a second's wait for PostgreSQL to see it, then each request alone).
+        order = "" if key is None else "/".join(key)
+        return self._transactions.run_grouped(work, label=f"activate row {file_id}", order=order)
 
     def reservation_stands(self, file_id: int, token: str | None) -> bool:
         """Is the row still this transfer's pending reservation (nobody else's, not live)?"""

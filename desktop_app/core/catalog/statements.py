@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import Executable, Table, and_, bindparam, insert, or_, select, text, union, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from desktop_app.core.catalog.records import RECORD_COLUMNS, FileRecord
 from desktop_app.core.catalog.schema import AuditRow, FileRow, FileStatus, OutboxRow
@@ -57,7 +58,14 @@ def _reservation_lookup() -> Executable:
 RESERVATION_LOOKUP = _reservation_lookup()
 # The columns set are the parameters given (besides file_id).
 UPDATE_ROW = update(FILES).where(FILES.c.id == bindparam("file_id"))
-INSERT_ROW = insert(FILES)
+# A reservation's new row and its id; no row where a unique index holds another
+# (the key taken by a row this login may not see, or this content being sent by
+# another upload): a refused INSERT would end a PostgreSQL transaction that other
+# uploads share, and each of them would be written again alone.
+INSERT_PENDING: dict[str, Executable] = {
+    "postgresql": postgresql.insert(FILES).on_conflict_do_nothing().returning(FILES.c.id),
+    "sqlite": sqlite.insert(FILES).on_conflict_do_nothing().returning(FILES.c.id),
+}
 INSERT_AUDIT = insert(AUDIT)
 INSERT_OUTBOX = insert(OUTBOX)
 ROW_FOR_UPDATE = (

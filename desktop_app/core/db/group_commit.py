@@ -13,6 +13,11 @@ waiting and runs them in one transaction. Promises:
   database), the whole transaction is rolled back and every request in it
   runs again alone through ``run_alone``, so each gets its own answer and no
   request's partial writes are committed with the others';
+- but a request whose work raises :class:`Refusal` (a verdict it reached
+  before writing anything: a key taken by someone else, say) costs the
+  others nothing: its caller gets the verdict, and the group goes on. Where
+  one client in a team meets the others' keys, a refusal in most groups
+  made each of them run again alone;
 - requests run in the order of their ``order`` string (the key they lock),
   so that two clients' groups take per-key locks in the same order;
 - a request that finds the queue empty runs at once: grouping adds no wait.
@@ -36,6 +41,15 @@ from sqlalchemy import Connection, Engine
 
 T = TypeVar("T")
 Tx = TypeVar("Tx")
+
+
+class Refusal(Exception):
+    """Raised by a request's work that wrote nothing in the transaction and
+    refuses: its caller gets ``error``, and the work shared with it goes on."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 @dataclass
@@ -75,7 +89,10 @@ class GroupCommitter(Generic[Tx]):
                     self._thread.start()
         request: _Request[Tx] = _Request(label, order, work)
         self._queue.put(request)
-        result: T = request.future.result()
+        try:
+            result: T = request.future.result()
+        except Refusal as refusal:
+            raise refusal.error from None
         return result
 
     def stop(self) -> None:
@@ -109,18 +126,28 @@ class GroupCommitter(Generic[Tx]):
         if len(group) > 1:
             try:
                 with self._begin() as transaction:
-                    results = [request.work(transaction) for request in group]
+                    outcomes = [_outcome(request, transaction) for request in group]
             except Exception:  # noqa: BLE001 - one of them failed: each is run alone below
                 pass
             else:
-                for request, result in zip(group, results, strict=True):
-                    request.future.set_result(result)
+                for request, (result, refusal) in zip(group, outcomes, strict=True):
+                    if refusal is None:
+                        request.future.set_result(result)
+                    else:
+                        request.future.set_exception(refusal)
                 return
         for request in group:
             try:
                 request.future.set_result(self._run_alone(request.label, request.work))
             except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
                 request.future.set_exception(exc)
+
+
+def _outcome(request: _Request[Tx], transaction: Tx) -> tuple[Any, Refusal | None]:
+    try:
+        return request.work(transaction), None
+    except Refusal as refusal:
+        return None, refusal
 
 
 class WriterConnection:

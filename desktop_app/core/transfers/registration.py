@@ -105,6 +105,7 @@ class Registration:
                 version_id=version_id,
                 checksum=checksum,
                 checksum_type=CRC64NVME if checksum is not None else None,
+                key=(record.bucket, record.key),
             )
         except BaseException as exc:
             if not recorded:

@@ -335,6 +335,110 @@ def test_an_entry_that_cannot_be_written_fails_its_own_upload_only(
     assert not any(e.key == "bad.txt" for e in catalog.audit_entries())
 
 
+def _uploads_beside_a_taken_key(catalog: CatalogService) -> tuple[dict[str, object], int]:
+    """Twelve uploads and one of ``group/taken.txt`` (held by a row with other
+    content) share one transaction; each key's outcome and the rows inserted."""
+    inserts: list[str] = []
+    first = threading.Event()
+
+    def count(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if not first.is_set():
+            first.set()
+            time.sleep(0.5)  # the uploads below queue behind this one and share the next
+        if statement.startswith("INSERT INTO files"):
+            inserts.append(statement)
+
+    keys = [f"group/{n:02d}.txt" for n in range(12)]
+    keys.insert(6, "group/taken.txt")
+    event.listen(catalog.engine, "before_cursor_execute", count)
+    ahead = threading.Thread(target=catalog.reserve, args=(intent("ahead.txt", sha="e" * 64),))
+    try:
+        ahead.start()
+        assert first.wait(10)
+        outcome = _upload_at_once(catalog, keys)
+    finally:
+        ahead.join()
+        event.remove(catalog.engine, "before_cursor_execute", count)
+    assert isinstance(outcome["group/taken.txt"], KeyConflictError)
+    stored = [outcome[k] for k in keys if k != "group/taken.txt"]
+    assert all(isinstance(r, FileRecord) and r.status is FileStatus.ACTIVE for r in stored)
+    return outcome, len(inserts)
+
+
+def test_a_key_taken_costs_the_uploads_sharing_its_transaction_nothing(
+    catalog: CatalogService,
+) -> None:
+    """#35: one upload of a group meets a key taken with other content. It gets
+    "Key already taken"; the others are reserved once each in the shared
+    transaction, not rolled back and written again one by one."""
+    taken = catalog.reserve(intent("group/taken.txt", sha="f" * 64)).record
+    catalog.activate(taken.id, etag="theirs")
+    _outcome, inserts = _uploads_beside_a_taken_key(catalog)
+    assert inserts == 1 + 12, "each reservation written once, the taken key's not tried"
+    assert catalog.get(taken.id).etag == "theirs"  # type: ignore[union-attr]
+
+
+def test_a_key_another_user_holds_costs_the_uploads_sharing_its_transaction_nothing(
+    postgres_admin_url: str, pg_schema: str, pg_roles: PgLogins
+) -> None:
+    """#35, a team: Bob's look-up cannot see Alice's row (row-level security), so
+    only the unique index finds the key taken. That upload gets "Key already
+    taken"; the others are not rolled back and written again one by one (in
+    `make bench-team`, every contested key did that to a whole group)."""
+    alice = open_catalog(pg_roles.url(pg_roles.alice), owner="ignored")
+    bob = open_catalog(pg_roles.url(pg_roles.bob), owner="ignored")
+    try:
+        taken = alice.reserve(intent("group/taken.txt", sha="f" * 64)).record
+        alice.activate(taken.id, etag="alice's")
+        outcome, inserts = _uploads_beside_a_taken_key(bob)
+        assert "someone else's file" in str(outcome["group/taken.txt"])
+        assert inserts == 1 + 13, "each reservation tried once"
+        assert alice.live("files", "group/taken.txt") == alice.get(taken.id)
+        assert {r.owner for r in outcome.values() if isinstance(r, FileRecord)} == {bob.owner}
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_a_group_locks_the_keys_of_its_activations_and_reservations_in_one_order(
+    postgres_admin_url: str, pg_schema: str
+) -> None:
+    """#35: a group's activations take their keys' locks in key order with its
+    reservations, as every client's groups do; an activation locked first was
+    one half of a deadlock between two clients of `make bench-team`."""
+    catalog = open_catalog(pg_url_for_schema(postgres_admin_url, pg_schema), owner="alice")
+    later = catalog.reserve(intent("k/2.txt", sha="2" * 64)).record
+    locked: list[str] = []
+    first = threading.Event()
+
+    def count(_conn: object, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
+        if not first.is_set():
+            first.set()
+            time.sleep(0.5)  # the two below queue behind this one and share the next
+        if "pg_advisory_xact_lock" in statement:
+            locked.append(parameters["name"])
+
+    event.listen(catalog.engine, "before_cursor_execute", count)
+    ahead = threading.Thread(target=catalog.reserve, args=(intent("ahead.txt", sha="e" * 64),))
+    try:
+        ahead.start()
+        assert first.wait(10)
+        activation = threading.Thread(
+            target=catalog.activate,
+            args=(later.id,),
+            kwargs={"etag": "e", "key": ("files", "k/2.txt")},
+        )
+        activation.start()
+        time.sleep(0.05)
+        catalog.reserve(intent("k/1.txt", sha="1" * 64))
+        activation.join()
+        ahead.join()
+    finally:
+        event.remove(catalog.engine, "before_cursor_execute", count)
+        catalog.close()
+    assert locked == ["files/ahead.txt", "files/k/1.txt", "files/k/2.txt"]
+
+
 def test_a_reservation_whose_connection_is_lost_is_retried(
     postgres_admin_url: str, pg_schema: str
 ) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, event, text
 
-from desktop_app.core.db.group_commit import GroupCommitter, WriterConnection
+from desktop_app.core.db.group_commit import GroupCommitter, Refusal, WriterConnection
 
 
 @pytest.fixture
@@ -93,6 +93,39 @@ def test_one_requests_error_is_its_own_and_its_writes_are_not_kept(engine: Engin
     assert isinstance(outcomes[4], ValueError)
     assert [o for n, o in enumerate(outcomes) if n != 4] == [f"k{n}" for n in range(8) if n != 4]
     assert keys(engine) == {"slow", *(f"k{n}" for n in range(8) if n != 4)}
+
+
+def refuse(key: str) -> Callable[[Connection], str]:
+    def work(connection: Connection) -> str:
+        connection.execute(text("SELECT k FROM t WHERE k = :k"), {"k": key})
+        raise Refusal(LookupError(f"{key} is taken"))
+
+    return work
+
+
+def test_a_refusal_is_its_own_and_the_others_share_their_commit(engine: Engine) -> None:
+    """A request that refuses before writing costs the others nothing: they are
+    committed together, not run again one by one, and its caller gets its verdict."""
+    commits: list[int] = []
+    alone: list[str] = []
+    event.listen(engine, "commit", lambda _connection: commits.append(1))
+
+    def run_alone_counted(label: str, work: object) -> object:
+        alone.append(label)
+        return run_alone(label, work, engine)
+
+    committer = GroupCommitter(engine.begin, run_alone_counted, name="t", most=64)
+    works = [refuse("k3") if n == 3 else insert(f"k{n}") for n in range(8)]
+    try:
+        outcomes = submit_while_busy(committer, works)
+    finally:
+        committer.stop()
+    assert isinstance(outcomes[3], LookupError)
+    assert str(outcomes[3]) == "k3 is taken"
+    assert [o for n, o in enumerate(outcomes) if n != 3] == [f"k{n}" for n in range(8) if n != 3]
+    assert keys(engine) == {"slow", *(f"k{n}" for n in range(8) if n != 3)}
+    assert len(commits) == 2  # the slow one alone, then the seven together
+    assert alone == [""]  # the slow one only: the seven and the refusal were not run again
 
 
 def test_the_writer_keeps_one_connection_and_drops_it_after_an_error(engine: Engine) -> None:
