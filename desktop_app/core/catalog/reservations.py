@@ -178,7 +178,7 @@ class Reservations:
         # Only now, with the new row certain: the old one steps aside.
         replaced = step_aside(self._steps, connection, intent) if overwrite else None
         source = found
-        record = self._insert_pending(connection, intent, source, replaced)
+        record = self._insert_pending(connection, intent, source, replaced, overwrite=overwrite)
         details: dict[str, Any] = {"size": intent.size, "sha256": intent.sha256}
         if source is not None:
             details["copy_of"] = source.key
@@ -197,6 +197,8 @@ class Reservations:
         intent: UploadIntent,
         source: FileRecord | None,
         replaced: FileRecord | None,
+        *,
+        overwrite: bool,
     ) -> FileRecord:
         """The new pending row, to be filled by a copy of ``source`` (or by the bytes)."""
         values = self._steps.new_row_values(
@@ -211,9 +213,10 @@ class Reservations:
         file_id = connection.execute(INSERT_PENDING[self._steps.dialect], values).scalar()
         if file_id is None:
             # Another client's row won since the look-up, or one we may not see.
-            # A row stepped aside for ours is a write: then the whole transaction goes.
+            # An overwrite may have stepped our old row aside (even a missing one,
+            # which it does not return): a write, so then the whole transaction goes.
             lost = _LostRace(intent.key)
-            raise lost if replaced is not None else Refusal(lost)
+            raise lost if overwrite else Refusal(lost)
         values["id"] = file_id
         return FileRecord.from_columns([values.get(name) for name in RECORD_COLUMNS])
 
@@ -312,12 +315,16 @@ class Reservations:
             # On SQLite the row is read under the write lock: nothing changes it
             # between this judgement and the update.
             steps.take_write_lock(connection)
+            if key is not None:
+                # The key's lock before the row's, as a repair takes them.
+                steps.lock_key(connection, *key)
             values = connection.execute(ROW_FOR_UPDATE, {"file_id": file_id}).one_or_none()
             if values is None:
                 raise no_row(file_id)
             row, holder = with_token(values[:-1])
             replaces: int | None = values[-1]
-            steps.lock_key(connection, row.bucket, row.key)
+            if key != (row.bucket, row.key):
+                steps.lock_key(connection, row.bucket, row.key)
             if row.status is FileStatus.ACTIVE and row.etag == etag and holder == token:
                 return row  # a resumed registration
             if row.status is FileStatus.PENDING and holder != token:

@@ -338,19 +338,24 @@ def test_an_entry_that_cannot_be_written_fails_its_own_upload_only(
 def _uploads_beside_a_taken_key(catalog: CatalogService) -> tuple[dict[str, object], int]:
     """Twelve uploads and one of ``group/taken.txt`` (held by a row with other
     content) share one transaction; each key's outcome and the rows inserted."""
-    inserts: list[str] = []
+    # Each transaction's statements, as (is an insert, names the taken key).
+    transactions: list[list[tuple[bool, bool]]] = [[]]
     first = threading.Event()
 
-    def count(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+    def count(_conn: object, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
         if not first.is_set():
             first.set()
             time.sleep(0.5)  # the uploads below queue behind this one and share the next
-        if statement.startswith("INSERT INTO files"):
-            inserts.append(statement)
+        inserting = statement.startswith("INSERT INTO files")
+        transactions[-1].append((inserting, "group/taken.txt" in repr(parameters)))
+
+    def committed(_conn: object) -> None:
+        transactions.append([])
 
     keys = [f"group/{n:02d}.txt" for n in range(12)]
     keys.insert(6, "group/taken.txt")
     event.listen(catalog.engine, "before_cursor_execute", count)
+    event.listen(catalog.engine, "commit", committed)
     ahead = threading.Thread(target=catalog.reserve, args=(intent("ahead.txt", sha="e" * 64),))
     try:
         ahead.start()
@@ -359,10 +364,17 @@ def _uploads_beside_a_taken_key(catalog: CatalogService) -> tuple[dict[str, obje
     finally:
         ahead.join()
         event.remove(catalog.engine, "before_cursor_execute", count)
+        event.remove(catalog.engine, "commit", committed)
     assert isinstance(outcome["group/taken.txt"], KeyConflictError)
     stored = [outcome[k] for k in keys if k != "group/taken.txt"]
     assert all(isinstance(r, FileRecord) and r.status is FileStatus.ACTIVE for r in stored)
-    return outcome, len(inserts)
+    # The taken key's look-up shared a committed transaction with other uploads' rows.
+    assert any(
+        any(taken for _insert, taken in statements)
+        and any(insert and not taken for insert, taken in statements)
+        for statements in transactions[:-1]
+    ), "the taken key was not in a group"
+    return outcome, sum(insert for statements in transactions for insert, _ in statements)
 
 
 def test_a_key_taken_costs_the_uploads_sharing_its_transaction_nothing(
@@ -398,6 +410,68 @@ def test_a_key_another_user_holds_costs_the_uploads_sharing_its_transaction_noth
     finally:
         alice.close()
         bob.close()
+
+
+def test_an_overwrite_that_loses_the_race_keeps_the_missing_row_it_would_replace(
+    postgres_admin_url: str, pg_schema: str
+) -> None:
+    """An overwrite steps our missing row aside (a write), then finds the same
+    content being sent under another key by the same login elsewhere: the whole
+    shared transaction goes, so the missing row is not deleted without its successor."""
+    catalog = open_catalog(pg_url_for_schema(postgres_admin_url, pg_schema), owner="alice")
+    elsewhere = psycopg.connect(postgres_admin_url)
+    first = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def slow(*_: object) -> None:
+        if not first.is_set():
+            first.set()
+            time.sleep(0.5)  # the two below queue behind this one and share the next
+
+    def reserve(key: str, sha: str, *, overwrite: bool) -> None:
+        try:
+            outcome[key] = catalog.reserve(intent(key, sha=sha), overwrite=overwrite)
+        except Exception as exc:  # noqa: BLE001 - the test reads each key's outcome
+            outcome[key] = exc
+
+    try:
+        old = catalog.reserve(intent("k.txt", sha="b" * 64)).record
+        catalog.activate(old.id, etag="old")
+        with catalog.repairing("files", "k.txt") as locked:
+            locked.mark_missing(old.id, reason="gone")
+        # The same content, pending under another key, not yet committed.
+        elsewhere.execute(f'SET search_path TO "{pg_schema}"')
+        elsewhere.execute(
+            "INSERT INTO files (bucket, key, owner, original_name, size, content_type,"
+            " created_at, sha256, status, token)"
+            " VALUES ('files', 'other.txt', current_user, 'other.txt', 3, 'text/plain', now(),"
+            " %s, 'pending', 't')",
+            ("a" * 64,),
+        )
+        event.listen(catalog.engine, "before_cursor_execute", slow)
+        ahead = threading.Thread(target=catalog.reserve, args=(intent("ahead.txt", sha="e" * 64),))
+        ahead.start()
+        assert first.wait(10)
+        uploads = [
+            threading.Thread(target=reserve, args=("k.txt", "a" * 64), kwargs={"overwrite": True}),
+            threading.Thread(target=reserve, args=("z.txt", "c" * 64), kwargs={"overwrite": False}),
+        ]
+        for upload in uploads:
+            upload.start()
+        time.sleep(1.0)  # the overwrite's insert waits for the other machine's row
+        elsewhere.commit()
+        for thread in [ahead, *uploads]:
+            thread.join(10)
+        assert isinstance(outcome["k.txt"], CatalogError), outcome
+        assert "same content" in str(outcome["k.txt"])
+        assert isinstance(outcome["z.txt"], Reservation)
+        assert catalog.get(old.id).status is FileStatus.MISSING  # type: ignore[union-attr]
+        assert AuditAction.DELETE not in [e.action for e in catalog.audit_entries(old.id)]
+    finally:
+        if event.contains(catalog.engine, "before_cursor_execute", slow):
+            event.remove(catalog.engine, "before_cursor_execute", slow)
+        elsewhere.close()
+        catalog.close()
 
 
 def test_a_group_locks_the_keys_of_its_activations_and_reservations_in_one_order(

@@ -6,6 +6,7 @@ import hashlib
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -37,6 +38,27 @@ def test_small_and_multipart_uploads_match_on_moto(ferry: Ferry, tmp_path: Path)
         body = client.get_object(Bucket="unit-bucket", Key=path.name)["Body"].read()
         assert hashlib.sha256(body).hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
     assert client.head_object(Bucket="unit-bucket", Key="big.bin")["ETag"].endswith('-3"')
+
+
+def test_each_activation_names_its_key_for_the_catalogs_lock_order(
+    ferry: Ferry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalog puts an activation in its group by the key it is given (#35):
+    every upload gives the one it registers."""
+    activate = ferry.catalog.activate
+    given: list[object] = []
+
+    def spy(file_id: int, **kwargs: Any) -> Any:
+        given.append(kwargs.get("key"))
+        return activate(file_id, **kwargs)
+
+    monkeypatch.setattr(ferry.catalog, "activate", spy)
+    small, big = tmp_path / "small.txt", tmp_path / "big.bin"
+    small.write_bytes(b"hello moto")
+    big.write_bytes(os.urandom(11 * MIB))
+    records = ferry.upload([small, big])
+    assert [r.state for r in records] == [TransferState.DONE, TransferState.DONE]
+    assert sorted(given) == [("unit-bucket", "big.bin"), ("unit-bucket", "small.txt")]  # type: ignore[type-var]
 
 
 def test_a_second_ferry_on_the_same_journal_is_refused(ferry: Ferry) -> None:

@@ -274,15 +274,19 @@ def test_a_hold_back_arriving_while_the_journal_is_read_starts_nothing(
         wall=clocks.wall,
     )
     read_runnable = ferry.journal.runnable_sizes
+    read = threading.Event()
 
     def held_back_while_reading(*args: Any) -> Any:
         scheduler.hold_back(HoldBackReason.METERED, True)
-        return read_runnable(*args)
+        found = read_runnable(*args)
+        read.set()
+        return found
 
     monkeypatch.setattr(ferry.journal, "runnable_sizes", held_back_while_reading)
     scheduler.start()
     try:
-        time.sleep(0.5)
+        assert read.wait(10)
+        time.sleep(0.5)  # a transfer handed out would be sent by now
         assert ferry.journal.get(record.id).state is TransferState.QUEUED
         monkeypatch.setattr(ferry.journal, "runnable_sizes", read_runnable)
         scheduler.hold_back(HoldBackReason.METERED, False)
