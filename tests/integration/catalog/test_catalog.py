@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sqlite3
 import threading
@@ -335,17 +336,36 @@ def test_an_entry_that_cannot_be_written_fails_its_own_upload_only(
     assert not any(e.key == "bad.txt" for e in catalog.audit_entries())
 
 
+@contextlib.contextmanager
+def _writer_held(catalog: CatalogService) -> Iterator[None]:
+    """The catalog's writer busy for half a second with a reservation of
+    ``ahead.txt``: what is asked inside the block queues behind it and shares the
+    next transaction (as a busy catalog makes uploads do)."""
+    first = threading.Event()
+
+    def slow(*_: object) -> None:
+        if not first.is_set():
+            first.set()
+            time.sleep(0.5)
+
+    event.listen(catalog.engine, "before_cursor_execute", slow)
+    ahead = threading.Thread(target=catalog.reserve, args=(intent("ahead.txt", sha="e" * 64),))
+    try:
+        ahead.start()
+        assert first.wait(10)
+        yield
+    finally:
+        ahead.join()
+        event.remove(catalog.engine, "before_cursor_execute", slow)
+
+
 def _uploads_beside_a_taken_key(catalog: CatalogService) -> tuple[dict[str, object], int]:
     """Twelve uploads and one of ``group/taken.txt`` (held by a row with other
     content) share one transaction; each key's outcome and the rows inserted."""
     # Each transaction's statements, as (is an insert, names the taken key).
     transactions: list[list[tuple[bool, bool]]] = [[]]
-    first = threading.Event()
 
     def count(_conn: object, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
-        if not first.is_set():
-            first.set()
-            time.sleep(0.5)  # the uploads below queue behind this one and share the next
         inserting = statement.startswith("INSERT INTO files")
         transactions[-1].append((inserting, "group/taken.txt" in repr(parameters)))
 
@@ -356,13 +376,10 @@ def _uploads_beside_a_taken_key(catalog: CatalogService) -> tuple[dict[str, obje
     keys.insert(6, "group/taken.txt")
     event.listen(catalog.engine, "before_cursor_execute", count)
     event.listen(catalog.engine, "commit", committed)
-    ahead = threading.Thread(target=catalog.reserve, args=(intent("ahead.txt", sha="e" * 64),))
     try:
-        ahead.start()
-        assert first.wait(10)
-        outcome = _upload_at_once(catalog, keys)
+        with _writer_held(catalog):
+            outcome = _upload_at_once(catalog, keys)
     finally:
-        ahead.join()
         event.remove(catalog.engine, "before_cursor_execute", count)
         event.remove(catalog.engine, "commit", committed)
     assert isinstance(outcome["group/taken.txt"], KeyConflictError)
@@ -420,13 +437,7 @@ def test_an_overwrite_that_loses_the_race_keeps_the_missing_row_it_would_replace
     shared transaction goes, so the missing row is not deleted without its successor."""
     catalog = open_catalog(pg_url_for_schema(postgres_admin_url, pg_schema), owner="alice")
     elsewhere = psycopg.connect(postgres_admin_url)
-    first = threading.Event()
     outcome: dict[str, object] = {}
-
-    def slow(*_: object) -> None:
-        if not first.is_set():
-            first.set()
-            time.sleep(0.5)  # the two below queue behind this one and share the next
 
     def reserve(key: str, sha: str, *, overwrite: bool) -> None:
         try:
@@ -448,28 +459,23 @@ def test_an_overwrite_that_loses_the_race_keeps_the_missing_row_it_would_replace
             " %s, 'pending', 't')",
             ("a" * 64,),
         )
-        event.listen(catalog.engine, "before_cursor_execute", slow)
-        ahead = threading.Thread(target=catalog.reserve, args=(intent("ahead.txt", sha="e" * 64),))
-        ahead.start()
-        assert first.wait(10)
         uploads = [
             threading.Thread(target=reserve, args=("k.txt", "a" * 64), kwargs={"overwrite": True}),
             threading.Thread(target=reserve, args=("z.txt", "c" * 64), kwargs={"overwrite": False}),
         ]
-        for upload in uploads:
-            upload.start()
-        time.sleep(1.0)  # the overwrite's insert waits for the other machine's row
-        elsewhere.commit()
-        for thread in [ahead, *uploads]:
-            thread.join(10)
+        with _writer_held(catalog):
+            for upload in uploads:
+                upload.start()
+            time.sleep(1.0)  # the overwrite's insert waits for the other machine's row
+            elsewhere.commit()
+            for upload in uploads:
+                upload.join(10)
         assert isinstance(outcome["k.txt"], CatalogError), outcome
         assert "same content" in str(outcome["k.txt"])
         assert isinstance(outcome["z.txt"], Reservation)
         assert catalog.get(old.id).status is FileStatus.MISSING  # type: ignore[union-attr]
         assert AuditAction.DELETE not in [e.action for e in catalog.audit_entries(old.id)]
     finally:
-        if event.contains(catalog.engine, "before_cursor_execute", slow):
-            event.remove(catalog.engine, "before_cursor_execute", slow)
         elsewhere.close()
         catalog.close()
 
@@ -483,30 +489,23 @@ def test_a_group_locks_the_keys_of_its_activations_and_reservations_in_one_order
     catalog = open_catalog(pg_url_for_schema(postgres_admin_url, pg_schema), owner="alice")
     later = catalog.reserve(intent("k/2.txt", sha="2" * 64)).record
     locked: list[str] = []
-    first = threading.Event()
 
     def count(_conn: object, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
-        if not first.is_set():
-            first.set()
-            time.sleep(0.5)  # the two below queue behind this one and share the next
         if "pg_advisory_xact_lock" in statement:
             locked.append(parameters["name"])
 
     event.listen(catalog.engine, "before_cursor_execute", count)
-    ahead = threading.Thread(target=catalog.reserve, args=(intent("ahead.txt", sha="e" * 64),))
     try:
-        ahead.start()
-        assert first.wait(10)
-        activation = threading.Thread(
-            target=catalog.activate,
-            args=(later.id,),
-            kwargs={"etag": "e", "key": ("files", "k/2.txt")},
-        )
-        activation.start()
-        time.sleep(0.05)
-        catalog.reserve(intent("k/1.txt", sha="1" * 64))
-        activation.join()
-        ahead.join()
+        with _writer_held(catalog):
+            activation = threading.Thread(
+                target=catalog.activate,
+                args=(later.id,),
+                kwargs={"etag": "e", "key": ("files", "k/2.txt")},
+            )
+            activation.start()
+            time.sleep(0.05)
+            catalog.reserve(intent("k/1.txt", sha="1" * 64))
+            activation.join()
     finally:
         event.remove(catalog.engine, "before_cursor_execute", count)
         catalog.close()

@@ -122,16 +122,22 @@ def test_the_delay_is_capped() -> None:
     assert policy.delay(3, 0.0) == 60  # jitter takes off at most half
 
 
-def run_scheduler(
+def new_scheduler(
     ferry: Ferry, clocks: Clocks, probe: Callable[[], bool] | None = None
 ) -> Scheduler:
-    scheduler = Scheduler(
+    return Scheduler(
         ferry.engine,
         SchedulerOptions(workers=2, probe_interval=0.0, idle_poll=0.05),
         probe=probe,
         monotonic=clocks.monotonic,
         wall=clocks.wall,
     )
+
+
+def run_scheduler(
+    ferry: Ferry, clocks: Clocks, probe: Callable[[], bool] | None = None
+) -> Scheduler:
+    scheduler = new_scheduler(ferry, clocks, probe)
     scheduler.start()
     return scheduler
 
@@ -266,13 +272,7 @@ def test_a_hold_back_arriving_while_the_journal_is_read_starts_nothing(
     and its read of the journal: the transfer read stays queued until let go."""
     (tmp_path / "a.txt").write_text("hello")
     [record] = ferry.queue([tmp_path / "a.txt"])
-    clocks = Clocks()
-    scheduler = Scheduler(
-        ferry.engine,
-        SchedulerOptions(workers=2, probe_interval=0.0, idle_poll=0.05),
-        monotonic=clocks.monotonic,
-        wall=clocks.wall,
-    )
+    scheduler = new_scheduler(ferry, Clocks())
     read_runnable = ferry.journal.runnable_sizes
     read = threading.Event()
 
