@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test compat install install-test upgrade bench bench-quick bench-team bench-bandwidth bench-startup screenshots bundle stress
+.PHONY: run test compat install install-test upgrade bench bench-quick bench-team bench-bandwidth bench-startup bench-floor screenshots bundle stress
 
 # Every install comes from uv.lock (exact versions and hashes, for every
 # platform): `make run`, `make test`, CI and the bundle get what was tested.
@@ -89,12 +89,17 @@ bench: install-test
 bench-quick: install-test
 	$(BIN)/python bench/run.py --quick --rtt 0,30
 
-# 20 Ferry clients on one bucket and one PostgreSQL catalog, two relays to NATS.
 bench-bandwidth: install-test
 	$(BIN)/python bench/bandwidth.py
 
+# 20 Ferry clients on one bucket and one PostgreSQL catalog, two relays to NATS.
 bench-team: install-test
 	$(BIN)/python bench/team.py --clients 20 --files 150
+
+# What the stack (Python, boto3, SQLAlchemy) costs before Ferry's own work, beside
+# the peers' 500 small files: the floor under the small-file targets (under a minute).
+bench-floor: install-test
+	$(BIN)/python bench/floor.py
 
 # How fast the reading commands answer (`ferry status` within 0.3 s): a home of
 # 50 transfers, each command 5 times after a warm-up (about a minute).

@@ -132,16 +132,16 @@ def measure_check(
     with out.open("w") as handle:
         command = [FERRY, "check", "--json", "--grace", "0"]
         process = subprocess.Popen(command, env=ferry_env, stdout=handle)
-        _status, peak_mib = wait_with_peak_rss(process.pid)
+        _status, peak_mib, _cpu = wait_with_peak_rss(process.pid)
     check_s = time.perf_counter() - start
     counts = json.loads(out.read_text())["counts"]
     expected = {k: v for k, v in planted.items() if k != "bucket_size"}
     exact = all(counts.get(k, 0) == v for k, v in expected.items()) and sum(counts.values()) == sum(
         expected.values()
     )
-    ls_s, _rss, _rc = measure(
+    ls_s = measure(
         [str(peers / "s5cmd"), "--endpoint-url", endpoint, "ls", f"s3://{bucket}/scale/*"], env
-    )
+    ).seconds
     return CheckRun(size, planted_per_kind, check_s, peak_mib, ls_s, exact, counts)
 
 

@@ -6,7 +6,8 @@ its parent's pages, so every tool the benchmark starts reported at least the
 benchmark's own size (``/bin/true`` from a parent of 300 MiB: 313 MiB).
 ``VmHWM`` in ``/proc/PID/status`` belongs to the memory the program got at
 ``exec``: it is read every few milliseconds until the process ends, and the
-last value read is its peak (a high-water mark only grows).
+last value read is its peak (a high-water mark only grows). Its CPU time is
+the one ``os.wait4`` reports for it alone (user + system).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ def high_water_mib(pid: int) -> float | None:
     return None  # a zombie: its memory is gone
 
 
-def wait_with_peak_rss(pid: int, interval: float = 0.005) -> tuple[int, float]:
-    """Wait for ``pid`` to end: (its wait status, its own peak RSS in MiB)."""
+def wait_with_peak_rss(pid: int, interval: float = 0.005) -> tuple[int, float, float]:
+    """Wait for ``pid`` to end: (its wait status, its own peak RSS in MiB, its CPU seconds)."""
     peak = 0.0
     ended = threading.Event()
 
@@ -43,7 +44,7 @@ def wait_with_peak_rss(pid: int, interval: float = 0.005) -> tuple[int, float]:
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    _pid, status, _usage = os.wait4(pid, 0)
+    _pid, status, usage = os.wait4(pid, 0)
     ended.set()
     watcher.join()
-    return status, peak
+    return status, peak, usage.ru_utime + usage.ru_stime

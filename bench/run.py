@@ -44,7 +44,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -93,16 +93,23 @@ def ensure_peers() -> Path:
     return bin_dir
 
 
-def measure(command: list[str], env: dict[str, str]) -> tuple[float, float, int]:
-    """Wall seconds, the command's own peak RSS (MiB, bench/rss.py) and exit status."""
+class Measured(NamedTuple):
+    seconds: float  # wall
+    peak_rss_mib: float  # the command's own (bench/rss.py)
+    status: int  # exit status
+    cpu_seconds: float  # the command's own, user + system
+
+
+def measure(command: list[str], env: dict[str, str]) -> Measured:
+    """One run of ``command``: its wall time, peak RSS, exit status and CPU."""
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    status, peak_mib = wait_with_peak_rss(process.pid)
+    status, peak_mib, cpu = wait_with_peak_rss(process.pid)
     seconds = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0 and process.stderr is not None:
         sys.stderr.write(process.stderr.read().decode(errors="replace")[-2000:])
-    return seconds, peak_mib, process.returncode
+    return Measured(seconds, peak_mib, process.returncode, cpu)
 
 
 @dataclass(frozen=True)
@@ -259,7 +266,7 @@ def resume_figure(data: Path, endpoint: str, peers: Path, env: dict[str, str]) -
     process.wait()
     confirmed, total = counts()
     log_file = Path(env["FERRY_HOME"]) / "logs" / "ferry.log"
-    seconds, _rss, status = measure(
+    seconds, _rss, status, _cpu = measure(
         [str(ROOT / ".venv" / "bin" / "ferry"), "-v", "resume", "--json"], env
     )
     text = log_file.read_text() if log_file.exists() else ""
@@ -314,7 +321,7 @@ def run_cases(
                 status = 0 if done else 1
             else:
                 command = tool_commands(tool, path, path.is_dir(), bucket, endpoint, peers)
-                seconds, rss, status = measure(command, env)
+                seconds, rss, status, _cpu = measure(command, env)
             runs.append(Run(case, tool, seconds, rss, total, status == 0, rtt_ms=rtt))
             print(
                 f"{case:6} {rtt:3} ms {tool:8} {seconds:8.2f} s {rss:8.1f} MiB rc={status}",
