@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from desktop_app.core.catalog.batch import ChangeBatch
 from desktop_app.core.catalog.database import translate_db_error
 from desktop_app.core.db.group_commit import GroupCommitter, WriterConnection
+from desktop_app.core.model.threads import TransferThread
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,7 +54,7 @@ class CatalogTransactions:
         self._group: GroupCommitter[Connection] = GroupCommitter(
             functools.partial(self._connect, self._writer_connection),
             functools.partial(self.run_connected, writer=self._writer_connection),
-            name="ferry-catalog",
+            name=TransferThread.CATALOG_WRITER.value,
             most=64,
         )
 

@@ -34,6 +34,7 @@ from desktop_app.core.db.migrate import Schema
 from desktop_app.core.journal.records import refuse_truncated
 from desktop_app.core.journal.schema import metadata
 from desktop_app.core.model.errors import JournalError, JournalLockedError
+from desktop_app.core.model.threads import TransferThread
 
 T = TypeVar("T")
 
@@ -137,7 +138,7 @@ class JournalDatabase:
             self._writer = GroupCommitter(
                 writer.begin,
                 functools.partial(self._write_alone, writer),
-                name="ferry-journal",
+                name=TransferThread.JOURNAL_WRITER.value,
                 most=512,
             )
         except (SQLAlchemyError, OSError) as exc:

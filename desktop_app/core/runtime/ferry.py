@@ -62,6 +62,7 @@ from desktop_app.core.settings.secrets import (
 )
 from desktop_app.core.storage.s3 import S3Storage
 from desktop_app.core.transfers.coordinator import TransferCoordinator
+from desktop_app.core.transfers.cores import CoreSharing, system_affinity
 from desktop_app.core.transfers.engine import TransferEngine
 from desktop_app.core.transfers.in_flight import SMALL_FILES_CEILING
 from desktop_app.core.transfers.options import EngineOptions
@@ -93,7 +94,9 @@ class Ferry:
         mode: RunMode = RunMode.ONE_SHOT,
         scheduler_options: SchedulerOptions | None = None,
         hashes_ahead: HashesAhead | None = None,
+        cores: CoreSharing | None = None,
     ) -> None:
+        """``cores``: where the small-file threads run; none given, this system's placement."""
         self.profile = profile
         self.env = env
         self.storage = storage
@@ -124,6 +127,7 @@ class Ferry:
             ),
             bus=bus,
             hashes_ahead=hashes_ahead,
+            cores=cores or CoreSharing(system_affinity()),
             # What the endpoint does with conditional writes, learnt once per endpoint.
             guard=EndpointGuard(
                 storage,

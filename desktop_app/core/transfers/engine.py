@@ -62,6 +62,7 @@ from desktop_app.core.model.transfer_records import TransferError, TransferRecor
 from desktop_app.core.storage.s3 import S3Storage
 from desktop_app.core.transfers.compensation import Compensation
 from desktop_app.core.transfers.control import Stopped, TransferControl
+from desktop_app.core.transfers.cores import CoreSharing
 from desktop_app.core.transfers.holds import TransferHolds
 from desktop_app.core.transfers.intake import TransferIntake
 from desktop_app.core.transfers.limits import BandwidthLimiter, ByteBudget
@@ -102,8 +103,10 @@ class TransferEngine:
         jitter: Callable[[], float] = random.random,
         guard: EndpointGuard | None = None,
         hashes_ahead: HashesAhead | None = None,
+        cores: CoreSharing | None = None,
     ) -> None:
-        """``hashes_ahead``: what a command's start-up already hashed (see :class:`HashesAhead`)."""
+        """``hashes_ahead``: what a command's start-up already hashed (see :class:`HashesAhead`);
+        ``cores``: where the small-file threads run (none given: where the kernel puts them)."""
         self.journal = journal
         self.storage = storage
         self.catalog = catalog
@@ -135,6 +138,7 @@ class TransferEngine:
         self.holds = TransferHolds()
         self._interrupted = threading.Event()
         self.prepass = PrePass(self.budget)
+        self.cores = cores or CoreSharing(None)
         self._ahead = hashes_ahead
         self._part_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=options.concurrency, thread_name_prefix="ferry-part"
@@ -189,6 +193,7 @@ class TransferEngine:
         self.interrupt()
         self._part_pool.shutdown(wait=True, cancel_futures=True)
         self.prepass.close()
+        self.cores.close()
 
     def is_small(self, size: int) -> bool:
         """Sent in one request: such files get workers of their own in the scheduler."""
@@ -269,7 +274,8 @@ class TransferEngine:
         self.require_own(record)
         if not (self._interrupted.is_set() or record.paused or record.state.finished):
             try:
-                self._attempt(record, control)
+                with self.cores.attempt(spreads=not self.is_small(record.size)):
+                    self._attempt(record, control)
             except IllegalMoveError as exc:
                 log.error(
                     "Transfer %s: an attempt asked to go from %s to %s, refused; it ends here "

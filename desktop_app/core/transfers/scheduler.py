@@ -50,6 +50,7 @@ from datetime import UTC, datetime
 from desktop_app.core.journal.records import TransferRecord
 from desktop_app.core.model.errors import FerryError
 from desktop_app.core.model.states import TransferState
+from desktop_app.core.model.threads import TransferThread
 from desktop_app.core.transfers.control import TransferControl
 from desktop_app.core.transfers.engine import TransferEngine
 from desktop_app.core.transfers.handles import HandleRegistry, ReadAgain, TransferHandle
@@ -141,9 +142,11 @@ class Scheduler:
         # Threads are started as work comes: the ceiling costs nothing until used.
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(options.workers, window_options.ceiling),
-            thread_name_prefix="ferry-file",
+            thread_name_prefix=TransferThread.FILE_WORKER.value,
         )
-        self._thread = threading.Thread(target=self._loop, name="ferry-scheduler", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name=TransferThread.SCHEDULER.value, daemon=True
+        )
         self.halted: FerryError | None = None  # nothing can be recorded (disk full): stop
         self._held_back_for: set[HoldBackReason] = set()
         self._last_probe = -float("inf")

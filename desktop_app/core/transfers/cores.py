@@ -1,0 +1,165 @@
+"""Which cores the threads that send small files run on: one, shared, unless bytes are crunched.
+
+CPython runs one thread's Python at a time (the GIL). Sending small files is
+that kind of work: each file's few milliseconds of Python pass between the
+scheduler, dozens of file workers and the journal's and catalog's writers at
+every socket, file and SQLite call. On several cores each pass wakes the next
+thread on another core, where it waits for the GIL the first thread takes
+back: 500 files of 64 KiB cost 100,000 context switches and a quarter more
+CPU than on one core (docs/BENCHMARKS.md, #35's tenth round). So those threads
+share one core. A multipart upload is the other kind of work: its parts are
+hashed and sent outside the GIL, side by side, and while one runs every core
+is theirs again.
+
+Promises:
+
+- around an attempt at a file sent in one request, every thread named in
+  :class:`~desktop_app.core.model.threads.TransferThread` is allowed one CPU:
+  the one the attempt's thread runs on when the first is placed, the
+  kernel's own latest choice. A thread started since is placed at the next
+  attempt (one started by a placed thread is born there);
+- while any multipart attempt runs, those threads are allowed every CPU the
+  process had when this object was made, and none is placed;
+- no other thread is touched: the main thread, the parts' and hashes'
+  threads, and every process started from an untouched thread keep the
+  kernel's placement;
+- :meth:`close` gives every CPU back to the threads it placed;
+- where the system has no thread affinity (macOS, Windows) or the process
+  may use one CPU only, nothing is ever changed; a thread that ended before
+  it was placed is passed over; no error of placement reaches a transfer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Protocol
+
+from desktop_app.core.model.threads import TransferThread
+
+log = logging.getLogger(__name__)
+
+
+class ThreadAffinity(Protocol):
+    """The system's calls that place threads on CPUs (injected: tests pass their own)."""
+
+    def allowed(self) -> frozenset[int]:
+        """The CPUs this process may use."""
+        ...
+
+    def current_cpu(self) -> int | None:
+        """The CPU the calling thread runs on now (None: unknown)."""
+        ...
+
+    def place(self, native_id: int, cpus: frozenset[int]) -> None:
+        """Allow the thread ``native_id`` these CPUs only; OSError if it cannot be."""
+        ...
+
+
+class LinuxAffinity:
+    """:class:`ThreadAffinity` on Linux: a thread's id is a task of ``sched_setaffinity``."""
+
+    def allowed(self) -> frozenset[int]:
+        return frozenset(os.sched_getaffinity(0))
+
+    def current_cpu(self) -> int | None:
+        try:
+            stat = Path("/proc/thread-self/stat").read_bytes()
+        except OSError:
+            return None
+        # Field 39 ("processor"); the name in parentheses before may hold spaces.
+        return int(stat.rsplit(b")", 1)[1].split()[36])
+
+    def place(self, native_id: int, cpus: frozenset[int]) -> None:
+        os.sched_setaffinity(native_id, cpus)
+
+
+def system_affinity() -> ThreadAffinity | None:
+    """This system's thread placement, or None where it has none that Ferry uses."""
+    if hasattr(os, "sched_setaffinity") and Path("/proc/thread-self/stat").exists():
+        return LinuxAffinity()
+    return None
+
+
+class CoreSharing:
+    """Places the small-file threads on one shared core between multipart attempts."""
+
+    def __init__(
+        self,
+        affinity: ThreadAffinity | None,
+        threads: Callable[[], Iterable[threading.Thread]] = threading.enumerate,
+    ) -> None:
+        self._affinity = affinity
+        self._threads = threads
+        self._every = affinity.allowed() if affinity is not None else frozenset()
+        self._lock = threading.Lock()
+        self._spreading = 0  # multipart attempts running
+        self._core: int | None = None  # the CPU shared now; None: none placed
+        self._placed: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+    @property
+    def core(self) -> int | None:
+        """The CPU the small-file threads share now; None while they may use every one."""
+        return self._core
+
+    @contextlib.contextmanager
+    def attempt(self, *, spreads: bool) -> Iterator[None]:
+        """Around one attempt; ``spreads``: a multipart upload, which gets every core."""
+        if self._affinity is None or len(self._every) < 2:
+            yield
+            return
+        if not spreads:
+            with self._lock:
+                if self._spreading == 0:
+                    self._place_newcomers()
+            yield
+            return
+        with self._lock:
+            self._spreading += 1
+            if self._spreading == 1:
+                self._give_every_core()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._spreading -= 1
+
+    def close(self) -> None:
+        """Give every CPU back to the threads placed (the engine stops)."""
+        with self._lock:
+            if self._core is not None:
+                self._give_every_core()
+
+    def _transfer_threads(self) -> list[threading.Thread]:
+        return [t for t in self._threads() if TransferThread.owns(t.name) and t.native_id]
+
+    def _place_newcomers(self) -> None:
+        assert self._affinity is not None
+        if self._core is None:
+            current = self._affinity.current_cpu()
+            self._core = current if current in self._every else min(self._every)
+        core = frozenset((self._core,))
+        for thread in self._transfer_threads():
+            if thread not in self._placed and self._place(thread, core):
+                self._placed.add(thread)
+
+    def _give_every_core(self) -> None:
+        for thread in self._transfer_threads():
+            self._place(thread, self._every)
+        self._placed = weakref.WeakSet()
+        self._core = None
+
+    def _place(self, thread: threading.Thread, cpus: frozenset[int]) -> bool:
+        assert self._affinity is not None
+        assert thread.native_id is not None
+        try:
+            self._affinity.place(thread.native_id, cpus)
+        except OSError as exc:  # it ended meanwhile, or the system refuses: run as it is
+            log.debug("Thread %s not placed on CPUs %s: %s", thread.name, sorted(cpus), exc)
+            return False
+        return True

@@ -1,0 +1,235 @@
+"""Where the small-file threads run (#35): one shared core, every core around a multipart upload.
+
+The placement tests use the kernel's own calls (``sched_setaffinity``) and
+read back what it holds for each thread; on a machine that gives this process
+one CPU they check that nothing changed. One test goes through a real upload.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from desktop_app.core.model.states import TransferState
+from desktop_app.core.model.threads import TransferThread
+from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.transfers.cores import CoreSharing, LinuxAffinity
+from tests.conftest import open_moto_ferry
+
+MIB = 1024 * 1024
+EVERY = frozenset(os.sched_getaffinity(0))
+TRANSFER_NAMES = (
+    "ferry-file_0",
+    "ferry-file_1",
+    "ferry-scheduler",
+    "ferry-journal",
+    "ferry-catalog",
+)
+OTHER_NAMES = ("ferry-part_0", "ferry-hash-ahead", "ferry-control")
+
+
+class Waiting:
+    """Real threads of these names, each waiting until the test ends."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.release = threading.Event()
+        self.threads = [
+            threading.Thread(target=self.release.wait, name=name, daemon=True) for name in names
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def cpus(self) -> dict[str, frozenset[int]]:
+        return {t.name: frozenset(os.sched_getaffinity(t.native_id or 0)) for t in self.threads}
+
+    def stop(self) -> None:
+        self.release.set()
+        for thread in self.threads:
+            thread.join()
+
+
+@pytest.fixture
+def transfer_threads() -> Iterator[Waiting]:
+    waiting = Waiting(TRANSFER_NAMES)
+    yield waiting
+    waiting.stop()
+
+
+@pytest.fixture
+def other_threads() -> Iterator[Waiting]:
+    waiting = Waiting(OTHER_NAMES)
+    yield waiting
+    waiting.stop()
+
+
+def test_a_small_files_attempt_puts_the_transfer_threads_on_one_core_and_no_other_thread(
+    transfer_threads: Waiting, other_threads: Waiting
+) -> None:
+    sharing = CoreSharing(
+        LinuxAffinity(), threads=lambda: [*transfer_threads.threads, *other_threads.threads]
+    )
+    try:
+        with sharing.attempt(spreads=False):
+            placed = transfer_threads.cpus()
+            untouched = other_threads.cpus()
+            main = frozenset(os.sched_getaffinity(0))
+        if len(EVERY) < 2:  # one CPU: nothing to share, nothing changed
+            assert sharing.core is None
+            assert set(placed.values()) == {EVERY}
+        else:
+            assert sharing.core in EVERY
+            assert set(placed.values()) == {frozenset({sharing.core})}
+        assert set(untouched.values()) == {EVERY}
+        assert main == EVERY
+    finally:
+        sharing.close()
+    assert set(transfer_threads.cpus().values()) == {EVERY}  # close gives every CPU back
+
+
+def test_a_multipart_attempt_gives_the_transfer_threads_every_core_while_it_runs(
+    transfer_threads: Waiting,
+) -> None:
+    sharing = CoreSharing(LinuxAffinity(), threads=lambda: transfer_threads.threads)
+    try:
+        with sharing.attempt(spreads=False):
+            pass
+        with sharing.attempt(spreads=True):
+            with sharing.attempt(spreads=False):  # a small file beside it places nothing
+                during = transfer_threads.cpus()
+            assert sharing.core is None
+        assert set(during.values()) == {EVERY}
+        with sharing.attempt(spreads=False):  # after it, the next small file places them again
+            again = transfer_threads.cpus()
+        if len(EVERY) >= 2:
+            assert sharing.core is not None
+            assert set(again.values()) == {frozenset({sharing.core})}
+    finally:
+        sharing.close()
+
+
+def test_a_thread_started_by_a_placed_thread_is_born_on_its_core() -> None:
+    """The scheduler starts file workers as the window grows: they need no placing."""
+    placed = threading.Event()
+    born: list[frozenset[int]] = []
+
+    def start_one() -> None:
+        placed.wait()
+        child = threading.Thread(target=lambda: born.append(frozenset(os.sched_getaffinity(0))))
+        child.start()
+        child.join()
+
+    scheduler = threading.Thread(target=start_one, name="ferry-scheduler")
+    scheduler.start()
+    sharing = CoreSharing(LinuxAffinity(), threads=lambda: [scheduler])
+    try:
+        with sharing.attempt(spreads=False):
+            placed.set()
+            scheduler.join()
+        assert born == [frozenset({sharing.core}) if len(EVERY) >= 2 else EVERY]
+    finally:
+        sharing.close()
+
+
+class RecordingAffinity:
+    """This process's two CPUs as a test sees them; what was placed where, and a thread
+    that ends before it is placed."""
+
+    def __init__(self, gone: frozenset[int] = frozenset()) -> None:
+        self.placed: list[tuple[int, frozenset[int]]] = []
+        self.gone = set(gone)
+
+    def allowed(self) -> frozenset[int]:
+        return frozenset({0, 1})
+
+    def current_cpu(self) -> int | None:
+        return 1
+
+    def place(self, native_id: int, cpus: frozenset[int]) -> None:
+        if native_id in self.gone:
+            raise ProcessLookupError(3, "No such process")
+        self.placed.append((native_id, cpus))
+
+
+def test_a_thread_that_ended_before_it_was_placed_is_passed_over_and_tried_again(
+    transfer_threads: Waiting,
+) -> None:
+    scheduler = next(t for t in transfer_threads.threads if t.name == "ferry-scheduler")
+    assert scheduler.native_id is not None
+    affinity = RecordingAffinity(gone=frozenset({scheduler.native_id}))
+    sharing = CoreSharing(affinity, threads=lambda: transfer_threads.threads)
+    with sharing.attempt(spreads=False):
+        pass
+    placed = {native_id for native_id, cpus in affinity.placed if cpus == {1}}
+    others = {t.native_id for t in transfer_threads.threads if t is not scheduler}
+    assert placed == others
+    affinity.gone.clear()
+    with sharing.attempt(spreads=False):
+        pass
+    assert affinity.placed[-1] == (scheduler.native_id, frozenset({1}))  # only it, this time
+
+
+def test_nothing_is_placed_on_one_cpu_or_without_thread_affinity(
+    transfer_threads: Waiting,
+) -> None:
+    class OneCpu(RecordingAffinity):
+        def allowed(self) -> frozenset[int]:
+            return frozenset({0})
+
+    one = OneCpu()
+    for sharing in (
+        CoreSharing(one, threads=lambda: transfer_threads.threads),
+        CoreSharing(None, threads=lambda: transfer_threads.threads),
+    ):
+        with sharing.attempt(spreads=False), sharing.attempt(spreads=True):
+            pass
+        sharing.close()
+        assert sharing.core is None
+    assert one.placed == []
+
+
+class Spy(LinuxAffinity):
+    """The kernel's placement, with each call's thread name and CPUs written down."""
+
+    calls: list[tuple[str, frozenset[int]]]
+
+    def place(self, native_id: int, cpus: frozenset[int]) -> None:
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        self.calls.append((names.get(native_id, "(ended)"), cpus))
+        super().place(native_id, cpus)
+
+
+def test_an_upload_runs_small_files_on_one_core_and_a_multipart_file_on_every_core(
+    ferry_env: Environment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Spy.calls = []
+    monkeypatch.setattr("desktop_app.core.runtime.ferry.system_affinity", Spy)
+    files = []
+    for n in range(6):
+        files.append(tmp_path / f"small-{n}.txt")
+        files[-1].write_bytes(b"small %d" % n)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(11 * MIB))
+    with open_moto_ferry(ferry_env, tmp_path) as app:
+        first = app.upload(files[:3])
+        second = app.upload([big])
+        third = app.upload(files[3:])
+    assert {r.state for r in [*first, *second, *third]} == {TransferState.DONE}
+    if len(EVERY) < 2:
+        assert Spy.calls == []
+        return
+    one_core = [(name, cpus) for name, cpus in Spy.calls if len(cpus) == 1]
+    every = [(name, cpus) for name, cpus in Spy.calls if cpus == EVERY]
+    # Every kind of thread that sends small files was placed, and nothing else.
+    placed_kinds = {name.rstrip("_0123456789") for name, _cpus in one_core}
+    assert placed_kinds == {member.value for member in TransferThread}
+    assert all(TransferThread.owns(name) for name, _cpus in Spy.calls)
+    # The multipart upload gave them every core, the small files after it took one again,
+    # and closing gave every core back.
+    first_spread = Spy.calls.index(every[0])
+    assert any(len(cpus) == 1 for _name, cpus in Spy.calls[:first_spread])
+    assert any(len(cpus) == 1 for _name, cpus in Spy.calls[first_spread:])
+    assert Spy.calls[-1][1] == EVERY
