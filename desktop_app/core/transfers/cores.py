@@ -9,7 +9,8 @@ back: 500 files of 64 KiB cost 100,000 context switches and a quarter more
 CPU than on one core (docs/BENCHMARKS.md, #35's tenth round). So those threads
 share one core. A multipart upload is the other kind of work: its parts are
 hashed and sent outside the GIL, side by side, and while one runs every core
-is theirs again.
+is theirs again. So is a machine with no core to spare (every CPU busy, as
+with 20 Ferrys on two cores): there only the kernel's balancing helps.
 
 Promises:
 
@@ -18,8 +19,10 @@ Promises:
   the one the attempt's thread runs on when the first is placed, the
   kernel's own latest choice. A thread started since is placed at the next
   attempt (one started by a placed thread is born there);
-- while any multipart attempt runs, those threads are allowed every CPU the
-  process had when this object was made, and none is placed;
+- while any multipart attempt runs, or while the machine's CPUs were busy
+  more than ``BUSY_CEILING`` of the time at the last look (taken at most every
+  ``LOOK_EVERY`` seconds, at an attempt), those threads are allowed every
+  CPU the process had when this object was made, and none is placed;
 - no other thread is touched: the main thread, the parts' and hashes'
   threads, and every process started from an untouched thread keep the
   kernel's placement;
@@ -35,14 +38,27 @@ import contextlib
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from desktop_app.core.model.threads import TransferThread
 
 log = logging.getLogger(__name__)
+
+# Of all CPUs' time since the last look: busier, no core is spare to share.
+BUSY_CEILING = 0.9
+LOOK_EVERY = 0.5  # seconds
+_FEWEST_TICKS = 10  # a shorter look says nothing (a tick is 10 ms of one CPU)
+
+
+class CpuTimes(NamedTuple):
+    """Clock ticks of every CPU since boot: busy, and in all."""
+
+    busy: int
+    total: int
 
 
 class ThreadAffinity(Protocol):
@@ -58,6 +74,10 @@ class ThreadAffinity(Protocol):
 
     def place(self, native_id: int, cpus: frozenset[int]) -> None:
         """Allow the thread ``native_id`` these CPUs only; OSError if it cannot be."""
+        ...
+
+    def cpu_times(self) -> CpuTimes | None:
+        """How busy the machine's CPUs have been (None: unknown)."""
         ...
 
 
@@ -78,6 +98,16 @@ class LinuxAffinity:
     def place(self, native_id: int, cpus: frozenset[int]) -> None:
         os.sched_setaffinity(native_id, cpus)
 
+    def cpu_times(self) -> CpuTimes | None:
+        try:
+            with open("/proc/stat", "rb") as stat:
+                words = stat.readline().split()
+        except OSError:
+            return None
+        # cpu user nice system idle iowait irq softirq steal (guest time is in user)
+        ticks = [int(word) for word in words[1:9]]
+        return CpuTimes(busy=sum(ticks) - ticks[3] - ticks[4], total=sum(ticks))
+
 
 def system_affinity() -> ThreadAffinity | None:
     """This system's thread placement, or None where it has none that Ferry uses."""
@@ -93,10 +123,15 @@ class CoreSharing:
         self,
         affinity: ThreadAffinity | None,
         threads: Callable[[], Iterable[threading.Thread]] = threading.enumerate,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._affinity = affinity
         self._threads = threads
+        self._monotonic = monotonic
         self._every = affinity.allowed() if affinity is not None else frozenset()
+        self._looked_at = (monotonic(), affinity.cpu_times() if affinity is not None else None)
+        self._looked_once = False
+        self._room = True  # a core to spare, at the last look
         self._lock = threading.Lock()
         self._spreading = 0  # multipart attempts running
         self._core: int | None = None  # the CPU shared now; None: none placed
@@ -115,8 +150,10 @@ class CoreSharing:
             return
         if not spreads:
             with self._lock:
-                if self._spreading == 0:
+                if self._spreading == 0 and self._core_to_spare():
                     self._place_newcomers()
+                elif self._spreading == 0 and self._core is not None:
+                    self._give_every_core()
             yield
             return
         with self._lock:
@@ -134,6 +171,29 @@ class CoreSharing:
         with self._lock:
             if self._core is not None:
                 self._give_every_core()
+
+    def _core_to_spare(self) -> bool:
+        """Were the machine's CPUs idle enough, since the last look, to give one to Ferry?"""
+        assert self._affinity is not None
+        now = self._monotonic()
+        last_at, last = self._looked_at
+        if self._looked_once and now - last_at < LOOK_EVERY:
+            return self._room
+        times = self._affinity.cpu_times()
+        if times is None or last is None or times.total - last.total < _FEWEST_TICKS:
+            if times is not None and last is None:
+                self._looked_at = (now, times)
+            return self._room
+        busy = (times.busy - last.busy) / (times.total - last.total)
+        self._looked_at, self._looked_once = (now, times), True
+        if (busy < BUSY_CEILING) != self._room:
+            log.debug(
+                "CPUs busy %.0f%% of the time: the small-file threads %s",
+                busy * 100,
+                "share one core" if busy < BUSY_CEILING else "may use every core",
+            )
+        self._room = busy < BUSY_CEILING
+        return self._room
 
     def _transfer_threads(self) -> list[threading.Thread]:
         return [t for t in self._threads() if TransferThread.owns(t.name) and t.native_id]

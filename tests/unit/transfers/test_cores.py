@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.model.threads import TransferThread
 from desktop_app.core.runtime.environment import Environment
-from desktop_app.core.transfers.cores import CoreSharing, LinuxAffinity
+from desktop_app.core.transfers.cores import LOOK_EVERY, CoreSharing, CpuTimes, LinuxAffinity
 from tests.conftest import open_moto_ferry
 
 MIB = 1024 * 1024
@@ -30,6 +31,18 @@ TRANSFER_NAMES = (
     "ferry-catalog",
 )
 OTHER_NAMES = ("ferry-part_0", "ferry-hash-ahead", "ferry-control")
+
+
+class IdleMachine(LinuxAffinity):
+    """The kernel's placement on a machine whose CPUs are busy a tenth of the time:
+    what these tests see does not hang on how busy the machine running them is."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    def cpu_times(self) -> CpuTimes:
+        self.ticks += 1000
+        return CpuTimes(busy=self.ticks // 10, total=self.ticks)
 
 
 class Waiting:
@@ -70,7 +83,7 @@ def test_a_small_files_attempt_puts_the_transfer_threads_on_one_core_and_no_othe
     transfer_threads: Waiting, other_threads: Waiting
 ) -> None:
     sharing = CoreSharing(
-        LinuxAffinity(), threads=lambda: [*transfer_threads.threads, *other_threads.threads]
+        IdleMachine(), threads=lambda: [*transfer_threads.threads, *other_threads.threads]
     )
     try:
         with sharing.attempt(spreads=False):
@@ -93,7 +106,7 @@ def test_a_small_files_attempt_puts_the_transfer_threads_on_one_core_and_no_othe
 def test_a_multipart_attempt_gives_the_transfer_threads_every_core_while_it_runs(
     transfer_threads: Waiting,
 ) -> None:
-    sharing = CoreSharing(LinuxAffinity(), threads=lambda: transfer_threads.threads)
+    sharing = CoreSharing(IdleMachine(), threads=lambda: transfer_threads.threads)
     try:
         with sharing.attempt(spreads=False):
             pass
@@ -124,7 +137,7 @@ def test_a_thread_started_by_a_placed_thread_is_born_on_its_core() -> None:
 
     scheduler = threading.Thread(target=start_one, name="ferry-scheduler")
     scheduler.start()
-    sharing = CoreSharing(LinuxAffinity(), threads=lambda: [scheduler])
+    sharing = CoreSharing(IdleMachine(), threads=lambda: [scheduler])
     try:
         with sharing.attempt(spreads=False):
             placed.set()
@@ -135,12 +148,19 @@ def test_a_thread_started_by_a_placed_thread_is_born_on_its_core() -> None:
 
 
 class RecordingAffinity:
-    """This process's two CPUs as a test sees them; what was placed where, and a thread
-    that ends before it is placed."""
+    """This process's two CPUs as a test sees them; what was placed where, a thread
+    that ends before it is placed, and how busy the CPUs were since each look."""
 
     def __init__(self, gone: frozenset[int] = frozenset()) -> None:
         self.placed: list[tuple[int, frozenset[int]]] = []
         self.gone = set(gone)
+        self.busy_share = 0.1
+        self.times = CpuTimes(0, 0)
+
+    def cpu_times(self) -> CpuTimes:
+        busy, total = self.times
+        self.times = CpuTimes(busy + int(1000 * self.busy_share), total + 1000)
+        return self.times
 
     def allowed(self) -> frozenset[int]:
         return frozenset({0, 1})
@@ -191,7 +211,53 @@ def test_nothing_is_placed_on_one_cpu_or_without_thread_affinity(
     assert one.placed == []
 
 
-class Spy(LinuxAffinity):
+def test_a_machine_with_no_core_to_spare_leaves_every_core_to_the_transfer_threads(
+    transfer_threads: Waiting,
+) -> None:
+    """20 Ferrys on two cores: each on a core of its own choosing, the kernel could not
+    even them out (bench-team was 5-10 % slower so)."""
+    affinity = RecordingAffinity()
+    clock = [0.0]
+    sharing = CoreSharing(
+        affinity, threads=lambda: transfer_threads.threads, monotonic=lambda: clock[0]
+    )
+    ids = {t.native_id for t in transfer_threads.threads}
+
+    def attempt(busy_share: float) -> set[frozenset[int]]:
+        affinity.busy_share = busy_share
+        clock[0] += LOOK_EVERY
+        affinity.placed.clear()
+        with sharing.attempt(spreads=False):
+            pass
+        assert {native_id for native_id, _cpus in affinity.placed} in (set(), ids)
+        return {cpus for _id, cpus in affinity.placed}
+
+    assert attempt(0.95) == set()  # busy: nothing placed
+    assert attempt(0.4) == {frozenset({1})}  # room: on the attempt's core
+    assert attempt(0.5) == set()  # placed already
+    assert attempt(0.99) == {frozenset({0, 1})}  # busy again: every core back
+    clock[0] += LOOK_EVERY / 10  # between looks, the last look holds
+    affinity.busy_share = 0.1
+    with sharing.attempt(spreads=False):
+        pass
+    assert sharing.core is None
+
+
+def test_how_busy_the_machine_is_comes_from_the_kernel() -> None:
+    kernel = LinuxAffinity()
+    before = kernel.cpu_times()
+    deadline = time.thread_time() + 0.2
+    while time.thread_time() < deadline:
+        pass
+    after = kernel.cpu_times()
+    assert before is not None
+    assert after is not None
+    assert 0 <= before.busy <= before.total
+    assert after.busy - before.busy >= 10  # 0.2 s of this thread: 20 ticks of 10 ms
+    assert after.total - after.busy >= before.total - before.busy  # idle never shrinks
+
+
+class Spy(IdleMachine):
     """The kernel's placement, with each call's thread name and CPUs written down."""
 
     calls: list[tuple[str, frozenset[int]]]
