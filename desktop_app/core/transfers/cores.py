@@ -90,10 +90,10 @@ class LinuxAffinity:
     def current_cpu(self) -> int | None:
         try:
             stat = Path("/proc/thread-self/stat").read_bytes()
-        except OSError:
+            # Field 39 ("processor"); the name in parentheses before may hold spaces.
+            return int(stat.rsplit(b")", 1)[1].split()[36])
+        except (OSError, ValueError, IndexError):
             return None
-        # Field 39 ("processor"); the name in parentheses before may hold spaces.
-        return int(stat.rsplit(b")", 1)[1].split()[36])
 
     def place(self, native_id: int, cpus: frozenset[int]) -> None:
         os.sched_setaffinity(native_id, cpus)
@@ -102,11 +102,11 @@ class LinuxAffinity:
         try:
             with open("/proc/stat", "rb") as stat:
                 words = stat.readline().split()
-        except OSError:
+            # cpu user nice system idle iowait irq softirq steal (guest time is in user)
+            ticks = [int(word) for word in words[1:9]]
+            return CpuTimes(busy=sum(ticks) - ticks[3] - ticks[4], total=sum(ticks))
+        except (OSError, ValueError, IndexError):
             return None
-        # cpu user nice system idle iowait irq softirq steal (guest time is in user)
-        ticks = [int(word) for word in words[1:9]]
-        return CpuTimes(busy=sum(ticks) - ticks[3] - ticks[4], total=sum(ticks))
 
 
 def system_affinity() -> ThreadAffinity | None:

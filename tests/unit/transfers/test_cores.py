@@ -7,6 +7,7 @@ one CPU they check that nothing changed. One test goes through a real upload.
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import time
@@ -299,3 +300,18 @@ def test_an_upload_runs_small_files_on_one_core_and_a_multipart_file_on_every_co
     assert any(len(cpus) == 1 for _name, cpus in Spy.calls[:first_spread])
     assert any(len(cpus) == 1 for _name, cpus in Spy.calls[first_spread:])
     assert Spy.calls[-1][1] == EVERY
+
+
+def test_a_proc_file_of_another_shape_is_unknown_not_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No error of placement reaches a transfer: /proc read otherwise than expected is 'unknown'."""
+    monkeypatch.setattr(Path, "read_bytes", lambda _self: b"1 (ferry) S 2")
+    monkeypatch.setattr(
+        "desktop_app.core.transfers.cores.open",
+        lambda *_args, **_kwargs: io.BytesIO(b"cpu  12 x\n"),
+        raising=False,
+    )
+    kernel = LinuxAffinity()
+    assert kernel.current_cpu() is None
+    assert kernel.cpu_times() is None
