@@ -31,10 +31,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from rss import wait_with_peak_rss  # noqa: E402
-from run import base_env, ensure_peers, measure  # noqa: E402
+from run import base_env, ensure_peers, measure, publish, weed_on_loopback  # noqa: E402
 
 from desktop_app.core.catalog.service import open_catalog  # noqa: E402
-from desktop_app.core.runtime.sandbox import SandboxServer, find_weed  # noqa: E402
 
 FERRY = str(ROOT / ".venv" / "bin" / "ferry")
 
@@ -166,20 +165,13 @@ def main() -> int:
     ]
     with tempfile.TemporaryDirectory(prefix="ferry-scale-") as tmp:
         root = Path(tmp)
-        server = SandboxServer(root / "weed", find_weed(os.environ))
-        state = server.start()
-        try:
+        with weed_on_loopback(root) as state:
             env = base_env(state.endpoint_url, root)
             for size in (int(s) for s in args.sizes.split(",")):
                 run = measure_check(size, args.planted, root, state.endpoint_url, peers, env)
                 print(run.line(), flush=True)
                 lines.append(run.line())
-        finally:
-            server.stop()
-    report = "\n".join(lines) + "\n"
-    print(report)
-    (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    (ROOT / "bench" / "results" / "check-scale.md").write_text(report)
+    publish("\n".join(lines) + "\n", "check-scale.md")
     return 0
 
 

@@ -51,10 +51,10 @@ from run import (  # noqa: E402
     fresh_bucket,
     make_data,
     measure,
+    publish,
     tool_commands,
+    weed_on_loopback,
 )
-
-from desktop_app.core.runtime.sandbox import SandboxServer, find_weed  # noqa: E402
 
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 STACK = "import boto3, sqlalchemy.orm, sqlalchemy.dialects.sqlite, awscrt.checksums"
@@ -191,9 +191,7 @@ def main() -> int:
     peers = ensure_peers()
     with tempfile.TemporaryDirectory(prefix="ferry-floor-") as tmp:
         root = Path(tmp)
-        server = SandboxServer(root / "weed", find_weed(os.environ))
-        state = server.start()
-        try:
+        with weed_on_loopback(root) as state:
             env = base_env(state.endpoint_url, root)
             starts = {"bare": median_start("pass", env), "stack": median_start(STACK, env)}
             bucket = fresh_bucket(peers, state.endpoint_url, env)
@@ -207,12 +205,7 @@ def main() -> int:
                     print(f"{tool:8} {run.wall_s:6.2f} s  cpu {run.cpu_s:5.2f} s  "
                           f"server {run.server_cpu_s:5.2f} s", flush=True)  # fmt: skip
                     runs.append(run)
-        finally:
-            server.stop()
-    report = render(starts, puts, runs, QUICK.small_files)
-    print(report)
-    (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    (ROOT / "bench" / "results" / "floor.md").write_text(report)
+    publish(render(starts, puts, runs, QUICK.small_files), "floor.md")
     return 0
 
 

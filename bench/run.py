@@ -29,6 +29,7 @@ does at its second run; ``ferry-first`` is Ferry's first run on a machine
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -41,6 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,10 +55,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 from relay import Relay  # noqa: E402
 from rss import wait_with_peak_rss  # noqa: E402
 
-from desktop_app.core.runtime.sandbox import SandboxServer, find_weed  # noqa: E402
+from desktop_app.core.runtime.sandbox import SandboxServer, SandboxState, find_weed  # noqa: E402
 
 MIB = 1024 * 1024
 PEERS = ROOT / "bench" / ".peers"
+RESULTS = ROOT / "bench" / "results"
 KEY, SECRET = "bench", "bench-not-a-secret"
 WINDOW = "ferry-window"  # the window's engine process (bench/engine_process.py)
 # Ferry on a machine where it ran before (the peers' steady state too), and its
@@ -79,6 +82,24 @@ class Run:
     @property
     def mib_per_s(self) -> float:
         return self.bytes_sent / MIB / self.seconds if self.seconds else 0.0
+
+
+@contextlib.contextmanager
+def weed_on_loopback(root: Path) -> Iterator[SandboxState]:
+    """A weed mini of the bench's own under ``root``, stopped at the end whatever happens."""
+    server = SandboxServer(root / "weed", find_weed(os.environ))
+    state = server.start()
+    try:
+        yield state
+    finally:
+        server.stop()
+
+
+def publish(report: str, name: str) -> None:
+    """Print a bench's table and keep it as bench/results/NAME (each bench's last run)."""
+    print(report)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / name).write_text(report)
 
 
 def ensure_peers() -> Path:
@@ -353,10 +374,8 @@ def main() -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ferry-bench-") as tmp:
         root = Path(tmp)
-        server = SandboxServer(root / "weed", find_weed(os.environ))
-        state = server.start()
-        endpoint = state.endpoint_url
-        try:
+        with weed_on_loopback(root) as state:
+            endpoint = state.endpoint_url
             env = base_env(endpoint, root)
             data = make_data(root / "data", sizes, cases)
             for rtt in (int(ms) for ms in args.rtt.split(",")):
@@ -370,14 +389,8 @@ def main() -> int:
             resume = None
             if not args.no_resume and "big" in data:
                 resume = resume_figure(data["big"][0], endpoint, peers, env)
-        finally:
-            server.stop()
-    report = render(runs, resume, checks, time.perf_counter() - started)
-    print(report)
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "latest.md").write_text(report)
-    (out / "latest.json").write_text(
+    publish(render(runs, resume, checks, time.perf_counter() - started), "latest.md")
+    (RESULTS / "latest.json").write_text(
         json.dumps(
             {
                 "runs": [r.__dict__ for r in runs],
