@@ -23,9 +23,12 @@ Promises:
   more than ``BUSY_CEILING`` of the time at the last look (taken at most every
   ``LOOK_EVERY`` seconds, at an attempt), those threads are allowed every
   CPU the process had when this object was made, and none is placed;
-- no other thread is touched: the main thread, the parts' and hashes'
-  threads, and every process started from an untouched thread keep the
-  kernel's placement;
+- no other thread is placed: the main thread and every process started
+  from an unplaced thread keep the kernel's placement, and the parts' and
+  hashes' threads begin by taking every CPU (:meth:`unbind_this_thread`, their
+  pools' first step), even when a placed thread started them: a file
+  queued small that grew past one part is sent in parts from a placed
+  worker;
 - :meth:`close` gives every CPU back to the threads it placed;
 - where the system has no thread affinity (macOS, Windows) or the process
   may use one CPU only, nothing is ever changed; a thread that ended before
@@ -166,6 +169,15 @@ class CoreSharing:
             with self._lock:
                 self._spreading -= 1
 
+    def unbind_this_thread(self) -> None:
+        """Let the calling thread run on every CPU the process had (a pool's first step)."""
+        if self._affinity is None or len(self._every) < 2:
+            return
+        try:
+            self._affinity.place(threading.get_native_id(), self._every)
+        except OSError as exc:
+            log.debug("A thread kept the CPUs it was born with: %s", exc)
+
     def close(self) -> None:
         """Give every CPU back to the threads placed (the engine stops)."""
         with self._lock:
@@ -180,9 +192,11 @@ class CoreSharing:
         if self._looked_once and now - last_at < LOOK_EVERY:
             return self._room
         times = self._affinity.cpu_times()
+        if times is not None and (last is None or times.total < last.total):
+            # A first look, or counters that stepped back (a CPU unplugged): a new baseline.
+            self._looked_at = (now, times)
+            return self._room
         if times is None or last is None or times.total - last.total < _FEWEST_TICKS:
-            if times is not None and last is None:
-                self._looked_at = (now, times)
             return self._room
         busy = (times.busy - last.busy) / (times.total - last.total)
         self._looked_at, self._looked_once = (now, times), True

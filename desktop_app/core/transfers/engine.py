@@ -137,11 +137,14 @@ class TransferEngine:
         # action): the one registry, shared with the scheduler.
         self.holds = TransferHolds()
         self._interrupted = threading.Event()
-        self.prepass = PrePass(self.budget)
         self.cores = cores or CoreSharing(None)
+        # The parts' and hashes' threads run on every core, whoever starts them.
+        self.prepass = PrePass(self.budget, thread_start=self.cores.unbind_this_thread)
         self._ahead = hashes_ahead
         self._part_pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=options.concurrency, thread_name_prefix="ferry-part"
+            max_workers=options.concurrency,
+            thread_name_prefix="ferry-part",
+            initializer=self.cores.unbind_this_thread,
         )
         self.sender = ObjectSender(
             journal=journal,

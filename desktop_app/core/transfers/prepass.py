@@ -65,10 +65,19 @@ class FileHashes:
 class PrePass:
     """Hashes files for the engine; thread-safe (each call has its own buffers)."""
 
-    def __init__(self, budget: ByteBudget, *, lanes: int = 2) -> None:
+    def __init__(
+        self,
+        budget: ByteBudget,
+        *,
+        lanes: int = 2,
+        thread_start: Callable[[], None] | None = None,
+    ) -> None:
+        """``thread_start``: what each lane's thread does first (the engine's core placement)."""
         self.budget = budget
         self._lanes = [
-            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"ferry-md5-{n}")
+            concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix=f"ferry-md5-{n}", initializer=thread_start
+            )
             for n in range(max(1, lanes))
         ]
 

@@ -7,12 +7,14 @@ one CPU they check that nothing changed. One test goes through a real upload.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -152,9 +154,10 @@ class RecordingAffinity:
     """This process's two CPUs as a test sees them; what was placed where, a thread
     that ends before it is placed, and how busy the CPUs were since each look."""
 
-    def __init__(self, gone: frozenset[int] = frozenset()) -> None:
+    def __init__(self, gone: frozenset[int] = frozenset(), refusal: int = errno.ESRCH) -> None:
         self.placed: list[tuple[int, frozenset[int]]] = []
         self.gone = set(gone)
+        self.refusal = refusal
         self.busy_share = 0.1
         self.times = CpuTimes(0, 0)
 
@@ -171,16 +174,18 @@ class RecordingAffinity:
 
     def place(self, native_id: int, cpus: frozenset[int]) -> None:
         if native_id in self.gone:
-            raise ProcessLookupError(3, "No such process")
+            raise OSError(self.refusal, os.strerror(self.refusal))
         self.placed.append((native_id, cpus))
 
 
-def test_a_thread_that_ended_before_it_was_placed_is_passed_over_and_tried_again(
-    transfer_threads: Waiting,
+@pytest.mark.parametrize("refusal", [errno.ESRCH, errno.EINVAL, errno.EPERM])
+def test_a_thread_that_cannot_be_placed_is_passed_over_and_tried_again(
+    transfer_threads: Waiting, refusal: int
 ) -> None:
+    """Ended (ESRCH), its CPU gone from the set (EINVAL), or not ours to move (EPERM)."""
     scheduler = next(t for t in transfer_threads.threads if t.name == "ferry-scheduler")
     assert scheduler.native_id is not None
-    affinity = RecordingAffinity(gone=frozenset({scheduler.native_id}))
+    affinity = RecordingAffinity(gone=frozenset({scheduler.native_id}), refusal=refusal)
     sharing = CoreSharing(affinity, threads=lambda: transfer_threads.threads)
     with sharing.attempt(spreads=False):
         pass
@@ -290,10 +295,13 @@ def test_an_upload_runs_small_files_on_one_core_and_a_multipart_file_on_every_co
         return
     one_core = [(name, cpus) for name, cpus in Spy.calls if len(cpus) == 1]
     every = [(name, cpus) for name, cpus in Spy.calls if cpus == EVERY]
-    # Every kind of thread that sends small files was placed, and nothing else.
+    # Every kind of thread that sends small files was placed, and nothing else; the
+    # parts' and hashes' threads only ever took every CPU.
     placed_kinds = {name.rstrip("_0123456789") for name, _cpus in one_core}
     assert placed_kinds == {member.value for member in TransferThread}
-    assert all(TransferThread.owns(name) for name, _cpus in Spy.calls)
+    others = {name for name, _cpus in Spy.calls if not TransferThread.owns(name)}
+    assert {name.rstrip("_0123456789") for name in others} == {"ferry-part", "ferry-md5-"}
+    assert {cpus for name, cpus in Spy.calls if name in others} == {EVERY}
     # The multipart upload gave them every core, the small files after it took one again,
     # and closing gave every core back.
     first_spread = Spy.calls.index(every[0])
@@ -315,3 +323,102 @@ def test_a_proc_file_of_another_shape_is_unknown_not_an_error(
     kernel = LinuxAffinity()
     assert kernel.current_cpu() is None
     assert kernel.cpu_times() is None
+
+
+def test_a_file_that_grew_past_one_part_is_hashed_and_sent_on_every_core(
+    ferry_env: Environment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queued small, sent in parts from a placed worker: the parts' and hashes' threads it
+    starts take every CPU (found by a review: they stayed on the shared core for good)."""
+    monkeypatch.setattr("desktop_app.core.runtime.ferry.system_affinity", IdleMachine)
+    small = []
+    for n in range(3):
+        small.append(tmp_path / f"small-{n}.txt")
+        small[-1].write_bytes(b"small %d" % n)
+    grown = tmp_path / "grown.bin"
+    grown.write_bytes(b"tiny")
+    with open_moto_ferry(ferry_env, tmp_path) as app:
+        queued = app.queue([*small, grown])
+        grown.write_bytes(os.urandom(11 * MIB))  # after it was queued, before its attempt
+        done = app.wait([r.id for r in queued])
+        pools = {
+            t.name: frozenset(os.sched_getaffinity(t.native_id))
+            for t in threading.enumerate()
+            if t.name.startswith(("ferry-part", "ferry-md5")) and t.native_id
+        }
+    assert {r.state for r in done} == {TransferState.DONE}
+    assert {name.rstrip("_0123456789") for name in pools} == {"ferry-part", "ferry-md5-"}
+    assert set(pools.values()) == {EVERY}
+
+
+def test_a_multipart_attempt_that_fails_still_ends_its_spreading(
+    transfer_threads: Waiting,
+) -> None:
+    affinity = RecordingAffinity()
+    sharing = CoreSharing(affinity, threads=lambda: transfer_threads.threads)
+    with pytest.raises(RuntimeError), sharing.attempt(spreads=True):
+        raise RuntimeError("disk full")
+    with sharing.attempt(spreads=False):
+        pass
+    assert sharing.core == 1
+
+
+def test_the_cpu_a_thread_runs_on_is_read_from_the_kernel() -> None:
+    last = max(EVERY)
+    seen: list[int | None] = []
+
+    def held_to_the_last_cpu() -> None:
+        os.sched_setaffinity(0, {last})
+        seen.append(LinuxAffinity().current_cpu())
+
+    thread = threading.Thread(target=held_to_the_last_cpu)
+    thread.start()
+    thread.join()
+    assert seen == [last]
+
+
+def test_the_spreading_lasts_while_the_parts_are_sent(
+    ferry_env: Environment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("desktop_app.core.runtime.ferry.system_affinity", IdleMachine)
+    small, big = tmp_path / "small.txt", tmp_path / "big.bin"
+    small.write_bytes(b"small")
+    big.write_bytes(os.urandom(11 * MIB))
+    with open_moto_ferry(ferry_env, tmp_path) as app:
+        cores = app.engine.cores
+        upload_part = app.storage.upload_part
+        while_sent: list[int | None] = []
+
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            with cores.attempt(spreads=False):  # a small file's attempt beside the parts
+                while_sent.append(cores.core)
+            return upload_part(*args, **kwargs)
+
+        monkeypatch.setattr(app.storage, "upload_part", spy)
+        assert app.upload([small])[0].state is TransferState.DONE
+        placed = cores.core
+        assert app.upload([big])[0].state is TransferState.DONE
+    assert len(while_sent) == 3
+    assert set(while_sent) == {None}  # every core while each part went
+    assert placed is not None or len(EVERY) < 2
+
+
+def test_counters_that_step_back_start_a_new_look(transfer_threads: Waiting) -> None:
+    """/proc/stat's sums can step back (a CPU unplugged): the verdict must not freeze."""
+    affinity = RecordingAffinity()
+    clock = [0.0]
+    sharing = CoreSharing(
+        affinity, threads=lambda: transfer_threads.threads, monotonic=lambda: clock[0]
+    )
+    affinity.busy_share = 0.95
+    clock[0] += LOOK_EVERY
+    with sharing.attempt(spreads=False):
+        pass
+    assert sharing.core is None  # busy
+    affinity.times = CpuTimes(0, 0)  # the sums start again lower
+    affinity.busy_share = 0.01
+    for _look in range(2):
+        clock[0] += LOOK_EVERY
+        with sharing.attempt(spreads=False):
+            pass
+    assert sharing.core == 1  # idle again: placed
