@@ -153,10 +153,11 @@ class CoreSharing:
             return
         if not spreads:
             with self._lock:
-                if self._spreading == 0 and self._core_to_spare():
-                    self._place_newcomers()
-                elif self._spreading == 0 and self._core is not None:
-                    self._give_every_core()
+                if self._spreading == 0:
+                    if self._core_to_spare():
+                        self._place_newcomers()
+                    elif self._core is not None:
+                        self._give_every_core()
             yield
             return
         with self._lock:

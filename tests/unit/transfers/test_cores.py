@@ -36,6 +36,18 @@ TRANSFER_NAMES = (
 OTHER_NAMES = ("ferry-part_0", "ferry-hash-ahead", "ferry-control")
 
 
+def write_small_files(folder: Path, count: int) -> list[Path]:
+    paths = [folder / f"small-{n}.txt" for n in range(count)]
+    for n, path in enumerate(paths):
+        path.write_bytes(b"small %d" % n)
+    return paths
+
+
+def kind(thread_name: str) -> str:
+    """A pool's thread name without its number ("ferry-file_3" -> "ferry-file")."""
+    return thread_name.rstrip("_0123456789")
+
+
 class IdleMachine(LinuxAffinity):
     """The kernel's placement on a machine whose CPUs are busy a tenth of the time:
     what these tests see does not hang on how busy the machine running them is."""
@@ -279,10 +291,7 @@ def test_an_upload_runs_small_files_on_one_core_and_a_multipart_file_on_every_co
 ) -> None:
     Spy.calls = []
     monkeypatch.setattr("desktop_app.core.runtime.ferry.system_affinity", Spy)
-    files = []
-    for n in range(6):
-        files.append(tmp_path / f"small-{n}.txt")
-        files[-1].write_bytes(b"small %d" % n)
+    files = write_small_files(tmp_path, 6)
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(11 * MIB))
     with open_moto_ferry(ferry_env, tmp_path) as app:
@@ -297,10 +306,10 @@ def test_an_upload_runs_small_files_on_one_core_and_a_multipart_file_on_every_co
     every = [(name, cpus) for name, cpus in Spy.calls if cpus == EVERY]
     # Every kind of thread that sends small files was placed, and nothing else; the
     # parts' and hashes' threads only ever took every CPU.
-    placed_kinds = {name.rstrip("_0123456789") for name, _cpus in one_core}
+    placed_kinds = {kind(name) for name, _cpus in one_core}
     assert placed_kinds == {member.value for member in TransferThread}
     others = {name for name, _cpus in Spy.calls if not TransferThread.owns(name)}
-    assert {name.rstrip("_0123456789") for name in others} == {"ferry-part", "ferry-md5-"}
+    assert {kind(name) for name in others} == {"ferry-part", "ferry-md5-"}
     assert {cpus for name, cpus in Spy.calls if name in others} == {EVERY}
     # The multipart upload gave them every core, the small files after it took one again,
     # and closing gave every core back.
@@ -331,10 +340,7 @@ def test_a_file_that_grew_past_one_part_is_hashed_and_sent_on_every_core(
     """Queued small, sent in parts from a placed worker: the parts' and hashes' threads it
     starts take every CPU (found by a review: they stayed on the shared core for good)."""
     monkeypatch.setattr("desktop_app.core.runtime.ferry.system_affinity", IdleMachine)
-    small = []
-    for n in range(3):
-        small.append(tmp_path / f"small-{n}.txt")
-        small[-1].write_bytes(b"small %d" % n)
+    small = write_small_files(tmp_path, 3)
     grown = tmp_path / "grown.bin"
     grown.write_bytes(b"tiny")
     with open_moto_ferry(ferry_env, tmp_path) as app:
@@ -347,7 +353,7 @@ def test_a_file_that_grew_past_one_part_is_hashed_and_sent_on_every_core(
             if t.name.startswith(("ferry-part", "ferry-md5")) and t.native_id
         }
     assert {r.state for r in done} == {TransferState.DONE}
-    assert {name.rstrip("_0123456789") for name in pools} == {"ferry-part", "ferry-md5-"}
+    assert {kind(name) for name in pools} == {"ferry-part", "ferry-md5-"}
     assert set(pools.values()) == {EVERY}
 
 
