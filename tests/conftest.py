@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 import warnings
@@ -59,6 +61,38 @@ READER_ACCESS_KEY = "ferry-test-reader"
 READER_SECRET_KEY = "ferry-reader-secret-9e2f"
 T = TypeVar("T")
 PG_ADMIN_URL = os.environ.get("FERRY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+# Seconds the test process may take to end after the last report: its threads
+# joined, its servers' finalizers run (a normal end takes well under one).
+EXIT_PATIENCE = float(os.environ.get("FERRY_TEST_EXIT_PATIENCE", "120"))
+_exit_status = [0]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status[0] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A thread a test left running (a client still uploading after its test
+    timed out) would keep the process from ending: Python joins every
+    non-daemon thread at exit. CI then hangs until its own limit, long after
+    the summary. A daemon watchdog ends such a process, with the threads'
+    stacks, and a failing status."""
+
+    def end_a_hung_exit() -> None:
+        time.sleep(EXIT_PATIENCE)
+        stray = [t.name for t in threading.enumerate() if not t.daemon and t.is_alive()]
+        sys.stderr.write(
+            f"\nThe tests ended {EXIT_PATIENCE:.0f} s ago but the process did not: these "
+            f"threads still run: {stray}. Their stacks follow; the run fails.\n"
+        )
+        faulthandler.dump_traceback(all_threads=True)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(_exit_status[0] or 1)
+
+    threading.Thread(target=end_a_hung_exit, name="exit-watchdog", daemon=True).start()
 
 
 class MemoryKeyring(keyring.backend.KeyringBackend):

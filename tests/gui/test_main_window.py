@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from pytestqt.qtbot import QtBot
 from desktop_app.core.catalog.schema import FileStatus
 from desktop_app.core.model.events import TransferProgress, TransferSnapshot
 from desktop_app.core.model.states import TransferState
+from desktop_app.core.model.threads import TransferThread
 from desktop_app.core.runtime.environment import Environment
 from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.settings.profiles import Profile
@@ -343,16 +345,25 @@ def test_a_drop_of_10000_files_keeps_the_window_responsive(
     drop(window, [folder])
     qtbot.waitUntil(lambda: window.model.rowCount() == 10_000, timeout=120_000)
     qtbot.wait(3_000)  # uploads running while the queue is shown
+    in_window = sorted({t.name for t in threading.enumerate() if TransferThread.owns(t.name)})
     timer.stop()
     window.commands.pause(None)
-    longest = max(stalls)
+    gaps = sorted(stalls)
+    longest, p99 = gaps[-1], gaps[len(gaps) * 99 // 100]
     print(
-        f"longest event-loop stall with 10,000 files queued and uploading: {longest * 1000:.0f} ms"
+        f"event-loop gaps with 10,000 files queued and uploading: "
+        f"longest {longest * 1000:.0f} ms, 99th percentile {p99 * 1000:.0f} ms"
     )
-    # A generous bound for a shared 2-core CI machine (measured 86-95 ms here,
-    # see docs/BENCHMARKS.md); it catches I/O or engine work coming back into
-    # the window's process (measured 430-650 ms when the engine ran there).
-    assert longest < 1.0
+    # The engine's work runs in its own process: none of its threads is in the window's.
+    assert in_window == []
+    # Bounds for a shared 2-core CI machine (docs/BENCHMARKS.md, "The window under
+    # load"): idle here the longest gap was 67-238 ms and the 99th percentile about
+    # 100 ms; with three CPU hogs beside it, 402 and 205 ms. With the engine in the
+    # window's process, stalls of 430-650 ms came one after another. One gap of
+    # 1,040 ms was seen on a loaded CI machine: a single late tick is the machine's,
+    # many are Ferry's.
+    assert p99 < 0.5
+    assert longest < 2.0
 
 
 def test_speed_shown_matches_the_bandwidth_limit_and_is_one_figure_for_row_and_total(
