@@ -20,6 +20,7 @@ profile's user name.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -124,6 +125,10 @@ class CatalogService:
 
     def close(self) -> None:
         self._transactions.close()
+
+    def threads(self) -> list[threading.Thread]:
+        """The threads this catalog runs: its writer's, which each upload's rows wait on."""
+        return self._transactions.threads()
 
     @property
     def dialect(self) -> str:

@@ -80,6 +80,10 @@ class CatalogTransactions:
         ):
             yield connection
 
+    def threads(self) -> list[threading.Thread]:
+        """The thread that writes the uploads' shared transactions."""
+        return [self._group.thread]
+
     def close(self) -> None:
         self._group.stop()
         if self._writer_connection is not None:

@@ -95,6 +95,11 @@ class GroupCommitter(Generic[Tx]):
             raise refusal.error from None
         return result
 
+    @property
+    def thread(self) -> threading.Thread:
+        """The writer thread (not started until the first request)."""
+        return self._thread
+
     def stop(self) -> None:
         """Finish what was asked, then end the writer thread."""
         if self._thread.is_alive():

@@ -17,6 +17,7 @@ import functools
 import os
 import shutil
 import sqlite3
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -164,6 +165,10 @@ class JournalDatabase:
             ),
             connect_args={"timeout": 30, "uri": True},
         )
+
+    def threads(self) -> list[threading.Thread]:
+        """The thread that writes the journal (none when opened to read)."""
+        return [self._writer.thread] if self._writer is not None else []
 
     def close(self) -> None:
         if self._writer is not None:

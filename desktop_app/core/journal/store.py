@@ -12,6 +12,7 @@ through one writer and kept short; reads may come from any thread.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,6 +95,10 @@ class Journal:
 
     def close(self) -> None:
         self._database.close()
+
+    def threads(self) -> list[threading.Thread]:
+        """The threads this journal runs: its writer's, which each recorded step waits on."""
+        return self._database.threads()
 
     # -- transfers ----------------------------------------------------------
 

@@ -1,9 +1,11 @@
 """The names of the threads that run a small file's Python, defined once.
 
 Each is the name (or, for a pool, the name's prefix) its owner gives the
-thread; :mod:`desktop_app.core.transfers.cores` finds them by it to place
-them on one core (tests/unit/transfers/test_cores.py checks they are there
-while a file is sent).
+thread, so that a person reading a stack dump, ``top -H`` or
+``/proc/PID/task`` knows them, and tests can tell them from the rest. Their
+owners list them for :mod:`desktop_app.core.transfers.cores`, which places
+them on one core (``Ferry.transfer_threads``): by owner, not by name, as one
+process may run several Ferrys.
 """
 
 import enum

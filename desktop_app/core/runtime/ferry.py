@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,9 +95,7 @@ class Ferry:
         mode: RunMode = RunMode.ONE_SHOT,
         scheduler_options: SchedulerOptions | None = None,
         hashes_ahead: HashesAhead | None = None,
-        cores: CoreSharing | None = None,
     ) -> None:
-        """``cores``: where the small-file threads run; none given, this system's placement."""
         self.profile = profile
         self.env = env
         self.storage = storage
@@ -127,7 +126,8 @@ class Ferry:
             ),
             bus=bus,
             hashes_ahead=hashes_ahead,
-            cores=cores or CoreSharing(system_affinity()),
+            # This Ferry's own threads only: tests and a profile switch run several in a process.
+            cores=CoreSharing(system_affinity(), threads=self.transfer_threads),
             # What the endpoint does with conditional writes, learnt once per endpoint.
             guard=EndpointGuard(
                 storage,
@@ -233,6 +233,11 @@ class Ferry:
             scheduler_options=scheduler_options,
             hashes_ahead=hashes_ahead,
         )
+
+    def transfer_threads(self) -> list[threading.Thread]:
+        """The threads that run a small file's Python between its socket calls: the
+        scheduler's and its file workers', and the journal's and catalog's writers'."""
+        return [*self.scheduler.threads(), *self.journal.threads(), *self.catalog.threads()]
 
     def close(self, patience: float | None = None) -> bool:
         """Stop watching and uploading, close the journal and the catalog.

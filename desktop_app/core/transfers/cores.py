@@ -14,11 +14,12 @@ with 20 Ferrys on two cores): there only the kernel's balancing helps.
 
 Promises:
 
-- around an attempt at a file sent in one request, every thread named in
-  :class:`~desktop_app.core.model.threads.TransferThread` is allowed one CPU:
-  the one the attempt's thread runs on when the first is placed, the
-  kernel's own latest choice. A thread started since is placed at the next
-  attempt (one started by a placed thread is born there);
+- around an attempt at a file sent in one request, every thread its owner
+  names (``threads``: one Ferry's scheduler, file workers, journal writer
+  and catalog writer, never another Ferry's in the same process) is allowed
+  one CPU: the one the attempt's thread runs on when the first is placed,
+  the kernel's own latest choice. A thread started since is placed at the
+  next attempt (one started by a placed thread is born there);
 - while any multipart attempt runs, or while the machine's CPUs were busy
   more than ``BUSY_CEILING`` of the time at the last look (taken at most every
   ``LOOK_EVERY`` seconds, at an attempt), those threads are allowed every
@@ -46,8 +47,6 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple, Protocol
-
-from desktop_app.core.model.threads import TransferThread
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +124,10 @@ class CoreSharing:
     def __init__(
         self,
         affinity: ThreadAffinity | None,
-        threads: Callable[[], Iterable[threading.Thread]] = threading.enumerate,
+        threads: Callable[[], Iterable[threading.Thread]],
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``threads``: the threads to place, asked at each attempt (some may not have started)."""
         self._affinity = affinity
         self._threads = threads
         self._monotonic = monotonic
@@ -211,7 +211,8 @@ class CoreSharing:
         return self._room
 
     def _transfer_threads(self) -> list[threading.Thread]:
-        return [t for t in self._threads() if TransferThread.owns(t.name) and t.native_id]
+        # Started and not ended: an ended thread's id may be another thread's by now.
+        return [t for t in self._threads() if t.native_id and t.is_alive()]
 
     def _place_newcomers(self) -> None:
         assert self._affinity is not None

@@ -137,7 +137,7 @@ class TransferEngine:
         # action): the one registry, shared with the scheduler.
         self.holds = TransferHolds()
         self._interrupted = threading.Event()
-        self.cores = cores or CoreSharing(None)
+        self.cores = cores or CoreSharing(None, threads=list)
         # The parts' and hashes' threads run on every core, whoever starts them.
         self.prepass = PrePass(self.budget, thread_start=self.cores.unbind_this_thread)
         self._ahead = hashes_ahead

@@ -140,9 +140,12 @@ class Scheduler:
         self._candidates: list[tuple[int, int]] = []  # (id, size) from the last reading
         self._stopping = threading.Event()
         # Threads are started as work comes: the ceiling costs nothing until used.
+        # Each notes itself as its first step (appending is atomic: no lock).
+        self._workers: list[threading.Thread] = []
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(options.workers, window_options.ceiling),
             thread_name_prefix=TransferThread.FILE_WORKER.value,
+            initializer=lambda: self._workers.append(threading.current_thread()),
         )
         self._thread = threading.Thread(
             target=self._loop, name=TransferThread.SCHEDULER.value, daemon=True
@@ -165,6 +168,10 @@ class Scheduler:
         self.retry_waiting_now()
         self._thread.start()
         self.wake()
+
+    def threads(self) -> list[threading.Thread]:
+        """The threads this scheduler runs: its own and its file workers' (as started yet)."""
+        return [self._thread, *self._workers]
 
     def retry_waiting_now(self) -> int:
         """Transfers waiting for their next try time are tried at the next look; how many."""

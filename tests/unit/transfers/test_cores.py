@@ -7,6 +7,7 @@ one CPU they check that nothing changed. One test goes through a real upload.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import io
 import os
@@ -21,8 +22,9 @@ import pytest
 from desktop_app.core.model.states import TransferState
 from desktop_app.core.model.threads import TransferThread
 from desktop_app.core.runtime.environment import Environment
+from desktop_app.core.runtime.ferry import Ferry
 from desktop_app.core.transfers.cores import LOOK_EVERY, CoreSharing, CpuTimes, LinuxAffinity
-from tests.conftest import open_moto_ferry
+from tests.conftest import MemoryKeyring, environment_at, open_moto_ferry
 
 MIB = 1024 * 1024
 EVERY = frozenset(os.sched_getaffinity(0))
@@ -37,6 +39,7 @@ OTHER_NAMES = ("ferry-part_0", "ferry-hash-ahead", "ferry-control")
 
 
 def write_small_files(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(exist_ok=True)
     paths = [folder / f"small-{n}.txt" for n in range(count)]
     for n, path in enumerate(paths):
         path.write_bytes(b"small %d" % n)
@@ -97,9 +100,7 @@ def other_threads() -> Iterator[Waiting]:
 def test_a_small_files_attempt_puts_the_transfer_threads_on_one_core_and_no_other_thread(
     transfer_threads: Waiting, other_threads: Waiting
 ) -> None:
-    sharing = CoreSharing(
-        IdleMachine(), threads=lambda: [*transfer_threads.threads, *other_threads.threads]
-    )
+    sharing = CoreSharing(IdleMachine(), threads=lambda: transfer_threads.threads)
     try:
         with sharing.attempt(spreads=False):
             placed = transfer_threads.cpus()
@@ -428,3 +429,40 @@ def test_counters_that_step_back_start_a_new_look(transfer_threads: Waiting) -> 
         with sharing.attempt(spreads=False):
             pass
     assert sharing.core == 1  # idle again: placed
+
+
+def test_a_ferry_places_its_own_threads_and_not_another_ferrys_in_the_same_process(
+    ferry_env: Environment,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    memory_keyring: MemoryKeyring,
+) -> None:
+    """Threads are found through their owner, not their name: the second Ferry here
+    never places anything, and the first's small files leave its threads alone."""
+    affinities: list[LinuxAffinity | None] = [IdleMachine(), None]
+    monkeypatch.setattr("desktop_app.core.runtime.ferry.system_affinity", lambda: affinities.pop(0))
+    with open_moto_ferry(ferry_env, tmp_path) as first:
+        other_env = environment_at(tmp_path / "other-home", memory_keyring)
+        other_env.profiles.save(
+            dataclasses.replace(
+                first.profile, catalog_url=f"sqlite:///{tmp_path / 'other.sqlite3'}"
+            ),
+            make_default=True,
+        )
+        with Ferry.open(other_env) as second:
+            done = second.upload(write_small_files(tmp_path / "second", 4))
+            done += first.upload(write_small_files(tmp_path / "first", 4))
+            mine = on_cpus(first.transfer_threads())
+            theirs = on_cpus(second.transfer_threads())
+    assert {r.state for r in done} == {TransferState.DONE}
+    assert {kind(name) for name in mine} == {member.value for member in TransferThread}
+    assert {kind(name) for name in theirs} == {member.value for member in TransferThread}
+    if len(EVERY) >= 2:
+        assert len(set(mine.values())) == 1
+        assert len(next(iter(mine.values()))) == 1
+    assert set(theirs.values()) == {EVERY}
+
+
+def on_cpus(threads: list[threading.Thread]) -> dict[str, frozenset[int]]:
+    """The CPUs the kernel allows each started thread, by name."""
+    return {t.name: frozenset(os.sched_getaffinity(t.native_id)) for t in threads if t.native_id}
