@@ -126,7 +126,7 @@ class Ferry:
             ),
             bus=bus,
             hashes_ahead=hashes_ahead,
-            # This Ferry's own threads only: tests and a profile switch run several in a process.
+            # This Ferry's own threads only: one process may run several Ferrys (tests do).
             cores=CoreSharing(system_affinity(), threads=self.transfer_threads),
             # What the endpoint does with conditional writes, learnt once per endpoint.
             guard=EndpointGuard(
