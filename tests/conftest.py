@@ -78,7 +78,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     timed out) would keep the process from ending: Python joins every
     non-daemon thread at exit. CI then hangs until its own limit, long after
     the summary. A daemon watchdog ends such a process, with the threads'
-    stacks, and a failing status."""
+    stacks, and a failing status; faulthandler's own timer (a C thread, no GIL
+    needed) backs it up for a hang later in the interpreter's shutdown, or one
+    that holds the GIL."""
 
     def end_a_hung_exit() -> None:
         time.sleep(EXIT_PATIENCE)
@@ -93,6 +95,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         os._exit(_exit_status[0] or 1)
 
     threading.Thread(target=end_a_hung_exit, name="exit-watchdog", daemon=True).start()
+    faulthandler.dump_traceback_later(EXIT_PATIENCE + 30, exit=True)
 
 
 class MemoryKeyring(keyring.backend.KeyringBackend):

@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from desktop_app.core.catalog.records import FileQuery, UploadIntent
 from desktop_app.core.catalog.schema import FileStatus
@@ -28,6 +29,7 @@ from tests.conftest import (
 )
 
 MIB = 1024 * 1024
+DEADLINE = 240  # seconds for the 20 clients, under pytest-timeout's 300
 
 
 def test_320_concurrent_reservations_of_identical_content_never_say_other_content(
@@ -169,16 +171,20 @@ def test_20_clients_x_60_files_on_one_postgresql_stay_within_45_connections(
     states: Counter[str] = Counter()
     errors: list[str] = []
     lock = threading.Lock()
+    opened: dict[int, Ferry] = {}
 
     def run(n: int, env: Environment) -> None:
         with Ferry.open(env) as app:
+            with lock:
+                opened[n] = app
             records = app.upload([tmp_path / f"c{n:02d}", handbooks], prefix="team")
         with lock:
             states.update(r.state.value for r in records)
             errors.extend(f"{r.key}: {r.error.message}" for r in records if r.error)
 
-    # Daemon threads joined against a deadline: a run too slow fails here, saying
-    # how far it got, and leaves no thread that keeps the test process alive.
+    # Joined against a deadline: a run too slow fails here, saying how far it got,
+    # and stops the late clients' uploads rather than leave them running into the
+    # tests after this one (their file workers would also hold the process at exit).
     watcher = threading.Thread(target=watch_connections, daemon=True)
     watcher.start()
     threads = [
@@ -187,14 +193,18 @@ def test_20_clients_x_60_files_on_one_postgresql_stay_within_45_connections(
     ]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + DEADLINE
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     done.set()
-    watcher.join()
-    with lock:
-        late = [t.name for t in threads if t.is_alive()]
-        assert late == [], f"still uploading after 240 s: {late}; finished: {dict(states)}"
+    watcher.join(5)
+    late = [n for n, thread in enumerate(threads) if thread.is_alive()]
+    if late:
+        with lock:
+            finished, stopping = dict(states), [opened[n] for n in late if n in opened]
+        for app in stopping:
+            app.close(patience=5)
+        pytest.fail(f"clients {late} still uploading after {DEADLINE} s; finished: {finished}")
     print(f"\n{clients} clients x {files} files: {dict(states)}, peak connections {peak}")
     assert errors == [], errors[:5]
     assert not any("taken" in e or "already in bucket" in e for e in errors)
