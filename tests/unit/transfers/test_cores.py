@@ -51,6 +51,11 @@ def kind(thread_name: str) -> str:
     return thread_name.rstrip("_0123456789")
 
 
+def on_cpus(threads: list[threading.Thread]) -> dict[str, frozenset[int]]:
+    """The CPUs the kernel allows each started thread, by name."""
+    return {t.name: frozenset(os.sched_getaffinity(t.native_id)) for t in threads if t.native_id}
+
+
 class IdleMachine(LinuxAffinity):
     """The kernel's placement on a machine whose CPUs are busy a tenth of the time:
     what these tests see does not hang on how busy the machine running them is."""
@@ -75,7 +80,7 @@ class Waiting:
             thread.start()
 
     def cpus(self) -> dict[str, frozenset[int]]:
-        return {t.name: frozenset(os.sched_getaffinity(t.native_id or 0)) for t in self.threads}
+        return on_cpus(self.threads)
 
     def stop(self) -> None:
         self.release.set()
@@ -348,11 +353,9 @@ def test_a_file_that_grew_past_one_part_is_hashed_and_sent_on_every_core(
         queued = app.queue([*small, grown])
         grown.write_bytes(os.urandom(11 * MIB))  # after it was queued, before its attempt
         done = app.wait([r.id for r in queued])
-        pools = {
-            t.name: frozenset(os.sched_getaffinity(t.native_id))
-            for t in threading.enumerate()
-            if t.name.startswith(("ferry-part", "ferry-md5")) and t.native_id
-        }
+        pools = on_cpus(
+            [t for t in threading.enumerate() if t.name.startswith(("ferry-part", "ferry-md5"))]
+        )
     assert {r.state for r in done} == {TransferState.DONE}
     assert {kind(name) for name in pools} == {"ferry-part", "ferry-md5-"}
     assert set(pools.values()) == {EVERY}
@@ -461,8 +464,3 @@ def test_a_ferry_places_its_own_threads_and_not_another_ferrys_in_the_same_proce
         assert len(set(mine.values())) == 1
         assert len(next(iter(mine.values()))) == 1
     assert set(theirs.values()) == {EVERY}
-
-
-def on_cpus(threads: list[threading.Thread]) -> dict[str, frozenset[int]]:
-    """The CPUs the kernel allows each started thread, by name."""
-    return {t.name: frozenset(os.sched_getaffinity(t.native_id)) for t in threads if t.native_id}
